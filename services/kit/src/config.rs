@@ -1,0 +1,483 @@
+//! Process configuration: a YAML file (`--config`, rendered by the operator from the `Service`
+//! resource) overlaid by `TITAN_*` environment variables, per field. The raw file shape is
+//! parsed strictly, then turned into a validated [`Config`]; a bad setting fails at start with
+//! its name.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::KitError;
+
+/// The validated configuration of one `titan` process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Name of the cell this process belongs to; stamped on every event.
+    pub cell: String,
+    pub listen: Listen,
+    pub auth: AuthConfig,
+    pub postgres: Option<PostgresConfig>,
+    pub redis: Option<RedisConfig>,
+    pub clickhouse: Option<ClickHouseConfig>,
+    pub events: EventsConfig,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// Each service's own section, parsed by that service into its typed config.
+    pub services: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// The three listening addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// How bearer tokens are verified (and, for local cells, minted).
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub hs256_secret: Option<SecretString>,
+    /// PEM-encoded RSA public keys; a token verifies if any of them accepts it.
+    pub rs256_public_keys: Vec<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    pub url: SecretString,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: SecretString,
+    /// Prepended to every key this process touches, so cells and tests never collide.
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClickHouseConfig {
+    pub url: String,
+    pub database: String,
+    pub user: Option<String>,
+    pub password: Option<SecretString>,
+    /// Schema validation of rows; must be off against ClickHouse 18.16, on against current servers.
+    pub validation: bool,
+}
+
+/// Tuning of the outbox relay and the consumers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsConfig {
+    /// Rows the relay moves per round trip.
+    pub relay_batch: u32,
+    /// Approximate cap on the length of each stream (`XADD MAXLEN ~`).
+    pub stream_max_len: u64,
+    /// A message unacknowledged this long is claimed by another consumer.
+    pub claim_idle: Duration,
+    /// Failures after which a message goes to the dead-letter stream.
+    pub max_deliveries: u32,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            relay_batch: 500,
+            stream_max_len: 1_000_000,
+            claim_idle: Duration::from_secs(30),
+            max_deliveries: 5,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawConfig {
+    cell: Option<String>,
+    #[serde(default)]
+    listen: RawListen,
+    #[serde(default)]
+    auth: RawAuth,
+    #[serde(default)]
+    postgres: RawPostgres,
+    #[serde(default)]
+    redis: RawRedis,
+    #[serde(default)]
+    clickhouse: RawClickHouse,
+    #[serde(default)]
+    events: RawEvents,
+    shutdown_grace_seconds: Option<u64>,
+    #[serde(default)]
+    services: BTreeMap<String, serde_yaml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    grpc: Option<String>,
+    http: Option<String>,
+    admin: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawAuth {
+    issuer: Option<String>,
+    audience: Option<String>,
+    hs256_secret: Option<String>,
+    #[serde(default)]
+    rs256_public_keys: Vec<String>,
+    #[serde(default)]
+    rs256_public_key_files: Vec<String>,
+    leeway_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPostgres {
+    url: Option<String>,
+    max_connections: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawRedis {
+    url: Option<String>,
+    key_prefix: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawClickHouse {
+    url: Option<String>,
+    database: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    validation: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawEvents {
+    relay_batch: Option<u32>,
+    stream_max_len: Option<u64>,
+    claim_idle_seconds: Option<u64>,
+    max_deliveries: Option<u32>,
+}
+
+/// Environment variables a deployment may set; each names the file field it overrides.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("TITAN_CELL", "cell"),
+    ("TITAN_GRPC_ADDR", "listen.grpc"),
+    ("TITAN_HTTP_ADDR", "listen.http"),
+    ("TITAN_ADMIN_ADDR", "listen.admin"),
+    ("TITAN_AUTH_ISSUER", "auth.issuer"),
+    ("TITAN_AUTH_AUDIENCE", "auth.audience"),
+    ("TITAN_AUTH_HS256_SECRET", "auth.hs256Secret"),
+    (
+        "TITAN_AUTH_RS256_PUBLIC_KEY_FILES",
+        "auth.rs256PublicKeyFiles",
+    ),
+    ("TITAN_POSTGRES_URL", "postgres.url"),
+    ("TITAN_POSTGRES_MAX_CONNECTIONS", "postgres.maxConnections"),
+    ("TITAN_REDIS_URL", "redis.url"),
+    ("TITAN_REDIS_KEY_PREFIX", "redis.keyPrefix"),
+    ("TITAN_CLICKHOUSE_URL", "clickhouse.url"),
+    ("TITAN_CLICKHOUSE_DATABASE", "clickhouse.database"),
+    ("TITAN_CLICKHOUSE_USER", "clickhouse.user"),
+    ("TITAN_CLICKHOUSE_PASSWORD", "clickhouse.password"),
+];
+
+impl Config {
+    /// Loads the file at `path` (if any) and overlays the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, KitError> {
+        let text = match path {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                KitError::config("--config", format!("cannot read {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        Self::from_sources(text.as_deref(), |name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from a file's text and an environment lookup; the seam tests use.
+    pub fn from_sources(
+        file: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, KitError> {
+        let raw: RawConfig = match file {
+            Some(text) if !text.trim().is_empty() => serde_yaml::from_str(text)
+                .map_err(|e| KitError::config("--config", format!("invalid config file: {e}")))?,
+            _ => RawConfig::default(),
+        };
+        let pick = |var: &str, file: Option<String>| env(var).filter(|v| !v.is_empty()).or(file);
+
+        let cell = pick("TITAN_CELL", raw.cell).unwrap_or_else(|| "local".to_owned());
+        if !is_dns_label(&cell) {
+            return Err(KitError::config(
+                "cell",
+                format!(
+                    "{cell:?} is not a DNS label (lower-case letters, digits and '-', at most 63)"
+                ),
+            ));
+        }
+
+        let listen = Listen {
+            grpc: addr(
+                "listen.grpc",
+                pick("TITAN_GRPC_ADDR", raw.listen.grpc),
+                "0.0.0.0:50051",
+            )?,
+            http: addr(
+                "listen.http",
+                pick("TITAN_HTTP_ADDR", raw.listen.http),
+                "0.0.0.0:8080",
+            )?,
+            admin: addr(
+                "listen.admin",
+                pick("TITAN_ADMIN_ADDR", raw.listen.admin),
+                "0.0.0.0:9090",
+            )?,
+        };
+
+        let mut rs256_public_keys = raw.auth.rs256_public_keys;
+        let key_files = match env("TITAN_AUTH_RS256_PUBLIC_KEY_FILES").filter(|v| !v.is_empty()) {
+            Some(list) => list.split(',').map(|s| s.trim().to_owned()).collect(),
+            None => raw.auth.rs256_public_key_files,
+        };
+        for file in key_files {
+            let pem = std::fs::read_to_string(&file).map_err(|e| {
+                KitError::config(
+                    "auth.rs256PublicKeyFiles",
+                    format!("cannot read {file}: {e}"),
+                )
+            })?;
+            rs256_public_keys.push(pem);
+        }
+        let auth = AuthConfig {
+            issuer: pick("TITAN_AUTH_ISSUER", raw.auth.issuer),
+            audience: pick("TITAN_AUTH_AUDIENCE", raw.auth.audience),
+            hs256_secret: pick("TITAN_AUTH_HS256_SECRET", raw.auth.hs256_secret)
+                .map(SecretString::from),
+            rs256_public_keys,
+            leeway: Duration::from_secs(raw.auth.leeway_seconds.unwrap_or(30)),
+        };
+        if auth.hs256_secret.is_none() && auth.rs256_public_keys.is_empty() {
+            return Err(KitError::config(
+                "auth",
+                "no token key configured: set TITAN_AUTH_HS256_SECRET (or auth.hs256Secret) or auth.rs256PublicKeys",
+            ));
+        }
+        if let Some(secret) = &auth.hs256_secret
+            && secret.expose_secret().len() < 32
+        {
+            return Err(KitError::config(
+                "auth.hs256Secret",
+                "the HS256 secret must be at least 32 bytes long",
+            ));
+        }
+
+        let postgres = match pick("TITAN_POSTGRES_URL", raw.postgres.url) {
+            Some(url) => {
+                check_url("postgres.url", &url, &["postgres", "postgresql"])?;
+                let max_connections = match env("TITAN_POSTGRES_MAX_CONNECTIONS") {
+                    Some(v) => v.parse().map_err(|_| {
+                        KitError::config(
+                            "postgres.maxConnections",
+                            format!("{v:?} is not a whole number"),
+                        )
+                    })?,
+                    None => raw.postgres.max_connections.unwrap_or(20),
+                };
+                if max_connections == 0 {
+                    return Err(KitError::config(
+                        "postgres.maxConnections",
+                        "must be at least 1",
+                    ));
+                }
+                Some(PostgresConfig {
+                    url: url.into(),
+                    max_connections,
+                })
+            }
+            None => None,
+        };
+        let redis = match pick("TITAN_REDIS_URL", raw.redis.url) {
+            Some(url) => {
+                check_url("redis.url", &url, &["redis", "rediss"])?;
+                let key_prefix = pick("TITAN_REDIS_KEY_PREFIX", raw.redis.key_prefix)
+                    .unwrap_or_else(|| format!("titan:{cell}:"));
+                Some(RedisConfig {
+                    url: url.into(),
+                    key_prefix,
+                })
+            }
+            None => None,
+        };
+        let clickhouse = match pick("TITAN_CLICKHOUSE_URL", raw.clickhouse.url) {
+            Some(url) => {
+                check_url("clickhouse.url", &url, &["http", "https"])?;
+                Some(ClickHouseConfig {
+                    url,
+                    database: pick("TITAN_CLICKHOUSE_DATABASE", raw.clickhouse.database)
+                        .unwrap_or_else(|| "default".to_owned()),
+                    user: pick("TITAN_CLICKHOUSE_USER", raw.clickhouse.user),
+                    password: pick("TITAN_CLICKHOUSE_PASSWORD", raw.clickhouse.password)
+                        .map(SecretString::from),
+                    validation: raw.clickhouse.validation.unwrap_or(false),
+                })
+            }
+            None => None,
+        };
+
+        let defaults = EventsConfig::default();
+        let events = EventsConfig {
+            relay_batch: raw.events.relay_batch.unwrap_or(defaults.relay_batch),
+            stream_max_len: raw.events.stream_max_len.unwrap_or(defaults.stream_max_len),
+            claim_idle: raw
+                .events
+                .claim_idle_seconds
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.claim_idle),
+            max_deliveries: raw.events.max_deliveries.unwrap_or(defaults.max_deliveries),
+        };
+        if events.relay_batch == 0 || events.max_deliveries == 0 || events.claim_idle.is_zero() {
+            return Err(KitError::config(
+                "events",
+                "relayBatch, maxDeliveries and claimIdleSeconds must all be at least 1",
+            ));
+        }
+
+        Ok(Self {
+            cell,
+            listen,
+            auth,
+            postgres,
+            redis,
+            clickhouse,
+            events,
+            shutdown_grace: Duration::from_secs(raw.shutdown_grace_seconds.unwrap_or(25)),
+            services: raw.services,
+        })
+    }
+}
+
+fn addr(setting: &str, value: Option<String>, default: &str) -> Result<SocketAddr, KitError> {
+    let value = value.unwrap_or_else(|| default.to_owned());
+    value.parse().map_err(|_| {
+        KitError::config(
+            setting,
+            format!("{value:?} is not an address like 0.0.0.0:8080"),
+        )
+    })
+}
+
+fn check_url(setting: &str, url: &str, schemes: &[&str]) -> Result<(), KitError> {
+    match url.split_once("://") {
+        Some((scheme, rest)) if schemes.contains(&scheme) && !rest.is_empty() => Ok(()),
+        _ => Err(KitError::config(
+            setting,
+            format!("expected a {} URL", schemes.join(" or ")),
+        )),
+    }
+}
+
+/// RFC 1123 label, as Kubernetes requires of names the cell ends up in.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn environment_overrides_file_per_field() {
+        let file = "cell: sg-1\nlisten: { grpc: 127.0.0.1:1 }\nauth: { hs256Secret: x }\n";
+        let cfg = Config::from_sources(
+            Some(file),
+            env(&[
+                ("TITAN_AUTH_HS256_SECRET", SECRET),
+                ("TITAN_REDIS_URL", "redis://r:6379"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(cfg.cell, "sg-1");
+        assert_eq!(cfg.listen.grpc.to_string(), "127.0.0.1:1");
+        assert_eq!(cfg.listen.admin.to_string(), "0.0.0.0:9090");
+        assert_eq!(
+            cfg.auth
+                .hs256_secret
+                .as_ref()
+                .map(|s| s.expose_secret().to_owned()),
+            Some(SECRET.into())
+        );
+        assert_eq!(
+            cfg.redis.as_ref().map(|r| r.key_prefix.as_str()),
+            Some("titan:sg-1:")
+        );
+        assert!(cfg.postgres.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let err = Config::from_sources(
+            Some("listen: { http: nowhere }"),
+            env(&[("TITAN_AUTH_HS256_SECRET", SECRET)]),
+        )
+        .expect_err("bad address");
+        assert!(err.to_string().contains("listen.http"), "{err}");
+
+        let err = Config::from_sources(None, env(&[])).expect_err("no key");
+        assert!(err.to_string().contains("TITAN_AUTH_HS256_SECRET"), "{err}");
+
+        let err = Config::from_sources(
+            Some("colour: blue"),
+            env(&[("TITAN_AUTH_HS256_SECRET", SECRET)]),
+        )
+        .expect_err("unknown field");
+        assert!(err.to_string().contains("colour"), "{err}");
+
+        let err = Config::from_sources(
+            None,
+            env(&[
+                ("TITAN_AUTH_HS256_SECRET", SECRET),
+                ("TITAN_POSTGRES_URL", "mysql://x"),
+            ]),
+        )
+        .expect_err("wrong scheme");
+        assert!(err.to_string().contains("postgres.url"), "{err}");
+
+        let err = Config::from_sources(None, env(&[("TITAN_AUTH_HS256_SECRET", "short")]))
+            .expect_err("short secret");
+        assert!(err.to_string().contains("32 bytes"), "{err}");
+    }
+
+    #[test]
+    fn dns_labels() {
+        assert!(is_dns_label("sg-1"));
+        assert!(!is_dns_label("Sg"));
+        assert!(!is_dns_label("-a"));
+        assert!(!is_dns_label(""));
+    }
+}

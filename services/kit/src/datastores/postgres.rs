@@ -1,0 +1,64 @@
+//! PostgreSQL: the pool and migrations. Each service (and kit itself) embeds its migrations
+//! with `sqlx::migrate!` and records them in its own table, `_titan_migrations_<service>`, so
+//! services sharing a cell database never see each other's history. sqlx takes a database-wide
+//! advisory lock around a run, so replicas may start together.
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use sqlx::{
+    PgPool,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+use crate::{KitError, config::PostgresConfig};
+
+/// Opens a pool; fails fast when the server is unreachable.
+pub async fn connect(config: &PostgresConfig, application: &str) -> Result<PgPool, KitError> {
+    let options: PgConnectOptions = config
+        .url
+        .expose_secret()
+        .parse::<PgConnectOptions>()
+        .map_err(|e| KitError::config("postgres.url", e.to_string()))?
+        .application_name(application);
+    let pool = PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await?;
+    Ok(pool)
+}
+
+/// Kit's own tables: the outbox, idempotency keys and processed events.
+pub fn kit_migrator() -> Migrator {
+    sqlx::migrate!("./migrations")
+}
+
+/// Applies `migrator` as the migrations of `owner`; already-applied ones are checked, not rerun.
+pub async fn migrate(pool: &PgPool, owner: &str, mut migrator: Migrator) -> Result<(), KitError> {
+    if !owner
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(KitError::Other(format!(
+            "migration owner {owner:?} must be lower-case letters, digits and '_'"
+        )));
+    }
+    migrator.dangerous_set_table_name(format!("_titan_migrations_{owner}"));
+    migrator
+        .run(pool)
+        .await
+        .map_err(|source| KitError::Migrate {
+            service: owner.to_owned(),
+            source,
+        })?;
+    tracing::info!(owner, "migrations applied");
+    Ok(())
+}
+
+/// Readiness: the server answers a query.
+pub async fn ping(pool: &PgPool) -> Result<(), KitError> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}

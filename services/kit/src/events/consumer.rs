@@ -1,0 +1,340 @@
+//! The consumer runner: reads one service's stream on a consumer group and hands each event to
+//! a [`Handler`] inside a PostgreSQL transaction that also records the event id, so the handler's
+//! effect and "done" commit together (at most once per group, even across crashes). The message
+//! is acknowledged only after that commit; what a dead consumer left pending is claimed with
+//! `XAUTOCLAIM` after `claim_idle`, and an event that keeps failing goes to the dead-letter
+//! stream after `max_deliveries` attempts.
+
+use std::{future::Future, time::Duration};
+
+use redis::{
+    AsyncCommands, Value,
+    streams::{StreamAutoClaimReply, StreamId, StreamReadReply},
+};
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use super::{Envelope, dead_letter_key, stream_key};
+use crate::{KitError, config::EventsConfig, datastores::redis::RedisHandle};
+
+/// Application logic run for each event.
+pub trait Handler: Send + Sync + 'static {
+    /// Runs inside the transaction that records the event as processed; write through `tx`.
+    fn handle(
+        &self,
+        tx: &mut PgConnection,
+        event: &Envelope,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// A failed attempt: retried later, or dead-lettered at once when retrying cannot help.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("{0}")]
+    Retry(String),
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl From<sqlx::Error> for HandlerError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Retry(format!("postgres: {e}"))
+    }
+}
+
+/// What happened to one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Handled,
+    /// Already processed by this group (a redelivery or a relay duplicate).
+    Duplicate,
+    /// Failed; stays pending and will be redelivered.
+    Failed(String),
+    /// Cannot ever succeed (malformed, or a permanent error).
+    Rejected(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// The service whose stream is read.
+    pub source: String,
+    /// The consumer group: names the reading service (`gamification`), shared by its replicas.
+    pub group: String,
+    /// This replica's name within the group (the pod name).
+    pub consumer: String,
+    pub batch: usize,
+    pub block: Duration,
+    pub claim_idle: Duration,
+    pub max_deliveries: u32,
+}
+
+impl ConsumerOptions {
+    pub fn new(source: &str, group: &str, consumer: &str, events: &EventsConfig) -> Self {
+        Self {
+            source: source.to_owned(),
+            group: group.to_owned(),
+            consumer: consumer.to_owned(),
+            batch: 64,
+            block: Duration::from_secs(1),
+            claim_idle: events.claim_idle,
+            max_deliveries: events.max_deliveries,
+        }
+    }
+}
+
+/// One message read from the stream.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub stream_id: String,
+    pub event: Result<Envelope, String>,
+}
+
+#[derive(Debug)]
+pub struct Consumer<H> {
+    pool: PgPool,
+    redis: RedisHandle,
+    options: ConsumerOptions,
+    handler: H,
+    stream: String,
+    failures: String,
+    dead: String,
+    /// Blocking reads wait here so they never stall the shared connection.
+    blocking: redis::aio::ConnectionManager,
+    /// Whether this replica's own pending list has been re-read since start.
+    recovered_own: bool,
+}
+
+impl<H: Handler> Consumer<H> {
+    /// Creates the group if needed (from the start of the stream, so nothing published before
+    /// the first deployment of a consumer is lost).
+    pub async fn new(
+        pool: PgPool,
+        redis: RedisHandle,
+        options: ConsumerOptions,
+        handler: H,
+    ) -> Result<Self, KitError> {
+        let stream = stream_key(&redis, &options.source);
+        let failures = redis.key(&format!(
+            "events:{}:failures:{}",
+            options.source, options.group
+        ));
+        let dead = dead_letter_key(&redis, &options.source, &options.group);
+        let mut conn = redis.conn.clone();
+        let created: redis::RedisResult<()> = conn
+            .xgroup_create_mkstream(&stream, &options.group, "0")
+            .await;
+        if let Err(e) = created
+            && e.code() != Some("BUSYGROUP")
+        {
+            return Err(e.into());
+        }
+        let blocking = redis
+            .dedicated(options.block + Duration::from_secs(5))
+            .await?;
+        Ok(Self {
+            pool,
+            redis,
+            options,
+            handler,
+            stream,
+            failures,
+            dead,
+            blocking,
+            recovered_own: false,
+        })
+    }
+
+    /// Runs until `shutdown`; transient errors are logged and retried.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), KitError> {
+        let mut last_claim = tokio::time::Instant::now();
+        while !shutdown.is_cancelled() {
+            let batch = if last_claim.elapsed() >= self.options.claim_idle / 2 {
+                last_claim = tokio::time::Instant::now();
+                self.claim_stale().await
+            } else {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    batch = self.next_batch() => batch,
+                }
+            };
+            match batch {
+                Ok(messages) => {
+                    for message in messages {
+                        let outcome = self.handle(&message).await;
+                        if let Err(e) = self.settle(&message, &outcome).await {
+                            tracing::warn!(stream = %self.stream, error = %e, "cannot settle message; it will be redelivered");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(stream = %self.stream, group = %self.options.group, error = %e, "cannot read stream; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the next messages: first this replica's own pending ones after a restart, then new ones.
+    pub async fn next_batch(&mut self) -> Result<Vec<Message>, KitError> {
+        let start = if self.recovered_own { ">" } else { "0" };
+        let block = if self.recovered_own {
+            Some(self.options.block)
+        } else {
+            None
+        };
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&self.options.group)
+            .arg(&self.options.consumer)
+            .arg("COUNT")
+            .arg(self.options.batch);
+        if let Some(block) = block {
+            cmd.arg("BLOCK")
+                .arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX));
+        }
+        cmd.arg("STREAMS").arg(&self.stream).arg(start);
+        let reply: Option<StreamReadReply> = cmd.query_async(&mut self.blocking).await?;
+        let ids: Vec<StreamId> = reply
+            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+            .unwrap_or_default();
+        if !self.recovered_own && ids.is_empty() {
+            self.recovered_own = true;
+        }
+        Ok(ids.into_iter().map(parse).collect())
+    }
+
+    /// Takes over messages other replicas left unacknowledged for longer than `claim_idle`.
+    pub async fn claim_stale(&self) -> Result<Vec<Message>, KitError> {
+        let mut conn = self.redis.conn.clone();
+        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            .arg(&self.stream)
+            .arg(&self.options.group)
+            .arg(&self.options.consumer)
+            .arg(u64::try_from(self.options.claim_idle.as_millis()).unwrap_or(u64::MAX))
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(self.options.batch)
+            .query_async(&mut conn)
+            .await?;
+        Ok(reply.claimed.into_iter().map(parse).collect())
+    }
+
+    /// Runs the handler for one message and commits its effect with the de-duplication record.
+    /// Does not acknowledge: see [`Consumer::settle`].
+    pub async fn handle(&self, message: &Message) -> Outcome {
+        let event = match &message.event {
+            Ok(event) => event,
+            Err(e) => return Outcome::Rejected(e.clone()),
+        };
+        match self.handle_in_tx(event).await {
+            Ok(outcome) => outcome,
+            Err(HandlerError::Retry(e)) => Outcome::Failed(e),
+            Err(HandlerError::Permanent(e)) => Outcome::Rejected(e),
+        }
+    }
+
+    async fn handle_in_tx(&self, event: &Envelope) -> Result<Outcome, HandlerError> {
+        let mut tx = self.pool.begin().await?;
+        // Blocks behind a concurrent transaction holding the same id, then sees it as done.
+        let fresh = sqlx::query(
+            "INSERT INTO titan_processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(&self.options.group)
+        .bind(event.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !fresh {
+            return Ok(Outcome::Duplicate);
+        }
+        self.handler.handle(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(Outcome::Handled)
+    }
+
+    /// Acknowledges, counts a failure, or dead-letters, according to `outcome`.
+    pub async fn settle(&self, message: &Message, outcome: &Outcome) -> Result<(), KitError> {
+        let mut conn = self.redis.conn.clone();
+        match outcome {
+            Outcome::Handled | Outcome::Duplicate => {
+                let () = redis::pipe()
+                    .xack(&self.stream, &self.options.group, &[&message.stream_id])
+                    .ignore()
+                    .hdel(&self.failures, &message.stream_id)
+                    .ignore()
+                    .query_async(&mut conn)
+                    .await?;
+            }
+            Outcome::Failed(error) => {
+                let failures: u32 = conn.hincr(&self.failures, &message.stream_id, 1).await?;
+                tracing::warn!(stream = %self.stream, id = %message.stream_id, failures, %error, "event handler failed");
+                if failures >= self.options.max_deliveries {
+                    self.dead_letter(message, error).await?;
+                }
+            }
+            Outcome::Rejected(error) => {
+                tracing::error!(stream = %self.stream, id = %message.stream_id, %error, "event rejected");
+                self.dead_letter(message, error).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(&self, message: &Message, error: &str) -> Result<(), KitError> {
+        let mut conn = self.redis.conn.clone();
+        let original: Vec<(String, Vec<(String, Value)>)> = conn
+            .xrange_count(&self.stream, &message.stream_id, &message.stream_id, 1)
+            .await?;
+        let mut fields: Vec<(String, String)> = vec![
+            ("stream_id".into(), message.stream_id.clone()),
+            ("error".into(), error.to_owned()),
+        ];
+        if let Some((_, entry)) = original.into_iter().next() {
+            for (name, value) in entry {
+                if let Ok(text) = redis::from_redis_value::<String>(value) {
+                    fields.push((name, text));
+                }
+            }
+        }
+        let () = redis::pipe()
+            .xadd(&self.dead, "*", &fields)
+            .ignore()
+            .xack(&self.stream, &self.options.group, &[&message.stream_id])
+            .ignore()
+            .hdel(&self.failures, &message.stream_id)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        tracing::error!(stream = %self.stream, id = %message.stream_id, dead_letter = %self.dead, "event dead-lettered");
+        Ok(())
+    }
+}
+
+fn parse(entry: StreamId) -> Message {
+    let event = match entry.get::<String>("envelope") {
+        Some(json) => {
+            serde_json::from_str::<Envelope>(&json).map_err(|e| format!("malformed envelope: {e}"))
+        }
+        None => Err("message has no envelope field".to_owned()),
+    };
+    Message {
+        stream_id: entry.id,
+        event,
+    }
+}
+
+/// Deletes de-duplication records older than `keep`; far longer than any redelivery takes.
+pub async fn purge_processed(pool: &PgPool, keep: Duration) -> Result<u64, KitError> {
+    let done = sqlx::query(
+        "DELETE FROM titan_processed_events WHERE processed_at < now() - make_interval(secs => $1)",
+    )
+    .bind(keep.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}

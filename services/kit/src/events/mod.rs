@@ -1,0 +1,25 @@
+//! The event bus: a service writes [`Envelope`]s to the [`outbox`] in the transaction of the
+//! change; the [`relay`] publishes them to the service's Redis stream in order; a
+//! [`consumer`] on a consumer group handles each event at most once per group (de-duplicated by
+//! event id in the handler's transaction), redelivers what a dead consumer left unacknowledged,
+//! and parks what keeps failing in a dead-letter stream.
+
+pub mod consumer;
+pub mod envelope;
+pub mod outbox;
+pub mod relay;
+
+pub use consumer::{Consumer, ConsumerOptions, Handler, HandlerError, Outcome};
+pub use envelope::Envelope;
+
+use crate::datastores::redis::RedisHandle;
+
+/// The stream a service's events are published to.
+pub fn stream_key(redis: &RedisHandle, service: &str) -> String {
+    redis.key(&format!("events:{service}"))
+}
+
+/// Where events that a group could not handle end up, with the error.
+pub fn dead_letter_key(redis: &RedisHandle, service: &str, group: &str) -> String {
+    redis.key(&format!("events:{service}:dead:{group}"))
+}

@@ -1,0 +1,415 @@
+//! The process runtime behind `titan serve`: connects the datastores the chosen services need,
+//! mounts them, and runs the gRPC server (with health and reflection), the HTTP server and the
+//! admin server (`/metrics`, `/healthz`, `/readyz`) until SIGTERM, then drains in-flight
+//! requests within the grace period. Also `migrate`, shared with `titan migrate`.
+
+use std::{
+    collections::BTreeSet,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{Router, extract::State, http::StatusCode, routing::get};
+use prometheus::Registry;
+use sqlx::PgPool;
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{
+    KitError,
+    auth::Authenticator,
+    config::Config,
+    datastores::{clickhouse, postgres, redis::RedisHandle},
+    events::relay::Relay,
+    housekeeping,
+    metrics::{GrpcMetrics, GrpcMetricsLayer},
+    service::{Datastore, ServiceContext, ServiceDef},
+};
+
+/// How often readiness is re-checked to update the gRPC health status.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The datastore clients of a process, connected once and shared by its services.
+#[derive(Debug, Clone, Default)]
+struct Clients {
+    postgres: Option<PgPool>,
+    redis: Option<RedisHandle>,
+    clickhouse: Option<::clickhouse::Client>,
+}
+
+impl Clients {
+    async fn connect(config: &Config, services: &[ServiceDef]) -> Result<Self, KitError> {
+        let needed: BTreeSet<Datastore> = services
+            .iter()
+            .flat_map(|s| s.datastores.iter().copied())
+            .collect();
+        let missing = |d: Datastore| {
+            let service = services
+                .iter()
+                .find(|s| s.datastores.contains(&d))
+                .map_or("?", |s| s.name);
+            KitError::MissingDatastore {
+                service: service.to_owned(),
+                datastore: d.name(),
+                hint: d.hint(),
+            }
+        };
+        let mut clients = Self::default();
+        for d in needed {
+            match d {
+                Datastore::Postgres => {
+                    let cfg = config.postgres.as_ref().ok_or_else(|| missing(d))?;
+                    clients.postgres = Some(postgres::connect(cfg, "titan").await?);
+                }
+                Datastore::Redis => {
+                    let cfg = config.redis.as_ref().ok_or_else(|| missing(d))?;
+                    clients.redis = Some(RedisHandle::connect(cfg).await?);
+                }
+                Datastore::ClickHouse => {
+                    let cfg = config.clickhouse.as_ref().ok_or_else(|| missing(d))?;
+                    clients.clickhouse = Some(clickhouse::connect(cfg));
+                }
+            }
+        }
+        Ok(clients)
+    }
+
+    /// Every connected datastore answers; the first that does not is named.
+    async fn check(&self) -> Result<(), String> {
+        let timeout = Duration::from_secs(2);
+        let within =
+            |what: &'static str, r: Result<Result<(), KitError>, tokio::time::error::Elapsed>| {
+                match r {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(format!("{what}: {e}")),
+                    Err(_) => Err(format!("{what}: no answer within {timeout:?}")),
+                }
+            };
+        if let Some(pool) = &self.postgres {
+            within(
+                "postgres",
+                tokio::time::timeout(timeout, postgres::ping(pool)).await,
+            )?;
+        }
+        if let Some(redis) = &self.redis {
+            within("redis", tokio::time::timeout(timeout, redis.ping()).await)?;
+        }
+        if let Some(ch) = &self.clickhouse {
+            within(
+                "clickhouse",
+                tokio::time::timeout(timeout, clickhouse::ping(ch)).await,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies kit's and then each service's PostgreSQL migrations.
+pub async fn migrate(config: &Config, services: &[ServiceDef]) -> Result<(), KitError> {
+    let with_migrations: Vec<&ServiceDef> =
+        services.iter().filter(|s| s.migrator.is_some()).collect();
+    if with_migrations.is_empty() {
+        return Ok(());
+    }
+    let cfg = config.postgres.as_ref().ok_or(KitError::MissingDatastore {
+        service: with_migrations[0].name.to_owned(),
+        datastore: "postgres",
+        hint: Datastore::Postgres.hint(),
+    })?;
+    let pool = postgres::connect(cfg, "titan-migrate").await?;
+    postgres::migrate(&pool, "kit", postgres::kit_migrator()).await?;
+    for service in with_migrations {
+        if let Some(migrator) = service.migrator {
+            postgres::migrate(&pool, service.name, migrator()).await?;
+        }
+    }
+    pool.close().await;
+    Ok(())
+}
+
+/// The addresses the servers actually bound (port 0 in the config picks a free one).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+#[derive(Clone)]
+struct AdminState {
+    registry: Registry,
+    clients: Clients,
+    draining: Arc<AtomicBool>,
+}
+
+/// Serves `services` until `shutdown` is cancelled (the binary cancels it on SIGTERM/SIGINT).
+/// `on_bound` learns the bound addresses once every server listens.
+pub async fn serve(
+    config: Config,
+    services: Vec<ServiceDef>,
+    shutdown: CancellationToken,
+    on_bound: impl FnOnce(Bound),
+) -> Result<(), KitError> {
+    let config = Arc::new(config);
+    let registry = Registry::new();
+    let grpc_metrics = GrpcMetrics::new(&registry)?;
+    let auth = Authenticator::new(&config.auth)?;
+    let clients = Clients::connect(&config, &services).await?;
+    let tasks_stop = CancellationToken::new();
+
+    let mut routes = Routes::default().into_axum_router();
+    let mut http = Router::new();
+    let mut grpc_names = Vec::new();
+    let mut tasks: Vec<(String, crate::service::Task)> = Vec::new();
+    let mut reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    let mut reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    for def in &services {
+        let ctx = ServiceContext {
+            name: def.name,
+            config: config.clone(),
+            registry: registry.clone(),
+            auth: auth.clone(),
+            shutdown: tasks_stop.clone(),
+            postgres: clients.postgres.clone(),
+            redis: clients.redis.clone(),
+            clickhouse: clients.clickhouse.clone(),
+        };
+        let mounted = (def.mount)(ctx.clone()).await?;
+        routes = routes.merge(mounted.routes.into_axum_router());
+        http = http.merge(mounted.http);
+        tasks.extend(mounted.tasks);
+        if def.publishes_events {
+            let relay = Relay::new(ctx.postgres()?, ctx.redis()?, def.name, &config.events);
+            tasks.push((
+                format!("{}-outbox-relay", def.name),
+                Box::pin(relay.run(tasks_stop.clone())),
+            ));
+        }
+        reflection = reflection.register_encoded_file_descriptor_set(def.file_descriptor_set);
+        reflection_alpha =
+            reflection_alpha.register_encoded_file_descriptor_set(def.file_descriptor_set);
+        for name in &mounted.grpc_names {
+            reflection = reflection.with_service_name(*name);
+            reflection_alpha = reflection_alpha.with_service_name(*name);
+        }
+        grpc_names.extend(mounted.grpc_names);
+    }
+    if let Some(pool) = &clients.postgres {
+        tasks.push((
+            "housekeeping".into(),
+            Box::pin(housekeeping::run(pool.clone(), tasks_stop.clone())),
+        ));
+    }
+    reflection = reflection.with_service_name("grpc.health.v1.Health");
+    reflection_alpha = reflection_alpha.with_service_name("grpc.health.v1.Health");
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let draining = Arc::new(AtomicBool::new(false));
+    let ready = clients.check().await.is_ok();
+    set_health(&health, &grpc_names, ready).await;
+
+    let reflection_v1 = reflection
+        .build_v1()
+        .map_err(|e| KitError::Other(format!("reflection: {e}")))?;
+    let reflection_v1alpha = reflection_alpha
+        .build_v1alpha()
+        .map_err(|e| KitError::Other(format!("reflection: {e}")))?;
+    let routes = Routes::from(routes)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+
+    let grpc_listener = bind(config.listen.grpc, "listen.grpc").await?;
+    let http_listener = bind(config.listen.http, "listen.http").await?;
+    let admin_listener = bind(config.listen.admin, "listen.admin").await?;
+    let bound = Bound {
+        grpc: local_addr(&grpc_listener)?,
+        http: local_addr(&http_listener)?,
+        admin: local_addr(&admin_listener)?,
+    };
+    tracing::info!(grpc = %bound.grpc, http = %bound.http, admin = %bound.admin, services = ?services.iter().map(|s| s.name).collect::<Vec<_>>(), "listening");
+    on_bound(bound);
+
+    // Servers stop on `drain`, after readiness has gone false.
+    let drain = CancellationToken::new();
+    let mut servers = JoinSet::new();
+    {
+        let drain = drain.clone();
+        let layer = GrpcMetricsLayer::new(grpc_metrics);
+        servers.spawn(async move {
+            tonic::transport::Server::builder()
+                .layer(layer)
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(grpc_listener),
+                    drain.cancelled_owned(),
+                )
+                .await
+                .map_err(|e| KitError::Other(format!("grpc server: {e}")))
+        });
+    }
+    {
+        let drain = drain.clone();
+        servers.spawn(async move {
+            axum::serve(http_listener, http)
+                .with_graceful_shutdown(drain.cancelled_owned())
+                .await
+                .map_err(|e| KitError::Io {
+                    what: "http server".into(),
+                    source: e,
+                })
+        });
+    }
+    let admin_state = AdminState {
+        registry,
+        clients: clients.clone(),
+        draining: draining.clone(),
+    };
+    let admin = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz_handler))
+        .with_state(admin_state);
+    let admin_stop = CancellationToken::new();
+    let admin_server = {
+        let stop = admin_stop.clone();
+        tokio::spawn(async move {
+            axum::serve(admin_listener, admin)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+                .map_err(|e| KitError::Io {
+                    what: "admin server".into(),
+                    source: e,
+                })
+        })
+    };
+
+    let mut background = JoinSet::new();
+    for (name, task) in tasks {
+        background.spawn(async move { (name, task.await) });
+    }
+    let health_loop = {
+        let (health, names, clients, stop) = (
+            health.clone(),
+            grpc_names.clone(),
+            clients.clone(),
+            tasks_stop.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(HEALTH_INTERVAL) => {}
+                }
+                let result = clients.check().await;
+                if let Err(e) = &result {
+                    tracing::warn!(error = %e, "not ready");
+                }
+                set_health(&health, &names, result.is_ok()).await;
+            }
+        })
+    };
+
+    // Run until asked to stop, or until a server or task fails (then exit non-zero, so that
+    // Kubernetes restarts the pod rather than leaving it half-working).
+    let mut failure = None;
+    tokio::select! {
+        () = shutdown.cancelled() => tracing::info!("shutting down"),
+        Some(done) = servers.join_next() => failure = Some(joined(done).err().unwrap_or_else(|| KitError::Other("a server stopped unexpectedly".into()))),
+        Some(done) = background.join_next() => {
+            let (name, result) = done.map_err(|e| KitError::Other(format!("task panicked: {e}")))?;
+            failure = Some(result.err().unwrap_or_else(|| KitError::Other(format!("task {name} stopped unexpectedly"))));
+        }
+    }
+
+    // Drain: stop being ready first, then stop accepting, let in-flight calls finish.
+    draining.store(true, Ordering::SeqCst);
+    set_health(&health, &grpc_names, false).await;
+    drain.cancel();
+    tasks_stop.cancel();
+    let grace = config.shutdown_grace;
+    let finished = tokio::time::timeout(grace, async {
+        while let Some(done) = servers.join_next().await {
+            if let Err(e) = joined(done) {
+                tracing::error!(error = %e, "server failed while draining");
+            }
+        }
+        while let Some(done) = background.join_next().await {
+            if let Ok((name, Err(e))) = done {
+                tracing::error!(task = %name, error = %e, "task failed while stopping");
+            }
+        }
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(?grace, "grace period over; abandoning unfinished requests");
+    }
+    health_loop.abort();
+    admin_stop.cancel();
+    let _ = admin_server.await;
+    if let Some(pool) = &clients.postgres {
+        pool.close().await;
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn joined(done: Result<Result<(), KitError>, tokio::task::JoinError>) -> Result<(), KitError> {
+    done.map_err(|e| KitError::Other(format!("server task panicked: {e}")))?
+}
+
+async fn bind(addr: SocketAddr, setting: &str) -> Result<TcpListener, KitError> {
+    TcpListener::bind(addr).await.map_err(|e| KitError::Io {
+        what: format!("cannot listen on {addr} ({setting})"),
+        source: e,
+    })
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, KitError> {
+    listener.local_addr().map_err(|e| KitError::Io {
+        what: "local address".into(),
+        source: e,
+    })
+}
+
+async fn set_health(health: &HealthReporter, names: &[&'static str], ready: bool) {
+    let status = if ready {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    health.set_service_status("", status).await;
+    for name in names {
+        health.set_service_status(*name, status).await;
+    }
+}
+
+async fn metrics_handler(
+    State(state): State<AdminState>,
+) -> ([(&'static str, &'static str); 1], String) {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        crate::metrics::render(&state.registry),
+    )
+}
+
+async fn readyz_handler(State(state): State<AdminState>) -> (StatusCode, String) {
+    if state.draining.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down".into());
+    }
+    match state.clients.check().await {
+        Ok(()) => (StatusCode::OK, "ready".into()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}

@@ -1,0 +1,193 @@
+//! How a service plugs into the `titan` binary: a [`ServiceDef`] (one line in the binary's
+//! table) whose `mount` receives a [`ServiceContext`] with the datastores it declared and
+//! returns what to serve ([`Mounted`]): gRPC services (behind the auth interceptor), HTTP
+//! routes and background tasks.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use prometheus::Registry;
+use serde::de::DeserializeOwned;
+use sqlx::{PgPool, migrate::Migrator};
+use tokio_util::sync::CancellationToken;
+use tonic::{
+    body::Body,
+    server::NamedService,
+    service::{Routes, interceptor::InterceptedService},
+};
+
+use crate::{KitError, auth::Authenticator, config::Config, datastores::redis::RedisHandle};
+
+/// A datastore a service needs before it can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Datastore {
+    Postgres,
+    Redis,
+    ClickHouse,
+}
+
+impl Datastore {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Redis => "redis",
+            Self::ClickHouse => "clickhouse",
+        }
+    }
+
+    /// The setting that supplies it, for error messages.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Self::Postgres => "TITAN_POSTGRES_URL (or postgres.url)",
+            Self::Redis => "TITAN_REDIS_URL (or redis.url)",
+            Self::ClickHouse => "TITAN_CLICKHOUSE_URL (or clickhouse.url)",
+        }
+    }
+}
+
+/// One Titan service, as the binary's registry lists it.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceDef {
+    /// `titan serve <name>`; also the owner of its migrations and the name of its event stream.
+    pub name: &'static str,
+    pub datastores: &'static [Datastore],
+    /// Its PostgreSQL migrations, embedded with `sqlx::migrate!`.
+    pub migrator: Option<fn() -> Migrator>,
+    /// Whether it writes events to the outbox; the runtime then runs its relay.
+    pub publishes_events: bool,
+    /// Its encoded `FileDescriptorSet`, served by reflection.
+    pub file_descriptor_set: &'static [u8],
+    pub mount: fn(ServiceContext) -> BoxFuture<'static, Result<Mounted, KitError>>,
+}
+
+/// Everything a service gets from the runtime.
+#[derive(Debug, Clone)]
+pub struct ServiceContext {
+    pub name: &'static str,
+    pub config: Arc<Config>,
+    /// Register the service's own metrics here.
+    pub registry: Registry,
+    pub auth: Authenticator,
+    /// Cancelled on shutdown; background tasks return when it is.
+    pub shutdown: CancellationToken,
+    pub(crate) postgres: Option<PgPool>,
+    pub(crate) redis: Option<RedisHandle>,
+    pub(crate) clickhouse: Option<clickhouse::Client>,
+}
+
+impl ServiceContext {
+    pub fn postgres(&self) -> Result<PgPool, KitError> {
+        self.postgres
+            .clone()
+            .ok_or_else(|| self.missing(Datastore::Postgres))
+    }
+
+    pub fn redis(&self) -> Result<RedisHandle, KitError> {
+        self.redis
+            .clone()
+            .ok_or_else(|| self.missing(Datastore::Redis))
+    }
+
+    pub fn clickhouse(&self) -> Result<clickhouse::Client, KitError> {
+        self.clickhouse
+            .clone()
+            .ok_or_else(|| self.missing(Datastore::ClickHouse))
+    }
+
+    fn missing(&self, datastore: Datastore) -> KitError {
+        KitError::MissingDatastore {
+            service: self.name.to_owned(),
+            datastore: datastore.name(),
+            hint: datastore.hint(),
+        }
+    }
+
+    /// The service's typed section of the config file (`services.<name>`), or its defaults.
+    pub fn settings<T: DeserializeOwned + Default>(&self) -> Result<T, KitError> {
+        match self.config.services.get(self.name) {
+            None => Ok(T::default()),
+            Some(value) => serde_yaml::from_value(value.clone())
+                .map_err(|e| KitError::config(format!("services.{}", self.name), e.to_string())),
+        }
+    }
+
+    /// This replica's name among consumers: the pod name in a cluster, host and pid elsewhere.
+    pub fn instance(&self) -> String {
+        std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .map(|host| format!("{host}-{}", std::process::id()))
+            .unwrap_or_else(|_| format!("pid-{}", std::process::id()))
+    }
+}
+
+/// A background task the runtime runs until shutdown.
+pub type Task = BoxFuture<'static, Result<(), KitError>>;
+
+/// What a service serves.
+pub struct Mounted {
+    pub(crate) routes: Routes,
+    pub(crate) grpc_names: Vec<&'static str>,
+    pub(crate) http: axum::Router,
+    pub(crate) tasks: Vec<(String, Task)>,
+    auth: Authenticator,
+}
+
+impl std::fmt::Debug for Mounted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mounted")
+            .field("grpc", &self.grpc_names)
+            .field(
+                "tasks",
+                &self.tasks.iter().map(|t| &t.0).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mounted {
+    pub fn new(ctx: &ServiceContext) -> Self {
+        Self {
+            routes: Routes::default(),
+            grpc_names: Vec::new(),
+            http: axum::Router::new(),
+            tasks: Vec::new(),
+            auth: ctx.auth.clone(),
+        }
+    }
+
+    /// Serves a tonic service behind the JWT interceptor.
+    pub fn grpc<S>(mut self, svc: S) -> Self
+    where
+        S: tower_service::Service<
+                http::Request<Body>,
+                Response = http::Response<Body>,
+                Error = std::convert::Infallible,
+            > + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.grpc_names.push(S::NAME);
+        let routes = std::mem::take(&mut self.routes);
+        self.routes = routes.add_service(InterceptedService::new(svc, self.auth.clone()));
+        self
+    }
+
+    /// Serves HTTP routes (WebSockets, callbacks) on the HTTP port.
+    pub fn http(mut self, router: axum::Router) -> Self {
+        self.http = std::mem::take(&mut self.http).merge(router);
+        self
+    }
+
+    /// Runs `task` until shutdown.
+    pub fn task(
+        mut self,
+        name: impl Into<String>,
+        task: impl Future<Output = Result<(), KitError>> + Send + 'static,
+    ) -> Self {
+        self.tasks.push((name.into(), Box::pin(task)));
+        self
+    }
+}

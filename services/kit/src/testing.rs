@@ -1,0 +1,135 @@
+//! Test helpers (feature `testing`): each test gets its own PostgreSQL database, Redis key
+//! prefix and ClickHouse database on the servers that `cargo xtask test` starts, so tests run in
+//! parallel without seeing each other. Without those servers a helper fails and says how to run
+//! the tests; it never skips silently.
+
+use secrecy::SecretString;
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::{
+    config::{ClickHouseConfig, PostgresConfig, RedisConfig},
+    datastores::{clickhouse, postgres, redis::RedisHandle},
+};
+
+/// The URL in `var`, or a panic that tells how to run the tests.
+pub fn server_url(var: &str) -> String {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "{var} is not set: run the tests with `cargo xtask test` (see README.md), which starts \
+             PostgreSQL, Redis and ClickHouse and exports their URLs; or `eval \"$(cargo xtask datastores env)\"` \
+             after `cargo xtask datastores start`"
+        ),
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A fresh database with kit's tables migrated.
+#[derive(Debug)]
+pub struct TestPostgres {
+    pub pool: PgPool,
+    pub url: String,
+    pub config: PostgresConfig,
+    pub database: String,
+}
+
+impl TestPostgres {
+    pub async fn new() -> Self {
+        let admin = server_url("TITAN_TEST_POSTGRES_URL");
+        let database = unique("t");
+        let mut conn = PgConnection::connect(&admin)
+            .await
+            .expect("connect to the test PostgreSQL server");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        conn.close().await.expect("close admin connection");
+        let url = match admin.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{database}"),
+            None => panic!("TITAN_TEST_POSTGRES_URL must end with /<database>"),
+        };
+        let config = PostgresConfig {
+            url: SecretString::from(url.clone()),
+            max_connections: 10,
+        };
+        let pool = postgres::connect(&config, "titan-test")
+            .await
+            .expect("connect to test database");
+        postgres::migrate(&pool, "kit", postgres::kit_migrator())
+            .await
+            .expect("kit migrations");
+        Self {
+            pool,
+            url,
+            config,
+            database,
+        }
+    }
+}
+
+/// A private key prefix on the test Redis server.
+#[derive(Debug, Clone)]
+pub struct TestRedis {
+    pub handle: RedisHandle,
+    pub url: String,
+    pub config: RedisConfig,
+}
+
+impl TestRedis {
+    pub async fn new() -> Self {
+        let url = server_url("TITAN_TEST_REDIS_URL");
+        let config = RedisConfig {
+            url: SecretString::from(url.clone()),
+            key_prefix: format!("{}:", unique("t")),
+        };
+        let handle = RedisHandle::connect(&config)
+            .await
+            .expect("connect to the test Redis server");
+        Self {
+            handle,
+            url,
+            config,
+        }
+    }
+}
+
+/// A fresh ClickHouse database.
+#[derive(Debug, Clone)]
+pub struct TestClickHouse {
+    pub client: ::clickhouse::Client,
+    pub config: ClickHouseConfig,
+}
+
+impl TestClickHouse {
+    pub async fn new() -> Self {
+        let url = server_url("TITAN_TEST_CLICKHOUSE_URL");
+        let database = unique("t");
+        let admin = clickhouse::connect(&ClickHouseConfig {
+            url: url.clone(),
+            database: "default".into(),
+            user: None,
+            password: None,
+            validation: false,
+        });
+        admin
+            .query(&format!("CREATE DATABASE {database}"))
+            .execute()
+            .await
+            .expect("create test ClickHouse database");
+        let config = ClickHouseConfig {
+            url,
+            database,
+            user: None,
+            password: None,
+            validation: false,
+        };
+        Self {
+            client: clickhouse::connect(&config),
+            config,
+        }
+    }
+}
