@@ -15,7 +15,6 @@ pub mod metrics;
 pub mod runtime;
 pub mod service;
 pub mod telemetry;
-#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use error::{ErrorCode, KitError, ServiceError};

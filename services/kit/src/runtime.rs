@@ -164,7 +164,7 @@ pub async fn serve(
     let clients = Clients::connect(&config, &services).await?;
     let tasks_stop = CancellationToken::new();
 
-    let mut routes = Routes::default().into_axum_router();
+    let mut routes = Routes::default();
     let mut http = Router::new();
     let mut grpc_names = Vec::new();
     let mut tasks: Vec<(String, crate::service::Task)> = Vec::new();
@@ -184,7 +184,9 @@ pub async fn serve(
             clickhouse: clients.clickhouse.clone(),
         };
         let mounted = (def.mount)(ctx.clone()).await?;
-        routes = routes.merge(mounted.routes.into_axum_router());
+        for add in mounted.grpc {
+            routes = add(routes);
+        }
         http = http.merge(mounted.http);
         tasks.extend(mounted.tasks);
         if def.publishes_events {

@@ -125,7 +125,8 @@ pub type Task = BoxFuture<'static, Result<(), KitError>>;
 
 /// What a service serves.
 pub struct Mounted {
-    pub(crate) routes: Routes,
+    /// Each adds one gRPC service to the process's routes (tonic routers cannot be merged).
+    pub(crate) grpc: Vec<Box<dyn FnOnce(Routes) -> Routes + Send>>,
     pub(crate) grpc_names: Vec<&'static str>,
     pub(crate) http: axum::Router,
     pub(crate) tasks: Vec<(String, Task)>,
@@ -147,7 +148,7 @@ impl std::fmt::Debug for Mounted {
 impl Mounted {
     pub fn new(ctx: &ServiceContext) -> Self {
         Self {
-            routes: Routes::default(),
+            grpc: Vec::new(),
             grpc_names: Vec::new(),
             http: axum::Router::new(),
             tasks: Vec::new(),
@@ -170,8 +171,9 @@ impl Mounted {
         S::Future: Send + 'static,
     {
         self.grpc_names.push(S::NAME);
-        let routes = std::mem::take(&mut self.routes);
-        self.routes = routes.add_service(InterceptedService::new(svc, self.auth.clone()));
+        let svc = InterceptedService::new(svc, self.auth.clone());
+        self.grpc
+            .push(Box::new(move |routes: Routes| routes.add_service(svc)));
         self
     }
 

@@ -1,4 +1,4 @@
-//! Test helpers (feature `testing`): each test gets its own PostgreSQL database, Redis key
+//! Test helpers: each test gets its own PostgreSQL database, Redis key
 //! prefix and ClickHouse database on the servers that `cargo xtask test` starts, so tests run in
 //! parallel without seeing each other. Without those servers a helper fails and says how to run
 //! the tests; it never skips silently.

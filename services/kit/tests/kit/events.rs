@@ -1,0 +1,368 @@
+//! The event bus end to end on real servers: outbox → relay → stream → consumer, with
+//! duplicates absorbed, crashed consumers' messages reclaimed, and failures dead-lettered.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use sqlx::{PgConnection, PgPool};
+use titan_kit::{
+    config::EventsConfig,
+    events::{
+        self, Consumer, ConsumerOptions, Envelope, Handler, HandlerError, Outcome,
+        consumer::Message, outbox, relay::Relay,
+    },
+    testing::{TestPostgres, TestRedis},
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::eventually;
+
+/// Records every event it handles; fails on demand.
+#[derive(Debug, Clone, Copy)]
+enum Recorder {
+    Ok,
+    AlwaysRetry,
+}
+
+impl Handler for Recorder {
+    async fn handle(&self, tx: &mut PgConnection, event: &Envelope) -> Result<(), HandlerError> {
+        match self {
+            Self::Ok => {
+                sqlx::query("INSERT INTO handled (event_id) VALUES ($1)")
+                    .bind(event.id)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(())
+            }
+            Self::AlwaysRetry => Err(HandlerError::Retry("downstream is down".into())),
+        }
+    }
+}
+
+struct Bus {
+    db: TestPostgres,
+    redis: TestRedis,
+}
+
+impl Bus {
+    async fn new() -> Self {
+        let db = TestPostgres::new().await;
+        sqlx::query("CREATE TABLE handled (n BIGSERIAL PRIMARY KEY, event_id UUID NOT NULL)")
+            .execute(&db.pool)
+            .await
+            .expect("handled table");
+        Self {
+            db,
+            redis: TestRedis::new().await,
+        }
+    }
+
+    fn events_config() -> EventsConfig {
+        EventsConfig {
+            claim_idle: Duration::from_millis(200),
+            max_deliveries: 3,
+            ..EventsConfig::default()
+        }
+    }
+
+    async fn consumer(&self, name: &str, handler: Recorder) -> Consumer<Recorder> {
+        let mut options = ConsumerOptions::new("orders", "analytics", name, &Self::events_config());
+        options.block = Duration::from_millis(100);
+        Consumer::new(
+            self.db.pool.clone(),
+            self.redis.handle.clone(),
+            options,
+            handler,
+        )
+        .await
+        .expect("consumer")
+    }
+
+    fn relay(&self) -> Relay {
+        Relay::new(
+            self.db.pool.clone(),
+            self.redis.handle.clone(),
+            "orders",
+            &Self::events_config(),
+        )
+    }
+
+    /// Writes `n` events through the outbox, each in its own committed transaction.
+    async fn write(&self, n: usize) -> Vec<Envelope> {
+        let mut written = Vec::new();
+        for i in 0..n {
+            let event = Envelope::new("test", "orders.placed", 1, &serde_json::json!({ "n": i }))
+                .expect("event");
+            let mut tx = self.db.pool.begin().await.expect("tx");
+            outbox::write(&mut tx, "orders", &event)
+                .await
+                .expect("outbox");
+            tx.commit().await.expect("commit");
+            written.push(event);
+        }
+        written
+    }
+
+    async fn handled(&self, id: Uuid) -> i64 {
+        handled_count(&self.db.pool, id).await
+    }
+
+    async fn pending(&self) -> usize {
+        let mut conn = self.redis.handle.conn.clone();
+        let stream = events::stream_key(&self.redis.handle, "orders");
+        let reply: redis::streams::StreamPendingReply =
+            conn.xpending(&stream, "analytics").await.expect("xpending");
+        reply.count()
+    }
+
+    async fn dead_letters(&self) -> Vec<redis::streams::StreamId> {
+        let mut conn = self.redis.handle.conn.clone();
+        let key = events::dead_letter_key(&self.redis.handle, "orders", "analytics");
+        let reply: redis::streams::StreamRangeReply = conn.xrange_all(&key).await.expect("xrange");
+        reply.ids
+    }
+}
+
+async fn handled_count(pool: &PgPool, id: Uuid) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM handled WHERE event_id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}
+
+#[tokio::test]
+async fn the_relay_publishes_committed_events_in_order_and_only_those() {
+    let bus = Bus::new().await;
+    let written = bus.write(5).await;
+    {
+        let rolled_back = Envelope::new("test", "orders.placed", 1, &()).expect("event");
+        let mut tx = bus.db.pool.begin().await.expect("tx");
+        outbox::write(&mut tx, "orders", &rolled_back)
+            .await
+            .expect("outbox");
+        tx.rollback().await.expect("rollback");
+    }
+    assert_eq!(bus.relay().relay_once().await.expect("relay"), 5);
+    assert_eq!(
+        bus.relay().relay_once().await.expect("relay again"),
+        0,
+        "relayed rows leave the outbox"
+    );
+
+    let mut conn = bus.redis.handle.conn.clone();
+    let stream = events::stream_key(&bus.redis.handle, "orders");
+    let reply: redis::streams::StreamRangeReply = conn.xrange_all(&stream).await.expect("xrange");
+    let ids: Vec<String> = reply
+        .ids
+        .iter()
+        .filter_map(|e| e.get::<String>("id"))
+        .collect();
+    let want: Vec<String> = written.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(ids, want);
+}
+
+#[tokio::test]
+async fn each_event_is_handled_once_even_when_published_twice() {
+    let bus = Bus::new().await;
+    let written = bus.write(3).await;
+    bus.relay().relay_once().await.expect("relay");
+    // A relay that crashed after XADD but before DELETE publishes the same rows again.
+    {
+        let mut tx = bus.db.pool.begin().await.expect("tx");
+        outbox::write(&mut tx, "orders", &written[1])
+            .await
+            .expect("duplicate");
+        tx.commit().await.expect("commit");
+        bus.relay().relay_once().await.expect("relay duplicate");
+    }
+    let mut consumer = bus.consumer("c1", Recorder::Ok).await;
+    let mut outcomes = Vec::new();
+    while outcomes.len() < 4 {
+        for message in consumer.next_batch().await.expect("read") {
+            let outcome = consumer.handle(&message).await;
+            consumer.settle(&message, &outcome).await.expect("settle");
+            outcomes.push(outcome);
+        }
+    }
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Outcome::Handled).count(),
+        3
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == Outcome::Duplicate)
+            .count(),
+        1
+    );
+    for event in &written {
+        assert_eq!(
+            bus.handled(event.id).await,
+            1,
+            "event {} handled once",
+            event.id
+        );
+    }
+    assert_eq!(bus.pending().await, 0, "everything acknowledged");
+}
+
+/// Reads until the first message arrives.
+async fn first_message(consumer: &mut Consumer<Recorder>) -> Message {
+    loop {
+        if let Some(m) = consumer
+            .next_batch()
+            .await
+            .expect("read")
+            .into_iter()
+            .next()
+        {
+            return m;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_consumer_that_dies_after_commit_but_before_ack_does_not_cause_a_second_run() {
+    let bus = Bus::new().await;
+    let event = bus.write(1).await.remove(0);
+    bus.relay().relay_once().await.expect("relay");
+
+    let mut dying = bus.consumer("dying", Recorder::Ok).await;
+    let message = first_message(&mut dying).await;
+    assert_eq!(dying.handle(&message).await, Outcome::Handled);
+    drop(dying); // dies here: effect committed, message never acknowledged
+    assert_eq!(bus.pending().await, 1);
+
+    let survivor = bus.consumer("survivor", Recorder::Ok).await;
+    let claimed = eventually("the idle message to be claimed", || async {
+        let claimed = survivor.claim_stale().await.expect("claim");
+        (!claimed.is_empty()).then_some(claimed)
+    })
+    .await;
+    assert_eq!(claimed.len(), 1);
+    let outcome = survivor.handle(&claimed[0]).await;
+    assert_eq!(outcome, Outcome::Duplicate);
+    survivor
+        .settle(&claimed[0], &outcome)
+        .await
+        .expect("settle");
+    assert_eq!(bus.handled(event.id).await, 1);
+    assert_eq!(bus.pending().await, 0);
+}
+
+#[tokio::test]
+async fn a_consumer_that_dies_before_commit_has_its_message_redelivered() {
+    let bus = Bus::new().await;
+    let event = bus.write(1).await.remove(0);
+    bus.relay().relay_once().await.expect("relay");
+
+    let mut dying = bus.consumer("dying", Recorder::Ok).await;
+    let _read_but_never_handled = first_message(&mut dying).await;
+    drop(dying);
+
+    // The restarted consumer runs its loop; it reclaims the message once it has been idle.
+    let shutdown = CancellationToken::new();
+    let runner = tokio::spawn(
+        bus.consumer("restarted", Recorder::Ok)
+            .await
+            .run(shutdown.clone()),
+    );
+    eventually("the event to be handled", || async {
+        (bus.handled(event.id).await == 1).then_some(())
+    })
+    .await;
+    eventually("the message to be acknowledged", || async {
+        (bus.pending().await == 0).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    runner.await.expect("join").expect("run");
+    assert_eq!(bus.handled(event.id).await, 1);
+}
+
+#[tokio::test]
+async fn an_event_that_keeps_failing_is_dead_lettered() {
+    let bus = Bus::new().await;
+    let event = bus.write(1).await.remove(0);
+    bus.relay().relay_once().await.expect("relay");
+
+    let shutdown = CancellationToken::new();
+    let runner = tokio::spawn(
+        bus.consumer("c1", Recorder::AlwaysRetry)
+            .await
+            .run(shutdown.clone()),
+    );
+    let dead = eventually("a dead letter", || async {
+        let dead = bus.dead_letters().await;
+        (!dead.is_empty()).then_some(dead)
+    })
+    .await;
+    shutdown.cancel();
+    runner.await.expect("join").expect("run");
+
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].get::<String>("id"), Some(event.id.to_string()));
+    assert_eq!(
+        dead[0].get::<String>("error").as_deref(),
+        Some("downstream is down")
+    );
+    assert_eq!(
+        bus.pending().await,
+        0,
+        "a dead-lettered message is acknowledged"
+    );
+    assert_eq!(
+        bus.handled(event.id).await,
+        0,
+        "a failed attempt leaves no effect"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_message_is_dead_lettered_at_once() {
+    let bus = Bus::new().await;
+    let consumer_for_group = bus.consumer("c1", Recorder::Ok).await; // creates the group
+    let mut conn = bus.redis.handle.conn.clone();
+    let stream = events::stream_key(&bus.redis.handle, "orders");
+    let _: String = conn
+        .xadd(&stream, "*", &[("envelope", "{not json")])
+        .await
+        .expect("xadd");
+    drop(consumer_for_group);
+
+    let mut consumer = bus.consumer("c1", Recorder::Ok).await;
+    let message = first_message(&mut consumer).await;
+    let outcome = consumer.handle(&message).await;
+    assert!(
+        matches!(outcome, Outcome::Rejected(ref e) if e.contains("malformed envelope")),
+        "{outcome:?}"
+    );
+    consumer.settle(&message, &outcome).await.expect("settle");
+    assert_eq!(bus.dead_letters().await.len(), 1);
+    assert_eq!(bus.pending().await, 0);
+}
+
+#[tokio::test]
+async fn relay_and_consumer_loops_deliver_everything_once() {
+    let bus = Bus::new().await;
+    let shutdown = CancellationToken::new();
+    let relay = tokio::spawn(bus.relay().run(shutdown.clone()));
+    let consumer = tokio::spawn(bus.consumer("c1", Recorder::Ok).await.run(shutdown.clone()));
+    let written = bus.write(50).await;
+    eventually("all events handled", || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM handled")
+            .fetch_one(&bus.db.pool)
+            .await
+            .expect("count");
+        (n == 50).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    relay.await.expect("join").expect("relay");
+    consumer.await.expect("join").expect("consumer");
+    for event in &written {
+        assert_eq!(bus.handled(event.id).await, 1);
+    }
+}

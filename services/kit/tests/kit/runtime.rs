@@ -1,0 +1,136 @@
+//! The runtime serves health, reflection-free admin endpoints and a service's HTTP routes, reports
+//! readiness from its datastores, and stops cleanly when cancelled.
+
+use std::collections::HashMap;
+
+use futures::FutureExt;
+use titan_kit::{
+    Datastore, KitError, Mounted, ServiceContext, ServiceDef,
+    config::Config,
+    runtime::{self, Bound},
+    testing::TestPostgres,
+};
+use tokio_util::sync::CancellationToken;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+fn probe() -> ServiceDef {
+    ServiceDef {
+        name: "probe",
+        datastores: &[Datastore::Postgres],
+        migrator: None,
+        publishes_events: false,
+        file_descriptor_set: tonic_health::pb::FILE_DESCRIPTOR_SET,
+        mount: |ctx: ServiceContext| {
+            async move {
+                ctx.postgres()?;
+                Ok::<_, KitError>(Mounted::new(&ctx).http(
+                    axum::Router::new().route("/probe", axum::routing::get(|| async { "probed" })),
+                ))
+            }
+            .boxed()
+        },
+    }
+}
+
+fn config(vars: HashMap<&'static str, String>) -> Result<Config, KitError> {
+    Config::from_sources(None, move |name| vars.get(name).cloned())
+}
+
+fn base_vars() -> HashMap<&'static str, String> {
+    HashMap::from([
+        ("TITAN_GRPC_ADDR", "127.0.0.1:0".to_owned()),
+        ("TITAN_HTTP_ADDR", "127.0.0.1:0".to_owned()),
+        ("TITAN_ADMIN_ADDR", "127.0.0.1:0".to_owned()),
+        (
+            "TITAN_AUTH_HS256_SECRET",
+            "0123456789abcdef0123456789abcdef".to_owned(),
+        ),
+    ])
+}
+
+#[tokio::test]
+async fn serves_health_metrics_and_routes_then_stops_on_cancel() {
+    let db = TestPostgres::new().await;
+    let mut vars = base_vars();
+    vars.insert("TITAN_POSTGRES_URL", db.url.clone());
+    let shutdown = CancellationToken::new();
+    let (tx, rx) = tokio::sync::oneshot::channel::<Bound>();
+    let server = tokio::spawn(runtime::serve(
+        config(vars).expect("config"),
+        vec![probe()],
+        shutdown.clone(),
+        move |b| {
+            let _ = tx.send(b);
+        },
+    ));
+    let bound = rx.await.expect("servers bound");
+
+    let http = reqwest::Client::new();
+    let get = |url: String| {
+        let http = http.clone();
+        async move {
+            let r = http.get(url).send().await.expect("request");
+            (r.status().as_u16(), r.text().await.expect("body"))
+        }
+    };
+    assert_eq!(
+        get(format!("http://{}/readyz", bound.admin)).await,
+        (200, "ready".to_owned())
+    );
+    assert_eq!(get(format!("http://{}/healthz", bound.admin)).await.0, 200);
+    assert_eq!(
+        get(format!("http://{}/probe", bound.http)).await,
+        (200, "probed".to_owned())
+    );
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", bound.grpc))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("grpc");
+    let mut health = HealthClient::new(channel);
+    let status = health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("check")
+        .into_inner()
+        .status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+
+    let (code, metrics) = get(format!("http://{}/metrics", bound.admin)).await;
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains(r#"titan_grpc_requests_total{grpc_code="OK",grpc_method="Check",grpc_service="grpc.health.v1.Health"} 1"#),
+        "{metrics}"
+    );
+
+    shutdown.cancel();
+    server.await.expect("join").expect("clean stop");
+    assert!(
+        http.get(format!("http://{}/healthz", bound.admin))
+            .send()
+            .await
+            .is_err(),
+        "admin port closed"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_datastore_is_named_at_start() {
+    let err = runtime::serve(
+        config(base_vars()).expect("config"),
+        vec![probe()],
+        CancellationToken::new(),
+        |_| {},
+    )
+    .await
+    .expect_err("no postgres configured");
+    assert_eq!(
+        err.to_string(),
+        "service probe needs postgres: set TITAN_POSTGRES_URL (or postgres.url)"
+    );
+}
