@@ -225,7 +225,7 @@ pub async fn serve(
     let reflection_v1alpha = reflection_alpha
         .build_v1alpha()
         .map_err(|e| KitError::Other(format!("reflection: {e}")))?;
-    let routes = Routes::from(routes)
+    let routes = routes
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);

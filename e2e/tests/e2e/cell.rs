@@ -1,0 +1,112 @@
+//! A running `titan serve all` on private datastores, as the tests see it.
+
+use std::{net::SocketAddr, process::Command, time::Duration};
+
+use titan_e2e::{Process, titan_binary};
+use titan_kit::{
+    auth::Authenticator,
+    config::AuthConfig,
+    testing::{TestPostgres, TestRedis},
+};
+use tonic::transport::Channel;
+
+pub const SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-e2e";
+pub const ISSUER: &str = "titan-e2e";
+
+pub struct Cell {
+    pub process: Process,
+    pub grpc: SocketAddr,
+    pub admin: SocketAddr,
+    pub db: TestPostgres,
+    pub redis: TestRedis,
+}
+
+impl Cell {
+    fn env(cmd: &mut Command, db: &TestPostgres, redis: &TestRedis) {
+        cmd.env("TITAN_CELL", "e2e")
+            .env("TITAN_POSTGRES_URL", &db.url)
+            .env("TITAN_REDIS_URL", &redis.url)
+            .env("TITAN_REDIS_KEY_PREFIX", redis.handle.prefix())
+            .env("TITAN_AUTH_HS256_SECRET", SECRET)
+            .env("TITAN_AUTH_ISSUER", ISSUER)
+            .env("TITAN_GRPC_ADDR", "127.0.0.1:0")
+            .env("TITAN_HTTP_ADDR", "127.0.0.1:0")
+            .env("TITAN_ADMIN_ADDR", "127.0.0.1:0")
+            .env("TITAN_LOG", "info");
+    }
+
+    /// Migrates, starts `titan serve all` and waits until it listens.
+    pub async fn start() -> Self {
+        let db = TestPostgres::new().await;
+        let redis = TestRedis::new().await;
+        let binary = titan_binary();
+
+        let mut migrate = Command::new(&binary);
+        migrate.args(["migrate", "all"]);
+        Self::env(&mut migrate, &db, &redis);
+        let out = migrate.output().expect("run titan migrate");
+        assert!(
+            out.status.success(),
+            "titan migrate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let mut serve = Command::new(&binary);
+        serve.args(["serve", "all"]);
+        Self::env(&mut serve, &db, &redis);
+        let mut process = Process::spawn(&mut serve);
+        let (grpc, admin) = tokio::task::block_in_place(|| {
+            process.log_line(|log| {
+                (log["message"] == "listening").then(|| {
+                    let addr = |k: &str| {
+                        log[k]
+                            .as_str()
+                            .and_then(|a| a.parse::<SocketAddr>().ok())
+                            .expect("address in log")
+                    };
+                    (addr("grpc"), addr("admin"))
+                })
+            })
+        });
+        process.drain_stderr();
+        Self {
+            process,
+            grpc,
+            admin,
+            db,
+            redis,
+        }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.grpc))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect grpc")
+    }
+
+    pub fn token(&self, subject: &str, roles: &[&str]) -> String {
+        let auth = Authenticator::new(&AuthConfig {
+            issuer: Some(ISSUER.into()),
+            audience: None,
+            hs256_secret: Some(SECRET.to_owned().into()),
+            rs256_public_keys: vec![],
+            leeway: Duration::ZERO,
+        })
+        .expect("authenticator");
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        auth.mint(subject, &roles, Duration::from_secs(600))
+            .expect("mint")
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("http://{}{path}", self.admin))
+            .await
+            .expect("admin request");
+        (
+            response.status().as_u16(),
+            response.text().await.expect("body"),
+        )
+    }
+}
