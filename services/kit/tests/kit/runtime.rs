@@ -4,12 +4,16 @@
 use std::collections::HashMap;
 
 use futures::FutureExt;
+
+use crate::eventually;
 use titan_kit::{
     Datastore, KitError, Mounted, ServiceContext, ServiceDef,
+    auth::Caller,
     config::Config,
     runtime::{self, Bound},
     testing::TestPostgres,
 };
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -25,13 +29,29 @@ fn probe() -> ServiceDef {
         mount: |ctx: ServiceContext| {
             async move {
                 ctx.postgres()?;
-                Ok::<_, KitError>(Mounted::new(&ctx).http(
-                    axum::Router::new().route("/probe", axum::routing::get(|| async { "probed" })),
-                ))
+                let routes = axum::Router::new()
+                    .route("/probe", axum::routing::get(|| async { "probed" }))
+                    .route("/slow", axum::routing::get(slow))
+                    .route(
+                        "/me",
+                        axum::routing::get(|caller: Caller| async move { caller.user_id }),
+                    )
+                    .with_state(ctx.auth.clone());
+                Ok::<_, KitError>(Mounted::new(&ctx).http(routes))
             }
             .boxed()
         },
     }
+}
+
+/// A request in flight across the shutdown: it starts, then waits for the test to release it.
+static SLOW_STARTED: Notify = Notify::const_new();
+static SLOW_RELEASE: Notify = Notify::const_new();
+
+async fn slow() -> &'static str {
+    SLOW_STARTED.notify_one();
+    SLOW_RELEASE.notified().await;
+    "finished"
 }
 
 fn config(vars: HashMap<&'static str, String>) -> Result<Config, KitError> {
@@ -108,7 +128,21 @@ async fn serves_health_metrics_and_routes_then_stops_on_cancel() {
         "{metrics}"
     );
 
+    // Shutdown drains: a request in flight when it starts still gets its answer.
+    let in_flight = tokio::spawn(get(format!("http://{}/slow", bound.http)));
+    SLOW_STARTED.notified().await;
     shutdown.cancel();
+    let ready_while_draining = eventually("readiness to drop", || {
+        let get = get.clone();
+        async move {
+            let (code, body) = get(format!("http://{}/readyz", bound.admin)).await;
+            (code == 503).then_some(body)
+        }
+    })
+    .await;
+    assert_eq!(ready_while_draining, "shutting down");
+    SLOW_RELEASE.notify_one();
+    assert_eq!(in_flight.await.expect("join"), (200, "finished".to_owned()));
     server.await.expect("join").expect("clean stop");
     assert!(
         http.get(format!("http://{}/healthz", bound.admin))
