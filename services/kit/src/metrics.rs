@@ -142,38 +142,45 @@ where
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let metrics = self.metrics.clone();
         let started = Instant::now();
-        let future = self.inner.call(request);
+        let span = tracing::info_span!("grpc", grpc_service = %service, grpc_method = %method, request_id = %request_id);
+        let future = span.in_scope(|| self.inner.call(request));
         let id = request_id.clone();
-        Box::pin(REQUEST_ID.scope(request_id, async move {
-            let mut response = future.await?;
-            // Trailers-only responses (every error of a unary call) carry the code in the headers;
-            // a response that starts streaming has succeeded so far.
-            let code = response
-                .headers()
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<i32>().ok())
-                .map(tonic::Code::from_i32)
-                .unwrap_or(tonic::Code::Ok);
-            // Unknown paths would make label values unbounded: fold them into one.
-            let (service, method) = if code == tonic::Code::Unimplemented {
-                ("unknown", "unknown")
-            } else {
-                (service.as_str(), method.as_str())
-            };
-            metrics
-                .requests
-                .with_label_values(&[service, method, code_name(code)])
-                .inc();
-            metrics
-                .duration
-                .with_label_values(&[service, method])
-                .observe(started.elapsed().as_secs_f64());
-            if let Ok(value) = HeaderValue::from_str(&id) {
-                response.headers_mut().insert("x-request-id", value);
-            }
-            Ok(response)
-        }))
+        Box::pin(REQUEST_ID.scope(
+            request_id,
+            tracing::Instrument::instrument(
+                async move {
+                    let mut response = future.await?;
+                    // Trailers-only responses (every error of a unary call) carry the code in the headers;
+                    // a response that starts streaming has succeeded so far.
+                    let code = response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i32>().ok())
+                        .map(tonic::Code::from_i32)
+                        .unwrap_or(tonic::Code::Ok);
+                    // Unknown paths would make label values unbounded: fold them into one.
+                    let (service, method) = if code == tonic::Code::Unimplemented {
+                        ("unknown", "unknown")
+                    } else {
+                        (service.as_str(), method.as_str())
+                    };
+                    metrics
+                        .requests
+                        .with_label_values(&[service, method, code_name(code)])
+                        .inc();
+                    metrics
+                        .duration
+                        .with_label_values(&[service, method])
+                        .observe(started.elapsed().as_secs_f64());
+                    if let Ok(value) = HeaderValue::from_str(&id) {
+                        response.headers_mut().insert("x-request-id", value);
+                    }
+                    Ok(response)
+                },
+                span,
+            ),
+        ))
     }
 }
 

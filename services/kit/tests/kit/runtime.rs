@@ -132,12 +132,9 @@ async fn serves_health_metrics_and_routes_then_stops_on_cancel() {
     let in_flight = tokio::spawn(get(format!("http://{}/slow", bound.http)));
     SLOW_STARTED.notified().await;
     shutdown.cancel();
-    let ready_while_draining = eventually("readiness to drop", || {
-        let get = get.clone();
-        async move {
-            let (code, body) = get(format!("http://{}/readyz", bound.admin)).await;
-            (code == 503).then_some(body)
-        }
+    let ready_while_draining = eventually("readiness to drop", || async move {
+        let (code, body) = get(format!("http://{}/readyz", bound.admin)).await;
+        (code == 503).then_some(body)
     })
     .await;
     assert_eq!(ready_while_draining, "shutting down");
