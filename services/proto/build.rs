@@ -20,6 +20,8 @@ fn protos(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-env-changed=PROTOC");
+    // A directory makes cargo rescan it, so a new .proto file is picked up too.
+    println!("cargo:rerun-if-changed=titan");
     let protoc = match std::env::var_os("PROTOC") {
         Some(path) => PathBuf::from(path),
         None => protoc_bin_vendored::protoc_bin_path()?,

@@ -12,6 +12,7 @@ pub mod events;
 pub mod housekeeping;
 pub mod idempotency;
 pub mod metrics;
+pub mod money;
 pub mod runtime;
 pub mod service;
 pub mod telemetry;

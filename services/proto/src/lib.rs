@@ -7,6 +7,12 @@
 /// Every Titan proto file, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("titan_descriptor");
 
+pub mod flashsale {
+    pub mod v1 {
+        tonic::include_proto!("titan.flashsale.v1");
+    }
+}
+
 pub mod ping {
     pub mod v1 {
         tonic::include_proto!("titan.ping.v1");

@@ -10,7 +10,7 @@ use titan_kit::{KitError, ServiceDef, auth::Authenticator, config::Config, runti
 use tokio_util::sync::CancellationToken;
 
 /// Every service this binary can serve: adding a service is one line here plus its crate.
-const SERVICES: &[fn() -> ServiceDef] = &[titan_ping::service];
+const SERVICES: &[fn() -> ServiceDef] = &[titan_ping::service, titan_flashsale::service];
 
 #[derive(Debug, Parser)]
 #[command(name = "titan", version, about = "Serves Titan services")]
@@ -156,7 +156,7 @@ mod tests {
             1
         );
         let err = select(&["nope".into()]).expect_err("unknown");
-        assert!(err.to_string().contains("known: ping"), "{err}");
+        assert!(err.to_string().contains("known: ping, flashsale"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,435 @@
+//! The flash-sale gRPC edge: proto ↔ domain, the admin role check, errors → status.
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use titan_kit::{auth, error::to_status};
+use titan_proto::flashsale::v1::{self as pb, flash_sale_service_server::FlashSaleService};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    app::{FlashSaleError, FlashSales, Order, SaleStore, SaleView, StockStore},
+    domain::{AdminState, SaleId, SaleStatus, sale::RawSaleSpec},
+};
+
+const DOMAIN: &str = "flashsale.titan.dev";
+const ADMIN: &str = "admin";
+
+fn status(e: FlashSaleError) -> Status {
+    to_status(DOMAIN, &e)
+}
+
+fn invalid(msg: impl Into<String>) -> Status {
+    status(FlashSaleError::Invalid(msg.into()))
+}
+
+fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn time(field: &str, t: Option<prost_types::Timestamp>) -> Result<DateTime<Utc>, Status> {
+    let t = t.ok_or_else(|| invalid(format!("{field} is required")))?;
+    u32::try_from(t.nanos)
+        .ok()
+        .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
+        .ok_or_else(|| invalid(format!("{field} is not a valid timestamp")))
+}
+
+fn sale_id(s: &str) -> Result<SaleId, Status> {
+    SaleId::parse(s).map_err(|e| status(e.into()))
+}
+
+fn money(m: titan_kit::money::Money) -> pb::Money {
+    pb::Money {
+        currency: m.currency.to_string(),
+        minor_units: m.minor_units,
+    }
+}
+
+fn raw_spec(spec: Option<pb::SaleSpec>) -> Result<RawSaleSpec, Status> {
+    let spec = spec.ok_or_else(|| invalid("spec is required"))?;
+    let original = spec
+        .original_price
+        .ok_or_else(|| invalid("spec.original_price is required"))?;
+    let sale = spec
+        .sale_price
+        .ok_or_else(|| invalid("spec.sale_price is required"))?;
+    Ok(RawSaleSpec {
+        product_id: spec.product_id,
+        currency: original.currency,
+        original_minor: original.minor_units,
+        sale_currency: sale.currency,
+        sale_minor: sale.minor_units,
+        total_quantity: spec.total_quantity,
+        max_per_user: spec.max_per_user,
+        starts_at: time("spec.starts_at", spec.starts_at)?,
+        ends_at: time("spec.ends_at", spec.ends_at)?,
+        pow_difficulty: spec.pow_difficulty,
+    })
+}
+
+fn status_code(s: SaleStatus) -> pb::SaleStatus {
+    match s {
+        SaleStatus::Scheduled => pb::SaleStatus::Scheduled,
+        SaleStatus::Active => pb::SaleStatus::Active,
+        SaleStatus::Ended => pb::SaleStatus::Ended,
+        SaleStatus::SoldOut => pb::SaleStatus::SoldOut,
+        SaleStatus::Cancelled => pb::SaleStatus::Cancelled,
+    }
+}
+
+fn seconds_until(at: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    (at - now).num_seconds().max(0)
+}
+
+fn sale(view: &SaleView) -> pb::Sale {
+    let s = &view.sale.spec;
+    pb::Sale {
+        id: view.sale.id.to_string(),
+        spec: Some(pb::SaleSpec {
+            product_id: s.product_id.clone(),
+            original_price: Some(money(s.original_price)),
+            sale_price: Some(money(s.sale_price)),
+            total_quantity: s.total_quantity,
+            max_per_user: s.max_per_user,
+            starts_at: Some(timestamp(s.starts_at)),
+            ends_at: Some(timestamp(s.ends_at)),
+            pow_difficulty: s.pow_difficulty,
+        }),
+        status: status_code(view.status) as i32,
+        discount_percent: s.discount_percent(),
+        remaining: view.level.map_or(s.total_quantity, |l| l.available),
+        warmed_up: view.sale.warmed_up,
+        starts_in_seconds: seconds_until(s.starts_at, view.now),
+        ends_in_seconds: seconds_until(s.ends_at, view.now),
+    }
+}
+
+fn order(o: Order) -> pb::Order {
+    pb::Order {
+        id: o.id.to_string(),
+        sale_id: o.sale_id.to_string(),
+        reservation_id: o.reservation_id,
+        user_id: o.user_id,
+        quantity: o.quantity,
+        unit_price: Some(money(o.unit_price)),
+        total: Some(money(o.total)),
+        payment_reference: o.payment_reference,
+        created_at: Some(timestamp(o.created_at)),
+    }
+}
+
+pub struct Grpc<P, S> {
+    app: Arc<FlashSales<P, S>>,
+}
+
+impl<P, S> std::fmt::Debug for Grpc<P, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grpc").finish_non_exhaustive()
+    }
+}
+
+impl<P, S> Grpc<P, S> {
+    pub fn new(app: Arc<FlashSales<P, S>>) -> Self {
+        Self { app }
+    }
+}
+
+type Watch = Pin<Box<dyn Stream<Item = Result<pb::SaleUpdate, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<P: SaleStore, S: StockStore> FlashSaleService for Grpc<P, S> {
+    async fn create_sale(
+        &self,
+        request: Request<pb::CreateSaleRequest>,
+    ) -> Result<Response<pb::CreateSaleResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        caller.require_role(ADMIN)?;
+        let r = request.into_inner();
+        let view = self
+            .app
+            .create_sale(&caller, &r.request_id, raw_spec(r.spec)?)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::CreateSaleResponse {
+            sale: Some(sale(&view)),
+        }))
+    }
+
+    async fn update_sale(
+        &self,
+        request: Request<pb::UpdateSaleRequest>,
+    ) -> Result<Response<pb::UpdateSaleResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        caller.require_role(ADMIN)?;
+        let r = request.into_inner();
+        let view = self
+            .app
+            .update_sale(
+                &caller,
+                &r.request_id,
+                sale_id(&r.sale_id)?,
+                raw_spec(r.spec)?,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::UpdateSaleResponse {
+            sale: Some(sale(&view)),
+        }))
+    }
+
+    async fn cancel_sale(
+        &self,
+        request: Request<pb::CancelSaleRequest>,
+    ) -> Result<Response<pb::CancelSaleResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        caller.require_role(ADMIN)?;
+        let r = request.into_inner();
+        let view = self
+            .app
+            .set_state(
+                &caller,
+                &r.request_id,
+                sale_id(&r.sale_id)?,
+                AdminState::Cancelled,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::CancelSaleResponse {
+            sale: Some(sale(&view)),
+        }))
+    }
+
+    async fn warm_up_sale(
+        &self,
+        request: Request<pb::WarmUpSaleRequest>,
+    ) -> Result<Response<pb::WarmUpSaleResponse>, Status> {
+        auth::caller(&request)?.require_role(ADMIN)?;
+        let view = self
+            .app
+            .warm_up(sale_id(&request.get_ref().sale_id)?)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::WarmUpSaleResponse {
+            sale: Some(sale(&view)),
+        }))
+    }
+
+    async fn end_sale(
+        &self,
+        request: Request<pb::EndSaleRequest>,
+    ) -> Result<Response<pb::EndSaleResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        caller.require_role(ADMIN)?;
+        let r = request.into_inner();
+        let view = self
+            .app
+            .set_state(
+                &caller,
+                &r.request_id,
+                sale_id(&r.sale_id)?,
+                AdminState::Ended,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::EndSaleResponse {
+            sale: Some(sale(&view)),
+        }))
+    }
+
+    async fn get_sale_stats(
+        &self,
+        request: Request<pb::GetSaleStatsRequest>,
+    ) -> Result<Response<pb::GetSaleStatsResponse>, Status> {
+        auth::caller(&request)?.require_role(ADMIN)?;
+        let id = sale_id(&request.get_ref().sale_id)?;
+        let s = self.app.stats(id).await.map_err(status)?;
+        let conversion_rate = if s.attempts == 0 {
+            0.0
+        } else {
+            s.confirmations as f64 / s.attempts as f64
+        };
+        Ok(Response::new(pb::GetSaleStatsResponse {
+            sale_id: id.to_string(),
+            views: s.views,
+            attempts: s.attempts,
+            reservations: s.reservations,
+            confirmations: s.confirmations,
+            expiries: s.expiries,
+            cancellations: s.cancellations,
+            refusals: s.refusals.into_iter().collect(),
+            units_reserved: s.level.reserved,
+            units_sold: s.level.sold,
+            units_remaining: s.level.available,
+            conversion_rate,
+        }))
+    }
+
+    async fn list_sales(
+        &self,
+        request: Request<pb::ListSalesRequest>,
+    ) -> Result<Response<pb::ListSalesResponse>, Status> {
+        auth::caller(&request)?;
+        let views = self.app.list().await.map_err(status)?;
+        Ok(Response::new(pb::ListSalesResponse {
+            sales: views.iter().map(sale).collect(),
+        }))
+    }
+
+    async fn get_sale(
+        &self,
+        request: Request<pb::GetSaleRequest>,
+    ) -> Result<Response<pb::GetSaleResponse>, Status> {
+        auth::caller(&request)?;
+        let view = self
+            .app
+            .get(sale_id(&request.get_ref().sale_id)?)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GetSaleResponse {
+            sale: Some(sale(&view)),
+        }))
+    }
+
+    async fn get_challenge(
+        &self,
+        request: Request<pb::GetChallengeRequest>,
+    ) -> Result<Response<pb::GetChallengeResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let c = self
+            .app
+            .challenge(&caller, sale_id(&request.get_ref().sale_id)?)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GetChallengeResponse {
+            challenge: c.challenge,
+            difficulty: c.difficulty,
+            expires_at: Some(timestamp(c.expires_at)),
+        }))
+    }
+
+    async fn attempt_purchase(
+        &self,
+        request: Request<pb::AttemptPurchaseRequest>,
+    ) -> Result<Response<pb::AttemptPurchaseResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let r = request.into_inner();
+        let proof = (!r.challenge.is_empty()).then_some((r.challenge.as_str(), r.nonce.as_str()));
+        let res = self
+            .app
+            .attempt(
+                &caller,
+                &r.request_id,
+                sale_id(&r.sale_id)?,
+                r.quantity,
+                proof,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::AttemptPurchaseResponse {
+            reservation_id: res.id.to_string(),
+            quantity: res.quantity,
+            expires_at: Some(timestamp(res.expires_at)),
+            remaining: res.remaining,
+        }))
+    }
+
+    async fn confirm_purchase(
+        &self,
+        request: Request<pb::ConfirmPurchaseRequest>,
+    ) -> Result<Response<pb::ConfirmPurchaseResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let r = request.into_inner();
+        let o = self
+            .app
+            .confirm(
+                &caller,
+                &r.request_id,
+                &r.reservation_id,
+                &r.payment_reference,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ConfirmPurchaseResponse {
+            order: Some(order(o)),
+        }))
+    }
+
+    async fn cancel_reservation(
+        &self,
+        request: Request<pb::CancelReservationRequest>,
+    ) -> Result<Response<pb::CancelReservationResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let r = request.into_inner();
+        self.app
+            .cancel(&caller, &r.request_id, &r.reservation_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::CancelReservationResponse {}))
+    }
+
+    type WatchSaleStream = Watch;
+
+    async fn watch_sale(
+        &self,
+        request: Request<pb::WatchSaleRequest>,
+    ) -> Result<Response<Self::WatchSaleStream>, Status> {
+        auth::caller(&request)?;
+        let id = sale_id(&request.get_ref().sale_id)?;
+        let first = self.app.get(id).await.map_err(status)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let app = self.app.clone();
+        let every = Duration::from_millis(app.settings().watch_interval_ms);
+        tokio::spawn(async move {
+            let update = |v: &SaleView| pb::SaleUpdate {
+                sale_id: v.sale.id.to_string(),
+                status: status_code(v.status) as i32,
+                remaining: v.level.map_or(v.sale.spec.total_quantity, |l| l.available),
+                starts_in_seconds: seconds_until(v.sale.spec.starts_at, v.now),
+                ends_in_seconds: seconds_until(v.sale.spec.ends_at, v.now),
+            };
+            let mut last = update(&first);
+            if tx.send(Ok(last.clone())).await.is_err() {
+                return;
+            }
+            // Polling at a fixed rate coalesces any number of changes into one update per tick.
+            let mut tick = tokio::time::interval(every);
+            let mut sale = first.sale;
+            for n in 1u64.. {
+                tokio::select! {
+                    () = tx.closed() => return,
+                    _ = tick.tick() => {}
+                }
+                // Stock comes from Redis every tick; the record (admin changes) every 20 ticks.
+                let view = if n % 20 == 0 {
+                    app.view_of(id).await
+                } else {
+                    app.refresh(sale.clone()).await
+                };
+                let next = match view {
+                    Ok(view) => {
+                        sale = view.sale.clone();
+                        update(&view)
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(status(e))).await;
+                        return;
+                    }
+                };
+                // Countdowns change every second; only send when something a buyer sees moved.
+                if next != last {
+                    if tx.send(Ok(next.clone())).await.is_err() {
+                        return;
+                    }
+                    last = next;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

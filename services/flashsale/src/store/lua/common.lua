@@ -1,0 +1,31 @@
+-- Shared by every stock script (prepended to each). KEYS of one sale, all in one hash slot:
+-- 1 meta (hash: starts, ends, max, ttl, state, pow, total), 2 stock (available units),
+-- 3 buyers (hash user -> units held), 4 res (hash id -> "user|qty|expires|status"),
+-- 5 expiry (zset id by expiry), 6 req (hash "user|request_id" -> first answer), 7 stats (hash).
+
+local function parse(r)
+  local u, q, e, s = string.match(r, '^(.*)|(%d+)|(%d+)|(%a)$')
+  return u, tonumber(q), tonumber(e), s
+end
+
+-- Moves a RESERVED reservation to `to` (E expired, X cancelled) and returns its stock, once.
+local function release(id, to)
+  local r = redis.call('HGET', KEYS[4], id)
+  if not r then return 0 end
+  local u, q, e, s = parse(r)
+  if s ~= 'R' then return 0 end
+  redis.call('HSET', KEYS[4], id, u .. '|' .. q .. '|' .. e .. '|' .. to)
+  redis.call('ZREM', KEYS[5], id)
+  redis.call('INCRBY', KEYS[2], q)
+  redis.call('HINCRBY', KEYS[3], u, -q)
+  redis.call('HINCRBY', KEYS[7], 'units_reserved', -q)
+  redis.call('HINCRBY', KEYS[7], to == 'E' and 'expiries' or 'cancellations', 1)
+  return q
+end
+
+-- Releases up to `limit` reservations expired at `now`; returns how many.
+local function sweep(now, limit)
+  local ids = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(ids) do release(id, 'E') end
+  return #ids
+end

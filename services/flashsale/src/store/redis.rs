@@ -1,0 +1,338 @@
+//! Redis: the live stock of warmed sales. Every change is one Lua script over keys that share
+//! the sale's hash tag (`{flashsale:<id>}`), so a sale lives in one Redis Cluster slot and each
+//! step is atomic. `Script` sends EVALSHA and loads the script on NOSCRIPT (after a restart).
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use chrono::{DateTime, Utc};
+use redis::{Script, Value};
+use titan_kit::datastores::redis::RedisHandle;
+
+use crate::{
+    app::{Attempt, HoldOutcome, Reservation, Result, Stats, StockStore},
+    config::Settings,
+    domain::{FlashSale, Refusal, ReservationId, SaleId, sale::StockLevel},
+};
+
+macro_rules! script {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/common.lua"),
+            "\n",
+            include_str!($file)
+        ))
+    };
+}
+
+#[derive(Debug)]
+struct Scripts {
+    reserve: Script,
+    confirm: Script,
+    cancel: Script,
+    sweep: Script,
+    warm: Script,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisStock {
+    redis: RedisHandle,
+    scripts: Arc<Scripts>,
+}
+
+/// The seven keys every stock script takes, in its KEYS order.
+const NAMES: [&str; 7] = ["meta", "stock", "buyers", "res", "expiry", "req", "stats"];
+
+impl RedisStock {
+    pub fn new(redis: RedisHandle) -> Self {
+        let scripts = Scripts {
+            reserve: script!("lua/reserve.lua"),
+            confirm: script!("lua/confirm.lua"),
+            cancel: script!("lua/cancel.lua"),
+            sweep: script!("lua/sweep.lua"),
+            warm: script!("lua/warm.lua"),
+        };
+        Self {
+            redis,
+            scripts: Arc::new(scripts),
+        }
+    }
+
+    fn key(&self, sale: SaleId, name: &str) -> String {
+        self.redis.key(&format!("{{flashsale:{sale}}}:{name}"))
+    }
+
+    fn invocation<'a>(&self, script: &'a Script, sale: SaleId) -> redis::ScriptInvocation<'a> {
+        let mut inv = script.prepare_invoke();
+        for name in NAMES {
+            inv.key(self.key(sale, name));
+        }
+        inv
+    }
+
+    /// The key a challenge is stored under; in the sale's slot so the reserve script can take it.
+    fn challenge_key(&self, sale: SaleId, challenge: &str) -> String {
+        self.key(sale, &format!("ch:{challenge}"))
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn text(v: &Value) -> String {
+    redis::from_redis_value_ref::<String>(v).unwrap_or_default()
+}
+
+fn num<T: std::str::FromStr + Default>(v: &Value) -> T {
+    text(v).parse().unwrap_or_default()
+}
+
+fn bad_reply(what: &str, reply: &[Value]) -> crate::app::FlashSaleError {
+    titan_kit::KitError::Other(format!("unexpected {what} script reply: {reply:?}")).into()
+}
+
+/// "reservation_id|quantity|expires_ms"
+fn parse_answer(answer: &str, remaining: u32) -> Option<Reservation> {
+    let mut parts = answer.split('|');
+    let id = ReservationId::parse(parts.next()?).ok()?;
+    let quantity = parts.next()?.parse().ok()?;
+    let expires_at = DateTime::from_timestamp_millis(parts.next()?.parse().ok()?)?;
+    Some(Reservation {
+        id,
+        quantity,
+        expires_at,
+        remaining,
+    })
+}
+
+impl StockStore for RedisStock {
+    async fn warm(&self, sale: &FlashSale, ttl: std::time::Duration) -> Result<u32> {
+        let s = &sale.spec;
+        // Keep the keys a week past the end: reservations and stats stay readable for reconcile.
+        let expire_at = s.ends_at.timestamp() + 7 * 86_400;
+        let mut conn = self.redis.conn.clone();
+        let available: i64 = self
+            .invocation(&self.scripts.warm, sale.id)
+            .arg(ms(s.starts_at))
+            .arg(ms(s.ends_at))
+            .arg(s.max_per_user)
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+            .arg(sale.state.as_str())
+            .arg(s.pow_difficulty)
+            .arg(s.total_quantity)
+            .arg(expire_at)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(u32::try_from(available).unwrap_or(0))
+    }
+
+    async fn reserve(
+        &self,
+        a: &Attempt<'_>,
+        settings: &Settings,
+    ) -> Result<std::result::Result<Reservation, Refusal>> {
+        let mut conn = self.redis.conn.clone();
+        let (challenge, strength) = a.challenge.unwrap_or(("", 0));
+        let challenge_key = self.challenge_key(a.sale, challenge);
+        let reply: Vec<Value> = self
+            .invocation(&self.scripts.reserve, a.sale)
+            .key(self.key(a.sale, &format!("rl:{}", a.user)))
+            .key(challenge_key)
+            .arg(a.user)
+            .arg(a.quantity.get())
+            .arg(a.request_id)
+            .arg(ms(a.now))
+            .arg(a.reservation.to_string())
+            .arg(settings.rate_limit_burst)
+            .arg(settings.rate_limit_interval_ms)
+            .arg(strength)
+            .invoke_async(&mut conn)
+            .await?;
+        let tag = reply.first().map(text).unwrap_or_default();
+        let detail = reply.get(2).map(text).unwrap_or_default();
+        match tag.as_str() {
+            "OK" | "REPLAY" => {
+                let answer = reply.get(1).map(text).unwrap_or_default();
+                let remaining = detail.parse().unwrap_or(0);
+                parse_answer(&answer, remaining)
+                    .map(Ok)
+                    .ok_or_else(|| bad_reply("reserve", &reply))
+            }
+            "REFUSED" => {
+                let reason = reply.get(1).map(text).unwrap_or_default();
+                let n: u64 = detail.parse().unwrap_or(0);
+                let units = u32::try_from(n).unwrap_or(u32::MAX);
+                let refusal = match reason.as_str() {
+                    "NOT_WARM" => Refusal::NotWarmedUp,
+                    "RATE_LIMITED" => Refusal::RateLimited { retry_after_ms: n },
+                    "ENDED" => Refusal::Ended,
+                    "NOT_STARTED" => Refusal::NotStarted {
+                        starts_at: DateTime::from_timestamp_millis(i64::try_from(n).unwrap_or(0))
+                            .unwrap_or_default(),
+                    },
+                    "BAD_PROOF" => Refusal::BadProof,
+                    "LIMIT_REACHED" => {
+                        let (held, max) = detail.split_once(':').unwrap_or(("0", "0"));
+                        Refusal::LimitReached {
+                            held: held.parse().unwrap_or(0),
+                            max: max.parse().unwrap_or(0),
+                        }
+                    }
+                    "SOLD_OUT" => Refusal::SoldOut {
+                        held_by_reservations: units,
+                    },
+                    "NOT_ENOUGH_STOCK" => Refusal::NotEnoughStock { remaining: units },
+                    _ => return Err(bad_reply("reserve", &reply)),
+                };
+                Ok(Err(refusal))
+            }
+            _ => Err(bad_reply("reserve", &reply)),
+        }
+    }
+
+    async fn confirm(
+        &self,
+        id: ReservationId,
+        user: &str,
+        now: DateTime<Utc>,
+    ) -> Result<HoldOutcome> {
+        let mut conn = self.redis.conn.clone();
+        let reply: Vec<Value> = self
+            .invocation(&self.scripts.confirm, id.sale)
+            .arg(id.to_string())
+            .arg(user)
+            .arg(ms(now))
+            .invoke_async(&mut conn)
+            .await?;
+        hold_outcome(&reply)
+    }
+
+    async fn cancel(&self, id: ReservationId, user: &str) -> Result<HoldOutcome> {
+        let mut conn = self.redis.conn.clone();
+        let reply: Vec<Value> = self
+            .invocation(&self.scripts.cancel, id.sale)
+            .arg(id.to_string())
+            .arg(user)
+            .invoke_async(&mut conn)
+            .await?;
+        hold_outcome(&reply)
+    }
+
+    async fn sweep(&self, sale: SaleId, now: DateTime<Utc>) -> Result<u32> {
+        let mut conn = self.redis.conn.clone();
+        let mut released = 0;
+        loop {
+            let n: u32 = self
+                .invocation(&self.scripts.sweep, sale)
+                .arg(ms(now))
+                .arg(500)
+                .invoke_async(&mut conn)
+                .await?;
+            released += n;
+            if n < 500 {
+                return Ok(released);
+            }
+        }
+    }
+
+    async fn levels(&self, sales: &[SaleId]) -> Result<Vec<Option<StockLevel>>> {
+        if sales.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for sale in sales {
+            pipe.get(self.key(*sale, "stock"))
+                .cmd("HMGET")
+                .arg(self.key(*sale, "stats"))
+                .arg("units_reserved")
+                .arg("units_sold");
+        }
+        let mut conn = self.redis.conn.clone();
+        let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+        Ok(replies
+            .chunks(2)
+            .map(|pair| {
+                if matches!(pair[0], Value::Nil) {
+                    return None;
+                }
+                let counts: Vec<Option<u32>> =
+                    redis::from_redis_value_ref(&pair[1]).unwrap_or_default();
+                Some(StockLevel {
+                    available: num(&pair[0]),
+                    reserved: counts.first().copied().flatten().unwrap_or(0),
+                    sold: counts.get(1).copied().flatten().unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
+    async fn stats(&self, sale: SaleId) -> Result<Stats> {
+        let mut conn = self.redis.conn.clone();
+        let (stock, all): (Option<u32>, BTreeMap<String, u64>) = redis::pipe()
+            .get(self.key(sale, "stock"))
+            .hgetall(self.key(sale, "stats"))
+            .query_async(&mut conn)
+            .await?;
+        let get = |k: &str| all.get(k).copied().unwrap_or(0);
+        Ok(Stats {
+            views: get("views"),
+            attempts: get("attempts"),
+            reservations: get("reservations"),
+            confirmations: get("confirmations"),
+            expiries: get("expiries"),
+            cancellations: get("cancellations"),
+            refusals: all
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix("refused:").map(|r| (r.to_owned(), *v)))
+                .collect(),
+            level: StockLevel {
+                available: stock.unwrap_or(0),
+                reserved: u32::try_from(get("units_reserved")).unwrap_or(u32::MAX),
+                sold: u32::try_from(get("units_sold")).unwrap_or(u32::MAX),
+            },
+        })
+    }
+
+    async fn count_view(&self, sale: SaleId) -> Result<()> {
+        let mut conn = self.redis.conn.clone();
+        let _: i64 = redis::cmd("HINCRBY")
+            .arg(self.key(sale, "stats"))
+            .arg("views")
+            .arg(1)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn issue_challenge(
+        &self,
+        sale: SaleId,
+        user: &str,
+        challenge: &str,
+        ttl: std::time::Duration,
+    ) -> Result<()> {
+        let mut conn = self.redis.conn.clone();
+        let () = redis::cmd("SET")
+            .arg(self.challenge_key(sale, challenge))
+            .arg(user)
+            .arg("PX")
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
+
+fn hold_outcome(reply: &[Value]) -> Result<HoldOutcome> {
+    Ok(match reply.first().map(text).as_deref() {
+        Some("OK") => HoldOutcome::Done {
+            quantity: reply.get(1).map(num).unwrap_or(0),
+        },
+        Some("NOT_FOUND") => HoldOutcome::NotFound,
+        Some("NOT_OWNER") => HoldOutcome::NotOwner,
+        Some("EXPIRED") => HoldOutcome::Expired,
+        Some("CANCELLED") => HoldOutcome::Cancelled,
+        Some("CONFIRMED") => HoldOutcome::Confirmed,
+        _ => return Err(bad_reply("hold", reply)),
+    })
+}
