@@ -1,0 +1,158 @@
+//! A Redis restart in the middle of a sale (AOF on, as the operator runs it): no unit is lost or
+//! sold twice, and the service carries on by itself. Also: a confirm retried after a timeout
+//! makes one order.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration as StdDuration,
+};
+
+use titan_kit::{config::RedisConfig, datastores::redis::RedisHandle};
+
+use crate::{World, buyer, settings, uuid};
+
+struct Redis {
+    child: Child,
+}
+
+impl Redis {
+    fn start(dir: &Path, port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed: run the tests with `cargo xtask test`");
+        Self { child }
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+async fn until_up(url: &str) {
+    let deadline = tokio::time::Instant::now() + StdDuration::from_secs(30);
+    loop {
+        if let Ok(client) = redis::Client::open(url)
+            && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+            && redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .is_ok()
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "redis did not start"
+        );
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_restart_loses_no_unit_and_sells_none_twice() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let server = Redis::start(dir.path(), port);
+    until_up(&url).await;
+    let handle = RedisHandle::connect(&RedisConfig {
+        url: url.clone().into(),
+        key_prefix: "t:".into(),
+    })
+    .await
+    .expect("connect");
+    let w = World::with_redis(settings(), handle).await;
+    let sale = w.live_sale(100, 5).await;
+
+    let mut before = Vec::new();
+    for n in 0..20 {
+        before.push((
+            n,
+            w.app
+                .attempt(&buyer(n), &format!("r-{n}"), sale, 2, None)
+                .await
+                .expect("reserve"),
+        ));
+    }
+    w.app
+        .confirm(&buyer(0), &uuid(), &before[0].1.id.to_string(), "pay")
+        .await
+        .expect("confirm");
+
+    server.kill(); // a crash: SIGKILL, no clean shutdown
+    let down = w.app.attempt(&buyer(99), &uuid(), sale, 1, None).await;
+    assert!(
+        down.is_err(),
+        "attempts fail while Redis is down, they do not succeed on a guess"
+    );
+    let _server = Redis::start(dir.path(), port);
+    until_up(&url).await;
+
+    // The connection manager reconnects and the scripts reload (NOSCRIPT) without any action.
+    // One request id for every try, so a try whose answer was lost is replayed, not repeated.
+    let after = crate::eventually_ok(|| {
+        let app = w.app.clone();
+        async move {
+            app.attempt(&buyer(50), "after-restart", sale, 1, None)
+                .await
+        }
+    })
+    .await;
+    assert_eq!(
+        after.remaining,
+        100 - 40 - 1,
+        "every unit acknowledged before the crash is still held"
+    );
+    for (n, r) in &before[1..] {
+        let replay = w
+            .app
+            .attempt(&buyer(*n), &format!("r-{n}"), sale, 2, None)
+            .await
+            .expect("replay");
+        assert_eq!(replay.id, r.id, "reservation of buyer {n} survived");
+    }
+    let order = w
+        .app
+        .confirm(&buyer(1), "c-1", &before[1].1.id.to_string(), "pay")
+        .await
+        .expect("confirm after restart");
+    let retried = w
+        .app
+        .confirm(&buyer(1), "c-1", &before[1].1.id.to_string(), "pay")
+        .await
+        .expect("retried confirm");
+    assert_eq!(order, retried);
+    w.assert_conserved(sale, 100).await;
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM flashsale_orders")
+        .fetch_one(&w.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(orders, 2);
+}

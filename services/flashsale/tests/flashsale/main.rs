@@ -1,0 +1,173 @@
+//! The flash-sale service on real PostgreSQL and Redis: its rules, its refusals, and its
+//! invariants under concurrency and under a Redis restart.
+
+mod concurrency;
+mod fault;
+mod rules;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicI64, Ordering},
+};
+
+use chrono::{DateTime, Duration, Utc};
+use titan_flashsale::{
+    app::{Clock, FlashSales},
+    config::Settings,
+    domain::{SaleId, sale::RawSaleSpec},
+    metrics::Metrics,
+    store::{pg::PgSales, redis::RedisStock},
+};
+use titan_kit::{
+    auth::Caller,
+    datastores::{postgres, redis::RedisHandle},
+    testing::{TestPostgres, TestRedis},
+};
+
+pub type App = FlashSales<PgSales, RedisStock>;
+
+/// A clock the test moves by hand, so expiry needs no waiting.
+#[derive(Debug, Clone)]
+pub struct TestClock(Arc<AtomicI64>);
+
+impl Default for TestClock {
+    fn default() -> Self {
+        Self(Arc::new(AtomicI64::new(Utc::now().timestamp_millis())))
+    }
+}
+
+impl TestClock {
+    pub fn now(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.0.load(Ordering::SeqCst)).expect("time")
+    }
+    pub fn advance(&self, d: Duration) {
+        self.0.fetch_add(d.num_milliseconds(), Ordering::SeqCst);
+    }
+    pub fn clock(&self) -> Clock {
+        let inner = self.0.clone();
+        Arc::new(move || {
+            DateTime::from_timestamp_millis(inner.load(Ordering::SeqCst)).unwrap_or_default()
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct World {
+    pub app: Arc<App>,
+    pub db: TestPostgres,
+    pub redis: RedisHandle,
+    pub clock: TestClock,
+}
+
+pub fn admin() -> Caller {
+    Caller {
+        user_id: "admin-1".into(),
+        roles: vec!["admin".into()],
+    }
+}
+
+pub fn buyer(n: u32) -> Caller {
+    Caller {
+        user_id: format!("buyer-{n}"),
+        roles: vec![],
+    }
+}
+
+/// Settings that keep tests free of rate limiting unless they test it.
+pub fn settings() -> Settings {
+    Settings {
+        rate_limit_burst: 1_000_000,
+        rate_limit_interval_ms: 1,
+        ..Settings::default()
+    }
+}
+
+impl World {
+    pub async fn new(settings: Settings) -> Self {
+        let redis = TestRedis::new().await.handle;
+        Self::with_redis(settings, redis).await
+    }
+
+    pub async fn with_redis(settings: Settings, redis: RedisHandle) -> Self {
+        let db = TestPostgres::new().await;
+        postgres::migrate(&db.pool, "flashsale", sqlx::migrate!("./migrations"))
+            .await
+            .expect("migrate");
+        let clock = TestClock::default();
+        let metrics = Metrics::new(&prometheus::Registry::new()).expect("metrics");
+        let app = FlashSales::new(
+            PgSales::new(db.pool.clone()),
+            RedisStock::new(redis.clone()),
+            settings,
+            "test".into(),
+            clock.clock(),
+            metrics,
+        );
+        Self {
+            app: Arc::new(app),
+            db,
+            redis,
+            clock,
+        }
+    }
+
+    pub fn spec(&self, total: u32, max_per_user: u32) -> RawSaleSpec {
+        let now = self.clock.now();
+        RawSaleSpec {
+            product_id: "sku-42".into(),
+            currency: "USD".into(),
+            original_minor: 10_000,
+            sale_currency: "USD".into(),
+            sale_minor: 2_500,
+            total_quantity: total,
+            max_per_user,
+            starts_at: now - Duration::seconds(1),
+            ends_at: now + Duration::hours(1),
+            pow_difficulty: 0,
+        }
+    }
+
+    /// A started, warmed sale.
+    pub async fn live_sale(&self, total: u32, max_per_user: u32) -> SaleId {
+        let view = self
+            .app
+            .create_sale(&admin(), &uuid(), self.spec(total, max_per_user))
+            .await
+            .expect("create");
+        self.app.warm_up(view.sale.id).await.expect("warm up");
+        view.sale.id
+    }
+
+    /// available + reserved + sold must always equal the total, and Redis agree with PostgreSQL.
+    pub async fn assert_conserved(&self, sale: SaleId, total: u32) {
+        let stats = self.app.stats(sale).await.expect("stats");
+        let l = stats.level;
+        assert_eq!(
+            l.available + l.reserved + l.sold,
+            total,
+            "units conserved: {l:?}"
+        );
+        let drifts = self.app.reconcile().await.expect("reconcile");
+        assert!(drifts.is_empty(), "redis and postgres agree: {drifts:?}");
+    }
+}
+
+pub fn uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Retries `attempt` until it succeeds (a dependency coming back), failing after a deadline.
+pub async fn eventually_ok<T, E: std::fmt::Display, F, Fut>(mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match attempt().await {
+            Ok(v) => return v,
+            Err(e) => assert!(tokio::time::Instant::now() < deadline, "still failing: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
