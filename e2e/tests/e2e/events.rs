@@ -10,7 +10,9 @@ use titan_e2e::Process;
 use titan_proto::ping::v1::{EmitRequest, ping_service_client::PingServiceClient};
 use tonic::Request;
 
-use crate::{cell::Cell, eventually};
+use titan_e2e::Cell;
+
+use crate::eventually;
 
 fn consumer(cell: &Cell, name: &str, mode: &str) -> Process {
     let mut process = Process::spawn(

@@ -1,8 +1,8 @@
 //! End to end: the real `titan` binary as a process, on the real PostgreSQL and Redis servers
 //! that `cargo xtask test` starts, driven by real gRPC and HTTP clients.
 
-mod cell;
 mod events;
+mod flashsale;
 mod serving;
 
 use std::time::Duration;

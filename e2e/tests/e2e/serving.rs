@@ -15,7 +15,7 @@ use tonic_reflection::pb::v1::{
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
 };
 
-use crate::cell::Cell;
+use titan_e2e::{Cell, CellOptions};
 
 fn authed<T>(message: T, token: &str) -> Request<T> {
     let mut request = Request::new(message);
@@ -28,7 +28,12 @@ fn authed<T>(message: T, token: &str) -> Request<T> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_reflection_and_metrics() {
-    let cell = Cell::start().await;
+    // Only ping: reflection must list what this process serves, not every compiled-in service.
+    let cell = Cell::start_with(CellOptions {
+        services: vec!["ping".into()],
+        ..CellOptions::default()
+    })
+    .await;
     let channel = cell.channel().await;
 
     let mut health = HealthClient::new(channel.clone());

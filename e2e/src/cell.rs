@@ -1,8 +1,8 @@
-//! A running `titan serve all` on private datastores, as the tests see it.
+//! A running `titan serve` on private datastores (its own PostgreSQL database and Redis key
+//! prefix on the test servers), as the tests and the load generator see it.
 
 use std::{net::SocketAddr, process::Command, time::Duration};
 
-use titan_e2e::{Process, titan_binary};
 use titan_kit::{
     auth::Authenticator,
     config::AuthConfig,
@@ -10,15 +10,40 @@ use titan_kit::{
 };
 use tonic::transport::Channel;
 
+use crate::process::{Process, titan_binary};
+
 pub const SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-e2e";
 pub const ISSUER: &str = "titan-e2e";
 
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct CellOptions {
+    /// `titan serve` arguments: service names or `all`.
+    pub services: Vec<String>,
+    /// Extra YAML config (e.g. a service's section), written to a file passed with `--config`.
+    pub config: Option<String>,
+    pub release: bool,
+}
+
+impl Default for CellOptions {
+    fn default() -> Self {
+        Self {
+            services: vec!["all".into()],
+            config: None,
+            release: false,
+        }
+    }
+}
+
+#[derive(Debug)]
 pub struct Cell {
     pub process: Process,
     pub grpc: SocketAddr,
     pub admin: SocketAddr,
     pub db: TestPostgres,
     pub redis: TestRedis,
+    auth: Authenticator,
+    _config: Option<tempfile::NamedTempFile>,
 }
 
 impl Cell {
@@ -35,14 +60,24 @@ impl Cell {
             .env("TITAN_LOG", "info");
     }
 
-    /// Migrates, starts `titan serve all` and waits until it listens.
+    /// `titan serve all` (debug build).
     pub async fn start() -> Self {
+        Self::start_with(CellOptions::default()).await
+    }
+
+    /// Migrates, starts `titan serve` and waits until it listens.
+    pub async fn start_with(options: CellOptions) -> Self {
         let db = TestPostgres::new().await;
         let redis = TestRedis::new().await;
-        let binary = titan_binary();
+        let binary = titan_binary(options.release);
+        let config = options.config.map(|yaml| {
+            let mut file = tempfile::NamedTempFile::new().expect("config file");
+            std::io::Write::write_all(&mut file, yaml.as_bytes()).expect("write config");
+            file
+        });
 
         let mut migrate = Command::new(&binary);
-        migrate.args(["migrate", "all"]);
+        migrate.arg("migrate").args(&options.services);
         Self::env(&mut migrate, &db, &redis);
         let out = migrate.output().expect("run titan migrate");
         assert!(
@@ -52,7 +87,10 @@ impl Cell {
         );
 
         let mut serve = Command::new(&binary);
-        serve.args(["serve", "all"]);
+        serve.arg("serve").args(&options.services);
+        if let Some(file) = &config {
+            serve.arg("--config").arg(file.path());
+        }
         Self::env(&mut serve, &db, &redis);
         let mut process = Process::spawn(&mut serve);
         let (grpc, admin) = tokio::task::block_in_place(|| {
@@ -69,12 +107,22 @@ impl Cell {
             })
         });
         process.drain_stderr();
+        let auth = Authenticator::new(&AuthConfig {
+            issuer: Some(ISSUER.into()),
+            audience: None,
+            hs256_secret: Some(SECRET.to_owned().into()),
+            rs256_public_keys: vec![],
+            leeway: Duration::ZERO,
+        })
+        .expect("authenticator");
         Self {
             process,
             grpc,
             admin,
             db,
             redis,
+            auth,
+            _config: config,
         }
     }
 
@@ -87,16 +135,9 @@ impl Cell {
     }
 
     pub fn token(&self, subject: &str, roles: &[&str]) -> String {
-        let auth = Authenticator::new(&AuthConfig {
-            issuer: Some(ISSUER.into()),
-            audience: None,
-            hs256_secret: Some(SECRET.to_owned().into()),
-            rs256_public_keys: vec![],
-            leeway: Duration::ZERO,
-        })
-        .expect("authenticator");
         let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
-        auth.mint(subject, &roles, Duration::from_secs(600))
+        self.auth
+            .mint(subject, &roles, Duration::from_secs(3600))
             .expect("mint")
     }
 

@@ -1,0 +1,159 @@
+//! Child processes: building the `titan` binary, starting it, reading what it prints, and
+//! stopping it by signal; a process is killed when its handle is dropped.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, ChildStderr, ChildStdout, Command, Stdio},
+    sync::OnceLock,
+    time::Duration,
+};
+
+use nix::{
+    sys::signal::{self, Signal},
+    unistd::Pid,
+};
+
+/// Builds `titan` once per process (a no-op when it is up to date) and returns its path.
+/// `cargo test --workspace` does not always build the executable of a package without
+/// integration tests, so the suite asks cargo for it instead of guessing a path. The release
+/// build is for the load generator.
+pub fn titan_binary(release: bool) -> PathBuf {
+    static DEBUG: OnceLock<PathBuf> = OnceLock::new();
+    static RELEASE: OnceLock<PathBuf> = OnceLock::new();
+    let cell = if release { &RELEASE } else { &DEBUG };
+    cell.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut args = vec![
+            "build",
+            "--quiet",
+            "-p",
+            "titan",
+            "--bin",
+            "titan",
+            "--message-format=json",
+        ];
+        if release {
+            args.push("--release");
+        }
+        let output = Command::new(cargo)
+            .args(&args)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run cargo build for the titan binary");
+        assert!(output.status.success(), "cargo build -p titan failed");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "titan")
+            .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported no titan executable")
+    })
+    .clone()
+}
+
+/// A child process that is killed when dropped, so a failing test leaves nothing running.
+#[derive(Debug)]
+pub struct Process {
+    child: Child,
+    pub stdout: Option<BufReader<ChildStdout>>,
+    pub stderr: Option<BufReader<ChildStderr>>,
+}
+
+impl Process {
+    pub fn spawn(command: &mut Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        let stdout = child.stdout.take().map(BufReader::new);
+        let stderr = child.stderr.take().map(BufReader::new);
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits i32"))
+    }
+
+    /// Sends `sig` (SIGTERM for a graceful stop, SIGKILL for a crash).
+    pub fn signal(&self, sig: Signal) {
+        signal::kill(self.pid(), sig).expect("signal child");
+    }
+
+    /// Waits for the exit, failing after `deadline`.
+    pub fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let until = std::time::Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait child") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "process {} did not exit within {deadline:?}",
+                self.child.id()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Reads stdout lines until one starts with `prefix`; returns the rest of that line.
+    pub fn stdout_line(&mut self, prefix: &str) -> String {
+        let out = self.stdout.as_mut().expect("stdout piped");
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = out.read_line(&mut line).expect("read stdout");
+            assert!(n > 0, "process ended before printing {prefix:?}");
+            if let Some(rest) = line.trim_end().strip_prefix(prefix) {
+                return rest.trim().to_owned();
+            }
+        }
+    }
+
+    /// Reads JSON log lines on stderr until `pick` finds what it wants in one.
+    pub fn log_line<T>(&mut self, mut pick: impl FnMut(&serde_json::Value) -> Option<T>) -> T {
+        let err = self.stderr.as_mut().expect("stderr piped");
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = err.read_line(&mut line).expect("read stderr");
+            assert!(
+                n > 0,
+                "process ended before logging what the test waits for"
+            );
+            if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(found) = pick(&json)
+            {
+                return found;
+            } else {
+                eprint!("{line}");
+            }
+        }
+    }
+
+    /// Forwards the rest of stderr to the test's output in the background, so the pipe never fills.
+    pub fn drain_stderr(&mut self) {
+        if let Some(err) = self.stderr.take() {
+            std::thread::spawn(move || {
+                for line in err.lines().map_while(Result::ok) {
+                    eprintln!("{line}");
+                }
+            });
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
