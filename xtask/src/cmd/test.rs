@@ -1,0 +1,379 @@
+//! `cargo xtask test`: the project's test command, which `.ci/run` runs. Installs and starts
+//! the datastores in a fresh directory under `target/xtask-ci/`, runs fmt, clippy, the doc tests
+//! and the tests against them, stops them by PID whatever happens, and prints a timing per
+//! step.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::datastores::{self, Datastores};
+use crate::state::{Profile, State};
+use crate::{packages, process, signals};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Skip `cargo fmt --check` and `cargo clippy`.
+    #[arg(long)]
+    no_lint: bool,
+    /// Skip the doc tests.
+    #[arg(long)]
+    no_doc: bool,
+    /// Arguments for the test runner (`cargo nextest run`, else `cargo test`), after `--`;
+    /// `-p NAME` narrows the lints and doc tests too. Example: `cargo xtask test -- -p titan-kit`.
+    #[arg(last = true, value_name = "RUNNER_ARGS")]
+    runner_args: Vec<String>,
+}
+
+/// How one step ended.
+#[derive(Debug)]
+enum Outcome {
+    Ok,
+    Failed(String),
+    Skipped(&'static str),
+}
+
+impl Outcome {
+    fn describe(&self) -> String {
+        match self {
+            Outcome::Ok => "ok".to_owned(),
+            Outcome::Failed(why) => format!("FAILED ({why})"),
+            Outcome::Skipped(why) => (*why).to_owned(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Timing {
+    name: String,
+    took: Duration,
+    outcome: Outcome,
+}
+
+pub fn run(args: &Args) -> Result<ExitCode> {
+    let mut timings = Vec::new();
+    let result = run_steps(args, &mut timings);
+    print_summary(&timings);
+    result?;
+    let failed = timings
+        .iter()
+        .filter(|t| matches!(t.outcome, Outcome::Failed(_)))
+        .count();
+    if signals::interrupted() {
+        eprintln!("xtask test: interrupted");
+        return Ok(ExitCode::from(130));
+    }
+    if failed > 0 {
+        eprintln!("xtask test: {failed} step(s) FAILED");
+        return Ok(ExitCode::FAILURE);
+    }
+    eprintln!("xtask test: every step succeeded");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_steps(args: &Args, timings: &mut Vec<Timing>) -> Result<()> {
+    let started = Instant::now();
+    packages::ensure(packages::DATASTORES)?;
+    timings.push(Timing {
+        name: "packages".into(),
+        took: started.elapsed(),
+        outcome: Outcome::Ok,
+    });
+
+    let ci_dir = crate::target_dir().join("xtask-ci");
+    sweep_stale_runs(&ci_dir);
+    let dir = ci_dir.join(format!("test-{}", std::process::id()));
+    if dir.exists() {
+        fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    let started = Instant::now();
+    let stores = Datastores::start(&dir, Profile::Test, Some(std::process::id()), None)
+        .inspect_err(|_| {
+            // Nothing worth a look is left once every server is stopped.
+            if datastores::running(&dir, None).is_empty() {
+                let _ = fs::remove_dir_all(&dir);
+            }
+        })?;
+    timings.push(Timing {
+        name: "datastores".into(),
+        took: started.elapsed(),
+        outcome: Outcome::Ok,
+    });
+    let env = datastores::test_env(stores.state())?;
+    eprint!("{}", datastores::exports(&env));
+
+    for (name, cmd) in steps(args)? {
+        let Some(mut cmd) = cmd else {
+            timings.push(Timing {
+                name: name.into(),
+                took: Duration::ZERO,
+                outcome: Outcome::Skipped("skipped"),
+            });
+            continue;
+        };
+        if signals::interrupted() {
+            break;
+        }
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        eprintln!("==> {name}: {}", process::describe(&cmd));
+        let started = Instant::now();
+        let status = process::run(name, &mut cmd)?;
+        let took = started.elapsed();
+        let outcome = if status.success() {
+            Outcome::Ok
+        } else if signals::interrupted() {
+            Outcome::Skipped("interrupted")
+        } else {
+            Outcome::Failed(status.to_string())
+        };
+        eprintln!(
+            "<== {name} {} in {}",
+            outcome.describe(),
+            process::secs(took)
+        );
+        timings.push(Timing {
+            name: name.into(),
+            took,
+            outcome,
+        });
+    }
+
+    let started = Instant::now();
+    eprintln!("==> stopping the datastores");
+    let stopped = stores.stop();
+    let outcome = match &stopped {
+        Ok(()) => Outcome::Ok,
+        Err(e) => Outcome::Failed(format!("{e:#}")),
+    };
+    timings.push(Timing {
+        name: "stop datastores".into(),
+        took: started.elapsed(),
+        outcome,
+    });
+    if stopped.is_ok() {
+        // Throw-away data; kept only when a server would not stop, for a look at its log.
+        fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The steps in order; `None` for a step that is skipped. Doc tests go before the test runner
+/// so that the runner's summary is the last thing a log reader sees.
+fn steps(args: &Args) -> Result<Vec<(&'static str, Option<Command>)>> {
+    let mut steps = Vec::new();
+    let lint = !args.no_lint;
+    let selected = selected_packages(&args.runner_args);
+    // A developer who picked packages gets those linted, not the whole workspace; CI picks
+    // none and lints everything.
+    let scope: Vec<String> = if selected.is_empty() {
+        Vec::new()
+    } else {
+        selected
+            .iter()
+            .flat_map(|p| ["-p".to_owned(), p.clone()])
+            .collect()
+    };
+    let mut fmt = crate::cargo();
+    fmt.arg("fmt");
+    if scope.is_empty() {
+        fmt.arg("--all");
+    }
+    fmt.args(&scope).arg("--check");
+    steps.push(("fmt", lint.then_some(fmt)));
+    let mut clippy = crate::cargo();
+    clippy.arg("clippy");
+    if scope.is_empty() {
+        clippy.arg("--workspace");
+    }
+    clippy
+        .args(&scope)
+        .args(["--all-targets", "--", "-D", "warnings"]);
+    steps.push(("clippy", lint.then_some(clippy)));
+
+    let doc = if args.no_doc {
+        None
+    } else if selected.is_empty() {
+        let mut doc = crate::cargo();
+        doc.args(["test", "--workspace", "--doc"]);
+        Some(doc)
+    } else {
+        // `cargo test --doc -p X` fails when X has no library; leave such packages out.
+        let libs = library_packages()?;
+        let with_lib: Vec<&String> = selected.iter().filter(|p| libs.contains(p)).collect();
+        if with_lib.is_empty() {
+            eprintln!(
+                "note: no library among {}: no doc tests to run",
+                selected.join(", ")
+            );
+            None
+        } else {
+            let mut doc = crate::cargo();
+            doc.args(["test", "--doc"]);
+            for p in with_lib {
+                doc.args(["-p", p]);
+            }
+            Some(doc)
+        }
+    };
+    steps.push(("doc tests", doc));
+
+    let mut tests = crate::cargo();
+    if process::which("cargo-nextest").is_some() {
+        tests.args(["nextest", "run", "--no-fail-fast"]);
+    } else {
+        tests.args(["test", "--no-fail-fast"]);
+    }
+    if selected.is_empty()
+        && !args
+            .runner_args
+            .iter()
+            .any(|a| a == "--workspace" || a == "--all")
+    {
+        tests.arg("--workspace");
+    }
+    tests.args(&args.runner_args);
+    steps.push(("tests", Some(tests)));
+    Ok(steps)
+}
+
+/// The packages named with `-p`/`--package` in runner arguments (before a `--`, which starts
+/// the test binaries' own arguments).
+fn selected_packages(args: &[String]) -> Vec<String> {
+    let mut selected = Vec::new();
+    let mut iter = args.iter().take_while(|a| *a != "--");
+    while let Some(arg) = iter.next() {
+        if arg == "-p" || arg == "--package" {
+            if let Some(name) = iter.next() {
+                selected.push(name.clone());
+            }
+        } else if let Some(name) = arg.strip_prefix("--package=") {
+            selected.push(name.to_owned());
+        } else if let Some(name) = arg
+            .strip_prefix("-p")
+            .filter(|n| !n.is_empty() && !arg.starts_with("--"))
+        {
+            selected.push(name.to_owned());
+        }
+    }
+    selected
+}
+
+/// Workspace members that have a library target (and so can have doc tests).
+fn library_packages() -> Result<Vec<String>> {
+    let out =
+        process::output(crate::cargo().args(["metadata", "--no-deps", "--format-version", "1"]))?;
+    let metadata: serde_json::Value =
+        serde_json::from_str(&out).context("parsing cargo metadata")?;
+    Ok(library_packages_in(&metadata))
+}
+
+fn library_packages_in(metadata: &serde_json::Value) -> Vec<String> {
+    let packages = metadata["packages"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    packages
+        .iter()
+        .filter(|p| {
+            p["targets"].as_array().is_some_and(|targets| {
+                targets.iter().any(|t| {
+                    t["kind"].as_array().is_some_and(|k| {
+                        k.iter()
+                            .any(|k| k == "lib" || k == "rlib" || k == "proc-macro")
+                    })
+                })
+            })
+        })
+        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Stops the servers of runs that were killed before they could (their owner is gone) and
+/// removes their directories. A run still going (owner alive) is left alone.
+fn sweep_stale_runs(ci_dir: &Path) {
+    let Ok(entries) = fs::read_dir(ci_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        if !entry.file_name().to_string_lossy().starts_with("test-") {
+            continue;
+        }
+        let state = match State::load(&dir) {
+            Ok(state) => state,
+            Err(e) => {
+                eprintln!("note: leaving {} alone: {e:#}", dir.display());
+                continue;
+            }
+        };
+        if let Some(owner) = state.as_ref().and_then(|s| s.owner_pid)
+            && process::alive_as(owner, "xtask")
+        {
+            continue;
+        }
+        if !datastores::running(&dir, state.as_ref()).is_empty() {
+            eprintln!(
+                "note: stopping servers left by a killed run in {}",
+                dir.display()
+            );
+            if let Err(e) = datastores::stop_all(&dir, state.as_ref()) {
+                eprintln!("note: {e:#}");
+                continue;
+            }
+        }
+        if let Err(e) = fs::remove_dir_all(&dir) {
+            eprintln!("note: could not remove {}: {e}", dir.display());
+        }
+    }
+}
+
+fn print_summary(timings: &[Timing]) {
+    if timings.is_empty() {
+        return;
+    }
+    eprintln!("\nxtask test timings:");
+    for t in timings {
+        let outcome = t.outcome.describe();
+        eprintln!("  {:<16} {:>9}  {outcome}", t.name, process::secs(t.took));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn finds_package_selections_in_every_spelling() {
+        let args = strings(&[
+            "-p",
+            "a",
+            "--package",
+            "b",
+            "--package=c",
+            "-pd",
+            "--",
+            "-p",
+            "not-a-package",
+        ]);
+        assert_eq!(selected_packages(&args), ["a", "b", "c", "d"]);
+        assert!(selected_packages(&strings(&["--no-capture", "-E", "test(x)"])).is_empty());
+    }
+
+    #[test]
+    fn lists_only_packages_with_a_library() {
+        let metadata = serde_json::json!({"packages": [
+            {"name": "titan-kit", "targets": [{"kind": ["lib"]}, {"kind": ["test"]}]},
+            {"name": "xtask", "targets": [{"kind": ["bin"]}]},
+            {"name": "macros", "targets": [{"kind": ["proc-macro"]}]},
+        ]});
+        assert_eq!(library_packages_in(&metadata), ["titan-kit", "macros"]);
+        assert!(library_packages_in(&serde_json::json!({})).is_empty());
+    }
+}
