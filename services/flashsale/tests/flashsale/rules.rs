@@ -486,3 +486,47 @@ async fn admin_changes_follow_the_sale_lifecycle() {
         "no longer listed"
     );
 }
+
+#[tokio::test]
+async fn reconcile_reports_units_redis_sold_that_postgres_never_recorded() {
+    use titan_flashsale::{app::StockStore, store::redis::RedisStock};
+
+    let w = World::new(settings()).await;
+    let sale = w.live_sale(10, 5).await;
+    let r = w
+        .app
+        .attempt(&buyer(1), &uuid(), sale, 2, None)
+        .await
+        .expect("reserve");
+    assert!(
+        w.app.reconcile().await.expect("reconcile").is_empty(),
+        "clean before"
+    );
+
+    // A confirm whose PostgreSQL write never happened (the process died in between).
+    RedisStock::new(w.redis.clone())
+        .confirm(r.id, "buyer-1", w.clock.now())
+        .await
+        .expect("confirm in redis only");
+    let drifts = w.app.reconcile().await.expect("reconcile");
+    assert_eq!(drifts.len(), 1);
+    assert_eq!(
+        (
+            drifts[0].redis_sold,
+            drifts[0].recorded_sold,
+            drifts[0].unaccounted
+        ),
+        (Some(2), 0, 0)
+    );
+    assert_eq!(drifts[0].units(), 2);
+
+    // The buyer's retry completes the record, and the drift is gone.
+    w.app
+        .confirm(&buyer(1), &uuid(), &r.id.to_string(), "pay")
+        .await
+        .expect("retry");
+    assert!(
+        w.app.reconcile().await.expect("reconcile").is_empty(),
+        "clean after the retry"
+    );
+}
