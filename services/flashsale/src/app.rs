@@ -186,6 +186,12 @@ pub trait SaleStore: Send + Sync + 'static {
         now: DateTime<Utc>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<FlashSale>>> + Send;
+    /// Scheduled sales not yet warmed that start before `until` and have not ended.
+    fn list_unwarmed(
+        &self,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<FlashSale>>> + Send;
     /// Warmed sales whose reservations may still move (ended less than a day ago).
     fn list_warmed(
         &self,
@@ -377,7 +383,10 @@ impl<P: SaleStore, S: StockStore> FlashSales<P, S> {
             self.sales.save(&key, &sale, false).await?;
             if sale.warmed_up {
                 self.stock
-                    .warm(&sale, self.settings.reservation_ttl())
+                    .warm(
+                        &sale,
+                        std::time::Duration::from_secs(self.settings.reservation_ttl_seconds),
+                    )
                     .await?;
             }
         }
@@ -415,7 +424,10 @@ impl<P: SaleStore, S: StockStore> FlashSales<P, S> {
             self.sales.set_state(&key, id, state).await?;
             if sale.warmed_up {
                 self.stock
-                    .warm(&sale, self.settings.reservation_ttl())
+                    .warm(
+                        &sale,
+                        std::time::Duration::from_secs(self.settings.reservation_ttl_seconds),
+                    )
                     .await?;
             }
         }
@@ -428,7 +440,10 @@ impl<P: SaleStore, S: StockStore> FlashSales<P, S> {
             return Err(FlashSaleError::SaleClosed { id, what: "over" });
         }
         self.stock
-            .warm(&sale, self.settings.reservation_ttl())
+            .warm(
+                &sale,
+                std::time::Duration::from_secs(self.settings.reservation_ttl_seconds),
+            )
             .await?;
         if !sale.warmed_up {
             self.sales.mark_warmed(id).await?;
@@ -630,6 +645,20 @@ impl<P: SaleStore, S: StockStore> FlashSales<P, S> {
     }
 
     // ---- background ----
+
+    /// Warms every sale that starts within the warm-up window, so no admin has to; returns how
+    /// many were warmed.
+    pub async fn warm_due(&self) -> Result<usize> {
+        let now = self.now();
+        let window =
+            Duration::seconds(i64::try_from(self.settings.warm_up_seconds).unwrap_or(i64::MAX));
+        let due = self.sales.list_unwarmed(now, now + window).await?;
+        for sale in &due {
+            self.warm_up(sale.id).await?;
+            tracing::info!(sale = %sale.id, starts_at = %sale.spec.starts_at, "flash sale warmed up ahead of its start");
+        }
+        Ok(due.len())
+    }
 
     /// Returns every expired reservation's stock; run by the sweeper task.
     pub async fn sweep(&self) -> Result<u32> {

@@ -14,6 +14,7 @@ pub mod store;
 use std::{sync::Arc, time::Duration};
 
 use futures::FutureExt;
+use titan_crds::config::TitanConfig;
 use titan_kit::{Datastore, KitError, Mounted, ServiceContext, ServiceDef};
 use titan_proto::flashsale::v1::flash_sale_service_server::FlashSaleServiceServer;
 use tokio_util::sync::CancellationToken;
@@ -37,10 +38,8 @@ pub fn service() -> ServiceDef {
 }
 
 async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
-    let settings: Settings = ctx.settings()?;
-    settings
-        .validate()
-        .map_err(|e| KitError::config(format!("services.{}", domain::SERVICE), e))?;
+    let settings = Settings::from_yaml(ctx.section())
+        .map_err(|e| KitError::config(format!("services.{}", domain::SERVICE), e.to_string()))?;
     let app = Arc::new(FlashSales::new(
         PgSales::new(ctx.postgres()?),
         RedisStock::new(ctx.redis()?),
@@ -62,7 +61,10 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
                 let app = app.clone();
                 move || {
                     let app = app.clone();
-                    async move { app.sweep().await.map(drop) }
+                    async move {
+                        app.warm_due().await?;
+                        app.sweep().await.map(drop)
+                    }
                 }
             }),
         )

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use prometheus::Registry;
-use serde::de::DeserializeOwned;
 use sqlx::{PgPool, migrate::Migrator};
 use tokio_util::sync::CancellationToken;
 use tonic::{
@@ -102,13 +101,10 @@ impl ServiceContext {
         }
     }
 
-    /// The service's typed section of the config file (`services.<name>`), or its defaults.
-    pub fn settings<T: DeserializeOwned + Default>(&self) -> Result<T, KitError> {
-        match self.config.services.get(self.name) {
-            None => Ok(T::default()),
-            Some(value) => serde_yaml::from_value(value.clone())
-                .map_err(|e| KitError::config(format!("services.{}", self.name), e.to_string())),
-        }
+    /// The service's own section of the config file (`services.<name>`), for its typed config
+    /// (in the `crds` crate) to parse.
+    pub fn section(&self) -> Option<serde_yaml::Value> {
+        self.config.services.get(self.name).cloned()
     }
 
     /// This replica's name among consumers: the pod name in a cluster, host and pid elsewhere.

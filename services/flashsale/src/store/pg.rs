@@ -169,6 +169,23 @@ impl SaleStore for PgSales {
         rows.iter().map(sale_from_row).collect()
     }
 
+    async fn list_unwarmed(
+        &self,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<FlashSale>> {
+        let sql = format!(
+            "SELECT {SALE_COLUMNS} FROM flashsale_sales
+             WHERE state = 'scheduled' AND NOT warmed_up AND starts_at <= $2 AND ends_at > $1 ORDER BY starts_at, id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(until)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(sale_from_row).collect()
+    }
+
     async fn list_warmed(&self, now: DateTime<Utc>) -> Result<Vec<FlashSale>> {
         let sql = format!(
             "SELECT {SALE_COLUMNS} FROM flashsale_sales

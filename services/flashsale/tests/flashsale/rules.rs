@@ -530,3 +530,41 @@ async fn reconcile_reports_units_redis_sold_that_postgres_never_recorded() {
         "clean after the retry"
     );
 }
+
+#[tokio::test]
+async fn sales_are_warmed_up_ahead_of_their_start() {
+    let w = World::new(settings()).await;
+    let mut soon = w.spec(10, 5);
+    soon.starts_at = w.clock.now() + Duration::seconds(200);
+    let mut later = w.spec(10, 5);
+    later.starts_at = w.clock.now() + Duration::seconds(400);
+    let soon = w
+        .app
+        .create_sale(&admin(), &uuid(), soon)
+        .await
+        .expect("soon")
+        .sale
+        .id;
+    let later = w
+        .app
+        .create_sale(&admin(), &uuid(), later)
+        .await
+        .expect("later")
+        .sale
+        .id;
+
+    assert_eq!(
+        w.app.warm_due().await.expect("warm"),
+        1,
+        "only the sale inside the 300 s window"
+    );
+    assert!(w.app.get(soon).await.expect("soon").sale.warmed_up);
+    assert!(!w.app.get(later).await.expect("later").sale.warmed_up);
+    assert_eq!(
+        w.app.warm_due().await.expect("again"),
+        0,
+        "warming is done once"
+    );
+    w.clock.advance(Duration::seconds(150));
+    assert_eq!(w.app.warm_due().await.expect("later now"), 1);
+}

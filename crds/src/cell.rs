@@ -1,0 +1,547 @@
+//! The `Cell` resource (cluster-scoped): one complete, isolated copy of the platform in its own
+//! namespace. The Cell controller turns it into the namespace and one `Service` per enabled
+//! Titan service, and reports their aggregate status here.
+
+use k8s_openapi::{
+    api::core::v1::ResourceRequirements,
+    apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::Condition},
+};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    common::{Autoscaling, conditions_schema, preserve_unknown_object, resources_schema},
+    config::{
+        AbtestingConfig, AnalyticsConfig, CampaignConfig, ChatConfig, CouponConfig, DriverConfig,
+        FlashsaleConfig, FraudConfig, GamificationConfig, LivestreamConfig, PricingConfig,
+        ShippingConfig, TrackingConfig, VideocallConfig, WarehouseConfig,
+    },
+    kind::ServiceKind,
+};
+
+/// The desired state of a cell.
+// kube's printcolumn(...) repeats `type_ = ...` per column, which clippy takes for duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[kube(
+    group = "commerce.titan.dev",
+    version = "v1alpha1",
+    kind = "Cell",
+    plural = "cells",
+    shortname = "cell",
+    category = "titan",
+    status = "CellStatus",
+    derive = "PartialEq",
+    doc = "A cell: a complete, isolated copy of the Titan platform (every service and every datastore) in its own namespace, serving a slice of the users. Scale by adding cells.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether every enabled service is ready"
+    ),
+    printcolumn(
+        name = "Services",
+        type_ = "string",
+        json_path = ".status.services.summary",
+        description = "Ready services out of enabled services"
+    ),
+    printcolumn(
+        name = "Version",
+        type_ = "string",
+        json_path = ".status.version",
+        description = "The Titan release every ready service runs"
+    ),
+    printcolumn(
+        name = "Wave",
+        type_ = "integer",
+        json_path = ".spec.rollout.wave",
+        description = "Rollout wave (0 = canary)"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.namespace) == has(oldSelf.namespace)",
+    "message": "namespace cannot be added or removed after creation"
+}]))]
+pub struct CellSpec {
+    /// Titan release: the default image tag of every service of the cell.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"))]
+    pub version: String,
+    /// Repository of the one `titan` service image; each service runs `image:version` unless it
+    /// overrides its image.
+    #[serde(default = "default_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Cloud region the cell runs in; informational.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Namespace of the cell; defaults to `titan-<cell name>`. Cannot be changed after creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "namespace is immutable"}]))]
+    pub namespace: Option<String>,
+    /// The cell's hard size: scale by adding cells, not by growing one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<Capacity>,
+    /// Where the cell stands in fleet rollouts.
+    #[serde(default)]
+    pub rollout: Rollout,
+    /// Switches for operating the cell: pause reconciliation or stop every service.
+    #[serde(default)]
+    pub operation: Operation,
+    /// What happens to the cell's data when the Cell is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// Per-service settings; every Titan service is on unless disabled here.
+    #[serde(default)]
+    pub services: CellServices,
+    /// The cell's datastores.
+    #[serde(default)]
+    pub datastores: Datastores,
+    /// The cell's media servers (TURN for calls, RTMP for live streams).
+    #[serde(default)]
+    pub media: Media,
+}
+
+fn default_image() -> String {
+    "ghcr.io/titan/titan".into()
+}
+
+/// A cell's size limits, turned into a ResourceQuota on its namespace.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Capacity {
+    /// Users this cell is sized for; the cell router assigns no more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_users: Option<i64>,
+    /// CPU the cell's pods may request in total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Quantity>,
+    /// Memory the cell's pods may request in total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Quantity>,
+}
+
+/// Fleet rollout settings.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Rollout {
+    /// Rollout wave: wave 0 is the canary; wave N+1 takes a version only after waves up to N run
+    /// it ready.
+    #[serde(default = "default_wave")]
+    #[schemars(range(min = 0, max = 100))]
+    pub wave: i32,
+}
+
+fn default_wave() -> i32 {
+    1
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Self {
+            wave: default_wave(),
+        }
+    }
+}
+
+/// Operating switches of a cell.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Operation {
+    /// When true the operator only reads the cell and updates status: nothing it manages is
+    /// created, changed or deleted (condition `ReconciliationPaused`).
+    #[serde(default)]
+    pub reconciliation_paused: bool,
+    /// When true every service is scaled to zero; data, Secrets and volumes are kept
+    /// (condition `Stopped`).
+    #[serde(default)]
+    pub stopped: bool,
+}
+
+/// What deleting a Cell does to its data.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeletionPolicy {
+    /// Keep the namespace with its volumes and Secrets; the services are removed.
+    #[default]
+    Retain,
+    /// Delete the namespace and everything in it.
+    Delete,
+}
+
+/// Settings of one Titan service in a cell.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!(has(self.replicas) && has(self.autoscaling))",
+    "message": "set replicas or autoscaling, not both: with autoscaling the autoscaler owns replicas"
+}]))]
+pub struct CellService<C> {
+    /// Whether the service runs in this cell; disabling it removes its objects.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// Replicas of the service. When set, the Cell owns the field and wins over
+    /// `kubectl scale`; when absent, the Service's replicas are left to `kubectl scale tsvc/<name>`
+    /// (or default to 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub replicas: Option<i32>,
+    /// Image of the service, overriding `spec.image:spec.version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The service's typed configuration; absent fields take the service's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<C>,
+    /// CPU autoscaling of the service; replaces `replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+    /// CPU and memory requests and limits of the service's container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "resources_schema")]
+    pub resources: Option<ResourceRequirements>,
+    /// A JSON merge patch applied to the service's pod template (metadata and spec), for what
+    /// the other fields do not cover: node selectors, tolerations, extra volumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_unknown_object")]
+    pub pod_overrides: Option<serde_json::Value>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+impl<C> Default for CellService<C> {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            replicas: None,
+            image: None,
+            config: None,
+            autoscaling: None,
+            resources: None,
+            pod_overrides: None,
+        }
+    }
+}
+
+/// Settings of every Titan service in a cell; an absent service runs with its defaults.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CellServices {
+    /// The flashsale service (limited-time sales).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flashsale: Option<CellService<FlashsaleConfig>>,
+    /// The coupon service (discounts and vouchers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coupon: Option<CellService<CouponConfig>>,
+    /// The gamification service (points, levels, badges, rewards).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gamification: Option<CellService<GamificationConfig>>,
+    /// The campaign service (multi-channel marketing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<CellService<CampaignConfig>>,
+    /// The abtesting service (experiments and feature flags).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abtesting: Option<CellService<AbtestingConfig>>,
+    /// The fraud service (transaction risk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraud: Option<CellService<FraudConfig>>,
+    /// The pricing service (dynamic pricing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<CellService<PricingConfig>>,
+    /// The analytics service (events, funnels, cohorts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analytics: Option<CellService<AnalyticsConfig>>,
+    /// The chat service (buyers and sellers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<CellService<ChatConfig>>,
+    /// The livestream service (live video shopping).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub livestream: Option<CellService<LivestreamConfig>>,
+    /// The videocall service (support calls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub videocall: Option<CellService<VideocallConfig>>,
+    /// The driver service (last-mile delivery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<CellService<DriverConfig>>,
+    /// The tracking service (package tracking).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<CellService<TrackingConfig>>,
+    /// The warehouse service (inventory and stock movements).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warehouse: Option<CellService<WarehouseConfig>>,
+    /// The shipping service (carriers and labels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping: Option<CellService<ShippingConfig>>,
+}
+
+/// One service's settings with its config as JSON, whatever its type.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ServiceSettings {
+    /// See [`CellService::enabled`].
+    pub enabled: bool,
+    /// See [`CellService::replicas`].
+    pub replicas: Option<i32>,
+    /// See [`CellService::image`].
+    pub image: Option<String>,
+    /// See [`CellService::config`].
+    pub config: Option<serde_json::Value>,
+    /// See [`CellService::autoscaling`].
+    pub autoscaling: Option<Autoscaling>,
+    /// See [`CellService::resources`].
+    pub resources: Option<ResourceRequirements>,
+    /// See [`CellService::pod_overrides`].
+    pub pod_overrides: Option<serde_json::Value>,
+}
+
+fn erase<C: Serialize>(s: Option<&CellService<C>>) -> ServiceSettings {
+    let Some(s) = s else {
+        return ServiceSettings {
+            enabled: true,
+            ..Default::default()
+        };
+    };
+    ServiceSettings {
+        enabled: s.enabled,
+        replicas: s.replicas,
+        image: s.image.clone(),
+        // Config types are plain data and always serialize.
+        config: s.config.as_ref().and_then(|c| serde_json::to_value(c).ok()),
+        autoscaling: s.autoscaling.clone(),
+        resources: s.resources.clone(),
+        pod_overrides: s.pod_overrides.clone(),
+    }
+}
+
+impl CellServices {
+    /// The settings of one Titan service (`None` for `custom`, which a Cell does not create).
+    pub fn get(&self, kind: ServiceKind) -> Option<ServiceSettings> {
+        Some(match kind {
+            ServiceKind::Flashsale => erase(self.flashsale.as_ref()),
+            ServiceKind::Coupon => erase(self.coupon.as_ref()),
+            ServiceKind::Gamification => erase(self.gamification.as_ref()),
+            ServiceKind::Campaign => erase(self.campaign.as_ref()),
+            ServiceKind::Abtesting => erase(self.abtesting.as_ref()),
+            ServiceKind::Fraud => erase(self.fraud.as_ref()),
+            ServiceKind::Pricing => erase(self.pricing.as_ref()),
+            ServiceKind::Analytics => erase(self.analytics.as_ref()),
+            ServiceKind::Chat => erase(self.chat.as_ref()),
+            ServiceKind::Livestream => erase(self.livestream.as_ref()),
+            ServiceKind::Videocall => erase(self.videocall.as_ref()),
+            ServiceKind::Driver => erase(self.driver.as_ref()),
+            ServiceKind::Tracking => erase(self.tracking.as_ref()),
+            ServiceKind::Warehouse => erase(self.warehouse.as_ref()),
+            ServiceKind::Shipping => erase(self.shipping.as_ref()),
+            ServiceKind::Custom => return None,
+        })
+    }
+}
+
+/// The cell's datastores.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Datastores {
+    /// The cell's PostgreSQL.
+    #[serde(default)]
+    pub postgres: PostgresDatastore,
+    /// The cell's Redis.
+    #[serde(default)]
+    pub redis: RedisDatastore,
+    /// The cell's ClickHouse.
+    #[serde(default)]
+    pub clickhouse: ClickHouseDatastore,
+    /// S3-compatible object storage for recordings, labels and proofs of delivery; absent =
+    /// recordings are off, and status says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_storage: Option<ObjectStorage>,
+}
+
+/// Who runs the cell's PostgreSQL.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PostgresProvider {
+    /// A StatefulSet run by the operator.
+    #[default]
+    #[serde(rename = "builtin")]
+    Builtin,
+    /// A CloudNativePG `Cluster` (HA and backups).
+    #[serde(rename = "cloudnative-pg")]
+    CloudnativePg,
+    /// A server run elsewhere; `secretName` holds its URL.
+    #[serde(rename = "external")]
+    External,
+}
+
+/// Who runs a datastore that has no operator of its own.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// A StatefulSet run by the operator.
+    #[default]
+    Builtin,
+    /// A server run elsewhere; `secretName` holds its URL.
+    External,
+}
+
+const EXTERNAL_NEEDS_SECRET: &str = "self.provider != 'external' || has(self.secretName)";
+const EXTERNAL_NEEDS_SECRET_MESSAGE: &str =
+    "an external datastore needs secretName: the Secret that holds its connection URL";
+
+/// The cell's PostgreSQL.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": EXTERNAL_NEEDS_SECRET, "message": EXTERNAL_NEEDS_SECRET_MESSAGE}]))]
+pub struct PostgresDatastore {
+    /// Who runs it.
+    #[serde(default)]
+    pub provider: PostgresProvider,
+    /// Size of its volume (builtin and cloudnative-pg).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Quantity>,
+    /// Secret in the cell's namespace with the key `url` (required for external).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+}
+
+/// The cell's Redis.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": EXTERNAL_NEEDS_SECRET, "message": EXTERNAL_NEEDS_SECRET_MESSAGE}]))]
+pub struct RedisDatastore {
+    /// Who runs it.
+    #[serde(default)]
+    pub provider: Provider,
+    /// Size of its volume (builtin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Quantity>,
+    /// Secret in the cell's namespace with the key `url` (required for external).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+}
+
+/// The cell's ClickHouse.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": EXTERNAL_NEEDS_SECRET, "message": EXTERNAL_NEEDS_SECRET_MESSAGE}]))]
+pub struct ClickHouseDatastore {
+    /// Who runs it.
+    #[serde(default)]
+    pub provider: Provider,
+    /// Size of its volume (builtin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Quantity>,
+    /// Secret in the cell's namespace with the key `url` (required for external).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+}
+
+/// S3-compatible object storage.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ObjectStorage {
+    /// Endpoint URL of the S3 API.
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub endpoint: String,
+    /// Bucket the cell writes to.
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+    /// Secret in the cell's namespace with `accessKeyId` and `secretAccessKey`.
+    pub credentials_secret: String,
+}
+
+/// The cell's media servers.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Media {
+    /// TURN server for support calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<Turn>,
+    /// RTMP ingest and HLS playback for live streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtmp: Option<Rtmp>,
+}
+
+/// A coturn server with TURN REST authentication.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!self.enabled || has(self.realm)",
+    "message": "an enabled TURN server needs a realm"
+}]))]
+pub struct Turn {
+    /// Whether the cell runs a TURN server.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// TURN realm, usually a domain of the cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm: Option<String>,
+    /// Public address clients reach the TURN server at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_address: Option<String>,
+}
+
+/// An nginx RTMP server.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Rtmp {
+    /// Whether the cell runs an RTMP server.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+}
+
+/// What the operator observed of a cell.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CellStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Progressing`, `Degraded`, `ReconciliationPaused` and `Stopped`, each with the
+    /// generation it was computed for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// How many of the enabled services are ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<ServicesSummary>,
+    /// The version every ready service actually runs; absent while they differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The namespace the cell lives in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// Ready and enabled services of a cell.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicesSummary {
+    /// Services that observed their latest spec and are ready.
+    pub ready: i32,
+    /// Enabled services.
+    pub total: i32,
+    /// `ready/total`, for `kubectl get cells`.
+    pub summary: String,
+}
+
+impl Cell {
+    /// The namespace the cell lives in: `spec.namespace`, else `titan-<name>`.
+    pub fn namespace_name(&self) -> String {
+        match &self.spec.namespace {
+            Some(ns) => ns.clone(),
+            None => format!(
+                "titan-{}",
+                self.metadata.name.as_deref().unwrap_or_default()
+            ),
+        }
+    }
+}

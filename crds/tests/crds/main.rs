@@ -1,0 +1,3 @@
+//! Integration tests of `titan-crds`: one binary with a module per area.
+
+mod cel;

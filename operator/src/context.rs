@@ -1,0 +1,95 @@
+//! What every reconcile round shares: the client, metrics, the Event recorder and the per-object
+//! error backoff.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::{
+    Client,
+    runtime::events::{Event, EventType, Recorder, Reporter},
+};
+
+use crate::{MANAGER, metrics::Metrics};
+
+/// Shared state of the controllers.
+#[derive(Clone)]
+pub struct Context {
+    /// Client of the API server.
+    pub client: Client,
+    /// Reconcile metrics.
+    pub metrics: Metrics,
+    recorder: Recorder,
+    failures: Arc<Mutex<HashMap<String, u32>>>,
+    /// How often a healthy object is looked at again even without a change.
+    pub resync: Duration,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("resync", &self.resync)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// A context reporting Events as `titan-operator` (instance `instance`).
+    pub fn new(client: Client, metrics: Metrics, instance: Option<String>) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.to_string(),
+            instance,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            failures: Arc::default(),
+            resync: Duration::from_secs(300),
+        }
+    }
+
+    /// Publishes an Event about `object`; a failure is logged, never fatal, because an Event is
+    /// a courtesy to people and must not stall a reconcile.
+    pub async fn event(
+        &self,
+        object: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_string(),
+            note: Some(note.chars().take(1024).collect()),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, object).await {
+            tracing::warn!(%error, reason, "cannot publish event");
+        }
+    }
+
+    /// The delay before retrying `key` after another failure: 5 s doubling up to 5 minutes.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        let seconds = 5u64.saturating_mul(1 << (*n - 1).min(6));
+        Duration::from_secs(seconds.min(300))
+    }
+
+    /// Forgets the failures of `key` after a round succeeded.
+    pub fn succeeded(&self, key: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.remove(key);
+    }
+}

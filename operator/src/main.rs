@@ -1,0 +1,145 @@
+//! The `titan-operator` binary: `run` (both controllers), `crd` (print or write the CRDs) and
+//! `render` (every object the operator would apply, offline).
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use titan_operator::{render, run};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "titan-operator",
+    version,
+    about = "The Cell and Service controllers of Titan"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run both controllers (leader-elected), with metrics and health on the admin port.
+    Run {
+        /// Address of the admin server (/metrics, /healthz, /readyz).
+        #[arg(
+            long,
+            env = "TITAN_OPERATOR_ADMIN_ADDR",
+            default_value = "0.0.0.0:9090"
+        )]
+        admin_addr: SocketAddr,
+        /// Namespace of the leader-election Lease (the operator's own namespace).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "titan-system")]
+        lease_namespace: String,
+        /// Identity in the election (the pod name).
+        #[arg(long, env = "POD_NAME")]
+        identity: Option<String>,
+        /// Objects each controller reconciles at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: u16,
+    },
+    /// Print both CRDs, or write one file each into a directory.
+    Crd {
+        /// Directory to write `<crd name>.yaml` files into (stdout when absent).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print every object the operator would apply for the given Cells and Services.
+    Render {
+        /// YAML files holding Cells and Services (multi-document files welcome).
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let Args { command } = Args::parse();
+    let result = match command {
+        Command::Run {
+            admin_addr,
+            lease_namespace,
+            identity,
+            concurrency,
+        } => run_controllers(run::RunOptions {
+            admin_addr,
+            lease_namespace,
+            identity: identity.unwrap_or_else(default_identity),
+            concurrency,
+        }),
+        Command::Crd { out } => crd(out),
+        Command::Render { files } => render_files(&files),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("titan-operator: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn default_identity() -> String {
+    // Outside a pod the host name and process id are unique enough for a lease holder.
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    format!("{}-{}", host.trim(), std::process::id())
+}
+
+fn run_controllers(options: run::RunOptions) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TITAN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .json()
+        .init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run::run(options))
+}
+
+fn crd(out: Option<PathBuf>) -> anyhow::Result<()> {
+    let files = render::crd_files()?;
+    match out {
+        None => {
+            let text: String = files
+                .into_iter()
+                .map(|(_, content)| format!("---\n{content}"))
+                .collect();
+            emit(&text)?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            for (name, content) in files {
+                let path = dir.join(name);
+                std::fs::write(&path, content)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn render_files(files: &[PathBuf]) -> anyhow::Result<()> {
+    let mut inputs = render::Inputs::default();
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        inputs.add(&file.display().to_string(), &text)?;
+    }
+    emit(&render::render(&inputs)?)
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error for a printing command.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write to stdout")
+        }
+        _ => Ok(()),
+    }
+}

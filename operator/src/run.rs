@@ -1,0 +1,206 @@
+//! `titan-operator run`: both controllers behind leader election, the admin server, and a
+//! graceful shutdown on SIGTERM or when leadership is lost.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    autoscaling::v2::HorizontalPodAutoscaler,
+    core::v1::{ConfigMap, Namespace, Service as CoreService},
+    policy::v1::PodDisruptionBudget,
+};
+use kube::{
+    Api, Client, ResourceExt,
+    core::DeserializeGuard,
+    runtime::{Controller, controller, reflector::ObjectRef, watcher},
+};
+use titan_crds::{Cell, Service};
+use tokio::sync::watch;
+
+use crate::{Context, admin, guard, labels, leader, metrics::Metrics};
+
+/// Settings of `titan-operator run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Address of the admin server.
+    pub admin_addr: SocketAddr,
+    /// Namespace of the leader Lease.
+    pub lease_namespace: String,
+    /// This replica's identity in the election.
+    pub identity: String,
+    /// Objects each controller reconciles at once.
+    pub concurrency: u16,
+}
+
+/// Runs until SIGTERM/SIGINT, or until leadership is lost (then exits so the pod restarts clean).
+pub async fn run(options: RunOptions) -> anyhow::Result<()> {
+    let RunOptions {
+        admin_addr,
+        lease_namespace,
+        identity,
+        concurrency,
+    } = options;
+    let client = Client::try_default()
+        .await
+        .context("cannot build a Kubernetes client")?;
+    let metrics = Metrics::new().context("cannot register metrics")?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let is_leader = Arc::new(AtomicBool::new(false));
+
+    let listener = tokio::net::TcpListener::bind(admin_addr)
+        .await
+        .with_context(|| format!("cannot listen on {admin_addr}"))?;
+    let router = admin::router(admin::AdminState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+        leader: is_leader.clone(),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut admin_stop = stop_rx.clone();
+    let admin = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = admin_stop.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+
+    let signal_tx = stop_tx.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = signal_tx.send(true);
+    });
+
+    let mut election = leader::elect(client.clone(), &lease_namespace, &identity)
+        .await
+        .context("cannot start leader election")?;
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!(%identity, namespace = %lease_namespace, "waiting for leadership");
+    let mut stop_wait = stop_rx.clone();
+    tokio::select! {
+        won = election.leader.wait_for(|leader| *leader) => { won.context("leader election ended")?; }
+        _ = stop_wait.wait_for(|stop| *stop) => { return finish(admin, stop_tx).await; }
+    }
+    is_leader.store(true, Ordering::Relaxed);
+    tracing::info!("leading: starting controllers");
+
+    let lost_tx = stop_tx.clone();
+    let mut leader_rx = election.leader.clone();
+    tokio::spawn(async move {
+        if leader_rx.wait_for(|leader| !*leader).await.is_ok() {
+            tracing::error!("lost leadership: stopping controllers");
+            let _ = lost_tx.send(true);
+        }
+    });
+
+    let ctx = Arc::new(Context::new(client.clone(), metrics, Some(identity)));
+    let config = controller::Config::default().concurrency(concurrency);
+    let managed =
+        watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, crate::MANAGER));
+    let stopped = |rx: watch::Receiver<bool>| async move {
+        let mut rx = rx;
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let cells = Controller::new(
+        Api::<DeserializeGuard<Cell>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<Namespace>::all(client.clone()), managed.clone())
+    .owns(Api::<Service>::all(client.clone()), managed.clone())
+    .with_config(config.clone())
+    .graceful_shutdown_on(stopped(stop_rx.clone()))
+    .run(guard::reconcile_cell, guard::cell_error_policy, ctx.clone())
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "cell controller");
+        }
+    });
+
+    let services = Controller::new(
+        Api::<DeserializeGuard<Service>>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let store = services.store();
+    let services = services
+        .owns(Api::<Deployment>::all(client.clone()), managed.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), managed.clone())
+        .owns(Api::<CoreService>::all(client.clone()), managed.clone())
+        .owns(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            managed.clone(),
+        )
+        .owns(Api::<HorizontalPodAutoscaler>::all(client.clone()), managed)
+        // A Cell's pause, stop or version changes what its Services do.
+        .watches(
+            Api::<DeserializeGuard<Cell>>::all(client.clone()),
+            watcher::Config::default(),
+            move |cell: DeserializeGuard<Cell>| {
+                let name = cell.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|s| s.0.as_ref().is_ok_and(|s| s.spec.cell == name))
+                    .map(|s| ObjectRef::from_obj(&*s))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .with_config(config)
+        .graceful_shutdown_on(stopped(stop_rx.clone()))
+        .run(guard::reconcile_service, guard::service_error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "service controller");
+            }
+        });
+
+    tokio::join!(cells, services);
+    // Dropping the receiver ends the lease task, which releases the lease for the next leader.
+    drop(election.leader);
+    if let Ok(Err(error)) = election.task.await {
+        tracing::warn!(%error, "cannot release the lease");
+    }
+    finish(admin, stop_tx).await
+}
+
+async fn finish(
+    admin: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop_tx: watch::Sender<bool>,
+) -> anyhow::Result<()> {
+    let _ = stop_tx.send(true);
+    admin
+        .await
+        .context("admin server panicked")?
+        .context("admin server failed")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,159 @@
+//! Status stage of the Service controller (pure): conditions and counts from what validation
+//! said and what the Deployment reports.
+
+use k8s_openapi::{api::apps::v1::Deployment, jiff::Timestamp};
+use kube::ResourceExt;
+use titan_crds::{
+    Service, ServiceKind, ServiceStatus,
+    common::condition::{CONFIG_VALID, DEGRADED, PROGRESSING, READY},
+};
+
+use super::{build::GRPC_PORT, validate::InvalidSpec};
+use crate::{
+    conditions::{self, Observed},
+    labels,
+};
+
+/// What the earlier stages concluded about a service.
+#[derive(Debug, Clone, Copy)]
+pub struct Findings<'a> {
+    /// Why the service cannot run at all (its cell is missing or elsewhere): reason, message.
+    pub blocked: Option<(&'static str, &'a str)>,
+    /// The spec's config or pod overrides were refused.
+    pub invalid: Option<&'a InvalidSpec>,
+    /// The cell is stopped.
+    pub stopped: bool,
+}
+
+/// The Service's status from the findings and the live Deployment.
+pub fn compute(
+    service: &Service,
+    findings: Findings<'_>,
+    deployment: Option<&Deployment>,
+    now: Timestamp,
+) -> ServiceStatus {
+    let generation = service.metadata.generation;
+    let name = service.name_any();
+    let dstatus = deployment.and_then(|d| d.status.as_ref());
+    let desired = deployment
+        .and_then(|d| d.spec.as_ref())
+        .map(|s| s.replicas.unwrap_or(1))
+        .unwrap_or(0);
+    let observed = match (deployment, dstatus) {
+        (Some(d), Some(s)) => {
+            s.observed_generation.is_some() && s.observed_generation >= d.metadata.generation
+        }
+        _ => false,
+    };
+    let ready_replicas = dstatus.and_then(|s| s.ready_replicas).unwrap_or(0);
+    let updated = dstatus.and_then(|s| s.updated_replicas).unwrap_or(0);
+    let rolled_out =
+        deployment.is_some() && observed && updated >= desired && ready_replicas >= desired;
+    let deadline_exceeded = dstatus
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                (c.type_ == "Progressing"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+                    || (c.type_ == "ReplicaFailure" && c.status == "True")
+            })
+        });
+
+    let config_valid = match findings.invalid {
+        Some(invalid) => Observed::new(CONFIG_VALID, false, invalid.reason(), invalid.to_string()),
+        None => Observed::new(
+            CONFIG_VALID,
+            true,
+            "Valid",
+            "the config parsed and validated",
+        ),
+    };
+    let ready = if let Some((reason, message)) = findings.blocked {
+        Observed::new(READY, false, reason, message)
+    } else if findings.stopped {
+        Observed::new(READY, false, "Stopped", "the cell is stopped")
+    } else if deployment.is_none() {
+        Observed::new(
+            READY,
+            false,
+            "NotCreated",
+            "the Deployment does not exist yet",
+        )
+    } else if rolled_out {
+        Observed::new(
+            READY,
+            true,
+            "RolledOut",
+            format!("{ready_replicas} of {desired} replicas are ready"),
+        )
+    } else {
+        Observed::new(
+            READY,
+            false,
+            "ReplicasNotReady",
+            format!("{ready_replicas} of {desired} replicas are ready, {updated} updated"),
+        )
+    };
+    let progressing = if findings.blocked.is_none()
+        && deployment.is_some()
+        && !rolled_out
+        && !deadline_exceeded
+    {
+        Observed::new(
+            PROGRESSING,
+            true,
+            "RollingOut",
+            format!("rolling out {name}"),
+        )
+    } else {
+        Observed::new(PROGRESSING, false, "Settled", "nothing is rolling out")
+    };
+    let degraded = if let Some((reason, message)) = findings.blocked {
+        Observed::new(DEGRADED, true, reason, message)
+    } else if let Some(invalid) = findings.invalid {
+        Observed::new(
+            DEGRADED,
+            true,
+            invalid.reason(),
+            format!("{invalid}; the running pods are left as they are"),
+        )
+    } else if deadline_exceeded {
+        Observed::new(
+            DEGRADED,
+            true,
+            "RolloutStuck",
+            "the Deployment exceeded its progress deadline or cannot create pods",
+        )
+    } else {
+        Observed::new(DEGRADED, false, "AsExpected", "no problem observed")
+    };
+
+    let previous = service
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let conditions = conditions::merge(
+        vec![ready, progressing, degraded, config_valid],
+        previous,
+        generation,
+        now,
+    );
+    let namespace = service.namespace().unwrap_or_default();
+    let cell = &service.spec.cell;
+    ServiceStatus {
+        observed_generation: generation,
+        conditions,
+        replicas: dstatus.map(|s| s.replicas.unwrap_or(0)),
+        ready_replicas: dstatus.map(|_| ready_replicas),
+        image: deployment
+            .and_then(|d| d.spec.as_ref())
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|p| p.containers.first())
+            .and_then(|c| c.image.clone()),
+        endpoint: (service.spec.service != ServiceKind::Custom)
+            .then(|| format!("{name}.{namespace}.svc:{GRPC_PORT}")),
+        selector: Some(labels::selector_string(&labels::pod_selector(cell, &name))),
+    }
+}

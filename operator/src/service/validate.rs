@@ -1,0 +1,60 @@
+//! Validate stage of the Service controller: parse the service's config into its typed form and
+//! render the file the pod reads. Anything refused here becomes `ConfigValid=False` and nothing
+//! is applied, so the running pods stay as they are.
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use titan_crds::{Service, ServiceConfig, ServiceKind};
+
+/// Path of the rendered config inside the container.
+pub const CONFIG_PATH: &str = "/etc/titan/config.yaml";
+/// Key of the rendered config in its ConfigMap.
+pub const CONFIG_KEY: &str = "config.yaml";
+
+/// The config file of a service, ready to mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedConfig {
+    /// The YAML text of the file.
+    pub yaml: String,
+    /// Hex SHA-256 of the text (first 16 bytes), put on the pod template.
+    pub hash: String,
+}
+
+/// Why a service's spec cannot be turned into pods.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSpec {
+    /// The config does not parse or validate.
+    #[error("{0}")]
+    Config(String),
+    /// `podOverrides` does not merge into a valid pod template.
+    #[error("podOverrides: {0}")]
+    PodOverrides(String),
+}
+
+impl InvalidSpec {
+    /// Stable reason for the condition and Event.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            InvalidSpec::Config(_) => "InvalidConfig",
+            InvalidSpec::PodOverrides(_) => "InvalidPodOverrides",
+        }
+    }
+}
+
+/// Parses and validates the config and renders the file `titan serve` reads
+/// (`cell` and `services.<name>`, as `services/kit` expects).
+pub fn validate(service: &Service, cell: &str) -> Result<RenderedConfig, InvalidSpec> {
+    let document = match service.spec.service {
+        // A custom worker's config is its own business: it is mounted as given.
+        ServiceKind::Custom => service.spec.config.clone().unwrap_or_else(|| json!({})),
+        kind => {
+            let config = ServiceConfig::parse(kind, service.spec.config.as_ref())
+                .map_err(|e| InvalidSpec::Config(e.to_string()))?;
+            json!({ "cell": cell, "services": { kind.as_str(): config.to_json() } })
+        }
+    };
+    let yaml = serde_yaml::to_string(&document)
+        .map_err(|e| InvalidSpec::Config(format!("cannot render config: {e}")))?;
+    let hash = hex::encode(&Sha256::digest(yaml.as_bytes())[..16]);
+    Ok(RenderedConfig { yaml, hash })
+}

@@ -1,0 +1,170 @@
+//! The committed CRDs are what the code generates, and they are structural, described and
+//! complete (short names, categories, printer columns, subresources).
+
+use serde_json::Value;
+use titan_operator::render::crd_files;
+
+use crate::support::repo_path;
+
+#[test]
+fn committed_crds_match_the_generated_ones() {
+    let bless = std::env::var_os("TITAN_BLESS").is_some();
+    for (name, generated) in crd_files().expect("crds render") {
+        let path = repo_path(&format!("manifests/crds/{name}"));
+        if bless {
+            std::fs::write(&path, &generated).expect("write crd");
+            continue;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{} is stale: run `cargo run -p titan-operator -- crd --out manifests/crds` \
+             (or this test with TITAN_BLESS=1) and commit the result",
+            path.display()
+        );
+    }
+}
+
+fn schemas() -> Vec<(String, Value)> {
+    titan_crds::definitions()
+        .into_iter()
+        .map(|crd| {
+            let name = crd.spec.names.kind.clone();
+            let schema = crd.spec.versions[0]
+                .schema
+                .clone()
+                .and_then(|s| s.open_api_v3_schema)
+                .expect("schema");
+            (name, serde_json::to_value(schema).expect("json"))
+        })
+        .collect()
+}
+
+/// Walks every property schema, calling `check(path, schema)`.
+fn walk(path: &str, schema: &Value, check: &mut dyn FnMut(&str, &Value)) {
+    check(path, schema);
+    if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+        for (name, property) in properties {
+            walk(&format!("{path}.{name}"), property, check);
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        walk(&format!("{path}[]"), items, check);
+    }
+    if let Some(additional) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+        walk(&format!("{path}{{}}"), additional, check);
+    }
+}
+
+#[test]
+fn schemas_are_structural() {
+    for (kind, schema) in schemas() {
+        walk(&kind, &schema, &mut |path, s| {
+            for keyword in ["anyOf", "oneOf", "allOf", "not", "$ref"] {
+                assert!(s.get(keyword).is_none(), "{path} uses {keyword}");
+            }
+            let typed = s.get("type").is_some()
+                || s.get("x-kubernetes-int-or-string").is_some()
+                || s.get("x-kubernetes-preserve-unknown-fields").is_some();
+            assert!(typed, "{path} has no type");
+            assert!(
+                !(s.get("properties").is_some() && s.get("additionalProperties").is_some()),
+                "{path} has both properties and additionalProperties"
+            );
+        });
+    }
+}
+
+#[test]
+fn every_spec_and_status_field_is_described_for_kubectl_explain() {
+    for (kind, schema) in schemas() {
+        for part in ["spec", "status"] {
+            walk(
+                &format!("{kind}.{part}"),
+                &schema["properties"][part],
+                &mut |path, s| {
+                    // Items of a list and values of a map are described by their field.
+                    if path.ends_with("[]") || path.ends_with("{}") {
+                        return;
+                    }
+                    let described = s
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .is_some_and(|d| !d.is_empty());
+                    assert!(described, "{path} has no description");
+                },
+            );
+        }
+    }
+}
+
+#[test]
+fn crds_have_names_columns_and_subresources() {
+    let [cell, service] = titan_crds::definitions();
+    assert_eq!(cell.spec.scope, "Cluster");
+    assert_eq!(service.spec.scope, "Namespaced");
+    assert_eq!(cell.spec.names.short_names, Some(vec!["cell".to_string()]));
+    assert_eq!(
+        service.spec.names.short_names,
+        Some(vec!["tsvc".to_string()])
+    );
+    for crd in [&cell, &service] {
+        assert_eq!(crd.spec.group, "commerce.titan.dev");
+        assert_eq!(crd.spec.names.categories, Some(vec!["titan".to_string()]));
+        assert_eq!(crd.spec.versions[0].name, "v1alpha1");
+        assert!(
+            crd.spec.versions[0]
+                .subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some()
+        );
+    }
+    let columns = |crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition| {
+        crd.spec.versions[0]
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        columns(&cell),
+        ["Ready", "Services", "Version", "Wave", "Age"]
+    );
+    assert_eq!(
+        columns(&service),
+        ["Service", "Ready", "Replicas", "Image", "Age"]
+    );
+    let scale = service.spec.versions[0]
+        .subresources
+        .as_ref()
+        .and_then(|s| s.scale.as_ref())
+        .expect("scale subresource");
+    assert_eq!(scale.spec_replicas_path, ".spec.replicas");
+    assert_eq!(scale.status_replicas_path, ".status.replicas");
+    assert_eq!(
+        scale.label_selector_path.as_deref(),
+        Some(".status.selector")
+    );
+}
+
+#[test]
+fn cel_rules_cover_the_cross_field_constraints() {
+    let text = crd_files()
+        .expect("crds")
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect::<String>();
+    for rule in [
+        "self.provider != 'external' || has(self.secretName)",
+        "self.minReplicas <= self.maxReplicas",
+        "has(self.namespace) == has(oldSelf.namespace)",
+        "!(has(self.replicas) && has(self.autoscaling))",
+        "self.service == 'custom' || (!has(self.command) && !has(self.args))",
+    ] {
+        assert!(text.contains(rule), "missing rule {rule}");
+    }
+    assert!(text.contains("message: namespace is immutable"));
+    assert!(text.contains("x-kubernetes-preserve-unknown-fields: true"));
+}

@@ -1,0 +1,9 @@
+//! Integration tests of `titan-operator`: one binary (faster to link) with a module per area.
+//! Reconciles run against kube-fake-client, an in-memory API server; no cluster is needed.
+#![allow(clippy::unwrap_used)]
+
+mod admin;
+mod build;
+mod crds;
+mod reconcile;
+mod support;

@@ -1,0 +1,575 @@
+//! Reconcile rounds against the in-memory API server: what gets created, owned, pruned, left
+//! alone, and how failures surface.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    autoscaling::v2::HorizontalPodAutoscaler,
+    core::v1::{ConfigMap, Namespace, Service as CoreService},
+    events::v1::Event,
+    policy::v1::PodDisruptionBudget,
+};
+use kube::{
+    Api, ResourceExt,
+    api::{Patch, PatchParams, PostParams},
+};
+use serde_json::json;
+use titan_crds::{Cell, Service};
+use titan_operator::{Context, cell, conditions, metrics::Metrics, service};
+
+use crate::support::{Fake, cell_fixture};
+
+fn context(fake: &Fake) -> Arc<Context> {
+    Arc::new(Context::new(
+        fake.client.clone(),
+        Metrics::new().expect("metrics"),
+        Some("test".into()),
+    ))
+}
+
+async fn create_cell(fake: &Fake, cell: &Cell) {
+    Api::<Cell>::all(fake.client.clone())
+        .create(&PostParams::default(), cell)
+        .await
+        .expect("create cell");
+}
+
+async fn get_cell(fake: &Fake, name: &str) -> Cell {
+    Api::<Cell>::all(fake.client.clone())
+        .get(name)
+        .await
+        .expect("get cell")
+}
+
+async fn reconcile_cell(fake: &Fake, ctx: &Arc<Context>, name: &str) {
+    cell::reconcile(Arc::new(get_cell(fake, name).await), ctx.clone())
+        .await
+        .expect("cell reconcile");
+}
+
+async fn services_in(fake: &Fake, namespace: &str) -> Vec<Service> {
+    Api::<Service>::namespaced(fake.client.clone(), namespace)
+        .list(&Default::default())
+        .await
+        .expect("list services")
+        .items
+}
+
+async fn reconcile_services(fake: &Fake, ctx: &Arc<Context>, namespace: &str) {
+    for s in services_in(fake, namespace).await {
+        service::reconcile(Arc::new(s), ctx.clone())
+            .await
+            .expect("service reconcile");
+    }
+}
+
+/// Plays the Deployment controller: every Deployment reports itself rolled out.
+async fn roll_out(fake: &Fake, namespace: &str) {
+    let api = Api::<Deployment>::namespaced(fake.client.clone(), namespace);
+    for d in api.list(&Default::default()).await.expect("list").items {
+        let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let status = json!({"status": {
+            "observedGeneration": d.metadata.generation,
+            "replicas": replicas, "readyReplicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas
+        }});
+        api.patch_status(
+            &d.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&status),
+        )
+        .await
+        .expect("deployment status");
+    }
+}
+
+/// Cell, then its Services, then the Cell again: the order in which watches would run them.
+async fn round(fake: &Fake, ctx: &Arc<Context>, name: &str, namespace: &str) {
+    reconcile_cell(fake, ctx, name).await;
+    reconcile_services(fake, ctx, namespace).await;
+    reconcile_cell(fake, ctx, name).await;
+}
+
+fn condition(
+    status: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> (String, String) {
+    let c = conditions::find(status, type_).unwrap_or_else(|| panic!("no {type_} condition"));
+    (c.status.clone(), c.reason.clone())
+}
+
+#[tokio::test]
+async fn a_new_cell_gets_its_namespace_and_one_service_per_enabled_titan_service() {
+    let fake = Fake::new().await;
+    let ctx = context(&fake);
+    let mut cell = cell_fixture("minimal-cell.yaml");
+    cell.spec.services.chat = Some(titan_crds::cell::CellService {
+        enabled: false,
+        ..Default::default()
+    });
+    create_cell(&fake, &cell).await;
+    reconcile_cell(&fake, &ctx, "sg-1").await;
+
+    let namespace = Api::<Namespace>::all(fake.client.clone())
+        .get("titan-sg-1")
+        .await
+        .expect("namespace");
+    assert_eq!(namespace.labels()["commerce.titan.dev/cell"], "sg-1");
+    let services = services_in(&fake, "titan-sg-1").await;
+    assert_eq!(services.len(), 14);
+    let uid = get_cell(&fake, "sg-1").await.uid().expect("uid");
+    for s in &services {
+        let owner = &s.owner_references()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("Cell", uid.as_str(), Some(true))
+        );
+    }
+    let status = get_cell(&fake, "sg-1").await.status.expect("status");
+    assert_eq!(status.services.expect("services").summary, "0/14");
+    assert_eq!(
+        condition(&status.conditions, "Ready"),
+        ("False".into(), "ServicesNotReady".into())
+    );
+    assert_eq!(condition(&status.conditions, "Progressing").0, "True");
+    assert_eq!(
+        status.observed_generation,
+        get_cell(&fake, "sg-1").await.metadata.generation
+    );
+    assert!(fake.invalid.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_service_gets_its_objects_owned_and_becomes_ready_with_its_deployment() {
+    let fake = Fake::new().await;
+    let ctx = context(&fake);
+    create_cell(&fake, &cell_fixture("minimal-cell.yaml")).await;
+    round(&fake, &ctx, "sg-1", "titan-sg-1").await;
+
+    let ns = "titan-sg-1";
+    let flashsale = Api::<Service>::namespaced(fake.client.clone(), ns)
+        .get("flashsale")
+        .await
+        .expect("tsvc");
+    let uid = flashsale.uid().expect("uid");
+    let deployment = Api::<Deployment>::namespaced(fake.client.clone(), ns)
+        .get("flashsale")
+        .await
+        .expect("deployment");
+    let config_map = Api::<ConfigMap>::namespaced(fake.client.clone(), ns)
+        .get("flashsale-config")
+        .await
+        .expect("cm");
+    let core = Api::<CoreService>::namespaced(fake.client.clone(), ns)
+        .get("flashsale")
+        .await
+        .expect("core service");
+    let pdb = Api::<PodDisruptionBudget>::namespaced(fake.client.clone(), ns)
+        .get("flashsale")
+        .await
+        .expect("pdb");
+    for owners in [
+        deployment.owner_references(),
+        config_map.owner_references(),
+        core.owner_references(),
+        pdb.owner_references(),
+    ] {
+        assert_eq!(owners[0].uid, uid);
+        assert_eq!(owners[0].kind, "Service");
+    }
+    assert!(config_map.data.expect("data")["config.yaml"].contains("reservationTtlSeconds: 300"));
+
+    let status = flashsale.status.expect("status");
+    assert_eq!(condition(&status.conditions, "ConfigValid").0, "True");
+    assert_eq!(
+        condition(&status.conditions, "Ready"),
+        ("False".into(), "ReplicasNotReady".into())
+    );
+    assert_eq!(
+        status.endpoint.as_deref(),
+        Some("flashsale.titan-sg-1.svc:50051")
+    );
+    assert_eq!(
+        status.selector.as_deref(),
+        Some("commerce.titan.dev/cell=sg-1,commerce.titan.dev/service=flashsale")
+    );
+
+    roll_out(&fake, ns).await;
+    round(&fake, &ctx, "sg-1", ns).await;
+    let status = get_cell(&fake, "sg-1").await.status.expect("status");
+    assert_eq!(status.services.expect("services").summary, "15/15");
+    assert_eq!(
+        condition(&status.conditions, "Ready"),
+        ("True".into(), "AllServicesReady".into())
+    );
+    assert_eq!(status.version.as_deref(), Some("0.1.0"));
+    assert!(
+        fake.invalid.lock().unwrap().is_empty(),
+        "{:?}",
+        fake.invalid.lock().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn an_unchanged_spec_costs_zero_writes() {
+    let fake = Fake::new().await;
+    let ctx = context(&fake);
+    create_cell(&fake, &cell_fixture("full-cell.yaml")).await;
+    let ns = "commerce-eu-2";
+    round(&fake, &ctx, "eu-2", ns).await;
+    roll_out(&fake, ns).await;
+    round(&fake, &ctx, "eu-2", ns).await;
+    round(&fake, &ctx, "eu-2", ns).await;
+
+    let (writes, status_writes) = (fake.writes(), fake.status_writes());
+    // 1 namespace + 15 Services + 15 × (ConfigMap, Deployment, core Service, PDB) + 1 autoscaler.
+    let first_rounds = 1 + 15 + 15 * 4 + 1;
+    assert!(
+        writes >= first_rounds,
+        "the first rounds did write ({writes})"
+    );
+    assert!(status_writes > 0);
+    let versions = |items: Vec<Deployment>| {
+        items
+            .into_iter()
+            .map(|d| d.resource_version())
+            .collect::<Vec<_>>()
+    };
+    let deployments = Api::<Deployment>::namespaced(fake.client.clone(), ns);
+    let before = versions(
+        deployments
+            .list(&Default::default())
+            .await
+            .expect("list")
+            .items,
+    );
+    round(&fake, &ctx, "eu-2", ns).await;
+    assert_eq!(fake.writes() - writes, 0, "writes on an unchanged spec");
+    assert_eq!(
+        fake.status_writes() - status_writes,
+        0,
+        "status writes on an unchanged spec"
+    );
+    assert_eq!(
+        versions(
+            deployments
+                .list(&Default::default())
+                .await
+                .expect("list")
+                .items
+        ),
+        before
+    );
+}
+
+#[tokio::test]
+async fn disabling_a_service_prunes_it_and_removing_autoscaling_prunes_the_autoscaler() {
+    let fake = Fake::new().await;
+    let ctx = context(&fake);
+    create_cell(&fake, &cell_fixture("full-cell.yaml")).await;
+    let ns = "commerce-eu-2";
+    round(&fake, &ctx, "eu-2", ns).await;
+    let hpas = Api::<HorizontalPodAutoscaler>::namespaced(fake.client.clone(), ns);
+    hpas.get("fraud").await.expect("fraud autoscaler");
+
+    let cells = Api::<Cell>::all(fake.client.clone());
+    let patch = json!({"spec": {"services": {"chat": {"enabled": false}}}});
+    cells
+        .patch("eu-2", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("disable chat");
+    reconcile_cell(&fake, &ctx, "eu-2").await;
+    let names: Vec<String> = services_in(&fake, ns)
+        .await
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    assert!(!names.contains(&"chat".to_string()));
+    assert_eq!(names.len(), 14);
+
+    let services = Api::<Service>::namespaced(fake.client.clone(), ns);
+    let patch = json!({"spec": {"autoscaling": null, "replicas": 2}});
+    services
+        .patch("fraud", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("drop autoscaling");
+    service::reconcile(
+        Arc::new(services.get("fraud").await.expect("fraud")),
+        ctx.clone(),
+    )
+    .await
+    .expect("reconcile");
+    assert!(
+        hpas.get_opt("fraud").await.expect("get").is_none(),
+        "autoscaler pruned"
+    );
+}
+
+#[tokio::test]
+async fn a_paused_cell_writes_nothing_but_status() {
+    let fake = Fake::new().await;
+    let ctx = context(&fake);
+    create_cell(&fake, &cell_fixture("minimal-cell.yaml")).await;
+    let ns = "titan-sg-1";
+    round(&fake, &ctx, "sg-1", ns).await;
+
+    let patch = json!({"spec": {"version": "0.2.0", "operation": {"reconciliationPaused": true}}});
+    Api::<Cell>::all(fake.client.clone())
+        .patch("sg-1", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("pause");
+    let writes = fake.writes();
+    round(&fake, &ctx, "sg-1", ns).await;
+    assert_eq!(fake.writes(), writes, "no object written while paused");
+    let status = get_cell(&fake, "sg-1").await.status.expect("status");
+    assert_eq!(
+        condition(&status.conditions, "ReconciliationPaused").0,
+        "True"
+    );
+    let deployment = Api::<Deployment>::namespaced(fake.client.clone(), ns)
+        .get("coupon")
+        .await
+        .expect("deployment");
+    let image = deployment
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod")
+        .containers[0]
+        .image
+        .clone();
+    assert_eq!(
+        image.as_deref(),
+        Some("ghcr.io/titan/titan:0.1.0"),
+        "still the old version"
+    );
+}
+
+#[tokio::test]
+async fn a_stopped_cell_scales_every_deployment_to_zero() {
+    let fake = Fake::new().await;
+    let ctx = context(&fake);
+    create_cell(&fake, &cell_fixture("full-cell.yaml")).await;
+    let ns = "commerce-eu-2";
+    round(&fake, &ctx, "eu-2", ns).await;
+    let patch = json!({"spec": {"operation": {"stopped": true}}});
+    Api::<Cell>::all(fake.client.clone())
+        .patch("eu-2", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("stop");
+    round(&fake, &ctx, "eu-2", ns).await;
+    for d in Api::<Deployment>::namespaced(fake.client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .items
+    {
+        assert_eq!(
+            d.spec.expect("spec").replicas,
+            Some(0),
+            "{}",
+            d.metadata.name.unwrap_or_default()
+        );
+    }
+    let hpas = Api::<HorizontalPodAutoscaler>::namespaced(fake.client.clone(), ns);
+    assert!(hpas.get_opt("fraud").await.expect("get").is_none());
+    let status = get_cell(&fake, "eu-2").await.status.expect("status");
+    assert_eq!(condition(&status.conditions, "Stopped").0, "True");
+    assert_eq!(
+        condition(&status.conditions, "Ready"),
+        ("False".into(), "Stopped".into())
+    );
+}
+
+#[tokio::test]
+async fn a_bad_config_sets_config_valid_false_and_leaves_the_deployment_alone() {
+    let fake = Fake::new().await;
+    let ctx = context(&fake);
+    create_cell(&fake, &cell_fixture("minimal-cell.yaml")).await;
+    let ns = "titan-sg-1";
+    round(&fake, &ctx, "sg-1", ns).await;
+    let deployments = Api::<Deployment>::namespaced(fake.client.clone(), ns);
+    let before = deployments.get("flashsale").await.expect("deployment");
+
+    let patch = json!({"spec": {"services": {"flashsale": {"config": {"reservationTtlSeconds": 1, "sweepIntervalMs": 5000}}}}});
+    Api::<Cell>::all(fake.client.clone())
+        .patch("sg-1", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("bad config");
+    round(&fake, &ctx, "sg-1", ns).await;
+
+    let after = deployments.get("flashsale").await.expect("deployment");
+    assert_eq!(
+        after.resource_version(),
+        before.resource_version(),
+        "the running Deployment is untouched"
+    );
+    let flashsale = Api::<Service>::namespaced(fake.client.clone(), ns)
+        .get("flashsale")
+        .await
+        .expect("tsvc");
+    let status = flashsale.status.expect("status");
+    assert_eq!(
+        condition(&status.conditions, "ConfigValid"),
+        ("False".into(), "InvalidConfig".into())
+    );
+    let message = &conditions::find(&status.conditions, "ConfigValid")
+        .expect("condition")
+        .message;
+    assert!(message.contains("sweepIntervalMs"), "{message}");
+    let cell_status = get_cell(&fake, "sg-1").await.status.expect("status");
+    assert_eq!(condition(&cell_status.conditions, "Degraded").0, "True");
+
+    let events = Api::<Event>::namespaced(fake.client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .expect("events");
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("InvalidConfig"))
+    );
+}
+
+#[tokio::test]
+async fn api_errors_fail_the_round_with_an_event_a_metric_and_a_backoff() {
+    let fake = Fake::new().await;
+    let ctx = context(&fake);
+    create_cell(&fake, &cell_fixture("minimal-cell.yaml")).await;
+    let ns = "titan-sg-1";
+    reconcile_cell(&fake, &ctx, "sg-1").await;
+    fake.fail_kinds.lock().unwrap().push("Deployment".into());
+
+    let services = Api::<Service>::namespaced(fake.client.clone(), ns);
+    let coupon = Arc::new(services.get("coupon").await.expect("coupon"));
+    let error = service::reconcile(coupon.clone(), ctx.clone())
+        .await
+        .expect_err("injected failure");
+    assert_eq!(error.reason(), "ApiError");
+    assert!(
+        error.to_string().starts_with("apply Deployment coupon:"),
+        "{error}"
+    );
+    assert_eq!(ctx.metrics.errors("service", "ApiError"), 1);
+    let first = service::error_policy(coupon.clone(), &error, ctx.clone());
+    let second = service::error_policy(coupon, &error, ctx.clone());
+    assert_ne!(first, second, "the delay grows");
+    let events = Api::<Event>::namespaced(fake.client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .expect("events");
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("ApiError"))
+    );
+
+    // Other services' objects are not blocked by one failing kind: the ConfigMap went first.
+    Api::<ConfigMap>::namespaced(fake.client.clone(), ns)
+        .get("coupon-config")
+        .await
+        .expect("config map applied");
+}
+
+#[tokio::test]
+async fn a_service_may_not_join_a_cell_of_another_namespace() {
+    let fake = Fake::new().await;
+    let ctx = context(&fake);
+    create_cell(&fake, &cell_fixture("minimal-cell.yaml")).await;
+    let mut rogue = Service::new(
+        "rogue",
+        titan_crds::ServiceSpec {
+            cell: "sg-1".into(),
+            service: titan_crds::ServiceKind::Custom,
+            image: "example/rogue:1".into(),
+            replicas: None,
+            config: None,
+            datastores: Some(vec![titan_crds::DatastoreKind::Postgres]),
+            command: None,
+            args: None,
+            autoscaling: None,
+            resources: None,
+            pod_overrides: None,
+        },
+    );
+    rogue.metadata.namespace = Some("elsewhere".into());
+    let api = Api::<Service>::namespaced(fake.client.clone(), "elsewhere");
+    api.create(&PostParams::default(), &rogue)
+        .await
+        .expect("create");
+    service::reconcile(Arc::new(api.get("rogue").await.expect("get")), ctx.clone())
+        .await
+        .expect("reconcile");
+    let status = api.get("rogue").await.expect("get").status.expect("status");
+    assert_eq!(
+        condition(&status.conditions, "Ready"),
+        ("False".into(), "WrongNamespace".into())
+    );
+    assert!(
+        Api::<Deployment>::namespaced(fake.client.clone(), "elsewhere")
+            .get_opt("rogue")
+            .await
+            .expect("get")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_cell_becomes_an_event_and_does_not_stall_the_controller() {
+    use kube::{
+        api::{ApiResource, DynamicObject},
+        core::DeserializeGuard,
+    };
+    let fake = Fake::new().await;
+    let ctx = context(&fake);
+    let resource = ApiResource::erase::<Cell>(&());
+    let malformed: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "commerce.titan.dev/v1alpha1",
+        "kind": "Cell",
+        "metadata": {"name": "broken"},
+        "spec": {"version": "0.1.0", "services": {"flashsale": {"config": {"noSuchField": 1}}}}
+    }))
+    .expect("object");
+    Api::<DynamicObject>::all_with(fake.client.clone(), &resource)
+        .create(&PostParams::default(), &malformed)
+        .await
+        .expect("create");
+    create_cell(&fake, &cell_fixture("minimal-cell.yaml")).await;
+
+    let guarded = Api::<DeserializeGuard<Cell>>::all(fake.client.clone());
+    let mut reconciled = 0;
+    for object in guarded.list(&Default::default()).await.expect("list").items {
+        titan_operator::guard::reconcile_cell(Arc::new(object), ctx.clone())
+            .await
+            .expect("a malformed object is not an error that retries");
+        reconciled += 1;
+    }
+    assert_eq!(reconciled, 2);
+    assert_eq!(ctx.metrics.errors("cell", "InvalidObject"), 1);
+    assert_eq!(
+        services_in(&fake, "titan-sg-1").await.len(),
+        15,
+        "the good cell was reconciled"
+    );
+    let events = Api::<Event>::all(fake.client.clone())
+        .list(&Default::default())
+        .await
+        .expect("events");
+    let event = events
+        .items
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("InvalidObject"))
+        .expect("an InvalidObject event");
+    assert!(
+        event
+            .note
+            .as_deref()
+            .unwrap_or_default()
+            .contains("noSuchField"),
+        "{:?}",
+        event.note
+    );
+}

@@ -1,0 +1,310 @@
+//! Test support: fixtures, an OpenAPI validator for every object the operator builds, and a
+//! fake API server that counts writes and can be told to fail.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    autoscaling::v2::HorizontalPodAutoscaler,
+    core::v1::{ConfigMap, Namespace, Service as CoreService},
+    policy::v1::PodDisruptionBudget,
+};
+use kube::{Client, CustomResourceExt};
+use kube_fake_client::{
+    ClientBuilder, Error as FakeError, PatchType, interceptor,
+    validator::{RuntimeOpenAPIValidator, SchemaValidator},
+};
+use serde_json::Value;
+use titan_crds::{Cell, Service};
+
+/// Path of a file under `operator/tests/operator/`.
+pub fn test_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/operator")
+        .join(relative)
+}
+
+/// Path of a file under the workspace root.
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
+}
+
+/// A Cell from a fixture file.
+pub fn cell_fixture(name: &str) -> Cell {
+    let text = std::fs::read_to_string(test_path(&format!("fixtures/{name}"))).expect("fixture");
+    serde_yaml::from_str(&text).expect("fixture is a Cell")
+}
+
+/// The OpenAPI definitions of every kind the operator writes: the built-in kinds from
+/// k8s-openapi's schemas (the Kubernetes OpenAPI, version v1_35) and the Titan kinds from their
+/// CRDs, in the swagger shape kube-fake-client's validator reads.
+pub fn validator() -> Arc<RuntimeOpenAPIValidator> {
+    static FILE: std::sync::OnceLock<tempfile::NamedTempFile> = std::sync::OnceLock::new();
+    let file = FILE.get_or_init(|| {
+        let mut generator = schemars::generate::SchemaSettings::draft07().into_generator();
+        generator.subschema_for::<Namespace>();
+        generator.subschema_for::<ConfigMap>();
+        generator.subschema_for::<CoreService>();
+        generator.subschema_for::<Deployment>();
+        generator.subschema_for::<PodDisruptionBudget>();
+        generator.subschema_for::<HorizontalPodAutoscaler>();
+        let mut definitions = generator.take_definitions(true);
+        for crd in [Cell::crd(), Service::crd()] {
+            let schema = crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.clone())
+                .expect("crd schema");
+            let mut schema = serde_json::to_value(schema).expect("schema json");
+            // The API server adds metadata's schema itself; the CRD leaves it out.
+            schema["properties"]["metadata"] = serde_json::json!({"type": "object"});
+            definitions.insert(
+                format!("dev.titan.commerce.v1alpha1.{}", crd.spec.names.kind),
+                schema,
+            );
+        }
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(
+            file.path(),
+            serde_json::json!({ "definitions": definitions }).to_string(),
+        )
+        .expect("write swagger");
+        file
+    });
+    let validator = RuntimeOpenAPIValidator::from_file(file.path()).expect("validator");
+    for gvk in [
+        "/v1/Namespace",
+        "/v1/ConfigMap",
+        "/v1/Service",
+        "apps/v1/Deployment",
+        "policy/v1/PodDisruptionBudget",
+        "autoscaling/v2/HorizontalPodAutoscaler",
+        "commerce.titan.dev/v1alpha1/Cell",
+        "commerce.titan.dev/v1alpha1/Service",
+    ] {
+        validator
+            .enable_validation_for(gvk)
+            .expect("definition exists");
+    }
+    Arc::new(validator)
+}
+
+/// Validates one object (as JSON) against its kind's OpenAPI schema.
+pub fn validate(validator: &RuntimeOpenAPIValidator, object: &Value) -> Result<(), String> {
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    validator
+        .validate(group, version, kind, object)
+        .map_err(|e| format!("{kind} {}: {e}", object["metadata"]["name"]))
+}
+
+/// A fake API server with the Titan kinds registered, counting writes, validating every applied
+/// object, and failing applies of the kinds listed in `fail_kinds`.
+#[derive(Clone)]
+pub struct Fake {
+    /// The client to hand to the operator.
+    pub client: Client,
+    /// Writes (create, update, patch, delete) other than status and Events.
+    pub writes: Arc<AtomicUsize>,
+    /// Status subresource writes.
+    pub status_writes: Arc<AtomicUsize>,
+    /// Kinds whose applies fail with an injected internal error.
+    pub fail_kinds: Arc<Mutex<Vec<String>>>,
+    /// Objects refused by schema validation.
+    pub invalid: Arc<Mutex<Vec<String>>>,
+}
+
+impl Fake {
+    /// A fresh fake API server.
+    pub async fn new() -> Fake {
+        let writes = Arc::new(AtomicUsize::new(0));
+        let status_writes = Arc::new(AtomicUsize::new(0));
+        let fail_kinds: Arc<Mutex<Vec<String>>> = Arc::default();
+        let invalid: Arc<Mutex<Vec<String>>> = Arc::default();
+        let validator = validator();
+        let shim_validator = validator.clone();
+        let is_event = |object: &Value| object["kind"].as_str() == Some("Event");
+
+        let (w1, w2, w3, w4) = (
+            writes.clone(),
+            writes.clone(),
+            writes.clone(),
+            writes.clone(),
+        );
+        let s1 = status_writes.clone();
+        let (fail, bad) = (fail_kinds.clone(), invalid.clone());
+        let funcs = interceptor::Funcs::new()
+            .create(move |ctx| {
+                if !is_event(ctx.object) {
+                    w1.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(None)
+            })
+            .update(move |_| {
+                w2.fetch_add(1, Ordering::SeqCst);
+                Ok(None)
+            })
+            .delete(move |_| {
+                w3.fetch_add(1, Ordering::SeqCst);
+                Ok(None)
+            })
+            .patch(move |ctx| {
+                if is_event(ctx.patch) {
+                    return Ok(None);
+                }
+                w4.fetch_add(1, Ordering::SeqCst);
+                let kind = ctx.patch["kind"].as_str().unwrap_or_default().to_string();
+                if fail.lock().unwrap().contains(&kind) {
+                    return Err(FakeError::Internal(format!(
+                        "injected failure applying {kind}"
+                    )));
+                }
+                if ctx.patch_type == PatchType::ApplyPatch
+                    && let Err(e) = validate(&validator, ctx.patch)
+                {
+                    bad.lock().unwrap().push(e.clone());
+                    return Err(FakeError::Internal(e));
+                }
+                Ok(None)
+            })
+            .patch_status(move |_| {
+                s1.fetch_add(1, Ordering::SeqCst);
+                Ok(None)
+            });
+
+        // Cell and Service get their status subresource on their first status write.
+        let client = ClientBuilder::new()
+            .with_resource::<Cell>()
+            .with_resource::<Service>()
+            .with_status_subresource::<Deployment>()
+            .with_interceptor_funcs(funcs)
+            .build()
+            .await
+            .expect("fake client");
+        Fake {
+            client: shim(client, writes.clone(), shim_validator),
+            writes,
+            status_writes,
+            fail_kinds,
+            invalid,
+        }
+    }
+
+    /// Writes (other than status and Events) so far.
+    pub fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    /// Status writes so far.
+    pub fn status_writes(&self) -> usize {
+        self.status_writes.load(Ordering::SeqCst)
+    }
+}
+
+/// Works around two limits of kube-fake-client 0.3 so that the operator's real requests reach it:
+/// it registers every custom resource as namespaced (refusing the cluster-scoped `Cell`), so Cell
+/// paths are moved into a namespace of their own; and it cannot address a Namespace by name, so
+/// Namespaces are kept here, with resource versions, server-side apply as a merge, counted writes
+/// and schema validation like everything else.
+fn shim(fake: Client, writes: Arc<AtomicUsize>, validator: Arc<RuntimeOpenAPIValidator>) -> Client {
+    const CELLS: &str = "/apis/commerce.titan.dev/v1alpha1/cells";
+    const NAMESPACES: &str = "/api/v1/namespaces/";
+    let namespaces: Arc<Mutex<BTreeMap<String, Value>>> = Arc::default();
+    let version = Arc::new(AtomicUsize::new(1));
+    let service = tower::service_fn(move |mut request: http::Request<kube::client::Body>| {
+        let (fake, writes, validator) = (fake.clone(), writes.clone(), validator.clone());
+        let (namespaces, version) = (namespaces.clone(), version.clone());
+        async move {
+            let path = request.uri().path().to_string();
+            if let Some(rest) = path.strip_prefix(CELLS) {
+                let query = request
+                    .uri()
+                    .query()
+                    .map(|q| format!("?{q}"))
+                    .unwrap_or_default();
+                let rewritten = format!(
+                    "/apis/commerce.titan.dev/v1alpha1/namespaces/cluster-scope/cells{rest}{query}"
+                );
+                *request.uri_mut() = rewritten.parse().expect("rewritten uri");
+                return fake.send(request).await;
+            }
+            let Some(name) = path
+                .strip_prefix(NAMESPACES)
+                .filter(|n| !n.is_empty() && !n.contains('/'))
+            else {
+                return fake.send(request).await;
+            };
+            let name = name.to_string();
+            let method = request.method().clone();
+            let body = request.into_body().collect_bytes().await?;
+            let mut store = namespaces.lock().unwrap();
+            let (code, object) = match method {
+                http::Method::GET => match store.get(&name) {
+                    Some(object) => (200, object.clone()),
+                    None => (404, not_found(&name)),
+                },
+                http::Method::DELETE => match store.remove(&name) {
+                    Some(object) => {
+                        writes.fetch_add(1, Ordering::SeqCst);
+                        (200, object)
+                    }
+                    None => (404, not_found(&name)),
+                },
+                http::Method::PATCH => {
+                    let patch: Value = serde_json::from_slice(&body).expect("patch body");
+                    if let Err(e) = validate(&validator, &patch) {
+                        return Ok(response(
+                            422,
+                            &serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": e, "reason": "Invalid", "code": 422}),
+                        ));
+                    }
+                    writes.fetch_add(1, Ordering::SeqCst);
+                    let rv = version.fetch_add(1, Ordering::SeqCst).to_string();
+                    let object = store.entry(name.clone()).or_insert_with(|| {
+                        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "uid": format!("ns-{rv}")}})
+                    });
+                    merge(object, &patch);
+                    object["metadata"]["resourceVersion"] = Value::String(rv);
+                    (200, object.clone())
+                }
+                _ => (405, not_found(&name)),
+            };
+            Ok(response(code, &object))
+        }
+    });
+    Client::new(service, "default")
+}
+
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                merge(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+fn not_found(name: &str) -> Value {
+    serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+        "message": format!("namespaces \"{name}\" not found"), "reason": "NotFound", "code": 404})
+}
+
+fn response(code: u16, body: &Value) -> http::Response<kube::client::Body> {
+    http::Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(kube::client::Body::from(body.to_string().into_bytes()))
+        .expect("response")
+}
