@@ -8,7 +8,7 @@ use titan_kit::{
     config::AuthConfig,
     testing::{TestPostgres, TestRedis},
 };
-use tonic::transport::Channel;
+use tonic::{Request, transport::Channel};
 
 use crate::process::{Process, titan_binary};
 
@@ -150,4 +150,14 @@ impl Cell {
             response.text().await.expect("body"),
         )
     }
+}
+
+/// `message` with `authorization: Bearer <token>`, as every real client sends it.
+pub fn authed<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    let value = format!("Bearer {token}")
+        .parse()
+        .expect("a JWT is a valid header value");
+    request.metadata_mut().insert("authorization", value);
+    request
 }

@@ -7,5 +7,5 @@
 pub mod cell;
 pub mod process;
 
-pub use cell::{Cell, CellOptions};
+pub use cell::{Cell, CellOptions, authed};
 pub use process::{Process, titan_binary};

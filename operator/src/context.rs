@@ -4,16 +4,19 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
     Client,
-    runtime::events::{Event, EventType, Recorder, Reporter},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType, Recorder, Reporter},
+    },
 };
 
-use crate::{MANAGER, metrics::Metrics};
+use crate::{Error, MANAGER, metrics::Metrics};
 
 /// Shared state of the controllers.
 #[derive(Clone)]
@@ -88,6 +91,29 @@ impl Context {
     }
 
     /// Forgets the failures of `key` after a round succeeded.
+    /// Runs one reconcile round of `object`: records the metrics, clears the backoff on success,
+    /// and turns a failure into a Warning Event with its stable reason.
+    pub async fn round(
+        &self,
+        controller: &'static str,
+        key: &str,
+        object: &ObjectReference,
+        round: impl Future<Output = Result<Action, Error>>,
+    ) -> Result<Action, Error> {
+        let start = Instant::now();
+        let result = round.await;
+        self.metrics
+            .observe(controller, start, result.as_ref().err().map(Error::reason));
+        match &result {
+            Ok(_) => self.succeeded(key),
+            Err(error) => {
+                self.event(object, true, error.reason(), "Reconcile", error.to_string())
+                    .await
+            }
+        }
+        result
+    }
+
     pub fn succeeded(&self, key: &str) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         failures.remove(key);

@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context, ensure};
 use chrono::Utc;
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use titan_e2e::{Cell, CellOptions};
+use titan_e2e::{Cell, CellOptions, authed};
 use titan_flashsale::{
     app::{Attempt, StockStore},
     config::Settings,
@@ -23,7 +23,6 @@ use titan_flashsale::{
 };
 use titan_kit::{error::reason_of, money::Money};
 use titan_proto::flashsale::v1::{self as pb, flash_sale_service_client::FlashSaleServiceClient};
-use tonic::Request;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -142,14 +141,6 @@ impl fmt::Display for Report {
     }
 }
 
-fn authed<T>(message: T, token: &str) -> anyhow::Result<Request<T>> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse()?);
-    Ok(request)
-}
-
 fn ts(t: chrono::DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: t.timestamp(),
@@ -199,7 +190,7 @@ pub async fn flashsale(options: &Options, raw: bool) -> anyhow::Result<Report> {
                 spec: Some(spec),
             },
             &admin,
-        )?)
+        ))
         .await?
         .into_inner()
         .sale
@@ -210,7 +201,7 @@ pub async fn flashsale(options: &Options, raw: bool) -> anyhow::Result<Report> {
                 sale_id: sale.id.clone(),
             },
             &admin,
-        )?)
+        ))
         .await?;
 
     // Tokens are minted up front so the load measures the server, not the client's signing.
@@ -238,7 +229,7 @@ pub async fn flashsale(options: &Options, raw: bool) -> anyhow::Result<Report> {
                     nonce: String::new(),
                 };
                 let sent = Instant::now();
-                let result = client.attempt_purchase(authed(request, token)?).await;
+                let result = client.attempt_purchase(authed(request, token)).await;
                 report
                     .latencies
                     .0
@@ -277,10 +268,7 @@ pub async fn flashsale(options: &Options, raw: bool) -> anyhow::Result<Report> {
     report.latencies.0.sort_unstable();
 
     let stats = client
-        .get_sale_stats(authed(
-            pb::GetSaleStatsRequest { sale_id: sale.id },
-            &admin,
-        )?)
+        .get_sale_stats(authed(pb::GetSaleStatsRequest { sale_id: sale.id }, &admin))
         .await?
         .into_inner();
     let held = u64::from(stats.units_sold) + u64::from(stats.units_reserved);

@@ -8,11 +8,10 @@ use nix::sys::signal::Signal;
 use redis::AsyncCommands;
 use titan_e2e::Process;
 use titan_proto::ping::v1::{EmitRequest, ping_service_client::PingServiceClient};
-use tonic::Request;
 
-use titan_e2e::Cell;
+use titan_e2e::{Cell, authed};
 
-use crate::eventually;
+use titan_kit::testing::eventually;
 
 fn consumer(cell: &Cell, name: &str, mode: &str) -> Process {
     let mut process = Process::spawn(
@@ -39,14 +38,12 @@ fn consumer(cell: &Cell, name: &str, mode: &str) -> Process {
 
 async fn emit(cell: &Cell, request_id: &str) -> String {
     let mut ping = PingServiceClient::new(cell.channel().await);
-    let mut request = Request::new(EmitRequest {
-        request_id: request_id.into(),
-        message: "event".into(),
-    });
-    let token = cell.token("u-1", &[]);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header"),
+    let request = authed(
+        EmitRequest {
+            request_id: request_id.into(),
+            message: "event".into(),
+        },
+        &cell.token("u-1", &[]),
     );
     ping.emit(request)
         .await

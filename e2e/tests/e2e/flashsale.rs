@@ -3,19 +3,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use titan_e2e::{Cell, CellOptions};
+use titan_e2e::{Cell, CellOptions, authed};
 use titan_kit::error::reason_of;
 use titan_proto::flashsale::v1::{self as pb, flash_sale_service_client::FlashSaleServiceClient};
-use tonic::{Code, Request};
-
-fn authed<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    request
-}
+use tonic::Code;
 
 fn ts(offset_secs: i64) -> prost_types::Timestamp {
     let now = SystemTime::now()

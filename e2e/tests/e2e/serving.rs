@@ -6,7 +6,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use titan_kit::error::reason_of;
 use titan_proto::ping::v1::{EmitRequest, PingRequest, ping_service_client::PingServiceClient};
-use tonic::{Code, Request};
+use tonic::Code;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -15,16 +15,7 @@ use tonic_reflection::pb::v1::{
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
 };
 
-use titan_e2e::{Cell, CellOptions};
-
-fn authed<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    request
-}
+use titan_e2e::{Cell, CellOptions, authed};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_reflection_and_metrics() {

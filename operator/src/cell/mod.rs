@@ -5,7 +5,7 @@ pub mod build;
 pub mod status;
 pub mod validate;
 
-use std::{collections::BTreeSet, sync::Arc, time::Instant};
+use std::{collections::BTreeSet, sync::Arc};
 
 use k8s_openapi::{api::core::v1::Namespace, jiff::Timestamp};
 use kube::{Api, Resource, ResourceExt, runtime::controller::Action};
@@ -19,28 +19,14 @@ pub const CONTROLLER: &str = "cell";
 
 /// One reconcile round of a Cell, with metrics, an Event on failure and backoff bookkeeping.
 pub async fn reconcile(cell: Arc<Cell>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let start = Instant::now();
     let key = format!("cell/{}", cell.name_any());
-    let result = reconcile_inner(&cell, &ctx).await;
-    ctx.metrics
-        .observe(CONTROLLER, start, result.as_ref().err().map(Error::reason));
-    match result {
-        Ok(action) => {
-            ctx.succeeded(&key);
-            Ok(action)
-        }
-        Err(error) => {
-            ctx.event(
-                &cell.object_ref(&()),
-                true,
-                error.reason(),
-                "Reconcile",
-                error.to_string(),
-            )
-            .await;
-            Err(error)
-        }
-    }
+    ctx.round(
+        CONTROLLER,
+        &key,
+        &cell.object_ref(&()),
+        reconcile_inner(&cell, &ctx),
+    )
+    .await
 }
 
 /// Retry after a failed round, backing off per object.

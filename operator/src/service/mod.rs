@@ -5,7 +5,7 @@ pub mod build;
 pub mod status;
 pub mod validate;
 
-use std::{collections::BTreeSet, sync::Arc, time::Instant};
+use std::{collections::BTreeSet, sync::Arc};
 
 use k8s_openapi::{
     api::{
@@ -30,28 +30,14 @@ pub const CONTROLLER: &str = "service";
 
 /// One reconcile round of a Service, with metrics, an Event on failure and backoff bookkeeping.
 pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let start = Instant::now();
     let key = key(&service);
-    let result = reconcile_inner(&service, &ctx).await;
-    ctx.metrics
-        .observe(CONTROLLER, start, result.as_ref().err().map(Error::reason));
-    match result {
-        Ok(action) => {
-            ctx.succeeded(&key);
-            Ok(action)
-        }
-        Err(error) => {
-            ctx.event(
-                &service.object_ref(&()),
-                true,
-                error.reason(),
-                "Reconcile",
-                error.to_string(),
-            )
-            .await;
-            Err(error)
-        }
-    }
+    ctx.round(
+        CONTROLLER,
+        &key,
+        &service.object_ref(&()),
+        reconcile_inner(&service, &ctx),
+    )
+    .await
 }
 
 /// Retry after a failed round, backing off per object.

@@ -133,3 +133,43 @@ impl TestClickHouse {
         }
     }
 }
+
+/// How long [`eventually`] and [`eventually_ok`] wait before failing the test.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Polls `check` until it yields a value; fails the test after a generous deadline. Tests wait
+/// for a state this way, never with a fixed sleep.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Retries `attempt` until it succeeds (a dependency coming back); fails the test after the
+/// deadline with the last error.
+pub async fn eventually_ok<T, E: std::fmt::Display, F, Fut>(mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match attempt().await {
+            Ok(v) => return v,
+            Err(e) => assert!(tokio::time::Instant::now() < deadline, "still failing: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -117,7 +117,7 @@ async fn a_redis_restart_loses_no_unit_and_sells_none_twice() {
 
     // The connection manager reconnects and the scripts reload (NOSCRIPT) without any action.
     // One request id for every try, so a try whose answer was lost is replayed, not repeated.
-    let after = crate::eventually_ok(|| {
+    let after = titan_kit::testing::eventually_ok(|| {
         let app = w.app.clone();
         async move {
             app.attempt(&buyer(50), "after-restart", sale, 1, None)

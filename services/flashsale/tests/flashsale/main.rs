@@ -155,19 +155,3 @@ impl World {
 pub fn uuid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
-
-/// Retries `attempt` until it succeeds (a dependency coming back), failing after a deadline.
-pub async fn eventually_ok<T, E: std::fmt::Display, F, Fut>(mut attempt: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        match attempt().await {
-            Ok(v) => return v,
-            Err(e) => assert!(tokio::time::Instant::now() < deadline, "still failing: {e}"),
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}

@@ -16,7 +16,7 @@ use titan_kit::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::eventually;
+use titan_kit::testing::eventually;
 
 /// Records every event it handles; fails on demand.
 #[derive(Debug, Clone, Copy)]

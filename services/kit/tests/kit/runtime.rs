@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use futures::FutureExt;
 
-use crate::eventually;
+use titan_kit::testing::eventually;
 use titan_kit::{
     Datastore, KitError, Mounted, ServiceContext, ServiceDef,
     auth::Caller,
