@@ -491,3 +491,39 @@ fn a_child_counts_as_ready_only_once_it_observed_its_generation() {
     );
     assert!(!cell_status::child_ready(&child(2, 2, false)));
 }
+
+/// The contract between the operator and the `titan` binary: the config file the operator
+/// mounts is one the runtime accepts (with the Secrets' variables it gets from the
+/// Deployment), and each service's section is one its typed config accepts.
+#[test]
+fn every_rendered_config_file_is_accepted_by_the_runtime() {
+    let text =
+        std::fs::read_to_string(repo_path("manifests/examples/dev-cell.yaml")).expect("example");
+    let cell: Cell = serde_yaml::from_str(&text).expect("the example is a Cell");
+    let mut checked = 0;
+    for service in services_of(&cell) {
+        let objects = objects_of(&cell, &service);
+        let data = objects.config_map.data.as_ref().expect("config map data");
+        let text = data.get("config.yaml").expect("config.yaml key");
+        let env = |name: &str| match name {
+            "TITAN_AUTH_HS256_SECRET" => Some("from-the-cell-auth-secret-32-bytes!".to_owned()),
+            "TITAN_POSTGRES_URL" => Some("postgres://titan@postgres:5432/titan".to_owned()),
+            "TITAN_REDIS_URL" => Some("redis://redis:6379".to_owned()),
+            _ => None,
+        };
+        let config = titan_kit::config::Config::from_sources(Some(text), env)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{text}", service.name_any()));
+        assert_eq!(config.cell, cell.name_any());
+        if service.spec.service == ServiceKind::Flashsale {
+            use titan_crds::config::TitanConfig;
+            let section = config.services.get("flashsale").cloned();
+            titan_crds::config::FlashsaleConfig::from_yaml(section)
+                .expect("flashsale section parses");
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 14,
+        "every enabled service of the dev cell was checked"
+    );
+}
