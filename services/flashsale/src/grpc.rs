@@ -140,6 +140,31 @@ impl<P, S> Grpc<P, S> {
     }
 }
 
+/// The caller, who must be an admin, and the request body.
+fn admin<T>(request: Request<T>) -> Result<(auth::Caller, T), Status> {
+    let caller = auth::caller(&request)?;
+    caller.require_role(ADMIN)?;
+    Ok((caller, request.into_inner()))
+}
+
+impl<P: SaleStore, S: StockStore> Grpc<P, S> {
+    /// Cancels or ends a sale: the two admin calls differ only in the state they set.
+    async fn close(
+        &self,
+        caller: &auth::Caller,
+        request_id: &str,
+        id: &str,
+        state: AdminState,
+    ) -> Result<Option<pb::Sale>, Status> {
+        let view = self
+            .app
+            .set_state(caller, request_id, sale_id(id)?, state)
+            .await
+            .map_err(status)?;
+        Ok(Some(sale(&view)))
+    }
+}
+
 type Watch = Pin<Box<dyn Stream<Item = Result<pb::SaleUpdate, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -148,9 +173,7 @@ impl<P: SaleStore, S: StockStore> FlashSaleService for Grpc<P, S> {
         &self,
         request: Request<pb::CreateSaleRequest>,
     ) -> Result<Response<pb::CreateSaleResponse>, Status> {
-        let caller = auth::caller(&request)?;
-        caller.require_role(ADMIN)?;
-        let r = request.into_inner();
+        let (caller, r) = admin(request)?;
         let view = self
             .app
             .create_sale(&caller, &r.request_id, raw_spec(r.spec)?)
@@ -165,9 +188,7 @@ impl<P: SaleStore, S: StockStore> FlashSaleService for Grpc<P, S> {
         &self,
         request: Request<pb::UpdateSaleRequest>,
     ) -> Result<Response<pb::UpdateSaleResponse>, Status> {
-        let caller = auth::caller(&request)?;
-        caller.require_role(ADMIN)?;
-        let r = request.into_inner();
+        let (caller, r) = admin(request)?;
         let view = self
             .app
             .update_sale(
@@ -187,22 +208,11 @@ impl<P: SaleStore, S: StockStore> FlashSaleService for Grpc<P, S> {
         &self,
         request: Request<pb::CancelSaleRequest>,
     ) -> Result<Response<pb::CancelSaleResponse>, Status> {
-        let caller = auth::caller(&request)?;
-        caller.require_role(ADMIN)?;
-        let r = request.into_inner();
-        let view = self
-            .app
-            .set_state(
-                &caller,
-                &r.request_id,
-                sale_id(&r.sale_id)?,
-                AdminState::Cancelled,
-            )
-            .await
-            .map_err(status)?;
-        Ok(Response::new(pb::CancelSaleResponse {
-            sale: Some(sale(&view)),
-        }))
+        let (caller, r) = admin(request)?;
+        let sale = self
+            .close(&caller, &r.request_id, &r.sale_id, AdminState::Cancelled)
+            .await?;
+        Ok(Response::new(pb::CancelSaleResponse { sale }))
     }
 
     async fn warm_up_sale(
@@ -224,22 +234,11 @@ impl<P: SaleStore, S: StockStore> FlashSaleService for Grpc<P, S> {
         &self,
         request: Request<pb::EndSaleRequest>,
     ) -> Result<Response<pb::EndSaleResponse>, Status> {
-        let caller = auth::caller(&request)?;
-        caller.require_role(ADMIN)?;
-        let r = request.into_inner();
-        let view = self
-            .app
-            .set_state(
-                &caller,
-                &r.request_id,
-                sale_id(&r.sale_id)?,
-                AdminState::Ended,
-            )
-            .await
-            .map_err(status)?;
-        Ok(Response::new(pb::EndSaleResponse {
-            sale: Some(sale(&view)),
-        }))
+        let (caller, r) = admin(request)?;
+        let sale = self
+            .close(&caller, &r.request_id, &r.sale_id, AdminState::Ended)
+            .await?;
+        Ok(Response::new(pb::EndSaleResponse { sale }))
     }
 
     async fn get_sale_stats(
