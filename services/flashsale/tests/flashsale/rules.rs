@@ -568,3 +568,33 @@ async fn sales_are_warmed_up_ahead_of_their_start() {
     w.clock.advance(Duration::seconds(150));
     assert_eq!(w.app.warm_due().await.expect("later now"), 1);
 }
+
+#[tokio::test]
+async fn every_key_of_a_sale_expires_after_it() {
+    let w = World::new(settings()).await;
+    let sale = w.live_sale(10, 5).await;
+    let r = w
+        .app
+        .attempt(&buyer(1), &uuid(), sale, 2, None)
+        .await
+        .expect("reserve");
+    w.app
+        .confirm(&buyer(1), &uuid(), &r.id.to_string(), "pay")
+        .await
+        .expect("confirm");
+    w.app
+        .attempt(&buyer(2), &uuid(), sale, 1, None)
+        .await
+        .expect("reserve");
+    w.app.sweep().await.expect("sweep");
+    let mut conn = w.redis.conn.clone();
+    for name in ["meta", "stock", "buyers", "res", "expiry", "req", "stats"] {
+        let key = w.redis.key(&format!("{{flashsale:{sale}}}:{name}"));
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("ttl");
+        assert!(ttl > 0, "{name} has no expiry (TTL {ttl})");
+    }
+}

@@ -29,3 +29,13 @@ local function sweep(now, limit)
   for _, id in ipairs(ids) do release(id, 'E') end
   return #ids
 end
+
+-- Gives every key of the sale that has none the sale's expiry (a week after its end, kept in
+-- meta): hashes created after the warm-up would otherwise outlive the sale forever.
+local function keep_until_expiry()
+  local at = redis.call('HGET', KEYS[1], 'expire_at')
+  if not at then return end
+  for i = 2, 7 do
+    if redis.call('TTL', KEYS[i]) == -1 then redis.call('EXPIREAT', KEYS[i], tonumber(at)) end
+  end
+end
