@@ -382,12 +382,7 @@ impl<P: SaleStore, S: StockStore> FlashSales<P, S> {
             sale.spec = spec;
             self.sales.save(&key, &sale, false).await?;
             if sale.warmed_up {
-                self.stock
-                    .warm(
-                        &sale,
-                        std::time::Duration::from_secs(self.settings.reservation_ttl_seconds),
-                    )
-                    .await?;
+                self.warm(&sale).await?;
             }
         }
         self.view(sale).await
@@ -423,15 +418,16 @@ impl<P: SaleStore, S: StockStore> FlashSales<P, S> {
             sale.state = state;
             self.sales.set_state(&key, id, state).await?;
             if sale.warmed_up {
-                self.stock
-                    .warm(
-                        &sale,
-                        std::time::Duration::from_secs(self.settings.reservation_ttl_seconds),
-                    )
-                    .await?;
+                self.warm(&sale).await?;
             }
         }
         self.view(sale).await
+    }
+
+    /// Loads (or reloads) a sale's rules and stock into Redis.
+    async fn warm(&self, sale: &FlashSale) -> Result<u32> {
+        let ttl = std::time::Duration::from_secs(self.settings.reservation_ttl_seconds);
+        self.stock.warm(sale, ttl).await
     }
 
     pub async fn warm_up(&self, id: SaleId) -> Result<SaleView> {
@@ -439,12 +435,7 @@ impl<P: SaleStore, S: StockStore> FlashSales<P, S> {
         if sale.state != AdminState::Scheduled || self.now() >= sale.spec.ends_at {
             return Err(FlashSaleError::SaleClosed { id, what: "over" });
         }
-        self.stock
-            .warm(
-                &sale,
-                std::time::Duration::from_secs(self.settings.reservation_ttl_seconds),
-            )
-            .await?;
+        self.warm(&sale).await?;
         if !sale.warmed_up {
             self.sales.mark_warmed(id).await?;
             sale.warmed_up = true;
