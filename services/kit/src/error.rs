@@ -97,6 +97,8 @@ pub enum KitError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    #[error("{0}")]
+    Migration(String),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("clickhouse: {0}")]
@@ -133,7 +135,11 @@ impl KitError {
 impl ServiceError for KitError {
     fn code(&self) -> ErrorCode {
         match self {
-            Self::Postgres(sqlx::Error::PoolTimedOut) | Self::Redis(_) => ErrorCode::Unavailable,
+            Self::Postgres(sqlx::Error::PoolTimedOut)
+            | Self::Redis(_)
+            | Self::ClickHouse(
+                clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut,
+            ) => ErrorCode::Unavailable,
             _ => ErrorCode::Internal,
         }
     }

@@ -111,26 +111,43 @@ impl Clients {
     }
 }
 
-/// Applies kit's and then each service's PostgreSQL migrations.
+/// Applies kit's and then each service's PostgreSQL migrations, then their ClickHouse ones.
 pub async fn migrate(config: &Config, services: &[ServiceDef]) -> Result<(), KitError> {
-    let with_migrations: Vec<&ServiceDef> =
+    let with_postgres: Vec<&ServiceDef> =
         services.iter().filter(|s| s.migrator.is_some()).collect();
-    if with_migrations.is_empty() {
-        return Ok(());
+    if let Some(first) = with_postgres.first() {
+        let cfg = config.postgres.as_ref().ok_or(KitError::MissingDatastore {
+            service: first.name.to_owned(),
+            datastore: "postgres",
+            hint: Datastore::Postgres.hint(),
+        })?;
+        let pool = postgres::connect(cfg, "titan-migrate").await?;
+        postgres::migrate(&pool, "kit", postgres::kit_migrator()).await?;
+        for service in with_postgres {
+            if let Some(migrator) = service.migrator {
+                postgres::migrate(&pool, service.name, migrator()).await?;
+            }
+        }
+        pool.close().await;
     }
-    let cfg = config.postgres.as_ref().ok_or(KitError::MissingDatastore {
-        service: with_migrations[0].name.to_owned(),
-        datastore: "postgres",
-        hint: Datastore::Postgres.hint(),
-    })?;
-    let pool = postgres::connect(cfg, "titan-migrate").await?;
-    postgres::migrate(&pool, "kit", postgres::kit_migrator()).await?;
-    for service in with_migrations {
-        if let Some(migrator) = service.migrator {
-            postgres::migrate(&pool, service.name, migrator()).await?;
+    let with_clickhouse: Vec<&ServiceDef> = services
+        .iter()
+        .filter(|s| !s.clickhouse_migrations.is_empty())
+        .collect();
+    if let Some(first) = with_clickhouse.first() {
+        let cfg = config
+            .clickhouse
+            .as_ref()
+            .ok_or(KitError::MissingDatastore {
+                service: first.name.to_owned(),
+                datastore: "clickhouse",
+                hint: Datastore::ClickHouse.hint(),
+            })?;
+        let client = clickhouse::connect(cfg);
+        for service in with_clickhouse {
+            clickhouse::migrate(&client, service.name, service.clickhouse_migrations).await?;
         }
     }
-    pool.close().await;
     Ok(())
 }
 

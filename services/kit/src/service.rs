@@ -52,6 +52,8 @@ pub struct ServiceDef {
     pub datastores: &'static [Datastore],
     /// Its PostgreSQL migrations, embedded with `sqlx::migrate!`.
     pub migrator: Option<fn() -> Migrator>,
+    /// Its ClickHouse tables, applied by `titan migrate` like the PostgreSQL ones.
+    pub clickhouse_migrations: &'static [crate::datastores::clickhouse::Migration],
     /// Whether it writes events to the outbox; the runtime then runs its relay.
     pub publishes_events: bool,
     /// Its encoded `FileDescriptorSet`, served by reflection.

@@ -17,6 +17,7 @@ pub fn service() -> ServiceDef {
         name: domain::SERVICE,
         datastores: &[Datastore::Postgres, Datastore::Redis],
         migrator: Some(|| sqlx::migrate!("./migrations")),
+        clickhouse_migrations: &[],
         publishes_events: true,
         file_descriptor_set: titan_proto::FILE_DESCRIPTOR_SET,
         mount: |ctx| mount(ctx).boxed(),

@@ -5,3 +5,20 @@
 pub mod clickhouse;
 pub mod postgres;
 pub mod redis;
+
+use crate::KitError;
+
+/// Owners name migration history tables (`_titan_migrations_<owner>`), so they must be safe
+/// identifiers in every datastore.
+fn check_owner(owner: &str) -> Result<(), KitError> {
+    if owner.is_empty()
+        || !owner
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(KitError::Migration(format!(
+            "migration owner {owner:?} must be lower-case letters, digits and '_'"
+        )));
+    }
+    Ok(())
+}

@@ -37,14 +37,7 @@ pub fn kit_migrator() -> Migrator {
 
 /// Applies `migrator` as the migrations of `owner`; already-applied ones are checked, not rerun.
 pub async fn migrate(pool: &PgPool, owner: &str, mut migrator: Migrator) -> Result<(), KitError> {
-    if !owner
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-    {
-        return Err(KitError::Other(format!(
-            "migration owner {owner:?} must be lower-case letters, digits and '_'"
-        )));
-    }
+    super::check_owner(owner)?;
     migrator.dangerous_set_table_name(format!("_titan_migrations_{owner}"));
     migrator
         .run(pool)

@@ -24,6 +24,7 @@ fn probe() -> ServiceDef {
         name: "probe",
         datastores: &[Datastore::Postgres],
         migrator: None,
+        clickhouse_migrations: &[],
         publishes_events: false,
         file_descriptor_set: tonic_health::pb::FILE_DESCRIPTOR_SET,
         mount: |ctx: ServiceContext| {
