@@ -17,6 +17,7 @@ pub mod runtime;
 pub mod service;
 pub mod telemetry;
 pub mod testing;
+pub mod turn;
 
 pub use error::{ErrorCode, KitError, ServiceError};
 pub use service::{Datastore, Mounted, ServiceContext, ServiceDef};
