@@ -4,7 +4,11 @@ use std::{pin::Pin, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use futures::Stream;
-use titan_kit::{auth, error::to_status};
+use titan_kit::{
+    auth,
+    error::to_status,
+    wire::{self, timestamp},
+};
 use titan_proto::flashsale::v1::{self as pb, flash_sale_service_server::FlashSaleService};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -25,19 +29,8 @@ fn invalid(msg: impl Into<String>) -> Status {
     status(FlashSaleError::Invalid(msg.into()))
 }
 
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
-
 fn time(field: &str, t: Option<prost_types::Timestamp>) -> Result<DateTime<Utc>, Status> {
-    let t = t.ok_or_else(|| invalid(format!("{field} is required")))?;
-    u32::try_from(t.nanos)
-        .ok()
-        .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
-        .ok_or_else(|| invalid(format!("{field} is not a valid timestamp")))
+    wire::required_time(field, t.as_ref()).map_err(invalid)
 }
 
 fn sale_id(s: &str) -> Result<SaleId, Status> {

@@ -18,6 +18,7 @@ pub mod service;
 pub mod telemetry;
 pub mod testing;
 pub mod turn;
+pub mod wire;
 
 pub use error::{ErrorCode, KitError, ServiceError};
 pub use service::{Datastore, Mounted, ServiceContext, ServiceDef};

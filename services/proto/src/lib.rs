@@ -7,6 +7,18 @@
 /// Every Titan proto file, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("titan_descriptor");
 
+pub mod analytics {
+    pub mod v1 {
+        tonic::include_proto!("titan.analytics.v1");
+    }
+}
+
+pub mod coupon {
+    pub mod v1 {
+        tonic::include_proto!("titan.coupon.v1");
+    }
+}
+
 pub mod flashsale {
     pub mod v1 {
         tonic::include_proto!("titan.flashsale.v1");

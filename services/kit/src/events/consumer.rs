@@ -89,12 +89,14 @@ pub struct Message {
     pub event: Result<Envelope, String>,
 }
 
+/// The Redis side of a consumer group, without any handling: reads, claims, acknowledges and
+/// dead-letters messages of one stream. [`Consumer`] puts a PostgreSQL-transactional handler on
+/// top; a sink that de-duplicates by itself (analytics into ClickHouse) uses it directly,
+/// acknowledging a whole batch once it is stored.
 #[derive(Debug)]
-pub struct Consumer<H> {
-    pool: PgPool,
+pub struct StreamReader {
     redis: RedisHandle,
     options: ConsumerOptions,
-    handler: H,
     stream: String,
     failures: String,
     dead: String,
@@ -104,15 +106,10 @@ pub struct Consumer<H> {
     recovered_own: bool,
 }
 
-impl<H: Handler> Consumer<H> {
+impl StreamReader {
     /// Creates the group if needed (from the start of the stream, so nothing published before
     /// the first deployment of a consumer is lost).
-    pub async fn new(
-        pool: PgPool,
-        redis: RedisHandle,
-        options: ConsumerOptions,
-        handler: H,
-    ) -> Result<Self, KitError> {
+    pub async fn new(redis: RedisHandle, options: ConsumerOptions) -> Result<Self, KitError> {
         let stream = stream_key(&redis, &options.source);
         let failures = redis.key(&format!(
             "events:{}:failures:{}",
@@ -132,10 +129,8 @@ impl<H: Handler> Consumer<H> {
             .dedicated(options.block + Duration::from_secs(5))
             .await?;
         Ok(Self {
-            pool,
             redis,
             options,
-            handler,
             stream,
             failures,
             dead,
@@ -144,38 +139,13 @@ impl<H: Handler> Consumer<H> {
         })
     }
 
-    /// Runs until `shutdown`; transient errors are logged and retried.
-    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), KitError> {
-        let mut last_claim = tokio::time::Instant::now();
-        while !shutdown.is_cancelled() {
-            let batch = if last_claim.elapsed() >= self.options.claim_idle / 2 {
-                last_claim = tokio::time::Instant::now();
-                self.claim_stale().await
-            } else {
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    batch = self.next_batch() => batch,
-                }
-            };
-            match batch {
-                Ok(messages) => {
-                    for message in messages {
-                        let outcome = self.handle(&message).await;
-                        if let Err(e) = self.settle(&message, &outcome).await {
-                            tracing::warn!(stream = %self.stream, error = %e, "cannot settle message; it will be redelivered");
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(stream = %self.stream, group = %self.options.group, error = %e, "cannot read stream; retrying");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
-            }
-        }
-        Ok(())
+    /// The Redis key of the stream read.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    pub fn options(&self) -> &ConsumerOptions {
+        &self.options
     }
 
     /// Reads the next messages: first this replica's own pending ones after a restart, then new ones.
@@ -207,6 +177,12 @@ impl<H: Handler> Consumer<H> {
         Ok(ids.into_iter().map(parse).collect())
     }
 
+    /// Makes the next reads return this replica's unacknowledged messages again, after a batch
+    /// could not be stored.
+    pub fn reread_pending(&mut self) {
+        self.recovered_own = false;
+    }
+
     /// Takes over messages other replicas left unacknowledged for longer than `claim_idle`.
     pub async fn claim_stale(&self) -> Result<Vec<Message>, KitError> {
         let mut conn = self.redis.conn.clone();
@@ -223,66 +199,41 @@ impl<H: Handler> Consumer<H> {
         Ok(reply.claimed.into_iter().map(parse).collect())
     }
 
-    /// Runs the handler for one message and commits its effect with the de-duplication record.
-    /// Does not acknowledge: see [`Consumer::settle`].
-    pub async fn handle(&self, message: &Message) -> Outcome {
-        let event = match &message.event {
-            Ok(event) => event,
-            Err(e) => return Outcome::Rejected(e.clone()),
-        };
-        match self.handle_in_tx(event).await {
-            Ok(outcome) => outcome,
-            Err(HandlerError::Retry(e)) => Outcome::Failed(e),
-            Err(HandlerError::Permanent(e)) => Outcome::Rejected(e),
+    /// Acknowledges messages whose effect is stored.
+    pub async fn ack(&self, messages: &[Message]) -> Result<(), KitError> {
+        if messages.is_empty() {
+            return Ok(());
         }
-    }
-
-    async fn handle_in_tx(&self, event: &Envelope) -> Result<Outcome, HandlerError> {
-        let mut tx = self.pool.begin().await?;
-        // Blocks behind a concurrent transaction holding the same id, then sees it as done.
-        let fresh = sqlx::query(
-            "INSERT INTO titan_processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(&self.options.group)
-        .bind(event.id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !fresh {
-            return Ok(Outcome::Duplicate);
-        }
-        self.handler.handle(&mut tx, event).await?;
-        tx.commit().await?;
-        Ok(Outcome::Handled)
+        let ids: Vec<&str> = messages.iter().map(|m| m.stream_id.as_str()).collect();
+        let mut conn = self.redis.conn.clone();
+        let () = redis::pipe()
+            .xack(&self.stream, &self.options.group, &ids)
+            .ignore()
+            .hdel(&self.failures, &ids)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
     }
 
     /// Acknowledges, counts a failure, or dead-letters, according to `outcome`.
     pub async fn settle(&self, message: &Message, outcome: &Outcome) -> Result<(), KitError> {
-        let mut conn = self.redis.conn.clone();
         match outcome {
-            Outcome::Handled | Outcome::Duplicate => {
-                let () = redis::pipe()
-                    .xack(&self.stream, &self.options.group, &[&message.stream_id])
-                    .ignore()
-                    .hdel(&self.failures, &message.stream_id)
-                    .ignore()
-                    .query_async(&mut conn)
-                    .await?;
-            }
+            Outcome::Handled | Outcome::Duplicate => self.ack(std::slice::from_ref(message)).await,
             Outcome::Failed(error) => {
+                let mut conn = self.redis.conn.clone();
                 let failures: u32 = conn.hincr(&self.failures, &message.stream_id, 1).await?;
                 tracing::warn!(stream = %self.stream, id = %message.stream_id, failures, %error, "event handler failed");
                 if failures >= self.options.max_deliveries {
                     self.dead_letter(message, error).await?;
                 }
+                Ok(())
             }
             Outcome::Rejected(error) => {
                 tracing::error!(stream = %self.stream, id = %message.stream_id, %error, "event rejected");
-                self.dead_letter(message, error).await?;
+                self.dead_letter(message, error).await
             }
         }
-        Ok(())
     }
 
     async fn dead_letter(&self, message: &Message, error: &str) -> Result<(), KitError> {
@@ -312,6 +263,112 @@ impl<H: Handler> Consumer<H> {
             .await?;
         tracing::error!(stream = %self.stream, id = %message.stream_id, dead_letter = %self.dead, "event dead-lettered");
         Ok(())
+    }
+}
+
+/// A consumer group member whose handler runs in a PostgreSQL transaction.
+#[derive(Debug)]
+pub struct Consumer<H> {
+    pool: PgPool,
+    reader: StreamReader,
+    handler: H,
+}
+
+impl<H: Handler> Consumer<H> {
+    pub async fn new(
+        pool: PgPool,
+        redis: RedisHandle,
+        options: ConsumerOptions,
+        handler: H,
+    ) -> Result<Self, KitError> {
+        Ok(Self {
+            pool,
+            reader: StreamReader::new(redis, options).await?,
+            handler,
+        })
+    }
+
+    /// Runs until `shutdown`; transient errors are logged and retried.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), KitError> {
+        let mut last_claim = tokio::time::Instant::now();
+        while !shutdown.is_cancelled() {
+            let batch = if last_claim.elapsed() >= self.reader.options.claim_idle / 2 {
+                last_claim = tokio::time::Instant::now();
+                self.claim_stale().await
+            } else {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    batch = self.next_batch() => batch,
+                }
+            };
+            match batch {
+                Ok(messages) => {
+                    for message in messages {
+                        let outcome = self.handle(&message).await;
+                        if let Err(e) = self.settle(&message, &outcome).await {
+                            tracing::warn!(stream = %self.reader.stream, error = %e, "cannot settle message; it will be redelivered");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(stream = %self.reader.stream, group = %self.reader.options.group, error = %e, "cannot read stream; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// See [`StreamReader::next_batch`].
+    pub async fn next_batch(&mut self) -> Result<Vec<Message>, KitError> {
+        self.reader.next_batch().await
+    }
+
+    /// See [`StreamReader::claim_stale`].
+    pub async fn claim_stale(&self) -> Result<Vec<Message>, KitError> {
+        self.reader.claim_stale().await
+    }
+
+    /// Runs the handler for one message and commits its effect with the de-duplication record.
+    /// Does not acknowledge: see [`Consumer::settle`].
+    pub async fn handle(&self, message: &Message) -> Outcome {
+        let event = match &message.event {
+            Ok(event) => event,
+            Err(e) => return Outcome::Rejected(e.clone()),
+        };
+        match self.handle_in_tx(event).await {
+            Ok(outcome) => outcome,
+            Err(HandlerError::Retry(e)) => Outcome::Failed(e),
+            Err(HandlerError::Permanent(e)) => Outcome::Rejected(e),
+        }
+    }
+
+    async fn handle_in_tx(&self, event: &Envelope) -> Result<Outcome, HandlerError> {
+        let mut tx = self.pool.begin().await?;
+        // Blocks behind a concurrent transaction holding the same id, then sees it as done.
+        let fresh = sqlx::query(
+            "INSERT INTO titan_processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(&self.reader.options.group)
+        .bind(event.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !fresh {
+            return Ok(Outcome::Duplicate);
+        }
+        self.handler.handle(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(Outcome::Handled)
+    }
+
+    /// See [`StreamReader::settle`].
+    pub async fn settle(&self, message: &Message, outcome: &Outcome) -> Result<(), KitError> {
+        self.reader.settle(message, outcome).await
     }
 }
 

@@ -9,7 +9,9 @@ pub mod envelope;
 pub mod outbox;
 pub mod relay;
 
-pub use consumer::{Consumer, ConsumerOptions, Handler, HandlerError, Outcome};
+pub use consumer::{
+    Consumer, ConsumerOptions, Handler, HandlerError, Message, Outcome, StreamReader,
+};
 pub use envelope::Envelope;
 
 use crate::datastores::redis::RedisHandle;
