@@ -16,10 +16,6 @@ pub struct Metrics {
     reconciles: IntCounter,
 }
 
-fn other(e: prometheus::Error) -> KitError {
-    KitError::Other(e.to_string())
-}
-
 impl Metrics {
     pub fn new(registry: &Registry) -> Result<Self, KitError> {
         Ok(Self {
@@ -31,42 +27,36 @@ impl Metrics {
                         "purchase attempts by outcome (reserved or the refusal reason)",
                     ),
                     &["outcome"],
-                )
-                .map_err(other)?,
+                )?,
             )?,
             confirmations: register(
                 registry,
-                IntCounter::new("titan_flashsale_confirmations_total", "orders confirmed")
-                    .map_err(other)?,
+                IntCounter::new("titan_flashsale_confirmations_total", "orders confirmed")?,
             )?,
             expiries: register(
                 registry,
                 IntCounter::new(
                     "titan_flashsale_expiries_total",
                     "reservations expired by the sweeper",
-                )
-                .map_err(other)?,
+                )?,
             )?,
             drift_sales: register(
                 registry,
                 IntGauge::new(
                     "titan_flashsale_drift_sales",
                     "sales whose Redis and PostgreSQL figures disagree at the last reconcile",
-                )
-                .map_err(other)?,
+                )?,
             )?,
             drift_units: register(
                 registry,
                 IntGauge::new(
                     "titan_flashsale_drift_units",
                     "units in disagreement between Redis and PostgreSQL at the last reconcile",
-                )
-                .map_err(other)?,
+                )?,
             )?,
             reconciles: register(
                 registry,
-                IntCounter::new("titan_flashsale_reconciles_total", "reconcile runs")
-                    .map_err(other)?,
+                IntCounter::new("titan_flashsale_reconciles_total", "reconcile runs")?,
             )?,
         })
     }

@@ -99,6 +99,8 @@ pub enum KitError {
     },
     #[error("{0}")]
     Migration(String),
+    #[error("metric: {0}")]
+    Metric(#[from] prometheus::Error),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("clickhouse: {0}")]

@@ -1,0 +1,579 @@
+//! Use cases over two seams: a [`Sink`] per table behind the ingestion buffer, and a
+//! [`Warehouse`] that answers queries. The gRPC edge converts and authorizes; this layer checks
+//! every input with the domain rules, decides whose events a caller may track, and shapes the
+//! warehouse's counts into reports.
+
+pub mod bus;
+pub mod ingest;
+
+use std::{collections::BTreeMap, future::Future, sync::Arc};
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use clickhouse::Row;
+use serde::Deserialize;
+use titan_kit::{ErrorCode, KitError, ServiceError, auth::Caller};
+
+pub use ingest::{IngestError, IngestOptions, Ingestor, Sink};
+
+use crate::{
+    config::Settings,
+    domain::{
+        BehaviorQuery, EventError, FunnelQuery, FunnelStep, Granularity, MetricError, MetricQuery,
+        Period, ProductQuery, QueryError, RawEvent, RawMetricPoint, RetentionQuery, average_minor,
+        event::MAX_BATCH, ratio,
+    },
+    metrics::{self, Metrics},
+    store::{EventRow, MetricRow},
+};
+
+/// Roles that may track events for any user (server-side trackers, backfills).
+pub const TRACK_ANYONE: [&str; 2] = ["service", "admin"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyticsError {
+    #[error("events[{index}]: {error}")]
+    Event { index: usize, error: EventError },
+    #[error("a batch carries 1 to {MAX_BATCH} events, got {0}")]
+    BatchSize(usize),
+    #[error(transparent)]
+    Metric(#[from] MetricError),
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error(
+        "events[{index}] is for user {user:?}; a user may only track their own events (tracking for others needs the service role)"
+    )]
+    NotYours { index: usize, user: String },
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Kit(#[from] KitError),
+}
+
+impl ServiceError for AnalyticsError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Self::Event { .. } | Self::BatchSize(_) | Self::Metric(_) | Self::Query(_) => {
+                ErrorCode::InvalidArgument
+            }
+            Self::NotYours { .. } => ErrorCode::PermissionDenied,
+            Self::Ingest(_) => ErrorCode::Unavailable,
+            Self::Kit(e) => e.code(),
+        }
+    }
+
+    fn reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Ingest(IngestError::BufferFull(_)) => Some("BUFFER_FULL"),
+            Self::Ingest(_) => Some("NOT_STORED"),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, AnalyticsError>;
+
+/// Activity of one bucket and cell.
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+pub struct ActivityRow {
+    pub bucket: u32,
+    pub cell: String,
+    pub events: u64,
+    pub users: u64,
+    pub purchasers: u64,
+}
+
+/// Orders and revenue of one bucket, cell and currency.
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+pub struct RevenueRow {
+    pub bucket: u32,
+    pub cell: String,
+    pub currency: String,
+    pub revenue: i64,
+    pub orders: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+pub struct ProductRow {
+    pub product_id: String,
+    pub views: u64,
+    pub carts: u64,
+    pub purchases: u64,
+    pub revenue: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+pub struct ProductCount {
+    pub product_id: String,
+    pub views: u64,
+    pub purchases: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+pub struct RealtimeRow {
+    pub users: u64,
+    pub events: u64,
+    pub last_minute: u64,
+}
+
+/// One cohort: its Monday (days since 1970), its size, and how many were active each week.
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+pub struct CohortRow {
+    pub week: u16,
+    pub users: u64,
+    pub retained: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+pub struct SessionStats {
+    pub sessions: u64,
+    pub users: u64,
+    pub average_seconds: f64,
+    pub median_seconds: f64,
+    pub average_events: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+pub struct PathRow {
+    pub path: Vec<String>,
+    pub sessions: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+pub struct SeriesRow {
+    pub group: String,
+    pub bucket: u32,
+    pub value: f64,
+    pub samples: u64,
+}
+
+/// The queries, each answered by ClickHouse in one or a few statements.
+pub trait Warehouse: Send + Sync + 'static {
+    /// Per bucket (or the whole period when `granularity` is `None`, bucket 0) and cell.
+    fn activity(
+        &self,
+        period: &Period,
+        granularity: Option<Granularity>,
+        cell: &str,
+    ) -> impl Future<Output = std::result::Result<Vec<ActivityRow>, KitError>> + Send;
+    fn revenue(
+        &self,
+        period: &Period,
+        granularity: Option<Granularity>,
+        cell: &str,
+    ) -> impl Future<Output = std::result::Result<Vec<RevenueRow>, KitError>> + Send;
+    fn realtime(
+        &self,
+        since: DateTime<Utc>,
+        minute_ago: DateTime<Utc>,
+        top: u32,
+    ) -> impl Future<Output = std::result::Result<(RealtimeRow, Vec<ProductCount>), KitError>> + Send;
+    fn products(
+        &self,
+        query: &ProductQuery,
+    ) -> impl Future<Output = std::result::Result<Vec<ProductRow>, KitError>> + Send;
+    /// `(level reached, users)` of `windowFunnel`, levels 1 and up.
+    fn funnel_levels(
+        &self,
+        query: &FunnelQuery,
+    ) -> impl Future<Output = std::result::Result<Vec<(u8, u64)>, KitError>> + Send;
+    fn retention(
+        &self,
+        query: &RetentionQuery,
+    ) -> impl Future<Output = std::result::Result<Vec<CohortRow>, KitError>> + Send;
+    fn behavior(
+        &self,
+        query: &BehaviorQuery,
+    ) -> impl Future<Output = std::result::Result<(SessionStats, Vec<PathRow>), KitError>> + Send;
+    fn metric_series(
+        &self,
+        query: &MetricQuery,
+    ) -> impl Future<Output = std::result::Result<Vec<SeriesRow>, KitError>> + Send;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revenue {
+    pub currency: String,
+    pub revenue: i64,
+    pub orders: u64,
+    pub average_order_value: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kpis {
+    pub events: u64,
+    pub unique_users: u64,
+    pub purchasers: u64,
+    pub conversion_rate: f64,
+    pub revenue: Vec<Revenue>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KpiBucket {
+    pub bucket: DateTime<Utc>,
+    pub cell: String,
+    pub kpis: Kpis,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KpiReport {
+    pub buckets: Vec<KpiBucket>,
+    pub totals: Vec<KpiBucket>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Realtime {
+    pub window_seconds: u32,
+    pub active_users: u64,
+    pub events: u64,
+    pub events_last_minute: u64,
+    pub top_products: Vec<ProductCount>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductPerformance {
+    pub row: ProductRow,
+    pub view_to_cart: f64,
+    pub cart_to_purchase: f64,
+    pub view_to_purchase: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cohort {
+    pub week: NaiveDate,
+    pub users: u64,
+    pub retained_users: Vec<u64>,
+    pub retained: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Behavior {
+    pub stats: SessionStats,
+    pub paths: Vec<PathRow>,
+}
+
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// The analytics use cases.
+pub struct Analytics<W> {
+    warehouse: W,
+    events: Ingestor<EventRow>,
+    metric_points: Ingestor<MetricRow>,
+    settings: Settings,
+    cell: String,
+    clock: Clock,
+    metrics: Metrics,
+}
+
+impl<W> std::fmt::Debug for Analytics<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Analytics")
+            .field("cell", &self.cell)
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The user an event is recorded for: a user tracks their own (an empty user id means "me");
+/// trusted callers track anyone's.
+fn attribute(caller: &Caller, index: usize, user_id: String) -> Result<String> {
+    if TRACK_ANYONE.iter().any(|r| caller.has_role(r)) {
+        return Ok(user_id);
+    }
+    if user_id.is_empty() {
+        return Ok(caller.user_id.clone());
+    }
+    if user_id == caller.user_id {
+        Ok(user_id)
+    } else {
+        Err(AnalyticsError::NotYours {
+            index,
+            user: user_id,
+        })
+    }
+}
+
+fn instant(seconds: u32) -> DateTime<Utc> {
+    DateTime::from_timestamp(i64::from(seconds), 0).unwrap_or_default()
+}
+
+fn kpi_buckets(activity: Vec<ActivityRow>, revenue: Vec<RevenueRow>) -> Vec<KpiBucket> {
+    let mut by_key: BTreeMap<(u32, String), Kpis> = BTreeMap::new();
+    for a in activity {
+        by_key.insert(
+            (a.bucket, a.cell),
+            Kpis {
+                events: a.events,
+                unique_users: a.users,
+                purchasers: a.purchasers,
+                conversion_rate: ratio(a.purchasers, a.users),
+                revenue: Vec::new(),
+            },
+        );
+    }
+    for r in revenue {
+        // An order always has an event, so its bucket exists; `or_insert` keeps the invariant
+        // explicit rather than trusting it.
+        let kpis = by_key.entry((r.bucket, r.cell)).or_insert(Kpis {
+            events: 0,
+            unique_users: 0,
+            purchasers: 0,
+            conversion_rate: 0.0,
+            revenue: Vec::new(),
+        });
+        kpis.revenue.push(Revenue {
+            average_order_value: average_minor(r.revenue, r.orders),
+            currency: r.currency,
+            revenue: r.revenue,
+            orders: r.orders,
+        });
+    }
+    by_key
+        .into_iter()
+        .map(|((bucket, cell), kpis)| KpiBucket {
+            bucket: instant(bucket),
+            cell,
+            kpis,
+        })
+        .collect()
+}
+
+impl<W: Warehouse> Analytics<W> {
+    pub fn new(
+        warehouse: W,
+        events: Ingestor<EventRow>,
+        metric_points: Ingestor<MetricRow>,
+        settings: Settings,
+        cell: String,
+        clock: Clock,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            warehouse,
+            events,
+            metric_points,
+            settings,
+            cell,
+            clock,
+            metrics,
+        }
+    }
+
+    /// Checks and stores a batch of a client's events, all or none.
+    pub async fn track(&self, caller: &Caller, events: Vec<RawEvent>) -> Result<usize> {
+        if events.is_empty() || events.len() > MAX_BATCH {
+            return Err(AnalyticsError::BatchSize(events.len()));
+        }
+        let now = (self.clock)();
+        let mut rows = Vec::with_capacity(events.len());
+        for (index, mut raw) in events.into_iter().enumerate() {
+            raw.user_id = attribute(caller, index, std::mem::take(&mut raw.user_id))?;
+            let event = raw
+                .check(&self.cell, now, self.settings.max_clock_skew_seconds)
+                .map_err(|error| {
+                    self.metrics.refused(metrics::INVALID, 1);
+                    AnalyticsError::Event { index, error }
+                })?;
+            rows.push(EventRow::new(event, now));
+        }
+        let n = rows.len();
+        self.events.submit(rows).await.map_err(|e| {
+            if let IngestError::BufferFull(_) = e {
+                self.metrics.refused(metrics::BUFFER_FULL, n);
+            }
+            AnalyticsError::from(e)
+        })?;
+        Ok(n)
+    }
+
+    pub async fn record_metric(&self, point: RawMetricPoint) -> Result<()> {
+        let point = point.check(&self.cell, (self.clock)())?;
+        self.metric_points
+            .submit(vec![MetricRow::from(point)])
+            .await?;
+        Ok(())
+    }
+
+    pub async fn kpis(
+        &self,
+        period: Period,
+        granularity: Granularity,
+        cell: &str,
+    ) -> Result<KpiReport> {
+        let granularity = granularity.check(&period)?;
+        let (activity, revenue, total_activity, total_revenue) = futures::try_join!(
+            self.warehouse.activity(&period, Some(granularity), cell),
+            self.warehouse.revenue(&period, Some(granularity), cell),
+            self.warehouse.activity(&period, None, cell),
+            self.warehouse.revenue(&period, None, cell),
+        )?;
+        let mut totals = kpi_buckets(total_activity, total_revenue);
+        for t in &mut totals {
+            t.bucket = period.from;
+        }
+        Ok(KpiReport {
+            buckets: kpi_buckets(activity, revenue),
+            totals,
+        })
+    }
+
+    pub async fn realtime(&self, top: u32) -> Result<Realtime> {
+        let top = match top {
+            0 => 10,
+            n @ 1..=100 => n,
+            n => {
+                return Err(QueryError::Invalid(format!("top must be 1 to 100, got {n}")).into());
+            }
+        };
+        let now = (self.clock)();
+        let window = self.settings.realtime_window_seconds;
+        let since = now - Duration::seconds(i64::from(window));
+        let (row, top_products) = self
+            .warehouse
+            .realtime(since, now - Duration::seconds(60), top)
+            .await?;
+        Ok(Realtime {
+            window_seconds: window,
+            active_users: row.users,
+            events: row.events,
+            events_last_minute: row.last_minute,
+            top_products,
+        })
+    }
+
+    pub async fn products(&self, query: ProductQuery) -> Result<Vec<ProductPerformance>> {
+        let query = query.check()?;
+        let rows = self.warehouse.products(&query).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| ProductPerformance {
+                view_to_cart: ratio(row.carts, row.views),
+                cart_to_purchase: ratio(row.purchases, row.carts),
+                view_to_purchase: ratio(row.purchases, row.views),
+                row,
+            })
+            .collect())
+    }
+
+    pub async fn funnel(&self, query: FunnelQuery) -> Result<Vec<FunnelStep>> {
+        let query = query.check(self.settings.max_funnel_window_days)?;
+        let levels = self.warehouse.funnel_levels(&query).await?;
+        Ok(query.steps(&levels))
+    }
+
+    pub async fn retention(&self, query: RetentionQuery) -> Result<Vec<Cohort>> {
+        let query = query.check()?;
+        let weeks = query.weeks as usize + 1;
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or(NaiveDate::MIN);
+        Ok(self
+            .warehouse
+            .retention(&query)
+            .await?
+            .into_iter()
+            .map(|row| {
+                let mut retained_users = row.retained;
+                retained_users.resize(weeks, 0);
+                Cohort {
+                    week: epoch + Duration::days(i64::from(row.week)),
+                    users: row.users,
+                    retained: retained_users
+                        .iter()
+                        .map(|n| ratio(*n, row.users))
+                        .collect(),
+                    retained_users,
+                }
+            })
+            .collect())
+    }
+
+    pub async fn behavior(&self, query: BehaviorQuery) -> Result<Behavior> {
+        let query = query.check()?;
+        let (stats, paths) = self.warehouse.behavior(&query).await?;
+        Ok(Behavior { stats, paths })
+    }
+
+    pub async fn metric(&self, query: MetricQuery) -> Result<Vec<(String, Vec<SeriesRow>)>> {
+        let query = query.check()?;
+        let mut series: BTreeMap<String, Vec<SeriesRow>> = BTreeMap::new();
+        for row in self.warehouse.metric_series(&query).await? {
+            series.entry(row.group.clone()).or_default().push(row);
+        }
+        Ok(series.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(roles: &[&str]) -> Caller {
+        Caller {
+            user_id: "u1".into(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn users_track_only_themselves() {
+        assert_eq!(
+            attribute(&caller(&[]), 0, String::new()).ok(),
+            Some("u1".into())
+        );
+        assert_eq!(
+            attribute(&caller(&[]), 0, "u1".into()).ok(),
+            Some("u1".into())
+        );
+        assert!(matches!(
+            attribute(&caller(&[]), 3, "u2".into()),
+            Err(AnalyticsError::NotYours { index: 3, .. })
+        ));
+        assert_eq!(
+            attribute(&caller(&["service"]), 0, "u2".into()).ok(),
+            Some("u2".into())
+        );
+        assert_eq!(
+            attribute(&caller(&["admin"]), 0, String::new()).ok(),
+            Some(String::new())
+        );
+    }
+
+    #[test]
+    fn kpis_merge_activity_and_revenue_per_bucket() {
+        let buckets = kpi_buckets(
+            vec![ActivityRow {
+                bucket: 3600,
+                cell: "a".into(),
+                events: 10,
+                users: 4,
+                purchasers: 1,
+            }],
+            vec![
+                RevenueRow {
+                    bucket: 3600,
+                    cell: "a".into(),
+                    currency: "USD".into(),
+                    revenue: 1001,
+                    orders: 2,
+                },
+                RevenueRow {
+                    bucket: 3600,
+                    cell: "a".into(),
+                    currency: "EUR".into(),
+                    revenue: 500,
+                    orders: 1,
+                },
+            ],
+        );
+        assert_eq!(buckets.len(), 1);
+        let k = &buckets[0].kpis;
+        assert_eq!(
+            (k.events, k.unique_users, k.purchasers, k.conversion_rate),
+            (10, 4, 1, 0.25)
+        );
+        assert_eq!(
+            k.revenue[0].average_order_value, 501,
+            "1001 / 2 = 500.5 rounds up"
+        );
+        assert_eq!(k.revenue[1].currency, "EUR");
+        assert_eq!(buckets[0].bucket.timestamp(), 3600);
+    }
+}
