@@ -229,6 +229,14 @@ pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
         .ok_or_else(|| Status::unauthenticated(AuthError::Missing.to_string()))
 }
 
+/// The caller, who must have `role` (else `PermissionDenied`), and the request's body: how an
+/// admin-only RPC starts.
+pub fn caller_with_role<T>(request: Request<T>, role: &str) -> Result<(Caller, T), Status> {
+    let caller = caller(&request)?;
+    caller.require_role(role)?;
+    Ok((caller, request.into_inner()))
+}
+
 /// A refused HTTP request: 401 with the reason.
 #[derive(Debug)]
 pub struct Rejection(AuthError);

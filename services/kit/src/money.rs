@@ -34,6 +34,23 @@ impl Currency {
         // Only ASCII upper-case letters are ever stored.
         std::str::from_utf8(&self.0).unwrap_or("XXX")
     }
+
+    /// Digits after the decimal point of the currency's minor unit (ISO 4217): 2 for USD (cents),
+    /// 0 for JPY, 3 for KWD. Currencies not listed have 2, as most do.
+    pub fn minor_unit_exponent(&self) -> u32 {
+        match self.as_str() {
+            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF"
+            | "UGX" | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+            "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+            "CLF" | "UYW" => 4,
+            _ => 2,
+        }
+    }
+
+    /// Whole currency units in `minor_units`, rounded down (1999 USD cents → 19 dollars).
+    pub fn whole_units(&self, minor_units: i64) -> i64 {
+        minor_units.div_euclid(10_i64.pow(self.minor_unit_exponent()))
+    }
 }
 
 impl fmt::Display for Currency {
@@ -129,6 +146,17 @@ mod tests {
             Money::parse(i64::MAX, "USD").expect("max").times(2),
             Err(MoneyError::Overflow)
         );
+        let (jpy, kwd) = (
+            Currency::parse("JPY").expect("jpy"),
+            Currency::parse("KWD").expect("kwd"),
+        );
+        assert_eq!(usd.currency.minor_unit_exponent(), 2);
+        assert_eq!(
+            (jpy.minor_unit_exponent(), kwd.minor_unit_exponent()),
+            (0, 3)
+        );
+        assert_eq!(usd.currency.whole_units(1999), 19);
+        assert_eq!((jpy.whole_units(1999), kwd.whole_units(1999)), (1999, 1));
         assert_eq!(
             serde_json::to_string(&usd).expect("json"),
             r#"{"minor_units":1999,"currency":"USD"}"#

@@ -173,3 +173,37 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A clock a test moves by hand, so expiries, windows and calendar days need no waiting. Hand
+/// [`TestClock::clock`] to the service under test where it takes its clock.
+#[derive(Debug, Clone)]
+pub struct TestClock(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl TestClock {
+    pub fn at(t: chrono::DateTime<chrono::Utc>) -> Self {
+        Self(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+            t.timestamp_millis(),
+        )))
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let ms = self.0.load(std::sync::atomic::Ordering::SeqCst);
+        chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+    }
+
+    pub fn set(&self, t: chrono::DateTime<chrono::Utc>) {
+        self.0
+            .store(t.timestamp_millis(), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn advance(&self, d: chrono::Duration) {
+        self.0
+            .fetch_add(d.num_milliseconds(), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The clock as services take it.
+    pub fn clock(&self) -> std::sync::Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync> {
+        let this = self.clone();
+        std::sync::Arc::new(move || this.now())
+    }
+}

@@ -19,6 +19,12 @@ pub mod coupon {
     }
 }
 
+pub mod coupon {
+    pub mod v1 {
+        tonic::include_proto!("titan.coupon.v1");
+    }
+}
+
 pub mod flashsale {
     pub mod v1 {
         tonic::include_proto!("titan.flashsale.v1");

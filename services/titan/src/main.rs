@@ -10,7 +10,11 @@ use titan_kit::{KitError, ServiceDef, auth::Authenticator, config::Config, runti
 use tokio_util::sync::CancellationToken;
 
 /// Every service this binary can serve: adding a service is one line here plus its crate.
-const SERVICES: &[fn() -> ServiceDef] = &[titan_ping::service, titan_flashsale::service];
+const SERVICES: &[fn() -> ServiceDef] = &[
+    titan_ping::service,
+    titan_flashsale::service,
+    titan_coupon::service,
+];
 
 #[derive(Debug, Parser)]
 #[command(name = "titan", version, about = "Serves Titan services")]

@@ -1,0 +1,73 @@
+//! The coupon service: codes that take money off an order. Validation answers from Redis
+//! without consuming; redemption takes uses in a Lua script over Redis counters and records
+//! them in PostgreSQL with guards of its own, so the global and per-user limits hold under any
+//! concurrency; a reconcile job lines Redis up with the record.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod metrics;
+pub mod store;
+
+use std::{sync::Arc, time::Duration};
+
+use futures::FutureExt;
+use titan_crds::config::TitanConfig;
+use titan_kit::{Datastore, KitError, Mounted, ServiceContext, ServiceDef};
+use titan_proto::coupon::v1::coupon_service_server::CouponServiceServer;
+
+use crate::{
+    app::Coupons,
+    config::Settings,
+    store::{pg::PgCoupons, redis::RedisCoupons},
+};
+
+/// How often Redis's counters are compared with the record.
+const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+
+/// The `titan` binary's entry for this service.
+pub fn service() -> ServiceDef {
+    ServiceDef {
+        name: domain::SERVICE,
+        datastores: &[Datastore::Postgres, Datastore::Redis],
+        migrator: Some(|| sqlx::migrate!("./migrations")),
+        clickhouse_migrations: &[],
+        publishes_events: true,
+        file_descriptor_set: titan_proto::FILE_DESCRIPTOR_SET,
+        mount: |ctx| mount(ctx).boxed(),
+    }
+}
+
+async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
+    let settings = Settings::from_yaml(ctx.section())
+        .map_err(|e| KitError::config(format!("services.{}", domain::SERVICE), e.to_string()))?;
+    let app = Arc::new(Coupons::new(
+        PgCoupons::new(ctx.postgres()?),
+        RedisCoupons::new(ctx.redis()?, settings.cache_ttl_seconds),
+        settings,
+        ctx.config.cell.clone(),
+        Arc::new(chrono::Utc::now),
+        metrics::Metrics::new(&ctx.registry)?,
+    ));
+    let shutdown = ctx.shutdown.clone();
+    Ok(Mounted::new(&ctx)
+        .grpc(
+            CouponServiceServer::new(grpc::Grpc::new(app.clone()))
+                .max_decoding_message_size(1024 * 1024),
+        )
+        .task("coupon-reconcile", async move {
+            let mut tick = tokio::time::interval(RECONCILE_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    _ = tick.tick() => {}
+                }
+                if let Err(e) = app.reconcile().await {
+                    tracing::warn!(error = %e, "coupon reconcile failed; retrying next period");
+                }
+            }
+        }))
+}

@@ -1,0 +1,208 @@
+//! Redis: the fast lookup and the live counters of coupons. Every change is one Lua script over
+//! the keys of one coupon, which share its hash tag (`{coupon:<CODE>}`) and so one Redis Cluster
+//! slot. `Script` sends EVALSHA and loads the script on NOSCRIPT (after a restart).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use redis::{Script, Value};
+use titan_kit::{KitError, datastores::redis::RedisHandle};
+
+use crate::{
+    app::{Consume, CouponCache, Hold, IN_FLIGHT_GRACE, LedgerEntry, Result, Snapshot},
+    domain::{Coupon, CouponCode, UsageSnapshot},
+};
+
+macro_rules! script {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/common.lua"),
+            "\n",
+            include_str!($file)
+        ))
+    };
+}
+
+#[derive(Debug)]
+struct Scripts {
+    snapshot: Script,
+    consume: Script,
+    release: Script,
+    sync: Script,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisCoupons {
+    redis: RedisHandle,
+    scripts: Arc<Scripts>,
+    ttl_seconds: u32,
+}
+
+/// The four keys every coupon script takes, in its KEYS order.
+const NAMES: [&str; 4] = ["meta", "uses", "users", "orders"];
+
+fn text(v: &Value) -> String {
+    redis::from_redis_value_ref::<String>(v).unwrap_or_default()
+}
+
+fn corrupt(what: impl std::fmt::Display) -> crate::app::CouponError {
+    KitError::Other(format!("unexpected coupon data in redis: {what}")).into()
+}
+
+impl RedisCoupons {
+    /// `ttl_seconds`: how long a coupon stays loaded after its last change.
+    pub fn new(redis: RedisHandle, ttl_seconds: u32) -> Self {
+        Self {
+            redis,
+            scripts: Arc::new(Scripts {
+                snapshot: script!("lua/snapshot.lua"),
+                consume: script!("lua/consume.lua"),
+                release: script!("lua/release.lua"),
+                sync: script!("lua/sync.lua"),
+            }),
+            ttl_seconds,
+        }
+    }
+
+    fn key(&self, code: &CouponCode, name: &str) -> String {
+        self.redis.key(&format!("{{coupon:{code}}}:{name}"))
+    }
+
+    fn invocation<'a>(&self, script: &'a Script, code: &CouponCode) -> redis::ScriptInvocation<'a> {
+        let mut inv = script.prepare_invoke();
+        for name in NAMES {
+            inv.key(self.key(code, name));
+        }
+        inv
+    }
+}
+
+impl CouponCache for RedisCoupons {
+    async fn snapshot(
+        &self,
+        code: &CouponCode,
+        user: &str,
+        order: Option<&str>,
+    ) -> Result<Option<Snapshot>> {
+        let mut conn = self.redis.conn.clone();
+        let reply: Vec<Value> = self
+            .invocation(&self.scripts.snapshot, code)
+            .arg(user)
+            .arg(order.unwrap_or(""))
+            .invoke_async(&mut conn)
+            .await?;
+        let [coupon, uses, user_uses, hold] = reply.as_slice() else {
+            return if reply.is_empty() {
+                Ok(None)
+            } else {
+                Err(corrupt(format!("{reply:?}")))
+            };
+        };
+        let coupon: Coupon = serde_json::from_str(&text(coupon)).map_err(corrupt)?;
+        let count = |v: &Value| {
+            text(v)
+                .parse::<i64>()
+                .map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX))
+        };
+        Ok(Some(Snapshot {
+            coupon,
+            usage: UsageSnapshot {
+                uses: count(uses).map_err(corrupt)?,
+                user_uses: count(user_uses).map_err(corrupt)?,
+            },
+            held: match text(hold).as_str() {
+                "" => None,
+                "A" => Some(Hold::Applied),
+                "R" => Some(Hold::Reversed),
+                _ => Some(Hold::OtherUser),
+            },
+        }))
+    }
+
+    async fn consume(
+        &self,
+        code: &CouponCode,
+        user: &str,
+        order: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Consume> {
+        let mut conn = self.redis.conn.clone();
+        let answer: String = self
+            .invocation(&self.scripts.consume, code)
+            .arg(user)
+            .arg(order)
+            .arg(now.timestamp_millis())
+            .arg(self.ttl_seconds)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match answer.as_str() {
+            "TAKEN" => Consume::Taken,
+            "HELD" => Consume::AlreadyHeld,
+            "NOT_WARM" => Consume::NotWarm,
+            "PAUSED" => Consume::Refused("PAUSED"),
+            "NOT_STARTED" => Consume::Refused("NOT_STARTED"),
+            "EXPIRED" => Consume::Refused("EXPIRED"),
+            "DEPLETED" => Consume::Refused("DEPLETED"),
+            "USER_LIMIT" => Consume::Refused("USER_LIMIT"),
+            "REVERSED" => Consume::Refused("REVERSED"),
+            "OTHER_USER" => Consume::Refused("OTHER_USER"),
+            other => return Err(corrupt(format!("consume answered {other:?}"))),
+        })
+    }
+
+    async fn release(&self, code: &CouponCode, order: &str, forget: bool) -> Result<bool> {
+        let mut conn = self.redis.conn.clone();
+        let n: i64 = self
+            .invocation(&self.scripts.release, code)
+            .arg(order)
+            .arg(if forget { "1" } else { "0" })
+            .arg(self.ttl_seconds)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn sync(
+        &self,
+        coupon: &Coupon,
+        ledger: &[LedgerEntry],
+        now: DateTime<Utc>,
+    ) -> Result<u32> {
+        let s = &coupon.spec;
+        let json = serde_json::to_string(coupon).map_err(|e| KitError::Other(e.to_string()))?;
+        let mut inv = self.invocation(&self.scripts.sync, &s.code);
+        inv.arg(now.timestamp_millis())
+            .arg(u64::try_from(IN_FLIGHT_GRACE.as_millis()).unwrap_or(u64::MAX))
+            .arg(self.ttl_seconds)
+            .arg(json)
+            .arg(s.total_limit)
+            .arg(s.per_user_limit)
+            .arg(s.valid_from.timestamp_millis())
+            .arg(s.valid_until.timestamp_millis())
+            .arg(if coupon.paused { "1" } else { "0" });
+        for e in ledger {
+            inv.arg(&e.order_id)
+                .arg(&e.user_id)
+                .arg(if e.applied { "A" } else { "R" });
+        }
+        let mut conn = self.redis.conn.clone();
+        let uses: i64 = inv.invoke_async(&mut conn).await?;
+        Ok(u32::try_from(uses).unwrap_or(0))
+    }
+
+    async fn uses(&self, codes: &[CouponCode]) -> Result<Vec<Option<u32>>> {
+        if codes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for code in codes {
+            pipe.get(self.key(code, "uses"));
+        }
+        let mut conn = self.redis.conn.clone();
+        let replies: Vec<Option<i64>> = pipe.query_async(&mut conn).await?;
+        Ok(replies
+            .into_iter()
+            .map(|n| n.map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX)))
+            .collect())
+    }
+}
