@@ -330,6 +330,15 @@ pub struct AnalyticsConfig {
     /// Longest conversion window a funnel query may ask for, in days.
     #[schemars(range(min = 1, max = 365))]
     pub max_funnel_window_days: u32,
+    /// How far in the future an event's timestamp may be (client clocks drift), in seconds.
+    #[schemars(range(min = 0, max = 86400))]
+    pub max_clock_skew_seconds: u32,
+    /// Events accepted but not yet stored, across all callers; when full, tracking answers
+    /// `Unavailable` instead of queueing more (ClickHouse is slow or down).
+    #[schemars(range(min = 1000, max = 10000000))]
+    pub buffer_events: u32,
+    /// Services whose event streams are ingested (default: every Titan service).
+    pub sources: Vec<String>,
 }
 
 impl Default for AnalyticsConfig {
@@ -339,6 +348,13 @@ impl Default for AnalyticsConfig {
             flush_interval_millis: 1000,
             realtime_window_seconds: 300,
             max_funnel_window_days: 30,
+            max_clock_skew_seconds: 300,
+            buffer_events: 200_000,
+            sources: ServiceKind::TITAN
+                .iter()
+                .filter(|k| **k != ServiceKind::Analytics)
+                .map(ToString::to_string)
+                .collect(),
         }
     }
 }
@@ -369,7 +385,27 @@ impl TitanConfig for AnalyticsConfig {
             self.max_funnel_window_days,
             1,
             365,
-        )
+        )?;
+        in_range(
+            s,
+            "maxClockSkewSeconds",
+            self.max_clock_skew_seconds,
+            0,
+            86400,
+        )?;
+        in_range(s, "bufferEvents", self.buffer_events, 1000, 10000000)?;
+        for source in &self.sources {
+            ensure(
+                !source.is_empty()
+                    && source
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                s,
+                "sources",
+                || format!("{source:?} is not a service name (lower-case letters, digits, '_')"),
+            )?;
+        }
+        Ok(())
     }
 }
 
