@@ -2,6 +2,8 @@
 //! namespace. The Cell controller turns it into the namespace and one `Service` per enabled
 //! Titan service, and reports their aggregate status here.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::{
     api::core::v1::ResourceRequirements,
     apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::Condition},
@@ -172,10 +174,12 @@ pub struct Operation {
 /// What deleting a Cell does to its data.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DeletionPolicy {
-    /// Keep the namespace with its volumes and Secrets; the services are removed.
+    /// Keep the data: the volumes (PVCs), the credentials Secret and the namespace holding them
+    /// stay; workloads and services are removed. A Cell re-created with the same name adopts
+    /// them, passwords included.
     #[default]
     Retain,
-    /// Delete the namespace and everything in it.
+    /// Delete the namespace and everything in it, data included.
     Delete,
 }
 
@@ -354,14 +358,15 @@ pub struct Datastores {
     /// The cell's PostgreSQL.
     #[serde(default)]
     pub postgres: PostgresDatastore,
-    /// The cell's Redis.
+    /// The cell's Redis (a builtin one keeps an append-only file, so stock and counters survive
+    /// a restart).
     #[serde(default)]
-    pub redis: RedisDatastore,
+    pub redis: Datastore,
     /// The cell's ClickHouse.
     #[serde(default)]
-    pub clickhouse: ClickHouseDatastore,
+    pub clickhouse: Datastore,
     /// S3-compatible object storage for recordings, labels and proofs of delivery; absent =
-    /// recordings are off, and status says so.
+    /// recordings and uploads are off, and status says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_storage: Option<ObjectStorage>,
 }
@@ -399,53 +404,65 @@ const EXTERNAL_NEEDS_SECRET_MESSAGE: &str =
 /// The cell's PostgreSQL.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [{"rule": EXTERNAL_NEEDS_SECRET, "message": EXTERNAL_NEEDS_SECRET_MESSAGE}]))]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": EXTERNAL_NEEDS_SECRET, "message": EXTERNAL_NEEDS_SECRET_MESSAGE},
+    {"rule": "self.provider == 'cloudnative-pg' || !has(self.instances)", "message": "instances is a cloudnative-pg setting: a builtin PostgreSQL runs one instance"}
+]))]
 pub struct PostgresDatastore {
     /// Who runs it.
     #[serde(default)]
     pub provider: PostgresProvider,
-    /// Size of its volume (builtin and cloudnative-pg).
+    /// Size of its volume (builtin and cloudnative-pg; default 10Gi).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<Quantity>,
-    /// Secret in the cell's namespace with the key `url` (required for external).
+    /// Secret in the cell's namespace with the key `url`, a `postgres://` URL (required for
+    /// external).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
+    /// Image of the server: builtin defaults to `docker.io/library/postgres:17`; cloudnative-pg
+    /// uses CloudNativePG's default operand image when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+    /// PostgreSQL instances of the CloudNativePG cluster: one primary, the rest replicas
+    /// (cloudnative-pg only; default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 9))]
+    pub instances: Option<i32>,
+    /// CPU and memory requests and limits of each server container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "resources_schema")]
+    pub resources: Option<ResourceRequirements>,
 }
 
-/// The cell's Redis.
+/// The cell's Redis or ClickHouse.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{"rule": EXTERNAL_NEEDS_SECRET, "message": EXTERNAL_NEEDS_SECRET_MESSAGE}]))]
-pub struct RedisDatastore {
+pub struct Datastore {
     /// Who runs it.
     #[serde(default)]
     pub provider: Provider,
-    /// Size of its volume (builtin).
+    /// Size of its volume (builtin; default 10Gi).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<Quantity>,
-    /// Secret in the cell's namespace with the key `url` (required for external).
+    /// Secret in the cell's namespace with the key `url` (required for external); for
+    /// ClickHouse also the optional keys `user` and `password`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
-}
-
-/// The cell's ClickHouse.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [{"rule": EXTERNAL_NEEDS_SECRET, "message": EXTERNAL_NEEDS_SECRET_MESSAGE}]))]
-pub struct ClickHouseDatastore {
-    /// Who runs it.
-    #[serde(default)]
-    pub provider: Provider,
-    /// Size of its volume (builtin).
+    /// Image of the builtin server (defaults: `docker.io/library/redis:7.4`,
+    /// `docker.io/clickhouse/clickhouse-server:24.8`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage: Option<Quantity>,
-    /// Secret in the cell's namespace with the key `url` (required for external).
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+    /// CPU and memory requests and limits of the builtin server's container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_name: Option<String>,
+    #[schemars(schema_with = "resources_schema")]
+    pub resources: Option<ResourceRequirements>,
 }
 
 /// S3-compatible object storage.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ObjectStorage {
     /// Endpoint URL of the S3 API.
@@ -454,7 +471,13 @@ pub struct ObjectStorage {
     /// Bucket the cell writes to.
     #[schemars(length(min = 3, max = 63))]
     pub bucket: String,
-    /// Secret in the cell's namespace with `accessKeyId` and `secretAccessKey`.
+    /// Region of the bucket, for request signing (default `us-east-1`, which S3-compatible
+    /// servers without regions accept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub region: Option<String>,
+    /// Secret in the cell's namespace with the keys `accessKeyId` and `secretAccessKey`.
+    #[schemars(length(min = 1))]
     pub credentials_secret: String,
 }
 
@@ -470,32 +493,88 @@ pub struct Media {
     pub rtmp: Option<Rtmp>,
 }
 
-/// A coturn server with TURN REST authentication.
+/// A coturn server with TURN REST authentication (`use-auth-secret`); its secret also reaches
+/// the videocall service, which mints time-limited credentials from it.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "!self.enabled || has(self.realm)",
-    "message": "an enabled TURN server needs a realm"
-}]))]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!self.enabled || has(self.realm)", "message": "an enabled TURN server needs a realm"},
+    {"rule": "self.minPort <= self.maxPort && self.maxPort - self.minPort < 200", "message": "the relay port range must be ordered and hold at most 200 ports: each one is a port of the TURN Service"}
+]))]
 pub struct Turn {
     /// Whether the cell runs a TURN server.
     #[serde(default = "enabled")]
     pub enabled: bool,
     /// TURN realm, usually a domain of the cell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
     pub realm: Option<String>,
-    /// Public address clients reach the TURN server at.
+    /// Public IP address clients reach the TURN server at; the server advertises it in relayed
+    /// addresses and its Service becomes a LoadBalancer. Absent: reachable inside the cluster
+    /// only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
     pub external_address: Option<String>,
+    /// Port of TURN and STUN, on UDP and TCP.
+    #[serde(default = "default_turn_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub listening_port: i32,
+    /// Lowest UDP port of the relay range.
+    #[serde(default = "default_min_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub min_port: i32,
+    /// Highest UDP port of the relay range.
+    #[serde(default = "default_max_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub max_port: i32,
+    /// Image with `turnserver` (default `docker.io/coturn/coturn:4.6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+    /// CPU and memory requests and limits of the TURN container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "resources_schema")]
+    pub resources: Option<ResourceRequirements>,
 }
 
-/// An nginx RTMP server.
+fn default_turn_port() -> i32 {
+    3478
+}
+
+fn default_min_port() -> i32 {
+    49160
+}
+
+fn default_max_port() -> i32 {
+    49200
+}
+
+/// An nginx RTMP server: ingest on 1935, HLS over HTTP, and (with object storage) recordings
+/// uploaded by a `titan recorder` sidecar.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Rtmp {
     /// Whether the cell runs an RTMP server.
     #[serde(default = "enabled")]
     pub enabled: bool,
+    /// Image with nginx and the RTMP module (default `ghcr.io/titan/nginx-rtmp:1.22`: Debian's
+    /// nginx with `libnginx-mod-rtmp`, built from `manifests/images/nginx-rtmp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+    /// Path of the dynamic RTMP module in the image, loaded with `load_module` (default Debian's
+    /// `/usr/lib/nginx/modules/ngx_rtmp_module.so`); empty for an image with the module built in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_path: Option<String>,
+    /// Host name broadcasters and players reach the server at, for the endpoints in status
+    /// (default the Service's name inside the cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub public_host: Option<String>,
+    /// CPU and memory requests and limits of the nginx container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "resources_schema")]
+    pub resources: Option<ResourceRequirements>,
 }
 
 /// What the operator observed of a cell.
@@ -519,6 +598,75 @@ pub struct CellStatus {
     /// The namespace the cell lives in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Each datastore: who runs it and whether it is ready, and why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datastores: Option<DatastoresStatus>,
+    /// Each enabled media server and whether it is ready, and why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaStatus>,
+    /// Where clients and other systems reach the cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Endpoints>,
+}
+
+/// The state of one datastore or media server.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentStatus {
+    /// Who runs it (`builtin`, `cloudnative-pg`, `external`); absent for media servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Whether it serves.
+    pub ready: bool,
+    /// CamelCase reason of the state.
+    pub reason: String,
+    /// What a person should know or do.
+    pub message: String,
+}
+
+/// The state of the cell's datastores.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DatastoresStatus {
+    /// The cell's PostgreSQL.
+    pub postgres: ComponentStatus,
+    /// The cell's Redis.
+    pub redis: ComponentStatus,
+    /// The cell's ClickHouse.
+    pub clickhouse: ComponentStatus,
+    /// The object storage, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_storage: Option<ComponentStatus>,
+}
+
+/// The state of the cell's enabled media servers.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaStatus {
+    /// The TURN server, when enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<ComponentStatus>,
+    /// The RTMP server, when enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtmp: Option<ComponentStatus>,
+}
+
+/// Where a cell is reached.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoints {
+    /// URL broadcasters publish to (`rtmp://host:1935/live`; the stream key is appended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtmp_ingest: Option<String>,
+    /// Base URL of HLS playlists (`<hlsBase>/<stream key>.m3u8`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hls_base: Option<String>,
+    /// TURN URIs for ICE servers, UDP and TCP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub turn_uris: Vec<String>,
+    /// gRPC address (`host:port`) of each enabled service, by service name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub grpc: BTreeMap<String, String>,
 }
 
 /// Ready and enabled services of a cell.

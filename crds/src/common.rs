@@ -67,6 +67,12 @@ pub mod condition {
     pub const RECONCILIATION_PAUSED: &str = "ReconciliationPaused";
     /// A Cell's `operation.stopped` is on.
     pub const STOPPED: &str = "Stopped";
+    /// Every datastore of a Cell serves and its connection Secret is complete.
+    pub const DATASTORES_READY: &str = "DatastoresReady";
+    /// Every enabled media server of a Cell serves.
+    pub const MEDIA_READY: &str = "MediaReady";
+    /// A Cell has object storage, so recordings and uploads are on.
+    pub const RECORDINGS_ENABLED: &str = "RecordingsEnabled";
     /// A Service's config parsed and validated.
     pub const CONFIG_VALID: &str = "ConfigValid";
 }

@@ -88,6 +88,18 @@ impl ServiceKind {
         }
     }
 
+    /// Whether the service writes to the cell's object storage: recordings (livestream,
+    /// videocall), shipping labels and proofs of delivery (shipping, driver).
+    pub fn uses_object_storage(self) -> bool {
+        matches!(
+            self,
+            ServiceKind::Livestream
+                | ServiceKind::Videocall
+                | ServiceKind::Driver
+                | ServiceKind::Shipping
+        )
+    }
+
     /// The datastores a service connects to unless its `Service` says otherwise.
     ///
     /// Every Titan service gets PostgreSQL and Redis even where its own data lives elsewhere:

@@ -17,8 +17,7 @@ use std::{
 use kube::{Api, ResourceExt, api::PostParams};
 use titan_crds::{Cell, Service};
 use titan_operator::{
-    Context,
-    cell::{self, build as cell_build},
+    Context, cell,
     metrics::Metrics,
     service::{self, build as service_build, validate},
 };
@@ -33,9 +32,19 @@ fn peak_rss_kib() -> u64 {
 }
 
 fn build_full_cell(cell: &Cell) -> usize {
-    let objects = cell_build::build(cell);
+    let objects = support::built(cell);
     let view = service_build::CellView::of(cell);
-    let mut count = 1 + objects.services.len();
+    let mut count = 1
+        + objects.resource_quotas.len()
+        + objects.limit_ranges.len()
+        + objects.network_policies.len()
+        + objects.secrets.len()
+        + objects.config_maps.len()
+        + objects.core_services.len()
+        + objects.stateful_sets.len()
+        + objects.clusters.len()
+        + objects.deployments.len()
+        + objects.services.len();
     for service in &objects.services {
         let rendered = validate::validate(service, &view.name).expect("valid");
         let built = service_build::build(service, &view, &rendered).expect("builds");

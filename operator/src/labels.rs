@@ -13,8 +13,16 @@ pub const SERVICE: &str = "commerce.titan.dev/service";
 pub const APPLIED_HASH: &str = "commerce.titan.dev/applied-hash";
 /// Hash of the rendered config on a pod template, so a config change rolls the pods.
 pub const CONFIG_HASH: &str = "commerce.titan.dev/config-hash";
+/// The part of a cell the Cell controller built an object for (`postgres`, `turn`, `rtmp`).
+pub const COMPONENT: &str = "commerce.titan.dev/component";
 /// `app.kubernetes.io/managed-by`.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+
+/// The [`CONFIG_HASH`] of a rendered config: hex SHA-256 of the text (first 16 bytes).
+pub fn config_hash(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(text.as_bytes())[..16])
+}
 
 /// The recommended `app.kubernetes.io` labels plus the cell label.
 pub fn common(cell: &str, component: &str, version: &str) -> BTreeMap<String, String> {
@@ -42,6 +50,21 @@ pub fn pod_selector(cell: &str, service: &str) -> BTreeMap<String, String> {
         (CELL.to_string(), cell.to_string()),
         (SERVICE.to_string(), service.to_string()),
     ])
+}
+
+/// The labels that select the pods of one of a cell's own components (a datastore or a media
+/// server); as stable as [`pod_selector`].
+pub fn component_selector(cell: &str, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (CELL.to_string(), cell.to_string()),
+        (COMPONENT.to_string(), component.to_string()),
+    ])
+}
+
+/// Selector of the objects the Cell controller built for `cell`: the Service controller's
+/// objects also carry the cell label, and are told apart by their service label.
+pub fn cell_owned(cell: &str) -> String {
+    format!("{CELL}={cell},{MANAGED_BY}={MANAGER},!{SERVICE}")
 }
 
 /// A label selector string (`a=b,c=d`) for list calls and the scale subresource.

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod apply;
 pub mod cell;
+pub mod cnpg;
 pub mod conditions;
 pub mod context;
 pub mod error;

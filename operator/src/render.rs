@@ -8,7 +8,11 @@ use serde::Serialize;
 use titan_crds::{Cell, Service};
 
 use crate::{
-    cell::build::{self as cell_build, CellObjects},
+    cell::{
+        build::{self as cell_build, CellObjects},
+        connections,
+        credentials::Credentials,
+    },
     service::{
         build::{self as service_build, CellView, ServiceObjects},
         validate,
@@ -110,14 +114,34 @@ pub fn render(inputs: &Inputs) -> Result<String, RenderError> {
     let cells: BTreeMap<String, &Cell> = inputs.cells.iter().map(|c| (c.name_any(), c)).collect();
     let mut services = Vec::new();
     for cell in &inputs.cells {
+        // No cluster to read generated passwords or other Secrets from: placeholders say where
+        // each value will come from.
+        let credentials = Credentials::placeholders();
+        let connections = connections::resolve(cell, &credentials, &connections::Offline);
         let CellObjects {
             namespace,
+            resource_quotas,
+            limit_ranges,
+            network_policies,
+            secrets,
+            config_maps,
+            core_services,
+            stateful_sets,
+            clusters,
+            deployments,
             services: cell_services,
-        } = cell_build::build(cell);
+        } = cell_build::build(cell, &credentials, &connections);
         push(&mut out, &namespace)?;
-        for service in &cell_services {
-            push(&mut out, service)?;
-        }
+        push_all(&mut out, &resource_quotas)?;
+        push_all(&mut out, &limit_ranges)?;
+        push_all(&mut out, &network_policies)?;
+        push_all(&mut out, &secrets)?;
+        push_all(&mut out, &config_maps)?;
+        push_all(&mut out, &core_services)?;
+        push_all(&mut out, &stateful_sets)?;
+        push_all(&mut out, &clusters)?;
+        push_all(&mut out, &deployments)?;
+        push_all(&mut out, &cell_services)?;
         services.extend(cell_services.into_iter().map(|s| (s, false)));
     }
     // Services given explicitly are printed too; those of a Cell were printed with it.
@@ -166,6 +190,10 @@ fn push<T: Serialize>(out: &mut String, object: &T) -> Result<(), RenderError> {
     out.push_str("---\n");
     out.push_str(&serde_yaml::to_string(object)?);
     Ok(())
+}
+
+fn push_all<T: Serialize>(out: &mut String, objects: &[T]) -> Result<(), RenderError> {
+    objects.iter().try_for_each(|object| push(out, object))
 }
 
 /// The CRD files as committed in `manifests/crds/`: `(file name, content)`.

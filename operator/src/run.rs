@@ -12,9 +12,10 @@ use std::{
 use anyhow::Context as _;
 use futures::StreamExt;
 use k8s_openapi::api::{
-    apps::v1::Deployment,
+    apps::v1::{Deployment, StatefulSet},
     autoscaling::v2::HorizontalPodAutoscaler,
-    core::v1::{ConfigMap, Namespace, Service as CoreService},
+    core::v1::{ConfigMap, LimitRange, Namespace, ResourceQuota, Secret, Service as CoreService},
+    networking::v1::NetworkPolicy,
     policy::v1::PodDisruptionBudget,
 };
 use kube::{
@@ -25,7 +26,7 @@ use kube::{
 use titan_crds::{Cell, Service};
 use tokio::sync::watch;
 
-use crate::{Context, admin, guard, labels, leader, metrics::Metrics};
+use crate::{Context, admin, cnpg, guard, labels, leader, metrics::Metrics};
 
 /// Settings of `titan-operator run`.
 #[derive(Debug, Clone)]
@@ -111,20 +112,38 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    let cells = Controller::new(
+    let mut cells = Controller::new(
         Api::<DeserializeGuard<Cell>>::all(client.clone()),
         watcher::Config::default(),
     )
     .owns(Api::<Namespace>::all(client.clone()), managed.clone())
     .owns(Api::<Service>::all(client.clone()), managed.clone())
-    .with_config(config.clone())
-    .graceful_shutdown_on(stopped(stop_rx.clone()))
-    .run(guard::reconcile_cell, guard::cell_error_policy, ctx.clone())
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            tracing::debug!(%error, "cell controller");
-        }
-    });
+    .owns(Api::<Secret>::all(client.clone()), managed.clone())
+    .owns(Api::<StatefulSet>::all(client.clone()), managed.clone())
+    .owns(Api::<Deployment>::all(client.clone()), managed.clone())
+    .owns(Api::<ConfigMap>::all(client.clone()), managed.clone())
+    .owns(Api::<CoreService>::all(client.clone()), managed.clone())
+    .owns(Api::<NetworkPolicy>::all(client.clone()), managed.clone())
+    .owns(Api::<ResourceQuota>::all(client.clone()), managed.clone())
+    .owns(Api::<LimitRange>::all(client.clone()), managed.clone());
+    // A watch on a kind the API server does not serve fails for ever: watch CloudNativePG
+    // Clusters only where CloudNativePG is installed (cells elsewhere cannot use it anyway).
+    if cloudnative_pg_installed(&client).await {
+        cells = cells.owns(Api::<cnpg::Cluster>::all(client.clone()), managed.clone());
+    } else {
+        tracing::info!(
+            "CloudNativePG is not installed: cells cannot use the cloudnative-pg provider"
+        );
+    }
+    let cells = cells
+        .with_config(config.clone())
+        .graceful_shutdown_on(stopped(stop_rx.clone()))
+        .run(guard::reconcile_cell, guard::cell_error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "cell controller");
+            }
+        });
 
     let services = Controller::new(
         Api::<DeserializeGuard<Service>>::all(client.clone()),
@@ -170,6 +189,21 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         tracing::warn!(%error, "cannot release the lease");
     }
     finish(admin, stop_tx).await
+}
+
+async fn cloudnative_pg_installed(client: &Client) -> bool {
+    use kube::Resource;
+    let group = cnpg::Cluster::group(&());
+    match kube::discovery::group(client, &group).await {
+        Ok(found) => found
+            .versioned_resources(&cnpg::Cluster::version(&()))
+            .iter()
+            .any(|(resource, _)| resource.kind == cnpg::Cluster::kind(&())),
+        Err(error) => {
+            tracing::debug!(%error, %group, "api group not served");
+            false
+        }
+    }
 }
 
 async fn finish(

@@ -1,63 +1,249 @@
-//! Build stage of the Cell controller (pure: a Cell in, the objects it should own out).
+//! Build stage of the Cell controller (pure: a Cell, its credentials and resolved connections
+//! in; every object the cell should own out). The parts live in their own modules: isolation,
+//! datastores, media; this one assembles them with the namespace, the Secrets and the Services.
 
-use k8s_openapi::{api::core::v1::Namespace, apimachinery::pkg::apis::meta::v1::ObjectMeta};
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    ByteString,
+    api::{
+        apps::v1::{Deployment, StatefulSet},
+        core::v1::{
+            ConfigMap, LimitRange, Namespace, ResourceQuota, Secret, Service as CoreService,
+        },
+        networking::v1::NetworkPolicy,
+    },
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
+};
 use kube::{Resource, ResourceExt};
 use titan_crds::{Cell, Service, ServiceKind, ServiceSpec, cell::DeletionPolicy};
 
-use crate::labels;
+use super::{
+    connections::Connections,
+    credentials::{self, Credentials, Key},
+    datastores, isolation, media,
+};
+use crate::{
+    cnpg::Cluster,
+    labels,
+    service::build::{CellView, TURN_SECRET_KEY},
+};
 
-/// Everything the Cell controller applies, in apply order: destructure it so that a new kind
-/// of object cannot be built and then forgotten by `apply`.
+/// Everything the Cell controller applies, in apply order (isolation first, so no pod ever runs
+/// unfenced; Secrets and ConfigMaps before the workloads that read them; the Services last):
+/// destructure it so that a new kind of object cannot be built and then forgotten by `apply`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CellObjects {
     /// The cell's namespace.
     pub namespace: Namespace,
+    /// The cell's share of the cluster, from `spec.capacity` (none without CPU or memory).
+    pub resource_quotas: Vec<ResourceQuota>,
+    /// Default and largest container requests, so the quota can be enforced.
+    pub limit_ranges: Vec<LimitRange>,
+    /// Default-deny and the allowed paths.
+    pub network_policies: Vec<NetworkPolicy>,
+    /// Credentials (kept under Retain), and the Secrets services read: auth, TURN, and
+    /// datastores once every datastore's connection is known.
+    pub secrets: Vec<Secret>,
+    /// Rendered configs of the media servers.
+    pub config_maps: Vec<ConfigMap>,
+    /// Headless Services of the builtin datastores and the media servers' Services.
+    pub core_services: Vec<CoreService>,
+    /// Builtin datastores.
+    pub stateful_sets: Vec<StatefulSet>,
+    /// The CloudNativePG cluster, when PostgreSQL's provider is cloudnative-pg.
+    pub clusters: Vec<Cluster>,
+    /// Media servers.
+    pub deployments: Vec<Deployment>,
     /// One `Service` per enabled Titan service.
     pub services: Vec<Service>,
 }
 
-/// The objects a cell should own.
-pub fn build(cell: &Cell) -> CellObjects {
-    let name = cell.name_any();
-    let namespace = cell.namespace_name();
-    let version = &cell.spec.version;
-    let owner = cell.controller_owner_ref(&());
+/// The cell an object is built for, and the metadata every object of it carries.
+#[derive(Debug, Clone)]
+pub struct Scope<'a> {
+    /// The cell.
+    pub cell: &'a Cell,
+    /// Its name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    owner: Option<OwnerReference>,
+}
 
-    let mut ns_labels = labels::common(&name, "cell", version);
-    // NetworkPolicies of the next issue select the cell's namespace by this label.
-    ns_labels.insert("kubernetes.io/metadata.name".into(), namespace.clone());
-    let namespace_object = Namespace {
+impl<'a> Scope<'a> {
+    /// The scope of `cell`.
+    pub fn new(cell: &'a Cell) -> Self {
+        Self {
+            cell,
+            name: cell.name_any(),
+            namespace: cell.namespace_name(),
+            owner: cell.controller_owner_ref(&()),
+        }
+    }
+
+    /// The common labels plus the component label.
+    pub fn labels(&self, component: &str) -> BTreeMap<String, String> {
+        let mut labels = labels::common(&self.name, component, &self.cell.spec.version);
+        labels.insert(labels::COMPONENT.into(), component.into());
+        labels
+    }
+
+    /// The labels selecting a component's pods.
+    pub fn selector(&self, component: &str) -> BTreeMap<String, String> {
+        labels::component_selector(&self.name, component)
+    }
+
+    /// Metadata of an object the Cell owns: garbage collection removes it with the Cell.
+    pub fn meta(&self, name: &str, component: &str) -> ObjectMeta {
+        ObjectMeta {
+            owner_references: self.owner.clone().map(|o| vec![o]),
+            ..self.data_meta(name, component)
+        }
+    }
+
+    /// Metadata of an object that holds data (credentials, a database): owned by the Cell only
+    /// under `deletionPolicy: Delete`, so under Retain it outlives the Cell and a Cell created
+    /// again with the same name adopts it.
+    pub fn data_meta(&self, name: &str, component: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(self.namespace.clone()),
+            labels: Some(self.labels(component)),
+            owner_references: self.owner_if_delete(),
+            ..Default::default()
+        }
+    }
+
+    fn owner_if_delete(&self) -> Option<Vec<OwnerReference>> {
+        match self.cell.spec.deletion_policy {
+            DeletionPolicy::Delete => self.owner.clone().map(|o| vec![o]),
+            DeletionPolicy::Retain => None,
+        }
+    }
+
+    /// The image of the `titan` binary at the cell's version.
+    pub fn titan_image(&self) -> String {
+        format!("{}:{}", self.cell.spec.image, self.cell.spec.version)
+    }
+}
+
+/// The objects a cell should own.
+pub fn build(cell: &Cell, credentials: &Credentials, connections: &Connections) -> CellObjects {
+    let scope = Scope::new(cell);
+    let view = CellView::of(cell);
+
+    let mut ns_labels = labels::common(&scope.name, "cell", &cell.spec.version);
+    // NetworkPolicies select namespaces by this label (the API server also sets it).
+    ns_labels.insert(
+        "kubernetes.io/metadata.name".into(),
+        scope.namespace.clone(),
+    );
+    let namespace = Namespace {
         metadata: ObjectMeta {
-            name: Some(namespace.clone()),
+            name: Some(scope.namespace.clone()),
             labels: Some(ns_labels),
-            // Retain keeps the namespace (volumes, Secrets) when the Cell goes: only Delete lets
-            // garbage collection take it. This is why no finalizer is needed for the policy.
-            owner_references: match cell.spec.deletion_policy {
-                DeletionPolicy::Delete => owner.clone().map(|o| vec![o]),
-                DeletionPolicy::Retain => None,
-            },
+            // Under Retain the namespace holds the kept volumes and credentials.
+            owner_references: scope.owner_if_delete(),
             ..Default::default()
         },
         ..Default::default()
     };
 
-    let services = ServiceKind::TITAN
+    let secret = |meta: ObjectMeta, data: BTreeMap<String, String>| Secret {
+        metadata: meta,
+        type_: Some("Opaque".into()),
+        data: Some(
+            data.into_iter()
+                .map(|(k, v)| (k, ByteString(v.into_bytes())))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let mut secrets = vec![
+        Secret {
+            metadata: scope.data_meta(&credentials::secret_name(&scope.name), "credentials"),
+            type_: Some("Opaque".into()),
+            data: Some(credentials.data()),
+            ..Default::default()
+        },
+        secret(
+            scope.meta(&view.auth_secret(), "auth"),
+            BTreeMap::from([(
+                "TITAN_AUTH_HS256_SECRET".into(),
+                credentials.get(Key::AuthSecret).into(),
+            )]),
+        ),
+    ];
+    if view.turn {
+        secrets.push(secret(
+            scope.meta(&view.turn_secret(), "turn"),
+            BTreeMap::from([(
+                TURN_SECRET_KEY.into(),
+                credentials.get(Key::TurnSecret).into(),
+            )]),
+        ));
+    }
+    // Without every connection there is no datastores Secret: services wait rather than start
+    // with a variable missing.
+    if let Ok(values) = connections.datastore_values() {
+        secrets.push(secret(
+            scope.meta(&view.datastores_secret(), "datastores"),
+            values,
+        ));
+    }
+
+    let isolation::IsolationObjects {
+        resource_quotas,
+        limit_ranges,
+        network_policies,
+    } = isolation::build(&scope);
+    let datastores::DatastoreObjects {
+        stateful_sets,
+        services: datastore_services,
+        clusters,
+    } = datastores::build(&scope);
+    let media::MediaObjects {
+        config_maps,
+        services: media_services,
+        deployments,
+    } = media::build(&scope);
+    let mut core_services = datastore_services;
+    core_services.extend(media_services);
+
+    CellObjects {
+        namespace,
+        resource_quotas,
+        limit_ranges,
+        network_policies,
+        secrets,
+        config_maps,
+        core_services,
+        stateful_sets,
+        clusters,
+        deployments,
+        services: services(&scope),
+    }
+}
+
+fn services(scope: &Scope) -> Vec<Service> {
+    let cell = scope.cell;
+    let version = &cell.spec.version;
+    ServiceKind::TITAN
         .into_iter()
         .filter_map(|kind| {
             let settings = cell.spec.services.get(kind)?;
             if !settings.enabled {
                 return None;
             }
-            let mut service_labels = labels::common(&name, kind.as_str(), version);
+            let mut service_labels = labels::common(&scope.name, kind.as_str(), version);
             service_labels.insert(labels::SERVICE.into(), kind.as_str().into());
             let mut service = Service::new(
                 kind.as_str(),
                 ServiceSpec {
-                    cell: name.clone(),
+                    cell: scope.name.clone(),
                     service: kind,
-                    image: settings
-                        .image
-                        .unwrap_or_else(|| format!("{}:{}", cell.spec.image, version)),
+                    image: settings.image.unwrap_or_else(|| scope.titan_image()),
                     replicas: settings.replicas,
                     config: settings.config,
                     datastores: None,
@@ -68,15 +254,10 @@ pub fn build(cell: &Cell) -> CellObjects {
                     pod_overrides: settings.pod_overrides,
                 },
             );
-            service.metadata.namespace = Some(namespace.clone());
+            service.metadata.namespace = Some(scope.namespace.clone());
             service.metadata.labels = Some(service_labels);
-            service.metadata.owner_references = owner.clone().map(|o| vec![o]);
+            service.metadata.owner_references = scope.owner.clone().map(|o| vec![o]);
             Some(service)
         })
-        .collect();
-
-    CellObjects {
-        namespace: namespace_object,
-        services,
-    }
+        .collect()
 }

@@ -1,21 +1,43 @@
-//! The Cell controller: a Cell → its namespace and one `Service` per enabled Titan service, and
-//! the Cell's status aggregated from those Services.
+//! The Cell controller: a Cell → its namespace, isolation, credentials, datastores, media
+//! servers and one `Service` per enabled Titan service, and the Cell's status aggregated from
+//! all of them. A finalizer tears the cell down in order and keeps its data under Retain.
 
 pub mod build;
+pub mod connections;
+pub mod coturn;
+pub mod credentials;
+pub mod datastores;
+pub mod dereference;
+pub mod isolation;
+pub mod media;
+pub mod nginx;
+pub mod observe;
 pub mod status;
+pub mod teardown;
 pub mod validate;
+pub mod workload;
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::{collections::BTreeSet, fmt::Debug, sync::Arc};
 
-use k8s_openapi::{api::core::v1::Namespace, jiff::Timestamp};
-use kube::{Api, Resource, ResourceExt, runtime::controller::Action};
+use k8s_openapi::{NamespaceResourceScope, api::core::v1::Namespace, jiff::Timestamp};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::controller::Action,
+};
+use serde::{Serialize, de::DeserializeOwned};
 use titan_crds::{Cell, CellStatus, Service, common::condition};
 
-use self::build::CellObjects;
-use crate::{Context, Error, apply, conditions, labels};
+use self::{
+    build::CellObjects, credentials::Credentials, dereference::Live, observe::LiveWorkloads,
+};
+use crate::{Context, Error, apply, conditions, service::build::CellView};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "cell";
+/// The finalizer that lets the Cell controller tear a cell down in order and honour
+/// `deletionPolicy` (garbage collection alone would take the data too, or in no order).
+pub const FINALIZER: &str = "commerce.titan.dev/teardown";
 
 /// One reconcile round of a Cell, with metrics, an Event on failure and backoff bookkeeping.
 pub async fn reconcile(cell: Arc<Cell>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -24,7 +46,9 @@ pub async fn reconcile(cell: Arc<Cell>, ctx: Arc<Context>) -> Result<Action, Err
         CONTROLLER,
         &key,
         &cell.object_ref(&()),
-        reconcile_inner(&cell, &ctx),
+        // On the heap: a round awaits a dozen kinds of writes, and the future is too large for
+        // a small thread stack in debug builds.
+        Box::pin(reconcile_inner(&cell, &ctx)),
     )
     .await
 }
@@ -36,60 +60,194 @@ pub fn error_policy(cell: Arc<Cell>, error: &Error, ctx: Arc<Context>) -> Action
     Action::requeue(ctx.backoff(&key))
 }
 
+/// Sets the Cell's finalizers to `finalizers`, failing on a concurrent change (the resource
+/// version is part of the patch) rather than dropping someone else's finalizer; returns the Cell
+/// as patched.
+pub(crate) async fn set_finalizers(
+    client: &Client,
+    cell: &Cell,
+    finalizers: Vec<String>,
+) -> Result<Cell, Error> {
+    let name = cell.name_any();
+    let patch = serde_json::json!({
+        "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": cell.resource_version(),
+        }
+    });
+    Api::<Cell>::all(client.clone())
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::api("patch finalizers", "Cell", name))
+}
+
+/// Applies `desired` (each unless the live one already matches) and prunes what the cell built
+/// before and no longer wants, except the names in `spare`.
+async fn sync<K>(
+    client: &Client,
+    namespace: &str,
+    desired: Vec<K>,
+    live: &[K],
+    spare: &[String],
+) -> Result<Vec<K>, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let mut keep: BTreeSet<String> = spare.iter().cloned().collect();
+    let mut applied = Vec::with_capacity(desired.len());
+    for object in desired {
+        let name = object.name_any();
+        let current = live.iter().find(|l| l.name_any() == name);
+        applied.push(apply::apply(&api, object, current).await?);
+        keep.insert(name);
+    }
+    apply::prune(&api, live, &keep).await?;
+    Ok(applied)
+}
+
 async fn reconcile_inner(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     let name = cell.meta().name.clone().ok_or(Error::Unnamed {
         kind: "Cell".into(),
     })?;
-    let namespace = cell.namespace_name();
+    if cell.meta().deletion_timestamp.is_some() {
+        return teardown::teardown(cell, ctx).await;
+    }
+    let paused = cell.spec.operation.reconciliation_paused;
     let client = &ctx.client;
-
-    // Dereference: the namespace and the Services that say they belong to this cell.
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
-    let live_namespace = namespaces.get_opt(&namespace).await.map_err(Error::api(
-        "get",
-        "Namespace",
-        namespace.clone(),
-    ))?;
-    let live_services = match live_namespace {
-        Some(_) => apply::list(&services, &format!("{}={name}", labels::CELL), &namespace).await?,
-        None => Vec::new(),
+    // The finalizer goes on before anything it would have to tear down exists.
+    let patched;
+    let cell = if !paused && !cell.finalizers().iter().any(|f| f == FINALIZER) {
+        let mut finalizers = cell.finalizers().to_vec();
+        finalizers.push(FINALIZER.into());
+        patched = set_finalizers(client, cell, finalizers).await?;
+        &patched
+    } else {
+        cell
     };
 
+    let live = dereference::dereference(cell, client).await?;
+    let namespace = cell.namespace_name();
+    let view = CellView::of(cell);
+    let credentials_secret = live
+        .secrets
+        .iter()
+        .find(|s| s.name_any() == credentials::secret_name(&name));
+    let credentials = Credentials::resolve(credentials_secret, credentials::generate);
+    let connections = connections::resolve(cell, &credentials, &live.referenced);
     let invalid = validate::invalid_configs(cell);
+    // Services start only once every connection is known, so no pod rolls out with a variable
+    // missing; the ones already running keep the datastores Secret they have.
+    let rollout_blocked = connections.datastore_values().is_err();
 
     let CellObjects {
         namespace: desired_namespace,
+        resource_quotas,
+        limit_ranges,
+        network_policies,
+        secrets,
+        config_maps,
+        core_services,
+        stateful_sets,
+        clusters,
+        deployments,
         services: desired_services,
-    } = build::build(cell);
+    } = build::build(cell, &credentials, &connections);
     let desired: Vec<String> = desired_services.iter().map(ResourceExt::name_any).collect();
 
+    let Live {
+        namespace: live_namespace,
+        services: live_services,
+        resource_quotas: live_quotas,
+        limit_ranges: live_limits,
+        network_policies: live_policies,
+        secrets: live_secrets,
+        config_maps: live_config_maps,
+        core_services: live_core_services,
+        stateful_sets: live_sets,
+        clusters: live_clusters,
+        deployments: live_deployments,
+        referenced: _,
+    } = live;
     let mut children = live_services.clone();
-    if !cell.spec.operation.reconciliation_paused {
-        // Apply in order: the namespace before what lives in it.
+    let (mut sets, mut media, mut postgres_clusters) = (
+        live_sets.clone(),
+        live_deployments.clone(),
+        live_clusters.clone(),
+    );
+
+    if !paused {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        // Apply in order: the namespace, its fences, then what lives in it.
         apply::apply(&namespaces, desired_namespace, live_namespace.as_ref()).await?;
-        children.clear();
-        for service in desired_services {
-            let live = live_services
+        sync(client, &namespace, resource_quotas, &live_quotas, &[]).await?;
+        sync(client, &namespace, limit_ranges, &live_limits, &[]).await?;
+        sync(client, &namespace, network_policies, &live_policies, &[]).await?;
+        let spare = if rollout_blocked {
+            vec![view.datastores_secret()]
+        } else {
+            Vec::new()
+        };
+        sync(client, &namespace, secrets, &live_secrets, &spare).await?;
+        sync(client, &namespace, config_maps, &live_config_maps, &[]).await?;
+        sync(client, &namespace, core_services, &live_core_services, &[]).await?;
+        sets = sync(client, &namespace, stateful_sets, &live_sets, &[]).await?;
+        // A Cluster is never pruned: switching providers must not drop a database.
+        postgres_clusters = Vec::new();
+        let cluster_api: Api<crate::cnpg::Cluster> = Api::namespaced(client.clone(), &namespace);
+        for cluster in clusters {
+            let current = live_clusters
                 .iter()
-                .find(|l| l.name_any() == service.name_any());
-            children.push(apply::apply(&services, service, live).await?);
+                .find(|l| l.name_any() == cluster.name_any());
+            postgres_clusters.push(apply::apply(&cluster_api, cluster, current).await?);
         }
-        let keep: BTreeSet<String> = desired.iter().cloned().collect();
-        let pruned = apply::prune(&services, &live_services, &keep).await?;
-        if pruned > 0 {
-            ctx.event(
-                &cell.object_ref(&()),
-                false,
-                "ServicesRemoved",
-                "Prune",
-                format!("removed {pruned} disabled service(s)"),
-            )
-            .await;
+        media = sync(client, &namespace, deployments, &live_deployments, &[]).await?;
+
+        if !rollout_blocked {
+            let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+            children.clear();
+            for service in desired_services {
+                let current = live_services
+                    .iter()
+                    .find(|l| l.name_any() == service.name_any());
+                children.push(apply::apply(&services, service, current).await?);
+            }
+            let keep: BTreeSet<String> = desired.iter().cloned().collect();
+            let pruned = apply::prune(&services, &live_services, &keep).await?;
+            if pruned > 0 {
+                ctx.event(
+                    &cell.object_ref(&()),
+                    false,
+                    "ServicesRemoved",
+                    "Prune",
+                    format!("removed {pruned} disabled service(s)"),
+                )
+                .await;
+            }
         }
     }
 
-    let status = status::compute(cell, &desired, &children, &invalid, Timestamp::now());
+    let components = observe::components(
+        cell,
+        &connections,
+        LiveWorkloads {
+            stateful_sets: &sets,
+            deployments: &media,
+            clusters: &postgres_clusters,
+        },
+    );
+    let status = status::compute(
+        cell,
+        &desired,
+        &children,
+        &invalid,
+        &components,
+        Timestamp::now(),
+    );
     if cell.status.as_ref() != Some(&status) {
         let cells: Api<Cell> = Api::all(client.clone());
         apply::write_status(&cells, &name, &status).await?;
@@ -110,6 +268,8 @@ async fn announce(ctx: &Context, cell: &Cell, status: &CellStatus) {
         condition::DEGRADED,
         condition::RECONCILIATION_PAUSED,
         condition::STOPPED,
+        condition::DATASTORES_READY,
+        condition::RECORDINGS_ENABLED,
     ] {
         let Some(now) = conditions::find(&status.conditions, type_) else {
             continue;
@@ -124,7 +284,7 @@ async fn announce(ctx: &Context, cell: &Cell, status: &CellStatus) {
         }
         // Not being ready and being degraded are what a person should look at.
         let warning = match type_ {
-            condition::READY => now.status != "True",
+            condition::READY | condition::DATASTORES_READY => now.status != "True",
             condition::DEGRADED => now.status == "True",
             _ => false,
         };

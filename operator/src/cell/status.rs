@@ -1,13 +1,18 @@
-//! Status stage of the Cell controller (pure): aggregate the children's status into the Cell's.
+//! Status stage of the Cell controller, second half (pure): aggregate the Services' status and
+//! the components' state ([`super::observe`]) into the Cell's status and conditions.
 
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use titan_crds::{
     Cell, CellStatus, Service, ServiceKind,
-    cell::ServicesSummary,
-    common::condition::{DEGRADED, PROGRESSING, READY, RECONCILIATION_PAUSED, STOPPED},
+    cell::{ComponentStatus, ServicesSummary},
+    common::condition::{
+        DATASTORES_READY, DEGRADED, MEDIA_READY, PROGRESSING, READY, RECONCILIATION_PAUSED,
+        RECORDINGS_ENABLED, STOPPED,
+    },
 };
 
+use super::observe::{self, Components};
 use crate::{
     conditions::{self, Observed},
     labels,
@@ -33,12 +38,27 @@ fn child_degraded(service: &Service) -> Option<String> {
     (degraded.status == "True").then(|| format!("{}: {}", service.name_any(), degraded.message))
 }
 
-/// The Cell's status from the children it wants (`desired`, by name) as they are now.
+/// `name: message` of every component that is not ready.
+fn unready<'a>(
+    components: impl IntoIterator<Item = (&'a str, Option<&'a ComponentStatus>)>,
+) -> Vec<String> {
+    components
+        .into_iter()
+        .filter_map(|(name, status)| {
+            let status = status?;
+            (!status.ready).then(|| format!("{name}: {}", status.message))
+        })
+        .collect()
+}
+
+/// The Cell's status from the children it wants (`desired`, by name) and its components, as
+/// they are now.
 pub fn compute(
     cell: &Cell,
     desired: &[String],
     children: &[Service],
     invalid: &[(ServiceKind, String)],
+    components: &Components,
     now: Timestamp,
 ) -> CellStatus {
     let generation = cell.metadata.generation;
@@ -69,9 +89,25 @@ pub fn compute(
         }
     }
 
+    let service_problems = degraded.len();
+    degraded.extend(components.problems.iter().cloned());
+
+    let stores = &components.datastores;
+    let stores_not_ready = unready([
+        ("postgres", Some(&stores.postgres)),
+        ("redis", Some(&stores.redis)),
+        ("clickhouse", Some(&stores.clickhouse)),
+    ]);
+    let media_not_ready = unready([
+        ("turn", components.media.turn.as_ref()),
+        ("rtmp", components.media.rtmp.as_ref()),
+    ]);
+
     let paused = cell.spec.operation.reconciliation_paused;
     let stopped = cell.spec.operation.stopped;
-    let all_ready = ready.len() == total && !stopped;
+    let services_ready = ready.len() == total;
+    let all_ready =
+        services_ready && stores_not_ready.is_empty() && media_not_ready.is_empty() && !stopped;
 
     let ready_condition = if stopped {
         Observed::new(
@@ -87,7 +123,7 @@ pub fn compute(
             "AllServicesReady",
             format!("all {total} services are ready"),
         )
-    } else {
+    } else if !services_ready {
         Observed::new(
             READY,
             false,
@@ -98,24 +134,36 @@ pub fn compute(
                 not_ready.join(", ")
             ),
         )
+    } else if !stores_not_ready.is_empty() {
+        Observed::new(
+            READY,
+            false,
+            "DatastoresNotReady",
+            stores_not_ready.join("; "),
+        )
+    } else {
+        Observed::new(READY, false, "MediaNotReady", media_not_ready.join("; "))
     };
+    let waiting: Vec<String> = not_ready
+        .iter()
+        .cloned()
+        .chain(stores_not_ready.iter().cloned())
+        .chain(media_not_ready.iter().cloned())
+        .collect();
     let progressing = if !all_ready && !stopped && degraded.is_empty() && !paused {
         Observed::new(
             PROGRESSING,
             true,
             "RollingOut",
-            format!("waiting for {}", not_ready.join(", ")),
+            format!("waiting for {}", waiting.join(", ")),
         )
     } else {
         Observed::new(PROGRESSING, false, "Settled", "nothing is rolling out")
     };
     let degraded_condition = if degraded.is_empty() {
-        Observed::new(
-            DEGRADED,
-            false,
-            "AsExpected",
-            "no service reports a problem",
-        )
+        Observed::new(DEGRADED, false, "AsExpected", "nothing reports a problem")
+    } else if service_problems == 0 {
+        Observed::new(DEGRADED, true, "CellMisconfigured", degraded.join("; "))
     } else {
         Observed::new(DEGRADED, true, "ServiceDegraded", degraded.join("; "))
     };
@@ -145,6 +193,64 @@ pub fn compute(
         Observed::new(STOPPED, false, "Running", "services run at their replicas")
     };
 
+    let datastores_condition = if stores_not_ready.is_empty() {
+        Observed::new(
+            DATASTORES_READY,
+            true,
+            "DatastoresReady",
+            "every datastore serves and the datastores secret is complete",
+        )
+    } else {
+        let misconfigured = [&stores.postgres, &stores.redis, &stores.clickhouse]
+            .iter()
+            .any(|s| !s.ready && components.problems.contains(&s.message));
+        Observed::new(
+            DATASTORES_READY,
+            false,
+            if misconfigured {
+                "DatastoreMisconfigured"
+            } else {
+                "DatastoresStarting"
+            },
+            stores_not_ready.join("; "),
+        )
+    };
+    let media_condition = if media_not_ready.is_empty() {
+        Observed::new(
+            MEDIA_READY,
+            true,
+            "MediaReady",
+            "every enabled media server serves",
+        )
+    } else {
+        Observed::new(
+            MEDIA_READY,
+            false,
+            "MediaStarting",
+            media_not_ready.join("; "),
+        )
+    };
+    let recordings_condition = match &stores.object_storage {
+        None => Observed::new(
+            RECORDINGS_ENABLED,
+            false,
+            "NoObjectStorage",
+            "spec.datastores.objectStorage is absent: recordings and uploads are off",
+        ),
+        Some(storage) if !storage.ready => Observed::new(
+            RECORDINGS_ENABLED,
+            false,
+            "ObjectStorageCredentialsIncomplete",
+            format!("{}: recordings and uploads are off", storage.message),
+        ),
+        Some(_) => Observed::new(
+            RECORDINGS_ENABLED,
+            true,
+            "ObjectStorageConfigured",
+            "recordings and uploads go to the cell's object storage",
+        ),
+    };
+
     let previous = cell
         .status
         .as_ref()
@@ -157,6 +263,9 @@ pub fn compute(
             degraded_condition,
             paused_condition,
             stopped_condition,
+            datastores_condition,
+            media_condition,
+            recordings_condition,
         ],
         previous,
         generation,
@@ -185,5 +294,8 @@ pub fn compute(
         }),
         version,
         namespace: Some(cell.namespace_name()),
+        datastores: Some(components.datastores.clone()),
+        media: Some(components.media.clone()),
+        endpoints: Some(observe::endpoints(cell, desired)),
     }
 }

@@ -26,7 +26,7 @@ use k8s_openapi::{
     },
 };
 use kube::{Resource, ResourceExt};
-use titan_crds::{Cell, Service, ServiceKind};
+use titan_crds::{Cell, DatastoreKind, Service, ServiceKind, cell::ObjectStorage};
 
 use super::validate::{CONFIG_KEY, CONFIG_PATH, InvalidSpec, RenderedConfig};
 use crate::labels;
@@ -49,6 +49,10 @@ pub struct CellView {
     pub stopped: bool,
     /// `spec.operation.reconciliationPaused`.
     pub paused: bool,
+    /// The cell's object storage, passed to the services that record or upload.
+    pub object_storage: Option<ObjectStorage>,
+    /// Whether the cell runs a TURN server, whose secret the videocall service gets.
+    pub turn: bool,
 }
 
 impl CellView {
@@ -59,6 +63,8 @@ impl CellView {
             version: cell.spec.version.clone(),
             stopped: cell.spec.operation.stopped,
             paused: cell.spec.operation.reconciliation_paused,
+            object_storage: cell.spec.datastores.object_storage.clone(),
+            turn: cell.spec.media.turn.as_ref().is_some_and(|t| t.enabled),
         }
     }
 
@@ -71,7 +77,20 @@ impl CellView {
     pub fn auth_secret(&self) -> String {
         format!("{}-auth", self.name)
     }
+
+    /// Name of the Secret holding the TURN server's shared secret.
+    pub fn turn_secret(&self) -> String {
+        format!("{}-turn", self.name)
+    }
 }
+
+/// Key (and variable) of the TURN shared secret in [`CellView::turn_secret`].
+pub const TURN_SECRET_KEY: &str = "TITAN_TURN_SECRET";
+/// Keys (and variables) of the ClickHouse login in the datastores Secret: optional, because an
+/// external ClickHouse may not need one.
+pub const CLICKHOUSE_LOGIN_KEYS: [&str; 2] = ["TITAN_CLICKHOUSE_USER", "TITAN_CLICKHOUSE_PASSWORD"];
+/// Keys of the object storage credentials Secret.
+pub const OBJECT_STORAGE_KEYS: [&str; 2] = ["accessKeyId", "secretAccessKey"];
 
 /// Everything the Service controller applies, in apply order (config before the workload that
 /// mounts it). Destructure it in `apply` so a new kind cannot be forgotten.
@@ -251,16 +270,37 @@ fn pod_template(
     let name = service.name_any();
     let titan = spec.service != ServiceKind::Custom;
 
-    let mut env: Vec<EnvVar> = spec
-        .datastores()
-        .into_iter()
-        .map(|store| secret_env(store.env_var(), &cell.datastores_secret(), store.env_var()))
-        .collect();
+    let mut env: Vec<EnvVar> = Vec::new();
+    for store in spec.datastores() {
+        env.push(secret_env(
+            store.env_var(),
+            &cell.datastores_secret(),
+            store.env_var(),
+        ));
+        if store == DatastoreKind::ClickHouse {
+            env.extend(
+                CLICKHOUSE_LOGIN_KEYS
+                    .map(|key| optional_secret_env(key, &cell.datastores_secret(), key)),
+            );
+        }
+    }
     if titan {
         env.push(secret_env(
             "TITAN_AUTH_HS256_SECRET",
             &cell.auth_secret(),
             "TITAN_AUTH_HS256_SECRET",
+        ));
+    }
+    if let Some(storage) = &cell.object_storage
+        && spec.service.uses_object_storage()
+    {
+        env.extend(object_storage_env(storage));
+    }
+    if cell.turn && spec.service == ServiceKind::Videocall {
+        env.push(secret_env(
+            TURN_SECRET_KEY,
+            &cell.turn_secret(),
+            TURN_SECRET_KEY,
         ));
     }
 
@@ -374,19 +414,62 @@ fn pod_template(
     }
 }
 
-fn secret_env(variable: &str, secret: &str, key: &str) -> EnvVar {
+/// A variable read from a Secret's key; the pod does not start without it.
+pub(crate) fn secret_env(variable: &str, secret: &str, key: &str) -> EnvVar {
+    secret_key_env(variable, secret, key, false)
+}
+
+/// A variable read from a Secret's key, left unset when the key is absent.
+fn optional_secret_env(variable: &str, secret: &str, key: &str) -> EnvVar {
+    secret_key_env(variable, secret, key, true)
+}
+
+fn secret_key_env(variable: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
     EnvVar {
         name: variable.into(),
         value_from: Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
                 name: secret.into(),
                 key: key.into(),
-                optional: Some(false),
+                optional: Some(optional),
             }),
             ..Default::default()
         }),
         ..Default::default()
     }
+}
+
+/// A variable with a literal value.
+pub(crate) fn value_env(variable: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: variable.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
+}
+
+/// The variables that point a process at the cell's object storage; the services that upload
+/// and the RTMP server's recorder get the same ones.
+pub(crate) fn object_storage_env(storage: &ObjectStorage) -> Vec<EnvVar> {
+    let [access_key, secret_key] = OBJECT_STORAGE_KEYS;
+    vec![
+        value_env("TITAN_S3_ENDPOINT", &storage.endpoint),
+        value_env("TITAN_S3_BUCKET", &storage.bucket),
+        value_env(
+            "TITAN_S3_REGION",
+            storage.region.as_deref().unwrap_or("us-east-1"),
+        ),
+        secret_env(
+            "TITAN_S3_ACCESS_KEY_ID",
+            &storage.credentials_secret,
+            access_key,
+        ),
+        secret_env(
+            "TITAN_S3_SECRET_ACCESS_KEY",
+            &storage.credentials_secret,
+            secret_key,
+        ),
+    ]
 }
 
 fn default_resources() -> ResourceRequirements {

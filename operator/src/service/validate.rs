@@ -3,7 +3,6 @@
 //! is applied, so the running pods stay as they are.
 
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use titan_crds::{Service, ServiceConfig, ServiceKind};
 
 /// Path of the rendered config inside the container.
@@ -55,6 +54,6 @@ pub fn validate(service: &Service, cell: &str) -> Result<RenderedConfig, Invalid
     };
     let yaml = serde_yaml::to_string(&document)
         .map_err(|e| InvalidSpec::Config(format!("cannot render config: {e}")))?;
-    let hash = hex::encode(&Sha256::digest(yaml.as_bytes())[..16]);
+    let hash = crate::labels::config_hash(&yaml);
     Ok(RenderedConfig { yaml, hash })
 }

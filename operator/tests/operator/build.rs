@@ -5,7 +5,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 use titan_crds::{Cell, Service, ServiceKind, ServiceStatus};
 use titan_operator::{
-    cell::{build as cell_build, status as cell_status},
+    cell::status as cell_status,
     labels,
     render::{Inputs, render},
     service::{
@@ -14,10 +14,12 @@ use titan_operator::{
     },
 };
 
-use crate::support::{cell_fixture, repo_path, test_path, validate as validate_object, validator};
+use crate::support::{
+    built, cell_fixture, repo_path, test_path, validate as validate_object, validator,
+};
 
 fn services_of(cell: &Cell) -> Vec<Service> {
-    cell_build::build(cell).services
+    built(cell).services
 }
 
 fn objects_of(cell: &Cell, service: &Service) -> ServiceObjects {
@@ -36,7 +38,7 @@ fn deployment_of(cell: &Cell, name: &str) -> Deployment {
 #[test]
 fn a_minimal_cell_builds_its_namespace_and_all_fifteen_services() {
     let cell = cell_fixture("minimal-cell.yaml");
-    let objects = cell_build::build(&cell);
+    let objects = built(&cell);
     assert_eq!(objects.namespace.name_any(), "titan-sg-1");
     let ns_labels = objects.namespace.labels();
     assert_eq!(ns_labels[labels::CELL], "sg-1");
@@ -71,7 +73,7 @@ fn a_minimal_cell_builds_its_namespace_and_all_fifteen_services() {
 fn a_full_cell_builds_every_object_and_each_is_valid_against_the_openapi_schema() {
     let cell = cell_fixture("full-cell.yaml");
     let validator = validator();
-    let objects = cell_build::build(&cell);
+    let objects = built(&cell);
     assert_eq!(objects.namespace.name_any(), "commerce-eu-2");
     validate_object(
         &validator,
@@ -205,6 +207,16 @@ fn a_deployment_runs_titan_serve_with_probes_ports_and_datastore_secrets() {
                 "TITAN_CLICKHOUSE_URL".into()
             ),
             (
+                "TITAN_CLICKHOUSE_USER".into(),
+                "eu-2-datastores".into(),
+                "TITAN_CLICKHOUSE_USER".into()
+            ),
+            (
+                "TITAN_CLICKHOUSE_PASSWORD".into(),
+                "eu-2-datastores".into(),
+                "TITAN_CLICKHOUSE_PASSWORD".into()
+            ),
+            (
                 "TITAN_AUTH_HS256_SECRET".into(),
                 "eu-2-auth".into(),
                 "TITAN_AUTH_HS256_SECRET".into()
@@ -308,7 +320,7 @@ fn deletion_policy_delete_lets_the_cell_own_its_namespace() {
     let mut cell = cell_fixture("minimal-cell.yaml");
     cell.metadata.uid = Some("uid-1".into());
     cell.spec.deletion_policy = titan_crds::cell::DeletionPolicy::Delete;
-    let owners = cell_build::build(&cell)
+    let owners = built(&cell)
         .namespace
         .metadata
         .owner_references
@@ -398,13 +410,11 @@ fn a_custom_worker_runs_its_own_command_without_a_core_service() {
     assert_eq!(env, ["TITAN_POSTGRES_URL", "TITAN_REDIS_URL"]);
 }
 
-#[test]
-fn the_example_cell_renders_a_valid_complete_set_matching_the_snapshot() {
+/// Renders example files, checks every object against its schema, compares the output with the
+/// committed snapshot (rewritten with `TITAN_BLESS=1`), and returns `(apiVersion/kind, count)`.
+fn render_examples(files: &[&str], snapshot: &str) -> Vec<(String, usize)> {
     let mut inputs = Inputs::default();
-    for file in [
-        "manifests/examples/dev-cell.yaml",
-        "manifests/examples/custom-service.yaml",
-    ] {
+    for file in files {
         let text = std::fs::read_to_string(repo_path(file)).expect("example");
         inputs.add(file, &text).expect("parses");
     }
@@ -422,30 +432,78 @@ fn the_example_cell_renders_a_valid_complete_set_matching_the_snapshot() {
             ))
             .or_default() += 1;
     }
-    // chat is disabled: 14 Titan services and the custom worker.
-    let expected = [
-        ("apps/v1/Deployment", 15),
-        ("autoscaling/v2/HorizontalPodAutoscaler", 1),
-        ("commerce.titan.dev/v1alpha1/Service", 15),
-        ("policy/v1/PodDisruptionBudget", 15),
-        ("v1/ConfigMap", 15),
-        ("v1/Namespace", 1),
-        ("v1/Service", 14),
-    ];
-    assert_eq!(
-        kinds.into_iter().collect::<Vec<_>>(),
-        expected.map(|(k, n)| (k.to_string(), n))
-    );
-
-    let path = test_path("snapshots/dev-cell.yaml");
+    let path = test_path(&format!("snapshots/{snapshot}"));
     if std::env::var_os("TITAN_BLESS").is_some() {
         std::fs::write(&path, &output).expect("write snapshot");
     }
-    let snapshot = std::fs::read_to_string(&path).unwrap_or_default();
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
-        snapshot == output,
-        "the rendering of manifests/examples changed: review `cargo run -p titan-operator -- render -f manifests/examples/dev-cell.yaml -f manifests/examples/custom-service.yaml` and re-run this test with TITAN_BLESS=1"
+        committed == output,
+        "the rendering of {files:?} changed: review `titan-operator render -f ...` and re-run this test with TITAN_BLESS=1"
     );
+    kinds.into_iter().collect()
+}
+
+fn counts(expected: &[(&str, usize)]) -> Vec<(String, usize)> {
+    expected.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+}
+
+#[test]
+fn the_dev_cell_renders_a_valid_complete_set_matching_the_snapshot() {
+    let kinds = render_examples(
+        &[
+            "manifests/examples/dev-cell.yaml",
+            "manifests/examples/custom-service.yaml",
+        ],
+        "dev-cell.yaml",
+    );
+    // chat is disabled: 14 Titan services and the custom worker; all datastores builtin; TURN
+    // and RTMP; no capacity, so no quota.
+    let expected = counts(&[
+        // 15 services + turn + rtmp.
+        ("apps/v1/Deployment", 17),
+        ("apps/v1/StatefulSet", 3),
+        ("autoscaling/v2/HorizontalPodAutoscaler", 1),
+        ("commerce.titan.dev/v1alpha1/Service", 15),
+        // deny, within, dns, outside, services, turn, rtmp.
+        ("networking.k8s.io/v1/NetworkPolicy", 7),
+        ("policy/v1/PodDisruptionBudget", 15),
+        ("v1/ConfigMap", 17),
+        ("v1/LimitRange", 1),
+        ("v1/Namespace", 1),
+        // credentials, auth, turn, datastores.
+        ("v1/Secret", 4),
+        // 14 services + 3 headless + turn + rtmp.
+        ("v1/Service", 19),
+    ]);
+    assert_eq!(kinds, expected);
+}
+
+#[test]
+fn the_production_cell_renders_a_valid_complete_set_matching_the_snapshot() {
+    let kinds = render_examples(
+        &["manifests/examples/production-cell.yaml"],
+        "production-cell.yaml",
+    );
+    let expected = counts(&[
+        ("apps/v1/Deployment", 17),
+        // Redis only: PostgreSQL on CloudNativePG, ClickHouse external.
+        ("apps/v1/StatefulSet", 1),
+        ("autoscaling/v2/HorizontalPodAutoscaler", 1),
+        ("commerce.titan.dev/v1alpha1/Service", 15),
+        // ... plus the CloudNativePG operator's way in.
+        ("networking.k8s.io/v1/NetworkPolicy", 8),
+        ("policy/v1/PodDisruptionBudget", 15),
+        ("postgresql.cnpg.io/v1/Cluster", 1),
+        ("v1/ConfigMap", 17),
+        ("v1/LimitRange", 1),
+        ("v1/Namespace", 1),
+        ("v1/ResourceQuota", 1),
+        ("v1/Secret", 4),
+        // 15 services + redis + turn + rtmp.
+        ("v1/Service", 18),
+    ]);
+    assert_eq!(kinds, expected);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::{
-    apps::v1::Deployment,
+    apps::v1::{Deployment, StatefulSet},
     autoscaling::v2::HorizontalPodAutoscaler,
     core::v1::{ConfigMap, Namespace, Service as CoreService},
     events::v1::Event,
@@ -16,9 +16,9 @@ use kube::{
 };
 use serde_json::json;
 use titan_crds::{Cell, Service};
-use titan_operator::{Context, cell, conditions, metrics::Metrics, service};
+use titan_operator::{Context, cell, cnpg::Cluster, conditions, metrics::Metrics, service};
 
-use crate::support::{Fake, cell_fixture};
+use crate::support::{Fake, cell_fixture, seed_full_cell_secrets};
 
 fn context(fake: &Fake) -> Arc<Context> {
     Arc::new(Context::new(
@@ -64,8 +64,48 @@ async fn reconcile_services(fake: &Fake, ctx: &Arc<Context>, namespace: &str) {
     }
 }
 
+/// Plays the workload controllers and CloudNativePG: every Deployment, StatefulSet and Cluster
+/// reports itself rolled out.
+pub async fn roll_out(fake: &Fake, namespace: &str) {
+    let sets = Api::<StatefulSet>::namespaced(fake.client.clone(), namespace);
+    for s in sets.list(&Default::default()).await.expect("list").items {
+        let status = json!({"status": {
+            "observedGeneration": s.metadata.generation,
+            "replicas": 1, "readyReplicas": 1, "availableReplicas": 1
+        }});
+        sets.patch_status(
+            &s.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&status),
+        )
+        .await
+        .expect("statefulset status");
+    }
+    let clusters = Api::<Cluster>::namespaced(fake.client.clone(), namespace);
+    for c in clusters
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .items
+    {
+        let status = json!({"status": {
+            "instances": c.spec.instances, "readyInstances": c.spec.instances,
+            "phase": titan_operator::cnpg::HEALTHY_PHASE
+        }});
+        clusters
+            .patch_status(
+                &c.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&status),
+            )
+            .await
+            .expect("cluster status");
+    }
+    roll_out_deployments(fake, namespace).await;
+}
+
 /// Plays the Deployment controller: every Deployment reports itself rolled out.
-async fn roll_out(fake: &Fake, namespace: &str) {
+async fn roll_out_deployments(fake: &Fake, namespace: &str) {
     let api = Api::<Deployment>::namespaced(fake.client.clone(), namespace);
     for d in api.list(&Default::default()).await.expect("list").items {
         let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
@@ -214,6 +254,7 @@ async fn a_service_gets_its_objects_owned_and_becomes_ready_with_its_deployment(
 async fn an_unchanged_spec_costs_zero_writes() {
     let fake = Fake::new().await;
     let ctx = context(&fake);
+    seed_full_cell_secrets(&fake).await;
     create_cell(&fake, &cell_fixture("full-cell.yaml")).await;
     let ns = "commerce-eu-2";
     round(&fake, &ctx, "eu-2", ns).await;
@@ -266,6 +307,7 @@ async fn an_unchanged_spec_costs_zero_writes() {
 async fn disabling_a_service_prunes_it_and_removing_autoscaling_prunes_the_autoscaler() {
     let fake = Fake::new().await;
     let ctx = context(&fake);
+    seed_full_cell_secrets(&fake).await;
     create_cell(&fake, &cell_fixture("full-cell.yaml")).await;
     let ns = "commerce-eu-2";
     round(&fake, &ctx, "eu-2", ns).await;
@@ -350,6 +392,7 @@ async fn a_paused_cell_writes_nothing_but_status() {
 async fn a_stopped_cell_scales_every_deployment_to_zero() {
     let fake = Fake::new().await;
     let ctx = context(&fake);
+    seed_full_cell_secrets(&fake).await;
     create_cell(&fake, &cell_fixture("full-cell.yaml")).await;
     let ns = "commerce-eu-2";
     round(&fake, &ctx, "eu-2", ns).await;

@@ -11,9 +11,13 @@ use std::{
 };
 
 use k8s_openapi::api::{
-    apps::v1::Deployment,
+    apps::v1::{Deployment, StatefulSet},
     autoscaling::v2::HorizontalPodAutoscaler,
-    core::v1::{ConfigMap, Namespace, Service as CoreService},
+    core::v1::{
+        ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Secret,
+        Service as CoreService,
+    },
+    networking::v1::NetworkPolicy,
     policy::v1::PodDisruptionBudget,
 };
 use kube::{Client, CustomResourceExt};
@@ -23,6 +27,14 @@ use kube_fake_client::{
 };
 use serde_json::Value;
 use titan_crds::{Cell, Service};
+use titan_operator::{
+    cell::{
+        build::{self as cell_build, CellObjects},
+        connections,
+        credentials::Credentials,
+    },
+    cnpg::Cluster,
+};
 
 /// Path of a file under `operator/tests/operator/`.
 pub fn test_path(relative: &str) -> PathBuf {
@@ -44,6 +56,34 @@ pub fn cell_fixture(name: &str) -> Cell {
     serde_yaml::from_str(&text).expect("fixture is a Cell")
 }
 
+/// What the Cell controller builds for `cell` with no cluster: placeholder credentials and
+/// every Secret it reads present (as `titan-operator render` builds).
+pub fn built(cell: &Cell) -> CellObjects {
+    let credentials = Credentials::placeholders();
+    let connections = connections::resolve(cell, &credentials, &connections::Offline);
+    cell_build::build(cell, &credentials, &connections)
+}
+
+/// Every kind the operator writes, as `group/version/Kind`: each has a schema, and an object of
+/// any other kind is refused by [`validate`] rather than passed unchecked.
+pub const VALIDATED: [&str; 15] = [
+    "/v1/Namespace",
+    "/v1/ConfigMap",
+    "/v1/Service",
+    "apps/v1/Deployment",
+    "policy/v1/PodDisruptionBudget",
+    "autoscaling/v2/HorizontalPodAutoscaler",
+    "/v1/Secret",
+    "/v1/ResourceQuota",
+    "/v1/LimitRange",
+    "/v1/PersistentVolumeClaim",
+    "apps/v1/StatefulSet",
+    "networking.k8s.io/v1/NetworkPolicy",
+    "postgresql.cnpg.io/v1/Cluster",
+    "commerce.titan.dev/v1alpha1/Cell",
+    "commerce.titan.dev/v1alpha1/Service",
+];
+
 /// The OpenAPI definitions of every kind the operator writes: the built-in kinds from
 /// k8s-openapi's schemas (the Kubernetes OpenAPI, version v1_35) and the Titan kinds from their
 /// CRDs, in the swagger shape kube-fake-client's validator reads.
@@ -57,7 +97,33 @@ pub fn validator() -> Arc<RuntimeOpenAPIValidator> {
         generator.subschema_for::<Deployment>();
         generator.subschema_for::<PodDisruptionBudget>();
         generator.subschema_for::<HorizontalPodAutoscaler>();
+        generator.subschema_for::<Secret>();
+        generator.subschema_for::<StatefulSet>();
+        generator.subschema_for::<NetworkPolicy>();
+        generator.subschema_for::<ResourceQuota>();
+        generator.subschema_for::<LimitRange>();
+        generator.subschema_for::<PersistentVolumeClaim>();
         let mut definitions = generator.take_definitions(true);
+        // kube-fake-client names the definition of a dotted group by reversing the whole group
+        // (networking.k8s.io → io.k8s.networking), where the Kubernetes OpenAPI says
+        // io.k8s.api.networking: give it the name it looks for.
+        let network_policy = definitions["io.k8s.api.networking.v1.NetworkPolicy"].clone();
+        definitions.insert("io.k8s.networking.v1.NetworkPolicy".into(), network_policy);
+        // CloudNativePG's Cluster is a foreign CRD: checked against a hand-written subset of its
+        // schema (see the file's description).
+        for (name, file) in [
+            ("io.cnpg.postgresql.v1.Cluster", "schemas/cnpg-cluster.json"),
+            (
+                "io.cnpg.postgresql.v1.SecretKeySelector",
+                "schemas/cnpg-secret-key-selector.json",
+            ),
+        ] {
+            let text = std::fs::read_to_string(test_path(file)).expect("cnpg schema");
+            definitions.insert(
+                name.into(),
+                serde_json::from_str(&text).expect("schema json"),
+            );
+        }
         for crd in [Cell::crd(), Service::crd()] {
             let schema = crd.spec.versions[0]
                 .schema
@@ -81,16 +147,7 @@ pub fn validator() -> Arc<RuntimeOpenAPIValidator> {
         file
     });
     let validator = RuntimeOpenAPIValidator::from_file(file.path()).expect("validator");
-    for gvk in [
-        "/v1/Namespace",
-        "/v1/ConfigMap",
-        "/v1/Service",
-        "apps/v1/Deployment",
-        "policy/v1/PodDisruptionBudget",
-        "autoscaling/v2/HorizontalPodAutoscaler",
-        "commerce.titan.dev/v1alpha1/Cell",
-        "commerce.titan.dev/v1alpha1/Service",
-    ] {
+    for gvk in VALIDATED {
         validator
             .enable_validation_for(gvk)
             .expect("definition exists");
@@ -103,6 +160,11 @@ pub fn validate(validator: &RuntimeOpenAPIValidator, object: &Value) -> Result<(
     let api_version = object["apiVersion"].as_str().unwrap_or_default();
     let kind = object["kind"].as_str().unwrap_or_default();
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    if !VALIDATED.contains(&format!("{group}/{version}/{kind}").as_str()) {
+        return Err(format!(
+            "{api_version} {kind} has no schema to validate it against"
+        ));
+    }
     validator
         .validate(group, version, kind, object)
         .map_err(|e| format!("{kind} {}: {e}", object["metadata"]["name"]))
@@ -186,7 +248,10 @@ impl Fake {
         let client = ClientBuilder::new()
             .with_resource::<Cell>()
             .with_resource::<Service>()
+            .with_resource::<Cluster>()
             .with_status_subresource::<Deployment>()
+            .with_status_subresource::<StatefulSet>()
+            .with_status_subresource::<Cluster>()
             .with_interceptor_funcs(funcs)
             .build()
             .await
@@ -307,4 +372,60 @@ fn response(code: u16, body: &Value) -> http::Response<kube::client::Body> {
         .header("content-type", "application/json")
         .body(kube::client::Body::from(body.to_string().into_bytes()))
         .expect("response")
+}
+
+/// Creates Secret `name` in `namespace` with `data`, as a user (or CloudNativePG) would.
+pub async fn seed_secret(fake: &Fake, namespace: &str, name: &str, data: &[(&str, &str)]) {
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        k8s_openapi::ByteString(v.as_bytes().to_vec()),
+                    )
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    kube::Api::<Secret>::namespaced(fake.client.clone(), namespace)
+        .create(&Default::default(), &secret)
+        .await
+        .expect("create secret");
+}
+
+/// The Secrets the full-cell fixture reads: its external Redis, CloudNativePG's application
+/// Secret (standing in for CloudNativePG) and the object storage credentials.
+pub async fn seed_full_cell_secrets(fake: &Fake) {
+    let ns = "commerce-eu-2";
+    seed_secret(
+        fake,
+        ns,
+        "redis-eu-2",
+        &[("url", "redis://:pw@redis.example:6379")],
+    )
+    .await;
+    seed_secret(
+        fake,
+        ns,
+        "postgres-app",
+        &[(
+            "uri",
+            "postgresql://titan:pw@postgres-rw.commerce-eu-2:5432/titan",
+        )],
+    )
+    .await;
+    seed_secret(
+        fake,
+        ns,
+        "s3-creds",
+        &[("accessKeyId", "AKIA"), ("secretAccessKey", "s3cr3t")],
+    )
+    .await;
 }
