@@ -5,5 +5,6 @@
 mod admin;
 mod build;
 mod crds;
+mod media;
 mod reconcile;
 mod support;
