@@ -1,5 +1,6 @@
-//! Installs the Debian packages the datastores come from, only those missing, without letting
-//! their maintainer scripts start system-wide servers: xtask runs its own on free ports.
+//! Installs the Debian packages the datastores and media servers come from, only those missing,
+//! without letting their maintainer scripts start system-wide servers: xtask and the tests run
+//! their own on free ports.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -23,6 +24,10 @@ pub const DATASTORES: &[&str] = &[
     "clickhouse-client",
 ];
 
+/// The media servers whose rendered configs the operator's tests run: nginx with the RTMP
+/// module (`nginx -t`) and coturn (`turnserver`, `turnutils_uclient`, `turnutils_peer`).
+pub const MEDIA: &[&str] = &["nginx", "libnginx-mod-rtmp", "coturn"];
+
 /// Tells invoke-rc.d that no service may start (exit 101), as in Debian's chroots and images.
 const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 const POLICY_DENY_ALL: &str =
@@ -30,7 +35,13 @@ const POLICY_DENY_ALL: &str =
 
 /// Server programs a package's postinst might start despite the policy (a postinst that runs
 /// the daemon directly); any new one is stopped after the install.
-const SERVER_COMMS: &[&str] = &["postgres", "redis-server", "clickhouse-serv"];
+const SERVER_COMMS: &[&str] = &[
+    "postgres",
+    "redis-server",
+    "clickhouse-serv",
+    "nginx",
+    "turnserver",
+];
 
 fn installed(package: &str) -> bool {
     Command::new("dpkg-query")

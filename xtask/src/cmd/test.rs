@@ -76,7 +76,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 
 fn run_steps(args: &Args, timings: &mut Vec<Timing>) -> Result<()> {
     let started = Instant::now();
-    packages::ensure(packages::DATASTORES)?;
+    packages::ensure(&[packages::DATASTORES, packages::MEDIA].concat())?;
     timings.push(Timing {
         name: "packages".into(),
         took: started.elapsed(),
