@@ -1,12 +1,12 @@
-//! A running `titan serve` on private datastores (its own PostgreSQL database and Redis key
-//! prefix on the test servers), as the tests and the load generator see it.
+//! A running `titan serve` on private datastores (its own PostgreSQL database, Redis key prefix
+//! and ClickHouse database on the test servers), as the tests and the load generator see it.
 
 use std::{net::SocketAddr, process::Command, time::Duration};
 
 use titan_kit::{
     auth::Authenticator,
     config::AuthConfig,
-    testing::{TestPostgres, TestRedis},
+    testing::{TestClickHouse, TestPostgres, TestRedis},
 };
 use tonic::{Request, transport::Channel};
 
@@ -42,16 +42,19 @@ pub struct Cell {
     pub admin: SocketAddr,
     pub db: TestPostgres,
     pub redis: TestRedis,
+    pub clickhouse: TestClickHouse,
     auth: Authenticator,
     _config: Option<tempfile::NamedTempFile>,
 }
 
 impl Cell {
-    fn env(cmd: &mut Command, db: &TestPostgres, redis: &TestRedis) {
+    fn env(cmd: &mut Command, db: &TestPostgres, redis: &TestRedis, ch: &TestClickHouse) {
         cmd.env("TITAN_CELL", "e2e")
             .env("TITAN_POSTGRES_URL", &db.url)
             .env("TITAN_REDIS_URL", &redis.url)
             .env("TITAN_REDIS_KEY_PREFIX", redis.handle.prefix())
+            .env("TITAN_CLICKHOUSE_URL", &ch.config.url)
+            .env("TITAN_CLICKHOUSE_DATABASE", &ch.config.database)
             .env("TITAN_AUTH_HS256_SECRET", SECRET)
             .env("TITAN_AUTH_ISSUER", ISSUER)
             .env("TITAN_GRPC_ADDR", "127.0.0.1:0")
@@ -69,6 +72,7 @@ impl Cell {
     pub async fn start_with(options: CellOptions) -> Self {
         let db = TestPostgres::new().await;
         let redis = TestRedis::new().await;
+        let clickhouse = TestClickHouse::new().await;
         let binary = titan_binary(options.release);
         let config = options.config.map(|yaml| {
             let mut file = tempfile::NamedTempFile::new().expect("config file");
@@ -78,7 +82,7 @@ impl Cell {
 
         let mut migrate = Command::new(&binary);
         migrate.arg("migrate").args(&options.services);
-        Self::env(&mut migrate, &db, &redis);
+        Self::env(&mut migrate, &db, &redis, &clickhouse);
         let out = migrate.output().expect("run titan migrate");
         assert!(
             out.status.success(),
@@ -91,7 +95,7 @@ impl Cell {
         if let Some(file) = &config {
             serve.arg("--config").arg(file.path());
         }
-        Self::env(&mut serve, &db, &redis);
+        Self::env(&mut serve, &db, &redis, &clickhouse);
         let mut process = Process::spawn(&mut serve);
         let (grpc, admin) = tokio::task::block_in_place(|| {
             process.log_line(|log| {
@@ -121,6 +125,7 @@ impl Cell {
             admin,
             db,
             redis,
+            clickhouse,
             auth,
             _config: config,
         }

@@ -200,15 +200,24 @@ impl Warehouse for ClickHouseWarehouse {
 
     async fn funnel_levels(&self, q: &FunnelQuery) -> Result<Vec<(u8, u64)>, KitError> {
         let conditions = vec!["name = ?"; q.steps.len()].join(", ");
+        // windowFunnel takes a UInt32 clock (18.16), and 18.16 gets it wrong above 2^31:
+        // tenths of a second since the period's start stay below that for a year and keep
+        // steps sent within the same second in their order.
         let sql = format!(
             "SELECT level, count() AS users FROM (
-                 SELECT user_id, windowFunnel(?)(time, {conditions}) AS level
+                 SELECT user_id,
+                        windowFunnel(?)(toUInt32((toUInt32(time) - ?) * 10 + intDiv(time_ms, 100)),
+                                        {conditions}) AS level
                  FROM analytics_events
                  WHERE {IN_PERIOD} AND user_id != '' AND has(?, name)
                  GROUP BY user_id
              ) WHERE level > 0 GROUP BY level ORDER BY level"
         );
-        let mut query = self.client.query(&sql).bind(q.window_seconds);
+        let mut query = self
+            .client
+            .query(&sql)
+            .bind(u64::from(q.window_seconds) * 10)
+            .bind(q.period.from_seconds());
         for step in &q.steps {
             query = query.bind(step);
         }

@@ -630,3 +630,39 @@ async fn bad_queries_are_refused_before_any_sql() {
     assert!(msg.contains("is not a label key"), "{msg}");
     assert_eq!(world.stored().await, (0, 0), "nothing was written");
 }
+
+#[tokio::test]
+async fn funnel_steps_within_one_second_keep_their_order() {
+    let world = World::new(at("2026-12-31T00:00:00Z")).await;
+    // Half a second apart, late in a year-long period: the funnel's clock must still order
+    // them (18.16's windowFunnel takes a UInt32 and misbehaves above 2^31).
+    let events = vec![
+        event(
+            "x2",
+            "add_to_cart",
+            "u1",
+            "",
+            "2026-12-30T10:00:00.600Z",
+            no_props(),
+        ),
+        event(
+            "x1",
+            "product_view",
+            "u1",
+            "",
+            "2026-12-30T10:00:00.100Z",
+            no_props(),
+        ),
+    ];
+    world.app.track(&tracker(), events).await.expect("track");
+    let steps = world
+        .app
+        .funnel(FunnelQuery {
+            period: period("2026-01-01T00:00:00Z", "2026-12-31T00:00:00Z"),
+            steps: vec!["product_view".into(), "add_to_cart".into()],
+            window_seconds: 60,
+        })
+        .await
+        .expect("funnel");
+    assert_eq!((steps[0].users, steps[1].users), (1, 1));
+}
