@@ -7,15 +7,15 @@
 /// Every Titan proto file, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("titan_descriptor");
 
-pub mod analytics {
+pub mod abtesting {
     pub mod v1 {
-        tonic::include_proto!("titan.analytics.v1");
+        tonic::include_proto!("titan.abtesting.v1");
     }
 }
 
-pub mod coupon {
+pub mod analytics {
     pub mod v1 {
-        tonic::include_proto!("titan.coupon.v1");
+        tonic::include_proto!("titan.analytics.v1");
     }
 }
 

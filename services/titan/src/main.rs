@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 const SERVICES: &[fn() -> ServiceDef] = &[
     titan_ping::service,
     titan_flashsale::service,
+    titan_abtesting::service,
     titan_coupon::service,
 ];
 

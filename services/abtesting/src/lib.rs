@@ -1,0 +1,86 @@
+//! The A/B testing service: experiments and feature flags assigned exactly as GrowthBook's SDKs
+//! assign them, from an in-memory copy of the definitions PostgreSQL records; exposures logged
+//! to ClickHouse in batches off the hot path; results (lift, confidence interval, p-value,
+//! sample-ratio mismatch) aggregated in ClickHouse and computed by pure statistics.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod metrics;
+pub mod store;
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use titan_crds::config::TitanConfig;
+use titan_kit::{Datastore, KitError, Mounted, ServiceContext, ServiceDef};
+use titan_proto::abtesting::v1::ab_testing_service_server::AbTestingServiceServer;
+
+use crate::{
+    app::{Abtesting, REFRESH_INTERVAL},
+    config::Settings,
+    store::{
+        clickhouse::{ChResults, Exposures, MIGRATIONS, exposures},
+        pg::PgStore,
+    },
+};
+
+/// The service as the runtime runs it.
+pub type App = Abtesting<PgStore, Exposures, ChResults>;
+
+/// The `titan` binary's entry for this service.
+pub fn service() -> ServiceDef {
+    ServiceDef {
+        name: domain::SERVICE,
+        datastores: &[Datastore::Postgres, Datastore::ClickHouse],
+        migrator: Some(|| sqlx::migrate!("./migrations")),
+        clickhouse_migrations: MIGRATIONS,
+        publishes_events: false,
+        file_descriptor_set: titan_proto::FILE_DESCRIPTOR_SET,
+        mount: |ctx| mount(ctx).boxed(),
+    }
+}
+
+async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
+    let settings = Settings::from_yaml(ctx.section())
+        .map_err(|e| KitError::config(format!("services.{}", domain::SERVICE), e.to_string()))?;
+    let clickhouse = ctx.clickhouse()?;
+    let metrics = metrics::Metrics::new(&ctx.registry)?;
+    let (sink, writer) = exposures(
+        clickhouse.clone(),
+        &settings,
+        ctx.config.cell.clone(),
+        metrics.clone(),
+    );
+    let app = Arc::new(Abtesting::new(
+        PgStore::new(ctx.postgres()?),
+        sink,
+        ChResults::new(clickhouse),
+        settings,
+        metrics,
+        Arc::new(chrono::Utc::now),
+    ));
+    // Serving starts with the definitions loaded: an empty cache would answer NotFound.
+    app.refresh()
+        .await
+        .map_err(|e| KitError::Other(format!("loading experiments and flags: {e}")))?;
+    let shutdown = ctx.shutdown.clone();
+    Ok(Mounted::new(&ctx)
+        .grpc(AbTestingServiceServer::new(grpc::Grpc::new(app.clone())).max_decoding_message_size(1024 * 1024))
+        .task("abtesting-exposures", writer.run(ctx.shutdown.clone()))
+        .task("abtesting-refresh", async move {
+            let mut tick = tokio::time::interval(REFRESH_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    _ = tick.tick() => {}
+                }
+                if let Err(e) = app.refresh().await {
+                    tracing::warn!(error = %e, "experiment cache reload failed; serving the last copy");
+                }
+            }
+        }))
+}

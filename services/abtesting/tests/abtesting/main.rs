@@ -1,0 +1,176 @@
+//! The A/B testing service on real PostgreSQL and ClickHouse: lifecycle and refusals, the
+//! cache across replicas, flags, exposures and results in ClickHouse, and the whole service
+//! over gRPC in the kit runtime.
+
+mod grpc;
+mod lifecycle;
+mod results;
+
+use std::sync::Arc;
+
+use titan_abtesting::{
+    App,
+    app::Abtesting,
+    config::Settings,
+    domain::RawSpec,
+    metrics::Metrics,
+    store::{
+        clickhouse::{ChResults, ExposureWriter, MIGRATIONS, exposures},
+        pg::PgStore,
+    },
+};
+use titan_kit::{
+    auth::Caller,
+    datastores::{clickhouse, postgres},
+    testing::{TestClickHouse, TestPostgres},
+};
+use tokio_util::sync::CancellationToken;
+
+/// The analytics service's table, exactly as docs/analytics.md defines it: abtesting reads it,
+/// the analytics service creates it, so tests create it themselves.
+pub const ANALYTICS_EVENTS: &str = "CREATE TABLE IF NOT EXISTS analytics_events (
+    event_id    String,
+    name        String,
+    user_id     String,
+    session_id  String,
+    time        DateTime,
+    time_ms     UInt16,
+    date        Date,
+    properties  String,
+    device      String,
+    platform    String,
+    country     String,
+    city        String,
+    cell        String,
+    product_id  String,
+    order_id    String,
+    revenue     Int64,
+    currency    String,
+    source      String,
+    ingested_at DateTime
+) ENGINE = ReplacingMergeTree(ingested_at)
+PARTITION BY toYYYYMM(date)
+ORDER BY (name, date, user_id, event_id)";
+
+pub fn admin() -> Caller {
+    Caller {
+        user_id: "admin-1".into(),
+        roles: vec!["admin".into()],
+    }
+}
+
+pub fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub fn spec(key: &str, variants: &[(&str, f64)]) -> RawSpec {
+    RawSpec {
+        key: key.into(),
+        variants: variants
+            .iter()
+            .map(|(k, w)| ((*k).to_owned(), *w, false))
+            .collect(),
+        ..RawSpec::default()
+    }
+}
+
+pub fn attrs(v: serde_json::Value) -> titan_abtesting::domain::Attributes {
+    v.as_object().expect("object").clone()
+}
+
+/// Settings that flush exposures quickly, so tests wait little.
+pub fn settings() -> Settings {
+    Settings {
+        exposure_batch_size: 100,
+        exposure_flush_millis: 20,
+        bayesian: true,
+        ..Settings::default()
+    }
+}
+
+/// A migrated PostgreSQL database and ClickHouse database (with `analytics_events`).
+#[derive(Debug)]
+pub struct Stores {
+    pub db: TestPostgres,
+    pub ch: TestClickHouse,
+}
+
+impl Stores {
+    pub async fn new() -> Self {
+        let db = TestPostgres::new().await;
+        postgres::migrate(&db.pool, "abtesting", sqlx::migrate!("./migrations"))
+            .await
+            .expect("migrate postgres");
+        let ch = TestClickHouse::new().await;
+        clickhouse::migrate(&ch.client, "abtesting", MIGRATIONS)
+            .await
+            .expect("migrate clickhouse");
+        ch.client
+            .query(ANALYTICS_EVENTS)
+            .execute()
+            .await
+            .expect("analytics_events");
+        Self { db, ch }
+    }
+
+    /// One replica of the service on these stores, with its exposure writer.
+    pub fn replica(&self, settings: Settings) -> (App, ExposureWriter, Metrics) {
+        let metrics = Metrics::new(&prometheus::Registry::new()).expect("metrics");
+        let (sink, writer) = exposures(
+            self.ch.client.clone(),
+            &settings,
+            "test".into(),
+            metrics.clone(),
+        );
+        let app = Abtesting::new(
+            PgStore::new(self.db.pool.clone()),
+            sink,
+            ChResults::new(self.ch.client.clone()),
+            settings,
+            metrics.clone(),
+            Arc::new(chrono::Utc::now),
+        );
+        (app, writer, metrics)
+    }
+}
+
+/// A replica whose exposure writer runs until the world is dropped.
+#[derive(Debug)]
+pub struct World {
+    pub app: Arc<App>,
+    pub stores: Stores,
+    pub metrics: Metrics,
+    stop: CancellationToken,
+}
+
+impl World {
+    pub async fn new(settings: Settings) -> Self {
+        let stores = Stores::new().await;
+        let (app, writer, metrics) = stores.replica(settings);
+        let stop = CancellationToken::new();
+        tokio::spawn(writer.run(stop.clone()));
+        Self {
+            app: Arc::new(app),
+            stores,
+            metrics,
+            stop,
+        }
+    }
+
+    /// Rows in a ClickHouse query that returns one count.
+    pub async fn count(&self, sql: &str) -> u64 {
+        self.stores
+            .ch
+            .client
+            .query(sql)
+            .fetch_one::<u64>()
+            .await
+            .expect("count")
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
