@@ -1,8 +1,11 @@
-//! The flash-sale load generator: starts `titan serve flashsale` on private datastores, drives
-//! `AttemptPurchase` over gRPC with many concurrent simulated buyers, then checks that nothing
-//! was oversold; and measures the raw ceiling — the same Lua script driven directly from this
-//! process — so the service's throughput is read as a share of what Redis alone does here.
+//! Load generators over the real binary. Here the flash-sale one: starts `titan serve
+//! flashsale` on private datastores, drives `AttemptPurchase` over gRPC with many concurrent
+//! simulated buyers, then checks that nothing was oversold; and measures the raw ceiling — the
+//! same Lua script driven directly from this process — so the service's throughput is read as
+//! a share of what Redis alone does here. The analytics one is in [`analytics`].
 #![forbid(unsafe_code)]
+
+pub mod analytics;
 
 use std::{
     collections::BTreeMap,
@@ -55,7 +58,7 @@ impl Options {
 pub struct Latencies(Vec<u32>);
 
 impl Latencies {
-    fn quantile(&self, q: f64) -> Duration {
+    pub fn quantile(&self, q: f64) -> Duration {
         if self.0.is_empty() {
             return Duration::ZERO;
         }

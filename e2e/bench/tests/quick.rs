@@ -1,5 +1,6 @@
-//! CI's short run of the load generator: a small sale under concurrent load sells out and
-//! nothing is oversold. Figures are printed, never asserted.
+//! CI's short runs of the load generators: a small sale under concurrent load sells out and
+//! nothing is oversold; concurrent event batches are all stored, each once, and the reports
+//! answer over the generated history. Figures are printed, never asserted.
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_quick_flashsale_run_never_oversells() {
@@ -14,4 +15,16 @@ async fn the_quick_flashsale_run_never_oversells() {
         server.units_sold + server.units_reserved + server.units_remaining,
         500
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quick_analytics_run_stores_every_event_once() {
+    let options = titan_bench::analytics::AnalyticsOptions::quick();
+    let report = titan_bench::analytics::analytics(&options)
+        .await
+        .expect("bench");
+    println!("{report}");
+    assert!(report.events > 0);
+    assert_eq!(report.stored, report.events, "{report}");
+    assert_eq!(report.funnel.len(), 5);
 }
