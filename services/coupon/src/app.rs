@@ -947,10 +947,18 @@ const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 fn random_suffix(len: usize) -> String {
     let mut out = String::with_capacity(len);
     while out.len() < len {
-        for b in Uuid::new_v4().as_bytes() {
+        // Bytes 6 and 8 of a v4 UUID carry its version and variant bits: not random.
+        let uuid = Uuid::new_v4();
+        let random = uuid
+            .as_bytes()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 6 && *i != 8);
+        for (_, b) in random {
             if out.len() == len {
                 break;
             }
+            // 256 is a multiple of the 32 letters, so every letter is equally likely.
             out.push(char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]));
         }
     }

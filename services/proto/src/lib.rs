@@ -31,6 +31,12 @@ pub mod flashsale {
     }
 }
 
+pub mod gamification {
+    pub mod v1 {
+        tonic::include_proto!("titan.gamification.v1");
+    }
+}
+
 pub mod ping {
     pub mod v1 {
         tonic::include_proto!("titan.ping.v1");

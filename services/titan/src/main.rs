@@ -15,6 +15,7 @@ const SERVICES: &[fn() -> ServiceDef] = &[
     titan_flashsale::service,
     titan_abtesting::service,
     titan_coupon::service,
+    titan_gamification::service,
 ];
 
 #[derive(Debug, Parser)]

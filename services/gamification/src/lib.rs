@@ -1,0 +1,84 @@
+//! The gamification service: points in a PostgreSQL ledger (race-free, never negative, each
+//! award once per source), levels, badges, a rewards catalog, check-in streaks, missions, and
+//! Redis leaderboards fed from the ledger. Purchases earn from `flashsale.purchased` events.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod store;
+
+use std::{sync::Arc, time::Duration};
+
+use futures::FutureExt;
+use titan_crds::config::TitanConfig;
+use titan_kit::{
+    Datastore, KitError, Mounted, ServiceContext, ServiceDef,
+    events::{Consumer, ConsumerOptions},
+};
+use titan_proto::gamification::v1::gamification_service_server::GamificationServiceServer;
+
+use crate::{
+    app::Gamification,
+    config::Settings,
+    store::{consumer::PurchaseHandler, pg::PgLedger, redis::RedisBoards},
+};
+
+/// How often ledger rows not yet on the leaderboards are moved there.
+const FEED_EVERY: Duration = Duration::from_millis(500);
+
+/// The `titan` binary's entry for this service.
+pub fn service() -> ServiceDef {
+    ServiceDef {
+        name: domain::SERVICE,
+        datastores: &[Datastore::Postgres, Datastore::Redis],
+        migrator: Some(|| sqlx::migrate!("./migrations")),
+        clickhouse_migrations: &[],
+        publishes_events: false,
+        file_descriptor_set: titan_proto::FILE_DESCRIPTOR_SET,
+        mount: |ctx| mount(ctx).boxed(),
+    }
+}
+
+async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
+    let settings = Settings::from_yaml(ctx.section())
+        .map_err(|e| KitError::config(format!("services.{}", domain::SERVICE), e.to_string()))?;
+    let pool = ctx.postgres()?;
+    let redis = ctx.redis()?;
+    let app = Arc::new(Gamification::new(
+        PgLedger::new(pool.clone()),
+        RedisBoards::new(redis.clone()),
+        settings.clone(),
+        Arc::new(chrono::Utc::now),
+    ));
+    let consumer = Consumer::new(
+        pool,
+        redis,
+        ConsumerOptions::new(
+            store::consumer::SOURCE,
+            domain::SERVICE,
+            &ctx.instance(),
+            &ctx.config.events,
+        ),
+        PurchaseHandler::new(settings),
+    )
+    .await?;
+    let shutdown = ctx.shutdown.clone();
+    Ok(Mounted::new(&ctx)
+        .grpc(GamificationServiceServer::new(grpc::Grpc::new(app.clone())))
+        .task("gamification-purchases", consumer.run(ctx.shutdown.clone()))
+        .task("gamification-leaderboards", async move {
+            let mut tick = tokio::time::interval(FEED_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    _ = tick.tick() => {}
+                }
+                if let Err(e) = app.feed_all().await {
+                    tracing::warn!(error = %e, "leaderboard feed failed; retrying next period");
+                }
+            }
+        }))
+}

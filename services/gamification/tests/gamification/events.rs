@@ -1,0 +1,93 @@
+//! Earning from `flashsale.purchased` on the bus: delivered twice, awarded once.
+
+use std::time::Duration;
+
+use titan_gamification::{config::Settings, store::consumer::PurchaseHandler};
+use titan_kit::{
+    config::EventsConfig,
+    events::{Consumer, ConsumerOptions, Envelope, stream_key},
+    testing::eventually,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::World;
+
+async fn publish(w: &World, event: &Envelope) {
+    let mut conn = w.redis.conn.clone();
+    let json = serde_json::to_string(event).expect("json");
+    let _: String = redis::cmd("XADD")
+        .arg(stream_key(&w.redis, "flashsale"))
+        .arg("*")
+        .arg("id")
+        .arg(event.id.to_string())
+        .arg("type")
+        .arg(&event.kind)
+        .arg("envelope")
+        .arg(json)
+        .query_async(&mut conn)
+        .await
+        .expect("xadd");
+}
+
+fn purchased(order: &str, user: &str, minor: i64) -> Envelope {
+    Envelope::new(
+        "test",
+        "flashsale.purchased",
+        1,
+        &serde_json::json!({
+            "order_id": order, "sale_id": uuid::Uuid::new_v4(), "product_id": "sku-1",
+            "user_id": user, "quantity": 2, "total": {"minor_units": minor, "currency": "USD"},
+        }),
+    )
+    .expect("envelope")
+}
+
+#[tokio::test]
+async fn an_event_delivered_twice_awards_once() {
+    let w = World::new().await;
+    let events = EventsConfig {
+        claim_idle: Duration::from_secs(30),
+        ..EventsConfig::default()
+    };
+    let consumer = Consumer::new(
+        w.db.pool.clone(),
+        w.redis.clone(),
+        ConsumerOptions::new("flashsale", "gamification", "test-1", &events),
+        PurchaseHandler::new(Settings::default()),
+    )
+    .await
+    .expect("consumer");
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(consumer.run(shutdown.clone()));
+
+    let first = purchased("order-1", "shopper-1", 4_999);
+    publish(&w, &first).await;
+    publish(&w, &first).await; // a relay duplicate: same event id
+    publish(&w, &purchased("order-1", "shopper-1", 4_999)).await; // same order, new event id
+    publish(&w, &purchased("order-2", "shopper-1", 1_050)).await;
+    let other =
+        Envelope::new("test", "flashsale.sale_ended", 1, &serde_json::json!({})).expect("e");
+    publish(&w, &other).await;
+
+    let handled = eventually("four events handled", || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM titan_processed_events WHERE consumer = 'gamification'",
+        )
+        .fetch_one(&w.db.pool)
+        .await
+        .ok()?;
+        (n == 4).then_some(n)
+    })
+    .await;
+    assert_eq!(handled, 4);
+    // 49.99 → 49 points once, 10.50 → 10 points.
+    assert_eq!(w.balance(1).await, 59);
+    let account = w
+        .app
+        .account(&crate::shopper(1), "")
+        .await
+        .expect("account");
+    assert_eq!(account.purchases, 2);
+    shutdown.cancel();
+    running.await.expect("join").expect("consumer");
+}
