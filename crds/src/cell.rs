@@ -397,6 +397,8 @@ pub enum Provider {
     External,
 }
 
+const STORAGE_IMMUTABLE: &str = "self.provider != 'builtin' || oldSelf.provider != 'builtin' || (has(self.storage) == has(oldSelf.storage) && (!has(self.storage) || self.storage == oldSelf.storage))";
+const STORAGE_IMMUTABLE_MESSAGE: &str = "storage of a builtin datastore cannot change: a StatefulSet's volume claim is immutable; expand its PVC instead";
 const EXTERNAL_NEEDS_SECRET: &str = "self.provider != 'external' || has(self.secretName)";
 const EXTERNAL_NEEDS_SECRET_MESSAGE: &str =
     "an external datastore needs secretName: the Secret that holds its connection URL";
@@ -406,13 +408,15 @@ const EXTERNAL_NEEDS_SECRET_MESSAGE: &str =
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": EXTERNAL_NEEDS_SECRET, "message": EXTERNAL_NEEDS_SECRET_MESSAGE},
+    {"rule": STORAGE_IMMUTABLE, "message": STORAGE_IMMUTABLE_MESSAGE},
     {"rule": "self.provider == 'cloudnative-pg' || !has(self.instances)", "message": "instances is a cloudnative-pg setting: a builtin PostgreSQL runs one instance"}
 ]))]
 pub struct PostgresDatastore {
     /// Who runs it.
     #[serde(default)]
     pub provider: PostgresProvider,
-    /// Size of its volume (builtin and cloudnative-pg; default 10Gi).
+    /// Size of its volume (builtin and cloudnative-pg; default 10Gi); fixed once a builtin
+    /// server exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<Quantity>,
     /// Secret in the cell's namespace with the key `url`, a `postgres://` URL (required for
@@ -438,12 +442,15 @@ pub struct PostgresDatastore {
 /// The cell's Redis or ClickHouse.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [{"rule": EXTERNAL_NEEDS_SECRET, "message": EXTERNAL_NEEDS_SECRET_MESSAGE}]))]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": EXTERNAL_NEEDS_SECRET, "message": EXTERNAL_NEEDS_SECRET_MESSAGE},
+    {"rule": STORAGE_IMMUTABLE, "message": STORAGE_IMMUTABLE_MESSAGE}
+]))]
 pub struct Datastore {
     /// Who runs it.
     #[serde(default)]
     pub provider: Provider,
-    /// Size of its volume (builtin; default 10Gi).
+    /// Size of its volume (builtin; default 10Gi); fixed once the server exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<Quantity>,
     /// Secret in the cell's namespace with the key `url` (required for external); for

@@ -123,3 +123,58 @@ fn only_custom_services_set_a_command_and_kind_and_cell_are_immutable() {
         ]
     );
 }
+
+#[test]
+fn the_turn_relay_range_is_ordered_and_small_enough_to_list_in_a_service() {
+    let turn = |min: i32, max: i32| {
+        cell(json!({"version": "0.1.0", "media": {"turn": {
+            "enabled": true, "realm": "r", "listeningPort": 3478, "minPort": min, "maxPort": max
+        }}}))
+    };
+    let message = "the relay port range must be ordered and hold at most 200 ports: each one is a port of the TURN Service";
+    assert_eq!(broken::<Cell>(turn(50000, 49000), None), [message]);
+    assert_eq!(broken::<Cell>(turn(49000, 49200), None), [message]);
+    assert!(broken::<Cell>(turn(49000, 49199), None).is_empty());
+}
+
+#[test]
+fn instances_are_a_cloudnative_pg_setting() {
+    let with = |provider: &str| {
+        cell(
+            json!({"version": "0.1.0", "datastores": {"postgres": {"provider": provider, "instances": 3}}}),
+        )
+    };
+    assert_eq!(
+        broken::<Cell>(with("builtin"), None),
+        ["instances is a cloudnative-pg setting: a builtin PostgreSQL runs one instance"]
+    );
+    assert!(broken::<Cell>(with("cloudnative-pg"), None).is_empty());
+}
+
+#[test]
+fn a_builtin_datastore_keeps_its_volume_size() {
+    let sized = |provider: &str, storage: &str| {
+        cell(json!({"version": "0.1.0", "datastores": {
+            "postgres": {"provider": provider, "storage": storage},
+            "redis": {"provider": "builtin", "storage": "1Gi"}
+        }}))
+    };
+    let message = "storage of a builtin datastore cannot change: a StatefulSet's volume claim is immutable; expand its PVC instead";
+    assert_eq!(
+        broken::<Cell>(sized("builtin", "20Gi"), Some(sized("builtin", "10Gi")))
+            .into_iter()
+            .filter(|m| m == message)
+            .count(),
+        1,
+        "only PostgreSQL's size changed"
+    );
+    // CloudNativePG resizes its own volumes.
+    assert!(
+        !broken::<Cell>(
+            sized("cloudnative-pg", "20Gi"),
+            Some(sized("cloudnative-pg", "10Gi"))
+        )
+        .iter()
+        .any(|m| m == message)
+    );
+}

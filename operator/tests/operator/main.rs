@@ -5,6 +5,7 @@
 mod admin;
 mod build;
 mod crds;
+mod lifecycle;
 mod media;
 mod reconcile;
 mod support;

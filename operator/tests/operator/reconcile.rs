@@ -20,7 +20,7 @@ use titan_operator::{Context, cell, cnpg::Cluster, conditions, metrics::Metrics,
 
 use crate::support::{Fake, cell_fixture, seed_full_cell_secrets};
 
-fn context(fake: &Fake) -> Arc<Context> {
+pub(crate) fn context(fake: &Fake) -> Arc<Context> {
     Arc::new(Context::new(
         fake.client.clone(),
         Metrics::new().expect("metrics"),
@@ -28,27 +28,27 @@ fn context(fake: &Fake) -> Arc<Context> {
     ))
 }
 
-async fn create_cell(fake: &Fake, cell: &Cell) {
+pub(crate) async fn create_cell(fake: &Fake, cell: &Cell) {
     Api::<Cell>::all(fake.client.clone())
         .create(&PostParams::default(), cell)
         .await
         .expect("create cell");
 }
 
-async fn get_cell(fake: &Fake, name: &str) -> Cell {
+pub(crate) async fn get_cell(fake: &Fake, name: &str) -> Cell {
     Api::<Cell>::all(fake.client.clone())
         .get(name)
         .await
         .expect("get cell")
 }
 
-async fn reconcile_cell(fake: &Fake, ctx: &Arc<Context>, name: &str) {
+pub(crate) async fn reconcile_cell(fake: &Fake, ctx: &Arc<Context>, name: &str) {
     cell::reconcile(Arc::new(get_cell(fake, name).await), ctx.clone())
         .await
         .expect("cell reconcile");
 }
 
-async fn services_in(fake: &Fake, namespace: &str) -> Vec<Service> {
+pub(crate) async fn services_in(fake: &Fake, namespace: &str) -> Vec<Service> {
     Api::<Service>::namespaced(fake.client.clone(), namespace)
         .list(&Default::default())
         .await
@@ -56,7 +56,7 @@ async fn services_in(fake: &Fake, namespace: &str) -> Vec<Service> {
         .items
 }
 
-async fn reconcile_services(fake: &Fake, ctx: &Arc<Context>, namespace: &str) {
+pub(crate) async fn reconcile_services(fake: &Fake, ctx: &Arc<Context>, namespace: &str) {
     for s in services_in(fake, namespace).await {
         service::reconcile(Arc::new(s), ctx.clone())
             .await
@@ -66,7 +66,7 @@ async fn reconcile_services(fake: &Fake, ctx: &Arc<Context>, namespace: &str) {
 
 /// Plays the workload controllers and CloudNativePG: every Deployment, StatefulSet and Cluster
 /// reports itself rolled out.
-pub async fn roll_out(fake: &Fake, namespace: &str) {
+pub(crate) async fn roll_out(fake: &Fake, namespace: &str) {
     let sets = Api::<StatefulSet>::namespaced(fake.client.clone(), namespace);
     for s in sets.list(&Default::default()).await.expect("list").items {
         let status = json!({"status": {
@@ -124,13 +124,13 @@ async fn roll_out_deployments(fake: &Fake, namespace: &str) {
 }
 
 /// Cell, then its Services, then the Cell again: the order in which watches would run them.
-async fn round(fake: &Fake, ctx: &Arc<Context>, name: &str, namespace: &str) {
+pub(crate) async fn round(fake: &Fake, ctx: &Arc<Context>, name: &str, namespace: &str) {
     reconcile_cell(fake, ctx, name).await;
     reconcile_services(fake, ctx, namespace).await;
     reconcile_cell(fake, ctx, name).await;
 }
 
-fn condition(
+pub(crate) fn condition(
     status: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
     type_: &str,
 ) -> (String, String) {
