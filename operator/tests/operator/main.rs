@@ -4,6 +4,7 @@
 
 mod admin;
 mod build;
+mod cell_build;
 mod crds;
 mod lifecycle;
 mod media;
