@@ -163,6 +163,16 @@ pub struct Snapshot {
     pub held: Option<Hold>,
 }
 
+/// What Redis knows of a code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cached {
+    Hit(Snapshot),
+    /// Recently looked up and not found in the record.
+    Missing,
+    /// Not loaded.
+    Cold,
+}
+
 /// An order's hold on a coupon, in Redis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hold {
@@ -231,7 +241,7 @@ pub trait CouponStore: Send + Sync + 'static {
         order_id: &str,
         caller: &Caller,
         admin: bool,
-        events: &(dyn Fn(&Redemption) -> Result<Envelope> + Sync),
+        events: &(dyn Fn(&Redemption, &str) -> Result<Envelope> + Sync),
     ) -> impl Future<Output = Result<Vec<Redemption>>> + Send;
     fn ledger(&self, code: &CouponCode) -> impl Future<Output = Result<Vec<LedgerEntry>>> + Send;
     /// Codes and recorded uses of coupons that have not expired.
@@ -243,13 +253,17 @@ pub trait CouponStore: Send + Sync + 'static {
 
 /// Redis: the fast lookup and the live counters of coupons.
 pub trait CouponCache: Send + Sync + 'static {
-    /// `None` when the coupon is not loaded.
     fn snapshot(
         &self,
         code: &CouponCode,
         user: &str,
         order: Option<&str>,
-    ) -> impl Future<Output = Result<Option<Snapshot>>> + Send;
+    ) -> impl Future<Output = Result<Cached>> + Send;
+    /// Remembers for a short while that no coupon has this code, so guessing codes does not
+    /// reach PostgreSQL each time; loading the coupon forgets it.
+    fn mark_missing(&self, code: &CouponCode) -> impl Future<Output = Result<()>> + Send;
+    /// Forgets that these codes were missing (they have just been created).
+    fn forget_missing(&self, codes: &[CouponCode]) -> impl Future<Output = Result<()>> + Send;
     fn consume(
         &self,
         code: &CouponCode,
@@ -402,16 +416,24 @@ impl<P: CouponStore, C: CouponCache> Coupons<P, C> {
         user: &str,
         order: Option<&str>,
     ) -> Result<Snapshot> {
-        if let Some(s) = self.cache.snapshot(code, user, order).await? {
-            return Ok(s);
+        match self.cache.snapshot(code, user, order).await? {
+            Cached::Hit(s) => return Ok(s),
+            Cached::Missing => return Err(Refusal::NotFound(code.clone()).into()),
+            Cached::Cold => {}
         }
-        self.warm(code).await?;
-        self.cache
-            .snapshot(code, user, order)
-            .await?
-            .ok_or_else(|| {
-                KitError::Other(format!("coupon {code} vanished from redis after loading")).into()
-            })
+        match self.warm(code).await {
+            Err(CouponError::Refused(Refusal::NotFound(_))) => {
+                self.cache.mark_missing(code).await?;
+                return Err(Refusal::NotFound(code.clone()).into());
+            }
+            other => other?,
+        };
+        match self.cache.snapshot(code, user, order).await? {
+            Cached::Hit(s) => Ok(s),
+            _ => Err(
+                KitError::Other(format!("coupon {code} vanished from redis after loading")).into(),
+            ),
+        }
     }
 
     async fn view(&self, stored: StoredCoupon) -> Result<CouponView> {
@@ -507,6 +529,9 @@ impl<P: CouponStore, C: CouponCache> Coupons<P, C> {
             })
             .collect();
         self.store.create(&key, &coupons).await?;
+        self.cache
+            .forget_missing(&codes.iter().cloned().collect::<Vec<_>>())
+            .await?;
         // A replay created nothing new: the first call's codes are those of the campaign then.
         Ok(codes.into_iter().collect())
     }
@@ -861,9 +886,8 @@ impl<P: CouponStore, C: CouponCache> Coupons<P, C> {
             request_id,
             order_id.as_bytes(),
         )?;
-        let kinds = |r: &Redemption| -> Result<Envelope> {
-            // The type is informative only; the coupon's spec is not loaded on this path.
-            let env = Envelope::new(
+        let kinds = |r: &Redemption, coupon_type: &str| -> Result<Envelope> {
+            Ok(Envelope::new(
                 &self.cell,
                 REVERSED,
                 1,
@@ -871,13 +895,12 @@ impl<P: CouponStore, C: CouponCache> Coupons<P, C> {
                     redemption_id: r.id,
                     code: r.code.to_string(),
                     campaign: r.campaign.clone(),
-                    coupon_type: String::new(),
+                    coupon_type: coupon_type.to_owned(),
                     user_id: r.user_id.clone(),
                     order_id: r.order_id.clone(),
                     total: r.discount,
                 },
-            )?;
-            Ok(env)
+            )?)
         };
         let reversed = self
             .store

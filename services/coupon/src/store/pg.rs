@@ -280,6 +280,7 @@ impl CouponStore for PgCoupons {
         let mut ordered: Vec<&(Redemption, u32, u32, Envelope)> = rows.iter().collect();
         ordered.sort_by(|a, b| a.0.code.cmp(&b.0.code));
         let mut done = Vec::with_capacity(rows.len());
+        let mut fresh = Vec::with_capacity(rows.len());
         for (r, total_limit, per_user_limit, event) in ordered {
             let inserted = sqlx::query(
                 "INSERT INTO coupon_redemptions (id, code, campaign, order_id, user_id, currency, discount_minor, status, created_at)
@@ -319,19 +320,11 @@ impl CouponStore for PgCoupons {
                 done.push(existing);
                 continue;
             }
-            let limits: Option<(i32,)> = sqlx::query_as(
-                "UPDATE coupon_coupons SET uses = uses + 1, updated_at = now()
-                 WHERE code = $1 AND (total_limit = 0 OR uses < total_limit) RETURNING per_user_limit",
-            )
-            .bind(r.code.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some((per_user,)) = limits else {
-                return Ok(Recorded::Refused(Refusal::Depleted {
-                    code: r.code.clone(),
-                    limit: *total_limit,
-                }));
-            };
+            let per_user: Option<i32> =
+                sqlx::query_scalar("SELECT per_user_limit FROM coupon_coupons WHERE code = $1")
+                    .bind(r.code.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
             let mine = sqlx::query(
                 "INSERT INTO coupon_user_uses (code, user_id, uses) VALUES ($1, $2, 1)
                  ON CONFLICT (code, user_id) DO UPDATE SET uses = coupon_user_uses.uses + 1
@@ -339,7 +332,7 @@ impl CouponStore for PgCoupons {
             )
             .bind(r.code.as_str())
             .bind(&r.user_id)
-            .bind(per_user)
+            .bind(per_user.unwrap_or(0))
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -350,7 +343,26 @@ impl CouponStore for PgCoupons {
                 }));
             }
             outbox::write(&mut tx, SERVICE, event).await?;
+            fresh.push((&r.code, *total_limit));
             done.push(r.clone());
+        }
+        // Every order of a coupon waits on its row here, so it is taken last (in code order) and
+        // held only until the commit that follows.
+        for (code, total_limit) in fresh {
+            let taken = sqlx::query(
+                "UPDATE coupon_coupons SET uses = uses + 1, updated_at = now()
+                 WHERE code = $1 AND (total_limit = 0 OR uses < total_limit)",
+            )
+            .bind(code.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if taken == 0 {
+                return Ok(Recorded::Refused(Refusal::Depleted {
+                    code: code.clone(),
+                    limit: total_limit,
+                }));
+            }
         }
         let answer = serde_json::to_vec(&done).map_err(corrupt)?;
         idempotency::finish(&mut tx, key, &answer).await?;
@@ -364,30 +376,31 @@ impl CouponStore for PgCoupons {
         order_id: &str,
         caller: &Caller,
         admin: bool,
-        events: &(dyn Fn(&Redemption) -> Result<Envelope> + Sync),
+        events: &(dyn Fn(&Redemption, &str) -> Result<Envelope> + Sync),
     ) -> Result<Vec<Redemption>> {
         let mut tx = self.pool.begin().await?;
         if let Begin::Replay(answer) = idempotency::begin(&mut tx, key).await? {
             return serde_json::from_slice(&answer).map_err(corrupt);
         }
         let rows = sqlx::query(
-            "SELECT * FROM coupon_redemptions WHERE order_id = $1 ORDER BY code FOR UPDATE",
+            "SELECT r.*, c.kind FROM coupon_redemptions r JOIN coupon_coupons c USING (code)
+             WHERE r.order_id = $1 ORDER BY r.code FOR UPDATE OF r",
         )
         .bind(order_id)
         .fetch_all(&mut *tx)
         .await?;
         let all = rows
             .iter()
-            .map(redemption_from_row)
+            .map(|row| Ok((redemption_from_row(row)?, row.try_get::<String, _>("kind")?)))
             .collect::<Result<Vec<_>>>()?;
         if all.is_empty() {
             return Err(CouponError::OrderNotFound(order_id.to_owned()));
         }
-        if !admin && all.iter().any(|r| r.user_id != caller.user_id) {
+        if !admin && all.iter().any(|(r, _)| r.user_id != caller.user_id) {
             return Err(CouponError::NotOwner(order_id.to_owned()));
         }
         let mut reversed = Vec::new();
-        for mut r in all.into_iter().filter(|r| !r.reversed) {
+        for (mut r, kind) in all.into_iter().filter(|(r, _)| !r.reversed) {
             sqlx::query("UPDATE coupon_redemptions SET status = 'reversed', reversed_at = now() WHERE id = $1")
                 .bind(r.id)
                 .execute(&mut *tx)
@@ -406,7 +419,7 @@ impl CouponStore for PgCoupons {
             .execute(&mut *tx)
             .await?;
             r.reversed = true;
-            outbox::write(&mut tx, SERVICE, &events(&r)?).await?;
+            outbox::write(&mut tx, SERVICE, &events(&r, &kind)?).await?;
             reversed.push(r);
         }
         let answer = serde_json::to_vec(&reversed).map_err(corrupt)?;

@@ -9,7 +9,7 @@ use redis::{Script, Value};
 use titan_kit::{KitError, datastores::redis::RedisHandle};
 
 use crate::{
-    app::{Consume, CouponCache, Hold, IN_FLIGHT_GRACE, LedgerEntry, Result, Snapshot},
+    app::{Cached, Consume, CouponCache, Hold, IN_FLIGHT_GRACE, LedgerEntry, Result, Snapshot},
     domain::{Coupon, CouponCode, UsageSnapshot},
 };
 
@@ -38,8 +38,10 @@ pub struct RedisCoupons {
     ttl_seconds: u32,
 }
 
-/// The four keys every coupon script takes, in its KEYS order.
-const NAMES: [&str; 4] = ["meta", "uses", "users", "orders"];
+/// The keys every coupon script takes, in its KEYS order.
+const NAMES: [&str; 5] = ["meta", "uses", "users", "orders", "missing"];
+/// How long a code found in no coupon is remembered as missing, at most.
+const MISSING_SECONDS: u32 = 60;
 
 fn text(v: &Value) -> String {
     redis::from_redis_value_ref::<String>(v).unwrap_or_default()
@@ -78,12 +80,7 @@ impl RedisCoupons {
 }
 
 impl CouponCache for RedisCoupons {
-    async fn snapshot(
-        &self,
-        code: &CouponCode,
-        user: &str,
-        order: Option<&str>,
-    ) -> Result<Option<Snapshot>> {
+    async fn snapshot(&self, code: &CouponCode, user: &str, order: Option<&str>) -> Result<Cached> {
         let mut conn = self.redis.conn.clone();
         let reply: Vec<Value> = self
             .invocation(&self.scripts.snapshot, code)
@@ -92,10 +89,10 @@ impl CouponCache for RedisCoupons {
             .invoke_async(&mut conn)
             .await?;
         let [coupon, uses, user_uses, hold] = reply.as_slice() else {
-            return if reply.is_empty() {
-                Ok(None)
-            } else {
-                Err(corrupt(format!("{reply:?}")))
+            return match reply.as_slice() {
+                [] => Ok(Cached::Cold),
+                [missing] if text(missing) == "MISSING" => Ok(Cached::Missing),
+                _ => Err(corrupt(format!("{reply:?}"))),
             };
         };
         let coupon: Coupon = serde_json::from_str(&text(coupon)).map_err(corrupt)?;
@@ -104,7 +101,7 @@ impl CouponCache for RedisCoupons {
                 .parse::<i64>()
                 .map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX))
         };
-        Ok(Some(Snapshot {
+        Ok(Cached::Hit(Snapshot {
             coupon,
             usage: UsageSnapshot {
                 uses: count(uses).map_err(corrupt)?,
@@ -117,6 +114,30 @@ impl CouponCache for RedisCoupons {
                 _ => Some(Hold::OtherUser),
             },
         }))
+    }
+
+    async fn mark_missing(&self, code: &CouponCode) -> Result<()> {
+        let mut conn = self.redis.conn.clone();
+        let () = redis::cmd("SET")
+            .arg(self.key(code, "missing"))
+            .arg(1)
+            .arg("EX")
+            .arg(self.ttl_seconds.min(MISSING_SECONDS))
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn forget_missing(&self, codes: &[CouponCode]) -> Result<()> {
+        let mut conn = self.redis.conn.clone();
+        for chunk in codes.chunks(500) {
+            let mut pipe = redis::pipe();
+            for code in chunk {
+                pipe.del(self.key(code, "missing")).ignore();
+            }
+            let () = pipe.query_async(&mut conn).await?;
+        }
+        Ok(())
     }
 
     async fn consume(

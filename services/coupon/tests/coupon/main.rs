@@ -2,6 +2,7 @@
 //! with worked examples, redemption and reversal, the limits under concurrency, Redis losing or
 //! miscounting, and the gRPC edge's status codes.
 
+mod bench;
 mod concurrency;
 mod fault;
 mod grpc;

@@ -264,6 +264,20 @@ async fn redemption_is_idempotent_reversed_once_and_announced() {
     assert_eq!(payload["total"]["minor_units"], 1_000);
     assert_eq!(payload["total"]["currency"], "USD");
     assert_eq!(payload["code"], "ONCE");
+    assert_eq!(payload["coupon_type"], "PERCENTAGE");
+    let reversed = &events[1].1;
+    assert_eq!(
+        (
+            &reversed["order_id"],
+            &reversed["coupon_type"],
+            &reversed["total"]["minor_units"]
+        ),
+        (
+            &serde_json::json!("order-1"),
+            &serde_json::json!("PERCENTAGE"),
+            &serde_json::json!(1_000)
+        )
+    );
 
     let usage = w.app.usage("once").await.expect("usage");
     assert_eq!(
@@ -521,4 +535,34 @@ async fn bad_input_is_refused_and_changes_nothing() {
         .await
         .expect("count");
     assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn unknown_codes_are_remembered_briefly_and_forgotten_on_creation() {
+    let w = World::new().await;
+    assert_eq!(reason(&w, "GHOST", &plain_cart()).await, "COUPON_NOT_FOUND");
+    // A row that appears in the record behind the service's back is not seen while the miss
+    // is remembered: lookups of unknown codes do not reach PostgreSQL.
+    w.create(spec("REAL", CouponKind::FreeShipping, 0)).await;
+    sqlx::query(
+        "INSERT INTO coupon_coupons (code, kind, campaign, spec, total_limit, per_user_limit, valid_until)
+         SELECT 'GHOST', kind, campaign, jsonb_set(spec, '{code}', '\"GHOST\"'), total_limit,
+                per_user_limit, valid_until FROM coupon_coupons WHERE code = 'REAL'",
+    )
+    .execute(&w.db.pool)
+    .await
+    .expect("copy");
+    assert_eq!(reason(&w, "GHOST", &plain_cart()).await, "COUPON_NOT_FOUND");
+    let mut conn = w.redis.conn.clone();
+    let forgotten: i64 = redis::cmd("DEL")
+        .arg(w.redis.key("{coupon:GHOST}:missing"))
+        .query_async(&mut conn)
+        .await
+        .expect("del");
+    assert_eq!(forgotten, 1);
+    assert_eq!(discount(&w, "GHOST", &plain_cart()).await, 500);
+    // Creating a coupon forgets an earlier miss of its code at once.
+    assert_eq!(reason(&w, "LATER", &plain_cart()).await, "COUPON_NOT_FOUND");
+    w.create(spec("LATER", CouponKind::FreeShipping, 0)).await;
+    assert_eq!(discount(&w, "LATER", &plain_cart()).await, 500);
 }

@@ -1,7 +1,10 @@
 -- ValidateCoupon's and RedeemCoupon's read: the coupon, its uses, the shopper's uses and the
 -- order's hold, in one atomic read. ARGV: user, order ('' for none).
 local coupon = redis.call('HGET', KEYS[1], 'coupon')
-if not coupon then return {} end
+if not coupon then
+  if redis.call('EXISTS', KEYS[5]) == 1 then return {'MISSING'} end
+  return {}
+end
 local hold = ''
 if ARGV[2] ~= '' then
   local v = redis.call('HGET', KEYS[4], ARGV[2])

@@ -4,7 +4,7 @@
 -- flight and is kept. ARGV: now_ms, grace_ms, ttl_s, coupon JSON, total, per_user, from_ms,
 -- until_ms, paused, then (order, user, 'A'|'R') triples of the record.
 local now, grace, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[5])
 redis.call('HSET', KEYS[1], 'coupon', ARGV[4], 'total', ARGV[5], 'per_user', ARGV[6],
   'from', ARGV[7], 'until', ARGV[8], 'paused', ARGV[9])
 local record = {}
