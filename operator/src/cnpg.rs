@@ -136,9 +136,6 @@ pub struct Compression {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterStatus {
-    /// Instances that exist.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instances: Option<i32>,
     /// Instances that are ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_instances: Option<i32>,

@@ -19,7 +19,14 @@ pub mod workload;
 
 use std::{collections::BTreeSet, fmt::Debug, sync::Arc};
 
-use k8s_openapi::{NamespaceResourceScope, api::core::v1::Namespace, jiff::Timestamp};
+use k8s_openapi::{
+    NamespaceResourceScope,
+    api::{
+        apps::v1::{Deployment, StatefulSet},
+        core::v1::Namespace,
+    },
+    jiff::Timestamp,
+};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{Patch, PatchParams},
@@ -31,7 +38,7 @@ use titan_crds::{Cell, CellStatus, Service, common::condition};
 use self::{
     build::CellObjects, credentials::Credentials, dereference::Live, observe::LiveWorkloads,
 };
-use crate::{Context, Error, apply, conditions, service::build::CellView};
+use crate::{Context, Error, apply, cnpg::Cluster, conditions, service::build::CellView};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "cell";
@@ -110,6 +117,129 @@ where
     Ok(applied)
 }
 
+/// The cell's Services and workloads after the apply stage (as found, when paused), for the
+/// status stage.
+struct Applied {
+    services: Vec<Service>,
+    stateful_sets: Vec<StatefulSet>,
+    deployments: Vec<Deployment>,
+    clusters: Vec<Cluster>,
+}
+
+impl Applied {
+    fn found(live: Live) -> Self {
+        Self {
+            services: live.services,
+            stateful_sets: live.stateful_sets,
+            deployments: live.deployments,
+            clusters: live.clusters,
+        }
+    }
+}
+
+/// Apply stage: everything in order (the namespace, its fences, Secrets and configs, the
+/// workloads, the Titan Services last), pruning what the cell no longer wants.
+async fn apply_all(
+    ctx: &Context,
+    cell: &Cell,
+    objects: CellObjects,
+    live: Live,
+    rollout_blocked: bool,
+) -> Result<Applied, Error> {
+    let client = &ctx.client;
+    let namespace = cell.namespace_name();
+    let CellObjects {
+        namespace: desired_namespace,
+        resource_quotas,
+        limit_ranges,
+        network_policies,
+        secrets,
+        config_maps,
+        core_services,
+        stateful_sets,
+        clusters,
+        deployments,
+        services,
+    } = objects;
+    let Live {
+        namespace: live_namespace,
+        services: live_services,
+        resource_quotas: live_quotas,
+        limit_ranges: live_limits,
+        network_policies: live_policies,
+        secrets: live_secrets,
+        config_maps: live_config_maps,
+        core_services: live_core_services,
+        stateful_sets: live_sets,
+        clusters: live_clusters,
+        deployments: live_deployments,
+        referenced: _,
+    } = live;
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    apply::apply(&namespaces, desired_namespace, live_namespace.as_ref()).await?;
+    sync(client, &namespace, resource_quotas, &live_quotas, &[]).await?;
+    sync(client, &namespace, limit_ranges, &live_limits, &[]).await?;
+    sync(client, &namespace, network_policies, &live_policies, &[]).await?;
+    // While a connection is unknown the datastores Secret is not built; the one the running
+    // services use stays.
+    let spare = if rollout_blocked {
+        vec![CellView::of(cell).datastores_secret()]
+    } else {
+        Vec::new()
+    };
+    sync(client, &namespace, secrets, &live_secrets, &spare).await?;
+    sync(client, &namespace, config_maps, &live_config_maps, &[]).await?;
+    sync(client, &namespace, core_services, &live_core_services, &[]).await?;
+    let stateful_sets = sync(client, &namespace, stateful_sets, &live_sets, &[]).await?;
+    // A Cluster is never pruned: switching providers must not drop a database.
+    let cluster_api: Api<Cluster> = Api::namespaced(client.clone(), &namespace);
+    let mut applied_clusters = Vec::with_capacity(clusters.len());
+    for cluster in clusters {
+        let current = live_clusters
+            .iter()
+            .find(|l| l.name_any() == cluster.name_any());
+        applied_clusters.push(apply::apply(&cluster_api, cluster, current).await?);
+    }
+    let deployments = sync(client, &namespace, deployments, &live_deployments, &[]).await?;
+
+    if rollout_blocked {
+        return Ok(Applied {
+            services: live_services,
+            stateful_sets,
+            deployments,
+            clusters: applied_clusters,
+        });
+    }
+    let service_api: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    let mut applied_services = Vec::with_capacity(services.len());
+    let mut keep = BTreeSet::new();
+    for service in services {
+        let current = live_services
+            .iter()
+            .find(|l| l.name_any() == service.name_any());
+        keep.insert(service.name_any());
+        applied_services.push(apply::apply(&service_api, service, current).await?);
+    }
+    let pruned = apply::prune(&service_api, &live_services, &keep).await?;
+    if pruned > 0 {
+        ctx.event(
+            &cell.object_ref(&()),
+            false,
+            "ServicesRemoved",
+            "Prune",
+            format!("removed {pruned} disabled service(s)"),
+        )
+        .await;
+    }
+    Ok(Applied {
+        services: applied_services,
+        stateful_sets,
+        deployments,
+        clusters: applied_clusters,
+    })
+}
+
 async fn reconcile_inner(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     let name = cell.meta().name.clone().ok_or(Error::Unnamed {
         kind: "Cell".into(),
@@ -131,8 +261,6 @@ async fn reconcile_inner(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     };
 
     let live = dereference::dereference(cell, client).await?;
-    let namespace = cell.namespace_name();
-    let view = CellView::of(cell);
     let credentials_secret = live
         .secrets
         .iter()
@@ -144,106 +272,27 @@ async fn reconcile_inner(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     // missing; the ones already running keep the datastores Secret they have.
     let rollout_blocked = connections.datastore_values().is_err();
 
-    let CellObjects {
-        namespace: desired_namespace,
-        resource_quotas,
-        limit_ranges,
-        network_policies,
-        secrets,
-        config_maps,
-        core_services,
-        stateful_sets,
-        clusters,
-        deployments,
-        services: desired_services,
-    } = build::build(cell, &credentials, &connections);
-    let desired: Vec<String> = desired_services.iter().map(ResourceExt::name_any).collect();
-
-    let Live {
-        namespace: live_namespace,
-        services: live_services,
-        resource_quotas: live_quotas,
-        limit_ranges: live_limits,
-        network_policies: live_policies,
-        secrets: live_secrets,
-        config_maps: live_config_maps,
-        core_services: live_core_services,
-        stateful_sets: live_sets,
-        clusters: live_clusters,
-        deployments: live_deployments,
-        referenced: _,
-    } = live;
-    let mut children = live_services.clone();
-    let (mut sets, mut media, mut postgres_clusters) = (
-        live_sets.clone(),
-        live_deployments.clone(),
-        live_clusters.clone(),
-    );
-
-    if !paused {
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        // Apply in order: the namespace, its fences, then what lives in it.
-        apply::apply(&namespaces, desired_namespace, live_namespace.as_ref()).await?;
-        sync(client, &namespace, resource_quotas, &live_quotas, &[]).await?;
-        sync(client, &namespace, limit_ranges, &live_limits, &[]).await?;
-        sync(client, &namespace, network_policies, &live_policies, &[]).await?;
-        let spare = if rollout_blocked {
-            vec![view.datastores_secret()]
-        } else {
-            Vec::new()
-        };
-        sync(client, &namespace, secrets, &live_secrets, &spare).await?;
-        sync(client, &namespace, config_maps, &live_config_maps, &[]).await?;
-        sync(client, &namespace, core_services, &live_core_services, &[]).await?;
-        sets = sync(client, &namespace, stateful_sets, &live_sets, &[]).await?;
-        // A Cluster is never pruned: switching providers must not drop a database.
-        postgres_clusters = Vec::new();
-        let cluster_api: Api<crate::cnpg::Cluster> = Api::namespaced(client.clone(), &namespace);
-        for cluster in clusters {
-            let current = live_clusters
-                .iter()
-                .find(|l| l.name_any() == cluster.name_any());
-            postgres_clusters.push(apply::apply(&cluster_api, cluster, current).await?);
-        }
-        media = sync(client, &namespace, deployments, &live_deployments, &[]).await?;
-
-        if !rollout_blocked {
-            let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
-            children.clear();
-            for service in desired_services {
-                let current = live_services
-                    .iter()
-                    .find(|l| l.name_any() == service.name_any());
-                children.push(apply::apply(&services, service, current).await?);
-            }
-            let keep: BTreeSet<String> = desired.iter().cloned().collect();
-            let pruned = apply::prune(&services, &live_services, &keep).await?;
-            if pruned > 0 {
-                ctx.event(
-                    &cell.object_ref(&()),
-                    false,
-                    "ServicesRemoved",
-                    "Prune",
-                    format!("removed {pruned} disabled service(s)"),
-                )
-                .await;
-            }
-        }
-    }
+    let objects = build::build(cell, &credentials, &connections);
+    let desired: Vec<String> = objects.services.iter().map(ResourceExt::name_any).collect();
+    let applied = if paused {
+        Applied::found(live)
+    } else {
+        apply_all(ctx, cell, objects, live, rollout_blocked).await?
+    };
 
     let components = observe::components(
         cell,
         &connections,
         LiveWorkloads {
-            stateful_sets: &sets,
-            deployments: &media,
-            clusters: &postgres_clusters,
+            stateful_sets: &applied.stateful_sets,
+            deployments: &applied.deployments,
+            clusters: &applied.clusters,
         },
     );
     let status = status::compute(
         cell,
         &desired,
-        &children,
+        &applied.services,
         &invalid,
         &components,
         Timestamp::now(),

@@ -41,6 +41,8 @@ pub struct Components {
     pub media: MediaStatus,
     /// Misconfigurations a person must fix (a user's Secret lacks keys), for `Degraded`.
     pub problems: Vec<String>,
+    /// Whether a datastore waits for a person rather than for time (a user's Secret is wrong).
+    pub datastores_misconfigured: bool,
 }
 
 fn status(provider: Option<&str>, ready: bool, reason: &str, message: String) -> ComponentStatus {
@@ -227,12 +229,14 @@ pub fn components(cell: &Cell, connections: &Connections, live: LiveWorkloads) -
             }
         });
 
+    let object_storage_problems = problems.len();
     let datastores = DatastoresStatus {
         postgres: with_connection(postgres, &connections.postgres, &mut problems),
         redis: with_connection(redis, &connections.redis, &mut problems),
         clickhouse: with_connection(clickhouse, &connections.clickhouse, &mut problems),
         object_storage,
     };
+    let datastores_misconfigured = problems.len() > object_storage_problems;
     let media = MediaStatus {
         turn: media::enabled_turn(cell).map(|_| deployment_status(TURN, live.deployments)),
         rtmp: media::enabled_rtmp(cell).map(|_| deployment_status(RTMP, live.deployments)),
@@ -241,6 +245,7 @@ pub fn components(cell: &Cell, connections: &Connections, live: LiveWorkloads) -
         datastores,
         media,
         problems,
+        datastores_misconfigured,
     }
 }
 

@@ -201,13 +201,10 @@ pub fn compute(
             "every datastore serves and the datastores secret is complete",
         )
     } else {
-        let misconfigured = [&stores.postgres, &stores.redis, &stores.clickhouse]
-            .iter()
-            .any(|s| !s.ready && components.problems.contains(&s.message));
         Observed::new(
             DATASTORES_READY,
             false,
-            if misconfigured {
+            if components.datastores_misconfigured {
                 "DatastoreMisconfigured"
             } else {
                 "DatastoresStarting"
