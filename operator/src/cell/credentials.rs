@@ -44,8 +44,9 @@ impl Key {
     }
 }
 
-/// Length of a generated secret: 32 of 62 symbols is about 190 bits, and alphanumerics need no
-/// escaping in the connection URLs they end up in.
+/// Length of a generated secret: 32 of 62 symbols is about 190 bits, the runtime wants a token
+/// key of at least 32 bytes, and alphanumerics need no escaping in the connection URLs they end
+/// up in.
 const LENGTH: usize = 32;
 
 /// Name of a cell's credentials Secret.

@@ -21,7 +21,7 @@ use titan_operator::{
     cell::{
         build::{CellObjects, build as cell_build},
         connections::{self, Lookup, SecretSource},
-        credentials::Credentials,
+        credentials::{self, Credentials},
         observe::{self, Components},
         status,
     },
@@ -789,4 +789,47 @@ fn without_object_storage_the_cell_says_recordings_and_uploads_are_off() {
             "turn:203.0.113.7:3478?transport=tcp"
         ]
     );
+}
+
+/// The contract between the Cell's Secrets, a service's Deployment and the `titan` runtime: every
+/// variable the Deployment reads from a Secret is a key the Cell put there, and the values make
+/// a configuration the runtime accepts, ClickHouse login included.
+#[test]
+fn the_secrets_the_cell_builds_configure_the_runtime_of_a_service() {
+    let cell = example("manifests/examples/dev-cell.yaml");
+    // Real generated values: the runtime has rules of its own (a token key of 32 bytes or more).
+    let credentials = Credentials::resolve(None, credentials::generate);
+    let connections = connections::resolve(&cell, &credentials, &connections::Offline);
+    let objects = cell_build(&cell, &credentials, &connections);
+    let service = objects
+        .services
+        .iter()
+        .find(|s| s.spec.service == ServiceKind::Analytics)
+        .expect("analytics");
+    let rendered = validate::validate(service, "dev").expect("config");
+    let deployment = service_build::build(service, &CellView::of(&cell), &rendered)
+        .expect("builds")
+        .deployment;
+    let mut env = BTreeMap::new();
+    for variable in deployment_pod(&deployment).containers[0]
+        .env
+        .iter()
+        .flatten()
+    {
+        let (secret, key) = from_secret(variable);
+        env.insert(
+            variable.name.clone(),
+            secret_text(named(&objects.secrets, &secret), &key),
+        );
+    }
+    let config = titan_kit::config::Config::from_sources(Some(&rendered.yaml), |name| {
+        env.get(name).cloned()
+    })
+    .expect("the runtime accepts it");
+    assert!(config.postgres.is_some() && config.redis.is_some());
+    assert!(config.auth.hs256_secret.is_some());
+    let clickhouse = config.clickhouse.expect("clickhouse");
+    assert_eq!(clickhouse.url, "http://clickhouse.titan-dev.svc:8123");
+    assert_eq!(clickhouse.user.as_deref(), Some("titan"));
+    assert!(clickhouse.password.is_some());
 }
