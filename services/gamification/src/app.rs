@@ -1,9 +1,10 @@
-//! Gamification use cases over the PostgreSQL ledger ([`PgLedger`], the record of every points
-//! change) and the Redis leaderboards ([`RedisBoards`], fed from the ledger by the
-//! [`Feeder`]). The caller always comes from the token.
+//! Gamification use cases over two ports: [`LedgerStore`] (PostgreSQL: accounts, the ledger of
+//! every points change, rewards, missions) and [`Leaderboards`] (Redis sorted sets fed from the
+//! ledger). The caller always comes from the token.
 
-use std::sync::Arc;
+use std::{future::Future, sync::Arc};
 
+use chrono::NaiveDate;
 use chrono::{DateTime, Utc};
 use titan_kit::{
     ErrorCode, KitError, ServiceError,
@@ -16,11 +17,7 @@ use uuid::Uuid;
 use crate::{
     config::Settings,
     domain::{Action, Badge, Period, Reason, SERVICE, local_date},
-    store::{
-        feed::Feeder,
-        pg::{Grant, PgLedger},
-        redis::RedisBoards,
-    },
+    metrics::Metrics,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +177,101 @@ pub struct RankView {
     pub below: Vec<Entry>,
 }
 
+/// Points for an action, once per source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub user_id: String,
+    pub action: Action,
+    pub source_id: String,
+    pub at: DateTime<Utc>,
+}
+
+/// PostgreSQL: accounts, the ledger, badges, rewards and missions. Every balance change is a
+/// ledger row written under the shopper's account lock.
+pub trait LedgerStore: Send + Sync + 'static {
+    /// Awards `grant` once per (user, reason, source); a repeat answers `duplicate`.
+    fn award(
+        &self,
+        grant: &Grant,
+        settings: &Settings,
+    ) -> impl Future<Output = Result<Awarded>> + Send;
+    /// The daily login (`check_in` false) or check-in of the shopper's `date`, once per date.
+    fn day_award(
+        &self,
+        user: &str,
+        date: NaiveDate,
+        check_in: bool,
+        now: DateTime<Utc>,
+        settings: &Settings,
+    ) -> impl Future<Output = Result<DayAward>> + Send;
+    fn account(
+        &self,
+        user: &str,
+        settings: &Settings,
+    ) -> impl Future<Output = Result<Account>> + Send;
+    /// Ledger rows newest first, below the id `before`.
+    fn transactions(
+        &self,
+        user: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Transaction>>> + Send;
+    fn create_reward(
+        &self,
+        key: &idempotency::Key,
+        reward: &Reward,
+    ) -> impl Future<Output = Result<Reward>> + Send;
+    fn rewards(&self) -> impl Future<Output = Result<Vec<Reward>>> + Send;
+    /// Spends the cost and takes a unit of stock together; answers the redemption id.
+    fn redeem_reward(
+        &self,
+        key: &idempotency::Key,
+        user: &str,
+        id: Uuid,
+        now: DateTime<Utc>,
+        settings: &Settings,
+    ) -> impl Future<Output = Result<(Uuid, Reward, Account)>> + Send;
+    fn create_mission(
+        &self,
+        key: &idempotency::Key,
+        mission: &Mission,
+    ) -> impl Future<Output = Result<Mission>> + Send;
+    /// Missions running at `now`, with the shopper's progress.
+    fn missions(
+        &self,
+        user: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<MissionProgress>>> + Send;
+    fn claim_mission(
+        &self,
+        user: &str,
+        id: Uuid,
+        now: DateTime<Utc>,
+        settings: &Settings,
+    ) -> impl Future<Output = Result<Awarded>> + Send;
+}
+
+/// The leaderboards: boards per period, fed from the ledger, rebuilt from it when lost.
+pub trait Leaderboards: Send + Sync + 'static {
+    /// Moves one batch of ledger rows onto the boards; returns the rows taken (0 = drained).
+    fn feed(&self, now: DateTime<Utc>) -> impl Future<Output = Result<u32>> + Send;
+    /// Rebuilds the boards from the ledger now if they were lost.
+    fn ensure_built(&self, now: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send;
+    /// Entries `start..=stop` (0-based) of a board, best first.
+    fn page(
+        &self,
+        board: &str,
+        start: u64,
+        stop: u64,
+    ) -> impl Future<Output = Result<Vec<Entry>>> + Send;
+    fn rank(
+        &self,
+        board: &str,
+        user: &str,
+        neighbours: u64,
+    ) -> impl Future<Output = Result<RankView>> + Send;
+}
+
 /// The clock, replaceable in tests.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
@@ -202,15 +294,15 @@ fn check_id(field: &str, id: &str) -> Result<()> {
 }
 
 #[derive(Clone)]
-pub struct Gamification {
-    ledger: PgLedger,
-    boards: RedisBoards,
-    feeder: Feeder,
+pub struct Gamification<L, B> {
+    ledger: L,
+    boards: B,
     settings: Settings,
     clock: Clock,
+    metrics: Metrics,
 }
 
-impl std::fmt::Debug for Gamification {
+impl<L, B> std::fmt::Debug for Gamification<L, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gamification")
             .field("settings", &self.settings)
@@ -218,15 +310,14 @@ impl std::fmt::Debug for Gamification {
     }
 }
 
-impl Gamification {
-    pub fn new(ledger: PgLedger, boards: RedisBoards, settings: Settings, clock: Clock) -> Self {
-        let feeder = Feeder::new(ledger.pool().clone(), boards.clone());
+impl<L: LedgerStore, B: Leaderboards> Gamification<L, B> {
+    pub fn new(ledger: L, boards: B, settings: Settings, clock: Clock, metrics: Metrics) -> Self {
         Self {
             ledger,
             boards,
-            feeder,
             settings,
             clock,
+            metrics,
         }
     }
 
@@ -278,6 +369,7 @@ impl Gamification {
             at: self.now(),
         };
         let awarded = self.ledger.award(&grant, &self.settings).await?;
+        self.metrics.awarded(grant.action.reason(), &awarded);
         self.feed_soon().await;
         Ok(awarded)
     }
@@ -285,7 +377,7 @@ impl Gamification {
     /// Updates the leaderboards now rather than at the feeder's next tick; a failure only
     /// delays them.
     async fn feed_soon(&self) {
-        if let Err(e) = self.feeder.feed(self.now()).await {
+        if let Err(e) = self.boards.feed(self.now()).await {
             tracing::warn!(error = %e, "leaderboard feed failed; the background feeder retries");
         }
     }
@@ -294,7 +386,8 @@ impl Gamification {
     pub async fn feed_all(&self) -> Result<u64> {
         let mut total = 0;
         loop {
-            let n = self.feeder.feed(self.now()).await?;
+            let n = self.boards.feed(self.now()).await?;
+            self.metrics.fed(u64::from(n));
             total += u64::from(n);
             if n == 0 {
                 return Ok(total);
@@ -312,6 +405,7 @@ impl Gamification {
             .ledger
             .day_award(&caller.user_id, date, false, self.now(), &self.settings)
             .await?;
+        self.metrics.earned(Reason::DailyLogin, day.points);
         self.feed_soon().await;
         Ok(day)
     }
@@ -326,6 +420,7 @@ impl Gamification {
             .ledger
             .day_award(&caller.user_id, date, true, self.now(), &self.settings)
             .await?;
+        self.metrics.earned(Reason::CheckIn, day.points);
         self.feed_soon().await;
         Ok(day)
     }
@@ -434,9 +529,15 @@ impl Gamification {
             request_id,
             id.as_bytes(),
         )?;
-        self.ledger
+        let result = self
+            .ledger
             .redeem_reward(&key, &caller.user_id, id, self.now(), &self.settings)
-            .await
+            .await;
+        match &result {
+            Ok(_) => self.metrics.redeemed("redeemed"),
+            Err(e) => self.metrics.redeemed(e.reason().unwrap_or("error")),
+        }
+        result
     }
 
     pub async fn create_mission(
@@ -491,13 +592,14 @@ impl Gamification {
             .ledger
             .claim_mission(&caller.user_id, id, self.now(), &self.settings)
             .await?;
+        self.metrics.awarded(Reason::Mission, &awarded);
         self.feed_soon().await;
         Ok(awarded)
     }
 
     /// A page of the current board of `period`.
     pub async fn leaderboard(&self, period: Period, page: u32) -> Result<(String, Vec<Entry>)> {
-        self.feeder.ensure_built(self.now()).await?;
+        self.boards.ensure_built(self.now()).await?;
         let board = period.board(self.now());
         let size = u64::from(self.settings.leaderboard_page_size);
         let start = u64::from(page) * size;
@@ -523,7 +625,7 @@ impl Gamification {
         } else {
             user.to_owned()
         };
-        self.feeder.ensure_built(self.now()).await?;
+        self.boards.ensure_built(self.now()).await?;
         self.boards
             .rank(&period.board(self.now()), &user, u64::from(neighbours))
             .await

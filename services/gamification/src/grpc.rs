@@ -8,7 +8,9 @@ use titan_proto::gamification::v1::{self as pb, gamification_service_server::Gam
 use tonic::{Request, Response, Status};
 
 use crate::{
-    app::{Account, Entry, Gamification, GamificationError, Mission, Reward},
+    app::{
+        Account, Entry, Gamification, GamificationError, Leaderboards, LedgerStore, Mission, Reward,
+    },
     domain::{Period, Reason},
 };
 
@@ -116,24 +118,24 @@ fn entry(e: Entry) -> pb::LeaderboardEntry {
     }
 }
 
-pub struct Grpc {
-    app: Arc<Gamification>,
+pub struct Grpc<L, B> {
+    app: Arc<Gamification<L, B>>,
 }
 
-impl std::fmt::Debug for Grpc {
+impl<L, B> std::fmt::Debug for Grpc<L, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Grpc").finish_non_exhaustive()
     }
 }
 
-impl Grpc {
-    pub fn new(app: Arc<Gamification>) -> Self {
+impl<L, B> Grpc<L, B> {
+    pub fn new(app: Arc<Gamification<L, B>>) -> Self {
         Self { app }
     }
 }
 
 #[tonic::async_trait]
-impl GamificationService for Grpc {
+impl<L: LedgerStore, B: Leaderboards> GamificationService for Grpc<L, B> {
     async fn award(
         &self,
         request: Request<pb::AwardRequest>,

@@ -7,6 +7,7 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod grpc;
+pub mod metrics;
 pub mod store;
 
 use std::{sync::Arc, time::Duration};
@@ -22,7 +23,7 @@ use titan_proto::gamification::v1::gamification_service_server::GamificationServ
 use crate::{
     app::Gamification,
     config::Settings,
-    store::{consumer::PurchaseHandler, pg::PgLedger, redis::RedisBoards},
+    store::{consumer::PurchaseHandler, feed::FedBoards, pg::PgLedger, redis::RedisBoards},
 };
 
 /// How often ledger rows not yet on the leaderboards are moved there.
@@ -46,11 +47,13 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
         .map_err(|e| KitError::config(format!("services.{}", domain::SERVICE), e.to_string()))?;
     let pool = ctx.postgres()?;
     let redis = ctx.redis()?;
+    let metrics = metrics::Metrics::new(&ctx.registry)?;
     let app = Arc::new(Gamification::new(
         PgLedger::new(pool.clone()),
-        RedisBoards::new(redis.clone()),
+        FedBoards::new(pool.clone(), RedisBoards::new(redis.clone())),
         settings.clone(),
         Arc::new(chrono::Utc::now),
+        metrics.clone(),
     ));
     let consumer = Consumer::new(
         pool,
@@ -61,7 +64,7 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
             &ctx.instance(),
             &ctx.config.events,
         ),
-        PurchaseHandler::new(settings),
+        PurchaseHandler::new(settings, metrics),
     )
     .await?;
     let shutdown = ctx.shutdown.clone();

@@ -8,8 +8,13 @@ use titan_kit::{
     money::Money,
 };
 
-use super::pg::{Grant, award_in};
-use crate::{app::GamificationError, config::Settings, domain::Action};
+use super::pg::award_in;
+use crate::{
+    app::{GamificationError, Grant},
+    config::Settings,
+    domain::{Action, Reason},
+    metrics::Metrics,
+};
 
 /// The service whose stream this handler reads.
 pub const SOURCE: &str = "flashsale";
@@ -27,11 +32,12 @@ struct Purchased {
 #[derive(Debug, Clone)]
 pub struct PurchaseHandler {
     settings: Settings,
+    metrics: Metrics,
 }
 
 impl PurchaseHandler {
-    pub fn new(settings: Settings) -> Self {
-        Self { settings }
+    pub fn new(settings: Settings, metrics: Metrics) -> Self {
+        Self { settings, metrics }
     }
 }
 
@@ -60,7 +66,10 @@ impl Handler for PurchaseHandler {
             at: event.occurred_at,
         };
         match award_in(tx, &grant, &self.settings).await {
-            Ok(_) => Ok(()),
+            Ok(awarded) => {
+                self.metrics.awarded(Reason::Purchase, &awarded);
+                Ok(())
+            }
             Err(GamificationError::Invalid(e)) => Err(HandlerError::Permanent(e)),
             Err(e) => Err(HandlerError::Retry(e.to_string())),
         }

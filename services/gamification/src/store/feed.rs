@@ -7,24 +7,26 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::redis::{RankedRow, RedisBoards};
-use crate::app::Result;
+use crate::app::{Entry, Leaderboards, RankView, Result};
 
 /// Rows per round.
 const BATCH: i64 = 500;
 
 #[derive(Debug, Clone)]
-pub struct Feeder {
+pub struct FedBoards {
     pool: PgPool,
     boards: RedisBoards,
 }
 
-impl Feeder {
+impl FedBoards {
     pub fn new(pool: PgPool, boards: RedisBoards) -> Self {
         Self { pool, boards }
     }
+}
 
+impl Leaderboards for FedBoards {
     /// One round; returns the rows taken from the ledger (0 when drained or another feeder runs).
-    pub async fn feed(&self, now: DateTime<Utc>) -> Result<u32> {
+    async fn feed(&self, now: DateTime<Utc>) -> Result<u32> {
         let mut tx = self.pool.begin().await?;
         let leader: bool = sqlx::query_scalar(
             "SELECT pg_try_advisory_xact_lock(hashtext('gamification_leaderboards'))",
@@ -72,11 +74,19 @@ impl Feeder {
     }
 
     /// Makes sure the boards exist before they are read: after a loss, replays the ledger now.
-    pub async fn ensure_built(&self, now: DateTime<Utc>) -> Result<()> {
+    async fn ensure_built(&self, now: DateTime<Utc>) -> Result<()> {
         if self.boards.built().await? {
             return Ok(());
         }
         while self.feed(now).await? > 0 {}
         Ok(())
+    }
+
+    async fn page(&self, board: &str, start: u64, stop: u64) -> Result<Vec<Entry>> {
+        self.boards.page(board, start, stop).await
+    }
+
+    async fn rank(&self, board: &str, user: &str, neighbours: u64) -> Result<RankView> {
+        self.boards.rank(board, user, neighbours).await
     }
 }

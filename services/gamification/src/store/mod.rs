@@ -1,6 +1,6 @@
 //! The gamification stores: [`pg::PgLedger`] (accounts, the ledger, rewards, missions: the
-//! record), [`redis::RedisBoards`] (leaderboard sorted sets, Lua in `lua/`), [`feed::Feeder`]
-//! (moves ledger rows onto the boards exactly once) and [`consumer`] (earning from events).
+//! record), [`redis::RedisBoards`] (leaderboard sorted sets, Lua in `lua/`), [`feed::FedBoards`]
+//! (the boards fed with ledger rows, each once) and [`consumer`] (earning from events).
 
 pub mod consumer;
 pub mod feed;

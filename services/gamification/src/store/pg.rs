@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use crate::{
     app::{
-        Account, Awarded, DayAward, GamificationError, Mission, MissionProgress, Result, Reward,
-        Transaction,
+        Account, Awarded, DayAward, GamificationError, Grant, LedgerStore, Mission,
+        MissionProgress, Result, Reward, Transaction,
     },
     config::Settings,
     domain::{Action, Badge, Counters, Reason, badge::earned, level_for},
@@ -24,15 +24,6 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct PgLedger {
     pool: PgPool,
-}
-
-/// Points for an action, once per source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Grant {
-    pub user_id: String,
-    pub action: Action,
-    pub source_id: String,
-    pub at: DateTime<Utc>,
 }
 
 fn corrupt(what: impl std::fmt::Display) -> GamificationError {
@@ -281,12 +272,10 @@ impl PgLedger {
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
     }
+}
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    pub async fn award(&self, grant: &Grant, settings: &Settings) -> Result<Awarded> {
+impl LedgerStore for PgLedger {
+    async fn award(&self, grant: &Grant, settings: &Settings) -> Result<Awarded> {
         let mut tx = self.pool.begin().await?;
         let awarded = award_in(&mut tx, grant, settings).await?;
         tx.commit().await?;
@@ -294,7 +283,7 @@ impl PgLedger {
     }
 
     /// The daily login (`check_in` false) or check-in of `date`, once per date.
-    pub async fn day_award(
+    async fn day_award(
         &self,
         user: &str,
         date: NaiveDate,
@@ -350,12 +339,12 @@ impl PgLedger {
         })
     }
 
-    pub async fn account(&self, user: &str, settings: &Settings) -> Result<Account> {
+    async fn account(&self, user: &str, settings: &Settings) -> Result<Account> {
         let mut conn = self.pool.acquire().await?;
         load(&mut conn, user, settings).await
     }
 
-    pub async fn transactions(
+    async fn transactions(
         &self,
         user: &str,
         before: Option<i64>,
@@ -385,7 +374,7 @@ impl PgLedger {
             .collect()
     }
 
-    pub async fn create_reward(&self, key: &idempotency::Key, reward: &Reward) -> Result<Reward> {
+    async fn create_reward(&self, key: &idempotency::Key, reward: &Reward) -> Result<Reward> {
         let mut tx = self.pool.begin().await?;
         if let Begin::Replay(answer) = idempotency::begin(&mut tx, key).await? {
             return serde_json::from_slice(&answer).map_err(corrupt);
@@ -404,7 +393,7 @@ impl PgLedger {
         Ok(reward.clone())
     }
 
-    pub async fn rewards(&self) -> Result<Vec<Reward>> {
+    async fn rewards(&self) -> Result<Vec<Reward>> {
         let rows =
             sqlx::query("SELECT id, name, cost, stock FROM gamification_rewards ORDER BY cost, id")
                 .fetch_all(&self.pool)
@@ -412,7 +401,7 @@ impl PgLedger {
         rows.iter().map(reward_from_row).collect()
     }
 
-    pub async fn redeem_reward(
+    async fn redeem_reward(
         &self,
         key: &idempotency::Key,
         user: &str,
@@ -484,7 +473,7 @@ impl PgLedger {
         Ok((redemption, reward, account))
     }
 
-    pub async fn create_mission(&self, key: &idempotency::Key, m: &Mission) -> Result<Mission> {
+    async fn create_mission(&self, key: &idempotency::Key, m: &Mission) -> Result<Mission> {
         let mut tx = self.pool.begin().await?;
         if let Begin::Replay(answer) = idempotency::begin(&mut tx, key).await? {
             return serde_json::from_slice(&answer).map_err(corrupt);
@@ -508,7 +497,7 @@ impl PgLedger {
     }
 
     /// Missions running at `now`, with the shopper's progress.
-    pub async fn missions(&self, user: &str, now: DateTime<Utc>) -> Result<Vec<MissionProgress>> {
+    async fn missions(&self, user: &str, now: DateTime<Utc>) -> Result<Vec<MissionProgress>> {
         let mut conn = self.pool.acquire().await?;
         let rows = sqlx::query(
             "SELECT * FROM gamification_missions WHERE starts_at <= $1 AND ends_at > $1 ORDER BY ends_at, id",
@@ -532,7 +521,7 @@ impl PgLedger {
         Ok(out)
     }
 
-    pub async fn claim_mission(
+    async fn claim_mission(
         &self,
         user: &str,
         id: Uuid,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use titan_gamification::{config::Settings, store::consumer::PurchaseHandler};
+use titan_gamification::{config::Settings, metrics::Metrics, store::consumer::PurchaseHandler};
 use titan_kit::{
     config::EventsConfig,
     events::{Consumer, ConsumerOptions, Envelope, stream_key},
@@ -53,7 +53,10 @@ async fn an_event_delivered_twice_awards_once() {
         w.db.pool.clone(),
         w.redis.clone(),
         ConsumerOptions::new("flashsale", "gamification", "test-1", &events),
-        PurchaseHandler::new(Settings::default()),
+        PurchaseHandler::new(
+            Settings::default(),
+            Metrics::new(&prometheus::Registry::new()).expect("metrics"),
+        ),
     )
     .await
     .expect("consumer");

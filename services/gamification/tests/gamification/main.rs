@@ -15,7 +15,8 @@ use titan_gamification::{
     app::Gamification,
     config::Settings,
     domain::Reason,
-    store::{pg::PgLedger, redis::RedisBoards},
+    metrics::Metrics,
+    store::{feed::FedBoards, pg::PgLedger, redis::RedisBoards},
 };
 use titan_kit::{
     auth::Caller,
@@ -24,9 +25,11 @@ use titan_kit::{
     testing::{TestClock, TestPostgres, TestRedis},
 };
 
+pub type App = Gamification<PgLedger, FedBoards>;
+
 #[derive(Debug)]
 pub struct World {
-    pub app: Arc<Gamification>,
+    pub app: Arc<App>,
     pub db: TestPostgres,
     pub redis: RedisHandle,
     pub clock: TestClock,
@@ -75,9 +78,10 @@ impl World {
         let clock = TestClock::at(start());
         let app = Gamification::new(
             PgLedger::new(db.pool.clone()),
-            RedisBoards::new(redis.clone()),
+            FedBoards::new(db.pool.clone(), RedisBoards::new(redis.clone())),
             settings,
             clock.clock(),
+            Metrics::new(&prometheus::Registry::new()).expect("metrics"),
         );
         Self {
             app: Arc::new(app),
