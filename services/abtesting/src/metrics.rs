@@ -97,4 +97,8 @@ impl Metrics {
     pub fn dropped_count(&self) -> u64 {
         self.exposures_dropped.get()
     }
+
+    pub fn written_count(&self) -> u64 {
+        self.exposures_written.get()
+    }
 }

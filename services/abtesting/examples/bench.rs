@@ -1,0 +1,226 @@
+//! Assignment throughput: `Assign`'s work in process (the service's `assign_batch` over its
+//! snapshot, exposures queued to the real ClickHouse writer) and `AssignBatch` of 100
+//! experiments over gRPC through kit's runtime, on the test PostgreSQL and ClickHouse servers.
+//!
+//! ```sh
+//! eval "$(cargo xtask datastores env | grep export)"
+//! cargo run --release -p titan-abtesting --example bench -- [seconds per phase, default 3]
+//! ```
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use prost_types::{Struct, Value, value::Kind};
+use serde_json::json;
+use titan_abtesting::{
+    app::Abtesting,
+    config::Settings,
+    domain::{RawSpec, experiment::Action},
+    metrics::Metrics,
+    service,
+    store::{
+        clickhouse::{ChResults, exposures},
+        pg::PgStore,
+    },
+};
+use titan_kit::{
+    auth::Caller,
+    config::Config,
+    runtime::{self, Bound},
+    testing::{TestClickHouse, TestPostgres},
+};
+use titan_proto::abtesting::v1::{self as pb, ab_testing_service_client::AbTestingServiceClient};
+use tokio_util::sync::CancellationToken;
+
+const EXPERIMENTS: usize = 100;
+const GRPC_CLIENTS: usize = 16;
+
+fn admin() -> Caller {
+    Caller {
+        user_id: "bench".into(),
+        roles: vec!["admin".into()],
+    }
+}
+
+fn spec(i: usize) -> RawSpec {
+    let variants = 2 + i % 3;
+    RawSpec {
+        key: format!("exp-{i:03}"),
+        variants: (0..variants)
+            .map(|v| (format!("v{v}"), 0.0, false))
+            .collect(),
+        coverage: Some(if i.is_multiple_of(2) { 1.0 } else { 0.8 }),
+        hash_version: if i.is_multiple_of(4) { 1 } else { 2 },
+        ..RawSpec::default()
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let seconds: u64 = std::env::args()
+        .nth(1)
+        .map_or(Ok(3), |s| s.parse())
+        .map_err(|e| format!("seconds per phase: {e}"))?;
+    let phase = Duration::from_secs(seconds);
+    let db = TestPostgres::new().await;
+    let ch = TestClickHouse::new().await;
+    let vars = BTreeMap::from([
+        ("TITAN_GRPC_ADDR", "127.0.0.1:0".to_owned()),
+        ("TITAN_HTTP_ADDR", "127.0.0.1:0".to_owned()),
+        ("TITAN_ADMIN_ADDR", "127.0.0.1:0".to_owned()),
+        (
+            "TITAN_AUTH_HS256_SECRET",
+            "0123456789abcdef0123456789abcdef".to_owned(),
+        ),
+        ("TITAN_POSTGRES_URL", db.url.clone()),
+        ("TITAN_CLICKHOUSE_URL", ch.config.url.clone()),
+        ("TITAN_CLICKHOUSE_DATABASE", ch.config.database.clone()),
+    ]);
+    let config = Config::from_sources(None, move |name| vars.get(name).cloned())?;
+    runtime::migrate(&config, &[service()]).await?;
+
+    // In process: the service's own use case over its snapshot, exposures to ClickHouse.
+    let settings = Settings::default();
+    let metrics = Metrics::new(&prometheus::Registry::new())?;
+    let (sink, writer) = exposures(
+        ch.client.clone(),
+        &settings,
+        "bench".into(),
+        metrics.clone(),
+    );
+    let stop_writer = CancellationToken::new();
+    let writer = tokio::spawn(writer.run(stop_writer.clone()));
+    let app = Arc::new(Abtesting::new(
+        PgStore::new(db.pool.clone()),
+        sink,
+        ChResults::new(ch.client.clone()),
+        settings,
+        metrics.clone(),
+        Arc::new(chrono::Utc::now),
+    ));
+    for i in 0..EXPERIMENTS {
+        app.create_experiment(&admin(), &format!("c{i}"), spec(i))
+            .await?;
+        app.change_status(
+            &admin(),
+            &format!("s{i}"),
+            &format!("exp-{i:03}"),
+            Action::Start,
+        )
+        .await?;
+    }
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    for workers in [1, threads] {
+        let done = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let (app, done, count) = (app.clone(), done.clone(), count.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    let mut user = 0u64;
+                    while !done.load(Ordering::Relaxed) {
+                        let attrs = json!({ "id": format!("user-{w}-{user}"), "country": "SG" });
+                        let attrs = attrs.as_object().cloned().unwrap_or_default();
+                        n += app.assign_batch(&[], &attrs).map_or(0, |a| a.len() as u64);
+                        user += 1;
+                    }
+                    count.fetch_add(n, Ordering::Relaxed);
+                })
+            })
+            .collect();
+        tokio::time::sleep(phase).await;
+        done.store(true, Ordering::Relaxed);
+        for h in handles {
+            h.join().map_err(|_| "worker panicked")?;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let n = count.load(Ordering::Relaxed);
+        println!(
+            "in process, {workers} thread(s): {n} assignments in {elapsed:.2} s = {:.0} assignments/s ({:.0} batches of {EXPERIMENTS}/s)",
+            n as f64 / elapsed,
+            n as f64 / elapsed / EXPERIMENTS as f64,
+        );
+    }
+    stop_writer.cancel();
+    writer.await??;
+    println!(
+        "exposures written to ClickHouse: {}; dropped because the writer's queue was full: {} (Assign never waits for ClickHouse)",
+        metrics.written_count(),
+        metrics.dropped_count()
+    );
+
+    // Over gRPC: the service in kit's runtime, AssignBatch of every running experiment.
+    let stop = CancellationToken::new();
+    let (tx, rx) = tokio::sync::oneshot::channel::<Bound>();
+    let server = tokio::spawn(runtime::serve(
+        config,
+        vec![service()],
+        stop.clone(),
+        move |b| {
+            let _ = tx.send(b);
+        },
+    ));
+    let bound = rx.await?;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", bound.grpc))?
+        .connect()
+        .await?;
+    let done = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let calls = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let clients: Vec<_> = (0..GRPC_CLIENTS)
+        .map(|c| {
+            let mut client = AbTestingServiceClient::new(channel.clone());
+            let (done, count, calls) = (done.clone(), count.clone(), calls.clone());
+            tokio::spawn(async move {
+                let mut user = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    let attributes = Struct {
+                        fields: [(
+                            "id".to_owned(),
+                            Value {
+                                kind: Some(Kind::StringValue(format!("user-{c}-{user}"))),
+                            },
+                        )]
+                        .into_iter()
+                        .collect(),
+                    };
+                    let r = client
+                        .assign_batch(pb::AssignBatchRequest {
+                            experiment_keys: vec![],
+                            attributes: Some(attributes),
+                        })
+                        .await;
+                    if let Ok(r) = r {
+                        count.fetch_add(r.into_inner().assignments.len() as u64, Ordering::Relaxed);
+                        calls.fetch_add(1, Ordering::Relaxed);
+                    }
+                    user += 1;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(phase).await;
+    done.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (n, k) = (count.load(Ordering::Relaxed), calls.load(Ordering::Relaxed));
+    println!(
+        "over gRPC, {GRPC_CLIENTS} concurrent clients on one connection: {k} AssignBatch calls of {EXPERIMENTS} in {elapsed:.2} s = {:.0} calls/s = {:.0} assignments/s",
+        k as f64 / elapsed,
+        n as f64 / elapsed
+    );
+    stop.cancel();
+    server.await??;
+    Ok(())
+}
