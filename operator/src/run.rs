@@ -26,7 +26,10 @@ use kube::{
 use titan_crds::{Cell, Service};
 use tokio::sync::watch;
 
-use crate::{Context, admin, cnpg, guard, labels, leader, metrics::Metrics};
+use crate::{
+    Context, admin, cell::dereference::referenced_secrets, cnpg, guard, labels, leader,
+    metrics::Metrics,
+};
 
 /// Settings of `titan-operator run`.
 #[derive(Debug, Clone)]
@@ -135,7 +138,29 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             "CloudNativePG is not installed: cells cannot use the cloudnative-pg provider"
         );
     }
+    // A Secret the cell reads but does not own (an external datastore's, the object storage
+    // credentials, CloudNativePG's) carries no owner reference: map it to the cells that name it,
+    // so a fixed Secret rolls the cell out now rather than at the next resync.
+    let cell_store = cells.store();
     let cells = cells
+        .watches(
+            Api::<Secret>::all(client.clone()),
+            watcher::Config::default(),
+            move |secret: Secret| {
+                let (namespace, name) = (secret.namespace(), secret.name_any());
+                cell_store
+                    .state()
+                    .into_iter()
+                    .filter(|c| {
+                        c.0.as_ref().is_ok_and(|cell| {
+                            Some(cell.namespace_name()) == namespace
+                                && referenced_secrets(cell).contains(&name)
+                        })
+                    })
+                    .map(|c| ObjectRef::from_obj(&*c))
+                    .collect::<Vec<_>>()
+            },
+        )
         .with_config(config.clone())
         .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(guard::reconcile_cell, guard::cell_error_policy, ctx.clone())
