@@ -370,16 +370,7 @@ impl<L: LedgerStore, B: Leaderboards> Gamification<L, B> {
         };
         let awarded = self.ledger.award(&grant, &self.settings).await?;
         self.metrics.awarded(grant.action.reason(), &awarded);
-        self.feed_soon().await;
         Ok(awarded)
-    }
-
-    /// Updates the leaderboards now rather than at the feeder's next tick; a failure only
-    /// delays them.
-    async fn feed_soon(&self) {
-        if let Err(e) = self.boards.feed(self.now()).await {
-            tracing::warn!(error = %e, "leaderboard feed failed; the background feeder retries");
-        }
     }
 
     /// Runs the leaderboard feeder until the ledger is drained; returns the rows applied.
@@ -406,7 +397,6 @@ impl<L: LedgerStore, B: Leaderboards> Gamification<L, B> {
             .day_award(&caller.user_id, date, false, self.now(), &self.settings)
             .await?;
         self.metrics.earned(Reason::DailyLogin, day.points);
-        self.feed_soon().await;
         Ok(day)
     }
 
@@ -421,7 +411,6 @@ impl<L: LedgerStore, B: Leaderboards> Gamification<L, B> {
             .day_award(&caller.user_id, date, true, self.now(), &self.settings)
             .await?;
         self.metrics.earned(Reason::CheckIn, day.points);
-        self.feed_soon().await;
         Ok(day)
     }
 
@@ -593,7 +582,6 @@ impl<L: LedgerStore, B: Leaderboards> Gamification<L, B> {
             .claim_mission(&caller.user_id, id, self.now(), &self.settings)
             .await?;
         self.metrics.awarded(Reason::Mission, &awarded);
-        self.feed_soon().await;
         Ok(awarded)
     }
 

@@ -26,7 +26,7 @@ use crate::{
     store::{consumer::PurchaseHandler, feed::FedBoards, pg::PgLedger, redis::RedisBoards},
 };
 
-/// How often ledger rows not yet on the leaderboards are moved there.
+/// How often ledger rows not yet on the leaderboards are moved there: how far the boards lag.
 const FEED_EVERY: Duration = Duration::from_millis(500);
 
 /// The `titan` binary's entry for this service.

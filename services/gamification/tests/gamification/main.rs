@@ -2,6 +2,7 @@
 //! and badges at their edges, daily logins and streaks, rewards under concurrency, missions,
 //! earning from `flashsale.purchased` events, leaderboards and their rebuild, the gRPC edge.
 
+mod bench;
 mod events;
 mod grpc;
 mod leaderboard;
