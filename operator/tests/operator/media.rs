@@ -4,6 +4,8 @@
 //! service mints them (`titan_kit::turn`) and refuses expired or wrong ones
 //! (`turnutils_uclient`).
 //!
+//! nginx also starts from the dev cell's config and serves its health check and HLS location.
+//!
 //! `cargo xtask test` (`.ci/run`) installs the programs; a missing one fails the test with the
 //! command that installs it, never skips it. Waiting is polling with a deadline, never a sleep
 //! standing in for readiness.
@@ -213,6 +215,67 @@ fn nginx_test(cell: &Cell) {
         media_dir.join(nginx::HLS_DIR).is_dir(),
         "nginx prepared the HLS directory in the media volume"
     );
+}
+
+/// GET `path` on loopback `port` with a bare HTTP/1.0 request: the status line and the body.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+#[test]
+fn nginx_serves_the_rendered_config_on_its_ports() {
+    let nginx = program("nginx");
+    let cell = example("manifests/examples/dev-cell.yaml");
+    let rtmp = media::enabled_rtmp(&cell).expect("rtmp enabled");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let media_dir = dir.path().join("media");
+    std::fs::create_dir(&media_dir).expect("media dir");
+    let (rtmp_port, http_port) = (free_port(), free_port());
+    let text = nginx::render(
+        &cell.name_any(),
+        &NginxSettings {
+            media_dir: media_dir.display().to_string(),
+            callback_base: format!("http://127.0.0.1:{}", free_port()),
+            rtmp_port: i32::from(rtmp_port),
+            http_port: i32::from(http_port),
+            ..media::nginx_settings(&cell, rtmp)
+        },
+    );
+    let config = dir.path().join("nginx.conf");
+    std::fs::write(&config, text).expect("write config");
+    let log = dir.path().join("nginx.log");
+    // One process (no master and workers), so killing its pid stops all of it.
+    let mut server = Running::start(
+        "nginx",
+        Command::new(nginx)
+            .arg("-p")
+            .arg(format!("{}/", dir.path().display()))
+            .args(["-e", "stderr", "-g", "master_process off;", "-c"])
+            .arg(&config),
+        &log,
+    );
+    let mut health = None;
+    wait_until("nginx", Duration::from_secs(20), || {
+        server.alive(&log);
+        health = http_get(http_port, "/healthz");
+        health.is_some()
+    });
+    let health = health.unwrap_or_default();
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.ends_with("ok\n"), "{health}");
+    assert!(
+        TcpStream::connect((Ipv4Addr::LOCALHOST, rtmp_port)).is_ok(),
+        "RTMP ingest listens"
+    );
+    let missing = http_get(http_port, "/hls/none.m3u8").unwrap_or_default();
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
 }
 
 #[test]
