@@ -203,12 +203,13 @@ pub enum Recorded {
 
 /// PostgreSQL: coupons, redemptions, usage, and their events.
 pub trait CouponStore: Send + Sync + 'static {
-    /// Inserts coupons under an idempotency key; `AlreadyExists` when a code is taken.
+    /// Inserts coupons under an idempotency key; `AlreadyExists` when a code is taken. Answers
+    /// the codes created, by the first call of the key on a replay.
     fn create(
         &self,
         key: &idempotency::Key,
         coupons: &[Coupon],
-    ) -> impl Future<Output = Result<()>> + Send;
+    ) -> impl Future<Output = Result<Vec<CouponCode>>> + Send;
     /// Replaces a coupon's spec and pause flag (not its uses).
     fn update(
         &self,
@@ -528,12 +529,10 @@ impl<P: CouponStore, C: CouponCache> Coupons<P, C> {
                 paused: false,
             })
             .collect();
-        self.store.create(&key, &coupons).await?;
-        self.cache
-            .forget_missing(&codes.iter().cloned().collect::<Vec<_>>())
-            .await?;
-        // A replay created nothing new: the first call's codes are those of the campaign then.
-        Ok(codes.into_iter().collect())
+        // A replay creates nothing and answers the codes of the first call.
+        let created = self.store.create(&key, &coupons).await?;
+        self.cache.forget_missing(&created).await?;
+        Ok(created)
     }
 
     #[tracing::instrument(skip(self, raw), fields(admin = %caller.user_id))]

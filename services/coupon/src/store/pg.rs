@@ -115,10 +115,10 @@ async fn usage_by(
 }
 
 impl CouponStore for PgCoupons {
-    async fn create(&self, key: &idempotency::Key, coupons: &[Coupon]) -> Result<()> {
+    async fn create(&self, key: &idempotency::Key, coupons: &[Coupon]) -> Result<Vec<CouponCode>> {
         let mut tx = self.pool.begin().await?;
-        if let Begin::Replay(_) = idempotency::begin(&mut tx, key).await? {
-            return Ok(());
+        if let Begin::Replay(answer) = idempotency::begin(&mut tx, key).await? {
+            return serde_json::from_slice(&answer).map_err(corrupt);
         }
         let mut codes = Vec::with_capacity(coupons.len());
         let (mut kinds, mut campaigns, mut specs, mut totals, mut per_users, mut untils) = (
@@ -160,9 +160,11 @@ impl CouponStore for PgCoupons {
                 .map(|c| c.spec.code.clone());
             return Err(taken.map_or_else(|| corrupt("insert count"), CouponError::AlreadyExists));
         }
-        idempotency::finish(&mut tx, key, b"").await?;
+        let created: Vec<CouponCode> = coupons.iter().map(|c| c.spec.code.clone()).collect();
+        let answer = serde_json::to_vec(&created).map_err(corrupt)?;
+        idempotency::finish(&mut tx, key, &answer).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(created)
     }
 
     async fn update(&self, key: &idempotency::Key, coupon: &Coupon) -> Result<()> {

@@ -414,7 +414,10 @@ async fn admin_create_generate_update_pause_list() {
         .generate(&admin(), "g-1", template, "LCH-", 120)
         .await
         .expect("replay");
-    assert_eq!(replay.len(), 120);
+    assert_eq!(
+        replay, codes,
+        "a replay answers the codes of the first call"
+    );
     let (_, n) = w.app.campaign_usage("launch").await.expect("usage");
     assert_eq!(n, 120, "a replayed generation creates nothing");
 
