@@ -13,9 +13,11 @@ async fn n_parallel_redemptions_of_a_limit_l_coupon_give_exactly_l() {
     let mut s = spec("RUSH", CouponKind::Percentage, 1000);
     s.total_limit = LIMIT;
     w.create(s).await;
+    // Three replicas share the stores, as pods do.
+    let replicas = [w.app.clone(), w.replica(), w.replica()];
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..SHOPPERS {
-        let app = w.app.clone();
+        let app = replicas[n as usize % replicas.len()].clone();
         tasks.spawn(async move {
             app.redeem(
                 &shopper(n),
@@ -55,9 +57,10 @@ async fn one_shopper_in_parallel_gets_exactly_the_per_user_limit() {
     s.per_user_limit = PER_USER;
     s.total_limit = 100;
     w.create(s).await;
+    let replicas = [w.app.clone(), w.replica()];
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..60u32 {
-        let app = w.app.clone();
+        let app = replicas[(n / 2) as usize % replicas.len()].clone();
         // Two shoppers race, thirty orders each.
         tasks.spawn(async move {
             let who = shopper(n % 2);

@@ -113,6 +113,19 @@ impl World {
         }
     }
 
+    /// Another replica of the service on the same stores.
+    pub fn replica(&self) -> Arc<App> {
+        let settings = Settings::default();
+        Arc::new(Coupons::new(
+            PgCoupons::new(self.db.pool.clone()),
+            RedisCoupons::new(self.redis.clone(), settings.cache_ttl_seconds),
+            settings,
+            "test".into(),
+            self.clock.clock(),
+            Metrics::new(&prometheus::Registry::new()).expect("metrics"),
+        ))
+    }
+
     pub async fn create(&self, raw: RawSpec) {
         self.app
             .create(&admin(), &uuid(), raw)

@@ -92,6 +92,17 @@ impl World {
         }
     }
 
+    /// Another replica of the service on the same stores.
+    pub fn replica(&self) -> Arc<App> {
+        Arc::new(Gamification::new(
+            PgLedger::new(self.db.pool.clone()),
+            FedBoards::new(self.db.pool.clone(), RedisBoards::new(self.redis.clone())),
+            Settings::default(),
+            self.clock.clock(),
+            Metrics::new(&prometheus::Registry::new()).expect("metrics"),
+        ))
+    }
+
     /// Awards a purchase of `minor` US cents to shopper `n`.
     pub async fn buy(&self, n: u32, minor: i64) -> titan_gamification::app::Awarded {
         self.app

@@ -15,9 +15,11 @@ async fn concurrent_spends_never_overdraw() {
         .create_reward(&admin(), &uuid(), "voucher", 100, 1_000)
         .await
         .expect("reward");
+    // Two replicas share the stores, as pods do.
+    let replicas = [w.app.clone(), w.replica()];
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..40 {
-        let app = w.app.clone();
+    for n in 0..40 {
+        let app = replicas[n % 2].clone();
         let id = reward.id.to_string();
         tasks.spawn(async move { app.redeem_reward(&shopper(1), &uuid(), &id).await });
     }
