@@ -53,7 +53,8 @@ pub fn contains(live: &Value, desired: &Value) -> bool {
     }
 }
 
-fn kind_of<K: Resource>() -> String
+/// The kind of `K`, for error messages.
+pub(crate) fn kind_of<K: Resource>() -> String
 where
     K::DynamicType: Default,
 {

@@ -88,8 +88,21 @@ pub(crate) async fn set_finalizers(
         .map_err(Error::api("patch finalizers", "Cell", name))
 }
 
-/// Applies `desired` (each unless the live one already matches) and prunes what the cell built
-/// before and no longer wants, except the names in `spare`.
+/// Applies each of `desired` unless its live counterpart already matches it.
+async fn apply_each<K>(api: &Api<K>, desired: Vec<K>, live: &[K]) -> Result<Vec<K>, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
+{
+    let mut applied = Vec::with_capacity(desired.len());
+    for object in desired {
+        let current = live.iter().find(|l| l.name_any() == object.name_any());
+        applied.push(apply::apply(api, object, current).await?);
+    }
+    Ok(applied)
+}
+
+/// Applies `desired` and prunes what the cell built before and no longer wants, except the
+/// names in `spare`.
 async fn sync<K>(
     client: &Client,
     namespace: &str,
@@ -105,14 +118,12 @@ where
         + Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let mut keep: BTreeSet<String> = spare.iter().cloned().collect();
-    let mut applied = Vec::with_capacity(desired.len());
-    for object in desired {
-        let name = object.name_any();
-        let current = live.iter().find(|l| l.name_any() == name);
-        applied.push(apply::apply(&api, object, current).await?);
-        keep.insert(name);
-    }
+    let keep: BTreeSet<String> = spare
+        .iter()
+        .cloned()
+        .chain(desired.iter().map(ResourceExt::name_any))
+        .collect();
+    let applied = apply_each(&api, desired, live).await?;
     apply::prune(&api, live, &keep).await?;
     Ok(applied)
 }
@@ -194,13 +205,7 @@ async fn apply_all(
     let stateful_sets = sync(client, &namespace, stateful_sets, &live_sets, &[]).await?;
     // A Cluster is never pruned: switching providers must not drop a database.
     let cluster_api: Api<Cluster> = Api::namespaced(client.clone(), &namespace);
-    let mut applied_clusters = Vec::with_capacity(clusters.len());
-    for cluster in clusters {
-        let current = live_clusters
-            .iter()
-            .find(|l| l.name_any() == cluster.name_any());
-        applied_clusters.push(apply::apply(&cluster_api, cluster, current).await?);
-    }
+    let clusters = apply_each(&cluster_api, clusters, &live_clusters).await?;
     let deployments = sync(client, &namespace, deployments, &live_deployments, &[]).await?;
 
     if rollout_blocked {
@@ -208,19 +213,12 @@ async fn apply_all(
             services: live_services,
             stateful_sets,
             deployments,
-            clusters: applied_clusters,
+            clusters,
         });
     }
     let service_api: Api<Service> = Api::namespaced(client.clone(), &namespace);
-    let mut applied_services = Vec::with_capacity(services.len());
-    let mut keep = BTreeSet::new();
-    for service in services {
-        let current = live_services
-            .iter()
-            .find(|l| l.name_any() == service.name_any());
-        keep.insert(service.name_any());
-        applied_services.push(apply::apply(&service_api, service, current).await?);
-    }
+    let keep: BTreeSet<String> = services.iter().map(ResourceExt::name_any).collect();
+    let services = apply_each(&service_api, services, &live_services).await?;
     let pruned = apply::prune(&service_api, &live_services, &keep).await?;
     if pruned > 0 {
         ctx.event(
@@ -233,10 +231,10 @@ async fn apply_all(
         .await;
     }
     Ok(Applied {
-        services: applied_services,
+        services,
         stateful_sets,
         deployments,
-        clusters: applied_clusters,
+        clusters,
     })
 }
 

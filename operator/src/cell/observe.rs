@@ -54,88 +54,89 @@ fn status(provider: Option<&str>, ready: bool, reason: &str, message: String) ->
     }
 }
 
-/// A workload counts only once its controller observed its latest spec and every replica is
-/// ready: a ready pod of an older spec is not the truth about the current one.
-fn replicas_ready(
+/// What a workload's controller reports of a rollout.
+struct Rollout {
     generation: Option<i64>,
     observed: Option<i64>,
     wanted: i32,
-    ready: Option<i32>,
-) -> bool {
-    observed.is_some() && observed == generation && ready.unwrap_or(0) >= wanted
+    ready: i32,
 }
 
-fn stateful_set_status(name: &str, provider: &str, live: &[StatefulSet]) -> ComponentStatus {
-    let Some(set) = live.iter().find(|s| s.name_any() == name) else {
-        return status(
-            Some(provider),
-            false,
-            "NotCreated",
-            format!("statefulset {name} does not exist yet"),
-        );
-    };
-    let wanted = set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let observed = set.status.as_ref();
-    let ready = observed.and_then(|s| s.ready_replicas);
-    if replicas_ready(
-        set.metadata.generation,
-        observed.and_then(|s| s.observed_generation),
+impl Rollout {
+    fn of_stateful_set(set: &StatefulSet) -> Self {
+        let status = set.status.as_ref();
+        Self {
+            generation: set.metadata.generation,
+            observed: status.and_then(|s| s.observed_generation),
+            wanted: set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+            ready: status.and_then(|s| s.ready_replicas).unwrap_or(0),
+        }
+    }
+
+    fn of_deployment(deployment: &Deployment) -> Self {
+        let status = deployment.status.as_ref();
+        Self {
+            generation: deployment.metadata.generation,
+            observed: status.and_then(|s| s.observed_generation),
+            wanted: deployment
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .unwrap_or(1),
+            ready: status.and_then(|s| s.ready_replicas).unwrap_or(0),
+        }
+    }
+}
+
+/// The state of workload `kind/name`: it counts only once its controller observed its latest
+/// spec and every replica is ready, as a ready pod of an older spec is not the truth about the
+/// current one.
+fn workload_status(
+    kind: &str,
+    name: &str,
+    provider: Option<&str>,
+    rollout: Option<Rollout>,
+) -> ComponentStatus {
+    let Some(Rollout {
+        generation,
+        observed,
         wanted,
         ready,
-    ) {
-        status(
-            Some(provider),
-            true,
-            "Running",
-            format!("statefulset {name} is ready"),
-        )
+    }) = rollout
+    else {
+        return status(
+            provider,
+            false,
+            "NotCreated",
+            format!("{kind} {name} does not exist yet"),
+        );
+    };
+    if observed.is_some() && observed == generation && ready >= wanted {
+        status(provider, true, "Running", format!("{kind} {name} is ready"))
     } else {
         status(
-            Some(provider),
+            provider,
             false,
             "Starting",
-            format!(
-                "statefulset {name}: {} of {wanted} replicas ready",
-                ready.unwrap_or(0)
-            ),
+            format!("{kind} {name}: {ready} of {wanted} replicas ready"),
         )
     }
+}
+
+fn stateful_set_status(name: &str, live: &[StatefulSet]) -> ComponentStatus {
+    let rollout = live
+        .iter()
+        .find(|s| s.name_any() == name)
+        .map(Rollout::of_stateful_set);
+    workload_status("statefulset", name, Some("builtin"), rollout)
 }
 
 fn deployment_status(name: &str, live: &[Deployment]) -> ComponentStatus {
-    let Some(deployment) = live.iter().find(|d| d.name_any() == name) else {
-        return status(
-            None,
-            false,
-            "NotCreated",
-            format!("deployment {name} does not exist yet"),
-        );
-    };
-    let wanted = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1);
-    let observed = deployment.status.as_ref();
-    let ready = observed.and_then(|s| s.ready_replicas);
-    if replicas_ready(
-        deployment.metadata.generation,
-        observed.and_then(|s| s.observed_generation),
-        wanted,
-        ready,
-    ) {
-        status(None, true, "Running", format!("deployment {name} is ready"))
-    } else {
-        status(
-            None,
-            false,
-            "Starting",
-            format!(
-                "deployment {name}: {} of {wanted} replicas ready",
-                ready.unwrap_or(0)
-            ),
-        )
-    }
+    let rollout = live
+        .iter()
+        .find(|d| d.name_any() == name)
+        .map(Rollout::of_deployment);
+    workload_status("deployment", name, None, rollout)
 }
 
 fn cluster_status(live: &[Cluster]) -> ComponentStatus {
@@ -202,12 +203,12 @@ pub fn components(cell: &Cell, connections: &Connections, live: LiveWorkloads) -
     let mut problems = Vec::new();
 
     let postgres = match stores.postgres.provider {
-        PostgresProvider::Builtin => stateful_set_status(POSTGRES, "builtin", live.stateful_sets),
+        PostgresProvider::Builtin => stateful_set_status(POSTGRES, live.stateful_sets),
         PostgresProvider::CloudnativePg => cluster_status(live.clusters),
         PostgresProvider::External => external_status(POSTGRES),
     };
     let builtin_or_external = |provider: Provider, name: &str| match provider {
-        Provider::Builtin => stateful_set_status(name, "builtin", live.stateful_sets),
+        Provider::Builtin => stateful_set_status(name, live.stateful_sets),
         Provider::External => external_status(name),
     };
     let redis = builtin_or_external(stores.redis.provider, REDIS);

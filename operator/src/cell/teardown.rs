@@ -29,14 +29,10 @@ use titan_crds::{
 };
 
 use super::{FINALIZER, credentials, set_finalizers};
-use crate::{Context, Error, cnpg, labels};
+use crate::{Context, Error, apply::kind_of, cnpg, labels};
 
 /// How long to wait for the services' pods to go before looking again.
 const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-fn kind_of<K: Resource<DynamicType = ()>>() -> String {
-    K::kind(&()).into_owned()
-}
 
 /// Deletes every object of kind `K` in `namespace` matching `selector` whose name `keep` does
 /// not accept; returns how many are still there (being deleted) afterwards.
