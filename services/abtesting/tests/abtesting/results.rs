@@ -2,8 +2,6 @@
 //! batching, dropping instead of waiting, per-variant aggregates against a hand count, and
 //! the sample-ratio check on a skewed split.
 
-use std::time::Instant;
-
 use chrono::{Duration, Utc};
 use clickhouse::Row;
 use serde::Serialize;
@@ -104,7 +102,6 @@ async fn a_full_queue_drops_exposures_instead_of_waiting() {
     app.change_status(&admin(), &request_id(), "flood", Action::Start)
         .await
         .expect("start");
-    let started = Instant::now();
     for i in 0..3000 {
         assert!(
             app.assign("flood", &attrs(json!({ "id": format!("u{i}") })))
@@ -112,8 +109,9 @@ async fn a_full_queue_drops_exposures_instead_of_waiting() {
                 .in_experiment
         );
     }
+    // The loop never yields, so nothing was written: the first 1024 wait in the queue and the
+    // rest were dropped without Assign ever waiting.
     assert_eq!(metrics.dropped_count(), 3000 - 1024);
-    assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
 
 #[tokio::test]
