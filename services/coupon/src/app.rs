@@ -20,9 +20,8 @@ use uuid::Uuid;
 use crate::{
     config::Settings,
     domain::{
-        BadCode, Cart, CartError, Coupon, CouponCode, CouponKind, CouponSpec, CouponStatus,
-        REDEEMED, REVERSED, RawSpec, Refusal, SERVICE, SpecError, UsageSnapshot, discount::combine,
-        evaluate, stack,
+        BadCode, Cart, CartError, Coupon, CouponCode, CouponSpec, CouponStatus, REDEEMED, REVERSED,
+        RawSpec, Refusal, SERVICE, SpecError, UsageSnapshot, discount::combine, evaluate, stack,
     },
     metrics::Metrics,
 };
@@ -386,10 +385,6 @@ impl<P: CouponStore, C: CouponCache> Coupons<P, C> {
 
     pub fn now(&self) -> DateTime<Utc> {
         (self.clock)()
-    }
-
-    pub fn settings(&self) -> &Settings {
-        &self.settings
     }
 
     pub fn code(&self, raw: &str) -> Result<CouponCode> {
@@ -794,7 +789,7 @@ impl<P: CouponStore, C: CouponCache> Coupons<P, C> {
                     reversed: false,
                     redeemed_at: now,
                 };
-                let event = self.event(REDEEMED, &r, spec.kind)?;
+                let event = self.event(REDEEMED, &r, spec.kind.as_str())?;
                 rows.push((r, spec.total_limit, spec.per_user_limit, event));
             }
             match self.store.redeem(&key, &rows).await? {
@@ -852,7 +847,8 @@ impl<P: CouponStore, C: CouponCache> Coupons<P, C> {
         }
     }
 
-    fn event(&self, kind: &str, r: &Redemption, coupon_kind: CouponKind) -> Result<Envelope> {
+    /// The `coupon.redeemed` or `coupon.reversed` event of a redemption.
+    fn event(&self, kind: &str, r: &Redemption, coupon_type: &str) -> Result<Envelope> {
         Ok(Envelope::new(
             &self.cell,
             kind,
@@ -861,7 +857,7 @@ impl<P: CouponStore, C: CouponCache> Coupons<P, C> {
                 redemption_id: r.id,
                 code: r.code.to_string(),
                 campaign: r.campaign.clone(),
-                coupon_type: coupon_kind.as_str().to_owned(),
+                coupon_type: coupon_type.to_owned(),
                 user_id: r.user_id.clone(),
                 order_id: r.order_id.clone(),
                 total: r.discount,
@@ -885,25 +881,10 @@ impl<P: CouponStore, C: CouponCache> Coupons<P, C> {
             request_id,
             order_id.as_bytes(),
         )?;
-        let kinds = |r: &Redemption, coupon_type: &str| -> Result<Envelope> {
-            Ok(Envelope::new(
-                &self.cell,
-                REVERSED,
-                1,
-                &RedemptionEvent {
-                    redemption_id: r.id,
-                    code: r.code.to_string(),
-                    campaign: r.campaign.clone(),
-                    coupon_type: coupon_type.to_owned(),
-                    user_id: r.user_id.clone(),
-                    order_id: r.order_id.clone(),
-                    total: r.discount,
-                },
-            )?)
-        };
+        let announce = |r: &Redemption, coupon_type: &str| self.event(REVERSED, r, coupon_type);
         let reversed = self
             .store
-            .reverse(&key, order_id, caller, caller.has_role("admin"), &kinds)
+            .reverse(&key, order_id, caller, caller.has_role("admin"), &announce)
             .await?;
         for r in &reversed {
             if let Err(e) = self.cache.release(&r.code, order_id, false).await {

@@ -325,10 +325,6 @@ impl<L: LedgerStore, B: Leaderboards> Gamification<L, B> {
         (self.clock)()
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// Awards an action to `user`, once per source; trusted callers only (checked at the edge).
     #[tracing::instrument(skip(self))]
     pub async fn award(
