@@ -17,6 +17,8 @@ pub const CONFIG_HASH: &str = "commerce.titan.dev/config-hash";
 pub const COMPONENT: &str = "commerce.titan.dev/component";
 /// `app.kubernetes.io/managed-by`.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// `app.kubernetes.io/version`.
+pub const VERSION: &str = "app.kubernetes.io/version";
 
 /// The [`CONFIG_HASH`] of a rendered config: hex SHA-256 of the text (first 16 bytes).
 pub fn config_hash(text: &str) -> String {
@@ -35,10 +37,7 @@ pub fn common(cell: &str, component: &str, version: &str) -> BTreeMap<String, St
         ),
         ("app.kubernetes.io/part-of".to_string(), "titan".to_string()),
         (MANAGED_BY.to_string(), MANAGER.to_string()),
-        (
-            "app.kubernetes.io/version".to_string(),
-            label_value(version),
-        ),
+        (VERSION.to_string(), label_value(version)),
         (CELL.to_string(), cell.to_string()),
     ])
 }

@@ -111,6 +111,10 @@ fn stateful_set(scope: &Scope, builtin: Builtin) -> (StatefulSet, CoreService) {
         uid,
     } = builtin;
     let labels = scope.labels(component);
+    // A StatefulSet's volume claim templates cannot change: keep the cell's version out of them,
+    // or the first upgrade would be refused.
+    let mut claim_labels = labels.clone();
+    claim_labels.remove(crate::labels::VERSION);
     let container = Container {
         name: component.into(),
         image: Some(image),
@@ -171,7 +175,7 @@ fn stateful_set(scope: &Scope, builtin: Builtin) -> (StatefulSet, CoreService) {
             volume_claim_templates: Some(vec![PersistentVolumeClaim {
                 metadata: ObjectMeta {
                     name: Some("data".into()),
-                    labels: Some(labels),
+                    labels: Some(claim_labels),
                     ..Default::default()
                 },
                 spec: Some(PersistentVolumeClaimSpec {

@@ -221,6 +221,28 @@ fn builtin_datastores_are_stateful_sets_with_volumes_probes_and_secret_passwords
 }
 
 #[test]
+fn an_upgrade_leaves_the_immutable_parts_of_a_stateful_set_alone() {
+    let cell = cell_fixture("minimal-cell.yaml");
+    let mut upgraded = cell.clone();
+    upgraded.spec.version = "0.2.0".into();
+    let fixed = |cell: &Cell| {
+        built(cell)
+            .stateful_sets
+            .into_iter()
+            .map(|set| {
+                let spec = set.spec.expect("spec");
+                (
+                    spec.selector,
+                    spec.service_name,
+                    spec.volume_claim_templates,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(fixed(&cell), fixed(&upgraded));
+}
+
+#[test]
 fn images_sizes_and_resources_can_be_overridden() {
     let mut cell = cell_fixture("minimal-cell.yaml");
     let text = r#"{"postgres": {"image": "postgres:16.4", "storage": "50Gi",
