@@ -245,8 +245,11 @@ fn network_policies(scope: &Scope) -> Vec<NetworkPolicy> {
     policies
 }
 
-/// Default requests and limits of a container that sets none; the quota counts requests, so
-/// every container needs them.
+/// Default requests and memory limit of a container that sets none (the quota counts requests,
+/// so every container needs them), and no container more memory than the whole cell.
+///
+/// CPU has no maximum: a LimitRange maximum makes a limit mandatory, and the cell's workloads set
+/// no CPU limit on purpose (throttling hurts latency; the quota caps the cell's requests).
 fn limit_range(scope: &Scope) -> LimitRange {
     let quantities = |pairs: &[(&str, &str)]| {
         pairs
@@ -254,16 +257,13 @@ fn limit_range(scope: &Scope) -> LimitRange {
             .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
             .collect::<BTreeMap<_, _>>()
     };
-    let capacity = scope.cell.spec.capacity.as_ref();
-    // No container may ask for more than the whole cell.
-    let max: BTreeMap<String, Quantity> = capacity
-        .map(|c| {
-            [("cpu", &c.cpu), ("memory", &c.memory)]
-                .into_iter()
-                .filter_map(|(k, v)| Some((k.to_string(), v.clone()?)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let max = scope
+        .cell
+        .spec
+        .capacity
+        .as_ref()
+        .and_then(|c| c.memory.clone())
+        .map(|memory| BTreeMap::from([("memory".to_string(), memory)]));
     LimitRange {
         metadata: scope.meta("cell-defaults", "isolation"),
         spec: Some(LimitRangeSpec {
@@ -271,7 +271,7 @@ fn limit_range(scope: &Scope) -> LimitRange {
                 type_: "Container".into(),
                 default_request: Some(quantities(&[("cpu", "100m"), ("memory", "128Mi")])),
                 default: Some(quantities(&[("memory", "512Mi")])),
-                max: (!max.is_empty()).then_some(max),
+                max,
                 ..Default::default()
             }],
         }),
