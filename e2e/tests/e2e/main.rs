@@ -4,4 +4,5 @@
 mod analytics;
 mod events;
 mod flashsale;
+mod marketing;
 mod serving;
