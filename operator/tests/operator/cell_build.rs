@@ -857,3 +857,33 @@ fn the_secrets_the_cell_builds_configure_the_runtime_of_a_service() {
     assert_eq!(clickhouse.user.as_deref(), Some("titan"));
     assert!(clickhouse.password.is_some());
 }
+
+/// Another cell's pods reach this one only where anyone may (the public ports): no policy admits
+/// ingress from another namespace, except CloudNativePG's operator to its instances.
+#[test]
+fn no_policy_lets_another_namespace_in_except_to_the_public_ports() {
+    for cell in [
+        example("manifests/examples/dev-cell.yaml"),
+        example("manifests/examples/production-cell.yaml"),
+    ] {
+        for policy in built(&cell).network_policies {
+            let name = policy.name_any();
+            for rule in policy.spec.iter().flat_map(|s| s.ingress.iter().flatten()) {
+                match &rule.from {
+                    // No peers: open to all, which only the public ports may be.
+                    None => assert!(name.starts_with("allow-public-"), "{name}"),
+                    Some(peers) => {
+                        for peer in peers {
+                            let other_namespace = peer.namespace_selector.is_some();
+                            assert!(
+                                !other_namespace || name == "allow-cloudnative-pg",
+                                "{name} admits another namespace"
+                            );
+                            assert!(peer.ip_block.is_none(), "{name}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
