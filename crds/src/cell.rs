@@ -165,8 +165,9 @@ pub struct Operation {
     /// created, changed or deleted (condition `ReconciliationPaused`).
     #[serde(default)]
     pub reconciliation_paused: bool,
-    /// When true every service is scaled to zero; data, Secrets and volumes are kept
-    /// (condition `Stopped`).
+    /// When true every service, media server and builtin datastore is scaled to zero and a
+    /// CloudNativePG cluster hibernates; data, Secrets and volumes are kept (condition
+    /// `Stopped`).
     #[serde(default)]
     pub stopped: bool,
 }

@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 pub const APP_SECRET_SUFFIX: &str = "-app";
 /// Key of the connection URL in the application Secret.
 pub const APP_SECRET_URI_KEY: &str = "uri";
+/// Annotation that hibernates a cluster (`on`): its pods stop, its volumes stay.
+pub const HIBERNATION: &str = "cnpg.io/hibernation";
 /// Phase CloudNativePG reports when every instance serves.
 pub const HEALTHY_PHASE: &str = "Cluster in healthy state";
 

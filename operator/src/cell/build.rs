@@ -122,6 +122,15 @@ impl<'a> Scope<'a> {
         }
     }
 
+    /// Replicas of a one-instance workload: none while the cell is stopped, whose data stays.
+    pub fn replicas(&self) -> i32 {
+        if self.cell.spec.operation.stopped {
+            0
+        } else {
+            1
+        }
+    }
+
     /// The image of the `titan` binary at the cell's version.
     pub fn titan_image(&self) -> String {
         format!("{}:{}", self.cell.spec.image, self.cell.spec.version)

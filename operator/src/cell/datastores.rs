@@ -32,8 +32,8 @@ use super::{
 };
 use crate::{
     cnpg::{
-        Backup, BarmanObjectStore, Bootstrap, Cluster, ClusterSpec, Compression, InheritedMetadata,
-        InitDb, S3Credentials, SecretKey, Storage,
+        self, Backup, BarmanObjectStore, Bootstrap, Cluster, ClusterSpec, Compression,
+        InheritedMetadata, InitDb, S3Credentials, SecretKey, Storage,
     },
     service::build::{OBJECT_STORAGE_KEYS, secret_env, value_env},
 };
@@ -144,7 +144,7 @@ fn stateful_set(scope: &Scope, builtin: Builtin) -> (StatefulSet, CoreService) {
     let set = StatefulSet {
         metadata: scope.meta(component, component),
         spec: Some(StatefulSetSpec {
-            replicas: Some(1),
+            replicas: Some(scope.replicas()),
             service_name: Some(component.into()),
             selector: LabelSelector {
                 match_labels: Some(scope.selector(component)),
@@ -374,6 +374,13 @@ fn cloudnative_pg(scope: &Scope) -> Cluster {
     // CloudNativePG owns its volumes through the Cluster, so under Retain the Cluster itself is
     // the data that must outlive the Cell.
     cluster.metadata = scope.data_meta(POSTGRES, POSTGRES);
+    // A stopped cell's cluster hibernates: CloudNativePG stops its pods and keeps its volumes.
+    if scope.cell.spec.operation.stopped {
+        cluster.metadata.annotations = Some(BTreeMap::from([(
+            cnpg::HIBERNATION.to_string(),
+            "on".to_string(),
+        )]));
+    }
     cluster
 }
 

@@ -147,7 +147,7 @@ fn deployment(
     Deployment {
         metadata: scope.meta(component, component),
         spec: Some(DeploymentSpec {
-            replicas: Some(1),
+            replicas: Some(scope.replicas()),
             selector: LabelSelector {
                 match_labels: Some(scope.selector(component)),
                 ..Default::default()

@@ -231,17 +231,39 @@ pub fn components(cell: &Cell, connections: &Connections, live: LiveWorkloads) -
         });
 
     let object_storage_problems = problems.len();
-    let datastores = DatastoresStatus {
+    let mut datastores = DatastoresStatus {
         postgres: with_connection(postgres, &connections.postgres, &mut problems),
         redis: with_connection(redis, &connections.redis, &mut problems),
         clickhouse: with_connection(clickhouse, &connections.clickhouse, &mut problems),
         object_storage,
     };
     let datastores_misconfigured = problems.len() > object_storage_problems;
-    let media = MediaStatus {
+    let mut media = MediaStatus {
         turn: media::enabled_turn(cell).map(|_| deployment_status(TURN, live.deployments)),
         rtmp: media::enabled_rtmp(cell).map(|_| deployment_status(RTMP, live.deployments)),
     };
+    if cell.spec.operation.stopped {
+        // Scaled to zero on purpose: not serving, and nothing is wrong.
+        let stopped = |component: &mut ComponentStatus| {
+            if component.provider.as_deref() != Some("external") {
+                component.ready = false;
+                component.reason = "Stopped".into();
+                component.message = "the cell is stopped; its data is kept".into();
+            }
+        };
+        [
+            &mut datastores.postgres,
+            &mut datastores.redis,
+            &mut datastores.clickhouse,
+        ]
+        .into_iter()
+        .for_each(stopped);
+        media
+            .turn
+            .iter_mut()
+            .chain(media.rtmp.iter_mut())
+            .for_each(stopped);
+    }
     Components {
         datastores,
         media,

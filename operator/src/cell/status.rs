@@ -204,7 +204,9 @@ pub fn compute(
         Observed::new(
             DATASTORES_READY,
             false,
-            if components.datastores_misconfigured {
+            if stopped {
+                "Stopped"
+            } else if components.datastores_misconfigured {
                 "DatastoreMisconfigured"
             } else {
                 "DatastoresStarting"
@@ -223,7 +225,7 @@ pub fn compute(
         Observed::new(
             MEDIA_READY,
             false,
-            "MediaStarting",
+            if stopped { "Stopped" } else { "MediaStarting" },
             media_not_ready.join("; "),
         )
     };

@@ -389,7 +389,7 @@ async fn a_paused_cell_writes_nothing_but_status() {
 }
 
 #[tokio::test]
-async fn a_stopped_cell_scales_every_deployment_to_zero() {
+async fn a_stopped_cell_scales_every_workload_to_zero_and_keeps_its_data() {
     let fake = Fake::new().await;
     let ctx = context(&fake);
     seed_full_cell_secrets(&fake).await;
@@ -417,8 +417,32 @@ async fn a_stopped_cell_scales_every_deployment_to_zero() {
     }
     let hpas = Api::<HorizontalPodAutoscaler>::namespaced(fake.client.clone(), ns);
     assert!(hpas.get_opt("fraud").await.expect("get").is_none());
+    // The cell's own servers stop too, their data kept: builtin datastores scale to zero and
+    // the CloudNativePG cluster hibernates.
+    for s in Api::<StatefulSet>::namespaced(fake.client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .items
+    {
+        assert_eq!(s.spec.expect("spec").replicas, Some(0));
+    }
+    let cluster = Api::<Cluster>::namespaced(fake.client.clone(), ns)
+        .get("postgres")
+        .await
+        .expect("cluster");
+    assert_eq!(cluster.annotations()["cnpg.io/hibernation"], "on");
     let status = get_cell(&fake, "eu-2").await.status.expect("status");
     assert_eq!(condition(&status.conditions, "Stopped").0, "True");
+    assert_eq!(
+        condition(&status.conditions, "DatastoresReady"),
+        ("False".into(), "Stopped".into())
+    );
+    assert_eq!(
+        status.datastores.expect("datastores").redis.reason,
+        "SecretComplete",
+        "an external datastore is not the cell's to stop"
+    );
     assert_eq!(
         condition(&status.conditions, "Ready"),
         ("False".into(), "Stopped".into())
