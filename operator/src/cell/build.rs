@@ -195,7 +195,7 @@ pub fn build(cell: &Cell, credentials: &Credentials, connections: &Connections) 
     }
     // Without every connection there is no datastores Secret: services wait rather than start
     // with a variable missing.
-    if let Ok(values) = connections.datastore_values() {
+    if let Some(values) = connections.datastore_values() {
         secrets.push(secret(
             scope.meta(&view.datastores_secret(), "datastores"),
             values,

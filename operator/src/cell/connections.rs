@@ -106,21 +106,14 @@ pub struct Connections {
 }
 
 impl Connections {
-    /// The datastores Secret's data once every datastore resolved; otherwise the problems.
-    pub fn datastore_values(&self) -> Result<BTreeMap<String, String>, Vec<&Unresolved>> {
-        let mut values = BTreeMap::new();
-        let mut problems = Vec::new();
-        for resolution in [&self.postgres, &self.redis, &self.clickhouse] {
-            match resolution {
-                Ok(keys) => values.extend(keys.clone()),
-                Err(problem) => problems.push(problem),
-            }
-        }
-        if problems.is_empty() {
-            Ok(values)
-        } else {
-            Err(problems)
-        }
+    /// The datastores Secret's data, once every datastore resolved.
+    pub fn datastore_values(&self) -> Option<BTreeMap<String, String>> {
+        [&self.postgres, &self.redis, &self.clickhouse]
+            .into_iter()
+            .try_fold(BTreeMap::new(), |mut values, resolution| {
+                values.extend(resolution.as_ref().ok()?.clone());
+                Some(values)
+            })
     }
 }
 

@@ -268,7 +268,7 @@ async fn reconcile_inner(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     let invalid = validate::invalid_configs(cell);
     // Services start only once every connection is known, so no pod rolls out with a variable
     // missing; the ones already running keep the datastores Secret they have.
-    let rollout_blocked = connections.datastore_values().is_err();
+    let rollout_blocked = connections.datastore_values().is_none();
 
     let objects = build::build(cell, &credentials, &connections);
     let desired: Vec<String> = objects.services.iter().map(ResourceExt::name_any).collect();
