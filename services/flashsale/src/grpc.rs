@@ -135,9 +135,7 @@ impl<P, S> Grpc<P, S> {
 
 /// The caller, who must be an admin, and the request body.
 fn admin<T>(request: Request<T>) -> Result<(auth::Caller, T), Status> {
-    let caller = auth::caller(&request)?;
-    caller.require_role(ADMIN)?;
-    Ok((caller, request.into_inner()))
+    auth::caller_with_role(request, ADMIN)
 }
 
 impl<P: SaleStore, S: StockStore> Grpc<P, S> {

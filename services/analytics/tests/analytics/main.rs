@@ -6,14 +6,7 @@ mod ingest;
 mod outage;
 mod reports;
 
-use std::{
-    collections::BTreeMap,
-    sync::{
-        Arc,
-        atomic::{AtomicI64, Ordering},
-    },
-    time::Duration,
-};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use prometheus::Registry;
@@ -25,23 +18,14 @@ use titan_analytics::{
     metrics::Metrics,
     store::{EVENTS, EventRow, METRICS, MIGRATIONS, TableSink, queries::ClickHouseWarehouse},
 };
-use titan_kit::{auth::Caller, datastores::clickhouse, testing::TestClickHouse};
+use titan_kit::{
+    auth::Caller,
+    datastores::clickhouse,
+    testing::{TestClickHouse, TestClock},
+};
 use tokio_util::sync::CancellationToken;
 
 pub type App = Analytics<ClickHouseWarehouse>;
-
-/// A clock the test sets, so "the last five minutes" is a known window.
-#[derive(Debug, Clone)]
-pub struct TestClock(Arc<AtomicI64>);
-
-impl TestClock {
-    pub fn at(t: DateTime<Utc>) -> Self {
-        Self(Arc::new(AtomicI64::new(t.timestamp_millis())))
-    }
-    pub fn now(&self) -> DateTime<Utc> {
-        DateTime::from_timestamp_millis(self.0.load(Ordering::SeqCst)).expect("time")
-    }
-}
 
 #[derive(Debug)]
 pub struct World {
@@ -107,16 +91,13 @@ impl World {
         tokio::spawn(flush_events);
         tokio::spawn(flush_points);
         let clock = TestClock::at(now);
-        let tick = clock.0.clone();
         let app = Arc::new(Analytics::new(
             ClickHouseWarehouse::new(client),
             events.clone(),
             points,
             Settings::default(),
             "sg-1".into(),
-            Arc::new(move || {
-                DateTime::from_timestamp_millis(tick.load(Ordering::SeqCst)).unwrap_or_default()
-            }),
+            clock.clock(),
             metrics,
         ));
         Self {

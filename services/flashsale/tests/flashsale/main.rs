@@ -5,14 +5,11 @@ mod concurrency;
 mod fault;
 mod rules;
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicI64, Ordering},
-};
+use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use titan_flashsale::{
-    app::{Clock, FlashSales},
+    app::FlashSales,
     config::Settings,
     domain::{SaleId, sale::RawSaleSpec},
     metrics::Metrics,
@@ -21,35 +18,10 @@ use titan_flashsale::{
 use titan_kit::{
     auth::Caller,
     datastores::{postgres, redis::RedisHandle},
-    testing::{TestPostgres, TestRedis},
+    testing::{TestClock, TestPostgres, TestRedis},
 };
 
 pub type App = FlashSales<PgSales, RedisStock>;
-
-/// A clock the test moves by hand, so expiry needs no waiting.
-#[derive(Debug, Clone)]
-pub struct TestClock(Arc<AtomicI64>);
-
-impl Default for TestClock {
-    fn default() -> Self {
-        Self(Arc::new(AtomicI64::new(Utc::now().timestamp_millis())))
-    }
-}
-
-impl TestClock {
-    pub fn now(&self) -> DateTime<Utc> {
-        DateTime::from_timestamp_millis(self.0.load(Ordering::SeqCst)).expect("time")
-    }
-    pub fn advance(&self, d: Duration) {
-        self.0.fetch_add(d.num_milliseconds(), Ordering::SeqCst);
-    }
-    pub fn clock(&self) -> Clock {
-        let inner = self.0.clone();
-        Arc::new(move || {
-            DateTime::from_timestamp_millis(inner.load(Ordering::SeqCst)).unwrap_or_default()
-        })
-    }
-}
 
 #[derive(Debug)]
 pub struct World {
@@ -93,7 +65,7 @@ impl World {
         postgres::migrate(&db.pool, "flashsale", sqlx::migrate!("./migrations"))
             .await
             .expect("migrate");
-        let clock = TestClock::default();
+        let clock = TestClock::at(Utc::now());
         let metrics = Metrics::new(&prometheus::Registry::new()).expect("metrics");
         let app = FlashSales::new(
             PgSales::new(db.pool.clone()),
