@@ -16,6 +16,7 @@ const SERVICES: &[fn() -> ServiceDef] = &[
     titan_abtesting::service,
     titan_coupon::service,
     titan_gamification::service,
+    titan_analytics::service,
 ];
 
 #[derive(Debug, Parser)]
