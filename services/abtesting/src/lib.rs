@@ -66,21 +66,14 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     app.refresh()
         .await
         .map_err(|e| KitError::Other(format!("loading experiments and flags: {e}")))?;
-    let shutdown = ctx.shutdown.clone();
     Ok(Mounted::new(&ctx)
-        .grpc(AbTestingServiceServer::new(grpc::Grpc::new(app.clone())).max_decoding_message_size(1024 * 1024))
+        .grpc(
+            AbTestingServiceServer::new(grpc::Grpc::new(app.clone()))
+                .max_decoding_message_size(1024 * 1024),
+        )
         .task("abtesting-exposures", writer.run(ctx.shutdown.clone()))
-        .task("abtesting-refresh", async move {
-            let mut tick = tokio::time::interval(REFRESH_INTERVAL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return Ok(()),
-                    _ = tick.tick() => {}
-                }
-                if let Err(e) = app.refresh().await {
-                    tracing::warn!(error = %e, "experiment cache reload failed; serving the last copy");
-                }
-            }
+        .every("abtesting-refresh", REFRESH_INTERVAL, move || {
+            let app = app.clone();
+            async move { app.refresh().await.map(drop) }
         }))
 }

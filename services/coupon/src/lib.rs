@@ -51,23 +51,13 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
         Arc::new(chrono::Utc::now),
         metrics::Metrics::new(&ctx.registry)?,
     ));
-    let shutdown = ctx.shutdown.clone();
     Ok(Mounted::new(&ctx)
         .grpc(
             CouponServiceServer::new(grpc::Grpc::new(app.clone()))
                 .max_decoding_message_size(1024 * 1024),
         )
-        .task("coupon-reconcile", async move {
-            let mut tick = tokio::time::interval(RECONCILE_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return Ok(()),
-                    _ = tick.tick() => {}
-                }
-                if let Err(e) = app.reconcile().await {
-                    tracing::warn!(error = %e, "coupon reconcile failed; retrying next period");
-                }
-            }
+        .every("coupon-reconcile", RECONCILE_EVERY, move || {
+            let app = app.clone();
+            async move { app.reconcile().await.map(drop) }
         }))
 }

@@ -17,7 +17,6 @@ use futures::FutureExt;
 use titan_crds::config::TitanConfig;
 use titan_kit::{Datastore, KitError, Mounted, ServiceContext, ServiceDef};
 use titan_proto::flashsale::v1::flash_sale_service_server::FlashSaleServiceServer;
-use tokio_util::sync::CancellationToken;
 
 use crate::{
     app::FlashSales,
@@ -56,47 +55,18 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
             FlashSaleServiceServer::new(grpc::Grpc::new(app.clone()))
                 .max_decoding_message_size(64 * 1024),
         )
-        .task(
-            "flashsale-sweeper",
-            every(sweep_every, ctx.shutdown.clone(), {
+        .every("flashsale-sweeper", sweep_every, {
+            let app = app.clone();
+            move || {
                 let app = app.clone();
-                move || {
-                    let app = app.clone();
-                    async move {
-                        app.warm_due().await?;
-                        app.sweep().await.map(drop)
-                    }
+                async move {
+                    app.warm_due().await?;
+                    app.sweep().await.map(drop)
                 }
-            }),
-        )
-        .task(
-            "flashsale-reconcile",
-            every(reconcile_every, ctx.shutdown.clone(), move || {
-                let app = app.clone();
-                async move { app.reconcile().await.map(drop) }
-            }),
-        ))
-}
-
-/// Runs `job` every `period` until shutdown; a failed run is logged and retried next time.
-async fn every<F, Fut>(
-    period: Duration,
-    shutdown: CancellationToken,
-    mut job: F,
-) -> Result<(), KitError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = app::Result<()>>,
-{
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            _ = tick.tick() => {}
-        }
-        if let Err(e) = job().await {
-            tracing::warn!(error = %e, "flash sale background job failed; retrying next period");
-        }
-    }
+            }
+        })
+        .every("flashsale-reconcile", reconcile_every, move || {
+            let app = app.clone();
+            async move { app.reconcile().await.map(drop) }
+        }))
 }

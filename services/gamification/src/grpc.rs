@@ -3,7 +3,12 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use titan_kit::{auth, error::to_status, money::Money};
+use titan_kit::{
+    auth,
+    error::to_status,
+    money::Money,
+    wire::{self, timestamp},
+};
 use titan_proto::gamification::v1::{self as pb, gamification_service_server::GamificationService};
 use tonic::{Request, Response, Status};
 
@@ -27,19 +32,8 @@ fn invalid(msg: impl Into<String>) -> Status {
     status(GamificationError::Invalid(msg.into()))
 }
 
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
-
 fn time(field: &str, t: Option<prost_types::Timestamp>) -> Result<DateTime<Utc>, Status> {
-    let t = t.ok_or_else(|| invalid(format!("{field} is required")))?;
-    u32::try_from(t.nanos)
-        .ok()
-        .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
-        .ok_or_else(|| invalid(format!("{field} is not a valid timestamp")))
+    wire::required_time(field, t.as_ref()).map_err(invalid)
 }
 
 fn reason(action: i32) -> Result<Reason, Status> {

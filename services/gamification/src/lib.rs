@@ -67,21 +67,11 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
         PurchaseHandler::new(settings, metrics),
     )
     .await?;
-    let shutdown = ctx.shutdown.clone();
     Ok(Mounted::new(&ctx)
         .grpc(GamificationServiceServer::new(grpc::Grpc::new(app.clone())))
         .task("gamification-purchases", consumer.run(ctx.shutdown.clone()))
-        .task("gamification-leaderboards", async move {
-            let mut tick = tokio::time::interval(FEED_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return Ok(()),
-                    _ = tick.tick() => {}
-                }
-                if let Err(e) = app.feed_all().await {
-                    tracing::warn!(error = %e, "leaderboard feed failed; retrying next period");
-                }
-            }
+        .every("gamification-leaderboards", FEED_EVERY, move || {
+            let app = app.clone();
+            async move { app.feed_all().await.map(drop) }
         }))
 }

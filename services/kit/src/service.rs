@@ -3,7 +3,7 @@
 //! returns what to serve ([`Mounted`]): gRPC services (behind the auth interceptor), HTTP
 //! routes and background tasks.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
 use prometheus::Registry;
@@ -129,6 +129,7 @@ pub struct Mounted {
     pub(crate) http: axum::Router,
     pub(crate) tasks: Vec<(String, Task)>,
     auth: Authenticator,
+    shutdown: CancellationToken,
 }
 
 impl std::fmt::Debug for Mounted {
@@ -151,6 +152,7 @@ impl Mounted {
             http: axum::Router::new(),
             tasks: Vec::new(),
             auth: ctx.auth.clone(),
+            shutdown: ctx.shutdown.clone(),
         }
     }
 
@@ -189,5 +191,32 @@ impl Mounted {
     ) -> Self {
         self.tasks.push((name.into(), Box::pin(task)));
         self
+    }
+
+    /// Runs `job` at once and then every `period` until shutdown, as the task `name`. A failed
+    /// run is logged and the job runs again next period: periodic jobs (reconciles, cache
+    /// reloads, sweeps) repair what a failure left, so one failure must not stop them.
+    pub fn every<F, Fut, E>(self, name: impl Into<String>, period: Duration, mut job: F) -> Self
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let name = name.into();
+        let label = name.clone();
+        let shutdown = self.shutdown.clone();
+        self.task(name, async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    _ = tick.tick() => {}
+                }
+                if let Err(e) = job().await {
+                    tracing::warn!(task = %label, error = %e, "periodic job failed; it runs again next period");
+                }
+            }
+        })
     }
 }

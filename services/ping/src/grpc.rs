@@ -1,6 +1,6 @@
 //! Ping's gRPC edge: proto ↔ domain and errors → status; nothing else.
 
-use titan_kit::{auth, error::to_status};
+use titan_kit::{auth, error::to_status, wire::timestamp};
 use titan_proto::ping::v1::{
     EmitRequest, EmitResponse, PingRequest, PingResponse,
     ping_service_server::{PingService, PingServiceServer},
@@ -18,13 +18,6 @@ pub fn server<S: PingStore>(app: Pinger<S>) -> PingServiceServer<Grpc<S>> {
 #[derive(Debug)]
 pub struct Grpc<S> {
     app: Pinger<S>,
-}
-
-fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    }
 }
 
 #[tonic::async_trait]

@@ -17,7 +17,7 @@ use titan_proto::abtesting::v1::{self as pb, ab_testing_service_client::AbTestin
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, transport::Channel};
 
-use crate::ANALYTICS_EVENTS;
+use crate::analytics_tables;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
@@ -130,11 +130,7 @@ async fn serve(db: &TestPostgres, ch: &TestClickHouse) -> Server {
 async fn experiments_flags_exposures_and_results_over_grpc() {
     let db = TestPostgres::new().await;
     let ch = TestClickHouse::new().await;
-    ch.client
-        .query(ANALYTICS_EVENTS)
-        .execute()
-        .await
-        .expect("analytics_events");
+    analytics_tables(&ch.client).await;
     let Server {
         mut client,
         admin,

@@ -26,31 +26,13 @@ use titan_kit::{
 };
 use tokio_util::sync::CancellationToken;
 
-/// The analytics service's table, exactly as docs/analytics.md defines it: abtesting reads it,
-/// the analytics service creates it, so tests create it themselves.
-pub const ANALYTICS_EVENTS: &str = "CREATE TABLE IF NOT EXISTS analytics_events (
-    event_id    String,
-    name        String,
-    user_id     String,
-    session_id  String,
-    time        DateTime,
-    time_ms     UInt16,
-    date        Date,
-    properties  String,
-    device      String,
-    platform    String,
-    country     String,
-    city        String,
-    cell        String,
-    product_id  String,
-    order_id    String,
-    revenue     Int64,
-    currency    String,
-    source      String,
-    ingested_at DateTime
-) ENGINE = ReplacingMergeTree(ingested_at)
-PARTITION BY toYYYYMM(date)
-ORDER BY (name, date, user_id, event_id)";
+/// Creates the analytics service's tables (abtesting reads `analytics_events`; the analytics
+/// service owns it) with that service's own migrations, so the tests read the real schema.
+pub async fn analytics_tables(client: &::clickhouse::Client) {
+    clickhouse::migrate(client, "analytics", titan_analytics::store::MIGRATIONS)
+        .await
+        .expect("analytics tables");
+}
 
 pub fn admin() -> Caller {
     Caller {
@@ -105,11 +87,7 @@ impl Stores {
         clickhouse::migrate(&ch.client, "abtesting", MIGRATIONS)
             .await
             .expect("migrate clickhouse");
-        ch.client
-            .query(ANALYTICS_EVENTS)
-            .execute()
-            .await
-            .expect("analytics_events");
+        analytics_tables(&ch.client).await;
         Self { db, ch }
     }
 
