@@ -166,3 +166,8 @@ pub fn authed<T>(message: T, token: &str) -> Request<T> {
     request.metadata_mut().insert("authorization", value);
     request
 }
+
+/// A protobuf timestamp `offset_secs` from now (negative: in the past), for request fields.
+pub fn seconds_from_now(offset_secs: i64) -> prost_types::Timestamp {
+    titan_kit::wire::timestamp(chrono::Utc::now() + chrono::Duration::seconds(offset_secs))
+}

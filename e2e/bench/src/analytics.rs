@@ -8,8 +8,9 @@ use std::{
 };
 
 use anyhow::{Context, ensure};
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use titan_e2e::{Cell, CellOptions, authed};
+use titan_kit::wire::timestamp as ts;
 use titan_proto::analytics::v1::{self as pb, analytics_service_client::AnalyticsServiceClient};
 
 use crate::Latencies;
@@ -118,13 +119,6 @@ impl fmt::Display for AnalyticsReport {
             )?;
         }
         Ok(())
-    }
-}
-
-fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: 0,
     }
 }
 

@@ -24,7 +24,7 @@ use titan_flashsale::{
     domain::{AdminState, FlashSale, Quantity, ReservationId, SaleId, SaleSpec},
     store::redis::RedisStock,
 };
-use titan_kit::{error::reason_of, money::Money};
+use titan_kit::{error::reason_of, money::Money, wire::timestamp as ts};
 use titan_proto::flashsale::v1::{self as pb, flash_sale_service_client::FlashSaleServiceClient};
 
 #[derive(Debug, Clone)]
@@ -141,13 +141,6 @@ impl fmt::Display for Report {
             )?;
         }
         Ok(())
-    }
-}
-
-fn ts(t: chrono::DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: 0,
     }
 }
 

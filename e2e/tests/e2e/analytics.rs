@@ -2,26 +2,13 @@
 //! stream → analytics → ClickHouse and shows in the KPIs next to the buyer's own tracked
 //! events; and the edge's answers to the wrong caller and to bad input.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use titan_e2e::{Cell, CellOptions, authed};
+use titan_e2e::{Cell, CellOptions, authed, seconds_from_now as ts};
 use titan_kit::testing::eventually;
 use titan_proto::{
     analytics::v1::{self as pb, analytics_service_client::AnalyticsServiceClient},
     flashsale::v1::{self as fs, flash_sale_service_client::FlashSaleServiceClient},
 };
 use tonic::{Code, Request};
-
-fn ts(offset_secs: i64) -> prost_types::Timestamp {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    prost_types::Timestamp {
-        seconds: i64::try_from(now).expect("now") + offset_secs,
-        nanos: 0,
-    }
-}
 
 fn event(id: &str, name: &str, product: &str) -> pb::Event {
     pb::Event {

@@ -1,23 +1,10 @@
 //! A flash sale over gRPC against the real binary: admin set-up, a purchase, a typed refusal,
 //! the role check and the watch stream.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use titan_e2e::{Cell, CellOptions, authed};
+use titan_e2e::{Cell, CellOptions, authed, seconds_from_now as ts};
 use titan_kit::error::reason_of;
 use titan_proto::flashsale::v1::{self as pb, flash_sale_service_client::FlashSaleServiceClient};
 use tonic::Code;
-
-fn ts(offset_secs: i64) -> prost_types::Timestamp {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    prost_types::Timestamp {
-        seconds: i64::try_from(now).expect("now") + offset_secs,
-        nanos: 0,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sale_over_grpc() {

@@ -3,9 +3,7 @@
 //! (`flashsale.purchased` → outbox → relay → the gamification consumer) and reaches the
 //! leaderboard.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use titan_e2e::{Cell, CellOptions, authed};
+use titan_e2e::{Cell, CellOptions, authed, seconds_from_now as ts};
 use titan_kit::{error::reason_of, testing::eventually};
 use titan_proto::{
     coupon::v1::{self as cpb, coupon_service_client::CouponServiceClient},
@@ -13,17 +11,6 @@ use titan_proto::{
     gamification::v1::{self as gpb, gamification_service_client::GamificationServiceClient},
 };
 use tonic::Code;
-
-fn ts(offset_secs: i64) -> prost_types::Timestamp {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    prost_types::Timestamp {
-        seconds: i64::try_from(now).expect("now") + offset_secs,
-        nanos: 0,
-    }
-}
 
 fn cart() -> Option<cpb::Cart> {
     Some(cpb::Cart {

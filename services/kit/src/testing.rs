@@ -207,3 +207,16 @@ impl TestClock {
         std::sync::Arc::new(move || this.now())
     }
 }
+
+/// A caller as the auth interceptor hands it to a service: `user_id` with `roles`.
+pub fn caller(user_id: &str, roles: &[&str]) -> crate::auth::Caller {
+    crate::auth::Caller {
+        user_id: user_id.to_owned(),
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+    }
+}
+
+/// The administrator the services' tests act as.
+pub fn admin() -> crate::auth::Caller {
+    caller("admin-1", &["admin"])
+}

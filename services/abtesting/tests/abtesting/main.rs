@@ -20,7 +20,6 @@ use titan_abtesting::{
     },
 };
 use titan_kit::{
-    auth::Caller,
     datastores::{clickhouse, postgres},
     testing::{TestClickHouse, TestPostgres},
 };
@@ -34,12 +33,7 @@ pub async fn analytics_tables(client: &::clickhouse::Client) {
         .expect("analytics tables");
 }
 
-pub fn admin() -> Caller {
-    Caller {
-        user_id: "admin-1".into(),
-        roles: vec!["admin".into()],
-    }
-}
+pub use titan_kit::testing::admin;
 
 pub fn request_id() -> String {
     uuid::Uuid::new_v4().to_string()

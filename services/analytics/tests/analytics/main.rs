@@ -21,7 +21,7 @@ use titan_analytics::{
 use titan_kit::{
     auth::Caller,
     datastores::clickhouse,
-    testing::{TestClickHouse, TestClock},
+    testing::{TestClickHouse, TestClock, caller},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -122,10 +122,7 @@ impl World {
 
 /// A trusted tracker (role service) that may record events for any user.
 pub fn tracker() -> Caller {
-    Caller {
-        user_id: "web-backend".into(),
-        roles: vec!["service".into()],
-    }
+    caller("web-backend", &["service"])
 }
 
 pub fn at(s: &str) -> DateTime<Utc> {

@@ -21,7 +21,7 @@ use titan_coupon::{
 use titan_kit::{
     auth::Caller,
     datastores::{postgres, redis::RedisHandle},
-    testing::{TestClock, TestPostgres, TestRedis},
+    testing::{TestClock, TestPostgres, TestRedis, caller},
 };
 
 pub type App = Coupons<PgCoupons, RedisCoupons>;
@@ -34,18 +34,10 @@ pub struct World {
     pub clock: TestClock,
 }
 
-pub fn admin() -> Caller {
-    Caller {
-        user_id: "admin-1".into(),
-        roles: vec!["admin".into()],
-    }
-}
+pub use titan_kit::testing::admin;
 
 pub fn shopper(n: u32) -> Caller {
-    Caller {
-        user_id: format!("shopper-{n}"),
-        roles: vec![],
-    }
+    caller(&format!("shopper-{n}"), &[])
 }
 
 pub fn uuid() -> String {

@@ -18,7 +18,7 @@ use titan_flashsale::{
 use titan_kit::{
     auth::Caller,
     datastores::{postgres, redis::RedisHandle},
-    testing::{TestClock, TestPostgres, TestRedis},
+    testing::{TestClock, TestPostgres, TestRedis, caller},
 };
 
 pub type App = FlashSales<PgSales, RedisStock>;
@@ -31,18 +31,10 @@ pub struct World {
     pub clock: TestClock,
 }
 
-pub fn admin() -> Caller {
-    Caller {
-        user_id: "admin-1".into(),
-        roles: vec!["admin".into()],
-    }
-}
+pub use titan_kit::testing::admin;
 
 pub fn buyer(n: u32) -> Caller {
-    Caller {
-        user_id: format!("buyer-{n}"),
-        roles: vec![],
-    }
+    caller(&format!("buyer-{n}"), &[])
 }
 
 /// Settings that keep tests free of rate limiting unless they test it.

@@ -23,7 +23,7 @@ use titan_kit::{
     auth::Caller,
     datastores::{postgres, redis::RedisHandle},
     money::Money,
-    testing::{TestClock, TestPostgres, TestRedis},
+    testing::{TestClock, TestPostgres, TestRedis, caller},
 };
 
 pub type App = Gamification<PgLedger, FedBoards>;
@@ -36,18 +36,10 @@ pub struct World {
     pub clock: TestClock,
 }
 
-pub fn admin() -> Caller {
-    Caller {
-        user_id: "admin-1".into(),
-        roles: vec!["admin".into()],
-    }
-}
+pub use titan_kit::testing::admin;
 
 pub fn shopper(n: u32) -> Caller {
-    Caller {
-        user_id: format!("shopper-{n}"),
-        roles: vec![],
-    }
+    caller(&format!("shopper-{n}"), &[])
 }
 
 pub fn usd(minor: i64) -> Money {
