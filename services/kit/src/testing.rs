@@ -220,3 +220,30 @@ pub fn caller(user_id: &str, roles: &[&str]) -> crate::auth::Caller {
 pub fn admin() -> crate::auth::Caller {
     caller("admin-1", &["admin"])
 }
+
+/// Calls `op(0..ops)` from `concurrency` workers at once and prints the throughput: the
+/// in-process benchmarks of the services. `op` answers whether the call succeeded.
+pub async fn throughput<F, Fut>(what: &str, ops: u32, concurrency: u32, op: F)
+where
+    F: Fn(u32) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..concurrency {
+        let op = op.clone();
+        tasks.spawn(async move {
+            let mut ok = 0u32;
+            for i in (worker..ops).step_by(concurrency as usize) {
+                ok += u32::from(op(i).await);
+            }
+            ok
+        });
+    }
+    let ok: u32 = tasks.join_all().await.into_iter().sum();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{what}: {ops} calls, {ok} succeeded, {secs:.2} s, {:.0} calls/s ({concurrency} concurrent)",
+        f64::from(ops) / secs
+    );
+}
