@@ -1,5 +1,6 @@
 //! `cargo xtask`: Titan's developer and CI tasks — the test command CI runs, a local cell with
-//! real datastores, and the datastores on their own for running tests by hand.
+//! real datastores, the datastores on their own for running tests by hand, and the Helm chart
+//! check and generator.
 
 mod cmd;
 mod datastores;
@@ -36,6 +37,12 @@ enum Command {
     Down(cmd::cell::DownArgs),
     /// Start or stop the test datastores to run tests by hand.
     Datastores(cmd::datastores::Args),
+    /// Lint, render and validate the Helm chart with the real Helm engine, and check that
+    /// its CRDs and manifests/install.yaml are up to date (a step of `test`).
+    Chart,
+    /// Regenerate every generated, committed file: manifests/crds, the chart's copy of the
+    /// CRDs and manifests/install.yaml.
+    Gen,
 }
 
 fn main() -> ExitCode {
@@ -50,6 +57,8 @@ fn main() -> ExitCode {
         Command::Up(args) => cmd::cell::up(&args),
         Command::Down(args) => cmd::cell::down(&args),
         Command::Datastores(args) => cmd::datastores::run(&args),
+        Command::Chart => cmd::chart::check(),
+        Command::Gen => cmd::chart::generate(),
     };
     match result {
         Ok(code) => code,

@@ -28,6 +28,10 @@ pub const DATASTORES: &[&str] = &[
 /// module (`nginx -t`) and coturn (`turnserver`, `turnutils_uclient`, `turnutils_peer`).
 pub const MEDIA: &[&str] = &["nginx", "libnginx-mod-rtmp", "coturn"];
 
+/// Python with `venv` (a separate package on Debian) for the Helm chart check, which runs the
+/// PyPI tools of charts/requirements.txt in a virtualenv xtask builds.
+pub const PYTHON: &[&str] = &["python3", "python3-venv"];
+
 /// Tells invoke-rc.d that no service may start (exit 101), as in Debian's chroots and images.
 const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 const POLICY_DENY_ALL: &str =

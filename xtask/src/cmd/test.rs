@@ -1,7 +1,7 @@
 //! `cargo xtask test`: the project's test command, which `.ci/run` runs. Installs and starts
-//! the datastores in a fresh directory under `target/xtask-ci/`, runs fmt, clippy, the doc tests
-//! and the tests against them, stops them by PID whatever happens, and prints a timing per
-//! step.
+//! the datastores in a fresh directory under `target/xtask-ci/`, runs fmt, clippy, the Helm
+//! chart check, the doc tests and the tests against them, stops them by PID whatever happens,
+//! and prints a timing per step.
 
 use std::fs;
 use std::path::Path;
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use crate::cmd::chart;
 use crate::datastores::{self, Datastores};
 use crate::state::{Profile, State};
 use crate::{packages, process, signals};
@@ -22,6 +23,10 @@ pub struct Args {
     /// Skip the doc tests.
     #[arg(long)]
     no_doc: bool,
+    /// Skip the Helm chart check (`cargo xtask chart`); it is also skipped when `-p` picks
+    /// packages, since it checks no crate.
+    #[arg(long)]
+    no_chart: bool,
     /// Arguments for the test runner (`cargo nextest run`, else `cargo test`), after `--`;
     /// `-p NAME` narrows the lints and doc tests too. Example: `cargo xtask test -- -p titan-kit`.
     #[arg(last = true, value_name = "RUNNER_ARGS")]
@@ -76,7 +81,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 
 fn run_steps(args: &Args, timings: &mut Vec<Timing>) -> Result<()> {
     let started = Instant::now();
-    packages::ensure(&[packages::DATASTORES, packages::MEDIA].concat())?;
+    packages::ensure(&[packages::DATASTORES, packages::MEDIA, packages::PYTHON].concat())?;
     timings.push(Timing {
         name: "packages".into(),
         took: started.elapsed(),
@@ -105,7 +110,8 @@ fn run_steps(args: &Args, timings: &mut Vec<Timing>) -> Result<()> {
     let env = datastores::test_env(stores.state())?;
     eprint!("{}", datastores::exports(&env));
 
-    for (name, cmd) in steps(args)? {
+    let chart = chart_step(args, timings);
+    for (name, cmd) in steps(args, chart)? {
         let Some(mut cmd) = cmd else {
             timings.push(Timing {
                 name: name.into(),
@@ -134,6 +140,9 @@ fn run_steps(args: &Args, timings: &mut Vec<Timing>) -> Result<()> {
             outcome.describe(),
             process::secs(took)
         );
+        if name == "chart" && matches!(outcome, Outcome::Failed(_)) {
+            eprintln!("xtask test: {}", chart::FAILURE_HINT);
+        }
         timings.push(Timing {
             name: name.into(),
             took,
@@ -160,9 +169,39 @@ fn run_steps(args: &Args, timings: &mut Vec<Timing>) -> Result<()> {
     Ok(())
 }
 
+/// The chart check's command, once its virtualenv is ready; `None` (skipped) when not wanted.
+/// A venv that cannot be built is a failed step of its own, with pip's or venv's error, not a
+/// reason to stop the rest of CI.
+fn chart_step(args: &Args, timings: &mut Vec<Timing>) -> Option<Command> {
+    if !chart_wanted(args) {
+        return None;
+    }
+    let started = Instant::now();
+    let venv = chart::Venv::default_location();
+    let outcome = match venv.ensure(&chart::requirements_file()) {
+        Ok(()) => Outcome::Ok,
+        Err(e) => {
+            eprintln!("xtask test: cannot build the chart tools' virtualenv: {e:#}");
+            Outcome::Failed(format!("{e:#}"))
+        }
+    };
+    let ready = matches!(outcome, Outcome::Ok);
+    timings.push(Timing {
+        name: "chart venv".into(),
+        took: started.elapsed(),
+        outcome,
+    });
+    ready.then(|| chart::check_command(&venv, false))
+}
+
+/// CI (no package picked) checks the chart; a developer testing some crates does not.
+fn chart_wanted(args: &Args) -> bool {
+    !args.no_chart && selected_packages(&args.runner_args).is_empty()
+}
+
 /// The steps in order; `None` for a step that is skipped. Doc tests go before the test runner
 /// so that the runner's summary is the last thing a log reader sees.
-fn steps(args: &Args) -> Result<Vec<(&'static str, Option<Command>)>> {
+fn steps(args: &Args, chart: Option<Command>) -> Result<Vec<(&'static str, Option<Command>)>> {
     let mut steps = Vec::new();
     let lint = !args.no_lint;
     let selected = selected_packages(&args.runner_args);
@@ -192,6 +231,8 @@ fn steps(args: &Args) -> Result<Vec<(&'static str, Option<Command>)>> {
         .args(&scope)
         .args(["--all-targets", "--", "-D", "warnings"]);
     steps.push(("clippy", lint.then_some(clippy)));
+    // Seconds, and independent of the crates: early, so a stale install.yaml shows at once.
+    steps.push(("chart", chart));
 
     let doc = if args.no_doc {
         None
@@ -364,6 +405,57 @@ mod tests {
         ]);
         assert_eq!(selected_packages(&args), ["a", "b", "c", "d"]);
         assert!(selected_packages(&strings(&["--no-capture", "-E", "test(x)"])).is_empty());
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let argv = std::iter::once("test").chain(extra.iter().copied());
+        Cli::try_parse_from(argv).expect("valid arguments").args
+    }
+
+    #[test]
+    fn ci_checks_the_chart_and_developers_picking_crates_do_not() {
+        assert!(chart_wanted(&args(&[])), "CI runs `cargo xtask test` bare");
+        assert!(chart_wanted(&args(&["--", "--no-fail-fast"])));
+        assert!(!chart_wanted(&args(&["--no-chart"])));
+        assert!(!chart_wanted(&args(&["--", "-p", "titan-kit"])));
+    }
+
+    #[test]
+    fn the_chart_step_comes_after_the_lints_and_is_skipped_without_a_command() {
+        let names = |steps: Vec<(&'static str, Option<Command>)>| {
+            steps
+                .into_iter()
+                .map(|(name, cmd)| (name, cmd.is_some()))
+                .collect::<Vec<_>>()
+        };
+        let given = steps(&args(&["--no-doc"]), Some(Command::new("python"))).expect("steps");
+        assert_eq!(
+            names(given),
+            [
+                ("fmt", true),
+                ("clippy", true),
+                ("chart", true),
+                ("doc tests", false),
+                ("tests", true)
+            ]
+        );
+        let skipped = steps(&args(&["--no-doc", "--no-lint"]), None).expect("steps");
+        assert_eq!(
+            names(skipped),
+            [
+                ("fmt", false),
+                ("clippy", false),
+                ("chart", false),
+                ("doc tests", false),
+                ("tests", true)
+            ]
+        );
     }
 
     #[test]
