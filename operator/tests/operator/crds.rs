@@ -168,3 +168,27 @@ fn cel_rules_cover_the_cross_field_constraints() {
     assert!(text.contains("message: namespace is immutable"));
     assert!(text.contains("x-kubernetes-preserve-unknown-fields: true"));
 }
+
+/// Every Cell and Service in manifests/examples/ passes its CRD's OpenAPI schema (types, enums,
+/// required fields), as admission would check it; the CEL rules are checked in the crds crate
+/// (crds/tests/crds/examples.rs), which also covers the deliberately invalid example.
+#[test]
+fn the_examples_pass_the_crd_schemas() {
+    let validator = crate::support::validator();
+    let mut checked = 0;
+    for file in [
+        "manifests/examples/dev-cell.yaml",
+        "manifests/examples/production-cell.yaml",
+        "manifests/examples/custom-service.yaml",
+        // Valid against the schema: only its CEL rules are broken.
+        "manifests/examples/invalid-cell.yaml",
+    ] {
+        let text = std::fs::read_to_string(repo_path(file)).expect("example");
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let object: Value = serde::Deserialize::deserialize(document).expect("yaml");
+            crate::support::validate(&validator, &object).unwrap_or_else(|e| panic!("{file}: {e}"));
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 4);
+}
