@@ -10,8 +10,8 @@
 //!
 //! Images: the cluster must be able to pull the operator and `titan` images. For a local build
 //! (see docs/cluster-e2e.md) name them with `TITAN_E2E_OPERATOR_IMAGE` and
-//! `TITAN_E2E_TITAN_IMAGE` (`repository:tag`); the suite points the Deployment and the Cell at
-//! them.
+//! `TITAN_E2E_TITAN_IMAGE` (`repository:tag`), and `TITAN_E2E_RTMP_IMAGE`; the suite points the
+//! Deployment and the Cell at them.
 //!
 //!   k3d cluster create titan-e2e --agents 2 --wait
 //!   cargo test -p titan-e2e --test cluster -- --nocapture
@@ -189,6 +189,9 @@ fn create_dev_cell() {
             .rsplit_once(':')
             .expect("TITAN_E2E_TITAN_IMAGE is repository:tag");
         patch_cell(json!({"spec": {"image": repository, "version": tag}}));
+    }
+    if let Ok(image) = std::env::var("TITAN_E2E_RTMP_IMAGE") {
+        patch_cell(json!({"spec": {"media": {"rtmp": {"image": image}}}}));
     }
     wait_condition(&format!("cell/{CELL}"), None, "Ready", READY_TIMEOUT);
 }
