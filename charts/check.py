@@ -17,6 +17,9 @@ charts/requirements.txt. What it checks, and why each matters:
    the admin port; RBAC has no wildcards.
 4. files/crds/ is byte-identical to manifests/crds/ (which the operator's tests check against
    the code), and manifests/install.yaml is the default render.
+5. The dashboards and alerts name only metrics the code defines, and the Argo CD health
+   checks (docs/gitops/argocd-cm-health.yaml) give the right status for sample Cells and
+   Services when run by Lua 5.1, the language of Argo CD's gopher-lua.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import sys
 
 import helm_python as helm
 import kubernetes_validate
+import lupa.lua51 as lua51
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -39,6 +43,7 @@ DASHBOARDS = CHART / "dashboards"
 # Where the metrics the dashboards and alerts read are defined.
 METRIC_SOURCES = [ROOT / "operator" / "src" / "metrics.rs", ROOT / "services" / "kit" / "src" / "metrics.rs"]
 KSM_CONFIG = CHART / "monitoring" / "kube-state-metrics.yaml"
+ARGOCD_HEALTH = ROOT / "docs" / "gitops" / "argocd-cm-health.yaml"
 
 # The release install.yaml stands for: what `helm install titan-operator <chart> -n titan-system`
 # would create.
@@ -301,6 +306,60 @@ def check_metric_names(texts: dict[str, str], failures: Failures) -> None:
             failures.check(used in known or base in known, where, f"unknown metric {used}")
 
 
+def condition(type_: str, status: str, generation: int = 2) -> dict:
+    return {"type": type_, "status": status, "observedGeneration": generation,
+            "reason": "Because", "message": f"{type_} is {status} because"}
+
+
+def titan_object(kind: str, conditions: list[dict] | None, observed: int | None = 2) -> dict:
+    obj = {"apiVersion": "commerce.titan.dev/v1alpha1", "kind": kind,
+           "metadata": {"name": "x", "generation": 2}}
+    if conditions is not None:
+        obj["status"] = {"observedGeneration": observed, "conditions": conditions}
+    return obj
+
+
+# (kind, object, expected Argo CD health status).
+HEALTH_CASES = [
+    ("Cell", titan_object("Cell", None), "Progressing"),
+    ("Cell", titan_object("Cell", [condition("Ready", "True")], observed=1), "Progressing"),
+    ("Cell", titan_object("Cell", [condition("Ready", "True", generation=1)]), "Progressing"),
+    ("Cell", titan_object("Cell", [condition("Ready", "True"), condition("Degraded", "False")]), "Healthy"),
+    ("Cell", titan_object("Cell", [condition("Ready", "False"), condition("Degraded", "True")]), "Degraded"),
+    ("Cell", titan_object("Cell", [condition("Ready", "False"), condition("Progressing", "True")]), "Progressing"),
+    ("Cell", titan_object("Cell", [condition("Ready", "False"), condition("Stopped", "True")]), "Suspended"),
+    ("Cell", titan_object("Cell", [condition("Ready", "True"), condition("ReconciliationPaused", "True")]), "Suspended"),
+    ("Service", titan_object("Service", None), "Progressing"),
+    ("Service", titan_object("Service", [condition("Ready", "True"), condition("ConfigValid", "True")]), "Healthy"),
+    ("Service", titan_object("Service", [condition("Ready", "False"), condition("ConfigValid", "False")]), "Degraded"),
+    ("Service", titan_object("Service", [condition("Ready", "False"), condition("ConfigValid", "True")]), "Progressing"),
+    ("Service", titan_object("Service", [condition("Ready", "True")], observed=1), "Progressing"),
+]
+
+
+def check_argocd_health(failures: Failures) -> None:
+    """Runs the Argo CD health scripts as Argo CD does: `obj` is a global, the chunk returns a
+    table with status and message."""
+    data = load(ARGOCD_HEALTH.read_text())["data"]
+    for number, (kind, obj, expected) in enumerate(HEALTH_CASES, start=1):
+        key = f"resource.customizations.health.commerce.titan.dev_{kind}"
+        script = data.get(key)
+        if script is None:
+            failures.add(str(ARGOCD_HEALTH.relative_to(ROOT)), f"no {key}")
+            continue
+        lua = lua51.LuaRuntime(unpack_returned_tuples=True)
+        lua.globals().obj = lua.table_from(obj, recursive=True)
+        try:
+            health = lua.execute(script)
+            got, message = health["status"], health["message"]
+        except lua51.LuaError as error:
+            failures.add(f"{key} case {number}", f"Lua error: {error}")
+            continue
+        failures.check(got == expected, f"{key} case {number}",
+                       f"health {got!r} ({message}), expected {expected!r} for {obj.get('status')}")
+        failures.check(bool(message), f"{key} case {number}", "no message")
+
+
 def install_yaml(docs: list[Document]) -> str:
     out = [INSTALL_HEADER]
     out.append("---\n" + NAMESPACE_DOC)
@@ -366,6 +425,8 @@ def main() -> int:
         texts[doc.where("ci values")] = yaml.safe_dump(doc.obj)
     failures.check(bool(rules_docs), "PrometheusRule", "no ci/*-values.yaml renders it")
     check_metric_names(texts, failures)
+    check_argocd_health(failures)
+    print(f"==> Argo CD health checks: {len(HEALTH_CASES)} cases")
 
     expected = install_yaml(default_docs)
     if args.write and not failures.items:
