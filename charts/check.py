@@ -206,6 +206,7 @@ def validate_builtin(doc: Document, scenario: str, failures: Failures) -> None:
 CUSTOM_RESOURCES = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): [("spec", "selector"), ("spec", "endpoints")],
     ("monitoring.coreos.com/v1", "PrometheusRule"): [("spec", "groups")],
+    ("monitoring.coreos.com/v1", "PodMonitor"): [("spec", "selector"), ("spec", "podMetricsEndpoints")],
 }
 
 
