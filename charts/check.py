@@ -361,6 +361,28 @@ def check_argocd_health(failures: Failures) -> None:
         failures.check(bool(message), f"{key} case {number}", "no message")
 
 
+def check_the_checks(failures: Failures) -> None:
+    """Canaries: each check must reject a known-bad input, so a tool upgrade that turns one
+    into a silent no-op fails CI instead of passing everything."""
+    canaries = Failures()
+    bad = Document("canary", "", {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "canary"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}}, "unknownField": 1,
+                 "template": {"metadata": {"labels": {"a": "b"}},
+                              "spec": {"containers": [{"name": "c", "image": "i"}]}}}})
+    validate_builtin(bad, "canary", canaries)
+    failures.check(len(canaries.items) == 1, "check.py canary",
+                   "kubernetes-validate --strict accepted an unknown field")
+    canaries = Failures()
+    check_metric_names({"canary": "rate(titan_no_such_metric_total[5m])"}, canaries)
+    failures.check(len(canaries.items) == 1, "check.py canary", "an unknown metric passed")
+    canaries = Failures()
+    role = Document("canary", "", {"kind": "ClusterRole", "metadata": {"name": "canary"},
+                                   "rules": [{"apiGroups": [""], "resources": ["*"], "verbs": ["get"]}]})
+    check_promises([role], "canary", {"crds": {"install": False}}, canaries)
+    failures.check(len(canaries.items) == 1, "check.py canary", "a wildcard RBAC rule passed")
+
+
 def install_yaml(docs: list[Document]) -> str:
     out = [INSTALL_HEADER]
     out.append("---\n" + NAMESPACE_DOC)
@@ -427,6 +449,7 @@ def main() -> int:
     failures.check(bool(rules_docs), "PrometheusRule", "no ci/*-values.yaml renders it")
     check_metric_names(texts, failures)
     check_argocd_health(failures)
+    check_the_checks(failures)
     print(f"==> Argo CD health checks: {len(HEALTH_CASES)} cases")
 
     expected = install_yaml(default_docs)
