@@ -60,19 +60,29 @@ pub fn to_status<E: ServiceError + ?Sized>(domain: &str, err: &E) -> Status {
         } else {
             "service unavailable, retry later"
         };
-        return Status::new(code.grpc(), format!("{what} (request id {request_id})"));
+        // The cause stays in the log; a reason (BUFFER_FULL) still tells a client why.
+        return with_reason(
+            code,
+            format!("{what} (request id {request_id})"),
+            err.reason(),
+            domain,
+        );
     }
-    match err.reason() {
+    with_reason(code, err.to_string(), err.reason(), domain)
+}
+
+fn with_reason(code: ErrorCode, message: String, reason: Option<&str>, domain: &str) -> Status {
+    match reason {
         Some(reason) => Status::with_error_details(
             code.grpc(),
-            err.to_string(),
+            message,
             ErrorDetails::with_error_info(
                 reason,
                 domain,
                 std::collections::HashMap::<String, String>::new(),
             ),
         ),
-        None => Status::new(code.grpc(), err.to_string()),
+        None => Status::new(code.grpc(), message),
     }
 }
 
@@ -157,6 +167,8 @@ mod tests {
         SoldOut,
         #[error("database exploded at 10.0.0.7")]
         Db,
+        #[error("buffer of 10.0.0.7 full")]
+        Busy,
     }
 
     impl ServiceError for SaleError {
@@ -164,11 +176,28 @@ mod tests {
             match self {
                 Self::SoldOut => ErrorCode::FailedPrecondition,
                 Self::Db => ErrorCode::Internal,
+                Self::Busy => ErrorCode::Unavailable,
             }
         }
         fn reason(&self) -> Option<&'static str> {
-            matches!(self, Self::SoldOut).then_some("SOLD_OUT")
+            match self {
+                Self::SoldOut => Some("SOLD_OUT"),
+                Self::Busy => Some("BUFFER_FULL"),
+                Self::Db => None,
+            }
         }
+    }
+
+    #[test]
+    fn unavailable_keeps_its_cause_but_says_its_reason() {
+        let status = to_status("analytics.titan.dev", &SaleError::Busy);
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(
+            !status.message().contains("10.0.0.7"),
+            "{}",
+            status.message()
+        );
+        assert_eq!(reason_of(&status).as_deref(), Some("BUFFER_FULL"));
     }
 
     #[test]
