@@ -63,17 +63,7 @@ pub enum AbError {
     Kit(#[from] KitError),
 }
 
-impl From<sqlx::Error> for AbError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Kit(e.into())
-    }
-}
-
-impl From<clickhouse::error::Error> for AbError {
-    fn from(e: clickhouse::error::Error) -> Self {
-        Self::Kit(e.into())
-    }
-}
+titan_kit::datastore_errors!(AbError);
 
 impl ServiceError for AbError {
     fn code(&self) -> ErrorCode {
@@ -164,7 +154,7 @@ pub trait ResultsSource: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<(u32, Sample)>>> + Send;
 }
 
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+pub use titan_kit::Clock;
 
 /// What assignment and evaluation read.
 #[derive(Debug, Default)]

@@ -16,10 +16,6 @@ pub struct Metrics {
     refresh_failures: IntCounter,
 }
 
-fn other(e: prometheus::Error) -> KitError {
-    KitError::Other(e.to_string())
-}
-
 fn outcome_index(o: Outcome) -> usize {
     match o {
         Outcome::Assigned => 0,
@@ -40,11 +36,10 @@ impl Metrics {
                     "assignments by outcome (assigned or why the user is not in the experiment)",
                 ),
                 &["outcome"],
-            )
-            .map_err(other)?,
+            )?,
         )?;
         let counter = |name: &str, help: &str| -> Result<IntCounter, KitError> {
-            register(registry, IntCounter::new(name, help).map_err(other)?)
+            register(registry, IntCounter::new(name, help)?)
         };
         Ok(Self {
             assigned: [

@@ -57,8 +57,7 @@ pub fn ingest_options(settings: &Settings) -> IngestOptions {
 }
 
 async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
-    let settings = Settings::from_yaml(ctx.section())
-        .map_err(|e| KitError::config(format!("services.{}", domain::SERVICE), e.to_string()))?;
+    let settings = ctx.settings(Settings::from_yaml)?;
     let clickhouse = ctx.clickhouse()?;
     let redis = ctx.redis()?;
     let metrics = metrics::Metrics::new(&ctx.registry)?;

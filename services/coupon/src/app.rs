@@ -4,7 +4,7 @@
 //! second, and reversal the other way round, so a crash in between leaves Redis counting a use
 //! too many — never too few — until the reconcile job lines it up with the record.
 
-use std::{collections::BTreeMap, future::Future, sync::Arc};
+use std::{collections::BTreeMap, future::Future};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -66,17 +66,7 @@ pub enum CouponError {
     Kit(#[from] KitError),
 }
 
-impl From<sqlx::Error> for CouponError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Kit(e.into())
-    }
-}
-
-impl From<redis::RedisError> for CouponError {
-    fn from(e: redis::RedisError) -> Self {
-        Self::Kit(e.into())
-    }
-}
+titan_kit::datastore_errors!(CouponError);
 
 impl ServiceError for CouponError {
     fn code(&self) -> ErrorCode {
@@ -291,7 +281,7 @@ pub trait CouponCache: Send + Sync + 'static {
 }
 
 /// The clock, replaceable in tests.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+pub use titan_kit::Clock;
 
 /// What `ValidateCoupon` answers.
 #[derive(Debug, Clone, PartialEq, Eq)]

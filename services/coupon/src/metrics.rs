@@ -15,10 +15,6 @@ pub struct Metrics {
     reconciles: IntCounter,
 }
 
-fn other(e: prometheus::Error) -> KitError {
-    KitError::Other(e.to_string())
-}
-
 impl Metrics {
     pub fn new(registry: &Registry) -> Result<Self, KitError> {
         Ok(Self {
@@ -30,8 +26,7 @@ impl Metrics {
                         "validations by outcome (valid or the refusal reason)",
                     ),
                     &["outcome"],
-                )
-                .map_err(other)?,
+                )?,
             )?,
             redemptions: register(
                 registry,
@@ -41,26 +36,22 @@ impl Metrics {
                         "redemption calls by outcome (redeemed, error or the refusal reason)",
                     ),
                     &["outcome"],
-                )
-                .map_err(other)?,
+                )?,
             )?,
             reversals: register(
                 registry,
-                IntCounter::new("titan_coupon_reversals_total", "redemptions given back")
-                    .map_err(other)?,
+                IntCounter::new("titan_coupon_reversals_total", "redemptions given back")?,
             )?,
             drift: register(
                 registry,
                 IntGauge::new(
                     "titan_coupon_drift_coupons",
                     "coupons whose Redis counter disagreed with PostgreSQL at the last reconcile",
-                )
-                .map_err(other)?,
+                )?,
             )?,
             reconciles: register(
                 registry,
-                IntCounter::new("titan_coupon_reconciles_total", "reconcile runs")
-                    .map_err(other)?,
+                IntCounter::new("titan_coupon_reconciles_total", "reconcile runs")?,
             )?,
         })
     }

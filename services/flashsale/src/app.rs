@@ -1,7 +1,7 @@
 //! Flash-sale use cases over two ports: [`SaleStore`] (PostgreSQL, the record) and
 //! [`StockStore`] (Redis, the hot path). The caller always comes from the token.
 
-use std::{collections::BTreeMap, future::Future, sync::Arc};
+use std::{collections::BTreeMap, future::Future};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -59,17 +59,7 @@ pub enum FlashSaleError {
     Kit(#[from] KitError),
 }
 
-impl From<sqlx::Error> for FlashSaleError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Kit(e.into())
-    }
-}
-
-impl From<redis::RedisError> for FlashSaleError {
-    fn from(e: redis::RedisError) -> Self {
-        Self::Kit(e.into())
-    }
-}
+titan_kit::datastore_errors!(FlashSaleError);
 
 impl ServiceError for FlashSaleError {
     fn code(&self) -> ErrorCode {
@@ -249,7 +239,7 @@ pub trait StockStore: Send + Sync + 'static {
 }
 
 /// The clock, replaceable in tests.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+pub use titan_kit::Clock;
 
 /// A sale with what a buyer sees of it now.
 #[derive(Debug, Clone, PartialEq, Eq)]

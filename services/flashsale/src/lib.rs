@@ -38,8 +38,7 @@ pub fn service() -> ServiceDef {
 }
 
 async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
-    let settings = Settings::from_yaml(ctx.section())
-        .map_err(|e| KitError::config(format!("services.{}", domain::SERVICE), e.to_string()))?;
+    let settings = ctx.settings(Settings::from_yaml)?;
     let app = Arc::new(FlashSales::new(
         PgSales::new(ctx.postgres()?),
         RedisStock::new(ctx.redis()?),

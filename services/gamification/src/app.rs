@@ -2,7 +2,7 @@
 //! every points change, rewards, missions) and [`Leaderboards`] (Redis sorted sets fed from the
 //! ledger). The caller always comes from the token.
 
-use std::{future::Future, sync::Arc};
+use std::future::Future;
 
 use chrono::NaiveDate;
 use chrono::{DateTime, Utc};
@@ -50,17 +50,7 @@ pub enum GamificationError {
     Kit(#[from] KitError),
 }
 
-impl From<sqlx::Error> for GamificationError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Kit(e.into())
-    }
-}
-
-impl From<redis::RedisError> for GamificationError {
-    fn from(e: redis::RedisError) -> Self {
-        Self::Kit(e.into())
-    }
-}
+titan_kit::datastore_errors!(GamificationError);
 
 impl ServiceError for GamificationError {
     fn code(&self) -> ErrorCode {
@@ -273,7 +263,7 @@ pub trait Leaderboards: Send + Sync + 'static {
 }
 
 /// The clock, replaceable in tests.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+pub use titan_kit::Clock;
 
 /// Actions an award or a mission may name.
 pub const MISSION_REASONS: [Reason; 5] = [

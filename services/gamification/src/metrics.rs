@@ -14,10 +14,6 @@ pub struct Metrics {
     fed: IntCounter,
 }
 
-fn other(e: prometheus::Error) -> KitError {
-    KitError::Other(e.to_string())
-}
-
 impl Metrics {
     pub fn new(registry: &Registry) -> Result<Self, KitError> {
         Ok(Self {
@@ -29,16 +25,14 @@ impl Metrics {
                         "points earned, by reason",
                     ),
                     &["reason"],
-                )
-                .map_err(other)?,
+                )?,
             )?,
             duplicates: register(
                 registry,
                 IntCounter::new(
                     "titan_gamification_duplicate_awards_total",
                     "awards of a source already awarded (nothing changed)",
-                )
-                .map_err(other)?,
+                )?,
             )?,
             redemptions: register(
                 registry,
@@ -48,16 +42,14 @@ impl Metrics {
                         "reward redemptions by outcome (redeemed or the refusal reason)",
                     ),
                     &["outcome"],
-                )
-                .map_err(other)?,
+                )?,
             )?,
             fed: register(
                 registry,
                 IntCounter::new(
                     "titan_gamification_leaderboard_rows_total",
                     "ledger rows moved onto the leaderboards",
-                )
-                .map_err(other)?,
+                )?,
             )?,
         })
     }

@@ -109,6 +109,16 @@ impl ServiceContext {
         self.config.services.get(self.name).cloned()
     }
 
+    /// The service's section parsed by `parse` (its typed config's `from_yaml`); a refusal
+    /// names the section, so start-up fails with `invalid setting services.<name>: …`.
+    pub fn settings<T, E: std::fmt::Display>(
+        &self,
+        parse: impl FnOnce(Option<serde_yaml::Value>) -> Result<T, E>,
+    ) -> Result<T, KitError> {
+        parse(self.section())
+            .map_err(|e| KitError::config(format!("services.{}", self.name), e.to_string()))
+    }
+
     /// This replica's name among consumers: the pod name in a cluster, host and pid elsewhere.
     pub fn instance(&self) -> String {
         std::env::var("POD_NAME")

@@ -202,7 +202,7 @@ impl TestClock {
     }
 
     /// The clock as services take it.
-    pub fn clock(&self) -> std::sync::Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync> {
+    pub fn clock(&self) -> crate::Clock {
         let this = self.clone();
         std::sync::Arc::new(move || this.now())
     }

@@ -6,7 +6,7 @@
 pub mod bus;
 pub mod ingest;
 
-use std::{collections::BTreeMap, future::Future, sync::Arc};
+use std::{collections::BTreeMap, future::Future};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use clickhouse::Row;
@@ -251,7 +251,7 @@ pub struct Behavior {
     pub paths: Vec<PathRow>,
 }
 
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+pub use titan_kit::Clock;
 
 /// The analytics use cases.
 pub struct Analytics<W> {
