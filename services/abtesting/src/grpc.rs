@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use titan_kit::{auth, error::to_status};
+use titan_kit::{auth, error::to_status, wire};
 use titan_proto::abtesting::v1::{self as pb, ab_testing_service_server::AbTestingService};
 use tonic::{Request, Response, Status};
 
@@ -32,39 +32,11 @@ fn invalid(msg: impl Into<String>) -> Status {
 
 /// The caller, who must be an admin, and the request body.
 fn admin<T>(request: Request<T>) -> Result<(auth::Caller, T), Status> {
-    let caller = auth::caller(&request)?;
-    caller.require_role(ADMIN)?;
-    Ok((caller, request.into_inner()))
-}
-
-fn json_value(v: prost_types::Value) -> Value {
-    use prost_types::value::Kind;
-    match v.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::NumberValue(n)) => {
-            // Integral numbers stay integers, so they print (and hash) as "123", not "123.0".
-            #[allow(clippy::cast_possible_truncation)]
-            if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
-                Value::from(n as i64)
-            } else {
-                serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)
-            }
-        }
-        Some(Kind::StringValue(s)) => Value::String(s),
-        Some(Kind::BoolValue(b)) => Value::Bool(b),
-        Some(Kind::StructValue(s)) => Value::Object(attributes(Some(s))),
-        Some(Kind::ListValue(l)) => Value::Array(l.values.into_iter().map(json_value).collect()),
-    }
+    auth::caller_with_role(request, ADMIN)
 }
 
 fn attributes(s: Option<prost_types::Struct>) -> Attributes {
-    s.map(|s| {
-        s.fields
-            .into_iter()
-            .map(|(k, v)| (k, json_value(v)))
-            .collect()
-    })
-    .unwrap_or_default()
+    s.map(wire::json_object).unwrap_or_default()
 }
 
 fn parse_json(field: &str, text: &str) -> Result<Value, Status> {

@@ -29,15 +29,8 @@ fn invalid(message: impl Into<String>) -> Status {
 
 /// The request body, if the caller may read reports.
 fn reader<T>(request: Request<T>) -> Result<T, Status> {
-    let caller = auth::caller(&request)?;
-    if READERS.iter().any(|r| caller.has_role(r)) {
-        Ok(request.into_inner())
-    } else {
-        Err(Status::permission_denied(format!(
-            "reports need the analyst or admin role; the token of user {} has {:?}",
-            caller.user_id, caller.roles
-        )))
-    }
+    auth::caller(&request)?.require_any_role(&READERS)?;
+    Ok(request.into_inner())
 }
 
 fn optional_time(

@@ -134,10 +134,7 @@ impl<L: LedgerStore, B: Leaderboards> GamificationService for Grpc<L, B> {
         &self,
         request: Request<pb::AwardRequest>,
     ) -> Result<Response<pb::AwardResponse>, Status> {
-        let caller = auth::caller(&request)?;
-        if !caller.has_role(SERVICE_ROLE) {
-            caller.require_role(ADMIN)?;
-        }
+        auth::caller(&request)?.require_any_role(&[SERVICE_ROLE, ADMIN])?;
         let r = request.into_inner();
         let total = r
             .purchase_total

@@ -39,6 +39,22 @@ impl Caller {
             )))
         }
     }
+
+    pub fn has_any_role(&self, roles: &[&str]) -> bool {
+        roles.iter().any(|r| self.has_role(r))
+    }
+
+    /// `PermissionDenied` unless the caller has one of `roles`.
+    pub fn require_any_role(&self, roles: &[&str]) -> Result<(), Status> {
+        if self.has_any_role(roles) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "this call needs one of the roles {roles:?}; the token of user {} has {:?}",
+                self.user_id, self.roles
+            )))
+        }
+    }
 }
 
 /// The claims Titan reads from a token.

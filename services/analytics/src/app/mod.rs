@@ -276,7 +276,7 @@ impl<W> std::fmt::Debug for Analytics<W> {
 /// The user an event is recorded for: a user tracks their own (an empty user id means "me");
 /// trusted callers track anyone's.
 fn attribute(caller: &Caller, index: usize, user_id: String) -> Result<String> {
-    if TRACK_ANYONE.iter().any(|r| caller.has_role(r)) {
+    if caller.has_any_role(&TRACK_ANYONE) {
         return Ok(user_id);
     }
     if user_id.is_empty() {
