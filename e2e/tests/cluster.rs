@@ -260,7 +260,16 @@ fn pause_and_resume() {
     wait_condition(&format!("cell/{CELL}"), None, "ReconciliationPaused", "2m");
     // A paused cell reads but never writes: the change waits for the resume.
     patch_cell(json!({"spec": {"services": {"flashsale": {"replicas": 2}}}}));
-    std::thread::sleep(Duration::from_secs(20));
+    // A paused cell still reports status for the generation it read: once that is the new one,
+    // the operator has seen the change and chosen not to act.
+    eventually(
+        "the paused cell has observed its new generation",
+        Duration::from_secs(120),
+        || {
+            let cell = json_of(&["get", "cell", CELL]);
+            cell["status"]["observedGeneration"] == cell["metadata"]["generation"]
+        },
+    );
     assert_eq!(
         deployment_replicas("flashsale"),
         3,
