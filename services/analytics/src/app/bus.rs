@@ -25,16 +25,9 @@ pub async fn ingest(
     shutdown: CancellationToken,
 ) -> Result<(), KitError> {
     let mut backoff = Duration::from_millis(100);
-    let mut last_claim = tokio::time::Instant::now();
     while !shutdown.is_cancelled() {
-        let batch = if last_claim.elapsed() >= reader.options().claim_idle / 2 {
-            last_claim = tokio::time::Instant::now();
-            reader.claim_stale().await
-        } else {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                batch = reader.next_batch() => batch,
-            }
+        let Some(batch) = reader.poll(&shutdown).await else {
+            break;
         };
         let stored = match batch {
             Ok(messages) => store(&reader, &events, messages).await,

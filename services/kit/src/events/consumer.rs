@@ -104,6 +104,8 @@ pub struct StreamReader {
     blocking: redis::aio::ConnectionManager,
     /// Whether this replica's own pending list has been re-read since start.
     recovered_own: bool,
+    /// When [`StreamReader::poll`] last took over other replicas' stale messages.
+    last_claim: tokio::time::Instant,
 }
 
 impl StreamReader {
@@ -136,16 +138,13 @@ impl StreamReader {
             dead,
             blocking,
             recovered_own: false,
+            last_claim: tokio::time::Instant::now(),
         })
     }
 
     /// The Redis key of the stream read.
     pub fn stream(&self) -> &str {
         &self.stream
-    }
-
-    pub fn options(&self) -> &ConsumerOptions {
-        &self.options
     }
 
     /// Reads the next messages: first this replica's own pending ones after a restart, then new ones.
@@ -175,6 +174,23 @@ impl StreamReader {
             self.recovered_own = true;
         }
         Ok(ids.into_iter().map(parse).collect())
+    }
+
+    /// The next messages to handle: every `claim_idle / 2` those other replicas left behind
+    /// ([`StreamReader::claim_stale`]), otherwise new ones ([`StreamReader::next_batch`]);
+    /// `None` when `shutdown` is cancelled while waiting.
+    pub async fn poll(
+        &mut self,
+        shutdown: &CancellationToken,
+    ) -> Option<Result<Vec<Message>, KitError>> {
+        if self.last_claim.elapsed() >= self.options.claim_idle / 2 {
+            self.last_claim = tokio::time::Instant::now();
+            return Some(self.claim_stale().await);
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => None,
+            batch = self.next_batch() => Some(batch),
+        }
     }
 
     /// Makes the next reads return this replica's unacknowledged messages again, after a batch
@@ -290,16 +306,9 @@ impl<H: Handler> Consumer<H> {
 
     /// Runs until `shutdown`; transient errors are logged and retried.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), KitError> {
-        let mut last_claim = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
-            let batch = if last_claim.elapsed() >= self.reader.options.claim_idle / 2 {
-                last_claim = tokio::time::Instant::now();
-                self.claim_stale().await
-            } else {
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    batch = self.next_batch() => batch,
-                }
+            let Some(batch) = self.reader.poll(&shutdown).await else {
+                break;
             };
             match batch {
                 Ok(messages) => {
