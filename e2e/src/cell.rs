@@ -111,14 +111,7 @@ impl Cell {
             })
         });
         process.drain_stderr();
-        let auth = Authenticator::new(&AuthConfig {
-            issuer: Some(ISSUER.into()),
-            audience: None,
-            hs256_secret: Some(SECRET.to_owned().into()),
-            rs256_public_keys: vec![],
-            leeway: Duration::ZERO,
-        })
-        .expect("authenticator");
+        let auth = authenticator(SECRET);
         Self {
             process,
             grpc,
@@ -139,6 +132,15 @@ impl Cell {
             .expect("connect grpc")
     }
 
+    /// A token like [`Self::token`]'s but signed with `secret` instead of the cell's: what a
+    /// forger without the key can make.
+    pub fn token_signed_by(&self, secret: &str, subject: &str, roles: &[&str]) -> String {
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        authenticator(secret)
+            .mint(subject, &roles, Duration::from_secs(3600))
+            .expect("mint")
+    }
+
     pub fn token(&self, subject: &str, roles: &[&str]) -> String {
         let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
         self.auth
@@ -155,6 +157,19 @@ impl Cell {
             response.text().await.expect("body"),
         )
     }
+}
+
+/// Mints and verifies tokens the way the cell is configured, with `secret` as its key.
+fn authenticator(secret: &str) -> Authenticator {
+    Authenticator::new(&AuthConfig {
+        issuer: Some(ISSUER.into()),
+        audience: None,
+        hs256_secret: Some(secret.to_owned().into()),
+        rs256_public_keys: vec![],
+        leeway: Duration::ZERO,
+        max_token_lifetime: titan_kit::config::DEFAULT_MAX_TOKEN_LIFETIME,
+    })
+    .expect("authenticator")
 }
 
 /// `message` with `authorization: Bearer <token>`, as every real client sends it.

@@ -100,7 +100,7 @@ async fn calls_are_refused_without_a_token_and_served_with_one() {
         refused.message()
     );
 
-    let forged = ping
+    let malformed = ping
         .ping(authed(
             PingRequest {
                 message: "hi".into(),
@@ -108,8 +108,23 @@ async fn calls_are_refused_without_a_token_and_served_with_one() {
             "not.a.jwt",
         ))
         .await
-        .expect_err("bad token");
-    assert_eq!(forged.code(), Code::Unauthenticated);
+        .expect_err("malformed token");
+    assert_eq!(malformed.code(), Code::Unauthenticated);
+
+    // Well-formed, right issuer, an admin role, signed with a key the cell does not have.
+    let forged = ping
+        .ping(authed(
+            PingRequest {
+                message: "hi".into(),
+            },
+            &cell.token_signed_by("a-secret-the-cell-never-saw-0123456", "mallory", &["admin"]),
+        ))
+        .await
+        .expect_err("forged token");
+    assert_eq!(
+        (forged.code(), forged.message()),
+        (Code::Unauthenticated, "token refused: bad signature")
+    );
 
     let pong = ping
         .ping(authed(

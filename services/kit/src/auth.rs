@@ -1,6 +1,7 @@
 //! Authentication: JWT bearer tokens (HS256 shared secret and/or RS256 public keys) verified
-//! with `exp`, `nbf`, `iss` and `aud`, as a tonic interceptor and an axum extractor. A handler
-//! takes the caller from here, never from the request body.
+//! with `exp`, `nbf`, `iss` and `aud` (both required when configured) and a maximum lifetime,
+//! as a tonic interceptor and an axum extractor. A handler takes the caller from here, never
+//! from the request body.
 
 use std::{sync::Arc, time::Duration};
 
@@ -14,7 +15,10 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use tonic::{Request, Status};
 
-use crate::{KitError, config::AuthConfig};
+use crate::{ErrorCode, KitError, ServiceError, config::AuthConfig};
+
+/// The role of service identities: callers trusted with money-bearing mutations.
+pub const SERVICE_ROLE: &str = "service";
 
 /// The authenticated user behind a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +28,27 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Whether the caller is a service identity (the checkout or payment system, a worker) and
+    /// not a buyer: only those may decide money (confirm a purchase, redeem or reverse a coupon,
+    /// report revenue). See "Trust" in `docs/runtime.md`.
+    pub fn is_service(&self) -> bool {
+        self.has_role(SERVICE_ROLE)
+    }
+
+    /// [`NotAService`] unless the caller is a service identity; `call` names the refused call
+    /// and `instead` what a buyer may do.
+    pub fn require_service(
+        &self,
+        call: &'static str,
+        instead: &'static str,
+    ) -> Result<(), NotAService> {
+        if self.is_service() {
+            Ok(())
+        } else {
+            Err(NotAService { call, instead })
+        }
+    }
+
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
     }
@@ -57,6 +82,26 @@ impl Caller {
     }
 }
 
+/// A buyer attempted a money-bearing call that only a service identity may make.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{call} decides money and needs a service identity (role \"service\"); buyers may only {instead}"
+)]
+pub struct NotAService {
+    pub call: &'static str,
+    pub instead: &'static str,
+}
+
+impl ServiceError for NotAService {
+    fn code(&self) -> ErrorCode {
+        ErrorCode::PermissionDenied
+    }
+
+    fn reason(&self) -> Option<&'static str> {
+        Some("SERVICE_ONLY")
+    }
+}
+
 /// The claims Titan reads from a token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -65,11 +110,21 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<Audience>,
     #[serde(default)]
     pub roles: Vec<String>,
+}
+
+/// The `aud` claim: RFC 7519 allows one string or an array of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// Why a token was refused; the message goes to the client as is.
@@ -79,6 +134,10 @@ pub enum AuthError {
     Missing,
     #[error("the authorization header must be 'Bearer <jwt>'")]
     Malformed,
+    #[error(
+        "access_token is accepted only on websocket upgrades: send the header 'authorization: Bearer <jwt>'"
+    )]
+    TokenInQuery,
     #[error("token refused: {0}")]
     Invalid(String),
 }
@@ -95,6 +154,7 @@ pub struct Authenticator {
     issuer: Option<String>,
     audience: Option<String>,
     leeway: Duration,
+    max_lifetime: Duration,
     signing: Option<Arc<EncodingKey>>,
 }
 
@@ -137,6 +197,7 @@ impl Authenticator {
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             leeway: config.leeway,
+            max_lifetime: config.max_token_lifetime,
             signing,
         })
     }
@@ -147,33 +208,59 @@ impl Authenticator {
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let mut last =
             AuthError::Invalid(format!("no configured key accepts {:?} tokens", header.alg));
+        // Each key is tried only with its own algorithm, so an HS256 token "signed" with an
+        // RSA public key (the classic algorithm swap) never meets that key as an HMAC secret.
         for key in self.keys.iter().filter(|k| k.algorithm == header.alg) {
-            let mut validation = Validation::new(key.algorithm);
-            validation.leeway = self.leeway.as_secs();
-            validation.validate_nbf = true;
-            validation.set_required_spec_claims(&["exp", "sub"]);
-            match &self.issuer {
-                Some(iss) => validation.set_issuer(&[iss]),
-                None => validation.iss = None,
-            }
-            match &self.audience {
-                Some(aud) => validation.set_audience(&[aud]),
-                None => validation.validate_aud = false,
-            }
-            match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
-                Ok(data) => {
-                    if data.claims.sub.is_empty() {
-                        return Err(AuthError::Invalid("the sub claim is empty".into()));
-                    }
-                    return Ok(Caller {
-                        user_id: data.claims.sub,
-                        roles: data.claims.roles,
-                    });
-                }
+            match jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation(key.algorithm)) {
+                Ok(data) => return self.caller(data.claims),
                 Err(e) => last = AuthError::Invalid(describe(&e)),
             }
         }
         Err(last)
+    }
+
+    /// What a token must carry: `exp` and `sub` always, `iss` and `aud` whenever this cell
+    /// is configured with them (a token that omits them is refused, not waved through).
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = self.leeway.as_secs();
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        match &self.issuer {
+            Some(iss) => {
+                validation.set_issuer(&[iss]);
+                required.push("iss");
+            }
+            None => validation.iss = None,
+        }
+        match &self.audience {
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
+        validation
+    }
+
+    /// The caller of verified claims, once the lifetime cap holds.
+    fn caller(&self, claims: Claims) -> Result<Caller, AuthError> {
+        if claims.sub.is_empty() {
+            return Err(AuthError::Invalid("the sub claim is empty".into()));
+        }
+        let max = self.max_lifetime.as_secs();
+        let now = jsonwebtoken::get_current_timestamp();
+        let issued = claims.iat.map_or(now, |iat| iat.min(now));
+        if claims.exp.saturating_sub(issued) > max + self.leeway.as_secs() {
+            return Err(AuthError::Invalid(format!(
+                "the token lives longer than the {max} s this cell accepts (exp − iat, or exp − now)"
+            )));
+        }
+        Ok(Caller {
+            user_id: claims.sub,
+            roles: claims.roles,
+        })
     }
 
     /// Verifies an `authorization` header value.
@@ -190,13 +277,24 @@ impl Authenticator {
         let key = self.signing.as_ref().ok_or_else(|| {
             KitError::config("auth.hs256Secret", "minting a token needs the HS256 secret")
         })?;
+        if ttl > self.max_lifetime {
+            return Err(KitError::config(
+                "auth.maxTokenLifetimeSeconds",
+                format!(
+                    "a token of {} s would be refused: this cell accepts at most {} s",
+                    ttl.as_secs(),
+                    self.max_lifetime.as_secs()
+                ),
+            ));
+        }
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
             sub: subject.to_owned(),
             exp: now + ttl.as_secs(),
             nbf: Some(now),
+            iat: Some(now),
             iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            aud: self.audience.clone().map(Audience::One),
             roles: roles.to_vec(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key)
@@ -213,6 +311,14 @@ fn describe(e: &jsonwebtoken::errors::Error) -> String {
         ErrorKind::InvalidAudience => "wrong audience (aud)".into(),
         ErrorKind::InvalidSignature => "bad signature".into(),
         ErrorKind::MissingRequiredClaim(c) => format!("the {c} claim is missing"),
+        // `sub` and `exp` are plain fields of [`Claims`]: serde notices their absence first.
+        ErrorKind::Json(json) => match json.to_string().strip_prefix("missing field `") {
+            Some(rest) => format!(
+                "the {} claim is missing",
+                rest.split('`').next().unwrap_or_default()
+            ),
+            None => format!("the claims are not valid json: {json}"),
+        },
         other => format!("{other:?}").to_lowercase(),
     }
 }
@@ -269,7 +375,8 @@ impl IntoResponse for Rejection {
 }
 
 /// The axum extractor. Browsers cannot set headers on a WebSocket handshake, so an
-/// `access_token` query parameter is accepted as well.
+/// `access_token` query parameter is accepted there, and only there: on any other route a token
+/// in the URL would end up in access logs and browser history.
 impl<S> FromRequestParts<S> for Caller
 where
     S: Send + Sync,
@@ -292,29 +399,44 @@ where
             .flat_map(|q| q.split('&'))
             .find_map(|pair| pair.strip_prefix("access_token="));
         match token {
-            Some(token) => auth.verify(token).map_err(Rejection),
+            Some(token) if is_websocket_upgrade(parts) => auth.verify(token).map_err(Rejection),
+            Some(_) => Err(Rejection(AuthError::TokenInQuery)),
             None => Err(Rejection(AuthError::Missing)),
         }
     }
 }
 
+/// A WebSocket handshake (`Upgrade: websocket`), the one request a browser cannot add an
+/// `authorization` header to.
+fn is_websocket_upgrade(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
 #[cfg(test)]
 mod tests {
     use secrecy::SecretString;
+    use serde_json::json;
 
     use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
     fn config() -> AuthConfig {
         AuthConfig {
             issuer: Some("titan-test".into()),
             audience: Some("titan".into()),
-            hs256_secret: Some(SecretString::from("0123456789abcdef0123456789abcdef")),
+            hs256_secret: Some(SecretString::from(SECRET)),
             rs256_public_keys: vec![],
             leeway: Duration::from_secs(0),
+            max_token_lifetime: Duration::from_secs(3600),
         }
     }
 
-    fn token(claims: &Claims, secret: &str) -> String {
+    fn token(claims: &impl Serialize, secret: &str) -> String {
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             claims,
@@ -329,8 +451,9 @@ mod tests {
             sub: "u1".into(),
             exp: now + 60,
             nbf: Some(now - 1),
+            iat: Some(now - 1),
             iss: Some("titan-test".into()),
-            aud: Some("titan".into()),
+            aud: Some(Audience::One("titan".into())),
             roles: vec!["admin".into()],
         }
     }
@@ -350,12 +473,12 @@ mod tests {
             }
         );
         assert!(caller.require_role("admin").is_err());
+        assert!(!caller.is_service());
     }
 
     #[test]
     fn every_claim_is_checked() {
         let auth = Authenticator::new(&config()).expect("auth");
-        let secret = "0123456789abcdef0123456789abcdef";
         let now = jsonwebtoken::get_current_timestamp();
         let cases = [
             (
@@ -363,38 +486,147 @@ mod tests {
                     exp: now - 10,
                     ..claims()
                 },
-                "expired",
+                "the token has expired",
             ),
             (
                 Claims {
                     nbf: Some(now + 600),
                     ..claims()
                 },
-                "not valid yet",
+                "the token is not valid yet (nbf)",
             ),
             (
                 Claims {
                     iss: Some("evil".into()),
                     ..claims()
                 },
-                "issuer",
+                "wrong issuer (iss)",
             ),
             (
                 Claims {
-                    aud: Some("other".into()),
+                    aud: Some(Audience::One("other".into())),
                     ..claims()
                 },
-                "audience",
+                "wrong audience (aud)",
+            ),
+            (
+                Claims {
+                    aud: Some(Audience::Many(vec!["a".into(), "b".into()])),
+                    ..claims()
+                },
+                "wrong audience (aud)",
             ),
         ];
         for (c, want) in cases {
-            let err = auth.verify(&token(&c, secret)).expect_err(want);
-            assert!(err.to_string().contains(want), "{err} should say {want}");
+            let err = auth.verify(&token(&c, SECRET)).expect_err(want);
+            assert_eq!(err, AuthError::Invalid(want.into()));
         }
         let err = auth
             .verify(&token(&claims(), "another-secret-another-secret-xx"))
-            .expect_err("sig");
-        assert!(err.to_string().contains("signature"), "{err}");
+            .expect_err("wrong key");
+        assert_eq!(err, AuthError::Invalid("bad signature".into()));
         assert_eq!(auth.verify_header("Token abc"), Err(AuthError::Malformed));
+    }
+
+    /// A configured issuer or audience is required, not only checked when present.
+    #[test]
+    fn a_token_that_omits_a_claim_is_refused() {
+        let auth = Authenticator::new(&config()).expect("auth");
+        let exp = jsonwebtoken::get_current_timestamp() + 60;
+        let full = json!({"sub": "u1", "exp": exp, "iss": "titan-test", "aud": "titan"});
+        for claim in ["iss", "aud", "exp", "sub"] {
+            let mut partial = full.clone();
+            partial.as_object_mut().expect("object").remove(claim);
+            let err = auth.verify(&token(&partial, SECRET)).expect_err(claim);
+            assert_eq!(
+                err,
+                AuthError::Invalid(format!("the {claim} claim is missing")),
+                "without {claim}"
+            );
+        }
+        auth.verify(&token(&full, SECRET))
+            .expect("every claim present");
+    }
+
+    #[test]
+    fn an_audience_array_is_accepted_when_it_names_this_cell() {
+        let auth = Authenticator::new(&config()).expect("auth");
+        let c = Claims {
+            aud: Some(Audience::Many(vec!["billing".into(), "titan".into()])),
+            ..claims()
+        };
+        assert_eq!(
+            auth.verify(&token(&c, SECRET)).expect("valid").user_id,
+            "u1"
+        );
+    }
+
+    #[test]
+    fn a_token_living_longer_than_the_cap_is_refused() {
+        let auth = Authenticator::new(&config()).expect("auth");
+        let now = jsonwebtoken::get_current_timestamp();
+        let refused = AuthError::Invalid(
+            "the token lives longer than the 3600 s this cell accepts (exp − iat, or exp − now)"
+                .into(),
+        );
+        let without_iat = Claims {
+            exp: now + 7200,
+            iat: None,
+            ..claims()
+        };
+        assert_eq!(
+            auth.verify(&token(&without_iat, SECRET)),
+            Err(refused.clone())
+        );
+        // Issued long ago, still valid a little: its whole life is what counts.
+        let old = Claims {
+            exp: now + 60,
+            iat: Some(now - 7200),
+            ..claims()
+        };
+        assert_eq!(auth.verify(&token(&old, SECRET)), Err(refused));
+        let err = auth
+            .mint("u1", &[], Duration::from_secs(7200))
+            .expect_err("mint beyond the cap");
+        assert!(
+            err.to_string().contains("auth.maxTokenLifetimeSeconds"),
+            "{err}"
+        );
+    }
+
+    #[derive(Clone)]
+    struct State(Authenticator);
+
+    impl FromRef<State> for Authenticator {
+        fn from_ref(s: &State) -> Self {
+            s.0.clone()
+        }
+    }
+
+    async fn extract(request: http::Request<()>) -> Result<Caller, AuthError> {
+        let state = State(Authenticator::new(&config()).expect("auth"));
+        let (mut parts, ()) = request.into_parts();
+        Caller::from_request_parts(&mut parts, &state)
+            .await
+            .map_err(|r| r.0)
+    }
+
+    #[tokio::test]
+    async fn a_query_token_is_accepted_only_on_a_websocket_upgrade() {
+        let t = token(&claims(), SECRET);
+        let uri = format!("/ws?room=1&access_token={t}");
+        let plain = http::Request::get(&uri).body(()).expect("request");
+        assert_eq!(extract(plain).await, Err(AuthError::TokenInQuery));
+        let upgrade = http::Request::get(&uri)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .body(())
+            .expect("request");
+        assert_eq!(extract(upgrade).await.expect("valid").user_id, "u1");
+        let header = http::Request::get("/x")
+            .header("authorization", format!("Bearer {t}"))
+            .body(())
+            .expect("request");
+        assert_eq!(extract(header).await.expect("valid").user_id, "u1");
     }
 }

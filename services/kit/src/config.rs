@@ -45,7 +45,13 @@ pub struct AuthConfig {
     pub rs256_public_keys: Vec<String>,
     /// Clock skew tolerated on `exp` and `nbf`.
     pub leeway: Duration,
+    /// The longest a token may still be valid for (`exp` − now, and `exp` − `iat` when
+    /// present): a leaked long-lived token is refused rather than trusted for months.
+    pub max_token_lifetime: Duration,
 }
+
+/// Default of `auth.maxTokenLifetimeSeconds`: one day.
+pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Clone)]
 pub struct PostgresConfig {
@@ -134,6 +140,7 @@ struct RawAuth {
     #[serde(default)]
     rs256_public_key_files: Vec<String>,
     leeway_seconds: Option<u64>,
+    max_token_lifetime_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,6 +185,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("TITAN_AUTH_ISSUER", "auth.issuer"),
     ("TITAN_AUTH_AUDIENCE", "auth.audience"),
     ("TITAN_AUTH_HS256_SECRET", "auth.hs256Secret"),
+    (
+        "TITAN_AUTH_MAX_TOKEN_LIFETIME_SECONDS",
+        "auth.maxTokenLifetimeSeconds",
+    ),
     (
         "TITAN_AUTH_RS256_PUBLIC_KEY_FILES",
         "auth.rs256PublicKeyFiles",
@@ -265,7 +276,25 @@ impl Config {
                 .map(SecretString::from),
             rs256_public_keys,
             leeway: Duration::from_secs(raw.auth.leeway_seconds.unwrap_or(30)),
+            max_token_lifetime: match env("TITAN_AUTH_MAX_TOKEN_LIFETIME_SECONDS") {
+                Some(v) => Duration::from_secs(v.parse().map_err(|_| {
+                    KitError::config(
+                        "auth.maxTokenLifetimeSeconds",
+                        format!("{v:?} is not a number of seconds"),
+                    )
+                })?),
+                None => raw
+                    .auth
+                    .max_token_lifetime_seconds
+                    .map_or(DEFAULT_MAX_TOKEN_LIFETIME, Duration::from_secs),
+            },
         };
+        if auth.max_token_lifetime.is_zero() {
+            return Err(KitError::config(
+                "auth.maxTokenLifetimeSeconds",
+                "must be at least 1 second",
+            ));
+        }
         if auth.hs256_secret.is_none() && auth.rs256_public_keys.is_empty() {
             return Err(KitError::config(
                 "auth",
