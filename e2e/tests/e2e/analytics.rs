@@ -30,10 +30,36 @@ fn event(id: &str, name: &str, product: &str) -> pb::Event {
     }
 }
 
-/// Buys 2 units at 7.00 USD through the flash sale service; returns the order id.
-async fn buy(cell: &Cell, buyer: &str) -> String {
+/// A client `purchase` of 10 000.00 USD for an order that never happened.
+fn forged_purchase(id: &str) -> pb::Event {
+    use prost_types::value::Kind;
+    let field = |kind| prost_types::Value { kind: Some(kind) };
+    pb::Event {
+        event_id: id.into(),
+        name: "purchase".into(),
+        timestamp: Some(ts(-20)),
+        session_id: "s1".into(),
+        properties: Some(prost_types::Struct {
+            fields: [
+                ("product_id", field(Kind::StringValue("sku-9".into()))),
+                ("order_id", field(Kind::StringValue("forged-1".into()))),
+                ("revenue", field(Kind::NumberValue(1_000_000.0))),
+                ("currency", field(Kind::StringValue("USD".into()))),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+        }),
+        ..pb::Event::default()
+    }
+}
+
+/// `buyer` buys 2 units at 7.00 USD through the flash sale service (the payment system
+/// confirms); returns the order id.
+async fn buy(cell: &Cell, buyer: &str, buyer_id: &str) -> String {
     let mut client = FlashSaleServiceClient::new(cell.channel().await);
     let admin = cell.token("admin-1", &["admin"]);
+    let payments = cell.token("payments", &["service"]);
     let spec = fs::SaleSpec {
         product_id: "sku-9".into(),
         original_price: Some(fs::Money {
@@ -92,8 +118,9 @@ async fn buy(cell: &Cell, buyer: &str) -> String {
                 request_id: "p1".into(),
                 reservation_id: reserved.reservation_id,
                 payment_reference: "pay-1".into(),
+                buyer_id: buyer_id.into(),
             },
-            buyer,
+            &payments,
         ))
         .await
         .expect("confirm")
@@ -127,6 +154,8 @@ async fn a_purchase_reaches_the_kpis_through_the_bus() {
                         timestamp: Some(ts(-30)),
                         ..event("e2", "add_to_cart", "sku-9")
                     },
+                    // A purchase the client made up: kept, but never revenue.
+                    forged_purchase("e3"),
                 ],
             },
             &alice,
@@ -134,8 +163,9 @@ async fn a_purchase_reaches_the_kpis_through_the_bus() {
         .await
         .expect("track")
         .into_inner();
-    assert_eq!(tracked.accepted, 2);
-    let order = buy(&cell, &alice).await;
+    assert_eq!(tracked.accepted, 3);
+    let order = buy(&cell, &alice, "alice").await;
+    uuid::Uuid::parse_str(&order).expect("the order id is a uuid");
 
     let period = pb::Period {
         from: Some(ts(-3600)),
@@ -162,14 +192,42 @@ async fn a_purchase_reaches_the_kpis_through_the_bus() {
         }
     })
     .await;
-    // Alice's two tracked events and the flashsale.purchased event of her order.
-    assert_eq!((kpis.events, kpis.unique_users, kpis.purchasers), (3, 1, 1));
-    let usd = &kpis.revenue[0];
-    assert_eq!(
-        (usd.currency.as_str(), usd.revenue_minor, usd.orders),
-        ("USD", 1400, 1)
-    );
-    assert!(!order.is_empty());
+    // Alice's three tracked events and the flashsale.purchased event of her order; only the
+    // order the flash sale service reported is revenue.
+    assert_eq!((kpis.events, kpis.unique_users, kpis.purchasers), (4, 1, 1));
+    let revenue: Vec<(&str, i64, u64)> = kpis
+        .revenue
+        .iter()
+        .map(|r| (r.currency.as_str(), r.revenue_minor, r.orders))
+        .collect();
+    assert_eq!(revenue, [("USD", 1400, 1)]);
+    let products = analytics
+        .get_product_performance(authed(
+            pb::GetProductPerformanceRequest {
+                period: Some(period),
+                currency: "USD".into(),
+                product_ids: vec!["sku-9".into()],
+                limit: 10,
+            },
+            &analyst,
+        ))
+        .await
+        .expect("products")
+        .into_inner()
+        .products;
+    let sku9: Vec<(&str, u64, u64, u64, i64)> = products
+        .iter()
+        .map(|p| {
+            (
+                p.product_id.as_str(),
+                p.views,
+                p.add_to_carts,
+                p.purchases,
+                p.revenue_minor,
+            )
+        })
+        .collect();
+    assert_eq!(sku9, [("sku-9", 1, 1, 1, 1400)]);
 
     let funnel = analytics
         .get_funnel(authed(

@@ -17,6 +17,7 @@ async fn a_sale_over_grpc() {
     let admin = cell.token("admin-1", &["admin"]);
     let alice = cell.token("alice", &[]);
     let bob = cell.token("bob", &[]);
+    let payments = cell.token("payments", &["service"]);
     let spec = pb::SaleSpec {
         product_id: "sku-1".into(),
         original_price: Some(pb::Money {
@@ -132,15 +133,27 @@ async fn a_sale_over_grpc() {
         "units held by a reservation may come back"
     );
 
-    let order = client
-        .confirm_purchase(authed(
+    let confirm = |token: &str| {
+        authed(
             pb::ConfirmPurchaseRequest {
                 request_id: "p1".into(),
                 reservation_id: reserved.reservation_id.clone(),
                 payment_reference: "pay-1".into(),
+                buyer_id: "alice".into(),
             },
-            &alice,
-        ))
+            token,
+        )
+    };
+    let refused = client
+        .confirm_purchase(confirm(&alice))
+        .await
+        .expect_err("a buyer naming her own payment");
+    assert_eq!(
+        (refused.code(), reason_of(&refused).as_deref()),
+        (Code::PermissionDenied, Some("SERVICE_ONLY"))
+    );
+    let order = client
+        .confirm_purchase(confirm(&payments))
         .await
         .expect("confirm")
         .into_inner()

@@ -36,6 +36,8 @@ async fn coupons_and_points_over_grpc() {
     let admin = cell.token("admin-1", &["admin"]);
     let alice = cell.token("alice", &[]);
     let bob = cell.token("bob", &[]);
+    // Checkout and payment: the service identity that decides money for shoppers.
+    let checkout = cell.token("checkout", &["service"]);
 
     // A 10% coupon with one use: 10% of 19.99 is 2.00 (1.999 rounded half-up).
     let mut coupons = CouponServiceClient::new(channel.clone());
@@ -70,25 +72,34 @@ async fn coupons_and_points_over_grpc() {
         .into_inner();
     assert!(v.valid, "{v:?}");
     assert_eq!(v.discount.map(|d| d.minor_units), Some(200));
-    let redeem = |token: &str, order: &str| {
+    let redeem = |token: &str, shopper: &str, order: &str| {
         authed(
             cpb::RedeemCouponRequest {
                 request_id: format!("r-{order}"),
                 codes: vec!["welcome10".into()],
                 cart: cart(),
                 order_id: order.into(),
+                shopper_id: shopper.into(),
             },
             token,
         )
     };
+    let refused = coupons
+        .redeem_coupon(redeem(&alice, "alice", "o-1"))
+        .await
+        .expect_err("a shopper redeeming with her own prices");
+    assert_eq!(
+        (refused.code(), reason_of(&refused).as_deref()),
+        (Code::PermissionDenied, Some("SERVICE_ONLY"))
+    );
     let done = coupons
-        .redeem_coupon(redeem(&alice, "o-1"))
+        .redeem_coupon(redeem(&checkout, "alice", "o-1"))
         .await
         .expect("redeem")
         .into_inner();
     assert_eq!(done.total_discount.map(|d| d.minor_units), Some(200));
     let refused = coupons
-        .redeem_coupon(redeem(&bob, "o-2"))
+        .redeem_coupon(redeem(&checkout, "bob", "o-2"))
         .await
         .expect_err("used up");
     assert_eq!(refused.code(), Code::FailedPrecondition);
@@ -99,14 +110,14 @@ async fn coupons_and_points_over_grpc() {
                 request_id: "x-1".into(),
                 order_id: "o-1".into(),
             },
-            &alice,
+            &checkout,
         ))
         .await
         .expect("reverse")
         .into_inner();
     assert_eq!(back.reversed.len(), 1);
     coupons
-        .redeem_coupon(redeem(&bob, "o-2"))
+        .redeem_coupon(redeem(&checkout, "bob", "o-2"))
         .await
         .expect("the use came back");
 
@@ -169,8 +180,9 @@ async fn coupons_and_points_over_grpc() {
                 request_id: "p-1".into(),
                 reservation_id: reservation.reservation_id,
                 payment_reference: "pay-1".into(),
+                buyer_id: "alice".into(),
             },
-            &alice,
+            &checkout,
         ))
         .await
         .expect("confirm");

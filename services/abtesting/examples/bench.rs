@@ -30,7 +30,7 @@ use titan_abtesting::{
     },
 };
 use titan_kit::{
-    auth::Caller,
+    auth::{Authenticator, Caller},
     config::Config,
     runtime::{self, Bound},
     testing::{TestClickHouse, TestPostgres},
@@ -124,12 +124,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|w| {
                 let (app, done, count) = (app.clone(), done.clone(), count.clone());
                 std::thread::spawn(move || {
+                    // A trusted caller, so every assignment logs its exposure as in production.
+                    let caller = admin();
                     let mut n = 0u64;
                     let mut user = 0u64;
                     while !done.load(Ordering::Relaxed) {
                         let attrs = json!({ "id": format!("user-{w}-{user}"), "country": "SG" });
                         let attrs = attrs.as_object().cloned().unwrap_or_default();
-                        n += app.assign_batch(&[], &attrs).map_or(0, |a| a.len() as u64);
+                        n += app
+                            .assign_batch(Some(&caller), &[], &attrs)
+                            .map_or(0, |a| a.len() as u64);
                         user += 1;
                     }
                     count.fetch_add(n, Ordering::Relaxed);
@@ -157,7 +161,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         metrics.dropped_count()
     );
 
-    // Over gRPC: the service in kit's runtime, AssignBatch of every running experiment.
+    // Over gRPC: the service in kit's runtime, AssignBatch of every running experiment, as the
+    // web backend (role service) calls it, so that exposures are logged.
+    let token: tonic::metadata::MetadataValue<_> = format!(
+        "Bearer {}",
+        Authenticator::new(&config.auth)?.mint(
+            "web-backend",
+            &["service".into()],
+            Duration::from_secs(3600)
+        )?
+    )
+    .parse()?;
     let stop = CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel::<Bound>();
     let server = tokio::spawn(runtime::serve(
@@ -180,6 +194,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|c| {
             let mut client = AbTestingServiceClient::new(channel.clone());
             let (done, count, calls) = (done.clone(), count.clone(), calls.clone());
+            let token = token.clone();
             tokio::spawn(async move {
                 let mut user = 0u64;
                 while !done.load(Ordering::Relaxed) {
@@ -193,12 +208,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .into_iter()
                         .collect(),
                     };
-                    let r = client
-                        .assign_batch(pb::AssignBatchRequest {
-                            experiment_keys: vec![],
-                            attributes: Some(attributes),
-                        })
-                        .await;
+                    let mut request = tonic::Request::new(pb::AssignBatchRequest {
+                        experiment_keys: vec![],
+                        attributes: Some(attributes),
+                    });
+                    request
+                        .metadata_mut()
+                        .insert("authorization", token.clone());
+                    let r = client.assign_batch(request).await;
                     if let Ok(r) = r {
                         count.fetch_add(r.into_inner().assignments.len() as u64, Ordering::Relaxed);
                         calls.fetch_add(1, Ordering::Relaxed);

@@ -43,6 +43,9 @@ pub const MAX_BATCH: usize = 1000;
 /// The environment of flags that name none.
 pub const DEFAULT_ENVIRONMENT: &str = "production";
 
+/// Roles whose assignments log exposures for any user (the web backend, admins).
+const EXPOSE_ANYONE: [&str; 2] = ["service", "admin"];
+
 #[derive(Debug, thiserror::Error)]
 pub enum AbError {
     #[error(transparent)]
@@ -417,9 +420,15 @@ impl<S: ExperimentStore, E: ExposureSink, R: ResultsSource> Abtesting<S, E, R> {
         all
     }
 
-    fn expose(&self, a: &Assignment, at: DateTime<Utc>) {
+    /// Counts the assignment and logs its exposure when `caller` may speak for the user it
+    /// is about: a service or admin for anyone, a user for themselves. An anonymous caller
+    /// (or a user naming someone else) still gets the answer, but writes nothing into the
+    /// results: otherwise anyone could fill an experiment's groups with made-up users.
+    fn expose(&self, caller: Option<&Caller>, a: &Assignment, at: DateTime<Utc>) {
         self.metrics.assigned(a.outcome);
-        if let (true, Some(bucket)) = (a.in_experiment, a.bucket) {
+        let vouched = caller
+            .is_some_and(|c| c.has_any_role(&EXPOSE_ANYONE) || c.user_id == a.hash_attribute_value);
+        if let (true, true, Some(bucket)) = (vouched, a.in_experiment, a.bucket) {
             self.exposures.record(Exposure {
                 experiment_key: a.experiment_key.clone(),
                 variation_index: u32::try_from(a.variation_index).unwrap_or(u32::MAX),
@@ -432,21 +441,28 @@ impl<S: ExperimentStore, E: ExposureSink, R: ResultsSource> Abtesting<S, E, R> {
         }
     }
 
-    /// The user's variant of one experiment; an exposure is logged when they are in it.
-    pub fn assign(&self, experiment_key: &str, attributes: &Attributes) -> Result<Assignment> {
+    /// The user's variant of one experiment; an exposure is logged when they are in it and
+    /// `caller` may speak for them (see [`Self::expose`]).
+    pub fn assign(
+        &self,
+        caller: Option<&Caller>,
+        experiment_key: &str,
+        attributes: &Attributes,
+    ) -> Result<Assignment> {
         let snapshot = self.snapshot();
         let e = snapshot
             .experiments
             .get(experiment_key)
             .ok_or_else(|| AbError::ExperimentNotFound(experiment_key.to_owned()))?;
         let a = e.assign(attributes);
-        self.expose(&a, (self.clock)());
+        self.expose(caller, &a, (self.clock)());
         Ok(a)
     }
 
     /// The user's variants of the named experiments (every running one when none is named).
     pub fn assign_batch(
         &self,
+        caller: Option<&Caller>,
         experiment_keys: &[String],
         attributes: &Attributes,
     ) -> Result<Vec<Assignment>> {
@@ -470,7 +486,7 @@ impl<S: ExperimentStore, E: ExposureSink, R: ResultsSource> Abtesting<S, E, R> {
                     .get(k)
                     .ok_or_else(|| AbError::ExperimentNotFound(k.clone()))?;
                 let a = e.assign(attributes);
-                self.expose(&a, now);
+                self.expose(caller, &a, now);
                 Ok(a)
             })
             .collect()
@@ -515,7 +531,12 @@ impl<S: ExperimentStore, E: ExposureSink, R: ResultsSource> Abtesting<S, E, R> {
     }
 
     /// Every flag of `environment` for this user; experiment rules that decide log exposures.
-    pub fn evaluate_flags(&self, environment: &str, attributes: &Attributes) -> Vec<Evaluation> {
+    pub fn evaluate_flags(
+        &self,
+        caller: Option<&Caller>,
+        environment: &str,
+        attributes: &Attributes,
+    ) -> Vec<Evaluation> {
         let environment = if environment.is_empty() {
             DEFAULT_ENVIRONMENT
         } else {
@@ -530,7 +551,7 @@ impl<S: ExperimentStore, E: ExposureSink, R: ResultsSource> Abtesting<S, E, R> {
             .map(|f| {
                 let ev = f.evaluate(attributes, |k| snapshot.experiments.get(k));
                 if let Some(a) = &ev.assignment {
-                    self.expose(a, now);
+                    self.expose(caller, a, now);
                 }
                 ev
             })

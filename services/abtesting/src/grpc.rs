@@ -487,10 +487,15 @@ impl<S: ExperimentStore, E: ExposureSink, R: ResultsSource> AbTestingService for
         &self,
         request: Request<pb::AssignRequest>,
     ) -> Result<Response<pb::AssignResponse>, Status> {
+        let caller = auth::caller(&request).ok();
         let r = request.into_inner();
         let a = self
             .app
-            .assign(&r.experiment_key, &attributes(r.attributes))
+            .assign(
+                caller.as_ref(),
+                &r.experiment_key,
+                &attributes(r.attributes),
+            )
             .map_err(status)?;
         Ok(Response::new(pb::AssignResponse {
             assignment: Some(assignment(a)),
@@ -501,10 +506,15 @@ impl<S: ExperimentStore, E: ExposureSink, R: ResultsSource> AbTestingService for
         &self,
         request: Request<pb::AssignBatchRequest>,
     ) -> Result<Response<pb::AssignBatchResponse>, Status> {
+        let caller = auth::caller(&request).ok();
         let r = request.into_inner();
         let all = self
             .app
-            .assign_batch(&r.experiment_keys, &attributes(r.attributes))
+            .assign_batch(
+                caller.as_ref(),
+                &r.experiment_keys,
+                &attributes(r.attributes),
+            )
             .map_err(status)?;
         Ok(Response::new(pb::AssignBatchResponse {
             assignments: all.into_iter().map(assignment).collect(),
@@ -546,10 +556,11 @@ impl<S: ExperimentStore, E: ExposureSink, R: ResultsSource> AbTestingService for
         &self,
         request: Request<pb::EvaluateFlagsRequest>,
     ) -> Result<Response<pb::EvaluateFlagsResponse>, Status> {
+        let caller = auth::caller(&request).ok();
         let r = request.into_inner();
-        let flags = self
-            .app
-            .evaluate_flags(&r.environment, &attributes(r.attributes));
+        let flags =
+            self.app
+                .evaluate_flags(caller.as_ref(), &r.environment, &attributes(r.attributes));
         Ok(Response::new(pb::EvaluateFlagsResponse {
             flags: flags.into_iter().map(evaluation).collect(),
         }))

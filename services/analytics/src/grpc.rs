@@ -176,7 +176,7 @@ impl<W: Warehouse> AnalyticsService for Grpc<W> {
         &self,
         request: Request<pb::RecordMetricRequest>,
     ) -> Result<Response<pb::RecordMetricResponse>, Status> {
-        auth::caller(&request)?;
+        let caller = auth::caller(&request)?;
         let r = request.into_inner();
         let point = RawMetricPoint {
             at: optional_time("timestamp", r.timestamp.as_ref())?,
@@ -185,7 +185,10 @@ impl<W: Warehouse> AnalyticsService for Grpc<W> {
             value: r.value,
             labels: r.labels.into_iter().collect(),
         };
-        self.app.record_metric(point).await.map_err(status)?;
+        self.app
+            .record_metric(&caller, point)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::RecordMetricResponse {}))
     }
 

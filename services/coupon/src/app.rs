@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use titan_kit::{
     ErrorCode, KitError, ServiceError,
-    auth::Caller,
+    auth::{Caller, NotAService},
     events::Envelope,
     idempotency::{self, IdempotencyError},
     money::Money,
@@ -63,6 +63,8 @@ pub enum CouponError {
     #[error(transparent)]
     Idempotency(#[from] IdempotencyError),
     #[error(transparent)]
+    NotAService(#[from] NotAService),
+    #[error(transparent)]
     Kit(#[from] KitError),
 }
 
@@ -87,6 +89,7 @@ impl ServiceError for CouponError {
             Self::AlreadyExists(_) => ErrorCode::AlreadyExists,
             Self::NotOwner(_) => ErrorCode::PermissionDenied,
             Self::Idempotency(e) => e.code(),
+            Self::NotAService(e) => e.code(),
             Self::Kit(e) => e.code(),
         }
     }
@@ -98,6 +101,7 @@ impl ServiceError for CouponError {
             Self::AlreadyReversed { .. } => Some("REDEMPTION_REVERSED"),
             Self::LimitBelowUses { .. } => Some("LIMIT_BELOW_USES"),
             Self::Idempotency(e) => e.reason(),
+            Self::NotAService(e) => e.reason(),
             _ => None,
         }
     }
@@ -224,13 +228,10 @@ pub trait CouponStore: Send + Sync + 'static {
         redemptions: &[(Redemption, u32, u32, Envelope)],
     ) -> impl Future<Output = Result<Recorded>> + Send;
     /// Reverses an order's applied redemptions with their events; returns those reversed now.
-    /// `cell` and the clock build the events; `admin` may reverse another shopper's order.
     fn reverse(
         &self,
         key: &idempotency::Key,
         order_id: &str,
-        caller: &Caller,
-        admin: bool,
         events: &(dyn Fn(&Redemption, &str) -> Result<Envelope> + Sync),
     ) -> impl Future<Output = Result<Vec<Redemption>>> + Send;
     fn ledger(&self, code: &CouponCode) -> impl Future<Output = Result<Vec<LedgerEntry>>> + Send;
@@ -672,18 +673,21 @@ impl<P: CouponStore, C: CouponCache> Coupons<P, C> {
         }
     }
 
-    /// Consumes one use of each code for `order_id`, all or nothing.
-    #[tracing::instrument(skip(self, cart), fields(user = %caller.user_id))]
+    /// Consumes one use of each code for `order_id` of `shopper`, all or nothing. The cart's
+    /// prices decide the discount, so only a service identity (checkout, which priced the cart
+    /// itself) may redeem; a shopper validates.
+    #[tracing::instrument(skip(self, cart), fields(service = %caller.user_id))]
     pub async fn redeem(
         &self,
         caller: &Caller,
         request_id: &str,
+        shopper: &str,
         codes: &[String],
         cart: &Cart,
         order_id: &str,
     ) -> Result<Vec<Redemption>> {
         let result = self
-            .try_redeem(caller, request_id, codes, cart, order_id)
+            .try_redeem(caller, request_id, shopper, codes, cart, order_id)
             .await;
         match &result {
             Ok(_) => self.metrics.redeemed("redeemed"),
@@ -697,27 +701,39 @@ impl<P: CouponStore, C: CouponCache> Coupons<P, C> {
         &self,
         caller: &Caller,
         request_id: &str,
+        shopper: &str,
         codes: &[String],
         cart: &Cart,
         order_id: &str,
     ) -> Result<Vec<Redemption>> {
+        caller.require_service("RedeemCoupon", "validate coupons")?;
         check_order_id(order_id)?;
+        if shopper.is_empty() {
+            return Err(CouponError::Invalid(
+                "shopper_id is required: the user whose order this is".into(),
+            ));
+        }
         if codes.is_empty() {
             return Err(CouponError::Invalid(
                 "codes: give at least one coupon code".into(),
             ));
         }
+        // Before any lookup: a request with a thousand codes costs one answer, not a thousand
+        // reads.
+        if codes.len() > self.settings.max_coupons_per_order as usize {
+            return Err(Refusal::TooMany(self.settings.max_coupons_per_order).into());
+        }
         let codes = codes
             .iter()
             .map(|c| self.code(c))
             .collect::<Result<Vec<_>>>()?;
-        let user = caller.user_id.as_str();
+        let user = shopper;
         let key = idempotency::Key::new(
             SERVICE,
             "RedeemCoupon",
-            user,
+            &caller.user_id,
             request_id,
-            &body(&(&codes, order_id, cart_fingerprint(cart))),
+            &body(&(&codes, order_id, user, cart_fingerprint(cart))),
         )?;
         let now = self.now();
         let mut snapshots = Vec::with_capacity(codes.len());
@@ -855,7 +871,9 @@ impl<P: CouponStore, C: CouponCache> Coupons<P, C> {
         )?)
     }
 
-    /// Gives back the coupon uses of a cancelled order, once.
+    /// Gives back the coupon uses of a cancelled order, once. Only the service that cancels
+    /// orders (or an admin) may: a shopper reversing their own redemption would get a
+    /// single-use coupon back while keeping the discounted order.
     #[tracing::instrument(skip(self), fields(user = %caller.user_id))]
     pub async fn reverse(
         &self,
@@ -863,6 +881,9 @@ impl<P: CouponStore, C: CouponCache> Coupons<P, C> {
         request_id: &str,
         order_id: &str,
     ) -> Result<Vec<Redemption>> {
+        if !caller.has_role("admin") {
+            caller.require_service("ReverseRedemption", "validate coupons")?;
+        }
         check_order_id(order_id)?;
         let key = idempotency::Key::new(
             SERVICE,
@@ -872,10 +893,7 @@ impl<P: CouponStore, C: CouponCache> Coupons<P, C> {
             order_id.as_bytes(),
         )?;
         let announce = |r: &Redemption, coupon_type: &str| self.event(REVERSED, r, coupon_type);
-        let reversed = self
-            .store
-            .reverse(&key, order_id, caller, caller.has_role("admin"), &announce)
-            .await?;
+        let reversed = self.store.reverse(&key, order_id, &announce).await?;
         for r in &reversed {
             if let Err(e) = self.cache.release(&r.code, order_id, false).await {
                 // Redis counts a use too many until reconcile lines it up with the record.

@@ -314,7 +314,14 @@ impl<P: CouponStore, C: CouponCache> CouponService for Grpc<P, C> {
         let cart = cart(r.cart)?;
         let done = self
             .app
-            .redeem(&caller, &r.request_id, &r.codes, &cart, &r.order_id)
+            .redeem(
+                &caller,
+                &r.request_id,
+                &r.shopper_id,
+                &r.codes,
+                &cart,
+                &r.order_id,
+            )
             .await
             .map_err(status)?;
         let total = done.iter().map(|d| d.discount.minor_units).sum();

@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use titan_kit::{
     ErrorCode, KitError, ServiceError,
-    auth::Caller,
+    auth::{Caller, NotAService},
     events::Envelope,
     idempotency::{self, IdempotencyError},
     money::Money,
@@ -56,6 +56,8 @@ pub enum FlashSaleError {
     #[error(transparent)]
     Idempotency(#[from] IdempotencyError),
     #[error(transparent)]
+    NotAService(#[from] NotAService),
+    #[error(transparent)]
     Kit(#[from] KitError),
 }
 
@@ -75,6 +77,7 @@ impl ServiceError for FlashSaleError {
             Self::Refused(Refusal::RateLimited { .. }) => ErrorCode::ResourceExhausted,
             Self::Refused(_) => ErrorCode::FailedPrecondition,
             Self::Idempotency(e) => e.code(),
+            Self::NotAService(e) => e.code(),
             Self::Kit(e) => e.code(),
         }
     }
@@ -86,6 +89,7 @@ impl ServiceError for FlashSaleError {
             Self::NotEditable(_) => Some("SALE_STARTED"),
             Self::SaleClosed { .. } => Some("SALE_CLOSED"),
             Self::Idempotency(e) => e.reason(),
+            Self::NotAService(e) => e.reason(),
             _ => None,
         }
     }
@@ -548,14 +552,24 @@ impl<P: SaleStore, S: StockStore> FlashSales<P, S> {
         }
     }
 
+    /// Turns `buyer`'s reservation into an order. Money is decided here, so only a service
+    /// identity (the payment system, once the payment settled) may call it: a buyer could
+    /// otherwise name any payment reference.
     pub async fn confirm(
         &self,
         caller: &Caller,
         request_id: &str,
+        buyer: &str,
         reservation: &str,
         payment_reference: &str,
     ) -> Result<Order> {
+        caller.require_service("ConfirmPurchase", "attempt and cancel purchases")?;
         let id = ReservationId::parse(reservation)?;
+        if buyer.is_empty() {
+            return Err(FlashSaleError::Invalid(
+                "buyer_id is required: the user the reservation was made for".into(),
+            ));
+        }
         if payment_reference.is_empty()
             || payment_reference.len() > 128
             || !payment_reference.bytes().all(|b| b.is_ascii_graphic())
@@ -564,18 +578,16 @@ impl<P: SaleStore, S: StockStore> FlashSales<P, S> {
                 "payment_reference must be 1 to 128 printable ASCII characters".into(),
             ));
         }
-        let mut body = reservation.as_bytes().to_vec();
-        body.push(0);
-        body.extend(payment_reference.as_bytes());
+        let body = idempotency::composite(&[reservation, buyer, payment_reference]);
         let key = idempotency::Key::new(
             SERVICE,
             "ConfirmPurchase",
             &caller.user_id,
             request_id,
-            &body,
+            body.as_bytes(),
         )?;
         let sale = self.load(id.sale).await?;
-        let quantity = match self.stock.confirm(id, &caller.user_id, self.now()).await? {
+        let quantity = match self.stock.confirm(id, buyer, self.now()).await? {
             HoldOutcome::Done { quantity } => quantity,
             other => return Err(hold_error(id, other)),
         };
@@ -587,7 +599,7 @@ impl<P: SaleStore, S: StockStore> FlashSales<P, S> {
             id: Uuid::now_v7(),
             sale_id: sale.id,
             reservation_id: id.to_string(),
-            user_id: caller.user_id.clone(),
+            user_id: buyer.to_owned(),
             quantity,
             unit_price,
             total,

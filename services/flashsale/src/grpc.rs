@@ -340,6 +340,7 @@ impl<P: SaleStore, S: StockStore> FlashSaleService for Grpc<P, S> {
             .confirm(
                 &caller,
                 &r.request_id,
+                &r.buyer_id,
                 &r.reservation_id,
                 &r.payment_reference,
             )

@@ -81,6 +81,19 @@ impl Key {
     }
 }
 
+/// Joins `parts` into one unambiguous key: each part is preceded by its length, so no choice
+/// of separators inside a part (a `|` in a request id, an `auth0|…` subject) can make two
+/// different part lists meet. Use it wherever a key or a request body is built from pieces.
+pub fn composite(parts: &[&str]) -> String {
+    let mut key = String::with_capacity(parts.iter().map(|p| p.len() + 4).sum());
+    for part in parts {
+        key.push_str(&part.len().to_string());
+        key.push(':');
+        key.push_str(part);
+    }
+    key
+}
+
 /// Claims the key inside `tx`; see [`Begin`].
 pub async fn begin(tx: &mut PgConnection, key: &Key) -> Result<Begin, IdempotencyError> {
     let inserted = sqlx::query(
@@ -167,5 +180,16 @@ mod tests {
             Err(IdempotencyError::BadRequestId)
         ));
         assert!(Key::new("s", "m", "u", "0193-abc", b"body").is_ok());
+    }
+
+    /// Buyer `a` with request `x|r` and buyer `a|x` with request `r` joined with `|` both
+    /// give `a|x|r`; the composite keeps them apart.
+    #[test]
+    fn composite_keys_cannot_collide() {
+        assert_eq!("a".to_owned() + "|" + "x|r", "a|x".to_owned() + "|" + "r");
+        assert_ne!(composite(&["a", "x|r"]), composite(&["a|x", "r"]));
+        assert_ne!(composite(&["1:a", ""]), composite(&["", "a"]));
+        assert_ne!(composite(&["ab", "c"]), composite(&["a", "bc"]));
+        assert_eq!(composite(&["a|x", "r"]), "3:a|x1:r");
     }
 }

@@ -84,6 +84,7 @@ fn spec(key: &str, variants: &[(&str, f64)]) -> pb::ExperimentSpec {
 struct Server {
     client: AbTestingServiceClient<Channel>,
     admin: String,
+    backend: String,
     user: String,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), titan_kit::KitError>>,
@@ -95,6 +96,14 @@ async fn serve(db: &TestPostgres, ch: &TestClickHouse) -> Server {
         .await
         .expect("migrate");
     let auth = Authenticator::new(&config.auth).expect("auth");
+    // The web backend assigns for its visitors: a service identity, so exposures are logged.
+    let backend = auth
+        .mint(
+            "web-backend",
+            &["service".to_owned()],
+            Duration::from_secs(600),
+        )
+        .expect("mint");
     let admin = auth
         .mint("admin-1", &["admin".to_owned()], Duration::from_secs(600))
         .expect("token");
@@ -120,6 +129,7 @@ async fn serve(db: &TestPostgres, ch: &TestClickHouse) -> Server {
     Server {
         client: AbTestingServiceClient::new(channel),
         admin,
+        backend,
         user,
         stop,
         task,
@@ -134,6 +144,7 @@ async fn experiments_flags_exposures_and_results_over_grpc() {
     let Server {
         mut client,
         admin,
+        backend,
         user,
         stop,
         task,
@@ -183,10 +194,13 @@ async fn experiments_flags_exposures_and_results_over_grpc() {
     // number 123 hashes the same.
     for attrs in [id("123"), attributes(&[("id", Kind::NumberValue(123.0))])] {
         let a = client
-            .assign(pb::AssignRequest {
-                experiment_key: "feature".into(),
-                attributes: attrs,
-            })
+            .assign(authed(
+                pb::AssignRequest {
+                    experiment_key: "feature".into(),
+                    attributes: attrs,
+                },
+                &backend,
+            ))
             .await
             .expect("assign")
             .into_inner()
@@ -230,10 +244,13 @@ async fn experiments_flags_exposures_and_results_over_grpc() {
     let mut per_variant = [0u64; 3];
     for i in 0..300 {
         let all = client
-            .assign_batch(pb::AssignBatchRequest {
-                experiment_keys: vec![],
-                attributes: id(&format!("u{i}")),
-            })
+            .assign_batch(authed(
+                pb::AssignBatchRequest {
+                    experiment_keys: vec![],
+                    attributes: id(&format!("u{i}")),
+                },
+                &backend,
+            ))
             .await
             .expect("batch")
             .into_inner()

@@ -12,7 +12,7 @@ use titan_abtesting::{
 };
 use titan_kit::{ErrorCode, ServiceError};
 
-use crate::{Stores, World, admin, attrs, request_id, settings, spec};
+use crate::{Stores, World, admin, attrs, request_id, service, settings, spec};
 
 fn code(e: &AbError) -> ErrorCode {
     e.code()
@@ -33,7 +33,9 @@ async fn create_start_pause_stop() {
     assert_eq!(e.status, Status::Draft);
     let user = attrs(json!({"id": "user-1"}));
     assert_eq!(
-        app.assign("checkout", &user).expect("assign").outcome,
+        app.assign(Some(&service()), "checkout", &user)
+            .expect("assign")
+            .outcome,
         Outcome::NotRunning
     );
     let e = app
@@ -41,18 +43,26 @@ async fn create_start_pause_stop() {
         .await
         .expect("start");
     assert_eq!(e.status, Status::Running);
-    let a = app.assign("checkout", &user).expect("assign");
+    let a = app
+        .assign(Some(&service()), "checkout", &user)
+        .expect("assign");
     assert!(a.in_experiment);
     let e = app
         .change_status(&admin(), &request_id(), "checkout", Action::Pause)
         .await
         .expect("pause");
     assert_eq!(e.status, Status::Paused);
-    assert!(!app.assign("checkout", &user).expect("assign").in_experiment);
+    assert!(
+        !app.assign(Some(&service()), "checkout", &user)
+            .expect("assign")
+            .in_experiment
+    );
     app.change_status(&admin(), &request_id(), "checkout", Action::Start)
         .await
         .expect("resume");
-    let again = app.assign("checkout", &user).expect("assign");
+    let again = app
+        .assign(Some(&service()), "checkout", &user)
+        .expect("assign");
     assert_eq!(again.variation_index, a.variation_index, "deterministic");
     app.change_status(&admin(), &request_id(), "checkout", Action::Stop)
         .await
@@ -108,7 +118,7 @@ async fn refusals_and_their_codes() {
     }
 
     let err = app
-        .assign("nope", &attrs(json!({"id": "1"})))
+        .assign(Some(&service()), "nope", &attrs(json!({"id": "1"})))
         .expect_err("unknown");
     assert_eq!(code(&err), ErrorCode::NotFound);
     let err = app
@@ -235,13 +245,16 @@ async fn another_replica_sees_changes_after_a_refresh() {
         .await
         .expect("start");
     // B has not reloaded yet: its copy is at most one refresh interval old.
-    assert!(b.assign("shared", &attrs(json!({"id": "u"}))).is_err());
+    assert!(
+        b.assign(Some(&service()), "shared", &attrs(json!({"id": "u"})))
+            .is_err()
+    );
     b.refresh().await.expect("refresh");
     for i in 0..50 {
         let user = attrs(json!({ "id": format!("user-{i}") }));
         assert_eq!(
-            a.assign("shared", &user).expect("a"),
-            b.assign("shared", &user).expect("b"),
+            a.assign(Some(&service()), "shared", &user).expect("a"),
+            b.assign(Some(&service()), "shared", &user).expect("b"),
             "replicas agree"
         );
     }
@@ -312,7 +325,7 @@ async fn flags_evaluate_rules_in_order() {
         .expect("upsert");
     assert_eq!(saved.environment, "production");
     let eval = |a| {
-        let all = app.evaluate_flags("", &a);
+        let all = app.evaluate_flags(Some(&service()), "", &a);
         assert_eq!(all.len(), 1);
         all.into_iter().next().expect("one flag")
     };
@@ -340,7 +353,10 @@ async fn flags_evaluate_rules_in_order() {
         (e.value, e.source, e.rule),
         (json!(false), Source::Default, None)
     );
-    assert!(app.evaluate_flags("staging", &attrs(json!({}))).is_empty());
+    assert!(
+        app.evaluate_flags(Some(&service()), "staging", &attrs(json!({})))
+            .is_empty()
+    );
 
     let broken = FeatureFlag {
         key: "broken".into(),

@@ -35,6 +35,11 @@ pub async fn analytics_tables(client: &::clickhouse::Client) {
 
 pub use titan_kit::testing::admin;
 
+/// The web backend: a service identity that may log exposures for any user.
+pub fn service() -> titan_kit::auth::Caller {
+    titan_kit::testing::caller("web-backend", &["service"])
+}
+
 pub fn request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }

@@ -13,7 +13,7 @@ use titan_abtesting::{
 };
 use titan_kit::testing::eventually;
 
-use crate::{Stores, World, admin, attrs, request_id, settings, spec};
+use crate::{Stores, World, admin, attrs, request_id, service, settings, spec};
 
 #[derive(Debug, Row, Serialize)]
 struct Event {
@@ -67,11 +67,16 @@ async fn exposures_reach_clickhouse_in_batches() {
         .expect("start");
     // 250 users: two full batches of 100 and a partial one flushed by time.
     for i in 0..250 {
-        app.assign("batched", &attrs(json!({ "id": format!("u{i}") })))
-            .expect("assign");
+        app.assign(
+            Some(&service()),
+            "batched",
+            &attrs(json!({ "id": format!("u{i}") })),
+        )
+        .expect("assign");
     }
     // Not in the experiment: no exposure.
-    app.assign("batched", &attrs(json!({}))).expect("assign");
+    app.assign(Some(&service()), "batched", &attrs(json!({})))
+        .expect("assign");
     eventually("250 exposures", || async {
         (w.count("SELECT count() FROM abtesting_exposures").await == 250).then_some(())
     })
@@ -85,6 +90,59 @@ async fn exposures_reach_clickhouse_in_batches() {
         .await
         .expect("query");
     assert_eq!((users, cells), (250, 1));
+}
+
+/// An exposure puts a user in an experiment's results, so only a caller who may speak for
+/// that user logs one: a service for anyone, a user for themselves. Anonymous callers and
+/// users naming someone else still get their answer.
+#[tokio::test]
+async fn exposures_are_logged_only_for_users_the_caller_speaks_for() {
+    let w = World::new(settings()).await;
+    let app = &w.app;
+    app.create_experiment(
+        &admin(),
+        &request_id(),
+        spec("vouch", &[("a", 0.5), ("b", 0.5)]),
+    )
+    .await
+    .expect("create");
+    app.change_status(&admin(), &request_id(), "vouch", Action::Start)
+        .await
+        .expect("start");
+    let user = |id: &str| attrs(json!({ "id": id }));
+    let u11 = titan_kit::testing::caller("u11", &[]);
+    for i in 0..10 {
+        let a = app
+            .assign(None, "vouch", &user(&format!("u{i}")))
+            .expect("anonymous");
+        assert!(a.in_experiment, "the anonymous caller still gets a variant");
+    }
+    app.assign_batch(None, &["vouch".into()], &user("u10"))
+        .expect("anonymous batch");
+    app.assign(Some(&u11), "vouch", &user("u12"))
+        .expect("someone else");
+    app.assign(Some(&u11), "vouch", &user("u11"))
+        .expect("themselves");
+    app.assign(Some(&service()), "vouch", &user("u13"))
+        .expect("the web backend");
+    // Exposures are written in the order they were logged: once u13's is there, any earlier
+    // one would be too.
+    eventually("u13's exposure", || async {
+        (w.count("SELECT count() FROM abtesting_exposures WHERE user_id = 'u13'")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let users: Vec<String> = w
+        .stores
+        .ch
+        .client
+        .query("SELECT user_id FROM abtesting_exposures ORDER BY user_id")
+        .fetch_all()
+        .await
+        .expect("query");
+    assert_eq!(users, ["u11", "u13"]);
 }
 
 #[tokio::test]
@@ -104,9 +162,13 @@ async fn a_full_queue_drops_exposures_instead_of_waiting() {
         .expect("start");
     for i in 0..3000 {
         assert!(
-            app.assign("flood", &attrs(json!({ "id": format!("u{i}") })))
-                .expect("assign")
-                .in_experiment
+            app.assign(
+                Some(&service()),
+                "flood",
+                &attrs(json!({ "id": format!("u{i}") }))
+            )
+            .expect("assign")
+            .in_experiment
         );
     }
     // The loop never yields, so nothing was written: the first 1024 wait in the queue and the
@@ -135,15 +197,23 @@ async fn results_aggregate_exposures_and_events() {
     let mut variant = Vec::with_capacity(n);
     for i in 0..n {
         let a = app
-            .assign("results", &attrs(json!({ "id": format!("user-{i}") })))
+            .assign(
+                Some(&service()),
+                "results",
+                &attrs(json!({ "id": format!("user-{i}") })),
+            )
             .expect("assign");
         assert!(a.in_experiment);
         variant.push(a.variation_index);
     }
     // Seen again later: still counted once, in the variant of the first exposure.
     for i in 0..100 {
-        app.assign("results", &attrs(json!({ "id": format!("user-{i}") })))
-            .expect("assign");
+        app.assign(
+            Some(&service()),
+            "results",
+            &attrs(json!({ "id": format!("user-{i}") })),
+        )
+        .expect("assign");
     }
     eventually("all exposures", || async {
         (w.count("SELECT count() FROM abtesting_exposures").await == 2100).then_some(())

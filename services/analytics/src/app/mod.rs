@@ -43,6 +43,8 @@ pub enum AnalyticsError {
         "events[{index}] is for user {user:?}; a user may only track their own events (tracking for others needs the service role)"
     )]
     NotYours { index: usize, user: String },
+    #[error("recording metrics needs the service or admin role; the token of user {0} has neither")]
+    MetricsForbidden(String),
     #[error(transparent)]
     Ingest(#[from] IngestError),
     #[error(transparent)]
@@ -55,7 +57,7 @@ impl ServiceError for AnalyticsError {
             Self::Event { .. } | Self::BatchSize(_) | Self::Metric(_) | Self::Query(_) => {
                 ErrorCode::InvalidArgument
             }
-            Self::NotYours { .. } => ErrorCode::PermissionDenied,
+            Self::NotYours { .. } | Self::MetricsForbidden(_) => ErrorCode::PermissionDenied,
             Self::Ingest(_) => ErrorCode::Unavailable,
             Self::Kit(e) => e.code(),
         }
@@ -385,7 +387,12 @@ impl<W: Warehouse> Analytics<W> {
         Ok(n)
     }
 
-    pub async fn record_metric(&self, point: RawMetricPoint) -> Result<()> {
+    /// Records one point. Dashboards and alerts read these, so only services and admins may
+    /// write them; a buyer's token would otherwise draw any curve it likes.
+    pub async fn record_metric(&self, caller: &Caller, point: RawMetricPoint) -> Result<()> {
+        if !caller.has_any_role(&TRACK_ANYONE) {
+            return Err(AnalyticsError::MetricsForbidden(caller.user_id.clone()));
+        }
         let point = point.check(&self.cell, (self.clock)())?;
         self.metric_points
             .submit(vec![MetricRow::from(point)])

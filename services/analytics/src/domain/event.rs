@@ -74,7 +74,8 @@ pub struct Event {
     pub product_id: String,
     pub order_id: String,
     pub page: String,
-    /// Minor units of `currency`; 0 when the event carries no amount.
+    /// Minor units of `currency`, verified: only bus events carry it; 0 for client events
+    /// (whose claimed amount stays, unverified, in `properties`) and events without an amount.
     pub revenue: i64,
     pub currency: String,
     pub source: Source,
@@ -259,13 +260,16 @@ impl RawEvent {
             page if page.is_empty() => indexed(props, "path")?,
             page => page,
         };
-        let (revenue, currency) = revenue(props)?;
+        // The amount is checked and kept in `properties`, but a client is not trusted with
+        // money: only bus events (from the service that took the payment) fill the revenue
+        // columns, so a buyer posting `purchase` events cannot make revenue up.
+        revenue(props)?;
         Ok(Event {
             product_id: indexed(props, "product_id")?,
             order_id: indexed(props, "order_id")?,
             page,
-            revenue,
-            currency,
+            revenue: 0,
+            currency: String::new(),
             event_id: self.event_id,
             name: self.name,
             user_id: self.user_id,
@@ -442,9 +446,17 @@ mod tests {
             (e.product_id.as_str(), e.order_id.as_str(), e.page.as_str()),
             ("42", "o-9", "/cart")
         );
-        assert_eq!((e.revenue, e.currency.as_str()), (1999, "USD"));
+        assert_eq!(
+            (e.revenue, e.currency.as_str(), e.source),
+            (0, "", Source::Client),
+            "a client's amount is not revenue"
+        );
         assert_eq!(e.cell, "sg-1");
         assert!(e.properties.contains("\"coupon\":\"X\""));
+        assert!(
+            e.properties.contains("\"revenue\":1999"),
+            "the claimed amount is kept, unverified"
+        );
     }
 
     #[test]

@@ -33,6 +33,12 @@ impl ClickHouseWarehouse {
 }
 
 /// The bucket of `column` (a `DateTime`) as Unix seconds; `None` = one bucket, 0.
+/// The sum of the per-order `amount`s, saturated at `i64::MAX`: ClickHouse's `sum(Int64)`
+/// wraps around silently, so the float sum (which cannot wrap) decides whether the exact one
+/// is trusted.
+const SATURATING_SUM: &str = "if(sum(toFloat64(amount)) >= 9.2e18, \
+     toInt64(9223372036854775807), toInt64(sum(amount)))";
+
 fn bucket(granularity: Option<Granularity>, column: &str) -> String {
     match granularity {
         None => "toUInt32(0)".to_owned(),
@@ -103,7 +109,7 @@ impl Warehouse for ClickHouseWarehouse {
         // One row per order first: the client's `purchase` and the server's
         // `flashsale.purchased` of the same order (or a duplicated event) count once.
         let sql = format!(
-            "SELECT {b} AS bucket, cell, currency, toInt64(sum(amount)) AS revenue, count() AS orders
+            "SELECT {b} AS bucket, cell, currency, {SATURATING_SUM} AS revenue, count() AS orders
              FROM (
                  SELECT order_id, cell, currency, min(time) AS placed, max(revenue) AS amount
                  FROM analytics_events
@@ -176,7 +182,7 @@ impl Warehouse for ClickHouseWarehouse {
                  WHERE {IN_PERIOD} AND product_id != '' {only}
                  GROUP BY product_id
              ) ANY LEFT JOIN (
-                 SELECT product_id, toInt64(sum(amount)) AS revenue FROM (
+                 SELECT product_id, {SATURATING_SUM} AS revenue FROM (
                      SELECT product_id, order_id, max(revenue) AS amount
                      FROM analytics_events
                      WHERE {IN_PERIOD} AND product_id != '' {only}

@@ -18,9 +18,13 @@ use super::*;
 /// - u1 (session s1): home 10:00, views p1 10:01, adds p1 10:02, buys o1 (p1, 20.00 USD) 10:05;
 ///   the client sends its purchase twice (same id), and the flash sale service reports o1 too.
 /// - u2 (s2): home 10:10, views p1 10:11, adds p1 10:12; no purchase.
-/// - u3 (s3): home 11:00, views p2 11:01, buys o2 (p2, 10.01 USD) 11:30 without a cart event.
+/// - u3 (s3): home 11:00, views p2 11:01, buys o2 (p2, 10.01 USD) 11:30 without a cart event;
+///   its client claims 90 quadrillion USD for it, which is kept but is not revenue.
 /// - u4 (s4): home 11:05 only.
 /// - u5 (s5): views p1 12:00, adds p1 12:01; (s6) buys o3 (p1, 5.00 EUR) on Thursday 09:00.
+///
+/// Every order is also reported on the bus by the flash sale service, one second later: that
+/// report is the revenue; the clients' `purchase` events are not trusted with money.
 async fn shop(world: &World) {
     let home = || json!({"page": "/home"});
     let events = vec![
@@ -110,7 +114,7 @@ async fn shop(world: &World) {
             "u3",
             "s3",
             "2026-11-03T11:30:00Z",
-            json!({"product_id": "p2", "order_id": "o2", "revenue": 1001, "currency": "USD"}),
+            json!({"product_id": "p2", "order_id": "o2", "revenue": 9_000_000_000_000_000_000_i64, "currency": "USD"}),
         ),
         event(
             "u4-1",
@@ -147,24 +151,41 @@ async fn shop(world: &World) {
     ];
     let accepted = world.app.track(&tracker(), events).await.expect("track");
     assert_eq!(accepted, 15);
-    // The same order from the bus, as the flash sale service publishes it.
-    let mut purchased = Envelope::new(
+    // The same orders from the bus, as the flash sale service publishes them.
+    let bus = [
+        ("o1", "p1", "u1", 2000, "USD", "2026-11-03T10:05:01Z"),
+        ("o2", "p2", "u3", 1001, "USD", "2026-11-03T11:30:01Z"),
+        ("o3", "p1", "u5", 500, "EUR", "2026-11-05T09:00:01Z"),
+    ];
+    let rows = bus
+        .into_iter()
+        .map(|(order, product, user, minor, currency, when)| {
+            purchased(order, product, user, minor, currency, when, world)
+        })
+        .collect();
+    world.events.submit(rows).await.expect("bus events");
+}
+
+/// A `flashsale.purchased` bus event as analytics stores it.
+fn purchased(
+    order: &str,
+    product: &str,
+    user: &str,
+    minor: i64,
+    currency: &str,
+    when: &str,
+    world: &World,
+) -> EventRow {
+    let mut envelope = Envelope::new(
         "sg-1",
         "flashsale.purchased",
         1,
-        &json!({"order_id": "o1", "product_id": "p1", "user_id": "u1", "quantity": 1,
-                "total": {"minor_units": 2000, "currency": "USD"}}),
+        &json!({"order_id": order, "product_id": product, "user_id": user, "quantity": 1,
+                "total": {"minor_units": minor, "currency": currency}}),
     )
     .expect("envelope");
-    purchased.occurred_at = at("2026-11-03T10:05:01Z");
-    world
-        .events
-        .submit(vec![EventRow::new(
-            Event::from_envelope(&purchased),
-            world.clock.now(),
-        )])
-        .await
-        .expect("bus event");
+    envelope.occurred_at = at(when);
+    EventRow::new(Event::from_envelope(&envelope), world.clock.now())
 }
 
 fn period(from: &str, to: &str) -> Period {
@@ -194,19 +215,20 @@ async fn kpis_by_day_and_in_total() {
         ["2026-11-03T00:00:00+00:00", "2026-11-05T00:00:00+00:00"]
     );
     let tue = &report.buckets[0].kpis;
-    // 13 distinct client events + the bus event; the repeated purchase counts once.
-    assert_eq!((tue.events, tue.unique_users, tue.purchasers), (14, 5, 2));
+    // 13 distinct client events + 2 bus events; the repeated purchase counts once.
+    assert_eq!((tue.events, tue.unique_users, tue.purchasers), (15, 5, 2));
     assert_eq!(tue.conversion_rate, 0.4);
     assert_eq!(tue.revenue.len(), 1);
     let usd = &tue.revenue[0];
-    // o1 (20.00, reported three times) + o2 (10.01) = 30.01 in 2 orders; 15.005 rounds up.
+    // o1 (20.00, reported three times) + o2 (10.01 on the bus; the client's claim does not
+    // count) = 30.01 in 2 orders; 15.005 rounds up.
     assert_eq!(
         (usd.currency.as_str(), usd.revenue, usd.orders),
         ("USD", 3001, 2)
     );
     assert_eq!(usd.average_order_value, 1501);
     let thu = &report.buckets[1].kpis;
-    assert_eq!((thu.events, thu.unique_users, thu.purchasers), (1, 1, 1));
+    assert_eq!((thu.events, thu.unique_users, thu.purchasers), (2, 1, 1));
     assert_eq!(
         (
             thu.revenue[0].currency.as_str(),
@@ -219,7 +241,7 @@ async fn kpis_by_day_and_in_total() {
     let all = &report.totals[0].kpis;
     assert_eq!(report.totals[0].bucket, week().from);
     // u5 is one user across both days: unique users do not add up.
-    assert_eq!((all.events, all.unique_users, all.purchasers), (15, 5, 3));
+    assert_eq!((all.events, all.unique_users, all.purchasers), (17, 5, 3));
     assert_eq!(all.conversion_rate, 0.6);
     let by_currency: Vec<(String, i64, u64)> = all
         .revenue
@@ -245,8 +267,9 @@ async fn kpis_by_day_and_in_total() {
         .iter()
         .map(|b| (b.kpis.events, b.kpis.unique_users))
         .collect();
-    // 10h: u1 ×4 + bus, u2 ×3; 11h: u3 ×3, u4 ×1; u5's 12:00 events fall outside [10h, 12h).
-    assert_eq!(per_hour, [(8, 2), (4, 2)]);
+    // 10h: u1 ×4 + bus, u2 ×3; 11h: u3 ×3 + bus, u4 ×1; u5's 12:00 events fall outside
+    // [10h, 12h).
+    assert_eq!(per_hour, [(8, 2), (5, 2)]);
     let elsewhere = world
         .app
         .kpis(week(), Granularity::Week, "other-cell")
@@ -522,8 +545,25 @@ async fn metrics_aggregate_by_period_label_and_retry() {
         // A retry of m1: recorded once.
         point("m1", 10.0, "sg", "2026-11-03T10:00:00Z"),
     ] {
-        world.app.record_metric(p).await.expect("record");
+        world
+            .app
+            .record_metric(&tracker(), p)
+            .await
+            .expect("record");
     }
+    // A buyer's token may not draw the curves dashboards and alerts read.
+    let e = world
+        .app
+        .record_metric(
+            &titan_kit::testing::caller("buyer", &[]),
+            point("m9", 1e9, "sg", "2026-11-03T10:50:00Z"),
+        )
+        .await
+        .expect_err("a buyer recording a metric");
+    assert!(
+        matches!(&e, AnalyticsError::MetricsForbidden(user) if user == "buyer"),
+        "{e}"
+    );
     let query = |aggregation, filter, group_by: Option<&str>| MetricQuery {
         name: "checkout.latency_ms".into(),
         period: period("2026-11-03T00:00:00Z", "2026-11-04T00:00:00Z"),
@@ -665,4 +705,51 @@ async fn funnel_steps_within_one_second_keep_their_order() {
         .await
         .expect("funnel");
     assert_eq!((steps[0].users, steps[1].users), (1, 1));
+}
+
+/// Revenue is summed per currency; a sum past `i64::MAX` saturates instead of wrapping into a
+/// negative figure.
+#[tokio::test]
+async fn revenue_sums_saturate_instead_of_overflowing() {
+    let world = World::new(at("2026-11-10T00:00:00Z")).await;
+    let huge = 5_000_000_000_000_000_000_i64;
+    let rows = vec![
+        purchased(
+            "big-1",
+            "p1",
+            "u1",
+            huge,
+            "USD",
+            "2026-11-03T10:00:00Z",
+            &world,
+        ),
+        purchased(
+            "big-2",
+            "p1",
+            "u2",
+            huge,
+            "USD",
+            "2026-11-03T11:00:00Z",
+            &world,
+        ),
+    ];
+    world.events.submit(rows).await.expect("bus events");
+    let report = world
+        .app
+        .kpis(week(), Granularity::Day, "")
+        .await
+        .expect("kpis");
+    let usd = &report.totals[0].kpis.revenue[0];
+    assert_eq!((usd.revenue, usd.orders), (i64::MAX, 2));
+    let products = world
+        .app
+        .products(ProductQuery {
+            period: week(),
+            currency: "USD".into(),
+            product_ids: vec![],
+            limit: 0,
+        })
+        .await
+        .expect("products");
+    assert_eq!(products[0].row.revenue, i64::MAX);
 }

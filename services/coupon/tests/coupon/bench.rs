@@ -4,7 +4,7 @@
 use titan_coupon::domain::CouponKind;
 use titan_kit::testing::throughput;
 
-use crate::{World, plain_cart, shopper, spec, uuid};
+use crate::{World, checkout, plain_cart, shopper, spec, uuid};
 
 const CONCURRENCY: u32 = 64;
 
@@ -32,8 +32,9 @@ async fn bench() {
         let app = app.clone();
         async move {
             app.redeem(
-                &shopper(i),
+                &checkout(),
                 &uuid(),
+                &shopper(i).user_id,
                 &["BENCH".into()],
                 &plain_cart(),
                 &format!("o-{i}"),
@@ -52,8 +53,9 @@ async fn bench() {
             let app = app.clone();
             async move {
                 app.redeem(
-                    &shopper(i),
+                    &checkout(),
                     &uuid(),
+                    &shopper(i).user_id,
                     &["LIMITED".into()],
                     &plain_cart(),
                     &format!("l-{i}"),

@@ -3,7 +3,7 @@
 
 use titan_coupon::{app::CouponError, domain::CouponKind};
 
-use crate::{World, plain_cart, shopper, spec, uuid};
+use crate::{World, checkout, plain_cart, shopper, spec, uuid};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn n_parallel_redemptions_of_a_limit_l_coupon_give_exactly_l() {
@@ -20,8 +20,9 @@ async fn n_parallel_redemptions_of_a_limit_l_coupon_give_exactly_l() {
         let app = replicas[n as usize % replicas.len()].clone();
         tasks.spawn(async move {
             app.redeem(
-                &shopper(n),
+                &checkout(),
                 &uuid(),
+                &shopper(n).user_id,
                 &["RUSH".into()],
                 &plain_cart(),
                 &format!("o-{n}"),
@@ -65,8 +66,9 @@ async fn one_shopper_in_parallel_gets_exactly_the_per_user_limit() {
         tasks.spawn(async move {
             let who = shopper(n % 2);
             app.redeem(
-                &who,
+                &checkout(),
                 &uuid(),
+                &who.user_id,
                 &["MINE".into()],
                 &plain_cart(),
                 &format!("o-{n}"),
@@ -107,8 +109,9 @@ async fn the_same_order_retried_in_parallel_takes_one_use() {
         };
         tasks.spawn(async move {
             app.redeem(
-                &shopper(7),
+                &checkout(),
                 &request,
+                &shopper(7).user_id,
                 &["RETRY".into()],
                 &plain_cart(),
                 "order-7",

@@ -4,7 +4,7 @@
 use chrono::Duration;
 use titan_coupon::domain::CouponKind;
 
-use crate::{World, plain_cart, shopper, spec, uuid};
+use crate::{World, checkout, plain_cart, shopper, spec, uuid};
 
 async fn wipe(w: &World, code: &str) {
     let mut conn = w.redis.conn.clone();
@@ -35,7 +35,14 @@ async fn a_coupon_lost_from_redis_is_rebuilt_from_the_record() {
     s.per_user_limit = 1;
     w.create(s).await;
     w.app
-        .redeem(&shopper(1), &uuid(), &["LOST".into()], &plain_cart(), "o-1")
+        .redeem(
+            &checkout(),
+            &uuid(),
+            &shopper(1).user_id,
+            &["LOST".into()],
+            &plain_cart(),
+            "o-1",
+        )
         .await
         .expect("redeem");
     wipe(&w, "LOST").await;
@@ -51,7 +58,14 @@ async fn a_coupon_lost_from_redis_is_rebuilt_from_the_record() {
     );
     wipe(&w, "LOST").await;
     w.app
-        .redeem(&shopper(2), &uuid(), &["LOST".into()], &plain_cart(), "o-2")
+        .redeem(
+            &checkout(),
+            &uuid(),
+            &shopper(2).user_id,
+            &["LOST".into()],
+            &plain_cart(),
+            "o-2",
+        )
         .await
         .expect("the last use");
     assert_eq!(w.uses("LOST").await, (2, Some(2)));
@@ -65,8 +79,9 @@ async fn the_record_holds_the_limit_when_redis_undercounts() {
     w.create(s).await;
     w.app
         .redeem(
-            &shopper(1),
+            &checkout(),
             &uuid(),
+            &shopper(1).user_id,
             &["GUARD".into()],
             &plain_cart(),
             "o-1",
@@ -77,8 +92,9 @@ async fn the_record_holds_the_limit_when_redis_undercounts() {
     let e = w
         .app
         .redeem(
-            &shopper(2),
+            &checkout(),
             &uuid(),
+            &shopper(2).user_id,
             &["GUARD".into()],
             &plain_cart(),
             "o-2",
@@ -123,8 +139,9 @@ async fn reconcile_gives_back_a_use_taken_by_a_redemption_that_never_recorded() 
     let e = w
         .app
         .redeem(
-            &shopper(1),
+            &checkout(),
             &uuid(),
+            &shopper(1).user_id,
             &["STRAY".into()],
             &plain_cart(),
             "o-1",
@@ -140,8 +157,9 @@ async fn reconcile_gives_back_a_use_taken_by_a_redemption_that_never_recorded() 
     assert_eq!(w.uses("STRAY").await, (0, Some(0)));
     w.app
         .redeem(
-            &shopper(1),
+            &checkout(),
             &uuid(),
+            &shopper(1).user_id,
             &["STRAY".into()],
             &plain_cart(),
             "o-1",

@@ -6,7 +6,7 @@ use titan_kit::{auth::Caller, error::reason_of};
 use titan_proto::coupon::v1::{self as pb, coupon_service_server::CouponService};
 use tonic::{Code, Request};
 
-use crate::{World, admin, epoch, shopper};
+use crate::{World, admin, checkout, epoch, shopper};
 
 fn as_caller<T>(caller: Option<Caller>, body: T) -> Request<T> {
     let mut r = Request::new(body);
@@ -135,25 +135,35 @@ async fn the_edge_maps_callers_inputs_and_refusals() {
         .expect_err("negative price");
     assert_eq!(e.code(), Code::InvalidArgument);
 
-    let redeem = |who: Caller, order: &str| {
+    let redeem = |by: Caller, who: Caller, order: &str| {
         as_caller(
-            Some(who),
+            Some(by),
             pb::RedeemCouponRequest {
                 request_id: format!("r-{order}"),
                 codes: vec!["G15".into()],
                 cart: pb_cart(1999),
                 order_id: order.into(),
+                shopper_id: who.user_id,
             },
         )
     };
+    // The shopper's own token may preview (ValidateCoupon) but never redeem with its own prices.
+    let e = g
+        .redeem_coupon(redeem(shopper(1), shopper(1), "o-1"))
+        .await
+        .expect_err("a shopper redeeming");
+    assert_eq!(
+        (e.code(), reason_of(&e).as_deref()),
+        (Code::PermissionDenied, Some("SERVICE_ONLY"))
+    );
     let done = g
-        .redeem_coupon(redeem(shopper(1), "o-1"))
+        .redeem_coupon(redeem(checkout(), shopper(1), "o-1"))
         .await
         .expect("redeem")
         .into_inner();
     assert_eq!(done.total_discount.map(|d| d.minor_units), Some(300));
     let e = g
-        .redeem_coupon(redeem(shopper(2), "o-2"))
+        .redeem_coupon(redeem(checkout(), shopper(2), "o-2"))
         .await
         .expect_err("depleted");
     assert_eq!(
@@ -169,8 +179,11 @@ async fn the_edge_maps_callers_inputs_and_refusals() {
             },
         ))
         .await
-        .expect_err("not the owner");
-    assert_eq!(e.code(), Code::PermissionDenied);
+        .expect_err("a shopper reversing");
+    assert_eq!(
+        (e.code(), reason_of(&e).as_deref()),
+        (Code::PermissionDenied, Some("SERVICE_ONLY"))
+    );
     let back = g
         .reverse_redemption(as_caller(
             Some(admin()),

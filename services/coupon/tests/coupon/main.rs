@@ -36,6 +36,11 @@ pub struct World {
 
 pub use titan_kit::testing::admin;
 
+/// Checkout: the service identity that redeems and reverses for shoppers.
+pub fn checkout() -> Caller {
+    caller("checkout", &["service"])
+}
+
 pub fn shopper(n: u32) -> Caller {
     caller(&format!("shopper-{n}"), &[])
 }

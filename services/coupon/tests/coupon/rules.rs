@@ -8,7 +8,7 @@ use titan_coupon::{
 };
 use titan_kit::{ErrorCode, ServiceError};
 
-use crate::{World, admin, cart, item, plain_cart, shopper, spec, uuid};
+use crate::{World, admin, cart, checkout, item, plain_cart, shopper, spec, uuid};
 
 async fn reason(w: &World, code: &str, c: &titan_coupon::domain::Cart) -> String {
     let v = w
@@ -69,12 +69,26 @@ async fn every_refusal_has_its_own_reason_in_the_spec_order() {
 
     // Shopper 1 uses it once: the per-user limit; shopper 2 takes the last use: depleted.
     w.app
-        .redeem(&shopper(1), &uuid(), &["ordered".into()], &far_cart, "o-1")
+        .redeem(
+            &checkout(),
+            &uuid(),
+            &shopper(1).user_id,
+            &["ordered".into()],
+            &far_cart,
+            "o-1",
+        )
         .await
         .expect("redeem");
     assert_eq!(reason(&w, "ORDERED", &far_cart).await, "USER_LIMIT_REACHED");
     w.app
-        .redeem(&shopper(2), &uuid(), &["ORDERED".into()], &far_cart, "o-2")
+        .redeem(
+            &checkout(),
+            &uuid(),
+            &shopper(2).user_id,
+            &["ORDERED".into()],
+            &far_cart,
+            "o-2",
+        )
         .await
         .expect("redeem");
     // Depleted comes before the per-user limit and the minimum.
@@ -169,28 +183,50 @@ async fn redemption_is_idempotent_reversed_once_and_announced() {
     let c = plain_cart();
     let first = w
         .app
-        .redeem(&shopper(1), "r-1", &["once".into()], &c, "order-1")
+        .redeem(
+            &checkout(),
+            "r-1",
+            &shopper(1).user_id,
+            &["once".into()],
+            &c,
+            "order-1",
+        )
         .await
         .expect("redeem");
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].discount.minor_units, 1_000);
     let replay = w
         .app
-        .redeem(&shopper(1), "r-1", &["once".into()], &c, "order-1")
+        .redeem(
+            &checkout(),
+            "r-1",
+            &shopper(1).user_id,
+            &["once".into()],
+            &c,
+            "order-1",
+        )
         .await
         .expect("replay");
     assert_eq!(replay, first, "a retried request answers the same");
     let again = w
         .app
-        .redeem(&shopper(1), "r-2", &["ONCE".into()], &c, "order-1")
+        .redeem(
+            &checkout(),
+            "r-2",
+            &shopper(1).user_id,
+            &["ONCE".into()],
+            &c,
+            "order-1",
+        )
         .await
         .expect("same order");
     assert_eq!(again[0].id, first[0].id, "an order holds a coupon once");
     let e = w
         .app
         .redeem(
-            &shopper(1),
+            &checkout(),
             "r-1",
+            &shopper(1).user_id,
             &["once".into()],
             &plain_cart_with(2),
             "order-1",
@@ -202,7 +238,14 @@ async fn redemption_is_idempotent_reversed_once_and_announced() {
 
     let e = w
         .app
-        .redeem(&shopper(2), &uuid(), &["ONCE".into()], &c, "order-2")
+        .redeem(
+            &checkout(),
+            &uuid(),
+            &shopper(2).user_id,
+            &["ONCE".into()],
+            &c,
+            "order-2",
+        )
         .await
         .expect_err("depleted");
     assert_eq!(
@@ -212,30 +255,37 @@ async fn redemption_is_idempotent_reversed_once_and_announced() {
     let listed = w.app.list("spring", 10, "").await.expect("list").0;
     assert_eq!(listed[0].status, CouponStatus::Depleted);
 
-    // Someone else's order cannot be reversed; the shopper's can, once.
-    let e = w
-        .app
-        .reverse(&shopper(2), &uuid(), "order-1")
-        .await
-        .expect_err("not theirs");
-    assert_eq!(e.code(), ErrorCode::PermissionDenied);
+    // A shopper cannot give a single-use coupon back to themselves, not even for their own
+    // order; the service that cancelled the order does, once.
+    for who in [shopper(2), shopper(1)] {
+        let e = w
+            .app
+            .reverse(&who, &uuid(), "order-1")
+            .await
+            .expect_err("a shopper reversing");
+        assert_eq!(
+            (e.code(), e.reason()),
+            (ErrorCode::PermissionDenied, Some("SERVICE_ONLY"))
+        );
+    }
+    assert_eq!(w.uses("ONCE").await, (1, Some(1)), "nothing was given back");
     let back = w
         .app
-        .reverse(&shopper(1), &uuid(), "order-1")
+        .reverse(&checkout(), &uuid(), "order-1")
         .await
         .expect("reverse");
     assert_eq!(back.len(), 1);
     assert!(back[0].reversed);
     let twice = w
         .app
-        .reverse(&shopper(1), &uuid(), "order-1")
+        .reverse(&checkout(), &uuid(), "order-1")
         .await
         .expect("reverse again");
     assert!(twice.is_empty(), "a use is given back once");
     assert_eq!(w.uses("ONCE").await, (0, Some(0)));
     let e = w
         .app
-        .reverse(&shopper(1), &uuid(), "order-404")
+        .reverse(&checkout(), &uuid(), "order-404")
         .await
         .expect_err("no such order");
     assert_eq!(e.code(), ErrorCode::NotFound);
@@ -243,12 +293,26 @@ async fn redemption_is_idempotent_reversed_once_and_announced() {
     // The use came back: another order takes it; the reversed order cannot redeem it again.
     let e = w
         .app
-        .redeem(&shopper(1), &uuid(), &["ONCE".into()], &c, "order-1")
+        .redeem(
+            &checkout(),
+            &uuid(),
+            &shopper(1).user_id,
+            &["ONCE".into()],
+            &c,
+            "order-1",
+        )
         .await
         .expect_err("reversed order");
     assert_eq!(e.reason(), Some("REDEMPTION_REVERSED"));
     w.app
-        .redeem(&shopper(2), &uuid(), &["ONCE".into()], &c, "order-2")
+        .redeem(
+            &checkout(),
+            &uuid(),
+            &shopper(2).user_id,
+            &["ONCE".into()],
+            &c,
+            "order-2",
+        )
         .await
         .expect("the use is back");
 
@@ -312,7 +376,14 @@ async fn stacking_one_per_type_and_exclusive_alone() {
         let codes: Vec<String> = codes.into_iter().map(String::from).collect();
         let e = w
             .app
-            .redeem(&shopper(1), &uuid(), &codes, &c, "o-stack")
+            .redeem(
+                &checkout(),
+                &uuid(),
+                &shopper(1).user_id,
+                &codes,
+                &c,
+                "o-stack",
+            )
             .await
             .expect_err("refused");
         assert_eq!(
@@ -326,8 +397,9 @@ async fn stacking_one_per_type_and_exclusive_alone() {
     let done = w
         .app
         .redeem(
-            &shopper(1),
+            &checkout(),
             &uuid(),
+            &shopper(1).user_id,
             &["TENOFF".into(), "SHIP".into()],
             &c,
             "o-stack",
@@ -337,7 +409,14 @@ async fn stacking_one_per_type_and_exclusive_alone() {
     let total: i64 = done.iter().map(|r| r.discount.minor_units).sum();
     assert_eq!(total, 1_000 + 500, "10% of 100.00 plus the 5.00 shipping");
     w.app
-        .redeem(&shopper(1), &uuid(), &["SOLO".into()], &c, "o-solo")
+        .redeem(
+            &checkout(),
+            &uuid(),
+            &shopper(1).user_id,
+            &["SOLO".into()],
+            &c,
+            "o-solo",
+        )
         .await
         .expect("exclusive alone");
 
@@ -347,14 +426,22 @@ async fn stacking_one_per_type_and_exclusive_alone() {
     last.total_limit = 1;
     w.create(last).await;
     w.app
-        .redeem(&shopper(2), &uuid(), &["LAST".into()], &c, "o-a")
+        .redeem(
+            &checkout(),
+            &uuid(),
+            &shopper(2).user_id,
+            &["LAST".into()],
+            &c,
+            "o-a",
+        )
         .await
         .expect("last use");
     let e = w
         .app
         .redeem(
-            &shopper(3),
+            &checkout(),
             &uuid(),
+            &shopper(3).user_id,
             &["FIVEOFF".into(), "LAST".into()],
             &c,
             "o-b",
@@ -446,8 +533,9 @@ async fn admin_create_generate_update_pause_list() {
     );
     w.app
         .redeem(
-            &shopper(1),
+            &checkout(),
             &uuid(),
+            &shopper(1).user_id,
             &["SUMMER-10".into()],
             &plain_cart(),
             "o",
@@ -483,28 +571,49 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let cases: Vec<(CouponError, &str)> = vec![
         (
             w.app
-                .redeem(&shopper(1), "", &["GOOD".into()], &c, "o")
+                .redeem(
+                    &checkout(),
+                    "",
+                    &shopper(1).user_id,
+                    &["GOOD".into()],
+                    &c,
+                    "o",
+                )
                 .await
                 .expect_err("no id"),
             "request id",
         ),
         (
             w.app
-                .redeem(&shopper(1), &uuid(), &[], &c, "o")
+                .redeem(&checkout(), &uuid(), &shopper(1).user_id, &[], &c, "o")
                 .await
                 .expect_err("no codes"),
             "no codes",
         ),
         (
             w.app
-                .redeem(&shopper(1), &uuid(), &["GOOD".into()], &c, "")
+                .redeem(
+                    &checkout(),
+                    &uuid(),
+                    &shopper(1).user_id,
+                    &["GOOD".into()],
+                    &c,
+                    "",
+                )
                 .await
                 .expect_err("no order"),
             "no order",
         ),
         (
             w.app
-                .redeem(&shopper(1), &uuid(), &["BAD CODE".into()], &c, "o")
+                .redeem(
+                    &checkout(),
+                    &uuid(),
+                    &shopper(1).user_id,
+                    &["BAD CODE".into()],
+                    &c,
+                    "o",
+                )
                 .await
                 .expect_err("code"),
             "bad code",
@@ -568,4 +677,59 @@ async fn unknown_codes_are_remembered_briefly_and_forgotten_on_creation() {
     assert_eq!(reason(&w, "LATER", &plain_cart()).await, "COUPON_NOT_FOUND");
     w.create(spec("LATER", CouponKind::FreeShipping, 0)).await;
     assert_eq!(discount(&w, "LATER", &plain_cart()).await, 500);
+}
+
+/// The number of codes is checked before any of them is looked up: a thousand unknown codes
+/// answer TOO_MANY_COUPONS at once instead of reading a thousand coupons first.
+#[tokio::test]
+async fn too_many_codes_are_refused_before_any_lookup() {
+    let w = World::new().await;
+    let codes: Vec<String> = (0..1000).map(|i| format!("NOPE{i}")).collect();
+    let e = w
+        .app
+        .redeem(
+            &checkout(),
+            &uuid(),
+            &shopper(1).user_id,
+            &codes,
+            &plain_cart(),
+            "o-many",
+        )
+        .await
+        .expect_err("too many");
+    assert_eq!(
+        (e.code(), e.reason()),
+        (ErrorCode::InvalidArgument, Some("TOO_MANY_COUPONS"))
+    );
+}
+
+/// Money is decided by services: a shopper's token may validate a coupon against a cart but
+/// not redeem it with prices of its own choosing.
+#[tokio::test]
+async fn only_a_service_identity_redeems() {
+    let w = World::new().await;
+    w.create(spec("MINE", CouponKind::Percentage, 1000)).await;
+    let e = w
+        .app
+        .redeem(
+            &shopper(1),
+            &uuid(),
+            &shopper(1).user_id,
+            &["MINE".into()],
+            &plain_cart(),
+            "o-1",
+        )
+        .await
+        .expect_err("a shopper redeeming");
+    assert_eq!(
+        (e.code(), e.reason()),
+        (ErrorCode::PermissionDenied, Some("SERVICE_ONLY"))
+    );
+    assert_eq!(w.uses("MINE").await.0, 0, "no use was taken");
+    let v = w
+        .app
+        .validate(&shopper(1), "MINE", &plain_cart())
+        .await
+        .expect("a shopper previews");
+    assert!(v.refusal.is_none(), "{:?}", v.refusal);
 }

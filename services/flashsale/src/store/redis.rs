@@ -6,7 +6,10 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use redis::{Script, Value};
-use titan_kit::datastores::redis::RedisHandle;
+use titan_kit::{
+    datastores::redis::RedisHandle,
+    idempotency::{self, IdempotencyError},
+};
 
 use crate::{
     app::{Attempt, HoldOutcome, Reservation, Result, Stats, StockStore},
@@ -140,7 +143,7 @@ impl StockStore for RedisStock {
             .key(challenge_key)
             .arg(a.user)
             .arg(a.quantity.get())
-            .arg(a.request_id)
+            .arg(idempotency::composite(&[a.user, a.request_id]))
             .arg(ms(a.now))
             .arg(a.reservation.to_string())
             .arg(settings.rate_limit_burst)
@@ -158,6 +161,7 @@ impl StockStore for RedisStock {
                     .map(Ok)
                     .ok_or_else(|| bad_reply("reserve", &reply))
             }
+            "REUSED" => Err(IdempotencyError::Reused(a.request_id.to_owned()).into()),
             "REFUSED" => {
                 let reason = reply.get(1).map(text).unwrap_or_default();
                 let n: u64 = detail.parse().unwrap_or(0);

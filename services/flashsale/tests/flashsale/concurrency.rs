@@ -7,7 +7,7 @@ use chrono::Duration;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use titan_flashsale::app::FlashSaleError;
 
-use crate::{World, buyer, settings, uuid};
+use crate::{World, buyer, checkout, settings, uuid};
 
 #[derive(Debug, Default)]
 struct Tally {
@@ -37,9 +37,15 @@ async fn thousands_of_buyers_never_oversell() {
                         *tally.reserved.entry(me.user_id.clone()).or_default() += r.quantity;
                         match rng.random_range(0..3) {
                             0 => {
-                                app.confirm(&me, &uuid(), &r.id.to_string(), "pay")
-                                    .await
-                                    .expect("confirm");
+                                app.confirm(
+                                    &checkout(),
+                                    &uuid(),
+                                    &me.user_id,
+                                    &r.id.to_string(),
+                                    "pay",
+                                )
+                                .await
+                                .expect("confirm");
                                 *tally.confirmed.entry(me.user_id.clone()).or_default() +=
                                     r.quantity;
                             }

@@ -10,7 +10,7 @@ use std::{
 
 use titan_kit::{config::RedisConfig, datastores::redis::RedisHandle};
 
-use crate::{World, buyer, settings, uuid};
+use crate::{World, buyer, checkout, settings, uuid};
 
 struct Redis {
     child: Child,
@@ -102,7 +102,13 @@ async fn a_redis_restart_loses_no_unit_and_sells_none_twice() {
         ));
     }
     w.app
-        .confirm(&buyer(0), &uuid(), &before[0].1.id.to_string(), "pay")
+        .confirm(
+            &checkout(),
+            &uuid(),
+            &buyer(0).user_id,
+            &before[0].1.id.to_string(),
+            "pay",
+        )
         .await
         .expect("confirm");
 
@@ -140,12 +146,24 @@ async fn a_redis_restart_loses_no_unit_and_sells_none_twice() {
     }
     let order = w
         .app
-        .confirm(&buyer(1), "c-1", &before[1].1.id.to_string(), "pay")
+        .confirm(
+            &checkout(),
+            "c-1",
+            &buyer(1).user_id,
+            &before[1].1.id.to_string(),
+            "pay",
+        )
         .await
         .expect("confirm after restart");
     let retried = w
         .app
-        .confirm(&buyer(1), "c-1", &before[1].1.id.to_string(), "pay")
+        .confirm(
+            &checkout(),
+            "c-1",
+            &buyer(1).user_id,
+            &before[1].1.id.to_string(),
+            "pay",
+        )
         .await
         .expect("retried confirm");
     assert_eq!(order, retried);

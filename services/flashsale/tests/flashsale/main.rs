@@ -37,6 +37,11 @@ pub fn buyer(n: u32) -> Caller {
     caller(&format!("buyer-{n}"), &[])
 }
 
+/// The payment system: the service identity that confirms purchases.
+pub fn checkout() -> Caller {
+    caller("checkout", &["service"])
+}
+
 /// Settings that keep tests free of rate limiting unless they test it.
 pub fn settings() -> Settings {
     Settings {

@@ -7,7 +7,7 @@ use titan_flashsale::{
 };
 use titan_kit::{ErrorCode, ServiceError};
 
-use crate::{World, admin, buyer, settings, uuid};
+use crate::{World, admin, buyer, checkout, settings, uuid};
 
 fn reason(e: &FlashSaleError) -> Option<&'static str> {
     e.reason()
@@ -38,7 +38,13 @@ async fn a_purchase_reserves_confirms_and_records_an_order_with_its_event() {
 
     let order = w
         .app
-        .confirm(&buyer(1), "c-1", &r.id.to_string(), "pay-1")
+        .confirm(
+            &checkout(),
+            "c-1",
+            &buyer(1).user_id,
+            &r.id.to_string(),
+            "pay-1",
+        )
         .await
         .expect("confirm");
     assert_eq!(
@@ -51,13 +57,25 @@ async fn a_purchase_reserves_confirms_and_records_an_order_with_its_event() {
     );
     let again = w
         .app
-        .confirm(&buyer(1), "c-1", &r.id.to_string(), "pay-1")
+        .confirm(
+            &checkout(),
+            "c-1",
+            &buyer(1).user_id,
+            &r.id.to_string(),
+            "pay-1",
+        )
         .await
         .expect("retried confirm");
     assert_eq!(again, order, "a retried confirm returns the same order");
     let other_request = w
         .app
-        .confirm(&buyer(1), "c-2", &r.id.to_string(), "pay-1")
+        .confirm(
+            &checkout(),
+            "c-2",
+            &buyer(1).user_id,
+            &r.id.to_string(),
+            "pay-1",
+        )
         .await
         .expect("second confirm");
     assert_eq!(
@@ -205,7 +223,13 @@ async fn bad_input_is_refused_and_changes_nothing() {
         .expect("reserve");
     let e = w
         .app
-        .confirm(&buyer(2), &uuid(), &r.id.to_string(), "pay")
+        .confirm(
+            &checkout(),
+            &uuid(),
+            &buyer(2).user_id,
+            &r.id.to_string(),
+            "pay",
+        )
         .await
         .expect_err("someone else's");
     assert_eq!(e.code(), ErrorCode::PermissionDenied);
@@ -217,13 +241,19 @@ async fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!(e.code(), ErrorCode::PermissionDenied);
     let e = w
         .app
-        .confirm(&buyer(1), &uuid(), "not-an-id", "pay")
+        .confirm(&checkout(), &uuid(), &buyer(1).user_id, "not-an-id", "pay")
         .await
         .expect_err("bad id");
     assert_eq!(e.code(), ErrorCode::InvalidArgument);
     let e = w
         .app
-        .confirm(&buyer(1), &uuid(), &r.id.to_string(), "")
+        .confirm(
+            &checkout(),
+            &uuid(),
+            &buyer(1).user_id,
+            &r.id.to_string(),
+            "",
+        )
         .await
         .expect_err("no payment");
     assert_eq!(e.code(), ErrorCode::InvalidArgument);
@@ -277,7 +307,13 @@ async fn expired_and_cancelled_reservations_return_their_stock_once() {
     w.clock.advance(Duration::seconds(301));
     let e = w
         .app
-        .confirm(&buyer(2), &uuid(), &b.id.to_string(), "pay")
+        .confirm(
+            &checkout(),
+            &uuid(),
+            &buyer(2).user_id,
+            &b.id.to_string(),
+            "pay",
+        )
         .await
         .expect_err("expired");
     assert_eq!(e.reason(), Some("RESERVATION_EXPIRED"));
@@ -522,7 +558,13 @@ async fn reconcile_reports_units_redis_sold_that_postgres_never_recorded() {
 
     // The buyer's retry completes the record, and the drift is gone.
     w.app
-        .confirm(&buyer(1), &uuid(), &r.id.to_string(), "pay")
+        .confirm(
+            &checkout(),
+            &uuid(),
+            &buyer(1).user_id,
+            &r.id.to_string(),
+            "pay",
+        )
         .await
         .expect("retry");
     assert!(
@@ -579,7 +621,13 @@ async fn every_key_of_a_sale_expires_after_it() {
         .await
         .expect("reserve");
     w.app
-        .confirm(&buyer(1), &uuid(), &r.id.to_string(), "pay")
+        .confirm(
+            &checkout(),
+            &uuid(),
+            &buyer(1).user_id,
+            &r.id.to_string(),
+            "pay",
+        )
         .await
         .expect("confirm");
     w.app
@@ -597,4 +645,106 @@ async fn every_key_of_a_sale_expires_after_it() {
             .expect("ttl");
         assert!(ttl > 0, "{name} has no expiry (TTL {ttl})");
     }
+}
+
+/// Money is decided by services: a buyer cannot confirm their own reservation (they would name
+/// any payment reference); the payment system confirms it for them.
+#[tokio::test]
+async fn only_a_service_identity_confirms_a_purchase() {
+    let w = World::new(settings()).await;
+    let sale = w.live_sale(5, 5).await;
+    let r = w
+        .app
+        .attempt(&buyer(1), &uuid(), sale, 2, None)
+        .await
+        .expect("reserve");
+    let e = w
+        .app
+        .confirm(
+            &buyer(1),
+            &uuid(),
+            &buyer(1).user_id,
+            &r.id.to_string(),
+            "pay",
+        )
+        .await
+        .expect_err("a buyer confirming");
+    assert_eq!(
+        (e.code(), e.reason()),
+        (ErrorCode::PermissionDenied, Some("SERVICE_ONLY"))
+    );
+    let level = w.app.stats(sale).await.expect("stats").level;
+    assert_eq!(
+        (level.reserved, level.sold),
+        (2, 0),
+        "the refused confirm did not touch the stock"
+    );
+    let order = w
+        .app
+        .confirm(
+            &checkout(),
+            &uuid(),
+            &buyer(1).user_id,
+            &r.id.to_string(),
+            "pay",
+        )
+        .await
+        .expect("the payment system confirms");
+    assert_eq!((order.user_id.as_str(), order.quantity), ("buyer-1", 2));
+}
+
+/// Buyer `a` with request id `x|r` and buyer `a|x` with request id `r` once shared the replay
+/// key `a|x|r`, so the second was answered the first one's reservation.
+#[tokio::test]
+async fn replay_keys_of_different_buyers_never_meet() {
+    let w = World::new(settings()).await;
+    let sale = w.live_sale(10, 5).await;
+    let a = titan_kit::testing::caller("a", &[]);
+    let ax = titan_kit::testing::caller("a|x", &[]);
+    let first = w
+        .app
+        .attempt(&a, "x|r", sale, 1, None)
+        .await
+        .expect("buyer a");
+    let second = w
+        .app
+        .attempt(&ax, "r", sale, 1, None)
+        .await
+        .expect("buyer a|x");
+    assert_ne!(first.id, second.id, "two buyers, two reservations");
+    let level = w.app.stats(sale).await.expect("stats").level;
+    assert_eq!((level.available, level.reserved), (8, 2));
+    // And each one's retry still replays its own reservation.
+    let retried = w.app.attempt(&ax, "r", sale, 1, None).await.expect("retry");
+    assert_eq!(retried.id, second.id);
+}
+
+/// A request id reused with another quantity is another request: `REQUEST_ID_REUSED`, and the
+/// first reservation stays as it was.
+#[tokio::test]
+async fn a_request_id_reused_with_another_quantity_is_refused() {
+    let w = World::new(settings()).await;
+    let sale = w.live_sale(10, 5).await;
+    let first = w
+        .app
+        .attempt(&buyer(1), "a-1", sale, 1, None)
+        .await
+        .expect("reserve");
+    let e = w
+        .app
+        .attempt(&buyer(1), "a-1", sale, 3, None)
+        .await
+        .expect_err("another quantity under the same id");
+    assert_eq!(
+        (e.code(), e.reason()),
+        (ErrorCode::FailedPrecondition, Some("REQUEST_ID_REUSED"))
+    );
+    let level = w.app.stats(sale).await.expect("stats").level;
+    assert_eq!((level.available, level.reserved), (9, 1));
+    let same = w
+        .app
+        .attempt(&buyer(1), "a-1", sale, 1, None)
+        .await
+        .expect("the true retry");
+    assert_eq!(same.id, first.id);
 }

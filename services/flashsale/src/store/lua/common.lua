@@ -1,7 +1,7 @@
 -- Shared by every stock script (prepended to each). KEYS of one sale, all in one hash slot:
 -- 1 meta (hash: starts, ends, max, ttl, state, pow, total), 2 stock (available units),
 -- 3 buyers (hash user -> units held), 4 res (hash id -> "user|qty|expires|status"),
--- 5 expiry (zset id by expiry), 6 req (hash "user|request_id" -> first answer), 7 stats (hash).
+-- 5 expiry (zset id by expiry), 6 req (hash replay key of user and request_id -> first answer), 7 stats (hash).
 
 local function parse(r)
   local u, q, e, s = string.match(r, '^(.*)|(%d+)|(%d+)|(%a)$')

@@ -1,13 +1,19 @@
 -- AttemptPurchase, atomically: replay a seen request, rate limit (GCRA), sale window, proof of
 -- work, per-user limit and stock; then hold the units. KEYS 8 = the buyer's rate-limit key,
--- 9 = the presented challenge's key. ARGV: user, quantity, request_id, now_ms, reservation_id,
--- burst, interval_ms, proof strength (leading zero hex digits the nonce achieved).
-local user, qty, rid, now, resid = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), ARGV[5]
+-- 9 = the presented challenge's key. ARGV: user, quantity, replay key (user and request id,
+-- length-prefixed by the caller so that no '|' in either can make two buyers' keys meet),
+-- now_ms, reservation_id, burst, interval_ms, proof strength (leading zero hex digits the
+-- nonce achieved).
+local user, qty, reqkey, now, resid = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local burst, interval = tonumber(ARGV[6]), tonumber(ARGV[7])
-local reqkey = user .. '|' .. rid
 
 local prior = redis.call('HGET', KEYS[6], reqkey)
-if prior then return {'REPLAY', prior, redis.call('GET', KEYS[2]) or '0'} end
+if prior then
+  -- The same request id with another quantity is another request, not a retry.
+  local _, pq = string.match(prior, '^(.*)|(%d+)|(%d+)$')
+  if tonumber(pq) ~= qty then return {'REUSED', prior, ''} end
+  return {'REPLAY', prior, redis.call('GET', KEYS[2]) or '0'}
+end
 
 local meta = redis.call('HMGET', KEYS[1], 'starts', 'ends', 'max', 'ttl', 'state', 'pow')
 if not meta[1] then return {'REFUSED', 'NOT_WARM', ''} end
