@@ -146,9 +146,10 @@ async fn calls_are_refused_without_a_token_and_served_with_one() {
     );
     assert_eq!(pong.roles, ["buyer"]);
 
+    // No token, a malformed one, a forged one.
     let (_, metrics) = cell.get("/metrics").await;
     assert!(
-        metrics.contains(r#"titan_grpc_requests_total{grpc_code="Unauthenticated",grpc_method="Ping",grpc_service="titan.ping.v1.PingService"} 2"#),
+        metrics.contains(r#"titan_grpc_requests_total{grpc_code="Unauthenticated",grpc_method="Ping",grpc_service="titan.ping.v1.PingService"} 3"#),
         "{metrics}"
     );
 }
