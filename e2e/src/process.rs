@@ -2,10 +2,11 @@
 //! stopping it by signal; a process is killed when its handle is dropped.
 
 use std::{
+    collections::HashMap,
     io::{BufRead, BufReader},
     path::PathBuf,
     process::{Child, ChildStderr, ChildStdout, Command, Stdio},
-    sync::OnceLock,
+    sync::{Mutex, OnceLock},
     time::Duration,
 };
 
@@ -15,41 +16,52 @@ use nix::{
 };
 
 /// Builds `titan` once per process (a no-op when it is up to date) and returns its path.
-/// `cargo test --workspace` does not always build the executable of a package without
-/// integration tests, so the suite asks cargo for it instead of guessing a path. The release
-/// build is for the load generator.
+/// The release build is for the load generator.
 pub fn titan_binary(release: bool) -> PathBuf {
-    static DEBUG: OnceLock<PathBuf> = OnceLock::new();
-    static RELEASE: OnceLock<PathBuf> = OnceLock::new();
-    let cell = if release { &RELEASE } else { &DEBUG };
-    cell.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut args = vec![
-            "build",
-            "--quiet",
-            "-p",
-            "titan",
-            "--bin",
-            "titan",
-            "--message-format=json",
-        ];
-        if release {
-            args.push("--release");
-        }
-        let output = Command::new(cargo)
-            .args(&args)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run cargo build for the titan binary");
-        assert!(output.status.success(), "cargo build -p titan failed");
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "titan")
-            .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported no titan executable")
-    })
-    .clone()
+    workspace_binary("titan", "titan", release)
+}
+
+/// Builds executable `bin` of workspace package `package` once per process (a no-op when it
+/// is up to date) and returns its path. `cargo test --workspace` does not always build the
+/// executable of a package without integration tests, so the suite asks cargo for it instead
+/// of guessing a path.
+pub fn workspace_binary(package: &str, bin: &str, release: bool) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<(String, bool), PathBuf>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let key = (bin.to_owned(), release);
+    let mut built = built
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(path) = built.get(&key) {
+        return path.clone();
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut args = vec![
+        "build",
+        "--quiet",
+        "-p",
+        package,
+        "--bin",
+        bin,
+        "--message-format=json",
+    ];
+    if release {
+        args.push("--release");
+    }
+    let output = Command::new(cargo)
+        .args(&args)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("run cargo build for {bin}: {e}"));
+    assert!(output.status.success(), "cargo build -p {package} failed");
+    let path = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == bin)
+        .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo reported no {bin} executable"));
+    built.insert(key, path.clone());
+    path
 }
 
 /// A child process that is killed when dropped, so a failing test leaves nothing running.

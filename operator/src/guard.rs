@@ -19,6 +19,11 @@ pub async fn reconcile_cell(
 ) -> Result<Action, Error> {
     match &guard.0 {
         Ok(object) => cell::reconcile(Arc::new(object.clone()), ctx).await,
+        // A malformed Cell can still be deleted: its finalizer must not hold it for ever.
+        Err(invalid) if invalid.metadata.deletion_timestamp.is_some() => {
+            let name = invalid.metadata.name.clone().unwrap_or_default();
+            cell::teardown::teardown_malformed(&name, &ctx).await
+        }
         Err(invalid) => Ok(report(&*guard, cell::CONTROLLER, &invalid.error, &ctx).await),
     }
 }

@@ -5,6 +5,7 @@
 mod cmd;
 mod datastores;
 mod http;
+mod kube;
 mod packages;
 mod process;
 mod signals;
@@ -43,6 +44,9 @@ enum Command {
     /// Regenerate every generated, committed file: manifests/crds, the chart's copy of the
     /// CRDs and manifests/install.yaml.
     Gen,
+    /// A local Kubernetes control plane (etcd, apiserver, controller-manager, scheduler,
+    /// kwok) for the cluster suite: `up`, `down`, `env`.
+    Kube(kube::Args),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Datastores(args) => cmd::datastores::run(&args),
         Command::Chart => cmd::chart::check(),
         Command::Gen => cmd::chart::generate(),
+        Command::Kube(args) => kube::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -19,7 +19,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{DeleteParams, ListParams},
+    api::{ApiResource, DeleteParams, DynamicObject, ListParams},
     runtime::controller::Action,
 };
 use serde::de::DeserializeOwned;
@@ -76,6 +76,62 @@ where
         .iter()
         .filter(|o| !keep(&o.name_any()))
         .count())
+}
+
+/// Tears down a Cell that is being deleted but whose spec no longer deserializes (a field
+/// edited by hand, a schema the operator does not know): without this its finalizer would
+/// hold it for ever. The raw object is read again and only what the teardown needs is kept
+/// (see [`salvage`]).
+pub async fn teardown_malformed(name: &str, ctx: &Context) -> Result<Action, Error> {
+    let resource = ApiResource::erase::<Cell>(&());
+    let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &resource);
+    let Some(raw) = api
+        .get_opt(name)
+        .await
+        .map_err(Error::api("get", "Cell", name))?
+    else {
+        return Ok(Action::await_change());
+    };
+    teardown(&salvage(raw)?, ctx).await
+}
+
+/// The parts of a malformed Cell the teardown reads — name, finalizers, namespace, deletion
+/// policy, PostgreSQL provider — each kept only when it is itself valid. An unreadable
+/// deletion policy counts as Retain: the data of a cell whose wishes cannot be read is kept,
+/// never destroyed on a guess.
+pub fn salvage(raw: DynamicObject) -> Result<Cell, Error> {
+    let name = raw.metadata.name.clone().unwrap_or_default();
+    let spec = raw.data.get("spec").cloned().unwrap_or_default();
+    let valid = |path: &[&str], check: fn(serde_json::Value) -> bool| {
+        path.iter()
+            .try_fold(&spec, |value, key| value.get(key))
+            .filter(|v| check((*v).clone()))
+            .cloned()
+    };
+    let mut kept = serde_json::json!({"version": "0", "deletionPolicy": "Retain"});
+    if let Some(namespace) = valid(&["namespace"], |v| {
+        serde_json::from_value::<String>(v).is_ok()
+    }) {
+        kept["namespace"] = namespace;
+    }
+    if let Some(policy) = valid(&["deletionPolicy"], |v| {
+        serde_json::from_value::<DeletionPolicy>(v).is_ok()
+    }) {
+        kept["deletionPolicy"] = policy;
+    }
+    if let Some(provider) = valid(&["datastores", "postgres", "provider"], |v| {
+        serde_json::from_value::<PostgresProvider>(v).is_ok()
+    }) {
+        kept["datastores"] = serde_json::json!({"postgres": {"provider": provider}});
+    }
+    let spec = serde_json::from_value(kept).map_err(|source| Error::Serialize {
+        kind: "Cell".into(),
+        name: name.clone(),
+        source,
+    })?;
+    let mut cell = Cell::new(&name, spec);
+    cell.metadata = raw.metadata;
+    Ok(cell)
 }
 
 /// Tears down a Cell that is being deleted, then releases its finalizer.

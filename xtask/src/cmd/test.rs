@@ -1,7 +1,8 @@
-//! `cargo xtask test`: the project's test command, which `.ci/run` runs. Installs and starts
-//! the datastores in a fresh directory under `target/xtask-ci/`, runs fmt, clippy, the Helm
-//! chart check, the doc tests and the tests against them, stops them by PID whatever happens,
-//! and prints a timing per step.
+//! `cargo xtask test`: the project's test command, which `.ci/run` runs. Installs what is
+//! missing (Debian packages, cargo-nextest), starts the datastores and a local Kubernetes
+//! control plane (for the cluster suite) in a fresh directory under `target/xtask-ci/`, runs
+//! fmt, clippy, the Helm chart check, the doc tests and the tests against them, stops every
+//! server by PID whatever happens, and prints a timing per step.
 
 use std::fs;
 use std::path::Path;
@@ -12,8 +13,14 @@ use anyhow::{Context, Result};
 
 use crate::cmd::chart;
 use crate::datastores::{self, Datastores};
+use crate::kube::{self, ControlPlane};
 use crate::state::{Profile, State};
 use crate::{packages, process, signals};
+
+/// The test runner xtask installs when it is missing: the suite relies on a process per test
+/// (global state of the servers each test starts, signals). Pinned so every machine runs the
+/// same one.
+const NEXTEST: &str = "cargo-nextest@0.9.151";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -27,6 +34,10 @@ pub struct Args {
     /// packages, since it checks no crate.
     #[arg(long)]
     no_chart: bool,
+    /// Do not start the local Kubernetes control plane (the cluster suite then skips); it is
+    /// also left out when `-p` picks packages other than titan-e2e.
+    #[arg(long)]
+    no_kube: bool,
     /// Arguments for the test runner (`cargo nextest run`, else `cargo test`), after `--`;
     /// `-p NAME` narrows the lints and doc tests too. Example: `cargo xtask test -- -p titan-kit`.
     #[arg(last = true, value_name = "RUNNER_ARGS")]
@@ -87,6 +98,13 @@ fn run_steps(args: &Args, timings: &mut Vec<Timing>) -> Result<()> {
         took: started.elapsed(),
         outcome: Outcome::Ok,
     });
+    let started = Instant::now();
+    let outcome = ensure_nextest();
+    timings.push(Timing {
+        name: "nextest".into(),
+        took: started.elapsed(),
+        outcome,
+    });
 
     let ci_dir = crate::target_dir().join("xtask-ci");
     sweep_stale_runs(&ci_dir);
@@ -107,7 +125,11 @@ fn run_steps(args: &Args, timings: &mut Vec<Timing>) -> Result<()> {
         took: started.elapsed(),
         outcome: Outcome::Ok,
     });
-    let env = datastores::test_env(stores.state())?;
+    let mut env = datastores::test_env(stores.state())?;
+    let plane = control_plane_step(args, &dir, timings);
+    if let Some(plane) = &plane {
+        env.extend(plane.test_env());
+    }
     eprint!("{}", datastores::exports(&env));
 
     let chart = chart_step(args, timings);
@@ -150,6 +172,19 @@ fn run_steps(args: &Args, timings: &mut Vec<Timing>) -> Result<()> {
         });
     }
 
+    if let Some(plane) = plane {
+        let started = Instant::now();
+        eprintln!("==> stopping the control plane");
+        let outcome = match plane.stop() {
+            Ok(()) => Outcome::Ok,
+            Err(e) => Outcome::Failed(format!("{e:#}")),
+        };
+        timings.push(Timing {
+            name: "stop kube".into(),
+            took: started.elapsed(),
+            outcome,
+        });
+    }
     let started = Instant::now();
     eprintln!("==> stopping the datastores");
     let stopped = stores.stop();
@@ -167,6 +202,72 @@ fn run_steps(args: &Args, timings: &mut Vec<Timing>) -> Result<()> {
         fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     Ok(())
+}
+
+/// Installs cargo-nextest when it is missing; a failed install is a failed step (the tests
+/// then run under `cargo test`), not a reason to stop the rest of CI.
+fn ensure_nextest() -> Outcome {
+    if process::which("cargo-nextest").is_some() {
+        return Outcome::Ok;
+    }
+    eprintln!("==> installing {NEXTEST} (missing; once per machine)");
+    let mut install = crate::cargo();
+    install.args(["install", "--locked", NEXTEST]);
+    match process::run("cargo install", &mut install) {
+        Ok(status) if status.success() => Outcome::Ok,
+        Ok(status) => Outcome::Failed(format!("cargo install {NEXTEST}: {status}")),
+        Err(e) => Outcome::Failed(format!("{e:#}")),
+    }
+}
+
+/// Builds (or finds in the cache) and starts the local control plane for the cluster suite.
+/// Without Go the step says why it is skipped, and so does the suite; a build or start that
+/// fails is a failed step, so the suite can never pass by skipping.
+fn control_plane_step(args: &Args, dir: &Path, timings: &mut Vec<Timing>) -> Option<ControlPlane> {
+    if !kube_wanted(args) {
+        return None;
+    }
+    if let Some(reason) = kube::build::unavailable() {
+        eprintln!("xtask test: the cluster suite will skip: {reason}");
+        timings.push(Timing {
+            name: "kube".into(),
+            took: Duration::ZERO,
+            outcome: Outcome::Skipped("skipped: no Go"),
+        });
+        return None;
+    }
+    let started = Instant::now();
+    let tools = kube::build::ensure();
+    timings.push(Timing {
+        name: "kube build".into(),
+        took: started.elapsed(),
+        outcome: match &tools {
+            Ok(_) => Outcome::Ok,
+            Err(e) => Outcome::Failed(format!("{e:#}")),
+        },
+    });
+    let tools = tools
+        .inspect_err(|e| eprintln!("xtask test: cannot build the control plane: {e:#}"))
+        .ok()?;
+    let started = Instant::now();
+    let plane = ControlPlane::start(&dir.join("kube"), &tools, Some(std::process::id()));
+    timings.push(Timing {
+        name: "kube start".into(),
+        took: started.elapsed(),
+        outcome: match &plane {
+            Ok(_) => Outcome::Ok,
+            Err(e) => Outcome::Failed(format!("{e:#}")),
+        },
+    });
+    plane
+        .inspect_err(|e| eprintln!("xtask test: cannot start the control plane: {e:#}"))
+        .ok()
+}
+
+/// CI (no package picked) runs the cluster suite; so does a developer picking titan-e2e.
+fn kube_wanted(args: &Args) -> bool {
+    let selected = selected_packages(&args.runner_args);
+    !args.no_kube && (selected.is_empty() || selected.iter().any(|p| p == "titan-e2e"))
 }
 
 /// The chart check's command, once its virtualenv is ready; `None` (skipped) when not wanted.
@@ -355,6 +456,17 @@ fn sweep_stale_runs(ci_dir: &Path) {
         {
             continue;
         }
+        let kube_dir = dir.join("kube");
+        if !kube::running(&kube_dir).is_empty() {
+            eprintln!(
+                "note: stopping a control plane left by a killed run in {}",
+                kube_dir.display()
+            );
+            if let Err(e) = kube::stop_all(&kube_dir) {
+                eprintln!("note: {e:#}");
+                continue;
+            }
+        }
         if !datastores::running(&dir, state.as_ref()).is_empty() {
             eprintln!(
                 "note: stopping servers left by a killed run in {}",
@@ -424,6 +536,14 @@ mod tests {
         assert!(chart_wanted(&args(&["--", "--no-fail-fast"])));
         assert!(!chart_wanted(&args(&["--no-chart"])));
         assert!(!chart_wanted(&args(&["--", "-p", "titan-kit"])));
+    }
+
+    #[test]
+    fn ci_and_e2e_runs_start_the_control_plane_and_others_do_not() {
+        assert!(kube_wanted(&args(&[])));
+        assert!(kube_wanted(&args(&["--", "-p", "titan-e2e"])));
+        assert!(!kube_wanted(&args(&["--", "-p", "titan-kit"])));
+        assert!(!kube_wanted(&args(&["--no-kube"])));
     }
 
     #[test]
