@@ -299,7 +299,7 @@ async fn raw_ceiling(cell: &Cell, options: &Options) -> anyhow::Result<f64> {
         state: AdminState::Scheduled,
         warmed_up: true,
     };
-    stock.warm(&sale, Duration::from_secs(300)).await?;
+    stock.warm(&sale, Duration::from_secs(300), &[]).await?;
     let settings = Arc::new(Settings::default());
     let started = Instant::now();
     let deadline = started + options.duration;

@@ -200,15 +200,68 @@ pub trait SaleStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Order>> + Send;
     /// Units of confirmed orders of a sale.
     fn units_sold(&self, id: SaleId) -> impl Future<Output = Result<u64>> + Send;
+    /// Every order of a sale, as the stock needs it: the truth a re-warm rebuilds Redis from.
+    fn orders_of(&self, id: SaleId) -> impl Future<Output = Result<Vec<Sold>>> + Send;
+    /// The orders of these reservations (those that have one).
+    fn orders_for(&self, reservations: &[String])
+    -> impl Future<Output = Result<Vec<Sold>>> + Send;
+    /// What a confirm must answer without touching Redis: the committed answer of `key`
+    /// (`REQUEST_ID_REUSED` when the id was used for another body), else the order already
+    /// recorded for `reservation`.
+    fn recorded(
+        &self,
+        key: &idempotency::Key,
+        reservation: &str,
+    ) -> impl Future<Output = Result<Option<Order>>> + Send;
+}
+
+/// One recorded order, as the stock scripts need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sold {
+    pub reservation: String,
+    pub user: String,
+    pub quantity: u32,
+}
+
+impl From<&Order> for Sold {
+    fn from(o: &Order) -> Self {
+        Self {
+            reservation: o.reservation_id.clone(),
+            user: o.user_id.clone(),
+            quantity: o.quantity,
+        }
+    }
+}
+
+/// What a warm-up or a repair found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Healed {
+    /// Units on sale after it.
+    pub available: u32,
+    /// Units sold or held beyond the total: a sale that oversold before the repair.
+    pub oversold: u32,
 }
 
 /// Redis: the live stock of warmed sales; every change is one Lua script.
 pub trait StockStore: Send + Sync + 'static {
+    /// Writes the rules and rebuilds the stock from `orders` (every order of the sale) and the
+    /// reservations Redis holds.
     fn warm(
         &self,
         sale: &FlashSale,
         ttl: std::time::Duration,
-    ) -> impl Future<Output = Result<u32>> + Send;
+        orders: &[Sold],
+    ) -> impl Future<Output = Result<Healed>> + Send;
+    /// Marks the reservations of `orders` confirmed where Redis lost that.
+    fn restore(&self, sale: SaleId, orders: &[Sold])
+    -> impl Future<Output = Result<Healed>> + Send;
+    /// Reservations of a sale whose hold has expired at `now`, at most `limit`.
+    fn due(
+        &self,
+        sale: SaleId,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<String>>> + Send;
     fn reserve(
         &self,
         attempt: &Attempt<'_>,
@@ -225,8 +278,14 @@ pub trait StockStore: Send + Sync + 'static {
         id: ReservationId,
         user: &str,
     ) -> impl Future<Output = Result<HoldOutcome>> + Send;
-    /// Returns expired reservations' stock; how many were released.
-    fn sweep(&self, sale: SaleId, now: DateTime<Utc>) -> impl Future<Output = Result<u32>> + Send;
+    /// Returns the stock of those of `reservations` that have expired at `now`; how many were
+    /// released.
+    fn sweep(
+        &self,
+        sale: SaleId,
+        now: DateTime<Utc>,
+        reservations: &[String],
+    ) -> impl Future<Output = Result<u32>> + Send;
     fn levels(
         &self,
         sales: &[SaleId],
@@ -374,10 +433,12 @@ impl<P: SaleStore, S: StockStore> FlashSales<P, S> {
                 return Err(FlashSaleError::NotEditable(id));
             }
             sale.spec = spec;
+            // Guarded in the store: a sale cancelled or ended meanwhile is not edited.
             self.sales.save(&key, &sale, false).await?;
-            if sale.warmed_up {
-                self.warm(&sale).await?;
-            }
+        }
+        // Also when nothing changed: a retry after a warm that failed must still reach Redis.
+        if sale.warmed_up {
+            self.warm(&sale).await?;
         }
         self.view(sale).await
     }
@@ -411,17 +472,25 @@ impl<P: SaleStore, S: StockStore> FlashSales<P, S> {
             }
             sale.state = state;
             self.sales.set_state(&key, id, state).await?;
-            if sale.warmed_up {
-                self.warm(&sale).await?;
-            }
+        }
+        // Also when the state was already set: the first call's warm may have failed, and its
+        // retry (an idempotent replay) is what brings the change to Redis.
+        if sale.warmed_up {
+            self.warm(&sale).await?;
         }
         self.view(sale).await
     }
 
-    /// Loads (or reloads) a sale's rules and stock into Redis.
-    async fn warm(&self, sale: &FlashSale) -> Result<u32> {
+    /// Loads (or reloads) a sale's rules into Redis and rebuilds its stock from PostgreSQL's
+    /// orders and the reservations Redis holds, never from counters Redis may have lost.
+    async fn warm(&self, sale: &FlashSale) -> Result<Healed> {
         let ttl = std::time::Duration::from_secs(self.settings.reservation_ttl_seconds);
-        self.stock.warm(sale, ttl).await
+        let orders = self.sales.orders_of(sale.id).await?;
+        let healed = self.stock.warm(sale, ttl, &orders).await?;
+        if healed.oversold > 0 {
+            tracing::error!(sale = %sale.id, oversold = healed.oversold, "flash sale oversold: more units sold or held than its total");
+        }
+        Ok(healed)
     }
 
     pub async fn warm_up(&self, id: SaleId) -> Result<SaleView> {
@@ -537,13 +606,20 @@ impl<P: SaleStore, S: StockStore> FlashSales<P, S> {
             challenge,
             now: self.now(),
         };
-        match self.stock.reserve(&attempt, &self.settings).await? {
+        let mut answer = self.stock.reserve(&attempt, &self.settings).await?;
+        if matches!(answer, Err(Refusal::NotWarmedUp)) {
+            // Off the hot path: the sale is unknown, not warmed yet, or Redis lost it; in the
+            // last case it is rebuilt from PostgreSQL and the attempt goes on.
+            let record = self.load(sale).await?;
+            if record.warmed_up {
+                self.warm(&record).await?;
+                answer = self.stock.reserve(&attempt, &self.settings).await?;
+            }
+        }
+        match answer {
             Ok(reservation) => {
                 self.metrics.reserved();
                 Ok(reservation)
-            }
-            Err(Refusal::NotWarmedUp) if self.sales.get(sale).await?.is_none() => {
-                Err(FlashSaleError::SaleNotFound(sale))
             }
             Err(refusal) => {
                 self.metrics.refused(refusal.reason());
@@ -587,6 +663,16 @@ impl<P: SaleStore, S: StockStore> FlashSales<P, S> {
             body.as_bytes(),
         )?;
         let sale = self.load(id.sale).await?;
+        // Before Redis: a replay, a reused id or an order already recorded must not move stock
+        // (and a recorded order whose confirm Redis lost is marked confirmed again, so it can
+        // never expire back into stock).
+        if let Some(order) = self.sales.recorded(&key, reservation).await? {
+            if order.user_id != buyer {
+                return Err(FlashSaleError::NotOwner(id));
+            }
+            self.stock.restore(id.sale, &[Sold::from(&order)]).await?;
+            return Ok(order);
+        }
         let quantity = match self.stock.confirm(id, buyer, self.now()).await? {
             HoldOutcome::Done { quantity } => quantity,
             other => return Err(hold_error(id, other)),
@@ -653,18 +739,37 @@ impl<P: SaleStore, S: StockStore> FlashSales<P, S> {
         Ok(due.len())
     }
 
-    /// Returns every expired reservation's stock; run by the sweeper task.
+    /// Returns every expired reservation's stock; run by the sweeper task. A due reservation
+    /// that PostgreSQL has an order for (its confirm lost by Redis) is confirmed again instead.
     pub async fn sweep(&self) -> Result<u32> {
         let now = self.now();
         let mut released = 0;
         for sale in self.sales.list_warmed(now).await? {
-            released += self.stock.sweep(sale.id, now).await?;
+            for _ in 0..SWEEP_ROUNDS {
+                let due = self.stock.due(sale.id, now, SWEEP_BATCH).await?;
+                let paid = if due.is_empty() {
+                    Vec::new()
+                } else {
+                    self.sales.orders_for(&due).await?
+                };
+                if !paid.is_empty() {
+                    let healed = self.stock.restore(sale.id, &paid).await?;
+                    tracing::warn!(sale = %sale.id, orders = paid.len(), oversold = healed.oversold, "recorded orders redis had lost were confirmed again");
+                }
+                // Also with nothing due: the pass gives keys created since the warm-up their
+                // expiry.
+                released += self.stock.sweep(sale.id, now, &due).await?;
+                if due.len() < SWEEP_BATCH {
+                    break;
+                }
+            }
         }
         self.metrics.expired(released);
         Ok(released)
     }
 
-    /// Compares Redis and PostgreSQL for every warmed sale; returns the sales that disagree.
+    /// Compares Redis and PostgreSQL for every warmed sale and repairs the sales that disagree
+    /// by re-warming them from PostgreSQL; returns the drifts found (before the repair).
     pub async fn reconcile(&self) -> Result<Vec<Drift>> {
         let sales = self.sales.list_warmed(self.now()).await?;
         let ids: Vec<SaleId> = sales.iter().map(|s| s.id).collect();
@@ -691,7 +796,8 @@ impl<P: SaleStore, S: StockStore> FlashSales<P, S> {
                 }
             };
             if !drift.is_clean() {
-                tracing::warn!(sale = %sale.id, ?drift, "flash sale stock drift between redis and postgres");
+                tracing::warn!(sale = %sale.id, ?drift, "flash sale stock drift between redis and postgres; re-warming from postgres");
+                self.warm(sale).await?;
                 drifts.push(drift);
             }
         }
@@ -699,6 +805,11 @@ impl<P: SaleStore, S: StockStore> FlashSales<P, S> {
         Ok(drifts)
     }
 }
+
+/// Due reservations checked against PostgreSQL and released per round trip of the sweeper.
+const SWEEP_BATCH: usize = 500;
+/// Batches per sale and pass; what is left waits for the next pass (every `sweepIntervalMs`).
+const SWEEP_ROUNDS: usize = 20;
 
 /// How Redis and PostgreSQL disagree about one sale.
 #[derive(Debug, Clone, PartialEq, Eq)]

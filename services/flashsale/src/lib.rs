@@ -1,7 +1,8 @@
 //! The flash-sale service: limited stock at a discount for a limited time, sold at 10,000+
 //! attempts per second without ever overselling. Stock lives in Redis and changes only in Lua
-//! scripts; PostgreSQL records sales and orders; a sweeper returns expired reservations and a
-//! reconcile job reports drift between the two.
+//! scripts; PostgreSQL records sales and orders and is the truth Redis is rebuilt from: a
+//! sweeper returns expired reservations (never a paid one), and a reconcile job repairs drift
+//! between the two by re-warming the sale from PostgreSQL.
 #![forbid(unsafe_code)]
 
 pub mod app;

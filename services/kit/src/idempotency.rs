@@ -130,6 +130,30 @@ pub async fn begin(tx: &mut PgConnection, key: &Key) -> Result<Begin, Idempotenc
         .ok_or_else(|| IdempotencyError::Reused(key.request_id.clone()))
 }
 
+/// The committed answer of `key`, if any, without claiming it: for a mutation that must not
+/// touch another store (Redis) when it is a replay or a reused id. `Reused` when the id was
+/// committed with another body. A key in flight (not committed) reads as absent; [`begin`]
+/// still decides then.
+pub async fn peek(conn: &mut PgConnection, key: &Key) -> Result<Option<Vec<u8>>, IdempotencyError> {
+    let row: Option<(Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT request_hash, response FROM titan_idempotency
+         WHERE service = $1 AND method = $2 AND user_id = $3 AND request_id = $4",
+    )
+    .bind(key.service)
+    .bind(key.method)
+    .bind(&key.user_id)
+    .bind(&key.request_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        None => Ok(None),
+        Some((hash, _)) if hash != key.request_hash => {
+            Err(IdempotencyError::Reused(key.request_id.clone()))
+        }
+        Some((_, response)) => Ok(response),
+    }
+}
+
 /// Records the answer; call in the transaction that [`begin`] returned `Fresh` in.
 pub async fn finish(
     tx: &mut PgConnection,

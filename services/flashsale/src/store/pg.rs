@@ -12,7 +12,7 @@ use titan_kit::{
 use uuid::Uuid;
 
 use crate::{
-    app::{FlashSaleError, Order, Result, SaleStore},
+    app::{FlashSaleError, Order, Result, SaleStore, Sold},
     domain::{AdminState, FlashSale, SERVICE, SaleId, SaleSpec},
 };
 
@@ -81,6 +81,14 @@ fn order_from_row(row: &PgRow) -> Result<Order> {
     })
 }
 
+fn sold((reservation, user, quantity): (String, String, i32)) -> Result<Sold> {
+    Ok(Sold {
+        reservation,
+        user,
+        quantity: u32::try_from(quantity).map_err(|_| corrupt("order quantity"))?,
+    })
+}
+
 fn i32_of(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
@@ -98,12 +106,14 @@ impl SaleStore for PgSales {
                 max_per_user, starts_at, ends_at, pow_difficulty, state)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         } else {
+            // Guarded: the state is not written (a concurrent cancel or end stays), and a sale
+            // that is no longer scheduled is not edited at all.
             "UPDATE flashsale_sales SET product_id = $2, currency = $3, original_minor = $4, sale_minor = $5,
                 total_quantity = $6, max_per_user = $7, starts_at = $8, ends_at = $9, pow_difficulty = $10,
-                state = $11, updated_at = now()
-             WHERE id = $1"
+                updated_at = now()
+             WHERE id = $1 AND state = $11"
         };
-        sqlx::query(sql)
+        let written = sqlx::query(sql)
             .bind(sale.id.uuid())
             .bind(&s.product_id)
             .bind(s.original_price.currency.as_str())
@@ -114,9 +124,27 @@ impl SaleStore for PgSales {
             .bind(s.starts_at)
             .bind(s.ends_at)
             .bind(i32_of(s.pow_difficulty))
-            .bind(sale.state.as_str())
+            .bind(if create {
+                sale.state.as_str()
+            } else {
+                AdminState::Scheduled.as_str()
+            })
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+        if written == 0 {
+            let state: String =
+                sqlx::query_scalar("SELECT state FROM flashsale_sales WHERE id = $1")
+                    .bind(sale.id.uuid())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(FlashSaleError::SaleNotFound(sale.id))?;
+            let what = AdminState::parse(&state).ok_or_else(|| corrupt("state"))?;
+            return Err(FlashSaleError::SaleClosed {
+                id: sale.id,
+                what: what.as_str(),
+            });
+        }
         idempotency::finish(&mut tx, key, sale.id.to_string().as_bytes()).await?;
         tx.commit().await?;
         Ok(sale.id)
@@ -242,6 +270,41 @@ impl SaleStore for PgSales {
         idempotency::finish(&mut tx, key, &answer).await?;
         tx.commit().await?;
         Ok(recorded)
+    }
+
+    async fn orders_of(&self, id: SaleId) -> Result<Vec<Sold>> {
+        let rows: Vec<(String, String, i32)> = sqlx::query_as(
+            "SELECT reservation_id, user_id, quantity FROM flashsale_orders WHERE sale_id = $1",
+        )
+        .bind(id.uuid())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(sold).collect()
+    }
+
+    async fn orders_for(&self, reservations: &[String]) -> Result<Vec<Sold>> {
+        let rows: Vec<(String, String, i32)> = sqlx::query_as(
+            "SELECT reservation_id, user_id, quantity FROM flashsale_orders
+             WHERE reservation_id = ANY($1)",
+        )
+        .bind(reservations)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(sold).collect()
+    }
+
+    async fn recorded(&self, key: &idempotency::Key, reservation: &str) -> Result<Option<Order>> {
+        let mut conn = self.pool.acquire().await?;
+        if let Some(answer) = idempotency::peek(&mut conn, key).await? {
+            return serde_json::from_slice(&answer)
+                .map(Some)
+                .map_err(|_| corrupt("idempotent answer"));
+        }
+        let row = sqlx::query("SELECT * FROM flashsale_orders WHERE reservation_id = $1")
+            .bind(reservation)
+            .fetch_optional(&mut *conn)
+            .await?;
+        row.as_ref().map(order_from_row).transpose()
     }
 
     async fn units_sold(&self, id: SaleId) -> Result<u64> {

@@ -12,7 +12,7 @@ use titan_kit::{
 };
 
 use crate::{
-    app::{Attempt, HoldOutcome, Reservation, Result, Stats, StockStore},
+    app::{Attempt, Healed, HoldOutcome, Reservation, Result, Sold, Stats, StockStore},
     config::Settings,
     domain::{FlashSale, Refusal, ReservationId, SaleId, sale::StockLevel},
 };
@@ -34,6 +34,7 @@ struct Scripts {
     cancel: Script,
     sweep: Script,
     warm: Script,
+    restore: Script,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +54,7 @@ impl RedisStock {
             cancel: script!("lua/cancel.lua"),
             sweep: script!("lua/sweep.lua"),
             warm: script!("lua/warm.lua"),
+            restore: script!("lua/restore.lua"),
         };
         Self {
             redis,
@@ -94,6 +96,26 @@ fn bad_reply(what: &str, reply: &[Value]) -> crate::app::FlashSaleError {
     titan_kit::KitError::Other(format!("unexpected {what} script reply: {reply:?}")).into()
 }
 
+/// Appends the (reservation_id, user, quantity) triples the warm and restore scripts take.
+fn with_orders<'a>(
+    mut inv: redis::ScriptInvocation<'a>,
+    orders: &[Sold],
+) -> redis::ScriptInvocation<'a> {
+    for o in orders {
+        inv.arg(&o.reservation).arg(&o.user).arg(o.quantity);
+    }
+    inv
+}
+
+/// `{available, oversold}` as the warm and restore scripts answer.
+fn healed(reply: &[i64]) -> Healed {
+    let at = |i: usize| u32::try_from(reply.get(i).copied().unwrap_or(0)).unwrap_or(u32::MAX);
+    Healed {
+        available: at(0),
+        oversold: at(1),
+    }
+}
+
 /// "reservation_id|quantity|expires_ms"
 fn parse_answer(answer: &str, remaining: u32) -> Option<Reservation> {
     let mut parts = answer.split('|');
@@ -109,24 +131,54 @@ fn parse_answer(answer: &str, remaining: u32) -> Option<Reservation> {
 }
 
 impl StockStore for RedisStock {
-    async fn warm(&self, sale: &FlashSale, ttl: std::time::Duration) -> Result<u32> {
+    async fn warm(
+        &self,
+        sale: &FlashSale,
+        ttl: std::time::Duration,
+        orders: &[Sold],
+    ) -> Result<Healed> {
         let s = &sale.spec;
         // Keep the keys a week past the end: reservations and stats stay readable for reconcile.
         let expire_at = s.ends_at.timestamp() + 7 * 86_400;
         let mut conn = self.redis.conn.clone();
-        let available: i64 = self
-            .invocation(&self.scripts.warm, sale.id)
-            .arg(ms(s.starts_at))
+        let mut inv = self.invocation(&self.scripts.warm, sale.id);
+        inv.arg(ms(s.starts_at))
             .arg(ms(s.ends_at))
             .arg(s.max_per_user)
             .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
             .arg(sale.state.as_str())
             .arg(s.pow_difficulty)
             .arg(s.total_quantity)
-            .arg(expire_at)
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(u32::try_from(available).unwrap_or(0))
+            .arg(expire_at);
+        let reply: Vec<i64> = with_orders(inv, orders).invoke_async(&mut conn).await?;
+        Ok(healed(&reply))
+    }
+
+    async fn restore(&self, sale: SaleId, orders: &[Sold]) -> Result<Healed> {
+        if orders.is_empty() {
+            return Ok(Healed::default());
+        }
+        let mut conn = self.redis.conn.clone();
+        let inv = self.invocation(&self.scripts.restore, sale);
+        let reply: Vec<i64> = with_orders(inv, orders).invoke_async(&mut conn).await?;
+        // The script answers {repaired, oversold}; only the oversell matters to callers.
+        Ok(Healed {
+            available: 0,
+            oversold: healed(&reply).oversold,
+        })
+    }
+
+    async fn due(&self, sale: SaleId, now: DateTime<Utc>, limit: usize) -> Result<Vec<String>> {
+        let mut conn = self.redis.conn.clone();
+        Ok(redis::cmd("ZRANGEBYSCORE")
+            .arg(self.key(sale, "expiry"))
+            .arg("-inf")
+            .arg(ms(now))
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?)
     }
 
     async fn reserve(
@@ -222,21 +274,19 @@ impl StockStore for RedisStock {
         hold_outcome(&reply)
     }
 
-    async fn sweep(&self, sale: SaleId, now: DateTime<Utc>) -> Result<u32> {
+    async fn sweep(
+        &self,
+        sale: SaleId,
+        now: DateTime<Utc>,
+        reservations: &[String],
+    ) -> Result<u32> {
         let mut conn = self.redis.conn.clone();
-        let mut released = 0;
-        loop {
-            let n: u32 = self
-                .invocation(&self.scripts.sweep, sale)
-                .arg(ms(now))
-                .arg(500)
-                .invoke_async(&mut conn)
-                .await?;
-            released += n;
-            if n < 500 {
-                return Ok(released);
-            }
+        let mut inv = self.invocation(&self.scripts.sweep, sale);
+        inv.arg(ms(now));
+        for id in reservations {
+            inv.arg(id);
         }
+        Ok(inv.invoke_async(&mut conn).await?)
     }
 
     async fn levels(&self, sales: &[SaleId]) -> Result<Vec<Option<StockLevel>>> {

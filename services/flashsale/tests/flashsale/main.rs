@@ -3,6 +3,7 @@
 
 mod concurrency;
 mod fault;
+mod heal;
 mod rules;
 
 use std::sync::Arc;

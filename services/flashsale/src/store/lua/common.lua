@@ -23,11 +23,33 @@ local function release(id, to)
   return q
 end
 
--- Releases up to `limit` reservations expired at `now`; returns how many.
-local function sweep(now, limit)
-  local ids = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, limit)
-  for _, id in ipairs(ids) do release(id, 'E') end
-  return #ids
+-- Makes a reservation PostgreSQL has an order for CONFIRMED, once, whatever Redis lost (a
+-- crash inside `appendfsync everysec` can forget the confirm, or the whole reservation): a
+-- paid reservation must never expire back into stock. Units that had gone back on sale are
+-- taken out again. Returns 1 when something was repaired.
+local function restore(id, user, qty)
+  local r = redis.call('HGET', KEYS[4], id)
+  local q = qty
+  if r then
+    local u, rq, e, s = parse(r)
+    if s == 'C' then return 0 end
+    q = rq
+    redis.call('HSET', KEYS[4], id, u .. '|' .. q .. '|' .. e .. '|C')
+    redis.call('ZREM', KEYS[5], id)
+    if s == 'R' then
+      redis.call('HINCRBY', KEYS[7], 'units_reserved', -q)
+    else
+      redis.call('DECRBY', KEYS[2], q)
+      redis.call('HINCRBY', KEYS[3], u, q)
+    end
+  else
+    redis.call('HSET', KEYS[4], id, user .. '|' .. q .. '|0|C')
+    redis.call('DECRBY', KEYS[2], q)
+    redis.call('HINCRBY', KEYS[3], user, q)
+  end
+  redis.call('HINCRBY', KEYS[7], 'units_sold', q)
+  redis.call('HINCRBY', KEYS[7], 'confirmations', 1)
+  return 1
 end
 
 -- Gives every key of the sale that has none the sale's expiry (a week after its end, kept in

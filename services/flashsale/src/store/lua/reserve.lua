@@ -42,7 +42,6 @@ if tonumber(meta[6]) > 0 then
   redis.call('DEL', KEYS[9])
 end
 
-sweep(now, 16)
 local held = tonumber(redis.call('HGET', KEYS[3], user) or '0')
 local max = tonumber(meta[3])
 if held + qty > max then return refuse('LIMIT_REACHED', held .. ':' .. max) end
