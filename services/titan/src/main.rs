@@ -1,12 +1,20 @@
 //! `titan`: the one binary of every Titan service. `titan serve <service>... | all` runs
 //! services (a pod serves one, a laptop all), `titan migrate` applies their migrations,
-//! `titan token` mints a development token, `titan version` prints the release.
+//! `titan token` mints a development token, `titan events dead-letters list|replay` inspects
+//! and re-drives dead-lettered events, `titan version` prints the release.
 #![forbid(unsafe_code)]
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use titan_kit::{KitError, ServiceDef, auth::Authenticator, config::Config, runtime};
+use titan_kit::{
+    Datastore, KitError, ServiceDef,
+    auth::Authenticator,
+    config::Config,
+    datastores::redis::RedisHandle,
+    events::dead_letters::{self, DeadLetter},
+    runtime,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Every service this binary can serve: adding a service is one line here plus its crate.
@@ -55,8 +63,98 @@ enum Command {
         #[arg(long, env = "TITAN_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Inspect the event bus.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+        #[arg(long, env = "TITAN_CONFIG", global = true)]
+        config: Option<PathBuf>,
+    },
     /// Print the release and the services this binary serves.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Events a consumer group gave up on (`events:<source>:dead:<group>`).
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadLetterAction {
+    /// Print the oldest dead letters, one JSON object per line.
+    List {
+        /// The service whose stream was read (`flashsale`).
+        #[arg(long)]
+        source: String,
+        /// The consumer group that gave up (`gamification`).
+        #[arg(long)]
+        group: String,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Publish dead letters onto the source stream again (once the cause is fixed).
+    Replay {
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        group: String,
+        /// Dead-letter ids (`dead_id` of `list`); repeat for several.
+        #[arg(long = "id", required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<String>,
+        /// Every dead letter of the group.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// Most dead letters `replay --all` re-drives in one run.
+const REPLAY_ALL_LIMIT: usize = 10_000;
+
+async fn dead_letter_command(config: &Config, action: DeadLetterAction) -> Result<(), KitError> {
+    let redis = config.redis.as_ref().ok_or(KitError::MissingDatastore {
+        service: "events".to_owned(),
+        datastore: Datastore::Redis.name(),
+        hint: Datastore::Redis.hint(),
+    })?;
+    let redis = RedisHandle::connect(redis).await?;
+    let letters = match action {
+        DeadLetterAction::List {
+            source,
+            group,
+            limit,
+        } => dead_letters::list(&redis, &source, &group, limit).await?,
+        DeadLetterAction::Replay {
+            source,
+            group,
+            ids,
+            all,
+        } => {
+            let ids = if all {
+                dead_letters::list(&redis, &source, &group, REPLAY_ALL_LIMIT)
+                    .await?
+                    .into_iter()
+                    .map(|d| d.dead_id)
+                    .collect()
+            } else {
+                ids
+            };
+            dead_letters::replay(&redis, &source, &group, &ids).await?
+        }
+    };
+    for letter in &letters {
+        println!("{}", line(letter));
+    }
+    Ok(())
+}
+
+/// One dead letter as a JSON line.
+fn line(letter: &DeadLetter) -> String {
+    // A struct of strings always serializes.
+    serde_json::to_string(letter).unwrap_or_default()
 }
 
 fn select(names: &[String]) -> Result<Vec<ServiceDef>, KitError> {
@@ -109,6 +207,11 @@ async fn run(cli: Cli) -> Result<(), KitError> {
             println!("{token}");
             Ok(())
         }
+        Command::Events { command, config } => {
+            let config = Config::load(config.as_deref())?;
+            let EventsCommand::DeadLetters { action } = command;
+            dead_letter_command(&config, action).await
+        }
         Command::Version => {
             let names: Vec<&str> = SERVICES.iter().map(|f| f().name).collect();
             println!("titan {} ({})", env!("CARGO_PKG_VERSION"), names.join(", "));
@@ -154,6 +257,37 @@ async fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replay_names_its_dead_letters_or_says_all() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(
+                [
+                    "titan",
+                    "events",
+                    "dead-letters",
+                    "replay",
+                    "--source",
+                    "flashsale",
+                ]
+                .iter()
+                .chain(["--group", "gamification"].iter())
+                .chain(args.iter()),
+            )
+        };
+        assert!(parse(&[]).is_err(), "neither --id nor --all");
+        assert!(parse(&["--all", "--id", "1-0"]).is_err(), "both");
+        let Command::Events {
+            command: EventsCommand::DeadLetters { action },
+            ..
+        } = parse(&["--id", "1-0", "--id", "2-0"]).expect("ids").command
+        else {
+            panic!("not an events command");
+        };
+        assert!(
+            matches!(action, DeadLetterAction::Replay { ids, all: false, .. } if ids == ["1-0", "2-0"])
+        );
+    }
 
     #[test]
     fn services_are_selected_by_name() {

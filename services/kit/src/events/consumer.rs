@@ -3,7 +3,10 @@
 //! effect and "done" commit together (at most once per group, even across crashes). The message
 //! is acknowledged only after that commit; what a dead consumer left pending is claimed with
 //! `XAUTOCLAIM` after `claim_idle`, and an event that keeps failing goes to the dead-letter
-//! stream after `max_deliveries` attempts.
+//! stream after `max_deliveries` attempts. Only the handler's verdicts count as attempts: a
+//! store that cannot be reached (PostgreSQL down) makes the consumer back off and read its own
+//! pending messages again later, without spending any. A stream or group that disappeared
+//! (`NOGROUP`: Redis lost its data) is created again and reading goes on.
 
 use std::{future::Future, time::Duration};
 
@@ -30,15 +33,41 @@ pub trait Handler: Send + Sync + 'static {
 /// A failed attempt: retried later, or dead-lettered at once when retrying cannot help.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
+    /// The event failed; it counts towards `max_deliveries`.
     #[error("{0}")]
     Retry(String),
     #[error("{0}")]
     Permanent(String),
+    /// A store could not be reached: the event is not at fault, so this is no attempt; the
+    /// consumer backs off and tries again.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<sqlx::Error> for HandlerError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Retry(format!("postgres: {e}"))
+        if is_unreachable(&e) {
+            Self::Unavailable(format!("postgres unavailable: {e}"))
+        } else {
+            Self::Retry(format!("postgres: {e}"))
+        }
+    }
+}
+
+/// Whether `e` says PostgreSQL cannot be reached (as opposed to refusing this event's writes):
+/// no connection, a pool that cannot get one, or the server shutting down or starting
+/// (SQLSTATE class 08, 57P01–57P03).
+fn is_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
     }
 }
 
@@ -52,6 +81,8 @@ pub enum Outcome {
     Failed(String),
     /// Cannot ever succeed (malformed, or a permanent error).
     Rejected(String),
+    /// Not attempted: a store was unreachable. Stays pending, counts nothing.
+    Unavailable(String),
 }
 
 #[derive(Debug, Clone)]
@@ -118,15 +149,7 @@ impl StreamReader {
             options.source, options.group
         ));
         let dead = dead_letter_key(&redis, &options.source, &options.group);
-        let mut conn = redis.conn.clone();
-        let created: redis::RedisResult<()> = conn
-            .xgroup_create_mkstream(&stream, &options.group, "0")
-            .await;
-        if let Err(e) = created
-            && e.code() != Some("BUSYGROUP")
-        {
-            return Err(e.into());
-        }
+        create_group(&redis, &stream, &options.group).await?;
         let blocking = redis
             .dedicated(options.block + Duration::from_secs(5))
             .await?;
@@ -166,7 +189,13 @@ impl StreamReader {
                 .arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX));
         }
         cmd.arg("STREAMS").arg(&self.stream).arg(start);
-        let reply: Option<StreamReadReply> = cmd.query_async(&mut self.blocking).await?;
+        let reply: Option<StreamReadReply> = match cmd.query_async(&mut self.blocking).await {
+            Err(e) if is_nogroup(&e) => {
+                self.recreate_group().await?;
+                return Ok(Vec::new());
+            }
+            other => other?,
+        };
         let ids: Vec<StreamId> = reply
             .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
             .unwrap_or_default();
@@ -199,10 +228,17 @@ impl StreamReader {
         self.recovered_own = false;
     }
 
+    /// The stream or the group is gone (Redis lost its data, or someone deleted the key):
+    /// creates both again, reading from the start of whatever the stream holds now.
+    async fn recreate_group(&self) -> Result<(), KitError> {
+        tracing::warn!(stream = %self.stream, group = %self.options.group, "consumer group missing (NOGROUP); creating it again");
+        create_group(&self.redis, &self.stream, &self.options.group).await
+    }
+
     /// Takes over messages other replicas left unacknowledged for longer than `claim_idle`.
     pub async fn claim_stale(&self) -> Result<Vec<Message>, KitError> {
         let mut conn = self.redis.conn.clone();
-        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+        let reply: redis::RedisResult<StreamAutoClaimReply> = redis::cmd("XAUTOCLAIM")
             .arg(&self.stream)
             .arg(&self.options.group)
             .arg(&self.options.consumer)
@@ -211,8 +247,15 @@ impl StreamReader {
             .arg("COUNT")
             .arg(self.options.batch)
             .query_async(&mut conn)
-            .await?;
-        Ok(reply.claimed.into_iter().map(parse).collect())
+            .await;
+        match reply {
+            Ok(reply) => Ok(reply.claimed.into_iter().map(parse).collect()),
+            Err(e) if is_nogroup(&e) => {
+                self.recreate_group().await?;
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Acknowledges messages whose effect is stored.
@@ -249,6 +292,10 @@ impl StreamReader {
                 tracing::error!(stream = %self.stream, id = %message.stream_id, %error, "event rejected");
                 self.dead_letter(message, error).await
             }
+            Outcome::Unavailable(error) => {
+                tracing::warn!(stream = %self.stream, id = %message.stream_id, %error, "event not attempted; it stays pending");
+                Ok(())
+            }
         }
     }
 
@@ -282,6 +329,24 @@ impl StreamReader {
     }
 }
 
+/// Pauses between attempts while a store is unreachable: 100 ms, doubling up to 5 s.
+#[derive(Debug)]
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self(Duration::from_millis(100))
+    }
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let now = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+        now
+    }
+}
+
 /// A consumer group member whose handler runs in a PostgreSQL transaction.
 #[derive(Debug)]
 pub struct Consumer<H> {
@@ -304,31 +369,50 @@ impl<H: Handler> Consumer<H> {
         })
     }
 
-    /// Runs until `shutdown`; transient errors are logged and retried.
+    /// Runs until `shutdown`. A store that cannot be reached (Redis or PostgreSQL) makes it
+    /// back off, from 100 ms doubling to 5 s, and then read its own pending messages again:
+    /// an outage costs time, never deliveries.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), KitError> {
+        let mut backoff = Backoff::default();
         while !shutdown.is_cancelled() {
             let Some(batch) = self.reader.poll(&shutdown).await else {
                 break;
             };
-            match batch {
-                Ok(messages) => {
-                    for message in messages {
-                        let outcome = self.handle(&message).await;
-                        if let Err(e) = self.settle(&message, &outcome).await {
-                            tracing::warn!(stream = %self.reader.stream, error = %e, "cannot settle message; it will be redelivered");
-                        }
-                    }
-                }
+            let unavailable = match batch {
+                Ok(messages) => self.handle_batch(messages).await,
                 Err(e) => {
-                    tracing::warn!(stream = %self.reader.stream, group = %self.reader.options.group, error = %e, "cannot read stream; retrying");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
+                    tracing::warn!(stream = %self.reader.stream, group = %self.reader.options.group, error = %e, "cannot read stream; backing off");
+                    true
                 }
+            };
+            if unavailable {
+                self.reader.reread_pending();
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(backoff.next()) => {}
+                }
+            } else {
+                backoff = Backoff::default();
             }
         }
         Ok(())
+    }
+
+    /// Handles and settles `messages` in order; stops at the first that could not be attempted
+    /// and says so (the rest stay pending for the re-read).
+    async fn handle_batch(&self, messages: Vec<Message>) -> bool {
+        for message in messages {
+            let outcome = self.handle(&message).await;
+            if matches!(outcome, Outcome::Unavailable(_)) {
+                tracing::warn!(stream = %self.reader.stream, group = %self.reader.options.group, ?outcome, "store unavailable; backing off");
+                return true;
+            }
+            if let Err(e) = self.settle(&message, &outcome).await {
+                tracing::warn!(stream = %self.reader.stream, error = %e, "cannot settle message; it will be redelivered");
+                return true;
+            }
+        }
+        false
     }
 
     /// See [`StreamReader::next_batch`].
@@ -352,6 +436,7 @@ impl<H: Handler> Consumer<H> {
             Ok(outcome) => outcome,
             Err(HandlerError::Retry(e)) => Outcome::Failed(e),
             Err(HandlerError::Permanent(e)) => Outcome::Rejected(e),
+            Err(HandlerError::Unavailable(e)) => Outcome::Unavailable(e),
         }
     }
 
@@ -379,6 +464,20 @@ impl<H: Handler> Consumer<H> {
     pub async fn settle(&self, message: &Message, outcome: &Outcome) -> Result<(), KitError> {
         self.reader.settle(message, outcome).await
     }
+}
+
+/// Creates `group` on `stream` (and the stream) from its start; an existing group is fine.
+async fn create_group(redis: &RedisHandle, stream: &str, group: &str) -> Result<(), KitError> {
+    let mut conn = redis.conn.clone();
+    let created: redis::RedisResult<()> = conn.xgroup_create_mkstream(stream, group, "0").await;
+    match created {
+        Err(e) if e.code() != Some("BUSYGROUP") => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+fn is_nogroup(e: &redis::RedisError) -> bool {
+    e.code() == Some("NOGROUP")
 }
 
 fn parse(entry: StreamId) -> Message {

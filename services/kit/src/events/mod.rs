@@ -2,9 +2,11 @@
 //! change; the [`relay`] publishes them to the service's Redis stream in order; a
 //! [`consumer`] on a consumer group handles each event at most once per group (de-duplicated by
 //! event id in the handler's transaction), redelivers what a dead consumer left unacknowledged,
-//! and parks what keeps failing in a dead-letter stream.
+//! and parks what keeps failing in a dead-letter stream, which [`dead_letters`] lists and
+//! re-drives.
 
 pub mod consumer;
+pub mod dead_letters;
 pub mod envelope;
 pub mod outbox;
 pub mod relay;

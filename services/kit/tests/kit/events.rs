@@ -366,3 +366,136 @@ async fn relay_and_consumer_loops_deliver_everything_once() {
         assert_eq!(bus.handled(event.id).await, 1);
     }
 }
+
+/// PostgreSQL down is no fault of the event: the attempts a consumer makes meanwhile are not
+/// deliveries, so an outage longer than `max_deliveries` tries dead-letters nothing, and the
+/// event is handled once the database is back.
+#[tokio::test]
+async fn an_unreachable_database_spends_no_delivery() {
+    let bus = Bus::new().await;
+    let event = bus.write(1).await.remove(0);
+    bus.relay().relay_once().await.expect("relay");
+
+    let down = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(200))
+        .connect_lazy("postgres://postgres@127.0.0.1:1/nowhere")
+        .expect("lazy pool");
+    let mut options = ConsumerOptions::new("orders", "analytics", "c1", &Bus::events_config());
+    options.block = Duration::from_millis(100);
+    let mut cut_off = Consumer::new(down, bus.redis.handle.clone(), options, Recorder::Ok)
+        .await
+        .expect("consumer");
+    let message = first_message(&mut cut_off).await;
+    for _ in 0..Bus::events_config().max_deliveries + 2 {
+        let outcome = cut_off.handle(&message).await;
+        assert!(
+            matches!(&outcome, Outcome::Unavailable(e) if e.starts_with("postgres unavailable")),
+            "{outcome:?}"
+        );
+        cut_off.settle(&message, &outcome).await.expect("settle");
+    }
+    drop(cut_off);
+    assert!(bus.dead_letters().await.is_empty(), "nothing dead-lettered");
+    assert_eq!(bus.pending().await, 1, "still pending");
+
+    // The same replica restarted with the database back: it re-reads its own pending list.
+    let shutdown = CancellationToken::new();
+    let runner = tokio::spawn(bus.consumer("c1", Recorder::Ok).await.run(shutdown.clone()));
+    eventually("the event handled and acknowledged", || async {
+        (bus.handled(event.id).await == 1 && bus.pending().await == 0).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    runner.await.expect("join").expect("run");
+}
+
+/// Redis lost the stream and its group (a restart without persistence, a deleted key): the
+/// consumer creates them again instead of failing every read with NOGROUP.
+#[tokio::test]
+async fn a_consumer_recovers_from_a_lost_stream_and_group() {
+    let bus = Bus::new().await;
+    let mut consumer = bus.consumer("c1", Recorder::Ok).await;
+    let mut conn = bus.redis.handle.conn.clone();
+    let stream = events::stream_key(&bus.redis.handle, "orders");
+    let _: i64 = conn.del(&stream).await.expect("del");
+
+    assert!(
+        consumer
+            .next_batch()
+            .await
+            .expect("read after the loss")
+            .is_empty(),
+        "nothing to read yet"
+    );
+    assert!(
+        consumer
+            .claim_stale()
+            .await
+            .expect("claim after the loss")
+            .is_empty(),
+        "nothing to claim"
+    );
+    let event = bus.write(1).await.remove(0);
+    bus.relay().relay_once().await.expect("relay");
+    let message = first_message(&mut consumer).await;
+    let outcome = consumer.handle(&message).await;
+    assert_eq!(outcome, Outcome::Handled);
+    consumer.settle(&message, &outcome).await.expect("settle");
+    assert_eq!(bus.handled(event.id).await, 1);
+    assert_eq!(bus.pending().await, 0);
+}
+
+/// An operator lists what a group gave up on and, once the cause is fixed, re-drives it: the
+/// event is handled, and the dead-letter stream is empty (a second replay publishes nothing).
+#[tokio::test]
+async fn dead_letters_are_listed_and_replayed() {
+    let bus = Bus::new().await;
+    let event = bus.write(1).await.remove(0);
+    bus.relay().relay_once().await.expect("relay");
+    let shutdown = CancellationToken::new();
+    let failing = tokio::spawn(
+        bus.consumer("c1", Recorder::AlwaysRetry)
+            .await
+            .run(shutdown.clone()),
+    );
+    eventually("a dead letter", || async {
+        (!bus.dead_letters().await.is_empty()).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    failing.await.expect("join").expect("run");
+
+    let listed = events::dead_letters::list(&bus.redis.handle, "orders", "analytics", 10)
+        .await
+        .expect("list");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|d| (d.event_id.as_str(), d.event_type.as_str(), d.error.as_str()))
+            .collect::<Vec<_>>(),
+        [(
+            event.id.to_string().as_str(),
+            "orders.placed",
+            "downstream is down"
+        )]
+    );
+    let ids = vec![listed[0].dead_id.clone()];
+    let replayed = events::dead_letters::replay(&bus.redis.handle, "orders", "analytics", &ids)
+        .await
+        .expect("replay");
+    assert_eq!(replayed, listed);
+    let again = events::dead_letters::replay(&bus.redis.handle, "orders", "analytics", &ids)
+        .await
+        .expect("replay again");
+    assert!(again.is_empty(), "a replayed dead letter is gone");
+    assert!(bus.dead_letters().await.is_empty());
+
+    let shutdown = CancellationToken::new();
+    let fixed = tokio::spawn(bus.consumer("c1", Recorder::Ok).await.run(shutdown.clone()));
+    eventually("the re-driven event handled", || async {
+        (bus.handled(event.id).await == 1 && bus.pending().await == 0).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    fixed.await.expect("join").expect("run");
+}
