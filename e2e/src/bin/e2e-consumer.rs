@@ -72,14 +72,8 @@ async fn run(args: Args) -> Result<(), KitError> {
         mode,
         claim_idle_ms,
     } = args;
-    let pool = postgres::connect(
-        &PostgresConfig {
-            url: postgres_url.into(),
-            max_connections: 4,
-        },
-        "e2e-consumer",
-    )
-    .await?;
+    let pool =
+        postgres::connect(&PostgresConfig::new(postgres_url.into(), 4), "e2e-consumer").await?;
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS e2e_received (
             n BIGSERIAL PRIMARY KEY, event_id UUID NOT NULL, event_type TEXT NOT NULL, consumer TEXT NOT NULL)",

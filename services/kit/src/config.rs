@@ -23,6 +23,9 @@ pub struct Config {
     pub events: EventsConfig,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// gRPC calls served at once; more are refused at once with `ResourceExhausted` (load
+    /// shedding) rather than queued behind the others until every deadline passes.
+    pub max_concurrent_calls: usize,
     /// Each service's own section, parsed by that service into its typed config.
     pub services: BTreeMap<String, serde_yaml::Value>,
 }
@@ -57,6 +60,24 @@ pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 pub struct PostgresConfig {
     pub url: SecretString,
     pub max_connections: u32,
+    /// Longest one statement may run before the server cancels it (`statement_timeout`);
+    /// zero means no limit (what migrations use).
+    pub statement_timeout: Duration,
+    /// Longest a transaction may sit idle before the server ends its session
+    /// (`idle_in_transaction_session_timeout`): a stuck caller cannot hold locks for ever.
+    pub idle_in_transaction_timeout: Duration,
+}
+
+impl PostgresConfig {
+    /// A pool configuration with the default limits.
+    pub fn new(url: SecretString, max_connections: u32) -> Self {
+        Self {
+            url,
+            max_connections,
+            statement_timeout: Duration::from_secs(15),
+            idle_in_transaction_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +95,25 @@ pub struct ClickHouseConfig {
     pub password: Option<SecretString>,
     /// Schema validation of rows; must be off against ClickHouse 18.16, on against current servers.
     pub validation: bool,
+    /// Longest one query may run (`max_execution_time`).
+    pub max_execution_time: Duration,
+    /// Most memory one query may use (`max_memory_usage`), in bytes.
+    pub max_memory_usage: u64,
+}
+
+impl ClickHouseConfig {
+    /// A client configuration with the default limits and no credentials.
+    pub fn new(url: String, database: String) -> Self {
+        Self {
+            url,
+            database,
+            user: None,
+            password: None,
+            validation: false,
+            max_execution_time: Duration::from_secs(30),
+            max_memory_usage: 4 << 30,
+        }
+    }
 }
 
 /// Tuning of the outbox relay and the consumers.
@@ -117,6 +157,7 @@ struct RawConfig {
     #[serde(default)]
     events: RawEvents,
     shutdown_grace_seconds: Option<u64>,
+    max_concurrent_calls: Option<usize>,
     #[serde(default)]
     services: BTreeMap<String, serde_yaml::Value>,
 }
@@ -148,6 +189,8 @@ struct RawAuth {
 struct RawPostgres {
     url: Option<String>,
     max_connections: Option<u32>,
+    statement_timeout_seconds: Option<u64>,
+    idle_in_transaction_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +208,8 @@ struct RawClickHouse {
     user: Option<String>,
     password: Option<String>,
     validation: Option<bool>,
+    max_execution_time_seconds: Option<u64>,
+    max_memory_usage_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -328,9 +373,17 @@ impl Config {
                         "must be at least 1",
                     ));
                 }
+                let defaults = PostgresConfig::new(url.into(), max_connections);
                 Some(PostgresConfig {
-                    url: url.into(),
-                    max_connections,
+                    statement_timeout: raw
+                        .postgres
+                        .statement_timeout_seconds
+                        .map_or(defaults.statement_timeout, Duration::from_secs),
+                    idle_in_transaction_timeout: raw
+                        .postgres
+                        .idle_in_transaction_timeout_seconds
+                        .map_or(defaults.idle_in_transaction_timeout, Duration::from_secs),
+                    ..defaults
                 })
             }
             None => None,
@@ -350,14 +403,23 @@ impl Config {
         let clickhouse = match pick("TITAN_CLICKHOUSE_URL", raw.clickhouse.url) {
             Some(url) => {
                 check_url("clickhouse.url", &url, &["http", "https"])?;
+                let database = pick("TITAN_CLICKHOUSE_DATABASE", raw.clickhouse.database)
+                    .unwrap_or_else(|| "default".to_owned());
+                let defaults = ClickHouseConfig::new(url, database);
                 Some(ClickHouseConfig {
-                    url,
-                    database: pick("TITAN_CLICKHOUSE_DATABASE", raw.clickhouse.database)
-                        .unwrap_or_else(|| "default".to_owned()),
                     user: pick("TITAN_CLICKHOUSE_USER", raw.clickhouse.user),
                     password: pick("TITAN_CLICKHOUSE_PASSWORD", raw.clickhouse.password)
                         .map(SecretString::from),
                     validation: raw.clickhouse.validation.unwrap_or(false),
+                    max_execution_time: raw
+                        .clickhouse
+                        .max_execution_time_seconds
+                        .map_or(defaults.max_execution_time, Duration::from_secs),
+                    max_memory_usage: raw
+                        .clickhouse
+                        .max_memory_usage_bytes
+                        .unwrap_or(defaults.max_memory_usage),
+                    ..defaults
                 })
             }
             None => None,
@@ -390,6 +452,12 @@ impl Config {
             clickhouse,
             events,
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_seconds.unwrap_or(25)),
+            max_concurrent_calls: match raw.max_concurrent_calls.unwrap_or(1024) {
+                0 => {
+                    return Err(KitError::config("maxConcurrentCalls", "must be at least 1"));
+                }
+                n => n,
+            },
             services: raw.services,
         })
     }
@@ -438,6 +506,67 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| (*v).to_owned())
         }
+    }
+
+    #[test]
+    fn limits_have_defaults_and_settings() {
+        let defaults = Config::from_sources(
+            Some("postgres: { url: postgres://p/db }\nclickhouse: { url: http://c:8123 }\n"),
+            env(&[("TITAN_AUTH_HS256_SECRET", SECRET)]),
+        )
+        .expect("valid");
+        let pg = defaults.postgres.expect("postgres");
+        let ch = defaults.clickhouse.expect("clickhouse");
+        assert_eq!(
+            (
+                pg.statement_timeout,
+                pg.idle_in_transaction_timeout,
+                ch.max_execution_time,
+                ch.max_memory_usage,
+                defaults.max_concurrent_calls,
+                defaults.auth.max_token_lifetime,
+            ),
+            (
+                Duration::from_secs(15),
+                Duration::from_secs(30),
+                Duration::from_secs(30),
+                4 << 30,
+                1024,
+                DEFAULT_MAX_TOKEN_LIFETIME,
+            )
+        );
+        let file = "maxConcurrentCalls: 64\n\
+                    auth: { maxTokenLifetimeSeconds: 600 }\n\
+                    postgres: { url: postgres://p/db, statementTimeoutSeconds: 2, idleInTransactionTimeoutSeconds: 5 }\n\
+                    clickhouse: { url: http://c:8123, maxExecutionTimeSeconds: 9, maxMemoryUsageBytes: 1000 }\n";
+        let set = Config::from_sources(Some(file), env(&[("TITAN_AUTH_HS256_SECRET", SECRET)]))
+            .expect("valid");
+        let pg = set.postgres.expect("postgres");
+        let ch = set.clickhouse.expect("clickhouse");
+        assert_eq!(
+            (
+                pg.statement_timeout,
+                pg.idle_in_transaction_timeout,
+                ch.max_execution_time,
+                ch.max_memory_usage,
+                set.max_concurrent_calls,
+                set.auth.max_token_lifetime,
+            ),
+            (
+                Duration::from_secs(2),
+                Duration::from_secs(5),
+                Duration::from_secs(9),
+                1000,
+                64,
+                Duration::from_secs(600),
+            )
+        );
+        let err = Config::from_sources(
+            Some("maxConcurrentCalls: 0\n"),
+            env(&[("TITAN_AUTH_HS256_SECRET", SECRET)]),
+        )
+        .expect_err("zero");
+        assert!(err.to_string().contains("maxConcurrentCalls"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod housekeeping;
 pub mod idempotency;
+pub mod load_shed;
 pub mod metrics;
 pub mod money;
 pub mod runtime;

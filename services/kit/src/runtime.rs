@@ -25,10 +25,11 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{
     KitError,
     auth::Authenticator,
-    config::Config,
+    config::{Config, PostgresConfig},
     datastores::{clickhouse, postgres, redis::RedisHandle},
     events::relay::Relay,
     housekeeping,
+    load_shed::ConcurrencyLimitLayer,
     metrics::{GrpcMetrics, GrpcMetricsLayer},
     service::{Datastore, ServiceContext, ServiceDef},
 };
@@ -121,7 +122,12 @@ pub async fn migrate(config: &Config, services: &[ServiceDef]) -> Result<(), Kit
             datastore: "postgres",
             hint: Datastore::Postgres.hint(),
         })?;
-        let pool = postgres::connect(cfg, "titan-migrate").await?;
+        // A migration may rightly take longer than any request (an index build): no limit.
+        let unlimited = PostgresConfig {
+            statement_timeout: Duration::ZERO,
+            ..cfg.clone()
+        };
+        let pool = postgres::connect(&unlimited, "titan-migrate").await?;
         postgres::migrate(&pool, "kit", postgres::kit_migrator()).await?;
         for service in with_postgres {
             if let Some(migrator) = service.migrator {
@@ -264,9 +270,12 @@ pub async fn serve(
     {
         let drain = drain.clone();
         let layer = GrpcMetricsLayer::new(grpc_metrics);
+        // Inside the metrics layer, so shed calls are counted as ResourceExhausted.
+        let limit = ConcurrencyLimitLayer::new(config.max_concurrent_calls);
         servers.spawn(async move {
             tonic::transport::Server::builder()
                 .layer(layer)
+                .layer(limit)
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(
                     TcpListenerStream::new(grpc_listener),

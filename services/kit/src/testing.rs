@@ -52,10 +52,7 @@ impl TestPostgres {
             Some((base, _)) => format!("{base}/{database}"),
             None => panic!("TITAN_TEST_POSTGRES_URL must end with /<database>"),
         };
-        let config = PostgresConfig {
-            url: SecretString::from(url.clone()),
-            max_connections: 10,
-        };
+        let config = PostgresConfig::new(SecretString::from(url.clone()), 10);
         let pool = postgres::connect(&config, "titan-test")
             .await
             .expect("connect to test database");
@@ -108,25 +105,13 @@ impl TestClickHouse {
     pub async fn new() -> Self {
         let url = server_url("TITAN_TEST_CLICKHOUSE_URL");
         let database = unique("t");
-        let admin = clickhouse::connect(&ClickHouseConfig {
-            url: url.clone(),
-            database: "default".into(),
-            user: None,
-            password: None,
-            validation: false,
-        });
+        let admin = clickhouse::connect(&ClickHouseConfig::new(url.clone(), "default".into()));
         admin
             .query(&format!("CREATE DATABASE {database}"))
             .execute()
             .await
             .expect("create test ClickHouse database");
-        let config = ClickHouseConfig {
-            url,
-            database,
-            user: None,
-            password: None,
-            validation: false,
-        };
+        let config = ClickHouseConfig::new(url, database);
         Self {
             client: clickhouse::connect(&config),
             config,

@@ -7,11 +7,18 @@ use serde::Deserialize;
 
 use crate::{KitError, config::ClickHouseConfig};
 
+/// A client whose every query carries the configured `max_execution_time` and
+/// `max_memory_usage`: one heavy report cannot starve the server.
 pub fn connect(config: &ClickHouseConfig) -> Client {
     let mut client = Client::default()
         .with_url(&config.url)
         .with_database(&config.database)
-        .with_validation(config.validation);
+        .with_validation(config.validation)
+        .with_setting(
+            "max_execution_time",
+            config.max_execution_time.as_secs().to_string(),
+        )
+        .with_setting("max_memory_usage", config.max_memory_usage.to_string());
     if let Some(user) = &config.user {
         client = client.with_user(user);
     }

@@ -14,14 +14,24 @@ use sqlx::{
 
 use crate::{KitError, config::PostgresConfig};
 
-/// Opens a pool; fails fast when the server is unreachable.
+/// Opens a pool; fails fast when the server is unreachable. Every session gets the configured
+/// `statement_timeout` and `idle_in_transaction_session_timeout`, so neither a runaway query
+/// nor a stuck transaction holds a connection (and its locks) for longer.
 pub async fn connect(config: &PostgresConfig, application: &str) -> Result<PgPool, KitError> {
+    let millis = |d: Duration| d.as_millis().to_string();
     let options: PgConnectOptions = config
         .url
         .expose_secret()
         .parse::<PgConnectOptions>()
         .map_err(|e| KitError::config("postgres.url", e.to_string()))?
-        .application_name(application);
+        .application_name(application)
+        .options([
+            ("statement_timeout", millis(config.statement_timeout)),
+            (
+                "idle_in_transaction_session_timeout",
+                millis(config.idle_in_transaction_timeout),
+            ),
+        ]);
     let pool = PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(Duration::from_secs(5))

@@ -5,4 +5,5 @@ mod auth;
 mod ch;
 mod events;
 mod idempotency;
+mod limits;
 mod runtime;
