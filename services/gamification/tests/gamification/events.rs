@@ -91,6 +91,49 @@ async fn an_event_delivered_twice_awards_once() {
         .await
         .expect("account");
     assert_eq!(account.purchases, 2);
+    // Handled is not enough: every one of the five messages (the duplicate and the event of
+    // another type included) is acknowledged, none left pending for a redelivery.
+    eventually("all five messages acknowledged", || async {
+        let mut conn = w.redis.conn.clone();
+        let pending: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+            .arg(stream_key(&w.redis, "flashsale"))
+            .arg("gamification")
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        (pending.count() == 0).then_some(())
+    })
+    .await;
+    let mut conn = w.redis.conn.clone();
+    let groups: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(stream_key(&w.redis, "flashsale"))
+        .query_async(&mut conn)
+        .await
+        .expect("xinfo");
+    let delivered = groups
+        .iter()
+        .find(|g| g.get("name") == Some(&redis::Value::BulkString(b"gamification".to_vec())))
+        .and_then(|g| g.get("last-delivered-id"))
+        .and_then(|v| redis::from_redis_value_ref::<String>(v).ok());
+    let last: Vec<String> = redis::cmd("XREVRANGE")
+        .arg(stream_key(&w.redis, "flashsale"))
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async::<redis::streams::StreamRangeReply>(&mut conn)
+        .await
+        .expect("last")
+        .ids
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(
+        delivered.as_ref(),
+        last.first(),
+        "the group read to the end"
+    );
     shutdown.cancel();
     running.await.expect("join").expect("consumer");
 }

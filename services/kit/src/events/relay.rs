@@ -1,7 +1,8 @@
 //! The outbox relay: moves a service's outbox rows to its Redis stream in `seq` order. One
 //! replica relays at a time (a session advisory lock on a dedicated connection), so order holds
-//! with many replicas; a crash between XADD and DELETE publishes a row twice, which consumers
-//! absorb by event id.
+//! with many replicas. The order is per entity (a row committed late with an earlier `seq` is
+//! published when it commits); a crash between XADD and DELETE publishes a row twice, which
+//! consumers absorb by event id.
 
 use std::time::Duration;
 
