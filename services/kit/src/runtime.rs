@@ -27,7 +27,7 @@ use crate::{
     auth::Authenticator,
     config::{Config, PostgresConfig},
     datastores::{clickhouse, postgres, redis::RedisHandle},
-    events::relay::Relay,
+    events::relay::{BusMetrics, Relay},
     housekeeping,
     load_shed::ConcurrencyLimitLayer,
     metrics::{GrpcMetrics, GrpcMetricsLayer},
@@ -183,6 +183,7 @@ pub async fn serve(
     let config = Arc::new(config);
     let registry = Registry::new();
     let grpc_metrics = GrpcMetrics::new(&registry)?;
+    let bus_metrics = BusMetrics::new(&registry)?;
     let auth = Authenticator::new(&config.auth)?;
     let clients = Clients::connect(&config, &services).await?;
     let tasks_stop = CancellationToken::new();
@@ -213,7 +214,8 @@ pub async fn serve(
         http = http.merge(mounted.http);
         tasks.extend(mounted.tasks);
         if def.publishes_events {
-            let relay = Relay::new(ctx.postgres()?, ctx.redis()?, def.name, &config.events);
+            let relay = Relay::new(ctx.postgres()?, ctx.redis()?, def.name, &config.events)
+                .with_metrics(bus_metrics.clone());
             tasks.push((
                 format!("{}-outbox-relay", def.name),
                 Box::pin(relay.run(tasks_stop.clone())),

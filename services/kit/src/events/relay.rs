@@ -4,16 +4,64 @@
 //! published when it commits); a crash between XADD and DELETE publishes a row twice, which
 //! consumers absorb by event id.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
+use prometheus::{IntGaugeVec, Opts, Registry};
+use redis::Value;
 use sqlx::{PgPool, postgres::PgListener};
 use tokio_util::sync::CancellationToken;
 
 use super::{outbox::CHANNEL, stream_key};
-use crate::{KitError, config::EventsConfig, datastores::redis::RedisHandle};
+use crate::{KitError, config::EventsConfig, datastores::redis::RedisHandle, metrics::register};
 
 /// How often a follower retries to become the relay, and the relay polls without a NOTIFY.
 const IDLE: Duration = Duration::from_secs(1);
+/// How often the leading relay measures the bus for [`BusMetrics`].
+const OBSERVE_EVERY: Duration = Duration::from_secs(5);
+
+/// The bus as the leading relay of each service sees it: what waits in the outbox, how long
+/// the stream is, and per consumer group what it has not read (lag) or not acknowledged
+/// (pending). Alert before `lag + pending` nears `events.streamMaxLen`: the stream is trimmed
+/// to that length whatever the groups have read.
+#[derive(Debug, Clone)]
+pub struct BusMetrics {
+    outbox_backlog: IntGaugeVec,
+    stream_length: IntGaugeVec,
+    group_lag: IntGaugeVec,
+    group_pending: IntGaugeVec,
+}
+
+impl BusMetrics {
+    pub fn new(registry: &Registry) -> Result<Self, KitError> {
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(Opts::new(name, help), labels)
+                .map_err(|e| KitError::Other(e.to_string()))
+                .and_then(|g| register(registry, g))
+        };
+        Ok(Self {
+            outbox_backlog: gauge(
+                "titan_events_outbox_backlog",
+                "outbox rows not yet published, by publishing service",
+                &["service"],
+            )?,
+            stream_length: gauge(
+                "titan_events_stream_length",
+                "entries in the service's event stream",
+                &["service"],
+            )?,
+            group_lag: gauge(
+                "titan_events_group_lag",
+                "entries of the stream a consumer group has not read yet",
+                &["service", "group"],
+            )?,
+            group_pending: gauge(
+                "titan_events_group_pending",
+                "entries a consumer group read but has not acknowledged",
+                &["service", "group"],
+            )?,
+        })
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Relay {
@@ -22,6 +70,7 @@ pub struct Relay {
     service: String,
     batch: u32,
     max_len: u64,
+    metrics: Option<BusMetrics>,
 }
 
 impl Relay {
@@ -32,7 +81,67 @@ impl Relay {
             service: service.to_owned(),
             batch: config.relay_batch,
             max_len: config.stream_max_len,
+            metrics: None,
         }
+    }
+
+    /// Reports the bus into `metrics` while leading.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: BusMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Measures the outbox, the stream and its groups into the metrics (if any).
+    pub async fn observe(&self) -> Result<(), KitError> {
+        let Some(m) = &self.metrics else {
+            return Ok(());
+        };
+        let backlog: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM titan_outbox WHERE service = $1")
+                .bind(&self.service)
+                .fetch_one(&self.pool)
+                .await?;
+        let stream = stream_key(&self.redis, &self.service);
+        let mut conn = self.redis.conn.clone();
+        let length: i64 = redis::cmd("XLEN")
+            .arg(&stream)
+            .query_async(&mut conn)
+            .await?;
+        // No stream yet (nothing published, no consumer): no groups either.
+        let groups: Vec<HashMap<String, Value>> = if length == 0 {
+            Vec::new()
+        } else {
+            redis::cmd("XINFO")
+                .arg("GROUPS")
+                .arg(&stream)
+                .query_async(&mut conn)
+                .await?
+        };
+        let service = self.service.as_str();
+        m.outbox_backlog.with_label_values(&[service]).set(backlog);
+        m.stream_length.with_label_values(&[service]).set(length);
+        for group in &groups {
+            let field = |name: &str| {
+                group
+                    .get(name)
+                    .and_then(|v| redis::from_redis_value_ref::<i64>(v).ok())
+            };
+            let Some(name) = group
+                .get("name")
+                .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+            else {
+                continue;
+            };
+            m.group_pending
+                .with_label_values(&[service, &name])
+                .set(field("pending").unwrap_or(0));
+            // `lag` is nil when Redis cannot tell (after deletions); keep the last value then.
+            if let Some(lag) = field("lag") {
+                m.group_lag.with_label_values(&[service, &name]).set(lag);
+            }
+        }
+        Ok(())
     }
 
     /// Relays until `shutdown`; errors are logged and retried, never fatal.
@@ -69,9 +178,16 @@ impl Relay {
         tracing::info!(service = %self.service, "outbox relay leading");
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(CHANNEL).await?;
+        let mut observed = tokio::time::Instant::now() - OBSERVE_EVERY;
         let result = async {
             loop {
                 let moved = self.relay_once().await?;
+                if observed.elapsed() >= OBSERVE_EVERY {
+                    observed = tokio::time::Instant::now();
+                    if let Err(e) = self.observe().await {
+                        tracing::warn!(service = %self.service, error = %e, "cannot measure the event bus");
+                    }
+                }
                 if moved == u64::from(self.batch) {
                     continue;
                 }

@@ -581,3 +581,62 @@ async fn concurrent_writers_see_their_entity_events_published_in_commit_order() 
         assert_eq!(seen, want, "entity {entity}: in commit order, each once");
     }
 }
+
+/// The leading relay reports what waits in the outbox, the stream's length, and per group what
+/// it has not read (lag) and not acknowledged (pending).
+#[tokio::test]
+async fn the_relay_measures_backlog_stream_length_and_group_lag() {
+    let bus = Bus::new().await;
+    let registry = prometheus::Registry::new();
+    let relay = bus
+        .relay()
+        .with_metrics(events::relay::BusMetrics::new(&registry).expect("metrics"));
+    let mut consumer = bus.consumer("c1", Recorder::Ok).await; // creates the group
+    bus.write(3).await;
+    relay.observe().await.expect("observe");
+    let value = |name: &str| {
+        let rendered = titan_kit::metrics::render(&registry);
+        rendered
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    assert_eq!(
+        value("titan_events_outbox_backlog{service=\"orders\"}"),
+        Some(3)
+    );
+    assert_eq!(
+        value("titan_events_stream_length{service=\"orders\"}"),
+        Some(0)
+    );
+
+    relay.relay_once().await.expect("relay");
+    let read = first_message(&mut consumer).await; // reads the whole batch of 3, acks none
+    relay.observe().await.expect("observe");
+    assert_eq!(
+        value("titan_events_outbox_backlog{service=\"orders\"}"),
+        Some(0)
+    );
+    assert_eq!(
+        value("titan_events_stream_length{service=\"orders\"}"),
+        Some(3)
+    );
+    let group = "{group=\"analytics\",service=\"orders\"}";
+    assert_eq!(
+        value(&format!("titan_events_group_pending{group}")),
+        Some(3)
+    );
+    assert_eq!(value(&format!("titan_events_group_lag{group}")), Some(0));
+
+    let outcome = consumer.handle(&read).await;
+    consumer.settle(&read, &outcome).await.expect("settle");
+    bus.write(2).await;
+    relay.relay_once().await.expect("relay");
+    relay.observe().await.expect("observe");
+    assert_eq!(
+        value(&format!("titan_events_group_pending{group}")),
+        Some(2)
+    );
+    assert_eq!(value(&format!("titan_events_group_lag{group}")), Some(2));
+}
