@@ -63,6 +63,31 @@ impl BusMetrics {
     }
 }
 
+/// The relay lock of one service, a session advisory lock held on its own connection: it
+/// lasts exactly as long as that session.
+#[derive(Debug)]
+pub struct Leadership {
+    conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
+    key: String,
+}
+
+impl Leadership {
+    /// Unlocks explicitly: a pooled connection outlives the relay's turn.
+    pub async fn release(mut self) {
+        let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+            .bind(&self.key)
+            .execute(&mut *self.conn)
+            .await;
+    }
+
+    /// The server process of the lock's session (to end it in tests and by operators).
+    pub async fn backend_pid(&mut self) -> Result<i32, KitError> {
+        Ok(sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *self.conn)
+            .await?)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Relay {
     pool: PgPool,
@@ -158,30 +183,51 @@ impl Relay {
         Ok(())
     }
 
+    /// Takes the relay lock of this service if no other replica holds it.
+    pub async fn try_lead(&self) -> Result<Option<Leadership>, KitError> {
+        let mut conn = self.pool.acquire().await?;
+        let key = format!("titan_outbox_relay:{}", self.service);
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(&key)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(got.then_some(Leadership { conn, key }))
+    }
+
+    /// Publishes one batch while `leadership` holds: its session is checked first (one round
+    /// trip), so a relay whose lock connection died, and whose lock another replica may hold
+    /// by now, stops publishing instead of racing the new leader.
+    pub async fn relay_leading(&self, leadership: &mut Leadership) -> Result<u64, KitError> {
+        sqlx::query("SELECT 1")
+            .execute(&mut *leadership.conn)
+            .await
+            .map_err(|e| {
+                KitError::Event(format!(
+                    "relay of {} lost its lock session ({e}); it stops publishing",
+                    self.service
+                ))
+            })?;
+        self.relay_once().await
+    }
+
     /// Holds the relay lock while publishing; returns when the lock or a connection is lost.
     async fn lead(&self, shutdown: &CancellationToken) -> Result<(), KitError> {
-        let mut lock_conn = self.pool.acquire().await?;
-        let lock_key = format!("titan_outbox_relay:{}", self.service);
-        loop {
-            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
-                .bind(&lock_key)
-                .fetch_one(&mut *lock_conn)
-                .await?;
-            if got {
-                break;
+        let mut leadership = loop {
+            if let Some(l) = self.try_lead().await? {
+                break l;
             }
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 () = tokio::time::sleep(IDLE) => {}
             }
-        }
+        };
         tracing::info!(service = %self.service, "outbox relay leading");
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(CHANNEL).await?;
         let mut observed = tokio::time::Instant::now() - OBSERVE_EVERY;
         let result = async {
             loop {
-                let moved = self.relay_once().await?;
+                let moved = self.relay_leading(&mut leadership).await?;
                 if observed.elapsed() >= OBSERVE_EVERY {
                     observed = tokio::time::Instant::now();
                     if let Err(e) = self.observe().await {
@@ -194,19 +240,12 @@ impl Relay {
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
                     n = listener.recv() => { n?; }
-                    () = tokio::time::sleep(IDLE) => {
-                        // Also proves the lock connection is alive: a dead one means lost leadership.
-                        sqlx::query("SELECT 1").execute(&mut *lock_conn).await?;
-                    }
+                    () = tokio::time::sleep(IDLE) => {}
                 }
             }
         }
         .await;
-        // Unlock explicitly: a pooled connection outlives this call.
-        let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
-            .bind(&lock_key)
-            .execute(&mut *lock_conn)
-            .await;
+        leadership.release().await;
         result
     }
 

@@ -640,3 +640,43 @@ async fn the_relay_measures_backlog_stream_length_and_group_lag() {
     );
     assert_eq!(value(&format!("titan_events_group_lag{group}")), Some(2));
 }
+
+/// A relay whose lock session died stops publishing: by then another replica may hold the lock
+/// and publish, and two relays at once would break the order.
+#[tokio::test]
+async fn a_relay_that_lost_its_lock_stops_publishing() {
+    let bus = Bus::new().await;
+    let old = bus.relay();
+    let mut old_lead = old.try_lead().await.expect("lead").expect("first leader");
+    assert!(
+        bus.relay().try_lead().await.expect("lead").is_none(),
+        "one leader at a time"
+    );
+    bus.write(2).await;
+    assert_eq!(old.relay_leading(&mut old_lead).await.expect("relay"), 2);
+
+    let pid = old_lead.backend_pid().await.expect("pid");
+    let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&bus.db.pool)
+        .await
+        .expect("terminate");
+    assert!(ended);
+    let new = bus.relay();
+    let mut new_lead = eventually("another replica to lead", || async {
+        new.try_lead().await.ok().flatten()
+    })
+    .await;
+    bus.write(1).await;
+    let e = old
+        .relay_leading(&mut old_lead)
+        .await
+        .expect_err("the old leader must stop");
+    assert!(e.to_string().contains("lost its lock session"), "{e}");
+    let mut conn = bus.redis.handle.conn.clone();
+    let stream = events::stream_key(&bus.redis.handle, "orders");
+    let length: usize = conn.xlen(&stream).await.expect("xlen");
+    assert_eq!(length, 2, "the old leader published nothing more");
+    assert_eq!(new.relay_leading(&mut new_lead).await.expect("relay"), 1);
+    new_lead.release().await;
+}
