@@ -26,6 +26,9 @@ pub struct Config {
     /// gRPC calls served at once; more are refused at once with `ResourceExhausted` (load
     /// shedding) rather than queued behind the others until every deadline passes.
     pub max_concurrent_calls: usize,
+    /// Longest a gRPC call may take (shorter when the client's `grpc-timeout` says so); then
+    /// it is answered `DeadlineExceeded`.
+    pub request_timeout: Duration,
     /// Each service's own section, parsed by that service into its typed config.
     pub services: BTreeMap<String, serde_yaml::Value>,
 }
@@ -158,6 +161,7 @@ struct RawConfig {
     events: RawEvents,
     shutdown_grace_seconds: Option<u64>,
     max_concurrent_calls: Option<usize>,
+    request_timeout_seconds: Option<u64>,
     #[serde(default)]
     services: BTreeMap<String, serde_yaml::Value>,
 }
@@ -458,6 +462,15 @@ impl Config {
                 }
                 n => n,
             },
+            request_timeout: match raw.request_timeout_seconds.unwrap_or(30) {
+                0 => {
+                    return Err(KitError::config(
+                        "requestTimeoutSeconds",
+                        "must be at least 1",
+                    ));
+                }
+                n => Duration::from_secs(n),
+            },
             services: raw.services,
         })
     }
@@ -525,6 +538,7 @@ mod tests {
                 ch.max_memory_usage,
                 defaults.max_concurrent_calls,
                 defaults.auth.max_token_lifetime,
+                defaults.request_timeout,
             ),
             (
                 Duration::from_secs(15),
@@ -533,9 +547,10 @@ mod tests {
                 4 << 30,
                 1024,
                 DEFAULT_MAX_TOKEN_LIFETIME,
+                Duration::from_secs(30),
             )
         );
-        let file = "maxConcurrentCalls: 64\n\
+        let file = "maxConcurrentCalls: 64\nrequestTimeoutSeconds: 3\n\
                     auth: { maxTokenLifetimeSeconds: 600 }\n\
                     postgres: { url: postgres://p/db, statementTimeoutSeconds: 2, idleInTransactionTimeoutSeconds: 5 }\n\
                     clickhouse: { url: http://c:8123, maxExecutionTimeSeconds: 9, maxMemoryUsageBytes: 1000 }\n";
@@ -551,6 +566,7 @@ mod tests {
                 ch.max_memory_usage,
                 set.max_concurrent_calls,
                 set.auth.max_token_lifetime,
+                set.request_timeout,
             ),
             (
                 Duration::from_secs(2),
@@ -559,6 +575,7 @@ mod tests {
                 1000,
                 64,
                 Duration::from_secs(600),
+                Duration::from_secs(3),
             )
         );
         let err = Config::from_sources(

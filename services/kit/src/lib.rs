@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod config;
 pub mod datastores;
+pub mod deadline;
 pub mod error;
 pub mod events;
 pub mod housekeeping;

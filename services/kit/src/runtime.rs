@@ -27,6 +27,7 @@ use crate::{
     auth::Authenticator,
     config::{Config, PostgresConfig},
     datastores::{clickhouse, postgres, redis::RedisHandle},
+    deadline::DeadlineLayer,
     events::relay::{BusMetrics, Relay},
     housekeeping,
     load_shed::ConcurrencyLimitLayer,
@@ -272,12 +273,15 @@ pub async fn serve(
     {
         let drain = drain.clone();
         let layer = GrpcMetricsLayer::new(grpc_metrics);
-        // Inside the metrics layer, so shed calls are counted as ResourceExhausted.
+        // Inside the metrics layer, so shed and timed-out calls are counted with their code;
+        // the deadline inside the limit, so a call past its deadline gives its permit back.
         let limit = ConcurrencyLimitLayer::new(config.max_concurrent_calls);
+        let deadline = DeadlineLayer::new(config.request_timeout);
         servers.spawn(async move {
             tonic::transport::Server::builder()
                 .layer(layer)
                 .layer(limit)
+                .layer(deadline)
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(
                     TcpListenerStream::new(grpc_listener),
