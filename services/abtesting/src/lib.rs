@@ -35,6 +35,7 @@ pub fn service() -> ServiceDef {
     ServiceDef {
         name: domain::SERVICE,
         datastores: &[Datastore::Postgres, Datastore::ClickHouse],
+        ready_on: &[],
         migrator: Some(|| sqlx::migrate!("./migrations")),
         clickhouse_migrations: MIGRATIONS,
         publishes_events: false,

@@ -38,6 +38,7 @@ pub fn service() -> ServiceDef {
     ServiceDef {
         name: domain::SERVICE,
         datastores: &[Datastore::ClickHouse, Datastore::Redis],
+        ready_on: &[Datastore::ClickHouse],
         migrator: None,
         clickhouse_migrations: store::MIGRATIONS,
         publishes_events: false,

@@ -11,6 +11,7 @@ use titan_kit::{
 };
 use titan_proto::flashsale::v1::{self as pb, flash_sale_service_server::FlashSaleService};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -119,6 +120,8 @@ fn order(o: Order) -> pb::Order {
 
 pub struct Grpc<P, S> {
     app: Arc<FlashSales<P, S>>,
+    /// Cancelled when the process drains: open `WatchSale` streams end cleanly then.
+    shutdown: CancellationToken,
 }
 
 impl<P, S> std::fmt::Debug for Grpc<P, S> {
@@ -128,8 +131,8 @@ impl<P, S> std::fmt::Debug for Grpc<P, S> {
 }
 
 impl<P, S> Grpc<P, S> {
-    pub fn new(app: Arc<FlashSales<P, S>>) -> Self {
-        Self { app }
+    pub fn new(app: Arc<FlashSales<P, S>>, shutdown: CancellationToken) -> Self {
+        Self { app, shutdown }
     }
 }
 
@@ -375,6 +378,7 @@ impl<P: SaleStore, S: StockStore> FlashSaleService for Grpc<P, S> {
         let first = self.app.get(id).await.map_err(status)?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let app = self.app.clone();
+        let shutdown = self.shutdown.clone();
         let every = Duration::from_millis(app.settings().watch_interval_ms);
         tokio::spawn(async move {
             let update = |v: &SaleView| pb::SaleUpdate {
@@ -394,6 +398,8 @@ impl<P: SaleStore, S: StockStore> FlashSaleService for Grpc<P, S> {
             for n in 1u64.. {
                 tokio::select! {
                     () = tx.closed() => return,
+                    // The stream ends (OK) so the drain does not wait out the grace period.
+                    () = shutdown.cancelled() => return,
                     _ = tick.tick() => {}
                 }
                 // Stock comes from Redis every tick; the record (admin changes) every 20 ticks.

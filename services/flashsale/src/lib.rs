@@ -30,6 +30,7 @@ pub fn service() -> ServiceDef {
     ServiceDef {
         name: domain::SERVICE,
         datastores: &[Datastore::Postgres, Datastore::Redis],
+        ready_on: &[Datastore::Redis],
         migrator: Some(|| sqlx::migrate!("./migrations")),
         clickhouse_migrations: &[],
         publishes_events: true,
@@ -52,7 +53,7 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let reconcile_every = Duration::from_secs(settings.reconcile_interval_seconds);
     Ok(Mounted::new(&ctx)
         .grpc(
-            FlashSaleServiceServer::new(grpc::Grpc::new(app.clone()))
+            FlashSaleServiceServer::new(grpc::Grpc::new(app.clone(), ctx.shutdown.clone()))
                 .max_decoding_message_size(64 * 1024),
         )
         .every("flashsale-sweeper", sweep_every, {

@@ -21,8 +21,12 @@ pub struct Config {
     pub redis: Option<RedisConfig>,
     pub clickhouse: Option<ClickHouseConfig>,
     pub events: EventsConfig,
-    /// How long in-flight requests may take to finish after SIGTERM.
+    /// How long in-flight requests may take to finish after SIGTERM (the pre-stop delay
+    /// included).
     pub shutdown_grace: Duration,
+    /// After SIGTERM, how long the process keeps serving while not ready, so load balancers
+    /// take it out before it stops accepting: no request is refused during a rollout.
+    pub pre_stop_delay: Duration,
     /// gRPC calls served at once; more are refused at once with `ResourceExhausted` (load
     /// shedding) rather than queued behind the others until every deadline passes.
     pub max_concurrent_calls: usize,
@@ -160,6 +164,7 @@ struct RawConfig {
     #[serde(default)]
     events: RawEvents,
     shutdown_grace_seconds: Option<u64>,
+    pre_stop_delay_seconds: Option<u64>,
     max_concurrent_calls: Option<usize>,
     request_timeout_seconds: Option<u64>,
     #[serde(default)]
@@ -447,6 +452,18 @@ impl Config {
             ));
         }
 
+        let shutdown_grace = Duration::from_secs(raw.shutdown_grace_seconds.unwrap_or(25));
+        let pre_stop_delay = Duration::from_secs(raw.pre_stop_delay_seconds.unwrap_or(5));
+        if pre_stop_delay >= shutdown_grace {
+            return Err(KitError::config(
+                "preStopDelaySeconds",
+                format!(
+                    "must be shorter than shutdownGraceSeconds ({} s), which it is part of",
+                    shutdown_grace.as_secs()
+                ),
+            ));
+        }
+
         Ok(Self {
             cell,
             listen,
@@ -455,7 +472,8 @@ impl Config {
             redis,
             clickhouse,
             events,
-            shutdown_grace: Duration::from_secs(raw.shutdown_grace_seconds.unwrap_or(25)),
+            shutdown_grace,
+            pre_stop_delay,
             max_concurrent_calls: match raw.max_concurrent_calls.unwrap_or(1024) {
                 0 => {
                     return Err(KitError::config("maxConcurrentCalls", "must be at least 1"));
@@ -521,6 +539,12 @@ mod tests {
         }
     }
 
+    fn defaults_pre_stop() -> Duration {
+        Config::from_sources(None, env(&[("TITAN_AUTH_HS256_SECRET", SECRET)]))
+            .expect("valid")
+            .pre_stop_delay
+    }
+
     #[test]
     fn limits_have_defaults_and_settings() {
         let defaults = Config::from_sources(
@@ -584,6 +608,13 @@ mod tests {
         )
         .expect_err("zero");
         assert!(err.to_string().contains("maxConcurrentCalls"), "{err}");
+        let err = Config::from_sources(
+            Some("shutdownGraceSeconds: 5\npreStopDelaySeconds: 5\n"),
+            env(&[("TITAN_AUTH_HS256_SECRET", SECRET)]),
+        )
+        .expect_err("the delay is part of the grace");
+        assert!(err.to_string().contains("preStopDelaySeconds"), "{err}");
+        assert_eq!(defaults_pre_stop(), Duration::from_secs(5));
     }
 
     #[test]

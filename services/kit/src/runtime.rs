@@ -44,6 +44,8 @@ struct Clients {
     postgres: Option<PgPool>,
     redis: Option<RedisHandle>,
     clickhouse: Option<::clickhouse::Client>,
+    /// What readiness checks: the `ready_on` datastores of the services served.
+    ready_on: BTreeSet<Datastore>,
 }
 
 impl Clients {
@@ -63,7 +65,13 @@ impl Clients {
                 hint: d.hint(),
             }
         };
-        let mut clients = Self::default();
+        let mut clients = Self {
+            ready_on: services
+                .iter()
+                .flat_map(|s| s.ready_on.iter().copied())
+                .collect(),
+            ..Self::default()
+        };
         for d in needed {
             match d {
                 Datastore::Postgres => {
@@ -83,7 +91,7 @@ impl Clients {
         Ok(clients)
     }
 
-    /// Every connected datastore answers; the first that does not is named.
+    /// Every datastore readiness depends on answers; the first that does not is named.
     async fn check(&self) -> Result<(), String> {
         let timeout = Duration::from_secs(2);
         let within =
@@ -94,16 +102,25 @@ impl Clients {
                     Err(_) => Err(format!("{what}: no answer within {timeout:?}")),
                 }
             };
-        if let Some(pool) = &self.postgres {
+        let checked = |d: Datastore| self.ready_on.contains(&d);
+        if let Some(pool) = self
+            .postgres
+            .as_ref()
+            .filter(|_| checked(Datastore::Postgres))
+        {
             within(
                 "postgres",
                 tokio::time::timeout(timeout, postgres::ping(pool)).await,
             )?;
         }
-        if let Some(redis) = &self.redis {
+        if let Some(redis) = self.redis.as_ref().filter(|_| checked(Datastore::Redis)) {
             within("redis", tokio::time::timeout(timeout, redis.ping()).await)?;
         }
-        if let Some(ch) = &self.clickhouse {
+        if let Some(ch) = self
+            .clickhouse
+            .as_ref()
+            .filter(|_| checked(Datastore::ClickHouse))
+        {
             within(
                 "clickhouse",
                 tokio::time::timeout(timeout, clickhouse::ping(ch)).await,
@@ -365,12 +382,17 @@ pub async fn serve(
         }
     }
 
-    // Drain: stop being ready first, then stop accepting, let in-flight calls finish.
+    // Drain: stop being ready first and keep serving while load balancers notice (unless a
+    // server already failed), then stop accepting, end streams and background tasks, and let
+    // in-flight calls finish within what is left of the grace period.
     draining.store(true, Ordering::SeqCst);
     set_health(&health, &grpc_names, false).await;
+    if failure.is_none() {
+        tokio::time::sleep(config.pre_stop_delay).await;
+    }
     drain.cancel();
     tasks_stop.cancel();
-    let grace = config.shutdown_grace;
+    let grace = config.shutdown_grace.saturating_sub(config.pre_stop_delay);
     let finished = tokio::time::timeout(grace, async {
         while let Some(done) = servers.join_next().await {
             if let Err(e) = joined(done) {

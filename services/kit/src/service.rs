@@ -50,6 +50,10 @@ pub struct ServiceDef {
     /// `titan serve <name>`; also the owner of its migrations and the name of its event stream.
     pub name: &'static str,
     pub datastores: &'static [Datastore],
+    /// Those of `datastores` its main path cannot serve without; readiness checks only these,
+    /// so a blip of another (PostgreSQL for flash-sale buying, which runs on Redis) does not
+    /// take every replica out of the load balancer at once.
+    pub ready_on: &'static [Datastore],
     /// Its PostgreSQL migrations, embedded with `sqlx::migrate!`.
     pub migrator: Option<fn() -> Migrator>,
     /// Its ClickHouse tables, applied by `titan migrate` like the PostgreSQL ones.

@@ -16,6 +16,7 @@ pub fn service() -> ServiceDef {
     ServiceDef {
         name: domain::SERVICE,
         datastores: &[Datastore::Postgres, Datastore::Redis],
+        ready_on: &[Datastore::Postgres, Datastore::Redis],
         migrator: Some(|| sqlx::migrate!("./migrations")),
         clickhouse_migrations: &[],
         publishes_events: true,

@@ -5,6 +5,7 @@ mod concurrency;
 mod fault;
 mod heal;
 mod rules;
+mod watch;
 
 use std::sync::Arc;
 

@@ -23,6 +23,7 @@ fn probe() -> ServiceDef {
     ServiceDef {
         name: "probe",
         datastores: &[Datastore::Postgres],
+        ready_on: &[Datastore::Postgres],
         migrator: None,
         clickhouse_migrations: &[],
         publishes_events: false,
@@ -55,8 +56,13 @@ async fn slow() -> &'static str {
     "finished"
 }
 
+/// A config from `vars`; shutdown without a pre-stop delay unless a test wants one.
 fn config(vars: HashMap<&'static str, String>) -> Result<Config, KitError> {
-    Config::from_sources(None, move |name| vars.get(name).cloned())
+    config_with("preStopDelaySeconds: 0\n", vars)
+}
+
+fn config_with(file: &str, vars: HashMap<&'static str, String>) -> Result<Config, KitError> {
+    Config::from_sources(Some(file), move |name| vars.get(name).cloned())
 }
 
 fn base_vars() -> HashMap<&'static str, String> {
@@ -79,7 +85,8 @@ async fn serves_health_metrics_and_routes_then_stops_on_cancel() {
     let shutdown = CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel::<Bound>();
     let server = tokio::spawn(runtime::serve(
-        config(vars).expect("config"),
+        // Far longer than the two requests made in it take.
+        config_with("preStopDelaySeconds: 3\n", vars).expect("config"),
         vec![probe()],
         shutdown.clone(),
         move |b| {
@@ -139,6 +146,12 @@ async fn serves_health_metrics_and_routes_then_stops_on_cancel() {
     })
     .await;
     assert_eq!(ready_while_draining, "shutting down");
+    // Not ready, but still serving new requests until the pre-stop delay is over: load
+    // balancers take a moment to notice.
+    assert_eq!(
+        get(format!("http://{}/probe", bound.http)).await,
+        (200, "probed".to_owned())
+    );
     SLOW_RELEASE.notify_one();
     assert_eq!(in_flight.await.expect("join"), (200, "finished".to_owned()));
     server.await.expect("join").expect("clean stop");
@@ -165,4 +178,88 @@ async fn a_missing_datastore_is_named_at_start() {
         err.to_string(),
         "service probe needs postgres: set TITAN_POSTGRES_URL (or postgres.url)"
     );
+}
+
+/// Serves `services` on `db` and returns the admin address and the stop handle.
+async fn serve_on(
+    db: &TestPostgres,
+    services: Vec<ServiceDef>,
+) -> (
+    std::net::SocketAddr,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), KitError>>,
+) {
+    let mut vars = base_vars();
+    vars.insert("TITAN_POSTGRES_URL", db.url.clone());
+    let shutdown = CancellationToken::new();
+    let (tx, rx) = tokio::sync::oneshot::channel::<Bound>();
+    let server = tokio::spawn(runtime::serve(
+        config(vars).expect("config"),
+        services,
+        shutdown.clone(),
+        move |b| {
+            let _ = tx.send(b);
+        },
+    ));
+    (rx.await.expect("bound").admin, shutdown, server)
+}
+
+/// Readiness checks only what a service's main path needs: with PostgreSQL unreachable, a
+/// replica that needs it turns unready, one whose main path runs without it (flash-sale
+/// buying runs on Redis) stays in the load balancer.
+#[tokio::test]
+async fn readiness_checks_only_the_main_path_datastores() {
+    let db = TestPostgres::new().await;
+    let (needs_pg, stop_a, a) = serve_on(&db, vec![probe()]).await;
+    let (without_pg, stop_b, b) = serve_on(
+        &db,
+        vec![ServiceDef {
+            ready_on: &[],
+            ..probe()
+        }],
+    )
+    .await;
+    let ready = |admin: std::net::SocketAddr| async move {
+        reqwest::get(format!("http://{admin}/readyz"))
+            .await
+            .expect("readyz")
+            .status()
+            .as_u16()
+    };
+    assert_eq!((ready(needs_pg).await, ready(without_pg).await), (200, 200));
+
+    // PostgreSQL goes away for this database: no new connections, the open ones ended.
+    let admin = sqlx::PgPool::connect(&titan_kit::testing::server_url("TITAN_TEST_POSTGRES_URL"))
+        .await
+        .expect("admin");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
+        db.database
+    )))
+    .execute(&admin)
+    .await
+    .expect("refuse connections");
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&db.database)
+        .execute(&admin)
+        .await
+        .expect("terminate");
+    eventually(
+        "the replica that needs postgres to turn unready",
+        || async { (ready(needs_pg).await == 503).then_some(()) },
+    )
+    .await;
+    assert_eq!(ready(without_pg).await, 200, "still serving its main path");
+
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
+        db.database
+    )))
+    .execute(&admin)
+    .await
+    .expect("allow connections");
+    stop_a.cancel();
+    stop_b.cancel();
+    a.await.expect("join").expect("stop a");
+    b.await.expect("join").expect("stop b");
 }
