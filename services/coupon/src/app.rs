@@ -14,6 +14,7 @@ use titan_kit::{
     events::Envelope,
     idempotency::{self, IdempotencyError},
     money::Money,
+    ratelimit::{RateLimit, RateLimited},
 };
 use uuid::Uuid;
 
@@ -29,6 +30,11 @@ use crate::{
 /// Entries of Redis's ledger younger than this and unknown to PostgreSQL are redemptions in
 /// flight, which reconcile leaves alone.
 pub const IN_FLIGHT_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+/// A shopper's budget of `ValidateCoupon`: 20 at once, then 10 a second.
+pub const VALIDATION_LIMIT: RateLimit = RateLimit {
+    burst: 20,
+    interval: std::time::Duration::from_millis(100),
+};
 /// Most coupons one `GenerateCoupons` call creates.
 pub const MAX_GENERATED: u32 = 10_000;
 
@@ -65,6 +71,8 @@ pub enum CouponError {
     #[error(transparent)]
     NotAService(#[from] NotAService),
     #[error(transparent)]
+    RateLimited(#[from] RateLimited),
+    #[error(transparent)]
     Kit(#[from] KitError),
 }
 
@@ -90,6 +98,7 @@ impl ServiceError for CouponError {
             Self::NotOwner(_) => ErrorCode::PermissionDenied,
             Self::Idempotency(e) => e.code(),
             Self::NotAService(e) => e.code(),
+            Self::RateLimited(e) => e.code(),
             Self::Kit(e) => e.code(),
         }
     }
@@ -102,6 +111,7 @@ impl ServiceError for CouponError {
             Self::LimitBelowUses { .. } => Some("LIMIT_BELOW_USES"),
             Self::Idempotency(e) => e.reason(),
             Self::NotAService(e) => e.reason(),
+            Self::RateLimited(e) => e.reason(),
             _ => None,
         }
     }
@@ -279,6 +289,12 @@ pub trait CouponCache: Send + Sync + 'static {
     ) -> impl Future<Output = Result<u32>> + Send;
     /// Live use counters; `None` for coupons not loaded.
     fn uses(&self, codes: &[CouponCode]) -> impl Future<Output = Result<Vec<Option<u32>>>> + Send;
+    /// Takes one `ValidateCoupon` of `user`'s budget, or says when to retry.
+    fn throttle(
+        &self,
+        user: &str,
+        limit: RateLimit,
+    ) -> impl Future<Output = Result<std::result::Result<(), RateLimited>>> + Send;
 }
 
 /// The clock, replaceable in tests.
@@ -316,6 +332,7 @@ pub struct Coupons<P, C> {
     cell: String,
     clock: Clock,
     metrics: Metrics,
+    validations: RateLimit,
 }
 
 impl<P, C> std::fmt::Debug for Coupons<P, C> {
@@ -371,7 +388,15 @@ impl<P: CouponStore, C: CouponCache> Coupons<P, C> {
             cell,
             clock,
             metrics,
+            validations: VALIDATION_LIMIT,
         }
+    }
+
+    /// Replaces the per-shopper budget of `ValidateCoupon` ([`VALIDATION_LIMIT`]).
+    #[must_use]
+    pub fn with_validation_limit(mut self, limit: RateLimit) -> Self {
+        self.validations = limit;
+        self
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -635,7 +660,11 @@ impl<P: CouponStore, C: CouponCache> Coupons<P, C> {
     // ---- shoppers ----
 
     /// Whether `code` applies to `cart` for `caller`, and what it takes off; consumes nothing.
+    /// Each call reads the store, so each shopper has a budget of them.
     pub async fn validate(&self, caller: &Caller, code: &str, cart: &Cart) -> Result<Validation> {
+        self.cache
+            .throttle(&caller.user_id, self.validations)
+            .await??;
         let code = self.code(code)?;
         let zero = Money {
             minor_units: 0,

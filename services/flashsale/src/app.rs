@@ -11,6 +11,7 @@ use titan_kit::{
     events::Envelope,
     idempotency::{self, IdempotencyError},
     money::Money,
+    ratelimit::RateLimit,
 };
 use uuid::Uuid;
 
@@ -292,13 +293,15 @@ pub trait StockStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Option<StockLevel>>>> + Send;
     fn stats(&self, sale: SaleId) -> impl Future<Output = Result<Stats>> + Send;
     fn count_view(&self, sale: SaleId) -> impl Future<Output = Result<()>> + Send;
+    /// Stores a challenge for `user`, within their `limit` of challenges (else the refusal).
     fn issue_challenge(
         &self,
         sale: SaleId,
         user: &str,
         challenge: &str,
         ttl: std::time::Duration,
-    ) -> impl Future<Output = Result<()>> + Send;
+        limit: RateLimit,
+    ) -> impl Future<Output = Result<std::result::Result<(), Refusal>>> + Send;
 }
 
 /// The clock, replaceable in tests.
@@ -572,9 +575,14 @@ impl<P: SaleStore, S: StockStore> FlashSales<P, S> {
         }
         let challenge = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
         let ttl = std::time::Duration::from_secs(self.settings.challenge_ttl_seconds);
+        // The same budget as attempts: a challenge is only worth one attempt.
+        let limit = RateLimit {
+            burst: self.settings.rate_limit_burst,
+            interval: std::time::Duration::from_millis(self.settings.rate_limit_interval_ms),
+        };
         self.stock
-            .issue_challenge(id, &caller.user_id, &challenge, ttl)
-            .await?;
+            .issue_challenge(id, &caller.user_id, &challenge, ttl, limit)
+            .await??;
         Ok(Challenge {
             challenge,
             difficulty: sale.spec.pow_difficulty,

@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod load_shed;
 pub mod metrics;
 pub mod money;
+pub mod ratelimit;
 pub mod runtime;
 pub mod service;
 pub mod telemetry;

@@ -6,7 +6,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use redis::{Script, Value};
-use titan_kit::{KitError, datastores::redis::RedisHandle};
+use titan_kit::{
+    KitError,
+    datastores::redis::RedisHandle,
+    ratelimit::{RateLimit, RateLimited, RateLimiter},
+};
 
 use crate::{
     app::{Cached, Consume, CouponCache, Hold, IN_FLIGHT_GRACE, LedgerEntry, Result, Snapshot},
@@ -36,6 +40,7 @@ pub struct RedisCoupons {
     redis: RedisHandle,
     scripts: Arc<Scripts>,
     ttl_seconds: u32,
+    validations: RateLimiter,
 }
 
 /// The keys every coupon script takes, in its KEYS order.
@@ -55,6 +60,7 @@ impl RedisCoupons {
     /// `ttl_seconds`: how long a coupon stays loaded after its last change.
     pub fn new(redis: RedisHandle, ttl_seconds: u32) -> Self {
         Self {
+            validations: RateLimiter::new(redis.clone(), "coupon:validate"),
             redis,
             scripts: Arc::new(Scripts {
                 snapshot: script!("lua/snapshot.lua"),
@@ -80,6 +86,14 @@ impl RedisCoupons {
 }
 
 impl CouponCache for RedisCoupons {
+    async fn throttle(
+        &self,
+        user: &str,
+        limit: RateLimit,
+    ) -> Result<std::result::Result<(), RateLimited>> {
+        Ok(self.validations.check(user, limit).await?)
+    }
+
     async fn snapshot(&self, code: &CouponCode, user: &str, order: Option<&str>) -> Result<Cached> {
         let mut conn = self.redis.conn.clone();
         let reply: Vec<Value> = self

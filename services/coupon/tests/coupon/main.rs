@@ -21,6 +21,7 @@ use titan_coupon::{
 use titan_kit::{
     auth::Caller,
     datastores::{postgres, redis::RedisHandle},
+    ratelimit::RateLimit,
     testing::{TestClock, TestPostgres, TestRedis, caller},
 };
 
@@ -85,6 +86,27 @@ pub fn spec(code: &str, kind: CouponKind, value: i64) -> RawSpec {
     }
 }
 
+/// So that tests validate as often as they like, unless they test the limit.
+const UNLIMITED: RateLimit = RateLimit {
+    burst: 1_000_000,
+    interval: std::time::Duration::from_millis(1),
+};
+
+fn app(db: &TestPostgres, redis: &RedisHandle, clock: &TestClock, limit: RateLimit) -> Arc<App> {
+    let settings = Settings::default();
+    Arc::new(
+        Coupons::new(
+            PgCoupons::new(db.pool.clone()),
+            RedisCoupons::new(redis.clone(), settings.cache_ttl_seconds),
+            settings,
+            "test".into(),
+            clock.clock(),
+            Metrics::new(&prometheus::Registry::new()).expect("metrics"),
+        )
+        .with_validation_limit(limit),
+    )
+}
+
 impl World {
     pub async fn new() -> Self {
         let redis = TestRedis::new().await.handle;
@@ -93,17 +115,9 @@ impl World {
             .await
             .expect("migrate");
         let clock = TestClock::at(epoch() + Duration::days(1));
-        let settings = Settings::default();
-        let app = Coupons::new(
-            PgCoupons::new(db.pool.clone()),
-            RedisCoupons::new(redis.clone(), settings.cache_ttl_seconds),
-            settings,
-            "test".into(),
-            clock.clock(),
-            Metrics::new(&prometheus::Registry::new()).expect("metrics"),
-        );
+        let app = app(&db, &redis, &clock, UNLIMITED);
         Self {
-            app: Arc::new(app),
+            app,
             db,
             redis,
             clock,
@@ -112,15 +126,12 @@ impl World {
 
     /// Another replica of the service on the same stores.
     pub fn replica(&self) -> Arc<App> {
-        let settings = Settings::default();
-        Arc::new(Coupons::new(
-            PgCoupons::new(self.db.pool.clone()),
-            RedisCoupons::new(self.redis.clone(), settings.cache_ttl_seconds),
-            settings,
-            "test".into(),
-            self.clock.clock(),
-            Metrics::new(&prometheus::Registry::new()).expect("metrics"),
-        ))
+        app(&self.db, &self.redis, &self.clock, UNLIMITED)
+    }
+
+    /// Another replica whose shoppers may validate within `limit`.
+    pub fn limited(&self, limit: RateLimit) -> Arc<App> {
+        app(&self.db, &self.redis, &self.clock, limit)
     }
 
     pub async fn create(&self, raw: RawSpec) {

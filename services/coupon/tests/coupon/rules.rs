@@ -733,3 +733,31 @@ async fn only_a_service_identity_redeems() {
         .expect("a shopper previews");
     assert!(v.refusal.is_none(), "{:?}", v.refusal);
 }
+
+/// Each validation reads the store, so each shopper has a budget of them: a burst, then
+/// `RATE_LIMITED`; another shopper is not affected.
+#[tokio::test]
+async fn validations_are_rate_limited_per_shopper() {
+    let w = World::new().await;
+    w.create(spec("SAVE", CouponKind::Percentage, 1000)).await;
+    let app = w.limited(titan_kit::ratelimit::RateLimit {
+        burst: 3,
+        interval: std::time::Duration::from_secs(3600),
+    });
+    for _ in 0..3 {
+        app.validate(&shopper(1), "SAVE", &plain_cart())
+            .await
+            .expect("within the burst");
+    }
+    let e = app
+        .validate(&shopper(1), "SAVE", &plain_cart())
+        .await
+        .expect_err("over the budget");
+    assert_eq!(
+        (e.code(), e.reason()),
+        (ErrorCode::ResourceExhausted, Some("RATE_LIMITED"))
+    );
+    app.validate(&shopper(2), "SAVE", &plain_cart())
+        .await
+        .expect("another shopper");
+}

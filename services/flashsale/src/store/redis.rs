@@ -9,6 +9,7 @@ use redis::{Script, Value};
 use titan_kit::{
     datastores::redis::RedisHandle,
     idempotency::{self, IdempotencyError},
+    ratelimit::{RateLimit, RateLimiter},
 };
 
 use crate::{
@@ -41,6 +42,8 @@ struct Scripts {
 pub struct RedisStock {
     redis: RedisHandle,
     scripts: Arc<Scripts>,
+    /// Per-buyer budget of `GetChallenge`, which writes to Redis on every call.
+    challenges: RateLimiter,
 }
 
 /// The seven keys every stock script takes, in its KEYS order.
@@ -57,6 +60,7 @@ impl RedisStock {
             restore: script!("lua/restore.lua"),
         };
         Self {
+            challenges: RateLimiter::new(redis.clone(), "flashsale:challenge"),
             redis,
             scripts: Arc::new(scripts),
         }
@@ -364,7 +368,13 @@ impl StockStore for RedisStock {
         user: &str,
         challenge: &str,
         ttl: std::time::Duration,
-    ) -> Result<()> {
+        limit: RateLimit,
+    ) -> Result<std::result::Result<(), Refusal>> {
+        if let Err(limited) = self.challenges.check(user, limit).await? {
+            return Ok(Err(Refusal::RateLimited {
+                retry_after_ms: u64::try_from(limited.retry_after.as_millis()).unwrap_or(u64::MAX),
+            }));
+        }
         let mut conn = self.redis.conn.clone();
         let () = redis::cmd("SET")
             .arg(self.challenge_key(sale, challenge))
@@ -373,7 +383,7 @@ impl StockStore for RedisStock {
             .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
             .query_async(&mut conn)
             .await?;
-        Ok(())
+        Ok(Ok(()))
     }
 }
 

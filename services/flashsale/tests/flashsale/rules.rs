@@ -748,3 +748,43 @@ async fn a_request_id_reused_with_another_quantity_is_refused() {
         .expect("the true retry");
     assert_eq!(same.id, first.id);
 }
+
+/// `GetChallenge` writes to Redis on every call, so it shares the buyer's attempt budget: a
+/// burst, then `RATE_LIMITED`; other buyers are not affected.
+#[tokio::test]
+async fn challenges_are_rate_limited_per_buyer() {
+    let w = World::new(titan_flashsale::config::Settings {
+        rate_limit_burst: 2,
+        rate_limit_interval_ms: 3_600_000,
+        ..settings()
+    })
+    .await;
+    let mut spec = w.spec(10, 5);
+    spec.pow_difficulty = 1;
+    let sale = w
+        .app
+        .create_sale(&admin(), &uuid(), spec)
+        .await
+        .expect("create")
+        .sale
+        .id;
+    for _ in 0..2 {
+        w.app
+            .challenge(&buyer(1), sale)
+            .await
+            .expect("within the burst");
+    }
+    let e = w
+        .app
+        .challenge(&buyer(1), sale)
+        .await
+        .expect_err("over the budget");
+    assert_eq!(
+        (e.code(), e.reason()),
+        (ErrorCode::ResourceExhausted, Some("RATE_LIMITED"))
+    );
+    w.app
+        .challenge(&buyer(2), sale)
+        .await
+        .expect("another buyer has a budget of their own");
+}
