@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     app::{FlashSaleError, FlashSales, Order, SaleStore, SaleView, StockStore},
     domain::{AdminState, SaleId, SaleStatus, sale::RawSaleSpec},
+    watch::Pollers,
 };
 
 const DOMAIN: &str = "flashsale.titan.dev";
@@ -120,8 +121,8 @@ fn order(o: Order) -> pb::Order {
 
 pub struct Grpc<P, S> {
     app: Arc<FlashSales<P, S>>,
-    /// Cancelled when the process drains: open `WatchSale` streams end cleanly then.
-    shutdown: CancellationToken,
+    /// One poller per watched sale; they stop on shutdown, which ends the streams cleanly.
+    pollers: Pollers<P, S>,
 }
 
 impl<P, S> std::fmt::Debug for Grpc<P, S> {
@@ -130,9 +131,29 @@ impl<P, S> std::fmt::Debug for Grpc<P, S> {
     }
 }
 
-impl<P, S> Grpc<P, S> {
+impl<P: SaleStore, S: StockStore> Grpc<P, S> {
+    /// The edge; `shutdown` ends open `WatchSale` streams when the process drains.
     pub fn new(app: Arc<FlashSales<P, S>>, shutdown: CancellationToken) -> Self {
-        Self { app, shutdown }
+        let every = Duration::from_millis(app.settings().watch_interval_ms);
+        Self {
+            pollers: Pollers::new(app.clone(), every, shutdown),
+            app,
+        }
+    }
+
+    pub fn pollers(&self) -> &Pollers<P, S> {
+        &self.pollers
+    }
+}
+
+/// What a watcher sees of a sale.
+fn update(v: &SaleView) -> pb::SaleUpdate {
+    pb::SaleUpdate {
+        sale_id: v.sale.id.to_string(),
+        status: status_code(v.status) as i32,
+        remaining: v.level.map_or(v.sale.spec.total_quantity, |l| l.available),
+        starts_in_seconds: seconds_until(v.sale.spec.starts_at, v.now),
+        ends_in_seconds: seconds_until(v.sale.spec.ends_at, v.now),
     }
 }
 
@@ -376,45 +397,25 @@ impl<P: SaleStore, S: StockStore> FlashSaleService for Grpc<P, S> {
         auth::caller(&request)?;
         let id = sale_id(&request.get_ref().sale_id)?;
         let first = self.app.get(id).await.map_err(status)?;
+        let mut polled = self.pollers.subscribe(&first);
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let app = self.app.clone();
-        let shutdown = self.shutdown.clone();
-        let every = Duration::from_millis(app.settings().watch_interval_ms);
         tokio::spawn(async move {
-            let update = |v: &SaleView| pb::SaleUpdate {
-                sale_id: v.sale.id.to_string(),
-                status: status_code(v.status) as i32,
-                remaining: v.level.map_or(v.sale.spec.total_quantity, |l| l.available),
-                starts_in_seconds: seconds_until(v.sale.spec.starts_at, v.now),
-                ends_in_seconds: seconds_until(v.sale.spec.ends_at, v.now),
-            };
             let mut last = update(&first);
             if tx.send(Ok(last.clone())).await.is_err() {
                 return;
             }
-            // Polling at a fixed rate coalesces any number of changes into one update per tick.
-            let mut tick = tokio::time::interval(every);
-            let mut sale = first.sale;
-            for n in 1u64.. {
+            loop {
                 tokio::select! {
                     () = tx.closed() => return,
-                    // The stream ends (OK) so the drain does not wait out the grace period.
-                    () = shutdown.cancelled() => return,
-                    _ = tick.tick() => {}
+                    // The poller stopped (shutdown): the stream ends with OK.
+                    changed = polled.changed() => if changed.is_err() { return },
                 }
-                // Stock comes from Redis every tick; the record (admin changes) every 20 ticks.
-                let view = if n % 20 == 0 {
-                    app.view_of(id).await
-                } else {
-                    app.refresh(sale.clone()).await
-                };
-                let next = match view {
-                    Ok(view) => {
-                        sale = view.sale.clone();
-                        update(&view)
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(status(e))).await;
+                let latest = polled.borrow_and_update().clone();
+                let next = match latest {
+                    None => continue,
+                    Some(Ok(view)) => update(&view),
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(to_status(DOMAIN, e.as_ref()))).await;
                         return;
                     }
                 };

@@ -11,6 +11,7 @@ pub mod domain;
 pub mod grpc;
 pub mod metrics;
 pub mod store;
+pub mod watch;
 
 use std::{sync::Arc, time::Duration};
 
