@@ -128,7 +128,8 @@ impl ClickHouseConfig {
 pub struct EventsConfig {
     /// Rows the relay moves per round trip.
     pub relay_batch: u32,
-    /// Approximate cap on the length of each stream (`XADD MAXLEN ~`).
+    /// Approximate length each stream is trimmed to once its consumer groups have read it;
+    /// what a group still needs is kept up to ten times this.
     pub stream_max_len: u64,
     /// A message unacknowledged this long is claimed by another consumer.
     pub claim_idle: Duration,

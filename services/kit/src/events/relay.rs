@@ -88,6 +88,34 @@ impl Leadership {
     }
 }
 
+/// How far past `streamMaxLen` the stream may grow to keep what a slow group still needs.
+const HARD_CAP: usize = 10;
+
+/// How one batch trims the stream.
+#[derive(Debug)]
+enum Trim {
+    /// Keep every entry from this id on (what the slowest group still needs).
+    MinId(String),
+    MaxLen(usize),
+}
+
+/// A stream entry id (`<ms>-<seq>`), ordered as Redis orders them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct StreamId(u64, u64);
+
+impl StreamId {
+    fn parse(id: &str) -> Option<Self> {
+        let (ms, seq) = id.split_once('-')?;
+        Some(Self(ms.parse().ok()?, seq.parse().ok()?))
+    }
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.0, self.1)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Relay {
     pool: PgPool,
@@ -249,6 +277,63 @@ impl Relay {
         result
     }
 
+    /// How to trim the stream on this batch: never past the oldest entry a consumer group
+    /// still needs (its oldest unacknowledged entry, else its last delivered one), unless that
+    /// would keep more than [`HARD_CAP`] × `streamMaxLen` entries (a group nobody reads any
+    /// more must not pin the stream for ever: then it loses what is trimmed, said in the log
+    /// and visible in `titan_events_group_lag`). Without groups, `MAXLEN ~ streamMaxLen`.
+    async fn trim(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+        stream: &str,
+    ) -> Result<Trim, KitError> {
+        let max_len = usize::try_from(self.max_len).unwrap_or(usize::MAX);
+        let length: usize = redis::cmd("XLEN").arg(stream).query_async(conn).await?;
+        if length == 0 {
+            return Ok(Trim::MaxLen(max_len));
+        }
+        let groups: Vec<HashMap<String, Value>> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(stream)
+            .query_async(conn)
+            .await?;
+        let mut floor: Option<StreamId> = None;
+        for group in &groups {
+            let text = |name: &str| {
+                group
+                    .get(name)
+                    .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+            };
+            let Some(name) = text("name") else { continue };
+            // [count, oldest id, newest id, consumers]
+            let pending: Vec<Value> = redis::cmd("XPENDING")
+                .arg(stream)
+                .arg(&name)
+                .query_async(conn)
+                .await?;
+            let oldest_pending = pending
+                .get(1)
+                .and_then(|v| redis::from_redis_value_ref::<String>(v).ok());
+            let needed = oldest_pending
+                .or_else(|| text("last-delivered-id"))
+                .and_then(|id| StreamId::parse(&id));
+            floor = match (floor, needed) {
+                (Some(f), Some(n)) => Some(f.min(n)),
+                (f, n) => f.or(n),
+            };
+        }
+        Ok(match floor {
+            Some(floor) if length < max_len.saturating_mul(HARD_CAP) => {
+                Trim::MinId(floor.to_string())
+            }
+            Some(_) => {
+                tracing::error!(service = %self.service, length, "a consumer group is so far behind that its stream reached the hard cap; trimming what it has not read");
+                Trim::MaxLen(max_len.saturating_mul(HARD_CAP))
+            }
+            None => Trim::MaxLen(max_len),
+        })
+    }
+
     /// Publishes one batch; returns how many rows moved.
     pub async fn relay_once(&self) -> Result<u64, KitError> {
         let rows: Vec<(i64, uuid::Uuid, String, serde_json::Value)> = sqlx::query_as(
@@ -263,23 +348,24 @@ impl Relay {
             return Ok(0);
         }
         let stream = stream_key(&self.redis, &self.service);
+        let mut conn = self.redis.conn.clone();
+        let trim = self.trim(&mut conn, &stream).await?;
         let mut pipe = redis::pipe();
         for (_, id, kind, envelope) in &rows {
-            pipe.xadd_maxlen(
-                &stream,
-                redis::streams::StreamMaxlen::Approx(
-                    usize::try_from(self.max_len).unwrap_or(usize::MAX),
-                ),
-                "*",
-                &[
-                    ("id", id.to_string()),
-                    ("type", kind.clone()),
-                    ("envelope", envelope.to_string()),
-                ],
-            )
-            .ignore();
+            let xadd = pipe.cmd("XADD").arg(&stream);
+            match &trim {
+                Trim::MinId(floor) => xadd.arg("MINID").arg("~").arg(floor),
+                Trim::MaxLen(n) => xadd.arg("MAXLEN").arg("~").arg(n),
+            };
+            xadd.arg("*")
+                .arg("id")
+                .arg(id.to_string())
+                .arg("type")
+                .arg(kind)
+                .arg("envelope")
+                .arg(envelope.to_string())
+                .ignore();
         }
-        let mut conn = self.redis.conn.clone();
         let () = pipe.query_async(&mut conn).await?;
         let seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
         sqlx::query("DELETE FROM titan_outbox WHERE service = $1 AND seq = ANY($2)")
@@ -288,5 +374,20 @@ impl Relay {
             .execute(&self.pool)
             .await?;
         Ok(rows.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_order_as_redis_orders_them() {
+        let id = |s| StreamId::parse(s).expect("id");
+        assert!(id("9-5") < id("10-0"), "numerically, not as text");
+        assert!(id("10-2") < id("10-10"));
+        assert_eq!(id("1700000000000-3").to_string(), "1700000000000-3");
+        assert_eq!(StreamId::parse("0"), None);
+        assert_eq!(StreamId::parse("a-1"), None);
     }
 }

@@ -680,3 +680,45 @@ async fn a_relay_that_lost_its_lock_stops_publishing() {
     assert_eq!(new.relay_leading(&mut new_lead).await.expect("relay"), 1);
     new_lead.release().await;
 }
+
+/// The stream is not trimmed past what the slowest consumer group still needs: a group that
+/// has read nothing keeps all 300 entries although `streamMaxLen` is 100 (up to the hard cap
+/// of 10 × that); once it has read and acknowledged them, they are trimmed.
+#[tokio::test]
+async fn the_stream_keeps_what_the_slowest_group_has_not_read() {
+    let bus = Bus::new().await;
+    let relay = Relay::new(
+        bus.db.pool.clone(),
+        bus.redis.handle.clone(),
+        "orders",
+        &EventsConfig {
+            stream_max_len: 100,
+            relay_batch: 50,
+            ..Bus::events_config()
+        },
+    );
+    let mut slow = bus.consumer("slow", Recorder::Ok).await; // the group, at the start
+    bus.write(300).await;
+    while relay.relay_once().await.expect("relay") > 0 {}
+    let mut conn = bus.redis.handle.conn.clone();
+    let stream = events::stream_key(&bus.redis.handle, "orders");
+    let length: usize = conn.xlen(&stream).await.expect("xlen");
+    assert_eq!(length, 300, "nothing the group has not read is trimmed");
+
+    // The group catches up: reads and acknowledges everything.
+    let mut handled = 0;
+    while handled < 300 {
+        for message in slow.next_batch().await.expect("read") {
+            let outcome = slow.handle(&message).await;
+            slow.settle(&message, &outcome).await.expect("settle");
+            handled += 1;
+        }
+    }
+    bus.write(1).await;
+    relay.relay_once().await.expect("relay");
+    let length: usize = conn.xlen(&stream).await.expect("xlen");
+    assert!(
+        length < 301,
+        "read entries are trimmed again ({length} left)"
+    );
+}
