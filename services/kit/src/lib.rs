@@ -1,7 +1,8 @@
 //! The shared runtime of every Titan service: configuration, the three servers (gRPC, HTTP,
 //! admin), JWT authentication, error mapping, datastore clients and migrations, idempotent
-//! mutations and the event bus (outbox, relay, consumers). A service crate builds on these and
-//! never re-invents them.
+//! mutations, the event bus (outbox, relay, consumers, dead letters) and the limits every call
+//! runs under (deadlines, load shedding, per-user rate limits). A service crate builds on these
+//! and never re-invents them.
 #![forbid(unsafe_code)]
 
 pub mod auth;
