@@ -86,6 +86,10 @@ fn default_identity() -> String {
 }
 
 fn run_controllers(options: run::RunOptions) -> anyhow::Result<()> {
+    // Both ring and aws-lc-rs end up enabled in a workspace build, and rustls then panics at
+    // the first TLS connection rather than pick one: choose before any client exists. An
+    // error means a provider is installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TITAN_LOG")

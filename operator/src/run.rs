@@ -7,6 +7,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
+    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -21,7 +22,7 @@ use k8s_openapi::api::{
 use kube::{
     Api, Client, ResourceExt,
     core::DeserializeGuard,
-    runtime::{Controller, controller, reflector::ObjectRef, watcher},
+    runtime::{Controller, controller, reflector::ObjectRef, utils::Backoff, watcher},
 };
 use titan_crds::{Cell, Service};
 use tokio::sync::watch;
@@ -162,6 +163,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             },
         )
         .with_config(config.clone())
+        .trigger_backoff(WatchRetry)
         .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(guard::reconcile_cell, guard::cell_error_policy, ctx.clone())
         .for_each(|result| async move {
@@ -199,6 +201,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             },
         )
         .with_config(config)
+        .trigger_backoff(WatchRetry)
         .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(guard::reconcile_service, guard::service_error_policy, ctx)
         .for_each(|result| async move {
@@ -214,6 +217,30 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         tracing::warn!(%error, "cannot release the lease");
     }
     finish(admin, stop_tx).await
+}
+
+/// The pause after a failed watch: short and never growing. A controller merges every watch it
+/// triggers on into one stream with one backoff, and an API server restart fails each of its
+/// dozen watches in turn: with kube's default exponential backoff the pause grew with every one
+/// of them, and the last watch came back minutes later, reconciling nothing meanwhile (found by
+/// the cluster suite, which restarts the API server under a running operator).
+#[derive(Debug, Clone, Copy)]
+pub struct WatchRetry;
+
+impl WatchRetry {
+    pub const PAUSE: Duration = Duration::from_millis(500);
+}
+
+impl Iterator for WatchRetry {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Self::PAUSE)
+    }
+}
+
+impl Backoff for WatchRetry {
+    fn reset(&mut self) {}
 }
 
 async fn cloudnative_pg_installed(client: &Client) -> bool {
@@ -261,5 +288,19 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_watch_pauses_briefly_and_the_pause_never_grows() {
+        let pauses: Vec<Duration> = WatchRetry.take(50).collect();
+        assert_eq!(pauses, vec![WatchRetry::PAUSE; 50]);
+        let mut retry = WatchRetry;
+        retry.reset();
+        assert_eq!(retry.next(), Some(Duration::from_millis(500)));
     }
 }

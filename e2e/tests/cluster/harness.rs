@@ -84,7 +84,8 @@ impl Kube {
 
     /// The object, or `None` when it does not exist.
     pub fn get(&self, args: &[&str]) -> Option<Value> {
-        let mut with_output = args.to_vec();
+        let mut with_output = vec!["get"];
+        with_output.extend(args);
         with_output.extend(["-o", "json", "--ignore-not-found"]);
         let text = self.kubectl(&with_output).unwrap_or_else(|e| panic!("{e}"));
         (!text.trim().is_empty())
@@ -137,8 +138,8 @@ impl Kube {
         write_counts(&metrics)
     }
 
-    /// The apiserver's process (SIGKILLed or stopped by the suite) started again with its
-    /// recorded command line; waits until it answers.
+    /// The apiserver SIGKILLed (a crash: no graceful goodbye to the watches) and started again
+    /// with its recorded command line; waits until it answers.
     pub fn restart_apiserver(&self) {
         let pid_file = self.dir.join("kube-apiserver.pid");
         let pid: i32 = fs::read_to_string(&pid_file)
@@ -146,7 +147,7 @@ impl Kube {
             .trim()
             .parse()
             .expect("a pid");
-        signal::kill(Pid::from_raw(pid), Signal::SIGTERM).expect("signal the apiserver");
+        signal::kill(Pid::from_raw(pid), Signal::SIGKILL).expect("signal the apiserver");
         eventually("the apiserver has exited", Duration::from_secs(60), || {
             !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid)
         });

@@ -378,8 +378,10 @@ fn scale_through_the_subresource(kube: &Kube) {
     ]);
     // The fraud service autoscales: its HPA must be able to read and write its target's scale.
     let hpa = kube.json(&["get", "hpa", "fraud", "-n", NAMESPACE]);
-    let target = &hpa["spec"]["scaleTargetRef"];
-    eprintln!("fraud HPA targets {target}");
+    assert_eq!(
+        hpa["spec"]["scaleTargetRef"],
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "fraud"})
+    );
     eventually("the fraud HPA can scale its target", CONVERGE, || {
         kube.get(&["hpa", "fraud", "-n", NAMESPACE])
             .is_some_and(|h| is_true(&h, "AbleToScale"))
@@ -688,6 +690,9 @@ fn leader_loss_and_restarts(
     std::mem::swap(leader, standby);
 }
 
+/// Where the suite adds a field of a "newer" Cell schema.
+const FUTURE_FIELD: &str = "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/datastores/properties/futureStore";
+
 fn a_malformed_cell_can_be_deleted(kube: &Kube) {
     let name = "broken";
     let file = kube.dir.join("broken-cell.yaml");
@@ -701,19 +706,47 @@ fn a_malformed_cell_can_be_deleted(kube: &Kube) {
     .expect("write the cell");
     kube.k(&["apply", "-f", &file.display().to_string()]);
     eventually(
-        "the operator has put its finalizer on the cell",
+        "the operator has put its finalizer on the cell and finished a round",
         CONVERGE,
         || {
-            cell_json(kube, name)["metadata"]["finalizers"]
+            let cell = cell_json(kube, name);
+            cell["metadata"]["finalizers"]
                 .as_array()
                 .is_some_and(|f| f.iter().any(|f| f == "commerce.titan.dev/teardown"))
+                && cell["status"]["observedGeneration"] == cell["metadata"]["generation"]
+                && is_true(&cell, "DatastoresReady")
         },
     );
-    // The schema keeps unknown keys of a service's config; the operator's types refuse them.
-    patch_cell(
-        kube,
-        name,
-        json!({"spec": {"services": {"flashsale": {"config": {"noSuchField": 1}}}}}),
+    // A newer CRD (an operator upgrade rolled back, say) lets the Cell carry a field this
+    // operator's types refuse: the API server stores it, the operator cannot read the spec.
+    let crd = "crd/cells.commerce.titan.dev";
+    kube.k(&[
+        "patch",
+        crd,
+        "--type=json",
+        "-p",
+        &json!([{
+            "op": "add",
+            "path": FUTURE_FIELD,
+            "value": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+        }])
+        .to_string(),
+    ]);
+    eventually(
+        "the API server keeps the field of the newer schema",
+        CONVERGE,
+        || {
+            kube.kubectl(&[
+                "patch",
+                "cell",
+                name,
+                "--type=merge",
+                "-p",
+                &json!({"spec": {"datastores": {"futureStore": {"size": 1}}}}).to_string(),
+            ])
+            .is_ok()
+                && cell_json(kube, name)["spec"]["datastores"]["futureStore"]["size"] == 1
+        },
     );
     eventually("the operator reports the malformed cell", CONVERGE, || {
         let events = kube.json(&[
@@ -729,6 +762,14 @@ fn a_malformed_cell_can_be_deleted(kube: &Kube) {
     eventually("the malformed cell's namespace is gone", CONVERGE, || {
         kube.get(&["namespace", &format!("titan-{name}")]).is_none()
     });
+    // The CRD as the chart installed it, for the rest of the suite.
+    kube.k(&[
+        "patch",
+        crd,
+        "--type=json",
+        "-p",
+        &json!([{"op": "remove", "path": FUTURE_FIELD}]).to_string(),
+    ]);
 }
 
 fn retain_keeps_data_and_delete_removes_it(kube: &Kube) {

@@ -203,3 +203,53 @@ pub async fn teardown(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     set_finalizers(client, cell, finalizers).await?;
     Ok(Action::await_change())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(spec: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "commerce.titan.dev/v1alpha1",
+            "kind": "Cell",
+            "metadata": {"name": "broken", "finalizers": [FINALIZER]},
+            "spec": spec,
+        }))
+        .expect("a dynamic object")
+    }
+
+    #[test]
+    fn salvage_keeps_what_the_teardown_reads_when_it_is_valid() {
+        let cell = salvage(raw(serde_json::json!({
+            "version": "0.1.0",
+            "namespace": "shop-eu",
+            "deletionPolicy": "Delete",
+            "datastores": {"postgres": {"provider": "cloudnative-pg"}, "futureStore": {}},
+        })))
+        .expect("salvaged");
+        assert_eq!(cell.name_any(), "broken");
+        assert_eq!(cell.finalizers(), [FINALIZER]);
+        assert_eq!(cell.namespace_name(), "shop-eu");
+        assert_eq!(cell.spec.deletion_policy, DeletionPolicy::Delete);
+        assert_eq!(
+            cell.spec.datastores.postgres.provider,
+            PostgresProvider::CloudnativePg
+        );
+    }
+
+    #[test]
+    fn an_unreadable_deletion_policy_keeps_the_data() {
+        let cell = salvage(raw(serde_json::json!({
+            "deletionPolicy": "Shred",
+            "namespace": 7,
+            "datastores": {"postgres": {"provider": "elsewhere"}},
+        })))
+        .expect("salvaged");
+        assert_eq!(cell.spec.deletion_policy, DeletionPolicy::Retain);
+        assert_eq!(cell.namespace_name(), "titan-broken");
+        assert_eq!(
+            cell.spec.datastores.postgres.provider,
+            PostgresProvider::default()
+        );
+    }
+}

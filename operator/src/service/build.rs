@@ -199,11 +199,13 @@ pub fn build(
         (Some(autoscaling), false) => Some(HorizontalPodAutoscaler {
             metadata: meta(name.clone()),
             spec: Some(HorizontalPodAutoscalerSpec {
-                // The autoscaler scales the Service (its scale subresource), and the operator
-                // carries the count to the Deployment: one owner of replicas, no tug-of-war.
+                // The autoscaler scales the Deployment, whose replicas the operator leaves
+                // unset (the Service's CEL rule forbids replicas with autoscaling): one owner
+                // of the field, no tug-of-war. Not the Service's scale subresource: with no
+                // `spec.replicas` there it has no scale the autoscaler could read.
                 scale_target_ref: CrossVersionObjectReference {
-                    api_version: Some(Service::api_version(&()).into_owned()),
-                    kind: Service::kind(&()).into_owned(),
+                    api_version: Some(Deployment::api_version(&()).into_owned()),
+                    kind: Deployment::kind(&()).into_owned(),
                     name: name.clone(),
                 },
                 min_replicas: Some(autoscaling.min_replicas),

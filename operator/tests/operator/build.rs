@@ -290,11 +290,9 @@ fn autoscaling_targets_the_service_scale_subresource() {
         .expect("autoscaler")
         .spec
         .expect("spec");
-    assert_eq!(hpa.scale_target_ref.kind, "Service");
-    assert_eq!(
-        hpa.scale_target_ref.api_version.as_deref(),
-        Some("commerce.titan.dev/v1alpha1")
-    );
+    assert_eq!(hpa.scale_target_ref.kind, "Deployment");
+    assert_eq!(hpa.scale_target_ref.api_version.as_deref(), Some("apps/v1"));
+    assert_eq!(hpa.scale_target_ref.name, "fraud");
     assert_eq!((hpa.min_replicas, hpa.max_replicas), (Some(2), 10));
     assert_eq!(
         deployment_of(&cell, "fraud").spec.expect("spec").replicas,
