@@ -3,4 +3,5 @@
 pub mod cell;
 pub mod chart;
 pub mod datastores;
+pub mod kube_bench;
 pub mod test;

@@ -39,7 +39,7 @@ const STOP_GRACE: Duration = Duration::from_secs(20);
 /// 500-cell benchmark, whose pods only exist as API objects.
 const NODES: usize = 3;
 /// PersistentVolumes made at start; `provision_volumes` adds more (the benchmark).
-const VOLUMES: usize = 48;
+pub const VOLUMES: usize = 48;
 /// The StorageClass of the pre-made volumes, the cluster's default.
 pub const STORAGE_CLASS: &str = "titan-local";
 const RECORD: &str = "kube.json";
@@ -69,6 +69,8 @@ enum Action {
     /// Print `export` lines for a shell: `eval "$(cargo xtask kube env)"`, then `kubectl get
     /// nodes` or `cargo nextest run -p titan-e2e --test cluster`.
     Env,
+    /// The scale benchmark: `cargo xtask kube bench --cells 500` (not a test; prints figures).
+    Bench(crate::cmd::kube_bench::Args),
 }
 
 /// What `kube.json` records: who owns the control plane (an xtask that stops it when it ends,
@@ -603,6 +605,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             print!("{}", exports(&dir));
             Ok(ExitCode::SUCCESS)
         }
+        Action::Bench(args) => crate::cmd::kube_bench::run(args),
     }
 }
 
