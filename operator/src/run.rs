@@ -21,7 +21,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, ResourceExt,
-    core::DeserializeGuard,
+    core::{DeserializeGuard, PartialObjectMeta},
     runtime::{Controller, controller, reflector::ObjectRef, utils::Backoff, watcher},
 };
 use titan_crds::{Cell, Service};
@@ -141,13 +141,15 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     }
     // A Secret the cell reads but does not own (an external datastore's, the object storage
     // credentials, CloudNativePG's) carries no owner reference: map it to the cells that name it,
-    // so a fixed Secret rolls the cell out now rather than at the next resync.
+    // so a fixed Secret rolls the cell out now rather than at the next resync. The mapping needs
+    // only names, and every Secret of the cluster passes through this watch: metadata only
+    // (`PartialObjectMeta` makes kube ask for it), never the secrets' data.
     let cell_store = cells.store();
     let cells = cells
         .watches(
-            Api::<Secret>::all(client.clone()),
+            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
             watcher::Config::default(),
-            move |secret: Secret| {
+            move |secret: PartialObjectMeta<Secret>| {
                 let (namespace, name) = (secret.namespace(), secret.name_any());
                 cell_store
                     .state()
@@ -186,11 +188,13 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             managed.clone(),
         )
         .owns(Api::<HorizontalPodAutoscaler>::all(client.clone()), managed)
-        // A Cell's pause, stop or version changes what its Services do.
+        // A Cell's pause, stop or version changes what its Services do. Its name is all the
+        // mapping needs (the round reads the Cell itself): metadata only, so the Cells are not
+        // decoded a second time beside the cell controller's store.
         .watches(
-            Api::<DeserializeGuard<Cell>>::all(client.clone()),
+            Api::<PartialObjectMeta<Cell>>::all(client.clone()),
             watcher::Config::default(),
-            move |cell: DeserializeGuard<Cell>| {
+            move |cell: PartialObjectMeta<Cell>| {
                 let name = cell.name_any();
                 store
                     .state()
