@@ -299,10 +299,11 @@ impl ControlPlane {
                 format!("--kubeconfig={}", self.admin_kubeconfig().display()),
                 "--manage-all-nodes=false".into(),
                 "--manage-nodes-with-label-selector=type=kwok".into(),
-                // Loopback addresses: nothing ever connects to a fake node or pod, and no
-                // address outside this machine appears in the cluster.
+                // Nothing ever connects to a fake node or pod: nodes say loopback; pod IPs come
+                // from 198.18.0.0/16 (reserved for benchmarks), since EndpointSlices refuse
+                // loopback addresses and the endpoints controller would fail on every Service.
                 "--node-ip=127.0.0.1".into(),
-                "--cidr=127.64.0.0/10".into(),
+                "--cidr=198.18.0.0/16".into(),
                 format!("--config={}", kwok_config.display()),
                 format!("--config={}", self.tools.kwok_stages().display()),
                 "--node-lease-duration-seconds=40".into(),
