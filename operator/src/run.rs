@@ -100,7 +100,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
 
     let lost_tx = stop_tx.clone();
     let mut leader_rx = election.leader.clone();
-    tokio::spawn(async move {
+    let lost = tokio::spawn(async move {
         if leader_rx.wait_for(|leader| !*leader).await.is_ok() {
             tracing::error!("lost leadership: stopping controllers");
             let _ = lost_tx.send(true);
@@ -214,14 +214,35 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             }
         });
 
-    tokio::join!(cells, services);
-    // Dropping the receiver ends the lease task, which releases the lease for the next leader.
+    // A graceful shutdown lets the rounds under way finish, but kube's controllers also wait
+    // for every requeue they have scheduled (each Cell's is minutes away): a SIGTERMed leader
+    // went on holding the lease until it was killed. Rounds are idempotent, so after a short
+    // grace the rest are dropped and the lease is released for the next leader.
+    let mut stop_grace = stop_rx.clone();
+    tokio::select! {
+        _ = async { tokio::join!(cells, services) } => {}
+        _ = async {
+            let _ = stop_grace.wait_for(|stop| *stop).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::info!(grace = ?SHUTDOWN_GRACE, "rounds still pending after the grace: dropping them");
+        }
+    }
+    // Dropping the last receiver ends the lease task, which releases the lease for the next
+    // leader: the watcher of a lost lease holds a clone, so it goes first (it kept a SIGTERMed
+    // leader renewing the lease until it was killed).
+    lost.abort();
+    let _ = lost.await;
     drop(election.leader);
     if let Ok(Err(error)) = election.task.await {
         tracing::warn!(%error, "cannot release the lease");
     }
     finish(admin, stop_tx).await
 }
+
+/// How long a stopping operator lets its rounds under way finish (well inside the chart's
+/// 30 s termination grace period, so the lease is released rather than left to expire).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The pause after a failed watch: short and never growing. A controller merges every watch it
 /// triggers on into one stream with one backoff, and an API server restart fails each of its

@@ -148,13 +148,22 @@ impl Kube {
             .parse()
             .expect("a pid");
         signal::kill(Pid::from_raw(pid), Signal::SIGKILL).expect("signal the apiserver");
-        eventually("the apiserver has exited", Duration::from_secs(60), || {
-            !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid)
-        });
         let argv: Vec<String> = serde_json::from_str(
             &fs::read_to_string(self.dir.join("kube-apiserver.argv")).expect("argv"),
         )
         .expect("argv is a JSON list");
+        let port: u16 = argv
+            .iter()
+            .find_map(|a| a.strip_prefix("--secure-port="))
+            .and_then(|p| p.parse().ok())
+            .expect("the apiserver's --secure-port");
+        // Gone means its port is free: a killed multi-threaded process can show as a zombie
+        // while its other threads still hold the listener.
+        eventually(
+            "the killed apiserver has let go of its port",
+            Duration::from_secs(30),
+            || TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        );
         let log = fs::OpenOptions::new()
             .append(true)
             .open(self.dir.join("kube-apiserver.log"))
@@ -176,14 +185,6 @@ impl Kube {
             || self.kubectl(&["get", "--raw", "/readyz"]).is_ok(),
         );
     }
-}
-
-fn is_zombie(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next())
-            .is_some_and(|state| state == "Z")
-    })
 }
 
 /// Sums `apiserver_request_total` samples of write verbs by `VERB resource[/subresource]`.
@@ -305,6 +306,30 @@ impl Operator {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod; returns how long it took to exit.
+    pub fn terminate(&mut self, deadline: Duration) -> Duration {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("a pid"));
+        let started = Instant::now();
+        signal::kill(pid, Signal::SIGTERM).expect("signal the operator");
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the operator") {
+                assert!(
+                    status.success(),
+                    "operator {} exited with {status}",
+                    self.name
+                );
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < deadline,
+                "operator {} still runs {deadline:?} after SIGTERM:\n{}",
+                self.name,
+                self.tail()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     pub fn running(&mut self) -> bool {

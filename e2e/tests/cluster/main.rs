@@ -29,6 +29,7 @@
 //! 9. A Cell carrying the finalizer whose spec no longer deserializes can still be deleted;
 //!    Retain keeps PVCs and credentials through `kubectl delete cell`, and a re-created Cell
 //!    adopts them; Delete lets the garbage collector remove everything.
+//!     The leader SIGTERMed exits within the termination grace and releases the Lease.
 //! 10. `helm uninstall` keeps the CRDs; `kubectl apply --server-side -f manifests/install.yaml`
 //!     installs the same operator, whose ServiceAccount then runs a cell to Ready.
 //!
@@ -84,7 +85,7 @@ fn the_operator_runs_cells_on_a_real_api_server() {
     drop(leader);
     a_malformed_cell_can_be_deleted(&kube);
     retain_keeps_data_and_delete_removes_it(&kube);
-    drop(running);
+    sigterm_releases_the_lease(&kube, running);
 
     install_from_manifests(&kube);
 }
@@ -732,23 +733,22 @@ fn a_malformed_cell_can_be_deleted(kube: &Kube) {
         }])
         .to_string(),
     ]);
-    eventually(
-        "the API server keeps the field of the newer schema",
-        CONVERGE,
-        || {
-            kube.kubectl(&[
+    // Edited until the operator has seen the new field: while the API server swaps its
+    // storage for the changed CRD, a watch may still get the object pruned to the old schema.
+    let mut edit = 0;
+    eventually("the operator reports the malformed cell", CONVERGE, || {
+        edit += 1;
+        let stored = kube
+            .kubectl(&[
                 "patch",
                 "cell",
                 name,
                 "--type=merge",
                 "-p",
-                &json!({"spec": {"datastores": {"futureStore": {"size": 1}}}}).to_string(),
+                &json!({"spec": {"datastores": {"futureStore": {"edit": edit}}}}).to_string(),
             ])
             .is_ok()
-                && cell_json(kube, name)["spec"]["datastores"]["futureStore"]["size"] == 1
-        },
-    );
-    eventually("the operator reports the malformed cell", CONVERGE, || {
+            && cell_json(kube, name)["spec"]["datastores"]["futureStore"]["edit"] == edit;
         let events = kube.json(&[
             "get",
             "events",
@@ -756,7 +756,7 @@ fn a_malformed_cell_can_be_deleted(kube: &Kube) {
             "--field-selector",
             &format!("involvedObject.kind=Cell,involvedObject.name={name},reason=InvalidObject"),
         ]);
-        events["items"].as_array().is_some_and(|e| !e.is_empty())
+        stored && events["items"].as_array().is_some_and(|e| !e.is_empty())
     });
     kube.k(&["delete", "cell", name, "--wait=true", "--timeout=3m"]);
     eventually("the malformed cell's namespace is gone", CONVERGE, || {
@@ -813,6 +813,19 @@ fn retain_keeps_data_and_delete_removes_it(kube: &Kube) {
         "the cell's namespace and everything in it are gone",
         CONVERGE,
         || kube.get(&["namespace", NAMESPACE]).is_none(),
+    );
+}
+
+/// Kubernetes stops a pod with SIGTERM: the leader exits cleanly within the chart's
+/// termination grace and releases the Lease, so the next leader need not wait for it to expire.
+fn sigterm_releases_the_lease(kube: &Kube, mut leader: Operator) {
+    assert_eq!(lease_holder(kube).as_deref(), Some(leader.name.as_str()));
+    let took = leader.terminate(Duration::from_secs(25));
+    eprintln!("  ok: the leader exited {took:?} after SIGTERM");
+    assert_eq!(
+        lease_holder(kube),
+        None,
+        "a stopped leader releases the Lease"
     );
 }
 
