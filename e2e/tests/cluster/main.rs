@@ -29,7 +29,7 @@
 //! 9. A Cell carrying the finalizer whose spec no longer deserializes can still be deleted;
 //!    Retain keeps PVCs and credentials through `kubectl delete cell`, and a re-created Cell
 //!    adopts them; Delete lets the garbage collector remove everything.
-//!     The leader SIGTERMed exits within the termination grace and releases the Lease.
+//!    The leader SIGTERMed exits within the termination grace and releases the Lease.
 //! 10. `helm uninstall` keeps the CRDs; `kubectl apply --server-side -f manifests/install.yaml`
 //!     installs the same operator, whose ServiceAccount then runs a cell to Ready.
 //!
