@@ -170,7 +170,10 @@ impl Kube {
             .expect("apiserver log");
         // Never waited for here: the restarted apiserver belongs to the control plane, which
         // `cargo xtask kube down` / `test` stops by the PID recorded below.
-        #[expect(clippy::zombie_processes, reason = "stopped by xtask through its pid file")]
+        #[expect(
+            clippy::zombie_processes,
+            reason = "stopped by xtask through its pid file"
+        )]
         let child = Command::new(&argv[0])
             .args(&argv[1..])
             .current_dir(&self.dir)
