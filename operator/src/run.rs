@@ -85,26 +85,47 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         let _ = signal_tx.send(true);
     });
 
-    let mut election = leader::elect(client.clone(), &lease_namespace, &identity)
-        .await
-        .context("cannot start leader election")?;
     ready.store(true, Ordering::Relaxed);
     tracing::info!(%identity, namespace = %lease_namespace, "waiting for leadership");
+    // A standby whose election ends (the lease manager gave up on an API error, as a loaded API
+    // server can make it) competes again instead of exiting: outside a pod nothing restarts
+    // it, and inside one a restart loop would only delay the takeover.
     let mut stop_wait = stop_rx.clone();
-    tokio::select! {
-        won = election.leader.wait_for(|leader| *leader) => { won.context("leader election ended")?; }
-        _ = stop_wait.wait_for(|stop| *stop) => { return finish(admin, stop_tx).await; }
-    }
+    let election = loop {
+        let mut election = match leader::elect(client.clone(), &lease_namespace, &identity).await {
+            Ok(election) => election,
+            Err(error) => {
+                tracing::warn!(%error, "cannot start leader election; trying again");
+                tokio::select! {
+                    () = tokio::time::sleep(ELECTION_RETRY) => continue,
+                    _ = stop_wait.wait_for(|stop| *stop) => return finish(admin, stop_tx).await,
+                }
+            }
+        };
+        let won = tokio::select! {
+            won = election.leader.wait_for(|leader| *leader) => won.is_ok(),
+            _ = stop_wait.wait_for(|stop| *stop) => return finish(admin, stop_tx).await,
+        };
+        if won {
+            break election;
+        }
+        match election.task.await {
+            Ok(Err(error)) => tracing::warn!(%error, "leader election ended; competing again"),
+            _ => tracing::warn!("leader election ended; competing again"),
+        }
+        tokio::time::sleep(ELECTION_RETRY).await;
+    };
     is_leader.store(true, Ordering::Relaxed);
     tracing::info!("leading: starting controllers");
 
     let lost_tx = stop_tx.clone();
     let mut leader_rx = election.leader.clone();
+    // Leadership ends when the lease says so or when the lease task itself ends (an error):
+    // either way nobody renews the lease any more, so this replica must stop reconciling.
     let lost = tokio::spawn(async move {
-        if leader_rx.wait_for(|leader| !*leader).await.is_ok() {
-            tracing::error!("lost leadership: stopping controllers");
-            let _ = lost_tx.send(true);
-        }
+        let _ = leader_rx.wait_for(|leader| !*leader).await;
+        tracing::error!("lost leadership: stopping controllers");
+        let _ = lost_tx.send(true);
     });
 
     let ctx = Arc::new(Context::new(client.clone(), metrics, Some(identity)));
@@ -239,6 +260,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     }
     finish(admin, stop_tx).await
 }
+
+/// The pause before a standby whose election ended competes again.
+const ELECTION_RETRY: Duration = Duration::from_secs(1);
 
 /// How long a stopping operator lets its rounds under way finish (well inside the chart's
 /// 30 s termination grace period, so the lease is released rather than left to expire).

@@ -48,7 +48,7 @@ const CELL: &str = "dev";
 const NAMESPACE: &str = "titan-dev";
 /// The operator's lease lasts 15 s (operator/src/leader.rs); a takeover may take that long
 /// plus a renewal period.
-const LEASE_TAKEOVER: Duration = Duration::from_secs(45);
+const LEASE_TAKEOVER: Duration = Duration::from_secs(90);
 /// Cells converge in seconds on kwok; generous for a loaded 2-core CI machine.
 const CONVERGE: Duration = Duration::from_secs(180);
 
@@ -639,6 +639,7 @@ fn leader_loss_and_restarts(
     let objects = inventory(kube);
     leader.kill();
     eventually("the standby takes the lease over", LEASE_TAKEOVER, || {
+        assert!(standby.running(), "the standby died:\n{}", standby.tail());
         lease_holder(kube).as_deref() == Some(standby.name.as_str())
     });
     patch_cell(
