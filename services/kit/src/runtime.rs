@@ -1,7 +1,8 @@
-//! The process runtime behind `titan serve`: connects the datastores the chosen services need,
-//! mounts them, and runs the gRPC server (with health and reflection), the HTTP server and the
-//! admin server (`/metrics`, `/healthz`, `/readyz`) until SIGTERM, then drains in-flight
-//! requests within the grace period. Also `migrate`, shared with `titan migrate`.
+//! The process runtime behind `titan serve`: starts the admin server (`/metrics`, `/healthz`,
+//! `/readyz`) first, connects the datastores the chosen services need (waiting for them while
+//! they start, not ready meanwhile), mounts the services, and runs the gRPC server (with health
+//! and reflection) and the HTTP server until SIGTERM, then drains in-flight requests within the
+//! grace period. Also `migrate`, shared with `titan migrate`.
 
 use std::{
     collections::BTreeSet,
@@ -16,7 +17,7 @@ use std::{
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use prometheus::Registry;
 use sqlx::PgPool;
-use tokio::{net::TcpListener, task::JoinSet};
+use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -37,6 +38,19 @@ use crate::{
 
 /// How often readiness is re-checked to update the gRPC health status.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// The first pause before connecting the datastores again; it doubles up to the maximum.
+const CONNECT_RETRY_FIRST: Duration = Duration::from_millis(500);
+/// The longest pause between attempts at connecting the datastores.
+const CONNECT_RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// Where the process is with its datastores, as the admin server reports it.
+#[derive(Debug, Clone)]
+enum Connection {
+    /// Not connected yet: why.
+    Waiting(String),
+    /// Connected: readiness is what these clients answer.
+    Connected(Box<Clients>),
+}
 
 /// The datastore clients of a process, connected once and shared by its services.
 #[derive(Debug, Clone, Default)]
@@ -49,46 +63,95 @@ struct Clients {
 }
 
 impl Clients {
-    async fn connect(config: &Config, services: &[ServiceDef]) -> Result<Self, KitError> {
+    /// The datastores `services` need, each checked to be configured (the first that is not
+    /// is named: no waiting can fix a missing setting).
+    fn needed(config: &Config, services: &[ServiceDef]) -> Result<BTreeSet<Datastore>, KitError> {
         let needed: BTreeSet<Datastore> = services
             .iter()
             .flat_map(|s| s.datastores.iter().copied())
             .collect();
-        let missing = |d: Datastore| {
-            let service = services
-                .iter()
-                .find(|s| s.datastores.contains(&d))
-                .map_or("?", |s| s.name);
-            KitError::MissingDatastore {
-                service: service.to_owned(),
-                datastore: d.name(),
-                hint: d.hint(),
+        for &d in &needed {
+            let configured = match d {
+                Datastore::Postgres => config.postgres.is_some(),
+                Datastore::Redis => config.redis.is_some(),
+                Datastore::ClickHouse => config.clickhouse.is_some(),
+            };
+            if !configured {
+                let service = services
+                    .iter()
+                    .find(|s| s.datastores.contains(&d))
+                    .map_or("?", |s| s.name);
+                return Err(KitError::MissingDatastore {
+                    service: service.to_owned(),
+                    datastore: d.name(),
+                    hint: d.hint(),
+                });
             }
-        };
+        }
+        Ok(needed)
+    }
+
+    /// One attempt at connecting every datastore of `needed`.
+    async fn connect(
+        config: &Config,
+        needed: &BTreeSet<Datastore>,
+        ready_on: &BTreeSet<Datastore>,
+    ) -> Result<Self, KitError> {
         let mut clients = Self {
-            ready_on: services
-                .iter()
-                .flat_map(|s| s.ready_on.iter().copied())
-                .collect(),
+            ready_on: ready_on.clone(),
             ..Self::default()
         };
         for d in needed {
-            match d {
-                Datastore::Postgres => {
-                    let cfg = config.postgres.as_ref().ok_or_else(|| missing(d))?;
+            match (d, &config.postgres, &config.redis, &config.clickhouse) {
+                (Datastore::Postgres, Some(cfg), _, _) => {
                     clients.postgres = Some(postgres::connect(cfg, "titan").await?);
                 }
-                Datastore::Redis => {
-                    let cfg = config.redis.as_ref().ok_or_else(|| missing(d))?;
+                (Datastore::Redis, _, Some(cfg), _) => {
                     clients.redis = Some(RedisHandle::connect(cfg).await?);
                 }
-                Datastore::ClickHouse => {
-                    let cfg = config.clickhouse.as_ref().ok_or_else(|| missing(d))?;
+                (Datastore::ClickHouse, _, _, Some(cfg)) => {
                     clients.clickhouse = Some(clickhouse::connect(cfg));
                 }
+                // `needed` checked that each is configured.
+                _ => {}
             }
         }
         Ok(clients)
+    }
+
+    /// Connects the datastores `services` need, trying again while they do not answer (a
+    /// datastore may still be starting, as PostgreSQL does through initdb) and publishing why
+    /// on `waiting`, so the admin server can say so meanwhile. `None` when `shutdown` comes
+    /// first; a setting that is missing or invalid fails at once.
+    async fn connect_patiently(
+        config: &Config,
+        services: &[ServiceDef],
+        shutdown: &CancellationToken,
+        waiting: &watch::Sender<Connection>,
+    ) -> Result<Option<Self>, KitError> {
+        let needed = Self::needed(config, services)?;
+        let ready_on: BTreeSet<Datastore> = services
+            .iter()
+            .flat_map(|s| s.ready_on.iter().copied())
+            .collect();
+        let mut pause = CONNECT_RETRY_FIRST;
+        loop {
+            match Self::connect(config, &needed, &ready_on).await {
+                Ok(clients) => return Ok(Some(clients)),
+                Err(e @ KitError::Config { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?pause, "cannot connect the datastores yet");
+                    waiting.send_replace(Connection::Waiting(format!(
+                        "waiting for the datastores: {e}"
+                    )));
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(None),
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(CONNECT_RETRY_MAX);
+        }
     }
 
     /// Every datastore readiness depends on answers; the first that does not is named.
@@ -186,7 +249,7 @@ pub struct Bound {
 #[derive(Clone)]
 struct AdminState {
     registry: Registry,
-    clients: Clients,
+    connection: watch::Receiver<Connection>,
     draining: Arc<AtomicBool>,
 }
 
@@ -203,7 +266,48 @@ pub async fn serve(
     let grpc_metrics = GrpcMetrics::new(&registry)?;
     let bus_metrics = BusMetrics::new(&registry)?;
     let auth = Authenticator::new(&config.auth)?;
-    let clients = Clients::connect(&config, &services).await?;
+    // The admin server answers before the datastores are connected: `/healthz` says the
+    // process lives and `/readyz` why it is not ready yet, so start-up probes wait for a
+    // datastore that is still starting instead of killing the pod.
+    let admin_listener = bind(config.listen.admin, "listen.admin").await?;
+    let admin_addr = local_addr(&admin_listener)?;
+    let (connection_tx, connection) =
+        watch::channel(Connection::Waiting("connecting to the datastores".into()));
+    let draining = Arc::new(AtomicBool::new(false));
+    let admin_state = AdminState {
+        registry: registry.clone(),
+        connection,
+        draining: draining.clone(),
+    };
+    let admin = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz_handler))
+        .with_state(admin_state);
+    let admin_stop = CancellationToken::new();
+    // Whichever way `serve` returns, the admin server stops with it.
+    let _admin_stops = admin_stop.clone().drop_guard();
+    let admin_server = {
+        let stop = admin_stop.clone();
+        tokio::spawn(async move {
+            axum::serve(admin_listener, admin)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+                .map_err(|e| KitError::Io {
+                    what: "admin server".into(),
+                    source: e,
+                })
+        })
+    };
+    let connected = Clients::connect_patiently(&config, &services, &shutdown, &connection_tx).await;
+    let clients = match connected {
+        Ok(Some(clients)) => clients,
+        outcome => {
+            admin_stop.cancel();
+            let _ = admin_server.await;
+            return outcome.map(drop);
+        }
+    };
     let tasks_stop = CancellationToken::new();
 
     let mut routes = Routes::default();
@@ -258,7 +362,6 @@ pub async fn serve(
     reflection_alpha = reflection_alpha.with_service_name("grpc.health.v1.Health");
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    let draining = Arc::new(AtomicBool::new(false));
     let ready = clients.check().await.is_ok();
     set_health(&health, &grpc_names, ready).await;
 
@@ -275,11 +378,10 @@ pub async fn serve(
 
     let grpc_listener = bind(config.listen.grpc, "listen.grpc").await?;
     let http_listener = bind(config.listen.http, "listen.http").await?;
-    let admin_listener = bind(config.listen.admin, "listen.admin").await?;
     let bound = Bound {
         grpc: local_addr(&grpc_listener)?,
         http: local_addr(&http_listener)?,
-        admin: local_addr(&admin_listener)?,
+        admin: admin_addr,
     };
     tracing::info!(grpc = %bound.grpc, http = %bound.http, admin = %bound.admin, services = ?services.iter().map(|s| s.name).collect::<Vec<_>>(), "listening");
     on_bound(bound);
@@ -320,29 +422,7 @@ pub async fn serve(
                 })
         });
     }
-    let admin_state = AdminState {
-        registry,
-        clients: clients.clone(),
-        draining: draining.clone(),
-    };
-    let admin = Router::new()
-        .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz_handler))
-        .with_state(admin_state);
-    let admin_stop = CancellationToken::new();
-    let admin_server = {
-        let stop = admin_stop.clone();
-        tokio::spawn(async move {
-            axum::serve(admin_listener, admin)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-                .map_err(|e| KitError::Io {
-                    what: "admin server".into(),
-                    source: e,
-                })
-        })
-    };
+    connection_tx.send_replace(Connection::Connected(Box::new(clients.clone())));
 
     let mut background = JoinSet::new();
     for (name, task) in tasks {
@@ -464,8 +544,12 @@ async fn readyz_handler(State(state): State<AdminState>) -> (StatusCode, String)
     if state.draining.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down".into());
     }
-    match state.clients.check().await {
-        Ok(()) => (StatusCode::OK, "ready".into()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e),
+    let connection = state.connection.borrow().clone();
+    match connection {
+        Connection::Waiting(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+        Connection::Connected(clients) => match clients.check().await {
+            Ok(()) => (StatusCode::OK, "ready".into()),
+            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e),
+        },
     }
 }

@@ -180,6 +180,62 @@ async fn a_missing_datastore_is_named_at_start() {
     );
 }
 
+/// A port nothing listens on (bound once by the OS, then released).
+fn unused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// The admin server answers before the datastores do, so a start-up probe waits for a datastore
+/// that is still starting instead of restarting the pod: `/healthz` is live, `/readyz` says what
+/// it waits for, and a shutdown meanwhile is clean.
+#[tokio::test]
+async fn the_admin_port_answers_while_a_datastore_is_unreachable() {
+    let admin = format!("127.0.0.1:{}", unused_port());
+    let mut vars = base_vars();
+    vars.insert("TITAN_ADMIN_ADDR", admin.clone());
+    vars.insert(
+        "TITAN_POSTGRES_URL",
+        format!("postgres://titan:titan@127.0.0.1:{}/titan", unused_port()),
+    );
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(runtime::serve(
+        config(vars).expect("config"),
+        vec![probe()],
+        shutdown.clone(),
+        |_| panic!("the servers must not be bound without the datastores"),
+    ));
+    let get = |path: &'static str| {
+        let url = format!("http://{admin}{path}");
+        async move {
+            let r = reqwest::get(url).await.ok()?;
+            Some((r.status().as_u16(), r.text().await.ok()?))
+        }
+    };
+    assert_eq!(
+        eventually("the admin server", || get("/healthz")).await,
+        (200, "ok".to_owned())
+    );
+    let (code, why) = eventually("a reason to wait", || async {
+        get("/readyz")
+            .await
+            .filter(|(_, body)| body != "connecting to the datastores")
+    })
+    .await;
+    assert_eq!(code, 503);
+    assert!(why.starts_with("waiting for the datastores: "), "{why}");
+    assert!(!server.is_finished(), "serve gave up on the datastore");
+
+    shutdown.cancel();
+    server
+        .await
+        .expect("join")
+        .expect("clean stop while waiting");
+    assert!(get("/healthz").await.is_none(), "admin port closed");
+}
+
 /// Serves `services` on `db` and returns the admin address and the stop handle.
 async fn serve_on(
     db: &TestPostgres,
