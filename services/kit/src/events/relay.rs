@@ -3,11 +3,16 @@
 //! with many replicas. The order is per entity (a row committed late with an earlier `seq` is
 //! published when it commits); a crash between XADD and DELETE publishes a row twice, which
 //! consumers absorb by event id.
+//!
+//! The lock alone cannot stop a relay whose session died just after it checked the lock: its
+//! batch would land after the new leader's. So each leader also writes a fresh fencing token
+//! into Redis when it takes the lock, and a batch is appended by one script only while the
+//! token is still its own: a relay that lost its lock publishes nothing once another has led.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use prometheus::{IntGaugeVec, Opts, Registry};
-use redis::Value;
+use prometheus::{IntGaugeVec, Opts, Registry, core::Collector};
+use redis::{Script, Value};
 use sqlx::{PgPool, postgres::PgListener};
 use tokio_util::sync::CancellationToken;
 
@@ -20,13 +25,15 @@ const IDLE: Duration = Duration::from_secs(1);
 const OBSERVE_EVERY: Duration = Duration::from_secs(5);
 
 /// The bus as the leading relay of each service sees it: what waits in the outbox, how long
-/// the stream is, and per consumer group what it has not read (lag) or not acknowledged
-/// (pending). Alert before `lag + pending` nears `events.streamMaxLen`: the stream is trimmed
-/// to that length whatever the groups have read.
+/// the stream is, the length at which trimming starts to drop what a group still needs, and
+/// per consumer group what it has not read (lag) or not acknowledged (pending). The chart's
+/// `TitanEventStreamNearTrimCap` alert fires when the stream passes half of that cap. A relay
+/// that stops leading removes its series, so only the leader reports a service.
 #[derive(Debug, Clone)]
 pub struct BusMetrics {
     outbox_backlog: IntGaugeVec,
     stream_length: IntGaugeVec,
+    trim_cap: IntGaugeVec,
     group_lag: IntGaugeVec,
     group_pending: IntGaugeVec,
 }
@@ -49,6 +56,11 @@ impl BusMetrics {
                 "entries in the service's event stream",
                 &["service"],
             )?,
+            trim_cap: gauge(
+                "titan_events_stream_trim_cap",
+                "stream length from which trimming drops entries a consumer group has not read or acknowledged",
+                &["service"],
+            )?,
             group_lag: gauge(
                 "titan_events_group_lag",
                 "entries of the stream a consumer group has not read yet",
@@ -61,23 +73,65 @@ impl BusMetrics {
             )?,
         })
     }
+
+    /// Removes the series of `service`: a relay that no longer leads must not keep reporting
+    /// the last values it saw next to the new leader's.
+    fn forget(&self, service: &str) {
+        for gauge in [&self.outbox_backlog, &self.stream_length, &self.trim_cap] {
+            let _ = gauge.remove_label_values(&[service]);
+        }
+        for gauge in [&self.group_lag, &self.group_pending] {
+            let stale: Vec<String> = gauge
+                .collect()
+                .iter()
+                .flat_map(|family| family.get_metric())
+                .filter(|m| label(m, "service") == Some(service))
+                .filter_map(|m| label(m, "group").map(str::to_owned))
+                .collect();
+            for group in stale {
+                let _ = gauge.remove_label_values(&[service, &group]);
+            }
+        }
+    }
 }
 
-/// The relay lock of one service, a session advisory lock held on its own connection: it
-/// lasts exactly as long as that session.
+fn label<'a>(metric: &'a prometheus::proto::Metric, name: &str) -> Option<&'a str> {
+    metric
+        .get_label()
+        .iter()
+        .find(|l| l.name() == name)
+        .map(|l| l.value())
+}
+
+/// The relay lock of one service, a session advisory lock held on its own connection (which
+/// never goes back to the pool: it closes when dropped, ending the session and the lock, so an
+/// error path cannot leave a pooled connection holding the lock), and the fencing token this
+/// leader wrote into Redis when it took the lock.
 #[derive(Debug)]
 pub struct Leadership {
     conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
     key: String,
+    token: String,
 }
 
 impl Leadership {
-    /// Unlocks explicitly: a pooled connection outlives the relay's turn.
+    /// Unlocks explicitly, then closes the lock's connection.
     pub async fn release(mut self) {
         let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
             .bind(&self.key)
             .execute(&mut *self.conn)
             .await;
+    }
+
+    /// Whether this session still holds its advisory lock (one round trip); an error when the
+    /// session is gone.
+    async fn holds_lock(&mut self) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks
+             WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted)",
+        )
+        .fetch_one(&mut *self.conn)
+        .await
     }
 
     /// The server process of the lock's session (to end it in tests and by operators).
@@ -116,6 +170,21 @@ impl std::fmt::Display for StreamId {
     }
 }
 
+/// Appends one batch to the stream (KEYS[1]) unless ARGV[1] is a fencing token other than the
+/// one in KEYS[2] (an empty ARGV[1] is unfenced). ARGV[2], ARGV[3]: the trim strategy and its
+/// threshold; then `id, type, envelope` per entry. Returns how many were appended, or -1 when
+/// fenced off.
+const APPEND: &str = r"
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+local n = 0
+for i = 4, #ARGV, 3 do
+  redis.call('XADD', KEYS[1], ARGV[2], '~', ARGV[3], '*',
+    'id', ARGV[i], 'type', ARGV[i + 1], 'envelope', ARGV[i + 2])
+  n = n + 1
+end
+return n
+";
+
 #[derive(Debug, Clone)]
 pub struct Relay {
     pool: PgPool,
@@ -124,6 +193,7 @@ pub struct Relay {
     batch: u32,
     max_len: u64,
     metrics: Option<BusMetrics>,
+    append: Arc<Script>,
 }
 
 impl Relay {
@@ -135,6 +205,7 @@ impl Relay {
             batch: config.relay_batch,
             max_len: config.stream_max_len,
             metrics: None,
+            append: Arc::new(Script::new(APPEND)),
         }
     }
 
@@ -174,6 +245,9 @@ impl Relay {
         let service = self.service.as_str();
         m.outbox_backlog.with_label_values(&[service]).set(backlog);
         m.stream_length.with_label_values(&[service]).set(length);
+        m.trim_cap
+            .with_label_values(&[service])
+            .set(i64::try_from(self.trim_cap()).unwrap_or(i64::MAX));
         for group in &groups {
             let field = |name: &str| {
                 group
@@ -211,31 +285,58 @@ impl Relay {
         Ok(())
     }
 
-    /// Takes the relay lock of this service if no other replica holds it.
+    /// Takes the relay lock of this service if no other replica holds it, then makes this
+    /// relay the only one whose batches Redis appends (a fresh fencing token).
     pub async fn try_lead(&self) -> Result<Option<Leadership>, KitError> {
         let mut conn = self.pool.acquire().await?;
+        conn.close_on_drop();
         let key = format!("titan_outbox_relay:{}", self.service);
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
             .bind(&key)
             .fetch_one(&mut *conn)
             .await?;
-        Ok(got.then_some(Leadership { conn, key }))
+        if !got {
+            return Ok(None);
+        }
+        let token = uuid::Uuid::new_v4().to_string();
+        let mut redis = self.redis.conn.clone();
+        let () = redis::cmd("SET")
+            .arg(self.fence_key())
+            .arg(&token)
+            .query_async(&mut redis)
+            .await?;
+        Ok(Some(Leadership { conn, key, token }))
     }
 
-    /// Publishes one batch while `leadership` holds: its session is checked first (one round
-    /// trip), so a relay whose lock connection died, and whose lock another replica may hold
-    /// by now, stops publishing instead of racing the new leader.
+    /// Where the fencing token of the service's current leader is kept.
+    fn fence_key(&self) -> String {
+        self.redis
+            .key(&format!("events:{}:relay-fence", self.service))
+    }
+
+    /// Publishes one batch while `leadership` holds: the lock is checked on its session first
+    /// (one round trip), so a relay whose lock session died stops at once; one that lost it
+    /// after that check is stopped by the fence (see [`Relay::publish_as`]).
     pub async fn relay_leading(&self, leadership: &mut Leadership) -> Result<u64, KitError> {
-        sqlx::query("SELECT 1")
-            .execute(&mut *leadership.conn)
-            .await
-            .map_err(|e| {
-                KitError::Event(format!(
-                    "relay of {} lost its lock session ({e}); it stops publishing",
-                    self.service
-                ))
-            })?;
-        self.relay_once().await
+        match leadership.holds_lock().await {
+            Ok(true) => self.publish_as(leadership).await,
+            Ok(false) => Err(KitError::Event(format!(
+                "relay of {} no longer holds its lock; it stops publishing",
+                self.service
+            ))),
+            Err(e) => Err(KitError::Event(format!(
+                "relay of {} lost its lock session ({e}); it stops publishing",
+                self.service
+            ))),
+        }
+    }
+
+    /// Publishes one batch under `leadership`'s fence, without checking its lock first (what
+    /// [`Relay::relay_leading`] does after its check): the batch is appended whole only while
+    /// the fencing token in Redis is still this leader's, else refused whole, with nothing
+    /// published and the rows left for the new leader.
+    pub async fn publish_as(&self, leadership: &Leadership) -> Result<u64, KitError> {
+        self.publish(Some(&leadership.token)).await
     }
 
     /// Holds the relay lock while publishing; returns when the lock or a connection is lost.
@@ -274,6 +375,9 @@ impl Relay {
         }
         .await;
         leadership.release().await;
+        if let Some(metrics) = &self.metrics {
+            metrics.forget(&self.service);
+        }
         result
     }
 
@@ -288,6 +392,7 @@ impl Relay {
         stream: &str,
     ) -> Result<Trim, KitError> {
         let max_len = usize::try_from(self.max_len).unwrap_or(usize::MAX);
+        let cap = self.trim_cap();
         let length: usize = redis::cmd("XLEN").arg(stream).query_async(conn).await?;
         if length == 0 {
             return Ok(Trim::MaxLen(max_len));
@@ -323,19 +428,30 @@ impl Relay {
             };
         }
         Ok(match floor {
-            Some(floor) if length < max_len.saturating_mul(HARD_CAP) => {
-                Trim::MinId(floor.to_string())
-            }
+            Some(floor) if length < cap => Trim::MinId(floor.to_string()),
             Some(_) => {
                 tracing::error!(service = %self.service, length, "a consumer group is so far behind that its stream reached the hard cap; trimming what it has not read");
-                Trim::MaxLen(max_len.saturating_mul(HARD_CAP))
+                Trim::MaxLen(cap)
             }
             None => Trim::MaxLen(max_len),
         })
     }
 
-    /// Publishes one batch; returns how many rows moved.
+    /// The stream length from which trimming drops what a group still needs.
+    fn trim_cap(&self) -> usize {
+        usize::try_from(self.max_len)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(HARD_CAP)
+    }
+
+    /// Publishes one batch without a lock or a fence, as a single relay does (tests, tools);
+    /// returns how many rows moved.
     pub async fn relay_once(&self) -> Result<u64, KitError> {
+        self.publish(None).await
+    }
+
+    /// Publishes one batch, fenced by `token` when given; returns how many rows moved.
+    async fn publish(&self, token: Option<&str>) -> Result<u64, KitError> {
         let rows: Vec<(i64, uuid::Uuid, String, serde_json::Value)> = sqlx::query_as(
             "SELECT seq, event_id, event_type, envelope FROM titan_outbox
              WHERE service = $1 ORDER BY seq LIMIT $2",
@@ -350,23 +466,25 @@ impl Relay {
         let stream = stream_key(&self.redis, &self.service);
         let mut conn = self.redis.conn.clone();
         let trim = self.trim(&mut conn, &stream).await?;
-        let mut pipe = redis::pipe();
+        let mut append = self.append.key(&stream);
+        append.key(self.fence_key()).arg(token.unwrap_or(""));
+        match &trim {
+            Trim::MinId(floor) => append.arg("MINID").arg(floor),
+            Trim::MaxLen(n) => append.arg("MAXLEN").arg(n),
+        };
         for (_, id, kind, envelope) in &rows {
-            let xadd = pipe.cmd("XADD").arg(&stream);
-            match &trim {
-                Trim::MinId(floor) => xadd.arg("MINID").arg("~").arg(floor),
-                Trim::MaxLen(n) => xadd.arg("MAXLEN").arg("~").arg(n),
-            };
-            xadd.arg("*")
-                .arg("id")
+            append
                 .arg(id.to_string())
-                .arg("type")
                 .arg(kind)
-                .arg("envelope")
-                .arg(envelope.to_string())
-                .ignore();
+                .arg(envelope.to_string());
         }
-        let () = pipe.query_async(&mut conn).await?;
+        let appended: i64 = append.invoke_async(&mut conn).await?;
+        if appended < 0 {
+            return Err(KitError::Event(format!(
+                "relay of {} was fenced off: another relay leads now; it stops publishing",
+                self.service
+            )));
+        }
         let seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
         sqlx::query("DELETE FROM titan_outbox WHERE service = $1 AND seq = ANY($2)")
             .bind(&self.service)

@@ -681,6 +681,120 @@ async fn a_relay_that_lost_its_lock_stops_publishing() {
     new_lead.release().await;
 }
 
+/// A relay whose lock session dies just after its lock check passed still has a batch in
+/// flight: once another relay has taken the lock (and with it the fence), that batch is refused
+/// whole; nothing lands after the new leader's entries and the rows stay for the new leader.
+#[tokio::test]
+async fn a_relay_fenced_off_by_a_new_leader_publishes_nothing() {
+    let bus = Bus::new().await;
+    let old = bus.relay();
+    let mut old_lead = old.try_lead().await.expect("lead").expect("first leader");
+    bus.write(2).await;
+    assert_eq!(old.relay_leading(&mut old_lead).await.expect("relay"), 2);
+
+    // The old leader's lock check passed; then its session dies and another relay leads.
+    let pid = old_lead.backend_pid().await.expect("pid");
+    let _: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&bus.db.pool)
+        .await
+        .expect("terminate");
+    let new = bus.relay();
+    let mut new_lead = eventually("another replica to lead", || async {
+        new.try_lead().await.ok().flatten()
+    })
+    .await;
+    bus.write(1).await;
+    assert_eq!(new.relay_leading(&mut new_lead).await.expect("relay"), 1);
+
+    // The old leader's batch after its check arrives now.
+    bus.write(1).await;
+    let e = old
+        .publish_as(&old_lead)
+        .await
+        .expect_err("the fenced-off leader must not publish");
+    assert!(e.to_string().contains("fenced off"), "{e}");
+    let mut conn = bus.redis.handle.conn.clone();
+    let stream = events::stream_key(&bus.redis.handle, "orders");
+    let length: usize = conn.xlen(&stream).await.expect("xlen");
+    assert_eq!(length, 3, "nothing of the old leader after the new one's");
+    assert_eq!(
+        new.relay_leading(&mut new_lead).await.expect("relay"),
+        1,
+        "the refused batch's row is still there for the new leader"
+    );
+    new_lead.release().await;
+}
+
+/// A leadership dropped on an error path (not released) must not leave its lock behind in a
+/// pooled connection, where no other replica could ever take it.
+#[tokio::test]
+async fn a_dropped_leadership_frees_the_lock() {
+    let bus = Bus::new().await;
+    let lead = bus.relay().try_lead().await.expect("lead").expect("leader");
+    drop(lead);
+    let other_replica = sqlx::PgPool::connect(&bus.db.url).await.expect("pool");
+    let other = Relay::new(
+        other_replica,
+        bus.redis.handle.clone(),
+        "orders",
+        &Bus::events_config(),
+    );
+    let lead = eventually("another replica to lead", || async {
+        other.try_lead().await.ok().flatten()
+    })
+    .await;
+    lead.release().await;
+}
+
+/// The leading relay reports the bus (with the length from which trimming would drop what a
+/// group still needs, for the alert); once it stops leading, its series are gone, so a former
+/// leader never reports stale values next to the new one's.
+#[tokio::test]
+async fn a_relay_reports_the_bus_only_while_it_leads() {
+    let bus = Bus::new().await;
+    let registry = prometheus::Registry::new();
+    let relay = Relay::new(
+        bus.db.pool.clone(),
+        bus.redis.handle.clone(),
+        "orders",
+        &EventsConfig {
+            stream_max_len: 100,
+            ..Bus::events_config()
+        },
+    )
+    .with_metrics(events::relay::BusMetrics::new(&registry).expect("metrics"));
+    let _consumer = bus.consumer("c1", Recorder::Ok).await; // the group
+    bus.write(1).await;
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(relay.run(shutdown.clone()));
+    let rendered = || titan_kit::metrics::render(&registry);
+    eventually("the leader's report", || async {
+        rendered()
+            .contains("titan_events_group_lag{group=\"analytics\",service=\"orders\"} 1")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        rendered().contains("titan_events_stream_trim_cap{service=\"orders\"} 1000"),
+        "{}",
+        rendered()
+    );
+
+    shutdown.cancel();
+    running.await.expect("join").expect("relay");
+    let left: Vec<String> = rendered()
+        .lines()
+        .filter(|l| l.starts_with("titan_events_"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        left,
+        Vec::<String>::new(),
+        "no series once it stopped leading"
+    );
+}
+
 /// The stream is not trimmed past what the slowest consumer group still needs: a group that
 /// has read nothing keeps all 300 entries although `streamMaxLen` is 100 (up to the hard cap
 /// of 10 × that); once it has read and acknowledged them, they are trimmed.
