@@ -302,6 +302,12 @@ pub trait StockStore: Send + Sync + 'static {
         ttl: std::time::Duration,
         limit: RateLimit,
     ) -> impl Future<Output = Result<std::result::Result<(), Refusal>>> + Send;
+    /// Takes one `WatchSale` opening of `user`'s `limit` (else the refusal).
+    fn admit_watch(
+        &self,
+        user: &str,
+        limit: RateLimit,
+    ) -> impl Future<Output = Result<std::result::Result<(), Refusal>>> + Send;
 }
 
 /// The clock, replaceable in tests.
@@ -566,6 +572,25 @@ impl<P: SaleStore, S: StockStore> FlashSales<P, S> {
         self.view(sale).await
     }
 
+    /// The first view of a `WatchSale` stream, within the buyer's budget of openings: each
+    /// opening reads both stores, so a client reconnecting in a loop is refused with
+    /// `RATE_LIMITED` before it costs a read (the stream's later views come from the sale's
+    /// shared poller and cost the buyer nothing).
+    pub async fn watch(&self, caller: &Caller, id: SaleId) -> Result<SaleView> {
+        self.stock
+            .admit_watch(&caller.user_id, self.buyer_limit())
+            .await??;
+        self.get(id).await
+    }
+
+    /// A buyer's budget per scope: `rateLimitBurst` calls, then one per `rateLimitIntervalMs`.
+    fn buyer_limit(&self) -> RateLimit {
+        RateLimit {
+            burst: self.settings.rate_limit_burst,
+            interval: std::time::Duration::from_millis(self.settings.rate_limit_interval_ms),
+        }
+    }
+
     pub async fn challenge(&self, caller: &Caller, id: SaleId) -> Result<Challenge> {
         let sale = self.load(id).await?;
         if sale.spec.pow_difficulty == 0 {
@@ -576,12 +601,8 @@ impl<P: SaleStore, S: StockStore> FlashSales<P, S> {
         let challenge = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
         let ttl = std::time::Duration::from_secs(self.settings.challenge_ttl_seconds);
         // The same budget as attempts: a challenge is only worth one attempt.
-        let limit = RateLimit {
-            burst: self.settings.rate_limit_burst,
-            interval: std::time::Duration::from_millis(self.settings.rate_limit_interval_ms),
-        };
         self.stock
-            .issue_challenge(id, &caller.user_id, &challenge, ttl, limit)
+            .issue_challenge(id, &caller.user_id, &challenge, ttl, self.buyer_limit())
             .await??;
         Ok(Challenge {
             challenge,

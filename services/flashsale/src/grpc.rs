@@ -394,9 +394,9 @@ impl<P: SaleStore, S: StockStore> FlashSaleService for Grpc<P, S> {
         &self,
         request: Request<pb::WatchSaleRequest>,
     ) -> Result<Response<Self::WatchSaleStream>, Status> {
-        auth::caller(&request)?;
+        let caller = auth::caller(&request)?;
         let id = sale_id(&request.get_ref().sale_id)?;
-        let first = self.app.get(id).await.map_err(status)?;
+        let first = self.app.watch(&caller, id).await.map_err(status)?;
         let mut polled = self.pollers.subscribe(&first);
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {

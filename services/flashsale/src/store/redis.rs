@@ -44,6 +44,8 @@ pub struct RedisStock {
     scripts: Arc<Scripts>,
     /// Per-buyer budget of `GetChallenge`, which writes to Redis on every call.
     challenges: RateLimiter,
+    /// Per-buyer budget of opening `WatchSale` streams, which read both stores.
+    watches: RateLimiter,
 }
 
 /// The seven keys every stock script takes, in its KEYS order.
@@ -61,6 +63,7 @@ impl RedisStock {
         };
         Self {
             challenges: RateLimiter::new(redis.clone(), "flashsale:challenge"),
+            watches: RateLimiter::new(redis.clone(), "flashsale:watch"),
             redis,
             scripts: Arc::new(scripts),
         }
@@ -370,10 +373,8 @@ impl StockStore for RedisStock {
         ttl: std::time::Duration,
         limit: RateLimit,
     ) -> Result<std::result::Result<(), Refusal>> {
-        if let Err(limited) = self.challenges.check(user, limit).await? {
-            return Ok(Err(Refusal::RateLimited {
-                retry_after_ms: u64::try_from(limited.retry_after.as_millis()).unwrap_or(u64::MAX),
-            }));
+        if let Err(refusal) = limited(&self.challenges, user, limit).await? {
+            return Ok(Err(refusal));
         }
         let mut conn = self.redis.conn.clone();
         let () = redis::cmd("SET")
@@ -385,6 +386,28 @@ impl StockStore for RedisStock {
             .await?;
         Ok(Ok(()))
     }
+
+    async fn admit_watch(
+        &self,
+        user: &str,
+        limit: RateLimit,
+    ) -> Result<std::result::Result<(), Refusal>> {
+        limited(&self.watches, user, limit).await
+    }
+}
+
+/// One call of `user`'s budget in `limiter`, or the `RATE_LIMITED` refusal.
+async fn limited(
+    limiter: &RateLimiter,
+    user: &str,
+    limit: RateLimit,
+) -> Result<std::result::Result<(), Refusal>> {
+    Ok(limiter
+        .check(user, limit)
+        .await?
+        .map_err(|limited| Refusal::RateLimited {
+            retry_after_ms: u64::try_from(limited.retry_after.as_millis()).unwrap_or(u64::MAX),
+        }))
 }
 
 fn hold_outcome(reply: &[Value]) -> Result<HoldOutcome> {

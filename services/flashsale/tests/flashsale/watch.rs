@@ -78,3 +78,39 @@ async fn watchers_of_a_sale_share_one_poller() {
     })
     .await;
 }
+
+/// Opening a stream reads both stores, so openings take from the buyer's budget: a burst, then
+/// `RATE_LIMITED` before any read; another buyer still opens theirs.
+#[tokio::test]
+async fn opening_watch_streams_is_rate_limited_per_buyer() {
+    let w = World::new(titan_flashsale::config::Settings {
+        rate_limit_burst: 2,
+        rate_limit_interval_ms: 3_600_000,
+        ..settings()
+    })
+    .await;
+    let sale = w.live_sale(10, 5).await;
+    let grpc = Grpc::new(w.app.clone(), CancellationToken::new());
+    let watch = |n: u32| {
+        let mut request = tonic::Request::new(WatchSaleRequest {
+            sale_id: sale.to_string(),
+        });
+        request.extensions_mut().insert(buyer(n));
+        grpc.watch_sale(request)
+    };
+    let _open = [
+        watch(1).await.expect("within the burst"),
+        watch(1).await.expect("within the burst"),
+    ];
+    let refused = watch(1).await.err().expect("over the budget");
+    assert_eq!(
+        (
+            refused.code(),
+            titan_kit::error::reason_of(&refused).as_deref()
+        ),
+        (tonic::Code::ResourceExhausted, Some("RATE_LIMITED"))
+    );
+    watch(2)
+        .await
+        .expect("another buyer has a budget of their own");
+}
