@@ -217,27 +217,65 @@ async fn a_reused_confirm_request_id_does_not_touch_the_stock() {
     w.assert_conserved(sale, 5).await;
 }
 
-/// The first cancel wrote PostgreSQL and failed to reach Redis; its retry (a replay of the
-/// same change) must still bring it to Redis.
+/// The first cancel (or end) wrote PostgreSQL and failed to reach Redis; its retry (a replay
+/// of the same change) must still bring it to Redis.
 #[tokio::test]
-async fn a_retried_cancel_reaches_redis_when_the_first_warm_failed() {
+async fn a_retried_cancel_or_end_reaches_redis_when_the_first_warm_failed() {
+    for state in [AdminState::Cancelled, AdminState::Ended] {
+        let w = World::new(settings()).await;
+        let sale = w.live_sale(5, 5).await;
+        sqlx::query("UPDATE flashsale_sales SET state = $2 WHERE id = $1")
+            .bind(sale.uuid())
+            .bind(state.as_str())
+            .execute(&w.db.pool)
+            .await
+            .expect("the first call's write");
+        w.app
+            .set_state(&admin(), &uuid(), sale, state)
+            .await
+            .expect("retry");
+        let e = w
+            .app
+            .attempt(&buyer(1), &uuid(), sale, 1, None)
+            .await
+            .expect_err("closed");
+        assert_eq!(e.reason(), Some("ENDED"), "{state:?}");
+    }
+}
+
+/// The first edit of a warmed-up sale wrote PostgreSQL and failed to reach Redis; its retry
+/// (the same spec, so nothing changes in PostgreSQL) must still bring the new total to Redis.
+#[tokio::test]
+async fn a_retried_update_reaches_redis_when_the_first_warm_failed() {
     let w = World::new(settings()).await;
-    let sale = w.live_sale(5, 5).await;
-    sqlx::query("UPDATE flashsale_sales SET state = 'cancelled' WHERE id = $1")
-        .bind(sale.uuid())
-        .execute(&w.db.pool)
+    let mut spec = w.spec(10, 5);
+    spec.starts_at = w.clock.now() + Duration::minutes(1);
+    spec.ends_at = w.clock.now() + Duration::hours(1);
+    let view = w
+        .app
+        .create_sale(&admin(), &uuid(), spec.clone())
+        .await
+        .expect("create");
+    w.app.warm_up(view.sale.id).await.expect("warm up");
+    let mut edited = w.app.view_of(view.sale.id).await.expect("view").sale;
+    spec.total_quantity = 20;
+    edited.spec.total_quantity = 20;
+    let key =
+        idempotency::Key::new("flashsale", "UpdateSale", "admin", &uuid(), b"edit").expect("key");
+    PgSales::new(w.db.pool.clone())
+        .save(&key, &edited, false)
         .await
         .expect("the first call's write");
-    w.app
-        .set_state(&admin(), &uuid(), sale, AdminState::Cancelled)
+    let retried = w
+        .app
+        .update_sale(&admin(), &uuid(), view.sale.id, spec)
         .await
         .expect("retry");
-    let e = w
-        .app
-        .attempt(&buyer(1), &uuid(), sale, 1, None)
-        .await
-        .expect_err("cancelled");
-    assert_eq!(e.reason(), Some("ENDED"));
+    assert_eq!(
+        retried.level.map(|l| l.available),
+        Some(20),
+        "Redis has the new total"
+    );
 }
 
 /// An edit that read the sale before a concurrent cancel cannot write it back as scheduled.
