@@ -70,15 +70,26 @@ use crate::{
 #[schemars(extend("x-kubernetes-validations" = [{
     "rule": "has(self.namespace) == has(oldSelf.namespace)",
     "message": "namespace cannot be added or removed after creation"
+}, {
+    "rule": IMAGE_TAG_IS_VERSION,
+    "message": "spec.image has a tag other than spec.version: drop the tag (the version is the tag) or make them equal"
+}, {
+    "rule": PINNED_IMAGE_MOVES_WITH_VERSION,
+    "message": "spec.image is pinned by digest: change its digest together with spec.version, or the services keep running the pinned image"
 }]))]
 pub struct CellSpec {
     /// Titan release: the default image tag of every service of the cell.
-    #[schemars(regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"))]
+    #[schemars(
+        length(max = 128),
+        regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+    )]
     pub version: String,
-    /// Repository of the one `titan` service image; each service runs `image:version` unless it
-    /// overrides its image.
+    /// Repository of the one `titan` service image (`host[:port]/path`); each service runs
+    /// `image:version` unless it overrides its image. A tag here must equal `version`; with a
+    /// digest (`repo@sha256:…` or `repo:version@sha256:…`) the image is used as it is, pinned.
     #[serde(default = "default_image")]
-    #[schemars(length(min = 1))]
+    // Bounded so that the API server's cost estimate of the CEL rules reading it stays small.
+    #[schemars(length(min = 1, max = 512))]
     pub image: String,
     /// Cloud region the cell runs in; informational.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,6 +124,12 @@ pub struct CellSpec {
     #[serde(default)]
     pub media: Media,
 }
+
+/// A tag in `spec.image` (a colon after the last `/`, before any `@`) must be `spec.version`.
+const IMAGE_TAG_IS_VERSION: &str = "!self.image.matches('^([^@/]*/)*[^@/:]+:[^@/:]+(@.*)?$') || self.image.endsWith(':' + self.version) || self.image.contains(':' + self.version + '@')";
+/// A digest pins the image: a version bump alone would relabel pods that keep the old image.
+const PINNED_IMAGE_MOVES_WITH_VERSION: &str =
+    "self.version == oldSelf.version || !self.image.contains('@') || self.image != oldSelf.image";
 
 fn default_image() -> String {
     "ghcr.io/titan/titan".into()
@@ -355,6 +372,10 @@ impl CellServices {
 /// The cell's datastores.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.postgres) || !has(self.postgres.backup) || (has(self.postgres.backup.method) && self.postgres.backup.method != 'barmanObjectStore') || has(self.objectStorage)", "message": "postgres backups to the object store need spec.datastores.objectStorage"},
+    {"rule": "!has(self.postgres) || !has(self.postgres.restore) || has(self.postgres.restore.volumeSnapshot) || has(self.objectStorage)", "message": "restoring postgres from the object store needs spec.datastores.objectStorage (its endpoint and credentials)"}
+]))]
 pub struct Datastores {
     /// The cell's PostgreSQL.
     #[serde(default)]
@@ -410,7 +431,9 @@ const EXTERNAL_NEEDS_SECRET_MESSAGE: &str =
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": EXTERNAL_NEEDS_SECRET, "message": EXTERNAL_NEEDS_SECRET_MESSAGE},
     {"rule": STORAGE_IMMUTABLE, "message": STORAGE_IMMUTABLE_MESSAGE},
-    {"rule": "self.provider == 'cloudnative-pg' || !has(self.instances)", "message": "instances is a cloudnative-pg setting: a builtin PostgreSQL runs one instance"}
+    {"rule": "self.provider == 'cloudnative-pg' || !has(self.instances)", "message": "instances is a cloudnative-pg setting: a builtin PostgreSQL runs one instance"},
+    {"rule": "self.provider == 'cloudnative-pg' || (!has(self.backup) && !has(self.restore))", "message": "backup and restore are cloudnative-pg settings"},
+    {"rule": "has(self.restore) == has(oldSelf.restore) && (!has(self.restore) || self.restore == oldSelf.restore)", "message": "restore only bootstraps a new cluster: set it when the cell is created, and leave it as it is"}
 ]))]
 pub struct PostgresDatastore {
     /// Who runs it.
@@ -438,6 +461,89 @@ pub struct PostgresDatastore {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "resources_schema")]
     pub resources: Option<ResourceRequirements>,
+    /// Scheduled base backups of the CloudNativePG cluster (cloudnative-pg only). With object
+    /// storage the cluster also archives its WAL there, backup or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<PostgresBackup>,
+    /// Bootstrap the CloudNativePG cluster from a backup instead of an empty database
+    /// (cloudnative-pg only): set when the cell is created, never changed after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<PostgresRestore>,
+}
+
+/// How CloudNativePG takes base backups.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BackupMethod {
+    /// Barman to the cell's object storage, beside the archived WAL (point-in-time recovery).
+    #[default]
+    #[serde(rename = "barmanObjectStore")]
+    BarmanObjectStore,
+    /// CSI volume snapshots of the instances' volumes (a VolumeSnapshotClass must exist).
+    #[serde(rename = "volumeSnapshot")]
+    VolumeSnapshot,
+}
+
+/// Scheduled backups of a CloudNativePG PostgreSQL: a `ScheduledBackup` of the cluster.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "(has(self.method) && self.method == 'volumeSnapshot') || !has(self.volumeSnapshotClass)", "message": "volumeSnapshotClass is a volumeSnapshot setting"}
+]))]
+pub struct PostgresBackup {
+    /// When to take a base backup: CloudNativePG's cron with seconds first (`0 0 3 * * *` is
+    /// every day at 03:00), or a descriptor such as `@daily`.
+    #[schemars(regex(
+        pattern = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|@every [0-9a-z.]+|(\S+ +){5}\S+)$"
+    ))]
+    pub schedule: String,
+    /// How: `barmanObjectStore` (default; needs object storage) or `volumeSnapshot`.
+    #[serde(default)]
+    pub method: BackupMethod,
+    /// How long base backups and WAL are kept in the object store (`30d`, `4w`, `6m`; default
+    /// `30d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[1-9][0-9]*[dwm]$"))]
+    pub retention_policy: Option<String>,
+    /// VolumeSnapshotClass of the snapshots (volumeSnapshot; default the cluster's default
+    /// class).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub volume_snapshot_class: Option<String>,
+}
+
+/// Where a new CloudNativePG cluster's data comes from: exactly one of `cell`,
+/// `destinationPath` and `volumeSnapshot`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "(has(self.cell) ? 1 : 0) + (has(self.destinationPath) ? 1 : 0) + (has(self.volumeSnapshot) ? 1 : 0) == 1", "message": "restore from exactly one of cell, destinationPath and volumeSnapshot"},
+    {"rule": "!has(self.volumeSnapshot) || !has(self.targetTime)", "message": "targetTime needs the archived WAL of an object store: a volume snapshot restores as it was taken"}
+]))]
+pub struct PostgresRestore {
+    /// A cell whose backups are in this cell's object storage bucket
+    /// (`s3://<bucket>/<cell>/postgres`): usually a deleted or damaged cell of another name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub cell: Option<String>,
+    /// Or the Barman object store path of the backups (`s3://bucket/path`), reached with this
+    /// cell's object storage endpoint and credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024), regex(pattern = r"^s3://"))]
+    pub destination_path: Option<String>,
+    /// Or a VolumeSnapshot in the cell's namespace, taken by a `volumeSnapshot` backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub volume_snapshot: Option<String>,
+    /// Point in time to recover to (RFC 3339, object store only); default the end of the
+    /// archived WAL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 64),
+        regex(
+            pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+        )
+    )]
+    pub target_time: Option<String>,
 }
 
 /// The cell's Redis or ClickHouse.

@@ -178,3 +178,137 @@ fn a_builtin_datastore_keeps_its_volume_size() {
         .any(|m| m == message)
     );
 }
+
+#[test]
+fn a_tag_in_the_image_must_be_the_version() {
+    for image in [
+        "ghcr.io/titan/titan",
+        "ghcr.io/titan/titan:0.1.0",
+        "host:5000/titan",
+        "host:5000/titan:0.1.0",
+        "titan@sha256:4f53cda18c2baa0c",
+        "host:5000/titan:0.1.0@sha256:4f53cda18c2baa0c",
+    ] {
+        assert_eq!(
+            broken::<Cell>(cell(json!({"version": "0.1.0", "image": image})), None),
+            Vec::<String>::new(),
+            "{image}"
+        );
+    }
+    for image in [
+        "ghcr.io/titan/titan:10.1.0",
+        "host:5000/titan:latest",
+        "titan:0.2.0@sha256:4f53cda18c2baa0c",
+    ] {
+        assert_eq!(
+            broken::<Cell>(cell(json!({"version": "0.1.0", "image": image})), None),
+            ["spec.image has a tag other than spec.version: drop the tag (the version is the tag) or make them equal"],
+            "{image}"
+        );
+    }
+}
+
+#[test]
+fn a_pinned_image_moves_with_the_version() {
+    let pinned = "titan@sha256:4f53cda18c2baa0c";
+    let old = cell(json!({"version": "0.1.0", "image": pinned}));
+    assert_eq!(
+        broken::<Cell>(
+            cell(json!({"version": "0.2.0", "image": pinned})),
+            Some(old.clone())
+        ),
+        ["spec.image is pinned by digest: change its digest together with spec.version, or the services keep running the pinned image"]
+    );
+    assert!(
+        broken::<Cell>(
+            cell(json!({"version": "0.2.0", "image": "titan@sha256:0000aaaa"})),
+            Some(old)
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn postgres_backups_and_restores_are_cloudnative_pg_settings_with_their_sources() {
+    let s3 = json!({"endpoint": "https://s3.example", "bucket": "titan", "credentialsSecret": "s3"});
+    let backup = json!({"schedule": "0 0 3 * * *"});
+    let ok = cell(json!({"version": "0.1.0", "datastores": {
+        "postgres": {"provider": "cloudnative-pg", "backup": backup, "restore": {"cell": "old"}},
+        "objectStorage": s3,
+    }}));
+    assert_eq!(broken::<Cell>(ok, None), Vec::<String>::new());
+
+    let builtin = cell(json!({"version": "0.1.0", "datastores": {
+        "postgres": {"provider": "builtin", "backup": backup}, "objectStorage": s3,
+    }}));
+    assert_eq!(
+        broken::<Cell>(builtin, None),
+        ["backup and restore are cloudnative-pg settings"]
+    );
+    let no_store = cell(json!({"version": "0.1.0", "datastores": {
+        "postgres": {"provider": "cloudnative-pg", "backup": backup, "restore": {"cell": "old"}},
+    }}));
+    let mut messages = broken::<Cell>(no_store, None);
+    messages.sort();
+    assert_eq!(
+        messages,
+        [
+            "postgres backups to the object store need spec.datastores.objectStorage",
+            "restoring postgres from the object store needs spec.datastores.objectStorage (its endpoint and credentials)",
+        ]
+    );
+    let snapshots = cell(json!({"version": "0.1.0", "datastores": {"postgres": {
+        "provider": "cloudnative-pg",
+        "backup": {"schedule": "@daily", "method": "volumeSnapshot"},
+        "restore": {"volumeSnapshot": "snap-1"},
+    }}}));
+    assert_eq!(broken::<Cell>(snapshots, None), Vec::<String>::new());
+    let two_sources = cell(json!({"version": "0.1.0", "datastores": {"postgres": {
+        "provider": "cloudnative-pg",
+        "restore": {"volumeSnapshot": "snap-1", "cell": "old", "targetTime": "2026-12-01T10:00:00Z"},
+    }, "objectStorage": s3}}));
+    let mut messages = broken::<Cell>(two_sources, None);
+    messages.sort();
+    assert_eq!(
+        messages,
+        [
+            "restore from exactly one of cell, destinationPath and volumeSnapshot",
+            "targetTime needs the archived WAL of an object store: a volume snapshot restores as it was taken",
+        ]
+    );
+    let class_without_snapshots = cell(json!({"version": "0.1.0", "datastores": {"postgres": {
+        "provider": "cloudnative-pg",
+        "backup": {"schedule": "@daily", "volumeSnapshotClass": "csi"},
+    }, "objectStorage": s3}}));
+    assert_eq!(
+        broken::<Cell>(class_without_snapshots, None),
+        ["volumeSnapshotClass is a volumeSnapshot setting"]
+    );
+    // A running cell cannot be re-bootstrapped from a backup.
+    let running = cell(json!({"version": "0.1.0", "datastores": {
+        "postgres": {"provider": "cloudnative-pg"}, "objectStorage": s3,
+    }}));
+    let restoring = cell(json!({"version": "0.1.0", "datastores": {
+        "postgres": {"provider": "cloudnative-pg", "restore": {"cell": "old"}}, "objectStorage": s3,
+    }}));
+    assert_eq!(
+        broken::<Cell>(restoring, Some(running)),
+        ["restore only bootstraps a new cluster: set it when the cell is created, and leave it as it is"]
+    );
+}
+
+#[test]
+fn backup_rules_pass_with_every_schedule_form_and_without_postgres() {
+    let with = |schedule: &str| {
+        cell(json!({"version": "0.1.0", "datastores": {
+            "redis": {"provider": "builtin"},
+            "postgres": {"provider": "cloudnative-pg", "backup": {"schedule": schedule, "method": "volumeSnapshot"}},
+        }}))
+    };
+    for schedule in ["0 0 3 * * *", "@daily", "@every 6h"] {
+        assert!(broken::<Cell>(with(schedule), None).is_empty(), "{schedule}");
+    }
+    // No postgres at all: the datastores rules still evaluate.
+    let redis_only = cell(json!({"version": "0.1.0", "datastores": {"redis": {"provider": "builtin"}}}));
+    assert!(broken::<Cell>(redis_only, None).is_empty());
+}
