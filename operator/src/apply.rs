@@ -7,8 +7,9 @@ use std::{collections::BTreeSet, fmt::Debug};
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::{
-    Api, Resource, ResourceExt,
+    Api, Client, Resource, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams},
+    core::DeserializeGuard,
 };
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
@@ -93,17 +94,78 @@ where
     .map_err(Error::api("apply", kind_of::<K>(), name.clone()))
 }
 
-/// Lists the objects of kind `K` in `namespace` carrying all of `selector`.
-pub async fn list<K>(api: &Api<K>, selector: &str, namespace: &str) -> Result<Vec<K>, Error>
+/// Lists the objects of kind `K` in `namespace` carrying all of `selector`: what a controller
+/// built there last time.
+pub async fn list<K>(client: &Client, namespace: &str, selector: &str) -> Result<Vec<K>, Error>
 where
     K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
     K::DynamicType: Default,
 {
-    Ok(api
+    // Each item is decoded on its own: one object of a schema this operator does not know (a
+    // `Service` written by a newer version) is skipped and logged instead of failing the whole
+    // list, and with it every round of the cell. Applying the desired object of that name
+    // rewrites it.
+    let api: Api<DeserializeGuard<K>> = Api::namespaced(client.clone(), namespace);
+    let items = api
         .list(&ListParams::default().labels(selector))
         .await
         .map_err(Error::api("list", kind_of::<K>(), namespace.to_string()))?
-        .items)
+        .items;
+    Ok(items
+        .into_iter()
+        .filter_map(|item| match item.0 {
+            Ok(object) => Some(object),
+            Err(invalid) => {
+                tracing::warn!(
+                    kind = %kind_of::<K>(),
+                    name = ?invalid.metadata.name,
+                    namespace,
+                    error = %invalid.error,
+                    "skipping an object that does not deserialize"
+                );
+                None
+            }
+        })
+        .collect())
+}
+
+/// Applies each of `desired` unless its live counterpart (same name in `live`) already matches
+/// it; returns the objects as the server now has them.
+pub async fn apply_each<K>(api: &Api<K>, desired: Vec<K>, live: &[K]) -> Result<Vec<K>, Error>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+{
+    let mut applied = Vec::with_capacity(desired.len());
+    for object in desired {
+        let current = live.iter().find(|l| l.name_any() == object.name_any());
+        applied.push(apply(api, object, current).await?);
+    }
+    Ok(applied)
+}
+
+/// Applies `desired` in `namespace` and prunes what was built before (`live`) and is no longer
+/// wanted, except the names in `spare`; returns the applied objects.
+pub async fn sync<K>(
+    client: &Client,
+    namespace: &str,
+    desired: Vec<K>,
+    live: &[K],
+    spare: &[String],
+) -> Result<Vec<K>, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let keep: BTreeSet<String> = spare
+        .iter()
+        .cloned()
+        .chain(desired.iter().map(ResourceExt::name_any))
+        .collect();
+    let applied = apply_each(&api, desired, live).await?;
+    prune(&api, live, &keep).await?;
+    Ok(applied)
 }
 
 /// Deletes every object of `live` that the operator manages and whose name is not in `keep`;

@@ -16,7 +16,7 @@ use kube::{
     },
 };
 
-use crate::{Error, MANAGER, metrics::Metrics};
+use crate::{Error, MANAGER, cache::Caches, cell::isolation::NetworkSettings, metrics::Metrics};
 
 /// Shared state of the controllers.
 #[derive(Clone)]
@@ -29,6 +29,10 @@ pub struct Context {
     failures: Arc<Mutex<HashMap<String, u32>>>,
     /// How often a healthy object is looked at again even without a change.
     pub resync: Duration,
+    /// Who outside a cell its NetworkPolicies admit (DNS, CloudNativePG, monitoring).
+    pub network: NetworkSettings,
+    /// Watch caches of the cells' children; without them (tests, `render`) rounds LIST.
+    pub caches: Option<Caches>,
 }
 
 impl std::fmt::Debug for Context {
@@ -52,7 +56,22 @@ impl Context {
             metrics,
             failures: Arc::default(),
             resync: Duration::from_secs(300),
+            network: NetworkSettings::default(),
+            caches: None,
         }
+    }
+
+    /// The same context, reading the cells' children from `caches`.
+    pub fn with_caches(self, caches: Caches) -> Self {
+        Self {
+            caches: Some(caches),
+            ..self
+        }
+    }
+
+    /// The same context, admitting `network`'s peers to the cells it builds.
+    pub fn with_network(self, network: NetworkSettings) -> Self {
+        Self { network, ..self }
     }
 
     /// Publishes an Event about `object`; a failure is logged, never fatal, because an Event is
@@ -90,7 +109,6 @@ impl Context {
         Duration::from_secs(seconds.min(300))
     }
 
-    /// Forgets the failures of `key` after a round succeeded.
     /// Runs one reconcile round of `object`: records the metrics, clears the backoff on success,
     /// and turns a failure into a Warning Event with its stable reason.
     pub async fn round(
@@ -102,10 +120,16 @@ impl Context {
     ) -> Result<Action, Error> {
         let start = Instant::now();
         let result = round.await;
-        self.metrics
-            .observe(controller, start, result.as_ref().err().map(Error::reason));
+        let failure = result
+            .as_ref()
+            .err()
+            .filter(|e| e.waiting().is_none())
+            .map(Error::reason);
+        self.metrics.observe(controller, start, failure);
         match &result {
+            // Waiting is progress, not a failure: no backoff grows and nobody is warned.
             Ok(_) => self.succeeded(key),
+            Err(error) if error.waiting().is_some() => self.succeeded(key),
             Err(error) => {
                 self.event(object, true, error.reason(), "Reconcile", error.to_string())
                     .await
@@ -114,6 +138,7 @@ impl Context {
         result
     }
 
+    /// Forgets the failures of `key` after a round succeeded.
     pub fn succeeded(&self, key: &str) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         failures.remove(key);

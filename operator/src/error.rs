@@ -34,6 +34,27 @@ pub enum Error {
         /// Kind of the object.
         kind: String,
     },
+    /// kube-runtime refused the finalizer's name (it is not a valid JSON pointer segment).
+    #[error("{kind} {name}: the finalizer name cannot be patched")]
+    InvalidFinalizer {
+        /// Kind of the object.
+        kind: String,
+        /// Name of the object.
+        name: String,
+    },
+    /// A watch cache's writer is gone (its controller stopped): the operator is shutting down.
+    #[error("the watch caches stopped: the operator is shutting down")]
+    CacheGone,
+    /// Not a failure: the round must look again later, before which it cannot go on (a
+    /// teardown waiting for the services' pods to go). Retried after a short fixed pause, with
+    /// no Warning Event and no error count.
+    #[error("waiting for {what}")]
+    Waiting {
+        /// What the round waits for, as a person would say it.
+        what: String,
+        /// When to look again.
+        after: std::time::Duration,
+    },
 }
 
 impl Error {
@@ -45,10 +66,45 @@ impl Error {
                 kube::Error::Api(status) if status.code == 403 => "ApiForbidden",
                 kube::Error::Api(status) if status.code == 422 => "ApiInvalid",
                 kube::Error::Api(_) => "ApiError",
+                // The server answered, but with an object of a schema this operator does not
+                // know (a newer CRD): retrying the connection cannot help, a person must look.
+                kube::Error::SerdeError(_) => "MalformedObject",
                 _ => "ApiUnavailable",
             },
             Error::Serialize { .. } => "SerializeFailed",
             Error::Unnamed { .. } => "Unnamed",
+            Error::InvalidFinalizer { .. } => "InvalidFinalizer",
+            Error::CacheGone => "CacheGone",
+            Error::Waiting { .. } => "Waiting",
+        }
+    }
+
+    /// Whether the round only waits (see [`Error::Waiting`]) rather than failed.
+    pub fn waiting(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Waiting { after, .. } => Some(*after),
+            _ => None,
+        }
+    }
+
+    /// Unwraps the error of kube-runtime's `finalizer()` helper: the round's own error as it
+    /// was, the helper's patches of `metadata.finalizers` as API errors of the object.
+    pub fn from_finalizer(
+        kind: &str,
+        name: &str,
+    ) -> impl FnOnce(kube::runtime::finalizer::Error<Error>) -> Error {
+        let (kind, name) = (kind.to_string(), name.to_string());
+        move |error| {
+            use kube::runtime::finalizer::Error as Finalizer;
+            match error {
+                Finalizer::ApplyFailed(error) | Finalizer::CleanupFailed(error) => error,
+                Finalizer::AddFinalizer(source) => Error::api("add finalizer", kind, name)(source),
+                Finalizer::RemoveFinalizer(source) => {
+                    Error::api("remove finalizer", kind, name)(source)
+                }
+                Finalizer::UnnamedObject => Error::Unnamed { kind },
+                Finalizer::InvalidFinalizer => Error::InvalidFinalizer { kind, name },
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod apply;
+pub mod cache;
 pub mod cell;
 pub mod cnpg;
 pub mod conditions;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod render;
 pub mod run;
 pub mod service;
+pub mod shared;
 
 pub use context::Context;
 pub use error::Error;

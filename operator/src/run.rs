@@ -13,10 +13,10 @@ use std::{
 use anyhow::Context as _;
 use futures::StreamExt;
 use k8s_openapi::api::{
-    apps::v1::{Deployment, StatefulSet},
+    apps::v1::Deployment,
     autoscaling::v2::HorizontalPodAutoscaler,
-    core::v1::{ConfigMap, LimitRange, Namespace, ResourceQuota, Secret, Service as CoreService},
-    networking::v1::NetworkPolicy,
+    batch::v1::Job,
+    core::v1::{ConfigMap, Namespace, Pod, Secret, Service as CoreService},
     policy::v1::PodDisruptionBudget,
 };
 use kube::{
@@ -28,7 +28,10 @@ use titan_crds::{Cell, Service};
 use tokio::sync::watch;
 
 use crate::{
-    Context, admin, cell::dereference::referenced_secrets, cnpg, guard, labels, leader,
+    Context, admin,
+    cache::Caches,
+    cell::{dereference::referenced_secrets, isolation::NetworkSettings},
+    cnpg, guard, labels, leader,
     metrics::Metrics,
 };
 
@@ -43,6 +46,8 @@ pub struct RunOptions {
     pub identity: String,
     /// Objects each controller reconciles at once.
     pub concurrency: u16,
+    /// Who outside a cell its NetworkPolicies admit.
+    pub network: NetworkSettings,
 }
 
 /// Runs until SIGTERM/SIGINT, or until leadership is lost (then exits so the pod restarts clean).
@@ -52,6 +57,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         lease_namespace,
         identity,
         concurrency,
+        network,
     } = options;
     let client = Client::try_default()
         .await
@@ -128,10 +134,17 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         let _ = lost_tx.send(true);
     });
 
-    let ctx = Arc::new(Context::new(client.clone(), metrics, Some(identity)));
     let config = controller::Config::default().concurrency(concurrency);
     let managed =
         watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, crate::MANAGER));
+    // The children's watches fill the caches rounds read from (see `crate::cache`) and trigger
+    // the Cell that owns the changed object.
+    let (caches, feeds) = Caches::new(&client, &managed);
+    let ctx = Arc::new(
+        Context::new(client.clone(), metrics, Some(identity))
+            .with_network(network)
+            .with_caches(caches),
+    );
     let stopped = |rx: watch::Receiver<bool>| async move {
         let mut rx = rx;
         let _ = rx.wait_for(|stop| *stop).await;
@@ -141,35 +154,51 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         Api::<DeserializeGuard<Cell>>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<Namespace>::all(client.clone()), managed.clone())
-    .owns(Api::<Service>::all(client.clone()), managed.clone())
-    .owns(Api::<Secret>::all(client.clone()), managed.clone())
-    .owns(Api::<StatefulSet>::all(client.clone()), managed.clone())
-    .owns(Api::<Deployment>::all(client.clone()), managed.clone())
-    .owns(Api::<ConfigMap>::all(client.clone()), managed.clone())
-    .owns(Api::<CoreService>::all(client.clone()), managed.clone())
-    .owns(Api::<NetworkPolicy>::all(client.clone()), managed.clone())
-    .owns(Api::<ResourceQuota>::all(client.clone()), managed.clone())
-    .owns(Api::<LimitRange>::all(client.clone()), managed.clone());
+    .owns_stream(feeds.services)
+    .owns_stream(feeds.stateful_sets)
+    .owns_stream(feeds.deployments)
+    .owns_stream(feeds.config_maps)
+    .owns_stream(feeds.core_services)
+    .owns_stream(feeds.network_policies)
+    .owns_stream(feeds.resource_quotas)
+    .owns_stream(feeds.limit_ranges)
+    // What holds a cell's data has no owner under `deletionPolicy: Retain` (the namespace, the
+    // credentials Secret; the CloudNativePG Cluster never has one), so an owner reference
+    // cannot lead back to the Cell: the cell label does, and a deleted credentials Secret is
+    // seen at once rather than at the next resync.
+    .watches(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        managed.clone(),
+        by_cell_label,
+    )
+    .watches(
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        managed.clone(),
+        by_cell_label,
+    );
     // A watch on a kind the API server does not serve fails for ever: watch CloudNativePG
     // Clusters only where CloudNativePG is installed (cells elsewhere cannot use it anyway).
     if cloudnative_pg_installed(&client).await {
-        cells = cells.owns(Api::<cnpg::Cluster>::all(client.clone()), managed.clone());
+        cells = cells.watches(
+            Api::<PartialObjectMeta<cnpg::Cluster>>::all(client.clone()),
+            managed.clone(),
+            by_cell_label,
+        );
     } else {
         tracing::info!(
             "CloudNativePG is not installed: cells cannot use the cloudnative-pg provider"
         );
     }
     // A Secret the cell reads but does not own (an external datastore's, the object storage
-    // credentials, CloudNativePG's) carries no owner reference: map it to the cells that name it,
-    // so a fixed Secret rolls the cell out now rather than at the next resync. The mapping needs
-    // only names, and every Secret of the cluster passes through this watch: metadata only
-    // (`PartialObjectMeta` makes kube ask for it), never the secrets' data.
+    // credentials, CloudNativePG's) carries no owner reference nor the cell label: the round
+    // that first reads it labels it `commerce.titan.dev/referenced`, and this watch — of those
+    // Secrets only, metadata only, never their data — maps it to the cells that name it, so a
+    // fixed Secret rolls the cell out now. Until it exists, the round looks again often.
     let cell_store = cells.store();
     let cells = cells
         .watches(
             Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-            watcher::Config::default(),
+            watcher::Config::default().labels(labels::REFERENCED),
             move |secret: PartialObjectMeta<Secret>| {
                 let (namespace, name) = (secret.namespace(), secret.name_any());
                 cell_store
@@ -208,7 +237,30 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             Api::<PodDisruptionBudget>::all(client.clone()),
             managed.clone(),
         )
-        .owns(Api::<HorizontalPodAutoscaler>::all(client.clone()), managed)
+        .owns(
+            Api::<HorizontalPodAutoscaler>::all(client.clone()),
+            managed.clone(),
+        )
+        .owns(Api::<Job>::all(client.clone()), managed.clone())
+        // A pod that crash-loops or cannot pull its image changes nothing the Deployment
+        // reports: its own changes trigger its Service. Metadata is all the mapping needs (the
+        // round lists the pods it reads), and only the pods of Titan services are watched.
+        .watches(
+            Api::<PartialObjectMeta<Pod>>::all(client.clone()),
+            watcher::Config::default().labels(&format!(
+                "{}={},{}",
+                labels::MANAGED_BY,
+                crate::MANAGER,
+                labels::SERVICE
+            )),
+            |pod: PartialObjectMeta<Pod>| {
+                let namespace = pod.namespace();
+                pod.labels()
+                    .get(labels::SERVICE)
+                    .zip(namespace)
+                    .map(|(service, namespace)| ObjectRef::new(service).within(&namespace))
+            },
+        )
         // A Cell's pause, stop or version changes what its Services do. Its name is all the
         // mapping needs (the round reads the Cell itself): metadata only, so the Cells are not
         // decoded a second time beside the cell controller's store.
@@ -259,6 +311,16 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         tracing::warn!(%error, "cannot release the lease");
     }
     finish(admin, stop_tx).await
+}
+
+/// The Cell an object of it belongs to, by its cell label (for objects without an owner).
+fn by_cell_label<K>(object: PartialObjectMeta<K>) -> Option<ObjectRef<DeserializeGuard<Cell>>> {
+    object
+        .metadata
+        .labels
+        .as_ref()?
+        .get(labels::CELL)
+        .map(|cell| ObjectRef::new(cell))
 }
 
 /// The pause before a standby whose election ended competes again.

@@ -5,7 +5,12 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::{ByteString, api::core::v1::Secret};
+use kube::ResourceExt;
 use rand::{Rng, distr::Alphanumeric};
+use titan_crds::{
+    Cell,
+    cell::{PostgresProvider, Provider},
+};
 
 /// One generated secret of a cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -52,6 +57,24 @@ const LENGTH: usize = 32;
 /// Name of a cell's credentials Secret.
 pub fn secret_name(cell: &str) -> String {
     format!("{cell}-credentials")
+}
+
+/// Why a cell whose credentials Secret is missing must not mint new ones: its builtin
+/// datastores still hold data (`data_volumes`, the cell's PersistentVolumeClaims), initialised
+/// with the old passwords, which new ones would not open. None when there is nothing to lose.
+pub fn lost(cell: &Cell, data_volumes: &[String]) -> Option<String> {
+    let stores = &cell.spec.datastores;
+    let builtin = stores.postgres.provider == PostgresProvider::Builtin
+        || stores.redis.provider == Provider::Builtin
+        || stores.clickhouse.provider == Provider::Builtin;
+    if !builtin || data_volumes.is_empty() {
+        return None;
+    }
+    let secret = secret_name(&cell.name_any());
+    Some(format!(
+        "secret {secret} is missing while the builtin datastores keep their data in {}: new passwords would not open those databases, so none are generated; restore {secret} from a backup, or delete those PersistentVolumeClaims to start the datastores empty",
+        data_volumes.join(", ")
+    ))
 }
 
 /// A cell's generated secrets.

@@ -3,27 +3,28 @@
 //! (an external datastore's, the object storage credentials, CloudNativePG's application
 //! Secret).
 
-use std::{collections::BTreeMap, fmt::Debug};
+use std::collections::BTreeMap;
 
-use k8s_openapi::{
-    NamespaceResourceScope,
-    api::{
-        apps::v1::{Deployment, StatefulSet},
-        core::v1::{
-            ConfigMap, LimitRange, Namespace, ResourceQuota, Secret, Service as CoreService,
-        },
-        networking::v1::NetworkPolicy,
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    core::v1::{
+        ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Secret,
+        Service as CoreService,
     },
+    networking::v1::NetworkPolicy,
 };
-use kube::{Api, Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
+use kube::{
+    Api, ResourceExt,
+    api::{ListParams, Patch, PatchParams},
+    core::{PartialObjectMeta, Selector},
+};
 use titan_crds::{
     Cell, Service,
     cell::{PostgresProvider, Provider},
 };
 
 use super::connections::POSTGRES;
-use crate::{Error, apply, cnpg, labels};
+use crate::{Context, Error, apply, cache, cnpg, labels};
 
 /// What a Cell round found.
 #[derive(Debug, Default)]
@@ -52,6 +53,8 @@ pub struct Live {
     pub deployments: Vec<Deployment>,
     /// Secrets the cell reads but does not own, by name.
     pub referenced: BTreeMap<String, Secret>,
+    /// Names of the cell's PersistentVolumeClaims: the builtin datastores' data.
+    pub data_volumes: Vec<String>,
 }
 
 /// The names of the Secrets `cell` reads but does not own.
@@ -81,23 +84,21 @@ pub fn referenced_secrets(cell: &Cell) -> Vec<String> {
     names
 }
 
-async fn owned<K>(client: &Client, namespace: &str, selector: &str) -> Result<Vec<K>, Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Debug,
-{
-    apply::list(
-        &Api::namespaced(client.clone(), namespace),
-        selector,
-        namespace,
-    )
-    .await
+/// The children a round reads from the watch caches when there are some.
+struct Children {
+    services: Vec<Service>,
+    resource_quotas: Vec<ResourceQuota>,
+    limit_ranges: Vec<LimitRange>,
+    network_policies: Vec<NetworkPolicy>,
+    config_maps: Vec<ConfigMap>,
+    core_services: Vec<CoreService>,
+    stateful_sets: Vec<StatefulSet>,
+    deployments: Vec<Deployment>,
 }
 
 /// Reads everything a round of `cell` needs; an absent namespace means nothing exists yet.
-pub async fn dereference(cell: &Cell, client: &Client) -> Result<Live, Error> {
+pub async fn dereference(cell: &Cell, ctx: &Context) -> Result<Live, Error> {
+    let client = &ctx.client;
     let name = cell.name_any();
     let namespace = cell.namespace_name();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
@@ -109,6 +110,7 @@ pub async fn dereference(cell: &Cell, client: &Client) -> Result<Live, Error> {
                 .await
                 .map_err(Error::api("get", "Secret", secret.clone()))?
         {
+            let found = mark_referenced(&secrets, found).await?;
             referenced.insert(secret, found);
         }
     }
@@ -138,18 +140,89 @@ pub async fn dereference(cell: &Cell, client: &Client) -> Result<Live, Error> {
         }
         _ => Vec::new(),
     };
+    let services_selector = format!("{}={name}", labels::CELL);
+    let children = match &ctx.caches {
+        Some(caches) => {
+            // The first rounds after a start wait for the first complete lists: an empty cache
+            // would read as "nothing exists".
+            caches.synced().await.map_err(|_| Error::CacheGone)?;
+            let built = labels::cell_owned_selector(&name);
+            let services = Selector::from_iter([(labels::CELL.to_string(), name.clone())]);
+            Children {
+                services: cache::select_services(&caches.services, &namespace, &services),
+                resource_quotas: cache::select(&caches.resource_quotas, &namespace, &built),
+                limit_ranges: cache::select(&caches.limit_ranges, &namespace, &built),
+                network_policies: cache::select(&caches.network_policies, &namespace, &built),
+                config_maps: cache::select(&caches.config_maps, &namespace, &built),
+                core_services: cache::select(&caches.core_services, &namespace, &built),
+                stateful_sets: cache::select(&caches.stateful_sets, &namespace, &built),
+                deployments: cache::select(&caches.deployments, &namespace, &built),
+            }
+        }
+        None => Children {
+            services: apply::list(client, &namespace, &services_selector).await?,
+            resource_quotas: apply::list(client, &namespace, &selector).await?,
+            limit_ranges: apply::list(client, &namespace, &selector).await?,
+            network_policies: apply::list(client, &namespace, &selector).await?,
+            config_maps: apply::list(client, &namespace, &selector).await?,
+            core_services: apply::list(client, &namespace, &selector).await?,
+            stateful_sets: apply::list(client, &namespace, &selector).await?,
+            deployments: apply::list(client, &namespace, &selector).await?,
+        },
+    };
+    let Children {
+        services,
+        resource_quotas,
+        limit_ranges,
+        network_policies,
+        config_maps,
+        core_services,
+        stateful_sets,
+        deployments,
+    } = children;
     Ok(Live {
         namespace: Some(live_namespace),
-        services: owned(client, &namespace, &format!("{}={name}", labels::CELL)).await?,
-        resource_quotas: owned(client, &namespace, &selector).await?,
-        limit_ranges: owned(client, &namespace, &selector).await?,
-        network_policies: owned(client, &namespace, &selector).await?,
-        secrets: owned(client, &namespace, &selector).await?,
-        config_maps: owned(client, &namespace, &selector).await?,
-        core_services: owned(client, &namespace, &selector).await?,
-        stateful_sets: owned(client, &namespace, &selector).await?,
+        services,
+        resource_quotas,
+        limit_ranges,
+        network_policies,
+        // Never from a cache: see `crate::cache`.
+        secrets: apply::list(client, &namespace, &selector).await?,
+        config_maps,
+        core_services,
+        stateful_sets,
         clusters,
-        deployments: owned(client, &namespace, &selector).await?,
+        deployments,
         referenced,
+        data_volumes: Api::<PartialObjectMeta<PersistentVolumeClaim>>::namespaced(
+            client.clone(),
+            &namespace,
+        )
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(Error::api(
+            "list",
+            "PersistentVolumeClaim",
+            namespace.clone(),
+        ))?
+        .items
+        .into_iter()
+        .map(|claim| claim.name_any())
+        .collect(),
     })
+}
+
+/// Labels a Secret the cell reads [`labels::REFERENCED`] unless it is already, so the
+/// operator's watch of such Secrets (and only those) sees its changes. A merge patch of that
+/// one label: the Secret stays its owner's, and its data is never rewritten.
+async fn mark_referenced(secrets: &Api<Secret>, secret: Secret) -> Result<Secret, Error> {
+    if secret.labels().contains_key(labels::REFERENCED) {
+        return Ok(secret);
+    }
+    let name = secret.name_any();
+    let patch = serde_json::json!({"metadata": {"labels": {labels::REFERENCED: "true"}}});
+    secrets
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::api("label", "Secret", name))
 }

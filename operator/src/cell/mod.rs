@@ -17,10 +17,9 @@ pub mod teardown;
 pub mod validate;
 pub mod workload;
 
-use std::{collections::BTreeSet, fmt::Debug, sync::Arc};
+use std::{collections::BTreeSet, sync::Arc};
 
 use k8s_openapi::{
-    NamespaceResourceScope,
     api::{
         apps::v1::{Deployment, StatefulSet},
         core::v1::Namespace,
@@ -28,23 +27,40 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use kube::{
-    Api, Client, Resource, ResourceExt,
-    api::{Patch, PatchParams},
-    runtime::controller::Action,
+    Api, Resource, ResourceExt,
+    runtime::{
+        controller::Action,
+        finalizer::{Event as FinalizerEvent, finalizer},
+    },
 };
-use serde::{Serialize, de::DeserializeOwned};
 use titan_crds::{Cell, CellStatus, Service, common::condition};
 
 use self::{
     build::CellObjects, credentials::Credentials, dereference::Live, observe::LiveWorkloads,
 };
-use crate::{Context, Error, apply, cnpg::Cluster, conditions, service::build::CellView};
+use crate::{
+    Context, Error, apply,
+    cnpg::Cluster,
+    conditions::{self, Attention},
+    shared::CellView,
+};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "cell";
 /// The finalizer that lets the Cell controller tear a cell down in order and honour
 /// `deletionPolicy` (garbage collection alone would take the data too, or in no order).
 pub const FINALIZER: &str = "commerce.titan.dev/teardown";
+
+/// The conditions of a Cell announced as Events when they change.
+const ANNOUNCED: [(&str, Attention); 7] = [
+    (condition::READY, Attention::WhenFalse),
+    (condition::DEGRADED, Attention::WhenTrue),
+    (condition::MIGRATED, Attention::WhenFalse),
+    (condition::RECONCILIATION_PAUSED, Attention::Never),
+    (condition::STOPPED, Attention::Never),
+    (condition::DATASTORES_READY, Attention::WhenFalse),
+    (condition::RECORDINGS_ENABLED, Attention::Never),
+];
 
 /// One reconcile round of a Cell, with metrics, an Event on failure and backoff bookkeeping.
 pub async fn reconcile(cell: Arc<Cell>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -63,69 +79,12 @@ pub async fn reconcile(cell: Arc<Cell>, ctx: Arc<Context>) -> Result<Action, Err
 /// Retry after a failed round, backing off per object.
 pub fn error_policy(cell: Arc<Cell>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = format!("cell/{}", cell.name_any());
+    if let Some(after) = error.waiting() {
+        tracing::debug!(cell = %key, %error, "waiting");
+        return Action::requeue(after);
+    }
     tracing::warn!(cell = %key, %error, reason = error.reason(), "reconcile failed");
     Action::requeue(ctx.backoff(&key))
-}
-
-/// Sets the Cell's finalizers to `finalizers`, failing on a concurrent change (the resource
-/// version is part of the patch) rather than dropping someone else's finalizer; returns the Cell
-/// as patched.
-pub(crate) async fn set_finalizers(
-    client: &Client,
-    cell: &Cell,
-    finalizers: Vec<String>,
-) -> Result<Cell, Error> {
-    let name = cell.name_any();
-    let patch = serde_json::json!({
-        "metadata": {
-            "finalizers": finalizers,
-            "resourceVersion": cell.resource_version(),
-        }
-    });
-    Api::<Cell>::all(client.clone())
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(Error::api("patch finalizers", "Cell", name))
-}
-
-/// Applies each of `desired` unless its live counterpart already matches it.
-async fn apply_each<K>(api: &Api<K>, desired: Vec<K>, live: &[K]) -> Result<Vec<K>, Error>
-where
-    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
-{
-    let mut applied = Vec::with_capacity(desired.len());
-    for object in desired {
-        let current = live.iter().find(|l| l.name_any() == object.name_any());
-        applied.push(apply::apply(api, object, current).await?);
-    }
-    Ok(applied)
-}
-
-/// Applies `desired` and prunes what the cell built before and no longer wants, except the
-/// names in `spare`.
-async fn sync<K>(
-    client: &Client,
-    namespace: &str,
-    desired: Vec<K>,
-    live: &[K],
-    spare: &[String],
-) -> Result<Vec<K>, Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let keep: BTreeSet<String> = spare
-        .iter()
-        .cloned()
-        .chain(desired.iter().map(ResourceExt::name_any))
-        .collect();
-    let applied = apply_each(&api, desired, live).await?;
-    apply::prune(&api, live, &keep).await?;
-    Ok(applied)
 }
 
 /// The cell's Services and workloads after the apply stage (as found, when paused), for the
@@ -156,6 +115,7 @@ async fn apply_all(
     objects: CellObjects,
     live: Live,
     rollout_blocked: bool,
+    keep_datastores_secret: bool,
 ) -> Result<Applied, Error> {
     let client = &ctx.client;
     let namespace = cell.namespace_name();
@@ -169,6 +129,7 @@ async fn apply_all(
         core_services,
         stateful_sets,
         clusters,
+        scheduled_backups,
         deployments,
         services,
     } = objects;
@@ -185,28 +146,38 @@ async fn apply_all(
         clusters: live_clusters,
         deployments: live_deployments,
         referenced: _,
+        data_volumes: _,
     } = live;
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
     apply::apply(&namespaces, desired_namespace, live_namespace.as_ref()).await?;
-    sync(client, &namespace, resource_quotas, &live_quotas, &[]).await?;
-    sync(client, &namespace, limit_ranges, &live_limits, &[]).await?;
-    sync(client, &namespace, network_policies, &live_policies, &[]).await?;
+    apply::sync(client, &namespace, resource_quotas, &live_quotas, &[]).await?;
+    apply::sync(client, &namespace, limit_ranges, &live_limits, &[]).await?;
+    apply::sync(client, &namespace, network_policies, &live_policies, &[]).await?;
     // While a connection is unknown the datastores Secret is not built; the one the running
     // services use stays.
-    let spare = if rollout_blocked {
+    let spare = if keep_datastores_secret {
         vec![CellView::of(cell).datastores_secret()]
     } else {
         Vec::new()
     };
-    sync(client, &namespace, secrets, &live_secrets, &spare).await?;
-    sync(client, &namespace, config_maps, &live_config_maps, &[]).await?;
-    sync(client, &namespace, core_services, &live_core_services, &[]).await?;
-    let stateful_sets = sync(client, &namespace, stateful_sets, &live_sets, &[]).await?;
+    apply::sync(client, &namespace, secrets, &live_secrets, &spare).await?;
+    apply::sync(client, &namespace, config_maps, &live_config_maps, &[]).await?;
+    apply::sync(client, &namespace, core_services, &live_core_services, &[]).await?;
+    let stateful_sets = apply::sync(client, &namespace, stateful_sets, &live_sets, &[]).await?;
     // A Cluster is never pruned: switching providers must not drop a database.
     let cluster_api: Api<Cluster> = Api::namespaced(client.clone(), &namespace);
-    let clusters = apply_each(&cluster_api, clusters, &live_clusters).await?;
-    let deployments = sync(client, &namespace, deployments, &live_deployments, &[]).await?;
+    let clusters = apply::apply_each(&cluster_api, clusters, &live_clusters).await?;
+    // Its backup schedule is read by name and removed only when backups are turned off.
+    crate::cnpg::sync_scheduled_backup(
+        client,
+        &namespace,
+        !clusters.is_empty(),
+        scheduled_backups,
+        connections::POSTGRES,
+    )
+    .await?;
+    let deployments = apply::sync(client, &namespace, deployments, &live_deployments, &[]).await?;
 
     if rollout_blocked {
         return Ok(Applied {
@@ -218,7 +189,7 @@ async fn apply_all(
     }
     let service_api: Api<Service> = Api::namespaced(client.clone(), &namespace);
     let keep: BTreeSet<String> = services.iter().map(ResourceExt::name_any).collect();
-    let services = apply_each(&service_api, services, &live_services).await?;
+    let services = apply::apply_each(&service_api, services, &live_services).await?;
     let pruned = apply::prune(&service_api, &live_services, &keep).await?;
     if pruned > 0 {
         ctx.event(
@@ -238,44 +209,125 @@ async fn apply_all(
     })
 }
 
+/// A round under kube-runtime's `finalizer()` helper: the finalizer goes on before anything it
+/// would have to tear down exists, and comes off only once [`teardown::clean_up`] is done.
 async fn reconcile_inner(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     let name = cell.meta().name.clone().ok_or(Error::Unnamed {
         kind: "Cell".into(),
     })?;
-    if cell.meta().deletion_timestamp.is_some() {
-        return teardown::teardown(cell, ctx).await;
-    }
-    let paused = cell.spec.operation.reconciliation_paused;
-    let client = &ctx.client;
-    // The finalizer goes on before anything it would have to tear down exists.
-    let patched;
-    let cell = if !paused && !cell.finalizers().iter().any(|f| f == FINALIZER) {
-        let mut finalizers = cell.finalizers().to_vec();
-        finalizers.push(FINALIZER.into());
-        patched = set_finalizers(client, cell, finalizers).await?;
-        &patched
-    } else {
-        cell
-    };
+    let cells: Api<Cell> = Api::all(ctx.client.clone());
+    finalizer(
+        &cells,
+        FINALIZER,
+        Arc::new(cell.clone()),
+        |event| async move {
+            match event {
+                // On the heap: a round awaits a dozen kinds of writes, and its future is too
+                // large for a small thread stack in debug builds.
+                FinalizerEvent::Apply(cell) => Box::pin(apply_round(&cell, ctx)).await,
+                FinalizerEvent::Cleanup(cell) => Box::pin(teardown::clean_up(&cell, ctx)).await,
+            }
+        },
+    )
+    .await
+    .map_err(Error::from_finalizer("Cell", &name))
+}
 
-    let live = dereference::dereference(cell, client).await?;
+/// How soon a cell waiting for a Secret it reads but that does not exist yet looks again: the
+/// referenced-Secret watch sees only Secrets the operator has labelled, and a new one has no
+/// label yet.
+const MISSING_SECRET_POLL: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Writes `status` if it differs from the Cell's, and announces the conditions that changed.
+async fn publish(ctx: &Context, cell: &Cell, status: CellStatus) -> Result<(), Error> {
+    if cell.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let cells: Api<Cell> = Api::all(ctx.client.clone());
+    apply::write_status(&cells, &cell.name_any(), &status).await?;
+    let previous = cell.status.as_ref().map(|s| s.conditions.as_slice());
+    conditions::announce(
+        ctx,
+        &cell.object_ref(&()),
+        previous.unwrap_or_default(),
+        &status.conditions,
+        &ANNOUNCED,
+    )
+    .await;
+    Ok(())
+}
+
+/// One round of a Cell that is not being deleted: dereference, build, apply, status.
+async fn apply_round(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
+    let name = cell.name_any();
+    let paused = cell.spec.operation.reconciliation_paused;
+
+    let live = dereference::dereference(cell, ctx).await?;
     let credentials_secret = live
         .secrets
         .iter()
         .find(|s| s.name_any() == credentials::secret_name(&name));
+    // Passwords minted anew would be refused by databases initialised with the old ones: with
+    // the data still there, the cell stops here and says what to do.
+    if credentials_secret.is_none()
+        && let Some(lost) = credentials::lost(cell, &live.data_volumes)
+    {
+        publish(
+            ctx,
+            cell,
+            status::blocked(cell, "CredentialsLost", &lost, Timestamp::now()),
+        )
+        .await?;
+        return Ok(Action::requeue(ctx.resync));
+    }
     let credentials = Credentials::resolve(credentials_secret, credentials::generate);
     let connections = connections::resolve(cell, &credentials, &live.referenced);
     let invalid = validate::invalid_configs(cell);
-    // Services start only once every connection is known, so no pod rolls out with a variable
-    // missing; the ones already running keep the datastores Secret they have.
-    let rollout_blocked = connections.datastore_values().is_none();
+    let before = observe::components(
+        cell,
+        &connections,
+        LiveWorkloads {
+            stateful_sets: &live.stateful_sets,
+            deployments: &live.deployments,
+            clusters: &live.clusters,
+        },
+    );
+    // Services start only once every connection is known and every datastore serves, so no pod
+    // rolls out with a variable missing or crash-loops through a database's initdb; the ones
+    // already running keep what they have. A stopped cell's services stop regardless.
+    let stores = &before.datastores;
+    let stores_ready = stores.postgres.ready && stores.redis.ready && stores.clickhouse.ready;
+    let connections_known = connections.datastore_values().is_some();
+    let rollout_blocked = !connections_known || (!stores_ready && !cell.spec.operation.stopped);
+    let missing_secret = live.referenced.len() < dereference::referenced_secrets(cell).len();
 
-    let objects = build::build(cell, &credentials, &connections);
+    let objects = build::build(cell, &credentials, &connections, &ctx.network);
     let desired: Vec<String> = objects.services.iter().map(ResourceExt::name_any).collect();
     let applied = if paused {
         Applied::found(live)
     } else {
-        apply_all(ctx, cell, objects, live, rollout_blocked).await?
+        match apply_all(
+            ctx,
+            cell,
+            objects,
+            live,
+            rollout_blocked,
+            !connections_known,
+        )
+        .await
+        {
+            Ok(applied) => applied,
+            Err(error) => {
+                let message = format!(
+                    "the spec could not be applied: {error}; the operator retries with backoff"
+                );
+                let failed = status::blocked(cell, "ApplyFailed", &message, Timestamp::now());
+                if let Err(status_error) = publish(ctx, cell, failed).await {
+                    tracing::warn!(cell = %name, %status_error, "cannot report the failed apply in status");
+                }
+                return Err(error);
+            }
+        }
     };
 
     let components = observe::components(
@@ -295,53 +347,10 @@ async fn reconcile_inner(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
         &components,
         Timestamp::now(),
     );
-    if cell.status.as_ref() != Some(&status) {
-        let cells: Api<Cell> = Api::all(client.clone());
-        apply::write_status(&cells, &name, &status).await?;
-        announce(ctx, cell, &status).await;
-    }
-    Ok(Action::requeue(ctx.resync))
-}
-
-/// Events for the conditions that changed, with the condition's reason as the stable reason.
-async fn announce(ctx: &Context, cell: &Cell, status: &CellStatus) {
-    let previous = cell
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
-    for type_ in [
-        condition::READY,
-        condition::DEGRADED,
-        condition::RECONCILIATION_PAUSED,
-        condition::STOPPED,
-        condition::DATASTORES_READY,
-        condition::RECORDINGS_ENABLED,
-    ] {
-        let Some(now) = conditions::find(&status.conditions, type_) else {
-            continue;
-        };
-        let before = conditions::find(previous, type_);
-        if before.map(|b| (&b.status, &b.reason)) == Some((&now.status, &now.reason)) {
-            continue;
-        }
-        // A first "everything is fine" needs no announcement.
-        if before.is_none() && now.status == "False" && type_ != condition::READY {
-            continue;
-        }
-        // Not being ready and being degraded are what a person should look at.
-        let warning = match type_ {
-            condition::READY | condition::DATASTORES_READY => now.status != "True",
-            condition::DEGRADED => now.status == "True",
-            _ => false,
-        };
-        ctx.event(
-            &cell.object_ref(&()),
-            warning,
-            &now.reason,
-            type_,
-            now.message.clone(),
-        )
-        .await;
-    }
+    publish(ctx, cell, status).await?;
+    Ok(Action::requeue(if missing_secret {
+        MISSING_SECRET_POLL
+    } else {
+        ctx.resync
+    }))
 }

@@ -7,8 +7,8 @@ use titan_crds::{
     Cell, CellStatus, Service, ServiceKind,
     cell::{ComponentStatus, ServicesSummary},
     common::condition::{
-        DATASTORES_READY, DEGRADED, MEDIA_READY, PROGRESSING, READY, RECONCILIATION_PAUSED,
-        RECORDINGS_ENABLED, STOPPED,
+        DATASTORES_READY, DEGRADED, MEDIA_READY, MIGRATED, PROGRESSING, READY,
+        RECONCILIATION_PAUSED, RECORDINGS_ENABLED, STOPPED,
     },
 };
 
@@ -16,6 +16,7 @@ use super::observe::{self, Components};
 use crate::{
     conditions::{self, Observed},
     labels,
+    service::status as service_status,
 };
 
 /// A child counts only once it has observed its own latest generation and says Ready: a Ready
@@ -29,13 +30,93 @@ pub fn child_ready(service: &Service) -> bool {
         && conditions::is_true(&status.conditions, READY)
 }
 
-fn child_degraded(service: &Service) -> Option<String> {
+/// `name: message` of a child that says it is degraded, and whether its pods cannot run at all
+/// (crash-looping, no image, migrations failed): those are named first.
+fn child_degraded(service: &Service) -> Option<(bool, String)> {
     let status = service.status.as_ref()?;
     if status.observed_generation != service.metadata.generation {
         return None;
     }
     let degraded = conditions::find(&status.conditions, titan_crds::common::condition::DEGRADED)?;
-    (degraded.status == "True").then(|| format!("{}: {}", service.name_any(), degraded.message))
+    (degraded.status == "True").then(|| {
+        (
+            service_status::cannot_run(&degraded.reason),
+            format!("{}: {}", service.name_any(), degraded.message),
+        )
+    })
+}
+
+/// The Cell's `Migrated`: every wanted service's migrations succeeded, or which failed (with
+/// their error) or still run.
+fn migrated(desired: &[String], wanted: &[&Service]) -> Observed {
+    let mut failed = Vec::new();
+    let mut waiting = Vec::new();
+    for name in desired {
+        let condition = wanted
+            .iter()
+            .find(|s| &s.name_any() == name)
+            .and_then(|s| s.status.as_ref())
+            .and_then(|s| conditions::find(&s.conditions, MIGRATED));
+        match condition {
+            Some(c) if c.status == "True" => {}
+            Some(c) if c.reason == "MigrationFailed" => {
+                failed.push(format!("{name}: {}", c.message))
+            }
+            _ => waiting.push(name.clone()),
+        }
+    }
+    if !failed.is_empty() {
+        Observed::new(MIGRATED, false, "MigrationFailed", failed.join("; "))
+    } else if !waiting.is_empty() {
+        Observed::new(
+            MIGRATED,
+            false,
+            "Migrating",
+            format!("waiting for the migrations of {}", waiting.join(", ")),
+        )
+    } else {
+        Observed::new(
+            MIGRATED,
+            true,
+            "Migrated",
+            format!("the migrations of all {} services succeeded", desired.len()),
+        )
+    }
+}
+
+/// The generation of a paused cell's spec that the operator has not applied (none when it is
+/// not paused, or paused after its latest spec was applied).
+fn pending_generation(cell: &Cell) -> Option<i64> {
+    let generation = cell.metadata.generation?;
+    let applied = cell.status.as_ref().and_then(|s| s.observed_generation);
+    (cell.spec.operation.reconciliation_paused && applied != Some(generation)).then_some(generation)
+}
+
+/// The Cell's status after a round that could not apply the spec (`ApplyFailed`: an object
+/// refused, a prune forbidden; `CredentialsLost`): what the last status said,
+/// `observedGeneration` unchanged (the spec is not applied), and `Degraded` with `reason` and
+/// `message`, so the failure shows in `kubectl get cell`, not only in an Event.
+pub fn blocked(cell: &Cell, reason: &'static str, message: &str, now: Timestamp) -> CellStatus {
+    let previous = cell.status.clone().unwrap_or_default();
+    let degraded = Observed::new(DEGRADED, true, reason, message);
+    let merged = conditions::merge(
+        vec![degraded],
+        &previous.conditions,
+        previous.observed_generation,
+        now,
+    );
+    // In place, so the conditions keep their order.
+    let mut conditions = previous.conditions.clone();
+    for condition in merged {
+        match conditions.iter_mut().find(|c| c.type_ == condition.type_) {
+            Some(slot) => *slot = condition,
+            None => conditions.push(condition),
+        }
+    }
+    CellStatus {
+        conditions,
+        ..previous
+    }
 }
 
 /// `name: message` of every component that is not ready.
@@ -61,7 +142,14 @@ pub fn compute(
     components: &Components,
     now: Timestamp,
 ) -> CellStatus {
-    let generation = cell.metadata.generation;
+    // The generation whose spec is applied: a paused cell applies nothing, so it keeps the one
+    // it applied last, and its status must not claim the newer spec (kstatus and Argo CD read
+    // `observedGeneration < generation` as "not there yet").
+    let pending = pending_generation(cell);
+    let generation = match pending {
+        Some(_) => cell.status.as_ref().and_then(|s| s.observed_generation),
+        None => cell.metadata.generation,
+    };
     let wanted: Vec<&Service> = children
         .iter()
         .filter(|c| desired.contains(&c.name_any()))
@@ -79,15 +167,23 @@ pub fn compute(
         .iter()
         .map(|(kind, error)| format!("{kind}: {error}"))
         .collect();
-    for child in &wanted {
-        if let Some(message) = child_degraded(child)
-            && !degraded
+    let children: Vec<(bool, String)> = wanted
+        .iter()
+        .filter_map(|child| child_degraded(child))
+        .filter(|(_, message)| {
+            !degraded
                 .iter()
-                .any(|d| d.starts_with(&format!("{}:", child.name_any())))
-        {
-            degraded.push(message);
-        }
-    }
+                .any(|d| d.split(':').next() == message.split(':').next())
+        })
+        .collect();
+    // A service whose pods cannot run is what a person should read first.
+    let (first, rest): (Vec<_>, Vec<_>) = children.into_iter().partition(|(c, _)| *c);
+    degraded = first
+        .into_iter()
+        .map(|(_, m)| m)
+        .chain(degraded)
+        .chain(rest.into_iter().map(|(_, m)| m))
+        .collect();
 
     let service_problems = degraded.len();
     degraded.extend(components.problems.iter().cloned());
@@ -109,7 +205,20 @@ pub fn compute(
     let all_ready =
         services_ready && stores_not_ready.is_empty() && media_not_ready.is_empty() && !stopped;
 
-    let ready_condition = if stopped {
+    let ready_condition = if let Some(pending) = pending {
+        Observed::new(
+            READY,
+            false,
+            "SpecNotApplied",
+            format!(
+                "reconciliation is paused: generation {pending} of the spec is not applied; {}",
+                match generation {
+                    Some(applied) => format!("the cell runs generation {applied}"),
+                    None => "nothing has been applied yet".to_string(),
+                }
+            ),
+        )
+    } else if stopped {
         Observed::new(
             READY,
             false,
@@ -265,6 +374,7 @@ pub fn compute(
             datastores_condition,
             media_condition,
             recordings_condition,
+            migrated(desired, &wanted),
         ],
         previous,
         generation,

@@ -19,7 +19,8 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{ApiResource, DeleteParams, DynamicObject, ListParams},
+    api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams},
+    core::PartialObjectMeta,
     runtime::controller::Action,
 };
 use serde::de::DeserializeOwned;
@@ -28,7 +29,7 @@ use titan_crds::{
     cell::{DeletionPolicy, PostgresProvider},
 };
 
-use super::{FINALIZER, credentials, set_finalizers};
+use super::{FINALIZER, credentials};
 use crate::{Context, Error, apply::kind_of, cnpg, labels};
 
 /// How long to wait for the services' pods to go before looking again.
@@ -48,7 +49,9 @@ where
         + DeserializeOwned
         + Debug,
 {
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    // Names are all a teardown needs: metadata only, so one object of a schema this operator
+    // does not know (a Service written by a newer version) cannot stop the cell's deletion.
+    let api: Api<PartialObjectMeta<K>> = Api::namespaced(client.clone(), namespace);
     let params = ListParams::default().labels(selector);
     let list = |verb| {
         let (api, params) = (api.clone(), params.clone());
@@ -60,7 +63,7 @@ where
     };
     for object in list("list").await?.items {
         let name = object.name_any();
-        if keep(&name) || object.meta().deletion_timestamp.is_some() {
+        if keep(&name) || object.metadata.deletion_timestamp.is_some() {
             continue;
         }
         match api.delete(&name, &DeleteParams::foreground()).await {
@@ -81,7 +84,8 @@ where
 /// Tears down a Cell that is being deleted but whose spec no longer deserializes (a field
 /// edited by hand, a schema the operator does not know): without this its finalizer would
 /// hold it for ever. The raw object is read again and only what the teardown needs is kept
-/// (see [`salvage`]).
+/// (see [`salvage`]). kube-runtime's `finalizer()` helper needs the typed object, so this path
+/// releases the finalizer itself, guarded by the resource version.
 pub async fn teardown_malformed(name: &str, ctx: &Context) -> Result<Action, Error> {
     let resource = ApiResource::erase::<Cell>(&());
     let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &resource);
@@ -92,7 +96,28 @@ pub async fn teardown_malformed(name: &str, ctx: &Context) -> Result<Action, Err
     else {
         return Ok(Action::await_change());
     };
-    teardown(&salvage(raw)?, ctx).await
+    let cell = salvage(raw)?;
+    if !cell.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    clean_up(&cell, ctx).await?;
+    let finalizers: Vec<String> = cell
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    let patch = serde_json::json!({
+        "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": cell.resource_version(),
+        }
+    });
+    Api::<Cell>::all(ctx.client.clone())
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::api("remove finalizer", "Cell", name))?;
+    Ok(Action::await_change())
 }
 
 /// The parts of a malformed Cell the teardown reads — name, finalizers, namespace, deletion
@@ -134,15 +159,14 @@ pub fn salvage(raw: DynamicObject) -> Result<Cell, Error> {
     Ok(cell)
 }
 
-/// Tears down a Cell that is being deleted, then releases its finalizer.
-pub async fn teardown(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
-    if !cell.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(Action::await_change());
-    }
+/// The finalizer's work for a Cell being deleted: removes what the cell built, in order, and
+/// answers [`Error::Waiting`] while the services' pods are still going, so the finalizer is
+/// released only once everything it guards is gone.
+pub async fn clean_up(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     let client = &ctx.client;
     let name = cell.name_any();
     let namespace = cell.namespace_name();
-    let everything = |_: &str| false;
+    let keep_none = |_: &str| false;
     let policy = cell.spec.deletion_policy;
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -154,27 +178,31 @@ pub async fn teardown(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     if exists {
         // First the services, and wait until they are gone.
         let services = format!("{}={name}", labels::CELL);
-        if delete_all::<Service>(client, &namespace, &services, everything).await? > 0 {
-            return Ok(Action::requeue(WAIT));
+        let remaining = delete_all::<Service>(client, &namespace, &services, keep_none).await?;
+        if remaining > 0 {
+            return Err(Error::Waiting {
+                what: format!("{remaining} service(s) of cell {name} to go"),
+                after: WAIT,
+            });
         }
 
         let built = labels::cell_owned(&name);
         let credentials = credentials::secret_name(&name);
         let keep_data = |object: &str| policy == DeletionPolicy::Retain && object == credentials;
-        delete_all::<Deployment>(client, &namespace, &built, everything).await?;
-        delete_all::<StatefulSet>(client, &namespace, &built, everything).await?;
-        delete_all::<CoreService>(client, &namespace, &built, everything).await?;
-        delete_all::<ConfigMap>(client, &namespace, &built, everything).await?;
+        delete_all::<Deployment>(client, &namespace, &built, keep_none).await?;
+        delete_all::<StatefulSet>(client, &namespace, &built, keep_none).await?;
+        delete_all::<CoreService>(client, &namespace, &built, keep_none).await?;
+        delete_all::<ConfigMap>(client, &namespace, &built, keep_none).await?;
         delete_all::<Secret>(client, &namespace, &built, keep_data).await?;
-        delete_all::<NetworkPolicy>(client, &namespace, &built, everything).await?;
-        delete_all::<LimitRange>(client, &namespace, &built, everything).await?;
-        delete_all::<ResourceQuota>(client, &namespace, &built, everything).await?;
+        delete_all::<NetworkPolicy>(client, &namespace, &built, keep_none).await?;
+        delete_all::<LimitRange>(client, &namespace, &built, keep_none).await?;
+        delete_all::<ResourceQuota>(client, &namespace, &built, keep_none).await?;
         if policy == DeletionPolicy::Delete {
             // Only a cell on CloudNativePG may list Clusters: elsewhere the CRD may not exist.
             if cell.spec.datastores.postgres.provider == PostgresProvider::CloudnativePg {
-                delete_all::<cnpg::Cluster>(client, &namespace, &built, everything).await?;
+                delete_all::<cnpg::Cluster>(client, &namespace, &built, keep_none).await?;
             }
-            delete_all::<PersistentVolumeClaim>(client, &namespace, &built, everything).await?;
+            delete_all::<PersistentVolumeClaim>(client, &namespace, &built, keep_none).await?;
             match namespaces
                 .delete(&namespace, &DeleteParams::background())
                 .await
@@ -194,13 +222,6 @@ pub async fn teardown(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     };
     ctx.event(&cell.object_ref(&()), false, "TornDown", "Delete", message)
         .await;
-    let finalizers = cell
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .cloned()
-        .collect();
-    set_finalizers(client, cell, finalizers).await?;
     Ok(Action::await_change())
 }
 

@@ -9,4 +9,6 @@ mod crds;
 mod lifecycle;
 mod media;
 mod reconcile;
+mod render;
 mod support;
+mod truth;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use k8s_openapi::api::{
     apps::v1::{Deployment, StatefulSet},
     autoscaling::v2::HorizontalPodAutoscaler,
-    core::v1::{ConfigMap, Namespace, Service as CoreService},
+    batch::v1::Job,
+    core::v1::{ConfigMap, Namespace, Pod, Service as CoreService},
     events::v1::Event,
     policy::v1::PodDisruptionBudget,
 };
@@ -42,10 +43,94 @@ pub(crate) async fn get_cell(fake: &Fake, name: &str) -> Cell {
         .expect("get cell")
 }
 
+/// What the watches would make of one change to a Cell: a round; the round its finalizer
+/// patch triggers, when that round only put the finalizer on (kube's `finalizer()` helper);
+/// and, while the datastores the round built are not ready yet (nothing runs pods here), the
+/// StatefulSet controller's and CloudNativePG's part (they report ready) and the round that
+/// triggers.
 pub(crate) async fn reconcile_cell(fake: &Fake, ctx: &Arc<Context>, name: &str) {
-    cell::reconcile(Arc::new(get_cell(fake, name).await), ctx.clone())
+    let cell = get_cell(fake, name).await;
+    let fresh = !cell.finalizers().iter().any(|f| f == cell::FINALIZER);
+    cell::reconcile(Arc::new(cell), ctx.clone())
         .await
         .expect("cell reconcile");
+    if fresh {
+        cell::reconcile(Arc::new(get_cell(fake, name).await), ctx.clone())
+            .await
+            .expect("cell reconcile after the finalizer");
+    }
+    let cell = get_cell(fake, name).await;
+    let namespace = cell.namespace_name();
+    if ready_stateful_sets(fake, &namespace).await + ready_clusters(fake, &namespace).await > 0 {
+        cell::reconcile(Arc::new(cell), ctx.clone())
+            .await
+            .expect("cell reconcile after the datastores");
+    }
+}
+
+/// Plays the StatefulSet controller: every StatefulSet not yet ready reports itself ready;
+/// returns how many did.
+pub(crate) async fn ready_stateful_sets(fake: &Fake, namespace: &str) -> usize {
+    let sets = Api::<StatefulSet>::namespaced(fake.client.clone(), namespace);
+    let mut readied = 0;
+    for s in sets.list(&Default::default()).await.expect("list").items {
+        let ready = s
+            .status
+            .as_ref()
+            .and_then(|st| st.ready_replicas)
+            .unwrap_or(0);
+        let wanted = s.spec.as_ref().and_then(|sp| sp.replicas).unwrap_or(1);
+        let observed = s.status.as_ref().and_then(|st| st.observed_generation);
+        if ready >= wanted && observed == s.metadata.generation {
+            continue;
+        }
+        let status = json!({"status": {
+            "observedGeneration": s.metadata.generation,
+            "replicas": wanted, "readyReplicas": wanted, "availableReplicas": wanted
+        }});
+        sets.patch_status(
+            &s.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&status),
+        )
+        .await
+        .expect("statefulset status");
+        readied += 1;
+    }
+    readied
+}
+
+/// Plays CloudNativePG: every Cluster not yet healthy reports itself healthy; returns how many
+/// did.
+pub(crate) async fn ready_clusters(fake: &Fake, namespace: &str) -> usize {
+    let clusters = Api::<Cluster>::namespaced(fake.client.clone(), namespace);
+    let mut readied = 0;
+    for c in clusters
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .items
+    {
+        if c.status.as_ref().and_then(|s| s.phase.as_deref())
+            == Some(titan_operator::cnpg::HEALTHY_PHASE)
+        {
+            continue;
+        }
+        let status = json!({"status": {
+            "instances": c.spec.instances, "readyInstances": c.spec.instances,
+            "phase": titan_operator::cnpg::HEALTHY_PHASE
+        }});
+        clusters
+            .patch_status(
+                &c.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&status),
+            )
+            .await
+            .expect("cluster status");
+        readied += 1;
+    }
+    readied
 }
 
 pub(crate) async fn services_in(fake: &Fake, namespace: &str) -> Vec<Service> {
@@ -81,26 +166,7 @@ pub(crate) async fn roll_out(fake: &Fake, namespace: &str) {
         .await
         .expect("statefulset status");
     }
-    let clusters = Api::<Cluster>::namespaced(fake.client.clone(), namespace);
-    for c in clusters
-        .list(&Default::default())
-        .await
-        .expect("list")
-        .items
-    {
-        let status = json!({"status": {
-            "instances": c.spec.instances, "readyInstances": c.spec.instances,
-            "phase": titan_operator::cnpg::HEALTHY_PHASE
-        }});
-        clusters
-            .patch_status(
-                &c.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&status),
-            )
-            .await
-            .expect("cluster status");
-    }
+    ready_clusters(fake, namespace).await;
     roll_out_deployments(fake, namespace).await;
 }
 
@@ -123,10 +189,48 @@ async fn roll_out_deployments(fake: &Fake, namespace: &str) {
     }
 }
 
-/// Cell, then its Services, then the Cell again: the order in which watches would run them.
+/// Plays the Job controller: every migration Job that has not finished reports success.
+pub(crate) async fn complete_migrations(fake: &Fake, namespace: &str) -> usize {
+    finish_jobs(fake, namespace, |_| true).await
+}
+
+/// Plays the Job controller for the Jobs `which` picks among the unfinished ones: they succeed.
+pub(crate) async fn finish_jobs(
+    fake: &Fake,
+    namespace: &str,
+    which: impl Fn(&Job) -> bool,
+) -> usize {
+    let jobs = Api::<Job>::namespaced(fake.client.clone(), namespace);
+    let mut finished = 0;
+    for job in jobs.list(&Default::default()).await.expect("list").items {
+        let done = job.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) > 0;
+        if done || !which(&job) {
+            continue;
+        }
+        let status = json!({"status": {
+            "succeeded": 1,
+            "conditions": [{"type": "Complete", "status": "True"}]
+        }});
+        jobs.patch_status(
+            &job.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&status),
+        )
+        .await
+        .expect("job status");
+        finished += 1;
+    }
+    finished
+}
+
+/// Cell, then its Services (their migrations succeed, then they roll out), then the Cell again:
+/// the order in which watches would run them.
 pub(crate) async fn round(fake: &Fake, ctx: &Arc<Context>, name: &str, namespace: &str) {
     reconcile_cell(fake, ctx, name).await;
     reconcile_services(fake, ctx, namespace).await;
+    if complete_migrations(fake, namespace).await > 0 {
+        reconcile_services(fake, ctx, namespace).await;
+    }
     reconcile_cell(fake, ctx, name).await;
 }
 
@@ -616,10 +720,19 @@ async fn a_malformed_cell_becomes_an_event_and_does_not_stall_the_controller() {
     }
     assert_eq!(reconciled, 2);
     assert_eq!(ctx.metrics.errors("cell", "InvalidObject"), 1);
+    assert!(
+        get_cell(&fake, "sg-1")
+            .await
+            .finalizers()
+            .iter()
+            .any(|f| f == cell::FINALIZER),
+        "the good cell was reconciled: its first round put the finalizer on"
+    );
+    reconcile_cell(&fake, &ctx, "sg-1").await;
     assert_eq!(
         services_in(&fake, "titan-sg-1").await.len(),
         15,
-        "the good cell was reconciled"
+        "the good cell goes on"
     );
     let events = Api::<Event>::all(fake.client.clone())
         .list(&Default::default())
@@ -639,4 +752,409 @@ async fn a_malformed_cell_becomes_an_event_and_does_not_stall_the_controller() {
         "{:?}",
         event.note
     );
+}
+
+/// The status of Service `name` in `namespace`.
+async fn service_status(fake: &Fake, namespace: &str, name: &str) -> titan_crds::ServiceStatus {
+    Api::<Service>::namespaced(fake.client.clone(), namespace)
+        .get(name)
+        .await
+        .expect("service")
+        .status
+        .expect("status")
+}
+
+/// The message of condition `type_`.
+fn message(
+    status: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> String {
+    conditions::find(status, type_)
+        .unwrap_or_else(|| panic!("no {type_} condition"))
+        .message
+        .clone()
+}
+
+/// The image of Deployment `name`, if it exists.
+async fn deployment_image(fake: &Fake, namespace: &str, name: &str) -> Option<String> {
+    Api::<Deployment>::namespaced(fake.client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .expect("get")
+        .and_then(|d| d.spec?.template.spec?.containers.first()?.image.clone())
+}
+
+/// The migration Jobs of service `name`.
+async fn jobs_of(fake: &Fake, namespace: &str, name: &str) -> Vec<Job> {
+    Api::<Job>::namespaced(fake.client.clone(), namespace)
+        .list(
+            &kube::api::ListParams::default().labels(&format!("commerce.titan.dev/service={name}")),
+        )
+        .await
+        .expect("list jobs")
+        .items
+}
+
+/// Creates a pod with `labels` and then its `status`, as the kubelet would report it.
+async fn create_pod(
+    fake: &Fake,
+    namespace: &str,
+    name: &str,
+    labels: serde_json::Value,
+    status: serde_json::Value,
+) {
+    let pods = Api::<Pod>::namespaced(fake.client.clone(), namespace);
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {"containers": [{"name": "titan", "image": "ghcr.io/titan/titan:0.1.0"}]}
+    }))
+    .expect("pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod");
+    pods.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": status})),
+    )
+    .await
+    .expect("pod status");
+}
+
+#[tokio::test]
+async fn the_deployment_waits_for_its_migration_job_and_an_upgrade_migrates_first() {
+    let fake = Fake::new().await;
+    let ctx = context(&fake);
+    create_cell(&fake, &cell_fixture("minimal-cell.yaml")).await;
+    let ns = "titan-sg-1";
+    reconcile_cell(&fake, &ctx, "sg-1").await;
+    reconcile_services(&fake, &ctx, ns).await;
+
+    // Before the migrations: a Job, and no Deployment.
+    assert_eq!(deployment_image(&fake, ns, "coupon").await, None);
+    let jobs = jobs_of(&fake, ns, "coupon").await;
+    assert_eq!(jobs.len(), 1);
+    let first_job = jobs[0].name_any();
+    assert!(first_job.starts_with("coupon-migrate-"), "{first_job}");
+    let pod = jobs[0].spec.clone().expect("spec").template;
+    let pod_labels = pod.metadata.expect("metadata").labels.expect("labels");
+    assert_eq!(
+        pod_labels
+            .get("commerce.titan.dev/migration")
+            .map(String::as_str),
+        Some("coupon")
+    );
+    assert!(
+        !pod_labels.contains_key("commerce.titan.dev/service"),
+        "the Deployment, core Service and PDB must not select the migration's pod"
+    );
+    let pod = pod.spec.expect("pod spec");
+    assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.command.clone().expect("command"),
+        [
+            "titan",
+            "migrate",
+            "coupon",
+            "--config",
+            "/etc/titan/config.yaml"
+        ]
+    );
+    assert_eq!(
+        container.image.as_deref(),
+        Some("ghcr.io/titan/titan:0.1.0")
+    );
+    assert_eq!(
+        container.termination_message_policy.as_deref(),
+        Some("FallbackToLogsOnError")
+    );
+    assert!(container.readiness_probe.is_none() && container.ports.is_none());
+    let status = service_status(&fake, ns, "coupon").await;
+    assert_eq!(
+        condition(&status.conditions, "Migrated"),
+        ("False".into(), "Migrating".into())
+    );
+    assert_eq!(
+        condition(&status.conditions, "Ready"),
+        ("False".into(), "Migrating".into())
+    );
+    assert_eq!(
+        condition(&status.conditions, "Progressing"),
+        ("True".into(), "Migrating".into())
+    );
+    reconcile_cell(&fake, &ctx, "sg-1").await;
+    let cell = get_cell(&fake, "sg-1").await.status.expect("status");
+    assert_eq!(
+        condition(&cell.conditions, "Migrated"),
+        ("False".into(), "Migrating".into())
+    );
+
+    // The Job succeeds: the Deployment is created.
+    complete_migrations(&fake, ns).await;
+    reconcile_services(&fake, &ctx, ns).await;
+    assert_eq!(
+        deployment_image(&fake, ns, "coupon").await.as_deref(),
+        Some("ghcr.io/titan/titan:0.1.0")
+    );
+    let status = service_status(&fake, ns, "coupon").await;
+    assert_eq!(
+        condition(&status.conditions, "Migrated"),
+        ("True".into(), "Migrated".into())
+    );
+    roll_out(&fake, ns).await;
+    round(&fake, &ctx, "sg-1", ns).await;
+    let cell = get_cell(&fake, "sg-1").await.status.expect("status");
+    assert_eq!(
+        condition(&cell.conditions, "Migrated"),
+        ("True".into(), "Migrated".into())
+    );
+    assert_eq!(condition(&cell.conditions, "Ready").0, "True");
+
+    // An upgrade: a new Job first, the old pods serve meanwhile.
+    Api::<Cell>::all(fake.client.clone())
+        .patch(
+            "sg-1",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"version": "0.2.0"}})),
+        )
+        .await
+        .expect("upgrade");
+    reconcile_cell(&fake, &ctx, "sg-1").await;
+    reconcile_services(&fake, &ctx, ns).await;
+    assert_eq!(
+        deployment_image(&fake, ns, "coupon").await.as_deref(),
+        Some("ghcr.io/titan/titan:0.1.0"),
+        "the Deployment waits for the new migrations"
+    );
+    let jobs = jobs_of(&fake, ns, "coupon").await;
+    let names: Vec<String> = jobs.iter().map(ResourceExt::name_any).collect();
+    assert_eq!(names.len(), 1, "the old Job is pruned: {names:?}");
+    assert_ne!(names[0], first_job);
+    let image = jobs[0]
+        .spec
+        .clone()
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod")
+        .containers[0]
+        .image
+        .clone();
+    assert_eq!(image.as_deref(), Some("ghcr.io/titan/titan:0.2.0"));
+    let status = service_status(&fake, ns, "coupon").await;
+    assert_eq!(
+        condition(&status.conditions, "Migrated"),
+        ("False".into(), "Migrating".into())
+    );
+    assert_eq!(
+        condition(&status.conditions, "Ready"),
+        ("True".into(), "RolledOut".into()),
+        "the old pods still serve"
+    );
+
+    let new_job = names[0].clone();
+    finish_jobs(&fake, ns, |j| j.name_any() == new_job).await;
+    reconcile_services(&fake, &ctx, ns).await;
+    assert_eq!(
+        deployment_image(&fake, ns, "coupon").await.as_deref(),
+        Some("ghcr.io/titan/titan:0.2.0")
+    );
+}
+
+#[tokio::test]
+async fn a_failed_migration_names_its_error_on_the_service_and_the_cell() {
+    let fake = Fake::new().await;
+    let ctx = context(&fake);
+    create_cell(&fake, &cell_fixture("minimal-cell.yaml")).await;
+    let ns = "titan-sg-1";
+    reconcile_cell(&fake, &ctx, "sg-1").await;
+    reconcile_services(&fake, &ctx, ns).await;
+    let job = jobs_of(&fake, ns, "coupon").await[0].name_any();
+    finish_jobs(&fake, ns, |j| j.name_any() != job).await;
+
+    // Plays the Job controller and the kubelet: every attempt failed, the last pod says why.
+    create_pod(
+        &fake,
+        ns,
+        &format!("{job}-x7k2p"),
+        json!({"batch.kubernetes.io/job-name": job, "commerce.titan.dev/cell": "sg-1",
+               "commerce.titan.dev/migration": "coupon"}),
+        json!({"phase": "Failed", "containerStatuses": [{
+            "name": "titan", "image": "ghcr.io/titan/titan:0.1.0", "imageID": "",
+            "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 1, "reason": "Error",
+                "message": "coupon: migration 3 failed: relation \"coupons\" already exists"}}
+        }]}),
+    )
+    .await;
+    Api::<Job>::namespaced(fake.client.clone(), ns)
+        .patch_status(
+            &job,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"failed": 7, "conditions": [{
+                "type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                "message": "Job has reached the specified backoff limit"}]}})),
+        )
+        .await
+        .expect("job status");
+    reconcile_services(&fake, &ctx, ns).await;
+
+    let expected = format!(
+        "job {job} failed: exit code 1 (Error): coupon: migration 3 failed: relation \"coupons\" already exists"
+    );
+    let status = service_status(&fake, ns, "coupon").await;
+    assert_eq!(
+        condition(&status.conditions, "Migrated"),
+        ("False".into(), "MigrationFailed".into())
+    );
+    assert_eq!(message(&status.conditions, "Migrated"), expected);
+    assert_eq!(
+        condition(&status.conditions, "Degraded"),
+        ("True".into(), "MigrationFailed".into())
+    );
+    assert_eq!(deployment_image(&fake, ns, "coupon").await, None);
+
+    reconcile_cell(&fake, &ctx, "sg-1").await;
+    let cell = get_cell(&fake, "sg-1").await.status.expect("status");
+    assert_eq!(
+        condition(&cell.conditions, "Migrated"),
+        ("False".into(), "MigrationFailed".into())
+    );
+    assert_eq!(
+        message(&cell.conditions, "Migrated"),
+        format!("coupon: {expected}")
+    );
+    assert_eq!(condition(&cell.conditions, "Degraded").0, "True");
+    assert!(
+        message(&cell.conditions, "Degraded").starts_with("coupon: job "),
+        "{}",
+        message(&cell.conditions, "Degraded")
+    );
+}
+
+#[tokio::test]
+async fn a_crash_looping_service_says_so_and_its_cell_names_it_first() {
+    let fake = Fake::new().await;
+    let ctx = context(&fake);
+    create_cell(&fake, &cell_fixture("minimal-cell.yaml")).await;
+    let ns = "titan-sg-1";
+    round(&fake, &ctx, "sg-1", ns).await;
+    roll_out(&fake, ns).await;
+
+    // abtesting's rollout is stuck (a lesser problem), flashsale crash-loops.
+    let deployments = Api::<Deployment>::namespaced(fake.client.clone(), ns);
+    deployments
+        .patch_status(
+            "abtesting",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"readyReplicas": 0, "conditions": [{
+                "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}})),
+        )
+        .await
+        .expect("abtesting status");
+    deployments
+        .patch_status(
+            "flashsale",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"readyReplicas": 0}})),
+        )
+        .await
+        .expect("flashsale status");
+    create_pod(
+        &fake,
+        ns,
+        "flashsale-7d9f-x2x",
+        json!({"commerce.titan.dev/cell": "sg-1", "commerce.titan.dev/service": "flashsale"}),
+        json!({"phase": "Running", "containerStatuses": [{
+            "name": "titan", "image": "ghcr.io/titan/titan:0.1.0", "imageID": "",
+            "ready": false, "restartCount": 5,
+            "state": {"waiting": {"reason": "CrashLoopBackOff",
+                "message": "back-off 2m40s restarting failed container=titan pod=flashsale-7d9f-x2x"}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
+                "message": "error: redis: connection refused"}}
+        }]}),
+    )
+    .await;
+    reconcile_services(&fake, &ctx, ns).await;
+
+    let expected = "pod flashsale-7d9f-x2x: back-off 2m40s restarting failed container=titan pod=flashsale-7d9f-x2x; last exit: exit code 1 (Error): error: redis: connection refused";
+    let status = service_status(&fake, ns, "flashsale").await;
+    assert_eq!(
+        condition(&status.conditions, "Degraded"),
+        ("True".into(), "CrashLoopBackOff".into())
+    );
+    assert_eq!(message(&status.conditions, "Degraded"), expected);
+    assert_eq!(
+        condition(
+            &service_status(&fake, ns, "abtesting").await.conditions,
+            "Degraded"
+        ),
+        ("True".into(), "RolloutStuck".into())
+    );
+
+    reconcile_cell(&fake, &ctx, "sg-1").await;
+    let cell = get_cell(&fake, "sg-1").await.status.expect("status");
+    assert_eq!(
+        condition(&cell.conditions, "Degraded"),
+        ("True".into(), "ServiceDegraded".into())
+    );
+    let degraded = message(&cell.conditions, "Degraded");
+    assert!(
+        degraded.starts_with(&format!("flashsale: {expected}; abtesting: ")),
+        "{degraded}"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_cell_is_reported_by_its_services_which_carry_on() {
+    use kube::api::{ApiResource, DynamicObject};
+    let fake = Fake::new().await;
+    let ctx = context(&fake);
+    create_cell(&fake, &cell_fixture("minimal-cell.yaml")).await;
+    let ns = "titan-sg-1";
+    round(&fake, &ctx, "sg-1", ns).await;
+    let before = Api::<Deployment>::namespaced(fake.client.clone(), ns)
+        .get("coupon")
+        .await
+        .expect("deployment")
+        .resource_version();
+
+    // A field of a newer schema, written past this operator's CRD.
+    let resource = ApiResource::erase::<Cell>(&());
+    Api::<DynamicObject>::all_with(fake.client.clone(), &resource)
+        .patch(
+            "sg-1",
+            &PatchParams::default(),
+            &Patch::Merge(
+                &json!({"spec": {"services": {"coupon": {"config": {"noSuchField": 1}}}}}),
+            ),
+        )
+        .await
+        .expect("patch");
+    let services = Api::<Service>::namespaced(fake.client.clone(), ns);
+    service::reconcile(
+        Arc::new(services.get("coupon").await.expect("coupon")),
+        ctx.clone(),
+    )
+    .await
+    .expect("a malformed cell does not fail the service's round");
+
+    let status = service_status(&fake, ns, "coupon").await;
+    assert_eq!(
+        condition(&status.conditions, "Degraded"),
+        ("True".into(), "CellMalformed".into())
+    );
+    assert!(
+        message(&status.conditions, "Degraded").starts_with("cell sg-1 does not match the schema"),
+        "{}",
+        message(&status.conditions, "Degraded")
+    );
+    let after = Api::<Deployment>::namespaced(fake.client.clone(), ns)
+        .get("coupon")
+        .await
+        .expect("deployment")
+        .resource_version();
+    assert_eq!(after, before, "the running pods are left as they are");
 }
