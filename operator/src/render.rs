@@ -128,9 +128,10 @@ pub fn render(inputs: &Inputs) -> Result<String, RenderError> {
             core_services,
             stateful_sets,
             clusters,
+            scheduled_backups,
             deployments,
             services: cell_services,
-        } = cell_build::build(cell, &credentials, &connections);
+        } = cell_build::build(cell, &credentials, &connections, &Default::default());
         push(&mut out, &namespace)?;
         push_all(&mut out, &resource_quotas)?;
         push_all(&mut out, &limit_ranges)?;
@@ -140,6 +141,7 @@ pub fn render(inputs: &Inputs) -> Result<String, RenderError> {
         push_all(&mut out, &core_services)?;
         push_all(&mut out, &stateful_sets)?;
         push_all(&mut out, &clusters)?;
+        push_all(&mut out, &scheduled_backups)?;
         push_all(&mut out, &deployments)?;
         push_all(&mut out, &cell_services)?;
         services.extend(cell_services.into_iter().map(|s| (s, false)));

@@ -377,10 +377,19 @@ fn pod_template(
     let template = PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(object_labels.clone()),
-            annotations: Some(BTreeMap::from([(
-                labels::CONFIG_HASH.to_string(),
-                config.hash.clone(),
-            )])),
+            // The Cell puts the hash of the Secret values this service reads on its `Service`:
+            // on the template it rolls the pods when one of them changes, and only then.
+            annotations: Some(
+                [(labels::CONFIG_HASH.to_string(), config.hash.clone())]
+                    .into_iter()
+                    .chain(
+                        service
+                            .annotations()
+                            .get(labels::SECRETS_HASH)
+                            .map(|hash| (labels::SECRETS_HASH.to_string(), hash.clone())),
+                    )
+                    .collect(),
+            ),
             ..Default::default()
         }),
         spec: Some(PodSpec {
