@@ -14,9 +14,11 @@ use crate::{
         credentials::Credentials,
     },
     service::{
-        build::{self as service_build, CellView, ServiceObjects},
+        build::{self as service_build, ServiceObjects},
+        migration::MigrationJob,
         validate,
     },
+    shared::CellView,
 };
 
 /// Why a set of resources could not be rendered.
@@ -174,10 +176,14 @@ pub fn render(inputs: &Inputs) -> Result<String, RenderError> {
             deployment,
             pdb,
             hpa,
+            migration,
         } = service_build::build(service, &CellView::of(cell), &rendered).map_err(invalid)?;
         push(&mut out, &config_map)?;
         if let Some(core_service) = &core_service {
             push(&mut out, core_service)?;
+        }
+        if let MigrationJob::Run(job) = &migration {
+            push(&mut out, job)?;
         }
         push(&mut out, &deployment)?;
         push(&mut out, &pdb)?;
