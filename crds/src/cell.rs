@@ -22,6 +22,18 @@ use crate::{
     kind::ServiceKind,
 };
 
+/// A Cell's name is the value of the `commerce.titan.dev/cell` (and `app.kubernetes.io/instance`)
+/// label on everything the cell owns: a label value has at most 63 characters. The API server
+/// already holds the name to a DNS subdomain (lower-case letters, digits, `-`, `.`).
+const NAME_IS_A_LABEL_VALUE: &str = "size(self.metadata.name) <= 63";
+const NAME_IS_A_LABEL_VALUE_MESSAGE: &str = "a Cell name has at most 63 characters: it is the value of the commerce.titan.dev/cell label on every object of the cell";
+/// Without `spec.namespace` the cell lives in `titan-<name>` ([`Cell::namespace_name`]), a DNS
+/// label: at most 63 characters, so 57 for the name, and no `.` (a DNS subdomain without dots is
+/// a DNS label). `namespace` is a CEL keyword: a field of that name is `__namespace__` in CEL
+/// (newer API servers also accept the plain name, kube's client-side engine does not).
+const NAME_MAKES_A_NAMESPACE: &str = "(has(self.spec) && has(self.spec.__namespace__)) || (size(self.metadata.name) <= 57 && !self.metadata.name.contains('.'))";
+const NAME_MAKES_A_NAMESPACE_MESSAGE: &str = "a Cell without spec.namespace lives in the namespace titan-<name>, a DNS label: its name needs at most 57 characters and no '.' (or set spec.namespace)";
+
 /// The desired state of a cell.
 // kube's printcolumn(...) repeats `type_ = ...` per column, which clippy takes for duplicates.
 #[allow(clippy::duplicated_attributes)]
@@ -36,6 +48,10 @@ use crate::{
     status = "CellStatus",
     derive = "PartialEq",
     doc = "A cell: a complete, isolated copy of the Titan platform (every service and every datastore) in its own namespace, serving a slice of the users. Scale by adding cells.",
+    // The name becomes label values and, without spec.namespace, the namespace `titan-<name>`:
+    // a name that makes neither valid is refused at admission, not by a failing reconcile.
+    validation = Rule::new(NAME_IS_A_LABEL_VALUE).message(NAME_IS_A_LABEL_VALUE_MESSAGE),
+    validation = Rule::new(NAME_MAKES_A_NAMESPACE).message(NAME_MAKES_A_NAMESPACE_MESSAGE),
     printcolumn(
         name = "Ready",
         type_ = "string",

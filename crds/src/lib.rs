@@ -6,6 +6,8 @@
 //! exactly what a service will run with.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "admission")]
+pub mod admission;
 pub mod cell;
 pub mod common;
 pub mod config;

@@ -15,6 +15,12 @@ use crate::{
     kind::{DatastoreKind, ServiceKind},
 };
 
+/// The API server holds the name to a DNS subdomain; a container name, a core Service name and
+/// a label value need a DNS label: at most 63 characters and no `.`.
+const NAME_IS_A_DNS_LABEL: &str =
+    "size(self.metadata.name) <= 63 && !self.metadata.name.contains('.')";
+const NAME_IS_A_DNS_LABEL_MESSAGE: &str = "a Service name has at most 63 characters and no '.': it names the service's Deployment, container and core Service, and is a label value";
+
 /// The desired state of one service of a cell.
 // kube's printcolumn(...) repeats `type_ = ...` per column, which clippy takes for duplicates.
 #[allow(clippy::duplicated_attributes)]
@@ -30,6 +36,9 @@ use crate::{
     status = "ServiceStatus",
     derive = "PartialEq",
     doc = "One Titan service of a cell (or a custom worker), run as a Deployment in the cell's namespace. `kubectl get tsvc` or `services.commerce.titan.dev` reach it; plain `services` means the core kind.",
+    // The name becomes the Deployment's container name, the core Service's name and a label
+    // value: one that makes none of them valid is refused at admission.
+    validation = Rule::new(NAME_IS_A_DNS_LABEL).message(NAME_IS_A_DNS_LABEL_MESSAGE),
     scale(
         spec_replicas_path = ".spec.replicas",
         status_replicas_path = ".status.replicas",

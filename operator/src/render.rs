@@ -1,11 +1,17 @@
 //! Offline rendering: every object the operator would apply for some Cells and Services, with no
 //! cluster (`titan-operator render`), and the CRD files (`titan-operator crd`).
+//!
+//! `render` is a pipeline gate: it refuses every document the API server would refuse, with the
+//! API server's messages (`titan_crds::admission`: unknown fields, the schema, names, the CEL
+//! rules), and prints YAML that YAML 1.1 readers read as the same objects ([`yaml`]).
+
+mod yaml;
 
 use std::collections::BTreeMap;
 
 use kube::ResourceExt;
 use serde::Serialize;
-use titan_crds::{Cell, Service};
+use titan_crds::{Cell, Service, admission};
 
 use crate::{
     cell::{
@@ -14,26 +20,17 @@ use crate::{
         credentials::Credentials,
     },
     service::{
-        build::{self as service_build, ServiceObjects},
-        migration::MigrationJob,
+        build::{self as service_build, CellView, ServiceObjects},
         validate,
     },
-    shared::CellView,
 };
 
 /// Why a set of resources could not be rendered.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    /// A document is not YAML or not a Cell or Service.
-    #[error("document {index} of {source_name}: {message}")]
-    Document {
-        /// File (or other source) the document came from.
-        source_name: String,
-        /// 1-based position of the document in it.
-        index: usize,
-        /// What is wrong with it.
-        message: String,
-    },
+    /// Documents the API server would refuse, or that are not Cells or Services.
+    #[error("{}", refused_lines(.0))]
+    Refused(Vec<Problem>),
     /// A Service names a cell that is not among the inputs.
     #[error(
         "service {service} belongs to cell {cell}, which is not among the inputs: add its Cell with -f"
@@ -57,6 +54,41 @@ pub enum RenderError {
     Serialize(#[from] serde_yaml::Error),
 }
 
+fn refused_lines(problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems.iter().map(Problem::to_string).collect();
+    let plural = if problems.len() == 1 { "" } else { "s" };
+    format!(
+        "the API server would refuse the inputs ({} problem{plural}):\n{}",
+        problems.len(),
+        lines.join("\n")
+    )
+}
+
+/// One reason a document of the inputs would be refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file (or other source) the document came from.
+    pub source_name: String,
+    /// 1-based position of the document in it.
+    pub index: usize,
+    /// `Kind name` (`Cell sg-1`, `Service titan-sg-1/coupon`), as far as the document says.
+    pub object: String,
+    /// The API server's message, field included (`unknown field "spec.foo"`).
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            source_name,
+            index,
+            object,
+            message,
+        } = self;
+        write!(f, "{source_name}: document {index} ({object}): {message}")
+    }
+}
+
 /// The Cells and Services found in some YAML sources.
 #[derive(Debug, Default, Clone)]
 pub struct Inputs {
@@ -67,52 +99,119 @@ pub struct Inputs {
 }
 
 impl Inputs {
-    /// Reads every document of `text` (a multi-document YAML file named `source_name`).
+    /// Reads every document of every source (`(name, text)`, multi-document YAML), checking each
+    /// as the API server would; the problems of all of them are refused together.
+    pub fn read<'a>(
+        sources: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, RenderError> {
+        let mut inputs = Self::default();
+        let mut problems = Vec::new();
+        for (source_name, text) in sources {
+            inputs.collect(source_name, text, &mut problems);
+        }
+        refuse(problems).map(|()| inputs)
+    }
+
+    /// Reads every document of `text` (a multi-document YAML file named `source_name`); the
+    /// documents without problems are kept even when others are refused.
     pub fn add(&mut self, source_name: &str, text: &str) -> Result<(), RenderError> {
+        let mut problems = Vec::new();
+        self.collect(source_name, text, &mut problems);
+        refuse(problems)
+    }
+
+    fn collect(&mut self, source_name: &str, text: &str, problems: &mut Vec<Problem>) {
         use serde::Deserialize;
         for (i, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
             let index = i + 1;
-            let error = |message: String| RenderError::Document {
+            let problem = |object: &str, message: String| Problem {
                 source_name: source_name.to_string(),
                 index,
+                object: object.to_string(),
                 message,
             };
-            let value =
-                serde_yaml::Value::deserialize(document).map_err(|e| error(e.to_string()))?;
+            let value = match serde_yaml::Value::deserialize(document) {
+                Ok(value) => value,
+                Err(e) => {
+                    // The YAML stream is broken from here on: nothing after it can be read.
+                    problems.push(problem("not YAML", e.to_string()));
+                    return;
+                }
+            };
             if value.is_null() {
                 continue;
             }
-            let kind = value
-                .get("kind")
-                .and_then(|k| k.as_str())
-                .unwrap_or_default()
-                .to_string();
-            let api_version = value
-                .get("apiVersion")
-                .and_then(|k| k.as_str())
-                .unwrap_or_default();
+            let object = match serde_json::to_value(&value) {
+                Ok(object) => object,
+                Err(e) => {
+                    problems.push(problem("not JSON", e.to_string()));
+                    continue;
+                }
+            };
+            let text = |field: &str| object[field].as_str().unwrap_or_default().to_string();
+            let (kind, api_version) = (text("kind"), text("apiVersion"));
+            let name = object["metadata"]["name"].as_str().unwrap_or_default();
+            let described = match object["metadata"]["namespace"].as_str() {
+                Some(namespace) if kind == "Service" => format!("{kind} {namespace}/{name}"),
+                _ => format!("{kind} {name}"),
+            };
             if api_version != "commerce.titan.dev/v1alpha1" {
-                return Err(error(format!(
-                    "apiVersion {api_version:?} is not commerce.titan.dev/v1alpha1"
-                )));
+                problems.push(problem(
+                    &described,
+                    format!("apiVersion {api_version:?} is not commerce.titan.dev/v1alpha1"),
+                ));
+                continue;
             }
-            match kind.as_str() {
-                "Cell" => self
-                    .cells
-                    .push(serde_yaml::from_value(value).map_err(|e| error(e.to_string()))?),
-                "Service" => self
-                    .services
-                    .push(serde_yaml::from_value(value).map_err(|e| error(e.to_string()))?),
-                other => return Err(error(format!("kind {other:?} is neither Cell nor Service"))),
+            let refusals = match kind.as_str() {
+                "Cell" => admission::check::<Cell>(&object),
+                "Service" => admission::check::<Service>(&object),
+                other => {
+                    problems.push(problem(
+                        &described,
+                        format!("kind {other:?} is neither Cell nor Service"),
+                    ));
+                    continue;
+                }
+            };
+            if !refusals.is_empty() {
+                problems.extend(refusals.into_iter().map(|r| problem(&described, r.message)));
+                continue;
+            }
+            // What admission lets through the operator must still read (a number beyond its
+            // type's range, say); the operator would fail on it, so it is refused here too.
+            let typed = match kind.as_str() {
+                "Cell" => serde_json::from_value(object).map(|c| self.cells.push(c)),
+                _ => serde_json::from_value(object).map(|s| self.services.push(s)),
+            };
+            if let Err(e) = typed {
+                problems.push(problem(&described, format!("cannot be read: {e}")));
             }
         }
-        Ok(())
     }
 }
 
-/// Every object the operator would apply, in apply order, as YAML documents.
+fn refuse(problems: Vec<Problem>) -> Result<(), RenderError> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(RenderError::Refused(problems))
+    }
+}
+
+/// Every object the operator would apply, in apply order, as YAML documents that every YAML
+/// reader (1.1 or 1.2) reads as these objects.
 pub fn render(inputs: &Inputs) -> Result<String, RenderError> {
     let mut out = String::new();
+    for object in objects(inputs)? {
+        out.push_str("---\n");
+        out.push_str(&yaml::to_string(&object)?);
+    }
+    Ok(out)
+}
+
+/// Every object the operator would apply, in apply order.
+pub fn objects(inputs: &Inputs) -> Result<Vec<serde_yaml::Value>, RenderError> {
+    let mut out = Vec::new();
     let cells: BTreeMap<String, &Cell> = inputs.cells.iter().map(|c| (c.name_any(), c)).collect();
     let mut services = Vec::new();
     for cell in &inputs.cells {
@@ -130,10 +229,9 @@ pub fn render(inputs: &Inputs) -> Result<String, RenderError> {
             core_services,
             stateful_sets,
             clusters,
-            scheduled_backups,
             deployments,
             services: cell_services,
-        } = cell_build::build(cell, &credentials, &connections, &Default::default());
+        } = cell_build::build(cell, &credentials, &connections);
         push(&mut out, &namespace)?;
         push_all(&mut out, &resource_quotas)?;
         push_all(&mut out, &limit_ranges)?;
@@ -143,7 +241,6 @@ pub fn render(inputs: &Inputs) -> Result<String, RenderError> {
         push_all(&mut out, &core_services)?;
         push_all(&mut out, &stateful_sets)?;
         push_all(&mut out, &clusters)?;
-        push_all(&mut out, &scheduled_backups)?;
         push_all(&mut out, &deployments)?;
         push_all(&mut out, &cell_services)?;
         services.extend(cell_services.into_iter().map(|s| (s, false)));
@@ -176,14 +273,10 @@ pub fn render(inputs: &Inputs) -> Result<String, RenderError> {
             deployment,
             pdb,
             hpa,
-            migration,
         } = service_build::build(service, &CellView::of(cell), &rendered).map_err(invalid)?;
         push(&mut out, &config_map)?;
         if let Some(core_service) = &core_service {
             push(&mut out, core_service)?;
-        }
-        if let MigrationJob::Run(job) = &migration {
-            push(&mut out, job)?;
         }
         push(&mut out, &deployment)?;
         push(&mut out, &pdb)?;
@@ -194,13 +287,15 @@ pub fn render(inputs: &Inputs) -> Result<String, RenderError> {
     Ok(out)
 }
 
-fn push<T: Serialize>(out: &mut String, object: &T) -> Result<(), RenderError> {
-    out.push_str("---\n");
-    out.push_str(&serde_yaml::to_string(object)?);
+fn push<T: Serialize>(out: &mut Vec<serde_yaml::Value>, object: &T) -> Result<(), RenderError> {
+    out.push(serde_yaml::to_value(object)?);
     Ok(())
 }
 
-fn push_all<T: Serialize>(out: &mut String, objects: &[T]) -> Result<(), RenderError> {
+fn push_all<T: Serialize>(
+    out: &mut Vec<serde_yaml::Value>,
+    objects: &[T],
+) -> Result<(), RenderError> {
     objects.iter().try_for_each(|object| push(out, object))
 }
 

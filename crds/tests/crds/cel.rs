@@ -1,26 +1,17 @@
 //! The CRDs' CEL rules (`x-kubernetes-validations`) evaluated client-side with kube's CEL
-//! engine, as the API server evaluates them at admission; no API server is needed.
+//! engine (`titan_crds::admission`), as the API server evaluates them at admission; no API server
+//! is needed.
 
-use kube::{CustomResourceExt, core::cel::Validator};
+use kube::CustomResourceExt;
 use serde_json::{Value, json};
-use titan_crds::{Cell, Service};
-
-fn schema<K: CustomResourceExt>() -> Value {
-    let crd = K::crd();
-    let schema = crd.spec.versions[0]
-        .schema
-        .clone()
-        .and_then(|s| s.open_api_v3_schema)
-        .expect("schema");
-    serde_json::to_value(schema).expect("json")
-}
+use titan_crds::{Cell, Service, admission};
 
 /// The messages of the rules `object` breaks (creation, or an update from `old`).
 fn broken<K: CustomResourceExt>(object: Value, old: Option<Value>) -> Vec<String> {
-    match Validator::new().validate(&schema::<K>(), &object, old.as_ref()) {
-        Ok(()) => Vec::new(),
-        Err(errors) => errors.into_vec().into_iter().map(|e| e.message).collect(),
-    }
+    admission::broken_rules::<K>(&object, old.as_ref())
+        .into_iter()
+        .map(|e| e.message)
+        .collect()
 }
 
 fn cell(spec: Value) -> Value {
@@ -177,6 +168,69 @@ fn a_builtin_datastore_keeps_its_volume_size() {
         .iter()
         .any(|m| m == message)
     );
+}
+
+fn named<K: CustomResourceExt>(name: &str, spec: Value) -> Value {
+    let mut object = json!({"apiVersion": "commerce.titan.dev/v1alpha1", "kind": K::crd().spec.names.kind, "metadata": {"name": name}, "spec": spec});
+    if K::crd().spec.scope == "Namespaced" {
+        object["metadata"]["namespace"] = json!("titan-sg-1");
+    }
+    object
+}
+
+const CELL_NAME_IS_A_LABEL: &str = "a Cell name has at most 63 characters: it is the value of the commerce.titan.dev/cell label on every object of the cell";
+const CELL_NAME_MAKES_A_NAMESPACE: &str = "a Cell without spec.namespace lives in the namespace titan-<name>, a DNS label: its name needs at most 57 characters and no '.' (or set spec.namespace)";
+
+#[test]
+fn a_cell_name_makes_a_valid_namespace() {
+    let plain = json!({"version": "0.1.0"});
+    // `titan-` and 57 characters make the longest DNS label, 63 characters.
+    let longest = "a".repeat(57);
+    let cell: Cell = serde_json::from_value(named::<Cell>(&longest, plain.clone())).expect("cell");
+    assert_eq!(cell.namespace_name().len(), 63);
+    assert!(broken::<Cell>(named::<Cell>(&longest, plain.clone()), None).is_empty());
+    for name in ["a".repeat(58), "edge.prod".into()] {
+        assert_eq!(
+            broken::<Cell>(named::<Cell>(&name, plain.clone()), None),
+            [CELL_NAME_MAKES_A_NAMESPACE],
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_cell_with_its_own_namespace_needs_only_a_label_value_for_a_name() {
+    let own = json!({"version": "0.1.0", "namespace": "edge"});
+    for name in ["edge.prod".to_string(), "a".repeat(63)] {
+        assert!(
+            broken::<Cell>(named::<Cell>(&name, own.clone()), None).is_empty(),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        broken::<Cell>(named::<Cell>(&"a".repeat(64), own), None),
+        [CELL_NAME_IS_A_LABEL]
+    );
+    let mut both = broken::<Cell>(
+        named::<Cell>(&"a".repeat(64), json!({"version": "0.1.0"})),
+        None,
+    );
+    both.sort();
+    assert_eq!(both, [CELL_NAME_IS_A_LABEL, CELL_NAME_MAKES_A_NAMESPACE]);
+}
+
+#[test]
+fn a_service_name_is_a_dns_label() {
+    let spec = json!({"cell": "sg-1", "service": "coupon", "image": "t:1"});
+    let message = "a Service name has at most 63 characters and no '.': it names the service's Deployment, container and core Service, and is a label value";
+    assert!(broken::<Service>(named::<Service>(&"a".repeat(63), spec.clone()), None).is_empty());
+    for name in ["a".repeat(64), "coupon.v2".into()] {
+        assert_eq!(
+            broken::<Service>(named::<Service>(&name, spec.clone()), None),
+            [message],
+            "{name}"
+        );
+    }
 }
 
 #[test]

@@ -1,4 +1,5 @@
 //! Integration tests of `titan-crds`: one binary with a module per area.
 
+mod admission;
 mod cel;
 mod examples;

@@ -28,13 +28,13 @@ use titan_crds::{
 use super::{
     build::Scope,
     coturn,
-    credentials::{self, Credentials, Key},
+    credentials::{self, Key},
     nginx::{self, MEDIA_DIR, NginxSettings, RECORDINGS_DIR},
     workload,
 };
 use crate::{
     labels,
-    shared::{HTTP_PORT, object_storage_env, secret_env, value_env},
+    service::build::{HTTP_PORT, object_storage_env, secret_env, value_env},
 };
 
 /// Name of the TURN server's objects and component.
@@ -136,35 +136,16 @@ fn mount(name: &str, path: &str) -> VolumeMount {
     }
 }
 
-/// A one-replica Deployment of a media server whose pods roll when `config` or one of the
-/// `secrets` values its containers read changes, and only then: its labels carry the server's
-/// image tag, never the cell's version.
+/// A one-replica Deployment of a media server whose pods roll when `config` changes.
 fn deployment(
     scope: &Scope,
     component: &str,
     config: &str,
-    secrets: &[(&str, &str)],
     containers: Vec<Container>,
     volumes: Vec<Volume>,
 ) -> Deployment {
-    let server_image = containers
-        .first()
-        .and_then(|c| c.image.as_deref())
-        .unwrap_or_default();
-    let labels = scope.workload_labels(component, server_image);
-    let mut annotations =
-        BTreeMap::from([(labels::CONFIG_HASH.to_string(), labels::config_hash(config))]);
-    if !secrets.is_empty() {
-        annotations.insert(
-            labels::SECRETS_HASH.to_string(),
-            labels::secrets_hash(secrets.iter().copied()),
-        );
-    }
     Deployment {
-        metadata: ObjectMeta {
-            labels: Some(labels.clone()),
-            ..scope.meta(component, component)
-        },
+        metadata: scope.meta(component, component),
         spec: Some(DeploymentSpec {
             replicas: Some(scope.replicas()),
             selector: LabelSelector {
@@ -178,8 +159,11 @@ fn deployment(
             }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    annotations: Some(annotations),
+                    labels: Some(scope.labels(component)),
+                    annotations: Some(BTreeMap::from([(
+                        labels::CONFIG_HASH.to_string(),
+                        labels::config_hash(config),
+                    )])),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
@@ -197,7 +181,7 @@ fn deployment(
     }
 }
 
-fn turn(scope: &Scope, credentials: &Credentials, turn: &Turn, objects: &mut MediaObjects) {
+fn turn(scope: &Scope, turn: &Turn, objects: &mut MediaObjects) {
     let config = coturn::render(&scope.name, turn);
     let port = turn.listening_port;
     let relay_ports = turn.min_port..=turn.max_port;
@@ -264,32 +248,23 @@ fn turn(scope: &Scope, credentials: &Credentials, turn: &Turn, objects: &mut Med
     objects
         .config_maps
         .push(config_map(scope, TURN, CONFIG_KEY_TURN, &config));
-    let mut service = workload::service(scope, TURN, service_type, false, service_ports);
-    // Cluster-wide forwarding would SNAT clients to a node's address: coturn would see (and
-    // its peers answer) the node, not the client. `Local` keeps the client's address and
-    // sends traffic only to nodes that run the pod.
-    if let Some(spec) = service.spec.as_mut()
-        && matches!(service_type, "LoadBalancer" | "NodePort")
-    {
-        spec.external_traffic_policy = Some("Local".into());
-    }
-    objects.services.push(service);
+    objects.services.push(workload::service(
+        scope,
+        TURN,
+        service_type,
+        false,
+        service_ports,
+    ));
     objects.deployments.push(deployment(
         scope,
         TURN,
         &config,
-        &[(Key::TurnSecret.as_str(), credentials.get(Key::TurnSecret))],
         vec![container],
         vec![config_volume(TURN)],
     ));
 }
 
-fn rtmp(
-    scope: &Scope,
-    object_storage: Option<&BTreeMap<String, String>>,
-    rtmp: &Rtmp,
-    objects: &mut MediaObjects,
-) {
+fn rtmp(scope: &Scope, rtmp: &Rtmp, objects: &mut MediaObjects) {
     let settings = nginx_settings(scope.cell, rtmp);
     let config = nginx::render(&scope.name, &settings);
     let nginx = Container {
@@ -340,15 +315,7 @@ fn rtmp(
         ..Default::default()
     };
     let mut containers = vec![nginx];
-    // The recorder reads the object storage credentials: a new key rolls the pod.
-    let mut secrets = Vec::new();
     if let Some(storage) = &scope.cell.spec.datastores.object_storage {
-        secrets.extend(
-            object_storage
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        );
         let mut env = vec![value_env("TITAN_CELL", &scope.name)];
         env.extend(object_storage_env(storage));
         containers.push(Container {
@@ -385,7 +352,6 @@ fn rtmp(
         scope,
         RTMP,
         &config,
-        &secrets,
         containers,
         vec![
             config_volume(RTMP),
@@ -395,23 +361,18 @@ fn rtmp(
     ));
 }
 
-/// The media objects of the cell in `scope`: `credentials` has the TURN secret, and
-/// `object_storage` the object storage credentials when they resolved.
-pub fn build(
-    scope: &Scope,
-    credentials: &Credentials,
-    object_storage: Option<&BTreeMap<String, String>>,
-) -> MediaObjects {
+/// The media objects of the cell in `scope`.
+pub fn build(scope: &Scope) -> MediaObjects {
     let mut objects = MediaObjects {
         config_maps: Vec::new(),
         services: Vec::new(),
         deployments: Vec::new(),
     };
     if let Some(settings) = enabled_turn(scope.cell) {
-        turn(scope, credentials, settings, &mut objects);
+        turn(scope, settings, &mut objects);
     }
     if let Some(settings) = enabled_rtmp(scope.cell) {
-        rtmp(scope, object_storage, settings, &mut objects);
+        rtmp(scope, settings, &mut objects);
     }
     objects
 }

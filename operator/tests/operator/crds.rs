@@ -192,3 +192,69 @@ fn the_examples_pass_the_crd_schemas() {
     }
     assert_eq!(checked, 4);
 }
+
+/// Whether every namespace and label value in `object` (any JSON) is one the API server takes:
+/// namespaces are DNS labels, label values at most 63 of `[A-Za-z0-9._-]`, alphanumeric at the
+/// ends.
+fn names_and_labels_are_valid(object: &Value) -> bool {
+    static PATTERNS: std::sync::OnceLock<(regex::Regex, regex::Regex)> = std::sync::OnceLock::new();
+    let (dns_label, label_value) = PATTERNS.get_or_init(|| {
+        (
+            regex::Regex::new("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").expect("regex"),
+            regex::Regex::new("^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$").expect("regex"),
+        )
+    });
+    match object {
+        Value::Object(fields) => fields
+            .iter()
+            .all(|(key, value)| match (key.as_str(), value) {
+                ("namespace", Value::String(ns)) => ns.len() <= 63 && dns_label.is_match(ns),
+                ("labels" | "matchLabels", Value::Object(labels)) => labels.values().all(|v| {
+                    v.as_str()
+                        .is_some_and(|v| v.len() <= 63 && label_value.is_match(v))
+                }),
+                _ => names_and_labels_are_valid(value),
+            }),
+        Value::Array(items) => items.iter().all(names_and_labels_are_valid),
+        _ => true,
+    }
+}
+
+/// The CRD's rules on a Cell's name (crds/src/cell.rs) admit exactly the names the operator can
+/// build a cell with: every namespace it creates or puts objects in is a DNS label, and every
+/// label value it sets is valid.
+#[test]
+fn the_cell_name_rules_admit_exactly_the_names_the_operator_can_build_with() {
+    let long = |n: usize| "a".repeat(n);
+    for (name, namespace) in [
+        ("sg-1".to_string(), None),
+        (long(57), None),
+        (long(58), None),
+        ("edge.prod".into(), None),
+        ("edge.prod".into(), Some("edge")),
+        (long(63), Some("edge")),
+        (long(64), Some("edge")),
+    ] {
+        let mut object = serde_json::json!({
+            "apiVersion": "commerce.titan.dev/v1alpha1", "kind": "Cell",
+            "metadata": {"name": name}, "spec": {"version": "0.1.0"}
+        });
+        if let Some(namespace) = namespace {
+            object["spec"]["namespace"] = namespace.into();
+        }
+        let admitted = titan_crds::admission::check::<titan_crds::Cell>(&object).is_empty();
+        let inputs = titan_operator::render::Inputs {
+            cells: vec![serde_json::from_value(object).expect("a Cell")],
+            services: Vec::new(),
+        };
+        let objects = titan_operator::render::objects(&inputs).expect("renders");
+        let namespace_object = serde_json::to_value(&objects[0]).expect("json");
+        assert_eq!(namespace_object["kind"], "Namespace");
+        let namespace_name = namespace_object["metadata"]["name"].as_str().expect("name");
+        let buildable = serde_json::to_value(&objects)
+            .is_ok_and(|all| names_and_labels_are_valid(&all))
+            && namespace_name.len() <= 63
+            && !namespace_name.contains('.');
+        assert_eq!(admitted, buildable, "{name} (namespace {namespace:?})");
+    }
+}
