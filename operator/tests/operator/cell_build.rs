@@ -14,7 +14,7 @@ use k8s_openapi::{
 };
 use kube::ResourceExt;
 use titan_crds::{
-    Cell, ServiceKind,
+    Cell, DatastoreKind, ServiceKind,
     cell::{ComponentStatus, DatastoresStatus, DeletionPolicy},
 };
 use titan_operator::{
@@ -26,10 +26,8 @@ use titan_operator::{
         status,
     },
     conditions,
-    service::{
-        build::{self as service_build, CellView},
-        validate,
-    },
+    service::{build as service_build, validate},
+    shared::CellView,
 };
 
 use crate::support::{built, cell_fixture, repo_path, validate as validate_object, validator};
@@ -103,6 +101,7 @@ fn all_values(objects: &CellObjects) -> Vec<serde_json::Value> {
         core_services,
         stateful_sets,
         clusters,
+        scheduled_backups,
         deployments,
         services,
     } = objects;
@@ -116,6 +115,7 @@ fn all_values(objects: &CellObjects) -> Vec<serde_json::Value> {
         values(core_services),
         values(stateful_sets),
         values(clusters),
+        values(scheduled_backups),
         values(deployments),
         values(services),
     ]
@@ -303,13 +303,21 @@ fn cloudnative_pg_is_a_cluster_backed_up_to_the_object_storage() {
     assert_eq!(cluster.name_any(), "postgres");
     assert_eq!(cluster.spec.instances, 3);
     assert_eq!(cluster.spec.storage.size, "100Gi");
-    assert_eq!(cluster.spec.bootstrap.initdb.database, "titan");
+    assert_eq!(
+        cluster
+            .spec
+            .bootstrap
+            .initdb
+            .as_ref()
+            .map(|i| i.database.as_str()),
+        Some("titan")
+    );
     let store = &cluster
         .spec
         .backup
         .as_ref()
-        .expect("backup")
-        .barman_object_store;
+        .and_then(|b| b.barman_object_store.as_ref())
+        .expect("backup");
     assert_eq!(store.destination_path, "s3://titan-eu-2/eu-2/postgres");
     assert_eq!(store.endpoint_url, "https://s3.eu-west-1.amazonaws.com");
     assert_eq!(
@@ -436,7 +444,7 @@ fn an_external_secret_missing_keys_is_named_and_the_datastores_secret_left_out()
     );
     let redis = connections.redis.clone().expect_err("no secret");
     assert_eq!(redis.reason, "SecretNotFound");
-    let objects = cell_build(&cell, &credentials, &connections);
+    let objects = cell_build(&cell, &credentials, &connections, &Default::default());
     let names: Vec<String> = objects.secrets.iter().map(ResourceExt::name_any).collect();
     assert_eq!(names, ["ext-credentials", "ext-auth"]);
 }
@@ -824,7 +832,7 @@ fn the_secrets_the_cell_builds_configure_the_runtime_of_a_service() {
     // Real generated values: the runtime has rules of its own (a token key of 32 bytes or more).
     let credentials = Credentials::resolve(None, credentials::generate);
     let connections = connections::resolve(&cell, &credentials, &connections::Offline);
-    let objects = cell_build(&cell, &credentials, &connections);
+    let objects = cell_build(&cell, &credentials, &connections, &Default::default());
     let service = objects
         .services
         .iter()
@@ -886,4 +894,610 @@ fn no_policy_lets_another_namespace_in_except_to_the_public_ports() {
             }
         }
     }
+}
+
+/// What rolls pods when it changes: each datastore's and media server's pod template, and each
+/// Titan `Service` (its spec, and the hash of the Secret values it reads, which the Service
+/// controller puts on its pod template).
+fn rollout_inputs(objects: &CellObjects) -> BTreeMap<String, serde_json::Value> {
+    let template =
+        |t: &k8s_openapi::api::core::v1::PodTemplateSpec| serde_json::to_value(t).expect("json");
+    let mut inputs = BTreeMap::new();
+    for set in &objects.stateful_sets {
+        let spec = set.spec.as_ref().expect("spec");
+        inputs.insert(
+            format!("statefulset/{}", set.name_any()),
+            template(&spec.template),
+        );
+    }
+    for deployment in &objects.deployments {
+        let spec = deployment.spec.as_ref().expect("spec");
+        inputs.insert(
+            format!("deployment/{}", deployment.name_any()),
+            template(&spec.template),
+        );
+    }
+    for service in &objects.services {
+        inputs.insert(
+            format!("service/{}", service.name_any()),
+            serde_json::json!({
+                "spec": service.spec,
+                "secrets-hash": service.annotations().get("commerce.titan.dev/secrets-hash"),
+            }),
+        );
+    }
+    inputs
+}
+
+/// The keys of `before` whose values differ in `after` (both have the same keys).
+fn changed(
+    before: &BTreeMap<String, serde_json::Value>,
+    after: &BTreeMap<String, serde_json::Value>,
+) -> Vec<String> {
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    before
+        .iter()
+        .filter(|(k, v)| after[*k] != **v)
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+fn service_names(objects: &CellObjects, wanted: impl Fn(ServiceKind) -> bool) -> Vec<String> {
+    objects
+        .services
+        .iter()
+        .filter(|s| wanted(s.spec.service))
+        .map(|s| format!("service/{}", s.name_any()))
+        .collect()
+}
+
+#[test]
+fn a_version_bump_changes_only_the_titan_services() {
+    for file in [
+        "manifests/examples/dev-cell.yaml",
+        "manifests/examples/production-cell.yaml",
+    ] {
+        let cell = example(file);
+        let mut upgraded = cell.clone();
+        upgraded.spec.version = "0.2.0".into();
+        let (before, after) = (built(&cell), built(&upgraded));
+        let mut expected = service_names(&before, |_| true);
+        // The one Titan process in a media pod: the recorder uploads with the cell's release
+        // (documented in docs/upgrade.md), so a cell with object storage restarts its RTMP pod.
+        if cell.spec.datastores.object_storage.is_some() {
+            expected.insert(0, "deployment/rtmp".into());
+        }
+        let mut rolled = changed(&rollout_inputs(&before), &rollout_inputs(&after));
+        rolled.sort();
+        expected.sort();
+        assert_eq!(rolled, expected, "{file}");
+
+        // The objects themselves keep their labels too: a datastore or media server is
+        // labelled with its own image's tag, never the cell's version.
+        for (kind, labels, pod) in before
+            .stateful_sets
+            .iter()
+            .map(|s| ("StatefulSet", s.labels(), pod(s)))
+            .chain(
+                before
+                    .deployments
+                    .iter()
+                    .map(|d| ("Deployment", d.labels(), deployment_pod(d))),
+            )
+        {
+            let image = pod.containers[0].image.clone().expect("image");
+            let tag = image.rsplit_once(':').expect("a tag").1;
+            assert_eq!(
+                labels.get("app.kubernetes.io/version").map(String::as_str),
+                Some(tag),
+                "{file}: {kind} running {image}"
+            );
+        }
+        // Every object but the namespace and the Titan `Service`s is the same after the bump.
+        let cell_owned = |objects: &CellObjects| {
+            let mut values = all_values(objects);
+            values.retain(|v| {
+                v["kind"] != "Namespace" && v["apiVersion"] != "commerce.titan.dev/v1alpha1"
+            });
+            values
+        };
+        let (old, new) = (cell_owned(&before), cell_owned(&after));
+        let differing: Vec<String> = old
+            .iter()
+            .zip(&new)
+            .filter(|(a, b)| a != b)
+            .map(|(a, _)| format!("{} {}", a["kind"], a["metadata"]["name"]))
+            .collect();
+        let expected: &[&str] = if cell.spec.datastores.object_storage.is_some() {
+            &["\"Deployment\" \"rtmp\""]
+        } else {
+            &[]
+        };
+        assert_eq!(differing, expected, "{file}: only Titan objects move");
+    }
+}
+
+#[test]
+fn a_changed_secret_value_rolls_exactly_the_pods_that_read_it() {
+    let mut cell = example("manifests/examples/dev-cell.yaml");
+    cell.spec.datastores.object_storage = Some(
+        serde_json::from_value(serde_json::json!({
+            "endpoint": "https://s3.example", "bucket": "titan-dev", "credentialsSecret": "s3"
+        }))
+        .expect("object storage"),
+    );
+    let mut counter = 0;
+    let credentials = Credentials::resolve(None, || {
+        counter += 1;
+        format!("generated-{counter}")
+    });
+    let build = |credentials: &Credentials, secret_access_key: &str| {
+        let source = secrets(&[(
+            "s3",
+            &[
+                ("accessKeyId", "AKIA1"),
+                ("secretAccessKey", secret_access_key),
+            ],
+        )]);
+        let connections = connections::resolve(&cell, credentials, &source);
+        cell_build(&cell, credentials, &connections, &Default::default())
+    };
+    let with = |key: &str| {
+        let mut data = credentials.data();
+        data.insert(key.into(), ByteString(b"rotated".to_vec()));
+        let secret = Secret {
+            data: Some(data),
+            ..Default::default()
+        };
+        Credentials::resolve(Some(&secret), || unreachable!("every key is present"))
+    };
+    let base = build(&credentials, "s3cr3t");
+    let before = rollout_inputs(&base);
+    let rolled = |objects: CellObjects| changed(&before, &rollout_inputs(&objects));
+    let sorted = |mut names: Vec<String>| {
+        names.sort();
+        names
+    };
+    let using = |store: DatastoreKind| {
+        service_names(&base, move |kind| {
+            kind.default_datastores().contains(&store)
+        })
+    };
+
+    // Datastore passwords: the server, and the services whose URL carries it.
+    let mut expected = vec!["statefulset/redis".to_string()];
+    expected.extend(using(DatastoreKind::Redis));
+    assert_eq!(
+        rolled(build(&with("redis-password"), "s3cr3t")),
+        sorted(expected)
+    );
+    let mut expected = vec!["statefulset/postgres".to_string()];
+    expected.extend(using(DatastoreKind::Postgres));
+    assert_eq!(
+        rolled(build(&with("postgres-password"), "s3cr3t")),
+        sorted(expected)
+    );
+    let mut expected = vec!["statefulset/clickhouse".to_string()];
+    expected.extend(using(DatastoreKind::ClickHouse));
+    assert_eq!(
+        rolled(build(&with("clickhouse-password"), "s3cr3t")),
+        sorted(expected)
+    );
+    // The TURN secret: coturn and the videocall service that mints credentials from it.
+    assert_eq!(
+        rolled(build(&with("turn-secret"), "s3cr3t")),
+        ["deployment/turn", "service/videocall"]
+    );
+    // The token key: every Titan service, no datastore or media server.
+    assert_eq!(
+        rolled(build(&with("auth-hs256-secret"), "s3cr3t")),
+        sorted(service_names(&base, |_| true))
+    );
+    // The user's object storage Secret: the recorder's pod and the services that upload.
+    let mut expected = vec!["deployment/rtmp".to_string()];
+    expected.extend(service_names(&base, ServiceKind::uses_object_storage));
+    assert_eq!(rolled(build(&credentials, "rotated")), sorted(expected));
+    // The same values roll nothing.
+    assert!(rolled(build(&credentials, "s3cr3t")).is_empty());
+}
+
+#[test]
+fn the_service_controller_puts_the_cells_secrets_hash_on_the_pod_template() {
+    let cell = example("manifests/examples/dev-cell.yaml");
+    for service in built(&cell).services {
+        let hash = service.annotations()["commerce.titan.dev/secrets-hash"].clone();
+        let rendered = validate::validate(&service, "dev").expect("config");
+        let deployment = service_build::build(&service, &CellView::of(&cell), &rendered)
+            .expect("builds")
+            .deployment;
+        let annotations = deployment
+            .spec
+            .and_then(|s| s.template.metadata)
+            .and_then(|m| m.annotations)
+            .expect("annotations");
+        assert_eq!(
+            annotations.get("commerce.titan.dev/secrets-hash"),
+            Some(&hash),
+            "{}",
+            service.name_any()
+        );
+    }
+}
+
+#[test]
+fn spec_image_takes_a_tag_a_registry_port_or_a_digest() {
+    let digest = "sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945";
+    let pinned = format!("ghcr.io/titan/titan@{digest}");
+    let tagged_pinned = format!("host:5000/titan/titan:0.1.0@{digest}");
+    let table: [(&str, &str, &str); 6] = [
+        ("ghcr.io/titan/titan", "ghcr.io/titan/titan:0.1.0", "0.1.0"),
+        (
+            "ghcr.io/titan/titan:0.1.0",
+            "ghcr.io/titan/titan:0.1.0",
+            "0.1.0",
+        ),
+        ("host:5000/titan", "host:5000/titan:0.1.0", "0.1.0"),
+        ("host:5000/titan:0.1.0", "host:5000/titan:0.1.0", "0.1.0"),
+        (&pinned, &pinned, "0.1.0"),
+        (&tagged_pinned, &tagged_pinned, "0.1.0"),
+    ];
+    for (image, runs, version_label) in table {
+        let mut cell = cell_fixture("minimal-cell.yaml");
+        cell.spec.version = "0.1.0".into();
+        cell.spec.image = image.into();
+        let service = built(&cell)
+            .services
+            .into_iter()
+            .find(|s| s.spec.service == ServiceKind::Coupon)
+            .expect("coupon");
+        assert_eq!(service.spec.image, runs, "{image}");
+        let rendered = validate::validate(&service, &cell.name_any()).expect("config");
+        let deployment = service_build::build(&service, &CellView::of(&cell), &rendered)
+            .expect("builds")
+            .deployment;
+        assert_eq!(
+            deployment_pod(&deployment).containers[0].image.as_deref(),
+            Some(runs)
+        );
+        assert_eq!(
+            deployment
+                .labels()
+                .get("app.kubernetes.io/version")
+                .map(String::as_str),
+            Some(version_label),
+            "{image}"
+        );
+    }
+}
+
+#[test]
+fn a_public_turn_server_keeps_client_addresses() {
+    let policy = |cell: &Cell| {
+        named(&built(cell).core_services, "turn")
+            .spec
+            .clone()
+            .expect("spec")
+            .external_traffic_policy
+    };
+    assert_eq!(
+        policy(&example("manifests/examples/production-cell.yaml")).as_deref(),
+        Some("Local"),
+        "a LoadBalancer that SNATs would hide the peers' addresses"
+    );
+    assert_eq!(
+        policy(&example("manifests/examples/dev-cell.yaml")),
+        None,
+        "a ClusterIP Service has no external traffic"
+    );
+}
+
+#[test]
+fn network_policies_admit_the_configured_dns_cloudnative_pg_and_monitoring() {
+    use titan_operator::cell::isolation::{NetworkSettings, Peers};
+    let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let cell = cell_fixture("full-cell.yaml");
+    let credentials = Credentials::placeholders();
+    let connections = connections::resolve(&cell, &credentials, &connections::Offline);
+    let build = |settings: &NetworkSettings| {
+        cell_build(&cell, &credentials, &connections, settings).network_policies
+    };
+    let peer = |policies: &[NetworkPolicy], name: &str| {
+        let spec = named(policies, name).spec.clone().expect("spec");
+        let peers = match spec.ingress {
+            Some(rules) => rules[0].from.clone(),
+            None => spec.egress.expect("egress")[0].to.clone(),
+        };
+        let peer = peers.expect("peers")[0].clone();
+        (
+            peer.namespace_selector.and_then(|s| s.match_labels),
+            peer.pod_selector.and_then(|s| s.match_labels),
+        )
+    };
+
+    // The defaults are what the policies always said.
+    let defaults = build(&NetworkSettings::default());
+    assert_eq!(
+        peer(&defaults, "allow-dns"),
+        (
+            Some(labels(&[("kubernetes.io/metadata.name", "kube-system")])),
+            Some(labels(&[("k8s-app", "kube-dns")]))
+        )
+    );
+    assert_eq!(
+        peer(&defaults, "allow-cloudnative-pg"),
+        (
+            Some(labels(&[("kubernetes.io/metadata.name", "cnpg-system")])),
+            None
+        )
+    );
+    assert!(
+        defaults.iter().all(|p| p.name_any() != "allow-monitoring"),
+        "no monitoring namespace is admitted unless one is configured"
+    );
+
+    let settings = NetworkSettings {
+        dns: Peers {
+            namespaces: labels(&[("kubernetes.io/metadata.name", "dns")]),
+            pods: labels(&[("app", "coredns")]),
+        },
+        cloudnative_pg: Peers {
+            namespaces: labels(&[("team", "databases")]),
+            pods: labels(&[("app.kubernetes.io/name", "cloudnative-pg")]),
+        },
+        monitoring: Some(Peers {
+            namespaces: labels(&[("kubernetes.io/metadata.name", "monitoring")]),
+            pods: labels(&[("app.kubernetes.io/name", "prometheus")]),
+        }),
+    };
+    let policies = build(&settings);
+    assert_eq!(
+        peer(&policies, "allow-dns"),
+        (
+            Some(settings.dns.namespaces.clone()),
+            Some(settings.dns.pods.clone())
+        )
+    );
+    assert_eq!(
+        peer(&policies, "allow-cloudnative-pg"),
+        (
+            Some(settings.cloudnative_pg.namespaces.clone()),
+            Some(settings.cloudnative_pg.pods.clone())
+        )
+    );
+    let monitoring = settings.monitoring.clone().expect("monitoring");
+    assert_eq!(
+        peer(&policies, "allow-monitoring"),
+        (Some(monitoring.namespaces), Some(monitoring.pods))
+    );
+    // Only the admin port of the Titan services' pods (the chart's cell PodMonitor scrapes
+    // `admin` on pods with the service label).
+    let spec = named(&policies, "allow-monitoring")
+        .spec
+        .clone()
+        .expect("spec");
+    let ports = spec.ingress.expect("ingress")[0]
+        .ports
+        .clone()
+        .expect("ports");
+    assert_eq!(ports.len(), 1);
+    assert_eq!(
+        ports[0].port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(9090))
+    );
+    let selector = spec
+        .pod_selector
+        .expect("pods")
+        .match_expressions
+        .expect("expressions");
+    assert_eq!(
+        (selector[0].key.as_str(), selector[0].operator.as_str()),
+        ("commerce.titan.dev/service", "Exists")
+    );
+    let validator = validator();
+    for policy in &policies {
+        validate_object(&validator, &serde_json::to_value(policy).expect("json")).expect("valid");
+    }
+}
+
+/// A cloudnative-pg cell with `extra` merged into `spec.datastores.postgres`.
+fn cloudnative_pg_cell(extra: serde_json::Value) -> Cell {
+    let mut cell = cell_fixture("full-cell.yaml");
+    let mut postgres = serde_json::to_value(&cell.spec.datastores.postgres).expect("json");
+    for (key, value) in extra.as_object().expect("object") {
+        postgres[key] = value.clone();
+    }
+    cell.spec.datastores.postgres = serde_json::from_value(postgres).expect("postgres");
+    cell
+}
+
+#[test]
+fn cloudnative_pg_backups_are_a_scheduled_backup_and_the_clusters_backup_section() {
+    let validator = validator();
+    let check = |objects: &CellObjects| {
+        for value in all_values(objects) {
+            validate_object(&validator, &value).expect("valid");
+        }
+    };
+    // Without `backup`: WAL archiving to the object storage (as before), no schedule.
+    let plain = built(&cell_fixture("full-cell.yaml"));
+    assert!(plain.scheduled_backups.is_empty());
+
+    let cell = cloudnative_pg_cell(serde_json::json!({
+        "backup": {"schedule": "0 0 3 * * *", "retentionPolicy": "14d"}
+    }));
+    let objects = built(&cell);
+    check(&objects);
+    let scheduled = &objects.scheduled_backups[0];
+    assert_eq!(scheduled.name_any(), "postgres");
+    assert_eq!(
+        serde_json::to_value(&scheduled.spec).expect("json"),
+        serde_json::json!({
+            "schedule": "0 0 3 * * *",
+            "cluster": {"name": "postgres"},
+            "method": "barmanObjectStore",
+            "backupOwnerReference": "cluster",
+        })
+    );
+    assert!(
+        scheduled.owner_references().is_empty(),
+        "kept with the Cluster under Retain"
+    );
+    let backup = objects.clusters[0].spec.backup.clone().expect("backup");
+    assert_eq!(backup.retention_policy, "14d");
+    assert_eq!(
+        backup.barman_object_store.expect("store").destination_path,
+        "s3://titan-eu-2/eu-2/postgres"
+    );
+    assert!(backup.volume_snapshot.is_none());
+
+    let snapshots = built(&cloudnative_pg_cell(serde_json::json!({
+        "backup": {"schedule": "@daily", "method": "volumeSnapshot", "volumeSnapshotClass": "csi-snap"}
+    })));
+    check(&snapshots);
+    assert_eq!(snapshots.scheduled_backups[0].spec.method, "volumeSnapshot");
+    let backup = snapshots.clusters[0].spec.backup.clone().expect("backup");
+    assert_eq!(
+        backup.volume_snapshot.and_then(|v| v.class_name).as_deref(),
+        Some("csi-snap")
+    );
+    assert!(
+        backup.barman_object_store.is_some(),
+        "the WAL is still archived, for point-in-time recovery"
+    );
+}
+
+#[test]
+fn a_new_cloudnative_pg_cell_can_start_from_another_cells_backups_or_a_snapshot() {
+    let validator = validator();
+    let restored = built(&cloudnative_pg_cell(serde_json::json!({
+        "restore": {"cell": "eu-1", "targetTime": "2026-12-01T10:00:00Z"}
+    })));
+    for value in all_values(&restored) {
+        validate_object(&validator, &value).expect("valid");
+    }
+    let cluster = serde_json::to_value(&restored.clusters[0].spec).expect("json");
+    assert_eq!(
+        cluster["bootstrap"],
+        serde_json::json!({"recovery": {
+            "source": "origin",
+            "recoveryTarget": {"targetTime": "2026-12-01T10:00:00Z"},
+            "database": "titan",
+            "owner": "titan",
+        }})
+    );
+    assert_eq!(
+        cluster["externalClusters"],
+        serde_json::json!([{"name": "origin", "barmanObjectStore": {
+            "destinationPath": "s3://titan-eu-2/eu-1/postgres",
+            "endpointURL": "https://s3.eu-west-1.amazonaws.com",
+            "s3Credentials": {
+                "accessKeyId": {"name": "s3-creds", "key": "accessKeyId"},
+                "secretAccessKey": {"name": "s3-creds", "key": "secretAccessKey"},
+            },
+            "serverName": "postgres",
+        }}])
+    );
+    // It archives to its own path, so the backups it started from are never written over.
+    assert_eq!(
+        cluster["backup"]["barmanObjectStore"]["destinationPath"],
+        "s3://titan-eu-2/eu-2/postgres"
+    );
+
+    let from_path = built(&cloudnative_pg_cell(serde_json::json!({
+        "restore": {"destinationPath": "s3://old-bucket/x/postgres"}
+    })));
+    assert_eq!(
+        from_path.clusters[0].spec.external_clusters[0]
+            .barman_object_store
+            .destination_path,
+        "s3://old-bucket/x/postgres"
+    );
+
+    let snapshot = built(&cloudnative_pg_cell(serde_json::json!({
+        "restore": {"volumeSnapshot": "postgres-20261201"}
+    })));
+    for value in all_values(&snapshot) {
+        validate_object(&validator, &value).expect("valid");
+    }
+    let cluster = serde_json::to_value(&snapshot.clusters[0].spec).expect("json");
+    assert_eq!(
+        cluster["bootstrap"],
+        serde_json::json!({"recovery": {
+            "volumeSnapshots": {"storage": {
+                "name": "postgres-20261201",
+                "kind": "VolumeSnapshot",
+                "apiGroup": "snapshot.storage.k8s.io",
+            }},
+            "database": "titan",
+            "owner": "titan",
+        }})
+    );
+    assert!(cluster.get("externalClusters").is_none());
+}
+
+/// The schedule is applied with the Cluster, costs no write once applied, and goes when the
+/// cell's backups are turned off (the Cluster stays).
+#[tokio::test]
+async fn a_scheduled_backup_is_applied_once_and_removed_when_backups_are_off() {
+    use kube::api::{Api, Patch, PatchParams};
+    use titan_operator::cnpg::{Cluster, ScheduledBackup};
+
+    use crate::{
+        reconcile::{context, create_cell, round},
+        support::{Fake, seed_full_cell_secrets},
+    };
+
+    let fake = Fake::new().await;
+    let ctx = context(&fake);
+    seed_full_cell_secrets(&fake).await;
+    let cell = cloudnative_pg_cell(serde_json::json!({
+        "backup": {"schedule": "@daily"}
+    }));
+    create_cell(&fake, &cell).await;
+    let ns = cell.namespace_name();
+    round(&fake, &ctx, "eu-2", &ns).await;
+    let schedules = Api::<ScheduledBackup>::namespaced(fake.client.clone(), &ns);
+    let applied = schedules
+        .get("postgres")
+        .await
+        .expect("the schedule exists");
+    assert_eq!(applied.spec.schedule, "@daily");
+    assert_eq!(applied.spec.cluster.name, "postgres");
+
+    round(&fake, &ctx, "eu-2", &ns).await;
+    let writes = fake.writes();
+    round(&fake, &ctx, "eu-2", &ns).await;
+    assert_eq!(fake.writes() - writes, 0, "writes on an unchanged spec");
+
+    Api::<Cell>::all(fake.client.clone())
+        .patch(
+            "eu-2",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"spec": {"datastores": {"postgres": {"backup": null}}}}),
+            ),
+        )
+        .await
+        .expect("turn backups off");
+    round(&fake, &ctx, "eu-2", &ns).await;
+    assert!(
+        schedules.get_opt("postgres").await.expect("get").is_none(),
+        "the schedule is gone"
+    );
+    assert!(
+        Api::<Cluster>::namespaced(fake.client.clone(), &ns)
+            .get_opt("postgres")
+            .await
+            .expect("get")
+            .is_some(),
+        "the Cluster stays"
+    );
 }
