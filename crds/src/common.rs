@@ -75,6 +75,9 @@ pub mod condition {
     pub const RECORDINGS_ENABLED: &str = "RecordingsEnabled";
     /// A Service's config parsed and validated.
     pub const CONFIG_VALID: &str = "ConfigValid";
+    /// A Service's migrations (its `titan migrate` Job for the image and config it runs) have
+    /// succeeded; on a Cell, every service's have.
+    pub const MIGRATED: &str = "Migrated";
 }
 
 /// Schema of a container's `resources`: requests and limits by resource name.

@@ -20,6 +20,7 @@ use titan_operator::{
     Context, cell,
     metrics::Metrics,
     service::{self, build as service_build, validate},
+    shared::CellView,
 };
 
 fn peak_rss_kib() -> u64 {
@@ -33,7 +34,7 @@ fn peak_rss_kib() -> u64 {
 
 fn build_full_cell(cell: &Cell) -> usize {
     let objects = support::built(cell);
-    let view = service_build::CellView::of(cell);
+    let view = CellView::of(cell);
     let mut count = 1
         + objects.resource_quotas.len()
         + objects.limit_ranges.len()

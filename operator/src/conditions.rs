@@ -1,10 +1,15 @@
 //! Building `metav1.Condition`s so that an unchanged condition keeps its transition time, which
-//! is what lets an unchanged status compare equal and cost no write.
+//! is what lets an unchanged status compare equal and cost no write; and announcing the ones
+//! that changed as Events, the same way for Cells and Services.
 
 use k8s_openapi::{
+    api::core::v1::ObjectReference,
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
     jiff::Timestamp,
 };
+use titan_crds::common::condition::READY;
+
+use crate::Context;
 
 /// One condition as computed by a status stage, before timestamps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,4 +80,58 @@ pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
 /// The condition of `type_`, if present.
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Which truth of a condition a person should look at, announced as a Warning Event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attention {
+    /// False is the problem (`Ready`, `ConfigValid`, `Migrated`).
+    WhenFalse,
+    /// True is the problem (`Degraded`).
+    WhenTrue,
+    /// Either truth is news, not a problem (`Stopped`, `ReconciliationPaused`).
+    Never,
+}
+
+impl Attention {
+    fn warning(self, status: &str) -> bool {
+        match self {
+            Attention::WhenFalse => status != "True",
+            Attention::WhenTrue => status == "True",
+            Attention::Never => false,
+        }
+    }
+}
+
+/// Publishes an Event about `object` for each condition of `types` whose status or reason
+/// changed from `previous` to `now`, with the condition's reason as the stable reason. A
+/// condition that first appears as False is not announced unless it is `Ready`: a first
+/// "everything is fine" needs no announcement.
+pub async fn announce(
+    ctx: &Context,
+    object: &ObjectReference,
+    previous: &[Condition],
+    now: &[Condition],
+    types: &[(&str, Attention)],
+) {
+    for &(type_, attention) in types {
+        let Some(now) = find(now, type_) else {
+            continue;
+        };
+        let before = find(previous, type_);
+        if before.map(|b| (&b.status, &b.reason)) == Some((&now.status, &now.reason)) {
+            continue;
+        }
+        if before.is_none() && now.status == "False" && type_ != READY {
+            continue;
+        }
+        ctx.event(
+            object,
+            attention.warning(&now.status),
+            &now.reason,
+            type_,
+            now.message.clone(),
+        )
+        .await;
+    }
 }

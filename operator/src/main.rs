@@ -5,7 +5,13 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use titan_operator::{render, run};
+use titan_operator::{
+    cell::isolation::{self, NetworkSettings, Peers},
+    render, run,
+};
+
+/// A label selector flag, parsed.
+type Labels = std::collections::BTreeMap<String, String>;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,6 +24,9 @@ struct Args {
     command: Command,
 }
 
+// `run` carries its parsed settings inline; the enum is built once per process, so its size
+// does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run both controllers (leader-elected), with metrics and health on the admin port.
@@ -38,6 +47,27 @@ enum Command {
         /// Objects each controller reconciles at once.
         #[arg(long, default_value_t = 8)]
         concurrency: u16,
+        /// Labels (`k=v,k=v`) of the namespace of the cluster DNS, which every cell pod may
+        /// query on port 53.
+        #[arg(long, env = "TITAN_OPERATOR_DNS_NAMESPACE_SELECTOR", default_value = isolation::DEFAULT_DNS_NAMESPACES, value_parser = isolation::parse_labels)]
+        dns_namespace_selector: Labels,
+        /// Labels of the cluster DNS pods in that namespace (empty: every pod).
+        #[arg(long, env = "TITAN_OPERATOR_DNS_POD_SELECTOR", default_value = isolation::DEFAULT_DNS_PODS, value_parser = isolation::parse_labels)]
+        dns_pod_selector: Labels,
+        /// Labels of the namespace CloudNativePG's operator runs in; it may reach the instances
+        /// of cells on the cloudnative-pg provider.
+        #[arg(long, env = "TITAN_OPERATOR_CNPG_NAMESPACE_SELECTOR", default_value = isolation::DEFAULT_CNPG_NAMESPACES, value_parser = isolation::parse_labels)]
+        cnpg_namespace_selector: Labels,
+        /// Labels of CloudNativePG's operator pods in that namespace (empty: every pod).
+        #[arg(long, env = "TITAN_OPERATOR_CNPG_POD_SELECTOR", default_value = "", value_parser = isolation::parse_labels)]
+        cnpg_pod_selector: Labels,
+        /// Labels of the namespace of the monitoring system (Prometheus) that may scrape the
+        /// Titan services' admin port (9090); empty: none may.
+        #[arg(long, env = "TITAN_OPERATOR_MONITORING_NAMESPACE_SELECTOR", default_value = "", value_parser = isolation::parse_labels)]
+        monitoring_namespace_selector: Labels,
+        /// Labels of the monitoring pods in that namespace (empty: every pod).
+        #[arg(long, env = "TITAN_OPERATOR_MONITORING_POD_SELECTOR", default_value = "", value_parser = isolation::parse_labels)]
+        monitoring_pod_selector: Labels,
     },
     /// Print both CRDs, or write one file each into a directory.
     Crd {
@@ -61,11 +91,31 @@ fn main() -> ExitCode {
             lease_namespace,
             identity,
             concurrency,
+            dns_namespace_selector,
+            dns_pod_selector,
+            cnpg_namespace_selector,
+            cnpg_pod_selector,
+            monitoring_namespace_selector,
+            monitoring_pod_selector,
         } => run_controllers(run::RunOptions {
             admin_addr,
             lease_namespace,
             identity: identity.unwrap_or_else(default_identity),
             concurrency,
+            network: NetworkSettings {
+                dns: Peers {
+                    namespaces: dns_namespace_selector,
+                    pods: dns_pod_selector,
+                },
+                cloudnative_pg: Peers {
+                    namespaces: cnpg_namespace_selector,
+                    pods: cnpg_pod_selector,
+                },
+                monitoring: (!monitoring_namespace_selector.is_empty()).then_some(Peers {
+                    namespaces: monitoring_namespace_selector,
+                    pods: monitoring_pod_selector,
+                }),
+            },
         }),
         Command::Crd { out } => crd(out),
         Command::Render { files } => render_files(&files),

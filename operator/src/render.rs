@@ -20,9 +20,11 @@ use crate::{
         credentials::Credentials,
     },
     service::{
-        build::{self as service_build, CellView, ServiceObjects},
+        build::{self as service_build, ServiceObjects},
+        migration::MigrationJob,
         validate,
     },
+    shared::CellView,
 };
 
 /// Why a set of resources could not be rendered.
@@ -229,9 +231,10 @@ pub fn objects(inputs: &Inputs) -> Result<Vec<serde_yaml::Value>, RenderError> {
             core_services,
             stateful_sets,
             clusters,
+            scheduled_backups,
             deployments,
             services: cell_services,
-        } = cell_build::build(cell, &credentials, &connections);
+        } = cell_build::build(cell, &credentials, &connections, &Default::default());
         push(&mut out, &namespace)?;
         push_all(&mut out, &resource_quotas)?;
         push_all(&mut out, &limit_ranges)?;
@@ -241,6 +244,7 @@ pub fn objects(inputs: &Inputs) -> Result<Vec<serde_yaml::Value>, RenderError> {
         push_all(&mut out, &core_services)?;
         push_all(&mut out, &stateful_sets)?;
         push_all(&mut out, &clusters)?;
+        push_all(&mut out, &scheduled_backups)?;
         push_all(&mut out, &deployments)?;
         push_all(&mut out, &cell_services)?;
         services.extend(cell_services.into_iter().map(|s| (s, false)));
@@ -273,10 +277,14 @@ pub fn objects(inputs: &Inputs) -> Result<Vec<serde_yaml::Value>, RenderError> {
             deployment,
             pdb,
             hpa,
+            migration,
         } = service_build::build(service, &CellView::of(cell), &rendered).map_err(invalid)?;
         push(&mut out, &config_map)?;
         if let Some(core_service) = &core_service {
             push(&mut out, core_service)?;
+        }
+        if let MigrationJob::Run(job) = &migration {
+            push(&mut out, job)?;
         }
         push(&mut out, &deployment)?;
         push(&mut out, &pdb)?;

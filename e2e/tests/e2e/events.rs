@@ -1,6 +1,7 @@
 //! An event written through the outbox of the running binary reaches a consumer process exactly
 //! once, also when consumers are killed before they commit and after they commit but before
-//! they acknowledge.
+//! they acknowledge; one a group gave up on is listed and re-driven with `titan events
+//! dead-letters`.
 
 use std::process::Command;
 
@@ -11,7 +12,11 @@ use titan_proto::ping::v1::{EmitRequest, ping_service_client::PingServiceClient}
 
 use titan_e2e::{Cell, authed};
 
-use titan_kit::testing::eventually;
+use titan_kit::{
+    config::EventsConfig,
+    events::{ConsumerOptions, Outcome, StreamReader, consumer::Message},
+    testing::eventually,
+};
 
 fn consumer(cell: &Cell, name: &str, mode: &str) -> Process {
     let mut process = Process::spawn(
@@ -117,4 +122,95 @@ async fn an_event_arrives_exactly_once_across_consumer_kills() {
         .await
         .expect("total");
     assert_eq!(total, 2);
+}
+
+/// The next message the group `reader` reads (the first read may wait for the relay).
+async fn next_message(reader: &mut StreamReader) -> Message {
+    let read = async {
+        loop {
+            if let Some(message) = reader.next_batch().await.expect("read").into_iter().next() {
+                return message;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), read)
+        .await
+        .expect("a message within a minute")
+}
+
+/// `titan events dead-letters <args>` against the cell's Redis: its output, one JSON object
+/// per line.
+fn dead_letters(cell: &Cell, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = Command::new(titan_e2e::titan_binary(false))
+        .args(["events", "dead-letters"])
+        .args(args)
+        .env("TITAN_CELL", "e2e")
+        .env("TITAN_REDIS_URL", &cell.redis.url)
+        .env("TITAN_REDIS_KEY_PREFIX", cell.redis.handle.prefix())
+        // The configuration is validated whole, as in the pod the command is run in.
+        .env(
+            "TITAN_AUTH_HS256_SECRET",
+            "a-secret-the-command-never-uses-0123456789",
+        )
+        .output()
+        .expect("run titan events dead-letters");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
+/// An operator lists what a group gave up on and, once the cause is fixed, replays it: the
+/// event is back on the source stream for the group, and gone from its dead letters.
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_are_listed_and_replayed_with_the_cli() {
+    let cell = Cell::start().await;
+    let mut options = ConsumerOptions::new("ping", "auditor", "a-1", &EventsConfig::default());
+    options.block = std::time::Duration::from_millis(100);
+    let mut auditor = StreamReader::new(cell.redis.handle.clone(), options)
+        .await
+        .expect("group");
+    let event_id = emit(&cell, "r-dead").await;
+    let message = next_message(&mut auditor).await;
+    auditor
+        .settle(&message, &Outcome::Rejected("no parser for it".into()))
+        .await
+        .expect("dead-letter");
+
+    let source = ["--source", "ping", "--group", "auditor"];
+    let listed = dead_letters(&cell, &[&["list"][..], &source].concat());
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (
+            listed[0]["event_id"].as_str(),
+            listed[0]["event_type"].as_str(),
+            listed[0]["error"].as_str(),
+            listed[0]["stream_id"].as_str(),
+        ),
+        (
+            Some(event_id.as_str()),
+            Some("ping.emitted"),
+            Some("no parser for it"),
+            Some(message.stream_id.as_str())
+        )
+    );
+
+    let replayed = dead_letters(&cell, &[&["replay"][..], &source, &["--all"]].concat());
+    assert_eq!(replayed, listed, "replay prints what it re-drove");
+    assert_eq!(
+        dead_letters(&cell, &[&["list"][..], &source].concat()),
+        Vec::<serde_json::Value>::new(),
+        "nothing left"
+    );
+    let again = next_message(&mut auditor).await;
+    assert_eq!(
+        again.event.map(|e| e.id.to_string()),
+        Ok(event_id),
+        "the group reads the event again"
+    );
 }

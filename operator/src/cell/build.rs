@@ -16,7 +16,7 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
 };
 use kube::{Resource, ResourceExt};
-use titan_crds::{Cell, Service, ServiceKind, ServiceSpec, cell::DeletionPolicy};
+use titan_crds::{Cell, DatastoreKind, Service, ServiceKind, ServiceSpec, cell::DeletionPolicy};
 
 use super::{
     connections::Connections,
@@ -24,10 +24,13 @@ use super::{
     datastores, isolation, media,
 };
 use crate::{
-    cnpg::Cluster,
+    cnpg::{Cluster, ScheduledBackup},
     labels,
-    service::build::{CellView, TURN_SECRET_KEY},
+    shared::{CLICKHOUSE_LOGIN_KEYS, CellView, TURN_SECRET_KEY},
 };
+
+/// Key (and variable) of the token key in the auth Secret.
+const AUTH_SECRET_KEY: &str = "TITAN_AUTH_HS256_SECRET";
 
 /// Everything the Cell controller applies, in apply order (isolation first, so no pod ever runs
 /// unfenced; Secrets and ConfigMaps before the workloads that read them; the Services last):
@@ -53,6 +56,8 @@ pub struct CellObjects {
     pub stateful_sets: Vec<StatefulSet>,
     /// The CloudNativePG cluster, when PostgreSQL's provider is cloudnative-pg.
     pub clusters: Vec<Cluster>,
+    /// Its backup schedule, when `spec.datastores.postgres.backup` is set.
+    pub scheduled_backups: Vec<ScheduledBackup>,
     /// Media servers.
     pub deployments: Vec<Deployment>,
     /// One `Service` per enabled Titan service.
@@ -82,10 +87,23 @@ impl<'a> Scope<'a> {
         }
     }
 
-    /// The common labels plus the component label.
+    /// The common labels plus the component label, without a version: the cell's own objects
+    /// (datastores, media servers, Secrets, policies) do not run the cell's Titan release, so a
+    /// version bump must not touch them.
     pub fn labels(&self, component: &str) -> BTreeMap<String, String> {
-        let mut labels = labels::common(&self.name, component, &self.cell.spec.version);
+        let mut labels = labels::unversioned(&self.name, component);
         labels.insert(labels::COMPONENT.into(), component.into());
+        labels
+    }
+
+    /// The labels of a workload running `image` (and of its pods): [`Self::labels`] with the
+    /// image's tag as `app.kubernetes.io/version`, which changes only with the image itself.
+    pub fn workload_labels(&self, component: &str, image: &str) -> BTreeMap<String, String> {
+        let mut labels = self.labels(component);
+        labels.insert(
+            labels::VERSION.into(),
+            labels::label_value(labels::image_tag(image)),
+        );
         labels
     }
 
@@ -131,17 +149,31 @@ impl<'a> Scope<'a> {
         }
     }
 
-    /// The image of the `titan` binary at the cell's version.
+    /// The image of the `titan` binary at the cell's version: `spec.image` as it is when it
+    /// carries a tag or a digest (the CRD refuses a tag other than `spec.version`, and a digest
+    /// pins the image whatever the version says), else `spec.image:spec.version`.
     pub fn titan_image(&self) -> String {
-        format!("{}:{}", self.cell.spec.image, self.cell.spec.version)
+        let image = &self.cell.spec.image;
+        let reference = labels::ImageRef::parse(image);
+        if reference.tag.is_some() || reference.digest.is_some() {
+            image.clone()
+        } else {
+            format!("{image}:{}", self.cell.spec.version)
+        }
     }
 }
 
-/// The objects a cell should own.
-pub fn build(cell: &Cell, credentials: &Credentials, connections: &Connections) -> CellObjects {
+/// The objects a cell should own; `network` says who outside the cell its policies admit.
+pub fn build(
+    cell: &Cell,
+    credentials: &Credentials,
+    connections: &Connections,
+    network: &isolation::NetworkSettings,
+) -> CellObjects {
     let scope = Scope::new(cell);
     let view = CellView::of(cell);
 
+    // The namespace says which release the cell runs; relabelling it restarts nothing.
     let mut ns_labels = labels::common(&scope.name, "cell", &cell.spec.version);
     // NetworkPolicies select namespaces by this label (the API server also sets it).
     ns_labels.insert(
@@ -179,7 +211,7 @@ pub fn build(cell: &Cell, credentials: &Credentials, connections: &Connections) 
         secret(
             scope.meta(&view.auth_secret(), "auth"),
             BTreeMap::from([(
-                "TITAN_AUTH_HS256_SECRET".into(),
+                AUTH_SECRET_KEY.into(),
                 credentials.get(Key::AuthSecret).into(),
             )]),
         ),
@@ -206,17 +238,18 @@ pub fn build(cell: &Cell, credentials: &Credentials, connections: &Connections) 
         resource_quotas,
         limit_ranges,
         network_policies,
-    } = isolation::build(&scope);
+    } = isolation::build(&scope, network);
     let datastores::DatastoreObjects {
         stateful_sets,
         services: datastore_services,
         clusters,
-    } = datastores::build(&scope);
+        scheduled_backups,
+    } = datastores::build(&scope, credentials);
     let media::MediaObjects {
         config_maps,
         services: media_services,
         deployments,
-    } = media::build(&scope);
+    } = media::build(&scope, credentials, object_storage_values(connections));
     let mut core_services = datastore_services;
     core_services.extend(media_services);
 
@@ -230,12 +263,61 @@ pub fn build(cell: &Cell, credentials: &Credentials, connections: &Connections) 
         core_services,
         stateful_sets,
         clusters,
+        scheduled_backups,
         deployments,
-        services: services(&scope),
+        services: services(&scope, &view, credentials, connections),
     }
 }
 
-fn services(scope: &Scope) -> Vec<Service> {
+/// The object storage credentials, once they resolved.
+fn object_storage_values(connections: &Connections) -> Option<&BTreeMap<String, String>> {
+    connections
+        .object_storage
+        .as_ref()
+        .and_then(|r| r.as_ref().ok())
+}
+
+/// The [`labels::SECRETS_HASH`] of one Titan service: the Secret values its pods read (the
+/// token key, the keys of the datastores it uses, the TURN secret for videocall, the object
+/// storage credentials for the services that upload), by the variable they set.
+fn service_secrets_hash(
+    kind: ServiceKind,
+    view: &CellView,
+    credentials: &Credentials,
+    connections: &Connections,
+) -> String {
+    let datastores = connections.datastore_values().unwrap_or_default();
+    let mut consumed: Vec<(&str, &str)> = vec![(AUTH_SECRET_KEY, credentials.get(Key::AuthSecret))];
+    for store in kind.default_datastores() {
+        let mut keys = vec![store.env_var()];
+        if store == DatastoreKind::ClickHouse {
+            keys.extend(CLICKHOUSE_LOGIN_KEYS);
+        }
+        consumed.extend(
+            keys.into_iter()
+                .filter_map(|key| Some((key, datastores.get(key)?.as_str()))),
+        );
+    }
+    if view.turn && kind == ServiceKind::Videocall {
+        consumed.push((TURN_SECRET_KEY, credentials.get(Key::TurnSecret)));
+    }
+    if kind.uses_object_storage() {
+        consumed.extend(
+            object_storage_values(connections)
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+    }
+    labels::secrets_hash(consumed)
+}
+
+fn services(
+    scope: &Scope,
+    view: &CellView,
+    credentials: &Credentials,
+    connections: &Connections,
+) -> Vec<Service> {
     let cell = scope.cell;
     let version = &cell.spec.version;
     ServiceKind::TITAN
@@ -265,6 +347,11 @@ fn services(scope: &Scope) -> Vec<Service> {
             );
             service.metadata.namespace = Some(scope.namespace.clone());
             service.metadata.labels = Some(service_labels);
+            // The Service controller copies it onto the pod template.
+            service.metadata.annotations = Some(BTreeMap::from([(
+                labels::SECRETS_HASH.to_string(),
+                service_secrets_hash(kind, view, credentials, connections),
+            )]));
             service.metadata.owner_references = scope.owner.clone().map(|o| vec![o]);
             Some(service)
         })

@@ -17,7 +17,7 @@ use titan_crds::{
 use super::credentials::{Credentials, Key};
 use crate::{
     cnpg,
-    service::build::{CLICKHOUSE_LOGIN_KEYS, OBJECT_STORAGE_KEYS},
+    shared::{CLICKHOUSE_LOGIN_KEYS, OBJECT_STORAGE_KEYS},
 };
 
 /// Key of the connection URL in an external datastore's Secret.
@@ -101,8 +101,10 @@ pub struct Connections {
     pub redis: Resolution,
     /// ClickHouse.
     pub clickhouse: Resolution,
-    /// Object storage credentials, when the cell has object storage (no keys of its own).
-    pub object_storage: Option<Result<(), Unresolved>>,
+    /// Object storage credentials (`accessKeyId`, `secretAccessKey` → value), when the cell has
+    /// object storage. Pods read them from the user's Secret; the values are kept only to hash
+    /// them onto the pods that read them.
+    pub object_storage: Option<Result<BTreeMap<String, String>, Unresolved>>,
 }
 
 impl Connections {
@@ -265,7 +267,13 @@ pub fn resolve(cell: &Cell, credentials: &Credentials, source: &dyn SecretSource
             &OBJECT_STORAGE_KEYS,
             "object storage",
         )
-        .map(drop)
+        .map(|values| {
+            OBJECT_STORAGE_KEYS
+                .iter()
+                .map(|key| key.to_string())
+                .zip(values)
+                .collect()
+        })
     });
 
     Connections {

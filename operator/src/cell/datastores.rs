@@ -22,20 +22,24 @@ use k8s_openapi::{
         util::intstr::IntOrString,
     },
 };
-use titan_crds::cell::{DeletionPolicy, PostgresProvider, Provider};
+use titan_crds::cell::{
+    BackupMethod, DeletionPolicy, ObjectStorage, PostgresDatastore, PostgresProvider, Provider,
+};
 
 use super::{
     build::Scope,
     connections::{CLICKHOUSE, DATABASE_USER, POSTGRES, REDIS},
-    credentials::{self, Key},
+    credentials::{self, Credentials, Key},
     workload,
 };
 use crate::{
     cnpg::{
         self, Backup, BarmanObjectStore, Bootstrap, Cluster, ClusterSpec, Compression,
-        InheritedMetadata, InitDb, S3Credentials, SecretKey, Storage,
+        ExternalCluster, InheritedMetadata, InitDb, LocalObjectReference, Recovery, RecoveryTarget,
+        S3Credentials, ScheduledBackup, ScheduledBackupSpec, SecretKey, Storage,
+        TypedLocalObjectReference, VolumeSnapshotBackup, VolumeSnapshots,
     },
-    service::build::{OBJECT_STORAGE_KEYS, secret_env, value_env},
+    shared::{OBJECT_STORAGE_KEYS, secret_env, value_env},
 };
 
 /// Default image of a builtin PostgreSQL.
@@ -60,6 +64,8 @@ pub struct DatastoreObjects {
     pub services: Vec<CoreService>,
     /// The CloudNativePG cluster.
     pub clusters: Vec<Cluster>,
+    /// Its backup schedule.
+    pub scheduled_backups: Vec<ScheduledBackup>,
 }
 
 /// What sets one builtin server apart from another.
@@ -75,6 +81,8 @@ struct Builtin {
     resources: ResourceRequirements,
     /// The uid the image's server runs as.
     uid: i64,
+    /// The credential the server reads (its password), hashed onto its pod template.
+    password: Key,
 }
 
 fn exec_probe(command: &[&str]) -> Probe {
@@ -97,7 +105,11 @@ fn password_env(scope: &Scope, variable: &str, key: Key) -> EnvVar {
     )
 }
 
-fn stateful_set(scope: &Scope, builtin: Builtin) -> (StatefulSet, CoreService) {
+fn stateful_set(
+    scope: &Scope,
+    credentials: &Credentials,
+    builtin: Builtin,
+) -> (StatefulSet, CoreService) {
     let Builtin {
         component,
         image,
@@ -109,12 +121,14 @@ fn stateful_set(scope: &Scope, builtin: Builtin) -> (StatefulSet, CoreService) {
         readiness,
         resources,
         uid,
+        password,
     } = builtin;
-    let labels = scope.labels(component);
-    // A StatefulSet's volume claim templates cannot change: keep the cell's version out of them,
-    // or the first upgrade would be refused.
-    let mut claim_labels = labels.clone();
-    claim_labels.remove(crate::labels::VERSION);
+    // The pods carry their server's version (the image tag), never the cell's: a Titan upgrade
+    // must not restart a database.
+    let labels = scope.workload_labels(component, &image);
+    // A StatefulSet's volume claim templates cannot change: keep any version out of them, or
+    // the first image upgrade would be refused.
+    let claim_labels = scope.labels(component);
     let container = Container {
         name: component.into(),
         image: Some(image),
@@ -142,7 +156,10 @@ fn stateful_set(scope: &Scope, builtin: Builtin) -> (StatefulSet, CoreService) {
         DeletionPolicy::Delete => "Delete",
     };
     let set = StatefulSet {
-        metadata: scope.meta(component, component),
+        metadata: ObjectMeta {
+            labels: Some(labels.clone()),
+            ..scope.meta(component, component)
+        },
         spec: Some(StatefulSetSpec {
             replicas: Some(scope.replicas()),
             service_name: Some(component.into()),
@@ -153,6 +170,14 @@ fn stateful_set(scope: &Scope, builtin: Builtin) -> (StatefulSet, CoreService) {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels.clone()),
+                    // A changed password restarts the server that reads it.
+                    annotations: Some(BTreeMap::from([(
+                        crate::labels::SECRETS_HASH.to_string(),
+                        crate::labels::secrets_hash([(
+                            password.as_str(),
+                            credentials.get(password),
+                        )]),
+                    )])),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
@@ -241,6 +266,7 @@ fn postgres(scope: &Scope) -> Builtin {
             .clone()
             .unwrap_or_else(|| workload::resources("250m", "512Mi", "1Gi")),
         uid: 999,
+        password: Key::PostgresPassword,
     }
 }
 
@@ -280,6 +306,7 @@ fn redis(scope: &Scope) -> Builtin {
             .clone()
             .unwrap_or_else(|| workload::resources("100m", "256Mi", "512Mi")),
         uid: 999,
+        password: Key::RedisPassword,
     }
 }
 
@@ -315,41 +342,132 @@ fn clickhouse(scope: &Scope) -> Builtin {
             .clone()
             .unwrap_or_else(|| workload::resources("500m", "1Gi", "2Gi")),
         uid: 101,
+        password: Key::ClickHousePassword,
     }
+}
+
+/// The Barman object store of the cell's object storage at `destination_path`.
+fn object_store(storage: &ObjectStorage, destination_path: String) -> BarmanObjectStore {
+    let [access_key, secret_key] = OBJECT_STORAGE_KEYS;
+    let key = |key: &str| SecretKey {
+        name: storage.credentials_secret.clone(),
+        key: key.into(),
+    };
+    BarmanObjectStore {
+        destination_path,
+        endpoint_url: storage.endpoint.clone(),
+        s3_credentials: S3Credentials {
+            access_key_id: key(access_key),
+            secret_access_key: key(secret_key),
+        },
+        server_name: None,
+        wal: None,
+        data: None,
+    }
+}
+
+/// Where a cell's CloudNativePG cluster archives its WAL and Barman base backups.
+pub fn backup_path(bucket: &str, cell: &str) -> String {
+    format!("s3://{bucket}/{cell}/postgres")
+}
+
+/// Name, in `spec.externalClusters`, of the cluster a restore reads from.
+const RESTORE_SOURCE: &str = "origin";
+
+/// How the cluster starts: an empty database, or `spec.datastores.postgres.restore`.
+fn bootstrap(
+    spec: &PostgresDatastore,
+    storage: Option<&ObjectStorage>,
+) -> (Bootstrap, Vec<ExternalCluster>) {
+    let Some(restore) = &spec.restore else {
+        return (
+            Bootstrap {
+                initdb: Some(InitDb {
+                    database: DATABASE_USER.into(),
+                    owner: DATABASE_USER.into(),
+                }),
+                recovery: None,
+            },
+            Vec::new(),
+        );
+    };
+    let mut recovery = Recovery {
+        database: DATABASE_USER.into(),
+        owner: DATABASE_USER.into(),
+        recovery_target: restore
+            .target_time
+            .clone()
+            .map(|target_time| RecoveryTarget { target_time }),
+        ..Default::default()
+    };
+    let mut external = Vec::new();
+    let path = match (&restore.cell, &restore.destination_path, storage) {
+        (Some(cell), _, Some(storage)) => Some(backup_path(&storage.bucket, cell)),
+        (None, Some(path), Some(_)) => Some(path.clone()),
+        _ => None,
+    };
+    match (&restore.volume_snapshot, path, storage) {
+        (Some(snapshot), _, _) => {
+            recovery.volume_snapshots = Some(VolumeSnapshots {
+                storage: TypedLocalObjectReference {
+                    name: snapshot.clone(),
+                    kind: "VolumeSnapshot".into(),
+                    api_group: "snapshot.storage.k8s.io".into(),
+                },
+            });
+        }
+        (None, Some(path), Some(storage)) => {
+            recovery.source = Some(RESTORE_SOURCE.into());
+            external.push(ExternalCluster {
+                name: RESTORE_SOURCE.into(),
+                barman_object_store: BarmanObjectStore {
+                    // The backups were taken by a cluster named like this one.
+                    server_name: Some(POSTGRES.into()),
+                    ..object_store(storage, path)
+                },
+            });
+        }
+        // The CRD requires object storage for a restore from it; an object that predates the
+        // rule restores nothing rather than guessing.
+        (None, _, _) => {}
+    }
+    (
+        Bootstrap {
+            initdb: None,
+            recovery: Some(recovery),
+        },
+        external,
+    )
 }
 
 fn cloudnative_pg(scope: &Scope) -> Cluster {
     let spec = &scope.cell.spec.datastores.postgres;
-    let backup = scope
-        .cell
-        .spec
-        .datastores
-        .object_storage
-        .as_ref()
-        .map(|storage| {
-            let [access_key, secret_key] = OBJECT_STORAGE_KEYS;
-            let key = |key: &str| SecretKey {
-                name: storage.credentials_secret.clone(),
-                key: key.into(),
-            };
-            Backup {
-                barman_object_store: BarmanObjectStore {
-                    destination_path: format!("s3://{}/{}/postgres", storage.bucket, scope.name),
-                    endpoint_url: storage.endpoint.clone(),
-                    s3_credentials: S3Credentials {
-                        access_key_id: key(access_key),
-                        secret_access_key: key(secret_key),
-                    },
-                    wal: Compression {
-                        compression: "gzip".into(),
-                    },
-                    data: Compression {
-                        compression: "gzip".into(),
-                    },
-                },
-                retention_policy: BACKUP_RETENTION.into(),
-            }
+    let storage = scope.cell.spec.datastores.object_storage.as_ref();
+    let schedule = spec.backup.as_ref();
+    // With object storage the cluster archives its WAL there, whatever the base backup method,
+    // so the data can be recovered to any point in time.
+    let barman_object_store = storage.map(|storage| BarmanObjectStore {
+        wal: Some(Compression {
+            compression: "gzip".into(),
+        }),
+        data: Some(Compression {
+            compression: "gzip".into(),
+        }),
+        ..object_store(storage, backup_path(&storage.bucket, &scope.name))
+    });
+    let volume_snapshot = schedule
+        .filter(|b| b.method == BackupMethod::VolumeSnapshot)
+        .map(|b| VolumeSnapshotBackup {
+            class_name: b.volume_snapshot_class.clone(),
         });
+    let backup = (barman_object_store.is_some() || volume_snapshot.is_some()).then(|| Backup {
+        barman_object_store,
+        volume_snapshot,
+        retention_policy: schedule
+            .and_then(|b| b.retention_policy.clone())
+            .unwrap_or_else(|| BACKUP_RETENTION.into()),
+    });
+    let (bootstrap, external_clusters) = bootstrap(spec, storage);
     let mut cluster = Cluster::new(
         POSTGRES,
         ClusterSpec {
@@ -361,14 +479,10 @@ fn cloudnative_pg(scope: &Scope) -> Cluster {
             storage: Storage {
                 size: storage_or_default(&spec.storage).0,
             },
-            bootstrap: Bootstrap {
-                initdb: InitDb {
-                    database: DATABASE_USER.into(),
-                    owner: DATABASE_USER.into(),
-                },
-            },
+            bootstrap,
             resources: spec.resources.clone(),
             backup,
+            external_clusters,
         },
     );
     // CloudNativePG owns its volumes through the Cluster, so under Retain the Cluster itself is
@@ -384,14 +498,41 @@ fn cloudnative_pg(scope: &Scope) -> Cluster {
     cluster
 }
 
-/// The datastore objects of the cell in `scope`.
-pub fn build(scope: &Scope) -> DatastoreObjects {
+/// The cluster's ScheduledBackup, when `spec.datastores.postgres.backup` is set. Kept like the
+/// Cluster under Retain, so a retained database goes on being backed up.
+fn scheduled_backup(scope: &Scope) -> Option<ScheduledBackup> {
+    let backup = scope.cell.spec.datastores.postgres.backup.as_ref()?;
+    let mut scheduled = ScheduledBackup::new(
+        POSTGRES,
+        ScheduledBackupSpec {
+            schedule: backup.schedule.clone(),
+            cluster: LocalObjectReference {
+                name: POSTGRES.into(),
+            },
+            method: match backup.method {
+                BackupMethod::BarmanObjectStore => "barmanObjectStore",
+                BackupMethod::VolumeSnapshot => "volumeSnapshot",
+            }
+            .into(),
+            backup_owner_reference: "cluster".into(),
+        },
+    );
+    scheduled.metadata = scope.data_meta(POSTGRES, POSTGRES);
+    Some(scheduled)
+}
+
+/// The datastore objects of the cell in `scope`, whose generated passwords are `credentials`.
+pub fn build(scope: &Scope, credentials: &Credentials) -> DatastoreObjects {
     let stores = &scope.cell.spec.datastores;
     let mut builtins = Vec::new();
     let mut clusters = Vec::new();
+    let mut scheduled_backups = Vec::new();
     match stores.postgres.provider {
         PostgresProvider::Builtin => builtins.push(postgres(scope)),
-        PostgresProvider::CloudnativePg => clusters.push(cloudnative_pg(scope)),
+        PostgresProvider::CloudnativePg => {
+            clusters.push(cloudnative_pg(scope));
+            scheduled_backups.extend(scheduled_backup(scope));
+        }
         PostgresProvider::External => {}
     }
     if stores.redis.provider == Provider::Builtin {
@@ -402,11 +543,12 @@ pub fn build(scope: &Scope) -> DatastoreObjects {
     }
     let (stateful_sets, services) = builtins
         .into_iter()
-        .map(|builtin| stateful_set(scope, builtin))
+        .map(|builtin| stateful_set(scope, credentials, builtin))
         .unzip();
     DatastoreObjects {
         stateful_sets,
         services,
         clusters,
+        scheduled_backups,
     }
 }

@@ -26,14 +26,104 @@ use titan_crds::cell::PostgresProvider;
 use super::{build::Scope, media};
 use crate::{
     labels,
-    service::build::{GRPC_PORT, HTTP_PORT},
+    shared::{ADMIN_PORT, GRPC_PORT, HTTP_PORT},
 };
 
-/// Namespace CloudNativePG's operator runs in by default; it must reach the instances' status
-/// port.
-const CNPG_NAMESPACE: &str = "cnpg-system";
+/// The label every namespace carries with its name (the API server sets it).
+const NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
 /// The cloud metadata endpoint: pods have no business there, and it hands out node credentials.
 const METADATA_ADDRESS: &str = "169.254.169.254/32";
+
+/// Pods of other namespaces, by labels: which namespaces, and which pods in them (every pod
+/// when `pods` is empty).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Peers {
+    /// Labels of the namespaces.
+    pub namespaces: BTreeMap<String, String>,
+    /// Labels of the pods in them.
+    pub pods: BTreeMap<String, String>,
+}
+
+impl Peers {
+    fn peer(&self) -> NetworkPolicyPeer {
+        NetworkPolicyPeer {
+            namespace_selector: Some(matching(self.namespaces.clone())),
+            pod_selector: (!self.pods.is_empty()).then(|| matching(self.pods.clone())),
+            ..Default::default()
+        }
+    }
+}
+
+/// Who, outside a cell, its NetworkPolicies let in or out: operator settings
+/// (`titan-operator run --dns-namespace-selector …`), because they depend on the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSettings {
+    /// The cluster DNS every pod resolves names with (default kube-dns in kube-system).
+    pub dns: Peers,
+    /// CloudNativePG's operator, which must reach its instances (default every pod of
+    /// `cnpg-system`).
+    pub cloudnative_pg: Peers,
+    /// The monitoring system scraping the Titan services' admin port (none by default).
+    pub monitoring: Option<Peers>,
+}
+
+/// Default of `--dns-namespace-selector`: kube-dns's (CoreDNS's) namespace.
+pub const DEFAULT_DNS_NAMESPACES: &str = "kubernetes.io/metadata.name=kube-system";
+/// Default of `--dns-pod-selector`: kube-dns's (CoreDNS's) pods.
+pub const DEFAULT_DNS_PODS: &str = "k8s-app=kube-dns";
+/// Default of `--cnpg-namespace-selector`: where CloudNativePG's manifests install it.
+pub const DEFAULT_CNPG_NAMESPACES: &str = "kubernetes.io/metadata.name=cnpg-system";
+
+impl Default for NetworkSettings {
+    /// The defaults of `titan-operator run`'s flags.
+    fn default() -> Self {
+        let labels = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        Self {
+            dns: Peers {
+                namespaces: labels(NAMESPACE_NAME, "kube-system"),
+                pods: labels("k8s-app", "kube-dns"),
+            },
+            cloudnative_pg: Peers {
+                namespaces: labels(NAMESPACE_NAME, "cnpg-system"),
+                pods: BTreeMap::new(),
+            },
+            monitoring: None,
+        }
+    }
+}
+
+/// Why a label selector setting was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("label selector {selector:?}: {reason}")]
+pub struct SelectorError {
+    selector: String,
+    reason: &'static str,
+}
+
+/// Parses `key=value,key=value` (equality only, as `matchLabels` holds); empty is no labels.
+pub fn parse_labels(selector: &str) -> Result<BTreeMap<String, String>, SelectorError> {
+    let error = |reason| SelectorError {
+        selector: selector.to_string(),
+        reason,
+    };
+    let mut labels = BTreeMap::new();
+    for pair in selector.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| error("each entry must be key=value"))?;
+        let (key, value) = (key.trim(), value.trim());
+        if key.is_empty() {
+            return Err(error("a key is empty"));
+        }
+        if value.contains(['=', '!']) || key.contains('!') {
+            return Err(error("only key=value equality is supported"));
+        }
+        if labels.insert(key.to_string(), value.to_string()).is_some() {
+            return Err(error("a key is repeated"));
+        }
+    }
+    Ok(labels)
+}
 
 /// The isolation objects of a cell.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +147,18 @@ fn port(protocol: &str, number: i32, end: Option<i32>) -> NetworkPolicyPort {
 fn matching(labels: BTreeMap<String, String>) -> LabelSelector {
     LabelSelector {
         match_labels: Some(labels),
+        ..Default::default()
+    }
+}
+
+/// The pods of the Titan services (and custom workers): those with the service label.
+fn titan_services() -> LabelSelector {
+    LabelSelector {
+        match_expressions: Some(vec![LabelSelectorRequirement {
+            key: labels::SERVICE.into(),
+            operator: "Exists".into(),
+            values: None,
+        }]),
         ..Default::default()
     }
 }
@@ -95,7 +197,7 @@ fn public(
     )
 }
 
-fn network_policies(scope: &Scope) -> Vec<NetworkPolicy> {
+fn network_policies(scope: &Scope, settings: &NetworkSettings) -> Vec<NetworkPolicy> {
     let spec = &scope.cell.spec;
     let same_namespace = NetworkPolicyPeer {
         pod_selector: Some(all_pods()),
@@ -134,17 +236,7 @@ fn network_policies(scope: &Scope) -> Vec<NetworkPolicy> {
                 pod_selector: Some(all_pods()),
                 policy_types: Some(vec!["Egress".into()]),
                 egress: Some(vec![NetworkPolicyEgressRule {
-                    to: Some(vec![NetworkPolicyPeer {
-                        namespace_selector: Some(matching(BTreeMap::from([(
-                            "kubernetes.io/metadata.name".to_string(),
-                            "kube-system".to_string(),
-                        )]))),
-                        pod_selector: Some(matching(BTreeMap::from([(
-                            "k8s-app".to_string(),
-                            "kube-dns".to_string(),
-                        )]))),
-                        ..Default::default()
-                    }]),
+                    to: Some(vec![settings.dns.peer()]),
                     ports: Some(vec![port("UDP", 53, None), port("TCP", 53, None)]),
                 }]),
                 ..Default::default()
@@ -184,17 +276,27 @@ fn network_policies(scope: &Scope) -> Vec<NetworkPolicy> {
         public(
             scope,
             "allow-public-services",
-            LabelSelector {
-                match_expressions: Some(vec![LabelSelectorRequirement {
-                    key: labels::SERVICE.into(),
-                    operator: "Exists".into(),
-                    values: None,
-                }]),
-                ..Default::default()
-            },
+            titan_services(),
             vec![port("TCP", GRPC_PORT, None), port("TCP", HTTP_PORT, None)],
         ),
     ];
+    // The admin port (/metrics) of the Titan services, to the monitoring system only: the
+    // probes of the kubelet need no policy.
+    if let Some(monitoring) = &settings.monitoring {
+        policies.push(policy(
+            scope,
+            "allow-monitoring",
+            NetworkPolicySpec {
+                pod_selector: Some(titan_services()),
+                policy_types: Some(vec!["Ingress".into()]),
+                ingress: Some(vec![NetworkPolicyIngressRule {
+                    from: Some(vec![monitoring.peer()]),
+                    ports: Some(vec![port("TCP", ADMIN_PORT, None)]),
+                }]),
+                ..Default::default()
+            },
+        ));
+    }
     if let Some(turn) = media::enabled_turn(scope.cell) {
         policies.push(public(
             scope,
@@ -229,13 +331,7 @@ fn network_policies(scope: &Scope) -> Vec<NetworkPolicy> {
                 )]))),
                 policy_types: Some(vec!["Ingress".into()]),
                 ingress: Some(vec![NetworkPolicyIngressRule {
-                    from: Some(vec![NetworkPolicyPeer {
-                        namespace_selector: Some(matching(BTreeMap::from([(
-                            "kubernetes.io/metadata.name".to_string(),
-                            CNPG_NAMESPACE.to_string(),
-                        )]))),
-                        ..Default::default()
-                    }]),
+                    from: Some(vec![settings.cloudnative_pg.peer()]),
                     ports: Some(vec![port("TCP", 8000, None), port("TCP", 5432, None)]),
                 }]),
                 ..Default::default()
@@ -297,11 +393,55 @@ fn resource_quota(scope: &Scope) -> Option<ResourceQuota> {
     })
 }
 
-/// The isolation objects of the cell in `scope`.
-pub fn build(scope: &Scope) -> IsolationObjects {
+/// The isolation objects of the cell in `scope`, admitting the peers of `settings`.
+pub fn build(scope: &Scope, settings: &NetworkSettings) -> IsolationObjects {
     IsolationObjects {
         resource_quotas: resource_quota(scope).into_iter().collect(),
         limit_ranges: vec![limit_range(scope)],
-        network_policies: network_policies(scope),
+        network_policies: network_policies(scope, settings),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_settings_are_the_flags_defaults() {
+        let defaults = NetworkSettings::default();
+        assert_eq!(
+            parse_labels(DEFAULT_DNS_NAMESPACES),
+            Ok(defaults.dns.namespaces)
+        );
+        assert_eq!(parse_labels(DEFAULT_DNS_PODS), Ok(defaults.dns.pods));
+        assert_eq!(
+            parse_labels(DEFAULT_CNPG_NAMESPACES),
+            Ok(defaults.cloudnative_pg.namespaces)
+        );
+        assert!(defaults.cloudnative_pg.pods.is_empty() && defaults.monitoring.is_none());
+    }
+
+    #[test]
+    fn label_selectors_are_equality_pairs() {
+        assert_eq!(
+            parse_labels(" a=b , c.io/d=e "),
+            Ok(BTreeMap::from([
+                ("a".to_string(), "b".to_string()),
+                ("c.io/d".to_string(), "e".to_string()),
+            ]))
+        );
+        assert_eq!(parse_labels(""), Ok(BTreeMap::new()));
+        for (bad, reason) in [
+            ("a", "each entry must be key=value"),
+            ("=b", "a key is empty"),
+            ("a!=b", "only key=value equality is supported"),
+            ("a==b", "only key=value equality is supported"),
+            ("a=b,a=c", "a key is repeated"),
+        ] {
+            assert_eq!(
+                parse_labels(bad).map_err(|e| e.to_string()),
+                Err(format!("label selector {bad:?}: {reason}")),
+            );
+        }
     }
 }

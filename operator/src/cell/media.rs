@@ -28,13 +28,13 @@ use titan_crds::{
 use super::{
     build::Scope,
     coturn,
-    credentials::{self, Key},
+    credentials::{self, Credentials, Key},
     nginx::{self, MEDIA_DIR, NginxSettings, RECORDINGS_DIR},
     workload,
 };
 use crate::{
     labels,
-    service::build::{HTTP_PORT, object_storage_env, secret_env, value_env},
+    shared::{HTTP_PORT, object_storage_env, secret_env, value_env},
 };
 
 /// Name of the TURN server's objects and component.
@@ -136,16 +136,35 @@ fn mount(name: &str, path: &str) -> VolumeMount {
     }
 }
 
-/// A one-replica Deployment of a media server whose pods roll when `config` changes.
+/// A one-replica Deployment of a media server whose pods roll when `config` or one of the
+/// `secrets` values its containers read changes, and only then: its labels carry the server's
+/// image tag, never the cell's version.
 fn deployment(
     scope: &Scope,
     component: &str,
     config: &str,
+    secrets: &[(&str, &str)],
     containers: Vec<Container>,
     volumes: Vec<Volume>,
 ) -> Deployment {
+    let server_image = containers
+        .first()
+        .and_then(|c| c.image.as_deref())
+        .unwrap_or_default();
+    let labels = scope.workload_labels(component, server_image);
+    let mut annotations =
+        BTreeMap::from([(labels::CONFIG_HASH.to_string(), labels::config_hash(config))]);
+    if !secrets.is_empty() {
+        annotations.insert(
+            labels::SECRETS_HASH.to_string(),
+            labels::secrets_hash(secrets.iter().copied()),
+        );
+    }
     Deployment {
-        metadata: scope.meta(component, component),
+        metadata: ObjectMeta {
+            labels: Some(labels.clone()),
+            ..scope.meta(component, component)
+        },
         spec: Some(DeploymentSpec {
             replicas: Some(scope.replicas()),
             selector: LabelSelector {
@@ -159,11 +178,8 @@ fn deployment(
             }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(scope.labels(component)),
-                    annotations: Some(BTreeMap::from([(
-                        labels::CONFIG_HASH.to_string(),
-                        labels::config_hash(config),
-                    )])),
+                    labels: Some(labels),
+                    annotations: Some(annotations),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
@@ -181,7 +197,7 @@ fn deployment(
     }
 }
 
-fn turn(scope: &Scope, turn: &Turn, objects: &mut MediaObjects) {
+fn turn(scope: &Scope, credentials: &Credentials, turn: &Turn, objects: &mut MediaObjects) {
     let config = coturn::render(&scope.name, turn);
     let port = turn.listening_port;
     let relay_ports = turn.min_port..=turn.max_port;
@@ -248,23 +264,32 @@ fn turn(scope: &Scope, turn: &Turn, objects: &mut MediaObjects) {
     objects
         .config_maps
         .push(config_map(scope, TURN, CONFIG_KEY_TURN, &config));
-    objects.services.push(workload::service(
-        scope,
-        TURN,
-        service_type,
-        false,
-        service_ports,
-    ));
+    let mut service = workload::service(scope, TURN, service_type, false, service_ports);
+    // Cluster-wide forwarding would SNAT clients to a node's address: coturn would see (and
+    // its peers answer) the node, not the client. `Local` keeps the client's address and
+    // sends traffic only to nodes that run the pod.
+    if let Some(spec) = service.spec.as_mut()
+        && matches!(service_type, "LoadBalancer" | "NodePort")
+    {
+        spec.external_traffic_policy = Some("Local".into());
+    }
+    objects.services.push(service);
     objects.deployments.push(deployment(
         scope,
         TURN,
         &config,
+        &[(Key::TurnSecret.as_str(), credentials.get(Key::TurnSecret))],
         vec![container],
         vec![config_volume(TURN)],
     ));
 }
 
-fn rtmp(scope: &Scope, rtmp: &Rtmp, objects: &mut MediaObjects) {
+fn rtmp(
+    scope: &Scope,
+    object_storage: Option<&BTreeMap<String, String>>,
+    rtmp: &Rtmp,
+    objects: &mut MediaObjects,
+) {
     let settings = nginx_settings(scope.cell, rtmp);
     let config = nginx::render(&scope.name, &settings);
     let nginx = Container {
@@ -315,7 +340,15 @@ fn rtmp(scope: &Scope, rtmp: &Rtmp, objects: &mut MediaObjects) {
         ..Default::default()
     };
     let mut containers = vec![nginx];
+    // The recorder reads the object storage credentials: a new key rolls the pod.
+    let mut secrets = Vec::new();
     if let Some(storage) = &scope.cell.spec.datastores.object_storage {
+        secrets.extend(
+            object_storage
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         let mut env = vec![value_env("TITAN_CELL", &scope.name)];
         env.extend(object_storage_env(storage));
         containers.push(Container {
@@ -352,6 +385,7 @@ fn rtmp(scope: &Scope, rtmp: &Rtmp, objects: &mut MediaObjects) {
         scope,
         RTMP,
         &config,
+        &secrets,
         containers,
         vec![
             config_volume(RTMP),
@@ -361,18 +395,23 @@ fn rtmp(scope: &Scope, rtmp: &Rtmp, objects: &mut MediaObjects) {
     ));
 }
 
-/// The media objects of the cell in `scope`.
-pub fn build(scope: &Scope) -> MediaObjects {
+/// The media objects of the cell in `scope`: `credentials` has the TURN secret, and
+/// `object_storage` the object storage credentials when they resolved.
+pub fn build(
+    scope: &Scope,
+    credentials: &Credentials,
+    object_storage: Option<&BTreeMap<String, String>>,
+) -> MediaObjects {
     let mut objects = MediaObjects {
         config_maps: Vec::new(),
         services: Vec::new(),
         deployments: Vec::new(),
     };
     if let Some(settings) = enabled_turn(scope.cell) {
-        turn(scope, settings, &mut objects);
+        turn(scope, credentials, settings, &mut objects);
     }
     if let Some(settings) = enabled_rtmp(scope.cell) {
-        rtmp(scope, settings, &mut objects);
+        rtmp(scope, object_storage, settings, &mut objects);
     }
     objects
 }

@@ -218,7 +218,7 @@ pub fn components(cell: &Cell, connections: &Connections, live: LiveWorkloads) -
         .object_storage
         .as_ref()
         .map(|checked| match checked {
-            Ok(()) => status(
+            Ok(_) => status(
                 None,
                 true,
                 "CredentialsComplete",

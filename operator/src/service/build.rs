@@ -1,5 +1,6 @@
 //! Build stage of the Service controller (pure: a Service, its cell and its rendered config in;
-//! the ConfigMap, Deployment, core Service, PodDisruptionBudget and autoscaler out).
+//! the ConfigMap, Deployment, core Service, PodDisruptionBudget, autoscaler and migration Job
+//! out).
 
 use std::collections::BTreeMap;
 
@@ -12,10 +13,9 @@ use k8s_openapi::{
         },
         core::v1::{
             Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar,
-            EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-            ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext,
-            Service as CoreService, ServicePort, ServiceSpec as CoreServiceSpec, Volume,
-            VolumeMount,
+            HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+            ResourceRequirements, SeccompProfile, SecurityContext, Service as CoreService,
+            ServicePort, ServiceSpec as CoreServiceSpec, Volume, VolumeMount,
         },
         policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
     },
@@ -26,71 +26,19 @@ use k8s_openapi::{
     },
 };
 use kube::{Resource, ResourceExt};
-use titan_crds::{Cell, DatastoreKind, Service, ServiceKind, cell::ObjectStorage};
+use titan_crds::{DatastoreKind, Service, ServiceKind};
 
-use super::validate::{CONFIG_KEY, CONFIG_PATH, InvalidSpec, RenderedConfig};
-use crate::labels;
-
-/// gRPC port of every Titan service.
-pub const GRPC_PORT: i32 = 50051;
-/// HTTP port (WebSocket endpoints, media callbacks).
-pub const HTTP_PORT: i32 = 8080;
-/// Admin port (`/metrics`, `/healthz`, `/readyz`).
-pub const ADMIN_PORT: i32 = 9090;
-
-/// What of the cell a service's objects depend on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CellView {
-    /// Name of the cell.
-    pub name: String,
-    /// The cell's release, for the version label when the image has no tag.
-    pub version: String,
-    /// `spec.operation.stopped`.
-    pub stopped: bool,
-    /// `spec.operation.reconciliationPaused`.
-    pub paused: bool,
-    /// The cell's object storage, passed to the services that record or upload.
-    pub object_storage: Option<ObjectStorage>,
-    /// Whether the cell runs a TURN server, whose secret the videocall service gets.
-    pub turn: bool,
-}
-
-impl CellView {
-    /// The parts of `cell` a service depends on.
-    pub fn of(cell: &Cell) -> Self {
-        Self {
-            name: cell.name_any(),
-            version: cell.spec.version.clone(),
-            stopped: cell.spec.operation.stopped,
-            paused: cell.spec.operation.reconciliation_paused,
-            object_storage: cell.spec.datastores.object_storage.clone(),
-            turn: cell.spec.media.turn.as_ref().is_some_and(|t| t.enabled),
-        }
-    }
-
-    /// Name of the Secret holding the datastore URLs of the cell.
-    pub fn datastores_secret(&self) -> String {
-        format!("{}-datastores", self.name)
-    }
-
-    /// Name of the Secret holding the cell's token key.
-    pub fn auth_secret(&self) -> String {
-        format!("{}-auth", self.name)
-    }
-
-    /// Name of the Secret holding the TURN server's shared secret.
-    pub fn turn_secret(&self) -> String {
-        format!("{}-turn", self.name)
-    }
-}
-
-/// Key (and variable) of the TURN shared secret in [`CellView::turn_secret`].
-pub const TURN_SECRET_KEY: &str = "TITAN_TURN_SECRET";
-/// Keys (and variables) of the ClickHouse login in the datastores Secret: optional, because an
-/// external ClickHouse may not need one.
-pub const CLICKHOUSE_LOGIN_KEYS: [&str; 2] = ["TITAN_CLICKHOUSE_USER", "TITAN_CLICKHOUSE_PASSWORD"];
-/// Keys of the object storage credentials Secret.
-pub const OBJECT_STORAGE_KEYS: [&str; 2] = ["accessKeyId", "secretAccessKey"];
+use super::{
+    migration::{self, CONTAINER, MigrationJob},
+    validate::{CONFIG_KEY, CONFIG_PATH, InvalidSpec, RenderedConfig},
+};
+use crate::{
+    labels,
+    shared::{
+        ADMIN_PORT, CLICKHOUSE_LOGIN_KEYS, CellView, GRPC_PORT, HTTP_PORT, TURN_SECRET_KEY,
+        object_storage_env, optional_secret_env, secret_env,
+    },
+};
 
 /// Everything the Service controller applies, in apply order (config before the workload that
 /// mounts it). Destructure it in `apply` so a new kind cannot be forgotten.
@@ -106,6 +54,8 @@ pub struct ServiceObjects {
     pub pdb: PodDisruptionBudget,
     /// The autoscaler, when `autoscaling` is set and the cell runs.
     pub hpa: Option<HorizontalPodAutoscaler>,
+    /// The `titan migrate` Job the Deployment waits for.
+    pub migration: MigrationJob,
 }
 
 /// The objects a service should own.
@@ -231,12 +181,18 @@ pub fn build(
         _ => None,
     };
 
+    let migration = match (titan, cell.stopped) {
+        (false, _) => MigrationJob::NotNeeded,
+        (true, true) => MigrationJob::Stopped,
+        (true, false) => MigrationJob::Run(migration::job(service, &deployment, &object_labels)),
+    };
     Ok(ServiceObjects {
         config_map,
         core_service,
         deployment,
         pdb,
         hpa,
+        migration,
     })
 }
 
@@ -339,7 +295,7 @@ fn pod_template(
     };
 
     let container = Container {
-        name: "titan".into(),
+        name: CONTAINER.into(),
         image: Some(spec.image.clone()),
         image_pull_policy: Some("IfNotPresent".into()),
         command,
@@ -352,8 +308,14 @@ fn pod_template(
                 port("admin", ADMIN_PORT),
             ]
         }),
+        // kit answers /healthz as soon as it runs, also while it waits for its datastores;
+        // five minutes of grace covers a titan that connects before it listens.
+        startup_probe: titan.then(|| probe("/healthz", 5, 60)),
         liveness_probe: titan.then(|| probe("/healthz", 10, 3)),
         readiness_probe: titan.then(|| probe("/readyz", 5, 2)),
+        // A crash's last log lines become its termination message, which the Service's status
+        // (and the migration's) reports.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         resources: Some(spec.resources.clone().unwrap_or_else(default_resources)),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
@@ -377,10 +339,19 @@ fn pod_template(
     let template = PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(object_labels.clone()),
-            annotations: Some(BTreeMap::from([(
-                labels::CONFIG_HASH.to_string(),
-                config.hash.clone(),
-            )])),
+            // The Cell puts the hash of the Secret values this service reads on its `Service`:
+            // on the template it rolls the pods when one of them changes, and only then.
+            annotations: Some(
+                [(labels::CONFIG_HASH.to_string(), config.hash.clone())]
+                    .into_iter()
+                    .chain(
+                        service
+                            .annotations()
+                            .get(labels::SECRETS_HASH)
+                            .map(|hash| (labels::SECRETS_HASH.to_string(), hash.clone())),
+                    )
+                    .collect(),
+            ),
             ..Default::default()
         }),
         spec: Some(PodSpec {
@@ -414,64 +385,6 @@ fn pod_template(
         None => Ok(template),
         Some(overrides) => apply_overrides(template, overrides),
     }
-}
-
-/// A variable read from a Secret's key; the pod does not start without it.
-pub(crate) fn secret_env(variable: &str, secret: &str, key: &str) -> EnvVar {
-    secret_key_env(variable, secret, key, false)
-}
-
-/// A variable read from a Secret's key, left unset when the key is absent.
-fn optional_secret_env(variable: &str, secret: &str, key: &str) -> EnvVar {
-    secret_key_env(variable, secret, key, true)
-}
-
-fn secret_key_env(variable: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
-    EnvVar {
-        name: variable.into(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: secret.into(),
-                key: key.into(),
-                optional: Some(optional),
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// A variable with a literal value.
-pub(crate) fn value_env(variable: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar {
-        name: variable.into(),
-        value: Some(value.into()),
-        ..Default::default()
-    }
-}
-
-/// The variables that point a process at the cell's object storage; the services that upload
-/// and the RTMP server's recorder get the same ones.
-pub(crate) fn object_storage_env(storage: &ObjectStorage) -> Vec<EnvVar> {
-    let [access_key, secret_key] = OBJECT_STORAGE_KEYS;
-    vec![
-        value_env("TITAN_S3_ENDPOINT", &storage.endpoint),
-        value_env("TITAN_S3_BUCKET", &storage.bucket),
-        value_env(
-            "TITAN_S3_REGION",
-            storage.region.as_deref().unwrap_or("us-east-1"),
-        ),
-        secret_env(
-            "TITAN_S3_ACCESS_KEY_ID",
-            &storage.credentials_secret,
-            access_key,
-        ),
-        secret_env(
-            "TITAN_S3_SECRET_ACCESS_KEY",
-            &storage.credentials_secret,
-            secret_key,
-        ),
-    ]
 }
 
 fn default_resources() -> ResourceRequirements {
@@ -532,8 +445,67 @@ fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+    use titan_crds::Service;
 
-    use super::merge_patch;
+    use super::{MigrationJob, build, merge_patch};
+    use crate::{service::validate, shared::CellView};
+
+    fn coupon() -> Service {
+        serde_yaml::from_str(
+            "apiVersion: commerce.titan.dev/v1alpha1\nkind: Service\nmetadata: {name: coupon, namespace: titan-sg-1}\nspec: {cell: sg-1, service: coupon, image: 'ghcr.io/titan/titan:0.1.0'}",
+        )
+        .expect("service yaml")
+    }
+
+    fn cell(stopped: bool) -> CellView {
+        CellView {
+            name: "sg-1".into(),
+            version: "0.1.0".into(),
+            stopped,
+            paused: false,
+            object_storage: None,
+            turn: false,
+        }
+    }
+
+    #[test]
+    fn titan_pods_get_a_generous_startup_probe_and_keep_their_crash_logs() {
+        let service = coupon();
+        let rendered = validate::validate(&service, "sg-1").expect("valid");
+        let objects = build(&service, &cell(false), &rendered).expect("builds");
+        let pod = objects
+            .deployment
+            .spec
+            .expect("spec")
+            .template
+            .spec
+            .expect("pod");
+        let container = &pod.containers[0];
+        let startup = container.startup_probe.clone().expect("startup probe");
+        let http = startup.http_get.clone().expect("http probe");
+        assert_eq!(
+            (
+                http.path.as_deref(),
+                http.port,
+                startup.period_seconds,
+                startup.failure_threshold
+            ),
+            (
+                Some("/healthz"),
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("admin".into()),
+                Some(5),
+                Some(60)
+            ),
+            "five minutes to start"
+        );
+        assert_eq!(
+            container.termination_message_policy.as_deref(),
+            Some("FallbackToLogsOnError")
+        );
+        assert!(matches!(objects.migration, MigrationJob::Run(_)));
+        let stopped = build(&service, &cell(true), &rendered).expect("builds");
+        assert_eq!(stopped.migration, MigrationJob::Stopped);
+    }
 
     #[test]
     fn merge_patch_follows_rfc_7386() {

@@ -1,18 +1,30 @@
 //! Status stage of the Service controller (pure): conditions and counts from what validation
-//! said and what the Deployment reports.
+//! said, where the migrations stand, what the Deployment reports and what its pods say.
 
 use k8s_openapi::{api::apps::v1::Deployment, jiff::Timestamp};
 use kube::ResourceExt;
 use titan_crds::{
     Service, ServiceKind, ServiceStatus,
-    common::condition::{CONFIG_VALID, DEGRADED, PROGRESSING, READY},
+    common::condition::{CONFIG_VALID, DEGRADED, MIGRATED, PROGRESSING, READY},
 };
 
-use super::{build::GRPC_PORT, validate::InvalidSpec};
+use super::{
+    migration::Migration,
+    pods::{self, PodTrouble},
+    validate::InvalidSpec,
+};
 use crate::{
     conditions::{self, Observed},
     labels,
+    shared::GRPC_PORT,
 };
+
+/// Whether a Service `Degraded` for `reason` has pods that cannot run at all (crash-looping,
+/// without an image, unable to start, or held back by failed migrations): the Cell names those
+/// first.
+pub fn cannot_run(reason: &str) -> bool {
+    reason == "MigrationFailed" || pods::STUCK.contains(&reason)
+}
 
 /// What the earlier stages concluded about a service.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +35,12 @@ pub struct Findings<'a> {
     pub invalid: Option<&'a InvalidSpec>,
     /// The cell is stopped.
     pub stopped: bool,
+    /// The cell does not match the schema this operator knows: the error.
+    pub cell_malformed: Option<&'a str>,
+    /// Where the migrations stand.
+    pub migration: &'a Migration,
+    /// A pod that cannot run.
+    pub pods: Option<&'a PodTrouble>,
 }
 
 /// The Service's status from the findings and the live Deployment.
@@ -74,12 +92,26 @@ pub fn compute(
     } else if findings.stopped {
         Observed::new(READY, false, "Stopped", "the cell is stopped")
     } else if deployment.is_none() {
-        Observed::new(
-            READY,
-            false,
-            "NotCreated",
-            "the Deployment does not exist yet",
-        )
+        match findings.migration {
+            Migration::Failed { .. } => Observed::new(
+                READY,
+                false,
+                "MigrationFailed",
+                "the Deployment is created once the migrations succeed",
+            ),
+            Migration::Running { .. } => Observed::new(
+                READY,
+                false,
+                "Migrating",
+                "the Deployment is created once the migrations succeed",
+            ),
+            _ => Observed::new(
+                READY,
+                false,
+                "NotCreated",
+                "the Deployment does not exist yet",
+            ),
+        }
     } else if rolled_out {
         Observed::new(
             READY,
@@ -95,20 +127,28 @@ pub fn compute(
             format!("{ready_replicas} of {desired} replicas are ready, {updated} updated"),
         )
     };
-    let progressing = if findings.blocked.is_none()
-        && deployment.is_some()
-        && !rolled_out
-        && !deadline_exceeded
-    {
-        Observed::new(
-            PROGRESSING,
-            true,
-            "RollingOut",
-            format!("rolling out {name}"),
-        )
-    } else {
-        Observed::new(PROGRESSING, false, "Settled", "nothing is rolling out")
-    };
+    let progressing =
+        if let (None, Migration::Running { job, .. }) = (findings.blocked, findings.migration) {
+            Observed::new(
+                PROGRESSING,
+                true,
+                "Migrating",
+                format!("job {job} runs the migrations; the pods roll out once it succeeds"),
+            )
+        } else if findings.blocked.is_none()
+            && deployment.is_some()
+            && !rolled_out
+            && !deadline_exceeded
+        {
+            Observed::new(
+                PROGRESSING,
+                true,
+                "RollingOut",
+                format!("rolling out {name}"),
+            )
+        } else {
+            Observed::new(PROGRESSING, false, "Settled", "nothing is rolling out")
+        };
     let degraded = if let Some((reason, message)) = findings.blocked {
         Observed::new(DEGRADED, true, reason, message)
     } else if let Some(invalid) = findings.invalid {
@@ -117,6 +157,30 @@ pub fn compute(
             true,
             invalid.reason(),
             format!("{invalid}; the running pods are left as they are"),
+        )
+    } else if let Some(error) = findings.cell_malformed {
+        Observed::new(
+            DEGRADED,
+            true,
+            "CellMalformed",
+            format!(
+                "cell {cell} does not match the schema this operator knows, so nothing is changed and the running pods are left as they are: {error}",
+                cell = service.spec.cell
+            ),
+        )
+    } else if let Migration::Failed { job, message } = findings.migration {
+        Observed::new(
+            DEGRADED,
+            true,
+            "MigrationFailed",
+            format!("job {job} failed, the pods stay on the previous version: {message}"),
+        )
+    } else if let Some(trouble) = findings.pods {
+        Observed::new(
+            DEGRADED,
+            true,
+            trouble.reason,
+            format!("pod {}: {}", trouble.pod, trouble.message),
         )
     } else if deadline_exceeded {
         Observed::new(
@@ -129,13 +193,44 @@ pub fn compute(
         Observed::new(DEGRADED, false, "AsExpected", "no problem observed")
     };
 
+    let migrated = match findings.migration {
+        Migration::NotNeeded => Observed::new(
+            MIGRATED,
+            true,
+            "NoMigrations",
+            "a custom worker has no migrations",
+        ),
+        Migration::Succeeded { job } => Observed::new(
+            MIGRATED,
+            true,
+            "Migrated",
+            format!("job {job} applied the migrations"),
+        ),
+        Migration::NotStarted(why) => Observed::new(MIGRATED, false, "NotStarted", why.clone()),
+        Migration::Running { job, last_error } => Observed::new(
+            MIGRATED,
+            false,
+            "Migrating",
+            match last_error {
+                Some(error) => format!("job {job} runs the migrations; {error}"),
+                None => format!("job {job} runs the migrations"),
+            },
+        ),
+        Migration::Failed { job, message } => Observed::new(
+            MIGRATED,
+            false,
+            "MigrationFailed",
+            format!("job {job} failed: {message}"),
+        ),
+    };
+
     let previous = service
         .status
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
     let conditions = conditions::merge(
-        vec![ready, progressing, degraded, config_valid],
+        vec![ready, progressing, degraded, config_valid, migrated],
         previous,
         generation,
         now,

@@ -2,8 +2,9 @@
 //! render the file the pod reads. Anything refused here becomes `ConfigValid=False` and nothing
 //! is applied, so the running pods stay as they are.
 
+use kube::ResourceExt;
 use serde_json::json;
-use titan_crds::{Service, ServiceConfig, ServiceKind};
+use titan_crds::{Cell, Service, ServiceConfig, ServiceKind};
 
 /// Path of the rendered config inside the container.
 pub const CONFIG_PATH: &str = "/etc/titan/config.yaml";
@@ -37,6 +38,36 @@ impl InvalidSpec {
             InvalidSpec::Config(_) => "InvalidConfig",
             InvalidSpec::PodOverrides(_) => "InvalidPodOverrides",
         }
+    }
+}
+
+/// Why a service cannot run at all, whatever its spec says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocked {
+    /// Stable reason for the conditions.
+    pub reason: &'static str,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// Whether `service` may run in `cell`: the cell must exist, and a Service may only join the
+/// cell whose namespace it lives in, so it can never reach another cell's datastores.
+pub fn blocked(service: &Service, cell: Option<&Cell>) -> Option<Blocked> {
+    let namespace = service.namespace().unwrap_or_default();
+    match cell {
+        None => Some(Blocked {
+            reason: "CellNotFound",
+            message: format!("cell {} does not exist", service.spec.cell),
+        }),
+        Some(cell) if cell.namespace_name() != namespace => Some(Blocked {
+            reason: "WrongNamespace",
+            message: format!(
+                "cell {} lives in namespace {}, not {namespace}: a service may only join the cell of its namespace",
+                service.spec.cell,
+                cell.namespace_name()
+            ),
+        }),
+        Some(_) => None,
     }
 }
 

@@ -9,9 +9,11 @@ use titan_operator::{
     labels,
     render::{Inputs, render},
     service::{
-        build::{self as service_build, CellView, ServiceObjects},
+        build::{self as service_build, ServiceObjects},
+        migration::MigrationJob,
         validate,
     },
+    shared::CellView,
 };
 
 use crate::support::{
@@ -90,6 +92,7 @@ fn a_full_cell_builds_every_object_and_each_is_valid_against_the_openapi_schema(
             deployment,
             pdb,
             hpa,
+            migration,
         } = objects_of(&cell, service);
         let mut values = vec![
             serde_json::to_value(&config_map),
@@ -98,14 +101,18 @@ fn a_full_cell_builds_every_object_and_each_is_valid_against_the_openapi_schema(
         ];
         values.extend(core_service.iter().map(serde_json::to_value));
         values.extend(hpa.iter().map(serde_json::to_value));
+        if let MigrationJob::Run(job) = &migration {
+            values.push(serde_json::to_value(job));
+        }
         for value in values {
             let value = value.expect("json");
             validate_object(&validator, &value).unwrap_or_else(|e| panic!("{e}"));
             count += 1;
         }
     }
-    // 1 namespace + 15 × (ConfigMap, Deployment, PDB, core Service) + 1 autoscaler (fraud).
-    assert_eq!(count, 1 + 15 * 4 + 1);
+    // 1 namespace + 15 × (ConfigMap, Deployment, PDB, core Service, migration Job) + 1
+    // autoscaler (fraud).
+    assert_eq!(count, 1 + 15 * 5 + 1);
 }
 
 #[test]
@@ -462,6 +469,8 @@ fn the_dev_cell_renders_a_valid_complete_set_matching_the_snapshot() {
         ("apps/v1/Deployment", 17),
         ("apps/v1/StatefulSet", 3),
         ("autoscaling/v2/HorizontalPodAutoscaler", 1),
+        // One migration Job per Titan service (not the custom worker).
+        ("batch/v1/Job", 14),
         ("commerce.titan.dev/v1alpha1/Service", 15),
         // deny, within, dns, outside, services, turn, rtmp.
         ("networking.k8s.io/v1/NetworkPolicy", 7),
@@ -488,6 +497,7 @@ fn the_production_cell_renders_a_valid_complete_set_matching_the_snapshot() {
         // Redis only: PostgreSQL on CloudNativePG, ClickHouse external.
         ("apps/v1/StatefulSet", 1),
         ("autoscaling/v2/HorizontalPodAutoscaler", 1),
+        ("batch/v1/Job", 15),
         ("commerce.titan.dev/v1alpha1/Service", 15),
         // ... plus the CloudNativePG operator's way in.
         ("networking.k8s.io/v1/NetworkPolicy", 8),

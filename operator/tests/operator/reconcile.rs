@@ -611,6 +611,9 @@ async fn api_errors_fail_the_round_with_an_event_a_metric_and_a_backoff() {
     create_cell(&fake, &cell_fixture("minimal-cell.yaml")).await;
     let ns = "titan-sg-1";
     reconcile_cell(&fake, &ctx, "sg-1").await;
+    // The migrations succeed first: the Deployment is applied only after them.
+    reconcile_services(&fake, &ctx, ns).await;
+    complete_migrations(&fake, ns).await;
     fake.fail_kinds.lock().unwrap().push("Deployment".into());
 
     let services = Api::<Service>::namespaced(fake.client.clone(), ns);

@@ -72,3 +72,15 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
             async move { app.reconcile().await.map(drop) }
         }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Buying runs on Redis alone (one script, no PostgreSQL), so readiness follows Redis
+    /// alone: a PostgreSQL blip must not take every replica out of the load balancer.
+    #[test]
+    fn readiness_follows_the_buying_path_alone() {
+        assert_eq!(service().ready_on, [Datastore::Redis]);
+    }
+}
