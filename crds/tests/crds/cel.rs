@@ -256,7 +256,9 @@ fn a_tag_in_the_image_must_be_the_version() {
     ] {
         assert_eq!(
             broken::<Cell>(cell(json!({"version": "0.1.0", "image": image})), None),
-            ["spec.image has a tag other than spec.version: drop the tag (the version is the tag) or make them equal"],
+            [
+                "spec.image has a tag other than spec.version: drop the tag (the version is the tag) or make them equal"
+            ],
             "{image}"
         );
     }
@@ -271,7 +273,9 @@ fn a_pinned_image_moves_with_the_version() {
             cell(json!({"version": "0.2.0", "image": pinned})),
             Some(old.clone())
         ),
-        ["spec.image is pinned by digest: change its digest together with spec.version, or the services keep running the pinned image"]
+        [
+            "spec.image is pinned by digest: change its digest together with spec.version, or the services keep running the pinned image"
+        ]
     );
     assert!(
         broken::<Cell>(
@@ -284,7 +288,8 @@ fn a_pinned_image_moves_with_the_version() {
 
 #[test]
 fn postgres_backups_and_restores_are_cloudnative_pg_settings_with_their_sources() {
-    let s3 = json!({"endpoint": "https://s3.example", "bucket": "titan", "credentialsSecret": "s3"});
+    let s3 =
+        json!({"endpoint": "https://s3.example", "bucket": "titan", "credentialsSecret": "s3"});
     let backup = json!({"schedule": "0 0 3 * * *"});
     let ok = cell(json!({"version": "0.1.0", "datastores": {
         "postgres": {"provider": "cloudnative-pg", "backup": backup, "restore": {"cell": "old"}},
@@ -347,7 +352,9 @@ fn postgres_backups_and_restores_are_cloudnative_pg_settings_with_their_sources(
     }}));
     assert_eq!(
         broken::<Cell>(restoring, Some(running)),
-        ["restore only bootstraps a new cluster: set it when the cell is created, and leave it as it is"]
+        [
+            "restore only bootstraps a new cluster: set it when the cell is created, and leave it as it is"
+        ]
     );
 }
 
@@ -360,9 +367,13 @@ fn backup_rules_pass_with_every_schedule_form_and_without_postgres() {
         }}))
     };
     for schedule in ["0 0 3 * * *", "@daily", "@every 6h"] {
-        assert!(broken::<Cell>(with(schedule), None).is_empty(), "{schedule}");
+        assert!(
+            broken::<Cell>(with(schedule), None).is_empty(),
+            "{schedule}"
+        );
     }
     // No postgres at all: the datastores rules still evaluate.
-    let redis_only = cell(json!({"version": "0.1.0", "datastores": {"redis": {"provider": "builtin"}}}));
+    let redis_only =
+        cell(json!({"version": "0.1.0", "datastores": {"redis": {"provider": "builtin"}}}));
     assert!(broken::<Cell>(redis_only, None).is_empty());
 }
