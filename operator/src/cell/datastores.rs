@@ -367,7 +367,7 @@ fn object_store(storage: &ObjectStorage, destination_path: String) -> BarmanObje
 }
 
 /// Where a cell's CloudNativePG cluster archives its WAL and Barman base backups.
-pub fn backup_path(bucket: &str, cell: &str) -> String {
+fn backup_path(bucket: &str, cell: &str) -> String {
     format!("s3://{bucket}/{cell}/postgres")
 }
 
