@@ -55,7 +55,7 @@ pub async fn apply_all(
         MigrationJob::Run(job) => {
             let name = job.name_any();
             let applied: Vec<Job> =
-                apply::sync(client, namespace, vec![job], &live.jobs, &[]).await?;
+                apply::sync(client, namespace, vec![*job], &live.jobs, &[]).await?;
             migration::observe(&name, applied.first(), &live.migration_pods)
         }
     };

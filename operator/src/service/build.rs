@@ -184,7 +184,11 @@ pub fn build(
     let migration = match (titan, cell.stopped) {
         (false, _) => MigrationJob::NotNeeded,
         (true, true) => MigrationJob::Stopped,
-        (true, false) => MigrationJob::Run(migration::job(service, &deployment, &object_labels)),
+        (true, false) => MigrationJob::Run(Box::new(migration::job(
+            service,
+            &deployment,
+            &object_labels,
+        ))),
     };
     Ok(ServiceObjects {
         config_map,

@@ -101,7 +101,7 @@ pub enum MigrationJob {
     /// The cell is stopped: no Job runs, the ones there are kept.
     Stopped,
     /// This Job, before the Deployment.
-    Run(Job),
+    Run(Box<Job>),
 }
 
 /// Where the migrations of a service stand.

@@ -87,10 +87,10 @@ fn last_termination(container: &ContainerStatus) -> Option<String> {
     if let Some(reason) = terminated.reason.as_deref().filter(|r| !r.is_empty()) {
         text.push_str(&format!(" ({reason})"));
     }
-    if let Some(message) = terminated.message.as_deref().map(str::trim) {
-        if !message.is_empty() {
-            text.push_str(&format!(": {message}"));
-        }
+    if let Some(message) = terminated.message.as_deref().map(str::trim)
+        && !message.is_empty()
+    {
+        text.push_str(&format!(": {message}"));
     }
     Some(text)
 }
