@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     cnpg::{Cluster, HEALTHY_PHASE},
-    service::build::GRPC_PORT,
+    shared::GRPC_PORT,
 };
 
 /// The cell's own workloads as the API server has them.
