@@ -22,7 +22,8 @@ pub struct Refusal {
     pub field: String,
     /// The API server's words, field included (`spec.version: Required value`).
     pub message: String,
-    /// A value of the wrong type or outside its enum: the API server then skips the CEL rules.
+    /// A wrong type, a value outside its enum, a missing required field or a string too long:
+    /// the API server then skips the CEL rules (its `hasBlockingErr`).
     blocking: bool,
 }
 
@@ -80,8 +81,8 @@ fn cel(schema: &Value, object: &Value, old: Option<&Value>) -> Vec<ValidationErr
 }
 
 /// Every reason the API server would refuse to create `object` (a JSON `K`), in the order it
-/// checks: unknown fields, the schema, the name, then the CEL rules (skipped, as there, when a
-/// value has the wrong type or is outside its enum).
+/// checks: unknown fields, the schema, the name, then the CEL rules (skipped, as there, after a
+/// wrong type, a value outside its enum, a missing required field or a string too long).
 pub fn check<K: CustomResourceExt>(object: &Value) -> Vec<Refusal> {
     let crd = K::crd();
     let namespaced = crd.spec.scope == "Namespaced";
@@ -113,7 +114,7 @@ pub fn check<K: CustomResourceExt>(object: &Value) -> Vec<Refusal> {
     if refusals.iter().any(|r| r.blocking) {
         refusals.push(Refusal::new(
             "",
-            "<nil>: Invalid value: \"null\": some validation rules were not checked because the \
+            "<nil>: Invalid value: null: some validation rules were not checked because the \
              object was invalid; correct the existing errors to complete validation"
                 .into(),
         ));
@@ -283,7 +284,7 @@ fn required(schema: &Value, fields: &Map<String, Value>, path: &str, refusals: &
     {
         if fields.get(name).is_none_or(Value::is_null) {
             let field = child(path, name);
-            refusals.push(Refusal::new(&field, format!("{field}: Required value")));
+            refusals.push(Refusal::new(&field, format!("{field}: Required value")).blocking());
         }
     }
 }
@@ -407,10 +408,13 @@ fn scalar(schema: &Value, value: &Value, path: &str, refusals: &mut Vec<Refusal>
         if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
             && length > max
         {
-            refusals.push(Refusal::new(
-                path,
-                format!("{path}: Too long: may not be more than {max} bytes"),
-            ));
+            refusals.push(
+                Refusal::new(
+                    path,
+                    format!("{path}: Too long: may not be more than {max} bytes"),
+                )
+                .blocking(),
+            );
         }
         if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
             // The CRD's patterns are RE2 and compile in `regex`; one that did not would be a
