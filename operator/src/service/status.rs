@@ -91,27 +91,27 @@ pub fn compute(
         Observed::new(READY, false, reason, message)
     } else if findings.stopped {
         Observed::new(READY, false, "Stopped", "the cell is stopped")
+    } else if let Migration::Running { .. } | Migration::Failed { .. } = findings.migration {
+        // The spec is not realised until its migrations ran and the pods moved: Ready is about
+        // the latest spec, not about the old pods that keep serving meanwhile.
+        let reason = match findings.migration {
+            Migration::Failed { .. } => "MigrationFailed",
+            _ => "Migrating",
+        };
+        let message = match deployment {
+            None => "the Deployment is created once the migrations succeed".to_string(),
+            Some(_) => format!(
+                "{ready_replicas} of {desired} replicas of the previous spec serve; the pods move to this one once the migrations succeed"
+            ),
+        };
+        Observed::new(READY, false, reason, message)
     } else if deployment.is_none() {
-        match findings.migration {
-            Migration::Failed { .. } => Observed::new(
-                READY,
-                false,
-                "MigrationFailed",
-                "the Deployment is created once the migrations succeed",
-            ),
-            Migration::Running { .. } => Observed::new(
-                READY,
-                false,
-                "Migrating",
-                "the Deployment is created once the migrations succeed",
-            ),
-            _ => Observed::new(
-                READY,
-                false,
-                "NotCreated",
-                "the Deployment does not exist yet",
-            ),
-        }
+        Observed::new(
+            READY,
+            false,
+            "NotCreated",
+            "the Deployment does not exist yet",
+        )
     } else if rolled_out {
         Observed::new(
             READY,

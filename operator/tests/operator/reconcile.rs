@@ -953,8 +953,12 @@ async fn the_deployment_waits_for_its_migration_job_and_an_upgrade_migrates_firs
     );
     assert_eq!(
         condition(&status.conditions, "Ready"),
-        ("True".into(), "RolledOut".into()),
-        "the old pods still serve"
+        ("False".into(), "Migrating".into()),
+        "Ready is about the new spec"
+    );
+    assert_eq!(
+        message(&status.conditions, "Ready"),
+        "1 of 1 replicas of the previous spec serve; the pods move to this one once the migrations succeed"
     );
 
     let new_job = names[0].clone();
