@@ -3,7 +3,7 @@
 //!
 //! `render` is a pipeline gate: it refuses every document the API server would refuse, with the
 //! API server's messages (`titan_crds::admission`: unknown fields, the schema, names, the CEL
-//! rules), and prints YAML that YAML 1.1 readers read as the same objects ([`yaml`]).
+//! rules), and prints YAML that YAML 1.1 readers read as the same objects (its `yaml` module).
 
 mod yaml;
 
