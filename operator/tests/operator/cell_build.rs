@@ -1501,3 +1501,29 @@ async fn a_scheduled_backup_is_applied_once_and_removed_when_backups_are_off() {
         "the Cluster stays"
     );
 }
+
+#[test]
+fn a_changed_external_datastore_secret_rolls_only_the_services_that_use_it() {
+    let cell = cell_fixture("external-cell.yaml");
+    let credentials = Credentials::resolve(None, || "pw".into());
+    let build = |redis_url: &str| {
+        let source = secrets(&[
+            ("pg-ext", &[("url", "postgres://pg.example/titan")]),
+            ("redis-ext", &[("url", redis_url)]),
+        ]);
+        let connections = connections::resolve(&cell, &credentials, &source);
+        cell_build(&cell, &credentials, &connections, &Default::default())
+    };
+    let before = build("redis://:one@redis.example:6379");
+    let after = build("redis://:two@redis.example:6379");
+    let mut expected = service_names(&before, |kind| {
+        kind.default_datastores().contains(&DatastoreKind::Redis)
+    });
+    expected.sort();
+    assert!(!expected.is_empty());
+    assert_eq!(
+        changed(&rollout_inputs(&before), &rollout_inputs(&after)),
+        expected,
+        "no builtin datastore reads an external Secret"
+    );
+}
