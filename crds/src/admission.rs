@@ -22,8 +22,8 @@ pub struct Refusal {
     pub field: String,
     /// The API server's words, field included (`spec.version: Required value`).
     pub message: String,
-    /// A wrong type, a value outside its enum, a missing required field or a string too long:
-    /// the API server then skips the CEL rules (its `hasBlockingErr`).
+    /// A wrong type, a value outside its enum, a missing required field, a string too long or a
+    /// list too long: the API server then skips the CEL rules (its `hasBlockingErr`).
     blocking: bool,
 }
 
@@ -82,7 +82,8 @@ fn cel(schema: &Value, object: &Value, old: Option<&Value>) -> Vec<ValidationErr
 
 /// Every reason the API server would refuse to create `object` (a JSON `K`), in the order it
 /// checks: unknown fields, the schema, the name, then the CEL rules (skipped, as there, after a
-/// wrong type, a value outside its enum, a missing required field or a string too long).
+/// wrong type, a value outside its enum, a missing required field or a string or list too
+/// long).
 pub fn check<K: CustomResourceExt>(object: &Value) -> Vec<Refusal> {
     let crd = K::crd();
     let namespaced = crd.spec.scope == "Namespaced";
@@ -135,8 +136,8 @@ pub fn check<K: CustomResourceExt>(object: &Value) -> Vec<Refusal> {
     refusals
 }
 
-/// ObjectMeta's fields, the name (a DNS subdomain, as for every custom resource) and, for a
-/// namespaced kind, the namespace (a DNS label).
+/// ObjectMeta's fields, the name (a DNS subdomain, as for every custom resource), for a
+/// namespaced kind the namespace (a DNS label), label keys and values, annotation keys.
 fn metadata(value: &Value, namespaced: bool, refusals: &mut Vec<Refusal>) {
     let Some(fields) = value.as_object() else {
         refusals.push(type_refusal("metadata", "object", value));
@@ -164,6 +165,99 @@ fn metadata(value: &Value, namespaced: bool, refusals: &mut Vec<Refusal>) {
             refusals.push(invalid_name("metadata.namespace", namespace, problem));
         }
     }
+    let entries = |field: &str| {
+        fields
+            .get(field)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+    };
+    for (key, value) in entries("labels") {
+        for problem in qualified_name(key) {
+            refusals.push(invalid_name("metadata.labels", key, problem));
+        }
+        match value.as_str() {
+            Some(value) => {
+                for problem in label_value(value) {
+                    refusals.push(invalid_name("metadata.labels", value, problem));
+                }
+            }
+            None => refusals.push(type_refusal(
+                &format!("metadata.labels.{key}"),
+                "string",
+                value,
+            )),
+        }
+    }
+    // The API server checks annotation keys in lower case.
+    for key in entries("annotations").map(|(key, _)| key) {
+        for problem in qualified_name(&key.to_lowercase()) {
+            refusals.push(invalid_name("metadata.annotations", key, problem));
+        }
+    }
+}
+
+const QUALIFIED_NAME: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must \
+     start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', \
+     regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+const LABEL_VALUE: &str = "a valid label must be an empty string or consist of alphanumeric \
+     characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. \
+     'MyValue',  or 'my_value',  or '12345', regex used for validation is \
+     '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+
+/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`
+fn is_qualified_name_part(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// apimachinery's `IsQualifiedName` (label and annotation keys): its messages, in its order.
+fn qualified_name(s: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let name = match s.split('/').collect::<Vec<_>>()[..] {
+        [name] => name,
+        [prefix, name] => {
+            if prefix.is_empty() {
+                problems.push("prefix part must be non-empty".into());
+            } else {
+                problems.extend(
+                    dns_subdomain(prefix)
+                        .into_iter()
+                        .map(|p| format!("prefix part {p}")),
+                );
+            }
+            name
+        }
+        _ => {
+            return vec![format!(
+                "a qualified name {QUALIFIED_NAME} with an optional DNS subdomain prefix and '/' \
+                 (e.g. 'example.com/MyName')"
+            )];
+        }
+    };
+    if name.is_empty() {
+        problems.push("name part must be non-empty".into());
+    } else if name.len() > 63 {
+        problems.push("name part must be no more than 63 characters".into());
+    }
+    if !is_qualified_name_part(name) {
+        problems.push(format!("name part {QUALIFIED_NAME}"));
+    }
+    problems
+}
+
+/// apimachinery's `IsValidLabelValue`: its messages, in its order.
+fn label_value(s: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if s.len() > 63 {
+        problems.push("must be no more than 63 characters".into());
+    }
+    if !(s.is_empty() || is_qualified_name_part(s)) {
+        problems.push(LABEL_VALUE.into());
+    }
+    problems
 }
 
 fn invalid_name(field: &str, value: &str, problem: String) -> Refusal {
@@ -260,6 +354,28 @@ fn walk(schema: &Value, value: &Value, path: &str, refusals: &mut Vec<Refusal>) 
             required(schema, fields, path, refusals);
         }
         Value::Array(items) => {
+            let count = items.len() as u64;
+            if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
+                && count < min
+            {
+                refusals.push(Refusal::new(
+                    path,
+                    format!(
+                        "{path}: Invalid value: {count}: {path} in body should have at least {min} items"
+                    ),
+                ));
+            }
+            if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
+                && count > max
+            {
+                refusals.push(
+                    Refusal::new(
+                        path,
+                        format!("{path}: Too many: {count}: must have at most {max} items"),
+                    )
+                    .blocking(),
+                );
+            }
             if let Some(item_schema) = schema.get("items") {
                 for (i, item) in items.iter().enumerate() {
                     if item.is_null() {

@@ -188,3 +188,49 @@ fn the_invalid_example_is_refused_with_the_lines_kubectl_shows() {
         assert!(text.contains(&format!("#   * {line}\n")), "{line}");
     }
 }
+
+#[test]
+fn list_lengths_are_checked() {
+    let thresholds = |n: usize| {
+        cell(
+            "sg-1",
+            json!({"version": "0.1.0", "services": {"gamification": {"config": {"levelThresholds": (0..n as u64).collect::<Vec<_>>()}}}}),
+        )
+    };
+    let path = "spec.services.gamification.config.levelThresholds";
+    assert_eq!(
+        refused_cell(thresholds(0)),
+        [format!(
+            "{path}: Invalid value: 0: {path} in body should have at least 1 items"
+        )]
+    );
+    assert_eq!(
+        refused_cell(thresholds(101)),
+        [
+            format!("{path}: Too many: 101: must have at most 100 items"),
+            NOT_CHECKED.to_string(),
+        ]
+    );
+    assert!(refused_cell(thresholds(3)).is_empty());
+}
+
+#[test]
+fn label_keys_and_values_and_annotation_keys_are_checked() {
+    let mut object = cell("sg-1", json!({"version": "0.1.0"}));
+    object["metadata"]["labels"] =
+        json!({"team": "a b", "example.com/ok": "v", "-bad": "x", "a/b/c": "y"});
+    object["metadata"]["annotations"] =
+        json!({"Example.com/Fine": "anything at all", "bad key": ""});
+    let mut refused = refused_cell(object);
+    refused.sort();
+    let qualified = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+    assert_eq!(
+        refused,
+        [
+            format!("metadata.annotations: Invalid value: \"bad key\": name part {qualified}"),
+            format!("metadata.labels: Invalid value: \"-bad\": name part {qualified}"),
+            "metadata.labels: Invalid value: \"a b\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')".to_string(),
+            format!("metadata.labels: Invalid value: \"a/b/c\": a qualified name {qualified} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"),
+        ]
+    );
+}
