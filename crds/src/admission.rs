@@ -80,9 +80,9 @@ fn cel(schema: &Value, object: &Value, old: Option<&Value>) -> Vec<ValidationErr
     }
 }
 
-/// Every reason the API server would refuse to create `object` (a JSON `K`), in the order it
-/// checks: unknown fields, the schema, the name, then the CEL rules (skipped, as there, after a
-/// wrong type, a value outside its enum, a missing required field or a string or list too
+/// Every reason the API server would refuse to create `object` (a JSON `K`): unknown fields and
+/// the schema's constraints field by field, the metadata, then the CEL rules (skipped, as there,
+/// after a wrong type, a value outside its enum, a missing required field or a string or list too
 /// long).
 pub fn check<K: CustomResourceExt>(object: &Value) -> Vec<Refusal> {
     let crd = K::crd();
@@ -107,10 +107,7 @@ pub fn check<K: CustomResourceExt>(object: &Value) -> Vec<Refusal> {
     }
     required(&schema, fields, "", &mut refusals);
     if fields.get("metadata").is_none() {
-        refusals.push(Refusal::new(
-            "metadata.name",
-            "metadata.name: Required value: name or generateName is required".into(),
-        ));
+        refusals.push(Refusal::new("metadata.name", NAME_REQUIRED.into()));
     }
     if refusals.iter().any(|r| r.blocking) {
         refusals.push(Refusal::new(
@@ -150,10 +147,7 @@ fn metadata(value: &Value, namespaced: bool, refusals: &mut Vec<Refusal>) {
         }
     }
     match fields.get("name").and_then(Value::as_str) {
-        None | Some("") => refusals.push(Refusal::new(
-            "metadata.name",
-            "metadata.name: Required value: name or generateName is required".into(),
-        )),
+        None | Some("") => refusals.push(Refusal::new("metadata.name", NAME_REQUIRED.into())),
         Some(name) => {
             for problem in dns_subdomain(name) {
                 refusals.push(invalid_name("metadata.name", name, problem));
@@ -259,6 +253,8 @@ fn label_value(s: &str) -> Vec<String> {
     }
     problems
 }
+
+const NAME_REQUIRED: &str = "metadata.name: Required value: name or generateName is required";
 
 fn invalid_name(field: &str, value: &str, problem: String) -> Refusal {
     Refusal::new(
