@@ -185,8 +185,11 @@ fn render_files(files: &[PathBuf]) -> anyhow::Result<()> {
         sources.push((file.display().to_string(), text));
     }
     // Every file is checked before anything is printed: a pipeline sees all problems at once.
-    let inputs =
-        render::Inputs::read(sources.iter().map(|(name, text)| (name.as_str(), text.as_str())))?;
+    let inputs = render::Inputs::read(
+        sources
+            .iter()
+            .map(|(name, text)| (name.as_str(), text.as_str())),
+    )?;
     emit(&render::render(&inputs)?)
 }
 
