@@ -154,8 +154,9 @@ impl Inputs {
             let (kind, api_version) = (text("kind"), text("apiVersion"));
             let name = object["metadata"]["name"].as_str().unwrap_or_default();
             let described = match object["metadata"]["namespace"].as_str() {
+                _ if kind.is_empty() => "no kind".to_string(),
                 Some(namespace) if kind == "Service" => format!("{kind} {namespace}/{name}"),
-                _ => format!("{kind} {name}"),
+                _ => format!("{kind} {name}").trim_end().to_string(),
             };
             if api_version != "commerce.titan.dev/v1alpha1" {
                 problems.push(problem(

@@ -289,3 +289,27 @@ fn only_quotes_differ_from_serde_yamls_output() {
     }
     assert!(quoted > 0, "the Redis command's yes at least");
 }
+
+#[test]
+fn documents_that_are_not_titan_objects_are_named_as_far_as_they_go() {
+    let text = "foo: bar\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\n[1, 2\n";
+    let error = Inputs::read([("mixed.yaml", text)]).expect_err("refused");
+    let lines: Vec<String> = error.to_string().lines().map(str::to_owned).collect();
+    assert_eq!(
+        lines[0],
+        "the API server would refuse the inputs (3 problems):"
+    );
+    assert_eq!(
+        lines[1],
+        "mixed.yaml: document 1 (no kind): apiVersion \"\" is not commerce.titan.dev/v1alpha1"
+    );
+    assert_eq!(
+        lines[2],
+        "mixed.yaml: document 2 (ConfigMap c): apiVersion \"v1\" is not commerce.titan.dev/v1alpha1"
+    );
+    assert!(
+        lines[3].starts_with("mixed.yaml: document 3 (not YAML): "),
+        "{}",
+        lines[3]
+    );
+}
