@@ -1,6 +1,7 @@
-//! Dereference stage of the Service controller: everything a round reads from the API server —
-//! the service's cell and the objects the service built last time, and the pods when they have
-//! something to say (a Deployment not fully ready, a migration attempt that failed).
+//! Dereference stage of the Service controller: everything a round reads — the service's cell,
+//! the objects the service built last time (from the watch caches where the operator keeps
+//! them), and the pods when they have something to say (a Deployment not fully ready, a
+//! migration attempt that failed).
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
@@ -9,10 +10,13 @@ use k8s_openapi::api::{
     core::v1::{ConfigMap, Pod, Service as CoreService},
     policy::v1::PodDisruptionBudget,
 };
-use kube::{Api, ResourceExt, core::DeserializeGuard};
+use kube::{
+    Api, ResourceExt,
+    core::{DeserializeGuard, Selector},
+};
 use titan_crds::{Cell, Service};
 
-use crate::{Context, Error, apply, labels};
+use crate::{Context, Error, apply, cache, labels};
 
 /// The service's cell as the round found it.
 #[derive(Debug, Default)]
@@ -92,8 +96,26 @@ pub async fn dereference(service: &Service, ctx: &Context) -> Result<Live, Error
         Some(DeserializeGuard(Ok(cell))) => CellFound::Found(Box::new(cell)),
         Some(DeserializeGuard(Err(invalid))) => CellFound::Malformed(invalid.error),
     };
-    let selector = labels::selector_string(&labels::pod_selector(cell_name, &name));
-    let deployments: Vec<Deployment> = apply::list(client, &namespace, &selector).await?;
+    let labels_of_service = labels::pod_selector(cell_name, &name);
+    let selector = labels::selector_string(&labels_of_service);
+    // The kinds the watch caches hold are read from them (a stale read costs at most an
+    // idempotent apply); the Jobs and pods are read fresh, since they decide what may roll out.
+    let (config_maps, core_services, deployments) = match &ctx.caches {
+        Some(caches) => {
+            caches.synced().await.map_err(|_| Error::CacheGone)?;
+            let selected = Selector::from_iter(labels_of_service);
+            (
+                cache::select(&caches.config_maps, &namespace, &selected),
+                cache::select(&caches.core_services, &namespace, &selected),
+                cache::select(&caches.deployments, &namespace, &selected),
+            )
+        }
+        None => (
+            apply::list(client, &namespace, &selector).await?,
+            apply::list(client, &namespace, &selector).await?,
+            apply::list(client, &namespace, &selector).await?,
+        ),
+    };
     let jobs: Vec<Job> = apply::list(client, &namespace, &selector).await?;
     let pods = if deployments.iter().any(unsettled) {
         apply::list(client, &namespace, &selector).await?
@@ -111,8 +133,8 @@ pub async fn dereference(service: &Service, ctx: &Context) -> Result<Live, Error
     };
     Ok(Live {
         cell,
-        config_maps: apply::list(client, &namespace, &selector).await?,
-        core_services: apply::list(client, &namespace, &selector).await?,
+        config_maps,
+        core_services,
         deployments,
         pdbs: apply::list(client, &namespace, &selector).await?,
         hpas: apply::list(client, &namespace, &selector).await?,
