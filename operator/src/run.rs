@@ -407,6 +407,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_ownerless_object_maps_to_its_cell_by_label() {
+        let mut secret = PartialObjectMeta::<Secret>::default();
+        assert_eq!(by_cell_label(secret.clone()), None);
+        secret.metadata.labels = Some(
+            [(labels::CELL.to_string(), "eu-2".to_string())]
+                .into_iter()
+                .collect(),
+        );
+        assert_eq!(
+            by_cell_label(secret),
+            Some(ObjectRef::<DeserializeGuard<Cell>>::new("eu-2"))
+        );
+    }
+
+    #[test]
     fn a_failed_watch_pauses_briefly_and_the_pause_never_grows() {
         let pauses: Vec<Duration> = WatchRetry.take(50).collect();
         assert_eq!(pauses, vec![WatchRetry::PAUSE; 50]);

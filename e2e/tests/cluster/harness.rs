@@ -132,10 +132,17 @@ impl Kube {
 
     /// The apiserver's `apiserver_request_total` write counts, by `verb resource/subresource`.
     pub fn write_counts(&self) -> BTreeMap<String, f64> {
-        let metrics = self
-            .kubectl(&["get", "--raw", "/metrics"])
-            .unwrap_or_else(|e| panic!("{e}"));
-        write_counts(&metrics)
+        write_counts(&self.metrics())
+    }
+
+    /// LIST requests the API server has served, per `LIST resource`.
+    pub fn list_counts(&self) -> BTreeMap<String, f64> {
+        request_counts(&self.metrics(), &["LIST"])
+    }
+
+    fn metrics(&self) -> String {
+        self.kubectl(&["get", "--raw", "/metrics"])
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The apiserver SIGKILLed (a crash: no graceful goodbye to the watches) and started again
@@ -195,6 +202,11 @@ impl Kube {
 
 /// Sums `apiserver_request_total` samples of write verbs by `VERB resource[/subresource]`.
 pub fn write_counts(metrics: &str) -> BTreeMap<String, f64> {
+    request_counts(metrics, &["POST", "PUT", "PATCH", "DELETE", "APPLY"])
+}
+
+/// `apiserver_request_total` summed per `VERB resource[/subresource]`, for the `verbs` given.
+pub fn request_counts(metrics: &str, verbs: &[&str]) -> BTreeMap<String, f64> {
     let mut counts = BTreeMap::new();
     for line in metrics.lines() {
         let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
@@ -211,7 +223,7 @@ pub fn write_counts(metrics: &str) -> BTreeMap<String, f64> {
                 .unwrap_or_default()
         };
         let verb = label("verb");
-        if !matches!(verb.as_str(), "POST" | "PUT" | "PATCH" | "DELETE" | "APPLY") {
+        if !verbs.contains(&verb.as_str()) {
             continue;
         }
         let mut key = format!("{verb} {}", label("resource"));

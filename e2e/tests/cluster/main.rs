@@ -21,7 +21,10 @@
 //!    and a deleted Service are put back (every child kind is watched).
 //! 6. An unchanged cell makes zero writes: the apiserver's `apiserver_request_total` for the
 //!    operator's kinds before and after 60 s of idling.
-//! 7. Pause and resume; stop and start; a disabled service is pruned.
+//! 7. Pause and resume; stop and start; a disabled service is pruned. Migrations: every
+//!    service of the Ready cell ran its `titan migrate` Job (kwok completes the pods of Jobs)
+//!    and says `Migrated`, as the Cell does; a version bump runs each service's new Job, and
+//!    prunes the old one, before its Deployment moves to the new image.
 //! 8. The leader is SIGKILLed: the other replica takes over within the lease duration and a
 //!    change converges; a replica SIGKILLed mid-reconcile and restarted converges with no
 //!    duplicate objects; the apiserver restarted under a running operator: its watches resume
@@ -75,9 +78,11 @@ fn the_operator_runs_cells_on_a_real_api_server() {
     scale_through_the_subresource(&kube);
     drift_is_repaired(&kube);
     an_unchanged_cell_makes_no_writes(&kube);
+    a_round_reads_its_children_from_the_watch_caches(&kube);
     pause_and_resume(&kube);
     stop_and_start(&kube);
     a_disabled_service_is_pruned(&kube);
+    migrations_run_before_the_pods(&kube);
 
     let (mut leader, mut standby) = if leader == a.name { (a, b) } else { (b, a) };
     leader_loss_and_restarts(&kube, &sa, &mut leader, &mut standby);
@@ -515,6 +520,50 @@ fn an_unchanged_cell_makes_no_writes(kube: &Kube) {
     );
 }
 
+fn a_round_reads_its_children_from_the_watch_caches(kube: &Kube) {
+    // What a round reads from the caches (`operator/src/cache.rs`); Secrets and volumes it
+    // always LISTs, and the volumes last, so their LIST marks the end of the round's reads.
+    const CACHED: [&str; 6] = [
+        "LIST statefulsets",
+        "LIST deployments",
+        "LIST configmaps",
+        "LIST networkpolicies",
+        "LIST resourcequotas",
+        "LIST limitranges",
+    ];
+    let count = |lists: &std::collections::BTreeMap<String, f64>, key: &str| {
+        lists.get(key).copied().unwrap_or(0.0)
+    };
+    let before = kube.list_counts();
+    // Any change to the Cell runs a round; an annotation changes nothing it builds.
+    kube.k(&[
+        "annotate",
+        "cell",
+        CELL,
+        "--overwrite",
+        "e2e.titan.dev/poke=1",
+    ]);
+    let mut after = before.clone();
+    eventually(
+        "the poked cell's round has read its volumes",
+        CONVERGE,
+        || {
+            after = kube.list_counts();
+            count(&after, "LIST persistentvolumeclaims")
+                > count(&before, "LIST persistentvolumeclaims")
+        },
+    );
+    let listed: Vec<String> = CACHED
+        .iter()
+        .filter(|key| count(&after, key) != count(&before, key))
+        .map(|key| format!("{key}: {} -> {}", count(&before, key), count(&after, key)))
+        .collect();
+    assert!(
+        listed.is_empty(),
+        "a round listed what its watch caches hold: {listed:?}"
+    );
+}
+
 fn pause_and_resume(kube: &Kube) {
     patch_cell(
         kube,
@@ -530,14 +579,23 @@ fn pause_and_resume(kube: &Kube) {
         CELL,
         json!({"spec": {"services": {"flashsale": {"replicas": 3}}}}),
     );
-    // A paused cell never claims Ready for a spec it did not apply; once its status has
-    // observed the new generation the operator has seen the change and chosen not to act.
+    // A paused cell never claims Ready for a spec it did not apply, nor advances
+    // observedGeneration past what it applied: it says which generation waits.
     eventually(
-        "the paused cell has observed its new generation",
+        "the paused cell says its new generation is not applied",
         CONVERGE,
         || {
             let cell = cell_json(kube, CELL);
-            cell["status"]["observedGeneration"] == cell["metadata"]["generation"]
+            let generation = cell["metadata"]["generation"].as_i64();
+            let ready = condition(&cell, "Ready").unwrap_or_default();
+            ready["reason"] == "SpecNotApplied"
+                && generation.is_some_and(|g| {
+                    ready["message"].as_str().is_some_and(|m| {
+                        m.starts_with(&format!(
+                            "reconciliation is paused: generation {g} of the spec is not applied"
+                        ))
+                    }) && cell["status"]["observedGeneration"].as_i64() < Some(g)
+                })
         },
     );
     assert_eq!(
@@ -603,6 +661,87 @@ fn a_disabled_service_is_pruned(kube: &Kube) {
     );
     wait_ready(kube, CELL);
     assert_eq!(cell_json(kube, CELL)["status"]["services"]["total"], 13);
+}
+
+/// The image of the first container of a pod template.
+fn template_image(object: &Value) -> &Value {
+    &object["spec"]["template"]["spec"]["containers"][0]["image"]
+}
+
+fn migrations_run_before_the_pods(kube: &Kube) {
+    let cell = cell_json(kube, CELL);
+    assert!(is_true(&cell, "Migrated"), "{}", cell["status"]);
+    let services = names(&kube.json(&["get", "tsvc", "-n", NAMESPACE]));
+    let jobs_of = |service: &str| -> Vec<Value> {
+        let jobs = kube.json(&[
+            "get",
+            "jobs",
+            "-n",
+            NAMESPACE,
+            "-l",
+            &format!("commerce.titan.dev/service={service}"),
+        ]);
+        jobs["items"].as_array().cloned().unwrap_or_default()
+    };
+    for service in &services {
+        let tsvc = kube.json(&["get", "tsvc", service, "-n", NAMESPACE]);
+        assert!(is_true(&tsvc, "Migrated"), "{service}: {}", tsvc["status"]);
+        let jobs = jobs_of(service);
+        assert_eq!(jobs.len(), 1, "{service}: one migration Job");
+        assert_eq!(jobs[0]["status"]["succeeded"], 1, "{service}: {}", jobs[0]);
+        let deployment = deployment(kube, service).unwrap_or_else(|| panic!("{service}"));
+        assert_eq!(template_image(&jobs[0]), template_image(&deployment));
+    }
+
+    patch_cell(kube, CELL, json!({"spec": {"version": "0.1.1"}}));
+    let upgraded = "ghcr.io/titan/titan:0.1.1";
+    eventually(
+        "every service runs the new image after its new migration",
+        CONVERGE,
+        || {
+            services.iter().all(|service| {
+                deployment(kube, service).is_some_and(|d| template_image(&d) == upgraded)
+                    && jobs_of(service).len() == 1
+            })
+        },
+    );
+    wait_ready(kube, CELL);
+    for service in &services {
+        let jobs = jobs_of(service);
+        assert_eq!(
+            template_image(&jobs[0]),
+            upgraded,
+            "{service}: the old Job is pruned"
+        );
+        let completed = jobs[0]["status"]["completionTime"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{service}: the new Job completed: {}", jobs[0]))
+            .to_owned();
+        // The Deployment's ReplicaSet of the new image was made after the Job completed:
+        // the new pods waited for the migrations.
+        let sets = kube.json(&[
+            "get",
+            "replicasets",
+            "-n",
+            NAMESPACE,
+            "-l",
+            &format!("commerce.titan.dev/service={service}"),
+        ]);
+        let created = sets["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|rs| template_image(rs) == upgraded)
+            .and_then(|rs| rs["metadata"]["creationTimestamp"].as_str())
+            .unwrap_or_else(|| panic!("{service}: a ReplicaSet of the new image"))
+            .to_owned();
+        // RFC 3339 timestamps of one format and zone compare as strings.
+        assert!(
+            completed <= created,
+            "{service}: migrated at {completed}, new pods from {created}"
+        );
+    }
+    assert!(is_true(&cell_json(kube, CELL), "Migrated"));
 }
 
 /// Objects of the cell's namespace by kind and name, to prove no duplicates appear.
