@@ -145,20 +145,21 @@ where
 }
 
 /// Applies `desired` in `namespace` and prunes what was built before (`live`) and is no longer
-/// wanted, except the names in `spare`; returns the applied objects.
+/// wanted, keeping the names in `also_keep` although this round did not build them; returns
+/// the applied objects.
 pub async fn sync<K>(
     client: &Client,
     namespace: &str,
     desired: Vec<K>,
     live: &[K],
-    spare: &[String],
+    also_keep: &[String],
 ) -> Result<Vec<K>, Error>
 where
     K: Resource<Scope = NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + Debug,
     K::DynamicType: Default,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let keep: BTreeSet<String> = spare
+    let keep: BTreeSet<String> = also_keep
         .iter()
         .cloned()
         .chain(desired.iter().map(ResourceExt::name_any))

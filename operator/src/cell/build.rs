@@ -66,7 +66,7 @@ pub struct CellObjects {
 
 /// The cell an object is built for, and the metadata every object of it carries.
 #[derive(Debug, Clone)]
-pub struct Scope<'a> {
+pub struct CellMeta<'a> {
     /// The cell.
     pub cell: &'a Cell,
     /// Its name.
@@ -76,8 +76,8 @@ pub struct Scope<'a> {
     owner: Option<OwnerReference>,
 }
 
-impl<'a> Scope<'a> {
-    /// The scope of `cell`.
+impl<'a> CellMeta<'a> {
+    /// The metadata of the objects of `cell`.
     pub fn new(cell: &'a Cell) -> Self {
         Self {
             cell,
@@ -170,22 +170,22 @@ pub fn build(
     connections: &Connections,
     network: &isolation::NetworkSettings,
 ) -> CellObjects {
-    let scope = Scope::new(cell);
+    let cell_meta = CellMeta::new(cell);
     let view = CellView::of(cell);
 
     // The namespace says which release the cell runs; relabelling it restarts nothing.
-    let mut ns_labels = labels::common(&scope.name, "cell", &cell.spec.version);
+    let mut ns_labels = labels::common(&cell_meta.name, "cell", &cell.spec.version);
     // NetworkPolicies select namespaces by this label (the API server also sets it).
     ns_labels.insert(
         "kubernetes.io/metadata.name".into(),
-        scope.namespace.clone(),
+        cell_meta.namespace.clone(),
     );
     let namespace = Namespace {
         metadata: ObjectMeta {
-            name: Some(scope.namespace.clone()),
+            name: Some(cell_meta.namespace.clone()),
             labels: Some(ns_labels),
             // Under Retain the namespace holds the kept volumes and credentials.
-            owner_references: scope.owner_if_delete(),
+            owner_references: cell_meta.owner_if_delete(),
             ..Default::default()
         },
         ..Default::default()
@@ -203,13 +203,14 @@ pub fn build(
     };
     let mut secrets = vec![
         Secret {
-            metadata: scope.data_meta(&credentials::secret_name(&scope.name), "credentials"),
+            metadata: cell_meta
+                .data_meta(&credentials::secret_name(&cell_meta.name), "credentials"),
             type_: Some("Opaque".into()),
             data: Some(credentials.data()),
             ..Default::default()
         },
         secret(
-            scope.meta(&view.auth_secret(), "auth"),
+            cell_meta.meta(&view.auth_secret(), "auth"),
             BTreeMap::from([(
                 AUTH_SECRET_KEY.into(),
                 credentials.get(Key::AuthSecret).into(),
@@ -218,7 +219,7 @@ pub fn build(
     ];
     if view.turn {
         secrets.push(secret(
-            scope.meta(&view.turn_secret(), "turn"),
+            cell_meta.meta(&view.turn_secret(), "turn"),
             BTreeMap::from([(
                 TURN_SECRET_KEY.into(),
                 credentials.get(Key::TurnSecret).into(),
@@ -229,7 +230,7 @@ pub fn build(
     // with a variable missing.
     if let Some(values) = connections.datastore_values() {
         secrets.push(secret(
-            scope.meta(&view.datastores_secret(), "datastores"),
+            cell_meta.meta(&view.datastores_secret(), "datastores"),
             values,
         ));
     }
@@ -238,18 +239,18 @@ pub fn build(
         resource_quotas,
         limit_ranges,
         network_policies,
-    } = isolation::build(&scope, network);
+    } = isolation::build(&cell_meta, network);
     let datastores::DatastoreObjects {
         stateful_sets,
         services: datastore_services,
         clusters,
         scheduled_backups,
-    } = datastores::build(&scope, credentials);
+    } = datastores::build(&cell_meta, credentials);
     let media::MediaObjects {
         config_maps,
         services: media_services,
         deployments,
-    } = media::build(&scope, credentials, object_storage_values(connections));
+    } = media::build(&cell_meta, credentials, object_storage_values(connections));
     let mut core_services = datastore_services;
     core_services.extend(media_services);
 
@@ -265,7 +266,7 @@ pub fn build(
         clusters,
         scheduled_backups,
         deployments,
-        services: services(&scope, &view, credentials, connections),
+        services: services(&cell_meta, &view, credentials, connections),
     }
 }
 
@@ -313,12 +314,12 @@ fn service_secrets_hash(
 }
 
 fn services(
-    scope: &Scope,
+    cell_meta: &CellMeta,
     view: &CellView,
     credentials: &Credentials,
     connections: &Connections,
 ) -> Vec<Service> {
-    let cell = scope.cell;
+    let cell = cell_meta.cell;
     let version = &cell.spec.version;
     ServiceKind::TITAN
         .into_iter()
@@ -327,14 +328,14 @@ fn services(
             if !settings.enabled {
                 return None;
             }
-            let mut service_labels = labels::common(&scope.name, kind.as_str(), version);
+            let mut service_labels = labels::common(&cell_meta.name, kind.as_str(), version);
             service_labels.insert(labels::SERVICE.into(), kind.as_str().into());
             let mut service = Service::new(
                 kind.as_str(),
                 ServiceSpec {
-                    cell: scope.name.clone(),
+                    cell: cell_meta.name.clone(),
                     service: kind,
-                    image: settings.image.unwrap_or_else(|| scope.titan_image()),
+                    image: settings.image.unwrap_or_else(|| cell_meta.titan_image()),
                     replicas: settings.replicas,
                     config: settings.config,
                     datastores: None,
@@ -345,14 +346,14 @@ fn services(
                     pod_overrides: settings.pod_overrides,
                 },
             );
-            service.metadata.namespace = Some(scope.namespace.clone());
+            service.metadata.namespace = Some(cell_meta.namespace.clone());
             service.metadata.labels = Some(service_labels);
             // The Service controller copies it onto the pod template.
             service.metadata.annotations = Some(BTreeMap::from([(
                 labels::SECRETS_HASH.to_string(),
                 service_secrets_hash(kind, view, credentials, connections),
             )]));
-            service.metadata.owner_references = scope.owner.clone().map(|o| vec![o]);
+            service.metadata.owner_references = cell_meta.owner.clone().map(|o| vec![o]);
             Some(service)
         })
         .collect()

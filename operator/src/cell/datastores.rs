@@ -27,7 +27,7 @@ use titan_crds::cell::{
 };
 
 use super::{
-    build::Scope,
+    build::CellMeta,
     connections::{CLICKHOUSE, DATABASE_USER, POSTGRES, REDIS},
     credentials::{self, Credentials, Key},
     workload,
@@ -97,16 +97,16 @@ fn exec_probe(command: &[&str]) -> Probe {
     }
 }
 
-fn password_env(scope: &Scope, variable: &str, key: Key) -> EnvVar {
+fn password_env(cell_meta: &CellMeta, variable: &str, key: Key) -> EnvVar {
     secret_env(
         variable,
-        &credentials::secret_name(&scope.name),
+        &credentials::secret_name(&cell_meta.name),
         key.as_str(),
     )
 }
 
 fn stateful_set(
-    scope: &Scope,
+    cell_meta: &CellMeta,
     credentials: &Credentials,
     builtin: Builtin,
 ) -> (StatefulSet, CoreService) {
@@ -125,10 +125,10 @@ fn stateful_set(
     } = builtin;
     // The pods carry their server's version (the image tag), never the cell's: a Titan upgrade
     // must not restart a database.
-    let labels = scope.workload_labels(component, &image);
+    let labels = cell_meta.workload_labels(component, &image);
     // A StatefulSet's volume claim templates cannot change: keep any version out of them, or
     // the first image upgrade would be refused.
-    let claim_labels = scope.labels(component);
+    let claim_labels = cell_meta.labels(component);
     let container = Container {
         name: component.into(),
         image: Some(image),
@@ -151,20 +151,20 @@ fn stateful_set(
         }]),
         ..Default::default()
     };
-    let retention = match scope.cell.spec.deletion_policy {
+    let retention = match cell_meta.cell.spec.deletion_policy {
         DeletionPolicy::Retain => "Retain",
         DeletionPolicy::Delete => "Delete",
     };
     let set = StatefulSet {
         metadata: ObjectMeta {
             labels: Some(labels.clone()),
-            ..scope.meta(component, component)
+            ..cell_meta.meta(component, component)
         },
         spec: Some(StatefulSetSpec {
-            replicas: Some(scope.replicas()),
+            replicas: Some(cell_meta.replicas()),
             service_name: Some(component.into()),
             selector: LabelSelector {
-                match_labels: Some(scope.selector(component)),
+                match_labels: Some(cell_meta.selector(component)),
                 ..Default::default()
             },
             template: PodTemplateSpec {
@@ -218,7 +218,7 @@ fn stateful_set(
         ..Default::default()
     };
     let service = workload::service(
-        scope,
+        cell_meta,
         component,
         "ClusterIP",
         true,
@@ -236,8 +236,8 @@ fn storage_or_default(storage: &Option<Quantity>) -> Quantity {
         .unwrap_or_else(|| Quantity(DEFAULT_STORAGE.into()))
 }
 
-fn postgres(scope: &Scope) -> Builtin {
-    let spec = &scope.cell.spec.datastores.postgres;
+fn postgres(cell_meta: &CellMeta) -> Builtin {
+    let spec = &cell_meta.cell.spec.datastores.postgres;
     Builtin {
         component: POSTGRES,
         image: spec.image.clone().unwrap_or_else(|| POSTGRES_IMAGE.into()),
@@ -248,7 +248,7 @@ fn postgres(scope: &Scope) -> Builtin {
         env: vec![
             value_env("POSTGRES_USER", DATABASE_USER),
             value_env("POSTGRES_DB", DATABASE_USER),
-            password_env(scope, "POSTGRES_PASSWORD", Key::PostgresPassword),
+            password_env(cell_meta, "POSTGRES_PASSWORD", Key::PostgresPassword),
             // A subdirectory: the volume's root holds lost+found, which initdb refuses.
             value_env("PGDATA", "/var/lib/postgresql/data/pgdata"),
         ],
@@ -270,8 +270,8 @@ fn postgres(scope: &Scope) -> Builtin {
     }
 }
 
-fn redis(scope: &Scope) -> Builtin {
-    let spec = &scope.cell.spec.datastores.redis;
+fn redis(cell_meta: &CellMeta) -> Builtin {
+    let spec = &cell_meta.cell.spec.datastores.redis;
     Builtin {
         component: REDIS,
         image: spec.image.clone().unwrap_or_else(|| REDIS_IMAGE.into()),
@@ -295,7 +295,11 @@ fn redis(scope: &Scope) -> Builtin {
             .map(String::from)
             .to_vec(),
         ),
-        env: vec![password_env(scope, "REDIS_PASSWORD", Key::RedisPassword)],
+        env: vec![password_env(
+            cell_meta,
+            "REDIS_PASSWORD",
+            Key::RedisPassword,
+        )],
         readiness: exec_probe(&[
             "sh",
             "-c",
@@ -310,8 +314,8 @@ fn redis(scope: &Scope) -> Builtin {
     }
 }
 
-fn clickhouse(scope: &Scope) -> Builtin {
-    let spec = &scope.cell.spec.datastores.clickhouse;
+fn clickhouse(cell_meta: &CellMeta) -> Builtin {
+    let spec = &cell_meta.cell.spec.datastores.clickhouse;
     Builtin {
         component: CLICKHOUSE,
         image: spec
@@ -324,7 +328,7 @@ fn clickhouse(scope: &Scope) -> Builtin {
         command: None,
         env: vec![
             value_env("CLICKHOUSE_USER", DATABASE_USER),
-            password_env(scope, "CLICKHOUSE_PASSWORD", Key::ClickHousePassword),
+            password_env(cell_meta, "CLICKHOUSE_PASSWORD", Key::ClickHousePassword),
             value_env("CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT", "1"),
         ],
         readiness: Probe {
@@ -440,9 +444,9 @@ fn bootstrap(
     )
 }
 
-fn cloudnative_pg(scope: &Scope) -> Cluster {
-    let spec = &scope.cell.spec.datastores.postgres;
-    let storage = scope.cell.spec.datastores.object_storage.as_ref();
+fn cloudnative_pg(cell_meta: &CellMeta) -> Cluster {
+    let spec = &cell_meta.cell.spec.datastores.postgres;
+    let storage = cell_meta.cell.spec.datastores.object_storage.as_ref();
     let schedule = spec.backup.as_ref();
     // With object storage the cluster archives its WAL there, whatever the base backup method,
     // so the data can be recovered to any point in time.
@@ -453,7 +457,7 @@ fn cloudnative_pg(scope: &Scope) -> Cluster {
         data: Some(Compression {
             compression: "gzip".into(),
         }),
-        ..object_store(storage, backup_path(&storage.bucket, &scope.name))
+        ..object_store(storage, backup_path(&storage.bucket, &cell_meta.name))
     });
     let volume_snapshot = schedule
         .filter(|b| b.method == BackupMethod::VolumeSnapshot)
@@ -474,7 +478,7 @@ fn cloudnative_pg(scope: &Scope) -> Cluster {
             instances: spec.instances.unwrap_or(DEFAULT_INSTANCES),
             image_name: spec.image.clone(),
             inherited_metadata: Some(InheritedMetadata {
-                labels: scope.selector(POSTGRES),
+                labels: cell_meta.selector(POSTGRES),
             }),
             storage: Storage {
                 size: storage_or_default(&spec.storage).0,
@@ -487,9 +491,9 @@ fn cloudnative_pg(scope: &Scope) -> Cluster {
     );
     // CloudNativePG owns its volumes through the Cluster, so under Retain the Cluster itself is
     // the data that must outlive the Cell.
-    cluster.metadata = scope.data_meta(POSTGRES, POSTGRES);
+    cluster.metadata = cell_meta.data_meta(POSTGRES, POSTGRES);
     // A stopped cell's cluster hibernates: CloudNativePG stops its pods and keeps its volumes.
-    if scope.cell.spec.operation.stopped {
+    if cell_meta.cell.spec.operation.stopped {
         cluster.metadata.annotations = Some(BTreeMap::from([(
             cnpg::HIBERNATION.to_string(),
             "on".to_string(),
@@ -500,8 +504,8 @@ fn cloudnative_pg(scope: &Scope) -> Cluster {
 
 /// The cluster's ScheduledBackup, when `spec.datastores.postgres.backup` is set. Kept like the
 /// Cluster under Retain, so a retained database goes on being backed up.
-fn scheduled_backup(scope: &Scope) -> Option<ScheduledBackup> {
-    let backup = scope.cell.spec.datastores.postgres.backup.as_ref()?;
+fn scheduled_backup(cell_meta: &CellMeta) -> Option<ScheduledBackup> {
+    let backup = cell_meta.cell.spec.datastores.postgres.backup.as_ref()?;
     let mut scheduled = ScheduledBackup::new(
         POSTGRES,
         ScheduledBackupSpec {
@@ -517,33 +521,33 @@ fn scheduled_backup(scope: &Scope) -> Option<ScheduledBackup> {
             backup_owner_reference: "cluster".into(),
         },
     );
-    scheduled.metadata = scope.data_meta(POSTGRES, POSTGRES);
+    scheduled.metadata = cell_meta.data_meta(POSTGRES, POSTGRES);
     Some(scheduled)
 }
 
-/// The datastore objects of the cell in `scope`, whose generated passwords are `credentials`.
-pub fn build(scope: &Scope, credentials: &Credentials) -> DatastoreObjects {
-    let stores = &scope.cell.spec.datastores;
+/// The datastore objects of the cell in `cell_meta`, whose generated passwords are `credentials`.
+pub fn build(cell_meta: &CellMeta, credentials: &Credentials) -> DatastoreObjects {
+    let stores = &cell_meta.cell.spec.datastores;
     let mut builtins = Vec::new();
     let mut clusters = Vec::new();
     let mut scheduled_backups = Vec::new();
     match stores.postgres.provider {
-        PostgresProvider::Builtin => builtins.push(postgres(scope)),
+        PostgresProvider::Builtin => builtins.push(postgres(cell_meta)),
         PostgresProvider::CloudnativePg => {
-            clusters.push(cloudnative_pg(scope));
-            scheduled_backups.extend(scheduled_backup(scope));
+            clusters.push(cloudnative_pg(cell_meta));
+            scheduled_backups.extend(scheduled_backup(cell_meta));
         }
         PostgresProvider::External => {}
     }
     if stores.redis.provider == Provider::Builtin {
-        builtins.push(redis(scope));
+        builtins.push(redis(cell_meta));
     }
     if stores.clickhouse.provider == Provider::Builtin {
-        builtins.push(clickhouse(scope));
+        builtins.push(clickhouse(cell_meta));
     }
     let (stateful_sets, services) = builtins
         .into_iter()
-        .map(|builtin| stateful_set(scope, credentials, builtin))
+        .map(|builtin| stateful_set(cell_meta, credentials, builtin))
         .unzip();
     DatastoreObjects {
         stateful_sets,

@@ -23,7 +23,7 @@ use k8s_openapi::{
 };
 use titan_crds::cell::PostgresProvider;
 
-use super::{build::Scope, media};
+use super::{build::CellMeta, media};
 use crate::{
     labels,
     shared::{ADMIN_PORT, GRPC_PORT, HTTP_PORT},
@@ -168,22 +168,22 @@ fn all_pods() -> LabelSelector {
     LabelSelector::default()
 }
 
-fn policy(scope: &Scope, name: &str, spec: NetworkPolicySpec) -> NetworkPolicy {
+fn policy(cell_meta: &CellMeta, name: &str, spec: NetworkPolicySpec) -> NetworkPolicy {
     NetworkPolicy {
-        metadata: scope.meta(name, "isolation"),
+        metadata: cell_meta.meta(name, "isolation"),
         spec: Some(spec),
     }
 }
 
 /// Ingress from anywhere to `pods` on `ports`.
 fn public(
-    scope: &Scope,
+    cell_meta: &CellMeta,
     name: &str,
     pods: LabelSelector,
     ports: Vec<NetworkPolicyPort>,
 ) -> NetworkPolicy {
     policy(
-        scope,
+        cell_meta,
         name,
         NetworkPolicySpec {
             pod_selector: Some(pods),
@@ -197,15 +197,15 @@ fn public(
     )
 }
 
-fn network_policies(scope: &Scope, settings: &NetworkSettings) -> Vec<NetworkPolicy> {
-    let spec = &scope.cell.spec;
+fn network_policies(cell_meta: &CellMeta, settings: &NetworkSettings) -> Vec<NetworkPolicy> {
+    let spec = &cell_meta.cell.spec;
     let same_namespace = NetworkPolicyPeer {
         pod_selector: Some(all_pods()),
         ..Default::default()
     };
     let mut policies = vec![
         policy(
-            scope,
+            cell_meta,
             "default-deny",
             NetworkPolicySpec {
                 pod_selector: Some(all_pods()),
@@ -214,7 +214,7 @@ fn network_policies(scope: &Scope, settings: &NetworkSettings) -> Vec<NetworkPol
             },
         ),
         policy(
-            scope,
+            cell_meta,
             "allow-within-cell",
             NetworkPolicySpec {
                 pod_selector: Some(all_pods()),
@@ -230,7 +230,7 @@ fn network_policies(scope: &Scope, settings: &NetworkSettings) -> Vec<NetworkPol
             },
         ),
         policy(
-            scope,
+            cell_meta,
             "allow-dns",
             NetworkPolicySpec {
                 pod_selector: Some(all_pods()),
@@ -246,7 +246,7 @@ fn network_policies(scope: &Scope, settings: &NetworkSettings) -> Vec<NetworkPol
         // cluster; other cells stay unreachable because their own default-deny refuses this
         // cell's traffic.
         policy(
-            scope,
+            cell_meta,
             "allow-egress-outside",
             NetworkPolicySpec {
                 pod_selector: Some(all_pods()),
@@ -274,7 +274,7 @@ fn network_policies(scope: &Scope, settings: &NetworkSettings) -> Vec<NetworkPol
             },
         ),
         public(
-            scope,
+            cell_meta,
             "allow-public-services",
             titan_services(),
             vec![port("TCP", GRPC_PORT, None), port("TCP", HTTP_PORT, None)],
@@ -284,7 +284,7 @@ fn network_policies(scope: &Scope, settings: &NetworkSettings) -> Vec<NetworkPol
     // probes of the kubelet need no policy.
     if let Some(monitoring) = &settings.monitoring {
         policies.push(policy(
-            scope,
+            cell_meta,
             "allow-monitoring",
             NetworkPolicySpec {
                 pod_selector: Some(titan_services()),
@@ -297,11 +297,11 @@ fn network_policies(scope: &Scope, settings: &NetworkSettings) -> Vec<NetworkPol
             },
         ));
     }
-    if let Some(turn) = media::enabled_turn(scope.cell) {
+    if let Some(turn) = media::enabled_turn(cell_meta.cell) {
         policies.push(public(
-            scope,
+            cell_meta,
             "allow-public-turn",
-            matching(scope.selector(media::TURN)),
+            matching(cell_meta.selector(media::TURN)),
             vec![
                 port("UDP", turn.listening_port, None),
                 port("TCP", turn.listening_port, None),
@@ -309,11 +309,11 @@ fn network_policies(scope: &Scope, settings: &NetworkSettings) -> Vec<NetworkPol
             ],
         ));
     }
-    if media::enabled_rtmp(scope.cell).is_some() {
+    if media::enabled_rtmp(cell_meta.cell).is_some() {
         policies.push(public(
-            scope,
+            cell_meta,
             "allow-public-rtmp",
-            matching(scope.selector(media::RTMP)),
+            matching(cell_meta.selector(media::RTMP)),
             vec![
                 port("TCP", media::RTMP_PORT, None),
                 port("TCP", media::HLS_PORT, None),
@@ -322,7 +322,7 @@ fn network_policies(scope: &Scope, settings: &NetworkSettings) -> Vec<NetworkPol
     }
     if spec.datastores.postgres.provider == PostgresProvider::CloudnativePg {
         policies.push(policy(
-            scope,
+            cell_meta,
             "allow-cloudnative-pg",
             NetworkPolicySpec {
                 pod_selector: Some(matching(BTreeMap::from([(
@@ -346,14 +346,14 @@ fn network_policies(scope: &Scope, settings: &NetworkSettings) -> Vec<NetworkPol
 ///
 /// CPU has no maximum: a LimitRange maximum makes a limit mandatory, and the cell's workloads set
 /// no CPU limit on purpose (throttling hurts latency; the quota caps the cell's requests).
-fn limit_range(scope: &Scope) -> LimitRange {
+fn limit_range(cell_meta: &CellMeta) -> LimitRange {
     let quantities = |pairs: &[(&str, &str)]| {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
             .collect::<BTreeMap<_, _>>()
     };
-    let max = scope
+    let max = cell_meta
         .cell
         .spec
         .capacity
@@ -361,7 +361,7 @@ fn limit_range(scope: &Scope) -> LimitRange {
         .and_then(|c| c.memory.clone())
         .map(|memory| BTreeMap::from([("memory".to_string(), memory)]));
     LimitRange {
-        metadata: scope.meta("cell-defaults", "isolation"),
+        metadata: cell_meta.meta("cell-defaults", "isolation"),
         spec: Some(LimitRangeSpec {
             limits: vec![LimitRangeItem {
                 type_: "Container".into(),
@@ -374,8 +374,8 @@ fn limit_range(scope: &Scope) -> LimitRange {
     }
 }
 
-fn resource_quota(scope: &Scope) -> Option<ResourceQuota> {
-    let capacity = scope.cell.spec.capacity.as_ref()?;
+fn resource_quota(cell_meta: &CellMeta) -> Option<ResourceQuota> {
+    let capacity = cell_meta.cell.spec.capacity.as_ref()?;
     let hard: BTreeMap<String, Quantity> = [
         ("requests.cpu", &capacity.cpu),
         ("requests.memory", &capacity.memory),
@@ -384,7 +384,7 @@ fn resource_quota(scope: &Scope) -> Option<ResourceQuota> {
     .filter_map(|(k, v)| Some((k.to_string(), v.clone()?)))
     .collect();
     (!hard.is_empty()).then(|| ResourceQuota {
-        metadata: scope.meta("cell-capacity", "isolation"),
+        metadata: cell_meta.meta("cell-capacity", "isolation"),
         spec: Some(ResourceQuotaSpec {
             hard: Some(hard),
             ..Default::default()
@@ -393,12 +393,12 @@ fn resource_quota(scope: &Scope) -> Option<ResourceQuota> {
     })
 }
 
-/// The isolation objects of the cell in `scope`, admitting the peers of `settings`.
-pub fn build(scope: &Scope, settings: &NetworkSettings) -> IsolationObjects {
+/// The isolation objects of the cell in `cell_meta`, admitting the peers of `settings`.
+pub fn build(cell_meta: &CellMeta, settings: &NetworkSettings) -> IsolationObjects {
     IsolationObjects {
-        resource_quotas: resource_quota(scope).into_iter().collect(),
-        limit_ranges: vec![limit_range(scope)],
-        network_policies: network_policies(scope, settings),
+        resource_quotas: resource_quota(cell_meta).into_iter().collect(),
+        limit_ranges: vec![limit_range(cell_meta)],
+        network_policies: network_policies(cell_meta, settings),
     }
 }
 

@@ -26,7 +26,7 @@ use titan_crds::{
 };
 
 use super::{
-    build::Scope,
+    build::CellMeta,
     coturn,
     credentials::{self, Credentials, Key},
     nginx::{self, MEDIA_DIR, NginxSettings, RECORDINGS_DIR},
@@ -99,9 +99,9 @@ pub fn nginx_settings(cell: &Cell, rtmp: &Rtmp) -> NginxSettings {
     }
 }
 
-fn config_map(scope: &Scope, component: &str, key: &str, text: &str) -> ConfigMap {
+fn config_map(cell_meta: &CellMeta, component: &str, key: &str, text: &str) -> ConfigMap {
     ConfigMap {
-        metadata: scope.meta(&format!("{component}-config"), component),
+        metadata: cell_meta.meta(&format!("{component}-config"), component),
         data: Some(BTreeMap::from([(key.to_string(), text.to_string())])),
         ..Default::default()
     }
@@ -140,7 +140,7 @@ fn mount(name: &str, path: &str) -> VolumeMount {
 /// `secrets` values its containers read changes, and only then: its labels carry the server's
 /// image tag, never the cell's version.
 fn deployment(
-    scope: &Scope,
+    cell_meta: &CellMeta,
     component: &str,
     config: &str,
     secrets: &[(&str, &str)],
@@ -151,7 +151,7 @@ fn deployment(
         .first()
         .and_then(|c| c.image.as_deref())
         .unwrap_or_default();
-    let labels = scope.workload_labels(component, server_image);
+    let labels = cell_meta.workload_labels(component, server_image);
     let mut annotations =
         BTreeMap::from([(labels::CONFIG_HASH.to_string(), labels::config_hash(config))]);
     if !secrets.is_empty() {
@@ -163,12 +163,12 @@ fn deployment(
     Deployment {
         metadata: ObjectMeta {
             labels: Some(labels.clone()),
-            ..scope.meta(component, component)
+            ..cell_meta.meta(component, component)
         },
         spec: Some(DeploymentSpec {
-            replicas: Some(scope.replicas()),
+            replicas: Some(cell_meta.replicas()),
             selector: LabelSelector {
-                match_labels: Some(scope.selector(component)),
+                match_labels: Some(cell_meta.selector(component)),
                 ..Default::default()
             },
             // One pod holds the published ports and the media volume: replace, never overlap.
@@ -197,8 +197,8 @@ fn deployment(
     }
 }
 
-fn turn(scope: &Scope, credentials: &Credentials, turn: &Turn, objects: &mut MediaObjects) {
-    let config = coturn::render(&scope.name, turn);
+fn turn(cell_meta: &CellMeta, credentials: &Credentials, turn: &Turn, objects: &mut MediaObjects) {
+    let config = coturn::render(&cell_meta.name, turn);
     let port = turn.listening_port;
     let relay_ports = turn.min_port..=turn.max_port;
     let mut container_ports = vec![
@@ -235,7 +235,7 @@ fn turn(scope: &Scope, credentials: &Credentials, turn: &Turn, objects: &mut Med
         ]),
         env: Some(vec![secret_env(
             "TURN_SECRET",
-            &credentials::secret_name(&scope.name),
+            &credentials::secret_name(&cell_meta.name),
             Key::TurnSecret.as_str(),
         )]),
         ports: Some(container_ports),
@@ -263,8 +263,8 @@ fn turn(scope: &Scope, credentials: &Credentials, turn: &Turn, objects: &mut Med
     };
     objects
         .config_maps
-        .push(config_map(scope, TURN, CONFIG_KEY_TURN, &config));
-    let mut service = workload::service(scope, TURN, service_type, false, service_ports);
+        .push(config_map(cell_meta, TURN, CONFIG_KEY_TURN, &config));
+    let mut service = workload::service(cell_meta, TURN, service_type, false, service_ports);
     // Cluster-wide forwarding would SNAT clients to a node's address: coturn would see (and
     // its peers answer) the node, not the client. `Local` keeps the client's address and
     // sends traffic only to nodes that run the pod.
@@ -275,7 +275,7 @@ fn turn(scope: &Scope, credentials: &Credentials, turn: &Turn, objects: &mut Med
     }
     objects.services.push(service);
     objects.deployments.push(deployment(
-        scope,
+        cell_meta,
         TURN,
         &config,
         &[(Key::TurnSecret.as_str(), credentials.get(Key::TurnSecret))],
@@ -285,13 +285,13 @@ fn turn(scope: &Scope, credentials: &Credentials, turn: &Turn, objects: &mut Med
 }
 
 fn rtmp(
-    scope: &Scope,
+    cell_meta: &CellMeta,
     object_storage: Option<&BTreeMap<String, String>>,
     rtmp: &Rtmp,
     objects: &mut MediaObjects,
 ) {
-    let settings = nginx_settings(scope.cell, rtmp);
-    let config = nginx::render(&scope.name, &settings);
+    let settings = nginx_settings(cell_meta.cell, rtmp);
+    let config = nginx::render(&cell_meta.name, &settings);
     let nginx = Container {
         name: "nginx".into(),
         image: Some(
@@ -342,18 +342,18 @@ fn rtmp(
     let mut containers = vec![nginx];
     // The recorder reads the object storage credentials: a new key rolls the pod.
     let mut secrets = Vec::new();
-    if let Some(storage) = &scope.cell.spec.datastores.object_storage {
+    if let Some(storage) = &cell_meta.cell.spec.datastores.object_storage {
         secrets.extend(
             object_storage
                 .into_iter()
                 .flatten()
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         );
-        let mut env = vec![value_env("TITAN_CELL", &scope.name)];
+        let mut env = vec![value_env("TITAN_CELL", &cell_meta.name)];
         env.extend(object_storage_env(storage));
         containers.push(Container {
             name: "recorder".into(),
-            image: Some(scope.titan_image()),
+            image: Some(cell_meta.titan_image()),
             image_pull_policy: Some("IfNotPresent".into()),
             command: Some(vec![
                 "titan".into(),
@@ -370,9 +370,9 @@ fn rtmp(
     }
     objects
         .config_maps
-        .push(config_map(scope, RTMP, CONFIG_KEY_NGINX, &config));
+        .push(config_map(cell_meta, RTMP, CONFIG_KEY_NGINX, &config));
     objects.services.push(workload::service(
-        scope,
+        cell_meta,
         RTMP,
         "ClusterIP",
         false,
@@ -382,7 +382,7 @@ fn rtmp(
         ],
     ));
     objects.deployments.push(deployment(
-        scope,
+        cell_meta,
         RTMP,
         &config,
         &secrets,
@@ -395,10 +395,10 @@ fn rtmp(
     ));
 }
 
-/// The media objects of the cell in `scope`: `credentials` has the TURN secret, and
+/// The media objects of the cell in `cell_meta`: `credentials` has the TURN secret, and
 /// `object_storage` the object storage credentials when they resolved.
 pub fn build(
-    scope: &Scope,
+    cell_meta: &CellMeta,
     credentials: &Credentials,
     object_storage: Option<&BTreeMap<String, String>>,
 ) -> MediaObjects {
@@ -407,11 +407,11 @@ pub fn build(
         services: Vec::new(),
         deployments: Vec::new(),
     };
-    if let Some(settings) = enabled_turn(scope.cell) {
-        turn(scope, credentials, settings, &mut objects);
+    if let Some(settings) = enabled_turn(cell_meta.cell) {
+        turn(cell_meta, credentials, settings, &mut objects);
     }
-    if let Some(settings) = enabled_rtmp(scope.cell) {
-        rtmp(scope, object_storage, settings, &mut objects);
+    if let Some(settings) = enabled_rtmp(cell_meta.cell) {
+        rtmp(cell_meta, object_storage, settings, &mut objects);
     }
     objects
 }

@@ -156,12 +156,12 @@ async fn apply_all(
     apply::sync(client, &namespace, network_policies, &live_policies, &[]).await?;
     // While a connection is unknown the datastores Secret is not built; the one the running
     // services use stays.
-    let spare = if keep_datastores_secret {
+    let also_keep = if keep_datastores_secret {
         vec![CellView::of(cell).datastores_secret()]
     } else {
         Vec::new()
     };
-    apply::sync(client, &namespace, secrets, &live_secrets, &spare).await?;
+    apply::sync(client, &namespace, secrets, &live_secrets, &also_keep).await?;
     apply::sync(client, &namespace, config_maps, &live_config_maps, &[]).await?;
     apply::sync(client, &namespace, core_services, &live_core_services, &[]).await?;
     let stateful_sets = apply::sync(client, &namespace, stateful_sets, &live_sets, &[]).await?;

@@ -11,7 +11,7 @@ use k8s_openapi::{
     apimachinery::pkg::{api::resource::Quantity, util::intstr::IntOrString},
 };
 
-use super::build::Scope;
+use super::build::CellMeta;
 
 /// Requests of CPU and memory and a memory limit; no CPU limit, since throttling a datastore
 /// or a media relay hurts latency more than it protects neighbours (the quota caps the cell).
@@ -81,18 +81,18 @@ pub fn service_port(name: &str, port: i32, target: i32, protocol: &str) -> Servi
 
 /// A Service in front of one component's pods; `headless` for a StatefulSet's stable names.
 pub fn service(
-    scope: &Scope,
+    cell_meta: &CellMeta,
     component: &str,
     type_: &str,
     headless: bool,
     ports: Vec<ServicePort>,
 ) -> CoreService {
     CoreService {
-        metadata: scope.meta(component, component),
+        metadata: cell_meta.meta(component, component),
         spec: Some(ServiceSpec {
             type_: Some(type_.into()),
             cluster_ip: headless.then(|| "None".to_string()),
-            selector: Some(scope.selector(component)),
+            selector: Some(cell_meta.selector(component)),
             ports: Some(ports),
             ..Default::default()
         }),

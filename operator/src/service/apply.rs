@@ -61,12 +61,12 @@ pub async fn apply_all(
     };
     let deployment_name = deployment.name_any();
     // A Deployment scaled to zero (a stopped cell) starts nothing that would need migrating.
-    let (desired, spare) = if migration.done() || scaled_to_zero(&deployment) {
+    let (desired, also_keep) = if migration.done() || scaled_to_zero(&deployment) {
         (vec![deployment], Vec::new())
     } else {
         (Vec::new(), vec![deployment_name.clone()])
     };
-    let deployment = match apply::sync(client, namespace, desired, &live.deployments, &spare)
+    let deployment = match apply::sync(client, namespace, desired, &live.deployments, &also_keep)
         .await?
         .pop()
     {
