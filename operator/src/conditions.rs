@@ -70,6 +70,25 @@ pub fn merge(
         .collect()
 }
 
+/// `previous` with the condition of `observed`'s type replaced by it (added when absent), in
+/// place so the order stays: what a round that could not finish says, leaving the rest of
+/// what the last round observed as it was.
+pub fn replace(
+    previous: &[Condition],
+    observed: Observed,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
+    let mut conditions = previous.to_vec();
+    for condition in merge(vec![observed], previous, generation, now) {
+        match conditions.iter_mut().find(|c| c.type_ == condition.type_) {
+            Some(slot) => *slot = condition,
+            None => conditions.push(condition),
+        }
+    }
+    conditions
+}
+
 /// Whether the condition of `type_` is present and True.
 pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
     conditions

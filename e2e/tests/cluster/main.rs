@@ -144,6 +144,32 @@ fn crds_are_served_and_validated(kube: &Kube) {
             "the refusal must carry {message:?}; it was: {refused}"
         );
     }
+    // A Cell name must make a namespace (`titan-<name>`, a DNS label) unless spec.namespace
+    // names one; the API server checks it with the same CEL rule `render` evaluates.
+    let named = |name: &str, namespace: Option<&str>| {
+        let file = kube.dir.join(format!("cell-{name}.yaml"));
+        let spec = match namespace {
+            Some(namespace) => json!({"version": "0.1.0", "namespace": namespace}),
+            None => json!({"version": "0.1.0"}),
+        };
+        let cell = json!({"apiVersion": "commerce.titan.dev/v1alpha1", "kind": "Cell",
+            "metadata": {"name": name}, "spec": spec});
+        std::fs::write(&file, cell.to_string()).expect("write the cell");
+        kube.kubectl(&[
+            "apply",
+            "--dry-run=server",
+            "-f",
+            &file.display().to_string(),
+        ])
+    };
+    let refused = named("edge.prod", None).expect_err("a name with a dot makes no namespace");
+    let rule = "a Cell without spec.namespace lives in the namespace titan-<name>, a DNS label: \
+                its name needs at most 57 characters and no '.' (or set spec.namespace)";
+    assert!(
+        refused.contains(rule),
+        "the refusal must carry {rule:?}; it was: {refused}"
+    );
+    named("edge.prod", Some("edge-prod")).expect("with its own namespace the name is a label");
     let explain = kube.k(&["explain", "cell.spec.datastores"]);
     for text in [
         "The cell's datastores.",

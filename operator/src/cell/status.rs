@@ -99,22 +99,13 @@ fn pending_generation(cell: &Cell) -> Option<i64> {
 pub fn blocked(cell: &Cell, reason: &'static str, message: &str, now: Timestamp) -> CellStatus {
     let previous = cell.status.clone().unwrap_or_default();
     let degraded = Observed::new(DEGRADED, true, reason, message);
-    let merged = conditions::merge(
-        vec![degraded],
-        &previous.conditions,
-        previous.observed_generation,
-        now,
-    );
-    // In place, so the conditions keep their order.
-    let mut conditions = previous.conditions.clone();
-    for condition in merged {
-        match conditions.iter_mut().find(|c| c.type_ == condition.type_) {
-            Some(slot) => *slot = condition,
-            None => conditions.push(condition),
-        }
-    }
     CellStatus {
-        conditions,
+        conditions: conditions::replace(
+            &previous.conditions,
+            degraded,
+            previous.observed_generation,
+            now,
+        ),
         ..previous
     }
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Resource, ResourceExt, runtime::controller::Action};
-use titan_crds::{Service, common::condition};
+use titan_crds::{Service, ServiceStatus, common::condition};
 
 use self::{
     apply::Applied,
@@ -27,7 +27,7 @@ use self::{
 };
 use crate::{
     Context, Error,
-    conditions::{self, Attention},
+    conditions::{self, Attention, Observed},
     shared::CellView,
 };
 
@@ -98,7 +98,12 @@ async fn reconcile_inner(service: &Service, ctx: &Context) -> Result<Action, Err
         deployment,
         migration,
     } = match (objects, &blocked, paused) {
-        (Some(objects), None, false) => apply::apply_all(ctx, &namespace, objects, &live).await?,
+        (Some(objects), None, false) => {
+            match apply::apply_all(ctx, &namespace, objects, &live).await {
+                Ok(applied) => applied,
+                Err(error) => return Err(report_failure(ctx, service, error).await),
+            }
+        }
         // Nothing is applied: the live objects as they are.
         (objects, _, _) => Applied {
             deployment: live
@@ -151,4 +156,34 @@ async fn reconcile_inner(service: &Service, ctx: &Context) -> Result<Action, Err
         .await;
     }
     Ok(Action::requeue(ctx.resync))
+}
+
+/// Shows a failed apply or prune on the Service (`Degraded=True`, `ApplyFailed`, the API
+/// server's answer; `observedGeneration` unchanged, since the spec is not applied) and hands the
+/// error back for the retry with backoff.
+async fn report_failure(ctx: &Context, service: &Service, error: Error) -> Error {
+    let previous = service.status.clone().unwrap_or_default();
+    let degraded = Observed::new(
+        condition::DEGRADED,
+        true,
+        "ApplyFailed",
+        format!("the spec could not be applied: {error}; the operator retries with backoff"),
+    );
+    let status = ServiceStatus {
+        conditions: conditions::replace(
+            &previous.conditions,
+            degraded,
+            previous.observed_generation,
+            Timestamp::now(),
+        ),
+        ..previous
+    };
+    let namespace = service.namespace().unwrap_or_default();
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+    if let Err(status_error) =
+        crate::apply::write_status(&services, &service.name_any(), &status).await
+    {
+        tracing::warn!(service = %service.name_any(), %status_error, "cannot report the failed apply in status");
+    }
+    error
 }

@@ -641,6 +641,20 @@ async fn api_errors_fail_the_round_with_an_event_a_metric_and_a_backoff() {
             .any(|e| e.reason.as_deref() == Some("ApiError"))
     );
 
+    // The failure shows on the Service itself, and the generation it names is not applied.
+    let failed = services.get("coupon").await.expect("coupon");
+    let status = failed.status.expect("status");
+    assert_eq!(
+        condition(&status.conditions, "Degraded"),
+        ("True".into(), "ApplyFailed".into())
+    );
+    let degraded = message(&status.conditions, "Degraded");
+    assert!(
+        degraded.starts_with("the spec could not be applied: apply Deployment coupon: ")
+            && degraded.ends_with("; the operator retries with backoff"),
+        "{degraded}"
+    );
+
     // Other services' objects are not blocked by one failing kind: the ConfigMap went first.
     Api::<ConfigMap>::namespaced(fake.client.clone(), ns)
         .get("coupon-config")
