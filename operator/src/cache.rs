@@ -10,7 +10,11 @@
 
 use std::fmt::Debug;
 
-use futures::{StreamExt, stream::BoxStream};
+use futures::{
+    FutureExt, StreamExt,
+    future::{BoxFuture, Shared},
+    stream::BoxStream,
+};
 use k8s_openapi::{
     NamespaceResourceScope,
     api::{
@@ -34,6 +38,8 @@ use titan_crds::Service;
 /// The caches, shared by every round.
 #[derive(Clone)]
 pub struct Caches {
+    /// Resolves once every cache below holds its first complete list (see [`Caches::synced`]).
+    synced: Shared<BoxFuture<'static, Result<(), CachesGone>>>,
     /// Titan `Service`s; a malformed one is cached as such and skipped when read.
     pub services: Store<DeserializeGuard<Service>>,
     /// ResourceQuotas the operator built.
@@ -106,6 +112,41 @@ where
     (reader, feed)
 }
 
+/// A watch stream ended for good (its writer was dropped): the operator is shutting down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachesGone;
+
+/// A future, awaitable by any number of rounds at once, that resolves when every store in
+/// `stores` is ready.
+///
+/// `Store::wait_until_ready` cannot be awaited by several tasks at once: it polls one oneshot
+/// receiver, which keeps only the last waker, so every earlier waiter sleeps for ever. A new
+/// leader starts the rounds of all its cells and services together, and its Cell rounds hung
+/// before their first read (found by the cluster suite's leader takeover). Here one shared
+/// future awaits each store once and wakes every round that waits on it.
+fn all_ready<F>(stores: Vec<F>) -> Shared<BoxFuture<'static, Result<(), CachesGone>>>
+where
+    F: Future<Output = Result<(), reflector::store::WriterDropped>> + Send + 'static,
+{
+    async move {
+        for store in stores {
+            store.await.map_err(|_| CachesGone)?;
+        }
+        Ok(())
+    }
+    .boxed()
+    .shared()
+}
+
+/// `store`'s first complete list, as an owned future for [`all_ready`].
+fn ready<K>(store: &Store<K>) -> BoxFuture<'static, Result<(), reflector::store::WriterDropped>>
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let store = store.clone();
+    async move { store.wait_until_ready().await }.boxed()
+}
+
 impl Caches {
     /// Caches of the objects `config` selects (the operator's own, by label), and their feeds.
     pub fn new(client: &Client, config: &watcher::Config) -> (Caches, Feeds) {
@@ -117,8 +158,19 @@ impl Caches {
         let (core_services, core_services_feed) = cache(client, config);
         let (stateful_sets, stateful_sets_feed) = cache(client, config);
         let (deployments, deployments_feed) = cache(client, config);
+        let synced = all_ready(vec![
+            ready(&services),
+            ready(&resource_quotas),
+            ready(&limit_ranges),
+            ready(&network_policies),
+            ready(&config_maps),
+            ready(&core_services),
+            ready(&stateful_sets),
+            ready(&deployments),
+        ]);
         (
             Caches {
+                synced,
                 services,
                 resource_quotas,
                 limit_ranges,
@@ -142,16 +194,10 @@ impl Caches {
     }
 
     /// Waits until every cache holds its first complete list: before that, an empty cache
-    /// would read as "nothing exists" and a round would apply everything again.
-    pub async fn synced(&self) -> Result<(), reflector::store::WriterDropped> {
-        self.services.wait_until_ready().await?;
-        self.resource_quotas.wait_until_ready().await?;
-        self.limit_ranges.wait_until_ready().await?;
-        self.network_policies.wait_until_ready().await?;
-        self.config_maps.wait_until_ready().await?;
-        self.core_services.wait_until_ready().await?;
-        self.stateful_sets.wait_until_ready().await?;
-        self.deployments.wait_until_ready().await
+    /// would read as "nothing exists" and a round would apply everything again. Any number of
+    /// rounds may wait at once.
+    pub async fn synced(&self) -> Result<(), CachesGone> {
+        self.synced.clone().await
     }
 }
 
@@ -181,4 +227,46 @@ pub fn select_services(
         .into_iter()
         .filter_map(|guard| guard.0.ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::{poll, stream::FuturesUnordered};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::watcher::Event;
+
+    use super::*;
+
+    /// Rounds waiting together, as a new leader's do.
+    const WAITERS: usize = 16;
+
+    #[tokio::test]
+    async fn every_round_waiting_for_the_caches_is_woken() {
+        let (first, mut first_writer) = reflector::store::<ConfigMap>();
+        let (second, mut second_writer) = reflector::store::<ConfigMap>();
+        let gate = all_ready(vec![ready(&first), ready(&second)]);
+        // Each waiter polled once, with a waker of its own, as the controller's runner polls
+        // its rounds: all of them are waiting before the stores fill.
+        let mut rounds: FuturesUnordered<_> = (0..WAITERS).map(|_| gate.clone()).collect();
+        assert!(poll!(rounds.next()).is_pending());
+        for writer in [&mut first_writer, &mut second_writer] {
+            writer.apply_watcher_event(&Event::Init);
+            writer.apply_watcher_event(&Event::InitDone);
+        }
+        // A deadline, not a pace: a woken waiter finishes at once, a forgotten one never.
+        let finished = tokio::time::timeout(Duration::from_secs(10), rounds.collect::<Vec<_>>())
+            .await
+            .expect("every waiting round is woken");
+        assert_eq!(finished, vec![Ok(()); WAITERS]);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_feed_ends_the_wait_with_an_error() {
+        let (store, writer) = reflector::store::<ConfigMap>();
+        let gate = all_ready(vec![ready(&store)]);
+        drop(writer);
+        assert_eq!(gate.await, Err(CachesGone));
+    }
 }

@@ -302,7 +302,12 @@ impl Operator {
             .env("POD_NAMESPACE", "titan-system")
             .env("POD_NAME", name)
             .env("TITAN_OPERATOR_ADMIN_ADDR", &admin)
-            .env("TITAN_LOG", "info")
+            // A failing run is read from these logs: `TITAN_E2E_OPERATOR_LOG` raises their
+            // level (say `info,kube_runtime=debug`) without a rebuild.
+            .env(
+                "TITAN_LOG",
+                std::env::var("TITAN_E2E_OPERATOR_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log"))
             .stderr(file)
