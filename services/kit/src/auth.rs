@@ -204,6 +204,12 @@ impl Authenticator {
 
     /// Verifies a raw token (without the `Bearer ` prefix).
     pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        self.verify_until(token).map(|(caller, _)| caller)
+    }
+
+    /// Verifies a raw token and returns its `exp` (seconds since the epoch) with the caller,
+    /// for connections that outlive one request and must end when the token does.
+    pub fn verify_until(&self, token: &str) -> Result<(Caller, u64), AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let mut last =
@@ -212,7 +218,10 @@ impl Authenticator {
         // RSA public key (the classic algorithm swap) never meets that key as an HMAC secret.
         for key in self.keys.iter().filter(|k| k.algorithm == header.alg) {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation(key.algorithm)) {
-                Ok(data) => return self.caller(data.claims),
+                Ok(data) => {
+                    let exp = data.claims.exp;
+                    return self.caller(data.claims).map(|caller| (caller, exp));
+                }
                 Err(e) => last = AuthError::Invalid(describe(&e)),
             }
         }

@@ -21,6 +21,8 @@ pub struct Config {
     pub redis: Option<RedisConfig>,
     pub clickhouse: Option<ClickHouseConfig>,
     pub events: EventsConfig,
+    /// WebSockets: who may connect, liveness, back-pressure and limits (`kit::realtime`).
+    pub realtime: RealtimeConfig,
     /// How long in-flight requests may take to finish after SIGTERM (the pre-stop delay
     /// included).
     pub shutdown_grace: Duration,
@@ -148,6 +150,43 @@ impl Default for EventsConfig {
     }
 }
 
+/// The WebSocket settings of a replica (`realtime:` in the file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealtimeConfig {
+    /// Origins (`scheme://host[:port]`, lower case) whose pages may open a socket.
+    pub allowed_origins: Vec<String>,
+    /// Whether a handshake without `Origin` (never a browser: every browser sends one) is let
+    /// in; for server-side clients and tests.
+    pub allow_missing_origin: bool,
+    /// How often the server pings each socket.
+    pub ping_interval: Duration,
+    /// Pings left unanswered after which a socket is closed.
+    pub missed_pongs: u32,
+    /// Frames queued for one socket; a reader that lets it fill is disconnected (4408).
+    pub send_queue: usize,
+    /// Largest client frame accepted, in bytes; a larger one closes the socket (4400).
+    pub max_frame_bytes: usize,
+    /// Sockets this replica holds at most; one more is refused with 503 before the upgrade.
+    pub max_connections: usize,
+    /// Sockets one user may hold on this replica; one more is refused with 429.
+    pub max_connections_per_user: usize,
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            allow_missing_origin: false,
+            ping_interval: Duration::from_secs(20),
+            missed_pongs: 2,
+            send_queue: 256,
+            max_frame_bytes: 64 * 1024,
+            max_connections: 20_000,
+            max_connections_per_user: 8,
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawConfig {
@@ -164,6 +203,8 @@ struct RawConfig {
     clickhouse: RawClickHouse,
     #[serde(default)]
     events: RawEvents,
+    #[serde(default)]
+    realtime: RawRealtime,
     shutdown_grace_seconds: Option<u64>,
     pre_stop_delay_seconds: Option<u64>,
     max_concurrent_calls: Option<usize>,
@@ -231,6 +272,19 @@ struct RawEvents {
     max_deliveries: Option<u32>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawRealtime {
+    allowed_origins: Option<Vec<String>>,
+    allow_missing_origin: Option<bool>,
+    ping_interval_seconds: Option<u64>,
+    missed_pongs: Option<u32>,
+    send_queue: Option<usize>,
+    max_frame_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    max_connections_per_user: Option<usize>,
+}
+
 /// Environment variables a deployment may set; each names the file field it overrides.
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("TITAN_CELL", "cell"),
@@ -256,6 +310,16 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("TITAN_CLICKHOUSE_DATABASE", "clickhouse.database"),
     ("TITAN_CLICKHOUSE_USER", "clickhouse.user"),
     ("TITAN_CLICKHOUSE_PASSWORD", "clickhouse.password"),
+    ("TITAN_REALTIME_ALLOWED_ORIGINS", "realtime.allowedOrigins"),
+    (
+        "TITAN_REALTIME_ALLOW_MISSING_ORIGIN",
+        "realtime.allowMissingOrigin",
+    ),
+    ("TITAN_REALTIME_MAX_CONNECTIONS", "realtime.maxConnections"),
+    (
+        "TITAN_REALTIME_MAX_CONNECTIONS_PER_USER",
+        "realtime.maxConnectionsPerUser",
+    ),
 ];
 
 impl Config {
@@ -453,6 +517,8 @@ impl Config {
             ));
         }
 
+        let realtime = realtime(raw.realtime, &env)?;
+
         let shutdown_grace = Duration::from_secs(raw.shutdown_grace_seconds.unwrap_or(25));
         let pre_stop_delay = Duration::from_secs(raw.pre_stop_delay_seconds.unwrap_or(5));
         if pre_stop_delay >= shutdown_grace {
@@ -473,6 +539,7 @@ impl Config {
             redis,
             clickhouse,
             events,
+            realtime,
             shutdown_grace,
             pre_stop_delay,
             max_concurrent_calls: match raw.max_concurrent_calls.unwrap_or(1024) {
@@ -492,6 +559,113 @@ impl Config {
             },
             services: raw.services,
         })
+    }
+}
+
+/// `realtime:` with its environment overrides, each value checked.
+fn realtime(
+    raw: RawRealtime,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<RealtimeConfig, KitError> {
+    let defaults = RealtimeConfig::default();
+    let var = |name: &str| env(name).filter(|v| !v.is_empty());
+    let origins = match var("TITAN_REALTIME_ALLOWED_ORIGINS") {
+        Some(list) => list.split(',').map(|o| o.trim().to_owned()).collect(),
+        None => raw.allowed_origins.unwrap_or_default(),
+    };
+    let allowed_origins = origins
+        .into_iter()
+        .map(|o| origin("realtime.allowedOrigins", &o))
+        .collect::<Result<Vec<_>, _>>()?;
+    let allow_missing_origin = match var("TITAN_REALTIME_ALLOW_MISSING_ORIGIN") {
+        Some(v) => v.parse().map_err(|_| {
+            KitError::config(
+                "realtime.allowMissingOrigin",
+                format!("{v:?} is neither true nor false"),
+            )
+        })?,
+        None => raw
+            .allow_missing_origin
+            .unwrap_or(defaults.allow_missing_origin),
+    };
+    let count = |setting: &str, var_name: Option<&str>, file: Option<usize>, default: usize| {
+        let value = match var_name.and_then(var) {
+            Some(v) => v
+                .parse()
+                .map_err(|_| KitError::config(setting, format!("{v:?} is not a whole number")))?,
+            None => file.unwrap_or(default),
+        };
+        if value == 0 {
+            return Err(KitError::config(setting, "must be at least 1"));
+        }
+        Ok(value)
+    };
+    let ping_interval = raw
+        .ping_interval_seconds
+        .map_or(defaults.ping_interval, Duration::from_secs);
+    if ping_interval.is_zero() {
+        return Err(KitError::config(
+            "realtime.pingIntervalSeconds",
+            "must be at least 1",
+        ));
+    }
+    let missed_pongs = raw.missed_pongs.unwrap_or(defaults.missed_pongs);
+    if missed_pongs == 0 {
+        return Err(KitError::config(
+            "realtime.missedPongs",
+            "must be at least 1",
+        ));
+    }
+    Ok(RealtimeConfig {
+        allowed_origins,
+        allow_missing_origin,
+        ping_interval,
+        missed_pongs,
+        send_queue: count(
+            "realtime.sendQueue",
+            None,
+            raw.send_queue,
+            defaults.send_queue,
+        )?,
+        max_frame_bytes: count(
+            "realtime.maxFrameBytes",
+            None,
+            raw.max_frame_bytes,
+            defaults.max_frame_bytes,
+        )?,
+        max_connections: count(
+            "realtime.maxConnections",
+            Some("TITAN_REALTIME_MAX_CONNECTIONS"),
+            raw.max_connections,
+            defaults.max_connections,
+        )?,
+        max_connections_per_user: count(
+            "realtime.maxConnectionsPerUser",
+            Some("TITAN_REALTIME_MAX_CONNECTIONS_PER_USER"),
+            raw.max_connections_per_user,
+            defaults.max_connections_per_user,
+        )?,
+    })
+}
+
+/// An allowed origin as browsers send it: `scheme://host[:port]`, no path, compared in lower
+/// case.
+fn origin(setting: &str, value: &str) -> Result<String, KitError> {
+    let lower = value.to_ascii_lowercase();
+    let valid = lower.split_once("://").is_some_and(|(scheme, host)| {
+        matches!(scheme, "http" | "https")
+            && !host.is_empty()
+            && !host.contains(['/', '?', '#', '@', ' '])
+    });
+    if valid {
+        Ok(lower)
+    } else {
+        Err(KitError::config(
+            setting,
+            format!(
+                "{value:?} is not an origin like https://shop.example or http://localhost:3000"
+            ),
+        ))
     }
 }
 
@@ -678,6 +852,76 @@ mod tests {
         let err = Config::from_sources(None, env(&[("TITAN_AUTH_HS256_SECRET", "short")]))
             .expect_err("short secret");
         assert!(err.to_string().contains("32 bytes"), "{err}");
+    }
+
+    #[test]
+    fn realtime_has_defaults_settings_and_overrides() {
+        let defaults =
+            Config::from_sources(None, env(&[("TITAN_AUTH_HS256_SECRET", SECRET)])).expect("valid");
+        assert_eq!(defaults.realtime, RealtimeConfig::default());
+        let file = "realtime: { allowedOrigins: [\"https://Shop.Example\"], allowMissingOrigin: true, \
+                    pingIntervalSeconds: 3, missedPongs: 4, sendQueue: 8, maxFrameBytes: 512, \
+                    maxConnections: 10, maxConnectionsPerUser: 2 }\n";
+        let set = Config::from_sources(Some(file), env(&[("TITAN_AUTH_HS256_SECRET", SECRET)]))
+            .expect("valid");
+        assert_eq!(
+            set.realtime,
+            RealtimeConfig {
+                allowed_origins: vec!["https://shop.example".into()],
+                allow_missing_origin: true,
+                ping_interval: Duration::from_secs(3),
+                missed_pongs: 4,
+                send_queue: 8,
+                max_frame_bytes: 512,
+                max_connections: 10,
+                max_connections_per_user: 2,
+            }
+        );
+        let overridden = Config::from_sources(
+            Some(file),
+            env(&[
+                ("TITAN_AUTH_HS256_SECRET", SECRET),
+                (
+                    "TITAN_REALTIME_ALLOWED_ORIGINS",
+                    "https://a.example, http://localhost:3000",
+                ),
+                ("TITAN_REALTIME_ALLOW_MISSING_ORIGIN", "false"),
+                ("TITAN_REALTIME_MAX_CONNECTIONS", "50000"),
+                ("TITAN_REALTIME_MAX_CONNECTIONS_PER_USER", "3"),
+            ]),
+        )
+        .expect("valid")
+        .realtime;
+        assert_eq!(
+            (
+                overridden.allowed_origins,
+                overridden.allow_missing_origin,
+                overridden.max_connections,
+                overridden.max_connections_per_user
+            ),
+            (
+                vec![
+                    "https://a.example".to_owned(),
+                    "http://localhost:3000".to_owned()
+                ],
+                false,
+                50_000,
+                3
+            )
+        );
+        for (yaml, setting) in [
+            ("realtime: { sendQueue: 0 }", "realtime.sendQueue"),
+            ("realtime: { missedPongs: 0 }", "realtime.missedPongs"),
+            (
+                "realtime: { allowedOrigins: [\"https://a.example/path\"] }",
+                "realtime.allowedOrigins",
+            ),
+            ("realtime: { colour: blue }", "colour"),
+        ] {
+            let err = Config::from_sources(Some(yaml), env(&[("TITAN_AUTH_HS256_SECRET", SECRET)]))
+                .expect_err(yaml);
+            assert!(err.to_string().contains(setting), "{yaml}: {err}");
+        }
     }
 
     #[test]

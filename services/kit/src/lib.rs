@@ -1,8 +1,8 @@
 //! The shared runtime of every Titan service: configuration, the three servers (gRPC, HTTP,
 //! admin), JWT authentication, error mapping, datastore clients and migrations, idempotent
 //! mutations, the event bus (outbox, relay, consumers, dead letters) and the limits every call
-//! runs under (deadlines, load shedding, per-user rate limits). A service crate builds on these
-//! and never re-invents them.
+//! runs under (deadlines, load shedding, per-user rate limits), and WebSockets across replicas
+//! (`realtime`). A service crate builds on these and never re-invents them.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -17,6 +17,7 @@ pub mod load_shed;
 pub mod metrics;
 pub mod money;
 pub mod ratelimit;
+pub mod realtime;
 pub mod runtime;
 pub mod service;
 pub mod telemetry;

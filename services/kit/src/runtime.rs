@@ -1,8 +1,9 @@
 //! The process runtime behind `titan serve`: starts the admin server (`/metrics`, `/healthz`,
 //! `/readyz`) first, connects the datastores the chosen services need (waiting for them while
 //! they start, not ready meanwhile), mounts the services, and runs the gRPC server (with health
-//! and reflection) and the HTTP server until SIGTERM, then drains in-flight requests within the
-//! grace period. Also `migrate`, shared with `titan migrate`.
+//! and reflection) and the HTTP server until SIGTERM, then drains in-flight requests (and
+//! WebSockets, closed with 1001) within the grace period. Also `migrate`, shared with
+//! `titan migrate`.
 
 use std::{
     collections::BTreeSet,
@@ -309,6 +310,12 @@ pub async fn serve(
         }
     };
     let tasks_stop = CancellationToken::new();
+    let realtime = crate::realtime::Realtime::new(
+        config.realtime.clone(),
+        auth.clone(),
+        &registry,
+        clients.redis.clone(),
+    )?;
 
     let mut routes = Routes::default();
     let mut http = Router::new();
@@ -325,6 +332,7 @@ pub async fn serve(
             registry: registry.clone(),
             auth: auth.clone(),
             shutdown: tasks_stop.clone(),
+            realtime: realtime.clone(),
             postgres: clients.postgres.clone(),
             redis: clients.redis.clone(),
             clickhouse: clients.clickhouse.clone(),
@@ -472,8 +480,12 @@ pub async fn serve(
     }
     drain.cancel();
     tasks_stop.cancel();
+    // WebSockets get 1001 once their queues are flushed; upgraded connections are no longer
+    // the HTTP server's, so they are waited for here.
+    realtime.drain();
     let grace = config.shutdown_grace.saturating_sub(config.pre_stop_delay);
     let finished = tokio::time::timeout(grace, async {
+        realtime.drained().await;
         while let Some(done) = servers.join_next().await {
             if let Err(e) = joined(done) {
                 tracing::error!(error = %e, "server failed while draining");

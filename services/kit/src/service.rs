@@ -75,6 +75,8 @@ pub struct ServiceContext {
     pub auth: Authenticator,
     /// Cancelled on shutdown; background tasks return when it is.
     pub shutdown: CancellationToken,
+    /// The process's WebSockets: routes for [`Mounted::http`], topics across replicas.
+    pub realtime: crate::realtime::Realtime,
     pub(crate) postgres: Option<PgPool>,
     pub(crate) redis: Option<RedisHandle>,
     pub(crate) clickhouse: Option<clickhouse::Client>,

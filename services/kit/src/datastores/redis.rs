@@ -53,6 +53,11 @@ impl RedisHandle {
         Ok(ConnectionManager::new_with_config(client.clone(), config).await?)
     }
 
+    /// A pub/sub connection of its own (`kit::realtime`'s hub holds one per replica).
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, KitError> {
+        Ok(self.client.get_async_pubsub().await?)
+    }
+
     /// `<prefix><name>`: the only way a service should name a key.
     pub fn key(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)

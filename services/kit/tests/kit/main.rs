@@ -6,4 +6,5 @@ mod ch;
 mod events;
 mod idempotency;
 mod limits;
+mod realtime;
 mod runtime;
