@@ -39,12 +39,25 @@ impl Default for CellOptions {
 pub struct Cell {
     pub process: Process,
     pub grpc: SocketAddr,
+    /// The HTTP port: WebSocket routes.
+    pub http: SocketAddr,
     pub admin: SocketAddr,
     pub db: TestPostgres,
     pub redis: TestRedis,
     pub clickhouse: TestClickHouse,
     auth: Authenticator,
+    services: Vec<String>,
+    release: bool,
     _config: Option<tempfile::NamedTempFile>,
+}
+
+/// Another `titan serve` process of a cell, on the same datastores: a second replica.
+#[derive(Debug)]
+pub struct Replica {
+    pub process: Process,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
 }
 
 impl Cell {
@@ -90,14 +103,43 @@ impl Cell {
             String::from_utf8_lossy(&out.stderr)
         );
 
-        let mut serve = Command::new(&binary);
-        serve.arg("serve").args(&options.services);
-        if let Some(file) = &config {
+        let replica = Self::serve(
+            &binary,
+            &options.services,
+            config.as_ref(),
+            (&db, &redis, &clickhouse),
+        );
+        let auth = authenticator(SECRET);
+        Self {
+            process: replica.process,
+            grpc: replica.grpc,
+            http: replica.http,
+            admin: replica.admin,
+            db,
+            redis,
+            clickhouse,
+            auth,
+            services: options.services,
+            release: options.release,
+            _config: config,
+        }
+    }
+
+    /// Starts `titan serve` and waits until it listens.
+    fn serve(
+        binary: &std::path::Path,
+        services: &[String],
+        config: Option<&tempfile::NamedTempFile>,
+        (db, redis, clickhouse): (&TestPostgres, &TestRedis, &TestClickHouse),
+    ) -> Replica {
+        let mut serve = Command::new(binary);
+        serve.arg("serve").args(services);
+        if let Some(file) = config {
             serve.arg("--config").arg(file.path());
         }
-        Self::env(&mut serve, &db, &redis, &clickhouse);
+        Self::env(&mut serve, db, redis, clickhouse);
         let mut process = Process::spawn(&mut serve);
-        let (grpc, admin) = tokio::task::block_in_place(|| {
+        let (grpc, http, admin) = tokio::task::block_in_place(|| {
             process.log_line(|log| {
                 (log["message"] == "listening").then(|| {
                     let addr = |k: &str| {
@@ -106,22 +148,28 @@ impl Cell {
                             .and_then(|a| a.parse::<SocketAddr>().ok())
                             .expect("address in log")
                     };
-                    (addr("grpc"), addr("admin"))
+                    (addr("grpc"), addr("http"), addr("admin"))
                 })
             })
         });
         process.drain_stderr();
-        let auth = authenticator(SECRET);
-        Self {
+        Replica {
             process,
             grpc,
+            http,
             admin,
-            db,
-            redis,
-            clickhouse,
-            auth,
-            _config: config,
         }
+    }
+
+    /// A second replica: the same services and config on the same datastores (and Redis key
+    /// prefix), so WebSocket fan-out and shared state cross processes as in a cluster.
+    pub fn replica(&self) -> Replica {
+        Self::serve(
+            &titan_binary(self.release),
+            &self.services,
+            self._config.as_ref(),
+            (&self.db, &self.redis, &self.clickhouse),
+        )
     }
 
     pub async fn channel(&self) -> Channel {

@@ -7,5 +7,5 @@
 pub mod cell;
 pub mod process;
 
-pub use cell::{Cell, CellOptions, authed, seconds_from_now};
+pub use cell::{Cell, CellOptions, Replica, authed, seconds_from_now};
 pub use process::{Process, titan_binary};

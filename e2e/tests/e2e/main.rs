@@ -1,8 +1,10 @@
 //! End to end: the real `titan` binary as a process, on the real PostgreSQL, Redis and
-//! ClickHouse servers that `cargo xtask test` starts, driven by real gRPC and HTTP clients.
+//! ClickHouse servers that `cargo xtask test` starts, driven by real gRPC, HTTP and WebSocket
+//! clients (tokio-tungstenite, and Node's `ws` that `cargo xtask test` installs).
 
 mod analytics;
 mod events;
 mod flashsale;
 mod marketing;
+mod realtime;
 mod serving;

@@ -12,6 +12,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod store;
 pub mod watch;
+pub mod ws;
 
 use std::{sync::Arc, time::Duration};
 
@@ -52,11 +53,12 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     ));
     let sweep_every = Duration::from_millis(settings.sweep_interval_ms);
     let reconcile_every = Duration::from_secs(settings.reconcile_interval_seconds);
+    let grpc = grpc::Grpc::new(app.clone(), ctx.shutdown.clone());
+    // The WebSocket mirror of `WatchSale` shares the gRPC edge's pollers: one per sale.
+    let watch = ws::router(&ctx.realtime, app.clone(), grpc.pollers().clone());
     Ok(Mounted::new(&ctx)
-        .grpc(
-            FlashSaleServiceServer::new(grpc::Grpc::new(app.clone(), ctx.shutdown.clone()))
-                .max_decoding_message_size(64 * 1024),
-        )
+        .grpc(FlashSaleServiceServer::new(grpc).max_decoding_message_size(64 * 1024))
+        .http(watch)
         .every("flashsale-sweeper", sweep_every, {
             let app = app.clone();
             move || {

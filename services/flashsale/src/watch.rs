@@ -31,6 +31,18 @@ pub struct Pollers<P, S> {
     live: Live,
 }
 
+/// A handle on the same pollers (the gRPC edge and the WebSocket mirror share them).
+impl<P, S> Clone for Pollers<P, S> {
+    fn clone(&self) -> Self {
+        Self {
+            app: self.app.clone(),
+            every: self.every,
+            shutdown: self.shutdown.clone(),
+            live: self.live.clone(),
+        }
+    }
+}
+
 impl<P, S> std::fmt::Debug for Pollers<P, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pollers")

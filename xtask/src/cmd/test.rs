@@ -1,6 +1,7 @@
 //! `cargo xtask test`: the project's test command, which `.ci/run` runs. Installs what is
-//! missing (Debian packages, cargo-nextest), starts the datastores and a local Kubernetes
-//! control plane (for the cluster suite) in a fresh directory under `target/xtask-ci/`, runs
+//! missing (Debian packages, cargo-nextest, Node's `ws` for the WebSocket tests), starts the
+//! datastores and a local Kubernetes control plane (for the cluster suite) in a fresh directory
+//! under `target/xtask-ci/`, runs
 //! fmt, clippy, the Helm chart check, the doc tests and the tests against them, stops every
 //! server by PID whatever happens, and prints a timing per step.
 
@@ -126,6 +127,7 @@ fn run_steps(args: &Args, timings: &mut Vec<Timing>) -> Result<()> {
         outcome: Outcome::Ok,
     });
     let mut env = datastores::test_env(stores.state())?;
+    env.extend(node_ws_step(&ci_dir, timings));
     let plane = control_plane_step(args, &dir, timings);
     if let Some(plane) = &plane {
         env.extend(plane.test_env());
@@ -202,6 +204,36 @@ fn run_steps(args: &Args, timings: &mut Vec<Timing>) -> Result<()> {
         fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     Ok(())
+}
+
+/// The npm package the e2e suite's Node.js WebSocket client uses, pinned to a major version.
+const NODE_WS: &str = "ws@8";
+
+/// Installs Node's `ws` under `target/xtask-ci/node` for the e2e suite and exports where it is
+/// (`TITAN_E2E_NODE_MODULES`); the test fails without it, so a failed install is a failed
+/// step, not a skipped test.
+fn node_ws_step(ci_dir: &Path, timings: &mut Vec<Timing>) -> Vec<(String, String)> {
+    let started = Instant::now();
+    let prefix = ci_dir.join("node");
+    let mut install = Command::new("npm");
+    install
+        .args(["install", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&prefix)
+        .arg(NODE_WS);
+    let outcome = match process::run("npm install", &mut install) {
+        Ok(status) if status.success() => Outcome::Ok,
+        Ok(status) => Outcome::Failed(format!("npm install {NODE_WS}: {status}")),
+        Err(e) => Outcome::Failed(format!("{e:#}")),
+    };
+    timings.push(Timing {
+        name: "node ws".into(),
+        took: started.elapsed(),
+        outcome,
+    });
+    vec![(
+        "TITAN_E2E_NODE_MODULES".to_owned(),
+        prefix.join("node_modules").display().to_string(),
+    )]
 }
 
 /// Installs cargo-nextest when it is missing; a failed install is a failed step (the tests
