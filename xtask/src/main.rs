@@ -29,8 +29,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start PostgreSQL, Redis and ClickHouse, then run fmt, clippy and every test against them
-    /// (what CI runs).
+    /// Start PostgreSQL, Redis, ClickHouse and s3s-fs, then run fmt, clippy and every test
+    /// against them (what CI runs).
     Test(cmd::test::Args),
     /// Run a local cell: the datastores plus `titan serve all`, until Ctrl-C.
     Up(cmd::cell::UpArgs),

@@ -25,23 +25,26 @@ pub enum Profile {
     Persistent,
 }
 
-/// One of the three datastores.
+/// One of the datastores: three databases and the object storage server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Postgres,
     Redis,
     Clickhouse,
+    /// s3s-fs, an S3 server over a directory.
+    S3,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Postgres, Kind::Redis, Kind::Clickhouse];
+    pub const ALL: [Kind; 4] = [Kind::Postgres, Kind::Redis, Kind::Clickhouse, Kind::S3];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Postgres => "postgres",
             Kind::Redis => "redis",
             Kind::Clickhouse => "clickhouse",
+            Kind::S3 => "s3",
         }
     }
 
@@ -53,6 +56,7 @@ impl Kind {
             Kind::Redis => "redis-server",
             // comm is cut at 15 bytes: "clickhouse-serv".
             Kind::Clickhouse => "clickhouse",
+            Kind::S3 => "s3s-fs",
         }
     }
 
@@ -61,7 +65,7 @@ impl Kind {
         match self {
             Kind::Postgres => format!("postgres://postgres@127.0.0.1:{port}/{database}"),
             Kind::Redis => format!("redis://127.0.0.1:{port}"),
-            Kind::Clickhouse => format!("http://127.0.0.1:{port}"),
+            Kind::Clickhouse | Kind::S3 => format!("http://127.0.0.1:{port}"),
         }
     }
 }
@@ -261,5 +265,6 @@ mod tests {
         );
         assert_eq!(Kind::Redis.url(6, "titan"), "redis://127.0.0.1:6");
         assert_eq!(Kind::Clickhouse.url(7, "titan"), "http://127.0.0.1:7");
+        assert_eq!(Kind::S3.url(8, "titan"), "http://127.0.0.1:8");
     }
 }

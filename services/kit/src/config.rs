@@ -20,6 +20,8 @@ pub struct Config {
     pub postgres: Option<PostgresConfig>,
     pub redis: Option<RedisConfig>,
     pub clickhouse: Option<ClickHouseConfig>,
+    /// The cell's S3 bucket (`kit::objects`); `None` when no bucket is configured.
+    pub object_storage: Option<ObjectStorageConfig>,
     pub events: EventsConfig,
     /// WebSockets: who may connect, liveness, back-pressure and limits (`kit::realtime`).
     pub realtime: RealtimeConfig,
@@ -125,6 +127,50 @@ impl ClickHouseConfig {
     }
 }
 
+/// The cell's object storage: one bucket on a server that speaks the S3 protocol (AWS, MinIO,
+/// s3s-fs for local cells and tests).
+#[derive(Debug, Clone)]
+pub struct ObjectStorageConfig {
+    /// URL of the S3 API; `None` means AWS's endpoint for `region`.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    /// Used in request signatures; servers without regions accept `us-east-1`.
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    /// Path-style addressing (`endpoint/bucket/key`) rather than virtual-hosted
+    /// (`bucket.endpoint/key`). MinIO-like servers know no bucket host names, so this is the
+    /// default whenever an endpoint is given.
+    pub path_style: bool,
+    /// Bodies larger than this many bytes are uploaded in parts (multipart upload).
+    pub multipart_threshold: usize,
+}
+
+/// Default of `objectStorage.multipartThresholdBytes`: 16 MiB.
+pub const DEFAULT_MULTIPART_THRESHOLD: usize = 16 << 20;
+/// S3 refuses parts below 5 MiB (but the last), so no body below that is worth splitting.
+pub const MIN_MULTIPART_THRESHOLD: usize = 5 << 20;
+
+impl ObjectStorageConfig {
+    /// A bucket at `endpoint` (path-style) with the default region and threshold.
+    pub fn new(
+        endpoint: String,
+        bucket: String,
+        access_key_id: String,
+        secret_access_key: SecretString,
+    ) -> Self {
+        Self {
+            endpoint: Some(endpoint),
+            bucket,
+            region: "us-east-1".to_owned(),
+            access_key_id,
+            secret_access_key,
+            path_style: true,
+            multipart_threshold: DEFAULT_MULTIPART_THRESHOLD,
+        }
+    }
+}
+
 /// Tuning of the outbox relay and the consumers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventsConfig {
@@ -202,6 +248,8 @@ struct RawConfig {
     #[serde(default)]
     clickhouse: RawClickHouse,
     #[serde(default)]
+    object_storage: RawObjectStorage,
+    #[serde(default)]
     events: RawEvents,
     #[serde(default)]
     realtime: RawRealtime,
@@ -265,6 +313,18 @@ struct RawClickHouse {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawObjectStorage {
+    endpoint: Option<String>,
+    bucket: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    path_style: Option<bool>,
+    multipart_threshold_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawEvents {
     relay_batch: Option<u32>,
     stream_max_len: Option<u64>,
@@ -310,6 +370,15 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("TITAN_CLICKHOUSE_DATABASE", "clickhouse.database"),
     ("TITAN_CLICKHOUSE_USER", "clickhouse.user"),
     ("TITAN_CLICKHOUSE_PASSWORD", "clickhouse.password"),
+    ("TITAN_S3_ENDPOINT", "objectStorage.endpoint"),
+    ("TITAN_S3_BUCKET", "objectStorage.bucket"),
+    ("TITAN_S3_REGION", "objectStorage.region"),
+    ("TITAN_S3_ACCESS_KEY_ID", "objectStorage.accessKeyId"),
+    (
+        "TITAN_S3_SECRET_ACCESS_KEY",
+        "objectStorage.secretAccessKey",
+    ),
+    ("TITAN_S3_PATH_STYLE", "objectStorage.pathStyle"),
     ("TITAN_REALTIME_ALLOWED_ORIGINS", "realtime.allowedOrigins"),
     (
         "TITAN_REALTIME_ALLOW_MISSING_ORIGIN",
@@ -499,6 +568,8 @@ impl Config {
             None => None,
         };
 
+        let object_storage = object_storage(raw.object_storage, &env)?;
+
         let defaults = EventsConfig::default();
         let events = EventsConfig {
             relay_batch: raw.events.relay_batch.unwrap_or(defaults.relay_batch),
@@ -538,6 +609,7 @@ impl Config {
             postgres,
             redis,
             clickhouse,
+            object_storage,
             events,
             realtime,
             shutdown_grace,
@@ -667,6 +739,100 @@ fn origin(setting: &str, value: &str) -> Result<String, KitError> {
             ),
         ))
     }
+}
+
+/// `objectStorage:` with its `TITAN_S3_*` overrides. Configured when a bucket is named; any
+/// other setting without one is refused rather than ignored, and so is a bucket without both
+/// keys (kit never falls back to guessing credentials from the machine).
+fn object_storage(
+    raw: RawObjectStorage,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<ObjectStorageConfig>, KitError> {
+    let pick = |var: &str, file: Option<String>| env(var).filter(|v| !v.is_empty()).or(file);
+    let endpoint = pick("TITAN_S3_ENDPOINT", raw.endpoint);
+    let region = pick("TITAN_S3_REGION", raw.region);
+    let access_key_id = pick("TITAN_S3_ACCESS_KEY_ID", raw.access_key_id);
+    let secret_access_key = pick("TITAN_S3_SECRET_ACCESS_KEY", raw.secret_access_key);
+    let path_style = match env("TITAN_S3_PATH_STYLE").filter(|v| !v.is_empty()) {
+        Some(v) => Some(v.parse().map_err(|_| {
+            KitError::config(
+                "objectStorage.pathStyle",
+                format!("{v:?} is neither true nor false"),
+            )
+        })?),
+        None => raw.path_style,
+    };
+    let Some(bucket) = pick("TITAN_S3_BUCKET", raw.bucket) else {
+        let given = endpoint.is_some()
+            || region.is_some()
+            || access_key_id.is_some()
+            || secret_access_key.is_some()
+            || path_style.is_some()
+            || raw.multipart_threshold_bytes.is_some();
+        return if given {
+            Err(KitError::config(
+                "objectStorage.bucket",
+                "required once any objectStorage setting is given: set TITAN_S3_BUCKET",
+            ))
+        } else {
+            Ok(None)
+        };
+    };
+    if !is_bucket_name(&bucket) {
+        return Err(KitError::config(
+            "objectStorage.bucket",
+            format!(
+                "{bucket:?} is not a bucket name (3 to 63 lower-case letters, digits, '.' and '-', \
+                 starting and ending with a letter or digit)"
+            ),
+        ));
+    }
+    if let Some(url) = &endpoint {
+        check_url("objectStorage.endpoint", url, &["http", "https"])?;
+    }
+    let access_key_id = access_key_id.ok_or_else(|| {
+        KitError::config(
+            "objectStorage.accessKeyId",
+            "required with a bucket: set TITAN_S3_ACCESS_KEY_ID",
+        )
+    })?;
+    let secret_access_key = secret_access_key.ok_or_else(|| {
+        KitError::config(
+            "objectStorage.secretAccessKey",
+            "required with a bucket: set TITAN_S3_SECRET_ACCESS_KEY",
+        )
+    })?;
+    let multipart_threshold = raw
+        .multipart_threshold_bytes
+        .unwrap_or(DEFAULT_MULTIPART_THRESHOLD);
+    if multipart_threshold < MIN_MULTIPART_THRESHOLD {
+        return Err(KitError::config(
+            "objectStorage.multipartThresholdBytes",
+            format!(
+                "must be at least {MIN_MULTIPART_THRESHOLD} (5 MiB, the smallest part S3 accepts)"
+            ),
+        ));
+    }
+    Ok(Some(ObjectStorageConfig {
+        path_style: path_style.unwrap_or(endpoint.is_some()),
+        endpoint,
+        bucket,
+        region: region.unwrap_or_else(|| "us-east-1".to_owned()),
+        access_key_id,
+        secret_access_key: SecretString::from(secret_access_key),
+        multipart_threshold,
+    }))
+}
+
+/// S3's bucket naming rules (the subset every S3-compatible server accepts).
+fn is_bucket_name(s: &str) -> bool {
+    let edge = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    (3..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && edge(s.bytes().next())
+        && edge(s.bytes().last())
+        && !s.contains("..")
 }
 
 fn addr(setting: &str, value: Option<String>, default: &str) -> Result<SocketAddr, KitError> {
@@ -922,6 +1088,123 @@ mod tests {
                 .expect_err(yaml);
             assert!(err.to_string().contains(setting), "{yaml}: {err}");
         }
+    }
+
+    #[test]
+    fn object_storage_from_the_operator_variables_and_the_file() {
+        let none =
+            Config::from_sources(None, env(&[("TITAN_AUTH_HS256_SECRET", SECRET)])).expect("valid");
+        assert!(none.object_storage.is_none());
+        // What the operator sets from a Cell's objectStorage.
+        let operator = Config::from_sources(
+            None,
+            env(&[
+                ("TITAN_AUTH_HS256_SECRET", SECRET),
+                ("TITAN_S3_ENDPOINT", "http://minio.sg-1:9000"),
+                ("TITAN_S3_BUCKET", "titan-sg-1"),
+                ("TITAN_S3_REGION", "ap-southeast-1"),
+                ("TITAN_S3_ACCESS_KEY_ID", "AKIA1"),
+                ("TITAN_S3_SECRET_ACCESS_KEY", "s3cret"),
+            ]),
+        )
+        .expect("valid");
+        let s3 = operator.object_storage.expect("configured");
+        assert_eq!(s3.endpoint.as_deref(), Some("http://minio.sg-1:9000"));
+        assert_eq!(s3.bucket, "titan-sg-1");
+        assert_eq!(s3.region, "ap-southeast-1");
+        assert_eq!(s3.access_key_id, "AKIA1");
+        assert_eq!(s3.secret_access_key.expose_secret(), "s3cret");
+        assert!(s3.path_style, "an endpoint means path-style by default");
+        assert_eq!(s3.multipart_threshold, DEFAULT_MULTIPART_THRESHOLD);
+        assert!(
+            !format!("{s3:?}").contains("s3cret"),
+            "the secret never prints"
+        );
+
+        let file = "objectStorage: { bucket: media, accessKeyId: k, secretAccessKey: s, \
+                    pathStyle: true, multipartThresholdBytes: 6291456 }\n";
+        let aws = Config::from_sources(
+            Some(file),
+            env(&[
+                ("TITAN_AUTH_HS256_SECRET", SECRET),
+                ("TITAN_S3_PATH_STYLE", "false"),
+            ]),
+        )
+        .expect("valid")
+        .object_storage
+        .expect("configured");
+        assert_eq!(aws.endpoint, None);
+        assert_eq!(aws.region, "us-east-1");
+        assert!(!aws.path_style, "TITAN_S3_PATH_STYLE overrides the file");
+        assert_eq!(aws.multipart_threshold, 6 << 20);
+    }
+
+    #[test]
+    fn object_storage_errors_name_the_setting_and_the_variable() {
+        for (yaml, message) in [
+            (
+                "objectStorage: { endpoint: http://s3:9000 }",
+                "invalid setting objectStorage.bucket: required once any objectStorage setting \
+                 is given: set TITAN_S3_BUCKET",
+            ),
+            (
+                "objectStorage: { bucket: media, secretAccessKey: s }",
+                "invalid setting objectStorage.accessKeyId: required with a bucket: set \
+                 TITAN_S3_ACCESS_KEY_ID",
+            ),
+            (
+                "objectStorage: { bucket: media, accessKeyId: k }",
+                "invalid setting objectStorage.secretAccessKey: required with a bucket: set \
+                 TITAN_S3_SECRET_ACCESS_KEY",
+            ),
+            (
+                "objectStorage: { bucket: Media_1, accessKeyId: k, secretAccessKey: s }",
+                "invalid setting objectStorage.bucket: \"Media_1\" is not a bucket name",
+            ),
+            (
+                "objectStorage: { bucket: media, endpoint: s3.example, accessKeyId: k, secretAccessKey: s }",
+                "invalid setting objectStorage.endpoint: expected a http or https URL",
+            ),
+            (
+                "objectStorage: { bucket: media, accessKeyId: k, secretAccessKey: s, multipartThresholdBytes: 1024 }",
+                "invalid setting objectStorage.multipartThresholdBytes: must be at least 5242880",
+            ),
+            (
+                "objectStorage: { bucket: media, acessKeyId: k }",
+                "unknown field `acessKeyId`",
+            ),
+        ] {
+            let err = Config::from_sources(Some(yaml), env(&[("TITAN_AUTH_HS256_SECRET", SECRET)]))
+                .expect_err(yaml);
+            assert!(err.to_string().contains(message), "{yaml}: {err}");
+        }
+        let err = Config::from_sources(
+            None,
+            env(&[
+                ("TITAN_AUTH_HS256_SECRET", SECRET),
+                ("TITAN_S3_BUCKET", "media"),
+                ("TITAN_S3_ACCESS_KEY_ID", "k"),
+                ("TITAN_S3_SECRET_ACCESS_KEY", "s"),
+                ("TITAN_S3_PATH_STYLE", "yes"),
+            ]),
+        )
+        .expect_err("not a bool");
+        assert_eq!(
+            err.to_string(),
+            "invalid setting objectStorage.pathStyle: \"yes\" is neither true nor false"
+        );
+    }
+
+    #[test]
+    fn bucket_names() {
+        assert!(is_bucket_name("titan-sg-1"));
+        assert!(is_bucket_name("a.b.c"));
+        assert!(!is_bucket_name("ab"));
+        assert!(!is_bucket_name("-ab"));
+        assert!(!is_bucket_name("ab-"));
+        assert!(!is_bucket_name("a..b"));
+        assert!(!is_bucket_name("Abc"));
+        assert!(!is_bucket_name(&"a".repeat(64)));
     }
 
     #[test]

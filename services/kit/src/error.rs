@@ -115,6 +115,10 @@ pub enum KitError {
     Redis(#[from] redis::RedisError),
     #[error("clickhouse: {0}")]
     ClickHouse(#[from] clickhouse::error::Error),
+    /// Keeps its own code: a missing object stays `NotFound`, a bad key `InvalidArgument`.
+    /// Boxed: it is the largest variant, and every `Result<_, KitError>` would carry its size.
+    #[error("object storage: {0}")]
+    Objects(Box<crate::objects::ObjectError>),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -144,6 +148,12 @@ impl KitError {
     }
 }
 
+impl From<crate::objects::ObjectError> for KitError {
+    fn from(e: crate::objects::ObjectError) -> Self {
+        Self::Objects(Box::new(e))
+    }
+}
+
 impl ServiceError for KitError {
     fn code(&self) -> ErrorCode {
         match self {
@@ -152,6 +162,7 @@ impl ServiceError for KitError {
             | Self::ClickHouse(
                 clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut,
             ) => ErrorCode::Unavailable,
+            Self::Objects(e) => e.code(),
             _ => ErrorCode::Internal,
         }
     }

@@ -16,6 +16,7 @@ pub mod idempotency;
 pub mod load_shed;
 pub mod metrics;
 pub mod money;
+pub mod objects;
 pub mod ratelimit;
 pub mod realtime;
 pub mod runtime;
@@ -56,6 +57,11 @@ macro_rules! datastore_errors {
         }
         impl From<$crate::reexport::clickhouse::error::Error> for $error {
             fn from(e: $crate::reexport::clickhouse::error::Error) -> Self {
+                Self::Kit(e.into())
+            }
+        }
+        impl From<$crate::objects::ObjectError> for $error {
+            fn from(e: $crate::objects::ObjectError) -> Self {
                 Self::Kit(e.into())
             }
         }

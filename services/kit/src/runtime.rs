@@ -34,6 +34,7 @@ use crate::{
     housekeeping,
     load_shed::ConcurrencyLimitLayer,
     metrics::{GrpcMetrics, GrpcMetricsLayer},
+    objects::ObjectStorage,
     service::{Datastore, ServiceContext, ServiceDef},
 };
 
@@ -59,6 +60,7 @@ struct Clients {
     postgres: Option<PgPool>,
     redis: Option<RedisHandle>,
     clickhouse: Option<::clickhouse::Client>,
+    objects: Option<ObjectStorage>,
     /// What readiness checks: the `ready_on` datastores of the services served.
     ready_on: BTreeSet<Datastore>,
 }
@@ -76,6 +78,7 @@ impl Clients {
                 Datastore::Postgres => config.postgres.is_some(),
                 Datastore::Redis => config.redis.is_some(),
                 Datastore::ClickHouse => config.clickhouse.is_some(),
+                Datastore::ObjectStorage => config.object_storage.is_some(),
             };
             if !configured {
                 let service = services
@@ -112,6 +115,11 @@ impl Clients {
                 }
                 (Datastore::ClickHouse, _, _, Some(cfg)) => {
                     clients.clickhouse = Some(clickhouse::connect(cfg));
+                }
+                (Datastore::ObjectStorage, ..) => {
+                    if let Some(cfg) = &config.object_storage {
+                        clients.objects = Some(ObjectStorage::new(cfg)?);
+                    }
                 }
                 // `needed` checked that each is configured.
                 _ => {}
@@ -188,6 +196,19 @@ impl Clients {
             within(
                 "clickhouse",
                 tokio::time::timeout(timeout, clickhouse::ping(ch)).await,
+            )?;
+        }
+        if let Some(objects) = self
+            .objects
+            .as_ref()
+            .filter(|_| checked(Datastore::ObjectStorage))
+        {
+            within(
+                "object storage",
+                tokio::time::timeout(timeout, async {
+                    objects.ping().await.map_err(KitError::from)
+                })
+                .await,
             )?;
         }
         Ok(())
@@ -336,6 +357,7 @@ pub async fn serve(
             postgres: clients.postgres.clone(),
             redis: clients.redis.clone(),
             clickhouse: clients.clickhouse.clone(),
+            objects: clients.objects.clone(),
         };
         let mounted = (def.mount)(ctx.clone()).await?;
         for add in mounted.grpc {

@@ -15,7 +15,10 @@ use tonic::{
     service::{Routes, interceptor::InterceptedService},
 };
 
-use crate::{KitError, auth::Authenticator, config::Config, datastores::redis::RedisHandle};
+use crate::{
+    KitError, auth::Authenticator, config::Config, datastores::redis::RedisHandle,
+    objects::ObjectStorage,
+};
 
 /// A datastore a service needs before it can serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -23,6 +26,8 @@ pub enum Datastore {
     Postgres,
     Redis,
     ClickHouse,
+    /// The cell's S3 bucket (`kit::objects`).
+    ObjectStorage,
 }
 
 impl Datastore {
@@ -31,6 +36,7 @@ impl Datastore {
             Self::Postgres => "postgres",
             Self::Redis => "redis",
             Self::ClickHouse => "clickhouse",
+            Self::ObjectStorage => "object storage",
         }
     }
 
@@ -40,6 +46,9 @@ impl Datastore {
             Self::Postgres => "TITAN_POSTGRES_URL (or postgres.url)",
             Self::Redis => "TITAN_REDIS_URL (or redis.url)",
             Self::ClickHouse => "TITAN_CLICKHOUSE_URL (or clickhouse.url)",
+            Self::ObjectStorage => {
+                "TITAN_S3_BUCKET, TITAN_S3_ACCESS_KEY_ID and TITAN_S3_SECRET_ACCESS_KEY (or objectStorage)"
+            }
         }
     }
 }
@@ -80,6 +89,7 @@ pub struct ServiceContext {
     pub(crate) postgres: Option<PgPool>,
     pub(crate) redis: Option<RedisHandle>,
     pub(crate) clickhouse: Option<clickhouse::Client>,
+    pub(crate) objects: Option<ObjectStorage>,
 }
 
 impl ServiceContext {
@@ -99,6 +109,13 @@ impl ServiceContext {
         self.clickhouse
             .clone()
             .ok_or_else(|| self.missing(Datastore::ClickHouse))
+    }
+
+    /// The cell's bucket, for a service that declared [`Datastore::ObjectStorage`].
+    pub fn objects(&self) -> Result<ObjectStorage, KitError> {
+        self.objects
+            .clone()
+            .ok_or_else(|| self.missing(Datastore::ObjectStorage))
     }
 
     fn missing(&self, datastore: Datastore) -> KitError {

@@ -1,14 +1,15 @@
 //! Test helpers: each test gets its own PostgreSQL database, Redis key
-//! prefix and ClickHouse database on the servers that `cargo xtask test` starts, so tests run in
-//! parallel without seeing each other. Without those servers a helper fails and says how to run
+//! prefix, ClickHouse database and object key prefix on the servers that `cargo xtask test`
+//! starts, so tests run in parallel without seeing each other. Without those servers a helper fails and says how to run
 //! the tests; it never skips silently.
 
 use secrecy::SecretString;
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::{
-    config::{ClickHouseConfig, PostgresConfig, RedisConfig},
+    config::{ClickHouseConfig, ObjectStorageConfig, PostgresConfig, RedisConfig},
     datastores::{clickhouse, postgres, redis::RedisHandle},
+    objects::{ObjectKey, ObjectStorage},
 };
 
 /// The URL in `var`, or a panic that tells how to run the tests.
@@ -17,7 +18,7 @@ pub fn server_url(var: &str) -> String {
         Ok(url) if !url.is_empty() => url,
         _ => panic!(
             "{var} is not set: run the tests with `cargo xtask test` (see README.md), which starts \
-             PostgreSQL, Redis and ClickHouse and exports their URLs; or `eval \"$(cargo xtask datastores env)\"` \
+             PostgreSQL, Redis, ClickHouse and s3s-fs and exports their URLs; or `eval \"$(cargo xtask datastores env)\"` \
              after `cargo xtask datastores start`"
         ),
     }
@@ -116,6 +117,45 @@ impl TestClickHouse {
             client: clickhouse::connect(&config),
             config,
         }
+    }
+}
+
+/// The test S3 server's bucket (s3s-fs, `TITAN_TEST_S3_*`) and a key prefix of this test's own.
+#[derive(Debug, Clone)]
+pub struct TestObjectStorage {
+    pub storage: ObjectStorage,
+    pub config: ObjectStorageConfig,
+    /// Every key of the test goes under this one.
+    pub prefix: ObjectKey,
+}
+
+impl TestObjectStorage {
+    pub fn new() -> Self {
+        let config = ObjectStorageConfig::new(
+            server_url("TITAN_TEST_S3_ENDPOINT"),
+            server_url("TITAN_TEST_S3_BUCKET"),
+            server_url("TITAN_TEST_S3_ACCESS_KEY_ID"),
+            SecretString::from(server_url("TITAN_TEST_S3_SECRET_ACCESS_KEY")),
+        );
+        let storage = ObjectStorage::new(&config).expect("an S3 client for the test server");
+        let prefix = ObjectKey::new([unique("t")]).expect("a valid prefix");
+        Self {
+            storage,
+            config,
+            prefix,
+        }
+    }
+
+    /// `prefix/parts...`.
+    pub fn key(&self, parts: &[&str]) -> ObjectKey {
+        ObjectKey::new(std::iter::once(self.prefix.as_str()).chain(parts.iter().copied()))
+            .expect("a valid test key")
+    }
+}
+
+impl Default for TestObjectStorage {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

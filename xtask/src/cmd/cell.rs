@@ -1,6 +1,6 @@
-//! `cargo xtask up` / `cargo xtask down`: a local cell — the three datastores with their data
-//! in `.titan/`, plus `titan serve all` — started in the foreground and stopped by Ctrl-C, or
-//! by `down` from another terminal.
+//! `cargo xtask up` / `cargo xtask down`: a local cell — the datastores (s3s-fs for object
+//! storage among them) with their data in `.titan/`, plus `titan serve all` — started in the
+//! foreground and stopped by Ctrl-C, or by `down` from another terminal.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use nix::sys::signal::Signal;
 
-use crate::datastores::{self, Datastores};
+use crate::datastores::{self, Datastores, s3};
 use crate::state::{Kind, Profile, State};
 use crate::{http, packages, process, signals};
 
@@ -333,6 +333,16 @@ fn titan_env(stores: &Datastores, secret: &str) -> Result<Vec<(String, String)>>
         ("TITAN_REDIS_URL".to_owned(), url(Kind::Redis)?),
         ("TITAN_CLICKHOUSE_URL".to_owned(), url(Kind::Clickhouse)?),
         ("TITAN_CLICKHOUSE_DATABASE".to_owned(), DATABASE.to_owned()),
+        ("TITAN_S3_ENDPOINT".to_owned(), url(Kind::S3)?),
+        ("TITAN_S3_BUCKET".to_owned(), s3::BUCKET.to_owned()),
+        (
+            "TITAN_S3_ACCESS_KEY_ID".to_owned(),
+            s3::ACCESS_KEY_ID.to_owned(),
+        ),
+        (
+            "TITAN_S3_SECRET_ACCESS_KEY".to_owned(),
+            s3::SECRET_ACCESS_KEY.to_owned(),
+        ),
     ])
 }
 
@@ -447,6 +457,7 @@ fn print_banner(
          \n  PostgreSQL  {}\
          \n  Redis       {}\
          \n  ClickHouse  {}  (database {DATABASE})\
+         \n  S3          {}  (bucket {}, access key {}, secret {})\
          \n  config      {}\
          \n  data        {}\n\
          \nTry:\n\
@@ -457,6 +468,10 @@ fn print_banner(
         Kind::Postgres.url(port(Kind::Postgres)?, DATABASE),
         Kind::Redis.url(port(Kind::Redis)?, DATABASE),
         Kind::Clickhouse.url(port(Kind::Clickhouse)?, DATABASE),
+        Kind::S3.url(port(Kind::S3)?, DATABASE),
+        s3::BUCKET,
+        s3::ACCESS_KEY_ID,
+        s3::SECRET_ACCESS_KEY,
         show(config),
         show(stores.dir()),
     );

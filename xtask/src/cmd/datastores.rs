@@ -1,6 +1,6 @@
-//! `cargo xtask datastores start|stop|env|status`: the test datastores, started once and left
-//! running in `target/xtask-ci/datastores/`, so a developer can run `cargo nextest` by hand
-//! after `eval "$(cargo xtask datastores env)"`.
+//! `cargo xtask datastores start|stop|env|status`: the test datastores (s3s-fs included),
+//! started once and left running in `target/xtask-ci/datastores/`, so a developer can run
+//! `cargo nextest` by hand after `eval "$(cargo xtask datastores env)"`.
 
 use std::fs;
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::datastores::{self, Datastores};
 use crate::packages;
-use crate::state::{Profile, State};
+use crate::state::{Kind, Profile, State};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,7 +20,7 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Action {
-    /// Start the three servers (or find them running) and print their exports.
+    /// Start the servers (or find them running) and print their exports.
     Start,
     /// Stop them by PID and remove their data.
     Stop,
@@ -39,7 +39,7 @@ fn running() -> Result<Option<State>> {
     let Some(state) = State::load(&dir())? else {
         return Ok(None);
     };
-    let all_up = state.servers.len() == 3
+    let all_up = state.servers.len() == Kind::ALL.len()
         && state
             .servers
             .iter()

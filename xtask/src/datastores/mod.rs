@@ -1,11 +1,12 @@
-//! The three datastores (PostgreSQL, Redis, ClickHouse) as servers xtask starts on free
-//! loopback ports in a private state directory, records in its `state.json`, and stops by PID.
-//! Shared by `test`, `up`/`down` and `datastores`.
+//! The datastores (PostgreSQL, Redis, ClickHouse, and s3s-fs for object storage) as servers
+//! xtask starts on free loopback ports in a private state directory, records in its
+//! `state.json`, and stops by PID. Shared by `test`, `up`/`down` and `datastores`.
 
 mod clickhouse;
 pub mod clickhouse_config;
 mod postgres;
 mod redis;
+pub mod s3;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -48,7 +49,7 @@ pub struct Datastores {
 }
 
 impl Datastores {
-    /// Starts all three servers in `dir` at once and records them in `dir/state.json`.
+    /// Starts every server in `dir` at once and records them in `dir/state.json`.
     /// `previous` (an older state of the same directory) offers its ports again, so URLs a
     /// developer saved keep working; any taken port is replaced by a free one.
     pub fn start(
@@ -68,7 +69,7 @@ impl Datastores {
             .save(dir)?;
         let started = Instant::now();
         eprintln!(
-            "==> starting postgres, redis and clickhouse in {}",
+            "==> starting postgres, redis, clickhouse and s3s-fs in {}",
             dir.display()
         );
         let results: Vec<(Kind, Result<Server>)> = thread::scope(|scope| {
@@ -180,7 +181,7 @@ impl Drop for Datastores {
 
 /// Picks every port first, all at once, so no two servers are handed the same one.
 fn plan(dir: &Path, profile: Profile, previous: Option<&State>) -> Result<Vec<(Kind, Spec)>> {
-    let mut fresh = process::free_ports(5)?.into_iter();
+    let mut fresh = process::free_ports(6)?.into_iter();
     let mut taken = Vec::new();
     let mut pick = |wanted: Option<u16>| -> Result<u16> {
         let port = match wanted {
@@ -223,6 +224,7 @@ fn start_one(kind: Kind, spec: &Spec, state_dir: &Path, state: &Mutex<State>) ->
         Kind::Postgres => postgres::start(spec)?,
         Kind::Redis => redis::start(spec)?,
         Kind::Clickhouse => clickhouse::start(spec)?,
+        Kind::S3 => s3::start(spec)?,
     };
     let mut state = state.lock().map_err(|_| anyhow!("state lock poisoned"))?;
     state.put_server(server.clone());
@@ -239,9 +241,10 @@ fn start_one(kind: Kind, spec: &Spec, state_dir: &Path, state: &Mutex<State>) ->
 
 /// The signal that shuts a server down quickly and cleanly. PostgreSQL's SIGTERM is "smart"
 /// shutdown, which waits for every client to leave; SIGINT is "fast" and disconnects them.
+/// s3s-fs handles only SIGINT (finishing requests in flight); SIGTERM would kill it mid-write.
 fn stop_signal(kind: Kind) -> Signal {
     match kind {
-        Kind::Postgres => Signal::SIGINT,
+        Kind::Postgres | Kind::S3 => Signal::SIGINT,
         Kind::Redis | Kind::Clickhouse => Signal::SIGTERM,
     }
 }
@@ -253,6 +256,7 @@ fn pid_file(server_dir: &Path, kind: Kind) -> PathBuf {
         Kind::Postgres => server_dir.join("data").join("postmaster.pid"),
         Kind::Redis => server_dir.join("redis.pid"),
         Kind::Clickhouse => server_dir.join("clickhouse.pid"),
+        Kind::S3 => server_dir.join("s3s-fs.pid"),
     }
 }
 
@@ -393,7 +397,9 @@ pub fn exports(vars: &[(String, String)]) -> String {
         .collect()
 }
 
-/// The variables the test suites read.
+/// The variables the test suites read. Object storage gets `TITAN_TEST_S3_*` (the test
+/// server's coordinates, which a test turns into its own `TITAN_S3_*` configuration) and the
+/// s3s-fs binary, for the tests that start a server of their own to stop it.
 pub fn test_env(state: &State) -> Result<Vec<(String, String)>> {
     let url = |kind: Kind, db: &str| {
         state
@@ -410,6 +416,20 @@ pub fn test_env(state: &State) -> Result<Vec<(String, String)>> {
         (
             "TITAN_TEST_CLICKHOUSE_URL".to_owned(),
             url(Kind::Clickhouse, "")?,
+        ),
+        ("TITAN_TEST_S3_ENDPOINT".to_owned(), url(Kind::S3, "")?),
+        ("TITAN_TEST_S3_BUCKET".to_owned(), s3::BUCKET.to_owned()),
+        (
+            "TITAN_TEST_S3_ACCESS_KEY_ID".to_owned(),
+            s3::ACCESS_KEY_ID.to_owned(),
+        ),
+        (
+            "TITAN_TEST_S3_SECRET_ACCESS_KEY".to_owned(),
+            s3::SECRET_ACCESS_KEY.to_owned(),
+        ),
+        (
+            "TITAN_TEST_S3S_FS".to_owned(),
+            s3::binary_path()?.display().to_string(),
         ),
     ])
 }
@@ -433,7 +453,12 @@ mod tests {
     #[test]
     fn test_env_names_every_datastore() -> Result<()> {
         let mut state = State::new(Profile::Test, None);
-        for (kind, port) in [(Kind::Postgres, 1), (Kind::Redis, 2), (Kind::Clickhouse, 3)] {
+        for (kind, port) in [
+            (Kind::Postgres, 1),
+            (Kind::Redis, 2),
+            (Kind::Clickhouse, 3),
+            (Kind::S3, 4),
+        ] {
             state.put_server(Server {
                 kind,
                 pid: 1,
@@ -457,6 +482,23 @@ mod tests {
                 (
                     "TITAN_TEST_CLICKHOUSE_URL".to_owned(),
                     "http://127.0.0.1:3".to_owned()
+                ),
+                (
+                    "TITAN_TEST_S3_ENDPOINT".to_owned(),
+                    "http://127.0.0.1:4".to_owned()
+                ),
+                ("TITAN_TEST_S3_BUCKET".to_owned(), "titan".to_owned()),
+                (
+                    "TITAN_TEST_S3_ACCESS_KEY_ID".to_owned(),
+                    "titan-local".to_owned()
+                ),
+                (
+                    "TITAN_TEST_S3_SECRET_ACCESS_KEY".to_owned(),
+                    "titan-local-secret".to_owned()
+                ),
+                (
+                    "TITAN_TEST_S3S_FS".to_owned(),
+                    s3::binary_path()?.display().to_string()
                 ),
             ]
         );

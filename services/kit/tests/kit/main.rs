@@ -1,10 +1,11 @@
-//! Kit's integration tests, against the real PostgreSQL and Redis servers that `cargo xtask
-//! test` starts; every test has its own database and key prefix.
+//! Kit's integration tests, against the real PostgreSQL, Redis, ClickHouse and S3 (s3s-fs)
+//! servers that `cargo xtask test` starts; every test has its own database and key prefix.
 
 mod auth;
 mod ch;
 mod events;
 mod idempotency;
 mod limits;
+mod objects;
 mod realtime;
 mod runtime;
