@@ -172,7 +172,8 @@ impl ObjectStorage {
     /// Stores `body` under `key` with its media type, replacing what was there. Bodies above
     /// the configured threshold go up in parts, several at once, so neither a large object nor
     /// a slow link holds one request for long; a failed multipart upload is aborted, leaving
-    /// no parts behind.
+    /// no parts behind. S3 does not answer an upload with its time, so the `last_modified`
+    /// returned is this process's clock when the upload completed.
     pub async fn put(
         &self,
         key: &ObjectKey,
