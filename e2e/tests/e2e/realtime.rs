@@ -3,23 +3,19 @@
 //! in order, a slow reader dropped while a fast one keeps up, the refusals with their close
 //! codes, drain on SIGTERM, and flash sale's `WatchSale` mirror.
 
-use std::{process::Command, time::Duration};
+use std::process::Command;
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use titan_e2e::{Cell, CellOptions, authed, seconds_from_now as ts};
+use titan_kit::testing::ws::{Client, Event, PATIENCE, next, send};
 use titan_proto::flashsale::v1::{self as pb, flash_sale_service_client::FlashSaleServiceClient};
-use tokio::net::TcpStream;
 use tokio_tungstenite::{
-    MaybeTlsStream, WebSocketStream, connect_async,
+    connect_async,
     tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
 };
 
-/// Generous: a test fails only when something never happens.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Headers = Vec<(&'static str, String)>;
 
 /// Non-browser clients send no Origin; a short pre-stop delay keeps the drain test quick.
@@ -36,37 +32,6 @@ async fn connect(http: std::net::SocketAddr, path: &str, headers: &[(&str, Strin
         );
     }
     connect_async(request).await.expect("handshake").0
-}
-
-#[derive(Debug, PartialEq)]
-enum Event {
-    Frame(Value),
-    Closed(u16, String),
-}
-
-async fn next(ws: &mut Client) -> Event {
-    loop {
-        let message = tokio::time::timeout(PATIENCE, ws.next())
-            .await
-            .expect("nothing read in time");
-        match message {
-            Some(Ok(Message::Text(text))) => {
-                return Event::Frame(serde_json::from_str(text.as_str()).expect("json frame"));
-            }
-            Some(Ok(Message::Close(Some(frame)))) => {
-                return Event::Closed(frame.code.into(), frame.reason.to_string());
-            }
-            Some(Ok(Message::Close(None))) | None => return Event::Closed(1005, String::new()),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => panic!("read failed: {e}"),
-        }
-    }
-}
-
-async fn send(ws: &mut Client, frame: Value) {
-    ws.send(Message::Text(frame.to_string().into()))
-        .await
-        .expect("send");
 }
 
 fn bearer(token: &str) -> Headers {

@@ -272,3 +272,67 @@ where
         f64::from(ops) / secs
     );
 }
+
+/// A WebSocket client's side of a test, over tokio-tungstenite (a third-party client, not
+/// kit's own code): what it reads next, and sending a frame.
+pub mod ws {
+    use std::time::Duration;
+
+    use futures::{SinkExt, StreamExt};
+    use serde_json::Value;
+    use tokio::net::TcpStream;
+    use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+
+    /// Generous: a test fails only when something never arrives, not when the machine is slow.
+    pub const PATIENCE: Duration = Duration::from_secs(60);
+
+    /// A client connection.
+    pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+    /// What a client reads next.
+    #[derive(Debug, PartialEq)]
+    pub enum Event {
+        /// A text frame, parsed as JSON.
+        Frame(Value),
+        /// The close code and reason (1005 when the server sent none).
+        Closed(u16, String),
+    }
+
+    /// The next text frame or the close, skipping pings and pongs; panics after [`PATIENCE`].
+    pub async fn next(ws: &mut Client) -> Event {
+        loop {
+            let message = tokio::time::timeout(PATIENCE, ws.next())
+                .await
+                .expect("nothing read in time");
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    return Event::Frame(serde_json::from_str(text.as_str()).expect("json frame"));
+                }
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return Event::Closed(frame.code.into(), frame.reason.to_string());
+                }
+                Some(Ok(Message::Close(None))) | None => {
+                    return Event::Closed(1005, String::new());
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("read failed: {e}"),
+            }
+        }
+    }
+
+    /// The close code and reason, skipping the frames before it.
+    pub async fn closed_with(ws: &mut Client) -> (u16, String) {
+        loop {
+            if let Event::Closed(code, reason) = next(ws).await {
+                return (code, reason);
+            }
+        }
+    }
+
+    /// Sends `frame` as a text frame.
+    pub async fn send(ws: &mut Client, frame: Value) {
+        ws.send(Message::Text(frame.to_string().into()))
+            .await
+            .expect("send");
+    }
+}

@@ -5,26 +5,25 @@
 
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use prometheus::Registry;
 use serde_json::{Value, json};
 use titan_kit::{
     auth::{Authenticator, Claims},
     config::{AuthConfig, RealtimeConfig},
     realtime::{Endpoint, FrameError, Realtime, Session},
-    testing::{TestRedis, eventually},
+    testing::{
+        TestRedis, eventually,
+        ws::{Client, Event, PATIENCE, closed_with, next, send},
+    },
 };
-use tokio::net::TcpStream;
 use tokio_tungstenite::{
-    MaybeTlsStream, WebSocketStream, connect_async,
+    connect_async,
     tungstenite::{self, Message, client::IntoClientRequest, http::HeaderValue},
 };
 
 const SECRET: &str = "realtime-secret-realtime-secret-00";
-/// Generous: a test fails only when something never happens, not when the machine is slow.
-const PATIENCE: Duration = Duration::from_secs(30);
 
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Headers = Vec<(&'static str, String)>;
 
 fn auth() -> Authenticator {
@@ -119,46 +118,6 @@ async fn connect(addr: std::net::SocketAddr, user: &str) -> Client {
         .await
         .expect("handshake")
         .0
-}
-
-/// What a client reads next.
-#[derive(Debug, PartialEq)]
-enum Event {
-    Frame(Value),
-    Closed(u16, String),
-}
-
-async fn next(ws: &mut Client) -> Event {
-    loop {
-        let message = tokio::time::timeout(PATIENCE, ws.next())
-            .await
-            .expect("nothing read in time");
-        match message {
-            Some(Ok(Message::Text(text))) => {
-                return Event::Frame(serde_json::from_str(text.as_str()).expect("json frame"));
-            }
-            Some(Ok(Message::Close(Some(frame)))) => {
-                return Event::Closed(frame.code.into(), frame.reason.to_string());
-            }
-            Some(Ok(Message::Close(None))) | None => return Event::Closed(1005, String::new()),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => panic!("read failed: {e}"),
-        }
-    }
-}
-
-async fn closed_with(ws: &mut Client) -> (u16, String) {
-    loop {
-        if let Event::Closed(code, reason) = next(ws).await {
-            return (code, reason);
-        }
-    }
-}
-
-async fn send(ws: &mut Client, frame: Value) {
-    ws.send(Message::Text(frame.to_string().into()))
-        .await
-        .expect("send");
 }
 
 fn metric(registry: &Registry, line: &str) -> bool {
