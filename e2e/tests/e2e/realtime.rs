@@ -3,7 +3,7 @@
 //! in order, a slow reader dropped while a fast one keeps up, the refusals with their close
 //! codes, drain on SIGTERM, and flash sale's `WatchSale` mirror.
 
-use std::process::Command;
+use std::{process::Command, time::Duration};
 
 use futures::SinkExt;
 use nix::sys::signal::Signal;
@@ -159,6 +159,8 @@ async fn messages_cross_replicas_once_in_order_and_refusals_have_their_codes() {
 /// fast one gets everything in order, and the refusals' codes.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_ws_client_sees_the_same_protocol() {
+    /// Far above the two seconds the script takes.
+    const NODE_DEADLINE: Duration = Duration::from_secs(120);
     let modules = std::env::var("TITAN_E2E_NODE_MODULES").unwrap_or_else(|_| {
         panic!(
             "TITAN_E2E_NODE_MODULES is not set: run the suite with `cargo xtask test`, which installs ws@8 from npm"
@@ -166,7 +168,7 @@ async fn a_node_ws_client_sees_the_same_protocol() {
     });
     let a = Cell::start_with(CellOptions {
         services: vec!["ping".into()],
-        config: Some(CONFIG.replace("maxFrameBytes: 4096", "maxFrameBytes: 65536, sendQueue: 8")),
+        config: Some(CONFIG.replace("maxFrameBytes: 4096", "maxFrameBytes: 65536, sendQueue: 64")),
         ..CellOptions::default()
     })
     .await;
@@ -177,7 +179,7 @@ async fn a_node_ws_client_sees_the_same_protocol() {
         .expect("script file");
     std::fs::write(script.path(), include_str!("realtime.js")).expect("write script");
     let output = tokio::task::block_in_place(|| {
-        Command::new("node")
+        let mut node = Command::new("node")
             .arg(script.path())
             .env("NODE_PATH", &modules)
             .env("WS_A", format!("ws://{}/v1/ping/ws", a.http))
@@ -188,8 +190,25 @@ async fn a_node_ws_client_sees_the_same_protocol() {
                 "FORGED",
                 a.token_signed_by("another-secret-another-secret-xxxx", "x", &[]),
             )
-            .output()
-            .expect("run node")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run node");
+        // A deadline, not a pace: a script that never ends fails the test instead of hanging
+        // it. Its report is far smaller than a pipe's buffer, so waiting before reading is safe.
+        let started = std::time::Instant::now();
+        while node.try_wait().expect("wait for node").is_none() {
+            if started.elapsed() > NODE_DEADLINE {
+                let _ = node.kill();
+                let output = node.wait_with_output().expect("wait for node");
+                panic!(
+                    "node did not finish within {NODE_DEADLINE:?}: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        node.wait_with_output().expect("wait for node")
     });
     assert!(
         output.status.success(),
