@@ -89,8 +89,13 @@ impl Process {
         }
     }
 
+    /// The operating system's process id (for reading `/proc/<id>/status`).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     fn pid(&self) -> Pid {
-        Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits i32"))
+        Pid::from_raw(i32::try_from(self.id()).expect("pid fits i32"))
     }
 
     /// Sends `sig` (SIGTERM for a graceful stop, SIGKILL for a crash).

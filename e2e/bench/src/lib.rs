@@ -2,10 +2,12 @@
 //! flashsale` on private datastores, drives `AttemptPurchase` over gRPC with many concurrent
 //! simulated buyers, then checks that nothing was oversold; and measures the raw ceiling — the
 //! same Lua script driven directly from this process — so the service's throughput is read as
-//! a share of what Redis alone does here. The analytics one is in [`analytics`].
+//! a share of what Redis alone does here. The analytics one is in [`analytics`], the
+//! WebSocket one in [`ws`].
 #![forbid(unsafe_code)]
 
 pub mod analytics;
+pub mod ws;
 
 use std::{
     collections::BTreeMap,

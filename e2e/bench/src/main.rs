@@ -1,15 +1,17 @@
 //! `titan-bench flashsale`: prints throughput, latency, refusals and the oversell check of the
 //! flash-sale hot path. `titan-bench analytics`: event ingestion throughput and report
-//! latencies. Both need the datastores of `cargo xtask datastores start` (their URLs in
-//! `TITAN_TEST_*`).
+//! latencies. `titan-bench ws`: idle WebSockets per replica and their memory, fan-out latency
+//! across two replicas. All need the datastores of `cargo xtask datastores start` (their URLs
+//! in `TITAN_TEST_*`).
 #![forbid(unsafe_code)]
 
-use std::{process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 use titan_bench::{
     Options,
     analytics::{AnalyticsOptions, analytics},
+    ws::{WsOptions, ws},
 };
 
 #[derive(Debug, Parser)]
@@ -59,6 +61,50 @@ enum Scenario {
         #[arg(long)]
         quick: bool,
     },
+    /// Idle sockets held by one `titan serve ping` replica and their memory, then fan-out
+    /// latency from a publish to every subscriber over two replicas, drawn as a PNG.
+    Ws {
+        /// Idle sockets on one replica (capped by the file limit; 0 skips that part).
+        #[arg(long, default_value_t = 50_000)]
+        idle: usize,
+        /// Client source addresses 127.0.0.1 ..= 127.0.0.N.
+        #[arg(long, default_value_t = 4)]
+        sources: u8,
+        #[arg(long, default_value_t = 10_000)]
+        subscribers: usize,
+        /// Topics the subscribers are spread over (each message reaches subscribers/topics).
+        #[arg(long, default_value_t = 1_000)]
+        topics: usize,
+        /// Messages published per second.
+        #[arg(long, default_value_t = 1_000)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value = "target/titan-bench/ws-fanout-latency.png")]
+        png: PathBuf,
+        #[arg(long)]
+        debug: bool,
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+/// Prints the report; the exit status says whether its correctness check held.
+fn finish<R: std::fmt::Display>(result: anyhow::Result<R>, held: impl Fn(&R) -> bool) -> ExitCode {
+    match result {
+        Ok(report) => {
+            println!("{report}");
+            if held(&report) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("titan-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[tokio::main]
@@ -86,20 +132,9 @@ async fn main() -> ExitCode {
                     release: !debug,
                 }
             };
-            match titan_bench::flashsale(&options, !quick).await {
-                Ok(report) => {
-                    println!("{report}");
-                    if report.oversold == 0 {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::FAILURE
-                    }
-                }
-                Err(e) => {
-                    eprintln!("titan-bench: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            finish(titan_bench::flashsale(&options, !quick).await, |r| {
+                r.oversold == 0
+            })
         }
         Scenario::Analytics {
             clients,
@@ -122,20 +157,34 @@ async fn main() -> ExitCode {
                     release: !debug,
                 }
             };
-            match analytics(&options).await {
-                Ok(report) => {
-                    println!("{report}");
-                    if report.stored == report.events {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::FAILURE
-                    }
+            finish(analytics(&options).await, |r| r.stored == r.events)
+        }
+        Scenario::Ws {
+            idle,
+            sources,
+            subscribers,
+            topics,
+            rate,
+            seconds,
+            png,
+            debug,
+            quick,
+        } => {
+            let options = if quick {
+                WsOptions::quick(png)
+            } else {
+                WsOptions {
+                    idle,
+                    sources,
+                    subscribers,
+                    topics,
+                    rate,
+                    duration: Duration::from_secs(seconds),
+                    png,
+                    release: !debug,
                 }
-                Err(e) => {
-                    eprintln!("titan-bench: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            };
+            finish(ws(&options).await, titan_bench::ws::WsReport::exact)
         }
     }
 }

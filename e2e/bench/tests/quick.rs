@@ -1,6 +1,8 @@
 //! CI's short runs of the load generators: a small sale under concurrent load sells out and
 //! nothing is oversold; concurrent event batches are all stored, each once, and the reports
-//! answer over the generated history. Figures are printed, never asserted.
+//! answer over the generated history; WebSocket messages published on two replicas reach every
+//! subscriber once and in order, and the latency histogram is drawn. Figures are printed, never
+//! asserted.
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_quick_flashsale_run_never_oversells() {
@@ -27,4 +29,23 @@ async fn the_quick_analytics_run_stores_every_event_once() {
     assert!(report.events > 0);
     assert_eq!(report.stored, report.events, "{report}");
     assert_eq!(report.funnel.len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quick_ws_run_delivers_every_message_once_in_order_and_draws_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let png = dir.path().join("fanout.png");
+    let options = titan_bench::ws::WsOptions::quick(png.clone());
+    let report = titan_bench::ws::ws(&options).await.expect("bench");
+    println!("{report}");
+    let idle = report.idle.as_ref().expect("idle part");
+    assert_eq!(idle.held, 500, "{report}");
+    // 200 messages over 20 topics of 10 subscribers each.
+    assert_eq!(report.fanout.expected, 2_000, "{report}");
+    assert_eq!(report.fanout.delivered, 2_000, "{report}");
+    assert_eq!(report.fanout.disordered, 0, "{report}");
+    let bytes = std::fs::read(&png).expect("histogram written");
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    // The IHDR chunk: width and height as drawn.
+    assert_eq!(&bytes[16..24], &[0, 0, 3, 232, 0, 0, 2, 88]);
 }
