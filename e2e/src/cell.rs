@@ -108,6 +108,7 @@ impl Cell {
             &options.services,
             config.as_ref(),
             (&db, &redis, &clickhouse),
+            &[],
         );
         let auth = authenticator(SECRET);
         Self {
@@ -131,6 +132,7 @@ impl Cell {
         services: &[String],
         config: Option<&tempfile::NamedTempFile>,
         (db, redis, clickhouse): (&TestPostgres, &TestRedis, &TestClickHouse),
+        env: &[(&str, &str)],
     ) -> Replica {
         let mut serve = Command::new(binary);
         serve.arg("serve").args(services);
@@ -138,6 +140,7 @@ impl Cell {
             serve.arg("--config").arg(file.path());
         }
         Self::env(&mut serve, db, redis, clickhouse);
+        serve.envs(env.iter().copied());
         let mut process = Process::spawn(&mut serve);
         let (grpc, http, admin) = tokio::task::block_in_place(|| {
             process.log_line(|log| {
@@ -164,11 +167,17 @@ impl Cell {
     /// A second replica: the same services and config on the same datastores (and Redis key
     /// prefix), so WebSocket fan-out and shared state cross processes as in a cluster.
     pub fn replica(&self) -> Replica {
+        self.replica_with(&[])
+    }
+
+    /// A second replica with environment variables set over the cell's (e.g. `TITAN_LOG`).
+    pub fn replica_with(&self, env: &[(&str, &str)]) -> Replica {
         Self::serve(
             &titan_binary(self.release),
             &self.services,
             self._config.as_ref(),
             (&self.db, &self.redis, &self.clickhouse),
+            env,
         )
     }
 

@@ -6,7 +6,8 @@ use std::{
     io::{BufRead, BufReader},
     path::PathBuf,
     process::{Child, ChildStderr, ChildStdout, Command, Stdio},
-    sync::{Mutex, OnceLock},
+    sync::{Arc, Mutex, OnceLock, PoisonError},
+    thread::JoinHandle,
     time::Duration,
 };
 
@@ -70,6 +71,10 @@ pub struct Process {
     child: Child,
     pub stdout: Option<BufReader<ChildStdout>>,
     pub stderr: Option<BufReader<ChildStderr>>,
+    /// Every stderr line read so far, by [`Self::log_line`] or the drain thread: what a test
+    /// inspects after the fact (e.g. that no secret was ever logged).
+    log: Arc<Mutex<String>>,
+    drain: Option<JoinHandle<()>>,
 }
 
 impl Process {
@@ -86,6 +91,8 @@ impl Process {
             child,
             stdout,
             stderr,
+            log: Arc::default(),
+            drain: None,
         }
     }
 
@@ -144,6 +151,7 @@ impl Process {
                 n > 0,
                 "process ended before logging what the test waits for"
             );
+            keep(&self.log, &line);
             if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line)
                 && let Some(found) = pick(&json)
             {
@@ -157,12 +165,26 @@ impl Process {
     /// Forwards the rest of stderr to the test's output in the background, so the pipe never fills.
     pub fn drain_stderr(&mut self) {
         if let Some(err) = self.stderr.take() {
-            std::thread::spawn(move || {
+            let log = Arc::clone(&self.log);
+            self.drain = Some(std::thread::spawn(move || {
                 for line in err.lines().map_while(Result::ok) {
                     eprintln!("{line}");
+                    keep(&log, &line);
                 }
-            });
+            }));
         }
+    }
+
+    /// Everything the process wrote to stderr, once it has exited (waits up to `deadline`).
+    pub fn log_after_exit(&mut self, deadline: Duration) -> String {
+        self.wait_exit(deadline);
+        if let Some(drain) = self.drain.take() {
+            drain.join().expect("stderr drain thread");
+        }
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -173,4 +195,10 @@ impl Drop for Process {
             let _ = self.child.wait();
         }
     }
+}
+
+fn keep(log: &Mutex<String>, line: &str) {
+    let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
+    log.push_str(line.trim_end());
+    log.push('\n');
 }

@@ -1,7 +1,7 @@
 //! WebSockets against two real `titan` processes sharing Redis, driven by third-party clients
 //! (tokio-tungstenite here, Node's `ws` in a script): fan-out across replicas exactly once and
 //! in order, a slow reader dropped while a fast one keeps up, the refusals with their close
-//! codes, drain on SIGTERM, and flash sale's `WatchSale` mirror.
+//! codes, drain on SIGTERM, flash sale's `WatchSale` mirror, and no token in any log line.
 
 use std::{process::Command, time::Duration};
 
@@ -10,7 +10,10 @@ use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use titan_e2e::{Cell, CellOptions, authed, seconds_from_now as ts};
 use titan_kit::testing::ws::{Client, Event, PATIENCE, next, send};
-use titan_proto::flashsale::v1::{self as pb, flash_sale_service_client::FlashSaleServiceClient};
+use titan_proto::{
+    flashsale::v1::{self as pb, flash_sale_service_client::FlashSaleServiceClient},
+    ping::v1::{PingRequest, ping_service_client::PingServiceClient},
+};
 use tokio_tungstenite::{
     connect_async,
     tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
@@ -342,5 +345,81 @@ async fn watch_sale_over_a_websocket() {
     match next(&mut unknown).await {
         Event::Closed(4404, reason) => assert!(reason.starts_with("NOT_FOUND: "), "{reason}"),
         other => panic!("expected 4404, got {other:?}"),
+    }
+}
+
+/// A token presented every way kit accepts it (header, `bearer` subprotocol, `?access_token=`),
+/// a forged one, and one over gRPC, against a replica logging at `trace` — hyper, h2,
+/// tungstenite and tower included: not one log line holds a token or its signature.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_token_reaches_a_log_line() {
+    let cell = ping_cell().await;
+    let mut b = cell.replica_with(&[("TITAN_LOG", "trace")]);
+    let token = cell.token("alice", &[]);
+    let forged = cell.token_signed_by("not-the-cell-key", "mallory", &[]);
+    let echo = |id: u32| json!({"type": "echo", "id": id, "payload": {"n": id}});
+
+    let mut by_header = connect(b.http, "/v1/ping/ws", &bearer(&token)).await;
+    let protocol = vec![("sec-websocket-protocol", format!("bearer, {token}"))];
+    let mut by_protocol = connect(b.http, "/v1/ping/ws", &protocol).await;
+    let query = format!("/v1/ping/ws?access_token={token}");
+    let mut by_query = connect(b.http, &query, &[]).await;
+    for (id, ws) in [&mut by_header, &mut by_protocol, &mut by_query]
+        .into_iter()
+        .enumerate()
+    {
+        let id = u32::try_from(id).expect("three sockets");
+        send(ws, echo(id)).await;
+        assert_eq!(
+            next(ws).await,
+            Event::Frame(json!({"type": "ack", "id": id, "payload": {"n": id}}))
+        );
+    }
+    let mut refused = connect(b.http, &format!("/v1/ping/ws?access_token={forged}"), &[]).await;
+    assert_eq!(
+        next(&mut refused).await,
+        Event::Closed(4401, "token refused: bad signature".into())
+    );
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", b.grpc))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect grpc");
+    let mut ping = PingServiceClient::new(channel);
+    let reply = ping
+        .ping(authed(
+            PingRequest {
+                message: "hi".into(),
+            },
+            &token,
+        ))
+        .await
+        .expect("ping with a good token");
+    assert_eq!(reply.into_inner().message, "hi");
+    let status = ping
+        .ping(authed(
+            PingRequest {
+                message: "hi".into(),
+            },
+            &forged,
+        ))
+        .await
+        .expect_err("a forged token is refused");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+
+    drop((by_header, by_protocol, by_query, refused));
+    b.process.signal(Signal::SIGTERM);
+    let log = b.process.log_after_exit(PATIENCE);
+    // The capture is real: trace lines of the WebSocket and HTTP/2 layers are in it.
+    assert!(
+        log.contains("\"target\":\"tungstenite"),
+        "no tungstenite trace lines"
+    );
+    assert!(log.contains("\"target\":\"h2"), "no h2 trace lines");
+    for (name, jwt) in [("token", &token), ("forged token", &forged)] {
+        let signature = jwt.rsplit('.').next().expect("a JWT has three parts");
+        let leaks: Vec<&str> = log.lines().filter(|l| l.contains(signature)).collect();
+        assert!(leaks.is_empty(), "the {name} reached the log: {leaks:#?}");
     }
 }
