@@ -223,14 +223,14 @@ impl fmt::Display for WsReport {
 
 type Socket = WebSocketStream<tokio::net::TcpStream>;
 
-/// Raises this process's soft file limit to the hard one (children inherit it) and says how
-/// many sockets fit: both ends of every socket live on this machine, each in one process.
+/// Raises this process's soft file limit to the hard one (children inherit it) and returns
+/// it: both ends of every socket live on this machine, each end in one process.
 fn raise_file_limit() -> anyhow::Result<u64> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("read the file limit")?;
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard).context("raise the file limit")?;
     }
-    Ok(hard.saturating_sub(RESERVED_FDS))
+    Ok(hard)
 }
 
 /// Resident memory of a process, from `/proc/<pid>/status`.
@@ -343,14 +343,14 @@ fn hold(sockets: Vec<Socket>, stop: &CancellationToken) -> JoinSet<()> {
     tasks
 }
 
-async fn idle(cell: &Cell, options: &WsOptions, fits: u64) -> anyhow::Result<IdleReport> {
-    let fits = usize::try_from(fits).unwrap_or(usize::MAX);
+async fn idle(cell: &Cell, options: &WsOptions, file_limit: u64) -> anyhow::Result<IdleReport> {
+    let fits = usize::try_from(file_limit.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
     let (count, capped_by) = if options.idle > fits {
         (
             fits,
             Some(format!(
-                "the hard file limit (RLIMIT_NOFILE) of this machine allows {fits} sockets per \
-                 process after {RESERVED_FDS} reserved; it cannot be raised without privilege here"
+                "the hard file limit (RLIMIT_NOFILE) is {file_limit}: {fits} sockets per process \
+                 after {RESERVED_FDS} reserved; raising it needs CAP_SYS_RESOURCE"
             )),
         )
     } else {
@@ -597,7 +597,8 @@ async fn wait_subscribed(a: &SocketAddr, b: &SocketAddr, subscribers: usize) -> 
     }
 }
 
-/// Draws the latency histogram: 100 bins up to the p99.9, with the p50 and p99 marked.
+/// Draws the latency histogram: 100 bins up to the p99.9, counts on a log scale so the tail
+/// shows beside the peak, with the p50 and p99 marked.
 fn draw(latencies: &Latencies, path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
@@ -616,7 +617,7 @@ fn draw(latencies: &Latencies, path: &Path) -> anyhow::Result<()> {
             *c += 1;
         }
     }
-    let peak = counts.iter().copied().max().unwrap_or(1).max(1);
+    let peak = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
     let root = BitMapBackend::new(path, (1000, 600)).into_drawing_area();
     root.fill(&WHITE)?;
     let (p50, p99) = (ms(latencies.quantile(0.5)), ms(latencies.quantile(0.99)));
@@ -631,21 +632,29 @@ fn draw(latencies: &Latencies, path: &Path) -> anyhow::Result<()> {
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(70)
-        .build_cartesian_2d(0.0..top, 0u64..peak + peak / 10)?;
+        // Bars start at half a delivery, so that a bin of one still shows on the log axis.
+        .build_cartesian_2d(0.0..top, (0.5..peak * 2.0).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("publish to subscriber, ms (up to the p99.9)")
-        .y_desc("deliveries")
+        .y_desc("deliveries (log scale)")
+        .y_label_formatter(&|n| format!("{n:.0}"))
         .label_style(("sans-serif", 15))
         .draw()?;
-    chart.draw_series(counts.iter().enumerate().map(|(i, &n)| {
-        let x0 = i as f64 * width;
-        Rectangle::new([(x0, 0), (x0 + width, n)], BLUE.mix(0.6).filled())
-    }))?;
+    chart.draw_series(
+        counts
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, &n)| {
+                let x0 = i as f64 * width;
+                Rectangle::new([(x0, 0.5), (x0 + width, n as f64)], BLUE.mix(0.6).filled())
+            }),
+    )?;
     for (label, at, colour) in [("p50", p50, GREEN), ("p99", p99, RED)] {
         chart
             .draw_series(LineSeries::new(
-                [(at, 0), (at, peak)],
+                [(at, 0.5), (at, peak)],
                 colour.stroke_width(2),
             ))?
             .label(format!("{label} {at:.2} ms"))
@@ -664,7 +673,7 @@ fn draw(latencies: &Latencies, path: &Path) -> anyhow::Result<()> {
 
 /// Runs both parts against `titan serve ping` (two replicas on private datastores).
 pub async fn ws(options: &WsOptions) -> anyhow::Result<WsReport> {
-    let fits = raise_file_limit()?;
+    let file_limit = raise_file_limit()?;
     let cell = Cell::start_with(CellOptions {
         services: vec!["ping".into()],
         config: Some(CONFIG.into()),
@@ -673,7 +682,7 @@ pub async fn ws(options: &WsOptions) -> anyhow::Result<WsReport> {
     .await;
     let b = cell.replica();
     let idle = if options.idle > 0 {
-        Some(idle(&cell, options, fits).await?)
+        Some(idle(&cell, options, file_limit).await?)
     } else {
         None
     };
