@@ -23,6 +23,18 @@ pub struct ChatConfig {
     /// Largest message content accepted, in bytes.
     #[schemars(range(min = 1, max = 1048576))]
     pub max_message_bytes: u32,
+    /// Most members a GROUP conversation may have, its admins included.
+    #[schemars(range(min = 2, max = 10000))]
+    pub max_group_members: u32,
+    /// How long after sending its sender may still edit a message, in seconds.
+    #[schemars(range(min = 0, max = 604800))]
+    pub edit_window_seconds: u32,
+    /// Messages one user may send at once before the rate applies.
+    #[schemars(range(min = 1, max = 10000))]
+    pub send_burst: u32,
+    /// Then one message per this many milliseconds, per user, across replicas.
+    #[schemars(range(min = 1, max = 60000))]
+    pub send_interval_ms: u32,
     /// Origins a browser WebSocket may connect from (empty = any origin).
     pub allowed_origins: Vec<String>,
 }
@@ -34,6 +46,10 @@ impl Default for ChatConfig {
             presence_ttl_seconds: 60,
             history_page_limit: 100,
             max_message_bytes: 16384,
+            max_group_members: 256,
+            edit_window_seconds: 900,
+            send_burst: 20,
+            send_interval_ms: 200,
             allowed_origins: Vec::new(),
         }
     }
@@ -48,6 +64,10 @@ impl TitanConfig for ChatConfig {
         in_range(s, "presenceTtlSeconds", self.presence_ttl_seconds, 5, 3600)?;
         in_range(s, "historyPageLimit", self.history_page_limit, 1, 100)?;
         in_range(s, "maxMessageBytes", self.max_message_bytes, 1, 1048576)?;
+        in_range(s, "maxGroupMembers", self.max_group_members, 2, 10000)?;
+        in_range(s, "editWindowSeconds", self.edit_window_seconds, 0, 604800)?;
+        in_range(s, "sendBurst", self.send_burst, 1, 10000)?;
+        in_range(s, "sendIntervalMs", self.send_interval_ms, 1, 60000)?;
         origins(s, "allowedOrigins", &self.allowed_origins)
     }
 }

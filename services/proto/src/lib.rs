@@ -19,6 +19,12 @@ pub mod analytics {
     }
 }
 
+pub mod chat {
+    pub mod v1 {
+        tonic::include_proto!("titan.chat.v1");
+    }
+}
+
 pub mod coupon {
     pub mod v1 {
         tonic::include_proto!("titan.coupon.v1");

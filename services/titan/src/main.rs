@@ -25,6 +25,7 @@ const SERVICES: &[fn() -> ServiceDef] = &[
     titan_coupon::service,
     titan_gamification::service,
     titan_analytics::service,
+    titan_chat::service,
 ];
 
 #[derive(Debug, Parser)]

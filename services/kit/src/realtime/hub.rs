@@ -148,6 +148,63 @@ impl Hub {
     }
 }
 
+/// A topic's frames delivered to this process instead of a socket: for a service that
+/// filters or re-orders them before they reach a client (chat de-duplicates a resumed
+/// conversation's live frames against its backlog) or serves them over gRPC streams. Made by
+/// [`super::Realtime::listen`]; leaves the topic when dropped.
+#[derive(Debug)]
+pub struct Listener {
+    hub: Hub,
+    topic: String,
+    outlet: Arc<Outlet>,
+    queue: mpsc::Receiver<Utf8Bytes>,
+}
+
+/// The listener's queue filled (its reader fell behind) and it was cut off; frames after
+/// those still queued are lost to it, so its reader must read state again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the listener fell behind its topic and was cut off")]
+pub struct Lagged;
+
+impl Listener {
+    /// The next frame (`{"type", "payload"}` JSON) in publication order; `Err(Lagged)` once the
+    /// queue overflowed and what was queued before has been read.
+    pub async fn next(&mut self) -> Result<Utf8Bytes, Lagged> {
+        tokio::select! {
+            biased;
+            frame = self.queue.recv() => frame.ok_or(Lagged),
+            () = self.outlet.closing() => self.queue.try_recv().map_err(|_| Lagged),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.hub.unsubscribe(&self.topic, self.outlet.id);
+    }
+}
+
+impl Hub {
+    /// Delivers `topic`'s frames to a [`Listener`] queueing at most `capacity`; returns once
+    /// the channel is subscribed, so every frame published after this returns is received.
+    pub(crate) async fn listen(
+        &self,
+        topic: &str,
+        id: u64,
+        capacity: usize,
+    ) -> Result<Listener, KitError> {
+        let (outlet, queue) = Outlet::new(id, capacity.max(1));
+        let listener = Listener {
+            hub: self.clone(),
+            topic: topic.to_owned(),
+            outlet: outlet.clone(),
+            queue,
+        };
+        self.subscribe(topic, outlet).await?;
+        Ok(listener)
+    }
+}
+
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, Topics> {
         // Every change to the map is one call: a panic cannot leave it half-changed.

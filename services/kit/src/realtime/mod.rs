@@ -29,7 +29,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use endpoint::Endpoint;
 pub use frame::{Close, FrameError};
-pub use hub::{Hub, PublishError};
+pub use hub::{Hub, Lagged, Listener, PublishError};
 pub use session::{Closed, Session};
 
 use crate::{
@@ -109,6 +109,19 @@ impl Realtime {
                 .get_or_init(|| Hub::start(redis.clone(), self.inner.metrics.clone()))
                 .clone(),
         )
+    }
+
+    /// Receives `topic`'s frames, published on any replica, in this process (see
+    /// [`Listener`]); at most `capacity` wait unread before the listener is cut off.
+    pub async fn listen(&self, topic: &str, capacity: usize) -> Result<Listener, KitError> {
+        let hub = self.hub().ok_or_else(|| {
+            KitError::Other("topics need redis, which this process is not connected to".into())
+        })?;
+        let id = self
+            .inner
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        hub.listen(topic, id, capacity).await
     }
 
     /// Sockets open on this replica now.

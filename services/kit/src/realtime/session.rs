@@ -126,6 +126,12 @@ impl Session {
         }
     }
 
+    /// This socket's number, unique within the process: a key for a service's per-socket
+    /// state (the conversations a chat socket follows).
+    pub fn id(&self) -> u64 {
+        self.inner.outlet.id
+    }
+
     /// Who opened the socket (from the verified token).
     pub fn caller(&self) -> &Caller {
         &self.inner.caller
