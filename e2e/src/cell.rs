@@ -60,6 +60,21 @@ pub struct Replica {
     pub admin: SocketAddr,
 }
 
+/// A gRPC channel to a replica's port.
+async fn channel(grpc: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{grpc}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect grpc")
+}
+
+impl Replica {
+    pub async fn channel(&self) -> Channel {
+        channel(self.grpc).await
+    }
+}
+
 impl Cell {
     fn env(cmd: &mut Command, db: &TestPostgres, redis: &TestRedis, ch: &TestClickHouse) {
         cmd.env("TITAN_CELL", "e2e")
@@ -182,11 +197,7 @@ impl Cell {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.grpc))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect grpc")
+        channel(self.grpc).await
     }
 
     /// A token like [`Self::token`]'s but signed with `secret` instead of the cell's: what a

@@ -381,12 +381,7 @@ async fn no_token_reaches_a_log_line() {
         Event::Closed(4401, "token refused: bad signature".into())
     );
 
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", b.grpc))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect grpc");
-    let mut ping = PingServiceClient::new(channel);
+    let mut ping = PingServiceClient::new(b.channel().await);
     let reply = ping
         .ping(authed(
             PingRequest {
