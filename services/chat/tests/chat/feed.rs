@@ -109,3 +109,62 @@ async fn a_fresh_feed_gets_what_comes_next_with_edits_receipts_and_typing() {
         .expect_err("unknown after");
     assert_eq!(e.reason(), Some("INVALID_ARGUMENT"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_publication_is_filled_from_the_store_before_the_next_message() {
+    let w = World::new().await;
+    let c = w.direct("ann", "bob").await;
+    let mut feed = w
+        .replica()
+        .feed(&user("bob"), &c.id.to_string(), "")
+        .await
+        .expect("feed");
+    // A message stored without its publication (the publishing replica lost Redis).
+    let lost = uuid::Uuid::now_v7();
+    sqlx::query("UPDATE chat_conversations SET last_seq = 1, last_message_id = $2 WHERE id = $1")
+        .bind(c.id.uuid())
+        .bind(lost)
+        .execute(&w.db.pool)
+        .await
+        .expect("seq");
+    sqlx::query(
+        "INSERT INTO chat_messages (conversation_id, id, seq, sender_id, kind, content, sent_at) \
+         VALUES ($1, $2, 1, 'ann', 'TEXT', 'unpublished', now())",
+    )
+    .bind(c.id.uuid())
+    .bind(lost)
+    .execute(&w.db.pool)
+    .await
+    .expect("message");
+    let published = w.text("ann", &c, "published").await;
+    assert_eq!(published.seq, 2);
+    let first = next_message(&mut feed).await;
+    assert_eq!((first.seq, first.content.as_str()), (1, "unpublished"));
+    assert_eq!(next_message(&mut feed).await.id, published.id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_feed_that_is_not_read_is_cut_off_and_says_so() {
+    let w = World::new().await;
+    let c = w.direct("ann", "bob").await;
+    let id = c.id.to_string();
+    let mut feed = w.replica().feed(&user("bob"), &id, "").await.expect("feed");
+    // More live events than the feed queues (1024), none read meanwhile.
+    for n in 0..1100 {
+        w.app
+            .set_typing(&user("ann"), &id, n % 2 == 0)
+            .await
+            .expect("typing");
+    }
+    let outcome = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match feed.next().await {
+                Ok(_) => {}
+                Err(e) => return e,
+            }
+        }
+    })
+    .await
+    .expect("cut off in time");
+    assert_eq!(outcome.reason(), Some("SLOW_CONSUMER"));
+}
