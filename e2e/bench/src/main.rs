@@ -78,6 +78,9 @@ enum Scenario {
         /// Messages published per second.
         #[arg(long, default_value_t = 1_000)]
         rate: u32,
+        /// Publishing sockets, half on each replica.
+        #[arg(long, default_value_t = 20)]
+        publishers: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
         #[arg(long, default_value = "target/titan-bench/ws-fanout-latency.png")]
@@ -165,6 +168,7 @@ async fn main() -> ExitCode {
             subscribers,
             topics,
             rate,
+            publishers,
             seconds,
             png,
             debug,
@@ -179,6 +183,7 @@ async fn main() -> ExitCode {
                     subscribers,
                     topics,
                     rate,
+                    publishers,
                     duration: Duration::from_secs(seconds),
                     png,
                     release: !debug,

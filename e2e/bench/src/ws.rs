@@ -59,6 +59,10 @@ pub struct WsOptions {
     pub topics: usize,
     /// Messages published per second, all publishers together.
     pub rate: u32,
+    /// Publishing sockets, half on each replica. A socket's frames are handled one after the
+    /// other (each `publish` waits for Redis), so few publishers at a high rate measure their
+    /// own queue; many senders each sending a little is what a cell sees.
+    pub publishers: usize,
     pub duration: Duration,
     /// Where the latency histogram is drawn.
     pub png: PathBuf,
@@ -75,6 +79,7 @@ impl WsOptions {
             subscribers: 200,
             topics: 20,
             rate: 100,
+            publishers: 4,
             duration: Duration::from_secs(2),
             png,
             release: false,
@@ -114,6 +119,7 @@ impl IdleReport {
 pub struct FanoutReport {
     pub subscribers: usize,
     pub topics: usize,
+    pub publishers: usize,
     pub published: u64,
     pub publish_elapsed: Duration,
     /// Deliveries owed: each message times the subscribers of its topic.
@@ -177,8 +183,8 @@ impl fmt::Display for WsReport {
         let secs = out.publish_elapsed.as_secs_f64();
         writeln!(
             f,
-            "ws fan-out over two replicas: {} subscribers on {} topics",
-            out.subscribers, out.topics
+            "ws fan-out over two replicas: {} subscribers on {} topics, {} publishers",
+            out.subscribers, out.topics, out.publishers
         )?;
         writeln!(
             f,
@@ -454,6 +460,10 @@ async fn fanout(cell: &Cell, b: &Replica, options: &WsOptions) -> anyhow::Result
         options.subscribers,
         options.topics
     );
+    ensure!(
+        options.publishers >= 2,
+        "at least one publisher on each replica"
+    );
     let total = u64::from(options.rate) * options.duration.as_secs().max(1);
     ensure!(
         total >= options.topics as u64,
@@ -471,10 +481,21 @@ async fn fanout(cell: &Cell, b: &Replica, options: &WsOptions) -> anyhow::Result
         )
         .await?,
     );
-    // Two publishers on each replica; topic `t` is always published by publisher `t % 4`, so
-    // each topic has one sender and its order is that sender's order.
-    let mut publishers = open_many(cell, cell.http, "pub-", 0..2, options.sources).await?;
-    publishers.extend(open_many(cell, b.http, "pub-", 2..4, options.sources).await?);
+    // Half the publishers on each replica; topic `t` is always published by publisher
+    // `t % publishers`, so each topic has one sender and its order is that sender's order.
+    let senders_half = options.publishers / 2;
+    let mut publishers =
+        open_many(cell, cell.http, "pub-", 0..senders_half, options.sources).await?;
+    publishers.extend(
+        open_many(
+            cell,
+            b.http,
+            "pub-",
+            senders_half..options.publishers,
+            options.sources,
+        )
+        .await?,
+    );
 
     let base = Instant::now();
     let stop = CancellationToken::new();
@@ -492,8 +513,12 @@ async fn fanout(cell: &Cell, b: &Replica, options: &WsOptions) -> anyhow::Result
     }
     // Every subscription is confirmed by Redis before its ack; both replicas' gauges then say
     // the sockets are open, and a publication now reaches them all.
-    wait_open(cell.admin, half + 2).await?;
-    wait_open(b.admin, options.subscribers - half + 2).await?;
+    wait_open(cell.admin, half + senders_half).await?;
+    wait_open(
+        b.admin,
+        options.subscribers - half + options.publishers - senders_half,
+    )
+    .await?;
     wait_subscribed(&cell.admin, &b.admin, options.subscribers).await?;
 
     let mut senders = Vec::new();
@@ -558,6 +583,7 @@ async fn fanout(cell: &Cell, b: &Replica, options: &WsOptions) -> anyhow::Result
     Ok(FanoutReport {
         subscribers: options.subscribers,
         topics: options.topics,
+        publishers: options.publishers,
         published: total,
         publish_elapsed,
         expected,
