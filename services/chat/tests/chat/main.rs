@@ -3,6 +3,7 @@
 //! deletions, history pages and their query plans, receipts and unread counts, typing and
 //! presence, and feeds across two replicas that resume with no gap and no duplicate.
 
+mod bench;
 mod feed;
 mod plan;
 mod rules;
