@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analytics;
+pub mod chat;
 pub mod ws;
 
 use std::{

@@ -1,7 +1,7 @@
 //! `titan-bench flashsale`: prints throughput, latency, refusals and the oversell check of the
 //! flash-sale hot path. `titan-bench analytics`: event ingestion throughput and report
 //! latencies. `titan-bench ws`: idle WebSockets per replica and their memory, fan-out latency
-//! across two replicas. All need the datastores of `cargo xtask datastores start` (their URLs
+//! across two replicas. `titan-bench chat`: chat delivery over two replicas and history pages. All need the datastores of `cargo xtask datastores start` (their URLs
 //! in `TITAN_TEST_*`).
 #![forbid(unsafe_code)]
 
@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use titan_bench::{
     Options,
     analytics::{AnalyticsOptions, analytics},
+    chat::{ChatOptions, chat},
     ws::{WsOptions, ws},
 };
 
@@ -85,6 +86,31 @@ enum Scenario {
         seconds: u64,
         #[arg(long, default_value = "target/titan-bench/ws-fanout-latency.png")]
         png: PathBuf,
+        #[arg(long)]
+        debug: bool,
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Chat over two `titan serve chat` replicas: every user on a WebSocket, messages sent
+    /// over gRPC to 1:1 conversations then to groups; delivery latency, stored messages/s,
+    /// replica RSS, and history pages of 50 from a 1,000,000-message conversation.
+    Chat {
+        /// Connected users, half per replica (even).
+        #[arg(long, default_value_t = 10_000)]
+        users: usize,
+        #[arg(long, default_value_t = 50)]
+        group_size: usize,
+        /// Messages sent per second in each phase.
+        #[arg(long, default_value_t = 1_000)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Client source addresses 127.0.0.1 ..= 127.0.0.N.
+        #[arg(long, default_value_t = 4)]
+        sources: u8,
+        /// History pages read (0 skips the 1,000,000-message conversation).
+        #[arg(long, default_value_t = 2_000)]
+        pages: usize,
         #[arg(long)]
         debug: bool,
         #[arg(long)]
@@ -190,6 +216,31 @@ async fn main() -> ExitCode {
                 }
             };
             finish(ws(&options).await, titan_bench::ws::WsReport::exact)
+        }
+        Scenario::Chat {
+            users,
+            group_size,
+            rate,
+            seconds,
+            sources,
+            pages,
+            debug,
+            quick,
+        } => {
+            let options = if quick {
+                ChatOptions::quick()
+            } else {
+                ChatOptions {
+                    users,
+                    group_size,
+                    rate,
+                    duration: Duration::from_secs(seconds),
+                    sources,
+                    pages,
+                    release: !debug,
+                }
+            };
+            finish(chat(&options).await, titan_bench::chat::ChatReport::exact)
         }
     }
 }
