@@ -1,8 +1,8 @@
 //! `titan-bench flashsale`: prints throughput, latency, refusals and the oversell check of the
 //! flash-sale hot path. `titan-bench analytics`: event ingestion throughput and report
 //! latencies. `titan-bench ws`: idle WebSockets per replica and their memory, fan-out latency
-//! across two replicas. `titan-bench chat`: chat delivery over two replicas and history pages. All need the datastores of `cargo xtask datastores start` (their URLs
-//! in `TITAN_TEST_*`).
+//! across two replicas. `titan-bench chat`: chat delivery over two replicas and history pages.
+//! All need the datastores of `cargo xtask datastores start` (their URLs in `TITAN_TEST_*`).
 #![forbid(unsafe_code)]
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
