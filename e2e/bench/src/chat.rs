@@ -74,6 +74,8 @@ impl ChatOptions {
 #[derive(Debug, Default)]
 pub struct Phase {
     pub sent: u64,
+    /// Sends refused or failed, by gRPC code.
+    pub failed: std::collections::BTreeMap<String, u64>,
     pub stored_per_second: f64,
     pub expected: u64,
     pub delivered: u64,
@@ -106,8 +108,10 @@ impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} sent, {:.0} stored/s, {} of {} deliveries; latency p50 {:.2} ms, p99 {:.2} ms (target p99 < 50 ms)",
+            "{} sent ({} failed: {:?}), {:.0} stored/s, {} of {} deliveries; latency p50 {:.2} ms, p99 {:.2} ms (target p99 < 50 ms)",
             self.sent,
+            self.failed.values().sum::<u64>(),
+            self.failed,
             self.stored_per_second,
             self.delivered,
             self.expected,
@@ -267,10 +271,18 @@ async fn phase(
                     &token,
                 ))
                 .await
-                .is_ok()
+                .map(drop)
+                .map_err(|status| format!("{:?}", status.code()))
         });
     }
-    let stored = sends.join_all().await.into_iter().filter(|ok| *ok).count() as u64;
+    let mut failed = std::collections::BTreeMap::new();
+    let mut stored = 0u64;
+    for outcome in sends.join_all().await {
+        match outcome {
+            Ok(()) => stored += 1,
+            Err(code) => *failed.entry(code).or_insert(0) += 1,
+        }
+    }
     let elapsed = began.elapsed().as_secs_f64();
     let expected = stored * receivers_each;
     let mut all = Vec::with_capacity(usize::try_from(expected)?);
@@ -283,6 +295,7 @@ async fn phase(
     all.sort_unstable();
     Ok(Phase {
         sent: total,
+        failed,
         stored_per_second: stored as f64 / elapsed,
         expected,
         delivered: all.len() as u64,
