@@ -246,11 +246,13 @@ async fn subscribe<S: ChatStore>(
                 () = stop.cancelled() => break,
                 next = feed.next() => next,
             };
+            // Paced: a resumed backlog comes from the store page by page and waits for the
+            // reader; a reader too slow for the live frames is cut off by the feed's listener.
             let sent = match next {
-                Ok(Event::Message(m)) => session.send(crate::app::frames::MESSAGE, &m),
-                Ok(Event::Updated(m)) => session.send(crate::app::frames::UPDATED, &m),
-                Ok(Event::Receipt(r)) => session.send(crate::app::frames::RECEIPT, &r),
-                Ok(Event::Typing(t)) => session.send(crate::app::frames::TYPING, &t),
+                Ok(Event::Message(m)) => session.send_paced(crate::app::frames::MESSAGE, &m).await,
+                Ok(Event::Updated(m)) => session.send_paced(crate::app::frames::UPDATED, &m).await,
+                Ok(Event::Receipt(r)) => session.send_paced(crate::app::frames::RECEIPT, &r).await,
+                Ok(Event::Typing(t)) => session.send_paced(crate::app::frames::TYPING, &t).await,
                 Err(ChatError::SlowConsumer) => {
                     session.close(Close::new(
                         Close::SLOW_CONSUMER,

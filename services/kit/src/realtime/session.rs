@@ -1,5 +1,6 @@
 //! One socket as the rest of the process sees it: its [`Outlet`] (the bounded send queue the
-//! hub and the handlers push into without ever waiting, and the switch that closes it) and the
+//! hub and the handlers push into without ever waiting — a store-backed feed may wait for room
+//! with [`Session::send_paced`] — and the switch that closes it) and the
 //! [`Session`] a service's handlers receive (the caller, the path parameters, sending, topics).
 
 use std::{
@@ -58,6 +59,16 @@ impl Outlet {
                 false
             }
             Err(TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Queues `text`, waiting for room rather than closing the socket: for a producer whose
+    /// own source is bounded and can wait (a backlog read page by page from a store), paced by
+    /// the reader. False once the socket is closing.
+    pub(crate) async fn push_paced(&self, text: Utf8Bytes) -> bool {
+        tokio::select! {
+            sent = self.queue.send(text) => sent.is_ok(),
+            () = self.closing() => false,
         }
     }
 
@@ -151,6 +162,25 @@ impl Session {
         }
         .text();
         self.push(kind, text)
+    }
+
+    /// Like [`Self::send`] but waits while the queue is full instead of closing the socket: for
+    /// a feed that replays a store's backlog, which would otherwise overflow the queue of a
+    /// socket that reads at network speed. Its caller's source must bound how far it may fall
+    /// behind (chat's live listener cuts a lagging feed off by itself).
+    pub async fn send_paced<T: Serialize>(&self, kind: &str, payload: &T) -> Result<(), Closed> {
+        let text = ServerFrame {
+            kind,
+            id: None,
+            payload,
+        }
+        .text();
+        if self.inner.outlet.push_paced(text.into()).await {
+            self.inner.realtime.inner.metrics.frames_out(kind, 1);
+            Ok(())
+        } else {
+            Err(Closed)
+        }
     }
 
     pub(crate) fn push(&self, kind: &str, text: String) -> Result<(), Closed> {
@@ -271,6 +301,31 @@ mod tests {
         assert_eq!(outlet.reason().map(|r| r.0.code), Some(4408));
         assert_eq!(rx.recv().await.as_deref(), Some("a"));
         assert_eq!(rx.recv().await.as_deref(), Some("b"));
+    }
+
+    #[tokio::test]
+    async fn a_paced_push_waits_for_room_instead_of_closing() {
+        let (outlet, mut rx) = Outlet::new(1, 1);
+        assert!(outlet.push("a".into()));
+        let mut paced = Box::pin(outlet.push_paced("b".into()));
+        // The queue is full: the push waits, and the socket stays open.
+        assert!(futures::poll!(&mut paced).is_pending());
+        assert_eq!(outlet.reason(), None);
+        assert_eq!(rx.recv().await.as_deref(), Some("a"));
+        assert!(paced.await);
+        assert_eq!(rx.recv().await.as_deref(), Some("b"));
+        assert_eq!(outlet.reason(), None);
+    }
+
+    #[tokio::test]
+    async fn a_paced_push_gives_up_when_the_socket_closes() {
+        let (outlet, _rx) = Outlet::new(1, 1);
+        assert!(outlet.push("a".into()));
+        let mut paced = Box::pin(outlet.push_paced("b".into()));
+        assert!(futures::poll!(&mut paced).is_pending());
+        outlet.close(Close::new(1001, "bye"), Disconnect::GoingAway);
+        assert!(!paced.await);
+        assert_eq!(outlet.reason().map(|r| r.0.code), Some(1001));
     }
 
     #[tokio::test]
