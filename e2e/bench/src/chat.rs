@@ -9,26 +9,24 @@
 
 use std::{
     fmt,
-    net::{Ipv4Addr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, ensure};
 use futures::{SinkExt, StreamExt, stream};
-use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use serde_json::{Value, json};
-use titan_e2e::{Cell, CellOptions, Process, authed};
+use titan_e2e::{Cell, CellOptions, authed};
 use titan_kit::reexport::sqlx;
 use titan_proto::chat::v1::{self as pb, chat_service_client::ChatServiceClient};
-use tokio::{net::TcpSocket, sync::mpsc, task::JoinSet};
-use tokio_tungstenite::{
-    WebSocketStream, client_async,
-    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
-};
+use tokio::{sync::mpsc, task::JoinSet};
+use tokio_tungstenite::tungstenite::Message;
 use tonic::transport::Channel;
 
-use crate::Latencies;
+use crate::{
+    Latencies,
+    ws::{Socket, connect, raise_file_limit, rss},
+};
 
 const PATH: &str = "/v1/chat/ws";
 /// Connection limits raised past what is measured; sends limited only by the store.
@@ -144,51 +142,7 @@ impl fmt::Display for ChatReport {
     }
 }
 
-type Socket = WebSocketStream<tokio::net::TcpStream>;
 type Grpc = ChatServiceClient<Channel>;
-
-/// Raises the soft file limit to the hard one (the children inherit it).
-fn raise_file_limit() -> anyhow::Result<()> {
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("read the file limit")?;
-    if soft < hard {
-        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).context("raise the file limit")?;
-    }
-    Ok(())
-}
-
-fn rss(process: &Process) -> anyhow::Result<u64> {
-    let path = format!("/proc/{}/status", process.id());
-    let status = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .with_context(|| format!("no VmRSS in {path}"))?;
-    Ok(kib * 1024)
-}
-
-async fn connect(http: SocketAddr, source: u8, token: &str) -> anyhow::Result<Socket> {
-    let socket = TcpSocket::new_v4()?;
-    socket
-        .bind(SocketAddr::from((Ipv4Addr::new(127, 0, 0, source), 0)))
-        .with_context(|| format!("bind 127.0.0.{source}"))?;
-    let stream = socket.connect(http).await.context("connect")?;
-    let mut request = format!("ws://{http}{PATH}").into_client_request()?;
-    request.headers_mut().insert(
-        "authorization",
-        HeaderValue::from_str(&format!("Bearer {token}"))?,
-    );
-    Ok(client_async(request, stream)
-        .await
-        .context("websocket handshake")?
-        .0)
-}
 
 fn user(i: usize) -> String {
     format!("u{i}")
@@ -457,7 +411,7 @@ pub async fn chat(options: &ChatOptions) -> anyhow::Result<ChatReport> {
             }
             let source = u8::try_from(i % usize::from(sources)).unwrap_or(0) + 1;
             async move {
-                let mut ws = connect(http, source, &token).await?;
+                let mut ws = connect(http, PATH, source, &token).await?;
                 subscribe(&mut ws, &wanted).await?;
                 anyhow::Ok((i, ws))
             }

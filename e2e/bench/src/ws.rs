@@ -227,11 +227,12 @@ impl fmt::Display for WsReport {
     }
 }
 
-type Socket = WebSocketStream<tokio::net::TcpStream>;
+/// A client WebSocket (the chat load generator's too).
+pub(crate) type Socket = WebSocketStream<tokio::net::TcpStream>;
 
 /// Raises this process's soft file limit to the hard one (children inherit it) and returns
 /// it: both ends of every socket live on this machine, each end in one process.
-fn raise_file_limit() -> anyhow::Result<u64> {
+pub(crate) fn raise_file_limit() -> anyhow::Result<u64> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("read the file limit")?;
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard).context("raise the file limit")?;
@@ -240,7 +241,7 @@ fn raise_file_limit() -> anyhow::Result<u64> {
 }
 
 /// Resident memory of a process, from `/proc/<pid>/status`.
-fn rss(process: &Process) -> anyhow::Result<u64> {
+pub(crate) fn rss(process: &Process) -> anyhow::Result<u64> {
     let path = format!("/proc/{}/status", process.id());
     let status = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
     let kib = status
@@ -287,8 +288,14 @@ async fn wait_open(admin: SocketAddr, want: usize) -> anyhow::Result<()> {
     }
 }
 
-/// One client socket from source address 127.0.0.`source`, authenticated as a token's user.
-async fn connect(http: SocketAddr, source: u8, token: &str) -> anyhow::Result<Socket> {
+/// One client socket to `path` from source address 127.0.0.`source`, authenticated as a
+/// token's user.
+pub(crate) async fn connect(
+    http: SocketAddr,
+    path: &str,
+    source: u8,
+    token: &str,
+) -> anyhow::Result<Socket> {
     let socket = TcpSocket::new_v4()?;
     socket
         .bind(SocketAddr::from((Ipv4Addr::new(127, 0, 0, source), 0)))
@@ -297,7 +304,7 @@ async fn connect(http: SocketAddr, source: u8, token: &str) -> anyhow::Result<So
         .connect(http)
         .await
         .with_context(|| format!("connect to {http} from 127.0.0.{source}"))?;
-    let mut request = format!("ws://{http}{PATH}").into_client_request()?;
+    let mut request = format!("ws://{http}{path}").into_client_request()?;
     request.headers_mut().insert(
         "authorization",
         HeaderValue::from_str(&format!("Bearer {token}"))?,
@@ -322,7 +329,7 @@ async fn open_many(
             let token = cell.token(&format!("{prefix}{i}"), &[]);
             // `i % sources` < sources ≤ 255, so it fits; 0 is not a loopback source.
             let source = u8::try_from(i % usize::from(sources)).unwrap_or(0) + 1;
-            async move { connect(http, source, &token).await }
+            async move { connect(http, PATH, source, &token).await }
         })
         .buffer_unordered(CONNECTING)
         .collect::<Vec<_>>()
