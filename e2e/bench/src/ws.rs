@@ -260,16 +260,27 @@ pub(crate) fn rss(process: &Process) -> anyhow::Result<u64> {
 
 /// The `titan_realtime_connections` gauge of a replica's admin port.
 async fn open_sockets(admin: SocketAddr) -> anyhow::Result<usize> {
+    metric(admin, "titan_realtime_connections")
+        .await?
+        .context("no titan_realtime_connections in /metrics")
+}
+
+/// The value of one series (name and labels exactly as Prometheus text writes them) on a
+/// replica's /metrics, `None` while the replica has not written it yet.
+async fn metric(admin: SocketAddr, series: &str) -> anyhow::Result<Option<usize>> {
     let text = reqwest::get(format!("http://{admin}/metrics"))
         .await
         .context("read /metrics")?
         .text()
         .await
         .context("read /metrics")?;
-    text.lines()
-        .find_map(|line| line.strip_prefix("titan_realtime_connections "))
-        .and_then(|v| v.trim().parse().ok())
-        .context("no titan_realtime_connections in /metrics")
+    Ok(text.lines().find_map(|line| {
+        line.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    }))
 }
 
 /// Waits until a replica counts `want` open sockets.
@@ -609,14 +620,9 @@ async fn wait_subscribed(a: &SocketAddr, b: &SocketAddr, subscribers: usize) -> 
     loop {
         let mut acked = 0;
         for admin in [a, b] {
-            let text = reqwest::get(format!("http://{admin}/metrics"))
+            // No acknowledgement sent yet: the counter is not written until its first.
+            acked += metric(*admin, "titan_realtime_frames_out_total{type=\"ack\"}")
                 .await?
-                .text()
-                .await?;
-            acked += text
-                .lines()
-                .find_map(|l| l.strip_prefix("titan_realtime_frames_out_total{type=\"ack\"} "))
-                .and_then(|v| v.trim().parse::<usize>().ok())
                 .unwrap_or(0);
         }
         if acked >= subscribers {

@@ -489,6 +489,30 @@ impl<S: ChatStore> Chat<S> {
         Ok(c)
     }
 
+    /// The prologue of a membership change: the caller, the group and the member, parsed and
+    /// loaded, refused unless the caller is an admin of the group — or removes themself
+    /// (`self_allowed`), since anyone may leave.
+    async fn member_change(
+        &self,
+        caller: &Caller,
+        conversation: &str,
+        user: &str,
+        self_allowed: bool,
+    ) -> Result<(UserId, ConversationId, UserId, Conversation), ChatError> {
+        let me = Self::user(caller)?;
+        let id = ConversationId::parse("conversation_id", conversation)?;
+        let user = UserId::parse("user_id", user)?;
+        let c = self.group_of(caller, id).await?;
+        let leaving = self_allowed && user == me;
+        if !leaving && !c.is_admin(me.as_str()) {
+            return Err(ChatError::NotAnAdmin {
+                user: me.to_string(),
+                conversation: id,
+            });
+        }
+        Ok((me, id, user, c))
+    }
+
     #[tracing::instrument(skip(self), fields(user = %caller.user_id))]
     pub async fn add_member(
         &self,
@@ -496,16 +520,9 @@ impl<S: ChatStore> Chat<S> {
         conversation: &str,
         user: &str,
     ) -> Result<Conversation, ChatError> {
-        let me = Self::user(caller)?;
-        let id = ConversationId::parse("conversation_id", conversation)?;
-        let user = UserId::parse("user_id", user)?;
-        let c = self.group_of(caller, id).await?;
-        if !c.is_admin(me.as_str()) {
-            return Err(ChatError::NotAnAdmin {
-                user: me.to_string(),
-                conversation: id,
-            });
-        }
+        let (me, id, user, _) = self
+            .member_change(caller, conversation, user, false)
+            .await?;
         let note = Content::system(format!("{me} added {user}"));
         let draft = Draft {
             sender: &me,
@@ -529,16 +546,7 @@ impl<S: ChatStore> Chat<S> {
         conversation: &str,
         user: &str,
     ) -> Result<Conversation, ChatError> {
-        let me = Self::user(caller)?;
-        let id = ConversationId::parse("conversation_id", conversation)?;
-        let user = UserId::parse("user_id", user)?;
-        let c = self.group_of(caller, id).await?;
-        if user != me && !c.is_admin(me.as_str()) {
-            return Err(ChatError::NotAnAdmin {
-                user: me.to_string(),
-                conversation: id,
-            });
-        }
+        let (me, id, user, c) = self.member_change(caller, conversation, user, true).await?;
         let text = if user == me {
             format!("{me} left")
         } else {
