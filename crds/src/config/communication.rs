@@ -35,7 +35,9 @@ pub struct ChatConfig {
     /// Then one message per this many milliseconds, per user, across replicas.
     #[schemars(range(min = 1, max = 60000))]
     pub send_interval_ms: u32,
-    /// Origins a browser WebSocket may connect from (empty = any origin).
+    /// Origins (`scheme://host[:port]`) whose browser pages may open this service's
+    /// WebSockets. Empty = no browser page; apps and servers, which send no `Origin`, connect
+    /// with their token alone.
     pub allowed_origins: Vec<String>,
 }
 
@@ -88,7 +90,9 @@ pub struct LivestreamConfig {
     /// Base URL of HLS playback; absent = taken from the cell's media status.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hls_base_url: Option<String>,
-    /// Origins a browser WebSocket may connect from (empty = any origin).
+    /// Origins (`scheme://host[:port]`) whose browser pages may open this service's
+    /// WebSockets. Empty = no browser page; apps and servers, which send no `Origin`, connect
+    /// with their token alone.
     pub allowed_origins: Vec<String>,
 }
 
@@ -135,7 +139,9 @@ pub struct VideocallConfig {
     pub turn: TurnCredentials,
     /// Whether calls may be recorded (still only with both parties' consent).
     pub recording_allowed: bool,
-    /// Origins a browser WebSocket may connect from (empty = any origin).
+    /// Origins (`scheme://host[:port]`) whose browser pages may open this service's
+    /// WebSockets. Empty = no browser page; apps and servers, which send no `Origin`, connect
+    /// with their token alone.
     pub allowed_origins: Vec<String>,
 }
 

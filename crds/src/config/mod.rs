@@ -174,6 +174,18 @@ impl ServiceConfig {
         // Plain structs of numbers, strings and lists always serialize.
         value.unwrap_or(serde_json::Value::Null)
     }
+
+    /// The origins whose browser pages may open the service's WebSockets: kit reads them as
+    /// `realtime.allowedOrigins`, so the operator writes them there. Services without a
+    /// setting of their own admit no browser page.
+    pub fn websocket_origins(&self) -> &[String] {
+        match self {
+            Self::Chat(c) => &c.allowed_origins,
+            Self::Livestream(c) => &c.allowed_origins,
+            Self::Videocall(c) => &c.allowed_origins,
+            _ => &[],
+        }
+    }
 }
 
 /// Refuses a value outside `min..=max`.

@@ -80,7 +80,18 @@ pub fn validate(service: &Service, cell: &str) -> Result<RenderedConfig, Invalid
         kind => {
             let config = ServiceConfig::parse(kind, service.spec.config.as_ref())
                 .map_err(|e| InvalidSpec::Config(e.to_string()))?;
-            json!({ "cell": cell, "services": { kind.as_str(): config.to_json() } })
+            // kit's WebSocket gate: browsers always send `Origin` and are held to the
+            // service's list; apps and servers send none and are let in on their token alone
+            // (forging a missing Origin gains nothing a forged one would not).
+            let realtime = json!({
+                "allowedOrigins": config.websocket_origins(),
+                "allowMissingOrigin": true,
+            });
+            json!({
+                "cell": cell,
+                "realtime": realtime,
+                "services": { kind.as_str(): config.to_json() },
+            })
         }
     };
     let yaml = serde_yaml::to_string(&document)

@@ -285,6 +285,34 @@ fn the_config_map_holds_the_typed_config_with_defaults_and_a_change_rolls_the_po
     );
 }
 
+/// kit's WebSocket gate reads `realtime:` from the rendered file: a service's own
+/// `allowedOrigins` go there, and clients without `Origin` (apps, servers) are let in on their
+/// token, so a cell's WebSockets serve at all.
+#[test]
+fn websocket_origins_reach_the_runtime_of_their_service_only() {
+    let cell = cell_fixture("full-cell.yaml");
+    let realtime = |name: &str| {
+        let service = services_of(&cell)
+            .into_iter()
+            .find(|s| s.name_any() == name)
+            .expect("service");
+        let objects = objects_of(&cell, &service);
+        let text = objects.config_map.data.as_ref().expect("data")["config.yaml"].clone();
+        titan_kit::config::Config::from_sources(Some(&text), |name| match name {
+            "TITAN_AUTH_HS256_SECRET" => Some("from-the-cell-auth-secret-32-bytes!".to_owned()),
+            _ => None,
+        })
+        .unwrap_or_else(|e| panic!("{name}: {e}\n{text}"))
+        .realtime
+    };
+    let chat = realtime("chat");
+    assert_eq!(chat.allowed_origins, vec!["https://shop.example".to_owned()]);
+    assert!(chat.allow_missing_origin);
+    let flashsale = realtime("flashsale");
+    assert_eq!(flashsale.allowed_origins, Vec::<String>::new());
+    assert!(flashsale.allow_missing_origin);
+}
+
 #[test]
 fn autoscaling_targets_the_service_scale_subresource() {
     let cell = cell_fixture("full-cell.yaml");
