@@ -118,7 +118,9 @@ fn main() -> ExitCode {
             },
         }),
         Command::Crd { out } => crd(out),
-        Command::Render { files } => render_files(&files),
+        Command::Render { files } => render::render_files(&files)
+            .map_err(Into::into)
+            .and_then(|text| emit(&text)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -175,22 +177,6 @@ fn crd(out: Option<PathBuf>) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn render_files(files: &[PathBuf]) -> anyhow::Result<()> {
-    let mut sources = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
-        sources.push((file.display().to_string(), text));
-    }
-    // Every file is checked before anything is printed: a pipeline sees all problems at once.
-    let inputs = render::Inputs::read(
-        sources
-            .iter()
-            .map(|(name, text)| (name.as_str(), text.as_str())),
-    )?;
-    emit(&render::render(&inputs)?)
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error for a printing command.

@@ -54,6 +54,14 @@ pub enum RenderError {
     /// An object could not be serialized.
     #[error("cannot serialize an object: {0}")]
     Serialize(#[from] serde_yaml::Error),
+    /// An input file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 fn refused_lines(problems: &[Problem]) -> String {
@@ -199,6 +207,25 @@ fn refuse(problems: Vec<Problem>) -> Result<(), RenderError> {
     } else {
         Err(RenderError::Refused(problems))
     }
+}
+
+/// Reads `files` and renders them: `titan-operator render -f` and `kubectl titan render -f`.
+/// Every file is checked before anything is rendered, so a pipeline sees all problems at once.
+pub fn render_files(files: &[std::path::PathBuf]) -> Result<String, RenderError> {
+    let mut sources = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).map_err(|source| RenderError::Read {
+            path: file.display().to_string(),
+            source,
+        })?;
+        sources.push((file.display().to_string(), text));
+    }
+    let inputs = Inputs::read(
+        sources
+            .iter()
+            .map(|(name, text)| (name.as_str(), text.as_str())),
+    )?;
+    render(&inputs)
 }
 
 /// Every object the operator would apply, in apply order, as YAML documents that every YAML
