@@ -1,6 +1,8 @@
 //! Assignment throughput: `Assign`'s work in process (the service's `assign_batch` over its
-//! snapshot, exposures queued to the real ClickHouse writer) and `AssignBatch` of 100
-//! experiments over gRPC through kit's runtime, on the test PostgreSQL and ClickHouse servers.
+//! snapshot, exposures queued to the real ClickHouse writer) for new users and for 1,000
+//! returning visitors (with the share of their first exposures that reached ClickHouse), and
+//! `AssignBatch` of 100 experiments over gRPC through kit's runtime, on the test PostgreSQL
+//! and ClickHouse servers.
 //!
 //! ```sh
 //! eval "$(cargo xtask datastores env | grep export)"
@@ -19,6 +21,7 @@ use std::{
 use prost_types::{Struct, Value, value::Kind};
 use serde_json::json;
 use titan_abtesting::{
+    App,
     app::Abtesting,
     config::Settings,
     domain::{RawSpec, experiment::Action},
@@ -40,6 +43,8 @@ use tokio_util::sync::CancellationToken;
 
 const EXPERIMENTS: usize = 100;
 const GRPC_CLIENTS: usize = 16;
+/// The returning-visitor population.
+const VISITORS: u64 = 1_000;
 
 fn admin() -> Caller {
     Caller {
@@ -59,6 +64,51 @@ fn spec(i: usize) -> RawSpec {
         hash_version: if i.is_multiple_of(4) { 1 } else { 2 },
         ..RawSpec::default()
     }
+}
+
+/// Runs `workers` threads calling the service's `assign_batch` over every running experiment
+/// for `phase`, worker `w`'s `i`-th call for user `user(w, i)`, as a trusted caller so that
+/// exposures are logged as in production. Returns the assignments, the seconds and the calls
+/// of each worker.
+async fn drive(
+    app: &Arc<App>,
+    workers: usize,
+    phase: Duration,
+    user: impl Fn(usize, u64) -> String + Send + Copy + 'static,
+) -> Result<(u64, f64, Vec<u64>), Box<dyn std::error::Error>> {
+    let done = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..workers)
+        .map(|w| {
+            let (app, done, count) = (app.clone(), done.clone(), count.clone());
+            std::thread::spawn(move || {
+                let caller = admin();
+                let (mut n, mut calls) = (0u64, 0u64);
+                while !done.load(Ordering::Relaxed) {
+                    let attrs = json!({ "id": user(w, calls), "country": "SG" });
+                    let attrs = attrs.as_object().cloned().unwrap_or_default();
+                    n += app
+                        .assign_batch(Some(&caller), &[], &attrs)
+                        .map_or(0, |a| a.len() as u64);
+                    calls += 1;
+                }
+                count.fetch_add(n, Ordering::Relaxed);
+                calls
+            })
+        })
+        .collect();
+    tokio::time::sleep(phase).await;
+    done.store(true, Ordering::Relaxed);
+    let calls = handles
+        .into_iter()
+        .map(|h| h.join().map_err(|_| "worker panicked"))
+        .collect::<Result<_, _>>()?;
+    Ok((
+        count.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64(),
+        calls,
+    ))
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -117,48 +167,58 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     for workers in [1, threads] {
-        let done = Arc::new(AtomicBool::new(false));
-        let count = Arc::new(AtomicU64::new(0));
-        let started = Instant::now();
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                let (app, done, count) = (app.clone(), done.clone(), count.clone());
-                std::thread::spawn(move || {
-                    // A trusted caller, so every assignment logs its exposure as in production.
-                    let caller = admin();
-                    let mut n = 0u64;
-                    let mut user = 0u64;
-                    while !done.load(Ordering::Relaxed) {
-                        let attrs = json!({ "id": format!("user-{w}-{user}"), "country": "SG" });
-                        let attrs = attrs.as_object().cloned().unwrap_or_default();
-                        n += app
-                            .assign_batch(Some(&caller), &[], &attrs)
-                            .map_or(0, |a| a.len() as u64);
-                        user += 1;
-                    }
-                    count.fetch_add(n, Ordering::Relaxed);
-                })
-            })
-            .collect();
-        tokio::time::sleep(phase).await;
-        done.store(true, Ordering::Relaxed);
-        for h in handles {
-            h.join().map_err(|_| "worker panicked")?;
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        let n = count.load(Ordering::Relaxed);
+        let (n, elapsed, _) = drive(&app, workers, phase, |w, i| format!("user-{w}-{i}")).await?;
         println!(
             "in process, {workers} thread(s): {n} assignments in {elapsed:.2} s = {:.0} assignments/s ({:.0} batches of {EXPERIMENTS}/s)",
             n as f64 / elapsed,
             n as f64 / elapsed / EXPERIMENTS as f64,
         );
     }
+    let (written, dropped, repeats) = (
+        metrics.written_count(),
+        metrics.dropped_count(),
+        metrics.deduplicated_count(),
+    );
+
+    // Returning visitors: a population that comes back page after page, as a shop's does.
+    // Each worker owns a stripe of VISITORS and walks it round and round.
+    let stripe = VISITORS / threads as u64;
+    let (n, elapsed, calls) = drive(&app, threads, phase, move |w, i| {
+        format!("visitor-{}", w as u64 + threads as u64 * (i % stripe))
+    })
+    .await?;
     stop_writer.cancel();
     writer.await??;
+    // The exposures a perfect log holds: each visitor's in-experiment assignments, counted
+    // with an anonymous caller, which logs nothing.
+    let mut expected = 0u64;
+    for (w, calls) in calls.iter().enumerate() {
+        for k in 0..(*calls).min(stripe) {
+            let attrs = json!({ "id": format!("visitor-{}", w as u64 + threads as u64 * k), "country": "SG" });
+            let attrs = attrs.as_object().cloned().unwrap_or_default();
+            expected += app
+                .assign_batch(None, &[], &attrs)
+                .map_or(0, |a| a.iter().filter(|a| a.in_experiment).count() as u64);
+        }
+    }
+    let logged: u64 = ch
+        .client
+        .query(
+            "SELECT count() FROM (SELECT DISTINCT experiment_key, user_id \
+             FROM abtesting_exposures WHERE startsWith(user_id, 'visitor-'))",
+        )
+        .fetch_one()
+        .await?;
     println!(
-        "exposures written to ClickHouse: {}; dropped because the writer's queue was full: {} (Assign never waits for ClickHouse)",
-        metrics.written_count(),
-        metrics.dropped_count()
+        "in process, {threads} thread(s), {VISITORS} returning visitors: {n} assignments in {elapsed:.2} s = {:.0}/s; \
+         first exposures in ClickHouse {logged} of {expected} ({:.2} %); repeats not queued {}, dropped {} (queue full)",
+        n as f64 / elapsed,
+        100.0 * logged as f64 / expected.max(1) as f64,
+        metrics.deduplicated_count() - repeats,
+        metrics.dropped_count() - dropped,
+    );
+    println!(
+        "new users: exposures written to ClickHouse: {written}; dropped because the writer's queue was full: {dropped} (Assign never waits for ClickHouse)",
     );
 
     // Over gRPC: the service in kit's runtime, AssignBatch of every running experiment, as the

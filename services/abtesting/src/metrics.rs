@@ -11,6 +11,7 @@ pub struct Metrics {
     /// One counter per outcome, looked up once: `Assign` is the hot path.
     assigned: [IntCounter; 5],
     exposures_dropped: IntCounter,
+    exposures_deduplicated: IntCounter,
     exposures_written: IntCounter,
     exposures_lost: IntCounter,
     refresh_failures: IntCounter,
@@ -54,6 +55,10 @@ impl Metrics {
                 "titan_abtesting_exposures_dropped_total",
                 "exposures dropped because the writer's queue was full (Assign never waits for it)",
             )?,
+            exposures_deduplicated: counter(
+                "titan_abtesting_exposures_deduplicated_total",
+                "exposures not queued because this replica queued the same experiment, variant and user lately",
+            )?,
             exposures_written: counter(
                 "titan_abtesting_exposures_written_total",
                 "exposures written to ClickHouse",
@@ -77,6 +82,10 @@ impl Metrics {
         self.exposures_dropped.inc();
     }
 
+    pub fn exposure_deduplicated(&self) {
+        self.exposures_deduplicated.inc();
+    }
+
     pub fn exposures_written(&self, n: usize) {
         self.exposures_written.inc_by(n as u64);
     }
@@ -95,5 +104,9 @@ impl Metrics {
 
     pub fn written_count(&self) -> u64 {
         self.exposures_written.get()
+    }
+
+    pub fn deduplicated_count(&self) -> u64 {
+        self.exposures_deduplicated.get()
     }
 }

@@ -1,7 +1,9 @@
 //! ClickHouse: the `abtesting_exposures` table, the exposure writer and the result aggregates.
 //!
 //! Exposures go through a bounded channel to one writer task that inserts a batch when it has
-//! `exposureBatchSize` rows or its oldest row has waited `exposureFlushMillis`. `Assign` only
+//! `exposureBatchSize` rows or its oldest row has waited `exposureFlushMillis`. An exposure this
+//! replica queued lately (same experiment, variant and user; see [`super::recent`]) is not
+//! queued again and is counted in `titan_abtesting_exposures_deduplicated_total`. `Assign` only
 //! ever `try_send`s: when the queue is full (ClickHouse slow or down) the exposure is dropped and
 //! counted in `titan_abtesting_exposures_dropped_total` rather than slowing assignment. A failed
 //! insert is logged and its rows counted in `titan_abtesting_exposures_lost_total`.
@@ -11,7 +13,7 @@
 //! `user_id` = the exposure's hash attribute value — so results are meaningful when experiments
 //! hash on the user id, the default.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use clickhouse::{Client, Row};
@@ -25,6 +27,7 @@ use crate::{
     config::Settings,
     domain::stats::Sample,
     metrics::Metrics,
+    store::recent::Recent,
 };
 
 /// The service's ClickHouse tables, applied by `titan migrate`.
@@ -74,12 +77,24 @@ fn row(e: Exposure, cell: &str) -> ExposureRow {
 #[derive(Debug, Clone)]
 pub struct Exposures {
     tx: mpsc::Sender<Exposure>,
+    recent: Arc<Recent>,
     metrics: Metrics,
 }
 
 impl ExposureSink for Exposures {
     fn record(&self, exposure: Exposure) {
+        let key = self.recent.key(
+            &exposure.experiment_key,
+            exposure.variation_index,
+            &exposure.user,
+        );
+        if !self.recent.insert(key) {
+            self.metrics.exposure_deduplicated();
+            return;
+        }
         if self.tx.try_send(exposure).is_err() {
+            // Not queued: the user's next assignment must be able to log it.
+            self.recent.remove(key);
             self.metrics.exposure_dropped();
         }
     }
@@ -110,6 +125,7 @@ pub fn exposures(
     (
         Exposures {
             tx,
+            recent: Arc::new(Recent::default()),
             metrics: metrics.clone(),
         },
         ExposureWriter {

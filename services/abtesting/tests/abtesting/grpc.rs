@@ -266,10 +266,20 @@ async fn experiments_flags_exposures_and_results_over_grpc() {
             .await
             .expect("count")
     };
-    eventually("302 exposures", || async {
-        (exposures().await == 302).then_some(())
+    // 300 users and "123" — assigned twice above, queued once: the writer is first in, first
+    // out, so both of its rows would be in ClickHouse before the 300 others if the repeat had
+    // been queued.
+    eventually("301 exposures", || async {
+        (exposures().await == 301).then_some(())
     })
     .await;
+    let of_123 = ch
+        .client
+        .query("SELECT count() FROM abtesting_exposures WHERE user_id = '123'")
+        .fetch_one::<u64>()
+        .await
+        .expect("count");
+    assert_eq!(of_123, 1);
 
     // Conversions after exposure, as the analytics service records them.
     ch.client

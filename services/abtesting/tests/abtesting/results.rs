@@ -7,11 +7,13 @@ use clickhouse::Row;
 use serde::Serialize;
 use serde_json::json;
 use titan_abtesting::{
+    App,
     app::MetricKind,
     config::Settings,
     domain::{experiment::Action, stats},
 };
 use titan_kit::testing::eventually;
+use tokio_util::sync::CancellationToken;
 
 use crate::{Stores, World, admin, attrs, request_id, service, settings, spec};
 
@@ -206,14 +208,31 @@ async fn results_aggregate_exposures_and_events() {
         assert!(a.in_experiment);
         variant.push(a.variation_index);
     }
-    // Seen again later: still counted once, in the variant of the first exposure.
-    for i in 0..100 {
+    let again = |app: &App, i: usize| {
         app.assign(
             Some(&service()),
             "results",
             &attrs(json!({ "id": format!("user-{i}") })),
         )
         .expect("assign");
+    };
+    // Seen again on the same replica: not queued again.
+    for i in 0..100 {
+        again(app, i);
+    }
+    assert_eq!(w.metrics.deduplicated_count(), 100);
+    // Seen again on another replica, which remembers only its own: a second row each, and
+    // still counted once, in the variant of the first exposure.
+    let (other, writer, _) = w.stores.replica(Settings {
+        exposure_batch_size: 1000,
+        ..settings()
+    });
+    other.refresh().await.expect("refresh");
+    let stop = CancellationToken::new();
+    let _stop_on_drop = stop.clone().drop_guard();
+    tokio::spawn(writer.run(stop));
+    for i in 0..100 {
+        again(&other, i);
     }
     eventually("all exposures", || async {
         (w.count("SELECT count() FROM abtesting_exposures").await == 2100).then_some(())
