@@ -99,6 +99,15 @@ pub struct FraudConfig {
     /// Share of the final score taken from the offline-trained model (0 = rules only).
     #[schemars(range(min = 0.0, max = 1.0))]
     pub model_blend: f64,
+    /// Transactions and amounts per user, card, device and IP above which velocity rises.
+    pub velocity: FraudVelocity,
+    /// Devices, IPs and e-mail domains known to be used for fraud.
+    pub known_bad: FraudKnownBad,
+    /// The least decision of a check answered without Redis (velocity unknown).
+    pub degraded_decision: FraudDecision,
+    /// Longest wait for Redis in one check before it answers degraded, in milliseconds.
+    #[schemars(range(min = 1, max = 1000))]
+    pub redis_budget_millis: u32,
 }
 
 impl Default for FraudConfig {
@@ -111,6 +120,10 @@ impl Default for FraudConfig {
             failed_payments_threshold: 2,
             new_account_days: 7,
             model_blend: 0.0,
+            velocity: FraudVelocity::default(),
+            known_bad: FraudKnownBad::default(),
+            degraded_decision: FraudDecision::Review,
+            redis_budget_millis: 50,
         }
     }
 }
@@ -142,6 +155,8 @@ impl TitanConfig for FraudConfig {
             ("weights.amountAnomaly", w.amount_anomaly),
             ("weights.failedPayments", w.failed_payments),
             ("weights.newAccount", w.new_account),
+            ("weights.knownBad", w.known_bad),
+            ("weights.chargebacks", w.chargebacks),
         ] {
             in_range(s, field, weight, 0.0, 1.0)?;
         }
@@ -153,7 +168,30 @@ impl TitanConfig for FraudConfig {
                 || format!("{code:?} is not an upper-case ISO 3166-1 alpha-2 code"),
             )?;
         }
-        in_range(s, "modelBlend", self.model_blend, 0.0, 1.0)
+        in_range(s, "modelBlend", self.model_blend, 0.0, 1.0)?;
+        let v = &self.velocity;
+        for (field, limit) in [
+            ("velocity.hour", &v.hour),
+            ("velocity.day", &v.day),
+            ("velocity.week", &v.week),
+        ] {
+            ensure(limit.count >= 1 && limit.amount >= 1, s, field, || {
+                format!(
+                    "count and amount must be at least 1, got {} and {}",
+                    limit.count, limit.amount
+                )
+            })?;
+        }
+        for (field, list) in [
+            ("knownBad.devices", &self.known_bad.devices),
+            ("knownBad.ips", &self.known_bad.ips),
+            ("knownBad.emailDomains", &self.known_bad.email_domains),
+        ] {
+            ensure(list.iter().all(|e| !e.is_empty()), s, field, || {
+                "entries must not be empty".to_owned()
+            })?;
+        }
+        in_range(s, "redisBudgetMillis", self.redis_budget_millis, 1, 1000)
     }
 }
 
@@ -227,6 +265,10 @@ pub struct FraudWeights {
     pub failed_payments: f64,
     /// The account is younger than `newAccountDays`.
     pub new_account: f64,
+    /// The device, IP or e-mail domain is on a `knownBad` list.
+    pub known_bad: f64,
+    /// The user has had a chargeback.
+    pub chargebacks: f64,
 }
 
 impl Default for FraudWeights {
@@ -240,8 +282,65 @@ impl Default for FraudWeights {
             amount_anomaly: 0.10,
             failed_payments: 0.05,
             new_account: 0.05,
+            known_bad: 0.5,
+            chargebacks: 0.25,
         }
     }
+}
+
+/// Velocity limits of the fraud service per window, for each of user, card, device and IP.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct FraudVelocity {
+    /// The last hour.
+    pub hour: FraudVelocityLimit,
+    /// The last 24 hours.
+    pub day: FraudVelocityLimit,
+    /// The last 7 days.
+    pub week: FraudVelocityLimit,
+}
+
+impl Default for FraudVelocity {
+    fn default() -> Self {
+        Self {
+            hour: FraudVelocityLimit {
+                count: 5,
+                amount: 200_000,
+            },
+            day: FraudVelocityLimit {
+                count: 20,
+                amount: 1_000_000,
+            },
+            week: FraudVelocityLimit {
+                count: 50,
+                amount: 3_000_000,
+            },
+        }
+    }
+}
+
+/// What is normal in one velocity window: velocity is 0 up to the limit and reaches 1 at twice it.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct FraudVelocityLimit {
+    /// Transactions in the window.
+    #[schemars(range(min = 1))]
+    pub count: u32,
+    /// Sum of amounts in the window, in minor units of any currency.
+    #[schemars(range(min = 1))]
+    pub amount: i64,
+}
+
+/// Lists of identifiers known to be used for fraud.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct FraudKnownBad {
+    /// Device fingerprints.
+    pub devices: Vec<String>,
+    /// IP addresses.
+    pub ips: Vec<String>,
+    /// E-mail domains (lower-case, e.g. `mailinator.com`).
+    pub email_domains: Vec<String>,
 }
 
 /// Configuration of the pricing service.
