@@ -48,3 +48,9 @@ pub mod ping {
         tonic::include_proto!("titan.ping.v1");
     }
 }
+
+pub mod pricing {
+    pub mod v1 {
+        tonic::include_proto!("titan.pricing.v1");
+    }
+}

@@ -8,6 +8,7 @@
 //! Too few observations, too little price variation or no variation left within periods give
 //! [`NotEnoughData`] with the reason — never a number.
 
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
@@ -162,9 +163,81 @@ pub fn estimate(observations: &[Observation], min_points: usize) -> Result<Fit, 
     })
 }
 
+/// One observation per day with sales: the day's verified orders and the time-weighted mean
+/// of the prices in force during it (`path`: price changes oldest first, starting with the last
+/// one before the first day). Days without sales (ln 0) or without a known price are left out.
+pub fn daily_observations(
+    path: &[(DateTime<Utc>, i64)],
+    sales: &[(NaiveDate, u64)],
+) -> Vec<Observation> {
+    let mut out = Vec::with_capacity(sales.len());
+    for &(day, orders) in sales {
+        if orders == 0 {
+            continue;
+        }
+        let start = day.and_time(NaiveTime::MIN).and_utc();
+        let end = start + chrono::Duration::days(1);
+        let (mut weighted, mut covered) = (0.0, 0.0);
+        for (i, &(from, price)) in path.iter().enumerate() {
+            let to = path.get(i + 1).map_or(end, |next| next.0.min(end));
+            let seconds = (to.min(end) - from.max(start)).num_seconds();
+            if seconds > 0 {
+                #[allow(clippy::cast_precision_loss)]
+                let (s, p) = (seconds as f64, price as f64);
+                weighted += p * s;
+                covered += s;
+            }
+        }
+        if covered > 0.0 {
+            #[allow(clippy::cast_precision_loss)]
+            out.push(Observation {
+                price: weighted / covered,
+                quantity: orders as f64,
+                weight: 1.0,
+                period: None,
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    use chrono::TimeZone;
+
     use super::*;
+
+    #[test]
+    fn daily_prices_are_time_weighted() {
+        let at = |d: u32, h: u32| {
+            Utc.with_ymd_and_hms(2026, 11, d, h, 0, 0)
+                .single()
+                .expect("t")
+        };
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 11, d).expect("day");
+        let path = [(at(1, 12), 1_000), (at(3, 6), 1_200), (at(3, 18), 900)];
+        let obs = daily_observations(
+            &path,
+            &[
+                (day(1), 4),
+                (day(2), 5),
+                (day(3), 6),
+                (day(4), 0),
+                (day(5), 7),
+            ],
+        );
+        let got: Vec<(f64, f64)> = obs.iter().map(|o| (o.price, o.quantity)).collect();
+        // day 1: only 12:00–24:00 is known; day 3: 6 h at 1000, 12 h at 1200, 6 h at 900.
+        assert_eq!(
+            got,
+            vec![
+                (1_000.0, 4.0),
+                (1_000.0, 5.0),
+                ((6.0 * 1_000.0 + 12.0 * 1_200.0 + 6.0 * 900.0) / 24.0, 6.0),
+                (900.0, 7.0)
+            ]
+        );
+    }
 
     fn obs(points: &[(f64, f64)]) -> Vec<Observation> {
         points
