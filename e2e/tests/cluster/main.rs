@@ -14,7 +14,8 @@
 //! 2. Leader election: two operator processes, exactly one holds the Lease.
 //! 3. The dev cell: namespace, Services and children; kwok runs the pods; Deployments become
 //!    available; every `Service` Ready; `kubectl wait --for=condition=Ready cell/dev`; the
-//!    printer columns of `kubectl get cells` and `kubectl get titan -A`.
+//!    printer columns of `kubectl get cells` and `kubectl get titan -A`; the `kubectl titan`
+//!    plugin (module `kubectl_titan`) inspects and operates the cell and leaves it Ready.
 //! 4. `kubectl scale tsvc/…` moves the Deployment through the scale subresource; the fraud
 //!    HPA reads its target's scale.
 //! 5. Drift: a hand-edited Deployment image, a changed ConfigMap key, a deleted NetworkPolicy
@@ -40,6 +41,7 @@
 //! one line saying why it was skipped.
 
 mod harness;
+mod kubectl_titan;
 
 use std::time::Duration;
 
@@ -75,6 +77,7 @@ fn the_operator_runs_cells_on_a_real_api_server() {
 
     create_dev_cell(&kube, &[&a, &b]);
     printer_columns(&kube);
+    kubectl_titan::the_plugin_inspects_and_operates_the_cell(&kube);
     scale_through_the_subresource(&kube);
     drift_is_repaired(&kube);
     an_unchanged_cell_makes_no_writes(&kube);

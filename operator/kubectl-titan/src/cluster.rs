@@ -135,11 +135,15 @@ impl Cluster {
     pub async fn switch(&self, name: &str, switch: Switch, force: bool) -> Result<String, Error> {
         let cell = self.cell(name).await?;
         let config = ops::switch_config(&cell, switch, force)?;
-        let mut params = PatchParams::apply(MANAGER);
-        params.force = force;
+        // Manifests were checked above; the remaining owners are imperative writers and
+        // defaults, which a switch takes over (module `ops`).
         let applied = self
             .cells()
-            .patch(name, &params, &Patch::Apply(&config))
+            .patch(
+                name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&config),
+            )
             .await?;
         Ok(switch.done(&applied))
     }

@@ -4,6 +4,13 @@
 //! Each command applies only the fields it is about, as field manager [`MANAGER`]. Server-side
 //! apply removes a field a manager stops applying, so a switch re-applies the other switch this
 //! manager already owns with its live value: `pause` then `stop` leaves the cell paused.
+//!
+//! Who "owns" a switch: the API server records every writer, including the creator of a Cell
+//! for the defaulted `false`s and `kubectl patch`. Only a manifest is worth respecting — the
+//! next apply of it would undo the command — so a switch is refused when a server-side apply
+//! of another manager, or a client-side `kubectl apply` (its last-applied-configuration), sets
+//! it to another value; imperative writers and defaults are taken over (the apply is forced,
+//! as `kubectl scale` overwrites whoever scaled last).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::ResourceExt;
@@ -74,11 +81,11 @@ impl Switch {
 /// Why a command does not write.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    /// Another manager owns the switch with another value: the next apply of its manifest
-    /// would undo this one, so the plugin does not fight it.
+    /// A manifest sets the switch to another value: its next apply would undo this one, so
+    /// the plugin does not fight it.
     #[error(
-        "spec.operation.{field} of cell {cell} is {live} and owned by {}: change it where that manifest is kept, or take the field over with --force-conflicts",
-        owners.join(", ")
+        "spec.operation.{field} of cell {cell} is {live} in {}: change it in that manifest (its next apply would undo this), or take the field over with --force-conflicts",
+        owners.join(" and ")
     )]
     OwnedElsewhere {
         /// The cell.
@@ -87,7 +94,7 @@ pub enum Refusal {
         field: &'static str,
         /// Its live value.
         live: bool,
-        /// `field manager "x" (Apply|Update)`, each.
+        /// The manifests, described.
         owners: Vec<String>,
     },
     /// The Cell sets the service's replicas, and the operator puts its value back.
@@ -130,19 +137,34 @@ pub enum Refusal {
     },
 }
 
-/// The managers other than this plugin that own `spec.operation.<field>` of `cell`.
-pub fn other_owners(cell: &Cell, field: &str) -> Vec<String> {
-    managed(cell.metadata.managed_fields.as_deref())
-        .filter(|entry| entry.manager.as_deref() != Some(MANAGER))
-        .filter(|entry| owns(entry, &["spec", "operation", field]))
-        .map(|entry| {
+/// Where `kubectl apply` (client-side) keeps the manifest it applied last.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The manifests that set `spec.operation.<field>` of `cell`: server-side applies of managers
+/// other than this plugin, and the last client-side `kubectl apply`.
+pub fn manifest_owners(cell: &Cell, field: &str) -> Vec<String> {
+    let mut owners: Vec<String> = managed(cell.metadata.managed_fields.as_deref())
+        .filter(|e| {
+            e.manager.as_deref() != Some(MANAGER) && e.operation.as_deref() == Some("Apply")
+        })
+        .filter(|e| owns(e, &["spec", "operation", field]))
+        .map(|e| {
             format!(
-                "field manager {:?} ({})",
-                entry.manager.as_deref().unwrap_or_default(),
-                entry.operation.as_deref().unwrap_or_default()
+                "the manifest server-side applied by field manager {:?}",
+                e.manager.as_deref().unwrap_or_default()
             )
         })
-        .collect()
+        .collect();
+    let last_applied = cell
+        .annotations()
+        .get(LAST_APPLIED)
+        .and_then(|text| serde_json::from_str::<Value>(text).ok());
+    if last_applied.is_some_and(|m| m["spec"]["operation"].get(field).is_some()) {
+        owners.push(format!(
+            "the manifest applied with kubectl apply (annotation {LAST_APPLIED})"
+        ));
+    }
+    owners
 }
 
 fn managed(entries: Option<&[ManagedFieldsEntry]>) -> impl Iterator<Item = &ManagedFieldsEntry> {
@@ -164,8 +186,8 @@ fn owns(entry: &ManagedFieldsEntry, path: &[&str]) -> bool {
     true
 }
 
-/// The apply configuration of `switch` on `cell`, or why it is refused (`force` takes a field
-/// owned elsewhere over, as `kubectl apply --force-conflicts` does).
+/// The apply configuration of `switch` on `cell` (to be applied with force), or why it is
+/// refused (`force` overrides a manifest, as `kubectl apply --force-conflicts` does).
 pub fn switch_config(cell: &Cell, switch: Switch, force: bool) -> Result<Value, Refusal> {
     let operation = &cell.spec.operation;
     let live = |field: &str| match field {
@@ -173,8 +195,8 @@ pub fn switch_config(cell: &Cell, switch: Switch, force: bool) -> Result<Value, 
         _ => operation.stopped,
     };
     let field = switch.field();
-    // The server reports a conflict only when the value differs; the same value is shared.
-    let owners = other_owners(cell, field);
+    // A manifest that says the same is no conflict: the value is shared.
+    let owners = manifest_owners(cell, field);
     if !force && !owners.is_empty() && live(field) != switch.value() {
         return Err(Refusal::OwnedElsewhere {
             cell: cell.name_any(),
@@ -293,7 +315,7 @@ mod tests {
     }
 
     #[test]
-    fn a_switch_another_manager_set_differently_is_refused_unless_forced() {
+    fn a_switch_a_manifest_sets_differently_is_refused_unless_forced() {
         let mut cell = fixtures::cell();
         cell.spec.operation.stopped = true;
         let cell = with_owner(
@@ -302,15 +324,41 @@ mod tests {
             "Apply",
             json!({"f:spec": {"f:operation": {"f:stopped": {}}}}),
         );
-        let refused = switch_config(&cell, Switch::Start, false).expect_err("owned elsewhere");
+        let refused = switch_config(&cell, Switch::Start, false).expect_err("a manifest sets it");
         assert_eq!(
             refused.to_string(),
-            "spec.operation.stopped of cell dev is true and owned by field manager \"argocd-controller\" (Apply): change it where that manifest is kept, or take the field over with --force-conflicts"
+            "spec.operation.stopped of cell dev is true in the manifest server-side applied by field manager \"argocd-controller\": change it in that manifest (its next apply would undo this), or take the field over with --force-conflicts"
         );
-        // The same value is shared ownership, not a conflict; and --force-conflicts takes over.
+        // The same value is shared, not a conflict; and --force-conflicts takes over.
         assert!(switch_config(&cell, Switch::Stop, false).is_ok());
         assert!(switch_config(&cell, Switch::Start, true).is_ok());
-        // The other switch is not that manager's.
+        // The other switch is not in that manifest.
+        assert!(switch_config(&cell, Switch::Pause, false).is_ok());
+    }
+
+    #[test]
+    fn a_client_side_manifest_owns_only_what_it_wrote() {
+        // The API server credits the creator with the defaulted switches; they are not its.
+        let mut cell = with_owner(
+            fixtures::cell(),
+            "kubectl-client-side-apply",
+            "Update",
+            json!({"f:spec": {"f:operation": {"f:stopped": {}, "f:reconciliationPaused": {}}}}),
+        );
+        assert!(switch_config(&cell, Switch::Stop, false).is_ok());
+        cell.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(
+                LAST_APPLIED.to_string(),
+                json!({"spec": {"operation": {"stopped": false}}}).to_string(),
+            );
+        assert_eq!(
+            switch_config(&cell, Switch::Stop, false).map_err(|e| e.to_string()),
+            Err(format!(
+                "spec.operation.stopped of cell dev is false in the manifest applied with kubectl apply (annotation {LAST_APPLIED}): change it in that manifest (its next apply would undo this), or take the field over with --force-conflicts"
+            ))
+        );
         assert!(switch_config(&cell, Switch::Pause, false).is_ok());
     }
 

@@ -42,8 +42,9 @@ pub enum Phase {
 }
 
 impl Phase {
-    /// The phase of `cell` from its conditions: a switch a person set first (stopped, then
-    /// paused), then trouble, then readiness of the latest generation.
+    /// The phase of `cell` from its conditions: a switch a person set first (paused, since a
+    /// paused operator carries out nothing else, then stopped), then trouble, then readiness
+    /// of the latest generation.
     pub fn of(cell: &Cell) -> Self {
         let conditions = conditions_of(cell);
         let is_true = |type_: &str| {
@@ -53,10 +54,10 @@ impl Phase {
         };
         let current =
             cell.status.as_ref().and_then(|s| s.observed_generation) == cell.metadata.generation;
-        if is_true(STOPPED) {
-            Phase::Stopped
-        } else if is_true(RECONCILIATION_PAUSED) {
+        if is_true(RECONCILIATION_PAUSED) {
             Phase::Paused
+        } else if is_true(STOPPED) {
+            Phase::Stopped
         } else if is_true(DEGRADED) {
             Phase::Degraded
         } else if is_true(READY) && current {
