@@ -7,5 +7,6 @@ mod chat;
 mod events;
 mod flashsale;
 mod marketing;
+mod pricing;
 mod realtime;
 mod serving;
