@@ -1,8 +1,82 @@
 //! The fraud service: risk of a transaction on the checkout path from weighted signals
 //! (first-seen devices and IPs, countries, velocity in Redis, amount anomaly against the user's
 //! own history, failed payments, account age, known-bad lists, chargebacks), declarative rules
-//! and a logistic model; every decision stored and published, HIGH and above opened as review
-//! cases for analysts.
+//! and a logistic model; every decision stored and published as `fraud.decided`, HIGH and
+//! above opened as review cases for analysts. `titan fraud train` fits new model versions
+//! (`train`).
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod config;
 pub mod domain;
+pub mod grpc;
+pub mod metrics;
+pub mod store;
+pub mod train;
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use titan_crds::config::TitanConfig;
+use titan_kit::{
+    Datastore, KitError, Mounted, ServiceContext, ServiceDef,
+    events::{Consumer, ConsumerOptions},
+};
+use titan_proto::fraud::v1::fraud_service_server::FraudServiceServer;
+
+use crate::{
+    app::{Fraud, RELOAD_EVERY},
+    config::Settings,
+    store::{consumer::PurchaseHandler, pg::PgFraud, redis::RedisVelocity},
+};
+
+/// The `titan` binary's entry for this service.
+pub fn service() -> ServiceDef {
+    ServiceDef {
+        name: domain::SERVICE,
+        datastores: &[Datastore::Postgres, Datastore::Redis],
+        // A check needs PostgreSQL; without Redis it still answers, degraded, so a Redis
+        // outage must not take replicas out of the load balancer.
+        ready_on: &[Datastore::Postgres],
+        migrator: Some(|| sqlx::migrate!("./migrations")),
+        clickhouse_migrations: &[],
+        publishes_events: true,
+        file_descriptor_set: titan_proto::FILE_DESCRIPTOR_SET,
+        mount: |ctx| mount(ctx).boxed(),
+    }
+}
+
+async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
+    let settings = ctx.settings(Settings::from_yaml)?;
+    let pool = ctx.postgres()?;
+    let redis = ctx.redis()?;
+    let app = Arc::new(Fraud::new(
+        PgFraud::new(pool.clone(), ctx.config.cell.clone()),
+        RedisVelocity::new(redis.clone()),
+        settings,
+        Arc::new(chrono::Utc::now),
+        metrics::Metrics::new(&ctx.registry)?,
+    ));
+    app.reload()
+        .await
+        .map_err(|e| KitError::Other(format!("fraud: cannot load rules and model: {e}")))?;
+    let consumer = Consumer::new(
+        pool,
+        redis,
+        ConsumerOptions::new(
+            store::consumer::SOURCE,
+            domain::SERVICE,
+            &ctx.instance(),
+            &ctx.config.events,
+        ),
+        PurchaseHandler,
+    )
+    .await?;
+    Ok(Mounted::new(&ctx)
+        .grpc(FraudServiceServer::new(grpc::Grpc::new(app.clone())))
+        .task("fraud-purchases", consumer.run(ctx.shutdown.clone()))
+        .every("fraud-rules", RELOAD_EVERY, move || {
+            let app = app.clone();
+            async move { app.reload().await }
+        }))
+}

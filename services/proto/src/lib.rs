@@ -37,6 +37,12 @@ pub mod flashsale {
     }
 }
 
+pub mod fraud {
+    pub mod v1 {
+        tonic::include_proto!("titan.fraud.v1");
+    }
+}
+
 pub mod gamification {
     pub mod v1 {
         tonic::include_proto!("titan.gamification.v1");

@@ -26,6 +26,7 @@ const SERVICES: &[fn() -> ServiceDef] = &[
     titan_gamification::service,
     titan_analytics::service,
     titan_chat::service,
+    titan_fraud::service,
     titan_pricing::service,
 ];
 
@@ -72,8 +73,27 @@ enum Command {
         #[arg(long, env = "TITAN_CONFIG", global = true)]
         config: Option<PathBuf>,
     },
+    /// Offline jobs of the fraud service.
+    Fraud {
+        #[command(subcommand)]
+        command: FraudCommand,
+        #[arg(long, env = "TITAN_CONFIG", global = true)]
+        config: Option<PathBuf>,
+    },
     /// Print the release and the services this binary serves.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum FraudCommand {
+    /// Fit a new model version from the labelled decisions, print its held-out AUC and
+    /// calibration, and store it inactive (promote it with PromoteModel).
+    Train {
+        /// Approved decisions older than this many days without a chargeback count as
+        /// legitimate.
+        #[arg(long, default_value_t = 60)]
+        settle_days: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -213,6 +233,15 @@ async fn run(cli: Cli) -> Result<(), KitError> {
             let config = Config::load(config.as_deref())?;
             let EventsCommand::DeadLetters { action } = command;
             dead_letter_command(&config, action).await
+        }
+        Command::Fraud { command, config } => {
+            let config = Config::load(config.as_deref())?;
+            let FraudCommand::Train { settle_days } = command;
+            let report = titan_fraud::train::run(&config, settle_days)
+                .await
+                .map_err(|e| KitError::Other(format!("fraud train: {e}")))?;
+            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            Ok(())
         }
         Command::Version => {
             let names: Vec<&str> = SERVICES.iter().map(|f| f().name).collect();

@@ -2,6 +2,7 @@
 //! weights, the rule language, robust statistics, the logistic model and its IRLS fit, and the
 //! trust score. No I/O.
 
+pub mod case;
 pub mod level;
 pub mod model;
 pub mod rules;
@@ -9,6 +10,7 @@ pub mod signals;
 pub mod stats;
 pub mod transaction;
 
+pub use case::{CaseStatus, Verdict};
 pub use level::{Decision, Level, decide};
 pub use signals::{Dimension, Facts, Fired, Signal, Velocity, Window};
 pub use transaction::{InputError, Transaction};
