@@ -16,11 +16,19 @@ use redis::{Script, Value};
 use sqlx::{PgPool, postgres::PgListener};
 use tokio_util::sync::CancellationToken;
 
-use super::{outbox::CHANNEL, stream_key};
+use super::{
+    outbox::{self, CHANNEL},
+    stream_key,
+};
 use crate::{KitError, config::EventsConfig, datastores::redis::RedisHandle, metrics::register};
 
 /// How often a follower retries to become the relay, and the relay polls without a NOTIFY.
 const IDLE: Duration = Duration::from_secs(1);
+/// After a wake-up or a batch, the relay polls this often for [`HOT_FOR`]: the `NOTIFY` comes
+/// from [`outbox::announce`], not from the writer's commit, so a writer may commit after it.
+const HOT_POLL: Duration = Duration::from_millis(50);
+/// How long the relay stays on [`HOT_POLL`] after the last wake-up or batch.
+const HOT_FOR: Duration = Duration::from_secs(1);
 /// How often the leading relay measures the bus for [`BusMetrics`].
 const OBSERVE_EVERY: Duration = Duration::from_secs(5);
 
@@ -271,17 +279,22 @@ impl Relay {
         Ok(())
     }
 
-    /// Relays until `shutdown`; errors are logged and retried, never fatal.
+    /// Relays until `shutdown`; errors are logged and retried, never fatal. Beside it, this
+    /// replica announces its own outbox writes ([`outbox::announce`]) to whichever replica
+    /// leads.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), KitError> {
-        while !shutdown.is_cancelled() {
-            if let Err(e) = self.lead(&shutdown).await {
-                tracing::warn!(service = %self.service, error = %e, "outbox relay interrupted; retrying");
-                tokio::select! {
-                    () = shutdown.cancelled() => {}
-                    () = tokio::time::sleep(IDLE) => {}
+        let relay = async {
+            while !shutdown.is_cancelled() {
+                if let Err(e) = self.lead(&shutdown).await {
+                    tracing::warn!(service = %self.service, error = %e, "outbox relay interrupted; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = tokio::time::sleep(IDLE) => {}
+                    }
                 }
             }
-        }
+        };
+        tokio::join!(relay, outbox::announce(&self.pool, &shutdown));
         Ok(())
     }
 
@@ -354,9 +367,13 @@ impl Relay {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(CHANNEL).await?;
         let mut observed = tokio::time::Instant::now() - OBSERVE_EVERY;
+        let mut hot_until = tokio::time::Instant::now();
         let result = async {
             loop {
                 let moved = self.relay_leading(&mut leadership).await?;
+                if moved > 0 {
+                    hot_until = tokio::time::Instant::now() + HOT_FOR;
+                }
                 if observed.elapsed() >= OBSERVE_EVERY {
                     observed = tokio::time::Instant::now();
                     if let Err(e) = self.observe().await {
@@ -366,10 +383,18 @@ impl Relay {
                 if moved == u64::from(self.batch) {
                     continue;
                 }
+                let poll = if tokio::time::Instant::now() < hot_until {
+                    HOT_POLL
+                } else {
+                    IDLE
+                };
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
-                    n = listener.recv() => { n?; }
-                    () = tokio::time::sleep(IDLE) => {}
+                    n = listener.recv() => {
+                        n?;
+                        hot_until = tokio::time::Instant::now() + HOT_FOR;
+                    }
+                    () = tokio::time::sleep(poll) => {}
                 }
             }
         }

@@ -132,6 +132,36 @@ async fn handled_count(pool: &PgPool, id: Uuid) -> i64 {
         .expect("count")
 }
 
+/// The writer's transaction sends no `NOTIFY` (PostgreSQL would serialise the commits of
+/// every transaction that did): the wake-up comes from `announce` on its own connection. A
+/// transaction's `NOTIFY` is delivered only at its commit, so one that arrives while the
+/// writer's transaction is still open came from elsewhere.
+#[tokio::test]
+async fn a_write_wakes_the_relays_from_outside_the_writers_transaction() {
+    let bus = Bus::new().await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&bus.db.pool)
+        .await
+        .expect("listener");
+    listener.listen(outbox::CHANNEL).await.expect("listen");
+    let stop = CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+    let pool = bus.db.pool.clone();
+    tokio::spawn(async move { outbox::announce(&pool, &stop).await });
+
+    let event = Envelope::new("test", "orders.placed", 1, &()).expect("event");
+    let mut tx = bus.db.pool.begin().await.expect("tx");
+    outbox::write(&mut tx, "orders", &event)
+        .await
+        .expect("outbox");
+    let woken = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("a NOTIFY while the writer's transaction is open")
+        .expect("notification");
+    assert_eq!(woken.channel(), outbox::CHANNEL);
+    tx.commit().await.expect("commit");
+    assert_eq!(bus.relay().relay_once().await.expect("relay"), 1);
+}
+
 #[tokio::test]
 async fn the_relay_publishes_committed_events_in_order_and_only_those() {
     let bus = Bus::new().await;
@@ -835,4 +865,49 @@ async fn the_stream_keeps_what_the_slowest_group_has_not_read() {
         length < 301,
         "read entries are trimmed again ({length} left)"
     );
+}
+
+/// Outbox writes from many connections at once, each its own committed transaction: as `write`
+/// does now, and with the `NOTIFY` inside the transaction that `write` sent before (PostgreSQL
+/// serialises the commits of notifying transactions), in the same run. The test servers run
+/// with `fsync = off`, which hides the difference: point `TITAN_TEST_POSTGRES_URL` at a
+/// server with durable commits. Ignored by default:
+/// `cargo test --release -p titan-kit --test kit -- --ignored --nocapture outbox_write_bench`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run it on purpose"]
+async fn outbox_write_bench() {
+    let bus = Bus::new().await;
+    for notify_in_transaction in [true, false, true, false] {
+        let pool = bus.db.pool.clone();
+        let what = if notify_in_transaction {
+            "outbox write + NOTIFY in the transaction (before)"
+        } else {
+            "outbox write, woken from outside (now)"
+        };
+        titan_kit::testing::throughput(what, 5_000, 16, move |i| {
+            let pool = pool.clone();
+            async move {
+                let Ok(event) = Envelope::new("test", "orders.placed", 1, &i) else {
+                    return false;
+                };
+                let Ok(mut tx) = pool.begin().await else {
+                    return false;
+                };
+                if outbox::write(&mut tx, "orders", &event).await.is_err() {
+                    return false;
+                }
+                if notify_in_transaction
+                    && sqlx::query("SELECT pg_notify($1, 'orders')")
+                        .bind(outbox::CHANNEL)
+                        .execute(&mut *tx)
+                        .await
+                        .is_err()
+                {
+                    return false;
+                }
+                tx.commit().await.is_ok()
+            }
+        })
+        .await;
+    }
 }
