@@ -12,6 +12,7 @@ use titan_bench::{
     Options,
     analytics::{AnalyticsOptions, analytics},
     chat::{ChatOptions, chat},
+    pricing::{PricingOptions, pricing},
     ws::{WsOptions, ws},
 };
 
@@ -111,6 +112,24 @@ enum Scenario {
         /// History pages read (0 skips the 1,000,000-message conversation).
         #[arg(long, default_value_t = 2_000)]
         pages: usize,
+        #[arg(long)]
+        debug: bool,
+        #[arg(long)]
+        quick: bool,
+    },
+    /// A re-optimisation round over `titan serve pricing` with a generated catalogue and
+    /// demand, then GetPrices of 100 products per call from concurrent clients.
+    Pricing {
+        #[arg(long, default_value_t = 100_000)]
+        products: u32,
+        #[arg(long, default_value_t = 2_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
         #[arg(long)]
         debug: bool,
         #[arg(long)]
@@ -241,6 +260,29 @@ async fn main() -> ExitCode {
                 }
             };
             finish(chat(&options).await, titan_bench::chat::ChatReport::exact)
+        }
+        Scenario::Pricing {
+            products,
+            events,
+            clients,
+            connections,
+            seconds,
+            debug,
+            quick,
+        } => {
+            let options = if quick {
+                PricingOptions::quick()
+            } else {
+                PricingOptions {
+                    products,
+                    events,
+                    clients,
+                    connections,
+                    duration: Duration::from_secs(seconds),
+                    release: !debug,
+                }
+            };
+            finish(pricing(&options).await, |r| r.mismatches == 0)
         }
     }
 }
