@@ -215,7 +215,7 @@ impl PgFraud {
     ) -> Result<Vec<(String, Vec<f64>, bool)>, FraudError> {
         let rows = sqlx::query(
             "SELECT d.transaction_id, d.features,
-                    (cb.transaction_id IS NOT NULL OR c.verdict = 'FRAUD') AS fraud
+                    (cb.transaction_id IS NOT NULL OR COALESCE(c.verdict = 'FRAUD', false)) AS fraud
              FROM fraud_decisions d
              LEFT JOIN fraud_chargebacks cb USING (transaction_id)
              LEFT JOIN fraud_cases c USING (transaction_id)

@@ -1,0 +1,150 @@
+//! The fraud service on real PostgreSQL and Redis: every signal through the stores, velocity
+//! windows that age out, the degraded path when velocity does not answer, rules saved and
+//! applied (shadow ones changing nothing), idempotent checks, chargebacks, cases and the
+//! analyst role, and the trainer (synthetic coefficients and a statsmodels reference fit).
+
+mod cases;
+mod checks;
+mod training;
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use prometheus::Registry;
+use titan_fraud::{
+    app::{Fraud, FraudError, FraudStore, VelocityStore},
+    config::Settings,
+    domain::{Dimension, Transaction, Velocity},
+    metrics::Metrics,
+    store::{pg::PgFraud, redis::RedisVelocity},
+};
+use titan_kit::{
+    auth::Caller,
+    datastores::postgres,
+    testing::{TestClock, TestPostgres, TestRedis, caller},
+};
+
+pub fn service() -> Caller {
+    caller("checkout", &["service"])
+}
+
+pub fn analyst() -> Caller {
+    caller("ana", &["analyst"])
+}
+
+pub fn admin() -> Caller {
+    caller("root", &["admin"])
+}
+
+pub fn epoch() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_900_000_000, 0).expect("time")
+}
+
+/// A transaction of `user` on a known-looking device, IP and card, countries all FR.
+pub fn txn(id: &str, user: &str, amount: i64) -> Transaction {
+    Transaction {
+        transaction_id: id.into(),
+        user_id: user.into(),
+        amount,
+        currency: "EUR".into(),
+        ip: Some("192.0.2.10".into()),
+        device: Some("dev-1".into()),
+        card: Some("card-1".into()),
+        email_domain: Some("example.com".into()),
+        user_agent: "test".into(),
+        country: Some("FR".into()),
+        billing_country: Some("FR".into()),
+        shipping_country: Some("FR".into()),
+        account_created_at: Some(epoch() - chrono::Duration::days(400)),
+    }
+}
+
+pub async fn migrated() -> TestPostgres {
+    let db = TestPostgres::new().await;
+    postgres::migrate(&db.pool, "fraud", sqlx::migrate!("./migrations"))
+        .await
+        .expect("migrate");
+    db
+}
+
+pub struct World<V = RedisVelocity> {
+    pub app: Arc<Fraud<PgFraud, V>>,
+    pub db: TestPostgres,
+    pub clock: TestClock,
+}
+
+impl<V> std::fmt::Debug for World<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World").finish_non_exhaustive()
+    }
+}
+
+impl World {
+    pub async fn new() -> Self {
+        Self::with(Settings::default()).await
+    }
+
+    pub async fn with(settings: Settings) -> Self {
+        let redis = TestRedis::new().await.handle;
+        Self::over(RedisVelocity::new(redis), settings).await
+    }
+}
+
+impl<V: VelocityStore> World<V> {
+    pub async fn over(velocity: V, settings: Settings) -> Self {
+        let db = migrated().await;
+        let clock = TestClock::at(epoch());
+        let app = Arc::new(Fraud::new(
+            PgFraud::new(db.pool.clone(), "test".into()),
+            velocity,
+            settings,
+            clock.clock(),
+            Metrics::new(&Registry::new()).expect("metrics"),
+        ));
+        app.reload().await.expect("reload");
+        Self { app, db, clock }
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&self.db.pool)
+            .await
+            .expect("count")
+    }
+}
+
+/// A velocity store that stands for Redis being down: it fails, or answers after `delay`.
+#[derive(Debug, Clone, Copy)]
+pub struct Unreachable {
+    pub delay: Option<Duration>,
+}
+
+impl VelocityStore for Unreachable {
+    async fn record(
+        &self,
+        _: &[(Dimension, &str)],
+        _: &str,
+        _: i64,
+        _: DateTime<Utc>,
+    ) -> Result<Velocity, FraudError> {
+        match self.delay {
+            Some(d) => {
+                tokio::time::sleep(d).await;
+                Ok(Velocity::default())
+            }
+            None => Err(FraudError::Kit(titan_kit::KitError::Other(
+                "redis: connection refused".into(),
+            ))),
+        }
+    }
+}
+
+/// Stores of the type the app runs on, for tests that call them directly.
+pub fn store(w: &World<impl VelocityStore>) -> PgFraud {
+    PgFraud::new(w.db.pool.clone(), "test".into())
+}
+
+/// Keeps `FraudStore` in scope for the tests that call the store directly.
+pub async fn rules_of(s: &PgFraud) -> usize {
+    s.rules().await.expect("rules").len()
+}
