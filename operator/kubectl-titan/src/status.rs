@@ -14,7 +14,7 @@ use serde::Serialize;
 use titan_crds::{
     Cell, Service,
     cell::{ComponentStatus, PostgresProvider, Provider},
-    common::condition::{DEGRADED, MIGRATED, READY, RECONCILIATION_PAUSED, STOPPED},
+    common::condition::{DEGRADED, MIGRATED, PROGRESSING, READY, RECONCILIATION_PAUSED, STOPPED},
 };
 use titan_operator::{
     cell::connections::{CLICKHOUSE, POSTGRES, REDIS},
@@ -334,21 +334,36 @@ impl CellReport {
             ));
         }
 
-        let mut warnings: Vec<(Option<Timestamp>, EventLine)> = events
+        // The same warning recorded as several Events (a series, or one per restart of the
+        // recorder) is one line with the counts added up.
+        let mut warnings: Vec<(Option<Timestamp>, EventLine)> = Vec::new();
+        for event in events
             .iter()
             .filter(|e| e.type_.as_deref() == Some("Warning"))
-            .map(|e| {
-                let at = last_seen(e);
-                let line = EventLine {
-                    last_seen: at.map(|t| t.to_string()),
-                    object: event_object(e),
-                    reason: e.reason.clone().unwrap_or_default(),
-                    message: e.message.clone().unwrap_or_default(),
-                    count: e.count.unwrap_or(1),
-                };
-                (at, line)
-            })
-            .collect();
+        {
+            let at = last_seen(event);
+            let line = EventLine {
+                last_seen: at.map(|t| t.to_string()),
+                object: event_object(event),
+                reason: event.reason.clone().unwrap_or_default(),
+                message: event.message.clone().unwrap_or_default(),
+                count: event.count.unwrap_or(1),
+            };
+            let same = |(_, seen): &&mut (Option<Timestamp>, EventLine)| {
+                (&seen.object, &seen.reason, &seen.message)
+                    == (&line.object, &line.reason, &line.message)
+            };
+            match warnings.iter_mut().find(same) {
+                Some((seen_at, seen)) => {
+                    seen.count += line.count;
+                    if at > *seen_at {
+                        *seen_at = at;
+                        seen.last_seen = line.last_seen;
+                    }
+                }
+                None => warnings.push((at, line)),
+            }
+        }
         warnings.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.object.cmp(&b.1.object)));
         warnings.truncate(EVENTS_SHOWN);
 
@@ -531,7 +546,7 @@ impl CellReport {
                         plain(age),
                         plain(&e.object),
                         painted(&e.reason, Paint::Bad),
-                        plain(format!("{}{count}", e.message)),
+                        plain(format!("{}{count}", shorten(&e.message))),
                     ]
                 })
                 .collect();
@@ -544,6 +559,17 @@ impl CellReport {
         }
         out
     }
+}
+
+/// Longest event message the text shows; `-o json` has the whole of it.
+const EVENT_MESSAGE_CHARS: usize = 120;
+
+fn shorten(message: &str) -> String {
+    if message.chars().count() <= EVENT_MESSAGE_CHARS {
+        return message.to_string();
+    }
+    let kept: String = message.chars().take(EVENT_MESSAGE_CHARS - 1).collect();
+    format!("{kept}…")
 }
 
 fn provider_name(p: PostgresProvider) -> &'static str {
@@ -609,11 +635,13 @@ fn components(style: Style, lines: &[ComponentLine], with_provider: bool) -> Str
 }
 
 fn condition_paint(c: &ConditionLine) -> Paint {
-    // Degraded, Stopped and ReconciliationPaused are good news when false.
-    let good_when_false = [DEGRADED, STOPPED, RECONCILIATION_PAUSED].contains(&c.type_.as_str());
+    // Degraded, Progressing, Stopped and ReconciliationPaused are good news when false.
+    let good_when_false =
+        [DEGRADED, PROGRESSING, STOPPED, RECONCILIATION_PAUSED].contains(&c.type_.as_str());
     match (c.status.as_str(), good_when_false) {
         ("True", false) | ("False", true) => Paint::Good,
         ("True", true) if c.type_ == DEGRADED => Paint::Bad,
+        ("True", true) if c.type_ == PROGRESSING => Paint::Busy,
         ("True", true) => Paint::Off,
         ("False", false) => Paint::Busy,
         _ => Paint::Dim,
