@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod housekeeping;
 pub mod idempotency;
+pub mod input;
 pub mod load_shed;
 pub mod metrics;
 pub mod money;

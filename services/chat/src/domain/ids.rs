@@ -7,25 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Invalid input, naming the request field (`conversation_id`, `metadata.url`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct InputError {
-    pub field: &'static str,
-    pub message: String,
-}
-
-impl InputError {
-    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            field,
-            message: message.into(),
-        }
-    }
-}
-
-/// Longest user id accepted (token subjects such as `auth0|…` fit easily).
-pub const MAX_USER_ID: usize = 128;
+pub use titan_kit::input::InputError;
 
 /// A user: 1 to 128 printable ASCII characters without spaces.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -34,22 +16,7 @@ pub struct UserId(String);
 
 impl UserId {
     pub fn parse(field: &'static str, s: &str) -> Result<Self, InputError> {
-        if s.is_empty() {
-            return Err(InputError::new(field, "is empty"));
-        }
-        if s.len() > MAX_USER_ID {
-            return Err(InputError::new(
-                field,
-                format!("has {} bytes; at most {MAX_USER_ID} are allowed", s.len()),
-            ));
-        }
-        if !s.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(InputError::new(
-                field,
-                "must be printable ASCII without spaces",
-            ));
-        }
-        Ok(Self(s.to_owned()))
+        titan_kit::input::ident(field, s).map(|s| Self(s.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -148,7 +115,7 @@ mod tests {
     fn ids_are_parsed_and_name_their_field() {
         assert_eq!(
             UserId::parse("other_user_id", ""),
-            Err(InputError::new("other_user_id", "is empty"))
+            Err(InputError::new("other_user_id", "is required"))
         );
         assert_eq!(
             UserId::parse("user_id", "a b").map_err(|e| e.to_string()),

@@ -448,9 +448,9 @@ mod tests {
         }
     }
 
-    fn field_of(r: Result<Content, ContentError>) -> Option<&'static str> {
+    fn field_of(r: Result<Content, ContentError>) -> Option<String> {
         match r {
-            Err(ContentError::Invalid(e)) => Some(e.field),
+            Err(ContentError::Invalid(e)) => Some(e.field.into_owned()),
             _ => None,
         }
     }
@@ -466,7 +466,7 @@ mod tests {
                 Metadata::default(),
                 &l
             )),
-            Some("content")
+            Some("content".into())
         );
         assert_eq!(
             Content::new(MessageKind::Text, &"x".repeat(17), Metadata::default(), &l),
@@ -474,7 +474,7 @@ mod tests {
         );
         assert_eq!(
             field_of(Content::new(MessageKind::Text, "hi", file("https://x"), &l)),
-            Some("metadata")
+            Some("metadata".into())
         );
         assert_eq!(
             Content::new(MessageKind::System, "x", Metadata::default(), &l),
@@ -504,7 +504,7 @@ mod tests {
         ] {
             assert_eq!(
                 field_of(Content::new(MessageKind::File, "", file(bad), &l)),
-                Some("metadata.url"),
+                Some("metadata.url".into()),
                 "{bad}"
             );
         }
@@ -512,13 +512,13 @@ mod tests {
         m.file_size = Some(0);
         assert_eq!(
             field_of(Content::new(MessageKind::File, "", m, &l)),
-            Some("metadata.file_size")
+            Some("metadata.file_size".into())
         );
         let mut m = file("https://cdn.example/a");
         m.file_name = Some("../etc/passwd".into());
         assert_eq!(
             field_of(Content::new(MessageKind::File, "", m, &l)),
-            Some("metadata.file_name")
+            Some("metadata.file_name".into())
         );
     }
 
@@ -532,7 +532,7 @@ mod tests {
         assert!(Content::new(MessageKind::Product, "look", product.clone(), &l).is_ok());
         assert_eq!(
             field_of(Content::new(MessageKind::Order, "", product, &l)),
-            Some("metadata.order_id")
+            Some("metadata.order_id".into())
         );
         let both = Metadata {
             order_id: Some("o-1".into()),
@@ -541,11 +541,11 @@ mod tests {
         };
         assert_eq!(
             field_of(Content::new(MessageKind::Order, "", both, &l)),
-            Some("metadata.url")
+            Some("metadata.url".into())
         );
         assert_eq!(
             MessageKind::parse("type", "VIDEO").map_err(|e| e.field),
-            Err("type")
+            Err("type".into())
         );
     }
 

@@ -14,9 +14,9 @@ fn reason(r: Result<impl std::fmt::Debug, ChatError>) -> &'static str {
     r.expect_err("refused").reason().unwrap_or("none")
 }
 
-fn field<T: std::fmt::Debug>(r: Result<T, ChatError>) -> &'static str {
+fn field<T: std::fmt::Debug>(r: Result<T, ChatError>) -> String {
     match r {
-        Err(ChatError::Invalid(InputError { field, .. })) => field,
+        Err(ChatError::Invalid(InputError { field, .. })) => field.into_owned(),
         other => panic!("expected invalid input, got {other:?}"),
     }
 }
@@ -136,7 +136,7 @@ async fn bad_input_is_refused_naming_the_field_and_nothing_is_stored() {
     assert_eq!(reason(oversized), "MESSAGE_TOO_LARGE");
     assert_eq!(
         MessageKind::parse("type", "VIDEO").map_err(|e| e.field),
-        Err("type")
+        Err("type".into())
     );
     assert_eq!(
         field(
