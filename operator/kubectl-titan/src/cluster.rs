@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Event, Secret},
@@ -217,11 +217,10 @@ impl Cluster {
             .applied_objects()
             .boxed();
         let watched = tokio::time::timeout(timeout, async {
-            while let Some(cell) = changes
-                .try_next()
-                .await
-                .map_err(|e| Error::Watch(e.to_string()))?
-            {
+            while let Some(change) = changes.next().await {
+                // A failed watch request is retried with backoff by the watcher; the deadline
+                // still holds, and its error reports where the cell stood.
+                let Ok(cell) = change else { continue };
                 match wait::check(&cell, target) {
                     Progress::Done(done) => return Ok(done),
                     Progress::Waiting(line) if line != last => {
