@@ -111,7 +111,8 @@ fn product(i: u32) -> String {
 }
 
 /// Products, demand and competitor prices straight into the stores: the measurement is the
-/// round, not 100,000 registrations.
+/// round, not 100,000 registrations. No event is within an hour of now or of 24 hours ago, so
+/// the demand of the two rounds is the same however long apart they run.
 async fn generate(cell: &Cell, options: &PricingOptions) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO pricing_products (product_id, category, inventory_bps, updated_at)
@@ -145,7 +146,9 @@ async fn generate(cell: &Cell, options: &PricingOptions) -> anyhow::Result<()> {
              SELECT concat('e', toString(number)) AS event_id,
                     multiIf(h < 80, 'product_view', h < 95, 'add_to_cart', 'flashsale.purchased') AS name,
                     concat('u', toString(number % 50000)) AS user_id, '' AS session_id,
-                    toDateTime(? - (cityHash64(number, 1) % (7 * 86400))) AS time,
+                    toDateTime(? - if(cityHash64(number, 1) % 10 < 3,
+                                      3600 + cityHash64(number, 3) % (20 * 3600),
+                                      26 * 3600 + cityHash64(number, 3) % (5 * 86400))) AS time,
                     toUInt16(0) AS time_ms, toDate(time) AS date, '{}' AS properties,
                     '' AS device, '' AS platform, '' AS country, '' AS city, 'bench' AS cell,
                     concat('p', substring(toString(1000000 + cityHash64(number, 2) % ?), 2)) AS product_id,

@@ -1,7 +1,8 @@
 //! CI's short runs of the load generators: a small sale under concurrent load sells out and
 //! nothing is oversold; concurrent event batches are all stored, each once, and the reports
 //! answer over the generated history; WebSocket messages published on two replicas reach every
-//! subscriber once and in order, and the latency histogram is drawn. Figures are printed, never
+//! subscriber once and in order, and the latency histogram is drawn; pricing serves the prices
+//! its history ends with and a second round changes nothing. Figures are printed, never
 //! asserted.
 
 #[tokio::test(flavor = "multi_thread")]
@@ -48,4 +49,17 @@ async fn the_quick_ws_run_delivers_every_message_once_in_order_and_draws_it() {
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
     // The IHDR chunk: width and height as drawn.
     assert_eq!(&bytes[16..24], &[0, 0, 3, 232, 0, 0, 2, 88]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quick_pricing_run_serves_what_history_says_and_a_second_round_changes_nothing() {
+    let options = titan_bench::pricing::PricingOptions::quick();
+    let report = titan_bench::pricing::pricing(&options)
+        .await
+        .expect("bench");
+    println!("{report}");
+    assert!(report.round_changed > 0, "{report}");
+    assert_eq!(report.quiet_changed, 0, "{report}");
+    assert_eq!(report.mismatches, 0, "{report}");
+    assert_eq!(report.prices, report.calls * 100, "{report}");
 }

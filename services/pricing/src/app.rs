@@ -239,6 +239,11 @@ pub trait DemandSource: Send + Sync + 'static {
         products: &[ProductId],
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<HashMap<ProductId, Signals>>> + Send;
+    /// Signal counts of every product with events, in one query (one scan of the week).
+    fn all_signals(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<HashMap<ProductId, Signals>>> + Send;
     /// Verified orders of `product` per day in `[from, to)`.
     fn daily_sales(
         &self,
@@ -448,11 +453,18 @@ impl<S: PricingStore, D: DemandSource> Pricing<S, D> {
         let started = std::time::Instant::now();
         let rules = RuleIndex::new(self.store.rules().await?);
         let mut report = RoundReport::default();
+        // A whole-catalogue round reads demand in one query for every product: per batch,
+        // ClickHouse would scan the week's events once per batch instead of once.
+        let demand = match scope {
+            Scope::All => Demand::Known(self.demand.all_signals(self.now()).await?),
+            _ => Demand::PerBatch,
+        };
         match scope {
             Scope::Products(ids) => {
                 for chunk in ids.chunks(BATCH) {
                     let products = self.store.products(chunk).await?;
-                    self.reprice(&rules, &products, &mut report).await?;
+                    self.reprice(&rules, &products, &demand, &mut report)
+                        .await?;
                 }
             }
             Scope::All | Scope::Category(_) => {
@@ -468,7 +480,8 @@ impl<S: PricingStore, D: DemandSource> Pricing<S, D> {
                         .await?;
                     let Some(last) = products.last() else { break };
                     after = Some(last.id.clone());
-                    self.reprice(&rules, &products, &mut report).await?;
+                    self.reprice(&rules, &products, &demand, &mut report)
+                        .await?;
                     if products.len() < BATCH {
                         break;
                     }
@@ -483,6 +496,7 @@ impl<S: PricingStore, D: DemandSource> Pricing<S, D> {
         &self,
         rules: &RuleIndex,
         products: &[Product],
+        demand: &Demand,
         report: &mut RoundReport,
     ) -> Result<()> {
         let now = self.now();
@@ -500,10 +514,17 @@ impl<S: PricingStore, D: DemandSource> Pricing<S, D> {
                 .collect()
         };
         let dynamic = ids_of(|s| matches!(s, Strategy::Dynamic));
-        let signals = if dynamic.is_empty() {
-            HashMap::new()
-        } else {
-            self.demand.signals(&dynamic, now).await?
+        let fetched;
+        let signals = match demand {
+            Demand::Known(all) => all,
+            Demand::PerBatch if dynamic.is_empty() => {
+                fetched = HashMap::new();
+                &fetched
+            }
+            Demand::PerBatch => {
+                fetched = self.demand.signals(&dynamic, now).await?;
+                &fetched
+            }
         };
         let competitive = ids_of(|s| matches!(s, Strategy::Competitive { .. }));
         let mut observed: HashMap<ProductId, Vec<CompetitorPrice>> = HashMap::new();
@@ -626,6 +647,14 @@ impl<S: PricingStore, D: DemandSource> Pricing<S, D> {
         );
         Ok((estimate, current, per_day, impact))
     }
+}
+
+/// Where a round's batches get their demand signals.
+enum Demand {
+    /// Read once for the whole round.
+    Known(HashMap<ProductId, Signals>),
+    /// One query per batch, for its DYNAMIC products.
+    PerBatch,
 }
 
 /// The rules of a round, by product and by category, so each product looks at its own only.

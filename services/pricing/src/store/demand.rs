@@ -34,6 +34,33 @@ fn day_number(d: NaiveDate) -> u32 {
     u32::try_from((d - epoch()).num_days()).unwrap_or(0)
 }
 
+/// The filter of `signals.sql` that limits it to a batch; a whole round reads every product.
+const BATCH_FILTER: &str = "AND product_id IN (SELECT arrayJoin(?))";
+
+/// `(product_id, views_24h, views_7d, carts_24h, purchases_24h, purchases_7d)`.
+type SignalRow = (String, u64, u64, u64, u64, u64);
+
+fn collect(rows: Vec<SignalRow>) -> HashMap<ProductId, Signals> {
+    let mut out = HashMap::with_capacity(rows.len());
+    for (id, views_24h, views_7d, carts_24h, purchases_24h, purchases_7d) in rows {
+        // An event may name a product id pricing would refuse; no rule can price it.
+        if let Ok(id) = ProductId::parse("product_id", &id) {
+            out.insert(
+                id,
+                Signals {
+                    views_24h,
+                    views_7d,
+                    carts_24h,
+                    purchases_24h,
+                    purchases_7d,
+                    inventory: 0.0,
+                },
+            );
+        }
+    }
+    out
+}
+
 impl DemandSource for ChDemand {
     async fn signals(
         &self,
@@ -52,26 +79,26 @@ impl DemandSource for ChDemand {
             .bind(t)
             .bind(t)
             .bind(ids)
-            .fetch_all::<(String, u64, u64, u64, u64, u64)>()
+            .fetch_all::<SignalRow>()
             .await?;
-        let mut out = HashMap::with_capacity(rows.len());
-        for (id, views_24h, views_7d, carts_24h, purchases_24h, purchases_7d) in rows {
-            // Ids come from the batch asked for, so they parse; anything else is skipped.
-            if let Ok(id) = ProductId::parse("product_id", &id) {
-                out.insert(
-                    id,
-                    Signals {
-                        views_24h,
-                        views_7d,
-                        carts_24h,
-                        purchases_24h,
-                        purchases_7d,
-                        inventory: 0.0,
-                    },
-                );
-            }
-        }
-        Ok(out)
+        Ok(collect(rows))
+    }
+
+    async fn all_signals(&self, now: DateTime<Utc>) -> Result<HashMap<ProductId, Signals>> {
+        let t = seconds(now);
+        let sql = include_str!("sql/signals.sql").replace(BATCH_FILTER, "AND product_id != ''");
+        let rows = self
+            .client
+            .query(&sql)
+            .bind(t)
+            .bind(t)
+            .bind(t)
+            .bind(t)
+            .bind(t)
+            .bind(t)
+            .fetch_all::<SignalRow>()
+            .await?;
+        Ok(collect(rows))
     }
 
     async fn daily_sales(

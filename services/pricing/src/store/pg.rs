@@ -52,6 +52,17 @@ fn segment(s: &str) -> Result<Segment> {
     Segment::parse("segment", s).map_err(|e| corrupt(format!("stored segment: {e}")))
 }
 
+/// The current prices of a batch's (product, segment) keys, in key order.
+macro_rules! current_prices_sql {
+    () => {
+        "SELECT p.product_id, p.segment, p.currency, p.amount
+           FROM pricing_prices p
+           JOIN UNNEST($1::text[], $2::text[]) AS k(product_id, segment)
+             ON p.product_id = k.product_id AND p.segment = k.segment
+          ORDER BY p.product_id, p.segment"
+    };
+}
+
 /// The columns of a rule, in the order of the INSERT below.
 macro_rules! rule_columns {
     () => {
@@ -122,6 +133,49 @@ fn change_of(row: &PgRow) -> Result<Change> {
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(|e| corrupt(e.to_string()))
+}
+
+type Current = std::collections::HashMap<(String, String), Money>;
+
+fn lookup(current: &Current, c: &Candidate) -> Option<Money> {
+    current
+        .get(&(
+            c.product_id.as_str().to_owned(),
+            c.computed.segment.as_str().to_owned(),
+        ))
+        .copied()
+}
+
+/// The current prices of `candidates`' products and segments; with `lock`, their rows are
+/// locked in key order, so two rounds over overlapping batches cannot deadlock.
+async fn current_prices(
+    conn: &mut sqlx::PgConnection,
+    candidates: &[Candidate],
+    lock: bool,
+) -> Result<Current> {
+    let (products, segments): (Vec<&str>, Vec<&str>) = candidates
+        .iter()
+        .map(|c| (c.product_id.as_str(), c.computed.segment.as_str()))
+        .unzip();
+    let query = if lock {
+        sqlx::query(concat!(current_prices_sql!(), " FOR UPDATE OF p"))
+    } else {
+        sqlx::query(current_prices_sql!())
+    };
+    let rows = query
+        .bind(&products)
+        .bind(&segments)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut current = Current::with_capacity(rows.len());
+    for row in &rows {
+        let currency: String = row.try_get("currency")?;
+        current.insert(
+            (row.try_get("product_id")?, row.try_get("segment")?),
+            money(row.try_get("amount")?, &currency)?,
+        );
+    }
+    Ok(current)
 }
 
 impl PricingStore for PgPricing {
@@ -344,44 +398,25 @@ impl PricingStore for PgPricing {
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await?;
-        let (products, segments): (Vec<&str>, Vec<&str>) = candidates
+        // Most of a round's prices do not move: an unlocked read finds the candidates that
+        // may change, and only those are locked and decided again in the transaction.
+        let mut conn = self.pool.acquire().await?;
+        let current = current_prices(&mut conn, candidates, false).await?;
+        drop(conn);
+        let maybe: Vec<Candidate> = candidates
             .iter()
-            .map(|c| (c.product_id.as_str(), c.computed.segment.as_str()))
-            .unzip();
-        // Locked in key order, so two rounds over overlapping batches cannot deadlock.
-        let rows = sqlx::query(
-            "SELECT p.product_id, p.segment, p.currency, p.amount
-               FROM pricing_prices p
-               JOIN UNNEST($1::text[], $2::text[]) AS k(product_id, segment)
-                 ON p.product_id = k.product_id AND p.segment = k.segment
-              ORDER BY p.product_id, p.segment
-                FOR UPDATE OF p",
-        )
-        .bind(&products)
-        .bind(&segments)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut current = std::collections::HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let currency: String = row.try_get("currency")?;
-            current.insert(
-                (
-                    row.try_get::<String, _>("product_id")?,
-                    row.try_get::<String, _>("segment")?,
-                ),
-                money(row.try_get("amount")?, &currency)?,
-            );
+            .filter(|c| decide(&c.rule, lookup(&current, c), &c.computed))
+            .cloned()
+            .collect();
+        if maybe.is_empty() {
+            return Ok(Vec::new());
         }
-        let changed: Vec<(&Candidate, Option<Money>)> = candidates
+        let mut tx = self.pool.begin().await?;
+        let current = current_prices(&mut tx, &maybe, true).await?;
+        let changed: Vec<(&Candidate, Option<Money>)> = maybe
             .iter()
             .filter_map(|c| {
-                let old = current
-                    .get(&(
-                        c.product_id.as_str().to_owned(),
-                        c.computed.segment.as_str().to_owned(),
-                    ))
-                    .copied();
+                let old = lookup(&current, c);
                 decide(&c.rule, old, &c.computed).then_some((c, old))
             })
             .collect();
