@@ -6,6 +6,7 @@ mod analytics;
 mod chat;
 mod events;
 mod flashsale;
+mod fraud;
 mod marketing;
 mod pricing;
 mod realtime;
