@@ -8,6 +8,7 @@
 
 pub mod analytics;
 pub mod chat;
+pub mod fraud;
 pub mod pricing;
 pub mod ws;
 

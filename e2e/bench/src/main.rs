@@ -2,6 +2,7 @@
 //! flash-sale hot path. `titan-bench analytics`: event ingestion throughput and report
 //! latencies. `titan-bench ws`: idle WebSockets per replica and their memory, fan-out latency
 //! across two replicas. `titan-bench chat`: chat delivery over two replicas and history pages.
+//! `titan-bench fraud`: CheckTransaction at a fixed rate (client and server p99) and its maximum.
 //! All need the datastores of `cargo xtask datastores start` (their URLs in `TITAN_TEST_*`).
 #![forbid(unsafe_code)]
 
@@ -12,6 +13,7 @@ use titan_bench::{
     Options,
     analytics::{AnalyticsOptions, analytics},
     chat::{ChatOptions, chat},
+    fraud::{FraudOptions, fraud},
     pricing::{PricingOptions, pricing},
     ws::{WsOptions, ws},
 };
@@ -112,6 +114,30 @@ enum Scenario {
         /// History pages read (0 skips the 1,000,000-message conversation).
         #[arg(long, default_value_t = 2_000)]
         pages: usize,
+        #[arg(long)]
+        debug: bool,
+        #[arg(long)]
+        quick: bool,
+    },
+    /// CheckTransaction against `titan serve fraud` over users with week-long histories in
+    /// PostgreSQL and Redis: a fixed rate (client and server p99), then the maximum rate.
+    Fraud {
+        #[arg(long, default_value_t = 100_000)]
+        users: u32,
+        /// Earlier transactions per user.
+        #[arg(long, default_value_t = 20)]
+        history: u32,
+        #[arg(long, default_value_t = 2_000)]
+        rate: u32,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Concurrent callers of the maximum-rate phase.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        max_seconds: u64,
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
         #[arg(long)]
         debug: bool,
         #[arg(long)]
@@ -260,6 +286,33 @@ async fn main() -> ExitCode {
                 }
             };
             finish(chat(&options).await, titan_bench::chat::ChatReport::exact)
+        }
+        Scenario::Fraud {
+            users,
+            history,
+            rate,
+            seconds,
+            clients,
+            max_seconds,
+            connections,
+            debug,
+            quick,
+        } => {
+            let options = if quick {
+                FraudOptions::quick()
+            } else {
+                FraudOptions {
+                    users,
+                    history,
+                    rate,
+                    duration: Duration::from_secs(seconds),
+                    clients,
+                    max_duration: Duration::from_secs(max_seconds),
+                    connections,
+                    release: !debug,
+                }
+            };
+            finish(fraud(&options).await, titan_bench::fraud::FraudReport::held)
         }
         Scenario::Pricing {
             products,

@@ -1,0 +1,390 @@
+//! The fraud load generator: `titan serve fraud` (release) over users with realistic
+//! histories — earlier decisions in PostgreSQL (amounts for the anomaly, first-seen devices
+//! and IPs) and a week of velocity entries in Redis per user, card, device and IP — then
+//! `CheckTransaction` at a fixed rate (client latency from the request's send, server latency
+//! from the service's `titan_fraud_check_seconds` histogram), then as fast as a fixed number
+//! of concurrent callers go (the maximum sustained rate).
+
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, ensure};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use titan_e2e::{Cell, CellOptions, authed};
+use titan_kit::reexport::{redis, sqlx};
+use titan_proto::fraud::v1::{self as pb, fraud_service_client::FraudServiceClient};
+use tonic::transport::Channel;
+
+use crate::Latencies;
+
+#[derive(Debug, Clone)]
+pub struct FraudOptions {
+    pub users: u32,
+    /// Earlier transactions per user (a week of them).
+    pub history: u32,
+    /// Checks per second in the fixed-rate phase.
+    pub rate: u32,
+    pub duration: Duration,
+    /// Concurrent callers of the maximum-rate phase.
+    pub clients: usize,
+    pub max_duration: Duration,
+    /// HTTP/2 connections the callers share.
+    pub connections: usize,
+    pub release: bool,
+}
+
+impl FraudOptions {
+    /// CI's short mode: a few users, for the checks only.
+    pub fn quick() -> Self {
+        Self {
+            users: 500,
+            history: 5,
+            rate: 200,
+            duration: Duration::from_secs(2),
+            clients: 8,
+            max_duration: Duration::from_secs(2),
+            connections: 2,
+            release: false,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct FraudReport {
+    pub users: u32,
+    pub history: u32,
+    pub rate: u32,
+    pub sent: u64,
+    pub failed: u64,
+    pub degraded: u64,
+    pub elapsed: Duration,
+    pub client: Latencies,
+    /// Upper bounds of the histogram buckets holding the server-side p50 and p99.
+    pub server_p50: Option<f64>,
+    pub server_p99: Option<f64>,
+    pub max_checks: u64,
+    pub max_failed: u64,
+    pub max_elapsed: Duration,
+    pub max_client: Latencies,
+}
+
+impl FraudReport {
+    /// Every check answered, none degraded.
+    pub fn held(&self) -> bool {
+        self.failed == 0 && self.max_failed == 0 && self.degraded == 0 && self.sent > 0
+    }
+}
+
+fn ms(s: Option<f64>) -> String {
+    s.map_or("n/a".into(), |s| format!("<= {:.2} ms", s * 1000.0))
+}
+
+impl fmt::Display for FraudReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "fraud over {} users with {} earlier transactions each (PostgreSQL and Redis)",
+            self.users, self.history
+        )?;
+        let secs = self.elapsed.as_secs_f64();
+        writeln!(
+            f,
+            "  fixed rate {}/s     {} checks in {secs:.1} s ({:.0}/s), {} failed, {} degraded",
+            self.rate,
+            self.sent,
+            self.sent as f64 / secs,
+            self.failed,
+            self.degraded
+        )?;
+        writeln!(
+            f,
+            "  client latency      p50 {:?}  p99 {:?}  p99.9 {:?}  (target p99 < 5 ms)",
+            self.client.quantile(0.5),
+            self.client.quantile(0.99),
+            self.client.quantile(0.999)
+        )?;
+        writeln!(
+            f,
+            "  server latency      p50 {}  p99 {}  (histogram bucket bounds; target p99 < 2 ms)",
+            ms(self.server_p50),
+            ms(self.server_p99)
+        )?;
+        let secs = self.max_elapsed.as_secs_f64();
+        write!(
+            f,
+            "  maximum sustained   {:.0} checks/s ({} in {secs:.1} s, {} failed), p50 {:?}  p99 {:?}",
+            self.max_checks as f64 / secs,
+            self.max_checks,
+            self.max_failed,
+            self.max_client.quantile(0.5),
+            self.max_client.quantile(0.99)
+        )
+    }
+}
+
+fn ip(i: u32) -> String {
+    format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
+}
+
+/// Histories straight into the stores: the measurement is the check, not the seeding.
+async fn seed(cell: &Cell, o: &FraudOptions) -> anyhow::Result<()> {
+    let pool = &cell.db.pool;
+    sqlx::query(
+        "INSERT INTO fraud_users (user_id, first_seen_at, account_created_at, successful_orders)
+         SELECT 'u' || i, now() - interval '200 days', now() - interval '300 days', i % 20
+           FROM generate_series(0, $1 - 1) AS i",
+    )
+    .bind(i64::from(o.users))
+    .execute(pool)
+    .await
+    .context("seed users")?;
+    sqlx::query(
+        "INSERT INTO fraud_seen (user_id, kind, value, first_seen_at)
+         SELECT 'u' || i, k.kind,
+                CASE k.kind WHEN 'device' THEN 'd' || i
+                     ELSE '10.' || ((i >> 16) & 255) || '.' || ((i >> 8) & 255) || '.' || (i & 255) END,
+                now() - interval '200 days'
+           FROM generate_series(0, $1 - 1) AS i, (VALUES ('device'), ('ip')) AS k(kind)",
+    )
+    .bind(i64::from(o.users))
+    .execute(pool)
+    .await
+    .context("seed first-seen")?;
+    sqlx::query(
+        "INSERT INTO fraud_decisions (transaction_id, user_id, amount, currency, request, facts,
+             features, reasons, rule_hits, score, level, decision, degraded, decided_at)
+         SELECT 'h' || i || '-' || j, 'u' || i, 2000 + (i * 7 + j * 131) % 3000, 'EUR', '{}', '{}',
+                array_fill(0::float8, ARRAY[10]), '[]', '[]', 0, 'LOW', 'APPROVE', false,
+                now() - make_interval(hours => j * 7 * 24 / ($2 + 1))
+           FROM generate_series(0, $1 - 1) AS i, generate_series(1, $2) AS j",
+    )
+    .bind(i64::from(o.users))
+    .bind(i64::from(o.history))
+    .execute(pool)
+    .await
+    .context("seed decisions")?;
+    sqlx::query("ANALYZE")
+        .execute(pool)
+        .await
+        .context("analyze")?;
+
+    let mut conn = cell.redis.handle.conn.clone();
+    let now = chrono::Utc::now().timestamp_millis();
+    let week = 7 * 86_400_000_i64;
+    for chunk in (0..o.users).collect::<Vec<_>>().chunks(500) {
+        let mut pipe = redis::pipe();
+        for &i in chunk {
+            let keys = [
+                format!("user:u{i}"),
+                format!("card:c{i}"),
+                format!("device:d{i}"),
+                format!("ip:{}", ip(i)),
+            ];
+            for key in keys {
+                let key = cell.redis.handle.key(&format!("fraud:v:{key}"));
+                for j in 1..=o.history {
+                    let at = now - week * i64::from(j) / i64::from(o.history + 1);
+                    let amount = 2000 + (i * 7 + j * 131) % 3000;
+                    pipe.zadd(&key, format!("{amount}:h{i}-{j}"), at).ignore();
+                }
+            }
+        }
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .context("seed velocity")?;
+    }
+    Ok(())
+}
+
+fn request(user: u32, n: u64, rng: &mut StdRng) -> pb::CheckTransactionRequest {
+    pb::CheckTransactionRequest {
+        transaction_id: format!("b{n}"),
+        user_id: format!("u{user}"),
+        amount: rng.random_range(2_000..5_000),
+        currency: "EUR".into(),
+        ip: ip(user),
+        device_fingerprint: format!("d{user}"),
+        card_fingerprint: format!("c{user}"),
+        user_agent: "titan-bench".into(),
+        country: "FR".into(),
+        billing_country: "FR".into(),
+        shipping_country: "FR".into(),
+        ..pb::CheckTransactionRequest::default()
+    }
+}
+
+/// Cumulative counts of `titan_fraud_check_seconds` by bucket bound, and the total.
+async fn histogram(cell: &Cell) -> anyhow::Result<(Vec<(f64, u64)>, u64)> {
+    let text = reqwest::get(format!("http://{}/metrics", cell.admin))
+        .await
+        .context("read /metrics")?
+        .text()
+        .await
+        .context("read /metrics")?;
+    let mut buckets = Vec::new();
+    let mut count = 0;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("titan_fraud_check_seconds_bucket{le=\"") {
+            let (le, value) = rest.split_once("\"} ").context("bucket line")?;
+            if le != "+Inf" {
+                buckets.push((le.parse()?, value.trim().parse()?));
+            }
+        } else if let Some(v) = line.strip_prefix("titan_fraud_check_seconds_count ") {
+            count = v.trim().parse()?;
+        }
+    }
+    Ok((buckets, count))
+}
+
+/// The bound of the first bucket holding quantile `q` of what was observed between two reads.
+fn bucket_quantile(
+    before: &(Vec<(f64, u64)>, u64),
+    after: &(Vec<(f64, u64)>, u64),
+    q: f64,
+) -> Option<f64> {
+    let total = after.1.saturating_sub(before.1);
+    if total == 0 {
+        return None;
+    }
+    let need = (total as f64 * q).ceil() as u64;
+    after
+        .0
+        .iter()
+        .zip(&before.0)
+        .find(|((_, a), (_, b))| a.saturating_sub(*b) >= need)
+        .map(|((le, _), _)| *le)
+}
+
+pub async fn fraud(o: &FraudOptions) -> anyhow::Result<FraudReport> {
+    let cell = Cell::start_with(CellOptions {
+        services: vec!["fraud".into()],
+        config: None,
+        release: o.release,
+    })
+    .await;
+    seed(&cell, o).await?;
+    let mut channels = Vec::new();
+    for _ in 0..o.connections.max(1) {
+        channels.push(FraudServiceClient::new(cell.channel().await));
+    }
+    let token = cell.token("checkout", &["service"]);
+    let next = Arc::new(AtomicU64::new(0));
+
+    // Warm-up: connections, pools and plans, outside the measurement.
+    run_fixed(
+        &channels,
+        &token,
+        o.users,
+        o.rate,
+        Duration::from_secs(1),
+        &next,
+    )
+    .await?;
+    let before = histogram(&cell).await?;
+    let (sent, failed, degraded, elapsed, client) =
+        run_fixed(&channels, &token, o.users, o.rate, o.duration, &next).await?;
+    let after = histogram(&cell).await?;
+    ensure!(after.1 > before.1, "the service observed no checks");
+
+    let checks = Arc::new(AtomicU64::new(0));
+    let max_failed = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..o.clients {
+        let mut client = channels[c % channels.len()].clone();
+        let (token, next, checks, max_failed) = (
+            token.clone(),
+            next.clone(),
+            checks.clone(),
+            max_failed.clone(),
+        );
+        let (users, deadline) = (o.users, start + o.max_duration);
+        tasks.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(c as u64);
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let req = request(rng.random_range(0..users), n, &mut rng);
+                let t0 = Instant::now();
+                let ok = client.check_transaction(authed(req, &token)).await.is_ok();
+                lat.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+                checks.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    max_failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.context("caller task")?);
+    }
+    let max_elapsed = start.elapsed();
+    all.sort_unstable();
+
+    Ok(FraudReport {
+        users: o.users,
+        history: o.history,
+        rate: o.rate,
+        sent,
+        failed,
+        degraded,
+        elapsed,
+        client,
+        server_p50: bucket_quantile(&before, &after, 0.5),
+        server_p99: bucket_quantile(&before, &after, 0.99),
+        max_checks: checks.load(Ordering::Relaxed),
+        max_failed: max_failed.load(Ordering::Relaxed),
+        max_elapsed,
+        max_client: Latencies(all),
+    })
+}
+
+/// Sends checks at `rate` per second for `duration` whatever the answers take (an open loop,
+/// so a slow answer does not slow the offered load), and returns (sent, failed, degraded,
+/// elapsed, client latencies).
+async fn run_fixed(
+    channels: &[FraudServiceClient<Channel>],
+    token: &str,
+    users: u32,
+    rate: u32,
+    duration: Duration,
+    next: &AtomicU64,
+) -> anyhow::Result<(u64, u64, u64, Duration, Latencies)> {
+    let total = (f64::from(rate) * duration.as_secs_f64()) as u64;
+    let mut rng = StdRng::seed_from_u64(total);
+    let start = tokio::time::Instant::now();
+    let mut handles = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    for i in 0..total {
+        tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / f64::from(rate))).await;
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        let req = authed(request(rng.random_range(0..users), n, &mut rng), token);
+        let mut client = channels[usize::try_from(i).unwrap_or(0) % channels.len()].clone();
+        handles.push(tokio::spawn(async move {
+            let t0 = Instant::now();
+            let answer = client.check_transaction(req).await;
+            (t0.elapsed(), answer.map(|a| a.into_inner().degraded))
+        }));
+    }
+    let (mut failed, mut degraded) = (0, 0);
+    let mut lat = Vec::with_capacity(handles.len());
+    for h in handles {
+        let (took, answer) = h.await.context("check task")?;
+        lat.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+        match answer {
+            Ok(true) => degraded += 1,
+            Ok(false) => {}
+            Err(_) => failed += 1,
+        }
+    }
+    let elapsed = start.elapsed();
+    lat.sort_unstable();
+    Ok((total, failed, degraded, elapsed, Latencies(lat)))
+}
