@@ -52,14 +52,13 @@ fn segment(s: &str) -> Result<Segment> {
     Segment::parse("segment", s).map_err(|e| corrupt(format!("stored segment: {e}")))
 }
 
-/// The current prices of a batch's (product, segment) keys, in key order.
+/// The current prices of a batch's products (every segment), in key order: `= ANY` is an index
+/// scan of the primary key, where a join with the keys' UNNEST was planned as a scan of every
+/// price per batch.
 macro_rules! current_prices_sql {
     () => {
-        "SELECT p.product_id, p.segment, p.currency, p.amount
-           FROM pricing_prices p
-           JOIN UNNEST($1::text[], $2::text[]) AS k(product_id, segment)
-             ON p.product_id = k.product_id AND p.segment = k.segment
-          ORDER BY p.product_id, p.segment"
+        "SELECT product_id, segment, currency, amount FROM pricing_prices
+          WHERE product_id = ANY($1) ORDER BY product_id, segment"
     };
 }
 
@@ -146,27 +145,21 @@ fn lookup(current: &Current, c: &Candidate) -> Option<Money> {
         .copied()
 }
 
-/// The current prices of `candidates`' products and segments; with `lock`, their rows are
-/// locked in key order, so two rounds over overlapping batches cannot deadlock.
+/// The current prices of `candidates`' products; with `lock`, their rows are locked in key
+/// order, so two rounds over overlapping batches cannot deadlock.
 async fn current_prices(
     conn: &mut sqlx::PgConnection,
     candidates: &[Candidate],
     lock: bool,
 ) -> Result<Current> {
-    let (products, segments): (Vec<&str>, Vec<&str>) = candidates
-        .iter()
-        .map(|c| (c.product_id.as_str(), c.computed.segment.as_str()))
-        .unzip();
+    let mut products: Vec<&str> = candidates.iter().map(|c| c.product_id.as_str()).collect();
+    products.dedup();
     let query = if lock {
-        sqlx::query(concat!(current_prices_sql!(), " FOR UPDATE OF p"))
+        sqlx::query(concat!(current_prices_sql!(), " FOR UPDATE"))
     } else {
         sqlx::query(current_prices_sql!())
     };
-    let rows = query
-        .bind(&products)
-        .bind(&segments)
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = query.bind(&products).fetch_all(&mut *conn).await?;
     let mut current = Current::with_capacity(rows.len());
     for row in &rows {
         let currency: String = row.try_get("currency")?;
