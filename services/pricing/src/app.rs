@@ -151,6 +151,15 @@ pub struct RoundReport {
     pub changed: u64,
 }
 
+impl RoundReport {
+    fn absorb(&mut self, other: Self) {
+        self.products += other.products;
+        self.without_rule += other.without_rule;
+        self.computed += other.computed;
+        self.changed += other.changed;
+    }
+}
+
 /// PostgreSQL: products, rules, prices, history, competitor prices, the round lease.
 pub trait PricingStore: Send + Sync + 'static {
     fn put_product(
@@ -472,17 +481,33 @@ impl<S: PricingStore, D: DemandSource> Pricing<S, D> {
                     Scope::Category(c) => Some(c.as_str()),
                     _ => None,
                 };
+                // Two batches at a time: one computes or reads while the other's transaction
+                // writes. Their products are disjoint, so their row locks never meet.
                 let mut after: Option<ProductId> = None;
                 loop {
-                    let products = self
-                        .store
-                        .products_after(after.as_ref(), category, BATCH)
-                        .await?;
-                    let Some(last) = products.last() else { break };
-                    after = Some(last.id.clone());
-                    self.reprice(&rules, &products, &demand, &mut report)
-                        .await?;
-                    if products.len() < BATCH {
+                    let mut pair = [Vec::new(), Vec::new()];
+                    for batch in &mut pair {
+                        *batch = self
+                            .store
+                            .products_after(after.as_ref(), category, BATCH)
+                            .await?;
+                        match batch.last() {
+                            Some(last) if batch.len() == BATCH => after = Some(last.id.clone()),
+                            _ => {
+                                after = None;
+                                break;
+                            }
+                        }
+                    }
+                    let [first, second] = &pair;
+                    let (mut a, mut b) = (RoundReport::default(), RoundReport::default());
+                    futures::try_join!(
+                        self.reprice(&rules, first, &demand, &mut a),
+                        self.reprice(&rules, second, &demand, &mut b),
+                    )?;
+                    report.absorb(a);
+                    report.absorb(b);
+                    if after.is_none() {
                         break;
                     }
                 }
