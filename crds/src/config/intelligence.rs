@@ -320,8 +320,10 @@ impl Default for FraudVelocity {
 }
 
 /// What is normal in one velocity window: velocity is 0 up to the limit and reaches 1 at twice it.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+/// Both fields are required when a window is given: no default could satisfy the minimum of 1
+/// and still mean something in every window.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FraudVelocityLimit {
     /// Transactions in the window.
     #[schemars(range(min = 1))]

@@ -16,8 +16,9 @@ use serde::{Serialize, de::DeserializeOwned};
 
 pub use communication::{ChatConfig, LivestreamConfig, TurnCredentials, VideocallConfig};
 pub use intelligence::{
-    AbtestingConfig, AnalyticsConfig, FraudConfig, FraudDecision, FraudDecisions, FraudKnownBad, FraudThresholds,
-    FraudVelocity, FraudVelocityLimit, FraudWeights, PricingConfig, PricingMultipliers,
+    AbtestingConfig, AnalyticsConfig, FraudConfig, FraudDecision, FraudDecisions, FraudKnownBad,
+    FraudThresholds, FraudVelocity, FraudVelocityLimit, FraudWeights, PricingConfig,
+    PricingMultipliers,
 };
 pub use logistics::{
     DistanceModel, DriverConfig, FlatRateCarrier, HttpCarrier, RateShopping, ShippingConfig,

@@ -306,7 +306,10 @@ fn websocket_origins_reach_the_runtime_of_their_service_only() {
         .realtime
     };
     let chat = realtime("chat");
-    assert_eq!(chat.allowed_origins, vec!["https://shop.example".to_owned()]);
+    assert_eq!(
+        chat.allowed_origins,
+        vec!["https://shop.example".to_owned()]
+    );
     assert!(chat.allow_missing_origin);
     let flashsale = realtime("flashsale");
     assert_eq!(flashsale.allowed_origins, Vec::<String>::new());

@@ -75,6 +75,25 @@ fn schemas_are_structural() {
     }
 }
 
+/// A default the schema's own bounds refuse makes the API server reject the whole CRD at
+/// install (it validates defaults): every numeric default lies within its minimum and maximum.
+#[test]
+fn every_default_satisfies_its_own_bounds() {
+    for (kind, schema) in schemas() {
+        walk(&kind, &schema, &mut |path, s| {
+            let Some(default) = s.get("default").and_then(Value::as_f64) else {
+                return;
+            };
+            if let Some(min) = s.get("minimum").and_then(Value::as_f64) {
+                assert!(default >= min, "{path}: default {default} < minimum {min}");
+            }
+            if let Some(max) = s.get("maximum").and_then(Value::as_f64) {
+                assert!(default <= max, "{path}: default {default} > maximum {max}");
+            }
+        });
+    }
+}
+
 #[test]
 fn every_spec_and_status_field_is_described_for_kubectl_explain() {
     for (kind, schema) in schemas() {
