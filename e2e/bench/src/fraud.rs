@@ -161,7 +161,7 @@ async fn seed(cell: &Cell, o: &FraudOptions) -> anyhow::Result<()> {
              features, reasons, rule_hits, score, level, decision, degraded, decided_at)
          SELECT 'h' || i || '-' || j, 'u' || i, 2000 + (i * 7 + j * 131) % 3000, 'EUR', '{}', '{}',
                 array_fill(0::float8, ARRAY[10]), '[]', '[]', 0, 'LOW', 'APPROVE', false,
-                now() - make_interval(hours => j * 7 * 24 / ($2 + 1))
+                now() - make_interval(hours => (j * 7 * 24 / ($2 + 1))::int)
            FROM generate_series(0, $1 - 1) AS i, generate_series(1, $2) AS j",
     )
     .bind(i64::from(o.users))

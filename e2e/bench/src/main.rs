@@ -122,7 +122,7 @@ enum Scenario {
     /// CheckTransaction against `titan serve fraud` over users with week-long histories in
     /// PostgreSQL and Redis: a fixed rate (client and server p99), then the maximum rate.
     Fraud {
-        #[arg(long, default_value_t = 100_000)]
+        #[arg(long, default_value_t = 20_000)]
         users: u32,
         /// Earlier transactions per user.
         #[arg(long, default_value_t = 20)]

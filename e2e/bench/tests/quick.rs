@@ -2,8 +2,8 @@
 //! nothing is oversold; concurrent event batches are all stored, each once, and the reports
 //! answer over the generated history; WebSocket messages published on two replicas reach every
 //! subscriber once and in order, and the latency histogram is drawn; pricing serves the prices
-//! its history ends with and a second round changes nothing. Figures are printed, never
-//! asserted.
+//! its history ends with and a second round changes nothing; fraud answers every check of a
+//! fixed-rate run over seeded histories, none degraded. Figures are printed, never asserted.
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_quick_flashsale_run_never_oversells() {
@@ -62,4 +62,15 @@ async fn the_quick_pricing_run_serves_what_history_says_and_a_second_round_chang
     assert_eq!(report.quiet_changed, 0, "{report}");
     assert_eq!(report.mismatches, 0, "{report}");
     assert_eq!(report.prices, report.calls * 100, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quick_fraud_run_answers_every_check_undegraded() {
+    let options = titan_bench::fraud::FraudOptions::quick();
+    let report = titan_bench::fraud::fraud(&options).await.expect("bench");
+    println!("{report}");
+    assert_eq!(report.sent, 400, "{report}");
+    assert_eq!((report.failed, report.degraded), (0, 0), "{report}");
+    assert!(report.server_p99.is_some(), "{report}");
+    assert!(report.max_checks > 0 && report.max_failed == 0, "{report}");
 }
