@@ -2,8 +2,6 @@
 //! field a refusal is about (`product_id`, `rules[3].min_price`), and [`ident`] is the one rule
 //! for identifiers every service takes (ids, names, subjects).
 
-use std::borrow::Cow;
-
 /// Longest identifier [`ident`] accepts, in bytes (token subjects such as `auth0|…` fit).
 pub const MAX_IDENT: usize = 128;
 
@@ -12,13 +10,13 @@ pub const MAX_IDENT: usize = 128;
 #[error("{field}: {message}")]
 pub struct InputError {
     /// The request field, as the client named it.
-    pub field: Cow<'static, str>,
+    pub field: String,
     /// What is wrong with it, lower case, for a person to act on.
     pub message: String,
 }
 
 impl InputError {
-    pub fn new(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             message: message.into(),
@@ -28,7 +26,7 @@ impl InputError {
 
 /// An identifier: 1 to [`MAX_IDENT`] printable ASCII characters without spaces, so it can go
 /// into a key, a log line or a URL as it is.
-pub fn ident(field: impl Into<Cow<'static, str>>, s: &str) -> Result<&str, InputError> {
+pub fn ident(field: impl Into<String>, s: &str) -> Result<&str, InputError> {
     if s.is_empty() {
         return Err(InputError::new(field, "is required"));
     }

@@ -450,7 +450,7 @@ mod tests {
 
     fn field_of(r: Result<Content, ContentError>) -> Option<String> {
         match r {
-            Err(ContentError::Invalid(e)) => Some(e.field.into_owned()),
+            Err(ContentError::Invalid(e)) => Some(e.field),
             _ => None,
         }
     }

@@ -16,7 +16,7 @@ fn reason(r: Result<impl std::fmt::Debug, ChatError>) -> &'static str {
 
 fn field<T: std::fmt::Debug>(r: Result<T, ChatError>) -> String {
     match r {
-        Err(ChatError::Invalid(InputError { field, .. })) => field.into_owned(),
+        Err(ChatError::Invalid(InputError { field, .. })) => field,
         other => panic!("expected invalid input, got {other:?}"),
     }
 }

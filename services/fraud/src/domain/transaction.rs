@@ -5,34 +5,16 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 
+pub use titan_kit::input::InputError;
+
 /// Longest identifier accepted (ids, fingerprints, subjects).
-pub const MAX_ID: usize = 128;
+pub const MAX_ID: usize = titan_kit::input::MAX_IDENT;
 /// Longest user agent kept.
 pub const MAX_USER_AGENT: usize = 512;
 
-/// An input that cannot be used, and the field it came from.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct InputError {
-    pub field: &'static str,
-    pub message: String,
-}
-
-impl InputError {
-    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            field,
-            message: message.into(),
-        }
-    }
-}
-
 /// A required identifier: 1 to 128 printable ASCII characters without spaces.
 pub fn ident(field: &'static str, s: &str) -> Result<String, InputError> {
-    if s.is_empty() {
-        return Err(InputError::new(field, "is required"));
-    }
-    optional_ident(field, s).map(|o| o.unwrap_or_default())
+    titan_kit::input::ident(field, s).map(str::to_owned)
 }
 
 /// An optional identifier: empty means absent.
@@ -40,19 +22,7 @@ pub fn optional_ident(field: &'static str, s: &str) -> Result<Option<String>, In
     if s.is_empty() {
         return Ok(None);
     }
-    if s.len() > MAX_ID {
-        return Err(InputError::new(
-            field,
-            format!("has {} bytes; at most {MAX_ID} are allowed", s.len()),
-        ));
-    }
-    if !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(InputError::new(
-            field,
-            "must be printable ASCII without spaces",
-        ));
-    }
-    Ok(Some(s.to_owned()))
+    ident(field, s).map(Some)
 }
 
 /// An optional ISO 3166-1 alpha-2 country code (upper-case).

@@ -5,44 +5,14 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Invalid input, naming the request field (`product_id`, `rule.min_price`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct InputError {
-    pub field: String,
-    pub message: String,
-}
-
-impl InputError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
+pub use titan_kit::input::InputError;
 
 /// Longest identifier accepted (products, categories, segments, competitors, sources).
-pub const MAX_ID: usize = 128;
+pub const MAX_ID: usize = titan_kit::input::MAX_IDENT;
 
 /// A non-empty printable-ASCII name without spaces of at most [`MAX_ID`] bytes.
 pub fn name(field: &str, s: &str) -> Result<String, InputError> {
-    if s.is_empty() {
-        return Err(InputError::new(field, "is empty"));
-    }
-    if s.len() > MAX_ID {
-        return Err(InputError::new(
-            field,
-            format!("has {} bytes; at most {MAX_ID} are allowed", s.len()),
-        ));
-    }
-    if !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(InputError::new(
-            field,
-            "must be printable ASCII without spaces",
-        ));
-    }
-    Ok(s.to_owned())
+    titan_kit::input::ident(field, s).map(str::to_owned)
 }
 
 /// A product, as the catalogue names it.
@@ -101,7 +71,7 @@ mod tests {
         assert_eq!(name("product_id", "sku-1"), Ok("sku-1".to_owned()));
         assert_eq!(
             name("product_id", ""),
-            Err(InputError::new("product_id", "is empty"))
+            Err(InputError::new("product_id", "is required"))
         );
         assert_eq!(
             name("product_id", "a b").map_err(|e| e.field),
