@@ -240,7 +240,10 @@ async fn run(cli: Cli) -> Result<(), KitError> {
             let report = titan_fraud::train::run(&config, settle_days)
                 .await
                 .map_err(|e| KitError::Other(format!("fraud train: {e}")))?;
-            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
             Ok(())
         }
         Command::Version => {
