@@ -28,7 +28,11 @@ pub async fn elect(
         .with_identity(identity)
         .with_duration(15)
         .with_grace(5)
-        .with_field_manager(crate::MANAGER)
+        // One field manager per replica: the lease is taken by a server-side apply, and only
+        // distinct managers make a second replica's apply conflict instead of silently
+        // overwriting the holder — with one shared manager two replicas starting together could
+        // both believe they lead until the loser's first renewal.
+        .with_field_manager(format!("{}-{identity}", crate::MANAGER))
         .build()
         .await?;
     let (leader, task) = manager.watch().await;
