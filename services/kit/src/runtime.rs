@@ -454,7 +454,9 @@ pub async fn serve(
                         tracing::warn!(error = %e, "cannot set TCP_NODELAY on an http connection");
                     }
                 }),
-                http,
+                // Routes may read the peer address (`ConnectInfo<SocketAddr>`): livestream's
+                // RTMP callbacks accept only the cell's media server.
+                http.into_make_service_with_connect_info::<std::net::SocketAddr>(),
             )
             .with_graceful_shutdown(drain.cancelled_owned())
             .await

@@ -49,6 +49,12 @@ pub mod gamification {
     }
 }
 
+pub mod livestream {
+    pub mod v1 {
+        tonic::include_proto!("titan.livestream.v1");
+    }
+}
+
 pub mod ping {
     pub mod v1 {
         tonic::include_proto!("titan.ping.v1");

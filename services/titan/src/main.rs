@@ -26,6 +26,7 @@ const SERVICES: &[fn() -> ServiceDef] = &[
     titan_gamification::service,
     titan_analytics::service,
     titan_chat::service,
+    titan_livestream::service,
     titan_fraud::service,
     titan_pricing::service,
 ];

@@ -1,0 +1,62 @@
+//! The livestream service: live video shopping. A seller schedules a stream and gets a secret
+//! stream key (stored as its SHA-256); the cell's nginx-rtmp asks this service on every
+//! publish (`http`), a valid key of a SCHEDULED stream takes it LIVE under its id and the end
+//! of the publish ENDS it and revokes the key. Viewers watch HLS from the cell's media server,
+//! heartbeat into Redis (concurrent, peak and unique viewers), like, share and comment; the
+//! seller pins comments and features products, pushed to viewers over kit's WebSockets on
+//! every replica; checkout records in-stream purchases, emitted as `livestream.purchased`.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod http;
+pub mod metrics;
+pub mod store;
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use titan_crds::config::TitanConfig;
+use titan_kit::{Datastore, KitError, Mounted, ServiceContext, ServiceDef};
+use titan_proto::livestream::v1::livestream_service_server::LivestreamServiceServer;
+
+use crate::{
+    app::{Livestream, Parts},
+    config::Settings,
+    store::{pg::PgStreams, redis::Live},
+};
+
+/// The `titan` binary's entry for this service.
+pub fn service() -> ServiceDef {
+    ServiceDef {
+        name: domain::SERVICE,
+        datastores: &[Datastore::Postgres, Datastore::Redis],
+        // Admitting a publisher and every read need PostgreSQL; viewers and pushes need Redis.
+        ready_on: &[Datastore::Postgres, Datastore::Redis],
+        migrator: Some(|| sqlx::migrate!("./migrations")),
+        clickhouse_migrations: &[],
+        publishes_events: true,
+        file_descriptor_set: titan_proto::FILE_DESCRIPTOR_SET,
+        mount: |ctx| mount(ctx).boxed(),
+    }
+}
+
+async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
+    let settings = ctx.settings(Settings::from_yaml)?;
+    let app = Arc::new(Livestream::new(
+        PgStreams::new(ctx.postgres()?, ctx.config.cell.clone()),
+        Parts {
+            live: Live::new(ctx.redis()?),
+            realtime: ctx.realtime.clone(),
+            settings,
+            clock: Arc::new(chrono::Utc::now),
+            metrics: metrics::Metrics::new(&ctx.registry)?,
+        },
+    ));
+    let http = http::router(&ctx.realtime, app.clone());
+    Ok(Mounted::new(&ctx)
+        .grpc(LivestreamServiceServer::new(grpc::Grpc::new(app)))
+        .http(http))
+}

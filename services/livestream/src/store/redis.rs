@@ -1,0 +1,119 @@
+//! Viewer figures in Redis, per stream: a sorted set of viewers scored by their last heartbeat
+//! (concurrent = members within the window), a HyperLogLog of every viewer (unique), the peak
+//! and the like and share counters. Each heartbeat is one Lua script, so the trim, the count
+//! and the peak are one atomic step however many replicas take heartbeats. Keys live a week
+//! after the last heartbeat (the figures of a past stream stay readable; analytics keeps the
+//! history in ClickHouse).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use redis::Script;
+use titan_kit::{KitError, datastores::redis::RedisHandle};
+
+use crate::domain::{
+    StreamId, ViewerStats,
+    viewers::{Reaction, window_start},
+};
+
+/// How long the figures of a stream outlive its last heartbeat, in seconds.
+const KEEP_SECONDS: u64 = 7 * 24 * 3600;
+
+#[derive(Clone)]
+pub struct Live {
+    redis: RedisHandle,
+    heartbeat: Arc<Script>,
+    stats: Arc<Script>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live").finish_non_exhaustive()
+    }
+}
+
+fn figures(v: [u64; 5]) -> ViewerStats {
+    let [concurrent, peak, unique, likes, shares] = v;
+    ViewerStats {
+        concurrent,
+        peak,
+        unique,
+        likes,
+        shares,
+    }
+}
+
+impl Live {
+    pub fn new(redis: RedisHandle) -> Self {
+        Self {
+            redis,
+            heartbeat: Arc::new(Script::new(include_str!("lua/heartbeat.lua"))),
+            stats: Arc::new(Script::new(include_str!("lua/stats.lua"))),
+        }
+    }
+
+    pub fn redis(&self) -> RedisHandle {
+        self.redis.clone()
+    }
+
+    fn keys(&self, stream: StreamId) -> [String; 5] {
+        ["viewers", "unique", "peak", "likes", "shares"]
+            .map(|k| self.redis.key(&format!("livestream:{stream}:{k}")))
+    }
+
+    /// Records `viewer`'s heartbeat at `now` and returns the figures.
+    pub async fn heartbeat(
+        &self,
+        stream: StreamId,
+        viewer: &str,
+        now: DateTime<Utc>,
+        ttl_seconds: u32,
+    ) -> Result<ViewerStats, KitError> {
+        let now_ms = now.timestamp_millis();
+        let mut conn = self.redis.conn.clone();
+        let v: [u64; 5] = self
+            .heartbeat
+            .key(&self.keys(stream))
+            .arg(now_ms)
+            .arg(window_start(now_ms, ttl_seconds))
+            .arg(viewer)
+            .arg(KEEP_SECONDS)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(figures(v))
+    }
+
+    /// The figures at `now`.
+    pub async fn stats(
+        &self,
+        stream: StreamId,
+        now: DateTime<Utc>,
+        ttl_seconds: u32,
+    ) -> Result<ViewerStats, KitError> {
+        let mut conn = self.redis.conn.clone();
+        let v: [u64; 5] = self
+            .stats
+            .key(&self.keys(stream))
+            .arg(window_start(now.timestamp_millis(), ttl_seconds))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(figures(v))
+    }
+
+    /// Counts one like or share.
+    pub async fn react(&self, stream: StreamId, reaction: Reaction) -> Result<(), KitError> {
+        let key = self
+            .redis
+            .key(&format!("livestream:{stream}:{}", reaction.as_str()));
+        let mut conn = self.redis.conn.clone();
+        let (): () = redis::pipe()
+            .atomic()
+            .incr(&key, 1)
+            .ignore()
+            .expire(&key, KEEP_SECONDS as i64)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
