@@ -55,6 +55,13 @@ pub enum ObjectError {
         #[source]
         source: object_store::Error,
     },
+    /// A local file to upload could not be read.
+    #[error("cannot read {path} to upload it: {source}")]
+    LocalFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("object storage at {endpoint} failed to {operation}: {source}")]
     Other {
         endpoint: String,
@@ -77,9 +84,10 @@ impl ServiceError for ObjectError {
             // `Unauthenticated`/`PermissionDenied` would tell a client its own token is bad, and
             // `Unavailable` would invite retries that cannot succeed. `Internal` keeps the cause
             // in the log (with what to fix) and sends the client a request id.
-            Self::Credentials { .. } | Self::NoSuchBucket { .. } | Self::Other { .. } => {
-                ErrorCode::Internal
-            }
+            Self::Credentials { .. }
+            | Self::NoSuchBucket { .. }
+            | Self::LocalFile { .. }
+            | Self::Other { .. } => ErrorCode::Internal,
         }
     }
 }

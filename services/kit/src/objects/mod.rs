@@ -190,23 +190,11 @@ impl ObjectStorage {
         );
         let size = body.len() as u64;
         let e_tag = if body.len() > self.multipart_threshold {
-            let upload = self
-                .store
-                .put_multipart_opts(&path, PutMultipartOptions::from(attributes))
-                .await
-                .map_err(|e| call.error(e))?;
-            let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
             let mut rest = body;
-            while !rest.is_empty() {
-                if let Err(e) = writer.wait_for_capacity(PART_CONCURRENCY).await {
-                    // The first failed part decides; the others are thrown away with it.
-                    let _ = writer.abort().await;
-                    return Err(call.error(e));
-                }
-                let part = rest.split_to(rest.len().min(PART_BYTES));
-                writer.put(part);
-            }
-            writer.finish().await.map_err(|e| call.error(e))?.e_tag
+            let parts = futures::stream::iter(std::iter::from_fn(move || {
+                (!rest.is_empty()).then(|| Ok(rest.split_to(rest.len().min(PART_BYTES))))
+            }));
+            self.upload_parts(key, &path, attributes, parts).await?
         } else {
             self.store
                 .put_opts(&path, PutPayload::from(body), PutOptions::from(attributes))
@@ -214,6 +202,93 @@ impl ObjectStorage {
                 .map_err(|e| call.error(e))?
                 .e_tag
         };
+        Ok(ObjectInfo {
+            key: key.to_string(),
+            size,
+            content_type: Some(content_type.to_owned()),
+            last_modified: Utc::now(),
+            e_tag,
+        })
+    }
+
+    /// A multipart upload of `chunks` (of any sizes: the writer cuts them into parts),
+    /// several parts in flight; the first failure, of a part or of a chunk, aborts it, so no
+    /// object and no parts are left behind.
+    async fn upload_parts(
+        &self,
+        key: &ObjectKey,
+        path: &Path,
+        attributes: Attributes,
+        mut chunks: impl futures::Stream<Item = Result<Bytes, ObjectError>> + Unpin,
+    ) -> Result<Option<String>, ObjectError> {
+        let upload = self
+            .store
+            .put_multipart_opts(path, PutMultipartOptions::from(attributes))
+            .await
+            .map_err(|e| self.call("put an object", Some(key)).error(e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        while let Some(chunk) = chunks.next().await {
+            let waited = match chunk {
+                Ok(chunk) => writer
+                    .wait_for_capacity(PART_CONCURRENCY)
+                    .await
+                    .map(|()| chunk)
+                    .map_err(|e| self.call("put an object", Some(key)).error(e)),
+                Err(e) => Err(e),
+            };
+            match waited {
+                Ok(chunk) => writer.put(chunk),
+                Err(e) => {
+                    // The first failure decides; the parts already sent are thrown away.
+                    let _ = writer.abort().await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(writer
+            .finish()
+            .await
+            .map_err(|e| self.call("put an object", Some(key)).error(e))?
+            .e_tag)
+    }
+
+    /// Stores the file at `file` under `key` like [`Self::put`], reading it part by part
+    /// above the multipart threshold, so a recording of any length uploads in bounded memory
+    /// (about `PART_CONCURRENCY` + 1 parts). The file must not change while it is read.
+    pub async fn put_file(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+        file: &std::path::Path,
+    ) -> Result<ObjectInfo, ObjectError> {
+        let local = |source| ObjectError::LocalFile {
+            path: file.display().to_string(),
+            source,
+        };
+        let opened = tokio::fs::File::open(file).await.map_err(local)?;
+        let size = opened.metadata().await.map_err(local)?.len();
+        if size <= self.multipart_threshold as u64 {
+            let body = tokio::fs::read(file).await.map_err(local)?;
+            return self.put(key, content_type, Bytes::from(body)).await;
+        }
+        let content_type = media_type(content_type)?;
+        let path = path(key)?;
+        let mut attributes = Attributes::new();
+        attributes.insert(
+            Attribute::ContentType,
+            AttributeValue::from(content_type.to_owned()),
+        );
+        let chunks = futures::stream::try_unfold(opened, |mut f| async move {
+            use tokio::io::AsyncReadExt as _;
+            let mut buf = vec![0u8; PART_BYTES];
+            let n = f.read(&mut buf).await?;
+            buf.truncate(n);
+            Ok((n > 0).then(|| (Bytes::from(buf), f)))
+        })
+        .map_err(local);
+        let e_tag = self
+            .upload_parts(key, &path, attributes, Box::pin(chunks))
+            .await?;
         Ok(ObjectInfo {
             key: key.to_string(),
             size,

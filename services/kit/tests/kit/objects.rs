@@ -103,6 +103,53 @@ async fn a_small_object_goes_up_in_one_request() {
 }
 
 #[tokio::test]
+async fn a_file_goes_up_part_by_part_and_a_missing_one_is_named() {
+    let s3 = TestObjectStorage::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("rec.flv");
+    let body = pattern(19 << 20);
+    std::fs::write(&file, &body).expect("write");
+    let key = s3.key(&["recordings", "live-2", "rec.flv"]);
+    let put = s3
+        .storage
+        .put_file(&key, "video/x-flv", &file)
+        .await
+        .expect("put file");
+    assert_eq!(put.size, 19 << 20);
+    let e_tag = put.e_tag.expect("an etag");
+    assert!(e_tag.trim_matches('"').ends_with("-3"), "{e_tag}");
+    let object = s3.storage.get(&key).await.expect("get");
+    assert!(object.bytes == body, "the bytes read differ from the file");
+    assert_eq!(object.info.content_type.as_deref(), Some("video/x-flv"));
+
+    // Below the threshold: one request.
+    std::fs::write(&file, b"FLV small").expect("write");
+    let small = s3
+        .storage
+        .put_file(&key, "video/x-flv", &file)
+        .await
+        .expect("put");
+    assert!(!small.e_tag.expect("etag").contains('-'));
+    assert_eq!(
+        s3.storage.get(&key).await.expect("get").bytes.as_ref(),
+        b"FLV small"
+    );
+
+    let missing = dir.path().join("gone.flv");
+    let err = s3
+        .storage
+        .put_file(&key, "video/x-flv", &missing)
+        .await
+        .expect_err("no file");
+    assert_eq!(err.code(), ErrorCode::Internal);
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot read {} to upload it: ", missing.display())),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn a_presigned_url_serves_a_plain_http_client_until_it_expires() {
     let s3 = TestObjectStorage::new();
     let key = s3.key(&["proofs", "order-7", "photo.jpg"]);
