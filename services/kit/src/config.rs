@@ -169,6 +169,13 @@ impl ObjectStorageConfig {
             multipart_threshold: DEFAULT_MULTIPART_THRESHOLD,
         }
     }
+
+    /// The bucket named by the `TITAN_S3_*` variables alone, for processes without a config
+    /// file or token keys (`titan recorder`, a sidecar of the cell's media server); `None`
+    /// when no bucket is named.
+    pub fn from_env() -> Result<Option<Self>, KitError> {
+        object_storage(RawObjectStorage::default(), &|var| std::env::var(var).ok())
+    }
 }
 
 /// Tuning of the outbox relay and the consumers.

@@ -5,6 +5,7 @@
 //! heartbeat into Redis (concurrent, peak and unique viewers), like, share and comment; the
 //! seller pins comments and features products, pushed to viewers over kit's WebSockets on
 //! every replica; checkout records in-stream purchases, emitted as `livestream.purchased`.
+//! `titan recorder` ([`recorder`]) uploads nginx's finished recordings to the cell's bucket.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -13,6 +14,7 @@ pub mod domain;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
+pub mod recorder;
 pub mod store;
 
 use std::sync::Arc;

@@ -1,7 +1,8 @@
 //! `titan`: the one binary of every Titan service. `titan serve <service>... | all` runs
 //! services (a pod serves one, a laptop all), `titan migrate` applies their migrations,
 //! `titan token` mints a development token, `titan events dead-letters list|replay` inspects
-//! and re-drives dead-lettered events, `titan version` prints the release.
+//! and re-drives dead-lettered events, `titan recorder` uploads a cell's livestream recordings,
+//! `titan version` prints the release.
 #![forbid(unsafe_code)]
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -10,11 +11,13 @@ use clap::{Parser, Subcommand};
 use titan_kit::{
     Datastore, KitError, ServiceDef,
     auth::Authenticator,
-    config::Config,
+    config::{Config, ObjectStorageConfig},
     datastores::redis::RedisHandle,
     events::dead_letters::{self, DeadLetter},
+    objects::ObjectStorage,
     runtime,
 };
+use titan_livestream::recorder::{Options as RecorderOptions, Recorder};
 use tokio_util::sync::CancellationToken;
 
 /// Every service this binary can serve: adding a service is one line here plus its crate.
@@ -80,6 +83,27 @@ enum Command {
         command: FraudCommand,
         #[arg(long, env = "TITAN_CONFIG", global = true)]
         config: Option<PathBuf>,
+    },
+    /// Upload the cell's finished livestream recordings: the sidecar of its RTMP server. The
+    /// bucket comes from the `TITAN_S3_*` variables; no config file or token key is needed.
+    Recorder {
+        /// The directory nginx records into.
+        #[arg(long)]
+        dir: PathBuf,
+        /// livestream's recording report URL (in a cell, the `livestream` Service of the
+        /// same namespace).
+        #[arg(
+            long,
+            env = "TITAN_RECORDER_CALLBACK",
+            default_value = "http://livestream:8080/rtmp/recorded"
+        )]
+        callback: String,
+        /// Seconds a recording must stay unchanged to count as finished.
+        #[arg(long, default_value_t = 10)]
+        settle_seconds: u64,
+        /// Seconds between scans of the directory.
+        #[arg(long, default_value_t = 2)]
+        scan_seconds: u64,
     },
     /// Print the release and the services this binary serves.
     Version,
@@ -234,6 +258,33 @@ async fn run(cli: Cli) -> Result<(), KitError> {
             let config = Config::load(config.as_deref())?;
             let EventsCommand::DeadLetters { action } = command;
             dead_letter_command(&config, action).await
+        }
+        Command::Recorder {
+            dir,
+            callback,
+            settle_seconds,
+            scan_seconds,
+        } => {
+            let storage = ObjectStorageConfig::from_env()?.ok_or_else(|| {
+                KitError::config(
+                    "objectStorage.bucket",
+                    "set TITAN_S3_BUCKET and the other TITAN_S3_* variables to the bucket recordings go to",
+                )
+            })?;
+            let recorder = Recorder::new(
+                RecorderOptions {
+                    dir,
+                    callback,
+                    settle: Duration::from_secs(settle_seconds),
+                },
+                ObjectStorage::new(&storage)?,
+            )?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            recorder
+                .run(Duration::from_secs(scan_seconds), shutdown)
+                .await;
+            Ok(())
         }
         Command::Fraud { command, config } => {
             let config = Config::load(config.as_deref())?;

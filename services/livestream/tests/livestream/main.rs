@@ -1,12 +1,14 @@
 //! The livestream service on real PostgreSQL and Redis: the stream lifecycle with hashed,
 //! rotated and revoked keys driven by nginx-rtmp's callbacks (over the HTTP routes too),
 //! viewer figures from heartbeats, comments with their caps, rate and pins, featured
-//! products, pushes reaching another replica, and in-stream purchases with their event.
+//! products, pushes reaching another replica, in-stream purchases with their event, and
+//! `titan recorder` uploading finished recordings once.
 
 mod callbacks;
 mod comments;
 mod lifecycle;
 mod purchases;
+mod recorder;
 mod viewers;
 
 use std::{sync::Arc, time::Duration};
