@@ -1,9 +1,16 @@
 //! PostgreSQL: a check reads a user's profile in one query and stores its decision, first-seen
-//! device and IP, case and `fraud.decided` event in one transaction.
+//! device and IP, case and `fraud.decided` event in one transaction. Decisions go through a
+//! group commit ([`titan_kit::batch`]): the checks that arrive while a write is in flight are
+//! stored together in the next one, each answered once its batch has committed.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row, postgres::PgRow};
-use titan_kit::events::{Envelope, outbox};
+use titan_kit::{
+    batch::{BatchOptions, Batcher},
+    events::{Envelope, outbox},
+};
 use uuid::Uuid;
 
 use crate::{
@@ -22,12 +29,37 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct PgFraud {
     pool: PgPool,
-    cell: String,
+    writer: Arc<DecisionWriter>,
+    decisions: Batcher<NewDecision, Result<Decided, FraudError>>,
 }
 
 impl PgFraud {
+    /// Starts the decision writers on the current Tokio runtime.
     pub fn new(pool: PgPool, cell: String) -> Self {
-        Self { pool, cell }
+        let writer = Arc::new(DecisionWriter {
+            pool: pool.clone(),
+            cell,
+        });
+        let batch_writer = writer.clone();
+        let decisions = Batcher::spawn(
+            "fraud_decisions",
+            BatchOptions::default(),
+            move |batch: Vec<NewDecision>| {
+                let writer = batch_writer.clone();
+                async move { writer.write(batch).await }
+            },
+        );
+        Self {
+            pool,
+            writer,
+            decisions,
+        }
+    }
+
+    /// Stores a batch of decisions in one transaction, as the group commit does, and answers
+    /// each with what is stored for its transaction id (see [`FraudStore::record`]).
+    pub async fn record_batch(&self, batch: &[NewDecision]) -> Result<Vec<Decided>, FraudError> {
+        self.writer.write_all(batch).await
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -62,11 +94,245 @@ fn decided(row: &PgRow) -> Result<Decided, FraudError> {
     })
 }
 
+/// Stored decisions by transaction id (`$1`, an array).
 const DECIDED_SELECT: &str =
     "SELECT d.transaction_id, d.user_id, d.amount, d.score, d.level, d.decision,
         d.reasons, d.rule_hits, d.degraded, d.model_version, d.decided_at, c.id AS case_id
      FROM fraud_decisions d LEFT JOIN fraud_cases c USING (transaction_id)
-     WHERE d.transaction_id = $1";
+     WHERE d.transaction_id = ANY($1)";
+
+/// One statement for a whole batch: the decisions, then for those that are new the users,
+/// their first-seen devices and IPs, and the cases. A user twice in a batch is upserted once
+/// (`ON CONFLICT DO UPDATE` may not touch a row twice in one statement); it keeps the
+/// account creation time a request gave, if any did.
+const RECORD_BATCH: &str = "WITH i AS (
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::jsonb[],
+                              $6::jsonb[], $7::text[], $8::jsonb[], $9::jsonb[], $10::float8[],
+                              $11::text[], $12::text[], $13::bool[], $14::int8[],
+                              $15::timestamptz[], $16::timestamptz[], $17::text[], $18::text[],
+                              $19::uuid[])
+             AS i(transaction_id, user_id, amount, currency, request, facts, features, reasons,
+                  rule_hits, score, level, decision, degraded, model_version, decided_at,
+                  account_created_at, device, ip, case_id)
+     ), d AS (
+         INSERT INTO fraud_decisions (transaction_id, user_id, amount, currency, request, facts,
+             features, reasons, rule_hits, score, level, decision, degraded, model_version,
+             decided_at)
+         SELECT transaction_id, user_id, amount, currency, request, facts, features::float8[],
+                reasons, rule_hits, score, level, decision, degraded, model_version, decided_at
+           FROM i
+         ON CONFLICT (transaction_id) DO NOTHING
+         RETURNING transaction_id
+     ), n AS (
+         SELECT i.* FROM i JOIN d USING (transaction_id)
+     ), u AS (
+         INSERT INTO fraud_users (user_id, first_seen_at, account_created_at)
+         SELECT DISTINCT ON (user_id) user_id, decided_at, account_created_at
+           FROM n ORDER BY user_id, account_created_at IS NULL, decided_at
+         ON CONFLICT (user_id) DO UPDATE SET account_created_at = EXCLUDED.account_created_at
+         WHERE EXCLUDED.account_created_at IS NOT NULL
+           AND EXCLUDED.account_created_at IS DISTINCT FROM fraud_users.account_created_at
+         RETURNING 1
+     ), s AS (
+         INSERT INTO fraud_seen (user_id, kind, value, first_seen_at)
+         SELECT n.user_id, k.kind, k.value, n.decided_at
+           FROM n, LATERAL (VALUES ('device', n.device), ('ip', n.ip)) AS k(kind, value)
+          WHERE k.value IS NOT NULL
+         ON CONFLICT DO NOTHING
+         RETURNING 1
+     ), c AS (
+         INSERT INTO fraud_cases (id, transaction_id, user_id, score, level, status, opened_at)
+         SELECT case_id, transaction_id, user_id, score, level, 'OPEN', decided_at
+           FROM n WHERE case_id IS NOT NULL
+         RETURNING 1
+     )
+     SELECT transaction_id FROM d";
+
+/// Writes batches of decisions for [`PgFraud`]'s group commit.
+#[derive(Debug)]
+struct DecisionWriter {
+    pool: PgPool,
+    cell: String,
+}
+
+impl DecisionWriter {
+    /// One answer per decision, in order. When the batch fails as a whole, each decision is
+    /// written on its own, so one that cannot be stored does not fail the others.
+    async fn write(&self, batch: Vec<NewDecision>) -> Vec<Result<Decided, FraudError>> {
+        match self.write_all(&batch).await {
+            Ok(all) => all.into_iter().map(Ok).collect(),
+            Err(e) if batch.len() > 1 => {
+                tracing::warn!(error = %e, decisions = batch.len(), "batch write failed; writing one by one");
+                let mut answers = Vec::with_capacity(batch.len());
+                for n in batch {
+                    answers.push(
+                        self.write_all(std::slice::from_ref(&n))
+                            .await
+                            .map(|mut one| one.remove(0)),
+                    );
+                }
+                answers
+            }
+            Err(e) => vec![Err(e)],
+        }
+    }
+
+    /// Stores the decisions not stored yet with their events, in one transaction, and answers
+    /// each with what is stored for its transaction id: itself, or an earlier decision (a
+    /// replay, or the same id twice in the batch).
+    async fn write_all(&self, batch: &[NewDecision]) -> Result<Vec<Decided>, FraudError> {
+        let mut firsts: Vec<&NewDecision> = Vec::with_capacity(batch.len());
+        for n in batch {
+            if !firsts
+                .iter()
+                .any(|f| f.decided.transaction_id == n.decided.transaction_id)
+            {
+                firsts.push(n);
+            }
+        }
+        let c = Columns::of(&firsts)?;
+        let mut tx = self.pool.begin().await?;
+        let inserted: Vec<String> = sqlx::query_scalar(RECORD_BATCH)
+            .bind(c.transaction_id)
+            .bind(c.user_id)
+            .bind(c.amount)
+            .bind(c.currency)
+            .bind(c.request)
+            .bind(c.facts)
+            .bind(c.features)
+            .bind(c.reasons)
+            .bind(c.rule_hits)
+            .bind(c.score)
+            .bind(c.level)
+            .bind(c.decision)
+            .bind(c.degraded)
+            .bind(c.model_version)
+            .bind(c.decided_at)
+            .bind(c.account_created_at)
+            .bind(c.device)
+            .bind(c.ip)
+            .bind(c.case_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let (new, earlier): (Vec<&NewDecision>, Vec<&NewDecision>) = firsts
+            .iter()
+            .partition(|n| inserted.contains(&n.decided.transaction_id));
+        let events = new
+            .iter()
+            .map(|n| Envelope::new(&self.cell, DECIDED, 1, &event(n)))
+            .collect::<Result<Vec<_>, _>>()?;
+        outbox::write_all(&mut tx, SERVICE, &events).await?;
+        let mut stored: Vec<Decided> = if earlier.is_empty() {
+            Vec::new()
+        } else {
+            let ids: Vec<&str> = earlier
+                .iter()
+                .map(|n| n.decided.transaction_id.as_str())
+                .collect();
+            sqlx::query(DECIDED_SELECT)
+                .bind(ids)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(decided)
+                .collect::<Result<_, _>>()?
+        };
+        tx.commit().await?;
+        stored.extend(new.into_iter().map(|n| n.decided.clone()));
+        batch
+            .iter()
+            .map(|n| {
+                stored
+                    .iter()
+                    .find(|d| d.transaction_id == n.decided.transaction_id)
+                    .cloned()
+                    .ok_or_else(|| corrupt("decision (neither written nor found)"))
+            })
+            .collect()
+    }
+}
+
+/// The `fraud.decided` payload of a decision.
+fn event(n: &NewDecision) -> DecidedEvent {
+    let d = &n.decided;
+    DecidedEvent {
+        transaction_id: d.transaction_id.clone(),
+        user_id: d.user_id.clone(),
+        amount: d.amount,
+        currency: n.transaction.currency.clone(),
+        score: d.score,
+        level: d.level,
+        decision: decision_str(d.decision).to_owned(),
+        reasons: d.reasons.iter().map(|r| r.code.clone()).collect(),
+        degraded: d.degraded,
+        model_version: d.model_version,
+        case_id: d.case_id,
+    }
+}
+
+/// A batch of decisions as the column arrays [`RECORD_BATCH`] unnests.
+#[derive(Default)]
+struct Columns<'a> {
+    transaction_id: Vec<&'a str>,
+    user_id: Vec<&'a str>,
+    amount: Vec<i64>,
+    currency: Vec<&'a str>,
+    request: Vec<serde_json::Value>,
+    facts: Vec<serde_json::Value>,
+    /// Array literals (`{0.1,2}`): a batch of arrays cannot be one SQL array of arrays of
+    /// different rows' lengths, and text round-trips an `f64` exactly.
+    features: Vec<String>,
+    reasons: Vec<serde_json::Value>,
+    rule_hits: Vec<serde_json::Value>,
+    score: Vec<f64>,
+    level: Vec<&'static str>,
+    decision: Vec<&'static str>,
+    degraded: Vec<bool>,
+    model_version: Vec<Option<i64>>,
+    decided_at: Vec<DateTime<Utc>>,
+    account_created_at: Vec<Option<DateTime<Utc>>>,
+    device: Vec<Option<&'a str>>,
+    ip: Vec<Option<&'a str>>,
+    case_id: Vec<Option<Uuid>>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(batch: &[&'a NewDecision]) -> Result<Self, FraudError> {
+        let mut c = Self::default();
+        for n in batch {
+            let (d, t) = (&n.decided, &n.transaction);
+            c.transaction_id.push(&d.transaction_id);
+            c.user_id.push(&d.user_id);
+            c.amount.push(d.amount);
+            c.currency.push(&t.currency);
+            c.request.push(serde_json::json!({
+                "ip": t.ip, "device": t.device, "card": t.card, "email_domain": t.email_domain,
+                "user_agent": t.user_agent, "country": t.country,
+                "billing_country": t.billing_country, "shipping_country": t.shipping_country,
+                "account_created_at": t.account_created_at,
+            }));
+            c.facts
+                .push(serde_json::to_value(&n.facts).map_err(|_| corrupt("facts"))?);
+            let features: Vec<String> = n.features.iter().map(f64::to_string).collect();
+            c.features.push(format!("{{{}}}", features.join(",")));
+            c.reasons
+                .push(serde_json::to_value(&d.reasons).map_err(|_| corrupt("reasons"))?);
+            c.rule_hits
+                .push(serde_json::to_value(&d.rule_hits).map_err(|_| corrupt("rule hits"))?);
+            c.score.push(d.score);
+            c.level.push(d.level.as_str());
+            c.decision.push(decision_str(d.decision));
+            c.degraded.push(d.degraded);
+            c.model_version.push(d.model_version);
+            c.decided_at.push(d.decided_at);
+            c.account_created_at.push(t.account_created_at);
+            c.device.push(t.device.as_deref());
+            c.ip.push(t.ip.as_deref());
+            c.case_id.push(d.case_id);
+        }
+        Ok(c)
+    }
+}
 
 fn case(row: &PgRow) -> Result<Case, FraudError> {
     let level: String = row.try_get("level")?;
@@ -284,96 +550,7 @@ impl FraudStore for PgFraud {
     }
 
     async fn record(&self, n: &NewDecision) -> Result<Decided, FraudError> {
-        let d = &n.decided;
-        let t = &n.transaction;
-        let mut tx = self.pool.begin().await?;
-        // One statement: the decision, then (only if it is new) the user, its first-seen
-        // device and IP, and its case; the checkout path pays one round trip for all four.
-        let inserted: i64 = sqlx::query_scalar(
-            "WITH d AS (
-                 INSERT INTO fraud_decisions (transaction_id, user_id, amount, currency, request,
-                     facts, features, reasons, rule_hits, score, level, decision, degraded,
-                     model_version, decided_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-                 ON CONFLICT (transaction_id) DO NOTHING
-                 RETURNING transaction_id
-             ), u AS (
-                 INSERT INTO fraud_users (user_id, first_seen_at, account_created_at)
-                 SELECT $2, $15, $16 FROM d
-                 ON CONFLICT (user_id) DO UPDATE SET account_created_at = EXCLUDED.account_created_at
-                 WHERE EXCLUDED.account_created_at IS NOT NULL
-                   AND EXCLUDED.account_created_at IS DISTINCT FROM fraud_users.account_created_at
-                 RETURNING 1
-             ), s AS (
-                 INSERT INTO fraud_seen (user_id, kind, value, first_seen_at)
-                 SELECT $2, k.kind, k.value, $15
-                   FROM d, (VALUES ('device', $17::text), ('ip', $18::text)) AS k(kind, value)
-                  WHERE k.value IS NOT NULL
-                 ON CONFLICT DO NOTHING
-                 RETURNING 1
-             ), c AS (
-                 INSERT INTO fraud_cases (id, transaction_id, user_id, score, level, status, opened_at)
-                 SELECT $19, $1, $2, $10, $11, 'OPEN', $15 FROM d WHERE $19::uuid IS NOT NULL
-                 RETURNING 1
-             )
-             SELECT count(*) FROM d",
-        )
-        .bind(&d.transaction_id)
-        .bind(&d.user_id)
-        .bind(d.amount)
-        .bind(&t.currency)
-        .bind(serde_json::json!({
-            "ip": t.ip, "device": t.device, "card": t.card, "email_domain": t.email_domain,
-            "user_agent": t.user_agent, "country": t.country,
-            "billing_country": t.billing_country, "shipping_country": t.shipping_country,
-            "account_created_at": t.account_created_at,
-        }))
-        .bind(serde_json::to_value(&n.facts).map_err(|_| corrupt("facts"))?)
-        .bind(&n.features)
-        .bind(serde_json::to_value(&d.reasons).map_err(|_| corrupt("reasons"))?)
-        .bind(serde_json::to_value(&d.rule_hits).map_err(|_| corrupt("rule hits"))?)
-        .bind(d.score)
-        .bind(d.level.as_str())
-        .bind(decision_str(d.decision))
-        .bind(d.degraded)
-        .bind(d.model_version)
-        .bind(d.decided_at)
-        .bind(t.account_created_at)
-        .bind(t.device.as_deref())
-        .bind(t.ip.as_deref())
-        .bind(d.case_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        if inserted == 0 {
-            // Another check of the same transaction id committed first: answer what it stored.
-            tx.rollback().await?;
-            let row = sqlx::query(DECIDED_SELECT)
-                .bind(&d.transaction_id)
-                .fetch_one(&self.pool)
-                .await?;
-            return decided(&row);
-        }
-        let event = DecidedEvent {
-            transaction_id: d.transaction_id.clone(),
-            user_id: d.user_id.clone(),
-            amount: d.amount,
-            currency: t.currency.clone(),
-            score: d.score,
-            level: d.level,
-            decision: decision_str(d.decision).to_owned(),
-            reasons: d.reasons.iter().map(|r| r.code.clone()).collect(),
-            degraded: d.degraded,
-            model_version: d.model_version,
-            case_id: d.case_id,
-        };
-        outbox::write(
-            &mut tx,
-            SERVICE,
-            &Envelope::new(&self.cell, DECIDED, 1, &event)?,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(d.clone())
+        self.decisions.submit(n.clone()).await?
     }
 
     async fn rules(&self) -> Result<Vec<SavedRule>, FraudError> {

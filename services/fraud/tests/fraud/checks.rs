@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use titan_crds::config::FraudDecision as Decision;
 use titan_fraud::{
-    app::{FraudError, RuleInput},
+    app::{Decided, FraudError, NewDecision, RuleInput},
     config::Settings,
     domain::{
-        Level,
+        Facts, Level, Transaction,
         rules::{Action, Mode},
     },
 };
@@ -427,4 +427,107 @@ async fn checks_are_idempotent_by_transaction_id() {
             .await,
         Err(FraudError::Forbidden { .. })
     ));
+}
+
+/// A decision as scoring would hand it to the store.
+fn new_decision(t: Transaction, level: Level, case: bool) -> NewDecision {
+    NewDecision {
+        decided: Decided {
+            transaction_id: t.transaction_id.clone(),
+            user_id: t.user_id.clone(),
+            amount: t.amount,
+            score: 0.65,
+            level,
+            decision: Decision::Review,
+            reasons: Vec::new(),
+            rule_hits: Vec::new(),
+            degraded: false,
+            model_version: None,
+            case_id: case.then(uuid::Uuid::now_v7),
+            decided_at: epoch(),
+        },
+        transaction: t,
+        facts: Facts::default(),
+        features: vec![0.5, 1e-7, 3.0],
+    }
+}
+
+#[tokio::test]
+async fn a_batch_stores_each_decision_once_with_its_user_device_ip_case_and_event() {
+    let w = World::new().await;
+    let s = store(&w);
+    let earlier = new_decision(txn("old", "u1", 500), Level::Low, false);
+    s.record_batch(std::slice::from_ref(&earlier))
+        .await
+        .expect("earlier batch");
+
+    // The same user three times (upserted once), a transaction id twice, a replay of the
+    // earlier batch with another amount, and one case.
+    let mut second = txn("b", "u1", 700);
+    second.device = Some("dev-2".into());
+    second.account_created_at = None;
+    let batch = vec![
+        new_decision(txn("a", "u1", 600), Level::High, true),
+        new_decision(second, Level::Low, false),
+        new_decision(txn("a", "u1", 600), Level::High, true),
+        new_decision(txn("c", "u2", 800), Level::Low, false),
+        new_decision(txn("old", "u1", 999), Level::Low, false),
+    ];
+    let answers = s.record_batch(&batch).await.expect("batch");
+    let ids: Vec<(&str, i64)> = answers
+        .iter()
+        .map(|d| (d.transaction_id.as_str(), d.amount))
+        .collect();
+    assert_eq!(
+        ids,
+        [("a", 600), ("b", 700), ("a", 600), ("c", 800), ("old", 500)],
+        "the replay answers what was stored first"
+    );
+    assert_eq!(answers[0], answers[2]);
+    assert_eq!(answers[0].case_id, batch[0].decided.case_id);
+    assert_eq!(w.count("SELECT count(*) FROM fraud_decisions").await, 4);
+    assert_eq!(
+        w.count("SELECT count(*) FROM titan_outbox WHERE event_type = 'fraud.decided'")
+            .await,
+        4
+    );
+    assert_eq!(w.count("SELECT count(*) FROM fraud_users").await, 2);
+    assert_eq!(w.count("SELECT count(*) FROM fraud_cases").await, 1);
+    // u1: dev-1, dev-2 and the IP; u2: dev-1 and the IP.
+    assert_eq!(w.count("SELECT count(*) FROM fraud_seen").await, 5);
+    let features: Vec<f64> =
+        sqlx::query_scalar("SELECT features FROM fraud_decisions WHERE transaction_id = 'c'")
+            .fetch_one(&w.db.pool)
+            .await
+            .expect("features");
+    assert_eq!(features, [0.5, 1e-7, 3.0], "features round-trip exactly");
+}
+
+#[tokio::test]
+async fn concurrent_checks_each_get_their_own_stored_answer() {
+    let w = World::new().await;
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let app = w.app.clone();
+        // 20 users, and every transaction id sent twice at once.
+        let t = txn(&format!("t{}", i / 2), &format!("u{}", (i / 2) % 20), 1_000);
+        tasks.push(tokio::spawn(async move { app.check(&service(), t).await }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.expect("task").expect("check"));
+    }
+    for pair in answers.chunks(2) {
+        assert_eq!(
+            pair[0], pair[1],
+            "both sends of a transaction id get one answer"
+        );
+    }
+    assert_eq!(w.count("SELECT count(*) FROM fraud_decisions").await, 30);
+    assert_eq!(
+        w.count("SELECT count(*) FROM titan_outbox WHERE event_type = 'fraud.decided'")
+            .await,
+        30
+    );
+    assert_eq!(w.count("SELECT count(*) FROM fraud_users").await, 20);
 }
