@@ -303,6 +303,9 @@ pub struct CampaignConfig {
     /// URL of the HTTP SMS provider; absent = the SMS channel is off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sms_provider_url: Option<String>,
+    /// Where the cell's HTTP port is reached from outside: the open pixel, click and
+    /// unsubscribe links in messages start with it.
+    pub public_base_url: String,
 }
 
 impl Default for CampaignConfig {
@@ -315,6 +318,7 @@ impl Default for CampaignConfig {
             smtp: None,
             push_provider_url: None,
             sms_provider_url: None,
+            public_base_url: "http://localhost:8080".into(),
         }
     }
 }
@@ -339,6 +343,19 @@ impl TitanConfig for CampaignConfig {
             2160,
         )?;
         in_range(s, "sendBatchSize", self.send_batch_size, 1, 10000)?;
+        ensure(
+            (self.public_base_url.starts_with("https://")
+                || self.public_base_url.starts_with("http://"))
+                && !self.public_base_url.ends_with('/'),
+            s,
+            "publicBaseUrl",
+            || {
+                format!(
+                    "{:?} is not an http(s) URL without a trailing slash",
+                    self.public_base_url
+                )
+            },
+        )?;
         for (field, url) in [
             ("pushProviderUrl", &self.push_provider_url),
             ("smsProviderUrl", &self.sms_provider_url),

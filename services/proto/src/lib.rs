@@ -19,6 +19,12 @@ pub mod analytics {
     }
 }
 
+pub mod campaign {
+    pub mod v1 {
+        tonic::include_proto!("titan.campaign.v1");
+    }
+}
+
 pub mod chat {
     pub mod v1 {
         tonic::include_proto!("titan.chat.v1");

@@ -32,6 +32,7 @@ const SERVICES: &[fn() -> ServiceDef] = &[
     titan_livestream::service,
     titan_fraud::service,
     titan_pricing::service,
+    titan_campaign::service,
 ];
 
 #[derive(Debug, Parser)]

@@ -128,6 +128,7 @@ fn run_steps(args: &Args, timings: &mut Vec<Timing>) -> Result<()> {
     });
     let mut env = datastores::test_env(stores.state())?;
     env.extend(node_ws_step(&ci_dir, timings));
+    env.extend(smtp_step(timings));
     let plane = control_plane_step(args, &dir, timings);
     if let Some(plane) = &plane {
         env.extend(plane.test_env());
@@ -234,6 +235,55 @@ fn node_ws_step(ci_dir: &Path, timings: &mut Vec<Timing>) -> Vec<(String, String
         "TITAN_E2E_NODE_MODULES".to_owned(),
         prefix.join("node_modules").display().to_string(),
     )]
+}
+
+/// The pinned SMTP server of the campaign tests, which start one each (so each counts only
+/// its own messages) from this Python.
+const AIOSMTPD: &str = "aiosmtpd==1.4.6";
+
+/// Installs aiosmtpd into a venv in the tool cache once, and exports its Python as
+/// `TITAN_TEST_AIOSMTPD`; a failed install is a failed step (the campaign tests then fail
+/// saying the variable is missing).
+fn smtp_step(timings: &mut Vec<Timing>) -> Vec<(String, String)> {
+    let started = Instant::now();
+    let installed = (|| -> Result<std::path::PathBuf> {
+        let venv = datastores::s3::tool_cache()?.join(AIOSMTPD.replace("==", "-"));
+        let python = venv.join("bin").join("python");
+        if python.is_file() {
+            return Ok(python);
+        }
+        eprintln!(
+            "==> installing {AIOSMTPD} into {} (once per machine)",
+            venv.display()
+        );
+        let mut create = Command::new("python3");
+        create.args(["-m", "venv"]).arg(&venv);
+        let mut pip = Command::new(&python);
+        pip.args(["-m", "pip", "install", "--quiet", AIOSMTPD]);
+        for (what, cmd) in [("python3 -m venv", &mut create), ("pip install", &mut pip)] {
+            let status = process::run(what, cmd)?;
+            if !status.success() {
+                anyhow::bail!("{what} for {AIOSMTPD}: {status}");
+            }
+        }
+        Ok(python)
+    })();
+    let (outcome, env) = match installed {
+        Ok(python) => (
+            Outcome::Ok,
+            vec![(
+                "TITAN_TEST_AIOSMTPD".to_owned(),
+                python.display().to_string(),
+            )],
+        ),
+        Err(e) => (Outcome::Failed(format!("{e:#}")), Vec::new()),
+    };
+    timings.push(Timing {
+        name: "aiosmtpd".into(),
+        took: started.elapsed(),
+        outcome,
+    });
+    env
 }
 
 /// Installs cargo-nextest when it is missing; a failed install is a failed step (the tests

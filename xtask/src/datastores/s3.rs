@@ -28,13 +28,18 @@ pub const BUCKET: &str = "titan";
 pub const ACCESS_KEY_ID: &str = "titan-local";
 pub const SECRET_ACCESS_KEY: &str = "titan-local-secret";
 
-/// Where `cargo install` puts the pinned s3s-fs: `$XDG_CACHE_HOME/titan` or `~/.cache/titan`.
-fn install_root() -> Result<PathBuf> {
+/// The user's cache of pinned tools: `$XDG_CACHE_HOME/titan` or `~/.cache/titan`.
+pub fn tool_cache() -> Result<PathBuf> {
     let cache = match std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache"),
     };
-    Ok(cache.join("titan").join(format!("s3s-fs-{VERSION}")))
+    Ok(cache.join("titan"))
+}
+
+/// Where `cargo install` puts the pinned s3s-fs.
+fn install_root() -> Result<PathBuf> {
+    Ok(tool_cache()?.join(format!("s3s-fs-{VERSION}")))
 }
 
 /// Where the pinned s3s-fs binary is, installed or not.

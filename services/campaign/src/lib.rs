@@ -1,0 +1,137 @@
+//! The campaign service: campaigns on five channels (EMAIL over SMTP, PUSH and SMS through
+//! HTTP providers, BANNER and POPUP served to clients), audiences from segment rules compiled
+//! into ClickHouse queries over analytics_events and snapshot when a send starts, one-off and
+//! recurring schedules sent by whichever replica claims the work (each (campaign,
+//! occurrence, user, channel) delivered at most once, even across a crash), caps, quiet
+//! hours, suppressions and the budget, and tracked opens, clicks and conversions with
+//! attribution and ROI. PostgreSQL is the record; purchases arrive from the bus.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod channel;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod metrics;
+pub mod store;
+pub mod testing;
+pub mod web;
+
+use std::{sync::Arc, time::Duration};
+
+use futures::FutureExt;
+use secrecy::ExposeSecret;
+use titan_crds::config::TitanConfig;
+use titan_kit::{
+    Datastore, KitError, Mounted, ServiceContext, ServiceDef,
+    events::{Consumer, ConsumerOptions},
+};
+use titan_proto::campaign::v1::campaign_service_server::CampaignServiceServer;
+
+use crate::{
+    app::{Campaigns, Parts},
+    channel::{Channels, Smtp, Webhook},
+    config::Settings,
+    domain::LinkSigner,
+    store::{ch::ChAudience, consumer::PurchaseHandler, pg::PgStore},
+};
+
+/// How often the sender looks for due work.
+const SEND_EVERY: Duration = Duration::from_millis(500);
+/// A claimed delivery not recorded after this long belongs to a stopped replica.
+const CLAIM_TIMEOUT_SECONDS: i64 = 120;
+/// SMTP connections per replica.
+const SMTP_POOL: u32 = 16;
+
+/// The `titan` binary's entry for this service.
+pub fn service() -> ServiceDef {
+    ServiceDef {
+        name: domain::SERVICE,
+        datastores: &[Datastore::Postgres, Datastore::Redis, Datastore::ClickHouse],
+        // Campaigns, deliveries and in-app messages are PostgreSQL; segments (ClickHouse)
+        // are read only when a send starts, and purchases (Redis) arrive later.
+        ready_on: &[Datastore::Postgres],
+        migrator: Some(|| sqlx::migrate!("./migrations")),
+        clickhouse_migrations: &[],
+        publishes_events: false,
+        file_descriptor_set: titan_proto::FILE_DESCRIPTOR_SET,
+        mount: |ctx| mount(ctx).boxed(),
+    }
+}
+
+/// The providers the settings configure.
+pub fn channels(settings: &Settings) -> Result<Channels, KitError> {
+    let email = match &settings.smtp {
+        Some(smtp) => {
+            let port = u16::try_from(smtp.port)
+                .map_err(|_| KitError::config("services.campaign.smtp.port", "above 65535"))?;
+            Some(
+                Smtp::new(&smtp.host, port, &smtp.from, None, SMTP_POOL)
+                    .map_err(|e| KitError::config("services.campaign.smtp", e))?,
+            )
+        }
+        None => None,
+    };
+    let webhook = |field: &str, url: &Option<String>| {
+        url.as_deref()
+            .map(|u| Webhook::new(u, None).map_err(|e| KitError::config(field, e)))
+            .transpose()
+    };
+    Ok(Channels {
+        email,
+        push: webhook(
+            "services.campaign.pushProviderUrl",
+            &settings.push_provider_url,
+        )?,
+        sms: webhook(
+            "services.campaign.smsProviderUrl",
+            &settings.sms_provider_url,
+        )?,
+    })
+}
+
+async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
+    let settings = ctx.settings(Settings::from_yaml)?;
+    let pool = ctx.postgres()?;
+    // Links are signed with a key derived from the cell's token secret (every replica has it).
+    let secret = ctx.config.auth.hs256_secret.as_ref().ok_or_else(|| {
+        KitError::config(
+            "auth.hs256Secret",
+            "campaign signs its links with a key derived from it; set TITAN_AUTH_HS256_SECRET",
+        )
+    })?;
+    let app = Arc::new(Campaigns::new(
+        PgStore::new(pool.clone()),
+        ChAudience::new(ctx.clickhouse()?),
+        Parts {
+            channels: channels(&settings)?,
+            links: LinkSigner::derive(secret.expose_secret().as_bytes()),
+            public_base_url: settings.public_base_url.clone(),
+            settings,
+            clock: Arc::new(chrono::Utc::now),
+            metrics: metrics::Metrics::new(&ctx.registry)?,
+            claim_timeout: chrono::Duration::seconds(CLAIM_TIMEOUT_SECONDS),
+        },
+    ));
+    let consumer = Consumer::new(
+        pool,
+        ctx.redis()?,
+        ConsumerOptions::new(
+            store::consumer::SOURCE,
+            domain::SERVICE,
+            &ctx.instance(),
+            &ctx.config.events,
+        ),
+        PurchaseHandler,
+    )
+    .await?;
+    let sender = app.clone();
+    Ok(Mounted::new(&ctx)
+        .grpc(CampaignServiceServer::new(grpc::Grpc::new(app.clone())))
+        .http(web::router(app))
+        .task("campaign-purchases", consumer.run(ctx.shutdown.clone()))
+        .every("campaign-sender", SEND_EVERY, move || {
+            let app = sender.clone();
+            async move { app.tick().await.map(drop) }
+        }))
+}

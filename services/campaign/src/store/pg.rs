@@ -1,0 +1,747 @@
+//! PostgreSQL: campaigns with their lifecycle under row locks, deliveries keyed by (campaign,
+//! occurrence, user, channel) so each happens at most once, the budget reserved when a batch
+//! is claimed and given back for what was not sent, contacts, suppressions, engagements and
+//! the purchases attribution reads.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
+use titan_kit::{KitError, idempotency};
+use uuid::Uuid;
+
+use crate::{
+    app::{CampaignError, CampaignStore, Claimed, Counts, Credited, Outcome, Result, Shown},
+    domain::{
+        Campaign, CampaignId, Caps, Channel, Contact, LinkKind, Linked, NewCampaign, Purchase,
+        QuietHours, Rule, Schedule, Segment, Status, Template, Touch, Transition,
+    },
+};
+
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+const CAMPAIGN_COLUMNS: &str = "id, name, channel, status, subject, body, click_url, segment, \
+    cap_max, cap_window_hours, quiet_start, quiet_end, budget, cost_per_message, currency, spent, \
+    start_at, repeat_every_hours, end_at, created_at";
+
+fn corrupt(what: impl std::fmt::Display) -> CampaignError {
+    CampaignError::Kit(KitError::Other(format!(
+        "stored campaign is invalid: {what}"
+    )))
+}
+
+fn u32_of(v: i32) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+fn campaign(row: &PgRow) -> Result<Campaign> {
+    let id = CampaignId::from_uuid(row.try_get("id")?);
+    let channel: String = row.try_get("channel")?;
+    let status: String = row.try_get("status")?;
+    let rules: sqlx::types::Json<Vec<Rule>> = row.try_get("segment")?;
+    let start_at: Option<DateTime<Utc>> = row.try_get("start_at")?;
+    let schedule = match start_at {
+        Some(start) => Some(
+            Schedule::new(
+                start,
+                u32_of(row.try_get("repeat_every_hours")?),
+                row.try_get("end_at")?,
+            )
+            .map_err(corrupt)?,
+        ),
+        None => None,
+    };
+    let currency: String = row.try_get("currency")?;
+    let spec = NewCampaign::new(
+        &row.try_get::<String, _>("name")?,
+        Channel::parse(&channel).ok_or_else(|| corrupt(&channel))?,
+        Template::new(
+            &row.try_get::<String, _>("subject")?,
+            &row.try_get::<String, _>("body")?,
+            &row.try_get::<String, _>("click_url")?,
+        )
+        .map_err(corrupt)?,
+        Segment::new(rules.0).map_err(corrupt)?,
+        Caps::new(
+            u32_of(row.try_get("cap_max")?),
+            u32_of(row.try_get("cap_window_hours")?),
+        )
+        .map_err(corrupt)?,
+        QuietHours::new(
+            u32_of(row.try_get("quiet_start")?),
+            u32_of(row.try_get("quiet_end")?),
+        )
+        .map_err(corrupt)?,
+        row.try_get("budget")?,
+        row.try_get("cost_per_message")?,
+        &currency,
+    )
+    .map_err(corrupt)?;
+    Ok(Campaign {
+        id,
+        spec,
+        status: Status::parse(&status).ok_or_else(|| corrupt(&status))?,
+        schedule,
+        spent: row.try_get("spent")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+async fn locked(conn: &mut PgConnection, id: CampaignId) -> Result<Campaign> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1 FOR UPDATE"
+    )))
+    .bind(id.uuid())
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(CampaignError::NotFound(id))?;
+    campaign(&row)
+}
+
+fn contact(row: &PgRow) -> Result<Contact> {
+    Contact::new(
+        &row.try_get::<String, _>("user_id")?,
+        &row.try_get::<String, _>("email")?,
+        &row.try_get::<String, _>("phone")?,
+        &row.try_get::<String, _>("push_token")?,
+        &row.try_get::<String, _>("time_zone")?,
+        u32_of(row.try_get("level")?),
+        &row.try_get::<String, _>("first_name")?,
+        &row.try_get::<String, _>("country")?,
+    )
+    .map_err(|e| CampaignError::Kit(KitError::Other(format!("stored contact is invalid: {e}"))))
+}
+
+fn i32_of(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+impl CampaignStore for PgStore {
+    async fn put_contact(&self, c: &Contact, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO campaign_contacts
+                 (user_id, email, phone, push_token, time_zone, level, first_name, country, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (user_id) DO UPDATE SET email = $2, phone = $3, push_token = $4,
+                 time_zone = $5, level = $6, first_name = $7, country = $8, updated_at = $9",
+        )
+        .bind(&c.user_id)
+        .bind(&c.email)
+        .bind(&c.phone)
+        .bind(&c.push_token)
+        .bind(c.time_zone.name())
+        .bind(i32_of(c.level))
+        .bind(&c.first_name)
+        .bind(&c.country)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn create(&self, key: &idempotency::Key, c: &Campaign) -> Result<CampaignId> {
+        let mut tx = self.pool.begin().await?;
+        if let idempotency::Begin::Replay(answer) = idempotency::begin(&mut tx, key).await? {
+            let id = Uuid::from_slice(&answer).map_err(corrupt)?;
+            return Ok(CampaignId::from_uuid(id));
+        }
+        let s = &c.spec;
+        sqlx::query(
+            "INSERT INTO campaigns (id, name, channel, status, subject, body, click_url, segment,
+                 cap_max, cap_window_hours, quiet_start, quiet_end, budget, cost_per_message,
+                 currency, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(c.id.uuid())
+        .bind(&s.name)
+        .bind(s.channel.as_str())
+        .bind(c.status.as_str())
+        .bind(s.template.subject_source())
+        .bind(s.template.body_source())
+        .bind(s.template.click_url())
+        .bind(sqlx::types::Json(s.segment.rules()))
+        .bind(i32_of(s.caps.max_per_user))
+        .bind(i32_of(s.caps.window_hours))
+        .bind(i32_of(s.quiet_hours.start_hour))
+        .bind(i32_of(s.quiet_hours.end_hour))
+        .bind(s.budget)
+        .bind(s.cost_per_message)
+        .bind(s.currency.as_str())
+        .bind(c.created_at)
+        .execute(&mut *tx)
+        .await?;
+        idempotency::finish(&mut tx, key, c.id.uuid().as_bytes()).await?;
+        tx.commit().await?;
+        Ok(c.id)
+    }
+
+    async fn get(&self, id: CampaignId) -> Result<Option<Campaign>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1"
+        )))
+        .bind(id.uuid())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(campaign).transpose()
+    }
+
+    async fn list(&self, after: Option<CampaignId>, limit: u32) -> Result<Vec<Campaign>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE $1::uuid IS NULL OR id < $1
+             ORDER BY id DESC LIMIT $2"
+        )))
+        .bind(after.map(CampaignId::uuid))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(campaign).collect()
+    }
+
+    async fn transition(
+        &self,
+        key: &idempotency::Key,
+        id: CampaignId,
+        t: Transition,
+        schedule: Option<Schedule>,
+    ) -> Result<Campaign> {
+        let mut tx = self.pool.begin().await?;
+        if let idempotency::Begin::Replay(_) = idempotency::begin(&mut tx, key).await? {
+            drop(tx);
+            return self.get(id).await?.ok_or(CampaignError::NotFound(id));
+        }
+        let c = locked(&mut tx, id).await?;
+        let to = t.apply(c.status).ok_or(CampaignError::InvalidTransition {
+            what: t.as_str(),
+            from: c.status.as_str(),
+        })?;
+        if t == Transition::Resume && c.affordable(1) == 0 {
+            return Err(CampaignError::BudgetSpent(id));
+        }
+        match schedule {
+            Some(s) => {
+                sqlx::query(
+                    "UPDATE campaigns SET status = $2, start_at = $3, repeat_every_hours = $4,
+                         end_at = $5, next_occurrence = 0, next_due_at = $3 WHERE id = $1",
+                )
+                .bind(id.uuid())
+                .bind(to.as_str())
+                .bind(s.start_at)
+                .bind(i32_of(s.repeat_every_hours))
+                .bind(s.end_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("UPDATE campaigns SET status = $2 WHERE id = $1")
+                    .bind(id.uuid())
+                    .bind(to.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        idempotency::finish(&mut tx, key, id.uuid().as_bytes()).await?;
+        let after = locked(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<(Campaign, u32)>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE campaigns SET next_due_at = $2
+             WHERE id = (SELECT id FROM campaigns
+                         WHERE status IN ('SCHEDULED', 'RUNNING') AND next_due_at <= $1
+                         ORDER BY next_due_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+             RETURNING {CAMPAIGN_COLUMNS}, next_occurrence"
+        )))
+        .bind(now)
+        .bind(now + lease)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(Some((
+                campaign(&row)?,
+                u32_of(row.try_get("next_occurrence")?),
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    async fn record_snapshot(
+        &self,
+        c: &Campaign,
+        n: u32,
+        users: &[String],
+        levels: (u32, u32),
+        due_at: DateTime<Utc>,
+        next_due: Option<DateTime<Utc>>,
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        // Only the replica whose claim is still current records it; a late one finds the
+        // occurrence moved on and writes nothing.
+        let moved = sqlx::query(
+            "UPDATE campaigns SET next_occurrence = $2 + 1, next_due_at = $3,
+                 status = CASE WHEN status = 'SCHEDULED' THEN 'RUNNING' ELSE status END
+             WHERE id = $1 AND next_occurrence = $2",
+        )
+        .bind(c.id.uuid())
+        .bind(i32_of(n))
+        .bind(next_due)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if moved == 0 {
+            return Ok(0);
+        }
+        let address = match c.spec.channel {
+            Channel::Email => "c.email",
+            Channel::Sms => "c.phone",
+            Channel::Push => "c.push_token",
+            Channel::Banner | Channel::Popup => "'in-app'",
+        };
+        let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO campaign_deliveries (campaign_id, occurrence, user_id, channel, status, not_before)
+             SELECT $1, $2, c.user_id, $3,
+                    CASE WHEN {address} = '' THEN 'NO_ADDRESS' ELSE 'PENDING' END, $4
+             FROM UNNEST($5::text[]) AS m(user_id)
+             JOIN campaign_contacts c ON c.user_id = m.user_id
+             WHERE c.level BETWEEN $6 AND $7
+             ON CONFLICT DO NOTHING"
+        )))
+        .bind(c.id.uuid())
+        .bind(i32_of(n))
+        .bind(c.spec.channel.as_str())
+        .bind(due_at)
+        .bind(users)
+        .bind(i32_of(levels.0))
+        .bind(i32_of(levels.1))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn sendable(&self, now: DateTime<Utc>) -> Result<Vec<CampaignId>> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT c.id FROM campaigns c
+             WHERE c.status = 'RUNNING' AND c.channel IN ('EMAIL', 'PUSH', 'SMS')
+               AND EXISTS (SELECT 1 FROM campaign_deliveries d
+                           WHERE d.campaign_id = c.id AND d.status = 'PENDING' AND d.not_before <= $1)
+             ORDER BY c.id",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(CampaignId::from_uuid).collect())
+    }
+
+    async fn claim(
+        &self,
+        id: CampaignId,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Option<(Campaign, Vec<Claimed>)>> {
+        let mut tx = self.pool.begin().await?;
+        let c = locked(&mut tx, id).await?;
+        if c.status != Status::Running {
+            return Ok(None);
+        }
+        let n = c.affordable(limit);
+        if n == 0 {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "WITH picked AS (
+                 SELECT occurrence, user_id FROM campaign_deliveries
+                 WHERE campaign_id = $1 AND status = 'PENDING' AND not_before <= $2
+                 ORDER BY not_before, occurrence, user_id LIMIT $3 FOR UPDATE SKIP LOCKED)
+             UPDATE campaign_deliveries d
+             SET status = 'SENDING', claimed_at = $2
+             FROM picked p
+             WHERE d.campaign_id = $1 AND d.occurrence = p.occurrence AND d.user_id = p.user_id
+             RETURNING d.occurrence, d.user_id",
+        )
+        .bind(id.uuid())
+        .bind(now)
+        .bind(i64::from(n))
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let claimed: Vec<(u32, String)> = rows
+            .iter()
+            .map(|r| Ok((u32_of(r.try_get("occurrence")?), r.try_get("user_id")?)))
+            .collect::<Result<_>>()?;
+        let users: Vec<&str> = claimed.iter().map(|(_, u)| u.as_str()).collect();
+        let since = c.spec.caps.window().map(|w| now - w).unwrap_or(now);
+        let details = sqlx::query(
+            "SELECT c.*,
+                    EXISTS (SELECT 1 FROM campaign_suppressions s
+                            WHERE s.user_id = c.user_id AND s.channel = $2) AS suppressed,
+                    (SELECT count(*) FROM campaign_deliveries d
+                     WHERE d.user_id = c.user_id AND d.status = 'SENT' AND d.sent_at > $3) AS recent
+             FROM campaign_contacts c WHERE c.user_id = ANY($1)",
+        )
+        .bind(&users)
+        .bind(c.spec.channel.as_str())
+        .bind(since)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut by_user = HashMap::with_capacity(details.len());
+        for row in &details {
+            let recent: i64 = row.try_get("recent")?;
+            by_user.insert(
+                row.try_get::<String, _>("user_id")?,
+                (contact(row)?, row.try_get::<bool, _>("suppressed")?, recent),
+            );
+        }
+        let cost = c.spec.cost_per_message * i64::try_from(claimed.len()).unwrap_or(0);
+        sqlx::query("UPDATE campaigns SET spent = spent + $2 WHERE id = $1")
+            .bind(id.uuid())
+            .bind(cost)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let out = claimed
+            .into_iter()
+            .map(|(occurrence, user_id)| {
+                let found = by_user.remove(&user_id);
+                Claimed {
+                    occurrence,
+                    contact: found.as_ref().map(|f| f.0.clone()),
+                    suppressed: found.as_ref().is_some_and(|f| f.1),
+                    recent: found.map(|f| u64::try_from(f.2).unwrap_or(0)).unwrap_or(0),
+                    user_id,
+                }
+            })
+            .collect();
+        let mut c = c;
+        c.spent += cost;
+        Ok(Some((c, out)))
+    }
+
+    async fn record(&self, c: &Campaign, outcomes: &[(u32, String, Outcome)]) -> Result<()> {
+        let mut occurrences = Vec::with_capacity(outcomes.len());
+        let mut users = Vec::with_capacity(outcomes.len());
+        let mut statuses = Vec::with_capacity(outcomes.len());
+        let mut sent_at: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(outcomes.len());
+        let mut not_before: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(outcomes.len());
+        let mut errors = Vec::with_capacity(outcomes.len());
+        let mut attempts = Vec::with_capacity(outcomes.len());
+        let mut bounced = Vec::new();
+        let mut unsent: i64 = 0;
+        for (occurrence, user, o) in outcomes {
+            occurrences.push(i32_of(*occurrence));
+            users.push(user.as_str());
+            statuses.push(o.status());
+            let (at, until, error) = match o {
+                Outcome::Sent { at, .. } => (Some(*at), None, String::new()),
+                Outcome::Deferred { until } => (None, Some(*until), String::new()),
+                Outcome::Failed { error, .. } => (None, None, error.clone()),
+                Outcome::Bounced { error, .. } => {
+                    bounced.push(user.as_str());
+                    (None, None, error.clone())
+                }
+                Outcome::Suppressed | Outcome::Capped | Outcome::NoAddress => {
+                    (None, None, String::new())
+                }
+            };
+            if at.is_none() {
+                unsent += 1;
+            }
+            attempts.push(i32_of(o.attempts()));
+            sent_at.push(at);
+            not_before.push(until);
+            errors.push(error);
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE campaign_deliveries d
+             SET status = o.status, sent_at = o.sent_at,
+                 not_before = COALESCE(o.not_before, d.not_before), error = o.error,
+                 attempts = d.attempts + o.attempts
+             FROM UNNEST($2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::int[])
+                  AS o(occurrence, user_id, status, sent_at, not_before, error, attempts)
+             WHERE d.campaign_id = $1 AND d.occurrence = o.occurrence AND d.user_id = o.user_id
+               AND d.status = 'SENDING'",
+        )
+        .bind(c.id.uuid())
+        .bind(&occurrences)
+        .bind(&users)
+        .bind(&statuses)
+        .bind(&sent_at)
+        .bind(&not_before)
+        .bind(&errors)
+        .bind(&attempts)
+        .execute(&mut *tx)
+        .await?;
+        if unsent > 0 {
+            sqlx::query("UPDATE campaigns SET spent = GREATEST(spent - $2, 0) WHERE id = $1")
+                .bind(c.id.uuid())
+                .bind(unsent * c.spec.cost_per_message)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if !bounced.is_empty() {
+            sqlx::query(
+                "INSERT INTO campaign_suppressions (user_id, channel, reason, at)
+                 SELECT u, $2, 'bounce', now() FROM UNNEST($1::text[]) AS u
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&bounced)
+            .bind(c.spec.channel.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn recover(&self, cutoff: DateTime<Utc>) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE campaign_deliveries
+             SET status = 'UNKNOWN', error = 'the replica sending it stopped before recording the outcome; not sent again'
+             WHERE status = 'SENDING' AND claimed_at < $1",
+        )
+        .bind(cutoff)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn complete(&self, now: DateTime<Utc>) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE campaigns c SET status = 'COMPLETED'
+             WHERE c.status = 'RUNNING' AND c.next_due_at IS NULL
+               AND (
+                 (c.channel IN ('EMAIL', 'PUSH', 'SMS') AND (
+                    NOT EXISTS (SELECT 1 FROM campaign_deliveries d
+                                WHERE d.campaign_id = c.id AND d.status IN ('PENDING', 'SENDING'))
+                    OR (c.cost_per_message > 0 AND c.budget - c.spent < c.cost_per_message
+                        AND NOT EXISTS (SELECT 1 FROM campaign_deliveries d
+                                        WHERE d.campaign_id = c.id AND d.status = 'SENDING'))))
+                 OR (c.channel IN ('BANNER', 'POPUP') AND c.end_at IS NOT NULL AND c.end_at <= $1)
+               )",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn count_contacts(&self, users: &[String], levels: (u32, u32)) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM campaign_contacts
+             WHERE user_id = ANY($1) AND level BETWEEN $2 AND $3",
+        )
+        .bind(users)
+        .bind(i32_of(levels.0))
+        .bind(i32_of(levels.1))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn show_in_app(&self, user: &str, now: DateTime<Utc>) -> Result<Shown> {
+        let mut tx = self.pool.begin().await?;
+        let Some(contact_row) = sqlx::query("SELECT * FROM campaign_contacts WHERE user_id = $1")
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok((Vec::new(), None));
+        };
+        let contact = contact(&contact_row)?;
+        // The newest occurrence of each running in-app campaign the user is in, unless
+        // unsubscribed from its channel.
+        let rows = sqlx::query(
+            "SELECT DISTINCT ON (d.campaign_id) d.campaign_id, d.occurrence, d.status
+             FROM campaign_deliveries d JOIN campaigns c ON c.id = d.campaign_id
+             WHERE d.user_id = $1 AND c.status = 'RUNNING' AND c.channel IN ('BANNER', 'POPUP')
+               AND d.not_before <= $2
+               AND NOT EXISTS (SELECT 1 FROM campaign_suppressions s
+                               WHERE s.user_id = d.user_id AND s.channel = d.channel)
+             ORDER BY d.campaign_id, d.occurrence DESC",
+        )
+        .bind(user)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut shown = Vec::new();
+        for row in rows {
+            let id = CampaignId::from_uuid(row.try_get("campaign_id")?);
+            let occurrence = u32_of(row.try_get("occurrence")?);
+            let status: String = row.try_get("status")?;
+            let c = locked(&mut tx, id).await?;
+            match status.as_str() {
+                "SENT" => shown.push((c, occurrence)),
+                "PENDING" => {
+                    let recent: i64 = match c.spec.caps.window() {
+                        Some(w) => {
+                            sqlx::query_scalar(
+                                "SELECT count(*) FROM campaign_deliveries
+                                 WHERE user_id = $1 AND status = 'SENT' AND sent_at > $2",
+                            )
+                            .bind(user)
+                            .bind(now - w)
+                            .fetch_one(&mut *tx)
+                            .await?
+                        }
+                        None => 0,
+                    };
+                    if !c.spec.caps.allows(u64::try_from(recent).unwrap_or(0))
+                        || c.affordable(1) == 0
+                    {
+                        continue;
+                    }
+                    sqlx::query(
+                        "UPDATE campaign_deliveries SET status = 'SENT', sent_at = $4, attempts = 1
+                         WHERE campaign_id = $1 AND occurrence = $2 AND user_id = $3",
+                    )
+                    .bind(id.uuid())
+                    .bind(i32_of(occurrence))
+                    .bind(user)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE campaigns SET spent = spent + cost_per_message WHERE id = $1",
+                    )
+                    .bind(id.uuid())
+                    .execute(&mut *tx)
+                    .await?;
+                    shown.push((c, occurrence));
+                }
+                _ => {}
+            }
+        }
+        tx.commit().await?;
+        Ok((shown, Some(contact)))
+    }
+
+    async fn engage(&self, l: &Linked, kind: LinkKind, at: DateTime<Utc>) -> Result<bool> {
+        let n = sqlx::query(
+            "INSERT INTO campaign_engagements (campaign_id, user_id, kind, at)
+             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM campaigns WHERE id = $1)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(l.campaign.uuid())
+        .bind(&l.user_id)
+        .bind(kind.as_str())
+        .bind(at)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn suppress(
+        &self,
+        user: &str,
+        channel: Channel,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO campaign_suppressions (user_id, channel, reason, at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(user)
+        .bind(channel.as_str())
+        .bind(reason)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn counts(&self, id: CampaignId) -> Result<Counts> {
+        let row = sqlx::query(
+            "SELECT
+                 count(*) FILTER (WHERE status = 'SENT') AS sent,
+                 count(*) FILTER (WHERE status = 'BOUNCED') AS bounced,
+                 count(*) FILTER (WHERE status IN ('FAILED', 'UNKNOWN')) AS failed,
+                 count(*) FILTER (WHERE status IN ('SUPPRESSED', 'NO_ADDRESS')) AS suppressed,
+                 count(*) FILTER (WHERE status = 'CAPPED') AS capped,
+                 (SELECT count(*) FROM campaign_engagements e WHERE e.campaign_id = $1 AND e.kind = 'open') AS opened,
+                 (SELECT count(*) FROM campaign_engagements e WHERE e.campaign_id = $1 AND e.kind = 'click') AS clicked
+             FROM campaign_deliveries WHERE campaign_id = $1",
+        )
+        .bind(id.uuid())
+        .fetch_one(&self.pool)
+        .await?;
+        let n = |name: &str| -> Result<u64> {
+            Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0))
+        };
+        Ok(Counts {
+            sent: n("sent")?,
+            bounced: n("bounced")?,
+            failed: n("failed")?,
+            suppressed: n("suppressed")?,
+            capped: n("capped")?,
+            opened: n("opened")?,
+            clicked: n("clicked")?,
+        })
+    }
+
+    async fn credited(&self, c: &Campaign, window: Duration) -> Result<Vec<Credited>> {
+        // Purchases after one of this campaign's touches and within the window of it, with
+        // every touch (any campaign) of the buyer in the window before each purchase.
+        let rows = sqlx::query(
+            "WITH mine AS (
+                 SELECT user_id, min(sent_at) AS first_at FROM campaign_deliveries
+                 WHERE campaign_id = $1 AND status = 'SENT' GROUP BY user_id),
+             bought AS (
+                 SELECT p.* FROM campaign_purchases p JOIN mine m ON m.user_id = p.user_id
+                 WHERE p.currency = $2 AND p.at >= m.first_at)
+             SELECT b.order_id, b.amount, b.at, d.campaign_id, d.sent_at
+             FROM bought b JOIN campaign_deliveries d
+               ON d.user_id = b.user_id AND d.status = 'SENT'
+              AND d.sent_at <= b.at AND d.sent_at > b.at - $3::interval
+             ORDER BY b.order_id",
+        )
+        .bind(c.id.uuid())
+        .bind(c.spec.currency.as_str())
+        .bind(window)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<Credited> = Vec::new();
+        for row in rows {
+            let order_id: String = row.try_get("order_id")?;
+            let touch = Touch {
+                campaign: CampaignId::from_uuid(row.try_get("campaign_id")?),
+                at: row.try_get("sent_at")?,
+            };
+            match out.last_mut() {
+                Some(last) if last.purchase.order_id == order_id => last.touches.push(touch),
+                _ => out.push(Credited {
+                    purchase: Purchase {
+                        order_id,
+                        amount: row.try_get("amount")?,
+                        at: row.try_get("at")?,
+                    },
+                    touches: vec![touch],
+                }),
+            }
+        }
+        Ok(out)
+    }
+}

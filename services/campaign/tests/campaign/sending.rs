@@ -1,0 +1,252 @@
+//! Sending through real providers: email at a real SMTP server with the rendered body,
+//! headers and a working unsubscribe link; an HTTP provider that fails twice; a sender that
+//! stops mid-send and a replica that resumes without sending anyone a message twice.
+
+use std::{collections::HashSet, sync::atomic::Ordering};
+
+use chrono::Duration;
+use titan_campaign::domain::{Channel, Rule, Status};
+use titan_kit::testing::eventually;
+
+use crate::support::{BASE, Ev, Setup, Stub, app_on, contact, env, events, launch, spec, statuses};
+
+fn bought() -> Vec<Rule> {
+    vec![Rule::PurchasedWithin { within_days: 30 }]
+}
+
+#[tokio::test]
+async fn email_arrives_rendered_with_its_headers_and_a_working_unsubscribe_link() {
+    let env = env(Setup {
+        smtp: true,
+        ..Setup::default()
+    })
+    .await;
+    events(
+        &env.ch,
+        &[
+            Ev("u1", "flashsale.purchased", 24, "p1", 1000, "FR"),
+            Ev("u2", "flashsale.purchased", 48, "p1", 500, "FR"),
+            // Bought 40 days ago: outside the 30-day rule.
+            Ev("u3", "flashsale.purchased", 40 * 24, "p1", 500, "FR"),
+        ],
+    )
+    .await;
+    env.app
+        .put_contact(&contact("u1", "u1@shop.test", "", 1))
+        .await
+        .expect("contact");
+    let mut u2 = contact("u2", "u2@shop.test", "", 2);
+    u2.first_name = "<b>Bo</b>".into();
+    env.app.put_contact(&u2).await.expect("contact");
+    env.app
+        .put_contact(&contact("u3", "u3@shop.test", "", 1))
+        .await
+        .expect("contact");
+
+    let c = launch(&env, spec(Channel::Email, bought())).await;
+    let tick = env.app.tick().await.expect("tick");
+    assert_eq!((tick.snapshots, tick.sent, tick.completed), (1, 2, 1));
+    let smtp = env.smtp.as_ref().expect("smtp");
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 2);
+    let to_u2 = mails
+        .iter()
+        .find(|m| m.headers["to"] == "u2@shop.test")
+        .expect("u2's message");
+    assert_eq!(to_u2.headers["from"], "shop@titan.test");
+    assert_eq!(to_u2.headers["subject"], "Hello <b>Bo</b>");
+    assert!(to_u2.headers["content-type"].starts_with("text/html"));
+    // The name is escaped in the HTML body; the template's own text is the admin's HTML.
+    assert!(
+        to_u2
+            .body
+            .starts_with("<p>Hi &lt;b&gt;Bo&lt;&#x2f;b&gt; & welcome, level 2.</p>"),
+        "{}",
+        to_u2.body
+    );
+    let unsubscribe = to_u2.headers["list-unsubscribe"]
+        .trim_matches(|c| c == '<' || c == '>')
+        .to_owned();
+    assert!(unsubscribe.starts_with(&format!("{BASE}/v1/campaign/u/")));
+    assert_eq!(
+        to_u2.headers["list-unsubscribe-post"],
+        "List-Unsubscribe=One-Click"
+    );
+    // The body carries the same link (HTML-escaped), the click redirect and the open pixel.
+    let unescaped = to_u2.body.replace("&#x2f;", "/");
+    assert!(unescaped.contains(&format!("href=\"{unsubscribe}\"")));
+    assert!(unescaped.contains(&format!("href=\"{BASE}/v1/campaign/c/")));
+    assert!(
+        to_u2
+            .body
+            .contains(&format!("<img src=\"{BASE}/v1/campaign/o/"))
+    );
+    assert_eq!(
+        env.app.get(c.id).await.expect("campaign").status,
+        Status::Completed
+    );
+    // 2 messages at 10 each.
+    assert_eq!(env.app.get(c.id).await.expect("campaign").spent, 20);
+
+    // The link unsubscribes u2 from email; the next campaign skips u2 and records why.
+    let token = unsubscribe.rsplit('/').next().expect("token");
+    assert_eq!(
+        env.app.unsubscribe(token).await.expect("unsubscribe"),
+        Some(Channel::Email)
+    );
+    assert_eq!(env.app.unsubscribe("00.00").await.expect("forged"), None);
+    let again = launch(&env, spec(Channel::Email, bought())).await;
+    env.app.tick().await.expect("tick");
+    assert_eq!(
+        statuses(&env, again.id).await,
+        [("SENT".to_string(), 1), ("SUPPRESSED".to_string(), 1)].into()
+    );
+    assert_eq!(smtp.count(), 3);
+    assert_eq!(env.app.get(again.id).await.expect("campaign").spent, 10);
+}
+
+#[tokio::test]
+async fn a_provider_that_fails_twice_is_retried_and_delivers_once() {
+    let (stub, url) = Stub::start(2).await;
+    let env = env(Setup {
+        push_url: Some(url),
+        ..Setup::default()
+    })
+    .await;
+    events(
+        &env.ch,
+        &[Ev("u1", "flashsale.purchased", 1, "p1", 100, "FR")],
+    )
+    .await;
+    env.app
+        .put_contact(&contact("u1", "", "", 1))
+        .await
+        .expect("contact");
+    let c = launch(&env, spec(Channel::Push, bought())).await;
+    let tick = env.app.tick().await.expect("tick");
+    assert_eq!(tick.sent, 1);
+    assert_eq!(stub.requests.load(Ordering::SeqCst), 3);
+    let accepted = stub.accepted.lock().expect("lock").clone();
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0].1["to"], "push-u1");
+    assert_eq!(accepted[0].1["subject"], "Hello Ann");
+    assert_eq!(accepted[0].0, format!("{}.0.{}", c.id, hex_of("u1")));
+    assert_eq!(statuses(&env, c.id).await, [("SENT".to_string(), 1)].into());
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM campaign_deliveries")
+        .fetch_one(&env.pg.pool)
+        .await
+        .expect("attempts");
+    assert_eq!(attempts, 3);
+}
+
+#[tokio::test]
+async fn a_provider_that_keeps_failing_is_recorded_failed_and_refunded() {
+    let (stub, url) = Stub::start(100).await;
+    let env = env(Setup {
+        push_url: Some(url),
+        ..Setup::default()
+    })
+    .await;
+    events(
+        &env.ch,
+        &[Ev("u1", "flashsale.purchased", 1, "p1", 100, "FR")],
+    )
+    .await;
+    env.app
+        .put_contact(&contact("u1", "", "", 1))
+        .await
+        .expect("contact");
+    let c = launch(&env, spec(Channel::Push, bought())).await;
+    env.app.tick().await.expect("tick");
+    // One first attempt and three retries.
+    assert_eq!(stub.requests.load(Ordering::SeqCst), 4);
+    assert_eq!(
+        statuses(&env, c.id).await,
+        [("FAILED".to_string(), 1)].into()
+    );
+    let error: String = sqlx::query_scalar("SELECT error FROM campaign_deliveries")
+        .fetch_one(&env.pg.pool)
+        .await
+        .expect("error");
+    assert!(
+        error.ends_with("answered 500 Internal Server Error"),
+        "{error}"
+    );
+    assert_eq!(env.app.get(c.id).await.expect("campaign").spent, 0);
+}
+
+fn hex_of(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn a_sender_stopped_mid_send_is_resumed_by_another_replica_without_duplicates() {
+    let setup = Setup {
+        smtp: true,
+        batch: 20,
+        ..Setup::default()
+    };
+    let env = env(setup).await;
+    let users: Vec<String> = (0..300).map(|i| format!("user-{i:03}")).collect();
+    let rows: Vec<Ev<'_>> = users
+        .iter()
+        .map(|u| Ev(u, "flashsale.purchased", 2, "p1", 100, "FR"))
+        .collect();
+    events(&env.ch, &rows).await;
+    for u in &users {
+        env.app
+            .put_contact(&contact(u, &format!("{u}@shop.test"), "", 1))
+            .await
+            .expect("contact");
+    }
+    let c = launch(&env, spec(Channel::Email, bought())).await;
+    let smtp = env.smtp.as_ref().expect("smtp");
+    let first = env.app.clone();
+    let sender = tokio::spawn(async move { first.tick().await });
+    eventually("the first replica to send 40 messages", || async {
+        (smtp.count() >= 40).then_some(())
+    })
+    .await;
+    // The replica stops in the middle of a batch, its claims unrecorded.
+    sender.abort();
+    assert!(sender.await.is_err_and(|e| e.is_cancelled()));
+    let at_stop = smtp.count();
+    assert!(at_stop < 300, "the stop came too late to test anything");
+
+    // Another replica takes over once the claims are older than its timeout.
+    env.clock.advance(Duration::seconds(1));
+    let second = app_on(
+        &env.pg,
+        &env.ch,
+        &env.clock,
+        Some(smtp),
+        &Setup {
+            smtp: true,
+            batch: 20,
+            claim_timeout: Duration::zero(),
+            ..Setup::default()
+        },
+    );
+    let tick = second.tick().await.expect("tick");
+    assert_eq!(tick.completed, 1);
+    let s = statuses(&env, c.id).await;
+    let sent = s.get("SENT").copied().unwrap_or(0);
+    let unknown = s.get("UNKNOWN").copied().unwrap_or(0);
+    assert_eq!(sent + unknown, 300, "{s:?}");
+    assert_eq!(u64::try_from(unknown).expect("count"), tick.recovered);
+    let mails = smtp.messages();
+    let recipients: HashSet<&str> = mails.iter().map(|m| m.headers["to"].as_str()).collect();
+    // Nobody got the message twice…
+    assert_eq!(recipients.len(), mails.len());
+    // …every SENT delivery arrived, and at most the UNKNOWN ones besides (sent, maybe, as
+    // the first replica stopped).
+    let received = i64::try_from(mails.len()).expect("count");
+    assert!(
+        received >= sent && received <= sent + unknown,
+        "{received} {s:?}"
+    );
+    assert_eq!(
+        env.app.get(c.id).await.expect("campaign").status,
+        Status::Completed
+    );
+}
