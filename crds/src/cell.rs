@@ -788,7 +788,7 @@ pub struct Endpoints {
     /// URL broadcasters publish to (`rtmp://host:1935/live`; the stream key is appended).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtmp_ingest: Option<String>,
-    /// Base URL of HLS playlists (`<hlsBase>/<stream key>.m3u8`).
+    /// Base URL of HLS playlists (`<hlsBase>/<stream id>.m3u8`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hls_base: Option<String>,
     /// TURN URIs for ICE servers, UDP and TCP.

@@ -1,7 +1,13 @@
 //! Renders the nginx config of a cell's RTMP server: `application live` with `on_publish` /
-//! `on_publish_done` calling the livestream service (which admits or refuses a stream key), HLS
-//! written to the shared media volume and served over HTTP, and, when the cell has object
-//! storage, `record` into the same volume for the recorder sidecar to upload.
+//! `on_publish_done` calling the livestream service (which admits or refuses a stream key, and
+//! renames an admitted stream to its id), and, when the cell has object storage, `record` into
+//! the shared media volume for the recorder sidecar to upload; `application hls` receives the
+//! renamed stream pushed over loopback and writes HLS into the same volume, served over HTTP.
+//!
+//! HLS sits in an application of its own because nginx-rtmp's HLS module sees a publish before
+//! the notify module renames it (and `record` and `push` after): written by `live` itself,
+//! playlists would carry the secret stream key in their URLs; pushed to `hls`, they carry the
+//! stream's id.
 //!
 //! The pid file and temp paths are relative, so nginx runs from any writable prefix (`-p`): an
 //! emptyDir in the pod, a temporary directory in the test that runs `nginx -t` on this config.
@@ -17,6 +23,8 @@ pub const MEDIA_DIR: &str = "/var/lib/titan-media";
 pub const HLS_DIR: &str = "hls";
 /// Subdirectory of [`MEDIA_DIR`] for finished recordings.
 pub const RECORDINGS_DIR: &str = "recordings";
+/// The RTMP application that writes HLS, fed by `live`'s push of each admitted stream.
+pub const HLS_APP: &str = "hls";
 /// Path of the livestream service's publish callback.
 pub const ON_PUBLISH_PATH: &str = "/rtmp/publish";
 /// Path of the livestream service's publish-done callback.
@@ -93,12 +101,23 @@ rtmp {{
             # Viewers watch HLS; RTMP playback is not offered.
             allow play 127.0.0.1;
             deny play all;
+            # Under the name the service gave it (the stream's id), never the key.
+            push rtmp://127.0.0.1:{rtmp_port}/{HLS_APP};
+{recording}        }}
+
+        application {HLS_APP} {{
+            live on;
+            # Only the push of `live` above publishes here.
+            allow publish 127.0.0.1;
+            deny publish all;
+            allow play 127.0.0.1;
+            deny play all;
 
             hls on;
             hls_path {media_dir}/{HLS_DIR};
             hls_fragment 2s;
             hls_playlist_length 20s;
-{recording}        }}
+        }}
     }}
 }}
 
