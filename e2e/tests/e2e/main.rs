@@ -3,6 +3,7 @@
 //! clients (tokio-tungstenite, and Node's `ws` that `cargo xtask test` installs).
 
 mod analytics;
+mod campaign;
 mod chat;
 mod events;
 mod flashsale;
