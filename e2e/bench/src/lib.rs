@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analytics;
+pub mod campaign;
 pub mod chat;
 pub mod fraud;
 pub mod pricing;

@@ -3,6 +3,8 @@
 //! latencies. `titan-bench ws`: idle WebSockets per replica and their memory, fan-out latency
 //! across two replicas. `titan-bench chat`: chat delivery over two replicas and history pages.
 //! `titan-bench fraud`: CheckTransaction at a fixed rate (client and server p99) and its maximum.
+//! `titan-bench campaign`: emails per second through a real SMTP server to a 100,000-user
+//! segment, and segment evaluation over 10,000,000 events.
 //! All need the datastores of `cargo xtask datastores start` (their URLs in `TITAN_TEST_*`).
 #![forbid(unsafe_code)]
 
@@ -12,6 +14,7 @@ use clap::{Parser, Subcommand};
 use titan_bench::{
     Options,
     analytics::{AnalyticsOptions, analytics},
+    campaign::{CampaignOptions, campaign},
     chat::{ChatOptions, chat},
     fraud::{FraudOptions, fraud},
     pricing::{PricingOptions, pricing},
@@ -143,6 +146,21 @@ enum Scenario {
         #[arg(long)]
         quick: bool,
     },
+    /// An email campaign through `titan serve campaign` and a real SMTP server to a generated
+    /// segment (each member once), then EstimateSegment over generated events.
+    Campaign {
+        #[arg(long, default_value_t = 100_000)]
+        users: u32,
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+        /// Deliveries claimed per batch (the service's sendBatchSize).
+        #[arg(long, default_value_t = 1_000)]
+        batch: u32,
+        #[arg(long)]
+        debug: bool,
+        #[arg(long)]
+        quick: bool,
+    },
     /// A re-optimisation round over `titan serve pricing` with a generated catalogue and
     /// demand, then GetPrices of 100 products per call from concurrent clients.
     Pricing {
@@ -261,6 +279,28 @@ async fn main() -> ExitCode {
                 }
             };
             finish(ws(&options).await, titan_bench::ws::WsReport::exact)
+        }
+        Scenario::Campaign {
+            users,
+            events,
+            batch,
+            debug,
+            quick,
+        } => {
+            let options = if quick {
+                CampaignOptions::quick()
+            } else {
+                CampaignOptions {
+                    users,
+                    events,
+                    batch,
+                    release: !debug,
+                }
+            };
+            finish(
+                campaign(&options).await,
+                titan_bench::campaign::CampaignReport::exact,
+            )
         }
         Scenario::Chat {
             users,

@@ -1,0 +1,267 @@
+//! The campaign load generator: `titan serve campaign analytics` (release) with a real SMTP
+//! server (aiosmtpd, `TITAN_TEST_AIOSMTPD`); a segment of `users` buyers generated in
+//! `analytics_events` with their contacts; one EMAIL campaign scheduled now, timed until every
+//! delivery is recorded SENT and checked against the messages counted at the SMTP server (each
+//! recipient once); then `events` more events and EstimateSegment timed over them.
+
+use std::{
+    collections::HashSet,
+    fmt,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, ensure};
+use titan_campaign::testing::SmtpServer;
+use titan_e2e::{Cell, CellOptions, authed, seconds_from_now};
+use titan_kit::reexport::sqlx;
+use titan_proto::campaign::v1::{self as pb, campaign_service_client::CampaignServiceClient};
+
+#[derive(Debug, Clone)]
+pub struct CampaignOptions {
+    /// Segment members, each with a contact and a purchase.
+    pub users: u32,
+    /// Events generated for the segment evaluation timing (0 skips it).
+    pub events: u64,
+    pub batch: u32,
+    pub release: bool,
+}
+
+impl CampaignOptions {
+    /// CI's short mode: a small segment, for the checks only.
+    pub fn quick() -> Self {
+        Self {
+            users: 500,
+            events: 20_000,
+            batch: 100,
+            release: false,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct CampaignReport {
+    pub users: u32,
+    pub sent: u64,
+    pub received: u64,
+    pub distinct: u64,
+    pub send: Duration,
+    pub events: u64,
+    /// EstimateSegment of each segment over the events, as the admin sees it.
+    pub estimates: Vec<(&'static str, u64, Duration)>,
+}
+
+impl CampaignReport {
+    /// Every member got exactly one message.
+    pub fn exact(&self) -> bool {
+        self.sent == u64::from(self.users)
+            && self.received == self.sent
+            && self.distinct == self.received
+    }
+}
+
+impl fmt::Display for CampaignReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.send.as_secs_f64().max(f64::EPSILON);
+        writeln!(f, "campaign email to a {}-user segment", self.users)?;
+        writeln!(
+            f,
+            "  sent {} in {:?}: {:.0} emails/s (target ≥ 2,000/s)",
+            self.sent,
+            self.send,
+            self.sent as f64 / secs
+        )?;
+        writeln!(
+            f,
+            "  at the SMTP server: {} messages, {} distinct recipients",
+            self.received, self.distinct
+        )?;
+        if self.events > 0 {
+            writeln!(f, "  segment evaluation over {} events:", self.events)?;
+            for (name, users, took) in &self.estimates {
+                writeln!(f, "    {name:<40} {users:>9} users in {took:?}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn segment(rule: pb::segment_rule::Rule) -> Option<pb::Segment> {
+    Some(pb::Segment {
+        rules: vec![pb::SegmentRule { rule: Some(rule) }],
+    })
+}
+
+pub async fn campaign(o: &CampaignOptions) -> anyhow::Result<CampaignReport> {
+    let smtp = SmtpServer::start().await;
+    let cell = Cell::start_with(CellOptions {
+        services: vec!["campaign".into(), "analytics".into()],
+        config: Some(format!(
+            "services:\n  campaign:\n    sendBatchSize: {}\n    smtp:\n      host: 127.0.0.1\n      port: {}\n      from: shop@titan.test\n",
+            o.batch, smtp.port
+        )),
+        release: o.release,
+    })
+    .await;
+    let mut client = CampaignServiceClient::new(cell.channel().await);
+    let admin = cell.token("bench", &["admin"]);
+    let now = chrono::Utc::now().timestamp();
+    // One verified purchase per member in the last week.
+    cell.clickhouse
+        .client
+        .query(&format!(
+            "INSERT INTO analytics_events (event_id, name, user_id, time, date, product_id, order_id, revenue, country, source) \
+             SELECT concat('m', toString(number)), 'flashsale.purchased', concat('u', toString(number)), \
+                    toDateTime({now} - 86400 - number % 500000), toDate(toDateTime({now} - 86400 - number % 500000)), \
+                    concat('p', toString(number % 1000)), concat('o', toString(number)), 1999, 'FR', 'bus' \
+             FROM system.numbers LIMIT {}",
+            o.users
+        ))
+        .execute()
+        .await
+        .context("segment events")?;
+    sqlx::query(
+        "INSERT INTO campaign_contacts (user_id, email, phone, push_token, time_zone, level, first_name, country, updated_at)
+         SELECT 'u' || n, 'u' || n || '@shop.test', '', '', 'UTC', n % 11, 'Ann', 'FR', now()
+         FROM generate_series(0, $1 - 1) AS n",
+    )
+    .bind(i64::from(o.users))
+    .execute(&cell.db.pool)
+    .await
+    .context("contacts")?;
+
+    let created = client
+        .create_campaign(authed(
+            pb::CreateCampaignRequest {
+                request_id: "bench".into(),
+                name: "bench".into(),
+                channel: pb::Channel::Email.into(),
+                content: Some(pb::Content {
+                    subject: "Hello {{ first_name }}".into(),
+                    body: "<p>Hi {{ first_name }}, level {{ level }}.</p><a href=\"{{ unsubscribe_url }}\">unsubscribe</a>".into(),
+                    click_url: String::new(),
+                }),
+                segment: segment(pb::segment_rule::Rule::PurchasedWithin(pb::PurchasedWithin {
+                    within_days: 30,
+                })),
+                caps: None,
+                quiet_hours: None,
+                budget: i64::MAX,
+                cost_per_message: 1,
+                currency: "USD".into(),
+            },
+            &admin,
+        ))
+        .await?
+        .into_inner()
+        .campaign
+        .context("campaign")?;
+    let started = Instant::now();
+    client
+        .schedule_campaign(authed(
+            pb::ScheduleCampaignRequest {
+                request_id: "bench-s".into(),
+                campaign_id: created.id.clone(),
+                schedule: Some(pb::Schedule {
+                    start_at: Some(seconds_from_now(0)),
+                    repeat_every_hours: 0,
+                    end_at: None,
+                }),
+            },
+            &admin,
+        ))
+        .await?;
+    let deadline = started + Duration::from_secs(600);
+    let sent = loop {
+        let (done, sent): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE status NOT IN ('PENDING', 'SENDING')),
+                    count(*) FILTER (WHERE status = 'SENT')
+             FROM campaign_deliveries",
+        )
+        .fetch_one(&cell.db.pool)
+        .await?;
+        if done == i64::from(o.users) {
+            break u64::try_from(sent)?;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "only {done} deliveries done in 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let send = started.elapsed();
+    let mails = smtp.messages();
+    let distinct: HashSet<&str> = mails.iter().map(|m| m.headers["to"].as_str()).collect();
+    let mut report = CampaignReport {
+        users: o.users,
+        sent,
+        received: mails.len() as u64,
+        distinct: distinct.len() as u64,
+        send,
+        events: o.events,
+        estimates: Vec::new(),
+    };
+    if o.events == 0 {
+        return Ok(report);
+    }
+    // The evaluation data set: events of 1,000,000 users over 30 days, a tenth of them
+    // purchases, views of 1,000 products, ten countries.
+    cell.clickhouse
+        .client
+        .query(&format!(
+            "INSERT INTO analytics_events (event_id, name, user_id, time, date, product_id, order_id, revenue, country, source) \
+             SELECT concat('x', toString(number)), \
+                    if(number % 10 = 0, 'flashsale.purchased', if(number % 10 < 5, 'product_view', 'page_view')), \
+                    concat('u', toString(intHash32(number) % 1000000)), \
+                    toDateTime({now} - intHash32(number + 7) % 2592000), \
+                    toDate(toDateTime({now} - intHash32(number + 7) % 2592000)), \
+                    concat('p', toString(intHash32(number + 3) % 1000)), \
+                    if(number % 10 = 0, concat('x', toString(number)), ''), \
+                    if(number % 10 = 0, 2500, 0), \
+                    arrayElement(['FR', 'DE', 'US', 'JP', 'BR', 'IN', 'GB', 'ES', 'IT', 'CA'], intHash32(number + 11) % 10 + 1), \
+                    if(number % 10 = 0, 'bus', 'client') \
+             FROM system.numbers LIMIT {}",
+            o.events
+        ))
+        .execute()
+        .await
+        .context("evaluation events")?;
+    use pb::segment_rule::Rule as R;
+    let segments: Vec<(&'static str, Option<pb::Segment>)> = vec![
+        (
+            "purchased in the last 7 days",
+            segment(R::PurchasedWithin(pb::PurchasedWithin { within_days: 7 })),
+        ),
+        (
+            "viewed p42 in 30 days, not bought",
+            segment(R::ViewedNotBought(pb::ViewedNotBought {
+                product_id: "p42".into(),
+                within_days: 30,
+            })),
+        ),
+        (
+            "last country FR or DE (30 days)",
+            segment(R::CountryIn(pb::CountryIn {
+                countries: vec!["FR".into(), "DE".into()],
+                within_days: 30,
+            })),
+        ),
+        (
+            "≥ 5 page views in 30 days",
+            segment(R::EventCount(pb::EventCount {
+                name: "page_view".into(),
+                min_count: 5,
+                within_days: 30,
+            })),
+        ),
+    ];
+    for (name, s) in segments {
+        let started = Instant::now();
+        let users = client
+            .estimate_segment(authed(pb::EstimateSegmentRequest { segment: s }, &admin))
+            .await?
+            .into_inner()
+            .users;
+        report.estimates.push((name, users, started.elapsed()));
+    }
+    Ok(report)
+}
