@@ -1,5 +1,5 @@
 //! PostgreSQL: a check reads a user's profile in one query and stores its decision, first-seen
-//! device and IP, case and `fraud.decided` event in one transaction. Decisions go through a
+//! device and IP, case and `fraud.decided` event in one statement. Decisions go through a
 //! group commit ([`titan_kit::batch`]): the checks that arrive while a write is in flight are
 //! stored together in the next one, each answered once its batch has committed.
 
@@ -56,7 +56,7 @@ impl PgFraud {
         }
     }
 
-    /// Stores a batch of decisions in one transaction, as the group commit does, and answers
+    /// Stores a batch of decisions in one statement, as the group commit does, and answers
     /// each with what is stored for its transaction id (see [`FraudStore::record`]).
     pub async fn record_batch(&self, batch: &[NewDecision]) -> Result<Vec<Decided>, FraudError> {
         self.writer.write_all(batch).await
@@ -101,16 +101,18 @@ const DECIDED_SELECT: &str =
      FROM fraud_decisions d LEFT JOIN fraud_cases c USING (transaction_id)
      WHERE d.transaction_id = ANY($1)";
 
-/// One statement for a whole batch: the decisions, then for those that are new the users,
-/// their first-seen devices and IPs, and the cases. A user twice in a batch is upserted once
+/// One statement for a whole batch — atomic on its own, one round trip: the decisions, then
+/// for those that are new the users, their first-seen devices and IPs, the cases and the
+/// `fraud.decided` events (`$1`–`$5`, [`outbox::Staged`]). A user twice in a batch is upserted once
 /// (`ON CONFLICT DO UPDATE` may not touch a row twice in one statement); it keeps the
 /// account creation time a request gave, if any did.
-const RECORD_BATCH: &str = "WITH i AS (
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::jsonb[],
-                              $6::jsonb[], $7::text[], $8::jsonb[], $9::jsonb[], $10::float8[],
-                              $11::text[], $12::text[], $13::bool[], $14::int8[],
-                              $15::timestamptz[], $16::timestamptz[], $17::text[], $18::text[],
-                              $19::uuid[])
+const RECORD_BATCH: &str = concat!(
+    "WITH i AS (
+         SELECT * FROM UNNEST($6::text[], $7::text[], $8::int8[], $9::text[], $10::jsonb[],
+                              $11::jsonb[], $12::text[], $13::jsonb[], $14::jsonb[], $15::float8[],
+                              $16::text[], $17::text[], $18::bool[], $19::int8[],
+                              $20::timestamptz[], $21::timestamptz[], $22::text[], $23::text[],
+                              $24::uuid[])
              AS i(transaction_id, user_id, amount, currency, request, facts, features, reasons,
                   rule_hits, score, level, decision, degraded, model_version, decided_at,
                   account_created_at, device, ip, case_id)
@@ -145,8 +147,12 @@ const RECORD_BATCH: &str = "WITH i AS (
          SELECT case_id, transaction_id, user_id, score, level, 'OPEN', decided_at
            FROM n WHERE case_id IS NOT NULL
          RETURNING 1
-     )
-     SELECT transaction_id FROM d";
+     ), kept AS (
+         SELECT transaction_id AS key FROM d
+     ), ",
+    titan_kit::outbox_cte!(),
+    " SELECT transaction_id FROM d"
+);
 
 /// Writes batches of decisions for [`PgFraud`]'s group commit.
 #[derive(Debug)]
@@ -177,7 +183,7 @@ impl DecisionWriter {
         }
     }
 
-    /// Stores the decisions not stored yet with their events, in one transaction, and answers
+    /// Stores the decisions not stored yet with their events, in one statement, and answers
     /// each with what is stored for its transaction id: itself, or an earlier decision (a
     /// replay, or the same id twice in the batch).
     async fn write_all(&self, batch: &[NewDecision]) -> Result<Vec<Decided>, FraudError> {
@@ -191,8 +197,15 @@ impl DecisionWriter {
             }
         }
         let c = Columns::of(&firsts)?;
-        let mut tx = self.pool.begin().await?;
-        let inserted: Vec<String> = sqlx::query_scalar(RECORD_BATCH)
+        let mut events = outbox::Staged::new(SERVICE);
+        for n in &firsts {
+            events.push(
+                &n.decided.transaction_id,
+                &Envelope::new(&self.cell, DECIDED, 1, &event(n))?,
+            )?;
+        }
+        let inserted: Vec<String> = events
+            .bind(sqlx::query(RECORD_BATCH))
             .bind(c.transaction_id)
             .bind(c.user_id)
             .bind(c.amount)
@@ -212,16 +225,15 @@ impl DecisionWriter {
             .bind(c.device)
             .bind(c.ip)
             .bind(c.case_id)
-            .fetch_all(&mut *tx)
-            .await?;
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
         let (new, earlier): (Vec<&NewDecision>, Vec<&NewDecision>) = firsts
             .iter()
             .partition(|n| inserted.contains(&n.decided.transaction_id));
-        let events = new
-            .iter()
-            .map(|n| Envelope::new(&self.cell, DECIDED, 1, &event(n)))
-            .collect::<Result<Vec<_>, _>>()?;
-        outbox::write_all(&mut tx, SERVICE, &events).await?;
+        // Stored before (a replay, or a check racing this one): answer what is stored.
         let mut stored: Vec<Decided> = if earlier.is_empty() {
             Vec::new()
         } else {
@@ -231,13 +243,12 @@ impl DecisionWriter {
                 .collect();
             sqlx::query(DECIDED_SELECT)
                 .bind(ids)
-                .fetch_all(&mut *tx)
+                .fetch_all(&self.pool)
                 .await?
                 .iter()
                 .map(decided)
                 .collect::<Result<_, _>>()?
         };
-        tx.commit().await?;
         stored.extend(new.into_iter().map(|n| n.decided.clone()));
         batch
             .iter()

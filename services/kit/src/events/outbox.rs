@@ -103,3 +103,74 @@ pub async fn write_all(
     WRITTEN.notify_one();
     Ok(())
 }
+
+/// A data-modifying CTE named `outbox` that writes the events of a [`Staged`] inside the
+/// caller's own statement: a state change and its events in one round trip, atomic without an
+/// explicit transaction (four round trips — `BEGIN`, the change, the outbox, `COMMIT` — were
+/// most of a hot path's latency). `$1`–`$5` are the staged columns ([`Staged::bind`] binds
+/// them first, so the statement's own parameters start at `$6`); the statement must define,
+/// before this CTE, a CTE `kept(key)` naming the keys whose events to write — for example the
+/// ids an `INSERT ... ON CONFLICT DO NOTHING` returned, so a replay writes no second event.
+#[macro_export]
+macro_rules! outbox_cte {
+    () => {
+        "outbox AS (
+             INSERT INTO titan_outbox (service, event_id, event_type, envelope)
+             SELECT $1, e.id, e.kind, e.envelope
+               FROM UNNEST($2::uuid[], $3::text[], $4::jsonb[], $5::text[])
+                    WITH ORDINALITY AS e(id, kind, envelope, key, n)
+              WHERE e.key IN (SELECT key FROM kept)
+              ORDER BY e.n
+             RETURNING 1
+         )"
+    };
+}
+
+/// Events keyed by the entity each belongs to, for a statement built with [`outbox_cte!`].
+#[derive(Debug, Clone)]
+pub struct Staged {
+    service: String,
+    ids: Vec<uuid::Uuid>,
+    kinds: Vec<String>,
+    envelopes: Vec<serde_json::Value>,
+    keys: Vec<String>,
+}
+
+impl Staged {
+    pub fn new(service: &str) -> Self {
+        Self {
+            service: service.to_owned(),
+            ids: Vec::new(),
+            kinds: Vec::new(),
+            envelopes: Vec::new(),
+            keys: Vec::new(),
+        }
+    }
+
+    /// Stages `envelope`, written only if `key` is among the statement's `kept` keys.
+    pub fn push(&mut self, key: &str, envelope: &Envelope) -> Result<(), KitError> {
+        self.envelopes
+            .push(serde_json::to_value(envelope).map_err(|e| KitError::Event(e.to_string()))?);
+        self.ids.push(envelope.id);
+        self.kinds.push(envelope.kind.clone());
+        self.keys.push(key.to_owned());
+        Ok(())
+    }
+
+    /// Binds `$1`–`$5` of `query` (call it before binding the statement's own parameters) and
+    /// wakes the relay, as [`write`] does.
+    pub fn bind<'q>(
+        self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        if !self.ids.is_empty() {
+            WRITTEN.notify_one();
+        }
+        query
+            .bind(self.service)
+            .bind(self.ids)
+            .bind(self.kinds)
+            .bind(self.envelopes)
+            .bind(self.keys)
+    }
+}

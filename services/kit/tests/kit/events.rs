@@ -911,3 +911,63 @@ async fn outbox_write_bench() {
         .await;
     }
 }
+
+#[tokio::test]
+async fn staged_events_are_written_by_the_callers_statement_only_for_kept_keys() {
+    let bus = Bus::new().await;
+    sqlx::query("CREATE TABLE orders (id TEXT PRIMARY KEY)")
+        .execute(&bus.db.pool)
+        .await
+        .expect("orders table");
+    let insert = |ids: &[&str]| {
+        let mut staged = outbox::Staged::new("orders");
+        let mut envelopes = Vec::new();
+        for id in ids {
+            let e = Envelope::new("test", "orders.placed", 1, id).expect("event");
+            staged.push(id, &e).expect("stage");
+            envelopes.push(e);
+        }
+        let ids: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
+        (staged, ids, envelopes)
+    };
+    const SQL: &str = concat!(
+        "WITH d AS (INSERT INTO orders (id) SELECT * FROM UNNEST($6::text[])
+                    ON CONFLICT DO NOTHING RETURNING id),
+              kept AS (SELECT id AS key FROM d), ",
+        titan_kit::outbox_cte!(),
+        " SELECT count(*) FROM d"
+    );
+    let (staged, ids, first) = insert(&["a", "b"]);
+    let row = staged
+        .bind(sqlx::query(SQL))
+        .bind(ids)
+        .fetch_one(&bus.db.pool)
+        .await
+        .expect("first statement");
+    assert_eq!(sqlx::Row::get::<i64, _>(&row, 0), 2);
+    // "a" again (a replay: no second event), and "c".
+    let (staged, ids, second) = insert(&["a", "c"]);
+    staged
+        .bind(sqlx::query(SQL))
+        .bind(ids)
+        .fetch_one(&bus.db.pool)
+        .await
+        .expect("second statement");
+    assert_eq!(bus.relay().relay_once().await.expect("relay"), 3);
+    let mut conn = bus.redis.handle.conn.clone();
+    let stream = events::stream_key(&bus.redis.handle, "orders");
+    let reply: redis::streams::StreamRangeReply = conn.xrange_all(&stream).await.expect("xrange");
+    let relayed: Vec<String> = reply
+        .ids
+        .iter()
+        .filter_map(|e| e.get::<String>("id"))
+        .collect();
+    let want: Vec<String> = [&first[0], &first[1], &second[1]]
+        .iter()
+        .map(|e| e.id.to_string())
+        .collect();
+    assert_eq!(
+        relayed, want,
+        "in statement order, the replayed key's event left out"
+    );
+}
