@@ -25,8 +25,10 @@ pub const DATASTORES: &[&str] = &[
 ];
 
 /// The media servers whose rendered configs the operator's tests run: nginx with the RTMP
-/// module (`nginx -t`) and coturn (`turnserver`, `turnutils_uclient`, `turnutils_peer`).
-pub const MEDIA: &[&str] = &["nginx", "libnginx-mod-rtmp", "coturn"];
+/// module (`nginx -t`) and coturn (`turnserver`, `turnutils_uclient`, `turnutils_peer`); and
+/// ffmpeg, which publishes a test pattern through nginx in the livestream e2e test and reads
+/// HLS and the recording back (`ffprobe`).
+pub const MEDIA: &[&str] = &["nginx", "libnginx-mod-rtmp", "coturn", "ffmpeg"];
 
 /// Python with `venv` (a separate package on Debian) for the Helm chart check, which runs the
 /// PyPI tools of charts/requirements.txt in a virtualenv xtask builds.

@@ -8,6 +8,7 @@ mod chat;
 mod events;
 mod flashsale;
 mod fraud;
+mod livestream;
 mod marketing;
 mod pricing;
 mod realtime;
