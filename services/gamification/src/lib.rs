@@ -1,6 +1,7 @@
 //! The gamification service: points in a PostgreSQL ledger (race-free, never negative, each
 //! award once per source), levels, badges, a rewards catalog, check-in streaks, missions, and
-//! Redis leaderboards fed from the ledger. Purchases earn from `flashsale.purchased` events.
+//! Redis leaderboards fed from the ledger. Purchases earn from `flashsale.purchased` and
+//! `livestream.purchased` events.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -55,23 +56,26 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
         Arc::new(chrono::Utc::now),
         metrics.clone(),
     ));
-    let consumer = Consumer::new(
-        pool,
-        redis,
-        ConsumerOptions::new(
-            store::consumer::SOURCE,
-            domain::SERVICE,
-            &ctx.instance(),
-            &ctx.config.events,
-        ),
-        PurchaseHandler::new(settings, metrics),
-    )
-    .await?;
-    Ok(Mounted::new(&ctx)
-        .grpc(GamificationServiceServer::new(grpc::Grpc::new(app.clone())))
-        .task("gamification-purchases", consumer.run(ctx.shutdown.clone()))
-        .every("gamification-leaderboards", FEED_EVERY, move || {
+    let handler = PurchaseHandler::new(settings, metrics);
+    let mut mounted =
+        Mounted::new(&ctx).grpc(GamificationServiceServer::new(grpc::Grpc::new(app.clone())));
+    for source in store::consumer::SOURCES {
+        let consumer = Consumer::new(
+            pool.clone(),
+            redis.clone(),
+            ConsumerOptions::new(source, domain::SERVICE, &ctx.instance(), &ctx.config.events),
+            handler.clone(),
+        )
+        .await?;
+        mounted = mounted.task(
+            format!("gamification-{source}-purchases"),
+            consumer.run(ctx.shutdown.clone()),
+        );
+    }
+    Ok(
+        mounted.every("gamification-leaderboards", FEED_EVERY, move || {
             let app = app.clone();
             async move { app.feed_all().await.map(drop) }
-        }))
+        }),
+    )
 }

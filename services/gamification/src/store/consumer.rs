@@ -1,4 +1,5 @@
-//! Earning from the bus: `flashsale.purchased` awards 1 point per whole currency unit of the
+//! Earning from the bus: `flashsale.purchased` and `livestream.purchased` (the same fields
+//! under the same names) award 1 point per whole currency unit of the
 //! order's total to its buyer, inside the consumer's transaction, so an event delivered twice
 //! (a redelivery, a relay duplicate, or the same order from another source) awards once.
 
@@ -16,12 +17,16 @@ use crate::{
     metrics::Metrics,
 };
 
-/// The service whose stream this handler reads.
-pub const SOURCE: &str = "flashsale";
-/// The event this handler earns from.
+/// The services whose streams this handler reads, one consumer each.
+pub const SOURCES: [&str; 2] = ["flashsale", "livestream"];
+/// A flash-sale purchase.
 pub const FLASHSALE_PURCHASED: &str = "flashsale.purchased";
+/// A purchase made in a live stream.
+pub const LIVESTREAM_PURCHASED: &str = "livestream.purchased";
+/// The events this handler earns from.
+const PURCHASES: [&str; 2] = [FLASHSALE_PURCHASED, LIVESTREAM_PURCHASED];
 
-/// The fields of `flashsale.purchased` v1 that earning needs.
+/// The fields of `flashsale.purchased` v1 and `livestream.purchased` v1 that earning needs.
 #[derive(Debug, Deserialize)]
 struct Purchased {
     order_id: String,
@@ -47,7 +52,7 @@ impl Handler for PurchaseHandler {
         tx: &mut sqlx::PgConnection,
         event: &Envelope,
     ) -> Result<(), HandlerError> {
-        if event.kind != FLASHSALE_PURCHASED {
+        if !PURCHASES.contains(&event.kind.as_str()) {
             return Ok(());
         }
         let p: Purchased = event
@@ -55,8 +60,8 @@ impl Handler for PurchaseHandler {
             .map_err(|e| HandlerError::Permanent(e.to_string()))?;
         if p.user_id.is_empty() || p.order_id.is_empty() {
             return Err(HandlerError::Permanent(format!(
-                "{FLASHSALE_PURCHASED} {} has no user_id or order_id",
-                event.id
+                "{} {} has no user_id or order_id",
+                event.kind, event.id
             )));
         }
         let grant = Grant {

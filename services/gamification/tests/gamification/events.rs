@@ -1,4 +1,5 @@
-//! Earning from `flashsale.purchased` on the bus: delivered twice, awarded once.
+//! Earning from `flashsale.purchased` and `livestream.purchased` on the bus: delivered twice,
+//! awarded once.
 
 use std::time::Duration;
 
@@ -13,10 +14,14 @@ use tokio_util::sync::CancellationToken;
 use crate::World;
 
 async fn publish(w: &World, event: &Envelope) {
+    publish_to(w, "flashsale", event).await;
+}
+
+async fn publish_to(w: &World, source: &str, event: &Envelope) {
     let mut conn = w.redis.conn.clone();
     let json = serde_json::to_string(event).expect("json");
     let _: String = redis::cmd("XADD")
-        .arg(stream_key(&w.redis, "flashsale"))
+        .arg(stream_key(&w.redis, source))
         .arg("*")
         .arg("id")
         .arg(event.id.to_string())
@@ -134,6 +139,58 @@ async fn an_event_delivered_twice_awards_once() {
         last.first(),
         "the group read to the end"
     );
+    shutdown.cancel();
+    running.await.expect("join").expect("consumer");
+}
+
+#[tokio::test]
+async fn a_purchase_in_a_live_stream_earns_like_a_flash_sale_one() {
+    let w = World::new().await;
+    let consumer = Consumer::new(
+        w.db.pool.clone(),
+        w.redis.clone(),
+        ConsumerOptions::new(
+            "livestream",
+            "gamification",
+            "test-1",
+            &EventsConfig::default(),
+        ),
+        PurchaseHandler::new(
+            Settings::default(),
+            Metrics::new(&prometheus::Registry::new()).expect("metrics"),
+        ),
+    )
+    .await
+    .expect("consumer");
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(consumer.run(shutdown.clone()));
+    // The payload livestream writes (services/livestream/src/store/pg.rs).
+    let event = Envelope::new(
+        "test",
+        "livestream.purchased",
+        1,
+        &serde_json::json!({
+            "order_id": "live-order-1", "user_id": "shopper-1", "stream_id": uuid::Uuid::now_v7(),
+            "seller_id": "sam", "product_id": "sku-1", "quantity": 1,
+            "total": {"minor_units": 2_599, "currency": "USD"},
+            "purchased_at": "2026-12-06T05:00:00Z",
+        }),
+    )
+    .expect("envelope");
+    publish_to(&w, "livestream", &event).await;
+    publish_to(&w, "livestream", &event).await;
+    eventually("25 points for 25.99", || async {
+        (w.balance(1).await == 25).then_some(())
+    })
+    .await;
+    let handled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM titan_processed_events WHERE consumer = 'gamification'",
+    )
+    .fetch_one(&w.db.pool)
+    .await
+    .expect("count");
+    assert_eq!(handled, 1);
+    assert_eq!(w.balance(1).await, 25);
     shutdown.cancel();
     running.await.expect("join").expect("consumer");
 }
