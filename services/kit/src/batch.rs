@@ -84,6 +84,32 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     }
 }
 
+/// Runs `run` over the whole batch; when that fails, over each item alone, so one item that
+/// cannot be handled does not fail the others. One answer per item, in order — the shape a
+/// [`Batcher`] handler returns.
+pub async fn or_one_by_one<T, R, E, F>(name: &str, items: &[T], run: F) -> Vec<Result<R, E>>
+where
+    E: std::fmt::Display + From<KitError>,
+    F: for<'a> Fn(&'a [T]) -> futures::future::BoxFuture<'a, Result<Vec<R>, E>>,
+{
+    match run(items).await {
+        Ok(all) => all.into_iter().map(Ok).collect(),
+        Err(e) if items.len() > 1 => {
+            tracing::warn!(batcher = name, error = %e, items = items.len(), "batch failed; handling its items one by one");
+            let mut answers = Vec::with_capacity(items.len());
+            for item in items {
+                answers.push(run(std::slice::from_ref(item)).await.and_then(|one| {
+                    one.into_iter().next().ok_or_else(|| {
+                        KitError::Other(format!("{name}: no answer for an item")).into()
+                    })
+                }));
+            }
+            answers
+        }
+        Err(e) => vec![Err(e)],
+    }
+}
+
 async fn write<T, R, F, Fut>(
     name: &'static str,
     taken: Arc<Mutex<mpsc::Receiver<Waiting<T, R>>>>,
@@ -155,6 +181,26 @@ mod tests {
         let calls = calls.load(Ordering::SeqCst);
         // 200 items, at most 16 a call: at least 13 calls; fewer than 200 means they batched.
         assert!((13..200).contains(&calls), "{calls} handler calls");
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_is_retried_item_by_item() {
+        let answers = or_one_by_one("test", &[1, 2, 3], |items: &[i32]| {
+            Box::pin(async move {
+                if items.contains(&2) {
+                    Err(KitError::Other(format!("{} items with 2", items.len())))
+                } else {
+                    Ok(items.iter().map(|i| i * 10).collect())
+                }
+            })
+        })
+        .await;
+        let shown: Vec<Result<i32, String>> = answers
+            .into_iter()
+            .map(|a| a.map_err(|e| e.to_string()))
+            .collect();
+        let refused = KitError::Other("1 items with 2".into()).to_string();
+        assert_eq!(shown, [Ok(10), Err(refused), Ok(30)]);
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row, postgres::PgRow};
 use titan_kit::{
-    batch::{BatchOptions, Batcher},
+    batch::{self, BatchOptions, Batcher},
     events::{Envelope, outbox},
 };
 use uuid::Uuid;
@@ -31,6 +31,8 @@ pub struct PgFraud {
     pool: PgPool,
     writer: Arc<DecisionWriter>,
     decisions: Batcher<NewDecision, Result<Decided, FraudError>>,
+    /// Profile reads batched like the writes: one query for the checks that arrive together.
+    profiles: Batcher<ProfileQuery, Result<Profile, FraudError>>,
 }
 
 impl PgFraud {
@@ -49,10 +51,26 @@ impl PgFraud {
                 async move { writer.write(batch).await }
             },
         );
+        let reader = pool.clone();
+        let profiles = Batcher::spawn(
+            "fraud_profiles",
+            BatchOptions::default(),
+            move |batch: Vec<ProfileQuery>| {
+                let pool = reader.clone();
+                async move {
+                    batch::or_one_by_one("fraud_profiles", &batch, |b| {
+                        let pool = pool.clone();
+                        Box::pin(async move { read_profiles(&pool, b).await })
+                    })
+                    .await
+                }
+            },
+        );
         Self {
             pool,
             writer,
             decisions,
+            profiles,
         }
     }
 
@@ -154,6 +172,67 @@ const RECORD_BATCH: &str = concat!(
     " SELECT transaction_id FROM d"
 );
 
+/// What a check asks of a user's profile.
+#[derive(Debug)]
+struct ProfileQuery {
+    user_id: String,
+    device: String,
+    ip: String,
+    since_7d: DateTime<Utc>,
+    /// Left out of the user's recent amounts (its own replay).
+    transaction_id: String,
+}
+
+/// The profiles of a batch of checks in one query, in the batch's order.
+const PROFILES: &str = "SELECT u.first_seen_at, u.account_created_at,
+        COALESCE(u.successful_orders, 0) AS successful_orders,
+        COALESCE(u.chargebacks, 0) AS chargebacks,
+        EXISTS (SELECT 1 FROM fraud_seen s
+                WHERE s.user_id = q.user_id AND s.kind = 'device' AND s.value = q.device)
+            AS device_seen,
+        EXISTS (SELECT 1 FROM fraud_seen s
+                WHERE s.user_id = q.user_id AND s.kind = 'ip' AND s.value = q.ip) AS ip_seen,
+        (SELECT count(*) FROM fraud_payment_failures f
+         WHERE f.user_id = q.user_id AND f.failed_at > q.since) AS failed,
+        ARRAY(SELECT d.amount FROM fraud_decisions d
+              WHERE d.user_id = q.user_id AND d.transaction_id <> q.tx
+              ORDER BY d.decided_at DESC LIMIT $6) AS amounts
+   FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+            WITH ORDINALITY AS q(user_id, device, ip, since, tx, n)
+   LEFT JOIN fraud_users u ON u.user_id = q.user_id
+  ORDER BY q.n";
+
+async fn read_profiles(pool: &PgPool, batch: &[ProfileQuery]) -> Result<Vec<Profile>, FraudError> {
+    let rows = sqlx::query(PROFILES)
+        .bind(batch.iter().map(|q| q.user_id.as_str()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|q| q.device.as_str()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|q| q.ip.as_str()).collect::<Vec<_>>())
+        .bind(batch.iter().map(|q| q.since_7d).collect::<Vec<_>>())
+        .bind(
+            batch
+                .iter()
+                .map(|q| q.transaction_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(crate::app::HISTORY)
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Profile {
+                first_seen_at: row.try_get("first_seen_at")?,
+                account_created_at: row.try_get("account_created_at")?,
+                successful_orders: row.try_get("successful_orders")?,
+                chargebacks: row.try_get("chargebacks")?,
+                device_seen: row.try_get("device_seen")?,
+                ip_seen: row.try_get("ip_seen")?,
+                failed_payments_7d: row.try_get("failed")?,
+                recent_amounts: row.try_get("amounts")?,
+            })
+        })
+        .collect()
+}
+
 /// Writes batches of decisions for [`PgFraud`]'s group commit.
 #[derive(Debug)]
 struct DecisionWriter {
@@ -162,25 +241,13 @@ struct DecisionWriter {
 }
 
 impl DecisionWriter {
-    /// One answer per decision, in order. When the batch fails as a whole, each decision is
-    /// written on its own, so one that cannot be stored does not fail the others.
-    async fn write(&self, batch: Vec<NewDecision>) -> Vec<Result<Decided, FraudError>> {
-        match self.write_all(&batch).await {
-            Ok(all) => all.into_iter().map(Ok).collect(),
-            Err(e) if batch.len() > 1 => {
-                tracing::warn!(error = %e, decisions = batch.len(), "batch write failed; writing one by one");
-                let mut answers = Vec::with_capacity(batch.len());
-                for n in batch {
-                    answers.push(
-                        self.write_all(std::slice::from_ref(&n))
-                            .await
-                            .map(|mut one| one.remove(0)),
-                    );
-                }
-                answers
-            }
-            Err(e) => vec![Err(e)],
-        }
+    /// One answer per decision, in order (a failed batch is retried one by one).
+    async fn write(self: Arc<Self>, batch: Vec<NewDecision>) -> Vec<Result<Decided, FraudError>> {
+        batch::or_one_by_one("fraud_decisions", &batch, |b| {
+            let writer = self.clone();
+            Box::pin(async move { writer.write_all(b).await })
+        })
+        .await
     }
 
     /// Stores the decisions not stored yet with their events, in one statement, and answers
@@ -524,40 +591,15 @@ impl FraudStore for PgFraud {
         t: &Transaction,
         since_7d: DateTime<Utc>,
     ) -> Result<Profile, FraudError> {
-        let row = sqlx::query(
-            "SELECT u.first_seen_at, u.account_created_at,
-                    COALESCE(u.successful_orders, 0) AS successful_orders,
-                    COALESCE(u.chargebacks, 0) AS chargebacks,
-                    EXISTS (SELECT 1 FROM fraud_seen
-                            WHERE user_id = $1 AND kind = 'device' AND value = $2) AS device_seen,
-                    EXISTS (SELECT 1 FROM fraud_seen
-                            WHERE user_id = $1 AND kind = 'ip' AND value = $3) AS ip_seen,
-                    (SELECT count(*) FROM fraud_payment_failures
-                     WHERE user_id = $1 AND failed_at > $4) AS failed,
-                    ARRAY(SELECT amount FROM fraud_decisions
-                          WHERE user_id = $1 AND transaction_id <> $5
-                          ORDER BY decided_at DESC LIMIT $6) AS amounts
-             FROM (SELECT 1) AS one
-             LEFT JOIN fraud_users u ON u.user_id = $1",
-        )
-        .bind(&t.user_id)
-        .bind(t.device.as_deref().unwrap_or_default())
-        .bind(t.ip.as_deref().unwrap_or_default())
-        .bind(since_7d)
-        .bind(&t.transaction_id)
-        .bind(crate::app::HISTORY)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Profile {
-            first_seen_at: row.try_get("first_seen_at")?,
-            account_created_at: row.try_get("account_created_at")?,
-            successful_orders: row.try_get("successful_orders")?,
-            chargebacks: row.try_get("chargebacks")?,
-            device_seen: row.try_get("device_seen")?,
-            ip_seen: row.try_get("ip_seen")?,
-            failed_payments_7d: row.try_get("failed")?,
-            recent_amounts: row.try_get("amounts")?,
-        })
+        self.profiles
+            .submit(ProfileQuery {
+                user_id: t.user_id.clone(),
+                device: t.device.clone().unwrap_or_default(),
+                ip: t.ip.clone().unwrap_or_default(),
+                since_7d,
+                transaction_id: t.transaction_id.clone(),
+            })
+            .await?
     }
 
     async fn record(&self, n: &NewDecision) -> Result<Decided, FraudError> {
