@@ -10,6 +10,7 @@ pub mod analytics;
 pub mod campaign;
 pub mod chat;
 pub mod fraud;
+pub mod livestream;
 pub mod pricing;
 pub mod ws;
 

@@ -2,6 +2,8 @@
 //! flash-sale hot path. `titan-bench analytics`: event ingestion throughput and report
 //! latencies. `titan-bench ws`: idle WebSockets per replica and their memory, fan-out latency
 //! across two replicas. `titan-bench chat`: chat delivery over two replicas and history pages.
+//! `titan-bench livestream`: viewer heartbeats/s on one replica, comment fan-out to viewers
+//! over two replicas.
 //! `titan-bench fraud`: CheckTransaction at a fixed rate (client and server p99) and its maximum.
 //! `titan-bench campaign`: emails per second through a real SMTP server to a 100,000-user
 //! segment, and segment evaluation over 10,000,000 events.
@@ -17,6 +19,7 @@ use titan_bench::{
     campaign::{CampaignOptions, campaign},
     chat::{ChatOptions, chat},
     fraud::{FraudOptions, fraud},
+    livestream::{LivestreamOptions, livestream},
     pricing::{PricingOptions, pricing},
     ws::{WsOptions, ws},
 };
@@ -117,6 +120,30 @@ enum Scenario {
         /// History pages read (0 skips the 1,000,000-message conversation).
         #[arg(long, default_value_t = 2_000)]
         pages: usize,
+        #[arg(long)]
+        debug: bool,
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Livestream over `titan serve livestream`: viewer heartbeats one replica absorbs
+    /// (concurrent gRPC callers), then comment fan-out to viewers on two replicas.
+    Livestream {
+        /// Concurrent heartbeat callers.
+        #[arg(long, default_value_t = 64)]
+        callers: usize,
+        #[arg(long, default_value_t = 10)]
+        heartbeat_seconds: u64,
+        /// Viewers on the WebSocket, half per replica.
+        #[arg(long, default_value_t = 5_000)]
+        viewers: usize,
+        #[arg(long, default_value_t = 50)]
+        comments: usize,
+        /// Milliseconds between comments.
+        #[arg(long, default_value_t = 100)]
+        comment_interval_ms: u64,
+        /// Client source addresses 127.0.0.1 ..= 127.0.0.N.
+        #[arg(long, default_value_t = 2)]
+        sources: u8,
         #[arg(long)]
         debug: bool,
         #[arg(long)]
@@ -326,6 +353,34 @@ async fn main() -> ExitCode {
                 }
             };
             finish(chat(&options).await, titan_bench::chat::ChatReport::exact)
+        }
+        Scenario::Livestream {
+            callers,
+            heartbeat_seconds,
+            viewers,
+            comments,
+            comment_interval_ms,
+            sources,
+            debug,
+            quick,
+        } => {
+            let options = if quick {
+                LivestreamOptions::quick()
+            } else {
+                LivestreamOptions {
+                    callers,
+                    heartbeat_duration: Duration::from_secs(heartbeat_seconds),
+                    viewers,
+                    comments,
+                    comment_interval: Duration::from_millis(comment_interval_ms),
+                    sources,
+                    release: !debug,
+                }
+            };
+            finish(
+                livestream(&options).await,
+                titan_bench::livestream::LivestreamReport::exact,
+            )
         }
         Scenario::Fraud {
             users,
