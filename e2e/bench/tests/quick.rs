@@ -3,7 +3,8 @@
 //! answer over the generated history; WebSocket messages published on two replicas reach every
 //! subscriber once and in order, and the latency histogram is drawn; pricing serves the prices
 //! its history ends with and a second round changes nothing; fraud answers every check of a
-//! fixed-rate run over seeded histories, none degraded. Figures are printed, never asserted.
+//! fixed-rate run over seeded histories, none degraded; a campaign emails each member of its
+//! segment exactly once through a real SMTP server. Figures are printed, never asserted.
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_quick_flashsale_run_never_oversells() {
@@ -73,4 +74,15 @@ async fn the_quick_fraud_run_answers_every_check_undegraded() {
     assert_eq!((report.failed, report.degraded), (0, 0), "{report}");
     assert!(report.server_p99.is_some(), "{report}");
     assert!(report.max_checks > 0 && report.max_failed == 0, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quick_campaign_run_sends_each_member_exactly_one_email() {
+    let options = titan_bench::campaign::CampaignOptions::quick();
+    let report = titan_bench::campaign::campaign(&options)
+        .await
+        .expect("bench");
+    println!("{report}");
+    assert!(report.exact(), "{report}");
+    assert_eq!(report.estimates.len(), 4);
 }

@@ -16,8 +16,9 @@ use serde::Serialize;
 
 use crate::domain::Channel;
 
-/// Messages of one batch in flight at once.
-const CONCURRENCY: usize = 32;
+/// Messages of one batch in flight at once: a message spends most of its time waiting on
+/// the relay's replies (a few round trips), so throughput grows with messages in flight.
+const CONCURRENCY: usize = 128;
 /// A provider that has not answered by then failed (and is retried).
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -40,8 +40,8 @@ use crate::{
 const SEND_EVERY: Duration = Duration::from_millis(500);
 /// A claimed delivery not recorded after this long belongs to a stopped replica.
 const CLAIM_TIMEOUT_SECONDS: i64 = 120;
-/// SMTP connections per replica.
-const SMTP_POOL: u32 = 16;
+/// SMTP connections per replica: one per message in flight.
+const SMTP_POOL: u32 = 128;
 
 /// The `titan` binary's entry for this service.
 pub fn service() -> ServiceDef {
