@@ -199,7 +199,10 @@ const PROFILES: &str = "SELECT u.first_seen_at, u.account_created_at,
               ORDER BY d.decided_at DESC LIMIT $6) AS amounts
    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
             WITH ORDINALITY AS q(user_id, device, ip, since, tx, n)
-   LEFT JOIN fraud_users u ON u.user_id = q.user_id
+   -- LATERAL with LIMIT (user_id is the key, so at most one row anyway) keeps this a key
+   -- lookup per check: as a plain join the planner, expecting 100 rows from UNNEST, hashed a
+   -- scan of the whole table for each batch.
+   LEFT JOIN LATERAL (SELECT * FROM fraud_users WHERE user_id = q.user_id LIMIT 1) u ON true
   ORDER BY q.n";
 
 async fn read_profiles(pool: &PgPool, batch: &[ProfileQuery]) -> Result<Vec<Profile>, FraudError> {
