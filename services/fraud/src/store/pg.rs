@@ -31,8 +31,6 @@ pub struct PgFraud {
     pool: PgPool,
     writer: Arc<DecisionWriter>,
     decisions: Batcher<NewDecision, Result<Decided, FraudError>>,
-    /// Profile reads batched like the writes: one query for the checks that arrive together.
-    profiles: Batcher<ProfileQuery, Result<Profile, FraudError>>,
 }
 
 impl PgFraud {
@@ -51,26 +49,10 @@ impl PgFraud {
                 async move { writer.write(batch).await }
             },
         );
-        let reader = pool.clone();
-        let profiles = Batcher::spawn(
-            "fraud_profiles",
-            BatchOptions::default(),
-            move |batch: Vec<ProfileQuery>| {
-                let pool = reader.clone();
-                async move {
-                    batch::or_one_by_one("fraud_profiles", &batch, |b| {
-                        let pool = pool.clone();
-                        Box::pin(async move { read_profiles(&pool, b).await })
-                    })
-                    .await
-                }
-            },
-        );
         Self {
             pool,
             writer,
             decisions,
-            profiles,
         }
     }
 
@@ -171,70 +153,6 @@ const RECORD_BATCH: &str = concat!(
     titan_kit::outbox_cte!(),
     " SELECT transaction_id FROM d"
 );
-
-/// What a check asks of a user's profile.
-#[derive(Debug)]
-struct ProfileQuery {
-    user_id: String,
-    device: String,
-    ip: String,
-    since_7d: DateTime<Utc>,
-    /// Left out of the user's recent amounts (its own replay).
-    transaction_id: String,
-}
-
-/// The profiles of a batch of checks in one query, in the batch's order.
-const PROFILES: &str = "SELECT u.first_seen_at, u.account_created_at,
-        COALESCE(u.successful_orders, 0) AS successful_orders,
-        COALESCE(u.chargebacks, 0) AS chargebacks,
-        EXISTS (SELECT 1 FROM fraud_seen s
-                WHERE s.user_id = q.user_id AND s.kind = 'device' AND s.value = q.device)
-            AS device_seen,
-        EXISTS (SELECT 1 FROM fraud_seen s
-                WHERE s.user_id = q.user_id AND s.kind = 'ip' AND s.value = q.ip) AS ip_seen,
-        (SELECT count(*) FROM fraud_payment_failures f
-         WHERE f.user_id = q.user_id AND f.failed_at > q.since) AS failed,
-        ARRAY(SELECT d.amount FROM fraud_decisions d
-              WHERE d.user_id = q.user_id AND d.transaction_id <> q.tx
-              ORDER BY d.decided_at DESC LIMIT $6) AS amounts
-   FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
-            WITH ORDINALITY AS q(user_id, device, ip, since, tx, n)
-   -- LATERAL with LIMIT (user_id is the key, so at most one row anyway) keeps this a key
-   -- lookup per check: as a plain join the planner, expecting 100 rows from UNNEST, hashed a
-   -- scan of the whole table for each batch.
-   LEFT JOIN LATERAL (SELECT * FROM fraud_users WHERE user_id = q.user_id LIMIT 1) u ON true
-  ORDER BY q.n";
-
-async fn read_profiles(pool: &PgPool, batch: &[ProfileQuery]) -> Result<Vec<Profile>, FraudError> {
-    let rows = sqlx::query(PROFILES)
-        .bind(batch.iter().map(|q| q.user_id.as_str()).collect::<Vec<_>>())
-        .bind(batch.iter().map(|q| q.device.as_str()).collect::<Vec<_>>())
-        .bind(batch.iter().map(|q| q.ip.as_str()).collect::<Vec<_>>())
-        .bind(batch.iter().map(|q| q.since_7d).collect::<Vec<_>>())
-        .bind(
-            batch
-                .iter()
-                .map(|q| q.transaction_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(crate::app::HISTORY)
-        .fetch_all(pool)
-        .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Profile {
-                first_seen_at: row.try_get("first_seen_at")?,
-                account_created_at: row.try_get("account_created_at")?,
-                successful_orders: row.try_get("successful_orders")?,
-                chargebacks: row.try_get("chargebacks")?,
-                device_seen: row.try_get("device_seen")?,
-                ip_seen: row.try_get("ip_seen")?,
-                failed_payments_7d: row.try_get("failed")?,
-                recent_amounts: row.try_get("amounts")?,
-            })
-        })
-        .collect()
-}
 
 /// Writes batches of decisions for [`PgFraud`]'s group commit.
 #[derive(Debug)]
@@ -594,15 +512,40 @@ impl FraudStore for PgFraud {
         t: &Transaction,
         since_7d: DateTime<Utc>,
     ) -> Result<Profile, FraudError> {
-        self.profiles
-            .submit(ProfileQuery {
-                user_id: t.user_id.clone(),
-                device: t.device.clone().unwrap_or_default(),
-                ip: t.ip.clone().unwrap_or_default(),
-                since_7d,
-                transaction_id: t.transaction_id.clone(),
-            })
-            .await?
+        let row = sqlx::query(
+            "SELECT u.first_seen_at, u.account_created_at,
+                    COALESCE(u.successful_orders, 0) AS successful_orders,
+                    COALESCE(u.chargebacks, 0) AS chargebacks,
+                    EXISTS (SELECT 1 FROM fraud_seen
+                            WHERE user_id = $1 AND kind = 'device' AND value = $2) AS device_seen,
+                    EXISTS (SELECT 1 FROM fraud_seen
+                            WHERE user_id = $1 AND kind = 'ip' AND value = $3) AS ip_seen,
+                    (SELECT count(*) FROM fraud_payment_failures
+                     WHERE user_id = $1 AND failed_at > $4) AS failed,
+                    ARRAY(SELECT amount FROM fraud_decisions
+                          WHERE user_id = $1 AND transaction_id <> $5
+                          ORDER BY decided_at DESC LIMIT $6) AS amounts
+             FROM (SELECT 1) AS one
+             LEFT JOIN fraud_users u ON u.user_id = $1",
+        )
+        .bind(&t.user_id)
+        .bind(t.device.as_deref().unwrap_or_default())
+        .bind(t.ip.as_deref().unwrap_or_default())
+        .bind(since_7d)
+        .bind(&t.transaction_id)
+        .bind(crate::app::HISTORY)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Profile {
+            first_seen_at: row.try_get("first_seen_at")?,
+            account_created_at: row.try_get("account_created_at")?,
+            successful_orders: row.try_get("successful_orders")?,
+            chargebacks: row.try_get("chargebacks")?,
+            device_seen: row.try_get("device_seen")?,
+            ip_seen: row.try_get("ip_seen")?,
+            failed_payments_7d: row.try_get("failed")?,
+            recent_amounts: row.try_get("amounts")?,
+        })
     }
 
     async fn record(&self, n: &NewDecision) -> Result<Decided, FraudError> {
