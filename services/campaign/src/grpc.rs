@@ -55,14 +55,8 @@ fn key<M: prost::Message>(
     request_id: &str,
     body: &M,
 ) -> Result<idempotency::Key, Status> {
-    idempotency::Key::new(
-        SERVICE,
-        method,
-        &caller.user_id,
-        request_id,
-        &body.encode_to_vec(),
-    )
-    .map_err(|e| to_status(DOMAIN, &e))
+    idempotency::Key::of_message(SERVICE, method, caller, request_id, body)
+        .map_err(|e| to_status(DOMAIN, &e))
 }
 
 fn channel_in(v: i32) -> Result<Channel, InputError> {

@@ -81,6 +81,26 @@ impl Key {
     }
 }
 
+impl Key {
+    /// The key of a gRPC request: the caller's id, and `body` (the decoded message, auth
+    /// excluded) encoded again, so a reused id with another body is caught.
+    pub fn of_message<M: prost::Message>(
+        service: &'static str,
+        method: &'static str,
+        caller: &crate::auth::Caller,
+        request_id: &str,
+        body: &M,
+    ) -> Result<Self, IdempotencyError> {
+        Self::new(
+            service,
+            method,
+            &caller.user_id,
+            request_id,
+            &body.encode_to_vec(),
+        )
+    }
+}
+
 /// Joins `parts` into one unambiguous key: each part is preceded by its length, so no choice
 /// of separators inside a part (a `|` in a request id, an `auth0|…` subject) can make two
 /// different part lists meet. Use it wherever a key or a request body is built from pieces.
@@ -188,6 +208,26 @@ pub async fn purge(pool: &sqlx::PgPool, keep: std::time::Duration) -> Result<u64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_key_is_the_callers_and_hashes_the_encoded_body() {
+        let caller = crate::testing::caller("u1", &[]);
+        let body = prost_types::Duration {
+            seconds: 5,
+            nanos: 0,
+        };
+        let k = Key::of_message("s", "m", &caller, "r1", &body).expect("key");
+        assert_eq!(k.user_id, "u1");
+        assert_eq!(k.request_id, "r1");
+        assert_eq!(
+            k.request_hash,
+            Sha256::digest(prost::Message::encode_to_vec(&body)).to_vec()
+        );
+        assert!(matches!(
+            Key::of_message("s", "m", &caller, "", &body),
+            Err(IdempotencyError::MissingRequestId)
+        ));
+    }
 
     #[test]
     fn request_ids_are_validated() {
