@@ -82,7 +82,11 @@ impl FraudReport {
 }
 
 fn ms(s: Option<f64>) -> String {
-    s.map_or("n/a".into(), |s| format!("<= {:.2} ms", s * 1000.0))
+    match s {
+        None => "n/a".into(),
+        Some(s) if s.is_infinite() => "beyond the largest bucket (100 ms)".into(),
+        Some(s) => format!("<= {:.2} ms", s * 1000.0),
+    }
 }
 
 impl fmt::Display for FraudReport {
@@ -232,9 +236,14 @@ async fn histogram(cell: &Cell) -> anyhow::Result<(Vec<(f64, u64)>, u64)> {
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("titan_fraud_check_seconds_bucket{le=\"") {
             let (le, value) = rest.split_once("\"} ").context("bucket line")?;
-            if le != "+Inf" {
-                buckets.push((le.parse()?, value.trim().parse()?));
-            }
+            // `+Inf` is kept (as infinity): a quantile past the largest finite bound is still
+            // a measurement, not a missing one.
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse()?
+            };
+            buckets.push((le, value.trim().parse()?));
         } else if let Some(v) = line.strip_prefix("titan_fraud_check_seconds_count ") {
             count = v.trim().parse()?;
         }
@@ -242,7 +251,8 @@ async fn histogram(cell: &Cell) -> anyhow::Result<(Vec<(f64, u64)>, u64)> {
     Ok((buckets, count))
 }
 
-/// The bound of the first bucket holding quantile `q` of what was observed between two reads.
+/// The bound of the first bucket holding quantile `q` of what was observed between two reads
+/// (infinity past the largest finite bound); `None` only when nothing was observed.
 fn bucket_quantile(
     before: &(Vec<(f64, u64)>, u64),
     after: &(Vec<(f64, u64)>, u64),
