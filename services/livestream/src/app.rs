@@ -1,11 +1,11 @@
-//! Livestream's use cases over a [`StreamStore`] (PostgreSQL: streams, comments, purchases)
-//! and [`Live`] (Redis: viewer figures), with the replica's realtime hub for pushes to
-//! viewers. The caller comes from the token, every input is parsed before any I/O, only a
+//! Livestream's use cases over a [`StreamStore`] (PostgreSQL: streams, comments, purchases),
+//! [`Live`] (Redis: viewer figures) and an [`AnalyticsSource`] (ClickHouse: a stream's
+//! analytics), with the replica's realtime hub for pushes to viewers. The caller comes from the token, every input is parsed before any I/O, only a
 //! stream's seller changes it, and pushes are published after the change committed.
 
-use std::{future::Future, pin::Pin, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::json;
 use titan_kit::{
@@ -23,7 +23,12 @@ use crate::{
     domain::{
         Comment, CommentId, CommentText, InputError, KeyHash, PageToken, ProductIds, SERVICE,
         Status, Stream, StreamId, StreamKey, Title, Transition, ViewerStats, WrongStatus,
-        comment::TooManyPinned, input::scheduled_at, page_size, stream::next, topic,
+        analytics::{Order, StreamAnalytics, ViewerMinutes, figures, minute_of},
+        comment::TooManyPinned,
+        input::scheduled_at,
+        page_size,
+        stream::next,
+        topic,
         viewers::Reaction,
     },
     metrics::Metrics,
@@ -32,6 +37,8 @@ use crate::{
 
 /// The role that schedules and runs streams.
 pub const SELLER_ROLE: &str = "seller";
+/// Roles that read any stream's analytics (a seller reads its own).
+pub const ANALYTICS_ROLES: &[&str] = &["analyst", "admin"];
 /// A viewer's comments: a burst of 5, then one every 2 s, shared by every replica.
 const COMMENT_RATE: RateLimit = RateLimit {
     burst: 5,
@@ -55,6 +62,8 @@ pub enum LivestreamError {
     SellerOnly,
     #[error("user {user} is not the seller of stream {stream}")]
     NotTheSeller { stream: StreamId, user: String },
+    #[error("user {user} is neither the seller of stream {stream} nor an analyst or admin")]
+    NotAnAnalyst { stream: StreamId, user: String },
     #[error("stream {0} not found")]
     NotFound(StreamId),
     #[error("comment {comment} not found in stream {stream}")]
@@ -84,7 +93,9 @@ impl ServiceError for LivestreamError {
     fn code(&self) -> ErrorCode {
         match self {
             Self::Invalid(_) => ErrorCode::InvalidArgument,
-            Self::SellerOnly | Self::NotTheSeller { .. } => ErrorCode::PermissionDenied,
+            Self::SellerOnly | Self::NotTheSeller { .. } | Self::NotAnAnalyst { .. } => {
+                ErrorCode::PermissionDenied
+            }
             Self::NotFound(_) | Self::CommentNotFound { .. } => ErrorCode::NotFound,
             Self::WrongStatus(_) | Self::TooManyPinned(_) | Self::OrderConflict(_) => {
                 ErrorCode::FailedPrecondition
@@ -101,6 +112,7 @@ impl ServiceError for LivestreamError {
             Self::Invalid(_) => Some("INVALID_ARGUMENT"),
             Self::SellerOnly => Some("SELLER_ONLY"),
             Self::NotTheSeller { .. } => Some("NOT_THE_SELLER"),
+            Self::NotAnAnalyst { .. } => Some("NOT_AN_ANALYST"),
             Self::NotFound(_) => Some("STREAM_NOT_FOUND"),
             Self::CommentNotFound { .. } => Some("COMMENT_NOT_FOUND"),
             Self::WrongStatus(_) => Some("WRONG_STATUS"),
@@ -245,6 +257,32 @@ pub trait StreamStore: Send + Sync + 'static {
     /// Stores the purchase and its `livestream.purchased` event; `false` when the same order
     /// was stored before, [`LivestreamError::OrderConflict`] when it differed.
     fn purchase<'a>(&'a self, purchase: &'a Purchase) -> Fut<'a, bool>;
+    /// Emits `livestream.watched` for analytics.
+    fn watched<'a>(&'a self, watched: &'a Watched) -> Fut<'a, ()>;
+}
+
+/// A viewer watched a minute of a stream: the `livestream.watched` event, emitted on the
+/// viewer's first heartbeat in each minute since the stream started (analytics ingests it
+/// into `analytics_events`, where [`AnalyticsSource`] reads it back).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Watched {
+    pub stream_id: StreamId,
+    pub user_id: String,
+    /// Whole minutes since `started_at`, from 0.
+    pub minute: u32,
+    pub watched_at: DateTime<Utc>,
+}
+
+/// What analytics holds of one stream, from its first day to its last.
+pub trait AnalyticsSource: Send + Sync + 'static {
+    /// The minutes each viewer watched and the stream's orders, from the events of days
+    /// `from..=to`.
+    fn rows(
+        &self,
+        stream: StreamId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Fut<'_, (Vec<ViewerMinutes>, Vec<Order>)>;
 }
 
 /// What the RTMP server is answered when a publisher arrives.
@@ -260,6 +298,7 @@ pub enum Admission {
 pub struct Livestream<S> {
     store: S,
     live: Live,
+    analytics: Arc<dyn AnalyticsSource>,
     realtime: Realtime,
     comments: RateLimiter,
     reactions: RateLimiter,
@@ -277,6 +316,7 @@ impl<S> std::fmt::Debug for Livestream<S> {
 /// What a [`Livestream`] is built from besides its store.
 pub struct Parts {
     pub live: Live,
+    pub analytics: Arc<dyn AnalyticsSource>,
     pub realtime: Realtime,
     pub settings: Settings,
     pub clock: Clock,
@@ -329,6 +369,7 @@ impl<S: StreamStore> Livestream<S> {
             comments: RateLimiter::new(redis.clone(), "livestream:comment"),
             reactions: RateLimiter::new(redis, "livestream:react"),
             live: parts.live,
+            analytics: parts.analytics,
             realtime: parts.realtime,
             settings: parts.settings,
             clock: parts.clock,
@@ -539,25 +580,71 @@ impl<S: StreamStore> Livestream<S> {
         Ok(stream)
     }
 
-    /// Counts the caller as watching a LIVE stream.
+    /// Counts the caller as watching a LIVE stream; the first heartbeat of the caller in each
+    /// minute since the start emits `livestream.watched` for analytics.
     pub async fn heartbeat(
         &self,
         caller: &Caller,
         id: &str,
     ) -> Result<ViewerStats, LivestreamError> {
         let id = StreamId::parse("stream_id", id)?;
-        self.live_stream(id, Transition::Watch).await?;
-        let stats = self
+        let stream = self.live_stream(id, Transition::Watch).await?;
+        let now = self.now();
+        let minute = stream.started_at.and_then(|start| minute_of(start, now));
+        let (stats, new_minute) = self
             .live
             .heartbeat(
                 id,
                 &caller.user_id,
-                self.now(),
+                now,
+                minute,
                 self.settings.viewer_ttl_seconds,
             )
             .await?;
+        if let (true, Some(minute)) = (new_minute, minute) {
+            let watched = Watched {
+                stream_id: id,
+                user_id: caller.user_id.clone(),
+                minute,
+                watched_at: now,
+            };
+            if let Err(e) = self.store.watched(&watched).await {
+                // Let the next heartbeat report the minute instead of losing it; the viewer
+                // retries this one on the error.
+                if let Err(forget) = self.live.forget_minute(id, &caller.user_id).await {
+                    tracing::warn!(stream = %id, error = %forget, "watched minute not forgotten");
+                }
+                return Err(e);
+            }
+        }
         self.metrics.heartbeat();
         Ok(stats)
+    }
+
+    /// A stream's analytics from ClickHouse: for its seller, or roles analyst and admin. A
+    /// stream that never started has none.
+    pub async fn analytics(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(Stream, StreamAnalytics), LivestreamError> {
+        let id = StreamId::parse("stream_id", id)?;
+        let stream = self.existing(id).await?;
+        if stream.seller_id != caller.user_id && !caller.has_any_role(ANALYTICS_ROLES) {
+            return Err(LivestreamError::NotAnAnalyst {
+                stream: id,
+                user: caller.user_id.clone(),
+            });
+        }
+        let Some(started) = stream.started_at else {
+            return Ok((stream, StreamAnalytics::default()));
+        };
+        // Purchases may come after the end, so the days run to today.
+        let (viewers, orders) = self
+            .analytics
+            .rows(id, started.date_naive(), self.now().date_naive())
+            .await?;
+        Ok((stream, figures(&viewers, &orders)))
     }
 
     pub async fn stats(&self, id: &str) -> Result<ViewerStats, LivestreamError> {

@@ -9,7 +9,10 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     app::{Livestream, LivestreamError, PurchaseInput, StreamStore},
-    domain::{self, Comment, InputError, Stream, ViewerStats, viewers::Reaction},
+    domain::{
+        self, Comment, InputError, Stream, ViewerStats, analytics::StreamAnalytics,
+        viewers::Reaction,
+    },
 };
 
 pub const DOMAIN: &str = "livestream.titan.dev";
@@ -87,6 +90,36 @@ fn stats(s: ViewerStats) -> pb::ViewerStats {
         unique: s.unique,
         likes: s.likes,
         shares: s.shares,
+    }
+}
+
+fn analytics(a: StreamAnalytics) -> pb::StreamAnalytics {
+    pb::StreamAnalytics {
+        views: a.views,
+        unique_viewers: a.unique_viewers,
+        watch_minutes: a.watch_minutes,
+        peak_viewers: a.peak_viewers,
+        retention: a
+            .retention
+            .into_iter()
+            .map(|p| pb::RetentionPoint {
+                minute: p.minute,
+                viewers: p.viewers,
+                share: p.share,
+            })
+            .collect(),
+        orders: a.orders,
+        purchasers: a.purchasers,
+        converted_viewers: a.converted_viewers,
+        conversion: a.conversion,
+        revenue: a
+            .revenue
+            .into_iter()
+            .map(|(currency, amount_minor)| pb::Revenue {
+                currency,
+                amount_minor,
+            })
+            .collect(),
     }
 }
 
@@ -357,5 +390,21 @@ impl<S: StreamStore> LivestreamService for Grpc<S> {
             .await
             .map_err(|e| status(&e))?;
         Ok(Response::new(pb::RecordPurchaseResponse { recorded }))
+    }
+
+    async fn get_stream_analytics(
+        &self,
+        request: Request<pb::GetStreamAnalyticsRequest>,
+    ) -> Result<Response<pb::GetStreamAnalyticsResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let (s, a) = self
+            .app
+            .analytics(&caller, &request.get_ref().stream_id)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(pb::GetStreamAnalyticsResponse {
+            stream: Some(self.stream(&s)),
+            analytics: Some(analytics(a)),
+        }))
     }
 }

@@ -5,6 +5,8 @@
 //! heartbeat into Redis (concurrent, peak and unique viewers), like, share and comment; the
 //! seller pins comments and features products, pushed to viewers over kit's WebSockets on
 //! every replica; checkout records in-stream purchases, emitted as `livestream.purchased`.
+//! Each viewer's minutes (`livestream.watched`) and the purchases reach ClickHouse through
+//! analytics, where `GetStreamAnalytics` reads a stream's views, watch time and retention.
 //! `titan recorder` ([`recorder`]) uploads nginx's finished recordings to the cell's bucket.
 #![forbid(unsafe_code)]
 
@@ -27,15 +29,16 @@ use titan_proto::livestream::v1::livestream_service_server::LivestreamServiceSer
 use crate::{
     app::{Livestream, Parts},
     config::Settings,
-    store::{pg::PgStreams, redis::Live},
+    store::{clickhouse::ChAnalytics, pg::PgStreams, redis::Live},
 };
 
 /// The `titan` binary's entry for this service.
 pub fn service() -> ServiceDef {
     ServiceDef {
         name: domain::SERVICE,
-        datastores: &[Datastore::Postgres, Datastore::Redis],
+        datastores: &[Datastore::Postgres, Datastore::Redis, Datastore::ClickHouse],
         // Admitting a publisher and every read need PostgreSQL; viewers and pushes need Redis.
+        // Only GetStreamAnalytics reads ClickHouse: a live show goes on without it.
         ready_on: &[Datastore::Postgres, Datastore::Redis],
         migrator: Some(|| sqlx::migrate!("./migrations")),
         clickhouse_migrations: &[],
@@ -51,6 +54,7 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
         PgStreams::new(ctx.postgres()?, ctx.config.cell.clone()),
         Parts {
             live: Live::new(ctx.redis()?),
+            analytics: Arc::new(ChAnalytics::new(ctx.clickhouse()?)),
             realtime: ctx.realtime.clone(),
             settings,
             clock: Arc::new(chrono::Utc::now),

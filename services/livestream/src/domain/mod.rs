@@ -1,8 +1,9 @@
 //! Livestream's rules, free of I/O: ids and inputs parsed once at the edge ([`input`]), the
 //! stream's status machine ([`stream`]), stream keys and their hashes ([`key`]), comments
-//! ([`comment`]), viewer figures ([`viewers`]) and the callbacks of the cell's RTMP server
-//! ([`rtmp`]).
+//! ([`comment`]), viewer figures ([`viewers`]), the callbacks of the cell's RTMP server
+//! ([`rtmp`]) and a stream's analytics from ClickHouse ([`analytics`]).
 
+pub mod analytics;
 pub mod comment;
 pub mod input;
 pub mod key;

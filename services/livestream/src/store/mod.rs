@@ -1,5 +1,6 @@
-//! Livestream's stores: PostgreSQL for streams, comments and purchases ([`pg`]) and Redis for
-//! the viewer figures ([`redis`]).
+//! Livestream's stores: PostgreSQL for streams, comments and purchases ([`pg`]), Redis for
+//! the viewer figures ([`redis`]) and ClickHouse for a stream's analytics ([`clickhouse`]).
 
+pub mod clickhouse;
 pub mod pg;
 pub mod redis;

@@ -16,13 +16,15 @@ use uuid::Uuid;
 use crate::{
     app::{
         Change, Changed, CommentQuery, Decide, Fut, LivestreamError, NewStream, Purchase,
-        StreamQuery, StreamStore, Target,
+        StreamQuery, StreamStore, Target, Watched,
     },
     domain::{Comment, CommentId, ProductIds, SERVICE, Status, Stream, StreamId},
 };
 
 /// The event a purchase emits.
 pub const PURCHASED: &str = "livestream.purchased";
+/// The event of a viewer's minute of a stream.
+pub const WATCHED: &str = "livestream.watched";
 
 const COLUMNS: &str =
     "id, seller_id, title, status, scheduled_at, started_at, ended_at, recording_url, featured";
@@ -429,6 +431,17 @@ impl StreamStore for PgStreams {
             outbox::write(&mut tx, SERVICE, &event).await?;
             tx.commit().await?;
             Ok(true)
+        })
+    }
+
+    fn watched<'a>(&'a self, w: &'a Watched) -> Fut<'a, ()> {
+        Box::pin(async move {
+            let mut event = Envelope::new(&self.cell, WATCHED, 1, w)?;
+            // analytics files the event at this time: the minute's, not the insert's.
+            event.occurred_at = w.watched_at;
+            let mut conn = self.pool.acquire().await?;
+            outbox::write(&mut conn, SERVICE, &event).await?;
+            Ok(())
         })
     }
 }

@@ -1,7 +1,8 @@
 //! Viewer figures in Redis, per stream: a sorted set of viewers scored by their last heartbeat
-//! (concurrent = members within the window), a HyperLogLog of every viewer (unique), the peak
-//! and the like and share counters. Each heartbeat is one Lua script, so the trim, the count
-//! and the peak are one atomic step however many replicas take heartbeats. Keys live a week
+//! (concurrent = members within the window), a HyperLogLog of every viewer (unique), the peak,
+//! the like and share counters, and each viewer's last minute reported to analytics. Each
+//! heartbeat is one Lua script, so the trim, the count, the peak and the minute are one atomic
+//! step however many replicas take heartbeats. Keys live a week
 //! after the last heartbeat (the figures of a past stream stay readable; analytics keeps the
 //! history in ClickHouse).
 
@@ -56,31 +57,52 @@ impl Live {
         self.redis.clone()
     }
 
-    fn keys(&self, stream: StreamId) -> [String; 5] {
-        ["viewers", "unique", "peak", "likes", "shares"]
+    fn keys(&self, stream: StreamId) -> [String; 6] {
+        ["viewers", "unique", "peak", "likes", "shares", "minutes"]
             .map(|k| self.redis.key(&format!("livestream:{stream}:{k}")))
     }
 
-    /// Records `viewer`'s heartbeat at `now` and returns the figures.
+    /// Records `viewer`'s heartbeat at `now`, in `minute` since the stream started, and
+    /// returns the figures and whether this is the viewer's first heartbeat in that minute
+    /// (every replica together answers `true` once per viewer and minute).
     pub async fn heartbeat(
         &self,
         stream: StreamId,
         viewer: &str,
         now: DateTime<Utc>,
+        minute: Option<u32>,
         ttl_seconds: u32,
-    ) -> Result<ViewerStats, KitError> {
+    ) -> Result<(ViewerStats, bool), KitError> {
         let now_ms = now.timestamp_millis();
         let mut conn = self.redis.conn.clone();
-        let v: [u64; 5] = self
+        let [concurrent, peak, unique, likes, shares, new_minute]: [u64; 6] = self
             .heartbeat
             .key(&self.keys(stream))
             .arg(now_ms)
             .arg(window_start(now_ms, ttl_seconds))
             .arg(viewer)
             .arg(KEEP_SECONDS)
+            .arg(minute.map_or(-1, i64::from))
             .invoke_async(&mut conn)
             .await?;
-        Ok(figures(v))
+        Ok((
+            figures([concurrent, peak, unique, likes, shares]),
+            new_minute == 1,
+        ))
+    }
+
+    /// Forgets the viewer's last reported minute, so that the next heartbeat reports its
+    /// minute again (the event of this one was not stored; a minute reported twice is merged
+    /// by the analytics query).
+    pub async fn forget_minute(&self, stream: StreamId, viewer: &str) -> Result<(), KitError> {
+        let [.., minutes] = self.keys(stream);
+        let mut conn = self.redis.conn.clone();
+        let _: u64 = redis::cmd("HDEL")
+            .arg(minutes)
+            .arg(viewer)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
     }
 
     /// The figures at `now`.

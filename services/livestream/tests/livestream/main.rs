@@ -1,9 +1,11 @@
 //! The livestream service on real PostgreSQL and Redis: the stream lifecycle with hashed,
 //! rotated and revoked keys driven by nginx-rtmp's callbacks (over the HTTP routes too),
 //! viewer figures from heartbeats, comments with their caps, rate and pins, featured
-//! products, pushes reaching another replica, in-stream purchases with their event, and
-//! `titan recorder` uploading finished recordings once.
+//! products, pushes reaching another replica, in-stream purchases with their event, a
+//! stream's analytics from ClickHouse, and `titan recorder` uploading finished recordings
+//! once.
 
+mod analytics;
 mod callbacks;
 mod comments;
 mod lifecycle;
@@ -18,16 +20,16 @@ use prometheus::Registry;
 use titan_kit::{
     auth::{Authenticator, Caller},
     config::{AuthConfig, RealtimeConfig},
-    datastores::{postgres, redis::RedisHandle},
+    datastores::{clickhouse, postgres, redis::RedisHandle},
     realtime::Realtime,
-    testing::{TestClock, TestPostgres, TestRedis, caller},
+    testing::{TestClickHouse, TestClock, TestPostgres, TestRedis, caller},
 };
 use titan_livestream::{
     app::{Admission, Livestream, Parts},
     config::Settings,
     domain::{Stream, StreamKey},
     metrics::Metrics,
-    store::{pg::PgStreams, redis::Live},
+    store::{clickhouse::ChAnalytics, pg::PgStreams, redis::Live},
 };
 
 pub type App = Livestream<PgStreams>;
@@ -45,6 +47,7 @@ pub struct World {
     pub realtime: Realtime,
     pub db: TestPostgres,
     pub redis: RedisHandle,
+    pub ch: TestClickHouse,
     pub clock: TestClock,
     pub settings: Settings,
 }
@@ -83,8 +86,7 @@ pub fn settings() -> Settings {
 }
 
 fn replica(
-    db: &TestPostgres,
-    redis: &RedisHandle,
+    (db, redis, ch): (&TestPostgres, &RedisHandle, &TestClickHouse),
     clock: &TestClock,
     settings: &Settings,
 ) -> Replica {
@@ -100,6 +102,7 @@ fn replica(
         PgStreams::new(db.pool.clone(), "test".into()),
         Parts {
             live: Live::new(redis.clone()),
+            analytics: Arc::new(ChAnalytics::new(ch.client.clone())),
             realtime: realtime.clone(),
             settings: settings.clone(),
             clock: clock.clock(),
@@ -116,14 +119,19 @@ impl World {
         postgres::migrate(&db.pool, "livestream", sqlx::migrate!("./migrations"))
             .await
             .expect("migrate");
+        let ch = TestClickHouse::new().await;
+        clickhouse::migrate(&ch.client, "analytics", titan_analytics::store::MIGRATIONS)
+            .await
+            .expect("analytics tables");
         let clock = TestClock::at(Utc::now());
         let settings = settings();
-        let Replica { app, realtime } = replica(&db, &redis, &clock, &settings);
+        let Replica { app, realtime } = replica((&db, &redis, &ch), &clock, &settings);
         Self {
             app,
             realtime,
             db,
             redis,
+            ch,
             clock,
             settings,
         }
@@ -131,7 +139,11 @@ impl World {
 
     /// Another replica on the same stores, with a hub of its own.
     pub fn replica(&self) -> Replica {
-        replica(&self.db, &self.redis, &self.clock, &self.settings)
+        replica(
+            (&self.db, &self.redis, &self.ch),
+            &self.clock,
+            &self.settings,
+        )
     }
 
     /// A SCHEDULED stream of `who` and its key.
