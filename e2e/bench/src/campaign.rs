@@ -148,6 +148,7 @@ pub async fn campaign(o: &CampaignOptions) -> anyhow::Result<CampaignReport> {
                 budget: i64::MAX,
                 cost_per_message: 1,
                 currency: "USD".into(),
+                trigger: None,
             },
             &admin,
         ))

@@ -94,6 +94,7 @@ async fn an_email_campaign_is_sent_tracked_and_reported() {
         budget: 1_000,
         cost_per_message: 5,
         currency: "USD".into(),
+        trigger: None,
     };
     let bad = client
         .create_campaign(authed(create("c0", "Hi {{ nickname }}"), &admin))

@@ -1,8 +1,8 @@
 //! Campaign use cases over the store traits: contacts, campaign definitions and their
-//! lifecycle, segment estimates, the sender (snapshots of due occurrences, deliveries claimed
-//! in batches and sent through the channel providers with retries, caps, quiet hours,
-//! suppressions and the budget), in-app messages, tracked opens/clicks/unsubscribes, and the
-//! report with attribution and ROI.
+//! lifecycle, segment estimates, the sender (snapshots of due occurrences or, for a triggered
+//! campaign, the start of listening; deliveries claimed in batches and sent through the
+//! channel providers with retries, caps, quiet hours, suppressions and the budget), in-app
+//! messages, tracked opens/clicks/unsubscribes, and the report with attribution and ROI.
 
 use std::{future::Future, time::Duration as StdDuration};
 
@@ -394,6 +394,16 @@ impl<S: CampaignStore, A: Audience> Campaigns<S, A> {
         t: Transition,
         schedule: Option<Schedule>,
     ) -> Result<Campaign> {
+        if let Some(s) = schedule
+            && s.repeat_every_hours > 0
+            && self.get(id).await?.spec.trigger.is_some()
+        {
+            return Err(InputError::new(
+                "schedule.repeat_every_hours",
+                "a triggered campaign does not repeat: it sends whenever its event arrives",
+            )
+            .into());
+        }
         self.store.transition(key, id, t, schedule).await
     }
 
@@ -452,6 +462,15 @@ impl<S: CampaignStore, A: Audience> Campaigns<S, A> {
             return Ok(false);
         };
         let due_at = schedule.occurrence(n).unwrap_or(now);
+        if c.spec.trigger.is_some() {
+            // A triggered campaign takes no snapshot: from now on (RUNNING) its events start
+            // messages, and it has no next occurrence to schedule.
+            self.store
+                .record_snapshot(&c, n, &[], (0, 0), due_at, None)
+                .await?;
+            tracing::info!(campaign = %c.id, "triggered campaign listening");
+            return Ok(true);
+        }
         let q = c.spec.segment.compile(now);
         let users = self.audience.members(&q).await?;
         let next = schedule.occurrence(n + 1);

@@ -16,7 +16,7 @@ use crate::{
     app::{Audience, CampaignError, CampaignStore, Campaigns, Report},
     domain::{
         Campaign, CampaignId, Caps, Channel, Contact, InputError, Model, NewCampaign, QuietHours,
-        Rule, SERVICE, Schedule, Segment, Status as CampaignStatus, Template, Transition,
+        Rule, SERVICE, Schedule, Segment, Status as CampaignStatus, Template, Transition, Trigger,
     },
 };
 
@@ -190,7 +190,12 @@ fn campaign_out(c: &Campaign) -> pb::Campaign {
             body: s.template.body_source().to_owned(),
             click_url: s.template.click_url().to_owned(),
         }),
-        segment: Some(segment_out(&s.segment)),
+        segment: s.trigger.is_none().then(|| segment_out(&s.segment)),
+        trigger: s.trigger.as_ref().map(|t| pb::Trigger {
+            event: t.event.clone(),
+            delay_hours: t.delay_hours,
+            cancel_event: t.cancel_source().to_owned(),
+        }),
         caps: Some(pb::Caps {
             max_per_user: s.caps.max_per_user,
             window_hours: s.caps.window_hours,
@@ -223,7 +228,21 @@ fn new_campaign(r: &pb::CreateCampaignRequest) -> Result<NewCampaign, InputError
         .as_ref()
         .ok_or_else(|| InputError::new("content", "is required"))?;
     let template = Template::new(&content.subject, &content.body, &content.click_url)?;
-    let segment = segment_in(r.segment.clone())?;
+    let trigger = r
+        .trigger
+        .as_ref()
+        .map(|t| Trigger::new(&t.event, t.delay_hours, &t.cancel_event))
+        .transpose()?;
+    let segment = match (&trigger, &r.segment) {
+        (None, s) => segment_in(s.clone())?,
+        (Some(_), None) => Segment::anyone(),
+        (Some(_), Some(_)) => {
+            return Err(InputError::new(
+                "segment",
+                "must be absent on a triggered campaign (its audience is whoever triggers it)",
+            ));
+        }
+    };
     let caps = r
         .caps
         .map(|c| Caps::new(c.max_per_user, c.window_hours))
@@ -234,7 +253,7 @@ fn new_campaign(r: &pb::CreateCampaignRequest) -> Result<NewCampaign, InputError
         .map(|q| QuietHours::new(q.start_hour, q.end_hour))
         .transpose()?
         .unwrap_or(QuietHours::NONE);
-    NewCampaign::new(
+    let c = NewCampaign::new(
         &r.name,
         channel,
         template,
@@ -244,7 +263,11 @@ fn new_campaign(r: &pb::CreateCampaignRequest) -> Result<NewCampaign, InputError
         r.budget,
         r.cost_per_message,
         &r.currency,
-    )
+    )?;
+    Ok(match trigger {
+        Some(t) => c.triggered(t),
+        None => c,
+    })
 }
 
 fn schedule_in(s: Option<&pb::Schedule>) -> Result<Schedule, InputError> {

@@ -3,8 +3,10 @@
 //! into ClickHouse queries over analytics_events and snapshot when a send starts, one-off and
 //! recurring schedules sent by whichever replica claims the work (each (campaign,
 //! occurrence, user, channel) delivered at most once, even across a crash), caps, quiet
-//! hours, suppressions and the budget, and tracked opens, clicks and conversions with
-//! attribution and ROI. PostgreSQL is the record; purchases arrive from the bus.
+//! hours, suppressions and the budget, event triggers from the bus (a thank-you after a
+//! purchase, an abandoned cart after N hours unless a purchase cancels it), and tracked opens,
+//! clicks and conversions with attribution and ROI. PostgreSQL is the record; purchases and
+//! trigger events arrive from the bus.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -33,7 +35,7 @@ use crate::{
     channel::{Channels, Smtp, Webhook},
     config::Settings,
     domain::LinkSigner,
-    store::{ch::ChAudience, consumer::PurchaseHandler, pg::PgStore},
+    store::{ch::ChAudience, consumer::EventHandler, pg::PgStore},
 };
 
 /// How often the sender looks for due work.
@@ -49,7 +51,7 @@ pub fn service() -> ServiceDef {
         name: domain::SERVICE,
         datastores: &[Datastore::Postgres, Datastore::Redis, Datastore::ClickHouse],
         // Campaigns, deliveries and in-app messages are PostgreSQL; segments (ClickHouse)
-        // are read only when a send starts, and purchases (Redis) arrive later.
+        // are read only when a send starts, and bus events (Redis) arrive later.
         ready_on: &[Datastore::Postgres],
         migrator: Some(|| sqlx::migrate!("./migrations")),
         clickhouse_migrations: &[],
@@ -113,25 +115,26 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
             claim_timeout: chrono::Duration::seconds(CLAIM_TIMEOUT_SECONDS),
         },
     ));
-    let consumer = Consumer::new(
-        pool,
-        ctx.redis()?,
-        ConsumerOptions::new(
-            store::consumer::SOURCE,
-            domain::SERVICE,
-            &ctx.instance(),
-            &ctx.config.events,
-        ),
-        PurchaseHandler,
-    )
-    .await?;
+    let redis = ctx.redis()?;
     let sender = app.clone();
-    Ok(Mounted::new(&ctx)
+    let mut mounted = Mounted::new(&ctx)
         .grpc(CampaignServiceServer::new(grpc::Grpc::new(app.clone())))
-        .http(web::router(app))
-        .task("campaign-purchases", consumer.run(ctx.shutdown.clone()))
-        .every("campaign-sender", SEND_EVERY, move || {
-            let app = sender.clone();
-            async move { app.tick().await.map(drop) }
-        }))
+        .http(web::router(app));
+    for source in store::consumer::SOURCES {
+        let consumer = Consumer::new(
+            pool.clone(),
+            redis.clone(),
+            ConsumerOptions::new(source, domain::SERVICE, &ctx.instance(), &ctx.config.events),
+            EventHandler,
+        )
+        .await?;
+        mounted = mounted.task(
+            format!("campaign-{source}-events"),
+            consumer.run(ctx.shutdown.clone()),
+        );
+    }
+    Ok(mounted.every("campaign-sender", SEND_EVERY, move || {
+        let app = sender.clone();
+        async move { app.tick().await.map(drop) }
+    }))
 }

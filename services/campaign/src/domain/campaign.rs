@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use titan_kit::{input::InputError, money::Currency};
 use uuid::Uuid;
 
-use super::{segment::Segment, template::Template};
+use super::{segment::Segment, template::Template, trigger::Trigger};
 
 /// A campaign's id (UUIDv7, so ids sort by creation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -344,6 +344,9 @@ pub struct NewCampaign {
     pub budget: i64,
     pub cost_per_message: i64,
     pub currency: Currency,
+    /// A TRIGGERED campaign's trigger (its segment is then [`Segment::anyone`]); `None`: the
+    /// segment's members are snapshot at each scheduled occurrence.
+    pub trigger: Option<Trigger>,
 }
 
 impl NewCampaign {
@@ -394,7 +397,17 @@ impl NewCampaign {
             budget,
             cost_per_message,
             currency,
+            trigger: None,
         })
+    }
+
+    /// The same campaign sent to whoever triggers it instead of a segment.
+    pub fn triggered(self, trigger: Trigger) -> Self {
+        Self {
+            segment: Segment::anyone(),
+            trigger: Some(trigger),
+            ..self
+        }
     }
 }
 

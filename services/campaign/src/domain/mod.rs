@@ -1,6 +1,7 @@
 //! Campaign rules, pure: campaigns with their channel, lifecycle, caps, quiet hours, schedule
 //! and budget; templates checked when a campaign is saved; segment rules compiled into one
-//! ClickHouse query with every value bound; contacts; signed links; attribution and ROI.
+//! ClickHouse query with every value bound; event triggers; contacts; signed links;
+//! attribution and ROI.
 //! No I/O.
 
 pub mod attribution;
@@ -9,6 +10,7 @@ pub mod contact;
 pub mod links;
 pub mod segment;
 pub mod template;
+pub mod trigger;
 
 pub use attribution::{Model, Purchase, Touch, attributed, roi};
 pub use campaign::{
@@ -19,6 +21,7 @@ pub use links::{LinkKind, LinkSigner, Linked};
 pub use segment::{Rule, Segment, SegmentQuery};
 pub use template::{Personal, Rendered, Template};
 pub use titan_kit::input::InputError;
+pub use trigger::Trigger;
 
 /// The service's name: its migrations, its config section, its consumer group.
 pub const SERVICE: &str = "campaign";

@@ -174,6 +174,12 @@ impl Segment {
         Ok(Self { rules })
     }
 
+    /// No rules: the audience of a triggered campaign, which is never compiled (its users come
+    /// from events, not from analytics_events).
+    pub fn anyone() -> Self {
+        Self { rules: Vec::new() }
+    }
+
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }

@@ -1,6 +1,6 @@
 //! The stores: PostgreSQL (campaigns, deliveries, contacts, suppressions, engagements,
-//! purchases), ClickHouse (segment members from analytics_events) and the bus consumer that
-//! records purchases.
+//! purchases, trigger events), ClickHouse (segment members from analytics_events) and the bus
+//! consumer that records purchases and starts or cancels triggered messages.
 
 pub mod ch;
 pub mod consumer;

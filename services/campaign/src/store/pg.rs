@@ -14,7 +14,7 @@ use crate::{
     app::{CampaignError, CampaignStore, Claimed, Counts, Credited, Outcome, Result, Shown},
     domain::{
         Campaign, CampaignId, Caps, Channel, Contact, LinkKind, Linked, NewCampaign, Purchase,
-        QuietHours, Rule, Schedule, Segment, Status, Template, Touch, Transition,
+        QuietHours, Rule, Schedule, Segment, Status, Template, Touch, Transition, Trigger,
     },
 };
 
@@ -35,7 +35,8 @@ impl PgStore {
 
 const CAMPAIGN_COLUMNS: &str = "id, name, channel, status, subject, body, click_url, segment, \
     cap_max, cap_window_hours, quiet_start, quiet_end, budget, cost_per_message, currency, spent, \
-    start_at, repeat_every_hours, end_at, created_at";
+    start_at, repeat_every_hours, end_at, created_at, trigger_event, trigger_delay_hours, \
+    trigger_cancel_event";
 
 fn corrupt(what: impl std::fmt::Display) -> CampaignError {
     CampaignError::Kit(KitError::Other(format!(
@@ -65,7 +66,24 @@ fn campaign(row: &PgRow) -> Result<Campaign> {
         None => None,
     };
     let currency: String = row.try_get("currency")?;
-    let spec = NewCampaign::new(
+    let trigger_event: String = row.try_get("trigger_event")?;
+    let trigger = if trigger_event.is_empty() {
+        None
+    } else {
+        Some(
+            Trigger::new(
+                &trigger_event,
+                u32_of(row.try_get("trigger_delay_hours")?),
+                &row.try_get::<String, _>("trigger_cancel_event")?,
+            )
+            .map_err(corrupt)?,
+        )
+    };
+    let segment = match &trigger {
+        Some(_) => Segment::anyone(),
+        None => Segment::new(rules.0).map_err(corrupt)?,
+    };
+    let mut spec = NewCampaign::new(
         &row.try_get::<String, _>("name")?,
         Channel::parse(&channel).ok_or_else(|| corrupt(&channel))?,
         Template::new(
@@ -74,7 +92,7 @@ fn campaign(row: &PgRow) -> Result<Campaign> {
             &row.try_get::<String, _>("click_url")?,
         )
         .map_err(corrupt)?,
-        Segment::new(rules.0).map_err(corrupt)?,
+        segment,
         Caps::new(
             u32_of(row.try_get("cap_max")?),
             u32_of(row.try_get("cap_window_hours")?),
@@ -90,6 +108,7 @@ fn campaign(row: &PgRow) -> Result<Campaign> {
         &currency,
     )
     .map_err(corrupt)?;
+    spec.trigger = trigger;
     Ok(Campaign {
         id,
         spec,
@@ -162,8 +181,9 @@ impl CampaignStore for PgStore {
         sqlx::query(
             "INSERT INTO campaigns (id, name, channel, status, subject, body, click_url, segment,
                  cap_max, cap_window_hours, quiet_start, quiet_end, budget, cost_per_message,
-                 currency, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                 currency, created_at, trigger_event, trigger_delay_hours, trigger_cancel_event)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                     $18, $19)",
         )
         .bind(c.id.uuid())
         .bind(&s.name)
@@ -181,6 +201,9 @@ impl CampaignStore for PgStore {
         .bind(s.cost_per_message)
         .bind(s.currency.as_str())
         .bind(c.created_at)
+        .bind(s.trigger.as_ref().map_or("", |t| t.event.as_str()))
+        .bind(i32_of(s.trigger.as_ref().map_or(0, |t| t.delay_hours)))
+        .bind(s.trigger.as_ref().map_or("", Trigger::cancel_source))
         .execute(&mut *tx)
         .await?;
         idempotency::finish(&mut tx, key, c.id.uuid().as_bytes()).await?;
@@ -532,12 +555,17 @@ impl CampaignStore for PgStore {
             "UPDATE campaigns c SET status = 'COMPLETED'
              WHERE c.status = 'RUNNING' AND c.next_due_at IS NULL
                AND (
-                 (c.channel IN ('EMAIL', 'PUSH', 'SMS') AND (
-                    NOT EXISTS (SELECT 1 FROM campaign_deliveries d
-                                WHERE d.campaign_id = c.id AND d.status IN ('PENDING', 'SENDING'))
-                    OR (c.cost_per_message > 0 AND c.budget - c.spent < c.cost_per_message
-                        AND NOT EXISTS (SELECT 1 FROM campaign_deliveries d
-                                        WHERE d.campaign_id = c.id AND d.status = 'SENDING'))))
+                 -- Everything sent: a scheduled campaign after its last snapshot, a triggered
+                 -- one after its end (it listens for ever without one).
+                 (c.channel IN ('EMAIL', 'PUSH', 'SMS')
+                  AND (c.trigger_event = '' OR (c.end_at IS NOT NULL AND c.end_at <= $1))
+                  AND NOT EXISTS (SELECT 1 FROM campaign_deliveries d
+                                  WHERE d.campaign_id = c.id AND d.status IN ('PENDING', 'SENDING')))
+                 -- The budget is spent and nothing is in flight.
+                 OR (c.channel IN ('EMAIL', 'PUSH', 'SMS')
+                     AND c.cost_per_message > 0 AND c.budget - c.spent < c.cost_per_message
+                     AND NOT EXISTS (SELECT 1 FROM campaign_deliveries d
+                                     WHERE d.campaign_id = c.id AND d.status = 'SENDING'))
                  OR (c.channel IN ('BANNER', 'POPUP') AND c.end_at IS NOT NULL AND c.end_at <= $1)
                )",
         )

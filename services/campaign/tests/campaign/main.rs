@@ -7,3 +7,4 @@ mod report;
 mod rules;
 mod sending;
 mod support;
+mod triggers;

@@ -369,6 +369,7 @@ fn valid_create() -> pb::CreateCampaignRequest {
         budget: 1000,
         cost_per_message: 1,
         currency: "USD".into(),
+        trigger: None,
     }
 }
 
@@ -422,6 +423,37 @@ async fn bad_input_is_invalid_argument_naming_the_field_and_stores_nothing() {
                 r.quiet_hours = Some(pb::QuietHours {
                     start_hour: 22,
                     end_hour: 24,
+                });
+            }),
+        ),
+        // A trigger replaces the segment: both together are refused.
+        (
+            "segment",
+            Box::new(|r| {
+                r.trigger = Some(pb::Trigger {
+                    event: "flashsale.purchased".into(),
+                    ..Default::default()
+                });
+            }),
+        ),
+        (
+            "trigger.event",
+            Box::new(|r| {
+                r.segment = None;
+                r.trigger = Some(pb::Trigger {
+                    event: "cart.emptied".into(),
+                    ..Default::default()
+                });
+            }),
+        ),
+        (
+            "trigger.cancel_event",
+            Box::new(|r| {
+                r.segment = None;
+                r.trigger = Some(pb::Trigger {
+                    event: "cart.updated".into(),
+                    delay_hours: 0,
+                    cancel_event: "flashsale.purchased".into(),
                 });
             }),
         ),
