@@ -1,7 +1,8 @@
-//! Fraud's use cases over a [`FraudStore`] (PostgreSQL) and a [`VelocityStore`] (Redis): the
+//! Fraud's use cases over a [`FraudStore`] (PostgreSQL) and a [`HotStore`] (Redis): the
 //! caller comes from the token, every input is validated before any I/O, a check reads the
-//! user's profile and velocity, scores signals, model and rules, and stores the decision with
-//! its event and case in one transaction. Rules and the active model are held in memory and
+//! user's history and velocity in one Redis round trip (PostgreSQL only when the history is not
+//! cached or Redis does not answer), scores signals, model and rules, and stores the decision
+//! with its event and case in one transaction. Rules and the active model are held in memory and
 //! reloaded every second (and at once after a local change), so scoring never parses.
 
 use std::{
@@ -22,6 +23,7 @@ use crate::{
         case::{CaseRefusal, may_assign, may_decide},
         decide,
         model::Model,
+        profile::{Known, Snapshot},
         rules::{self, Action, Context, Hit, Mode, ParseError, Rule},
         signals,
         transaction::{ident, optional_ident},
@@ -36,8 +38,6 @@ pub const ANALYST: &str = "analyst";
 pub const ADMIN: &str = "admin";
 /// Role of the services on the checkout path.
 pub const SERVICE: &str = titan_kit::auth::SERVICE_ROLE;
-/// Most earlier amounts of a user read for the anomaly.
-pub const HISTORY: i64 = 50;
 /// Largest page of cases.
 pub const MAX_PAGE: i64 = 100;
 /// How often rules and the active model are reloaded from the store.
@@ -103,20 +103,6 @@ impl ServiceError for FraudError {
             Self::Kit(_) => None,
         }
     }
-}
-
-/// What the store knows about a user before a check.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Profile {
-    pub first_seen_at: Option<DateTime<Utc>>,
-    pub account_created_at: Option<DateTime<Utc>>,
-    pub successful_orders: i64,
-    pub chargebacks: i64,
-    pub device_seen: bool,
-    pub ip_seen: bool,
-    pub failed_payments_7d: i64,
-    /// Newest first, at most [`HISTORY`], this transaction excluded.
-    pub recent_amounts: Vec<i64>,
 }
 
 /// One reason of a decision.
@@ -216,11 +202,12 @@ pub struct Trust {
 
 /// PostgreSQL: users, first-seen history, decisions, rules, models, cases, chargebacks.
 pub trait FraudStore: Send + Sync + 'static {
-    fn profile(
+    /// What PostgreSQL holds about `t`'s user before `t` (failures after `since_7d`).
+    fn snapshot(
         &self,
         t: &Transaction,
         since_7d: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Profile, FraudError>> + Send;
+    ) -> impl Future<Output = Result<Snapshot, FraudError>> + Send;
     /// Stores the decision, the user's first-seen device and IP, its case and its event in one
     /// transaction; when the transaction id is already stored, returns the stored decision.
     fn record(&self, d: &NewDecision) -> impl Future<Output = Result<Decided, FraudError>> + Send;
@@ -278,17 +265,36 @@ pub trait FraudStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Case, FraudError>> + Send;
 }
 
-/// Redis: velocity per user, card, device and IP.
-pub trait VelocityStore: Send + Sync + 'static {
-    /// Adds the transaction to each key's window (once per transaction id), drops what is older
-    /// than 7 days, and returns the tallies of each window.
+/// Redis: velocity per user, card, device and IP, and a copy of each active user's
+/// [`Known`] so a check needs no PostgreSQL read.
+pub trait HotStore: Send + Sync + 'static {
+    /// In one round trip: the user's cached history as it was before `t` (`None` when nothing
+    /// complete is cached), the user's cache epoch, and `t` added to each key's velocity window
+    /// (once per transaction id, older than 7 days dropped) and to the cached history.
     fn record(
         &self,
         keys: &[(Dimension, &str)],
-        transaction_id: &str,
-        amount: i64,
+        t: &Transaction,
         at: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Velocity, FraudError>> + Send;
+    ) -> impl Future<Output = Result<Hot, FraudError>> + Send;
+    /// Caches what PostgreSQL holds about `user` unless the user was invalidated after
+    /// `epoch` was read (the snapshot may then predate the change). True when it was cached.
+    fn fill(
+        &self,
+        user: &str,
+        snapshot: &Snapshot,
+        epoch: u64,
+    ) -> impl Future<Output = Result<bool, FraudError>> + Send;
+    /// Drops `user`'s cached history after PostgreSQL changed it, so the next check reads it.
+    fn invalidate(&self, user: &str) -> impl Future<Output = Result<(), FraudError>> + Send;
+}
+
+/// What one round trip to Redis answered for a check.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Hot {
+    pub velocity: Velocity,
+    pub known: Option<Known>,
+    pub epoch: u64,
 }
 
 /// What scoring reads on every check, swapped whole on reload.
@@ -300,7 +306,7 @@ struct Loaded {
 
 pub struct Fraud<S, V> {
     store: S,
-    velocity: V,
+    hot: V,
     settings: Settings,
     clock: Clock,
     metrics: Metrics,
@@ -352,11 +358,11 @@ pub struct RuleInput {
     pub mode: Option<Mode>,
 }
 
-impl<S: FraudStore, V: VelocityStore> Fraud<S, V> {
-    pub fn new(store: S, velocity: V, settings: Settings, clock: Clock, metrics: Metrics) -> Self {
+impl<S: FraudStore, V: HotStore> Fraud<S, V> {
+    pub fn new(store: S, hot: V, settings: Settings, clock: Clock, metrics: Metrics) -> Self {
         Self {
             store,
-            velocity,
+            hot,
             settings,
             clock,
             metrics,
@@ -419,32 +425,44 @@ impl<S: FraudStore, V: VelocityStore> Fraud<S, V> {
             }
         }
         let budget = Duration::from_millis(u64::from(c.redis_budget_millis));
-        // Redis and PostgreSQL are read at once; Redis may only take its budget.
-        let (velocity, profile) = tokio::join!(
-            tokio::time::timeout(
-                budget,
-                self.velocity
-                    .record(&keys, &t.transaction_id, t.amount, now)
-            ),
-            self.store.profile(&t, since_7d),
-        );
-        let profile = profile?;
-        let velocity = match velocity {
-            Ok(Ok(v)) => Some(v),
+        // Redis may only take its budget; without it the check is degraded and PostgreSQL
+        // answers for the history.
+        let hot = match tokio::time::timeout(budget, self.hot.record(&keys, &t, now)).await {
+            Ok(Ok(hot)) => Some(hot),
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "velocity unavailable; answering degraded");
-                self.metrics.degraded();
+                tracing::warn!(error = %e, "redis unavailable; answering degraded");
                 None
             }
             Err(_) => {
                 tracing::warn!(
                     budget_ms = c.redis_budget_millis,
-                    "velocity took longer than its budget; answering degraded"
+                    "redis took longer than its budget; answering degraded"
                 );
-                self.metrics.degraded();
                 None
             }
         };
+        let (velocity, known) = match hot {
+            Some(Hot {
+                velocity,
+                known: Some(known),
+                ..
+            }) => {
+                self.metrics.history_read("redis");
+                (Some(velocity), known)
+            }
+            Some(Hot {
+                velocity, epoch, ..
+            }) => (
+                Some(velocity),
+                self.read_and_cache(&t, since_7d, epoch).await?,
+            ),
+            None => {
+                self.metrics.degraded();
+                self.metrics.history_read("postgres");
+                (None, self.store.snapshot(&t, since_7d).await?.known)
+            }
+        };
+        let profile = known.profile(&t.transaction_id, since_7d);
         let created = t
             .account_created_at
             .or(profile.account_created_at)
@@ -565,6 +583,34 @@ impl<S: FraudStore, V: VelocityStore> Fraud<S, V> {
         Ok(stored)
     }
 
+    /// The history from PostgreSQL, cached for the next checks when Redis answered. A failed
+    /// fill only costs the next check another read, so it is logged, not returned.
+    async fn read_and_cache(
+        &self,
+        t: &Transaction,
+        since_7d: DateTime<Utc>,
+        epoch: u64,
+    ) -> Result<Known, FraudError> {
+        self.metrics.history_read("postgres");
+        let snapshot = self.store.snapshot(t, since_7d).await?;
+        if snapshot.seen.is_some()
+            && let Err(e) = self.hot.fill(&t.user_id, &snapshot, epoch).await
+        {
+            tracing::warn!(error = %e, user = %t.user_id, "cannot cache the user's history");
+        }
+        Ok(snapshot.known)
+    }
+
+    /// Drops `user`'s cached history after PostgreSQL changed it. When Redis does not answer,
+    /// the copy lives until it expires ([`crate::store::redis::HISTORY_TTL`]) — logged and
+    /// counted, not an error for a caller whose change is stored.
+    pub async fn invalidate(&self, user: &str) {
+        if let Err(e) = self.hot.invalidate(user).await {
+            self.metrics.stale();
+            tracing::warn!(error = %e, user, "cannot drop the user's cached history; it expires on its own");
+        }
+    }
+
     pub async fn chargeback(
         &self,
         caller: &Caller,
@@ -580,9 +626,12 @@ impl<S: FraudStore, V: VelocityStore> Fraud<S, V> {
         if reason.len() > 200 {
             return Err(InputError::new("reason", "at most 200 bytes").into());
         }
-        self.store
+        let n = self
+            .store
             .chargeback(&transaction_id, &user_id, amount, reason, (self.clock)())
-            .await
+            .await?;
+        self.invalidate(&user_id).await;
+        Ok(n)
     }
 
     pub async fn payment_failure(
@@ -595,9 +644,12 @@ impl<S: FraudStore, V: VelocityStore> Fraud<S, V> {
         let payment_id = ident("payment_id", payment_id)?;
         let user_id = ident("user_id", user_id)?;
         let now = (self.clock)();
-        self.store
+        let n = self
+            .store
             .payment_failure(&payment_id, &user_id, now, now - chrono::Duration::days(7))
-            .await
+            .await?;
+        self.invalidate(&user_id).await;
+        Ok(n)
     }
 
     pub async fn trust(&self, caller: &Caller, user_id: &str) -> Result<Trust, FraudError> {
@@ -621,8 +673,9 @@ impl<S: FraudStore, V: VelocityStore> Fraud<S, V> {
         };
         let p = self
             .store
-            .profile(&probe, now - chrono::Duration::days(7))
-            .await?;
+            .snapshot(&probe, now - chrono::Duration::days(7))
+            .await?
+            .known;
         let age = p
             .account_created_at
             .or(p.first_seen_at)

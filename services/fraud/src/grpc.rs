@@ -13,8 +13,8 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     app::{
-        Case, Decided, Fraud, FraudError, FraudStore, ModelVersion, RuleInput, SERVICE, SavedRule,
-        VelocityStore, require,
+        Case, Decided, Fraud, FraudError, FraudStore, HotStore, ModelVersion, RuleInput, SERVICE,
+        SavedRule, require,
     },
     domain::{
         CaseStatus, Decision, InputError, Level, Signal, Transaction, Verdict,
@@ -238,7 +238,7 @@ fn case(c: &Case) -> pb::Case {
 }
 
 #[tonic::async_trait]
-impl<S: FraudStore, V: VelocityStore> FraudService for Grpc<S, V> {
+impl<S: FraudStore, V: HotStore> FraudService for Grpc<S, V> {
     async fn check_transaction(
         &self,
         request: Request<pb::CheckTransactionRequest>,

@@ -27,7 +27,7 @@ use titan_proto::fraud::v1::fraud_service_server::FraudServiceServer;
 use crate::{
     app::{Fraud, RELOAD_EVERY},
     config::Settings,
-    store::{consumer::PurchaseHandler, pg::PgFraud, redis::RedisVelocity},
+    store::{consumer::PurchaseHandler, pg::PgFraud, redis::RedisHot},
 };
 
 /// The `titan` binary's entry for this service.
@@ -52,7 +52,7 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let redis = ctx.redis()?;
     let app = Arc::new(Fraud::new(
         PgFraud::new(pool.clone(), ctx.config.cell.clone()),
-        RedisVelocity::new(redis.clone()),
+        RedisHot::new(redis.clone()),
         settings,
         Arc::new(chrono::Utc::now),
         metrics::Metrics::new(&ctx.registry)?,
@@ -69,7 +69,7 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
             &ctx.instance(),
             &ctx.config.events,
         ),
-        PurchaseHandler,
+        PurchaseHandler::new(app.clone()),
     )
     .await?;
     Ok(Mounted::new(&ctx)

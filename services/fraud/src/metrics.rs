@@ -1,5 +1,5 @@
-//! The fraud service's own metrics (per-RPC metrics come from kit). Labels are levels and
-//! decisions, fixed sets.
+//! The fraud service's own metrics (per-RPC metrics come from kit). Labels are levels,
+//! decisions and the two stores a history is read from: fixed sets.
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 use titan_kit::{KitError, metrics::register};
@@ -11,6 +11,8 @@ pub struct Metrics {
     decisions: IntCounterVec,
     degraded: IntCounter,
     check: Histogram,
+    history: IntCounterVec,
+    stale: IntCounter,
 }
 
 impl Metrics {
@@ -47,6 +49,23 @@ impl Metrics {
                     ]),
                 )?,
             )?,
+            history: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "titan_fraud_history_reads_total",
+                        "user histories a check scored from, by store (redis = cached, postgres = not cached or redis down)",
+                    ),
+                    &["store"],
+                )?,
+            )?,
+            stale: register(
+                registry,
+                IntCounter::new(
+                    "titan_fraud_stale_histories_total",
+                    "cached histories that could not be dropped after a change (they expire on their own)",
+                )?,
+            )?,
         })
     }
 
@@ -62,5 +81,14 @@ impl Metrics {
 
     pub fn degraded(&self) {
         self.degraded.inc();
+    }
+
+    /// `store` is "redis" or "postgres".
+    pub fn history_read(&self, store: &'static str) {
+        self.history.with_label_values(&[store]).inc();
+    }
+
+    pub fn stale(&self) {
+        self.stale.inc();
     }
 }

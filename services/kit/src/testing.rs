@@ -159,6 +159,25 @@ impl Default for TestObjectStorage {
     }
 }
 
+/// Appends `event` to `source`'s stream as the relay does (fields `id`, `type`, `envelope`), for
+/// tests of a consumer that should not need the publishing service.
+pub async fn publish(redis: &RedisHandle, source: &str, event: &crate::events::Envelope) {
+    let json = serde_json::to_string(event).expect("an envelope serialises");
+    let mut conn = redis.conn.clone();
+    let _: String = ::redis::cmd("XADD")
+        .arg(crate::events::stream_key(redis, source))
+        .arg("*")
+        .arg("id")
+        .arg(event.id.to_string())
+        .arg("type")
+        .arg(&event.kind)
+        .arg("envelope")
+        .arg(json)
+        .query_async(&mut conn)
+        .await
+        .expect("xadd");
+}
+
 /// How long [`eventually`] and [`eventually_ok`] wait before failing the test.
 const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 

@@ -1,10 +1,11 @@
-//! Fraud rules, pure: validated transactions, risk levels and decisions, the signals and their
-//! weights, the rule language, robust statistics, the logistic model and its IRLS fit, and the
+//! Fraud rules, pure: validated transactions, risk levels and decisions, a user's profile, the
+//! signals and their weights, the rule language, robust statistics, the logistic model and its IRLS fit, and the
 //! trust score. No I/O.
 
 pub mod case;
 pub mod level;
 pub mod model;
+pub mod profile;
 pub mod rules;
 pub mod signals;
 pub mod stats;

@@ -1,4 +1,5 @@
-//! PostgreSQL: a check reads a user's profile in one query and stores its decision, first-seen
+//! PostgreSQL: the record of every user's history (read in one query when Redis holds no copy
+//! of it, or is down); a check stores its decision, first-seen
 //! device and IP, case and `fraud.decided` event in one statement. Decisions go through a
 //! group commit ([`titan_kit::batch`]): the checks that arrive while a write is in flight are
 //! stored together in the next one, each answered once its batch has committed.
@@ -15,13 +16,14 @@ use uuid::Uuid;
 
 use crate::{
     app::{
-        Case, Decided, DecidedEvent, FraudError, FraudStore, ModelVersion, NewDecision, Profile,
-        Reason, SavedRule, check_assign, check_decide,
+        Case, Decided, DecidedEvent, FraudError, FraudStore, ModelVersion, NewDecision, Reason,
+        SavedRule, check_assign, check_decide,
     },
     domain::{
         CaseStatus, DECIDED, Level, SERVICE, Transaction, Verdict,
         level::{decision_str, parse_decision},
         model::Model,
+        profile::{HISTORY, Known, MAX_FAILURES, MAX_SEEN, Recent, Seen, Snapshot},
         rules::{self, Action, Hit, Mode, Rule},
     },
 };
@@ -71,6 +73,28 @@ fn corrupt(what: &str) -> FraudError {
     FraudError::Kit(titan_kit::KitError::Other(format!(
         "stored {what} does not parse"
     )))
+}
+
+/// One earlier decision as the snapshot query returns it.
+#[derive(Debug, serde::Deserialize)]
+struct RecentRow {
+    transaction_id: String,
+    amount: i64,
+    at: DateTime<Utc>,
+}
+
+/// `kind:value` of `fraud_seen` as the cache's set member.
+fn seen_of(s: &str) -> Result<Seen, FraudError> {
+    match s.split_once(':') {
+        Some(("device", v)) => Ok(Seen::Device(v.to_owned())),
+        Some(("ip", v)) => Ok(Seen::Ip(v.to_owned())),
+        _ => Err(corrupt("fraud_seen.kind")),
+    }
+}
+
+/// A row limit as PostgreSQL takes it (the limits are small constants).
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn decided(row: &PgRow) -> Result<Decided, FraudError> {
@@ -507,11 +531,11 @@ impl PgFraud {
 }
 
 impl FraudStore for PgFraud {
-    async fn profile(
+    async fn snapshot(
         &self,
         t: &Transaction,
         since_7d: DateTime<Utc>,
-    ) -> Result<Profile, FraudError> {
+    ) -> Result<Snapshot, FraudError> {
         let row = sqlx::query(
             "SELECT u.first_seen_at, u.account_created_at,
                     COALESCE(u.successful_orders, 0) AS successful_orders,
@@ -520,11 +544,17 @@ impl FraudStore for PgFraud {
                             WHERE user_id = $1 AND kind = 'device' AND value = $2) AS device_seen,
                     EXISTS (SELECT 1 FROM fraud_seen
                             WHERE user_id = $1 AND kind = 'ip' AND value = $3) AS ip_seen,
-                    (SELECT count(*) FROM fraud_payment_failures
-                     WHERE user_id = $1 AND failed_at > $4) AS failed,
-                    ARRAY(SELECT amount FROM fraud_decisions
-                          WHERE user_id = $1 AND transaction_id <> $5
-                          ORDER BY decided_at DESC LIMIT $6) AS amounts
+                    ARRAY(SELECT failed_at FROM fraud_payment_failures
+                          WHERE user_id = $1 AND failed_at > $4
+                          ORDER BY failed_at DESC LIMIT $5) AS failures,
+                    (SELECT COALESCE(json_agg(json_build_object(
+                                'transaction_id', transaction_id, 'amount', amount, 'at', decided_at)
+                              ORDER BY decided_at DESC, transaction_id), '[]')
+                       FROM (SELECT transaction_id, amount, decided_at FROM fraud_decisions
+                             WHERE user_id = $1
+                             ORDER BY decided_at DESC, transaction_id LIMIT $6) r) AS recent,
+                    ARRAY(SELECT kind || ':' || value FROM fraud_seen
+                          WHERE user_id = $1 LIMIT $7) AS seen
              FROM (SELECT 1) AS one
              LEFT JOIN fraud_users u ON u.user_id = $1",
         )
@@ -532,19 +562,40 @@ impl FraudStore for PgFraud {
         .bind(t.device.as_deref().unwrap_or_default())
         .bind(t.ip.as_deref().unwrap_or_default())
         .bind(since_7d)
-        .bind(&t.transaction_id)
-        .bind(crate::app::HISTORY)
+        .bind(limit(MAX_FAILURES))
+        .bind(limit(HISTORY + 1))
+        .bind(limit(MAX_SEEN + 1))
         .fetch_one(&self.pool)
         .await?;
-        Ok(Profile {
-            first_seen_at: row.try_get("first_seen_at")?,
-            account_created_at: row.try_get("account_created_at")?,
-            successful_orders: row.try_get("successful_orders")?,
-            chargebacks: row.try_get("chargebacks")?,
-            device_seen: row.try_get("device_seen")?,
-            ip_seen: row.try_get("ip_seen")?,
-            failed_payments_7d: row.try_get("failed")?,
-            recent_amounts: row.try_get("amounts")?,
+        let recent: sqlx::types::Json<Vec<RecentRow>> = row.try_get("recent")?;
+        let seen: Vec<String> = row.try_get("seen")?;
+        let seen = (seen.len() <= MAX_SEEN)
+            .then(|| {
+                seen.iter()
+                    .map(|s| seen_of(s))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        Ok(Snapshot {
+            known: Known {
+                first_seen_at: row.try_get("first_seen_at")?,
+                account_created_at: row.try_get("account_created_at")?,
+                successful_orders: row.try_get("successful_orders")?,
+                chargebacks: row.try_get("chargebacks")?,
+                device_seen: row.try_get("device_seen")?,
+                ip_seen: row.try_get("ip_seen")?,
+                failures: row.try_get("failures")?,
+                recent: recent
+                    .0
+                    .into_iter()
+                    .map(|r| Recent {
+                        transaction_id: r.transaction_id,
+                        amount: r.amount,
+                        at: r.at,
+                    })
+                    .collect(),
+            },
+            seen,
         })
     }
 

@@ -1,56 +1,137 @@
-//! Velocity in Redis: one sorted set per user, card, device and IP, scored by time in
-//! milliseconds, a member per transaction (`<amount>:<transaction id>`, added once, so a
-//! retried check counts once). One pipelined round trip per check drops each key's entries
-//! older than 7 days, adds the transaction, and reads the week back; the windows are tallied
-//! here. (A Lua script that tallied in Redis cost ~400 µs of Redis's single thread per check —
-//! 24 `redis.call`s and the string handling; the pipeline's 16 plain commands cost ~60 µs.)
+//! Redis, one pipelined round trip per check: velocity — one sorted set per user, card, device
+//! and IP, scored by time in milliseconds, a member per transaction (`<amount>:<transaction
+//! id>`, added once, so a retried check counts once), entries older than 7 days dropped, the
+//! week read back and the windows tallied here — and each active user's history, a copy of what
+//! PostgreSQL holds (`Known`): a hash of the scalars, a set of first-seen devices and IPs and a
+//! sorted set of the newest amounts, read before the transaction is added to them.
+//!
+//! The copy is filled from PostgreSQL by the first check that finds none (`fill.lua`, refused
+//! when the user's epoch moved since that check read it), kept current by every check, dropped
+//! (epoch bumped) after a chargeback, a payment failure or an order changes PostgreSQL, and
+//! expires [`HISTORY_TTL`] after its fill whatever happens, which bounds how stale a copy whose
+//! drop failed can be. (A Lua script that tallied velocity in Redis cost ~400 µs of Redis's
+//! single thread per check — 24 `redis.call`s and the string handling; the pipeline's plain
+//! commands cost ~60 µs.)
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
+use redis::{FromRedisValue, Script, Value, from_redis_value_ref};
 use titan_kit::datastores::redis::RedisHandle;
 
 use crate::{
-    app::{FraudError, VelocityStore},
+    app::{FraudError, Hot, HotStore},
     domain::{
-        Dimension, Velocity, Window,
+        Dimension, Transaction, Velocity, Window,
+        profile::{HISTORY, Known, Recent, Snapshot},
         signals::{DimensionTally, Tally},
     },
 };
 
+/// A cached history is read again from PostgreSQL at the latest this long after its fill.
+pub const HISTORY_TTL: Duration = Duration::from_secs(3600);
+
+/// The hash field that marks a whole history, holding the epoch it was filled under.
+const EPOCH: &str = "epoch";
+
 #[derive(Clone)]
-pub struct RedisVelocity {
+pub struct RedisHot {
     redis: RedisHandle,
+    fill: Arc<Script>,
 }
 
-impl std::fmt::Debug for RedisVelocity {
+impl std::fmt::Debug for RedisHot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisVelocity").finish_non_exhaustive()
+        f.debug_struct("RedisHot").finish_non_exhaustive()
     }
 }
 
-impl RedisVelocity {
+/// The keys of one user's cached history; the braces keep them in one Redis Cluster slot.
+struct UserKeys {
+    history: String,
+    seen: String,
+    recent: String,
+    epoch: String,
+}
+
+impl RedisHot {
     pub fn new(redis: RedisHandle) -> Self {
-        Self { redis }
+        Self {
+            redis,
+            fill: Arc::new(Script::new(include_str!("lua/fill.lua"))),
+        }
     }
 
     fn key(&self, d: Dimension, id: &str) -> String {
         self.redis.key(&format!("fraud:v:{}:{id}", d.as_str()))
     }
+
+    fn user(&self, user: &str) -> UserKeys {
+        let k = |kind: &str| self.redis.key(&format!("fraud:{kind}:{{{user}}}"));
+        UserKeys {
+            history: k("u"),
+            seen: k("s"),
+            recent: k("r"),
+            epoch: k("e"),
+        }
+    }
 }
 
-impl VelocityStore for RedisVelocity {
+/// Milliseconds, as `PEXPIRE` takes them.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// How long the sets of a user outlive their last check: longer than any history's TTL, so a
+/// hash never outlives the sets it vouches for.
+fn keep() -> u64 {
+    // An hour past the week, so a velocity key outlives its newest entry's window.
+    u64::try_from(Window::Week.millis() + Window::Hour.millis()).unwrap_or(u64::MAX)
+}
+
+fn malformed(what: &str) -> FraudError {
+    FraudError::Kit(titan_kit::KitError::Other(format!(
+        "redis answered {what} in an unexpected shape"
+    )))
+}
+
+/// One answer of the check pipeline as `T`.
+fn parse<T: FromRedisValue>(v: &Value, what: &str) -> Result<T, FraudError> {
+    from_redis_value_ref(v).map_err(|e| malformed(&format!("{what} ({e})")))
+}
+
+impl HotStore for RedisHot {
     async fn record(
         &self,
         keys: &[(Dimension, &str)],
-        transaction_id: &str,
-        amount: i64,
+        t: &Transaction,
         at: DateTime<Utc>,
-    ) -> Result<Velocity, FraudError> {
+    ) -> Result<Hot, FraudError> {
         let now = at.timestamp_millis();
+        let micros = at.timestamp_micros();
         let week_start = now - Window::Week.millis();
-        // An hour past the week, so a key outlives its newest entry's window.
-        let ttl = Window::Week.millis() + Window::Hour.millis();
-        let member = format!("{amount}:{transaction_id}");
+        let keep = keep();
+        let member = format!("{}:{}", t.amount, t.transaction_id);
+        let u = self.user(&t.user_id);
+        let device = t.device.as_deref().map(|d| format!("d:{d}"));
+        let ip = t.ip.as_deref().map(|i| format!("i:{i}"));
         let mut pipe = redis::pipe();
+        // Reads of the history first: they answer for the state before this transaction.
+        pipe.cmd("HGETALL")
+            .arg(&u.history)
+            .cmd("GET")
+            .arg(&u.epoch)
+            .cmd("SISMEMBER")
+            .arg(&u.seen)
+            .arg(device.as_deref().unwrap_or_default())
+            .cmd("SISMEMBER")
+            .arg(&u.seen)
+            .arg(ip.as_deref().unwrap_or_default())
+            .cmd("ZREVRANGE")
+            .arg(&u.recent)
+            .arg(0)
+            .arg(HISTORY)
+            .arg("WITHSCORES");
         for (d, id) in keys {
             let key = self.key(*d, id);
             pipe.cmd("ZREMRANGEBYSCORE")
@@ -66,7 +147,7 @@ impl VelocityStore for RedisVelocity {
                 .ignore()
                 .cmd("PEXPIRE")
                 .arg(&key)
-                .arg(ttl)
+                .arg(keep)
                 .ignore()
                 .cmd("ZRANGEBYSCORE")
                 .arg(&key)
@@ -74,25 +155,222 @@ impl VelocityStore for RedisVelocity {
                 .arg("+inf")
                 .arg("WITHSCORES");
         }
+        // Then this transaction into the history, whether or not a whole one is cached: a
+        // later fill adds to what checks wrote.
+        pipe.cmd("HSETNX")
+            .arg(&u.history)
+            .arg("first_seen")
+            .arg(micros)
+            .ignore();
+        if let Some(created) = t.account_created_at {
+            pipe.cmd("HSET")
+                .arg(&u.history)
+                .arg("created")
+                .arg(created.timestamp_micros())
+                .ignore();
+        }
+        // Only a hash no fill has given a TTL yet gets one here.
+        pipe.cmd("PEXPIRE")
+            .arg(&u.history)
+            .arg(millis(HISTORY_TTL))
+            .arg("NX")
+            .ignore();
+        let seen: Vec<&String> = device.iter().chain(ip.iter()).collect();
+        if !seen.is_empty() {
+            pipe.cmd("SADD").arg(&u.seen).arg(&seen).ignore();
+            pipe.cmd("PEXPIRE").arg(&u.seen).arg(keep).ignore();
+        }
+        pipe.cmd("ZADD")
+            .arg(&u.recent)
+            .arg("NX")
+            .arg(micros)
+            .arg(&member)
+            .ignore()
+            .cmd("ZREMRANGEBYRANK")
+            .arg(&u.recent)
+            .arg(0)
+            .arg(-2 - i64::try_from(HISTORY).unwrap_or(i64::MAX))
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&u.recent)
+            .arg(keep)
+            .ignore();
         let mut conn = self.redis.conn.clone();
-        let weeks: Vec<Vec<(String, f64)>> = pipe.query_async(&mut conn).await?;
+        let values: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let [history, epoch, device_seen, ip_seen, recent, weeks @ ..] = values.as_slice() else {
+            return Err(malformed("the check pipeline"));
+        };
         if weeks.len() != keys.len() {
-            return Err(FraudError::Kit(titan_kit::KitError::Other(format!(
-                "velocity pipeline answered {} ranges for {} keys",
-                weeks.len(),
-                keys.len()
-            ))));
+            return Err(malformed("the velocity ranges"));
         }
         let tallies = keys
             .iter()
-            .zip(&weeks)
-            .map(|((d, _), week)| DimensionTally {
-                dimension: *d,
-                windows: windows(now, week),
+            .zip(weeks)
+            .map(|((d, _), week)| {
+                let week: Vec<(String, f64)> = parse(week, "a velocity range")?;
+                Ok(DimensionTally {
+                    dimension: *d,
+                    windows: windows(now, &week),
+                })
             })
-            .collect();
-        Ok(Velocity { tallies })
+            .collect::<Result<_, FraudError>>()?;
+        let epoch: Option<u64> = parse(epoch, "the epoch")?;
+        let history: HashMap<String, String> = parse(history, "the history")?;
+        let known = match cached(&history) {
+            Ok(Some(c)) => Some(Known {
+                device_seen: device.is_some() && parse(device_seen, "the device")?,
+                ip_seen: ip.is_some() && parse(ip_seen, "the ip")?,
+                recent: recent_of(&parse::<Vec<(String, f64)>>(recent, "the amounts")?),
+                ..c
+            }),
+            Ok(None) => None,
+            Err(field) => {
+                // Read from PostgreSQL and filled again rather than scored from a bad copy.
+                tracing::warn!(user = %t.user_id, field, "cached history does not parse; reading it again");
+                None
+            }
+        };
+        Ok(Hot {
+            velocity: Velocity { tallies },
+            known,
+            epoch: epoch.unwrap_or(0),
+        })
     }
+
+    async fn fill(&self, user: &str, s: &Snapshot, epoch: u64) -> Result<bool, FraudError> {
+        let Some(seen) = &s.seen else {
+            return Ok(false);
+        };
+        let u = self.user(user);
+        let k = &s.known;
+        let failures = k
+            .failures
+            .iter()
+            .map(|f| f.timestamp_micros().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut set: Vec<(&str, String)> = vec![
+            ("orders", k.successful_orders.to_string()),
+            ("chargebacks", k.chargebacks.to_string()),
+            ("failures", failures),
+        ];
+        if let Some(first) = k.first_seen_at {
+            set.push(("first_seen", first.timestamp_micros().to_string()));
+        }
+        let set_nx: Vec<(&str, String)> = k
+            .account_created_at
+            .map(|c| ("created", c.timestamp_micros().to_string()))
+            .into_iter()
+            .collect();
+        let mut call = self.fill.prepare_invoke();
+        call.key(&u.history)
+            .key(&u.seen)
+            .key(&u.recent)
+            .key(&u.epoch)
+            .arg(epoch)
+            .arg(millis(HISTORY_TTL))
+            .arg(keep())
+            .arg(HISTORY + 1);
+        for group in [&set, &set_nx] {
+            call.arg(group.len());
+            for (field, value) in group {
+                call.arg(*field).arg(value);
+            }
+        }
+        call.arg(seen.len());
+        for s in seen {
+            call.arg(s.member());
+        }
+        call.arg(k.recent.len());
+        for r in &k.recent {
+            call.arg(r.at.timestamp_micros())
+                .arg(format!("{}:{}", r.amount, r.transaction_id));
+        }
+        let mut conn = self.redis.conn.clone();
+        let filled: i64 = call.invoke_async(&mut conn).await?;
+        Ok(filled == 1)
+    }
+
+    async fn invalidate(&self, user: &str) -> Result<(), FraudError> {
+        let u = self.user(user);
+        let mut conn = self.redis.conn.clone();
+        // The epoch first: a fill that read the old one is refused from here on.
+        let () = redis::pipe()
+            .atomic()
+            .cmd("INCR")
+            .arg(&u.epoch)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&u.epoch)
+            .arg(keep())
+            .ignore()
+            .cmd("DEL")
+            .arg(&u.history)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The scalars of a cached history; `Ok(None)` when the hash is not a whole history (no fill
+/// since it was dropped), `Err(field)` when a field does not parse.
+fn cached(h: &HashMap<String, String>) -> Result<Option<Known>, &'static str> {
+    if !h.contains_key(EPOCH) {
+        return Ok(None);
+    }
+    let time = |field: &'static str| -> Result<Option<DateTime<Utc>>, &'static str> {
+        h.get(field)
+            .map(|v| {
+                v.parse::<i64>()
+                    .ok()
+                    .and_then(DateTime::from_timestamp_micros)
+                    .ok_or(field)
+            })
+            .transpose()
+    };
+    let count = |field: &'static str| -> Result<i64, &'static str> {
+        h.get(field)
+            .map_or(Ok(0), |v| v.parse::<i64>().map_err(|_| field))
+    };
+    let failures = h
+        .get("failures")
+        .map(String::as_str)
+        .unwrap_or_default()
+        .split(',')
+        .filter(|f| !f.is_empty())
+        .map(|f| {
+            f.parse::<i64>()
+                .ok()
+                .and_then(DateTime::from_timestamp_micros)
+                .ok_or("failures")
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(Known {
+        first_seen_at: time("first_seen")?,
+        account_created_at: time("created")?,
+        successful_orders: count("orders")?,
+        chargebacks: count("chargebacks")?,
+        failures,
+        ..Known::default()
+    }))
+}
+
+/// The newest amounts from `(<amount>:<transaction id>, time in µs)` entries, newest first;
+/// an entry that does not parse is skipped (it cannot have been written by a check).
+fn recent_of(entries: &[(String, f64)]) -> Vec<Recent> {
+    entries
+        .iter()
+        .filter_map(|(member, at)| {
+            let (amount, id) = member.split_once(':')?;
+            Some(Recent {
+                transaction_id: id.to_owned(),
+                amount: amount.parse().ok()?,
+                // Scores are whole microseconds, exact in an f64 until the year 2255.
+                at: DateTime::from_timestamp_micros(*at as i64)?,
+            })
+        })
+        .collect()
 }
 
 /// Each window's count and summed amount from a key's week of `(member, time in ms)` entries:
@@ -117,6 +395,66 @@ fn windows(now: i64, week: &[(String, f64)]) -> [Tally; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hash_without_its_marker_is_no_history() {
+        let h: HashMap<String, String> = [("first_seen", "5"), ("created", "7")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        assert_eq!(cached(&h), Ok(None));
+    }
+
+    #[test]
+    fn a_whole_history_parses_and_a_bad_field_is_named() {
+        let mut h: HashMap<String, String> = [
+            ("epoch", "3"),
+            ("first_seen", "1900000000000000"),
+            ("orders", "4"),
+            ("chargebacks", "1"),
+            ("failures", "1900000000000002,1900000000000001"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into();
+        let at = |us| DateTime::from_timestamp_micros(us).expect("time");
+        assert_eq!(
+            cached(&h),
+            Ok(Some(Known {
+                first_seen_at: Some(at(1_900_000_000_000_000)),
+                account_created_at: None,
+                successful_orders: 4,
+                chargebacks: 1,
+                failures: vec![at(1_900_000_000_000_002), at(1_900_000_000_000_001)],
+                ..Known::default()
+            }))
+        );
+        h.insert("orders".into(), "four".into());
+        assert_eq!(cached(&h), Err("orders"));
+    }
+
+    #[test]
+    fn recent_entries_keep_their_order_and_skip_what_does_not_parse() {
+        let r = recent_of(&[
+            ("300:b".to_owned(), 2e15),
+            ("junk".to_owned(), 1.5e15),
+            ("100:a:x".to_owned(), 1e15),
+        ]);
+        let at = |us| DateTime::from_timestamp_micros(us).expect("time");
+        assert_eq!(
+            r,
+            vec![
+                Recent {
+                    transaction_id: "b".into(),
+                    amount: 300,
+                    at: at(2_000_000_000_000_000)
+                },
+                Recent {
+                    transaction_id: "a:x".into(),
+                    amount: 100,
+                    at: at(1_000_000_000_000_000)
+                },
+            ]
+        );
+    }
 
     #[test]
     fn entries_count_in_every_window_they_are_newer_than_the_start_of() {

@@ -1,10 +1,11 @@
 //! The fraud service on real PostgreSQL and Redis: every signal through the stores, velocity
 //! windows that age out, the degraded path when velocity does not answer, rules saved and
 //! applied (shadow ones changing nothing), idempotent checks, chargebacks, cases and the
-//! analyst role, and the trainer (synthetic coefficients and a statsmodels reference fit).
+//! analyst role, the history cached in Redis, and the trainer (synthetic coefficients and a statsmodels reference fit).
 
 mod cases;
 mod checks;
+mod history;
 mod training;
 
 use std::{sync::Arc, time::Duration};
@@ -12,11 +13,11 @@ use std::{sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use prometheus::Registry;
 use titan_fraud::{
-    app::{Fraud, FraudError, FraudStore, VelocityStore},
+    app::{Fraud, FraudError, FraudStore, Hot, HotStore},
     config::Settings,
-    domain::{Dimension, Transaction, Velocity},
+    domain::{Dimension, Transaction, profile::Snapshot},
     metrics::Metrics,
-    store::{pg::PgFraud, redis::RedisVelocity},
+    store::{pg::PgFraud, redis::RedisHot},
 };
 use titan_kit::{
     auth::Caller,
@@ -67,7 +68,7 @@ pub async fn migrated() -> TestPostgres {
     db
 }
 
-pub struct World<V = RedisVelocity> {
+pub struct World<V = RedisHot> {
     pub app: Arc<Fraud<PgFraud, V>>,
     pub db: TestPostgres,
     pub clock: TestClock,
@@ -86,11 +87,11 @@ impl World {
 
     pub async fn with(settings: Settings) -> Self {
         let redis = TestRedis::new().await.handle;
-        Self::over(RedisVelocity::new(redis), settings).await
+        Self::over(RedisHot::new(redis), settings).await
     }
 }
 
-impl<V: VelocityStore> World<V> {
+impl<V: HotStore> World<V> {
     pub async fn over(velocity: V, settings: Settings) -> Self {
         let db = migrated().await;
         let clock = TestClock::at(epoch());
@@ -119,18 +120,12 @@ pub struct Unreachable {
     pub delay: Option<Duration>,
 }
 
-impl VelocityStore for Unreachable {
-    async fn record(
-        &self,
-        _: &[(Dimension, &str)],
-        _: &str,
-        _: i64,
-        _: DateTime<Utc>,
-    ) -> Result<Velocity, FraudError> {
+impl Unreachable {
+    async fn fail<T: Default>(&self) -> Result<T, FraudError> {
         match self.delay {
             Some(d) => {
                 tokio::time::sleep(d).await;
-                Ok(Velocity::default())
+                Ok(T::default())
             }
             None => Err(FraudError::Kit(titan_kit::KitError::Other(
                 "redis: connection refused".into(),
@@ -139,8 +134,27 @@ impl VelocityStore for Unreachable {
     }
 }
 
+impl HotStore for Unreachable {
+    async fn record(
+        &self,
+        _: &[(Dimension, &str)],
+        _: &Transaction,
+        _: DateTime<Utc>,
+    ) -> Result<Hot, FraudError> {
+        self.fail().await
+    }
+
+    async fn fill(&self, _: &str, _: &Snapshot, _: u64) -> Result<bool, FraudError> {
+        self.fail().await
+    }
+
+    async fn invalidate(&self, _: &str) -> Result<(), FraudError> {
+        self.fail().await
+    }
+}
+
 /// Stores of the type the app runs on, for tests that call them directly.
-pub fn store(w: &World<impl VelocityStore>) -> PgFraud {
+pub fn store(w: &World<impl HotStore>) -> PgFraud {
     PgFraud::new(w.db.pool.clone(), "test".into())
 }
 

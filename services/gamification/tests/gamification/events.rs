@@ -18,20 +18,7 @@ async fn publish(w: &World, event: &Envelope) {
 }
 
 async fn publish_to(w: &World, source: &str, event: &Envelope) {
-    let mut conn = w.redis.conn.clone();
-    let json = serde_json::to_string(event).expect("json");
-    let _: String = redis::cmd("XADD")
-        .arg(stream_key(&w.redis, source))
-        .arg("*")
-        .arg("id")
-        .arg(event.id.to_string())
-        .arg("type")
-        .arg(&event.kind)
-        .arg("envelope")
-        .arg(json)
-        .query_async(&mut conn)
-        .await
-        .expect("xadd");
+    titan_kit::testing::publish(&w.redis, source, event).await;
 }
 
 fn purchased(order: &str, user: &str, minor: i64) -> Envelope {

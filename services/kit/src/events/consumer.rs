@@ -28,6 +28,14 @@ pub trait Handler: Send + Sync + 'static {
         tx: &mut PgConnection,
         event: &Envelope,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Runs after the transaction of [`Handler::handle`] committed (not for a duplicate), for
+    /// what must see the committed state: dropping a cache of it, for one. A failure here
+    /// cannot undo the commit, so it is the handler's to log.
+    fn committed(&self, event: &Envelope) -> impl Future<Output = ()> + Send {
+        let _ = event;
+        async {}
+    }
 }
 
 /// A failed attempt: retried later, or dead-lettered at once when retrying cannot help.
@@ -457,6 +465,7 @@ impl<H: Handler> Consumer<H> {
         }
         self.handler.handle(&mut tx, event).await?;
         tx.commit().await?;
+        self.handler.committed(event).await;
         Ok(Outcome::Handled)
     }
 

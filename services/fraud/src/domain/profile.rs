@@ -1,0 +1,181 @@
+//! What the service knows about a user before a check, and the profile a check scores from it.
+//! The same [`Known`] comes from PostgreSQL (the record) or from the copy cached in Redis beside
+//! the velocity sets, so both paths score identically; turning it into a [`Profile`] for one
+//! transaction (payment failures in the window, the user's earlier amounts without this
+//! transaction) is pure.
+
+use chrono::{DateTime, Utc};
+
+/// Most earlier amounts of a user read for the amount anomaly.
+pub const HISTORY: usize = 50;
+/// Most payment failures kept per user: far beyond any threshold, so counting stops there.
+pub const MAX_FAILURES: usize = 100;
+/// Most first-seen devices and IPs of one user copied into the cache; a user with more is
+/// read from PostgreSQL on every check (a bound on one fill, not a limit on the history).
+pub const MAX_SEEN: usize = 1_000;
+
+/// What a check scores from, for one transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Profile {
+    pub first_seen_at: Option<DateTime<Utc>>,
+    pub account_created_at: Option<DateTime<Utc>>,
+    pub successful_orders: i64,
+    pub chargebacks: i64,
+    pub device_seen: bool,
+    pub ip_seen: bool,
+    pub failed_payments_7d: i64,
+    /// Newest first, at most [`HISTORY`], this transaction excluded.
+    pub recent_amounts: Vec<i64>,
+}
+
+/// One earlier transaction of the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recent {
+    pub transaction_id: String,
+    pub amount: i64,
+    pub at: DateTime<Utc>,
+}
+
+/// A user's history as read before a transaction: the device and IP flags are about that
+/// transaction's device and IP.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Known {
+    pub first_seen_at: Option<DateTime<Utc>>,
+    pub account_created_at: Option<DateTime<Utc>>,
+    pub successful_orders: i64,
+    pub chargebacks: i64,
+    pub device_seen: bool,
+    pub ip_seen: bool,
+    /// Newest first, at most [`MAX_FAILURES`].
+    pub failures: Vec<DateTime<Utc>>,
+    /// Newest first, at most [`HISTORY`] + 1 (one more, in case one is the transaction itself).
+    pub recent: Vec<Recent>,
+}
+
+impl Known {
+    /// The profile of `transaction_id`: failures after `since`, and the newest [`HISTORY`]
+    /// earlier amounts other than the transaction's own (a retried check must not compare the
+    /// amount with itself).
+    pub fn profile(&self, transaction_id: &str, since: DateTime<Utc>) -> Profile {
+        Profile {
+            first_seen_at: self.first_seen_at,
+            account_created_at: self.account_created_at,
+            successful_orders: self.successful_orders,
+            chargebacks: self.chargebacks,
+            device_seen: self.device_seen,
+            ip_seen: self.ip_seen,
+            failed_payments_7d: i64::try_from(
+                self.failures.iter().filter(|at| **at > since).count(),
+            )
+            .unwrap_or(i64::MAX),
+            recent_amounts: self
+                .recent
+                .iter()
+                .filter(|r| r.transaction_id != transaction_id)
+                .take(HISTORY)
+                .map(|r| r.amount)
+                .collect(),
+        }
+    }
+}
+
+/// A device or IP first seen for a user, as the cache's set holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Seen {
+    Device(String),
+    Ip(String),
+}
+
+impl Seen {
+    /// The set member: a kind prefix, so a device and an IP with the same text differ.
+    pub fn member(&self) -> String {
+        match self {
+            Self::Device(v) => format!("d:{v}"),
+            Self::Ip(v) => format!("i:{v}"),
+        }
+    }
+}
+
+/// What PostgreSQL holds about a user: the facts for one transaction, and everything the cache
+/// needs to answer the next ones (`None` when the user has more than [`MAX_SEEN`] devices and
+/// IPs, so the cache is not filled).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub known: Known,
+    pub seen: Option<Vec<Seen>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_900_000_000 + s, 0).expect("time")
+    }
+
+    fn recent(n: usize) -> Vec<Recent> {
+        (0..n)
+            .map(|i| Recent {
+                transaction_id: format!("t{i}"),
+                amount: i as i64 * 10,
+                at: at(-(i as i64)),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn failures_count_only_after_the_window_start() {
+        let k = Known {
+            failures: vec![at(10), at(0), at(-1)],
+            ..Known::default()
+        };
+        assert_eq!(
+            k.profile("x", at(0)).failed_payments_7d,
+            1,
+            "a failure exactly at the start is outside"
+        );
+        assert_eq!(k.profile("x", at(-2)).failed_payments_7d, 3);
+    }
+
+    #[test]
+    fn the_transaction_itself_is_not_its_own_history() {
+        let k = Known {
+            recent: recent(HISTORY + 1),
+            ..Known::default()
+        };
+        let other = k.profile("new", at(0)).recent_amounts;
+        assert_eq!(other.len(), HISTORY);
+        assert_eq!(other[0], 0);
+        assert_eq!(other[HISTORY - 1], (HISTORY as i64 - 1) * 10);
+        let retried = k.profile("t3", at(0)).recent_amounts;
+        assert_eq!(retried.len(), HISTORY);
+        assert!(!retried.contains(&30));
+        assert_eq!(retried[HISTORY - 1], HISTORY as i64 * 10);
+    }
+
+    #[test]
+    fn seen_members_keep_devices_and_ips_apart() {
+        assert_eq!(Seen::Device("a".into()).member(), "d:a");
+        assert_eq!(Seen::Ip("a".into()).member(), "i:a");
+    }
+
+    proptest! {
+        #[test]
+        fn history_is_at_most_history_long_and_never_holds_the_transaction(
+            n in 0usize..80, pick in 0usize..80,
+        ) {
+            let k = Known { recent: recent(n), ..Known::default() };
+            let id = format!("t{pick}");
+            let p = k.profile(&id, at(0));
+            prop_assert!(p.recent_amounts.len() <= HISTORY);
+            let expected: Vec<i64> = (0..n)
+                .filter(|i| *i != pick)
+                .take(HISTORY)
+                .map(|i| i as i64 * 10)
+                .collect();
+            prop_assert_eq!(p.recent_amounts, expected);
+        }
+    }
+}
