@@ -21,7 +21,7 @@ use titan_crds::{Cell, DatastoreKind, Service, ServiceKind, ServiceSpec, cell::D
 use super::{
     connections::Connections,
     credentials::{self, Credentials, Key},
-    datastores, isolation, media,
+    datastores, isolation, media, observe,
 };
 use crate::{
     cnpg::{Cluster, ScheduledBackup},
@@ -313,6 +313,24 @@ fn service_secrets_hash(
     labels::secrets_hash(consumed)
 }
 
+/// livestream's config with the cell's HLS base as `hlsBaseUrl` unless the cell sets its own:
+/// without it livestream answers no playback URL.
+fn with_hls_base(
+    config: Option<serde_json::Value>,
+    hls_base: Option<String>,
+) -> Option<serde_json::Value> {
+    let Some(base) = hls_base else {
+        return config;
+    };
+    let mut config = config.unwrap_or_else(|| serde_json::json!({}));
+    if let Some(fields) = config.as_object_mut() {
+        fields
+            .entry("hlsBaseUrl")
+            .or_insert(serde_json::Value::String(base));
+    }
+    Some(config)
+}
+
 fn services(
     cell_meta: &CellMeta,
     view: &CellView,
@@ -337,7 +355,12 @@ fn services(
                     service: kind,
                     image: settings.image.unwrap_or_else(|| cell_meta.titan_image()),
                     replicas: settings.replicas,
-                    config: settings.config,
+                    config: match kind {
+                        ServiceKind::Livestream => {
+                            with_hls_base(settings.config, observe::hls_base(cell))
+                        }
+                        _ => settings.config,
+                    },
                     datastores: None,
                     command: None,
                     args: None,

@@ -272,12 +272,27 @@ pub fn components(cell: &Cell, connections: &Connections, live: LiveWorkloads) -
     }
 }
 
+/// The host of the cell's RTMP server (its public host, else its in-cluster name), when the
+/// cell runs one.
+fn rtmp_host(cell: &Cell) -> Option<String> {
+    media::enabled_rtmp(cell).map(|rtmp| {
+        rtmp.public_host
+            .clone()
+            .unwrap_or_else(|| format!("{RTMP}.{}.svc", cell.namespace_name()))
+    })
+}
+
+/// The base URL of the cell's HLS playlists (`<base>/<stream id>.m3u8`), when it runs an RTMP
+/// server: in the Cell's status, and livestream's `hlsBaseUrl` unless the cell sets one.
+pub fn hls_base(cell: &Cell) -> Option<String> {
+    rtmp_host(cell).map(|host| format!("http://{host}:{HLS_SERVICE_PORT}/{HLS_DIR}"))
+}
+
 /// Where the cell is reached: its media servers' URLs and each enabled service's gRPC address.
 pub fn endpoints(cell: &Cell, services: &[String]) -> Endpoints {
     let namespace = cell.namespace_name();
     let in_cluster = |name: &str| format!("{name}.{namespace}.svc");
-    let rtmp_host = media::enabled_rtmp(cell)
-        .map(|rtmp| rtmp.public_host.clone().unwrap_or_else(|| in_cluster(RTMP)));
+    let rtmp_host = rtmp_host(cell);
     let turn_uris = media::enabled_turn(cell)
         .map(|turn| {
             let host = turn
@@ -295,9 +310,7 @@ pub fn endpoints(cell: &Cell, services: &[String]) -> Endpoints {
         rtmp_ingest: rtmp_host
             .as_ref()
             .map(|host| format!("rtmp://{host}:{RTMP_PORT}/live")),
-        hls_base: rtmp_host
-            .as_ref()
-            .map(|host| format!("http://{host}:{HLS_SERVICE_PORT}/{HLS_DIR}")),
+        hls_base: hls_base(cell),
         turn_uris,
         grpc: services
             .iter()

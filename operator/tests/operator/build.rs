@@ -316,6 +316,51 @@ fn websocket_origins_reach_the_runtime_of_their_service_only() {
     assert!(flashsale.allow_missing_origin);
 }
 
+/// livestream's playback URLs: without its own `hlsBaseUrl` the rendered file carries the
+/// cell's HLS base (the one in the Cell's status), with one the cell's own, and a cell without
+/// an RTMP server writes none.
+#[test]
+fn livestream_gets_the_cells_hls_base_unless_it_sets_its_own() {
+    let hls_base_url = |cell: &Cell| {
+        let service = services_of(cell)
+            .into_iter()
+            .find(|s| s.name_any() == "livestream")
+            .expect("livestream");
+        let objects = objects_of(cell, &service);
+        let text = &objects.config_map.data.as_ref().expect("data")["config.yaml"];
+        let parsed: serde_yaml::Value = serde_yaml::from_str(text).expect("yaml");
+        parsed["services"]["livestream"]["hlsBaseUrl"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let text = std::fs::read_to_string(repo_path("manifests/examples/production-cell.yaml"))
+        .expect("production cell");
+    let mut production: Cell = serde_yaml::from_str(&text).expect("a Cell");
+    assert_eq!(
+        hls_base_url(&production).as_deref(),
+        Some("http://live.sg-1.titan.example:80/hls")
+    );
+    assert_eq!(
+        titan_operator::cell::observe::hls_base(&production).as_deref(),
+        Some("http://live.sg-1.titan.example:80/hls")
+    );
+
+    production
+        .spec
+        .services
+        .livestream
+        .get_or_insert_with(Default::default)
+        .config
+        .get_or_insert_with(Default::default)
+        .hls_base_url = Some("https://cdn.example/hls".into());
+    assert_eq!(
+        hls_base_url(&production).as_deref(),
+        Some("https://cdn.example/hls")
+    );
+
+    assert_eq!(hls_base_url(&cell_fixture("full-cell.yaml")), None);
+}
+
 #[test]
 fn autoscaling_targets_the_service_scale_subresource() {
     let cell = cell_fixture("full-cell.yaml");
