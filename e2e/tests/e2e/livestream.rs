@@ -34,7 +34,7 @@ use tokio_tungstenite::{
 };
 use tonic::transport::Channel;
 
-type Grpc = LivestreamServiceClient<Channel>;
+pub(crate) type Grpc = LivestreamServiceClient<Channel>;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -164,7 +164,34 @@ fn ffprobe(input: &str) -> Vec<String> {
         .collect()
 }
 
-async fn stream(grpc: &mut Grpc, id: &str) -> pb::Stream {
+fn test_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run with cargo xtask test"))
+}
+
+/// `titan recorder` on `recordings`, reporting to the titan serving HTTP on `http`, storing in
+/// the test bucket through `s3_endpoint` (the S3 server's, or a proxy in front of it).
+pub(crate) fn recorder(recordings: &Path, http: SocketAddr, s3_endpoint: &str) -> Command {
+    let mut cmd = Command::new(titan_binary(false));
+    cmd.arg("recorder")
+        .arg("--dir")
+        .arg(recordings)
+        .args(["--settle-seconds", "2", "--scan-seconds", "1", "--callback"])
+        .arg(format!("http://{http}/rtmp/recorded"))
+        .env("TITAN_S3_ENDPOINT", s3_endpoint)
+        .env("TITAN_S3_BUCKET", test_var("TITAN_TEST_S3_BUCKET"))
+        .env(
+            "TITAN_S3_ACCESS_KEY_ID",
+            test_var("TITAN_TEST_S3_ACCESS_KEY_ID"),
+        )
+        .env(
+            "TITAN_S3_SECRET_ACCESS_KEY",
+            test_var("TITAN_TEST_S3_SECRET_ACCESS_KEY"),
+        )
+        .env("TITAN_LOG", "info");
+    cmd
+}
+
+pub(crate) async fn stream(grpc: &mut Grpc, id: &str) -> pb::Stream {
     grpc.get_stream(pb::GetStreamRequest {
         stream_id: id.into(),
     })
@@ -218,26 +245,11 @@ async fn ffmpeg_publishes_through_the_rendered_nginx_to_hls_viewers_and_a_record
     );
 
     // The recorder on the test bucket, reporting to this titan.
-    let var = |name: &str| {
-        std::env::var(name)
-            .unwrap_or_else(|_| panic!("{name} is not set: run with cargo xtask test"))
-    };
-    let recorder = Process::spawn(
-        Command::new(titan_binary(false))
-            .arg("recorder")
-            .arg("--dir")
-            .arg(&recordings)
-            .args(["--settle-seconds", "2", "--scan-seconds", "1", "--callback"])
-            .arg(format!("http://{}/rtmp/recorded", cell.http))
-            .env("TITAN_S3_ENDPOINT", var("TITAN_TEST_S3_ENDPOINT"))
-            .env("TITAN_S3_BUCKET", var("TITAN_TEST_S3_BUCKET"))
-            .env("TITAN_S3_ACCESS_KEY_ID", var("TITAN_TEST_S3_ACCESS_KEY_ID"))
-            .env(
-                "TITAN_S3_SECRET_ACCESS_KEY",
-                var("TITAN_TEST_S3_SECRET_ACCESS_KEY"),
-            )
-            .env("TITAN_LOG", "info"),
-    );
+    let recorder = Process::spawn(&mut recorder(
+        &recordings,
+        cell.http,
+        &test_var("TITAN_TEST_S3_ENDPOINT"),
+    ));
 
     let seller = cell.token("sam", &["seller"]);
     let scheduled = grpc

@@ -9,6 +9,7 @@ mod events;
 mod flashsale;
 mod fraud;
 mod livestream;
+mod livestream_recorder;
 mod marketing;
 mod pricing;
 mod realtime;
