@@ -68,6 +68,10 @@ pub struct FraudReport {
     /// Upper bounds of the histogram buckets holding the server-side p50 and p99.
     pub server_p50: Option<f64>,
     pub server_p99: Option<f64>,
+    /// Checks of the fixed-rate phase that scored from the history cached in Redis, and from
+    /// PostgreSQL (not cached yet, or Redis down).
+    pub from_redis: u64,
+    pub from_postgres: u64,
     pub max_checks: u64,
     pub max_failed: u64,
     pub max_elapsed: Duration,
@@ -118,6 +122,11 @@ impl fmt::Display for FraudReport {
             "  server latency      p50 {}  p99 {}  (histogram bucket bounds; target p99 < 2 ms)",
             ms(self.server_p50),
             ms(self.server_p99)
+        )?;
+        writeln!(
+            f,
+            "  user histories      {} from the Redis copy, {} from PostgreSQL",
+            self.from_redis, self.from_postgres
         )?;
         let secs = self.max_elapsed.as_secs_f64();
         write!(
@@ -223,16 +232,25 @@ fn request(user: u32, n: u64, rng: &mut StdRng) -> pb::CheckTransactionRequest {
     }
 }
 
-/// Cumulative counts of `titan_fraud_check_seconds` by bucket bound, and the total.
-async fn histogram(cell: &Cell) -> anyhow::Result<(Vec<(f64, u64)>, u64)> {
+/// What the service's /metrics said at one moment.
+#[derive(Debug, Default)]
+struct Scrape {
+    /// Cumulative counts of `titan_fraud_check_seconds` by bucket bound.
+    buckets: Vec<(f64, u64)>,
+    count: u64,
+    /// `titan_fraud_history_reads_total` by store.
+    from_redis: u64,
+    from_postgres: u64,
+}
+
+async fn scrape(cell: &Cell) -> anyhow::Result<Scrape> {
     let text = reqwest::get(format!("http://{}/metrics", cell.admin))
         .await
         .context("read /metrics")?
         .text()
         .await
         .context("read /metrics")?;
-    let mut buckets = Vec::new();
-    let mut count = 0;
+    let mut s = Scrape::default();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("titan_fraud_check_seconds_bucket{le=\"") {
             let (le, value) = rest.split_once("\"} ").context("bucket line")?;
@@ -243,30 +261,34 @@ async fn histogram(cell: &Cell) -> anyhow::Result<(Vec<(f64, u64)>, u64)> {
             } else {
                 le.parse()?
             };
-            buckets.push((le, value.trim().parse()?));
+            s.buckets.push((le, value.trim().parse()?));
         } else if let Some(v) = line.strip_prefix("titan_fraud_check_seconds_count ") {
-            count = v.trim().parse()?;
+            s.count = v.trim().parse()?;
+        } else if let Some(v) =
+            line.strip_prefix("titan_fraud_history_reads_total{store=\"redis\"} ")
+        {
+            s.from_redis = v.trim().parse()?;
+        } else if let Some(v) =
+            line.strip_prefix("titan_fraud_history_reads_total{store=\"postgres\"} ")
+        {
+            s.from_postgres = v.trim().parse()?;
         }
     }
-    Ok((buckets, count))
+    Ok(s)
 }
 
 /// The bound of the first bucket holding quantile `q` of what was observed between two reads
 /// (infinity past the largest finite bound); `None` only when nothing was observed.
-fn bucket_quantile(
-    before: &(Vec<(f64, u64)>, u64),
-    after: &(Vec<(f64, u64)>, u64),
-    q: f64,
-) -> Option<f64> {
-    let total = after.1.saturating_sub(before.1);
+fn bucket_quantile(before: &Scrape, after: &Scrape, q: f64) -> Option<f64> {
+    let total = after.count.saturating_sub(before.count);
     if total == 0 {
         return None;
     }
     let need = (total as f64 * q).ceil() as u64;
     after
-        .0
+        .buckets
         .iter()
-        .zip(&before.0)
+        .zip(&before.buckets)
         .find(|((_, a), (_, b))| a.saturating_sub(*b) >= need)
         .map(|((le, _), _)| *le)
 }
@@ -286,21 +308,15 @@ pub async fn fraud(o: &FraudOptions) -> anyhow::Result<FraudReport> {
     let token = cell.token("checkout", &["service"]);
     let next = Arc::new(AtomicU64::new(0));
 
-    // Warm-up: connections, pools and plans, outside the measurement.
-    run_fixed(
-        &channels,
-        &token,
-        o.users,
-        o.rate,
-        Duration::from_secs(1),
-        &next,
-    )
-    .await?;
-    let before = histogram(&cell).await?;
+    // Warm-up, outside the measurement: connections, pools and plans, and one check per user,
+    // as each user's previous checkout would have made — so their history is cached in Redis
+    // as in a running cell.
+    warm(&channels, &token, o.users, o.clients, &next).await?;
+    let before = scrape(&cell).await?;
     let (sent, failed, degraded, elapsed, client) =
         run_fixed(&channels, &token, o.users, o.rate, o.duration, &next).await?;
-    let after = histogram(&cell).await?;
-    ensure!(after.1 > before.1, "the service observed no checks");
+    let after = scrape(&cell).await?;
+    ensure!(after.count > before.count, "the service observed no checks");
 
     let checks = Arc::new(AtomicU64::new(0));
     let max_failed = Arc::new(AtomicU64::new(0));
@@ -350,11 +366,49 @@ pub async fn fraud(o: &FraudOptions) -> anyhow::Result<FraudReport> {
         client,
         server_p50: bucket_quantile(&before, &after, 0.5),
         server_p99: bucket_quantile(&before, &after, 0.99),
+        from_redis: after.from_redis - before.from_redis,
+        from_postgres: after.from_postgres - before.from_postgres,
         max_checks: checks.load(Ordering::Relaxed),
         max_failed: max_failed.load(Ordering::Relaxed),
         max_elapsed,
         max_client: Latencies(all),
     })
+}
+
+/// Checks every user once from `callers` concurrent callers; fails if any check fails.
+async fn warm(
+    channels: &[FraudServiceClient<Channel>],
+    token: &str,
+    users: u32,
+    callers: usize,
+    next: &Arc<AtomicU64>,
+) -> anyhow::Result<()> {
+    let user = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..callers.max(1) {
+        let mut client = channels[c % channels.len()].clone();
+        let (token, next, user) = (token.to_owned(), next.clone(), user.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(c as u64);
+            loop {
+                let u = user.fetch_add(1, Ordering::Relaxed);
+                let Ok(u) = u32::try_from(u) else { break };
+                if u >= users {
+                    break;
+                }
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                client
+                    .check_transaction(authed(request(u, n, &mut rng), &token))
+                    .await
+                    .context("warm-up check")?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await.context("warm-up task")??;
+    }
+    Ok(())
 }
 
 /// Sends checks at `rate` per second for `duration` whatever the answers take (an open loop,

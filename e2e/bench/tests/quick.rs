@@ -75,6 +75,11 @@ async fn the_quick_fraud_run_answers_every_check() {
     // its 50 ms budget, i.e. on the machine's load while the suite runs: timing, so reported,
     // not asserted (a debug build under the parallel suite saw server p99 past 100 ms).
     assert_eq!(report.failed, 0, "{report}");
+    assert_eq!(
+        report.from_redis + report.from_postgres,
+        report.sent,
+        "each check scored from one history: {report}"
+    );
     assert!(
         report.server_p99.is_some(),
         "the service observed the checks: {report}"
