@@ -5,8 +5,9 @@
 //! seller's key the stream goes LIVE, HLS segments appear under the stream's id and ffprobe
 //! reads the playlist through nginx's HTTP port, a viewer's WebSocket gets the status, its
 //! heartbeat counts and its comment comes back pushed; after the publish the stream is ENDED
-//! with its recording in S3, which ffprobe reads through a presigned URL. With a wrong key
-//! ffmpeg is refused and nothing is written.
+//! with its recording in S3, which ffprobe reads through a presigned URL, and its analytics
+//! (the viewer's minute, through the bus, analytics and ClickHouse) reach GetStreamAnalytics.
+//! With a wrong key ffmpeg is refused and nothing is written.
 
 use std::{
     net::{SocketAddr, TcpListener},
@@ -206,7 +207,7 @@ pub(crate) async fn stream(grpc: &mut Grpc, id: &str) -> pb::Stream {
 async fn ffmpeg_publishes_through_the_rendered_nginx_to_hls_viewers_and_a_recording() {
     let (rtmp_port, hls_port) = (free_port(), free_port());
     let cell = Cell::start_with(CellOptions {
-        services: vec!["livestream".into()],
+        services: vec!["livestream".into(), "analytics".into()],
         config: Some(format!(
             "realtime: {{ allowMissingOrigin: true }}\nservices:\n  livestream: {{ hlsBaseUrl: \"http://127.0.0.1:{hls_port}/hls\" }}\n"
         )),
@@ -387,5 +388,52 @@ async fn ffmpeg_publishes_through_the_rendered_nginx_to_hls_viewers_and_a_record
         async move { listed(&recordings).is_empty().then_some(()) }
     })
     .await;
+
+    // ann's heartbeat was her first minute: livestream.watched went through the bus into
+    // analytics_events, where the seller's GetStreamAnalytics reads it.
+    let analytics = eventually("the stream's analytics to count the viewer", || {
+        let mut grpc = grpc.clone();
+        let request = authed(
+            pb::GetStreamAnalyticsRequest {
+                stream_id: id.clone(),
+            },
+            &seller,
+        );
+        async move {
+            let a = grpc
+                .get_stream_analytics(request)
+                .await
+                .expect("analytics")
+                .into_inner()
+                .analytics
+                .expect("analytics");
+            (a.unique_viewers > 0).then_some(a)
+        }
+    })
+    .await;
+    assert_eq!(
+        (
+            analytics.views,
+            analytics.unique_viewers,
+            analytics.watch_minutes,
+            analytics.peak_viewers
+        ),
+        (1, 1, 1, 1)
+    );
+    // One point per minute up to hers (minute 0 unless the machine took a minute to get
+    // there): only the last has a viewer.
+    let (last, before) = analytics.retention.split_last().expect("a retention curve");
+    assert_eq!((last.viewers, last.share), (1, 1.0));
+    assert!(before.iter().all(|p| p.viewers == 0), "{before:?}");
+    let refused = grpc
+        .get_stream_analytics(authed(
+            pb::GetStreamAnalyticsRequest {
+                stream_id: id.clone(),
+            },
+            &viewer,
+        ))
+        .await
+        .expect_err("a viewer is refused");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
     drop((nginx, recorder));
 }
