@@ -112,10 +112,26 @@ pub enum Attention {
     Never,
 }
 
+/// Reasons of a False condition that are expected states, not faults: a start-up, a rollout or a
+/// migration passes through them, and a stop is asked for. They are Normal Events, so a healthy
+/// cell starting lists no warnings in `kubectl describe` or `kubectl titan status`. What is
+/// stuck or failing has its own reason (`MigrationFailed`, `SpecNotApplied`, a `Degraded`
+/// condition from crash-looping pods), and the False condition stays in `status` either way.
+const EXPECTED: &[&str] = &[
+    "Stopped",
+    "Migrating",
+    "NotCreated",
+    "ReplicasNotReady",
+    "ServicesNotReady",
+    "DatastoresNotReady",
+    "MediaNotReady",
+    "Reconciling",
+];
+
 impl Attention {
-    fn warning(self, status: &str) -> bool {
+    fn warning(self, status: &str, reason: &str) -> bool {
         match self {
-            Attention::WhenFalse => status != "True",
+            Attention::WhenFalse => status != "True" && !EXPECTED.contains(&reason),
             Attention::WhenTrue => status == "True",
             Attention::Never => false,
         }
@@ -146,11 +162,31 @@ pub async fn announce(
         }
         ctx.event(
             object,
-            attention.warning(&now.status),
+            attention.warning(&now.status, &now.reason),
             &now.reason,
             type_,
             now.message.clone(),
         )
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_is_news_and_failure_is_a_warning() {
+        let w = Attention::WhenFalse;
+        assert!(!w.warning("False", "Migrating"));
+        assert!(!w.warning("False", "ReplicasNotReady"));
+        assert!(!w.warning("False", "Stopped"));
+        assert!(w.warning("False", "MigrationFailed"));
+        assert!(w.warning("False", "SpecNotApplied"));
+        assert!(w.warning("Unknown", "ConfigInvalid"));
+        assert!(!w.warning("True", "RolledOut"));
+        assert!(Attention::WhenTrue.warning("True", "CrashLoopBackOff"));
+        assert!(!Attention::WhenTrue.warning("False", "Migrating"));
+        assert!(!Attention::Never.warning("True", "Stopped"));
     }
 }
