@@ -306,6 +306,14 @@ pub struct CampaignConfig {
     /// Where the cell's HTTP port is reached from outside: the open pixel, click and
     /// unsubscribe links in messages start with it.
     pub public_base_url: String,
+    /// The abtesting service's gRPC endpoint, for campaigns with variants (each recipient's
+    /// variant comes from its `Assign`); the default is the abtesting Service of the cell's
+    /// namespace.
+    pub abtesting_url: String,
+    /// Messages handed to providers per second across all replicas (counted in PostgreSQL);
+    /// 0 = no limit.
+    #[schemars(range(max = 1000000))]
+    pub send_rate_per_second: u32,
 }
 
 impl Default for CampaignConfig {
@@ -319,6 +327,8 @@ impl Default for CampaignConfig {
             push_provider_url: None,
             sms_provider_url: None,
             public_base_url: "http://localhost:8080".into(),
+            abtesting_url: "http://abtesting:50051".into(),
+            send_rate_per_second: 0,
         }
     }
 }
@@ -355,6 +365,13 @@ impl TitanConfig for CampaignConfig {
                     self.public_base_url
                 )
             },
+        )?;
+        in_range(s, "sendRatePerSecond", self.send_rate_per_second, 0, 1_000_000)?;
+        ensure(
+            self.abtesting_url.starts_with("https://") || self.abtesting_url.starts_with("http://"),
+            s,
+            "abtestingUrl",
+            || format!("{:?} is not an http(s) URL", self.abtesting_url),
         )?;
         for (field, url) in [
             ("pushProviderUrl", &self.push_provider_url),

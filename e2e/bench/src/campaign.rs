@@ -149,6 +149,7 @@ pub async fn campaign(o: &CampaignOptions) -> anyhow::Result<CampaignReport> {
                 cost_per_message: 1,
                 currency: "USD".into(),
                 trigger: None,
+                variants: None,
             },
             &admin,
         ))

@@ -95,6 +95,7 @@ async fn an_email_campaign_is_sent_tracked_and_reported() {
         cost_per_message: 5,
         currency: "USD".into(),
         trigger: None,
+        variants: None,
     };
     let bad = client
         .create_campaign(authed(create("c0", "Hi {{ nickname }}"), &admin))

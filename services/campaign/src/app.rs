@@ -15,9 +15,10 @@ use crate::{
     config::Settings,
     domain::{
         Campaign, CampaignId, Channel, Contact, InputError, LinkKind, LinkSigner, Linked, Model,
-        NewCampaign, Personal, Purchase, Schedule, Segment, SegmentQuery, Status, Touch,
+        NewCampaign, Personal, Purchase, Schedule, Segment, SegmentQuery, Status, Template, Touch,
         Transition, attributed, roi,
     },
+    experiments::{AssignError, Experiments},
     metrics::Metrics,
 };
 
@@ -45,6 +46,8 @@ pub enum CampaignError {
         "the {0} channel is not configured in this cell (campaign.smtp, pushProviderUrl or smsProviderUrl)"
     )]
     ChannelOff(&'static str),
+    #[error("campaigns with variants need the abtesting service (campaign.abtestingUrl)")]
+    ExperimentsOff,
     #[error(transparent)]
     Idempotency(#[from] idempotency::IdempotencyError),
     #[error("template of campaign {0} failed to render: {1}")]
@@ -60,9 +63,10 @@ impl ServiceError for CampaignError {
         match self {
             Self::Invalid(_) => ErrorCode::InvalidArgument,
             Self::NotFound(_) => ErrorCode::NotFound,
-            Self::InvalidTransition { .. } | Self::BudgetSpent(_) | Self::ChannelOff(_) => {
-                ErrorCode::FailedPrecondition
-            }
+            Self::InvalidTransition { .. }
+            | Self::BudgetSpent(_)
+            | Self::ChannelOff(_)
+            | Self::ExperimentsOff => ErrorCode::FailedPrecondition,
             Self::Idempotency(e) => e.code(),
             Self::Render(..) => ErrorCode::Internal,
             Self::Kit(e) => e.code(),
@@ -76,6 +80,7 @@ impl ServiceError for CampaignError {
             Self::InvalidTransition { .. } => Some("INVALID_TRANSITION"),
             Self::BudgetSpent(_) => Some("BUDGET_SPENT"),
             Self::ChannelOff(_) => Some("CHANNEL_NOT_CONFIGURED"),
+            Self::ExperimentsOff => Some("ABTESTING_NOT_CONFIGURED"),
             Self::Idempotency(e) => e.reason(),
             Self::Render(..) => None,
             Self::Kit(e) => e.reason(),
@@ -104,6 +109,8 @@ pub enum Outcome {
     Sent {
         at: DateTime<Utc>,
         attempts: u32,
+        /// The A/B variant sent ("" without variants).
+        variant: String,
     },
     /// Retries exhausted (or a permanent provider refusal).
     Failed {
@@ -156,6 +163,17 @@ pub struct Counts {
     pub failed: u64,
     pub suppressed: u64,
     pub capped: u64,
+    pub opened: u64,
+    pub clicked: u64,
+    /// Per A/B variant, by key.
+    pub variants: Vec<VariantCounts>,
+}
+
+/// Deliveries sent with one A/B variant and the users of them who opened or clicked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VariantCounts {
+    pub key: String,
+    pub sent: u64,
     pub opened: u64,
     pub clicked: u64,
 }
@@ -257,6 +275,16 @@ pub trait CampaignStore: Send + Sync + 'static {
         now: DateTime<Utc>,
         limit: u32,
     ) -> impl Future<Output = Result<Option<(Campaign, Vec<Claimed>)>>> + Send;
+    /// Takes up to `wanted` of the `rate` deliveries every replica together may claim in the
+    /// epoch second `second`; returns how many it got.
+    fn take_sends(
+        &self,
+        second: i64,
+        wanted: u32,
+        rate: u32,
+    ) -> impl Future<Output = Result<u32>> + Send;
+    /// Gives back `n` sends taken in `second` and not claimed.
+    fn give_back_sends(&self, second: i64, n: u32) -> impl Future<Output = Result<()>> + Send;
     /// Records the outcomes of claimed deliveries and gives back the budget of those not sent.
     fn record(
         &self,
@@ -316,6 +344,8 @@ pub trait Audience: Send + Sync + 'static {
 pub struct Parts {
     pub settings: Settings,
     pub channels: Channels,
+    /// The abtesting client for campaigns with variants; `None`: such campaigns are refused.
+    pub experiments: Option<Experiments>,
     pub links: LinkSigner,
     /// `https://shop.example` → links `https://shop.example/v1/campaign/...`.
     pub public_base_url: String,
@@ -366,6 +396,9 @@ impl<S: CampaignStore, A: Audience> Campaigns<S, A> {
     pub async fn create(&self, key: &idempotency::Key, spec: NewCampaign) -> Result<Campaign> {
         if !self.parts.channels.configured(spec.channel) {
             return Err(CampaignError::ChannelOff(spec.channel.as_str()));
+        }
+        if spec.variants.is_some() && self.parts.experiments.is_none() {
+            return Err(CampaignError::ExperimentsOff);
         }
         let c = Campaign {
             id: CampaignId::generate(),
@@ -482,14 +515,27 @@ impl<S: CampaignStore, A: Audience> Campaigns<S, A> {
         Ok(true)
     }
 
-    /// Claims, sends and records one batch of `id`; `None` when nothing was claimed.
+    /// Claims, sends and records one batch of `id`; `None` when nothing was claimed (nothing
+    /// due, or the global send rate used up for this second).
     pub async fn send_batch(&self, id: CampaignId) -> Result<Option<u64>> {
         let now = self.now();
-        let Some((c, claimed)) = self
-            .store
-            .claim(id, now, self.parts.settings.send_batch_size)
-            .await?
-        else {
+        let second = now.timestamp();
+        let rate = self.parts.settings.send_rate_per_second;
+        let mut limit = self.parts.settings.send_batch_size;
+        if rate > 0 {
+            limit = self.store.take_sends(second, limit, rate).await?;
+            if limit == 0 {
+                return Ok(None);
+            }
+        }
+        let claimed = self.store.claim(id, now, limit).await?;
+        let got = claimed
+            .as_ref()
+            .map_or(0, |(_, d)| u32::try_from(d.len()).unwrap_or(u32::MAX));
+        if rate > 0 && got < limit {
+            self.store.give_back_sends(second, limit - got).await?;
+        }
+        let Some((c, claimed)) = claimed else {
             return Ok(None);
         };
         if claimed.is_empty() {
@@ -548,7 +594,16 @@ impl<S: CampaignStore, A: Audience> Campaigns<S, A> {
             channel: c.spec.channel,
         };
         let unsubscribe = self.link(LinkKind::Unsubscribe, &linked);
-        let message = match self.render(c, contact, &linked, &unsubscribe) {
+        let (template, variant) = match self.content(c, &d.user_id).await {
+            Ok(chosen) => chosen,
+            Err(e) => {
+                return Outcome::Failed {
+                    error: e.to_string(),
+                    attempts: 0,
+                };
+            }
+        };
+        let message = match self.render(c, template, contact, &linked, &unsubscribe) {
             Ok(m) => m,
             Err(e) => {
                 return Outcome::Failed {
@@ -582,6 +637,7 @@ impl<S: CampaignStore, A: Audience> Campaigns<S, A> {
                     return Outcome::Sent {
                         at: self.now(),
                         attempts,
+                        variant,
                     };
                 }
                 Err(SendError::Bounce(error)) => return Outcome::Bounced { error, attempts },
@@ -598,20 +654,49 @@ impl<S: CampaignStore, A: Audience> Campaigns<S, A> {
         }
     }
 
+    /// The content for `user` and its variant key: the variant abtesting assigns (retried
+    /// with backoff while unreachable) when the campaign has variants, its own content when
+    /// the variant has none or the campaign has no variants ("").
+    async fn content<'c>(
+        &self,
+        c: &'c Campaign,
+        user: &str,
+    ) -> Result<(&'c Template, String), AssignError> {
+        let (Some(variants), Some(experiments)) = (&c.spec.variants, &self.parts.experiments)
+        else {
+            return Ok((&c.spec.template, String::new()));
+        };
+        let mut wait = FIRST_BACKOFF;
+        let mut attempts = 0;
+        let key = loop {
+            attempts += 1;
+            match experiments.assign(&variants.experiment_key, user).await {
+                Ok(key) => break key,
+                Err(AssignError::Retry(e)) if attempts < MAX_ATTEMPTS => {
+                    tracing::debug!(campaign = %c.id, attempts, error = %e, "assign failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        Ok((variants.template(&key).unwrap_or(&c.spec.template), key))
+    }
+
     fn render(
         &self,
         c: &Campaign,
+        template: &Template,
         contact: &Contact,
         linked: &Linked,
         unsubscribe: &str,
     ) -> Result<crate::domain::Rendered> {
-        let click = if c.spec.template.click_url().is_empty() {
+        let click = if template.click_url().is_empty() {
             String::new()
         } else {
             self.link(LinkKind::Click, linked)
         };
-        c.spec
-            .template
+        template
             .render(&Personal {
                 first_name: &contact.first_name,
                 email: &contact.email,
@@ -630,30 +715,33 @@ impl<S: CampaignStore, A: Audience> Campaigns<S, A> {
         let Some(contact) = contact else {
             return Ok(Vec::new());
         };
-        shown
-            .into_iter()
-            .map(|(c, occurrence)| {
-                let linked = Linked {
-                    campaign: c.id,
-                    occurrence,
-                    user_id: user.to_owned(),
-                    channel: c.spec.channel,
-                };
-                let unsubscribe = self.link(LinkKind::Unsubscribe, &linked);
-                let r = self.render(&c, &contact, &linked, &unsubscribe)?;
-                Ok(InApp {
-                    campaign: c.id,
-                    channel: c.spec.channel,
-                    subject: r.subject,
-                    body: r.body,
-                    click_url: if c.spec.template.click_url().is_empty() {
-                        String::new()
-                    } else {
-                        self.link(LinkKind::Click, &linked)
-                    },
-                })
-            })
-            .collect()
+        let mut out = Vec::with_capacity(shown.len());
+        for (c, occurrence) in shown {
+            let linked = Linked {
+                campaign: c.id,
+                occurrence,
+                user_id: user.to_owned(),
+                channel: c.spec.channel,
+            };
+            let unsubscribe = self.link(LinkKind::Unsubscribe, &linked);
+            let (template, _) = self
+                .content(&c, user)
+                .await
+                .map_err(|e| CampaignError::Kit(KitError::Other(e.to_string())))?;
+            let r = self.render(&c, template, &contact, &linked, &unsubscribe)?;
+            out.push(InApp {
+                campaign: c.id,
+                channel: c.spec.channel,
+                subject: r.subject,
+                body: r.body,
+                click_url: if template.click_url().is_empty() {
+                    String::new()
+                } else {
+                    self.link(LinkKind::Click, &linked)
+                },
+            });
+        }
+        Ok(out)
     }
 
     /// A tracked open: `true` the first time for the user.

@@ -17,6 +17,7 @@ use crate::{
     domain::{
         Campaign, CampaignId, Caps, Channel, Contact, InputError, Model, NewCampaign, QuietHours,
         Rule, SERVICE, Schedule, Segment, Status as CampaignStatus, Template, Transition, Trigger,
+        Variant, Variants, variants::MAX_VARIANTS,
     },
 };
 
@@ -196,6 +197,7 @@ fn campaign_out(c: &Campaign) -> pb::Campaign {
             delay_hours: t.delay_hours,
             cancel_event: t.cancel_source().to_owned(),
         }),
+        variants: s.variants.as_ref().map(variants_out),
         caps: Some(pb::Caps {
             max_per_user: s.caps.max_per_user,
             window_hours: s.caps.window_hours,
@@ -253,6 +255,11 @@ fn new_campaign(r: &pb::CreateCampaignRequest) -> Result<NewCampaign, InputError
         .map(|q| QuietHours::new(q.start_hour, q.end_hour))
         .transpose()?
         .unwrap_or(QuietHours::NONE);
+    let variants = r
+        .variants
+        .as_ref()
+        .map(|v| variants_in(v, template.click_url()))
+        .transpose()?;
     let c = NewCampaign::new(
         &r.name,
         channel,
@@ -264,10 +271,66 @@ fn new_campaign(r: &pb::CreateCampaignRequest) -> Result<NewCampaign, InputError
         r.cost_per_message,
         &r.currency,
     )?;
-    Ok(match trigger {
+    let c = match trigger {
         Some(t) => c.triggered(t),
         None => c,
-    })
+    };
+    match variants {
+        Some(v) => c.with_variants(v),
+        None => Ok(c),
+    }
+}
+
+fn variants_in(v: &pb::Variants, click_url: &str) -> Result<Variants, InputError> {
+    if v.contents.len() > MAX_VARIANTS {
+        return Err(InputError::new(
+            "variants.contents",
+            format!("must hold 1-{MAX_VARIANTS} variants"),
+        ));
+    }
+    let contents = v
+        .contents
+        .iter()
+        .enumerate()
+        .map(|(i, vc)| {
+            let field = |f: &str| format!("variants.contents[{i}].{f}");
+            let content = vc
+                .content
+                .as_ref()
+                .ok_or_else(|| InputError::new(field("content"), "is required"))?;
+            if !content.click_url.is_empty() {
+                return Err(InputError::new(
+                    field("content.click_url"),
+                    "must be empty: every variant links to the campaign's click_url",
+                ));
+            }
+            let template = Template::new(&content.subject, &content.body, click_url)
+                .map_err(|e| InputError::new(field(&e.field), e.message))?;
+            Ok(Variant {
+                key: vc.key.clone(),
+                template,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Variants::new(&v.experiment_key, contents)
+}
+
+fn variants_out(v: &Variants) -> pb::Variants {
+    pb::Variants {
+        experiment_key: v.experiment_key.clone(),
+        contents: v
+            .contents
+            .iter()
+            .map(|vc| pb::VariantContent {
+                key: vc.key.clone(),
+                content: Some(pb::Content {
+                    subject: vc.template.subject_source().to_owned(),
+                    body: vc.template.body_source().to_owned(),
+                    click_url: String::new(),
+                }),
+            })
+            .collect(),
+    }
 }
 
 fn schedule_in(s: Option<&pb::Schedule>) -> Result<Schedule, InputError> {
@@ -302,6 +365,16 @@ fn report_out(r: Report) -> pb::GetCampaignReportResponse {
         revenue: r.revenue,
         cost: r.cost,
         roi: r.roi,
+        variants: c
+            .variants
+            .into_iter()
+            .map(|v| pb::VariantReport {
+                key: v.key,
+                sent: v.sent,
+                opened: v.opened,
+                clicked: v.clicked,
+            })
+            .collect(),
         attribution: match r.model {
             Model::LastTouch => pb::Attribution::LastTouch,
             Model::FirstTouch => pb::Attribution::FirstTouch,

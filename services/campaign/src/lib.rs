@@ -13,6 +13,7 @@ pub mod app;
 pub mod channel;
 pub mod config;
 pub mod domain;
+pub mod experiments;
 pub mod grpc;
 pub mod metrics;
 pub mod store;
@@ -26,6 +27,7 @@ use secrecy::ExposeSecret;
 use titan_crds::config::TitanConfig;
 use titan_kit::{
     Datastore, KitError, Mounted, ServiceContext, ServiceDef,
+    auth::Authenticator,
     events::{Consumer, ConsumerOptions},
 };
 use titan_proto::campaign::v1::campaign_service_server::CampaignServiceServer;
@@ -35,6 +37,7 @@ use crate::{
     channel::{Channels, Smtp, Webhook},
     config::Settings,
     domain::LinkSigner,
+    experiments::Experiments,
     store::{ch::ChAudience, consumer::EventHandler, pg::PgStore},
 };
 
@@ -107,6 +110,13 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
         ChAudience::new(ctx.clickhouse()?),
         Parts {
             channels: channels(&settings)?,
+            experiments: Some(
+                Experiments::new(
+                    &settings.abtesting_url,
+                    Authenticator::new(&ctx.config.auth)?,
+                )
+                .map_err(|e| KitError::config("services.campaign.abtestingUrl", e))?,
+            ),
             links: LinkSigner::derive(secret.expose_secret().as_bytes()),
             public_base_url: settings.public_base_url.clone(),
             settings,

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use titan_kit::{input::InputError, money::Currency};
 use uuid::Uuid;
 
-use super::{segment::Segment, template::Template, trigger::Trigger};
+use super::{segment::Segment, template::Template, trigger::Trigger, variants::Variants};
 
 /// A campaign's id (UUIDv7, so ids sort by creation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -347,6 +347,8 @@ pub struct NewCampaign {
     /// A TRIGGERED campaign's trigger (its segment is then [`Segment::anyone`]); `None`: the
     /// segment's members are snapshot at each scheduled occurrence.
     pub trigger: Option<Trigger>,
+    /// A/B content by the variant an abtesting experiment assigns each recipient.
+    pub variants: Option<Variants>,
 }
 
 impl NewCampaign {
@@ -398,6 +400,26 @@ impl NewCampaign {
             cost_per_message,
             currency,
             trigger: None,
+            variants: None,
+        })
+    }
+
+    /// The same campaign with A/B content; each variant's subject is required as the main
+    /// one is.
+    pub fn with_variants(self, variants: Variants) -> Result<Self, InputError> {
+        if self.channel.has_subject() {
+            for (i, v) in variants.contents.iter().enumerate() {
+                if v.template.subject_source().is_empty() {
+                    return Err(InputError::new(
+                        format!("variants.contents[{i}].content.subject"),
+                        format!("is required for {}", self.channel.as_str()),
+                    ));
+                }
+            }
+        }
+        Ok(Self {
+            variants: Some(variants),
+            ..self
         })
     }
 

@@ -1,7 +1,7 @@
 //! Campaign rules, pure: campaigns with their channel, lifecycle, caps, quiet hours, schedule
 //! and budget; templates checked when a campaign is saved; segment rules compiled into one
-//! ClickHouse query with every value bound; event triggers; contacts; signed links;
-//! attribution and ROI.
+//! ClickHouse query with every value bound; event triggers; A/B variants; contacts;
+//! signed links; attribution and ROI.
 //! No I/O.
 
 pub mod attribution;
@@ -11,6 +11,7 @@ pub mod links;
 pub mod segment;
 pub mod template;
 pub mod trigger;
+pub mod variants;
 
 pub use attribution::{Model, Purchase, Touch, attributed, roi};
 pub use campaign::{
@@ -22,6 +23,7 @@ pub use segment::{Rule, Segment, SegmentQuery};
 pub use template::{Personal, Rendered, Template};
 pub use titan_kit::input::InputError;
 pub use trigger::Trigger;
+pub use variants::{Variant, Variants};
 
 /// The service's name: its migrations, its config section, its consumer group.
 pub const SERVICE: &str = "campaign";

@@ -11,10 +11,14 @@ use titan_kit::{KitError, idempotency};
 use uuid::Uuid;
 
 use crate::{
-    app::{CampaignError, CampaignStore, Claimed, Counts, Credited, Outcome, Result, Shown},
+    app::{
+        CampaignError, CampaignStore, Claimed, Counts, Credited, Outcome, Result, Shown,
+        VariantCounts,
+    },
     domain::{
         Campaign, CampaignId, Caps, Channel, Contact, LinkKind, Linked, NewCampaign, Purchase,
-        QuietHours, Rule, Schedule, Segment, Status, Template, Touch, Transition, Trigger,
+        QuietHours, Rule, Schedule, Segment, Status, Template, Touch, Transition, Trigger, Variant,
+        Variants,
     },
 };
 
@@ -36,7 +40,28 @@ impl PgStore {
 const CAMPAIGN_COLUMNS: &str = "id, name, channel, status, subject, body, click_url, segment, \
     cap_max, cap_window_hours, quiet_start, quiet_end, budget, cost_per_message, currency, spent, \
     start_at, repeat_every_hours, end_at, created_at, trigger_event, trigger_delay_hours, \
-    trigger_cancel_event";
+    trigger_cancel_event, experiment_key, variants";
+
+/// A variant's content as `campaigns.variants` stores it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StoredVariant {
+    key: String,
+    subject: String,
+    body: String,
+    click_url: String,
+}
+
+fn stored_variants(v: &Variants) -> Vec<StoredVariant> {
+    v.contents
+        .iter()
+        .map(|v| StoredVariant {
+            key: v.key.clone(),
+            subject: v.template.subject_source().to_owned(),
+            body: v.template.body_source().to_owned(),
+            click_url: v.template.click_url().to_owned(),
+        })
+        .collect()
+}
 
 fn corrupt(what: impl std::fmt::Display) -> CampaignError {
     CampaignError::Kit(KitError::Other(format!(
@@ -109,6 +134,23 @@ fn campaign(row: &PgRow) -> Result<Campaign> {
     )
     .map_err(corrupt)?;
     spec.trigger = trigger;
+    let experiment_key: String = row.try_get("experiment_key")?;
+    if !experiment_key.is_empty() {
+        let stored: sqlx::types::Json<Vec<StoredVariant>> = row.try_get("variants")?;
+        let contents = stored
+            .0
+            .into_iter()
+            .map(|v| {
+                Ok(Variant {
+                    template: Template::new(&v.subject, &v.body, &v.click_url).map_err(corrupt)?,
+                    key: v.key,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        spec = spec
+            .with_variants(Variants::new(&experiment_key, contents).map_err(corrupt)?)
+            .map_err(corrupt)?;
+    }
     Ok(Campaign {
         id,
         spec,
@@ -181,9 +223,10 @@ impl CampaignStore for PgStore {
         sqlx::query(
             "INSERT INTO campaigns (id, name, channel, status, subject, body, click_url, segment,
                  cap_max, cap_window_hours, quiet_start, quiet_end, budget, cost_per_message,
-                 currency, created_at, trigger_event, trigger_delay_hours, trigger_cancel_event)
+                 currency, created_at, trigger_event, trigger_delay_hours, trigger_cancel_event,
+                 experiment_key, variants)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                     $18, $19)",
+                     $18, $19, $20, $21)",
         )
         .bind(c.id.uuid())
         .bind(&s.name)
@@ -204,6 +247,14 @@ impl CampaignStore for PgStore {
         .bind(s.trigger.as_ref().map_or("", |t| t.event.as_str()))
         .bind(i32_of(s.trigger.as_ref().map_or(0, |t| t.delay_hours)))
         .bind(s.trigger.as_ref().map_or("", Trigger::cancel_source))
+        .bind(
+            s.variants
+                .as_ref()
+                .map_or("", |v| v.experiment_key.as_str()),
+        )
+        .bind(sqlx::types::Json(
+            s.variants.as_ref().map(stored_variants).unwrap_or_default(),
+        ))
         .execute(&mut *tx)
         .await?;
         idempotency::finish(&mut tx, key, c.id.uuid().as_bytes()).await?;
@@ -461,6 +512,45 @@ impl CampaignStore for PgStore {
         Ok(Some((c, out)))
     }
 
+    async fn take_sends(&self, second: i64, wanted: u32, rate: u32) -> Result<u32> {
+        // The row of this second, locked: replicas taking sends at once queue on it, so
+        // together they never take more than `rate`.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO campaign_send_window (second, used) VALUES ($1, 0) ON CONFLICT DO NOTHING",
+        )
+        .bind(second)
+        .execute(&mut *tx)
+        .await?;
+        let used: i32 = sqlx::query_scalar(
+            "SELECT used FROM campaign_send_window WHERE second = $1 FOR UPDATE",
+        )
+        .bind(second)
+        .fetch_one(&mut *tx)
+        .await?;
+        let granted = rate.saturating_sub(u32_of(used)).min(wanted);
+        if granted > 0 {
+            sqlx::query("UPDATE campaign_send_window SET used = used + $2 WHERE second = $1")
+                .bind(second)
+                .bind(i32_of(granted))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(granted)
+    }
+
+    async fn give_back_sends(&self, second: i64, n: u32) -> Result<()> {
+        sqlx::query(
+            "UPDATE campaign_send_window SET used = GREATEST(used - $2, 0) WHERE second = $1",
+        )
+        .bind(second)
+        .bind(i32_of(n))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn record(&self, c: &Campaign, outcomes: &[(u32, String, Outcome)]) -> Result<()> {
         let mut occurrences = Vec::with_capacity(outcomes.len());
         let mut users = Vec::with_capacity(outcomes.len());
@@ -469,6 +559,7 @@ impl CampaignStore for PgStore {
         let mut not_before: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(outcomes.len());
         let mut errors = Vec::with_capacity(outcomes.len());
         let mut attempts = Vec::with_capacity(outcomes.len());
+        let mut variants = Vec::with_capacity(outcomes.len());
         let mut bounced = Vec::new();
         let mut unsent: i64 = 0;
         for (occurrence, user, o) in outcomes {
@@ -491,6 +582,10 @@ impl CampaignStore for PgStore {
                 unsent += 1;
             }
             attempts.push(i32_of(o.attempts()));
+            variants.push(match o {
+                Outcome::Sent { variant, .. } => variant.as_str(),
+                _ => "",
+            });
             sent_at.push(at);
             not_before.push(until);
             errors.push(error);
@@ -500,9 +595,9 @@ impl CampaignStore for PgStore {
             "UPDATE campaign_deliveries d
              SET status = o.status, sent_at = o.sent_at,
                  not_before = COALESCE(o.not_before, d.not_before), error = o.error,
-                 attempts = d.attempts + o.attempts
-             FROM UNNEST($2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::int[])
-                  AS o(occurrence, user_id, status, sent_at, not_before, error, attempts)
+                 attempts = d.attempts + o.attempts, variant = o.variant
+             FROM UNNEST($2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::int[], $9::text[])
+                  AS o(occurrence, user_id, status, sent_at, not_before, error, attempts, variant)
              WHERE d.campaign_id = $1 AND d.occurrence = o.occurrence AND d.user_id = o.user_id
                AND d.status = 'SENDING'",
         )
@@ -514,6 +609,7 @@ impl CampaignStore for PgStore {
         .bind(&not_before)
         .bind(&errors)
         .bind(&attempts)
+        .bind(&variants)
         .execute(&mut *tx)
         .await?;
         if unsent > 0 {
@@ -539,6 +635,11 @@ impl CampaignStore for PgStore {
     }
 
     async fn recover(&self, cutoff: DateTime<Utc>) -> Result<u64> {
+        // Seconds that old are over: their counts are not needed any more.
+        sqlx::query("DELETE FROM campaign_send_window WHERE second < $1")
+            .bind(cutoff.timestamp())
+            .execute(&self.pool)
+            .await?;
         Ok(sqlx::query(
             "UPDATE campaign_deliveries
              SET status = 'UNKNOWN', error = 'the replica sending it stopped before recording the outcome; not sent again'
@@ -719,7 +820,37 @@ impl CampaignStore for PgStore {
         let n = |name: &str| -> Result<u64> {
             Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0))
         };
+        let per_variant = sqlx::query(
+            "SELECT d.variant, count(*) AS sent,
+                    count(DISTINCT d.user_id) FILTER (WHERE o.user_id IS NOT NULL) AS opened,
+                    count(DISTINCT d.user_id) FILTER (WHERE k.user_id IS NOT NULL) AS clicked
+             FROM campaign_deliveries d
+             LEFT JOIN campaign_engagements o
+               ON o.campaign_id = d.campaign_id AND o.user_id = d.user_id AND o.kind = 'open'
+             LEFT JOIN campaign_engagements k
+               ON k.campaign_id = d.campaign_id AND k.user_id = d.user_id AND k.kind = 'click'
+             WHERE d.campaign_id = $1 AND d.status = 'SENT' AND d.variant <> ''
+             GROUP BY d.variant ORDER BY d.variant",
+        )
+        .bind(id.uuid())
+        .fetch_all(&self.pool)
+        .await?;
+        let count = |row: &PgRow, name: &str| -> Result<u64> {
+            Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0))
+        };
+        let variants = per_variant
+            .iter()
+            .map(|row| {
+                Ok(VariantCounts {
+                    key: row.try_get("variant")?,
+                    sent: count(row, "sent")?,
+                    opened: count(row, "opened")?,
+                    clicked: count(row, "clicked")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Counts {
+            variants,
             sent: n("sent")?,
             bounced: n("bounced")?,
             failed: n("failed")?,

@@ -8,3 +8,4 @@ mod rules;
 mod sending;
 mod support;
 mod triggers;
+mod variants;

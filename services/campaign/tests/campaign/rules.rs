@@ -370,6 +370,7 @@ fn valid_create() -> pb::CreateCampaignRequest {
         cost_per_message: 1,
         currency: "USD".into(),
         trigger: None,
+        variants: None,
     }
 }
 
@@ -454,6 +455,31 @@ async fn bad_input_is_invalid_argument_naming_the_field_and_stores_nothing() {
                     event: "cart.updated".into(),
                     delay_hours: 0,
                     cancel_event: "flashsale.purchased".into(),
+                });
+            }),
+        ),
+        (
+            "variants.contents[0].content.click_url",
+            Box::new(|r| {
+                r.variants = Some(pb::Variants {
+                    experiment_key: "winter-copy".into(),
+                    contents: vec![pb::VariantContent {
+                        key: "b".into(),
+                        content: Some(pb::Content {
+                            subject: "Hi".into(),
+                            body: "B".into(),
+                            click_url: "https://elsewhere.test".into(),
+                        }),
+                    }],
+                });
+            }),
+        ),
+        (
+            "variants.experiment_key",
+            Box::new(|r| {
+                r.variants = Some(pb::Variants {
+                    experiment_key: String::new(),
+                    contents: vec![],
                 });
             }),
         ),

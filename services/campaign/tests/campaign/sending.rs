@@ -250,3 +250,49 @@ async fn a_sender_stopped_mid_send_is_resumed_by_another_replica_without_duplica
         Status::Completed
     );
 }
+
+#[tokio::test]
+async fn the_global_send_rate_is_shared_by_every_replica_each_second() {
+    let setup = Setup {
+        smtp: true,
+        rate: 3,
+        ..Setup::default()
+    };
+    let env = env(setup).await;
+    let setup = Setup {
+        rate: 3,
+        ..Setup::default()
+    };
+    let users: Vec<String> = (1..=8).map(|i| format!("u{i}")).collect();
+    let evs: Vec<Ev<'_>> = users
+        .iter()
+        .map(|u| Ev(u, "flashsale.purchased", 24, "p1", 1000, "FR"))
+        .collect();
+    events(&env.ch, &evs).await;
+    for u in &users {
+        env.app
+            .put_contact(&contact(u, &format!("{u}@shop.test"), "", 1))
+            .await
+            .expect("contact");
+    }
+    let other = app_on(&env.pg, &env.ch, &env.clock, env.smtp.as_ref(), &setup);
+    let c = launch(&env, spec(Channel::Email, bought())).await;
+    // The clock stands still: 3 sends in this second, whichever replica takes them.
+    assert_eq!(env.app.tick().await.expect("tick").sent, 3);
+    assert_eq!(other.tick().await.expect("tick").sent, 0);
+    assert_eq!(env.app.tick().await.expect("tick").sent, 0);
+    env.clock.advance(Duration::seconds(1));
+    assert_eq!(other.tick().await.expect("tick").sent, 3);
+    assert_eq!(env.app.tick().await.expect("tick").sent, 0);
+    env.clock.advance(Duration::seconds(1));
+    // The last 2: the third send taken for this second is given back.
+    assert_eq!(env.app.tick().await.expect("tick").sent, 2);
+    assert_eq!(statuses(&env, c.id).await["SENT"], 8);
+    let left: i32 = sqlx::query_scalar("SELECT used FROM campaign_send_window WHERE second = $1")
+        .bind(env.clock.now().timestamp())
+        .fetch_one(&env.pg.pool)
+        .await
+        .expect("window");
+    assert_eq!(left, 2);
+    assert_eq!(env.smtp.as_ref().expect("smtp").count(), 8);
+}

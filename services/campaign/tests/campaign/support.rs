@@ -18,6 +18,7 @@ use titan_campaign::{
         Caps, Channel, Contact, LinkSigner, NewCampaign, QuietHours, Rule, Schedule, Segment,
         Template, Transition,
     },
+    experiments::Experiments,
     metrics::Metrics,
     store::{ch::ChAudience, pg::PgStore},
     testing::SmtpServer,
@@ -50,8 +51,12 @@ pub const BASE: &str = "http://links.test";
 
 pub struct Setup {
     pub smtp: bool,
+    /// The abtesting client for campaigns with variants.
+    pub experiments: Option<Experiments>,
     pub push_url: Option<String>,
     pub batch: u32,
+    /// The global send rate (0 = none).
+    pub rate: u32,
     pub claim_timeout: Duration,
 }
 
@@ -59,8 +64,10 @@ impl Default for Setup {
     fn default() -> Self {
         Self {
             smtp: false,
+            experiments: None,
             push_url: None,
             batch: 500,
+            rate: 0,
             claim_timeout: Duration::seconds(120),
         }
     }
@@ -105,6 +112,7 @@ pub fn app_on(
 ) -> Arc<App> {
     let settings = Settings {
         send_batch_size: setup.batch,
+        send_rate_per_second: setup.rate,
         ..Settings::default()
     };
     let channels = Channels {
@@ -123,6 +131,7 @@ pub fn app_on(
         Parts {
             settings,
             channels,
+            experiments: setup.experiments.clone(),
             links: LinkSigner::derive(SECRET),
             public_base_url: BASE.into(),
             clock: clock.clock(),
