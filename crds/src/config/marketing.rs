@@ -366,7 +366,13 @@ impl TitanConfig for CampaignConfig {
                 )
             },
         )?;
-        in_range(s, "sendRatePerSecond", self.send_rate_per_second, 0, 1_000_000)?;
+        in_range(
+            s,
+            "sendRatePerSecond",
+            self.send_rate_per_second,
+            0,
+            1_000_000,
+        )?;
         ensure(
             self.abtesting_url.starts_with("https://") || self.abtesting_url.starts_with("http://"),
             s,
@@ -399,6 +405,11 @@ impl TitanConfig for CampaignConfig {
     }
 }
 
+/// The variables the operator sets from `smtp.credentialsSecret` (its keys `username` and
+/// `password`) and the campaign service logs in to the relay with.
+pub const SMTP_USERNAME_ENV: &str = "TITAN_CAMPAIGN_SMTP_USERNAME";
+pub const SMTP_PASSWORD_ENV: &str = "TITAN_CAMPAIGN_SMTP_PASSWORD";
+
 /// An SMTP relay for the email channel.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -412,7 +423,8 @@ pub struct SmtpConfig {
     pub port: u32,
     /// Sender address of every email.
     pub from: String,
-    /// Secret in the cell's namespace with keys `username` and `password`; absent = no login.
+    /// Secret in the cell's namespace with keys `username` and `password` (the service logs in
+    /// with them, over STARTTLS except on port 25 or a loopback relay); absent = no login.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<String>,
 }

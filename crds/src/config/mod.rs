@@ -26,7 +26,7 @@ pub use logistics::{
 };
 pub use marketing::{
     AttributionModel, BadgeRules, CampaignConfig, CouponConfig, FlashsaleConfig,
-    GamificationConfig, PointsRules, SmtpConfig,
+    GamificationConfig, PointsRules, SMTP_PASSWORD_ENV, SMTP_USERNAME_ENV, SmtpConfig,
 };
 
 use crate::kind::ServiceKind;

@@ -26,7 +26,10 @@ use k8s_openapi::{
     },
 };
 use kube::{Resource, ResourceExt};
-use titan_crds::{DatastoreKind, Service, ServiceKind};
+use titan_crds::{
+    DatastoreKind, Service, ServiceKind,
+    config::{SMTP_PASSWORD_ENV, SMTP_USERNAME_ENV, ServiceConfig},
+};
 
 use super::{
     migration::{self, CONTAINER, MigrationJob},
@@ -264,6 +267,16 @@ fn pod_template(
             &cell.turn_secret(),
             TURN_SECRET_KEY,
         ));
+    }
+
+    // The campaign service's SMTP login, from the Secret its config names.
+    if spec.service == ServiceKind::Campaign
+        && let Ok(ServiceConfig::Campaign(c)) =
+            ServiceConfig::parse(ServiceKind::Campaign, spec.config.as_ref())
+        && let Some(secret) = c.smtp.and_then(|s| s.credentials_secret)
+    {
+        env.push(secret_env(SMTP_USERNAME_ENV, &secret, "username"));
+        env.push(secret_env(SMTP_PASSWORD_ENV, &secret, "password"));
     }
 
     let (command, args) = if titan {
@@ -509,6 +522,54 @@ mod tests {
         assert!(matches!(objects.migration, MigrationJob::Run(_)));
         let stopped = build(&service, &cell(true), &rendered).expect("builds");
         assert_eq!(stopped.migration, MigrationJob::Stopped);
+    }
+
+    #[test]
+    fn the_campaign_smtp_login_comes_from_the_secret_its_config_names() {
+        let mut service: Service = serde_yaml::from_str(
+            "apiVersion: commerce.titan.dev/v1alpha1\nkind: Service\nmetadata: {name: campaign, namespace: titan-sg-1}\nspec: {cell: sg-1, service: campaign, image: 'ghcr.io/titan/titan:0.1.0', config: {smtp: {host: smtp.example, from: shop@example.com, credentialsSecret: smtp-login}}}",
+        )
+        .expect("service yaml");
+        let env = |service: &Service| {
+            let rendered = validate::validate(service, "sg-1").expect("valid");
+            let objects = build(service, &cell(false), &rendered).expect("builds");
+            let pod = objects
+                .deployment
+                .spec
+                .expect("spec")
+                .template
+                .spec
+                .expect("pod");
+            pod.containers[0]
+                .env
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|e| {
+                    let from = e.value_from?.secret_key_ref?;
+                    Some((e.name, from.name, from.key))
+                })
+                .filter(|(name, _, _)| name.starts_with("TITAN_CAMPAIGN_SMTP_"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            env(&service),
+            vec![
+                (
+                    "TITAN_CAMPAIGN_SMTP_USERNAME".to_owned(),
+                    "smtp-login".to_owned(),
+                    "username".to_owned()
+                ),
+                (
+                    "TITAN_CAMPAIGN_SMTP_PASSWORD".to_owned(),
+                    "smtp-login".to_owned(),
+                    "password".to_owned()
+                ),
+            ]
+        );
+        service.spec.config =
+            Some(json!({"smtp": {"host": "smtp.example", "from": "shop@example.com"}}));
+        assert_eq!(env(&service), vec![]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use lettre::{
         Body, SinglePart,
         header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue},
     },
-    transport::smtp::{PoolConfig, authentication::Credentials},
+    transport::smtp::{PoolConfig, authentication::Credentials, response::Category},
 };
 use serde::Serialize;
 
@@ -42,7 +42,7 @@ pub enum SendError {
     /// Unreachable provider, timeout, 5xx, 429 or a transient SMTP reply: try again.
     #[error("{0}")]
     Retry(String),
-    /// The recipient was refused for good (SMTP 5xx): recorded as a bounce.
+    /// The recipient was refused for good (SMTP 55x): recorded as a bounce.
     #[error("{0}")]
     Bounce(String),
     /// Any other refusal; retrying would not help.
@@ -141,7 +141,15 @@ impl Provider for Smtp {
         let message = self.message(m)?;
         match self.transport.send(message).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is_permanent() => Err(SendError::Bounce(format!("smtp refused: {e}"))),
+            // 55x is about the mailbox (unknown user, refused recipient): a bounce. Other
+            // permanent replies — 535 for a refused login, say — are the relay's, not the
+            // recipient's, and must not suppress the address.
+            Err(e) if e.is_permanent() => match e.status() {
+                Some(code) if code.category == Category::MailSystem => {
+                    Err(SendError::Bounce(format!("smtp refused: {e}")))
+                }
+                _ => Err(SendError::Permanent(format!("smtp refused: {e}"))),
+            },
             Err(e) => Err(SendError::Retry(format!("smtp: {e}"))),
         }
     }

@@ -24,7 +24,7 @@ use std::{sync::Arc, time::Duration};
 
 use futures::FutureExt;
 use secrecy::ExposeSecret;
-use titan_crds::config::TitanConfig;
+use titan_crds::config::{SMTP_PASSWORD_ENV, SMTP_USERNAME_ENV, TitanConfig};
 use titan_kit::{
     Datastore, KitError, Mounted, ServiceContext, ServiceDef,
     auth::Authenticator,
@@ -64,15 +64,49 @@ pub fn service() -> ServiceDef {
     }
 }
 
-/// The providers the settings configure.
-pub fn channels(settings: &Settings) -> Result<Channels, KitError> {
+/// The SMTP login when `smtp.credentialsSecret` is set: the operator passes the Secret's
+/// `username` and `password` as [`SMTP_USERNAME_ENV`] and [`SMTP_PASSWORD_ENV`], read
+/// through `var`.
+pub fn smtp_credentials(
+    settings: &Settings,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Option<(String, String)>, KitError> {
+    let Some(secret) = settings
+        .smtp
+        .as_ref()
+        .and_then(|s| s.credentials_secret.as_ref())
+    else {
+        return Ok(None);
+    };
+    let read = |name: &str| {
+        var(name).filter(|v| !v.is_empty()).ok_or_else(|| {
+            KitError::config(
+                "services.campaign.smtp.credentialsSecret",
+                format!("names Secret {secret:?}, but {name} is not set (its keys are username and password)"),
+            )
+        })
+    };
+    Ok(Some((read(SMTP_USERNAME_ENV)?, read(SMTP_PASSWORD_ENV)?)))
+}
+
+/// The providers the settings configure; `var` reads the environment (the SMTP login).
+pub fn channels(
+    settings: &Settings,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Channels, KitError> {
     let email = match &settings.smtp {
         Some(smtp) => {
             let port = u16::try_from(smtp.port)
                 .map_err(|_| KitError::config("services.campaign.smtp.port", "above 65535"))?;
             Some(
-                Smtp::new(&smtp.host, port, &smtp.from, None, SMTP_POOL)
-                    .map_err(|e| KitError::config("services.campaign.smtp", e))?,
+                Smtp::new(
+                    &smtp.host,
+                    port,
+                    &smtp.from,
+                    smtp_credentials(settings, var)?,
+                    SMTP_POOL,
+                )
+                .map_err(|e| KitError::config("services.campaign.smtp", e))?,
             )
         }
         None => None,
@@ -109,7 +143,7 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
         PgStore::new(pool.clone()),
         ChAudience::new(ctx.clickhouse()?),
         Parts {
-            channels: channels(&settings)?,
+            channels: channels(&settings, |name| std::env::var(name).ok())?,
             experiments: Some(
                 Experiments::new(
                     &settings.abtesting_url,
@@ -147,4 +181,39 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
         let app = sender.clone();
         async move { app.tick().await.map(drop) }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use titan_crds::config::SmtpConfig;
+
+    use super::*;
+
+    #[test]
+    fn the_smtp_login_is_read_only_when_a_secret_is_named_and_then_required() {
+        let mut settings = Settings {
+            smtp: Some(SmtpConfig {
+                host: "smtp.example".into(),
+                port: 587,
+                from: "shop@example.com".into(),
+                credentials_secret: None,
+            }),
+            ..Settings::default()
+        };
+        let both = |name: &str| Some(format!("{name}-value"));
+        assert_eq!(smtp_credentials(&settings, both).expect("no login"), None);
+        if let Some(smtp) = settings.smtp.as_mut() {
+            smtp.credentials_secret = Some("smtp-login".into());
+        }
+        assert_eq!(
+            smtp_credentials(&settings, both).expect("login"),
+            Some((
+                format!("{SMTP_USERNAME_ENV}-value"),
+                format!("{SMTP_PASSWORD_ENV}-value")
+            ))
+        );
+        let no_password = |name: &str| (name == SMTP_USERNAME_ENV).then(|| "shop".to_owned());
+        let e = smtp_credentials(&settings, no_password).expect_err("password missing");
+        assert!(e.to_string().contains(SMTP_PASSWORD_ENV), "{e}");
+    }
 }

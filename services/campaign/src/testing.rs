@@ -23,9 +23,40 @@ pub struct Mail {
     pub body: String,
 }
 
+/// aiosmtpd's controller with an authenticator that takes one login (AUTH over the plain
+/// loopback connection) and refuses mail from a client that has not logged in.
+const WITH_LOGIN: &str = r#"
+import logging, sys, time, warnings
+# The loopback test relay takes AUTH without TLS on purpose: no warning about it.
+warnings.simplefilter("ignore")
+logging.disable(logging.WARNING)
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import AuthResult
+host, port, maildir, user, password = sys.argv[1:6]
+def check(server, session, envelope, mechanism, data):
+    ok = data.login.decode() == user and data.password.decode() == password
+    # handled=False: aiosmtpd answers 535 itself (handled=True would leave the reply to us).
+    return AuthResult(success=ok, handled=False)
+c = Controller(Mailbox(maildir), hostname=host, port=int(port), authenticator=check,
+               auth_required=True, auth_require_tls=False)
+c.start()
+while True:
+    time.sleep(3600)
+"#;
+
 impl SmtpServer {
     /// Starts one on a free loopback port and waits until it accepts connections.
     pub async fn start() -> Self {
+        Self::spawn(None).await
+    }
+
+    /// Starts one that accepts mail only after `AUTH` with this login.
+    pub async fn start_with_login(user: &str, password: &str) -> Self {
+        Self::spawn(Some((user, password))).await
+    }
+
+    async fn spawn(login: Option<(&str, &str)>) -> Self {
         let python = std::env::var("TITAN_TEST_AIOSMTPD").unwrap_or_else(|_| {
             panic!(
                 "TITAN_TEST_AIOSMTPD is not set: run the tests with `cargo xtask test`, which installs \
@@ -37,14 +68,19 @@ impl SmtpServer {
             .expect("free port")
             .port();
         let dir = tempfile::tempdir().expect("maildir");
-        let child = tokio::process::Command::new(python)
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(dir.path().join("mail"))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start aiosmtpd");
+        let mut command = tokio::process::Command::new(python);
+        match login {
+            None => command
+                .args(["-m", "aiosmtpd", "-n", "-l"])
+                .arg(format!("127.0.0.1:{port}"))
+                .args(["-c", "aiosmtpd.handlers.Mailbox"])
+                .arg(dir.path().join("mail")),
+            Some((user, password)) => command
+                .args(["-c", WITH_LOGIN, "127.0.0.1", &port.to_string()])
+                .arg(dir.path().join("mail"))
+                .args([user, password]),
+        };
+        let child = command.kill_on_drop(true).spawn().expect("start aiosmtpd");
         eventually("aiosmtpd to listen", || async move {
             tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await

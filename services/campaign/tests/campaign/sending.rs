@@ -1,11 +1,18 @@
 //! Sending through real providers: email at a real SMTP server with the rendered body,
 //! headers and a working unsubscribe link; an HTTP provider that fails twice; a sender that
-//! stops mid-send and a replica that resumes without sending anyone a message twice.
+//! stops mid-send and a replica that resumes without sending anyone a message twice; the
+//! global send rate across replicas; an SMTP relay that requires a login.
 
-use std::{collections::HashSet, sync::atomic::Ordering};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::atomic::Ordering,
+};
 
 use chrono::Duration;
-use titan_campaign::domain::{Channel, Rule, Status};
+use titan_campaign::{
+    domain::{Channel, Rule, Status},
+    testing::SmtpServer,
+};
 use titan_kit::testing::eventually;
 
 use crate::support::{BASE, Ev, Setup, Stub, app_on, contact, env, events, launch, spec, statuses};
@@ -295,4 +302,72 @@ async fn the_global_send_rate_is_shared_by_every_replica_each_second() {
         .expect("window");
     assert_eq!(left, 2);
     assert_eq!(env.smtp.as_ref().expect("smtp").count(), 8);
+}
+
+#[tokio::test]
+async fn email_logs_in_to_a_relay_that_requires_it_and_a_refused_login_bounces_nobody() {
+    let mut env = env(Setup::default()).await;
+    env.smtp = Some(SmtpServer::start_with_login("shop", "s3cret").await);
+    events(
+        &env.ch,
+        &[
+            Ev("u1", "flashsale.purchased", 24, "p1", 1000, "FR"),
+            Ev("u2", "flashsale.purchased", 24, "p1", 1000, "FR"),
+        ],
+    )
+    .await;
+    for u in ["u1", "u2"] {
+        env.app
+            .put_contact(&contact(u, &format!("{u}@shop.test"), "", 1))
+            .await
+            .expect("contact");
+    }
+    let login = |password: &str| Setup {
+        smtp_login: Some(("shop".into(), password.into())),
+        ..Setup::default()
+    };
+    // A wrong password: the relay answers 535, which fails the deliveries without
+    // suppressing anyone (it is the relay's refusal, not the recipients').
+    env.app = app_on(
+        &env.pg,
+        &env.ch,
+        &env.clock,
+        env.smtp.as_ref(),
+        &login("wrong"),
+    );
+    let refused = launch(&env, spec(Channel::Email, bought())).await;
+    assert_eq!(env.app.tick().await.expect("tick").sent, 0);
+    assert_eq!(
+        statuses(&env, refused.id).await,
+        HashMap::from([("FAILED".into(), 2)])
+    );
+    let error: String = sqlx::query_scalar(
+        "SELECT error FROM campaign_deliveries WHERE campaign_id = $1 AND user_id = 'u1'",
+    )
+    .bind(refused.id.uuid())
+    .fetch_one(&env.pg.pool)
+    .await
+    .expect("error");
+    assert!(error.contains("535"), "{error}");
+    let suppressed: i64 = sqlx::query_scalar("SELECT count(*) FROM campaign_suppressions")
+        .fetch_one(&env.pg.pool)
+        .await
+        .expect("count");
+    assert_eq!(suppressed, 0);
+    assert_eq!(env.smtp.as_ref().expect("smtp").count(), 0);
+
+    env.app = app_on(
+        &env.pg,
+        &env.ch,
+        &env.clock,
+        env.smtp.as_ref(),
+        &login("s3cret"),
+    );
+    let sent = launch(&env, spec(Channel::Email, bought())).await;
+    assert_eq!(env.app.tick().await.expect("tick").sent, 2);
+    assert_eq!(
+        statuses(&env, sent.id).await,
+        HashMap::from([("SENT".into(), 2)])
+    );
+    assert_eq!(env.smtp.as_ref().expect("smtp").count(), 2);
 }

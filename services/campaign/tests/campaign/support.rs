@@ -51,6 +51,8 @@ pub const BASE: &str = "http://links.test";
 
 pub struct Setup {
     pub smtp: bool,
+    /// The SMTP login (user, password) the email provider uses.
+    pub smtp_login: Option<(String, String)>,
     /// The abtesting client for campaigns with variants.
     pub experiments: Option<Experiments>,
     pub push_url: Option<String>,
@@ -65,6 +67,7 @@ impl Default for Setup {
         Self {
             smtp: false,
             experiments: None,
+            smtp_login: None,
             push_url: None,
             batch: 500,
             rate: 0,
@@ -117,7 +120,14 @@ pub fn app_on(
     };
     let channels = Channels {
         email: smtp.map(|s| {
-            Smtp::new("127.0.0.1", s.port, "shop@titan.test", None, 8).expect("smtp transport")
+            Smtp::new(
+                "127.0.0.1",
+                s.port,
+                "shop@titan.test",
+                setup.smtp_login.clone(),
+                8,
+            )
+            .expect("smtp transport")
         }),
         push: setup
             .push_url
