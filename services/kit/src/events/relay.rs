@@ -131,15 +131,17 @@ impl Leadership {
             .await;
     }
 
-    /// Whether this session still holds its advisory lock (one round trip); an error when the
-    /// session is gone.
-    async fn holds_lock(&mut self) -> Result<bool, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks
-             WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted)",
-        )
-        .fetch_one(&mut *self.conn)
-        .await
+    /// Whether the lock's session is alive (one round trip); an error when it is gone. A
+    /// session-level advisory lock ends only with an explicit unlock (only [`Self::release`]
+    /// does one) or with its session, and this connection never returns to the pool, so a live
+    /// session holds the lock. (Reading `pg_locks` to be sure cost about 4 % of PostgreSQL's
+    /// CPU under `titan-bench fraud`: `pg_lock_status` walks every lock table, predicate locks
+    /// included, and the relay asks before each batch.)
+    async fn session_alive(&mut self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1")
+            .execute(&mut *self.conn)
+            .await
+            .map(|_| ())
     }
 
     /// The server process of the lock's session (to end it in tests and by operators).
@@ -331,12 +333,8 @@ impl Relay {
     /// (one round trip), so a relay whose lock session died stops at once; one that lost it
     /// after that check is stopped by the fence (see [`Relay::publish_as`]).
     pub async fn relay_leading(&self, leadership: &mut Leadership) -> Result<u64, KitError> {
-        match leadership.holds_lock().await {
-            Ok(true) => self.publish_as(leadership).await,
-            Ok(false) => Err(KitError::Event(format!(
-                "relay of {} no longer holds its lock; it stops publishing",
-                self.service
-            ))),
+        match leadership.session_alive().await {
+            Ok(()) => self.publish_as(leadership).await,
             Err(e) => Err(KitError::Event(format!(
                 "relay of {} lost its lock session ({e}); it stops publishing",
                 self.service
