@@ -14,9 +14,9 @@ use crate::{
     channel::{Channels, Outgoing, SendError},
     config::Settings,
     domain::{
-        Campaign, CampaignId, Channel, Contact, InputError, LinkKind, LinkSigner, Linked, Model,
-        NewCampaign, Personal, Purchase, Schedule, Segment, SegmentQuery, Status, Template, Touch,
-        Transition, attributed, roi,
+        Bounce, Campaign, CampaignId, Channel, Contact, InputError, LinkKind, LinkSigner, Linked,
+        Model, NewCampaign, Personal, Purchase, Schedule, Segment, SegmentQuery, Status, Template,
+        Touch, Transition, attributed, roi,
     },
     experiments::{AssignError, Experiments},
     metrics::Metrics,
@@ -35,6 +35,8 @@ pub enum CampaignError {
     Invalid(#[from] InputError),
     #[error("campaign {0} not found")]
     NotFound(CampaignId),
+    #[error("no email delivery sent with that message_id")]
+    NoSuchDelivery,
     #[error("cannot {what} a {from} campaign")]
     InvalidTransition {
         what: &'static str,
@@ -62,7 +64,7 @@ impl ServiceError for CampaignError {
     fn code(&self) -> ErrorCode {
         match self {
             Self::Invalid(_) => ErrorCode::InvalidArgument,
-            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::NotFound(_) | Self::NoSuchDelivery => ErrorCode::NotFound,
             Self::InvalidTransition { .. }
             | Self::BudgetSpent(_)
             | Self::ChannelOff(_)
@@ -76,7 +78,7 @@ impl ServiceError for CampaignError {
     fn reason(&self) -> Option<&'static str> {
         match self {
             Self::Invalid(_) => Some("INVALID_ARGUMENT"),
-            Self::NotFound(_) => Some("NOT_FOUND"),
+            Self::NotFound(_) | Self::NoSuchDelivery => Some("NOT_FOUND"),
             Self::InvalidTransition { .. } => Some("INVALID_TRANSITION"),
             Self::BudgetSpent(_) => Some("BUDGET_SPENT"),
             Self::ChannelOff(_) => Some("CHANNEL_NOT_CONFIGURED"),
@@ -316,6 +318,9 @@ pub trait CampaignStore: Send + Sync + 'static {
         kind: LinkKind,
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool>> + Send;
+    /// Records a bounce of a SENT (or already BOUNCED) email delivery: a permanent one makes
+    /// it BOUNCED and suppresses its user for EMAIL. False when there is no such delivery.
+    fn bounce(&self, b: &Bounce, at: DateTime<Utc>) -> impl Future<Output = Result<bool>> + Send;
     fn suppress(
         &self,
         user: &str,
@@ -626,7 +631,7 @@ impl<S: CampaignStore, A: Audience> Campaigns<S, A> {
             subject: message.subject,
             body,
             unsubscribe_url: unsubscribe,
-            message_id: format!("{}.{}.{}", c.id, d.occurrence, hex::encode(&d.user_id)),
+            message_id: crate::domain::bounce::message_id(c.id, d.occurrence, &d.user_id),
         };
         let mut wait = FIRST_BACKOFF;
         let mut attempts = 0;
@@ -779,6 +784,15 @@ impl<S: CampaignStore, A: Audience> Campaigns<S, A> {
             .suppress(&l.user_id, l.channel, "unsubscribe", self.now())
             .await?;
         Ok(Some(l.channel))
+    }
+
+    /// An asynchronous bounce reported by the bounce processor.
+    pub async fn bounced(&self, b: &Bounce) -> Result<()> {
+        if self.store.bounce(b, self.now()).await? {
+            Ok(())
+        } else {
+            Err(CampaignError::NoSuchDelivery)
+        }
     }
 
     pub async fn report(&self, id: CampaignId, model: Option<Model>) -> Result<Report> {

@@ -14,7 +14,7 @@ use lettre::{
 };
 use serde::Serialize;
 
-use crate::domain::Channel;
+use crate::domain::{Channel, bounce::message_id_header};
 
 /// Messages of one batch in flight at once: a message spends most of its time waiting on
 /// the relay's replies (a few round trips), so throughput grows with messages in flight.
@@ -117,7 +117,7 @@ impl Smtp {
             .from(self.from.clone())
             .to(to)
             .subject(m.subject.clone())
-            .message_id(Some(format!("<{}@titan.campaign>", m.message_id)))
+            .message_id(Some(message_id_header(&m.message_id)))
             // RFC 2369 and RFC 8058: mail clients show an unsubscribe button that POSTs here.
             .raw_header(header(
                 "List-Unsubscribe",

@@ -15,9 +15,9 @@ use tonic::{Request, Response, Status};
 use crate::{
     app::{Audience, CampaignError, CampaignStore, Campaigns, Report},
     domain::{
-        Campaign, CampaignId, Caps, Channel, Contact, InputError, Model, NewCampaign, QuietHours,
-        Rule, SERVICE, Schedule, Segment, Status as CampaignStatus, Template, Transition, Trigger,
-        Variant, Variants, variants::MAX_VARIANTS,
+        Bounce, Campaign, CampaignId, Caps, Channel, Contact, InputError, Model, NewCampaign,
+        QuietHours, Rule, SERVICE, Schedule, Segment, Status as CampaignStatus, Template,
+        Transition, Trigger, Variant, Variants, variants::MAX_VARIANTS,
     },
 };
 
@@ -428,6 +428,18 @@ impl<S: CampaignStore, A: Audience> CampaignService for Grpc<S, A> {
         .map_err(invalid)?;
         self.app.put_contact(&c).await.map_err(status)?;
         Ok(Response::new(pb::PutContactResponse {}))
+    }
+
+    async fn record_bounce(
+        &self,
+        request: Request<pb::RecordBounceRequest>,
+    ) -> Result<Response<pb::RecordBounceResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        caller.require_any_role(&[SERVICE_ROLE, ADMIN])?;
+        let r = request.into_inner();
+        let b = Bounce::new(&r.message_id, r.permanent, &r.diagnostic).map_err(invalid)?;
+        self.app.bounced(&b).await.map_err(status)?;
+        Ok(Response::new(pb::RecordBounceResponse {}))
     }
 
     async fn create_campaign(

@@ -1,10 +1,11 @@
 //! Campaign rules, pure: campaigns with their channel, lifecycle, caps, quiet hours, schedule
 //! and budget; templates checked when a campaign is saved; segment rules compiled into one
 //! ClickHouse query with every value bound; event triggers; A/B variants; contacts;
-//! signed links; attribution and ROI.
+//! signed links; bounces by Message-ID; attribution and ROI.
 //! No I/O.
 
 pub mod attribution;
+pub mod bounce;
 pub mod campaign;
 pub mod contact;
 pub mod links;
@@ -14,6 +15,7 @@ pub mod trigger;
 pub mod variants;
 
 pub use attribution::{Model, Purchase, Touch, attributed, roi};
+pub use bounce::Bounce;
 pub use campaign::{
     Campaign, CampaignId, Caps, Channel, NewCampaign, QuietHours, Schedule, Status, Transition,
 };

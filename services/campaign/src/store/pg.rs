@@ -16,9 +16,9 @@ use crate::{
         VariantCounts,
     },
     domain::{
-        Campaign, CampaignId, Caps, Channel, Contact, LinkKind, Linked, NewCampaign, Purchase,
-        QuietHours, Rule, Schedule, Segment, Status, Template, Touch, Transition, Trigger, Variant,
-        Variants,
+        Bounce, Campaign, CampaignId, Caps, Channel, Contact, LinkKind, Linked, NewCampaign,
+        Purchase, QuietHours, Rule, Schedule, Segment, Status, Template, Touch, Transition,
+        Trigger, Variant, Variants,
     },
 };
 
@@ -780,6 +780,44 @@ impl CampaignStore for PgStore {
         .await?
         .rows_affected();
         Ok(n == 1)
+    }
+
+    async fn bounce(&self, b: &Bounce, at: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let found = sqlx::query(
+            "UPDATE campaign_deliveries
+             SET status = CASE WHEN $4 THEN 'BOUNCED' ELSE status END, error = $5
+             WHERE campaign_id = $1 AND occurrence = $2 AND user_id = $3 AND channel = 'EMAIL'
+               AND status IN ('SENT', 'BOUNCED')",
+        )
+        .bind(b.campaign.uuid())
+        .bind(i32_of(b.occurrence))
+        .bind(&b.user_id)
+        .bind(b.permanent)
+        .bind(format!(
+            "{} bounce: {}",
+            if b.permanent {
+                "permanent"
+            } else {
+                "transient"
+            },
+            b.diagnostic
+        ))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if found > 0 && b.permanent {
+            sqlx::query(
+                "INSERT INTO campaign_suppressions (user_id, channel, reason, at)
+                 VALUES ($1, 'EMAIL', 'bounce', $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(&b.user_id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(found > 0)
     }
 
     async fn suppress(

@@ -371,3 +371,99 @@ async fn email_logs_in_to_a_relay_that_requires_it_and_a_refused_login_bounces_n
     );
     assert_eq!(env.smtp.as_ref().expect("smtp").count(), 2);
 }
+
+#[tokio::test]
+async fn a_bounce_reported_after_the_send_marks_the_delivery_and_suppresses_the_address() {
+    use titan_campaign::grpc::Grpc;
+    use titan_kit::testing::caller;
+    use titan_proto::campaign::v1::{self as pb, campaign_service_server::CampaignService};
+    use tonic::{Code, Request};
+
+    let env = env(Setup {
+        smtp: true,
+        ..Setup::default()
+    })
+    .await;
+    events(
+        &env.ch,
+        &[
+            Ev("u1", "flashsale.purchased", 24, "p1", 1000, "FR"),
+            Ev("u2", "flashsale.purchased", 24, "p1", 1000, "FR"),
+        ],
+    )
+    .await;
+    for u in ["u1", "u2"] {
+        env.app
+            .put_contact(&contact(u, &format!("{u}@shop.test"), "", 1))
+            .await
+            .expect("contact");
+    }
+    let first = launch(&env, spec(Channel::Email, bought())).await;
+    assert_eq!(env.app.tick().await.expect("tick").sent, 2);
+    // The Message-ID at the relay is what a DSN returns.
+    let to_u1 = env
+        .smtp
+        .as_ref()
+        .expect("smtp")
+        .messages()
+        .into_iter()
+        .find(|m| m.headers["to"] == "u1@shop.test")
+        .expect("u1's message");
+    let message_id = to_u1.headers["message-id"].clone();
+
+    let grpc = Grpc::new(env.app.clone());
+    let bounce = |who: titan_kit::auth::Caller, message_id: &str, permanent: bool| {
+        let mut r = Request::new(pb::RecordBounceRequest {
+            message_id: message_id.into(),
+            permanent,
+            diagnostic: "smtp; 550 5.1.1 user unknown".into(),
+        });
+        r.extensions_mut().insert(who);
+        r
+    };
+    let bouncer = || caller("bounce-processor", &["service"]);
+    assert_eq!(
+        grpc.record_bounce(bounce(caller("u1", &[]), &message_id, true))
+            .await
+            .expect_err("a buyer")
+            .code(),
+        Code::PermissionDenied
+    );
+    let e = grpc
+        .record_bounce(bounce(bouncer(), "<x@example.com>", true))
+        .await
+        .expect_err("not ours");
+    assert!(e.message().starts_with("message_id: "), "{}", e.message());
+    // A transient bounce is noted and changes nothing else.
+    grpc.record_bounce(bounce(bouncer(), &message_id, false))
+        .await
+        .expect("transient");
+    assert_eq!(statuses(&env, first.id).await["SENT"], 2);
+    for _ in 0..2 {
+        grpc.record_bounce(bounce(bouncer(), &message_id, true))
+            .await
+            .expect("permanent, twice");
+    }
+    assert_eq!(
+        statuses(&env, first.id).await,
+        HashMap::from([("SENT".into(), 1), ("BOUNCED".into(), 1)])
+    );
+    let report = env.app.report(first.id, None).await.expect("report");
+    assert_eq!((report.counts.sent, report.counts.bounced), (1, 1));
+    // The next campaign skips the bounced address.
+    let next = launch(&env, spec(Channel::Email, bought())).await;
+    assert_eq!(env.app.tick().await.expect("tick").sent, 1);
+    assert_eq!(
+        statuses(&env, next.id).await,
+        HashMap::from([("SENT".into(), 1), ("SUPPRESSED".into(), 1)])
+    );
+    // A message this service never sent.
+    let unknown = message_id.replacen(".0.", ".7.", 1);
+    assert_eq!(
+        grpc.record_bounce(bounce(bouncer(), &unknown, true))
+            .await
+            .expect_err("no such delivery")
+            .code(),
+        Code::NotFound
+    );
+}
