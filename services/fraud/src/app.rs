@@ -462,13 +462,16 @@ impl<S: FraudStore, V: HotStore> Fraud<S, V> {
                 (None, self.store.snapshot(&t, since_7d).await?.known)
             }
         };
-        let profile = known.profile(&t.transaction_id, since_7d);
         let created = t
             .account_created_at
-            .or(profile.account_created_at)
-            .or(profile.first_seen_at)
+            .or(known.account_created_at)
+            .or(known.first_seen_at)
             .unwrap_or(now);
-        let history: Vec<f64> = profile.recent_amounts.iter().map(|&a| a as f64).collect();
+        let history: Vec<f64> = known
+            .amounts_before(&t.transaction_id)
+            .iter()
+            .map(|&a| a as f64)
+            .collect();
         let known_bad = [
             ("device", &t.device, &c.known_bad.devices),
             ("ip", &t.ip, &c.known_bad.ips),
@@ -478,8 +481,8 @@ impl<S: FraudStore, V: HotStore> Fraud<S, V> {
         .find(|(_, v, list)| v.as_ref().is_some_and(|v| list.contains(v)))
         .map(|(name, ..)| name.to_owned());
         let facts = Facts {
-            new_device: t.device.is_some() && !profile.device_seen,
-            new_ip: t.ip.is_some() && !profile.ip_seen,
+            new_device: t.device.is_some() && !known.device_seen,
+            new_ip: t.ip.is_some() && !known.ip_seen,
             high_risk_country: t
                 .country
                 .as_ref()
@@ -487,10 +490,10 @@ impl<S: FraudStore, V: HotStore> Fraud<S, V> {
             country_mismatch: t.country_mismatch(),
             velocity,
             amount_z: crate::domain::stats::robust_z(&history, t.amount as f64),
-            failed_payments_7d: u64::try_from(profile.failed_payments_7d).unwrap_or(0),
+            failed_payments_7d: known.failures_since(since_7d),
             account_age_days: days(created, now),
             known_bad,
-            chargebacks: u64::try_from(profile.chargebacks).unwrap_or(0),
+            chargebacks: u64::try_from(known.chargebacks).unwrap_or(0),
         };
         let (signal_score, fired) = signals::score(&facts, c);
         let features = signals::features(&facts, c);
@@ -504,7 +507,7 @@ impl<S: FraudStore, V: HotStore> Fraud<S, V> {
         };
         let trust = trust(
             facts.account_age_days,
-            u64::try_from(profile.successful_orders).unwrap_or(0),
+            u64::try_from(known.successful_orders).unwrap_or(0),
             facts.chargebacks,
         );
         let velocity_strength = features[4];

@@ -1,8 +1,7 @@
-//! What the service knows about a user before a check, and the profile a check scores from it.
-//! The same [`Known`] comes from PostgreSQL (the record) or from the copy cached in Redis beside
-//! the velocity sets, so both paths score identically; turning it into a [`Profile`] for one
-//! transaction (payment failures in the window, the user's earlier amounts without this
-//! transaction) is pure.
+//! What the service knows about a user before a check. The same [`Known`] comes from
+//! PostgreSQL (the record) or from the copy cached in Redis beside the velocity sets, so both
+//! paths score identically; what a check derives from it for one transaction (payment failures
+//! in the window, the user's earlier amounts without this transaction) is pure.
 
 use chrono::{DateTime, Utc};
 
@@ -13,20 +12,6 @@ pub const MAX_FAILURES: usize = 100;
 /// Most first-seen devices and IPs of one user copied into the cache; a user with more is
 /// read from PostgreSQL on every check (a bound on one fill, not a limit on the history).
 pub const MAX_SEEN: usize = 1_000;
-
-/// What a check scores from, for one transaction.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Profile {
-    pub first_seen_at: Option<DateTime<Utc>>,
-    pub account_created_at: Option<DateTime<Utc>>,
-    pub successful_orders: i64,
-    pub chargebacks: i64,
-    pub device_seen: bool,
-    pub ip_seen: bool,
-    pub failed_payments_7d: i64,
-    /// Newest first, at most [`HISTORY`], this transaction excluded.
-    pub recent_amounts: Vec<i64>,
-}
 
 /// One earlier transaction of the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,29 +38,20 @@ pub struct Known {
 }
 
 impl Known {
-    /// The profile of `transaction_id`: failures after `since`, and the newest [`HISTORY`]
-    /// earlier amounts other than the transaction's own (a retried check must not compare the
-    /// amount with itself).
-    pub fn profile(&self, transaction_id: &str, since: DateTime<Utc>) -> Profile {
-        Profile {
-            first_seen_at: self.first_seen_at,
-            account_created_at: self.account_created_at,
-            successful_orders: self.successful_orders,
-            chargebacks: self.chargebacks,
-            device_seen: self.device_seen,
-            ip_seen: self.ip_seen,
-            failed_payments_7d: i64::try_from(
-                self.failures.iter().filter(|at| **at > since).count(),
-            )
-            .unwrap_or(i64::MAX),
-            recent_amounts: self
-                .recent
-                .iter()
-                .filter(|r| r.transaction_id != transaction_id)
-                .take(HISTORY)
-                .map(|r| r.amount)
-                .collect(),
-        }
+    /// Payment failures after `since`.
+    pub fn failures_since(&self, since: DateTime<Utc>) -> u64 {
+        u64::try_from(self.failures.iter().filter(|at| **at > since).count()).unwrap_or(u64::MAX)
+    }
+
+    /// The newest [`HISTORY`] earlier amounts other than `transaction_id`'s own (a retried
+    /// check must not compare the amount with itself), newest first.
+    pub fn amounts_before(&self, transaction_id: &str) -> Vec<i64> {
+        self.recent
+            .iter()
+            .filter(|r| r.transaction_id != transaction_id)
+            .take(HISTORY)
+            .map(|r| r.amount)
+            .collect()
     }
 }
 
@@ -132,11 +108,11 @@ mod tests {
             ..Known::default()
         };
         assert_eq!(
-            k.profile("x", at(0)).failed_payments_7d,
+            k.failures_since(at(0)),
             1,
             "a failure exactly at the start is outside"
         );
-        assert_eq!(k.profile("x", at(-2)).failed_payments_7d, 3);
+        assert_eq!(k.failures_since(at(-2)), 3);
     }
 
     #[test]
@@ -145,11 +121,11 @@ mod tests {
             recent: recent(HISTORY + 1),
             ..Known::default()
         };
-        let other = k.profile("new", at(0)).recent_amounts;
+        let other = k.amounts_before("new");
         assert_eq!(other.len(), HISTORY);
         assert_eq!(other[0], 0);
         assert_eq!(other[HISTORY - 1], (HISTORY as i64 - 1) * 10);
-        let retried = k.profile("t3", at(0)).recent_amounts;
+        let retried = k.amounts_before("t3");
         assert_eq!(retried.len(), HISTORY);
         assert!(!retried.contains(&30));
         assert_eq!(retried[HISTORY - 1], HISTORY as i64 * 10);
@@ -167,15 +143,14 @@ mod tests {
             n in 0usize..80, pick in 0usize..80,
         ) {
             let k = Known { recent: recent(n), ..Known::default() };
-            let id = format!("t{pick}");
-            let p = k.profile(&id, at(0));
-            prop_assert!(p.recent_amounts.len() <= HISTORY);
+            let amounts = k.amounts_before(&format!("t{pick}"));
+            prop_assert!(amounts.len() <= HISTORY);
             let expected: Vec<i64> = (0..n)
                 .filter(|i| *i != pick)
                 .take(HISTORY)
                 .map(|i| i as i64 * 10)
                 .collect();
-            prop_assert_eq!(p.recent_amounts, expected);
+            prop_assert_eq!(amounts, expected);
         }
     }
 }

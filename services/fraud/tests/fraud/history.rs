@@ -7,7 +7,7 @@ use std::time::Duration;
 use titan_fraud::{
     app::{FraudStore, HotStore},
     config::Settings,
-    domain::{Dimension, Transaction, profile::Profile},
+    domain::{Dimension, Transaction, profile::Known},
     store::{consumer::PurchaseHandler, redis::RedisHot},
 };
 use titan_kit::{
@@ -38,23 +38,17 @@ fn on(id: &str, device: &str, ip: &str, amount: i64) -> Transaction {
     }
 }
 
-/// The profile of `t` from PostgreSQL and from the cache, both read before `t` is stored
-/// (the cache's read also adds `t`, as a check's does).
-async fn both(w: &World, hot: &RedisHot, t: &Transaction) -> (Profile, Option<Profile>) {
+/// What PostgreSQL and the cache know before `t` is stored (the cache's read also adds `t`, as
+/// a check's does).
+async fn both(w: &World, hot: &RedisHot, t: &Transaction) -> (Known, Option<Known>) {
     let now = w.clock.now();
     let since = now - chrono::Duration::days(7);
-    let pg = store(w)
-        .snapshot(t, since)
-        .await
-        .expect("snapshot")
-        .known
-        .profile(&t.transaction_id, since);
+    let pg = store(w).snapshot(t, since).await.expect("snapshot").known;
     let cached = hot
         .record(&[(Dimension::User, &t.user_id)], t, now)
         .await
         .expect("record")
-        .known
-        .map(|k| k.profile(&t.transaction_id, since));
+        .known;
     (pg, cached)
 }
 
@@ -106,14 +100,15 @@ async fn the_cached_history_answers_exactly_as_postgresql_does() {
         (
             pg.device_seen,
             pg.ip_seen,
-            pg.failed_payments_7d,
+            pg.failures_since(w.clock.now() - chrono::Duration::days(7)),
             pg.chargebacks
         ),
         (true, true, 2, 1)
     );
-    assert_eq!(pg.recent_amounts.len(), 50);
+    let amounts = pg.amounts_before("h60");
+    assert_eq!(amounts.len(), 50);
     assert_eq!(
-        pg.recent_amounts[0], 1083,
+        amounts[0], 1083,
         "h59 (900 + 59·37 mod 400), h60 itself excluded"
     );
     assert_eq!(
@@ -130,7 +125,7 @@ async fn the_cached_history_answers_exactly_as_postgresql_does() {
     let (pg, cached) = both(&w, &hot, &on("n1", "dev-9", "198.51.100.1", 5000)).await;
     assert_eq!(cached.as_ref(), Some(&pg), "new device and ip");
     assert_eq!((pg.device_seen, pg.ip_seen), (false, false));
-    assert_eq!(pg.recent_amounts[0], 1000, "h60 is the newest now");
+    assert_eq!(pg.amounts_before("n1")[0], 1000, "h60 is the newest now");
 }
 
 #[tokio::test]
