@@ -20,14 +20,8 @@ async fn opens_and_clicks_count_once_per_user_and_forged_links_count_nothing() {
         ],
     )
     .await;
-    env.app
-        .put_contact(&contact("a", "", "", 1))
-        .await
-        .expect("contact");
-    env.app
-        .put_contact(&contact("b", "", "", 1))
-        .await
-        .expect("contact");
+    env.contacts(&[contact("a", "", "", 1), contact("b", "", "", 1)])
+        .await;
     let c = launch(
         &env,
         spec(
@@ -115,14 +109,8 @@ async fn conversions_revenue_and_roi_follow_the_attribution_model() {
         ],
     )
     .await;
-    env.app
-        .put_contact(&contact("a", "", "", 1))
-        .await
-        .expect("contact");
-    env.app
-        .put_contact(&contact("b", "", "", 1))
-        .await
-        .expect("contact");
+    env.contacts(&[contact("a", "", "", 1), contact("b", "", "", 1)])
+        .await;
     let rules = || vec![Rule::PurchasedWithin { within_days: 7 }];
     // Campaign X is shown to a and b at t0; campaign Y to a at t0 + 1 h.
     let x = launch(&env, spec(Channel::Banner, rules())).await;

@@ -39,10 +39,8 @@ async fn segment_rules_select_exactly_the_users_of_the_data_set() {
     )
     .await;
     for (u, level) in [("a", 1), ("b", 5), ("c", 3), ("d", 9), ("e", 1)] {
-        env.app
-            .put_contact(&contact(u, &format!("{u}@shop.test"), "", level))
-            .await
-            .expect("contact");
+        env.contacts(&[contact(u, &format!("{u}@shop.test"), "", level)])
+            .await;
     }
     let estimate = |rules: Vec<Rule>| {
         let app = env.app.clone();
@@ -133,14 +131,11 @@ async fn quiet_hours_hold_a_message_until_morning_in_the_users_zone() {
         ],
     )
     .await;
-    env.app
-        .put_contact(&contact("tokyo", "tokyo@shop.test", "Asia/Tokyo", 1))
-        .await
-        .expect("contact");
-    env.app
-        .put_contact(&contact("paris", "paris@shop.test", "Europe/Paris", 1))
-        .await
-        .expect("contact");
+    env.contacts(&[
+        contact("tokyo", "tokyo@shop.test", "Asia/Tokyo", 1),
+        contact("paris", "paris@shop.test", "Europe/Paris", 1),
+    ])
+    .await;
     let mut s = spec(
         Channel::Email,
         vec![Rule::PurchasedWithin { within_days: 7 }],
@@ -183,14 +178,11 @@ async fn a_frequency_cap_counts_messages_of_every_campaign() {
         ],
     )
     .await;
-    env.app
-        .put_contact(&contact("a", "a@shop.test", "", 1))
-        .await
-        .expect("contact");
-    env.app
-        .put_contact(&contact("b", "b@shop.test", "", 4))
-        .await
-        .expect("contact");
+    env.contacts(&[
+        contact("a", "a@shop.test", "", 1),
+        contact("b", "b@shop.test", "", 4),
+    ])
+    .await;
     // The first campaign reaches only b (level 4).
     let first = launch(
         &env,
@@ -244,10 +236,7 @@ async fn the_lifecycle_allows_only_its_moves_and_a_paused_campaign_sends_nothing
         &[Ev("a", "flashsale.purchased", 1, "p", 100, "FR")],
     )
     .await;
-    env.app
-        .put_contact(&contact("a", "a@shop.test", "", 1))
-        .await
-        .expect("contact");
+    env.contacts(&[contact("a", "a@shop.test", "", 1)]).await;
     let s = spec(
         Channel::Email,
         vec![Rule::PurchasedWithin { within_days: 7 }],

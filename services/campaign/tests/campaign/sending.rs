@@ -38,17 +38,11 @@ async fn email_arrives_rendered_with_its_headers_and_a_working_unsubscribe_link(
         ],
     )
     .await;
-    env.app
-        .put_contact(&contact("u1", "u1@shop.test", "", 1))
-        .await
-        .expect("contact");
+    env.contacts(&[contact("u1", "u1@shop.test", "", 1)]).await;
     let mut u2 = contact("u2", "u2@shop.test", "", 2);
     u2.first_name = "<b>Bo</b>".into();
     env.app.put_contact(&u2).await.expect("contact");
-    env.app
-        .put_contact(&contact("u3", "u3@shop.test", "", 1))
-        .await
-        .expect("contact");
+    env.contacts(&[contact("u3", "u3@shop.test", "", 1)]).await;
 
     let c = launch(&env, spec(Channel::Email, bought())).await;
     let tick = env.app.tick().await.expect("tick");
@@ -125,10 +119,7 @@ async fn a_provider_that_fails_twice_is_retried_and_delivers_once() {
         &[Ev("u1", "flashsale.purchased", 1, "p1", 100, "FR")],
     )
     .await;
-    env.app
-        .put_contact(&contact("u1", "", "", 1))
-        .await
-        .expect("contact");
+    env.contacts(&[contact("u1", "", "", 1)]).await;
     let c = launch(&env, spec(Channel::Push, bought())).await;
     let tick = env.app.tick().await.expect("tick");
     assert_eq!(tick.sent, 1);
@@ -159,10 +150,7 @@ async fn a_provider_that_keeps_failing_is_recorded_failed_and_refunded() {
         &[Ev("u1", "flashsale.purchased", 1, "p1", 100, "FR")],
     )
     .await;
-    env.app
-        .put_contact(&contact("u1", "", "", 1))
-        .await
-        .expect("contact");
+    env.contacts(&[contact("u1", "", "", 1)]).await;
     let c = launch(&env, spec(Channel::Push, bought())).await;
     env.app.tick().await.expect("tick");
     // One first attempt and three retries.
@@ -201,10 +189,8 @@ async fn a_sender_stopped_mid_send_is_resumed_by_another_replica_without_duplica
         .collect();
     events(&env.ch, &rows).await;
     for u in &users {
-        env.app
-            .put_contact(&contact(u, &format!("{u}@shop.test"), "", 1))
-            .await
-            .expect("contact");
+        env.contacts(&[contact(u, &format!("{u}@shop.test"), "", 1)])
+            .await;
     }
     let c = launch(&env, spec(Channel::Email, bought())).await;
     let smtp = env.smtp.as_ref().expect("smtp");
@@ -270,18 +256,8 @@ async fn the_global_send_rate_is_shared_by_every_replica_each_second() {
         rate: 3,
         ..Setup::default()
     };
-    let users: Vec<String> = (1..=8).map(|i| format!("u{i}")).collect();
-    let evs: Vec<Ev<'_>> = users
-        .iter()
-        .map(|u| Ev(u, "flashsale.purchased", 24, "p1", 1000, "FR"))
-        .collect();
-    events(&env.ch, &evs).await;
-    for u in &users {
-        env.app
-            .put_contact(&contact(u, &format!("{u}@shop.test"), "", 1))
-            .await
-            .expect("contact");
-    }
+    env.buyers(&["u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8"])
+        .await;
     let other = app_on(&env.pg, &env.ch, &env.clock, env.smtp.as_ref(), &setup);
     let c = launch(&env, spec(Channel::Email, bought())).await;
     // The clock stands still: 3 sends in this second, whichever replica takes them.
@@ -308,20 +284,7 @@ async fn the_global_send_rate_is_shared_by_every_replica_each_second() {
 async fn email_logs_in_to_a_relay_that_requires_it_and_a_refused_login_bounces_nobody() {
     let mut env = env(Setup::default()).await;
     env.smtp = Some(SmtpServer::start_with_login("shop", "s3cret").await);
-    events(
-        &env.ch,
-        &[
-            Ev("u1", "flashsale.purchased", 24, "p1", 1000, "FR"),
-            Ev("u2", "flashsale.purchased", 24, "p1", 1000, "FR"),
-        ],
-    )
-    .await;
-    for u in ["u1", "u2"] {
-        env.app
-            .put_contact(&contact(u, &format!("{u}@shop.test"), "", 1))
-            .await
-            .expect("contact");
-    }
+    env.buyers(&["u1", "u2"]).await;
     let login = |password: &str| Setup {
         smtp_login: Some(("shop".into(), password.into())),
         ..Setup::default()
@@ -384,20 +347,7 @@ async fn a_bounce_reported_after_the_send_marks_the_delivery_and_suppresses_the_
         ..Setup::default()
     })
     .await;
-    events(
-        &env.ch,
-        &[
-            Ev("u1", "flashsale.purchased", 24, "p1", 1000, "FR"),
-            Ev("u2", "flashsale.purchased", 24, "p1", 1000, "FR"),
-        ],
-    )
-    .await;
-    for u in ["u1", "u2"] {
-        env.app
-            .put_contact(&contact(u, &format!("{u}@shop.test"), "", 1))
-            .await
-            .expect("contact");
-    }
+    env.buyers(&["u1", "u2"]).await;
     let first = launch(&env, spec(Channel::Email, bought())).await;
     assert_eq!(env.app.tick().await.expect("tick").sent, 2);
     // The Message-ID at the relay is what a DSN returns.

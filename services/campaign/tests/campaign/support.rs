@@ -105,6 +105,30 @@ pub async fn env(setup: Setup) -> Env {
     }
 }
 
+impl Env {
+    /// Registers contacts.
+    pub async fn contacts(&self, contacts: &[Contact]) {
+        for c in contacts {
+            self.app.put_contact(c).await.expect("contact");
+        }
+    }
+
+    /// Users who bought 24 hours before t0 (so a `purchased_within` rule selects them), each
+    /// with a contact `<user>@shop.test` in UTC at level 1.
+    pub async fn buyers(&self, users: &[&str]) {
+        let rows: Vec<Ev<'_>> = users
+            .iter()
+            .map(|u| Ev(u, "flashsale.purchased", 24, "p1", 1000, "FR"))
+            .collect();
+        events(&self.ch, &rows).await;
+        let contacts: Vec<Contact> = users
+            .iter()
+            .map(|u| contact(u, &format!("{u}@shop.test"), "", 1))
+            .collect();
+        self.contacts(&contacts).await;
+    }
+}
+
 /// Another replica on the same stores.
 pub fn app_on(
     pg: &TestPostgres,

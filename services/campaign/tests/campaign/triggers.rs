@@ -61,10 +61,8 @@ async fn a_purchase_triggers_one_thank_you_per_event_however_often_it_arrives() 
     })
     .await;
     for u in ["u1", "u2"] {
-        env.app
-            .put_contact(&contact(u, &format!("{u}@shop.test"), "", 1))
-            .await
-            .expect("contact");
+        env.contacts(&[contact(u, &format!("{u}@shop.test"), "", 1)])
+            .await;
     }
     let c = launch(&env, triggered("flashsale.purchased", 0, "")).await;
     // Before the campaign starts listening (it is SCHEDULED until the sender's turn) an event
@@ -117,10 +115,8 @@ async fn an_abandoned_cart_is_sent_after_the_delay_unless_a_purchase_cancels_it(
     })
     .await;
     for (u, tz) in [("u1", ""), ("u2", ""), ("u3", "Asia/Tokyo")] {
-        env.app
-            .put_contact(&contact(u, &format!("{u}@shop.test"), tz, 1))
-            .await
-            .expect("contact");
+        env.contacts(&[contact(u, &format!("{u}@shop.test"), tz, 1)])
+            .await;
     }
     let mut cart = triggered("cart.updated", 2, "flashsale.purchased");
     cart.caps = Caps::new(1, 24).expect("caps");

@@ -22,7 +22,7 @@ use titan_proto::abtesting::v1::{self as pb, ab_testing_service_client::AbTestin
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, transport::Channel as GrpcChannel};
 
-use crate::support::{Ev, Setup, app_on, contact, env, events, launch, spec, t0};
+use crate::support::{Ev, Setup, app_on, env, events, launch, spec, t0};
 
 const SECRET: &str = "campaign-abtesting-test-secret-0123456789";
 const EXPERIMENT: &str = "winter-copy";
@@ -134,17 +134,8 @@ async fn each_recipient_gets_the_variant_abtesting_assigns_and_the_experiment_co
     .await;
     let (mut ab, admin, bound, auth, _ab_db, stop) = abtesting(&env.ch).await;
     let users: Vec<String> = (1..=8).map(|i| format!("u{i}")).collect();
-    let evs: Vec<Ev<'_>> = users
-        .iter()
-        .map(|u| Ev(u, "flashsale.purchased", 24, "p1", 1000, "FR"))
-        .collect();
-    events(&env.ch, &evs).await;
-    for u in &users {
-        env.app
-            .put_contact(&contact(u, &format!("{u}@shop.test"), "", 1))
-            .await
-            .expect("contact");
-    }
+    let names: Vec<&str> = users.iter().map(String::as_str).collect();
+    env.buyers(&names).await;
     let experiments =
         Experiments::new(&format!("http://{}", bound.grpc), auth.clone()).expect("experiments");
     let app = app_on(
