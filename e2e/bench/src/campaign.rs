@@ -1,12 +1,19 @@
 //! The campaign load generator: `titan serve campaign analytics` (release) with a real SMTP
-//! server (aiosmtpd, `TITAN_TEST_AIOSMTPD`); a segment of `users` buyers generated in
-//! `analytics_events` with their contacts; one EMAIL campaign scheduled now, timed until every
-//! delivery is recorded SENT and checked against the messages counted at the SMTP server (each
-//! recipient once); then `events` more events and EstimateSegment timed over them.
+//! server (aiosmtpd, `TITAN_TEST_AIOSMTPD`) or, to measure the sender rather than aiosmtpd's
+//! single Python thread writing a maildir, a counting relay (`--sink counting`: SMTP with
+//! PIPELINING, counts messages and recipients, stores nothing); a segment of `users` buyers
+//! generated in `analytics_events` with their contacts; one EMAIL campaign scheduled now,
+//! timed until every delivery is recorded SENT and checked against the messages counted at
+//! the SMTP server (each recipient once); then `events` more events and EstimateSegment timed
+//! over them.
 
 use std::{
     collections::HashSet,
     fmt,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -24,6 +31,107 @@ pub struct CampaignOptions {
     pub events: u64,
     pub batch: u32,
     pub release: bool,
+    pub sink: Sink,
+}
+
+/// The SMTP server the campaign sends to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Sink {
+    /// aiosmtpd writing every message to a maildir (what the tests use).
+    #[default]
+    Aiosmtpd,
+    /// A relay that only counts messages and recipients.
+    Counting,
+}
+
+/// A relay speaking just enough SMTP for lettre (EHLO with PIPELINING, MAIL, RCPT, DATA,
+/// RSET, NOOP, QUIT) that counts each message and its recipients and stores nothing.
+#[derive(Debug, Clone, Default)]
+struct CountingSink {
+    messages: Arc<AtomicU64>,
+    recipients: Arc<Mutex<HashSet<String>>>,
+}
+
+impl CountingSink {
+    async fn start() -> anyhow::Result<(Self, u16)> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let sink = Self::default();
+        let accepting = sink.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let sink = accepting.clone();
+                // A session ends when lettre closes its pooled connection; an I/O error
+                // there is that close, and what was counted stays counted.
+                tokio::spawn(async move { sink.session(stream).await.ok() });
+            }
+        });
+        Ok((sink, port))
+    }
+
+    async fn session(&self, stream: tokio::net::TcpStream) -> std::io::Result<()> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let (read, mut write) = stream.into_split();
+        let mut read = BufReader::new(read);
+        write.write_all(b"220 sink ESMTP\r\n").await?;
+        let mut line = Vec::new();
+        let mut to = Vec::new();
+        loop {
+            line.clear();
+            if read.read_until(b'\n', &mut line).await? == 0 {
+                return Ok(());
+            }
+            let command = String::from_utf8_lossy(&line).to_ascii_uppercase();
+            let reply: &[u8] = if command.starts_with("EHLO") {
+                b"250-sink\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+            } else if command.starts_with("MAIL") {
+                to.clear();
+                b"250 ok\r\n"
+            } else if command.starts_with("RCPT") {
+                let text = String::from_utf8_lossy(&line);
+                let address = text
+                    .split_once('<')
+                    .and_then(|(_, rest)| rest.split_once('>'))
+                    .map(|(a, _)| a.to_owned())
+                    .unwrap_or_default();
+                to.push(address);
+                b"250 ok\r\n"
+            } else if command.starts_with("DATA") {
+                write.write_all(b"354 go on\r\n").await?;
+                loop {
+                    line.clear();
+                    if read.read_until(b'\n', &mut line).await? == 0 {
+                        return Ok(());
+                    }
+                    if line == b".\r\n" {
+                        break;
+                    }
+                }
+                self.messages.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut seen) = self.recipients.lock() {
+                    seen.extend(to.drain(..));
+                }
+                b"250 ok\r\n"
+            } else if command.starts_with("QUIT") {
+                write.write_all(b"221 bye\r\n").await?;
+                return Ok(());
+            } else if command.starts_with("RSET")
+                || command.starts_with("NOOP")
+                || command.starts_with("HELO")
+            {
+                b"250 ok\r\n"
+            } else {
+                b"500 not understood\r\n"
+            };
+            write.write_all(reply).await?;
+        }
+    }
+
+    /// Messages received and distinct recipients.
+    fn counts(&self) -> (u64, u64) {
+        let distinct = self.recipients.lock().map(|r| r.len()).unwrap_or(0);
+        (self.messages.load(Ordering::Relaxed), distinct as u64)
+    }
 }
 
 impl CampaignOptions {
@@ -34,6 +142,7 @@ impl CampaignOptions {
             events: 20_000,
             batch: 100,
             release: false,
+            sink: Sink::Aiosmtpd,
         }
     }
 }
@@ -41,6 +150,7 @@ impl CampaignOptions {
 #[derive(Debug, Default)]
 pub struct CampaignReport {
     pub users: u32,
+    pub sink: Sink,
     pub sent: u64,
     pub received: u64,
     pub distinct: u64,
@@ -72,8 +182,8 @@ impl fmt::Display for CampaignReport {
         )?;
         writeln!(
             f,
-            "  at the SMTP server: {} messages, {} distinct recipients",
-            self.received, self.distinct
+            "  at the SMTP server ({:?}): {} messages, {} distinct recipients",
+            self.sink, self.received, self.distinct
         )?;
         if self.events > 0 {
             writeln!(f, "  segment evaluation over {} events:", self.events)?;
@@ -92,12 +202,23 @@ fn segment(rule: pb::segment_rule::Rule) -> Option<pb::Segment> {
 }
 
 pub async fn campaign(o: &CampaignOptions) -> anyhow::Result<CampaignReport> {
-    let smtp = SmtpServer::start().await;
+    // Only one of them runs; the other stays `None`.
+    let (smtp, counting, port) = match o.sink {
+        Sink::Aiosmtpd => {
+            let smtp = SmtpServer::start().await;
+            let port = smtp.port;
+            (Some(smtp), None, port)
+        }
+        Sink::Counting => {
+            let (sink, port) = CountingSink::start().await?;
+            (None, Some(sink), port)
+        }
+    };
     let cell = Cell::start_with(CellOptions {
         services: vec!["campaign".into(), "analytics".into()],
         config: Some(format!(
             "services:\n  campaign:\n    sendBatchSize: {}\n    smtp:\n      host: 127.0.0.1\n      port: {}\n      from: shop@titan.test\n",
-            o.batch, smtp.port
+            o.batch, port
         )),
         release: o.release,
     })
@@ -191,13 +312,21 @@ pub async fn campaign(o: &CampaignOptions) -> anyhow::Result<CampaignReport> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let send = started.elapsed();
-    let mails = smtp.messages();
-    let distinct: HashSet<&str> = mails.iter().map(|m| m.headers["to"].as_str()).collect();
+    let (received, distinct) = match (&smtp, &counting) {
+        (Some(smtp), _) => {
+            let mails = smtp.messages();
+            let distinct: HashSet<&str> = mails.iter().map(|m| m.headers["to"].as_str()).collect();
+            (mails.len() as u64, distinct.len() as u64)
+        }
+        (None, Some(sink)) => sink.counts(),
+        (None, None) => (0, 0),
+    };
     let mut report = CampaignReport {
         users: o.users,
+        sink: o.sink,
         sent,
-        received: mails.len() as u64,
-        distinct: distinct.len() as u64,
+        received,
+        distinct,
         send,
         events: o.events,
         estimates: Vec::new(),

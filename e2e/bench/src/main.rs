@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 use titan_bench::{
     Options,
     analytics::{AnalyticsOptions, analytics},
-    campaign::{CampaignOptions, campaign},
+    campaign::{CampaignOptions, Sink, campaign},
     chat::{ChatOptions, chat},
     fraud::{FraudOptions, fraud},
     livestream::{LivestreamOptions, livestream},
@@ -183,6 +183,9 @@ enum Scenario {
         /// Deliveries claimed per batch (the service's sendBatchSize).
         #[arg(long, default_value_t = 1_000)]
         batch: u32,
+        /// The SMTP server: aiosmtpd (a maildir, as the tests) or a relay that only counts.
+        #[arg(long, value_enum, default_value_t = Sink::Aiosmtpd)]
+        sink: Sink,
         #[arg(long)]
         debug: bool,
         #[arg(long)]
@@ -311,6 +314,7 @@ async fn main() -> ExitCode {
             users,
             events,
             batch,
+            sink,
             debug,
             quick,
         } => {
@@ -322,6 +326,7 @@ async fn main() -> ExitCode {
                     events,
                     batch,
                     release: !debug,
+                    sink,
                 }
             };
             finish(
