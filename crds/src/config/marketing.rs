@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, TitanConfig, ensure, in_range};
+use super::{ConfigError, TitanConfig, ensure, in_range, origins};
 use crate::kind::ServiceKind;
 
 /// Configuration of the flashsale service (the field names are those `services/flashsale`
@@ -39,6 +39,10 @@ pub struct FlashsaleConfig {
     /// How often stock and countdown updates are pushed to watchers, in milliseconds.
     #[schemars(range(min = 100, max = 60000))]
     pub watch_interval_ms: u64,
+    /// Origins (`scheme://host[:port]`) whose browser pages may open the sale watch
+    /// WebSocket. Empty = no browser page; apps and servers, which send no `Origin`, connect
+    /// with their token alone.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for FlashsaleConfig {
@@ -53,6 +57,7 @@ impl Default for FlashsaleConfig {
             sweep_interval_ms: 500,
             reconcile_interval_seconds: 60,
             watch_interval_ms: 250,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -107,7 +112,8 @@ impl TitanConfig for FlashsaleConfig {
                     self.sweep_interval_ms, self.reservation_ttl_seconds
                 )
             },
-        )
+        )?;
+        origins(s, "allowedOrigins", &self.allowed_origins)
     }
 }
 

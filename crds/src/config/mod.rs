@@ -182,6 +182,7 @@ impl ServiceConfig {
     pub fn websocket_origins(&self) -> &[String] {
         match self {
             Self::Chat(c) => &c.allowed_origins,
+            Self::Flashsale(c) => &c.allowed_origins,
             Self::Livestream(c) => &c.allowed_origins,
             Self::Videocall(c) => &c.allowed_origins,
             _ => &[],

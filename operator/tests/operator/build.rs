@@ -312,8 +312,14 @@ fn websocket_origins_reach_the_runtime_of_their_service_only() {
     );
     assert!(chat.allow_missing_origin);
     let flashsale = realtime("flashsale");
-    assert_eq!(flashsale.allowed_origins, Vec::<String>::new());
+    assert_eq!(
+        flashsale.allowed_origins,
+        vec!["https://sale.shop.example".to_owned()]
+    );
     assert!(flashsale.allow_missing_origin);
+    let coupon = realtime("coupon");
+    assert_eq!(coupon.allowed_origins, Vec::<String>::new());
+    assert!(coupon.allow_missing_origin);
 }
 
 /// livestream's playback URLs: without its own `hlsBaseUrl` the rendered file carries the
