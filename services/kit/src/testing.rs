@@ -159,6 +159,47 @@ impl Default for TestObjectStorage {
     }
 }
 
+/// A runtime serving services in the test's process, once its ports are bound.
+#[derive(Debug)]
+pub struct Served {
+    pub bound: crate::runtime::Bound,
+    /// Connected to the gRPC port.
+    pub channel: tonic::transport::Channel,
+    /// Cancel to stop the runtime; `task` then ends.
+    pub stop: tokio_util::sync::CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<(), crate::KitError>>,
+}
+
+/// Starts [`crate::runtime::serve`] for `services` on `config` (its addresses usually
+/// `127.0.0.1:0`) and connects to its gRPC port.
+pub async fn serve(
+    config: crate::config::Config,
+    services: Vec<crate::service::ServiceDef>,
+) -> Served {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(crate::runtime::serve(
+        config,
+        services,
+        stop.clone(),
+        move |b| {
+            let _ = tx.send(b);
+        },
+    ));
+    let bound = rx.await.expect("the runtime bound its ports");
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", bound.grpc))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect to the runtime's gRPC port");
+    Served {
+        bound,
+        channel,
+        stop,
+        task,
+    }
+}
+
 /// Appends `event` to `source`'s stream as the relay does (fields `id`, `type`, `envelope`), for
 /// tests of a consumer that should not need the publishing service.
 pub async fn publish(redis: &RedisHandle, source: &str, event: &crate::events::Envelope) {

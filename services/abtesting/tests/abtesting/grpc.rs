@@ -10,7 +10,7 @@ use titan_kit::{
     auth::Authenticator,
     config::Config,
     error::reason_of,
-    runtime::{self, Bound},
+    runtime,
     testing::{TestClickHouse, TestPostgres, eventually},
 };
 use titan_proto::abtesting::v1::{self as pb, ab_testing_service_client::AbTestingServiceClient};
@@ -110,29 +110,14 @@ async fn serve(db: &TestPostgres, ch: &TestClickHouse) -> Server {
     let user = auth
         .mint("user-1", &[], Duration::from_secs(600))
         .expect("token");
-    let stop = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel::<Bound>();
-    let task = tokio::spawn(runtime::serve(
-        config,
-        vec![service()],
-        stop.clone(),
-        move |b| {
-            let _ = tx.send(b);
-        },
-    ));
-    let bound = rx.await.expect("bound");
-    let channel = Channel::from_shared(format!("http://{}", bound.grpc))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
+    let served = titan_kit::testing::serve(config, vec![service()]).await;
     Server {
-        client: AbTestingServiceClient::new(channel),
+        client: AbTestingServiceClient::new(served.channel),
         admin,
         backend,
         user,
-        stop,
-        task,
+        stop: served.stop,
+        task: served.task,
     }
 }
 

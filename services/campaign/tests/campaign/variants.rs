@@ -73,23 +73,8 @@ async fn abtesting(
             StdDuration::from_secs(600),
         )
         .expect("token");
-    let stop = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel::<Bound>();
-    tokio::spawn(runtime::serve(
-        config,
-        vec![titan_abtesting::service()],
-        stop.clone(),
-        move |b| {
-            let _ = tx.send(b);
-        },
-    ));
-    let bound = rx.await.expect("bound");
-    let channel = GrpcChannel::from_shared(format!("http://{}", bound.grpc))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
-    let mut client = AbTestingServiceClient::new(channel);
+    let served = titan_kit::testing::serve(config, vec![titan_abtesting::service()]).await;
+    let mut client = AbTestingServiceClient::new(served.channel);
     client
         .create_experiment(authed(
             pb::CreateExperimentRequest {
@@ -122,7 +107,7 @@ async fn abtesting(
         ))
         .await
         .expect("start experiment");
-    (client, admin, bound, auth, db, stop)
+    (client, admin, served.bound, auth, db, served.stop)
 }
 
 #[tokio::test]
