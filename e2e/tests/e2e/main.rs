@@ -13,4 +13,5 @@ mod livestream_recorder;
 mod marketing;
 mod pricing;
 mod realtime;
+mod route;
 mod serving;

@@ -2,6 +2,7 @@
 //! services (a pod serves one, a laptop all), `titan migrate` applies their migrations,
 //! `titan token` mints a development token, `titan events dead-letters list|replay` inspects
 //! and re-drives dead-lettered events, `titan recorder` uploads a cell's livestream recordings,
+//! `titan route solve` solves a VRPTW instance file,
 //! `titan version` prints the release.
 #![forbid(unsafe_code)]
 
@@ -106,8 +107,49 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         scan_seconds: u64,
     },
+    /// Route optimisation offline: solve a VRPTW instance file.
+    Route {
+        #[command(subcommand)]
+        command: RouteCommand,
+    },
     /// Print the release and the services this binary serves.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum RouteCommand {
+    /// Solve an instance and print vehicles, distance, time and the routes (with `--json`, one
+    /// object `{"vehicles", "distance", "routes"}` in the file's customer numbers).
+    Solve {
+        file: PathBuf,
+        /// The file's format (Solomon's classic layout is the one supported).
+        #[arg(long, value_enum, default_value_t = RouteFormat::Solomon)]
+        format: RouteFormat,
+        /// Search time in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        budget_ms: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Stop after this many iterations instead of (or before) the budget: repeatable runs.
+        #[arg(long)]
+        iterations: Option<u64>,
+        /// `distance` (the benchmark's gap) or `vehicles` (fewest vehicles, then distance).
+        #[arg(long, value_enum, default_value_t = RouteObjective::Distance)]
+        objective: RouteObjective,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RouteFormat {
+    Solomon,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RouteObjective {
+    Distance,
+    Vehicles,
 }
 
 #[derive(Debug, Subcommand)]
@@ -299,12 +341,51 @@ async fn run(cli: Cli) -> Result<(), KitError> {
             );
             Ok(())
         }
+        Command::Route { command } => route_command(command),
         Command::Version => {
             let names: Vec<&str> = SERVICES.iter().map(|f| f().name).collect();
             println!("titan {} ({})", env!("CARGO_PKG_VERSION"), names.join(", "));
             Ok(())
         }
     }
+}
+
+fn route_command(command: RouteCommand) -> Result<(), KitError> {
+    let RouteCommand::Solve {
+        file,
+        format: RouteFormat::Solomon,
+        budget_ms,
+        seed,
+        iterations,
+        objective,
+        json,
+    } = command;
+    let fail = |e: String| KitError::Other(format!("route solve {}: {e}", file.display()));
+    let text = std::fs::read_to_string(&file).map_err(|e| fail(e.to_string()))?;
+    let instance = titan_route::solomon::parse(&text).map_err(|e| fail(e.to_string()))?;
+    let settings = titan_route::Settings {
+        objective: match objective {
+            RouteObjective::Distance => titan_route::Objective::Distance,
+            RouteObjective::Vehicles => titan_route::Objective::VehiclesThenDistance,
+        },
+        seed,
+        time_limit: Some(Duration::from_millis(budget_ms)),
+        max_iterations: iterations,
+    };
+    let started = std::time::Instant::now();
+    let solution =
+        titan_route::solve(&instance.problem, &settings).map_err(|e| fail(e.to_string()))?;
+    if json {
+        let answer =
+            serde_json::to_string(&instance.answer(&solution)).map_err(|e| fail(e.to_string()))?;
+        println!("{answer}");
+    } else {
+        print!(
+            "{}",
+            instance.report(&solution, started.elapsed().as_secs_f64())
+        );
+    }
+    Ok(())
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {
