@@ -12,6 +12,7 @@ pub mod chat;
 pub mod fraud;
 pub mod livestream;
 pub mod pricing;
+pub mod routes;
 pub mod ws;
 
 use std::{

@@ -7,7 +7,8 @@
 //! `titan-bench fraud`: CheckTransaction at a fixed rate (client and server p99) and its maximum.
 //! `titan-bench campaign`: emails per second through a real SMTP server to a 100,000-user
 //! segment, and segment evaluation over 10,000,000 events.
-//! All need the datastores of `cargo xtask datastores start` (their URLs in `TITAN_TEST_*`).
+//! `titan-bench routes`: the VRPTW solver on Solomon's instances (in process, no datastore).
+//! The others need the datastores of `cargo xtask datastores start` (their URLs in `TITAN_TEST_*`).
 #![forbid(unsafe_code)]
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -21,6 +22,7 @@ use titan_bench::{
     fraud::{FraudOptions, fraud},
     livestream::{LivestreamOptions, livestream},
     pricing::{PricingOptions, pricing},
+    routes::{RoutesOptions, routes},
     ws::{WsOptions, ws},
 };
 
@@ -208,6 +210,26 @@ enum Scenario {
         debug: bool,
         #[arg(long)]
         quick: bool,
+    },
+    /// The VRPTW solver on every Solomon instance at each budget, checked by the independent
+    /// checker: gap to best-known per instance, class and overall; one instance drawn.
+    Routes {
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/solomon"))]
+        data: PathBuf,
+        /// Budgets in milliseconds, each instance solved once per budget.
+        #[arg(long = "budget-ms", value_delimiter = ',', default_values_t = [1000u64, 5000])]
+        budgets: Vec<u64>,
+        /// Instances whose name starts with one of these (e.g. `C1,R205`); all when absent.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The instance whose routes are drawn (at the last budget); the first one solved
+        /// when absent.
+        #[arg(long)]
+        draw: Option<String>,
+        #[arg(long, default_value = "target/titan-bench/routes.png")]
+        png: PathBuf,
     },
 }
 
@@ -413,6 +435,24 @@ async fn main() -> ExitCode {
                 }
             };
             finish(fraud(&options).await, titan_bench::fraud::FraudReport::held)
+        }
+        Scenario::Routes {
+            data,
+            budgets,
+            only,
+            seed,
+            draw,
+            png,
+        } => {
+            let options = RoutesOptions {
+                data,
+                budgets: budgets.into_iter().map(Duration::from_millis).collect(),
+                only,
+                seed,
+                draw,
+                png,
+            };
+            finish(routes(&options), |r| r.infeasible() == 0)
         }
         Scenario::Pricing {
             products,
