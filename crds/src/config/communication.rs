@@ -135,6 +135,10 @@ pub struct VideocallConfig {
     /// A RINGING call nobody answers becomes MISSED after this long, in seconds.
     #[schemars(range(min = 5, max = 600))]
     pub ring_timeout_seconds: u32,
+    /// The longest a call may last once answered, in seconds: it is ended then (reason
+    /// MAX_DURATION), and no TURN credential handed out for it outlives it.
+    #[schemars(range(min = 60, max = 86400))]
+    pub max_call_seconds: u32,
     /// Time-limited TURN REST credentials handed to the parties.
     pub turn: TurnCredentials,
     /// Whether calls may be recorded (still only with both parties' consent).
@@ -149,6 +153,7 @@ impl Default for VideocallConfig {
     fn default() -> Self {
         Self {
             ring_timeout_seconds: 60,
+            max_call_seconds: 7200,
             turn: TurnCredentials::default(),
             recording_allowed: true,
             allowed_origins: Vec::new(),
@@ -162,6 +167,7 @@ impl TitanConfig for VideocallConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         let s = Self::SERVICE;
         in_range(s, "ringTimeoutSeconds", self.ring_timeout_seconds, 5, 600)?;
+        in_range(s, "maxCallSeconds", self.max_call_seconds, 60, 86400)?;
         in_range(
             s,
             "turn.credentialTtlSeconds",

@@ -72,3 +72,9 @@ pub mod pricing {
         tonic::include_proto!("titan.pricing.v1");
     }
 }
+
+pub mod videocall {
+    pub mod v1 {
+        tonic::include_proto!("titan.videocall.v1");
+    }
+}

@@ -34,6 +34,7 @@ const SERVICES: &[fn() -> ServiceDef] = &[
     titan_fraud::service,
     titan_pricing::service,
     titan_campaign::service,
+    titan_videocall::service,
 ];
 
 #[derive(Debug, Parser)]
