@@ -224,6 +224,10 @@ enum Scenario {
         only: Vec<String>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Minimise fewest `vehicles` first (to compare with the hierarchical rows) instead
+        /// of `distance` (the gap).
+        #[arg(long)]
+        vehicles_first: bool,
         /// The instance whose routes are drawn (at the last budget); the first one solved
         /// when absent.
         #[arg(long)]
@@ -441,6 +445,7 @@ async fn main() -> ExitCode {
             budgets,
             only,
             seed,
+            vehicles_first,
             draw,
             png,
         } => {
@@ -449,6 +454,11 @@ async fn main() -> ExitCode {
                 budgets: budgets.into_iter().map(Duration::from_millis).collect(),
                 only,
                 seed,
+                objective: if vehicles_first {
+                    titan_route::Objective::VehiclesThenDistance
+                } else {
+                    titan_route::Objective::Distance
+                },
                 draw,
                 png,
             };

@@ -29,6 +29,9 @@ pub struct RoutesOptions {
     /// Instances whose name starts with one of these (all when empty).
     pub only: Vec<String>,
     pub seed: u64,
+    /// `Distance` for the gap; `VehiclesThenDistance` to compare fleets with the
+    /// `hierarchical` rows.
+    pub objective: Objective,
     /// The instance whose routes are drawn (at the last budget); the first one when absent.
     pub draw: Option<String>,
     pub png: PathBuf,
@@ -41,7 +44,8 @@ pub struct Row {
     pub budget: Duration,
     pub vehicles: usize,
     pub distance: f64,
-    /// `(distance - best) / best`, in percent, against the `distance-double` row.
+    /// `(distance - best) / best`, in percent, against the `distance-double` row (the
+    /// `hierarchical` one when vehicles come first).
     pub gap: f64,
     /// The `hierarchical` row's vehicle count.
     pub fewest_vehicles: usize,
@@ -54,6 +58,7 @@ pub struct Row {
 /// Every solve and the PNG drawn.
 #[derive(Debug)]
 pub struct RoutesReport {
+    pub objective: Objective,
     pub rows: Vec<Row>,
     pub png: PathBuf,
 }
@@ -72,6 +77,7 @@ fn class(instance: &str) -> &str {
 
 impl fmt::Display for RoutesReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "objective: {:?}", self.objective)?;
         writeln!(
             f,
             "{:<7} {:>7} {:>4} {:>9} {:>7} {:>5} {:>6} {:>8}",
@@ -154,6 +160,11 @@ pub fn routes(options: &RoutesOptions) -> anyhow::Result<RoutesReport> {
     names.dedup();
     ensure!(!names.is_empty(), "no instance matches {:?}", options.only);
     let to_draw = options.draw.as_ref().unwrap_or(names[0]);
+    // The gap is against the best-known of the same objective.
+    let reference = match options.objective {
+        Objective::Distance => "distance-double",
+        Objective::VehiclesThenDistance => "hierarchical",
+    };
     let mut rows = Vec::new();
     let mut drawn = false;
     for &budget in &options.budgets {
@@ -163,7 +174,7 @@ pub fn routes(options: &RoutesOptions) -> anyhow::Result<RoutesReport> {
                 .with_context(|| format!("read {}", path.display()))?;
             let instance = solomon::parse(&text).with_context(|| format!("parse {name}"))?;
             let settings = Settings {
-                objective: Objective::Distance,
+                objective: options.objective,
                 seed: options.seed,
                 time_limit: Some(budget),
                 max_iterations: None,
@@ -173,7 +184,7 @@ pub fn routes(options: &RoutesOptions) -> anyhow::Result<RoutesReport> {
             let seconds = started.elapsed().as_secs_f64();
             let answer = instance.answer(&solution);
             let checked = checker::check(&text, &answer.routes);
-            let (_, best) = known[&((*name).clone(), "distance-double".to_owned())];
+            let (_, best) = known[&((*name).clone(), reference.to_owned())];
             let fewest = known
                 .get(&((*name).clone(), "hierarchical".to_owned()))
                 .map_or(0, |(v, _)| *v);
@@ -224,6 +235,7 @@ pub fn routes(options: &RoutesOptions) -> anyhow::Result<RoutesReport> {
     }
     ensure!(drawn, "{to_draw} was not solved, so nothing was drawn");
     Ok(RoutesReport {
+        objective: options.objective,
         rows,
         png: options.png.clone(),
     })
