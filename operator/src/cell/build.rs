@@ -331,6 +331,33 @@ fn with_hls_base(
     Some(config)
 }
 
+/// videocall's config with the cell's TURN URIs as `turn.uris` unless the cell lists its own:
+/// without them videocall hands its clients no TURN server, and calls between two NATs fail.
+fn with_turn_uris(
+    config: Option<serde_json::Value>,
+    uris: Vec<String>,
+) -> Option<serde_json::Value> {
+    if uris.is_empty() {
+        return config;
+    }
+    let mut config = config.unwrap_or_else(|| serde_json::json!({}));
+    if let Some(fields) = config.as_object_mut() {
+        let turn = fields
+            .entry("turn")
+            .or_insert_with(|| serde_json::json!({}));
+        if let Some(turn) = turn.as_object_mut() {
+            let listed = turn
+                .get("uris")
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|u| !u.is_empty());
+            if !listed {
+                turn.insert("uris".into(), serde_json::json!(uris));
+            }
+        }
+    }
+    Some(config)
+}
+
 fn services(
     cell_meta: &CellMeta,
     view: &CellView,
@@ -358,6 +385,9 @@ fn services(
                     config: match kind {
                         ServiceKind::Livestream => {
                             with_hls_base(settings.config, observe::hls_base(cell))
+                        }
+                        ServiceKind::Videocall => {
+                            with_turn_uris(settings.config, observe::turn_uris(cell))
                         }
                         _ => settings.config,
                     },

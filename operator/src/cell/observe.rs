@@ -288,24 +288,30 @@ pub fn hls_base(cell: &Cell) -> Option<String> {
     rtmp_host(cell).map(|host| format!("http://{host}:{HLS_SERVICE_PORT}/{HLS_DIR}"))
 }
 
-/// Where the cell is reached: its media servers' URLs and each enabled service's gRPC address.
-pub fn endpoints(cell: &Cell, services: &[String]) -> Endpoints {
-    let namespace = cell.namespace_name();
-    let in_cluster = |name: &str| format!("{name}.{namespace}.svc");
-    let rtmp_host = rtmp_host(cell);
-    let turn_uris = media::enabled_turn(cell)
+/// The URIs of the cell's TURN server (UDP and TCP), when it runs one: in the Cell's status,
+/// and videocall's `turn.uris` unless the cell sets its own.
+pub fn turn_uris(cell: &Cell) -> Vec<String> {
+    media::enabled_turn(cell)
         .map(|turn| {
             let host = turn
                 .external_address
                 .clone()
-                .unwrap_or_else(|| in_cluster(TURN));
+                .unwrap_or_else(|| format!("{TURN}.{}.svc", cell.namespace_name()));
             ["udp", "tcp"]
                 .map(|transport| {
                     format!("turn:{host}:{}?transport={transport}", turn.listening_port)
                 })
                 .to_vec()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Where the cell is reached: its media servers' URLs and each enabled service's gRPC address.
+pub fn endpoints(cell: &Cell, services: &[String]) -> Endpoints {
+    let namespace = cell.namespace_name();
+    let in_cluster = |name: &str| format!("{name}.{namespace}.svc");
+    let rtmp_host = rtmp_host(cell);
+    let turn_uris = turn_uris(cell);
     Endpoints {
         rtmp_ingest: rtmp_host
             .as_ref()

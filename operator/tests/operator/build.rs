@@ -322,6 +322,65 @@ fn websocket_origins_reach_the_runtime_of_their_service_only() {
     assert!(coupon.allow_missing_origin);
 }
 
+/// videocall's TURN URIs: without its own `turn.uris` the rendered file carries the cell's
+/// TURN URIs (the ones in the Cell's status), with its own list that list, and a cell without
+/// a TURN server writes none.
+#[test]
+fn videocall_gets_the_cells_turn_uris_unless_it_lists_its_own() {
+    let turn_uris = |cell: &Cell| {
+        let service = services_of(cell)
+            .into_iter()
+            .find(|s| s.name_any() == "videocall")
+            .expect("videocall");
+        let objects = objects_of(cell, &service);
+        let text = &objects.config_map.data.as_ref().expect("data")["config.yaml"];
+        let parsed: serde_yaml::Value = serde_yaml::from_str(text).expect("yaml");
+        parsed["services"]["videocall"]["turn"]["uris"]
+            .as_sequence()
+            .map(|uris| {
+                uris.iter()
+                    .map(|u| u.as_str().expect("a string").to_owned())
+                    .collect::<Vec<_>>()
+            })
+    };
+    let text = std::fs::read_to_string(repo_path("manifests/examples/production-cell.yaml"))
+        .expect("production cell");
+    let mut production: Cell = serde_yaml::from_str(&text).expect("a Cell");
+    let own = vec![
+        "turn:203.0.113.7:3478?transport=udp".to_owned(),
+        "turn:203.0.113.7:3478?transport=tcp".to_owned(),
+    ];
+    assert_eq!(turn_uris(&production), Some(own));
+
+    production
+        .spec
+        .services
+        .videocall
+        .get_or_insert_with(Default::default)
+        .config
+        .get_or_insert_with(Default::default)
+        .turn
+        .uris = vec![];
+    let from_status = titan_operator::cell::observe::turn_uris(&production);
+    assert_eq!(
+        from_status,
+        vec![
+            "turn:203.0.113.7:3478?transport=udp".to_owned(),
+            "turn:203.0.113.7:3478?transport=tcp".to_owned()
+        ]
+    );
+    production.spec.media.turn.as_mut().expect("turn").external_address = None;
+    let in_cluster = vec![
+        "turn:turn.titan-sg-1.svc:3478?transport=udp".to_owned(),
+        "turn:turn.titan-sg-1.svc:3478?transport=tcp".to_owned(),
+    ];
+    assert_eq!(titan_operator::cell::observe::turn_uris(&production), in_cluster);
+    assert_eq!(turn_uris(&production), Some(in_cluster));
+
+    production.spec.media.turn.as_mut().expect("turn").enabled = false;
+    assert_eq!(turn_uris(&production), Some(vec![]));
+}
+
 /// livestream's playback URLs: without its own `hlsBaseUrl` the rendered file carries the
 /// cell's HLS base (the one in the Cell's status), with one the cell's own, and a cell without
 /// an RTMP server writes none.
