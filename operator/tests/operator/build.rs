@@ -369,12 +369,21 @@ fn videocall_gets_the_cells_turn_uris_unless_it_lists_its_own() {
             "turn:203.0.113.7:3478?transport=tcp".to_owned()
         ]
     );
-    production.spec.media.turn.as_mut().expect("turn").external_address = None;
+    production
+        .spec
+        .media
+        .turn
+        .as_mut()
+        .expect("turn")
+        .external_address = None;
     let in_cluster = vec![
         "turn:turn.titan-sg-1.svc:3478?transport=udp".to_owned(),
         "turn:turn.titan-sg-1.svc:3478?transport=tcp".to_owned(),
     ];
-    assert_eq!(titan_operator::cell::observe::turn_uris(&production), in_cluster);
+    assert_eq!(
+        titan_operator::cell::observe::turn_uris(&production),
+        in_cluster
+    );
     assert_eq!(turn_uris(&production), Some(in_cluster));
 
     production.spec.media.turn.as_mut().expect("turn").enabled = false;
