@@ -15,3 +15,4 @@ mod pricing;
 mod realtime;
 mod route;
 mod serving;
+mod videocall;
