@@ -26,6 +26,8 @@ use crate::{
 pub const MAX_ATTEMPTS: u32 = 4;
 /// The first retry's wait; each next one doubles it.
 pub const FIRST_BACKOFF: StdDuration = StdDuration::from_millis(50);
+/// Batches of one campaign claimed, sent and recorded at once (see [`Campaigns::tick`]).
+const SEND_LANES: usize = 2;
 /// Most campaigns listed per page.
 pub const MAX_PAGE: u32 = 100;
 
@@ -477,13 +479,21 @@ impl<S: CampaignStore, A: Audience> Campaigns<S, A> {
             tick.snapshots += 1;
         }
         for id in self.store.sendable(self.now()).await? {
-            loop {
-                let sent = self.send_batch(id).await?;
-                match sent {
-                    Some(n) => tick.sent += n,
-                    None => break,
+            // Batches of one campaign overlap: while one lane's messages are in flight, another
+            // claims its next batch or records its last one, so the relay is not left idle
+            // waiting on PostgreSQL. Claims skip each other's rows (SKIP LOCKED), so lanes
+            // never share a delivery.
+            let lanes = (0..SEND_LANES).map(|_| async move {
+                let mut sent = 0;
+                while let Some(n) = self.send_batch(id).await? {
+                    sent += n;
                 }
-            }
+                Ok::<_, CampaignError>(sent)
+            });
+            tick.sent += futures::future::try_join_all(lanes)
+                .await?
+                .into_iter()
+                .sum::<u64>();
         }
         tick.completed = self.store.complete(self.now()).await?;
         self.parts.metrics.recovered(tick.recovered);

@@ -2,17 +2,23 @@
 //! relay), PUSH and SMS as a JSON POST to an HTTP provider (the generic webhook provider).
 //! Each failure is classified: worth retrying, a refused recipient (a bounce), or permanent.
 
+pub mod pool;
+
 use std::{future::Future, time::Duration};
 
+use std::sync::Arc;
+
 use lettre::{
-    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    Message,
     message::{
         Body, SinglePart,
         header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue},
     },
-    transport::smtp::{PoolConfig, authentication::Credentials, response::Category},
+    transport::smtp::{authentication::Credentials, client::TlsParameters, response::Category},
 };
 use serde::Serialize;
+
+use self::pool::{Pool, PoolError, Relay};
 
 use crate::domain::{Channel, bounce::message_id_header};
 
@@ -58,7 +64,7 @@ pub trait Provider: Send + Sync {
 /// Email through an SMTP relay.
 #[derive(Clone)]
 pub struct Smtp {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    pool: Arc<Pool>,
     from: lettre::message::Mailbox,
 }
 
@@ -84,21 +90,22 @@ impl Smtp {
             .parse()
             .map_err(|e| format!("smtp.from {from:?} is not a mailbox: {e}"))?;
         let plain = port == 25 || host == "localhost" || host.starts_with("127.");
-        let mut builder = if plain {
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+        let tls = if plain {
+            None
         } else {
-            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-                .map_err(|e| format!("smtp.host {host:?}: {e}"))?
+            Some(
+                TlsParameters::new(host.to_owned())
+                    .map_err(|e| format!("smtp.host {host:?}: {e}"))?,
+            )
         };
-        builder = builder
-            .port(port)
-            .timeout(Some(PROVIDER_TIMEOUT))
-            .pool_config(PoolConfig::new().max_size(pool));
-        if let Some((user, password)) = credentials {
-            builder = builder.credentials(Credentials::new(user, password));
-        }
+        let relay = Relay {
+            host: host.to_owned(),
+            port,
+            tls,
+            credentials: credentials.map(|(user, password)| Credentials::new(user, password)),
+        };
         Ok(Self {
-            transport: builder.build(),
+            pool: Arc::new(Pool::new(relay, pool, PROVIDER_TIMEOUT)),
             from,
         })
     }
@@ -139,19 +146,31 @@ impl Smtp {
 impl Provider for Smtp {
     async fn send(&self, m: &Outgoing) -> Result<(), SendError> {
         let message = self.message(m)?;
-        match self.transport.send(message).await {
-            Ok(_) => Ok(()),
-            // 55x is about the mailbox (unknown user, refused recipient): a bounce. Other
-            // permanent replies — 535 for a refused login, say — are the relay's, not the
-            // recipient's, and must not suppress the address.
-            Err(e) if e.is_permanent() => match e.status() {
-                Some(code) if code.category == Category::MailSystem => {
-                    Err(SendError::Bounce(format!("smtp refused: {e}")))
-                }
-                _ => Err(SendError::Permanent(format!("smtp refused: {e}"))),
-            },
+        match self
+            .pool
+            .send(message.envelope(), &message.formatted())
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(PoolError::Smtp(e)) => Err(classify(e)),
             Err(e) => Err(SendError::Retry(format!("smtp: {e}"))),
         }
+    }
+}
+
+/// A relay's refusal or a broken session, as a [`SendError`].
+fn classify(e: lettre::transport::smtp::Error) -> SendError {
+    match e {
+        // 55x is about the mailbox (unknown user, refused recipient): a bounce. Other
+        // permanent replies — 535 for a refused login, say — are the relay's, not the
+        // recipient's, and must not suppress the address.
+        e if e.is_permanent() => match e.status() {
+            Some(code) if code.category == Category::MailSystem => {
+                SendError::Bounce(format!("smtp refused: {e}"))
+            }
+            _ => SendError::Permanent(format!("smtp refused: {e}")),
+        },
+        e => SendError::Retry(format!("smtp: {e}")),
     }
 }
 
