@@ -185,8 +185,9 @@ enum Scenario {
         /// Deliveries claimed per batch (the service's sendBatchSize).
         #[arg(long, default_value_t = 1_000)]
         batch: u32,
-        /// The SMTP server: aiosmtpd (a maildir, as the tests) or a relay that only counts.
-        #[arg(long, value_enum, default_value_t = Sink::Aiosmtpd)]
+        /// The SMTP server: aiosmtpd logging recipients, aiosmtpd writing a maildir (as the
+        /// tests), or a relay of ours that only counts.
+        #[arg(long, value_enum, default_value_t = Sink::Recipients)]
         sink: Sink,
         #[arg(long)]
         debug: bool,
