@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{InputError, Position, Transition};
+use super::{InputError, Performance, Position, Transition};
 
 /// Longest driver name, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
@@ -300,8 +300,8 @@ pub struct Driver {
     pub status: DriverStatus,
     /// The latest accepted position, if any.
     pub location: Option<Position>,
-    /// Mean of the customer ratings, `None` before the first.
-    pub rating: Option<f64>,
+    /// Deliveries finished and ratings received.
+    pub performance: Performance,
     pub created_at: DateTime<Utc>,
 }
 

@@ -53,7 +53,7 @@ pub use gps::{GpsError, Position, Update};
 pub use machine::{IllegalTransition, Transition};
 pub use performance::{NotRateable, Outcome, Performance, Rating};
 pub use proof::{Attachment, AttachmentKind, Proof};
-pub use route::{AssignmentError, Plan, RouteAction, RouteStatus, Stop};
+pub use route::{AssignmentError, Plan, RouteAction, RouteStatus, Stop, check_assignment};
 pub use titan_kit::input::InputError;
 
 /// The service's name: its migrations, its stream and its config section.

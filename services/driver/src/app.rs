@@ -1,0 +1,551 @@
+//! Driver's use cases over a [`DriverStore`] (PostgreSQL) and the cell's object storage: the
+//! caller comes from the token, every input is parsed before any I/O, and who may act is
+//! decided here — a driver moves their own status, position and deliveries, a dispatcher
+//! creates deliveries and assigns routes, a delivery's customer rates it.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use titan_kit::{
+    Clock, ErrorCode, KitError, ServiceError,
+    auth::Caller,
+    idempotency::{self, IdempotencyError},
+    input::ident,
+    objects::{ObjectKey, ObjectStorage},
+};
+use uuid::Uuid;
+
+use crate::domain::{
+    AssignmentError, Delivery, DeliveryAction, DeliveryStatus, Driver, DriverAction, DriverStatus,
+    GpsError, IllegalTransition, InputError, NotRateable, Performance, Plan, Position, Proof,
+    Rating, Registration, SERVICE, Size, Stop, TimeWindow, Transition, Update,
+    delivery::parse_address,
+};
+
+/// The role that creates deliveries and assigns routes.
+pub const DISPATCHER_ROLE: &str = "dispatcher";
+/// Longest time at the door a delivery may ask for, in seconds.
+pub const MAX_SERVICE_SECONDS: i64 = 4 * 3600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Invalid(#[from] InputError),
+    #[error(transparent)]
+    Gps(#[from] GpsError),
+    #[error(transparent)]
+    IllegalStatus(#[from] IllegalTransition<DriverAction>),
+    #[error(transparent)]
+    IllegalDelivery(#[from] IllegalTransition<DeliveryAction>),
+    #[error(transparent)]
+    Assignment(#[from] AssignmentError),
+    #[error(transparent)]
+    NotRateable(#[from] NotRateable),
+    #[error("delivery {0} is already rated")]
+    AlreadyRated(Uuid),
+    #[error("user {0} is already registered as a driver")]
+    AlreadyRegistered(String),
+    #[error("user {0} is not registered as a driver")]
+    NotADriver(String),
+    #[error("{what} {id} does not exist")]
+    NotFound { what: &'static str, id: Uuid },
+    #[error("only users with the role dispatcher may do this")]
+    NotADispatcher,
+    #[error("delivery {0} is not on a route of this driver")]
+    NotTheDriver(Uuid),
+    #[error("only the customer of delivery {0} may rate it")]
+    NotTheCustomer(Uuid),
+    #[error("proofs of delivery need the cell's object storage, which is not configured")]
+    NoObjectStorage,
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
+    #[error(transparent)]
+    Kit(#[from] KitError),
+}
+
+titan_kit::datastore_errors!(DriverError);
+
+impl ServiceError for DriverError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Self::Invalid(_) => ErrorCode::InvalidArgument,
+            Self::Gps(_)
+            | Self::IllegalStatus(_)
+            | Self::IllegalDelivery(_)
+            | Self::Assignment(_)
+            | Self::NotRateable(_)
+            | Self::NoObjectStorage => ErrorCode::FailedPrecondition,
+            Self::AlreadyRated(_) | Self::AlreadyRegistered(_) => ErrorCode::AlreadyExists,
+            Self::NotADriver(_) | Self::NotFound { .. } => ErrorCode::NotFound,
+            Self::NotADispatcher | Self::NotTheDriver(_) | Self::NotTheCustomer(_) => {
+                ErrorCode::PermissionDenied
+            }
+            Self::Idempotency(e) => e.code(),
+            Self::Kit(e) => e.code(),
+        }
+    }
+
+    fn reason(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::Invalid(_) => "INVALID_ARGUMENT",
+            Self::Gps(GpsError::NotAfter { .. }) => "POSITION_NOT_AFTER_LAST",
+            Self::Gps(GpsError::Future { .. }) => "POSITION_IN_THE_FUTURE",
+            Self::IllegalStatus(_) | Self::IllegalDelivery(_) => "ILLEGAL_TRANSITION",
+            Self::Assignment(AssignmentError::DriverNotAvailable { .. }) => "DRIVER_NOT_AVAILABLE",
+            Self::Assignment(AssignmentError::OverCapacity { .. }) => "OVER_CAPACITY",
+            Self::NotRateable(_) => "NOT_RATEABLE",
+            Self::AlreadyRated(_) => "ALREADY_RATED",
+            Self::AlreadyRegistered(_) => "ALREADY_REGISTERED",
+            Self::NotADriver(_) => "NOT_A_DRIVER",
+            Self::NotFound { .. } => "NOT_FOUND",
+            Self::NotADispatcher => "NOT_A_DISPATCHER",
+            Self::NotTheDriver(_) => "NOT_THE_DRIVER",
+            Self::NotTheCustomer(_) => "NOT_THE_CUSTOMER",
+            Self::NoObjectStorage => "NO_OBJECT_STORAGE",
+            Self::Idempotency(e) => return e.reason(),
+            Self::Kit(_) => return None,
+        })
+    }
+}
+
+/// A delivery transition as the store runs it.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub delivery: Uuid,
+    /// The driver taking it: only the delivery's own.
+    pub driver: Uuid,
+    pub action: DeliveryAction,
+    pub at: DateTime<Utc>,
+    /// COMPLETE: the recipient and the stored attachments' keys.
+    pub proof: Option<(String, Vec<String>)>,
+}
+
+/// A route as assigned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssignedRoute {
+    pub id: Uuid,
+    pub driver_id: Uuid,
+    pub stops: Vec<Stop>,
+}
+
+/// Drivers, deliveries, routes and positions, with idempotency keys and the outbox.
+pub trait DriverStore: Send + Sync + 'static {
+    /// Stores a new driver; [`DriverError::AlreadyRegistered`] if its user has one.
+    fn register(
+        &self,
+        key: &idempotency::Key,
+        driver: &Driver,
+    ) -> impl Future<Output = Result<Driver, DriverError>> + Send;
+
+    fn driver(&self, id: Uuid) -> impl Future<Output = Result<Option<Driver>, DriverError>> + Send;
+
+    fn driver_of_user(
+        &self,
+        user: &str,
+    ) -> impl Future<Output = Result<Option<Driver>, DriverError>> + Send;
+
+    /// One guarded UPDATE of the driver's status.
+    fn change_status(
+        &self,
+        key: &idempotency::Key,
+        driver: Uuid,
+        action: DriverAction,
+    ) -> impl Future<Output = Result<Driver, DriverError>> + Send;
+
+    /// Records `update` as the driver's latest position (only if it is after the stored
+    /// one: `false` otherwise) and in the history.
+    fn record_position(
+        &self,
+        driver: Uuid,
+        update: &Update,
+    ) -> impl Future<Output = Result<bool, DriverError>> + Send;
+
+    fn create_delivery(
+        &self,
+        key: &idempotency::Key,
+        delivery: &Delivery,
+        customer: &str,
+    ) -> impl Future<Output = Result<Delivery, DriverError>> + Send;
+
+    fn delivery(
+        &self,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<Delivery>, DriverError>> + Send;
+
+    /// Assigns `plan` to `driver` as a new route `route`: the driver must be AVAILABLE with
+    /// room for every stop's size, every delivery PENDING or RESCHEDULED; all or nothing.
+    fn assign_route(
+        &self,
+        key: &idempotency::Key,
+        route: Uuid,
+        driver: Uuid,
+        plan: &Plan,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<AssignedRoute, DriverError>> + Send;
+
+    /// Moves a delivery; a final one counts in the driver's performance, and the route's last
+    /// settled stop completes the route and makes the driver AVAILABLE.
+    fn step(
+        &self,
+        key: &idempotency::Key,
+        step: &Step,
+    ) -> impl Future<Output = Result<Delivery, DriverError>> + Send;
+
+    /// Records the customer's rating of a completed delivery, once.
+    fn rate(
+        &self,
+        key: &idempotency::Key,
+        delivery: Uuid,
+        customer: &str,
+        rating: Rating,
+    ) -> impl Future<Output = Result<Performance, DriverError>> + Send;
+}
+
+/// A registration as a driver sends it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewDriver<'a> {
+    pub name: &'a str,
+    pub phone: &'a str,
+    pub email: &'a str,
+    pub vehicle_type: &'a str,
+    pub capacity: i64,
+}
+
+/// A delivery as a dispatcher creates it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewDelivery<'a> {
+    pub shipment_id: &'a str,
+    pub customer_id: &'a str,
+    pub address: &'a str,
+    pub lat: f64,
+    pub lng: f64,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    pub size: i64,
+    pub service_seconds: i64,
+}
+
+/// The service's use cases.
+pub struct Drivers<S> {
+    store: S,
+    objects: Option<ObjectStorage>,
+    clock: Clock,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Drivers<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Drivers")
+            .field("store", &self.store)
+            .field("objects", &self.objects.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The idempotency key of a call: the request's fields, serialised, so a reused request id
+/// with other fields is refused.
+fn key(
+    method: &'static str,
+    caller: &Caller,
+    request_id: &str,
+    body: &impl Serialize,
+) -> Result<idempotency::Key, DriverError> {
+    let body = serde_json::to_vec(body)
+        .map_err(|e| KitError::Other(format!("cannot encode a request: {e}")))?;
+    Ok(idempotency::Key::new(
+        SERVICE,
+        method,
+        &caller.user_id,
+        request_id,
+        &body,
+    )?)
+}
+
+fn dispatcher(caller: &Caller) -> Result<(), DriverError> {
+    if caller.has_role(DISPATCHER_ROLE) {
+        Ok(())
+    } else {
+        Err(DriverError::NotADispatcher)
+    }
+}
+
+impl<S: DriverStore> Drivers<S> {
+    pub fn new(store: S, objects: Option<ObjectStorage>, clock: Clock) -> Self {
+        Self {
+            store,
+            objects,
+            clock,
+        }
+    }
+
+    /// The caller's own driver record.
+    pub async fn me(&self, caller: &Caller) -> Result<Driver, DriverError> {
+        self.store
+            .driver_of_user(&caller.user_id)
+            .await?
+            .ok_or_else(|| DriverError::NotADriver(caller.user_id.clone()))
+    }
+
+    pub async fn driver(&self, id: Uuid) -> Result<Driver, DriverError> {
+        self.store
+            .driver(id)
+            .await?
+            .ok_or(DriverError::NotFound { what: "driver", id })
+    }
+
+    pub async fn delivery(&self, id: Uuid) -> Result<Delivery, DriverError> {
+        self.store.delivery(id).await?.ok_or(DriverError::NotFound {
+            what: "delivery",
+            id,
+        })
+    }
+
+    /// Registers the caller as a driver, OFF_DUTY.
+    pub async fn register(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        r: &NewDriver<'_>,
+    ) -> Result<Driver, DriverError> {
+        let parsed = Registration::parse(r.name, r.phone, r.email, r.vehicle_type, r.capacity)?;
+        let key = key("Register", caller, request_id, r)?;
+        let r = parsed;
+        let driver = Driver {
+            id: Uuid::now_v7(),
+            user_id: caller.user_id.clone(),
+            name: r.name,
+            phone: r.phone,
+            email: r.email,
+            vehicle_type: r.vehicle_type,
+            capacity: r.capacity,
+            status: DriverStatus::NEW,
+            location: None,
+            performance: Performance::default(),
+            created_at: (self.clock)(),
+        };
+        self.store.register(&key, &driver).await
+    }
+
+    /// The caller (a driver) asks for AVAILABLE, ON_BREAK or OFF_DUTY.
+    pub async fn set_status(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        status: &str,
+    ) -> Result<Driver, DriverError> {
+        let target = DriverStatus::parse("status", status)?;
+        let action = DriverAction::requested("status", target)?;
+        let key = key("SetStatus", caller, request_id, &status)?;
+        let me = self.me(caller).await?;
+        self.store.change_status(&key, me.id, action).await
+    }
+
+    /// The caller (a driver) reports where they are. A resent or reordered fix is refused
+    /// (it is not after the last), which makes retries harmless.
+    pub async fn report_position(
+        &self,
+        caller: &Caller,
+        lat: f64,
+        lng: f64,
+        at: DateTime<Utc>,
+    ) -> Result<Update, DriverError> {
+        let position = Position::parse("location", lat, lng, at)?;
+        let me = self.me(caller).await?;
+        let update = position.follow(me.location.as_ref(), (self.clock)())?;
+        if self.store.record_position(me.id, &update).await? {
+            return Ok(update);
+        }
+        // Another report got in first with a later or equal time.
+        let last = self.me(caller).await?.location;
+        Err(GpsError::NotAfter {
+            at,
+            last: last.map_or(at, |p| p.at),
+        }
+        .into())
+    }
+
+    /// A dispatcher creates a PENDING delivery.
+    pub async fn create_delivery(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        d: &NewDelivery<'_>,
+    ) -> Result<Delivery, DriverError> {
+        dispatcher(caller)?;
+        let shipment_id = ident("shipment_id", d.shipment_id)?.to_owned();
+        let customer_id = ident("customer_id", d.customer_id)?;
+        let address = parse_address("address", d.address)?;
+        let location = Position::parse("location", d.lat, d.lng, d.window_start)?;
+        let window = TimeWindow::new("window", d.window_start, d.window_end)?;
+        let size = Size::parse("size", d.size)?;
+        let service_seconds = match u32::try_from(d.service_seconds) {
+            Ok(s) if i64::from(s) <= MAX_SERVICE_SECONDS => s,
+            _ => {
+                return Err(InputError::new(
+                    "service_seconds",
+                    format!(
+                        "is {}; it must be 0 to {MAX_SERVICE_SECONDS}",
+                        d.service_seconds
+                    ),
+                )
+                .into());
+            }
+        };
+        let key = key("CreateDelivery", caller, request_id, d)?;
+        let delivery = Delivery {
+            id: Uuid::now_v7(),
+            shipment_id,
+            address,
+            lat: location.lat,
+            lng: location.lng,
+            window,
+            size,
+            service_seconds,
+            status: DeliveryStatus::Pending,
+            route_id: None,
+            driver_id: None,
+            finished_at: None,
+        };
+        self.store
+            .create_delivery(&key, &delivery, customer_id)
+            .await
+    }
+
+    /// A dispatcher assigns deliveries, in visit order with their ETAs, to an AVAILABLE
+    /// driver, who becomes ON_DELIVERY.
+    pub async fn assign_route(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        driver: &str,
+        stops: &[(String, DateTime<Utc>)],
+    ) -> Result<AssignedRoute, DriverError> {
+        dispatcher(caller)?;
+        let driver_id = parse_uuid("driver_id", driver)?;
+        let parsed = stops
+            .iter()
+            .enumerate()
+            .map(|(i, (id, eta))| {
+                Ok(Stop {
+                    delivery_id: parse_uuid(&format!("stops[{i}].delivery_id"), id)?,
+                    eta: *eta,
+                })
+            })
+            .collect::<Result<Vec<_>, InputError>>()?;
+        let plan = Plan::new("stops", parsed)?;
+        let key = key("AssignRoute", caller, request_id, &(driver, stops))?;
+        self.store
+            .assign_route(&key, Uuid::now_v7(), driver_id, &plan, (self.clock)())
+            .await
+    }
+
+    /// The caller (the delivery's driver) departs for it, arrives, or records a failed
+    /// attempt. Completing needs a proof: [`Self::complete`].
+    pub async fn advance(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        delivery: &str,
+        action: &str,
+    ) -> Result<Delivery, DriverError> {
+        let id = parse_uuid("delivery_id", delivery)?;
+        let action = DeliveryAction::parse("action", action)?;
+        if !matches!(
+            action,
+            DeliveryAction::Depart | DeliveryAction::Arrive | DeliveryAction::Fail
+        ) {
+            return Err(InputError::new(
+                "action",
+                format!("{action} is not a driver's step (DEPART, ARRIVE, FAIL)"),
+            )
+            .into());
+        }
+        let key = key("Advance", caller, request_id, &(delivery, action.as_str()))?;
+        let me = self.me(caller).await?;
+        let step = Step {
+            delivery: id,
+            driver: me.id,
+            action,
+            at: (self.clock)(),
+            proof: None,
+        };
+        self.store.step(&key, &step).await
+    }
+
+    /// The caller (the delivery's driver), at the door, completes it with a proof: the
+    /// attachments are stored first, under the delivery's own keys, so a retry rewrites the
+    /// same objects.
+    pub async fn complete(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        delivery: &str,
+        proof: Proof,
+    ) -> Result<Delivery, DriverError> {
+        let id = parse_uuid("delivery_id", delivery)?;
+        let digest: Vec<(&str, usize)> = proof
+            .attachments()
+            .map(|a| (a.content_type.as_str(), a.bytes.len()))
+            .collect();
+        let key = key(
+            "Complete",
+            caller,
+            request_id,
+            &(delivery, &proof.recipient_name, digest),
+        )?;
+        let objects = self.objects.as_ref().ok_or(DriverError::NoObjectStorage)?;
+        let me = self.me(caller).await?;
+        let current = self
+            .store
+            .delivery(id)
+            .await?
+            .ok_or(DriverError::NotFound {
+                what: "delivery",
+                id,
+            })?;
+        if current.driver_id != Some(me.id) {
+            return Err(DriverError::NotTheDriver(id));
+        }
+        // Refused before anything is uploaded; the store checks again under its guard.
+        DeliveryAction::Complete.apply(current.status)?;
+        let mut keys = Vec::new();
+        for a in proof.attachments() {
+            let object = ObjectKey::new([SERVICE, "proofs", &id.to_string(), a.kind.field()])
+                .map_err(|e| KitError::Other(e.to_string()))?;
+            objects
+                .put(&object, &a.content_type, Bytes::from(a.bytes.clone()))
+                .await?;
+            keys.push(object.as_str().to_owned());
+        }
+        let step = Step {
+            delivery: id,
+            driver: me.id,
+            action: DeliveryAction::Complete,
+            at: (self.clock)(),
+            proof: Some((proof.recipient_name, keys)),
+        };
+        self.store.step(&key, &step).await
+    }
+
+    /// The delivery's customer rates it, 1 to 5, once it is completed.
+    pub async fn rate(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        delivery: &str,
+        rating: i64,
+    ) -> Result<Performance, DriverError> {
+        let id = parse_uuid("delivery_id", delivery)?;
+        let rating = Rating::parse("rating", rating)?;
+        let key = key("Rate", caller, request_id, &(delivery, rating.get()))?;
+        self.store.rate(&key, id, &caller.user_id, rating).await
+    }
+}
+
+fn parse_uuid(field: &str, s: &str) -> Result<Uuid, InputError> {
+    if s.is_empty() {
+        return Err(InputError::new(field, "is required"));
+    }
+    Uuid::try_parse(s).map_err(|_| InputError::new(field, format!("{s:?} is not a UUID")))
+}

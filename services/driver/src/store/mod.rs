@@ -1,0 +1,3 @@
+//! Where drivers, deliveries, routes and positions live: PostgreSQL ([`pg`]).
+
+pub mod pg;
