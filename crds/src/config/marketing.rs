@@ -309,6 +309,11 @@ pub struct CampaignConfig {
     /// URL of the HTTP SMS provider; absent = the SMS channel is off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sms_provider_url: Option<String>,
+    /// Secret in the cell's namespace holding the providers' API tokens: key `push` for the
+    /// push provider, key `sms` for the SMS provider, each sent as `Authorization: Bearer`;
+    /// a missing key (or no Secret) = that provider is called without a token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_tokens_secret: Option<String>,
     /// Where the cell's HTTP port is reached from outside: the open pixel, click and
     /// unsubscribe links in messages start with it.
     pub public_base_url: String,
@@ -332,6 +337,7 @@ impl Default for CampaignConfig {
             smtp: None,
             push_provider_url: None,
             sms_provider_url: None,
+            provider_tokens_secret: None,
             public_base_url: "http://localhost:8080".into(),
             abtesting_url: "http://abtesting:50051".into(),
             send_rate_per_second: 0,
@@ -415,6 +421,11 @@ impl TitanConfig for CampaignConfig {
 /// `password`) and the campaign service logs in to the relay with.
 pub const SMTP_USERNAME_ENV: &str = "TITAN_CAMPAIGN_SMTP_USERNAME";
 pub const SMTP_PASSWORD_ENV: &str = "TITAN_CAMPAIGN_SMTP_PASSWORD";
+
+/// The variables the operator sets from `providerTokensSecret` (its keys `push` and `sms`,
+/// each optional) and the campaign service sends to its HTTP providers as bearer tokens.
+pub const PUSH_TOKEN_ENV: &str = "TITAN_CAMPAIGN_PUSH_TOKEN";
+pub const SMS_TOKEN_ENV: &str = "TITAN_CAMPAIGN_SMS_TOKEN";
 
 /// An SMTP relay for the email channel.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]

@@ -26,7 +26,8 @@ pub use logistics::{
 };
 pub use marketing::{
     AttributionModel, BadgeRules, CampaignConfig, CouponConfig, FlashsaleConfig,
-    GamificationConfig, PointsRules, SMTP_PASSWORD_ENV, SMTP_USERNAME_ENV, SmtpConfig,
+    GamificationConfig, PUSH_TOKEN_ENV, PointsRules, SMS_TOKEN_ENV, SMTP_PASSWORD_ENV,
+    SMTP_USERNAME_ENV, SmtpConfig,
 };
 
 use crate::kind::ServiceKind;

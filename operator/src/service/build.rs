@@ -28,7 +28,7 @@ use k8s_openapi::{
 use kube::{Resource, ResourceExt};
 use titan_crds::{
     DatastoreKind, Service, ServiceKind,
-    config::{SMTP_PASSWORD_ENV, SMTP_USERNAME_ENV, ServiceConfig},
+    config::{PUSH_TOKEN_ENV, SMS_TOKEN_ENV, SMTP_PASSWORD_ENV, SMTP_USERNAME_ENV, ServiceConfig},
 };
 
 use super::{
@@ -269,14 +269,20 @@ fn pod_template(
         ));
     }
 
-    // The campaign service's SMTP login, from the Secret its config names.
+    // The campaign service's SMTP login and provider tokens, from the Secrets its config
+    // names (a provider's token is optional: a cell may run one provider, or one without).
     if spec.service == ServiceKind::Campaign
         && let Ok(ServiceConfig::Campaign(c)) =
             ServiceConfig::parse(ServiceKind::Campaign, spec.config.as_ref())
-        && let Some(secret) = c.smtp.and_then(|s| s.credentials_secret)
     {
-        env.push(secret_env(SMTP_USERNAME_ENV, &secret, "username"));
-        env.push(secret_env(SMTP_PASSWORD_ENV, &secret, "password"));
+        if let Some(secret) = c.smtp.and_then(|s| s.credentials_secret) {
+            env.push(secret_env(SMTP_USERNAME_ENV, &secret, "username"));
+            env.push(secret_env(SMTP_PASSWORD_ENV, &secret, "password"));
+        }
+        if let Some(secret) = c.provider_tokens_secret {
+            env.push(optional_secret_env(PUSH_TOKEN_ENV, &secret, "push"));
+            env.push(optional_secret_env(SMS_TOKEN_ENV, &secret, "sms"));
+        }
     }
 
     let (command, args) = if titan {
@@ -525,9 +531,9 @@ mod tests {
     }
 
     #[test]
-    fn the_campaign_smtp_login_comes_from_the_secret_its_config_names() {
+    fn the_campaign_smtp_login_and_provider_tokens_come_from_the_secrets_its_config_names() {
         let mut service: Service = serde_yaml::from_str(
-            "apiVersion: commerce.titan.dev/v1alpha1\nkind: Service\nmetadata: {name: campaign, namespace: titan-sg-1}\nspec: {cell: sg-1, service: campaign, image: 'ghcr.io/titan/titan:0.1.0', config: {smtp: {host: smtp.example, from: shop@example.com, credentialsSecret: smtp-login}}}",
+            "apiVersion: commerce.titan.dev/v1alpha1\nkind: Service\nmetadata: {name: campaign, namespace: titan-sg-1}\nspec: {cell: sg-1, service: campaign, image: 'ghcr.io/titan/titan:0.1.0', config: {smtp: {host: smtp.example, from: shop@example.com, credentialsSecret: smtp-login}, pushProviderUrl: 'https://push.example/send', providerTokensSecret: provider-tokens}}",
         )
         .expect("service yaml");
         let env = |service: &Service| {
@@ -547,29 +553,30 @@ mod tests {
                 .into_iter()
                 .filter_map(|e| {
                     let from = e.value_from?.secret_key_ref?;
-                    Some((e.name, from.name, from.key))
+                    Some(format!(
+                        "{}={}/{}{}",
+                        e.name,
+                        from.name,
+                        from.key,
+                        if from.optional == Some(true) { "?" } else { "" }
+                    ))
                 })
-                .filter(|(name, _, _)| name.starts_with("TITAN_CAMPAIGN_SMTP_"))
+                .filter(|e| e.starts_with("TITAN_CAMPAIGN_"))
                 .collect::<Vec<_>>()
         };
+        // The login is required; each provider's token is optional (a cell may run one).
         assert_eq!(
             env(&service),
             vec![
-                (
-                    "TITAN_CAMPAIGN_SMTP_USERNAME".to_owned(),
-                    "smtp-login".to_owned(),
-                    "username".to_owned()
-                ),
-                (
-                    "TITAN_CAMPAIGN_SMTP_PASSWORD".to_owned(),
-                    "smtp-login".to_owned(),
-                    "password".to_owned()
-                ),
+                "TITAN_CAMPAIGN_SMTP_USERNAME=smtp-login/username",
+                "TITAN_CAMPAIGN_SMTP_PASSWORD=smtp-login/password",
+                "TITAN_CAMPAIGN_PUSH_TOKEN=provider-tokens/push?",
+                "TITAN_CAMPAIGN_SMS_TOKEN=provider-tokens/sms?",
             ]
         );
         service.spec.config =
             Some(json!({"smtp": {"host": "smtp.example", "from": "shop@example.com"}}));
-        assert_eq!(env(&service), vec![]);
+        assert_eq!(env(&service), Vec::<String>::new());
     }
 
     #[test]

@@ -24,7 +24,9 @@ use std::{sync::Arc, time::Duration};
 
 use futures::FutureExt;
 use secrecy::ExposeSecret;
-use titan_crds::config::{SMTP_PASSWORD_ENV, SMTP_USERNAME_ENV, TitanConfig};
+use titan_crds::config::{
+    PUSH_TOKEN_ENV, SMS_TOKEN_ENV, SMTP_PASSWORD_ENV, SMTP_USERNAME_ENV, TitanConfig,
+};
 use titan_kit::{
     Datastore, KitError, Mounted, ServiceContext, ServiceDef,
     auth::Authenticator,
@@ -89,7 +91,8 @@ pub fn smtp_credentials(
     Ok(Some((read(SMTP_USERNAME_ENV)?, read(SMTP_PASSWORD_ENV)?)))
 }
 
-/// The providers the settings configure; `var` reads the environment (the SMTP login).
+/// The providers the settings configure; `var` reads the environment (the SMTP login and the
+/// providers' tokens).
 pub fn channels(
     settings: &Settings,
     var: impl Fn(&str) -> Option<String>,
@@ -103,7 +106,7 @@ pub fn channels(
                     &smtp.host,
                     port,
                     &smtp.from,
-                    smtp_credentials(settings, var)?,
+                    smtp_credentials(settings, &var)?,
                     SMTP_POOL,
                 )
                 .map_err(|e| KitError::config("services.campaign.smtp", e))?,
@@ -111,9 +114,13 @@ pub fn channels(
         }
         None => None,
     };
-    let webhook = |field: &str, url: &Option<String>| {
+    // A provider's token, when the operator set one from `providerTokensSecret`.
+    let webhook = |field: &str, url: &Option<String>, token: &str| {
         url.as_deref()
-            .map(|u| Webhook::new(u, None).map_err(|e| KitError::config(field, e)))
+            .map(|u| {
+                Webhook::new(u, var(token).filter(|t| !t.is_empty()))
+                    .map_err(|e| KitError::config(field, e))
+            })
             .transpose()
     };
     Ok(Channels {
@@ -121,10 +128,12 @@ pub fn channels(
         push: webhook(
             "services.campaign.pushProviderUrl",
             &settings.push_provider_url,
+            PUSH_TOKEN_ENV,
         )?,
         sms: webhook(
             "services.campaign.smsProviderUrl",
             &settings.sms_provider_url,
+            SMS_TOKEN_ENV,
         )?,
     })
 }

@@ -111,6 +111,7 @@ async fn a_provider_that_fails_twice_is_retried_and_delivers_once() {
     let (stub, url) = Stub::start(2).await;
     let env = env(Setup {
         push_url: Some(url),
+        push_token: Some("push-t0ken".into()),
         ..Setup::default()
     })
     .await;
@@ -124,6 +125,11 @@ async fn a_provider_that_fails_twice_is_retried_and_delivers_once() {
     let tick = env.app.tick().await.expect("tick");
     assert_eq!(tick.sent, 1);
     assert_eq!(stub.requests.load(Ordering::SeqCst), 3);
+    // Every attempt carries the provider's token.
+    assert_eq!(
+        *stub.authorizations.lock().expect("lock"),
+        vec!["Bearer push-t0ken"; 3]
+    );
     let accepted = stub.accepted.lock().expect("lock").clone();
     assert_eq!(accepted.len(), 1);
     assert_eq!(accepted[0].1["to"], "push-u1");

@@ -12,7 +12,7 @@ use std::{
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use titan_campaign::{
     app::{Campaigns, Parts},
-    channel::{Channels, Smtp, Webhook},
+    channel::{Channels, Smtp},
     config::Settings,
     domain::{
         Caps, Channel, Contact, LinkSigner, NewCampaign, QuietHours, Rule, Schedule, Segment,
@@ -23,6 +23,7 @@ use titan_campaign::{
     store::{ch::ChAudience, pg::PgStore},
     testing::SmtpServer,
 };
+use titan_crds::config::PUSH_TOKEN_ENV;
 use titan_kit::{
     datastores::{clickhouse, postgres},
     idempotency,
@@ -56,6 +57,8 @@ pub struct Setup {
     /// The abtesting client for campaigns with variants.
     pub experiments: Option<Experiments>,
     pub push_url: Option<String>,
+    /// The push provider's token, as the operator passes it from `providerTokensSecret`.
+    pub push_token: Option<String>,
     pub batch: u32,
     /// The global send rate (0 = none).
     pub rate: u32,
@@ -69,6 +72,7 @@ impl Default for Setup {
             experiments: None,
             smtp_login: None,
             push_url: None,
+            push_token: None,
             batch: 500,
             rate: 0,
             claim_timeout: Duration::seconds(120),
@@ -140,8 +144,16 @@ pub fn app_on(
     let settings = Settings {
         send_batch_size: setup.batch,
         send_rate_per_second: setup.rate,
+        push_provider_url: setup.push_url.clone(),
         ..Settings::default()
     };
+    // The providers as the service builds them, its environment replaced by the setup's.
+    let configured = titan_campaign::channels(&settings, |name| {
+        (name == PUSH_TOKEN_ENV)
+            .then(|| setup.push_token.clone())
+            .flatten()
+    })
+    .expect("providers");
     let channels = Channels {
         email: smtp.map(|s| {
             Smtp::new(
@@ -153,10 +165,7 @@ pub fn app_on(
             )
             .expect("smtp transport")
         }),
-        push: setup
-            .push_url
-            .as_deref()
-            .map(|u| Webhook::new(u, None).expect("webhook")),
+        push: configured.push,
         sms: None,
     };
     Arc::new(Campaigns::new(
@@ -296,6 +305,8 @@ pub struct Stub {
     pub failures: Arc<AtomicU32>,
     pub requests: Arc<AtomicU32>,
     pub accepted: Arc<Mutex<Vec<(String, serde_json::Value)>>>,
+    /// The `Authorization` header of every request ("" when absent).
+    pub authorizations: Arc<Mutex<Vec<String>>>,
 }
 
 impl Stub {
@@ -311,6 +322,12 @@ impl Stub {
                      headers: HeaderMap,
                      Json(v): Json<serde_json::Value>| async move {
                         s.requests.fetch_add(1, Ordering::SeqCst);
+                        let authorization = headers
+                            .get("authorization")
+                            .and_then(|a| a.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        s.authorizations.lock().expect("lock").push(authorization);
                         if s.failures
                             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| f.checked_sub(1))
                             .is_ok()
