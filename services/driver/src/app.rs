@@ -294,6 +294,16 @@ impl<S: DriverStore> Drivers<S> {
             .ok_or(DriverError::NotFound { what: "driver", id })
     }
 
+    /// A driver by id, for a dispatcher or the driver themself.
+    pub async fn get_driver(&self, caller: &Caller, id: &str) -> Result<Driver, DriverError> {
+        let id = parse_uuid("driver_id", id)?;
+        let driver = self.driver(id).await?;
+        if driver.user_id != caller.user_id {
+            dispatcher(caller)?;
+        }
+        Ok(driver)
+    }
+
     pub async fn delivery(&self, id: Uuid) -> Result<Delivery, DriverError> {
         self.store.delivery(id).await?.ok_or(DriverError::NotFound {
             what: "delivery",

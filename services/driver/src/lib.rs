@@ -6,11 +6,59 @@
 //! figures. [`app`] runs the use cases over the [`store`] (PostgreSQL) and the cell's object
 //! storage. The route plans themselves come from `titan-route`.
 
+#![forbid(unsafe_code)]
+
 pub mod app;
 pub mod domain;
+pub mod grpc;
 pub mod store;
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use titan_kit::{Datastore, KitError, Mounted, ServiceContext, ServiceDef};
+use titan_proto::driver::v1::driver_service_server::DriverServiceServer;
+
+use crate::{app::Drivers, store::pg::PgDrivers};
+
+/// Largest request the service decodes: a 10 MiB photo and a 1 MiB signature with room for
+/// the rest (tonic's default of 4 MiB would refuse a photo the domain accepts).
+const MAX_REQUEST_BYTES: usize = 12 * 1024 * 1024;
 
 /// The service's PostgreSQL migrations, embedded.
 pub fn migrator() -> sqlx::migrate::Migrator {
     sqlx::migrate!("./migrations")
+}
+
+/// The `titan` binary's entry for this service.
+pub fn service() -> ServiceDef {
+    ServiceDef {
+        name: domain::SERVICE,
+        // Redis carries the outbox relay's `driver.delivery_*` events.
+        datastores: &[
+            Datastore::Postgres,
+            Datastore::Redis,
+            Datastore::ObjectStorage,
+        ],
+        // Drivers, deliveries and routes live in PostgreSQL; object storage is needed only
+        // to complete a delivery and Redis only by the relay, so a blip in either does not
+        // take every replica out.
+        ready_on: &[Datastore::Postgres],
+        migrator: Some(migrator),
+        clickhouse_migrations: &[],
+        publishes_events: true,
+        file_descriptor_set: titan_proto::FILE_DESCRIPTOR_SET,
+        mount: |ctx| mount(ctx).boxed(),
+    }
+}
+
+async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
+    let app = Arc::new(Drivers::new(
+        PgDrivers::new(ctx.postgres()?, ctx.config.cell.clone()),
+        Some(ctx.objects()?),
+        Arc::new(chrono::Utc::now),
+    ));
+    Ok(Mounted::new(&ctx).grpc(
+        DriverServiceServer::new(grpc::Grpc::new(app)).max_decoding_message_size(MAX_REQUEST_BYTES),
+    ))
 }

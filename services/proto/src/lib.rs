@@ -37,6 +37,12 @@ pub mod coupon {
     }
 }
 
+pub mod driver {
+    pub mod v1 {
+        tonic::include_proto!("titan.driver.v1");
+    }
+}
+
 pub mod flashsale {
     pub mod v1 {
         tonic::include_proto!("titan.flashsale.v1");

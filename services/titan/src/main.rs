@@ -35,6 +35,7 @@ const SERVICES: &[fn() -> ServiceDef] = &[
     titan_pricing::service,
     titan_campaign::service,
     titan_videocall::service,
+    titan_driver::service,
 ];
 
 #[derive(Debug, Parser)]

@@ -1,8 +1,10 @@
 //! The driver service's use cases on real PostgreSQL and object storage: registration and
 //! availability, GPS positions, route assignment (only to an AVAILABLE driver with room, all
 //! or nothing), deliveries along their state machine with a proof of delivery at the door, the
-//! route completing with its last stop, performance and ratings ([`rules`]).
+//! route completing with its last stop, performance and ratings ([`rules`]); the same path
+//! over gRPC through kit's runtime ([`grpc`]).
 
+mod grpc;
 mod rules;
 
 use chrono::{DateTime, Duration, Utc};
