@@ -114,12 +114,15 @@ impl ServiceError for DriverError {
 #[derive(Debug, Clone)]
 pub struct Step {
     pub delivery: Uuid,
-    /// The driver taking it: only the delivery's own.
-    pub driver: Uuid,
+    /// The driver taking it, who must be the delivery's own; `None` for a dispatcher, who
+    /// may act on any delivery.
+    pub driver: Option<Uuid>,
     pub action: DeliveryAction,
     pub at: DateTime<Utc>,
     /// COMPLETE: the recipient and the stored attachments' keys.
     pub proof: Option<(String, Vec<String>)>,
+    /// RESCHEDULE: the new window.
+    pub window: Option<TimeWindow>,
 }
 
 /// A route as assigned.
@@ -475,10 +478,11 @@ impl<S: DriverStore> Drivers<S> {
         let me = self.me(caller).await?;
         let step = Step {
             delivery: id,
-            driver: me.id,
+            driver: Some(me.id),
             action,
             at: (self.clock)(),
             proof: None,
+            window: None,
         };
         self.store.step(&key, &step).await
     }
@@ -530,10 +534,41 @@ impl<S: DriverStore> Drivers<S> {
         }
         let step = Step {
             delivery: id,
-            driver: me.id,
+            driver: Some(me.id),
             action: DeliveryAction::Complete,
             at: (self.clock)(),
             proof: Some((proof.recipient_name, keys)),
+            window: None,
+        };
+        self.store.step(&key, &step).await
+    }
+
+    /// A dispatcher gives an open delivery a new window: RESCHEDULED, off its route (which
+    /// completes if this was its last open stop), ready for another route.
+    pub async fn reschedule(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        delivery: &str,
+        window_start: DateTime<Utc>,
+        window_end: DateTime<Utc>,
+    ) -> Result<Delivery, DriverError> {
+        dispatcher(caller)?;
+        let id = parse_uuid("delivery_id", delivery)?;
+        let window = TimeWindow::new("window", window_start, window_end)?;
+        let key = key(
+            "Reschedule",
+            caller,
+            request_id,
+            &(delivery, window_start, window_end),
+        )?;
+        let step = Step {
+            delivery: id,
+            driver: None,
+            action: DeliveryAction::Reschedule,
+            at: (self.clock)(),
+            proof: None,
+            window: Some(window),
         };
         self.store.step(&key, &step).await
     }

@@ -223,6 +223,7 @@ impl PgDrivers {
         &self,
         tx: &mut PgConnection,
         route: Uuid,
+        driver: Uuid,
         s: &Step,
         d: &Delivery,
     ) -> Result<(), DriverError> {
@@ -248,7 +249,7 @@ impl PgDrivers {
                 "UPDATE driver_drivers SET completed = completed + $2, failed = failed + $3, \
                  on_time = on_time + $4 WHERE id = $1",
             )
-            .bind(s.driver)
+            .bind(driver)
             .bind(db_count(p.completed)?)
             .bind(db_count(p.failed)?)
             .bind(db_count(p.on_time)?)
@@ -280,7 +281,7 @@ impl PgDrivers {
             .await?
             .rows_affected();
             if done == 1 {
-                Self::move_driver(tx, s.driver, DriverAction::FinishRoute).await?;
+                Self::move_driver(tx, driver, DriverAction::FinishRoute).await?;
             }
         }
         Ok(())
@@ -560,8 +561,10 @@ impl DriverStore for PgDrivers {
             "UPDATE driver_deliveries SET status = $3, \
                finished_at = CASE WHEN $4 THEN $5 ELSE finished_at END, \
                recipient_name = COALESCE($6, recipient_name), \
-               proof_keys = COALESCE($7, proof_keys) \
-             WHERE id = $1 AND driver_id = $2 AND status = ANY($8) \
+               proof_keys = COALESCE($7, proof_keys), \
+               window_start = COALESCE($9, window_start), \
+               window_end = COALESCE($10, window_end) \
+             WHERE id = $1 AND ($2::uuid IS NULL OR driver_id = $2) AND status = ANY($8) \
              RETURNING {DELIVERY_COLUMNS}"
         )))
         .bind(s.delivery)
@@ -572,6 +575,8 @@ impl DriverStore for PgDrivers {
         .bind(recipient)
         .bind(keys)
         .bind(names(s.action.leaves_from()))
+        .bind(s.window.map(|w| w.start))
+        .bind(s.window.map(|w| w.end))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
@@ -582,7 +587,9 @@ impl DriverStore for PgDrivers {
                         what: "delivery",
                         id: s.delivery,
                     })?;
-            if current.driver_id != Some(s.driver) {
+            if let Some(driver) = s.driver
+                && current.driver_id != Some(driver)
+            {
                 return Err(DriverError::NotTheDriver(s.delivery));
             }
             return Err(IllegalTransition {
@@ -593,8 +600,8 @@ impl DriverStore for PgDrivers {
         };
         let d = delivery_of(&row)?;
         self.publish(&mut tx, s.action, &d, s.at).await?;
-        if let Some(route) = d.route_id {
-            self.follow_route(&mut tx, route, s, &d).await?;
+        if let (Some(route), Some(driver)) = (d.route_id, d.driver_id) {
+            self.follow_route(&mut tx, route, driver, s, &d).await?;
         }
         idempotency::finish(&mut tx, key, &encode(&d.id)?).await?;
         tx.commit().await?;

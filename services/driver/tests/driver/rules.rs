@@ -428,3 +428,93 @@ async fn a_customer_rates_a_completed_delivery_once() {
     let ann = w.app.driver(ann.id).await.expect("ann");
     assert_eq!(ann.performance.rating(), Some(4.0));
 }
+
+#[tokio::test]
+async fn a_rescheduled_last_stop_completes_the_route_and_can_go_on_another() {
+    let w = World::new().await;
+    let ann_caller = user("ann");
+    let ann = w.available("ann", 10).await;
+    let a = w.delivery("cus", 1).await;
+    let b = w.delivery("cus", 1).await;
+    let now = w.clock.now();
+    let stops = vec![(a.id.to_string(), now), (b.id.to_string(), now)];
+    w.app
+        .assign_route(&dispatcher(), &rid(), &ann.id.to_string(), &stops)
+        .await
+        .expect("assign");
+    let (aid, bid) = (a.id.to_string(), b.id.to_string());
+    for step in ["DEPART", "ARRIVE"] {
+        w.app
+            .advance(&ann_caller, &rid(), &aid, step)
+            .await
+            .expect(step);
+    }
+    w.app
+        .complete(&ann_caller, &rid(), &aid, photo_proof("Cy"))
+        .await
+        .expect("complete");
+    let (start, end) = (
+        now + Duration::days(1),
+        now + Duration::days(1) + Duration::hours(2),
+    );
+    assert_eq!(
+        reason(
+            w.app
+                .reschedule(&ann_caller, &rid(), &bid, start, end)
+                .await
+        ),
+        "NOT_A_DISPATCHER"
+    );
+    assert_eq!(
+        reason(
+            w.app
+                .reschedule(&dispatcher(), &rid(), &aid, start, end)
+                .await
+        ),
+        "ILLEGAL_TRANSITION"
+    );
+    assert_eq!(
+        reason(
+            w.app
+                .reschedule(&dispatcher(), &rid(), &bid, end, start)
+                .await
+        ),
+        "INVALID_ARGUMENT"
+    );
+    let moved = w
+        .app
+        .reschedule(&dispatcher(), &rid(), &bid, start, end)
+        .await
+        .expect("reschedule");
+    assert_eq!(moved.status, DeliveryStatus::Rescheduled);
+    assert_eq!((moved.window.start, moved.window.end), (start, end));
+    let ann = w.app.driver(ann.id).await.expect("ann");
+    assert_eq!(ann.status, DriverStatus::Available);
+    assert_eq!((ann.performance.completed, ann.performance.failed), (1, 0));
+    let bob = w.available("bob", 10).await;
+    let route = w
+        .app
+        .assign_route(
+            &dispatcher(),
+            &rid(),
+            &bob.id.to_string(),
+            &[(bid.clone(), start)],
+        )
+        .await
+        .expect("reassign");
+    let b = w.app.delivery(b.id).await.expect("b");
+    assert_eq!(
+        (b.status, b.route_id, b.driver_id),
+        (DeliveryStatus::Assigned, Some(route.id), Some(bob.id))
+    );
+    assert_eq!(
+        w.events().await.last().map(String::as_str),
+        Some("driver.delivery_assigned")
+    );
+    assert!(
+        w.events()
+            .await
+            .iter()
+            .any(|e| e == "driver.delivery_rescheduled")
+    );
+}
