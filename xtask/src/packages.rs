@@ -27,8 +27,9 @@ pub const DATASTORES: &[&str] = &[
 /// The media servers whose rendered configs the operator's tests run: nginx with the RTMP
 /// module (`nginx -t`) and coturn (`turnserver`, `turnutils_uclient`, `turnutils_peer`); and
 /// ffmpeg, which publishes a test pattern through nginx in the livestream e2e test and reads
-/// HLS and the recording back (`ffprobe`).
-pub const MEDIA: &[&str] = &["nginx", "libnginx-mod-rtmp", "coturn", "ffmpeg"];
+/// HLS and the recording back (`ffprobe`); and Chromium, the browser of the videocall e2e
+/// test (WebRTC through coturn).
+pub const MEDIA: &[&str] = &["nginx", "libnginx-mod-rtmp", "coturn", "ffmpeg", "chromium"];
 
 /// Python with `venv` (a separate package on Debian) for the Helm chart check, which runs the
 /// PyPI tools of charts/requirements.txt in a virtualenv xtask builds.

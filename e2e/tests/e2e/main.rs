@@ -16,3 +16,4 @@ mod realtime;
 mod route;
 mod serving;
 mod videocall;
+mod videocall_browser;

@@ -207,12 +207,14 @@ fn run_steps(args: &Args, timings: &mut Vec<Timing>) -> Result<()> {
     Ok(())
 }
 
-/// The npm package the e2e suite's Node.js WebSocket client uses, pinned to a major version.
-const NODE_WS: &str = "ws@8";
+/// The npm packages of the e2e suite's Node.js scripts, pinned to a major (minor) version: the
+/// WebSocket client, and playwright-core, which drives Debian's Chromium in the videocall
+/// browser test (it downloads no browser).
+const NODE_PACKAGES: &[&str] = &["ws@8", "playwright-core@1.65"];
 
-/// Installs Node's `ws` under `target/xtask-ci/node` for the e2e suite and exports where it is
-/// (`TITAN_E2E_NODE_MODULES`); the test fails without it, so a failed install is a failed
-/// step, not a skipped test.
+/// Installs the Node packages under `target/xtask-ci/node` for the e2e suite and exports
+/// where they are (`TITAN_E2E_NODE_MODULES`); the tests fail without them, so a failed install
+/// is a failed step, not a skipped test.
 fn node_ws_step(ci_dir: &Path, timings: &mut Vec<Timing>) -> Vec<(String, String)> {
     let started = Instant::now();
     let prefix = ci_dir.join("node");
@@ -220,14 +222,14 @@ fn node_ws_step(ci_dir: &Path, timings: &mut Vec<Timing>) -> Vec<(String, String
     install
         .args(["install", "--no-audit", "--no-fund", "--prefix"])
         .arg(&prefix)
-        .arg(NODE_WS);
+        .args(NODE_PACKAGES);
     let outcome = match process::run("npm install", &mut install) {
         Ok(status) if status.success() => Outcome::Ok,
-        Ok(status) => Outcome::Failed(format!("npm install {NODE_WS}: {status}")),
+        Ok(status) => Outcome::Failed(format!("npm install {}: {status}", NODE_PACKAGES.join(" "))),
         Err(e) => Outcome::Failed(format!("{e:#}")),
     };
     timings.push(Timing {
-        name: "node ws".into(),
+        name: "node packages".into(),
         took: started.elapsed(),
         outcome,
     });
