@@ -215,7 +215,7 @@ enum Scenario {
     /// The VRPTW solver on every Solomon instance at each budget, checked by the independent
     /// checker: gap to best-known per instance, class and overall; one instance drawn.
     Routes {
-        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/solomon"))]
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../services/route/data/solomon"))]
         data: PathBuf,
         /// Budgets in milliseconds, each instance solved once per budget.
         #[arg(long = "budget-ms", value_delimiter = ',', default_values_t = [1000u64, 5000])]

@@ -9,7 +9,7 @@ mod checker;
 
 const C101: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/data/solomon/C101.txt"
+    "/../services/route/data/solomon/C101.txt"
 );
 
 #[test]

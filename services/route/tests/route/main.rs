@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use titan_route::{Objective, Settings, Solution, solomon};
 
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/solomon");
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/solomon");
 
 fn read(name: &str) -> String {
     let path = format!("{DATA}/{name}");
