@@ -89,6 +89,21 @@ impl Cell {
             .env("TITAN_HTTP_ADDR", "127.0.0.1:0")
             .env("TITAN_ADMIN_ADDR", "127.0.0.1:0")
             .env("TITAN_LOG", "info");
+        // A whole cell has object storage (driver's proofs of delivery): the test S3 server's
+        // bucket, when the suite runs with one.
+        for (test, titan) in [
+            ("TITAN_TEST_S3_ENDPOINT", "TITAN_S3_ENDPOINT"),
+            ("TITAN_TEST_S3_BUCKET", "TITAN_S3_BUCKET"),
+            ("TITAN_TEST_S3_ACCESS_KEY_ID", "TITAN_S3_ACCESS_KEY_ID"),
+            (
+                "TITAN_TEST_S3_SECRET_ACCESS_KEY",
+                "TITAN_S3_SECRET_ACCESS_KEY",
+            ),
+        ] {
+            if let Ok(value) = std::env::var(test) {
+                cmd.env(titan, value);
+            }
+        }
     }
 
     /// `titan serve all` (debug build).
