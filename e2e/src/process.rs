@@ -65,6 +65,60 @@ pub fn workspace_binary(package: &str, bin: &str, release: bool) -> PathBuf {
     path
 }
 
+/// Runs `command` to completion and returns what it printed, killing it and failing the test
+/// when it outlives `deadline` — a deadline, not a pace: a script that hangs fails instead of
+/// hanging the suite. Both pipes are read while it runs, so a chatty child cannot block on a
+/// full pipe buffer and be mistaken for a hung one.
+pub fn output_within(command: &mut Command, deadline: Duration) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let stdout = child.stdout.take().map(read_to_end);
+    let stderr = child.stderr.take().map(read_to_end);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            break Some(status);
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let joined = |reader: Option<JoinHandle<Vec<u8>>>| {
+        reader
+            .map(|r| r.join().unwrap_or_default())
+            .unwrap_or_default()
+    };
+    let (stdout, stderr) = (joined(stdout), joined(stderr));
+    let Some(status) = status else {
+        panic!(
+            "{command:?} did not finish within {deadline:?}: {}",
+            String::from_utf8_lossy(&stderr)
+        );
+    };
+    std::process::Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// Reads a pipe to its end on a thread of its own.
+fn read_to_end(mut pipe: impl std::io::Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        // A read error ends the capture; what was read so far is still worth printing.
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
 /// A child process that is killed when dropped, so a failing test leaves nothing running.
 #[derive(Debug)]
 pub struct Process {

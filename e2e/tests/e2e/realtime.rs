@@ -182,36 +182,20 @@ async fn a_node_ws_client_sees_the_same_protocol() {
         .expect("script file");
     std::fs::write(script.path(), include_str!("realtime.js")).expect("write script");
     let output = tokio::task::block_in_place(|| {
-        let mut node = Command::new("node")
-            .arg(script.path())
-            .env("NODE_PATH", &modules)
-            .env("WS_A", format!("ws://{}/v1/ping/ws", a.http))
-            .env("WS_B", format!("ws://{}/v1/ping/ws", b.http))
-            .env("METRICS_B", format!("http://{}/metrics", b.admin))
-            .env("TOKEN", a.token("node", &[]))
-            .env(
-                "FORGED",
-                a.token_signed_by("another-secret-another-secret-xxxx", "x", &[]),
-            )
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run node");
-        // A deadline, not a pace: a script that never ends fails the test instead of hanging
-        // it. Its report is far smaller than a pipe's buffer, so waiting before reading is safe.
-        let started = std::time::Instant::now();
-        while node.try_wait().expect("wait for node").is_none() {
-            if started.elapsed() > NODE_DEADLINE {
-                let _ = node.kill();
-                let output = node.wait_with_output().expect("wait for node");
-                panic!(
-                    "node did not finish within {NODE_DEADLINE:?}: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        node.wait_with_output().expect("wait for node")
+        titan_e2e::process::output_within(
+            Command::new("node")
+                .arg(script.path())
+                .env("NODE_PATH", &modules)
+                .env("WS_A", format!("ws://{}/v1/ping/ws", a.http))
+                .env("WS_B", format!("ws://{}/v1/ping/ws", b.http))
+                .env("METRICS_B", format!("http://{}/metrics", b.admin))
+                .env("TOKEN", a.token("node", &[]))
+                .env(
+                    "FORGED",
+                    a.token_signed_by("another-secret-another-secret-xxxx", "x", &[]),
+                ),
+            NODE_DEADLINE,
+        )
     });
     assert!(
         output.status.success(),

@@ -164,34 +164,20 @@ async fn a_video_call_between_two_browsers_through_turn() {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/videocall_browser.js");
 
     let output = tokio::task::block_in_place(|| {
-        let mut node = Command::new("node")
-            .arg(&script)
-            .env("NODE_PATH", &modules)
-            .env("CHROMIUM", chromium())
-            .env("PAGE", &page)
-            .env("PAGE_PORT", page_port.to_string())
-            .env("WS_A", format!("ws://{}/v1/videocall/ws", a.http))
-            .env("WS_B", format!("ws://{}/v1/videocall/ws", b.http))
-            .env("ANN", &ann)
-            .env("BOB", &bob)
-            .env("EXPIRED_ICE", expired_ice.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run node");
-        let started = Instant::now();
-        while node.try_wait().expect("wait for node").is_none() {
-            if started.elapsed() > NODE_DEADLINE {
-                let _ = node.kill();
-                let output = node.wait_with_output().expect("wait for node");
-                panic!(
-                    "node did not finish within {NODE_DEADLINE:?}: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        node.wait_with_output().expect("wait for node")
+        titan_e2e::process::output_within(
+            Command::new("node")
+                .arg(&script)
+                .env("NODE_PATH", &modules)
+                .env("CHROMIUM", chromium())
+                .env("PAGE", &page)
+                .env("PAGE_PORT", page_port.to_string())
+                .env("WS_A", format!("ws://{}/v1/videocall/ws", a.http))
+                .env("WS_B", format!("ws://{}/v1/videocall/ws", b.http))
+                .env("ANN", &ann)
+                .env("BOB", &bob)
+                .env("EXPIRED_ICE", expired_ice.to_string()),
+            NODE_DEADLINE,
+        )
     });
     assert!(
         output.status.success(),
