@@ -30,6 +30,15 @@ pub struct DriverConfig {
     /// Most drivers a nearby search returns.
     #[schemars(range(min = 1, max = 1000))]
     pub nearby_limit: u32,
+    /// Mean road speed the haversine model turns distances into travel times with, in km/h.
+    #[schemars(range(min = 1, max = 200))]
+    pub average_speed_kph: u32,
+    /// How long GPS history is kept before the pruning job deletes it, in hours.
+    #[schemars(range(min = 1, max = 8760))]
+    pub position_retention_hours: u32,
+    /// Position updates buffered per WatchDriver stream before a slow watcher is dropped.
+    #[schemars(range(min = 1, max = 10000))]
+    pub watch_buffer: u32,
 }
 
 impl Default for DriverConfig {
@@ -39,6 +48,9 @@ impl Default for DriverConfig {
             distance: DistanceModel::Haversine,
             nearby_radius_meters: 5000,
             nearby_limit: 50,
+            average_speed_kph: 30,
+            position_retention_hours: 720,
+            watch_buffer: 64,
         }
     }
 }
@@ -62,7 +74,16 @@ impl TitanConfig for DriverConfig {
             1,
             100000,
         )?;
-        in_range(s, "nearbyLimit", self.nearby_limit, 1, 1000)
+        in_range(s, "nearbyLimit", self.nearby_limit, 1, 1000)?;
+        in_range(s, "averageSpeedKph", self.average_speed_kph, 1, 200)?;
+        in_range(
+            s,
+            "positionRetentionHours",
+            self.position_retention_hours,
+            1,
+            8760,
+        )?;
+        in_range(s, "watchBuffer", self.watch_buffer, 1, 10000)
     }
 }
 

@@ -1,7 +1,11 @@
 //! Driver's use cases over a [`DriverStore`] (PostgreSQL) and the cell's object storage: the
 //! caller comes from the token, every input is parsed before any I/O, and who may act is
 //! decided here — a driver moves their own status, position and deliveries, a dispatcher
-//! creates deliveries and assigns routes, a delivery's customer rates it.
+//! creates deliveries, plans and assigns routes and watches drivers, a delivery's customer
+//! rates it. PostgreSQL is the record; after each commit the Redis side ([`Live`]: the nearby
+//! set, latest positions, their fan-out) follows, and a failure there is logged and healed
+//! later (the next position report, the periodic [`Drivers::sweep`]), never undoing the
+//! commit.
 
 use std::future::Future;
 
@@ -14,8 +18,15 @@ use titan_kit::{
     idempotency::{self, IdempotencyError},
     input::ident,
     objects::{ObjectKey, ObjectStorage},
+    realtime::Listener,
 };
 use uuid::Uuid;
+
+use crate::{
+    config::Settings,
+    domain::optimize::{Limits, Optimization, OptimizeInput, Planned},
+    store::live::{Live, Nearby, parse_frame},
+};
 
 use crate::domain::{
     AssignmentError, Delivery, DeliveryAction, DeliveryStatus, Driver, DriverAction, DriverStatus,
@@ -28,6 +39,13 @@ use crate::domain::{
 pub const DISPATCHER_ROLE: &str = "dispatcher";
 /// Longest time at the door a delivery may ask for, in seconds.
 pub const MAX_SERVICE_SECONDS: i64 = 4 * 3600;
+/// Largest radius a nearby search may ask for, in metres.
+pub const MAX_NEARBY_RADIUS_M: u32 = 100_000;
+/// Most routes one `AssignRoutes` call may create.
+pub const MAX_ROUTES: usize = 200;
+/// Most GPS history rows one sweep deletes: a backlog is worked off over several sweeps
+/// instead of one long-running DELETE.
+pub const SWEEP_BATCH: i64 = 50_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -59,6 +77,12 @@ pub enum DriverError {
     NotTheCustomer(Uuid),
     #[error("proofs of delivery need the cell's object storage, which is not configured")]
     NoObjectStorage,
+    #[error("only a dispatcher or the driver themself may watch driver {0}")]
+    NotAWatcher(Uuid),
+    #[error("the watcher fell behind the driver's positions and was dropped; watch again")]
+    SlowConsumer,
+    #[error("the route solver refused its settings: {0}")]
+    Solver(#[from] titan_route::SettingsError),
     #[error(transparent)]
     Idempotency(#[from] IdempotencyError),
     #[error(transparent)]
@@ -79,9 +103,12 @@ impl ServiceError for DriverError {
             | Self::NoObjectStorage => ErrorCode::FailedPrecondition,
             Self::AlreadyRated(_) | Self::AlreadyRegistered(_) => ErrorCode::AlreadyExists,
             Self::NotADriver(_) | Self::NotFound { .. } => ErrorCode::NotFound,
-            Self::NotADispatcher | Self::NotTheDriver(_) | Self::NotTheCustomer(_) => {
-                ErrorCode::PermissionDenied
-            }
+            Self::NotADispatcher
+            | Self::NotTheDriver(_)
+            | Self::NotTheCustomer(_)
+            | Self::NotAWatcher(_) => ErrorCode::PermissionDenied,
+            Self::SlowConsumer => ErrorCode::ResourceExhausted,
+            Self::Solver(_) => ErrorCode::Internal,
             Self::Idempotency(e) => e.code(),
             Self::Kit(e) => e.code(),
         }
@@ -104,6 +131,9 @@ impl ServiceError for DriverError {
             Self::NotTheDriver(_) => "NOT_THE_DRIVER",
             Self::NotTheCustomer(_) => "NOT_THE_CUSTOMER",
             Self::NoObjectStorage => "NO_OBJECT_STORAGE",
+            Self::NotAWatcher(_) => "NOT_A_WATCHER",
+            Self::SlowConsumer => "SLOW_CONSUMER",
+            Self::Solver(_) => return None,
             Self::Idempotency(e) => return e.reason(),
             Self::Kit(_) => return None,
         })
@@ -158,12 +188,12 @@ pub trait DriverStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Driver, DriverError>> + Send;
 
     /// Records `update` as the driver's latest position (only if it is after the stored
-    /// one: `false` otherwise) and in the history.
+    /// one: `None` otherwise) and in the history; answers the driver's status at that moment.
     fn record_position(
         &self,
         driver: Uuid,
         update: &Update,
-    ) -> impl Future<Output = Result<bool, DriverError>> + Send;
+    ) -> impl Future<Output = Result<Option<DriverStatus>, DriverError>> + Send;
 
     fn create_delivery(
         &self,
@@ -188,6 +218,15 @@ pub trait DriverStore: Send + Sync + 'static {
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<AssignedRoute, DriverError>> + Send;
 
+    /// Assigns every route (id, driver, plan) as [`Self::assign_route`] would, in one
+    /// transaction: all or nothing.
+    fn assign_routes(
+        &self,
+        key: &idempotency::Key,
+        routes: &[(Uuid, Uuid, Plan)],
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<AssignedRoute>, DriverError>> + Send;
+
     /// Moves a delivery; a final one counts in the driver's performance, and the route's last
     /// settled stop completes the route and makes the driver AVAILABLE.
     fn step(
@@ -195,6 +234,15 @@ pub trait DriverStore: Send + Sync + 'static {
         key: &idempotency::Key,
         step: &Step,
     ) -> impl Future<Output = Result<Delivery, DriverError>> + Send;
+
+    /// One replica's periodic clean-up: deletes up to `batch` GPS history rows older than
+    /// `before` and reads the AVAILABLE drivers with a position; `None` when another replica
+    /// holds the turn.
+    fn sweep(
+        &self,
+        before: DateTime<Utc>,
+        batch: i64,
+    ) -> impl Future<Output = Result<Option<Sweep>, DriverError>> + Send;
 
     /// Records the customer's rating of a completed delivery, once.
     fn rate(
@@ -204,6 +252,39 @@ pub trait DriverStore: Send + Sync + 'static {
         customer: &str,
         rating: Rating,
     ) -> impl Future<Output = Result<Performance, DriverError>> + Send;
+}
+
+/// A stop as a client sends it: the delivery's id and its ETA.
+pub type StopRequest = (String, DateTime<Utc>);
+/// A route as a client sends it: the driver's id and the stops in visit order.
+pub type RouteRequest = (String, Vec<StopRequest>);
+
+/// What one sweep did and found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sweep {
+    /// GPS history rows deleted.
+    pub pruned: u64,
+    /// AVAILABLE drivers with their position: (id, lat, lng).
+    pub available: Vec<(Uuid, f64, f64)>,
+}
+
+/// What the app needs besides its store.
+#[derive(Clone)]
+pub struct Parts {
+    /// The cell's bucket, for proofs of delivery.
+    pub objects: Option<ObjectStorage>,
+    pub live: Live,
+    pub settings: Settings,
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts")
+            .field("objects", &self.objects.is_some())
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A registration as a driver sends it.
@@ -234,6 +315,8 @@ pub struct NewDelivery<'a> {
 pub struct Drivers<S> {
     store: S,
     objects: Option<ObjectStorage>,
+    live: Live,
+    settings: Settings,
     clock: Clock,
 }
 
@@ -242,8 +325,49 @@ impl<S: std::fmt::Debug> std::fmt::Debug for Drivers<S> {
         f.debug_struct("Drivers")
             .field("store", &self.store)
             .field("objects", &self.objects.is_some())
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
+}
+
+/// A `WatchDriver` stream's source: the latest known position first, then each later one
+/// published on any replica.
+#[derive(Debug)]
+pub struct Watch {
+    listener: Listener,
+    first: Option<Position>,
+    /// The time of the last position handed out: an older or repeated one is skipped.
+    last: Option<DateTime<Utc>>,
+}
+
+impl Watch {
+    /// The next position; [`DriverError::SlowConsumer`] once the watcher fell behind.
+    pub async fn next(&mut self) -> Result<Position, DriverError> {
+        if let Some(p) = self.first.take() {
+            self.last = Some(p.at);
+            return Ok(p);
+        }
+        loop {
+            let frame = self
+                .listener
+                .next()
+                .await
+                .map_err(|_| DriverError::SlowConsumer)?;
+            let Some(p) = parse_frame(frame.as_str()) else {
+                tracing::warn!("ignoring a malformed driver position frame");
+                continue;
+            };
+            if self.last.is_none_or(|last| p.at > last) {
+                self.last = Some(p.at);
+                return Ok(p);
+            }
+        }
+    }
+}
+
+/// Logs a Redis write that failed after PostgreSQL committed; the sweep repairs it.
+fn healed_later(what: &str, driver: Uuid, e: &KitError) {
+    tracing::warn!(%driver, error = %e, "{what} failed after the commit; the next position report or sweep repairs it");
 }
 
 /// The idempotency key of a call: the request's fields, serialised, so a reused request id
@@ -274,11 +398,39 @@ fn dispatcher(caller: &Caller) -> Result<(), DriverError> {
 }
 
 impl<S: DriverStore> Drivers<S> {
-    pub fn new(store: S, objects: Option<ObjectStorage>, clock: Clock) -> Self {
+    pub fn new(store: S, parts: Parts) -> Self {
         Self {
             store,
-            objects,
-            clock,
+            objects: parts.objects,
+            live: parts.live,
+            settings: parts.settings,
+            clock: parts.clock,
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Puts `d` in the nearby set or takes them out, after a commit that changed them.
+    async fn place(&self, d: &Driver) {
+        let at = match (d.status, d.location) {
+            (DriverStatus::Available, Some(p)) => Some((p.lat, p.lng)),
+            _ => None,
+        };
+        if let Err(e) = self.live.place(d.id, at).await {
+            healed_later("updating the nearby set", d.id, &e);
+        }
+    }
+
+    /// Re-reads driver `id` and places them: after a step that may have finished their route.
+    async fn replace(&self, id: Uuid) {
+        match self.store.driver(id).await {
+            Ok(Some(d)) => self.place(&d).await,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(driver = %id, error = %e, "cannot re-read a driver after a step; the sweep repairs the nearby set");
+            }
         }
     }
 
@@ -351,7 +503,9 @@ impl<S: DriverStore> Drivers<S> {
         let action = DriverAction::requested("status", target)?;
         let key = key("SetStatus", caller, request_id, &status)?;
         let me = self.me(caller).await?;
-        self.store.change_status(&key, me.id, action).await
+        let d = self.store.change_status(&key, me.id, action).await?;
+        self.place(&d).await;
+        Ok(d)
     }
 
     /// The caller (a driver) reports where they are. A resent or reordered fix is refused
@@ -366,7 +520,19 @@ impl<S: DriverStore> Drivers<S> {
         let position = Position::parse("location", lat, lng, at)?;
         let me = self.me(caller).await?;
         let update = position.follow(me.location.as_ref(), (self.clock)())?;
-        if self.store.record_position(me.id, &update).await? {
+        if let Some(status) = self.store.record_position(me.id, &update).await? {
+            let p = update.position;
+            if let Err(e) = self.live.set_latest(me.id, &p).await {
+                healed_later("keeping the latest position", me.id, &e);
+            }
+            let at = (status == DriverStatus::Available).then_some((p.lat, p.lng));
+            if let Err(e) = self.live.place(me.id, at).await {
+                healed_later("updating the nearby set", me.id, &e);
+            }
+            if let Err(e) = self.live.publish(me.id, &p).await {
+                // Watchers read the latest position again when they reconnect.
+                tracing::warn!(driver = %me.id, error = %e, "cannot publish a position");
+            }
             return Ok(update);
         }
         // Another report got in first with a later or equal time.
@@ -432,7 +598,7 @@ impl<S: DriverStore> Drivers<S> {
         caller: &Caller,
         request_id: &str,
         driver: &str,
-        stops: &[(String, DateTime<Utc>)],
+        stops: &[StopRequest],
     ) -> Result<AssignedRoute, DriverError> {
         dispatcher(caller)?;
         let driver_id = parse_uuid("driver_id", driver)?;
@@ -448,9 +614,162 @@ impl<S: DriverStore> Drivers<S> {
             .collect::<Result<Vec<_>, InputError>>()?;
         let plan = Plan::new("stops", parsed)?;
         let key = key("AssignRoute", caller, request_id, &(driver, stops))?;
-        self.store
+        let route = self
+            .store
             .assign_route(&key, Uuid::now_v7(), driver_id, &plan, (self.clock)())
+            .await?;
+        self.replace(route.driver_id).await;
+        Ok(route)
+    }
+
+    /// A dispatcher assigns several routes at once (an `OptimizeRoutes` answer), each to an
+    /// AVAILABLE driver, in one transaction: all or nothing.
+    pub async fn assign_routes(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        routes: &[RouteRequest],
+    ) -> Result<Vec<AssignedRoute>, DriverError> {
+        dispatcher(caller)?;
+        if routes.is_empty() || routes.len() > MAX_ROUTES {
+            return Err(InputError::new(
+                "routes",
+                format!("has {}; 1 to {MAX_ROUTES} are allowed", routes.len()),
+            )
+            .into());
+        }
+        let mut drivers = std::collections::HashMap::new();
+        let mut deliveries = std::collections::HashMap::new();
+        let mut parsed = Vec::with_capacity(routes.len());
+        for (r, (driver, stops)) in routes.iter().enumerate() {
+            let field = format!("routes[{r}].driver_id");
+            let driver_id = parse_uuid(&field, driver)?;
+            if let Some(first) = drivers.insert(driver_id, r) {
+                return Err(InputError::new(
+                    field,
+                    format!("{driver_id} already has route {first}"),
+                )
+                .into());
+            }
+            let mut plan = Vec::with_capacity(stops.len());
+            for (i, (id, eta)) in stops.iter().enumerate() {
+                let field = format!("routes[{r}].stops[{i}].delivery_id");
+                let delivery_id = parse_uuid(&field, id)?;
+                if let Some(first) = deliveries.insert(delivery_id, r) {
+                    return Err(InputError::new(
+                        field,
+                        format!("{delivery_id} is already on route {first}"),
+                    )
+                    .into());
+                }
+                plan.push(Stop {
+                    delivery_id,
+                    eta: *eta,
+                });
+            }
+            let plan = Plan::new(&format!("routes[{r}].stops"), plan)?;
+            parsed.push((Uuid::now_v7(), driver_id, plan));
+        }
+        let key = key("AssignRoutes", caller, request_id, &routes)?;
+        let assigned = self
+            .store
+            .assign_routes(&key, &parsed, (self.clock)())
+            .await?;
+        for route in &assigned {
+            self.replace(route.driver_id).await;
+        }
+        Ok(assigned)
+    }
+
+    /// A dispatcher plans routes: the solver runs on a blocking thread for the budget, so it
+    /// never holds up the runtime's workers.
+    pub async fn optimize(
+        &self,
+        caller: &Caller,
+        input: &OptimizeInput,
+    ) -> Result<Planned, DriverError> {
+        dispatcher(caller)?;
+        let limits = Limits {
+            budget_ms: self.settings.solver_time_budget_millis,
+            speed_mps: f64::from(self.settings.average_speed_kph) / 3.6,
+        };
+        let optimization = Optimization::parse(input, limits)?;
+        let planned = tokio::task::spawn_blocking(move || optimization.solve())
             .await
+            .map_err(|e| KitError::Other(format!("the route solver stopped: {e}")))??;
+        Ok(planned)
+    }
+
+    /// AVAILABLE drivers within `radius_m` (0: the configured default) of the point, nearest
+    /// first, at most `limit` (0: the configured most, which is also the cap).
+    pub async fn nearby(
+        &self,
+        caller: &Caller,
+        lat: f64,
+        lng: f64,
+        radius_m: u32,
+        limit: u32,
+    ) -> Result<Vec<Nearby>, DriverError> {
+        dispatcher(caller)?;
+        let at = Position::parse("location", lat, lng, (self.clock)())?;
+        let radius_m = match radius_m {
+            0 => self.settings.nearby_radius_meters,
+            r if r > MAX_NEARBY_RADIUS_M => {
+                return Err(InputError::new(
+                    "radius_m",
+                    format!("is {r}; at most {MAX_NEARBY_RADIUS_M}"),
+                )
+                .into());
+            }
+            r => r,
+        };
+        let most = self.settings.nearby_limit;
+        let limit = match limit {
+            0 => most,
+            l if l > most => {
+                return Err(InputError::new("limit", format!("is {l}; at most {most}")).into());
+            }
+            l => l,
+        };
+        Ok(self.live.nearby(at.lat, at.lng, radius_m, limit).await?)
+    }
+
+    /// Opens a watch of a driver's positions for a dispatcher or the driver themself: the
+    /// topic is subscribed first, then the latest position read, so nothing published in
+    /// between is missed (a repeat is skipped by its time).
+    pub async fn watch(&self, caller: &Caller, driver: &str) -> Result<Watch, DriverError> {
+        let id = parse_uuid("driver_id", driver)?;
+        let d = self.driver(id).await?;
+        if d.user_id != caller.user_id && !caller.has_role(DISPATCHER_ROLE) {
+            return Err(DriverError::NotAWatcher(id));
+        }
+        let capacity = usize::try_from(self.settings.watch_buffer).unwrap_or(usize::MAX);
+        let listener = self.live.listen(id, capacity).await?;
+        let latest = match self.live.latest(id).await {
+            Ok(Some(p)) => Some(p),
+            Ok(None) => self.driver(id).await?.location,
+            Err(e) => {
+                tracing::warn!(driver = %id, error = %e, "cannot read the latest position from redis; using postgres");
+                self.driver(id).await?.location
+            }
+        };
+        Ok(Watch {
+            listener,
+            first: latest,
+            last: None,
+        })
+    }
+
+    /// One replica's periodic clean-up: GPS history older than the configured retention is
+    /// deleted, and the nearby set is rebuilt from PostgreSQL, which repairs any Redis write
+    /// that failed after a commit. Answers rows pruned, or `None` if another replica swept.
+    pub async fn sweep(&self) -> Result<Option<u64>, DriverError> {
+        let keep = chrono::Duration::hours(self.settings.position_retention_hours.into());
+        let Some(sweep) = self.store.sweep((self.clock)() - keep, SWEEP_BATCH).await? else {
+            return Ok(None);
+        };
+        self.live.resync(&sweep.available).await?;
+        Ok(Some(sweep.pruned))
     }
 
     /// The caller (the delivery's driver) departs for it, arrives, or records a failed
@@ -484,7 +803,7 @@ impl<S: DriverStore> Drivers<S> {
             proof: None,
             window: None,
         };
-        self.store.step(&key, &step).await
+        self.settled(self.store.step(&key, &step).await?).await
     }
 
     /// The caller (the delivery's driver), at the door, completes it with a proof: the
@@ -540,7 +859,7 @@ impl<S: DriverStore> Drivers<S> {
             proof: Some((proof.recipient_name, keys)),
             window: None,
         };
-        self.store.step(&key, &step).await
+        self.settled(self.store.step(&key, &step).await?).await
     }
 
     /// A dispatcher gives an open delivery a new window: RESCHEDULED, off its route (which
@@ -570,7 +889,19 @@ impl<S: DriverStore> Drivers<S> {
             proof: None,
             window: Some(window),
         };
-        self.store.step(&key, &step).await
+        self.settled(self.store.step(&key, &step).await?).await
+    }
+
+    /// After a step: a delivery that left its route may have finished it and freed its
+    /// driver, who then goes back in the nearby set.
+    async fn settled(&self, d: Delivery) -> Result<Delivery, DriverError> {
+        if let (true, Some(driver)) = (
+            d.status.is_final() || d.status == DeliveryStatus::Rescheduled,
+            d.driver_id,
+        ) {
+            self.replace(driver).await;
+        }
+        Ok(d)
     }
 
     /// The delivery's customer rates it, 1 to 5, once it is completed.

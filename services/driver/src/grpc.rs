@@ -1,20 +1,31 @@
-//! Driver's gRPC edge: proto ↔ domain and errors → status; nothing else.
+//! Driver's gRPC edge: proto ↔ domain and errors → status; a `WatchDriver` stream is pumped
+//! from its [`Watch`] by a task that ends with the client, the watch or the process.
 
-use std::sync::Arc;
+use std::{pin::Pin, sync::Arc};
 
 use chrono::{DateTime, Utc};
+use futures::Stream;
 use titan_kit::{
     auth,
     error::to_status,
     wire::{required_time, timestamp},
 };
 use titan_proto::driver::v1::{self as pb, driver_service_server::DriverService};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    app::{AssignedRoute, DriverError, DriverStore, Drivers, NewDelivery, NewDriver},
-    domain::{Attachment, AttachmentKind, Delivery, Driver, InputError, Performance, Proof},
+    app::{AssignedRoute, DriverError, DriverStore, Drivers, NewDelivery, NewDriver, Watch},
+    config::DistanceModel,
+    domain::{
+        Attachment, AttachmentKind, Delivery, Driver, InputError, Performance, Position, Proof,
+        optimize::{JobInput, MetricKind, OptimizeInput, Planned, VehicleInput, reason_name},
+    },
 };
+
+/// Positions a `WatchDriver` response holds for a slow client; past it the watch's own
+/// buffer (the cell's watchBuffer) fills and the watcher is dropped.
+const STREAM_BUFFER: usize = 4;
 
 pub const DOMAIN: &str = "driver.titan.dev";
 
@@ -28,6 +39,7 @@ fn time(field: &'static str, t: Option<&prost_types::Timestamp>) -> Result<DateT
 
 pub struct Grpc<S> {
     app: Arc<Drivers<S>>,
+    shutdown: CancellationToken,
 }
 
 impl<S> std::fmt::Debug for Grpc<S> {
@@ -37,8 +49,8 @@ impl<S> std::fmt::Debug for Grpc<S> {
 }
 
 impl<S> Grpc<S> {
-    pub fn new(app: Arc<Drivers<S>>) -> Self {
-        Self { app }
+    pub fn new(app: Arc<Drivers<S>>, shutdown: CancellationToken) -> Self {
+        Self { app, shutdown }
     }
 }
 
@@ -63,11 +75,7 @@ fn driver(d: &Driver) -> pb::Driver {
         vehicle_type: d.vehicle_type.as_str().to_owned(),
         capacity: d.capacity.get(),
         status: d.status.as_str().to_owned(),
-        location: d.location.map(|p| pb::Position {
-            lat: p.lat,
-            lng: p.lng,
-            at: Some(timestamp(p.at)),
-        }),
+        location: d.location.as_ref().map(position),
         performance: Some(performance(&d.performance)),
         created_at: Some(timestamp(d.created_at)),
     }
@@ -107,6 +115,117 @@ fn route(r: &AssignedRoute) -> pb::Route {
     }
 }
 
+fn position(p: &Position) -> pb::Position {
+    pb::Position {
+        lat: p.lat,
+        lng: p.lng,
+        at: Some(timestamp(p.at)),
+    }
+}
+
+fn optimize_input(
+    r: &pb::OptimizeRoutesRequest,
+    default: DistanceModel,
+) -> Result<OptimizeInput, Status> {
+    let metric = match r.metric.as_str() {
+        "" => match default {
+            DistanceModel::Haversine => MetricKind::Haversine,
+        },
+        name => MetricKind::parse("metric", name).map_err(|e| status(&e.into()))?,
+    };
+    let jobs = r
+        .jobs
+        .iter()
+        .map(|j| {
+            Ok(JobInput {
+                id: j.id.clone(),
+                lat: j.lat,
+                lng: j.lng,
+                location: j.location,
+                window_start: time("jobs.window_start", j.window_start.as_ref())?,
+                window_end: time("jobs.window_end", j.window_end.as_ref())?,
+                size: j.size,
+                service_seconds: j.service_seconds,
+            })
+        })
+        .collect::<Result<_, Status>>()?;
+    let vehicles = r
+        .vehicles
+        .iter()
+        .map(|v| {
+            Ok(VehicleInput {
+                id: v.id.clone(),
+                lat: v.lat,
+                lng: v.lng,
+                location: v.location,
+                capacity: v.capacity,
+                shift_start: time("vehicles.shift_start", v.shift_start.as_ref())?,
+                shift_end: time("vehicles.shift_end", v.shift_end.as_ref())?,
+            })
+        })
+        .collect::<Result<_, Status>>()?;
+    let (distances, durations) = r
+        .matrix
+        .as_ref()
+        .map(|m| (m.distances.clone(), m.durations.clone()))
+        .unwrap_or_default();
+    Ok(OptimizeInput {
+        metric,
+        jobs,
+        vehicles,
+        distances,
+        durations,
+        budget_ms: r.time_budget_ms,
+        seed: r.seed,
+    })
+}
+
+fn planned(p: &Planned) -> pb::OptimizeRoutesResponse {
+    pb::OptimizeRoutesResponse {
+        routes: p
+            .routes
+            .iter()
+            .map(|r| pb::PlannedRoute {
+                vehicle_id: r.vehicle_id.clone(),
+                departure: Some(timestamp(r.departure)),
+                stops: r
+                    .stops
+                    .iter()
+                    .map(|s| pb::PlannedStop {
+                        job_id: s.job_id.clone(),
+                        eta: Some(timestamp(s.eta)),
+                        start: Some(timestamp(s.start)),
+                    })
+                    .collect(),
+                arrival: Some(timestamp(r.arrival)),
+                distance: r.distance,
+                load: r.load,
+            })
+            .collect(),
+        unassigned: p
+            .unassigned
+            .iter()
+            .map(|(id, why)| pb::UnassignedJob {
+                job_id: id.clone(),
+                reason: reason_name(*why).to_owned(),
+            })
+            .collect(),
+        distance: p.distance,
+        iterations: p.iterations,
+    }
+}
+
+fn stops(
+    field: &'static str,
+    s: &[pb::StopRequest],
+) -> Result<Vec<(String, DateTime<Utc>)>, Status> {
+    s.iter()
+        .map(|s| Ok((s.delivery_id.clone(), time(field, s.eta.as_ref())?)))
+        .collect()
+}
+
+type Positions = Pin<Box<dyn Stream<Item = Result<pb::Position, Status>> + Send>>;
+
 fn attachment(
     kind: AttachmentKind,
     a: Option<pb::Attachment>,
@@ -117,6 +236,8 @@ fn attachment(
 
 #[tonic::async_trait]
 impl<S: DriverStore> DriverService for Grpc<S> {
+    type WatchDriverStream = Positions;
+
     async fn register_driver(
         &self,
         request: Request<pb::RegisterDriverRequest>,
@@ -224,11 +345,7 @@ impl<S: DriverStore> DriverService for Grpc<S> {
     ) -> Result<Response<pb::Route>, Status> {
         let caller = auth::caller(&request)?;
         let r = request.get_ref();
-        let stops = r
-            .stops
-            .iter()
-            .map(|s| Ok((s.delivery_id.clone(), time("stops.eta", s.eta.as_ref())?)))
-            .collect::<Result<Vec<_>, Status>>()?;
+        let stops = stops("stops.eta", &r.stops)?;
         let assigned = self
             .app
             .assign_route(&caller, &r.request_id, &r.driver_id, &stops)
@@ -283,5 +400,116 @@ impl<S: DriverStore> DriverService for Grpc<S> {
             .await
             .map_err(|e| status(&e))?;
         Ok(Response::new(performance(&p)))
+    }
+
+    async fn reschedule_delivery(
+        &self,
+        request: Request<pb::RescheduleDeliveryRequest>,
+    ) -> Result<Response<pb::Delivery>, Status> {
+        let caller = auth::caller(&request)?;
+        let r = request.get_ref();
+        let d = self
+            .app
+            .reschedule(
+                &caller,
+                &r.request_id,
+                &r.delivery_id,
+                time("window_start", r.window_start.as_ref())?,
+                time("window_end", r.window_end.as_ref())?,
+            )
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(delivery(&d)))
+    }
+
+    async fn nearby_drivers(
+        &self,
+        request: Request<pb::NearbyDriversRequest>,
+    ) -> Result<Response<pb::NearbyDriversResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let r = request.get_ref();
+        let found = self
+            .app
+            .nearby(&caller, r.lat, r.lng, r.radius_m, r.limit)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(pb::NearbyDriversResponse {
+            drivers: found
+                .into_iter()
+                .map(|n| pb::NearbyDriver {
+                    driver_id: n.driver_id.to_string(),
+                    distance_m: n.distance_m,
+                    lat: n.lat,
+                    lng: n.lng,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn watch_driver(
+        &self,
+        request: Request<pb::WatchDriverRequest>,
+    ) -> Result<Response<Self::WatchDriverStream>, Status> {
+        let caller = auth::caller(&request)?;
+        let watch: Watch = self
+            .app
+            .watch(&caller, &request.get_ref().driver_id)
+            .await
+            .map_err(|e| status(&e))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let mut watch = watch;
+            loop {
+                let next = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tx.closed() => return,
+                    next = watch.next() => next,
+                };
+                let item = next.map(|p| position(&p)).map_err(|e| status(&e));
+                let end = item.is_err();
+                if tx.send(item).await.is_err() || end {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn optimize_routes(
+        &self,
+        request: Request<pb::OptimizeRoutesRequest>,
+    ) -> Result<Response<pb::OptimizeRoutesResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let input = optimize_input(request.get_ref(), self.app.settings().distance)?;
+        let p = self
+            .app
+            .optimize(&caller, &input)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(planned(&p)))
+    }
+
+    async fn assign_routes(
+        &self,
+        request: Request<pb::AssignRoutesRequest>,
+    ) -> Result<Response<pb::AssignRoutesResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let r = request.get_ref();
+        let routes = r
+            .routes
+            .iter()
+            .map(|p| Ok((p.driver_id.clone(), stops("routes.stops.eta", &p.stops)?)))
+            .collect::<Result<Vec<_>, Status>>()?;
+        let assigned = self
+            .app
+            .assign_routes(&caller, &r.request_id, &routes)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(pb::AssignRoutesResponse {
+            routes: assigned.iter().map(route).collect(),
+        }))
     }
 }

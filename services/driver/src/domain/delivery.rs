@@ -123,11 +123,7 @@ pub struct TimeWindow {
 }
 
 impl TimeWindow {
-    pub fn new(
-        field: &'static str,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> Result<Self, InputError> {
+    pub fn new(field: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Self, InputError> {
         if end <= start {
             return Err(InputError::new(
                 field,
@@ -152,7 +148,7 @@ impl TimeWindow {
 pub struct Size(u32);
 
 impl Size {
-    pub fn parse(field: &'static str, n: i64) -> Result<Self, InputError> {
+    pub fn parse(field: &str, n: i64) -> Result<Self, InputError> {
         match u32::try_from(n) {
             Ok(s @ 1..=MAX_CAPACITY) => Ok(Self(s)),
             _ => Err(InputError::new(

@@ -221,7 +221,7 @@ impl Email {
 pub struct Capacity(u32);
 
 impl Capacity {
-    pub fn parse(field: &'static str, n: i64) -> Result<Self, InputError> {
+    pub fn parse(field: &str, n: i64) -> Result<Self, InputError> {
         match u32::try_from(n) {
             Ok(c @ 1..=MAX_CAPACITY) => Ok(Self(c)),
             _ => Err(InputError::new(

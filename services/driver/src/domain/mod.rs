@@ -1,7 +1,8 @@
 //! Driver rules, pure: registration ([`driver`]), the driver, delivery and route state
 //! machines with their guarded transitions ([`machine`], [`driver`], [`delivery`],
 //! [`route`]), GPS positions ([`gps`]), proofs of delivery ([`proof`]) and performance with
-//! ratings ([`performance`]). No I/O: the store runs each transition as one UPDATE whose WHERE
+//! ratings ([`performance`]), route optimisation requests over `titan-route` ([`optimize`]).
+//! No I/O: the store runs each transition as one UPDATE whose WHERE
 //! clause is the action's `leaves_from`.
 
 /// Names of an enum's values as clients and rows spell them, both ways, with the parse that
@@ -41,6 +42,7 @@ pub mod delivery;
 pub mod driver;
 pub mod gps;
 pub mod machine;
+pub mod optimize;
 pub mod performance;
 pub mod proof;
 pub mod route;

@@ -79,7 +79,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(field: &'static str, stops: Vec<Stop>) -> Result<Self, InputError> {
+    pub fn new(field: &str, stops: Vec<Stop>) -> Result<Self, InputError> {
         if stops.is_empty() {
             return Err(InputError::new(field, "has no stops"));
         }

@@ -1,3 +1,5 @@
-//! Where drivers, deliveries, routes and positions live: PostgreSQL ([`pg`]).
+//! Where drivers, deliveries, routes and positions live: PostgreSQL ([`pg`]), the record;
+//! Redis ([`live`]), the nearby set, latest positions and their fan-out, rebuilt from it.
 
+pub mod live;
 pub mod pg;

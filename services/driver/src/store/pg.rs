@@ -12,7 +12,7 @@ use titan_kit::{
 use uuid::Uuid;
 
 use crate::{
-    app::{AssignedRoute, DriverError, DriverStore, Step},
+    app::{AssignedRoute, DriverError, DriverStore, Step, Sweep},
     domain::{
         Capacity, Delivery, DeliveryAction, DeliveryChanged, DeliveryStatus, Driver, DriverAction,
         DriverStatus, Email, IllegalTransition, Outcome, Performance, Phone, Plan, Position,
@@ -286,6 +286,92 @@ impl PgDrivers {
         }
         Ok(())
     }
+    /// Assigns `plan` to `driver` as `route` inside `tx`: the driver row locked, its status
+    /// and capacity checked, START_ROUTE, then each delivery's ASSIGN, guarded.
+    async fn assign_one(
+        &self,
+        tx: &mut PgConnection,
+        route: Uuid,
+        driver: Uuid,
+        plan: &Plan,
+        at: DateTime<Utc>,
+    ) -> Result<AssignedRoute, DriverError> {
+        // The driver's row is locked first, so two assignments to one driver run one after
+        // the other and the second sees ON_DELIVERY.
+        let d = Self::load_driver(tx, driver, true)
+            .await?
+            .ok_or(DriverError::NotFound {
+                what: "driver",
+                id: driver,
+            })?;
+        let ids: Vec<Uuid> = plan.stops().iter().map(|s| s.delivery_id).collect();
+        let sizes: Vec<(Uuid, i32)> = sqlx::query_as(
+            "SELECT id, size FROM driver_deliveries WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        if let Some(missing) = ids.iter().find(|id| !sizes.iter().any(|(s, _)| s == *id)) {
+            return Err(DriverError::NotFound {
+                what: "delivery",
+                id: *missing,
+            });
+        }
+        let load = route::load(
+            sizes
+                .iter()
+                .map(|&(_, s)| Size::parse("size", s.into()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| corrupt(format!("stored delivery: {e}")))?,
+        );
+        check_assignment(driver, d.status, d.capacity, load)?;
+        Self::move_driver(tx, driver, DriverAction::StartRoute).await?;
+        sqlx::query(
+            "INSERT INTO driver_routes (id, driver_id, status, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(route)
+        .bind(driver)
+        .bind(RouteAction::Assign.target().as_str())
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        let assign = DeliveryAction::Assign;
+        for (i, stop) in plan.stops().iter().enumerate() {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE driver_deliveries SET status = $2, route_id = $3, driver_id = $4, \
+                 stop_sequence = $5, eta = $6 WHERE id = $1 AND status = ANY($7) \
+                 RETURNING {DELIVERY_COLUMNS}"
+            )))
+            .bind(stop.delivery_id)
+            .bind(assign.target().as_str())
+            .bind(route)
+            .bind(driver)
+            .bind(i64::try_from(i).map_err(|_| corrupt("stop index overflows"))?)
+            .bind(stop.eta)
+            .bind(names(assign.leaves_from()))
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                let current = Self::load_delivery(tx, stop.delivery_id).await?.ok_or(
+                    DriverError::NotFound {
+                        what: "delivery",
+                        id: stop.delivery_id,
+                    },
+                )?;
+                return Err(IllegalTransition {
+                    action: assign,
+                    current: current.status,
+                }
+                .into());
+            };
+            self.publish(tx, assign, &delivery_of(&row)?, at).await?;
+        }
+        Ok(AssignedRoute {
+            id: route,
+            driver_id: driver,
+            stops: plan.stops().to_vec(),
+        })
+    }
 }
 
 impl DriverStore for PgDrivers {
@@ -363,23 +449,28 @@ impl DriverStore for PgDrivers {
         Ok(d)
     }
 
-    async fn record_position(&self, driver: Uuid, u: &Update) -> Result<bool, DriverError> {
+    async fn record_position(
+        &self,
+        driver: Uuid,
+        u: &Update,
+    ) -> Result<Option<DriverStatus>, DriverError> {
         let mut tx = self.pool.begin().await?;
         let p = &u.position;
-        let moved = sqlx::query(
+        let status: Option<String> = sqlx::query_scalar(
             "UPDATE driver_drivers SET lat = $2, lng = $3, located_at = $4 \
-             WHERE id = $1 AND (located_at IS NULL OR located_at < $4)",
+             WHERE id = $1 AND (located_at IS NULL OR located_at < $4) RETURNING status",
         )
         .bind(driver)
         .bind(p.lat)
         .bind(p.lng)
         .bind(p.at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if moved == 0 {
-            return Ok(false);
-        }
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(status) = status else {
+            return Ok(None);
+        };
+        let status = DriverStatus::from_name(&status)
+            .ok_or_else(|| corrupt(format!("unknown status {status}")))?;
         sqlx::query(
             "INSERT INTO driver_positions (driver_id, at, lat, lng, implausible) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -392,7 +483,7 @@ impl DriverStore for PgDrivers {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(status))
     }
 
     async fn create_delivery(
@@ -447,87 +538,39 @@ impl DriverStore for PgDrivers {
         plan: &Plan,
         at: DateTime<Utc>,
     ) -> Result<AssignedRoute, DriverError> {
+        let mut assigned = self
+            .assign_routes(key, &[(route, driver, plan.clone())], at)
+            .await?;
+        assigned
+            .pop()
+            .ok_or_else(|| corrupt("an assignment returned no route"))
+    }
+
+    async fn assign_routes(
+        &self,
+        key: &idempotency::Key,
+        routes: &[(Uuid, Uuid, Plan)],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<AssignedRoute>, DriverError> {
         let mut tx = self.pool.begin().await?;
         if let Begin::Replay(answer) = idempotency::begin(&mut tx, key).await? {
             tx.commit().await?;
             return decode(&answer);
         }
-        // The driver's row is locked first, so two assignments to one driver run one after
-        // the other and the second sees ON_DELIVERY.
-        let d = Self::load_driver(&mut tx, driver, true)
-            .await?
-            .ok_or(DriverError::NotFound {
-                what: "driver",
-                id: driver,
-            })?;
-        let ids: Vec<Uuid> = plan.stops().iter().map(|s| s.delivery_id).collect();
-        let sizes: Vec<(Uuid, i32)> = sqlx::query_as(
-            "SELECT id, size FROM driver_deliveries WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?;
-        if let Some(missing) = ids.iter().find(|id| !sizes.iter().any(|(s, _)| s == *id)) {
-            return Err(DriverError::NotFound {
-                what: "delivery",
-                id: *missing,
-            });
-        }
-        let load = route::load(
-            sizes
-                .iter()
-                .map(|&(_, s)| Size::parse("size", s.into()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| corrupt(format!("stored delivery: {e}")))?,
-        );
-        check_assignment(driver, d.status, d.capacity, load)?;
-        Self::move_driver(&mut tx, driver, DriverAction::StartRoute).await?;
-        sqlx::query(
-            "INSERT INTO driver_routes (id, driver_id, status, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(route)
-        .bind(driver)
-        .bind(RouteAction::Assign.target().as_str())
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-        let assign = DeliveryAction::Assign;
-        for (i, stop) in plan.stops().iter().enumerate() {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE driver_deliveries SET status = $2, route_id = $3, driver_id = $4, \
-                 stop_sequence = $5, eta = $6 WHERE id = $1 AND status = ANY($7) \
-                 RETURNING {DELIVERY_COLUMNS}"
-            )))
-            .bind(stop.delivery_id)
-            .bind(assign.target().as_str())
-            .bind(route)
-            .bind(driver)
-            .bind(i64::try_from(i).map_err(|_| corrupt("stop index overflows"))?)
-            .bind(stop.eta)
-            .bind(names(assign.leaves_from()))
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(row) = row else {
-                let current = Self::load_delivery(&mut tx, stop.delivery_id)
-                    .await?
-                    .ok_or(DriverError::NotFound {
-                        what: "delivery",
-                        id: stop.delivery_id,
-                    })?;
-                return Err(IllegalTransition {
-                    action: assign,
-                    current: current.status,
-                }
-                .into());
-            };
-            self.publish(&mut tx, assign, &delivery_of(&row)?, at)
+        // Drivers are locked in id order, so two multi-route assignments sharing drivers
+        // cannot deadlock; each route then runs as a single assignment would.
+        let mut order: Vec<&(Uuid, Uuid, Plan)> = routes.iter().collect();
+        order.sort_by_key(|(_, driver, _)| *driver);
+        for (_, driver, _) in &order {
+            sqlx::query("SELECT id FROM driver_drivers WHERE id = $1 FOR UPDATE")
+                .bind(driver)
+                .execute(&mut *tx)
                 .await?;
         }
-        let assigned = AssignedRoute {
-            id: route,
-            driver_id: driver,
-            stops: plan.stops().to_vec(),
-        };
+        let mut assigned = Vec::with_capacity(routes.len());
+        for (route, driver, plan) in routes {
+            assigned.push(self.assign_one(&mut tx, *route, *driver, plan, at).await?);
+        }
         idempotency::finish(&mut tx, key, &encode(&assigned)?).await?;
         tx.commit().await?;
         Ok(assigned)
@@ -606,6 +649,36 @@ impl DriverStore for PgDrivers {
         idempotency::finish(&mut tx, key, &encode(&d.id)?).await?;
         tx.commit().await?;
         Ok(d)
+    }
+
+    async fn sweep(&self, before: DateTime<Utc>, batch: i64) -> Result<Option<Sweep>, DriverError> {
+        let mut tx = self.pool.begin().await?;
+        // One replica sweeps at a time; the others find the lock taken and skip this turn.
+        let leader: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('titan.driver.sweep'))")
+                .fetch_one(&mut *tx)
+                .await?;
+        if !leader {
+            return Ok(None);
+        }
+        let pruned = sqlx::query(
+            "DELETE FROM driver_positions WHERE (driver_id, at) IN \
+             (SELECT driver_id, at FROM driver_positions WHERE at < $1 ORDER BY at LIMIT $2)",
+        )
+        .bind(before)
+        .bind(batch)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let available: Vec<(Uuid, f64, f64)> = sqlx::query_as(
+            "SELECT id, lat, lng FROM driver_drivers \
+             WHERE status = $1 AND lat IS NOT NULL AND lng IS NOT NULL",
+        )
+        .bind(DriverStatus::Available.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(Sweep { pruned, available }))
     }
 
     async fn rate(

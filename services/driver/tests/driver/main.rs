@@ -5,28 +5,93 @@
 //! over gRPC through kit's runtime ([`grpc`]).
 
 mod grpc;
+mod live;
+mod plan;
 mod rules;
 
 use chrono::{DateTime, Duration, Utc};
+use prometheus::Registry;
 use titan_driver::{
-    app::{DriverError, Drivers, NewDelivery, NewDriver},
-    store::pg::PgDrivers,
+    app::{DriverError, Drivers, NewDelivery, NewDriver, Parts},
+    config::Settings,
+    domain::{Attachment, AttachmentKind, Delivery, Driver, Proof},
+    store::{live::Live, pg::PgDrivers},
 };
 use titan_kit::{
     ServiceError,
-    auth::Caller,
-    datastores::postgres,
-    testing::{TestClock, TestObjectStorage, TestPostgres, caller},
+    auth::{Authenticator, Caller},
+    config::{AuthConfig, RealtimeConfig},
+    datastores::{postgres, redis::RedisHandle},
+    realtime::Realtime,
+    testing::{TestClock, TestObjectStorage, TestPostgres, TestRedis, caller},
 };
 
 pub type App = Drivers<PgDrivers>;
+
+/// The leading bytes of a JPEG: enough for the content check.
+pub const JPEG: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F'];
+
+pub fn photo_proof(name: &str) -> Proof {
+    let photo =
+        Attachment::check(AttachmentKind::Photo, "image/jpeg", JPEG.to_vec()).expect("photo");
+    Proof::new(name, Some(photo), None).expect("proof")
+}
+
+/// A driver on a route of two deliveries, as [`World::trip`] sets it up.
+#[derive(Debug)]
+pub struct Trip {
+    pub driver: Driver,
+    pub caller: Caller,
+    pub a: Delivery,
+    pub b: Delivery,
+}
+
+fn app(
+    db: &TestPostgres,
+    redis: &RedisHandle,
+    clock: &TestClock,
+    objects: &TestObjectStorage,
+    settings: &Settings,
+) -> (App, Live) {
+    let auth = Authenticator::new(&AuthConfig {
+        issuer: None,
+        audience: None,
+        hs256_secret: Some("driver-tests-secret-driver-tests-secret".to_owned().into()),
+        rs256_public_keys: vec![],
+        leeway: std::time::Duration::ZERO,
+        max_token_lifetime: std::time::Duration::from_secs(3600),
+    })
+    .expect("authenticator");
+    let realtime = Realtime::new(
+        RealtimeConfig::default(),
+        auth,
+        &Registry::new(),
+        Some(redis.clone()),
+    )
+    .expect("realtime");
+    let live = Live::new(redis.clone(), realtime);
+    let app = Drivers::new(
+        PgDrivers::new(db.pool.clone(), "test".into()),
+        Parts {
+            objects: Some(objects.storage.clone()),
+            live: live.clone(),
+            settings: settings.clone(),
+            clock: clock.clock(),
+        },
+    );
+    (app, live)
+}
 
 #[derive(Debug)]
 pub struct World {
     pub app: App,
     pub db: TestPostgres,
+    pub redis: RedisHandle,
+    /// The app's own Redis side (the same hub), for tests that listen beside it.
+    pub live: Live,
     pub clock: TestClock,
     pub objects: TestObjectStorage,
+    pub settings: Settings,
 }
 
 pub fn epoch() -> DateTime<Utc> {
@@ -53,29 +118,54 @@ pub fn reason<T: std::fmt::Debug>(r: Result<T, DriverError>) -> &'static str {
     }
 }
 
+/// The test settings: a short solver budget so optimisation tests stay quick.
+pub fn settings() -> Settings {
+    Settings {
+        solver_time_budget_millis: 200,
+        watch_buffer: 4,
+        ..Settings::default()
+    }
+}
+
 impl World {
     pub async fn new() -> Self {
+        Self::with(settings()).await
+    }
+
+    pub async fn with(settings: Settings) -> Self {
         let db = TestPostgres::new().await;
         postgres::migrate(&db.pool, "driver", titan_driver::migrator())
             .await
             .expect("migrate");
+        let redis = TestRedis::new().await.handle;
         let clock = TestClock::at(epoch());
         let objects = TestObjectStorage::new();
-        let app = Drivers::new(
-            PgDrivers::new(db.pool.clone(), "test".into()),
-            Some(objects.storage.clone()),
-            clock.clock(),
-        );
+        let (app, live) = app(&db, &redis, &clock, &objects, &settings);
         Self {
             app,
             db,
+            redis,
+            live,
             clock,
             objects,
+            settings,
         }
     }
 
+    /// Another replica on the same stores, with a hub of its own.
+    pub fn replica(&self) -> App {
+        app(
+            &self.db,
+            &self.redis,
+            &self.clock,
+            &self.objects,
+            &self.settings,
+        )
+        .0
+    }
+
     /// Registers `name` as a driver with a van of `capacity` and makes them AVAILABLE.
-    pub async fn available(&self, name: &str, capacity: i64) -> titan_driver::domain::Driver {
+    pub async fn available(&self, name: &str, capacity: i64) -> Driver {
         let me = user(name);
         self.app
             .register(
@@ -98,7 +188,7 @@ impl World {
     }
 
     /// A PENDING delivery of `size` for customer `cust`, due in the next two hours.
-    pub async fn delivery(&self, cust: &str, size: i64) -> titan_driver::domain::Delivery {
+    pub async fn delivery(&self, cust: &str, size: i64) -> Delivery {
         let now = self.clock.now();
         self.app
             .create_delivery(
@@ -118,6 +208,43 @@ impl World {
             )
             .await
             .expect("delivery")
+    }
+
+    /// A driver AVAILABLE with a van of 10 and a route over two fresh deliveries of
+    /// customer `cus` (sizes 2 and 3, ETAs now and in 20 minutes): every route test's start.
+    pub async fn trip(&self, name: &str) -> Trip {
+        let driver = self.available(name, 10).await;
+        let a = self.delivery("cus", 2).await;
+        let b = self.delivery("cus", 3).await;
+        let now = self.clock.now();
+        let stops = vec![
+            (a.id.to_string(), now),
+            (b.id.to_string(), now + Duration::minutes(20)),
+        ];
+        self.app
+            .assign_route(&dispatcher(), &rid(), &driver.id.to_string(), &stops)
+            .await
+            .expect("assign");
+        Trip {
+            caller: user(name),
+            driver,
+            a,
+            b,
+        }
+    }
+
+    /// The driver departs for `delivery`, arrives and completes it with a photo.
+    pub async fn deliver(&self, who: &Caller, delivery: &str) -> Delivery {
+        for step in ["DEPART", "ARRIVE"] {
+            self.app
+                .advance(who, &rid(), delivery, step)
+                .await
+                .expect(step);
+        }
+        self.app
+            .complete(who, &rid(), delivery, photo_proof("Cy"))
+            .await
+            .expect("complete")
     }
 
     /// The event types in the outbox, in the order they were written.

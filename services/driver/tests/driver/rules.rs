@@ -1,22 +1,12 @@
 //! The rules over the real store, each outcome asserted exactly.
 
 use chrono::Duration;
-use titan_driver::domain::{
-    Attachment, AttachmentKind, DeliveryStatus, DriverStatus, Proof, gps::MAX_PLAUSIBLE_SPEED_MPS,
-};
+use titan_driver::domain::{DeliveryStatus, DriverStatus, gps::MAX_PLAUSIBLE_SPEED_MPS};
 use titan_kit::objects::ObjectKey;
 
 use titan_driver::app::NewDriver;
 
-use crate::{World, dispatcher, reason, rid, user};
-
-const JPEG: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F'];
-
-fn photo_proof(name: &str) -> Proof {
-    let photo =
-        Attachment::check(AttachmentKind::Photo, "image/jpeg", JPEG.to_vec()).expect("photo");
-    Proof::new(name, Some(photo), None).expect("proof")
-}
+use crate::{JPEG, World, dispatcher, photo_proof, reason, rid, user};
 
 #[tokio::test]
 async fn a_driver_registers_once_off_duty_and_bad_input_stores_nothing() {
@@ -269,20 +259,9 @@ async fn routes_go_only_to_available_drivers_with_room_all_or_nothing() {
 #[tokio::test]
 async fn a_route_runs_to_its_last_stop_and_frees_the_driver() {
     let w = World::new().await;
-    let ann_caller = user("ann");
-    let ann = w.available("ann", 10).await;
-    let a = w.delivery("cus", 2).await;
-    let b = w.delivery("cus", 3).await;
-    let now = w.clock.now();
-    let stops = vec![
-        (a.id.to_string(), now),
-        (b.id.to_string(), now + Duration::minutes(20)),
-    ];
-    w.app
-        .assign_route(&dispatcher(), &rid(), &ann.id.to_string(), &stops)
-        .await
-        .expect("assign");
-    let (aid, bid) = (a.id.to_string(), b.id.to_string());
+    let trip = w.trip("ann").await;
+    let (ann, ann_caller) = (trip.driver, trip.caller);
+    let (aid, bid) = (trip.a.id.to_string(), trip.b.id.to_string());
     // Someone else's delivery, and a proof before arrival, are refused; nothing is uploaded.
     let bob = w.available("bob", 10).await;
     assert_eq!(bob.status, DriverStatus::Available);
@@ -374,27 +353,10 @@ async fn a_route_runs_to_its_last_stop_and_frees_the_driver() {
 #[tokio::test]
 async fn a_customer_rates_a_completed_delivery_once() {
     let w = World::new().await;
-    let ann_caller = user("ann");
-    let ann = w.available("ann", 10).await;
-    let a = w.delivery("cus", 1).await;
-    let b = w.delivery("cus", 1).await;
-    let now = w.clock.now();
-    let stops = vec![(a.id.to_string(), now), (b.id.to_string(), now)];
-    w.app
-        .assign_route(&dispatcher(), &rid(), &ann.id.to_string(), &stops)
-        .await
-        .expect("assign");
-    let (aid, bid) = (a.id.to_string(), b.id.to_string());
-    for step in ["DEPART", "ARRIVE"] {
-        w.app
-            .advance(&ann_caller, &rid(), &aid, step)
-            .await
-            .expect(step);
-    }
-    w.app
-        .complete(&ann_caller, &rid(), &aid, photo_proof("Cy"))
-        .await
-        .expect("complete");
+    let trip = w.trip("ann").await;
+    let (ann, ann_caller) = (trip.driver, trip.caller);
+    let (aid, bid) = (trip.a.id.to_string(), trip.b.id.to_string());
+    w.deliver(&ann_caller, &aid).await;
     w.app
         .advance(&ann_caller, &rid(), &bid, "DEPART")
         .await
@@ -432,27 +394,11 @@ async fn a_customer_rates_a_completed_delivery_once() {
 #[tokio::test]
 async fn a_rescheduled_last_stop_completes_the_route_and_can_go_on_another() {
     let w = World::new().await;
-    let ann_caller = user("ann");
-    let ann = w.available("ann", 10).await;
-    let a = w.delivery("cus", 1).await;
-    let b = w.delivery("cus", 1).await;
+    let trip = w.trip("ann").await;
+    let (ann, ann_caller) = (trip.driver, trip.caller);
+    let (aid, bid) = (trip.a.id.to_string(), trip.b.id.to_string());
+    w.deliver(&ann_caller, &aid).await;
     let now = w.clock.now();
-    let stops = vec![(a.id.to_string(), now), (b.id.to_string(), now)];
-    w.app
-        .assign_route(&dispatcher(), &rid(), &ann.id.to_string(), &stops)
-        .await
-        .expect("assign");
-    let (aid, bid) = (a.id.to_string(), b.id.to_string());
-    for step in ["DEPART", "ARRIVE"] {
-        w.app
-            .advance(&ann_caller, &rid(), &aid, step)
-            .await
-            .expect(step);
-    }
-    w.app
-        .complete(&ann_caller, &rid(), &aid, photo_proof("Cy"))
-        .await
-        .expect("complete");
     let (start, end) = (
         now + Duration::days(1),
         now + Duration::days(1) + Duration::hours(2),
@@ -502,7 +448,7 @@ async fn a_rescheduled_last_stop_completes_the_route_and_can_go_on_another() {
         )
         .await
         .expect("reassign");
-    let b = w.app.delivery(b.id).await.expect("b");
+    let b = w.app.delivery(trip.b.id).await.expect("b");
     assert_eq!(
         (b.status, b.route_id, b.driver_id),
         (DeliveryStatus::Assigned, Some(route.id), Some(bob.id))
