@@ -143,6 +143,10 @@ pub struct VideocallConfig {
     pub turn: TurnCredentials,
     /// Whether calls may be recorded (still only with both parties' consent).
     pub recording_allowed: bool,
+    /// The largest recording a participant may upload, in bytes (default 512 MiB: about an
+    /// hour of 720p WebM at 1 Mbit/s). Uploads stop at this size and store nothing.
+    #[schemars(range(min = 1048576, max = 5368709120u64))]
+    pub max_recording_bytes: u64,
     /// Origins (`scheme://host[:port]`) whose browser pages may open this service's
     /// WebSockets. Empty = no browser page; apps and servers, which send no `Origin`, connect
     /// with their token alone.
@@ -156,6 +160,7 @@ impl Default for VideocallConfig {
             max_call_seconds: 7200,
             turn: TurnCredentials::default(),
             recording_allowed: true,
+            max_recording_bytes: 512 << 20,
             allowed_origins: Vec::new(),
         }
     }
@@ -168,6 +173,13 @@ impl TitanConfig for VideocallConfig {
         let s = Self::SERVICE;
         in_range(s, "ringTimeoutSeconds", self.ring_timeout_seconds, 5, 600)?;
         in_range(s, "maxCallSeconds", self.max_call_seconds, 60, 86400)?;
+        in_range(
+            s,
+            "maxRecordingBytes",
+            self.max_recording_bytes,
+            1 << 20,
+            5 << 30,
+        )?;
         in_range(
             s,
             "turn.credentialTtlSeconds",
@@ -217,6 +229,7 @@ mod tests {
         assert_eq!(ChatConfig::default().presence_ttl_seconds, 60);
         assert_eq!(VideocallConfig::default().ring_timeout_seconds, 60);
         assert_eq!(VideocallConfig::default().turn.credential_ttl_seconds, 3600);
+        assert_eq!(VideocallConfig::default().max_recording_bytes, 536_870_912);
     }
 
     #[test]

@@ -4,6 +4,10 @@
 
 use std::{future::Future, pin::Pin};
 
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -13,6 +17,7 @@ use titan_kit::{
     auth::Caller,
     idempotency::{self, IdempotencyError, composite},
     input::ident,
+    objects::{ObjectError, ObjectKey, ObjectStorage},
     realtime::Hub,
     turn,
 };
@@ -24,7 +29,11 @@ use crate::{
         Action, Call, CallKind, IllegalTransition, InputError, Media, NotAllowed, Party, SERVICE,
         Sample, SignalKind, Status, Summary,
         call::{check_callee, end_reason, reasons},
-        ice, quality, signal, user_topic,
+        ice, quality,
+        recording::{
+            self, Budget, ChunkRefused, Recording, RecordingType, TooLarge, UploadRefused,
+        },
+        signal, user_topic,
     },
     metrics::Metrics,
 };
@@ -54,6 +63,16 @@ pub const NEEDS_LIVE: &str = "only a RINGING or ACTIVE call may do this";
 pub const NEEDS_ACTIVE: &str = "quality is reported only while the call is ACTIVE";
 /// Longest reason a party gives for a failure.
 const MAX_REASON: usize = 200;
+/// Recordings one call may have: a few per party (a reconnect starts a new recorder), not an
+/// unbounded list in every GetCall.
+pub const MAX_RECORDINGS_PER_CALL: u32 = 20;
+/// Recordings GetCall lists: all of them, as the store never holds more.
+pub const MAX_RECORDINGS_LISTED: u32 = MAX_RECORDINGS_PER_CALL;
+/// How long a recording's presigned URL in GetCall works: long enough to start a download or
+/// a player, short enough that a leaked URL soon stops opening the recording.
+pub const RECORDING_URL_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// Roles that read recordings' URLs besides the participants.
+const RECORDING_READERS: &[&str] = &["admin"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum VideocallError {
@@ -83,6 +102,14 @@ pub enum VideocallError {
     TooManyReports(Uuid),
     #[error("calls are not recorded in this cell (videocall.recordingAllowed is false)")]
     RecordingNotAllowed,
+    #[error("call {call} is {status}; recordings are uploaded only while ACTIVE or once ENDED")]
+    NotRecordable { call: Uuid, status: Status },
+    #[error("call {call} is not recorded: the {party} has not consented")]
+    ConsentMissing { call: Uuid, party: &'static str },
+    #[error(transparent)]
+    TooLarge(#[from] TooLarge),
+    #[error("call {0} has its maximum of {max} recordings", max = MAX_RECORDINGS_PER_CALL)]
+    TooManyRecordings(Uuid),
     #[error(transparent)]
     Idempotency(#[from] IdempotencyError),
     #[error(transparent)]
@@ -101,9 +128,13 @@ impl ServiceError for VideocallError {
             Self::Illegal(_)
             | Self::NotLive { .. }
             | Self::Busy { .. }
-            | Self::RecordingNotAllowed => ErrorCode::FailedPrecondition,
+            | Self::RecordingNotAllowed
+            | Self::NotRecordable { .. }
+            | Self::ConsentMissing { .. } => ErrorCode::FailedPrecondition,
             Self::NotFound(_) => ErrorCode::NotFound,
-            Self::TooManyReports(_) => ErrorCode::ResourceExhausted,
+            Self::TooManyReports(_) | Self::TooLarge(_) | Self::TooManyRecordings(_) => {
+                ErrorCode::ResourceExhausted
+            }
             Self::Idempotency(e) => e.code(),
             Self::Kit(e) => e.code(),
         }
@@ -123,8 +154,31 @@ impl ServiceError for VideocallError {
             Self::NotAnAnalyst(_) => Some("NOT_AN_ANALYST"),
             Self::TooManyReports(_) => Some("TOO_MANY_REPORTS"),
             Self::RecordingNotAllowed => Some("RECORDING_NOT_ALLOWED"),
+            Self::NotRecordable { .. } => Some("CALL_NOT_RECORDABLE"),
+            Self::ConsentMissing { .. } => Some("CONSENT_MISSING"),
+            Self::TooLarge(_) => Some("TOO_LARGE"),
+            Self::TooManyRecordings(_) => Some("TOO_MANY_RECORDINGS"),
             Self::Idempotency(e) => e.reason(),
             Self::Kit(_) => None,
+        }
+    }
+}
+
+impl From<UploadRefused> for VideocallError {
+    fn from(e: UploadRefused) -> Self {
+        match e {
+            UploadRefused::NotAllowed(e) => e.into(),
+            UploadRefused::Status { call, status } => Self::NotRecordable { call, status },
+            UploadRefused::ConsentMissing { call, party } => Self::ConsentMissing { call, party },
+        }
+    }
+}
+
+impl From<ChunkRefused> for VideocallError {
+    fn from(e: ChunkRefused) -> Self {
+        match e {
+            ChunkRefused::Invalid(e) => e.into(),
+            ChunkRefused::TooLarge(e) => e.into(),
         }
     }
 }
@@ -146,6 +200,17 @@ pub struct Transition {
     pub before_deadline: bool,
     /// RING from the queue: the agent who becomes the callee.
     pub callee: Option<String>,
+}
+
+/// What storing a recording's row came to.
+#[derive(Debug, Clone)]
+pub enum AddedRecording {
+    /// Stored now.
+    New(Recording),
+    /// The upload's key was committed meanwhile (a concurrent retry): its recording.
+    Replay(Recording),
+    /// The call no longer allows it (or has its maximum of recordings): the call as it is.
+    Refused(Call),
 }
 
 /// One UTC day of an agent's calls.
@@ -253,6 +318,19 @@ pub trait CallStore: Send + Sync + 'static {
         party: Party,
         at: Option<DateTime<Utc>>,
     ) -> Fut<'a, Call>;
+    /// The recording a committed upload key stored; `Reused` when the id came with another
+    /// call or type.
+    fn recording_replay<'a>(&'a self, key: &'a idempotency::Key) -> Fut<'a, Option<Recording>>;
+    /// Stores the row of a recording whose object is written, once per `key`, if its call is
+    /// still ACTIVE or ENDED with both consents, `uploader` a participant, and fewer than
+    /// [`MAX_RECORDINGS_PER_CALL`] recordings.
+    fn add_recording<'a>(
+        &'a self,
+        key: &'a idempotency::Key,
+        recording: &'a Recording,
+    ) -> Fut<'a, AddedRecording>;
+    /// A call's recordings, oldest first (at most [`MAX_RECORDINGS_LISTED`]).
+    fn recordings(&self, call: Uuid) -> Fut<'_, Vec<Recording>>;
     /// `user`'s calls (as callee only when `agent`), ids below `before`, newest first.
     fn history<'a>(
         &'a self,
@@ -316,6 +394,23 @@ impl<'a> CallFrame<'a> {
     }
 }
 
+/// The first message of an upload: which call, what type, under which request id.
+#[derive(Debug, Clone)]
+pub struct UploadHeader {
+    pub request_id: String,
+    pub call_id: String,
+    pub content_type: String,
+}
+
+/// A recording as GetCall shows it: with a presigned URL for those who may play it.
+#[derive(Debug, Clone)]
+pub struct RecordingView {
+    pub recording: Recording,
+    /// Set for the participants and "admin"; expires after [`RECORDING_URL_TTL`].
+    pub url: Option<String>,
+    pub url_expires_at: Option<DateTime<Utc>>,
+}
+
 /// A signaling frame as relayed to the other party: the sender's `data` as it came.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -332,6 +427,8 @@ pub struct Parts {
     pub settings: Settings,
     /// The secret shared with the cell's TURN server; without it only STUN is handed out.
     pub turn_secret: Option<SecretString>,
+    /// The cell's bucket, where recordings go.
+    pub objects: ObjectStorage,
     pub clock: Clock,
     pub metrics: Metrics,
 }
@@ -791,6 +888,159 @@ impl<S: CallStore> Videocall<S> {
             .await?;
         self.notify(&call).await;
         Ok(call)
+    }
+
+    /// Stores a participant's recording of `header.call_id`: refused before a byte is read
+    /// when the cell forbids recording, the caller is not a participant, the call is not
+    /// ACTIVE or ENDED or a party has not consented; then the chunks stream to object storage
+    /// (each at most [`recording::MAX_CHUNK_BYTES`], all together at most
+    /// videocall.maxRecordingBytes, else the upload is aborted and nothing stored), and the
+    /// row is written once the object is. A retry with the same request_id answers the first
+    /// recording without storing anything.
+    pub async fn upload_recording<C>(
+        &self,
+        caller: &Caller,
+        header: UploadHeader,
+        chunks: C,
+    ) -> Result<Recording, VideocallError>
+    where
+        C: Stream<Item = Result<Bytes, VideocallError>> + Send + Unpin,
+    {
+        let id = call_id("call_id", &header.call_id)?;
+        let kind = RecordingType::parse(&header.content_type)?;
+        let key = key(
+            "UploadRecording",
+            caller,
+            &header.request_id,
+            &[&id.to_string(), kind.as_str()],
+        )?;
+        if !self.parts.settings.recording_allowed {
+            return Err(VideocallError::RecordingNotAllowed);
+        }
+        if let Some(first) = self.store.recording_replay(&key).await? {
+            return Ok(first);
+        }
+        let call = self.load(id).await?;
+        recording::may_upload(&call, &caller.user_id)?;
+        let recording_id = Uuid::now_v7();
+        let object = ObjectKey::new(recording::object_parts(id, recording_id, kind))
+            .map_err(|e| KitError::Other(e.to_string()))?;
+        let (size, sha256) = self.store_object(&object, kind, chunks).await?;
+        let row = Recording {
+            id: recording_id,
+            call_id: id,
+            uploader_id: caller.user_id.clone(),
+            key: object.to_string(),
+            content_type: kind,
+            bytes: size,
+            sha256,
+            created_at: self.now(),
+        };
+        let added = self.store.add_recording(&key, &row).await;
+        if !matches!(added, Ok(AddedRecording::New(_))) {
+            // No row of ours: the object goes too, so none is left without its row.
+            self.discard(&object).await;
+        }
+        match added? {
+            AddedRecording::New(stored) | AddedRecording::Replay(stored) => Ok(stored),
+            AddedRecording::Refused(now) => {
+                Err(match recording::may_upload(&now, &caller.user_id) {
+                    Err(e) => e.into(),
+                    Ok(_) => VideocallError::TooManyRecordings(id),
+                })
+            }
+        }
+    }
+
+    /// Streams `chunks` to `object` through kit, counting them against the caps and hashing
+    /// them; a refused chunk aborts the upload and is the answer.
+    // The chunk closure's error is kit's ObjectError, the type put_stream takes; it is built
+    // once per upload at most, so its size costs nothing.
+    #[allow(clippy::result_large_err)]
+    async fn store_object<C>(
+        &self,
+        object: &ObjectKey,
+        kind: RecordingType,
+        chunks: C,
+    ) -> Result<(u64, [u8; 32]), VideocallError>
+    where
+        C: Stream<Item = Result<Bytes, VideocallError>> + Send + Unpin,
+    {
+        let mut budget = Budget::new(self.parts.settings.max_recording_bytes);
+        let mut hash = Sha256::new();
+        let mut refused: Option<VideocallError> = None;
+        let body = chunks.map(|chunk| {
+            let checked = chunk.and_then(|c| {
+                budget.take(c.len())?;
+                hash.update(&c);
+                Ok(c)
+            });
+            checked.map_err(|e| {
+                let detail = e.to_string();
+                refused = Some(e);
+                ObjectError::Body { detail }
+            })
+        });
+        let stored = self
+            .parts
+            .objects
+            .put_stream(object, kind.as_str(), body)
+            .await;
+        if let Some(e) = refused {
+            return Err(e);
+        }
+        stored?;
+        let size = match budget.finish() {
+            Ok(size) => size,
+            Err(e) => {
+                // An empty upload: S3 stored an empty object, which has no row to go with.
+                self.discard(object).await;
+                return Err(e.into());
+            }
+        };
+        Ok((size, hash.finalize().into()))
+    }
+
+    /// Deletes an object that has no row; a failure leaves an orphan, logged with its key so
+    /// it can be removed by hand (docs/videocall.md, "Recordings").
+    async fn discard(&self, object: &ObjectKey) {
+        if let Err(e) = self.parts.objects.delete(object).await {
+            tracing::error!(error = %e, key = %object, "recording object without a row not deleted");
+        }
+    }
+
+    /// The call's recordings for `caller`, who already read the call ([`Self::get`]): with
+    /// presigned URLs for its participants and "admin"; analysts see only that they exist.
+    pub async fn recordings(
+        &self,
+        caller: &Caller,
+        call: &Call,
+    ) -> Result<Vec<RecordingView>, VideocallError> {
+        let playable =
+            call.party(&caller.user_id).is_some() || caller.has_any_role(RECORDING_READERS);
+        let now = self.now();
+        let mut views = Vec::new();
+        for recording in self.store.recordings(call.id).await? {
+            let (url, url_expires_at) = if playable {
+                let key =
+                    ObjectKey::parse(&recording.key).map_err(|e| KitError::Other(e.to_string()))?;
+                let url = self
+                    .parts
+                    .objects
+                    .presigned_get(&key, RECORDING_URL_TTL)
+                    .await?;
+                let ttl = Duration::from_std(RECORDING_URL_TTL).unwrap_or_default();
+                (Some(url), Some(now + ttl))
+            } else {
+                (None, None)
+            };
+            views.push(RecordingView {
+                recording,
+                url,
+                url_expires_at,
+            });
+        }
+        Ok(views)
     }
 
     /// Whether the call is recorded, as this cell decides.

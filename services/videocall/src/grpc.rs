@@ -2,13 +2,20 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use futures::StreamExt;
 use titan_kit::{auth, error::to_status, wire::timestamp};
-use titan_proto::videocall::v1::{self as pb, videocall_service_server::VideocallService};
-use tonic::{Request, Response, Status as GrpcStatus};
+use titan_proto::videocall::v1::{
+    self as pb, upload_recording_request::Part, videocall_service_server::VideocallService,
+};
+use tonic::{Request, Response, Status as GrpcStatus, Streaming};
 
 use crate::{
-    app::{AgentDay, CallStore, Videocall, VideocallError},
-    domain::{Call, CallKind, InputError, Media, Status, Summary, quality::Aggregate},
+    app::{AgentDay, CallStore, RecordingView, UploadHeader, Videocall, VideocallError},
+    domain::{
+        Call, CallKind, InputError, Media, Status, Summary, quality::Aggregate,
+        recording::Recording,
+    },
 };
 
 pub const DOMAIN: &str = "videocall.titan.dev";
@@ -112,6 +119,34 @@ impl<S: CallStore> Grpc<S> {
             caller_consent_at: c.caller_consent_at.map(timestamp),
             callee_consent_at: c.callee_consent_at.map(timestamp),
             quality: quality.map(summary),
+            recordings: vec![],
+        }
+    }
+}
+
+fn recording(r: &Recording, url: Option<&RecordingView>) -> pb::Recording {
+    pb::Recording {
+        id: r.id.to_string(),
+        call_id: r.call_id.to_string(),
+        uploader_id: r.uploader_id.clone(),
+        content_type: r.content_type.as_str().to_owned(),
+        bytes: r.bytes,
+        sha256: hex::encode(r.sha256),
+        created_at: Some(timestamp(r.created_at)),
+        url: url.and_then(|v| v.url.clone()).unwrap_or_default(),
+        url_expires_at: url.and_then(|v| v.url_expires_at).map(timestamp),
+    }
+}
+
+/// The rest of an upload after its header: each message must carry `data`.
+fn chunk(message: Result<pb::UploadRecordingRequest, GrpcStatus>) -> Result<Bytes, VideocallError> {
+    match message {
+        Ok(pb::UploadRecordingRequest {
+            part: Some(Part::Data(data)),
+        }) => Ok(Bytes::from(data)),
+        Ok(_) => Err(InputError::new("header", "only the first message carries the header").into()),
+        Err(e) => {
+            Err(InputError::new("data", format!("the upload stream broke: {}", e.message())).into())
         }
     }
 }
@@ -242,9 +277,17 @@ impl<S: CallStore> VideocallService for Grpc<S> {
             .get(&caller, &r.call_id)
             .await
             .map_err(|e| status(&e))?;
-        Ok(Response::new(pb::GetCallResponse {
-            call: Some(self.call(&call, Some(&quality))),
-        }))
+        let recordings = self
+            .app
+            .recordings(&caller, &call)
+            .await
+            .map_err(|e| status(&e))?;
+        let mut shown = self.call(&call, Some(&quality));
+        shown.recordings = recordings
+            .iter()
+            .map(|v| recording(&v.recording, Some(v)))
+            .collect();
+        Ok(Response::new(pb::GetCallResponse { call: Some(shown) }))
     }
 
     async fn get_ice_servers(
@@ -311,6 +354,40 @@ impl<S: CallStore> VideocallService for Grpc<S> {
             .map_err(|e| status(&e))?;
         Ok(Response::new(pb::SetRecordingConsentResponse {
             call: Some(self.call(&call, None)),
+        }))
+    }
+
+    async fn upload_recording(
+        &self,
+        request: Request<Streaming<pb::UploadRecordingRequest>>,
+    ) -> Result<Response<pb::UploadRecordingResponse>, GrpcStatus> {
+        let caller = auth::caller(&request)?;
+        let mut messages = request.into_inner();
+        let header = match messages.next().await {
+            Some(Ok(pb::UploadRecordingRequest {
+                part: Some(Part::Header(h)),
+            })) => h,
+            Some(Err(e)) => return Err(e),
+            _ => {
+                let e = InputError::new("header", "the first message must carry the header");
+                return Err(status(&e.into()));
+            }
+        };
+        let stored = self
+            .app
+            .upload_recording(
+                &caller,
+                UploadHeader {
+                    request_id: header.request_id,
+                    call_id: header.call_id,
+                    content_type: header.content_type,
+                },
+                messages.map(chunk),
+            )
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(pb::UploadRecordingResponse {
+            recording: Some(recording(&stored, None)),
         }))
     }
 

@@ -4,7 +4,8 @@
 //! restart while a call rings still ends it MISSED); the support queue hands SUPPORT calls to
 //! agents first come first served; signaling frames travel between the two parties through
 //! kit's WebSocket hub (Redis pub/sub), so they may sit on different replicas; ICE servers
-//! come with TURN REST credentials from kit that never outlive the call.
+//! come with TURN REST credentials from kit that never outlive the call; recordings the
+//! parties upload (with both consents) stream to the cell's bucket through kit's objects.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -37,8 +38,13 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 pub fn service() -> ServiceDef {
     ServiceDef {
         name: domain::SERVICE,
-        datastores: &[Datastore::Postgres, Datastore::Redis],
-        // Calls live in PostgreSQL; signaling and call frames need Redis.
+        datastores: &[
+            Datastore::Postgres,
+            Datastore::Redis,
+            Datastore::ObjectStorage,
+        ],
+        // Calls live in PostgreSQL; signaling and call frames need Redis. Object storage is
+        // needed only to upload recordings, so a blip in it does not stop calls.
         ready_on: &[Datastore::Postgres, Datastore::Redis],
         migrator: Some(|| sqlx::migrate!("./migrations")),
         clickhouse_migrations: &[],
@@ -64,6 +70,7 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
             hub: ctx.realtime.hub(),
             settings,
             turn_secret: turn_secret(),
+            objects: ctx.objects()?,
             clock: Arc::new(chrono::Utc::now),
             metrics: metrics::Metrics::new(&ctx.registry)?,
         },

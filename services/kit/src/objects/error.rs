@@ -62,6 +62,10 @@ pub enum ObjectError {
         #[source]
         source: std::io::Error,
     },
+    /// The stream a body was read from failed (or its owner refused it) before the end: the
+    /// upload was aborted and nothing was stored.
+    #[error("the body of an upload stopped before its end: {detail}")]
+    Body { detail: String },
     #[error("object storage at {endpoint} failed to {operation}: {source}")]
     Other {
         endpoint: String,
@@ -77,7 +81,8 @@ impl ServiceError for ObjectError {
             Self::InvalidKey(_)
             | Self::InvalidContentType(_)
             | Self::InvalidExpiry { .. }
-            | Self::InvalidLimit { .. } => ErrorCode::InvalidArgument,
+            | Self::InvalidLimit { .. }
+            | Self::Body { .. } => ErrorCode::InvalidArgument,
             Self::NotFound { .. } => ErrorCode::NotFound,
             Self::Unavailable { .. } => ErrorCode::Unavailable,
             // Wrong keys or a missing bucket are the deployment's fault, not the caller's:

@@ -298,6 +298,51 @@ impl ObjectStorage {
         })
     }
 
+    /// Stores a body that arrives as a stream of chunks (a client upload) under `key` like
+    /// [`Self::put`], in bounded memory: up to the multipart threshold it is gathered and put
+    /// in one request, beyond it sent in parts as it arrives. The first `Err` of `chunks`
+    /// aborts the upload (no object, no parts left behind) and is returned; a caller that
+    /// refuses a chunk of its own yields [`ObjectError::Body`].
+    pub async fn put_stream(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+        mut chunks: impl futures::Stream<Item = Result<Bytes, ObjectError>> + Unpin,
+    ) -> Result<ObjectInfo, ObjectError> {
+        let content_type = media_type(content_type)?;
+        let mut head = bytes::BytesMut::new();
+        while head.len() <= self.multipart_threshold {
+            match chunks.next().await {
+                Some(chunk) => head.extend_from_slice(&chunk?),
+                None => return self.put(key, content_type, head.freeze()).await,
+            }
+        }
+        let path = path(key)?;
+        let mut attributes = Attributes::new();
+        attributes.insert(
+            Attribute::ContentType,
+            AttributeValue::from(content_type.to_owned()),
+        );
+        let mut size = 0u64;
+        let body = futures::stream::once(async { Ok(head.freeze()) })
+            .chain(chunks)
+            .inspect(|chunk| {
+                if let Ok(chunk) = chunk {
+                    size += chunk.len() as u64;
+                }
+            });
+        let e_tag = self
+            .upload_parts(key, &path, attributes, Box::pin(body))
+            .await?;
+        Ok(ObjectInfo {
+            key: key.to_string(),
+            size,
+            content_type: Some(content_type.to_owned()),
+            last_modified: Utc::now(),
+            e_tag,
+        })
+    }
+
     /// The whole object, read into memory.
     pub async fn get(&self, key: &ObjectKey) -> Result<Object, ObjectError> {
         let ObjectStream { info, chunks } = self.get_stream(key).await?;

@@ -1,10 +1,11 @@
 //! Videocall rules, pure: the call and its guarded state machine with who may do what
 //! ([`call`]), quality samples and their aggregate ([`quality`]), ICE credential lifetimes
-//! ([`ice`]) and signaling frames ([`signal`]). No I/O.
+//! ([`ice`]), signaling frames ([`signal`]) and recording uploads ([`recording`]). No I/O.
 
 pub mod call;
 pub mod ice;
 pub mod quality;
+pub mod recording;
 pub mod signal;
 
 pub use call::{Action, Call, CallKind, IllegalTransition, Media, NotAllowed, Party, Status};

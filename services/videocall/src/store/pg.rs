@@ -12,12 +12,20 @@ use titan_kit::{
 use uuid::Uuid;
 
 use crate::{
-    app::{AgentDay, CallStore, Fut, NEEDS_ACTIVE, NEEDS_LIVE, Transition, VideocallError},
+    app::{
+        AddedRecording, AgentDay, CallStore, Fut, MAX_RECORDINGS_LISTED, MAX_RECORDINGS_PER_CALL,
+        NEEDS_ACTIVE, NEEDS_LIVE, Transition, VideocallError,
+    },
     domain::{
         CALL_FINISHED, Call, CallFinished, CallKind, IllegalTransition, Media, Party, SERVICE,
-        Sample, Status, quality::MAX_SAMPLES_PER_CALL,
+        Sample, Status,
+        quality::MAX_SAMPLES_PER_CALL,
+        recording::{Recording, RecordingType},
     },
 };
+
+const RECORDING_COLUMNS: &str =
+    "id, call_id, uploader_id, object_key, content_type, bytes, sha256, created_at";
 
 const COLUMNS: &str = "id, caller_id, callee_id, kind, media, status, created_at, ringing_at, \
                        answered_at, ended_at, end_reason, caller_consent_at, callee_consent_at";
@@ -55,6 +63,25 @@ fn call_of(row: &PgRow) -> Result<Call, VideocallError> {
         end_reason: row.try_get("end_reason")?,
         caller_consent_at: row.try_get("caller_consent_at")?,
         callee_consent_at: row.try_get("callee_consent_at")?,
+    })
+}
+
+fn recording_of(row: &PgRow) -> Result<Recording, VideocallError> {
+    let content_type: String = row.try_get("content_type")?;
+    let bytes: i64 = row.try_get("bytes")?;
+    let sha256: Vec<u8> = row.try_get("sha256")?;
+    Ok(Recording {
+        id: row.try_get("id")?,
+        call_id: row.try_get("call_id")?,
+        uploader_id: row.try_get("uploader_id")?,
+        key: row.try_get("object_key")?,
+        content_type: RecordingType::from_name(&content_type)
+            .ok_or_else(|| corrupt(format!("unknown recording type {content_type}")))?,
+        bytes: u64::try_from(bytes).map_err(|_| corrupt(format!("negative size {bytes}")))?,
+        sha256: sha256
+            .try_into()
+            .map_err(|_| corrupt("a recording's sha256 is not 32 bytes"))?,
+        created_at: row.try_get("created_at")?,
     })
 }
 
@@ -376,6 +403,91 @@ impl PgCalls {
         tx.commit().await?;
         Ok(stored)
     }
+
+    async fn recording(
+        conn: &mut PgConnection,
+        id: Uuid,
+    ) -> Result<Option<Recording>, VideocallError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RECORDING_COLUMNS} FROM videocall_recordings WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        row.as_ref().map(recording_of).transpose()
+    }
+
+    async fn replayed(conn: &mut PgConnection, answer: &[u8]) -> Result<Recording, VideocallError> {
+        let id: Uuid = decode(answer)?;
+        Self::recording(conn, id)
+            .await?
+            .ok_or_else(|| corrupt(format!("recording {id} of a replayed upload is gone")))
+    }
+
+    async fn recording_replay_in(
+        &self,
+        key: &idempotency::Key,
+    ) -> Result<Option<Recording>, VideocallError> {
+        let mut conn = self.pool.acquire().await?;
+        match idempotency::peek(&mut conn, key).await? {
+            Some(answer) => Ok(Some(Self::replayed(&mut conn, &answer).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn add_recording_in(
+        &self,
+        key: &idempotency::Key,
+        r: &Recording,
+    ) -> Result<AddedRecording, VideocallError> {
+        let mut tx = self.pool.begin().await?;
+        if let Begin::Replay(answer) = idempotency::begin(&mut tx, key).await? {
+            let first = Self::replayed(&mut tx, &answer).await?;
+            tx.commit().await?;
+            return Ok(AddedRecording::Replay(first));
+        }
+        // Guarded by the call as it is now: the consent may have been withdrawn, or the call
+        // failed, while the bytes streamed in. The call's row is locked first, so both
+        // consents hold until the commit and the INSERT (a statement of its own, so a fresh
+        // snapshot) counts the recordings of any upload of this call that committed before.
+        sqlx::query("SELECT 1 FROM videocall_calls WHERE id = $1 FOR UPDATE")
+            .bind(r.call_id)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO videocall_recordings ({RECORDING_COLUMNS}) \
+             SELECT $1, c.id, $3, $4, $5, $6, $7, $8 FROM videocall_calls c \
+             WHERE c.id = $2 AND c.status IN ('ACTIVE', 'ENDED') \
+               AND c.caller_consent_at IS NOT NULL AND c.callee_consent_at IS NOT NULL \
+               AND (c.caller_id = $3 OR c.callee_id = $3) \
+               AND (SELECT count(*) FROM videocall_recordings r WHERE r.call_id = c.id) < $9 \
+             RETURNING {RECORDING_COLUMNS}"
+        )))
+        .bind(r.id)
+        .bind(r.call_id)
+        .bind(&r.uploader_id)
+        .bind(&r.key)
+        .bind(r.content_type.as_str())
+        .bind(i64::try_from(r.bytes).map_err(|_| corrupt("a recording over 2^63 bytes"))?)
+        .bind(r.sha256.as_slice())
+        .bind(r.created_at)
+        .bind(i64::from(MAX_RECORDINGS_PER_CALL))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            let current = Self::load(&mut tx, r.call_id)
+                .await?
+                .ok_or(VideocallError::NotFound(r.call_id))?;
+            // Nothing claimed: the key is rolled back with the transaction.
+            return Ok(AddedRecording::Refused(current));
+        };
+        let stored = recording_of(&row)?;
+        let answer = serde_json::to_vec(&stored.id)
+            .map_err(|e| corrupt(format!("cannot encode an id: {e}")))?;
+        idempotency::finish(&mut tx, key, &answer).await?;
+        tx.commit().await?;
+        Ok(AddedRecording::New(stored))
+    }
 }
 
 impl CallStore for PgCalls {
@@ -523,6 +635,32 @@ impl CallStore for PgCalls {
         at: Option<DateTime<Utc>>,
     ) -> Fut<'a, Call> {
         Box::pin(self.consent_in(key, call, party, at))
+    }
+
+    fn recording_replay<'a>(&'a self, key: &'a idempotency::Key) -> Fut<'a, Option<Recording>> {
+        Box::pin(self.recording_replay_in(key))
+    }
+
+    fn add_recording<'a>(
+        &'a self,
+        key: &'a idempotency::Key,
+        recording: &'a Recording,
+    ) -> Fut<'a, AddedRecording> {
+        Box::pin(self.add_recording_in(key, recording))
+    }
+
+    fn recordings(&self, call: Uuid) -> Fut<'_, Vec<Recording>> {
+        Box::pin(async move {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {RECORDING_COLUMNS} FROM videocall_recordings WHERE call_id = $1 \
+                 ORDER BY created_at, id LIMIT $2"
+            )))
+            .bind(call)
+            .bind(i64::from(MAX_RECORDINGS_LISTED))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(recording_of).collect()
+        })
     }
 
     fn history<'a>(

@@ -2,8 +2,10 @@
 //! (every illegal transition refused with the current status), input refused before any I/O,
 //! the one-call-per-user rule, the support queue, quality and consent, history and analytics
 //! ([`rules`]); the durable ringing timeout and replicas racing on one call ([`timeout`]);
-//! signaling between sockets on two served replicas ([`signaling`]).
+//! signaling between sockets on two served replicas ([`signaling`]); recordings uploaded to
+//! the test S3 server, refused, capped and retried ([`recordings`]).
 
+mod recordings;
 mod rules;
 mod signaling;
 mod timeout;
@@ -17,8 +19,9 @@ use titan_kit::{
     ServiceError,
     auth::Caller,
     datastores::{postgres, redis::RedisHandle},
+    objects::ObjectStorage,
     realtime::Realtime,
-    testing::{TestClock, TestPostgres, TestRedis, caller},
+    testing::{TestClock, TestObjectStorage, TestPostgres, TestRedis, caller},
 };
 use titan_videocall::{
     app::{Parts, Videocall, VideocallError},
@@ -40,6 +43,7 @@ pub struct World {
     pub redis: RedisHandle,
     pub clock: TestClock,
     pub settings: Settings,
+    pub objects: ObjectStorage,
 }
 
 pub fn user(name: &str) -> Caller {
@@ -76,7 +80,13 @@ pub fn reason(e: &VideocallError) -> &'static str {
     e.reason().expect("a refusal with a reason")
 }
 
-fn app(db: &TestPostgres, redis: &RedisHandle, clock: &TestClock, settings: &Settings) -> Arc<App> {
+fn app(
+    db: &TestPostgres,
+    redis: &RedisHandle,
+    clock: &TestClock,
+    settings: &Settings,
+    objects: &ObjectStorage,
+) -> Arc<App> {
     let registry = Registry::new();
     let realtime = Realtime::new(
         titan_kit::config::RealtimeConfig::default(),
@@ -99,6 +109,7 @@ fn app(db: &TestPostgres, redis: &RedisHandle, clock: &TestClock, settings: &Set
             hub: realtime.hub(),
             settings: settings.clone(),
             turn_secret: Some(SecretString::from(TURN_SECRET)),
+            objects: objects.clone(),
             clock: clock.clock(),
             metrics: Metrics::new(&registry).expect("metrics"),
         },
@@ -111,30 +122,42 @@ impl World {
     }
 
     pub async fn with(settings: Settings) -> Self {
+        Self::with_objects(settings, TestObjectStorage::new().storage).await
+    }
+
+    /// A world whose recordings go to `objects` (a client with another multipart threshold).
+    pub async fn with_objects(settings: Settings, objects: ObjectStorage) -> Self {
         let redis = TestRedis::new().await.handle;
         let db = TestPostgres::new().await;
         postgres::migrate(&db.pool, "videocall", sqlx::migrate!("./migrations"))
             .await
             .expect("migrate");
         let clock = TestClock::at(epoch());
-        let app = app(&db, &redis, &clock, &settings);
+        let app = app(&db, &redis, &clock, &settings, &objects);
         Self {
             app,
             db,
             redis,
             clock,
             settings,
+            objects,
         }
     }
 
     /// Another replica on the same stores and clock, with a hub of its own.
     pub fn replica(&self) -> Arc<App> {
-        app(&self.db, &self.redis, &self.clock, &self.settings)
+        app(
+            &self.db,
+            &self.redis,
+            &self.clock,
+            &self.settings,
+            &self.objects,
+        )
     }
 
     /// Another replica whose clock reads `clock` (replicas' clocks differ a little).
     pub fn replica_with(&self, clock: &TestClock) -> Arc<App> {
-        app(&self.db, &self.redis, clock, &self.settings)
+        app(&self.db, &self.redis, clock, &self.settings, &self.objects)
     }
 
     /// A VIDEO SALES call from `from` to `to`, ringing.

@@ -12,7 +12,7 @@ use titan_kit::{
     error::reason_of,
     runtime,
     testing::{
-        Served, TestPostgres, TestRedis,
+        Served, TestPostgres, TestRedis, server_url,
         ws::{self, Client, Event},
     },
 };
@@ -25,7 +25,7 @@ use crate::rid;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
-fn config(db: &TestPostgres, redis: &TestRedis) -> Config {
+pub fn config(db: &TestPostgres, redis: &TestRedis) -> Config {
     let yaml = "services:\n  videocall:\n    ringTimeoutSeconds: 60\n    turn:\n      uris: [\"turn:127.0.0.1:3478?transport=udp\"]\n";
     let vars = BTreeMap::from([
         ("TITAN_GRPC_ADDR", "127.0.0.1:0".to_owned()),
@@ -36,11 +36,21 @@ fn config(db: &TestPostgres, redis: &TestRedis) -> Config {
         ("TITAN_REDIS_URL", redis.url.clone()),
         ("TITAN_REDIS_KEY_PREFIX", redis.config.key_prefix.clone()),
         ("TITAN_REALTIME_ALLOW_MISSING_ORIGIN", "true".to_owned()),
+        ("TITAN_S3_ENDPOINT", server_url("TITAN_TEST_S3_ENDPOINT")),
+        ("TITAN_S3_BUCKET", server_url("TITAN_TEST_S3_BUCKET")),
+        (
+            "TITAN_S3_ACCESS_KEY_ID",
+            server_url("TITAN_TEST_S3_ACCESS_KEY_ID"),
+        ),
+        (
+            "TITAN_S3_SECRET_ACCESS_KEY",
+            server_url("TITAN_TEST_S3_SECRET_ACCESS_KEY"),
+        ),
     ]);
     Config::from_sources(Some(yaml), move |name| vars.get(name).cloned()).expect("config")
 }
 
-fn token(config: &Config, user: &str) -> String {
+pub fn token(config: &Config, user: &str) -> String {
     Authenticator::new(&config.auth)
         .expect("auth")
         .mint(user, &[], Duration::from_secs(600))
@@ -83,7 +93,7 @@ async fn pushed(ws: &mut Client, kind: &str) -> Value {
     }
 }
 
-fn authed<T>(message: T, token: &str) -> Request<T> {
+pub fn authed<T>(message: T, token: &str) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert(
         "authorization",
