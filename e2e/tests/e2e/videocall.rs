@@ -1,8 +1,9 @@
 //! Videocall against real `titan serve videocall` processes sharing PostgreSQL and Redis:
 //! the caller on one replica and the callee on another, a call placed over gRPC rings on the
 //! callee's socket, signaling crosses the replicas untouched, a third user's signaling is
-//! refused, ICE servers carry a TURN credential for the user, the call ends ENDED with its
-//! duration; then a call left ringing is MISSED after the ringing timeout although the replica
+//! refused, ICE servers carry a TURN credential for the user, both consent to recording, bob
+//! uploads one through replica B and ann's GetCall on A hands a presigned URL serving its exact
+//! bytes from the cell's object storage, the call ends ENDED with its duration; then a call left ringing is MISSED after the ringing timeout although the replica
 //! that placed it was killed (SIGKILL) while it rang.
 
 use std::time::Duration;
@@ -198,6 +199,79 @@ async fn a_call_across_two_replicas_and_a_missed_call_after_its_replica_died() {
     assert!(expiry > now && expiry <= now + 3_600, "{expiry} vs {now}");
     let expected = titan_kit::turn::mint(TURN_SECRET.as_bytes(), "bob", expiry as u64);
     assert_eq!(turn.credential, expected.password);
+
+    // Both consent; bob streams a recording to B in three messages; ann reads the call on A
+    // and fetches the exact bytes from object storage through its presigned URL.
+    for (grpc, token) in [(&mut on_a, &ann), (&mut on_b, &bob)] {
+        grpc.set_recording_consent(authed(
+            pb::SetRecordingConsentRequest {
+                request_id: uuid::Uuid::new_v4().to_string(),
+                call_id: id.clone(),
+                consent: true,
+            },
+            token,
+        ))
+        .await
+        .expect("consent");
+    }
+    let recording: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+    let mut messages = vec![pb::UploadRecordingRequest {
+        part: Some(pb::upload_recording_request::Part::Header(
+            pb::RecordingHeader {
+                request_id: uuid::Uuid::new_v4().to_string(),
+                call_id: id.clone(),
+                content_type: "video/webm;codecs=vp8".into(),
+            },
+        )),
+    }];
+    messages.extend(
+        recording
+            .chunks(60_000)
+            .map(|c| pb::UploadRecordingRequest {
+                part: Some(pb::upload_recording_request::Part::Data(c.to_vec())),
+            }),
+    );
+    let uploaded = on_b
+        .upload_recording(authed(futures::stream::iter(messages), &bob))
+        .await
+        .expect("upload")
+        .into_inner()
+        .recording
+        .expect("recording");
+    assert_eq!(
+        (
+            uploaded.bytes,
+            uploaded.uploader_id.as_str(),
+            uploaded.content_type.as_str()
+        ),
+        (150_000, "bob", "video/webm")
+    );
+    let listed = on_a
+        .get_call(authed(
+            pb::GetCallRequest {
+                call_id: id.clone(),
+            },
+            &ann,
+        ))
+        .await
+        .expect("get")
+        .into_inner()
+        .call
+        .expect("call")
+        .recordings;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].id.as_str(), listed[0].sha256.as_str()),
+        (uploaded.id.as_str(), uploaded.sha256.as_str())
+    );
+    let fetched = reqwest::get(&listed[0].url)
+        .await
+        .expect("GET the recording");
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(
+        fetched.bytes().await.expect("body").as_ref(),
+        recording.as_slice()
+    );
 
     // Ann hangs up: ENDED with a duration, on both sides.
     let ended = on_a
