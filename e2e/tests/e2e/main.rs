@@ -5,6 +5,7 @@
 mod analytics;
 mod campaign;
 mod chat;
+mod driver;
 mod events;
 mod flashsale;
 mod fraud;

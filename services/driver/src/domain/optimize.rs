@@ -274,7 +274,7 @@ impl Optimization {
             let at = match kind {
                 MetricKind::Matrix => index(&f("location"), j.location, n)?,
                 _ => {
-                    points.push(location(&f("location"), kind, j.lat, j.lng)?);
+                    points.push(location(&format!("jobs[{i}]"), kind, j.lat, j.lng)?);
                     points.len() - 1
                 }
             };
@@ -306,7 +306,7 @@ impl Optimization {
             let at = match kind {
                 MetricKind::Matrix => index(&f("location"), v.location, n)?,
                 _ => {
-                    points.push(location(&f("location"), kind, v.lat, v.lng)?);
+                    points.push(location(&format!("vehicles[{i}]"), kind, v.lat, v.lng)?);
                     points.len() - 1
                 }
             };
@@ -509,7 +509,7 @@ mod tests {
         globe.metric = MetricKind::Haversine;
         assert_eq!(
             field(Optimization::parse(&globe, LIMITS)),
-            "jobs[0].location.lat"
+            "jobs[0].lat"
         );
         let mut matrix = input(vec![job("a", 0.0, 1)]);
         matrix.metric = MetricKind::Matrix;
