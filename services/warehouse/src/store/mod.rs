@@ -1,0 +1,3 @@
+//! Where the service keeps its state: PostgreSQL ([`pg`]).
+
+pub mod pg;
