@@ -9,6 +9,7 @@
 pub mod analytics;
 pub mod campaign;
 pub mod chat;
+pub mod driver;
 pub mod fraud;
 pub mod livestream;
 pub mod pricing;

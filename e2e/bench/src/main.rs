@@ -9,6 +9,7 @@
 //! segment, and segment evaluation over 10,000,000 events.
 //! `titan-bench routes`: the VRPTW solver on Solomon's instances (in process, no datastore).
 //! The others need the datastores of `cargo xtask datastores start` (their URLs in `TITAN_TEST_*`).
+//! `titan-bench driver`: position reports/s over two replicas with a watcher, nearby searches.
 #![forbid(unsafe_code)]
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -20,6 +21,7 @@ use titan_bench::{
     campaign::{CampaignOptions, Sink, campaign},
     chat::{ChatOptions, chat},
     fraud::{FraudOptions, fraud},
+    driver::{DriverOptions, driver},
     livestream::{LivestreamOptions, livestream},
     pricing::{PricingOptions, pricing},
     routes::{RoutesOptions, routes},
@@ -223,6 +225,25 @@ enum Scenario {
         /// Instances whose name starts with one of these (e.g. `C1,R205`); all when absent.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+    /// AVAILABLE drivers reporting positions over two `titan serve driver` replicas while a
+    /// dispatcher on the second watches one of them (every position must arrive), then
+    /// NearbyDrivers searches; a city-wide search must find every driver.
+    Driver {
+        /// Registered drivers (1-1000).
+        #[arg(long, default_value_t = 1_000)]
+        drivers: usize,
+        /// Concurrent callers, half per replica.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 20_000)]
+        searches: usize,
+        #[arg(long)]
+        debug: bool,
+        #[arg(long)]
+        quick: bool,
+    },
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Minimise fewest `vehicles` first (to compare with the hierarchical rows) instead
@@ -490,3 +511,27 @@ async fn main() -> ExitCode {
         }
     }
 }
+        Scenario::Driver {
+            drivers,
+            clients,
+            seconds,
+            searches,
+            debug,
+            quick,
+        } => {
+            let options = if quick {
+                DriverOptions::quick()
+            } else {
+                DriverOptions {
+                    drivers,
+                    clients,
+                    duration: Duration::from_secs(seconds),
+                    searches,
+                    release: !debug,
+                }
+            };
+            finish(
+                driver(&options).await,
+                titan_bench::driver::DriverReport::exact,
+            )
+        }
