@@ -70,12 +70,24 @@ impl RateLimiter {
         user: &str,
         limit: RateLimit,
     ) -> Result<Result<(), RateLimited>, KitError> {
+        self.check_at(user, limit, std::time::SystemTime::now())
+            .await
+    }
+
+    /// [`Self::check`] at `now` — a service's own clock, so a test that holds the clock still
+    /// sees a burst refused however slowly the machine runs it.
+    pub async fn check_at(
+        &self,
+        user: &str,
+        limit: RateLimit,
+        now: std::time::SystemTime,
+    ) -> Result<Result<(), RateLimited>, KitError> {
         let key = self.redis.key(&format!(
             "rl:{}:{}",
             self.scope,
             crate::idempotency::composite(&[user])
         ));
-        let now = std::time::SystemTime::now()
+        let now = now
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         let mut conn = self.redis.conn.clone();

@@ -664,7 +664,9 @@ impl<S: StreamStore> Livestream<S> {
         reaction: Reaction,
     ) -> Result<ViewerStats, LivestreamError> {
         let id = StreamId::parse("stream_id", id)?;
-        self.reactions.check(&caller.user_id, REACT_RATE).await??;
+        self.reactions
+            .check_at(&caller.user_id, REACT_RATE, self.now().into())
+            .await??;
         self.live_stream(id, Transition::Watch).await?;
         self.live.react(id, reaction).await?;
         Ok(self
@@ -691,7 +693,9 @@ impl<S: StreamStore> Livestream<S> {
             request_id,
             composite(&[&id.to_string(), text.as_str()]).as_bytes(),
         )?;
-        self.comments.check(&caller.user_id, COMMENT_RATE).await??;
+        self.comments
+            .check_at(&caller.user_id, COMMENT_RATE, self.now().into())
+            .await??;
         self.live_stream(id, Transition::Comment).await?;
         let comment = Comment {
             id: CommentId::generate(),

@@ -17,7 +17,7 @@ async fn high_opens_a_case_that_analysts_decide() {
             devices: vec!["evil".into()],
             ..Default::default()
         },
-        ..Settings::default()
+        ..settings()
     };
     let w = World::with(settings).await;
     // New device (0.15) + new IP (0.10) + known bad (0.5) = 0.75: HIGH.
@@ -130,7 +130,7 @@ async fn cases_are_paged_oldest_first() {
             ips: vec!["203.0.113.1".into()],
             ..Default::default()
         },
-        ..Settings::default()
+        ..settings()
     };
     let w = World::with(settings).await;
     for i in 0..5 {

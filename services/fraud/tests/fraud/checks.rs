@@ -68,7 +68,7 @@ async fn every_other_signal_fires_on_its_scenario_and_not_on_its_neighbour() {
             email_domains: vec!["bad.example".into()],
             ..Default::default()
         },
-        ..Settings::default()
+        ..settings()
     };
     let w = World::with(settings).await;
     history(&w, "u", &[1000, 1100, 900, 1000, 1050, 950]).await;

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use titan_fraud::{
     app::{FraudStore, HotStore},
-    config::Settings,
     domain::{Dimension, Transaction, profile::Known},
     store::{consumer::PurchaseHandler, redis::RedisHot},
 };
@@ -23,7 +22,7 @@ use crate::*;
 async fn world() -> (World, RedisHot, RedisHandle) {
     let redis = TestRedis::new().await.handle;
     let hot = RedisHot::new(redis.clone());
-    let w = World::over(hot.clone(), Settings::default()).await;
+    let w = World::over(hot.clone(), settings()).await;
     (w, hot, redis)
 }
 

@@ -138,7 +138,7 @@ async fn train_recovers_known_coefficients_from_labelled_decisions() {
     // Promoted, the model is blended into checks and named in the decision.
     let blended = World::with(Settings {
         model_blend: 0.5,
-        ..Settings::default()
+        ..settings()
     })
     .await;
     let d = blended
