@@ -109,6 +109,17 @@ pub fn output_within(command: &mut Command, deadline: Duration) -> std::process:
     }
 }
 
+/// utime + stime of a `/proc/<pid>/stat` line. The fields after the command, which is in
+/// parentheses and may itself hold spaces and parentheses: state first, utime and stime 12th
+/// and 13th (fields 14 and 15 of proc(5)), in clock ticks of 100 per second (USER_HZ, fixed by
+/// the Linux ABI).
+fn cpu_of_stat(stat: &str) -> Option<Duration> {
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((user + system) * 10))
+}
+
 /// Reads a pipe to its end on a thread of its own.
 fn read_to_end(mut pipe: impl std::io::Read + Send + 'static) -> JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
@@ -153,6 +164,15 @@ impl Process {
     /// The operating system's process id (for reading `/proc/<id>/status`).
     pub fn id(&self) -> u32 {
         self.child.id()
+    }
+
+    /// CPU time the process has used so far, all its threads, user and system: what a
+    /// benchmark divides by the work done, a figure that other load on the machine does not
+    /// inflate the way it inflates latency.
+    pub fn cpu_time(&self) -> std::io::Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.id()))?;
+        cpu_of_stat(&stat)
+            .ok_or_else(|| std::io::Error::other(format!("unexpected /proc stat: {stat}")))
     }
 
     fn pid(&self) -> Pid {
@@ -255,4 +275,19 @@ fn keep(log: &Mutex<String>, line: &str) {
     let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
     log.push_str(line.trim_end());
     log.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_utime_plus_stime_after_the_command() {
+        // A command with a space and a parenthesis, as a thread may name itself.
+        let stat = "4242 (tokio (rt) 1) S 1 4242 4242 0 -1 4194560 2195 0 0 0 \
+                    731 269 0 0 20 0 9 0 123456 0 0";
+        assert_eq!(cpu_of_stat(stat), Some(Duration::from_millis(10_000)));
+        assert_eq!(cpu_of_stat("4242 (titan) S 1"), None);
+        assert_eq!(cpu_of_stat("no parenthesis"), None);
+    }
 }

@@ -72,6 +72,8 @@ pub struct FraudReport {
     /// PostgreSQL (not cached yet, or Redis down).
     pub from_redis: u64,
     pub from_postgres: u64,
+    /// The service's CPU time (every thread) over the fixed-rate phase.
+    pub service_cpu: Duration,
     pub max_checks: u64,
     pub max_failed: u64,
     pub max_elapsed: Duration,
@@ -122,6 +124,12 @@ impl fmt::Display for FraudReport {
             "  server latency      p50 {}  p99 {}  (histogram bucket bounds; target p99 < 2 ms)",
             ms(self.server_p50),
             ms(self.server_p99)
+        )?;
+        writeln!(
+            f,
+            "  service cpu         {:.0} µs per check ({:.2} of a core at the offered rate)",
+            self.service_cpu.as_secs_f64() * 1e6 / self.sent.max(1) as f64,
+            self.service_cpu.as_secs_f64() / secs
         )?;
         writeln!(
             f,
@@ -313,8 +321,14 @@ pub async fn fraud(o: &FraudOptions) -> anyhow::Result<FraudReport> {
     // as in a running cell.
     warm(&channels, &token, o.users, o.clients, &next).await?;
     let before = scrape(&cell).await?;
+    let cpu_before = cell.process.cpu_time().context("service cpu time")?;
     let (sent, failed, degraded, elapsed, client) =
         run_fixed(&channels, &token, o.users, o.rate, o.duration, &next).await?;
+    let service_cpu = cell
+        .process
+        .cpu_time()
+        .context("service cpu time")?
+        .saturating_sub(cpu_before);
     let after = scrape(&cell).await?;
     ensure!(after.count > before.count, "the service observed no checks");
 
@@ -368,6 +382,7 @@ pub async fn fraud(o: &FraudOptions) -> anyhow::Result<FraudReport> {
         server_p99: bucket_quantile(&before, &after, 0.99),
         from_redis: after.from_redis - before.from_redis,
         from_postgres: after.from_postgres - before.from_postgres,
+        service_cpu,
         max_checks: checks.load(Ordering::Relaxed),
         max_failed: max_failed.load(Ordering::Relaxed),
         max_elapsed,

@@ -564,6 +564,10 @@ impl<S: CampaignStore, A: Audience> Campaigns<S, A> {
                     (d.occurrence, d.user_id, outcome)
                 }
             })
+            // Each lane takes the whole budget, not its share: a lane spends part of its time
+            // claiming or recording in PostgreSQL, and then the other lane alone must be able
+            // to keep every relay session busy. While both send, the excess waits on the
+            // relay pool's semaphore (bounded: lanes × budget rendered messages).
             .buffer_unordered(self.parts.channels.concurrency())
             .collect()
             .await;
