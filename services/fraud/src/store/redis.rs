@@ -207,10 +207,9 @@ impl HotStore for RedisHot {
             .iter()
             .zip(weeks)
             .map(|((d, _), week)| {
-                let week: Vec<(String, f64)> = parse(week, "a velocity range")?;
                 Ok(DimensionTally {
                     dimension: *d,
-                    windows: windows(now, &week),
+                    windows: windows(now, &week_entries(week)?),
                 })
             })
             .collect::<Result<_, FraudError>>()?;
@@ -373,21 +372,63 @@ fn recent_of(entries: &[(String, f64)]) -> Vec<Recent> {
         .collect()
 }
 
-/// Each window's count and summed amount from a key's week of `(member, time in ms)` entries:
-/// an entry counts in a window when it is newer than the window's start. A member without an
-/// amount prefix counts with amount 0.
-fn windows(now: i64, week: &[(String, f64)]) -> [Tally; 3] {
+/// `(amount, time in ms)` of each entry of a `ZRANGEBYSCORE … WITHSCORES` reply, read where
+/// the reply lies: a check reads a week of entries for each of up to four keys, and copying
+/// every member into a `String` first was most of the service's allocations per check. Both
+/// reply shapes are read: RESP2's flat member, score, … and RESP3's [member, score] pairs.
+fn week_entries(reply: &Value) -> Result<Vec<(i64, f64)>, FraudError> {
+    let bad = || malformed("a velocity range");
+    let Value::Array(items) = reply else {
+        return Err(bad());
+    };
+    let entry = |member: &Value, score: &Value| {
+        let Value::BulkString(member) = member else {
+            return None;
+        };
+        let at = match score {
+            Value::Double(d) => *d,
+            Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok()?,
+            _ => return None,
+        };
+        Some((amount_of(member), at))
+    };
+    let entries: Option<Vec<_>> = if items.iter().all(|i| matches!(i, Value::Array(_))) {
+        items
+            .iter()
+            .map(|pair| match pair {
+                Value::Array(p) if p.len() == 2 => entry(&p[0], &p[1]),
+                _ => None,
+            })
+            .collect()
+    } else if items.len() % 2 == 0 {
+        items.chunks_exact(2).map(|p| entry(&p[0], &p[1])).collect()
+    } else {
+        None
+    };
+    entries.ok_or_else(bad)
+}
+
+/// The amount of a velocity member `<amount>:<transaction id>`; 0 for one that does not parse
+/// (it still counts as a transaction).
+fn amount_of(member: &[u8]) -> i64 {
+    member
+        .iter()
+        .position(|&b| b == b':')
+        .and_then(|colon| std::str::from_utf8(&member[..colon]).ok())
+        .and_then(|amount| amount.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Each window's count and summed amount from a key's week of `(amount, time in ms)` entries:
+/// an entry counts in every window it is newer than the start of.
+fn windows(now: i64, week: &[(i64, f64)]) -> [Tally; 3] {
     Window::ALL.map(|w| {
         let start = (now - w.millis()) as f64;
         week.iter()
             .filter(|(_, at)| *at > start)
-            .fold(Tally::default(), |t, (member, _)| Tally {
+            .fold(Tally::default(), |t, (amount, _)| Tally {
                 count: t.count + 1,
-                amount: t.amount
-                    + member
-                        .split_once(':')
-                        .and_then(|(a, _)| a.parse::<i64>().ok())
-                        .unwrap_or(0),
+                amount: t.amount + amount,
             })
     })
 }
@@ -460,20 +501,46 @@ mod tests {
     fn entries_count_in_every_window_they_are_newer_than_the_start_of() {
         let now = 10 * Window::Week.millis();
         let at = |ago: i64| (now - ago) as f64;
-        let week = vec![
-            ("100:a".to_owned(), at(1)),
-            ("200:b".to_owned(), at(Window::Hour.millis())),
-            ("400:c".to_owned(), at(Window::Hour.millis() - 1)),
-            ("800:d".to_owned(), at(Window::Day.millis() - 1)),
-            ("1600:e".to_owned(), at(Window::Day.millis() + 1)),
-            ("bad".to_owned(), at(2)),
+        let week = [
+            ("100:a", at(1)),
+            ("200:b", at(Window::Hour.millis())),
+            ("400:c", at(Window::Hour.millis() - 1)),
+            ("800:d", at(Window::Day.millis() - 1)),
+            ("1600:e", at(Window::Day.millis() + 1)),
+            ("bad", at(2)),
         ];
-        let t = |count, amount| Tally { count, amount };
-        assert_eq!(
-            windows(now, &week),
-            [t(3, 500), t(5, 1500), t(6, 3100)],
-            "the entry exactly an hour old is outside the hour, inside the day"
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        // RESP2: member, score, member, score, … with scores as strings.
+        let flat = Value::Array(
+            week.iter()
+                .flat_map(|(m, at)| [bulk(m), bulk(&at.to_string())])
+                .collect(),
         );
-        assert_eq!(windows(now, &[]), [Tally::default(); 3]);
+        // RESP3: [member, score] pairs with scores as doubles.
+        let pairs = Value::Array(
+            week.iter()
+                .map(|(m, at)| Value::Array(vec![bulk(m), Value::Double(*at)]))
+                .collect(),
+        );
+        let t = |count, amount| Tally { count, amount };
+        for reply in [flat, pairs] {
+            assert_eq!(
+                windows(now, &week_entries(&reply).expect("a range")),
+                [t(3, 500), t(5, 1500), t(6, 3100)],
+                "the entry exactly an hour old is outside the hour, inside the day"
+            );
+        }
+        assert_eq!(
+            windows(now, &week_entries(&Value::Array(vec![])).expect("empty")),
+            [Tally::default(); 3]
+        );
+        for broken in [
+            Value::Array(vec![bulk("100:a")]),
+            Value::Array(vec![bulk("100:a"), bulk("soon")]),
+            Value::Array(vec![Value::Array(vec![bulk("100:a")])]),
+            Value::Nil,
+        ] {
+            assert!(week_entries(&broken).is_err(), "{broken:?}");
+        }
     }
 }
