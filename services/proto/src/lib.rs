@@ -84,3 +84,9 @@ pub mod videocall {
         tonic::include_proto!("titan.videocall.v1");
     }
 }
+
+pub mod warehouse {
+    pub mod v1 {
+        tonic::include_proto!("titan.warehouse.v1");
+    }
+}

@@ -36,6 +36,7 @@ const SERVICES: &[fn() -> ServiceDef] = &[
     titan_campaign::service,
     titan_videocall::service,
     titan_driver::service,
+    titan_warehouse::service,
 ];
 
 #[derive(Debug, Parser)]

@@ -1,8 +1,10 @@
 //! The warehouse service's use cases on real PostgreSQL: warehouses and bins, the stock ledger
 //! (receipts, adjustments, transfers; bad input changes nothing) ([`ledger`]), reservations
 //! with allocation worked examples, pick and ship, release and expiry, pick lists and putaway,
-//! and 200 concurrent operations that leave the ledger balanced ([`orders`]).
+//! and 200 concurrent operations that leave the ledger balanced ([`orders`]); the same path
+//! over gRPC through kit's runtime ([`grpc`]).
 
+mod grpc;
 mod ledger;
 mod orders;
 
