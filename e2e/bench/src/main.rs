@@ -7,9 +7,10 @@
 //! `titan-bench fraud`: CheckTransaction at a fixed rate (client and server p99) and its maximum.
 //! `titan-bench campaign`: emails per second through a real SMTP server to a 100,000-user
 //! segment, and segment evaluation over 10,000,000 events.
+//! `titan-bench videocall`: call setup cycles/s and signaling relay latency over two replicas.
 //! `titan-bench routes`: the VRPTW solver on Solomon's instances (in process, no datastore).
-//! The others need the datastores of `cargo xtask datastores start` (their URLs in `TITAN_TEST_*`).
 //! `titan-bench driver`: position reports/s over two replicas with a watcher, nearby searches.
+//! The others need the datastores of `cargo xtask datastores start` (their URLs in `TITAN_TEST_*`).
 #![forbid(unsafe_code)]
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -20,11 +21,12 @@ use titan_bench::{
     analytics::{AnalyticsOptions, analytics},
     campaign::{CampaignOptions, Sink, campaign},
     chat::{ChatOptions, chat},
-    fraud::{FraudOptions, fraud},
     driver::{DriverOptions, driver},
+    fraud::{FraudOptions, fraud},
     livestream::{LivestreamOptions, livestream},
     pricing::{PricingOptions, pricing},
     routes::{RoutesOptions, routes},
+    videocall::{VideocallOptions, videocall},
     ws::{WsOptions, ws},
 };
 
@@ -129,6 +131,33 @@ enum Scenario {
         #[arg(long)]
         quick: bool,
     },
+    /// Videocall over two `titan serve videocall` replicas: Initiate → Answer → End cycles/s
+    /// from concurrent pairs over gRPC, then signaling frames from callers on replica A to
+    /// callees on replica B (relay latency p50/p95/p99 and frames/s).
+    Videocall {
+        /// Caller/callee pairs cycling at once.
+        #[arg(long, default_value_t = 32)]
+        pairs: usize,
+        /// Initiate → Answer → End cycles per pair.
+        #[arg(long, default_value_t = 50)]
+        cycles: u32,
+        /// Active calls exchanging signaling frames.
+        #[arg(long, default_value_t = 50)]
+        signalers: usize,
+        /// Signaling frames sent in all.
+        #[arg(long, default_value_t = 5_000)]
+        frames: u64,
+        /// Frames sent per second, all callers together.
+        #[arg(long, default_value_t = 1_000)]
+        rate: u32,
+        /// Client source addresses 127.0.0.1 ..= 127.0.0.N.
+        #[arg(long, default_value_t = 1)]
+        sources: u8,
+        #[arg(long)]
+        debug: bool,
+        #[arg(long)]
+        quick: bool,
+    },
     /// Livestream over `titan serve livestream`: viewer heartbeats one replica absorbs
     /// (concurrent gRPC callers), then comment fan-out to viewers on two replicas.
     Livestream {
@@ -196,6 +225,25 @@ enum Scenario {
         #[arg(long)]
         quick: bool,
     },
+    /// AVAILABLE drivers reporting positions over two `titan serve driver` replicas while a
+    /// dispatcher on the second watches one of them (every position must arrive), then
+    /// NearbyDrivers searches; a city-wide search must find every driver.
+    Driver {
+        /// Registered drivers (1-1000).
+        #[arg(long, default_value_t = 1_000)]
+        drivers: usize,
+        /// Concurrent callers, half per replica.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 20_000)]
+        searches: usize,
+        #[arg(long)]
+        debug: bool,
+        #[arg(long)]
+        quick: bool,
+    },
     /// A re-optimisation round over `titan serve pricing` with a generated catalogue and
     /// demand, then GetPrices of 100 products per call from concurrent clients.
     Pricing {
@@ -225,25 +273,6 @@ enum Scenario {
         /// Instances whose name starts with one of these (e.g. `C1,R205`); all when absent.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
-    /// AVAILABLE drivers reporting positions over two `titan serve driver` replicas while a
-    /// dispatcher on the second watches one of them (every position must arrive), then
-    /// NearbyDrivers searches; a city-wide search must find every driver.
-    Driver {
-        /// Registered drivers (1-1000).
-        #[arg(long, default_value_t = 1_000)]
-        drivers: usize,
-        /// Concurrent callers, half per replica.
-        #[arg(long, default_value_t = 32)]
-        clients: usize,
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-        #[arg(long, default_value_t = 20_000)]
-        searches: usize,
-        #[arg(long)]
-        debug: bool,
-        #[arg(long)]
-        quick: bool,
-    },
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Minimise fewest `vehicles` first (to compare with the hierarchical rows) instead
@@ -407,6 +436,34 @@ async fn main() -> ExitCode {
             };
             finish(chat(&options).await, titan_bench::chat::ChatReport::exact)
         }
+        Scenario::Videocall {
+            pairs,
+            cycles,
+            signalers,
+            frames,
+            rate,
+            sources,
+            debug,
+            quick,
+        } => {
+            let options = if quick {
+                VideocallOptions::quick()
+            } else {
+                VideocallOptions {
+                    pairs,
+                    cycles,
+                    signalers,
+                    frames,
+                    rate,
+                    sources,
+                    release: !debug,
+                }
+            };
+            finish(
+                videocall(&options).await,
+                titan_bench::videocall::VideocallReport::exact,
+            )
+        }
         Scenario::Livestream {
             callers,
             heartbeat_seconds,
@@ -486,6 +543,30 @@ async fn main() -> ExitCode {
             };
             finish(routes(&options), |r| r.infeasible() == 0)
         }
+        Scenario::Driver {
+            drivers,
+            clients,
+            seconds,
+            searches,
+            debug,
+            quick,
+        } => {
+            let options = if quick {
+                DriverOptions::quick()
+            } else {
+                DriverOptions {
+                    drivers,
+                    clients,
+                    duration: Duration::from_secs(seconds),
+                    searches,
+                    release: !debug,
+                }
+            };
+            finish(
+                driver(&options).await,
+                titan_bench::driver::DriverReport::exact,
+            )
+        }
         Scenario::Pricing {
             products,
             events,
@@ -511,27 +592,3 @@ async fn main() -> ExitCode {
         }
     }
 }
-        Scenario::Driver {
-            drivers,
-            clients,
-            seconds,
-            searches,
-            debug,
-            quick,
-        } => {
-            let options = if quick {
-                DriverOptions::quick()
-            } else {
-                DriverOptions {
-                    drivers,
-                    clients,
-                    duration: Duration::from_secs(seconds),
-                    searches,
-                    release: !debug,
-                }
-            };
-            finish(
-                driver(&options).await,
-                titan_bench::driver::DriverReport::exact,
-            )
-        }

@@ -4,7 +4,9 @@
 //! subscriber once and in order, and the latency histogram is drawn; pricing serves the prices
 //! its history ends with and a second round changes nothing; fraud answers every check of a
 //! fixed-rate run over seeded histories, none degraded; a campaign emails each member of its
-//! segment exactly once through a real SMTP server. Figures are printed, never asserted.
+//! segment exactly once through a real SMTP server; videocall's pairs end every call ENDED
+//! and every signaling frame crosses the two replicas once, in order. Figures are printed,
+//! never asserted.
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_quick_flashsale_run_never_oversells() {
@@ -96,4 +98,27 @@ async fn the_quick_campaign_run_sends_each_member_exactly_one_email() {
     println!("{report}");
     assert!(report.exact(), "{report}");
     assert_eq!(report.estimates.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quick_videocall_run_ends_every_call_and_relays_every_frame_once() {
+    let options = titan_bench::videocall::VideocallOptions::quick();
+    let report = titan_bench::videocall::videocall(&options)
+        .await
+        .expect("bench");
+    println!("{report}");
+    // 4 pairs of 5 cycles, every call ENDED, none failed.
+    assert_eq!(report.setup.cycles, 20, "{report}");
+    assert_eq!(report.setup.ended, 20, "{report}");
+    assert!(report.setup.failed.is_empty(), "{report}");
+    // 200 frames over 4 active calls, each delivered once and in order, none refused.
+    assert_eq!(report.relay.sent, 200, "{report}");
+    assert_eq!(report.relay.delivered, 200, "{report}");
+    assert_eq!(
+        (report.relay.disordered, report.relay.refused),
+        (0, 0),
+        "{report}"
+    );
+    assert_eq!(report.relay.ended, 4, "{report}");
+    assert!(report.exact());
 }
