@@ -214,7 +214,7 @@ mod tests {
             row(3, "tee", "A-1", 100),
             row(1, "mug", "A-1", 1),
         ];
-        // A destination in Singapore: SIN (about 1 km), JHB (about 20 km), KUL (about 310 km);
+        // A destination in Singapore: SIN (about 8 km), JHB (about 26 km), KUL (about 316 km);
         // CGK is not ACTIVE and is never used.
         let dest = Location::parse("d", 1.29, 103.85).expect("dest");
         let a = allocate(

@@ -48,8 +48,8 @@ fn line(w: &str, b: &str, p: &str, quantity: i64) -> ReservedLine {
     }
 }
 
-/// Singapore, Johor Bahru (about 20 km north), Kuala Lumpur (about 310 km, priority 50) and
-/// Jakarta (INACTIVE, priority 90), stocked with tees and one mug.
+/// Singapore, Johor Bahru (18 km north of it), Kuala Lumpur (priority 50) and Jakarta
+/// (INACTIVE, priority 90), stocked with tees and one mug.
 async fn region(w: &World) {
     w.warehouse("SIN", 1.3521, 103.8198, 10, &["A-2", "A-10", "B-1", "A-1"])
         .await;
@@ -81,7 +81,7 @@ async fn nearest_warehouses_first_bins_in_walk_order_the_rest_short() {
         .expect("reserve");
     assert_eq!(r.status, "RESERVED");
     assert_eq!(r.expires_at, crate::epoch() + Duration::minutes(15));
-    // SIN (1 km) empties its tee bins, B-1 (9 units), JHB (20 km) gives the other
+    // SIN (8 km) empties its tee bins, B-1 (9 units), JHB (26 km) gives the other
     // 3; KUL is farther and CGK is INACTIVE. One mug of three.
     assert_eq!(
         r.lines,
