@@ -28,8 +28,17 @@ pub const DATASTORES: &[&str] = &[
 /// module (`nginx -t`) and coturn (`turnserver`, `turnutils_uclient`, `turnutils_peer`); and
 /// ffmpeg, which publishes a test pattern through nginx in the livestream e2e test and reads
 /// HLS and the recording back (`ffprobe`); and Chromium, the browser of the videocall e2e
-/// test (WebRTC through coturn).
-pub const MEDIA: &[&str] = &["nginx", "libnginx-mod-rtmp", "coturn", "ffmpeg", "chromium"];
+/// test (WebRTC through coturn); and poppler-utils (`pdftoppm`, `pdfinfo`) with zbar-tools
+/// (`zbarimg`), which rasterise a shipping label and decode its Code 128 barcode.
+pub const MEDIA: &[&str] = &[
+    "nginx",
+    "libnginx-mod-rtmp",
+    "coturn",
+    "ffmpeg",
+    "chromium",
+    "poppler-utils",
+    "zbar-tools",
+];
 
 /// Python with `venv` (a separate package on Debian) for the Helm chart check, which runs the
 /// PyPI tools of charts/requirements.txt in a virtualenv xtask builds.
