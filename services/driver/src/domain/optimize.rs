@@ -507,10 +507,7 @@ mod tests {
         assert_eq!(field(Optimization::parse(&slow, LIMITS)), "time_budget_ms");
         let mut globe = input(vec![job("a", 91.0, 1)]);
         globe.metric = MetricKind::Haversine;
-        assert_eq!(
-            field(Optimization::parse(&globe, LIMITS)),
-            "jobs[0].lat"
-        );
+        assert_eq!(field(Optimization::parse(&globe, LIMITS)), "jobs[0].lat");
         let mut matrix = input(vec![job("a", 0.0, 1)]);
         matrix.metric = MetricKind::Matrix;
         matrix.distances = vec![0.0, 1.0, 1.0];
