@@ -18,3 +18,4 @@ mod route;
 mod serving;
 mod videocall;
 mod videocall_browser;
+mod warehouse;
