@@ -411,6 +411,14 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
+/// mimalloc instead of glibc's malloc: under load the services allocate many small, short-lived
+/// buffers on one worker thread and free them on another (requests, Redis and PostgreSQL
+/// replies), where glibc's arenas spent a fifth of fraud's CPU in malloc, free and
+/// consolidation (perf). `titan-bench fraud --users 5000 --rate 2000`, same build otherwise:
+/// 403 → 365 µs of service CPU per check, client p99 79 → 28 ms, maximum 2,388 → 2,819/s.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     titan_kit::telemetry::init();
