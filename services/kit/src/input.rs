@@ -6,6 +6,61 @@
 pub const MAX_IDENT: usize = 128;
 
 /// Invalid input and the request field it came in; shown as `field: message`.
+/// The names of a field-less enum as the API and the store write them: `ALL`, `as_str`,
+/// `from_name` (for rows read back), `parse` (a client's value, refused with the list of names
+/// under the field it came in) and `Display`.
+///
+/// ```
+/// #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// enum Size { Small, Large }
+/// titan_kit::names!(Size { Small => "SMALL", Large => "LARGE" });
+///
+/// assert_eq!(Size::parse("parcel.size", "LARGE"), Ok(Size::Large));
+/// assert_eq!(
+///     Size::parse("parcel.size", "HUGE").map_err(|e| e.to_string()),
+///     Err("parcel.size: \"HUGE\" is not one of SMALL, LARGE".to_owned())
+/// );
+/// assert_eq!(Size::from_name("SMALL"), Some(Size::Small));
+/// assert_eq!(Size::Large.to_string(), "LARGE");
+/// ```
+#[macro_export]
+macro_rules! names {
+    ($t:ty { $($v:ident => $s:literal),+ $(,)? }) => {
+        impl $t {
+            pub const ALL: &'static [$t] = &[$(<$t>::$v),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(<$t>::$v => $s),+ }
+            }
+
+            /// The value named `s` (as [`Self::as_str`] writes it), for rows read back.
+            pub fn from_name(s: &str) -> Option<Self> {
+                match s { $($s => Some(<$t>::$v),)+ _ => None }
+            }
+
+            /// The value a client named in `field`; any other name is refused with the list.
+            pub fn parse(
+                field: impl Into<String>,
+                s: &str,
+            ) -> Result<Self, $crate::input::InputError> {
+                Self::from_name(s).ok_or_else(|| {
+                    let names: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
+                    $crate::input::InputError::new(
+                        field,
+                        format!("{s:?} is not one of {}", names.join(", ")),
+                    )
+                })
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct InputError {

@@ -42,7 +42,7 @@ pub enum DeliveryAction {
     Reschedule,
 }
 
-names!(DeliveryStatus {
+titan_kit::names!(DeliveryStatus {
     Pending => "PENDING",
     Assigned => "ASSIGNED",
     InTransit => "IN_TRANSIT",
@@ -51,7 +51,7 @@ names!(DeliveryStatus {
     Failed => "FAILED",
     Rescheduled => "RESCHEDULED",
 });
-names!(DeliveryAction {
+titan_kit::names!(DeliveryAction {
     Assign => "ASSIGN",
     Depart => "DEPART",
     Arrive => "ARRIVE",

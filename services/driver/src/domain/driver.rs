@@ -51,14 +51,14 @@ pub enum DriverAction {
     FinishRoute,
 }
 
-names!(VehicleType { Motorcycle => "MOTORCYCLE", Car => "CAR", Van => "VAN", Truck => "TRUCK" });
-names!(DriverStatus {
+titan_kit::names!(VehicleType { Motorcycle => "MOTORCYCLE", Car => "CAR", Van => "VAN", Truck => "TRUCK" });
+titan_kit::names!(DriverStatus {
     Available => "AVAILABLE",
     OnDelivery => "ON_DELIVERY",
     OnBreak => "ON_BREAK",
     OffDuty => "OFF_DUTY",
 });
-names!(DriverAction {
+titan_kit::names!(DriverAction {
     BecomeAvailable => "BECOME_AVAILABLE",
     TakeBreak => "TAKE_BREAK",
     GoOffDuty => "GO_OFF_DUTY",

@@ -36,7 +36,7 @@ pub enum MetricKind {
     Matrix,
 }
 
-names!(MetricKind {
+titan_kit::names!(MetricKind {
     Haversine => "HAVERSINE",
     Euclidean => "EUCLIDEAN",
     Matrix => "MATRIX",

@@ -34,13 +34,13 @@ pub enum RouteAction {
     Complete,
 }
 
-names!(RouteStatus {
+titan_kit::names!(RouteStatus {
     Created => "CREATED",
     Assigned => "ASSIGNED",
     InProgress => "IN_PROGRESS",
     Completed => "COMPLETED",
 });
-names!(RouteAction { Assign => "ASSIGN", Start => "START", Complete => "COMPLETE" });
+titan_kit::names!(RouteAction { Assign => "ASSIGN", Start => "START", Complete => "COMPLETE" });
 
 impl Transition for RouteAction {
     type Status = RouteStatus;

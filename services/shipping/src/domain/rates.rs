@@ -18,7 +18,7 @@ pub enum ServiceLevel {
     Overnight,
 }
 
-names!(ServiceLevel {
+titan_kit::names!(ServiceLevel {
     Economy => "ECONOMY",
     Standard => "STANDARD",
     Express => "EXPRESS",

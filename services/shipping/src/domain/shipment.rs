@@ -17,7 +17,7 @@ pub enum ShipmentStatus {
     Cancelled,
 }
 
-names!(ShipmentStatus {
+titan_kit::names!(ShipmentStatus {
     LabelCreated => "LABEL_CREATED",
     Cancelled => "CANCELLED",
 });
@@ -28,7 +28,7 @@ pub enum ShipmentAction {
     Cancel,
 }
 
-names!(ShipmentAction { Cancel => "CANCEL" });
+titan_kit::names!(ShipmentAction { Cancel => "CANCEL" });
 
 impl ShipmentAction {
     /// The statuses the action leaves from; the store's guard.

@@ -26,7 +26,7 @@ pub enum Strategy {
     Fastest,
 }
 
-names!(Strategy {
+titan_kit::names!(Strategy {
     Cheapest => "CHEAPEST",
     Fastest => "FASTEST",
 });

@@ -53,32 +53,9 @@ pub enum Action {
     Fail,
 }
 
-macro_rules! names {
-    ($t:ty { $($v:ident => $s:literal),+ $(,)? }) => {
-        impl $t {
-            pub const ALL: &'static [$t] = &[$(<$t>::$v),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $(<$t>::$v => $s),+ }
-            }
-
-            /// The value named `s` (as [`Self::as_str`] writes it), for rows read back.
-            pub fn from_name(s: &str) -> Option<Self> {
-                match s { $($s => Some(<$t>::$v),)+ _ => None }
-            }
-        }
-
-        impl std::fmt::Display for $t {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-names!(CallKind { Support => "SUPPORT", Sales => "SALES", Consultation => "CONSULTATION" });
-names!(Media { Video => "VIDEO", Audio => "AUDIO" });
-names!(Status {
+titan_kit::names!(CallKind { Support => "SUPPORT", Sales => "SALES", Consultation => "CONSULTATION" });
+titan_kit::names!(Media { Video => "VIDEO", Audio => "AUDIO" });
+titan_kit::names!(Status {
     Initiated => "INITIATED",
     Ringing => "RINGING",
     Active => "ACTIVE",
@@ -87,7 +64,7 @@ names!(Status {
     Missed => "MISSED",
     Failed => "FAILED",
 });
-names!(Action {
+titan_kit::names!(Action {
     Ring => "RING",
     Answer => "ANSWER",
     Reject => "REJECT",

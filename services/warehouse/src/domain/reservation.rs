@@ -17,7 +17,7 @@ pub enum ReservationStatus {
     Expired,
 }
 
-names!(ReservationStatus {
+titan_kit::names!(ReservationStatus {
     Reserved => "RESERVED",
     Picked => "PICKED",
     Shipped => "SHIPPED",
@@ -33,7 +33,7 @@ pub enum ReservationAction {
     Expire,
 }
 
-names!(ReservationAction {
+titan_kit::names!(ReservationAction {
     Pick => "PICK",
     Ship => "SHIP",
     Release => "RELEASE",

@@ -52,7 +52,7 @@ pub enum MovementType {
     Release,
 }
 
-names!(MovementType {
+titan_kit::names!(MovementType {
     Inbound => "INBOUND",
     Outbound => "OUTBOUND",
     Transfer => "TRANSFER",
@@ -142,7 +142,7 @@ pub enum ReceiptKind {
     Return,
 }
 
-names!(ReceiptKind {
+titan_kit::names!(ReceiptKind {
     Inbound => "INBOUND",
     Return => "RETURN",
 });

@@ -24,7 +24,7 @@ pub enum WarehouseStatus {
     Maintenance,
 }
 
-names!(WarehouseStatus {
+titan_kit::names!(WarehouseStatus {
     Active => "ACTIVE",
     Inactive => "INACTIVE",
     Maintenance => "MAINTENANCE",
