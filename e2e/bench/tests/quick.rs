@@ -5,8 +5,9 @@
 //! its history ends with and a second round changes nothing; fraud answers every check of a
 //! fixed-rate run over seeded histories, none degraded; a campaign emails each member of its
 //! segment exactly once through a real SMTP server; videocall's pairs end every call ENDED
-//! and every signaling frame crosses the two replicas once, in order. Figures are printed,
-//! never asserted.
+//! and every signaling frame crosses the two replicas once, in order; drivers' positions all
+//! land, a watch on the other replica sees every one of its driver's, in order, and the nearby
+//! set finds the whole fleet. Figures are printed, never asserted.
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_quick_flashsale_run_never_oversells() {
@@ -120,5 +121,22 @@ async fn the_quick_videocall_run_ends_every_call_and_relays_every_frame_once() {
         "{report}"
     );
     assert_eq!(report.relay.ended, 4, "{report}");
+    assert!(report.exact());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quick_driver_run_lands_every_position_and_finds_every_driver() {
+    let options = titan_bench::driver::DriverOptions::quick();
+    let report = titan_bench::driver::driver(&options).await.expect("bench");
+    println!("{report}");
+    assert_eq!(report.drivers, 50, "{report}");
+    assert_eq!(report.refused, 0, "{report}");
+    assert!(report.reports > 0, "{report}");
+    // Every position of the watched driver crossed to the watch on the other replica.
+    assert!(report.watched_sent > 0, "{report}");
+    assert_eq!(report.watched_received, report.watched_sent, "{report}");
+    assert_eq!(report.searches, 200, "{report}");
+    // The GEO set followed every report: a city-wide search lists the whole fleet.
+    assert_eq!(report.found, 50, "{report}");
     assert!(report.exact());
 }
