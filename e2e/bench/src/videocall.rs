@@ -27,7 +27,7 @@ use tonic::transport::Channel;
 
 use crate::{
     Latencies,
-    ws::{Socket, connect, raise_file_limit, rss},
+    ws::{Arrivals, Socket, connect, raise_file_limit, rss},
 };
 
 const PATH: &str = "/v1/videocall/ws";
@@ -401,9 +401,8 @@ async fn receive(
     owed: u64,
     stop: CancellationToken,
 ) -> anyhow::Result<(Vec<u32>, u64)> {
-    let mut latencies = Vec::with_capacity(usize::try_from(owed).unwrap_or(0));
-    let (mut next_seq, mut disordered) = (0u64, 0u64);
-    while (latencies.len() as u64) < owed {
+    let mut arrivals = Arrivals::expecting(owed);
+    while !arrivals.complete() {
         let message = tokio::select! {
             () = stop.cancelled() => break,
             m = ws.next() => m,
@@ -420,22 +419,11 @@ async fn receive(
         if frame["type"] != "signal" {
             continue;
         }
-        let data = &frame["payload"]["data"];
-        let (Some(seq), Some(sent_us)) = (data["s"].as_u64(), data["t"].as_u64()) else {
+        if !arrivals.record(&frame["payload"]["data"], now) {
             bail!("a signal without its sequence and time: {text}");
-        };
-        if seq == next_seq {
-            next_seq += 1;
-        } else {
-            disordered += 1;
-            next_seq = next_seq.max(seq + 1);
         }
-        let micros = u64::try_from(now.as_micros())
-            .unwrap_or(u64::MAX)
-            .saturating_sub(sent_us);
-        latencies.push(u32::try_from(micros).unwrap_or(u32::MAX));
     }
-    Ok((latencies, disordered))
+    Ok(arrivals.into_parts())
 }
 
 /// How many of `total` frames, sent round-robin over `pairs`, go to pair `j`.

@@ -421,9 +421,7 @@ async fn read_subscriber(
             .into(),
     ))
     .await?;
-    let mut latencies = Vec::with_capacity(usize::try_from(owed).unwrap_or(0));
-    let mut next_seq = 0u64;
-    let mut disordered = 0u64;
+    let mut arrivals = Arrivals::expecting(owed);
     loop {
         let message = tokio::select! {
             () = stop.cancelled() => break,
@@ -440,21 +438,10 @@ async fn read_subscriber(
         let frame: Value = serde_json::from_str(text.as_str())?;
         match frame["type"].as_str() {
             Some("message") => {
-                let data = &frame["payload"]["data"];
-                let (Some(seq), Some(sent_us)) = (data["s"].as_u64(), data["t"].as_u64()) else {
+                if !arrivals.record(&frame["payload"]["data"], now) {
                     bail!("a message without its sequence and time: {text}");
-                };
-                if seq == next_seq {
-                    next_seq += 1;
-                } else {
-                    disordered += 1;
-                    next_seq = next_seq.max(seq + 1);
                 }
-                let micros = u64::try_from(now.as_micros())
-                    .unwrap_or(u64::MAX)
-                    .saturating_sub(sent_us);
-                latencies.push(u32::try_from(micros).unwrap_or(u32::MAX));
-                if latencies.len() as u64 == owed {
+                if arrivals.complete() {
                     break;
                 }
             }
@@ -462,7 +449,58 @@ async fn read_subscriber(
             _ => bail!("unexpected frame: {text}"),
         }
     }
-    Ok((latencies, disordered))
+    Ok(arrivals.into_parts())
+}
+
+/// What a receiver of numbered, timestamped frames (`{"s": seq, "t": µs since the run's base}`)
+/// saw: each frame's latency, and how many came twice or out of order.
+#[derive(Debug)]
+pub(crate) struct Arrivals {
+    owed: u64,
+    next_seq: u64,
+    disordered: u64,
+    latencies: Vec<u32>,
+}
+
+impl Arrivals {
+    pub(crate) fn expecting(owed: u64) -> Self {
+        Self {
+            owed,
+            next_seq: 0,
+            disordered: 0,
+            latencies: Vec::with_capacity(usize::try_from(owed).unwrap_or(0)),
+        }
+    }
+
+    /// Records a frame's `data` received `now` after the base; false when it carries no
+    /// sequence and time.
+    pub(crate) fn record(&mut self, data: &Value, now: Duration) -> bool {
+        let (Some(seq), Some(sent_us)) = (data["s"].as_u64(), data["t"].as_u64()) else {
+            return false;
+        };
+        if seq == self.next_seq {
+            self.next_seq += 1;
+        } else {
+            self.disordered += 1;
+            self.next_seq = self.next_seq.max(seq + 1);
+        }
+        let micros = u64::try_from(now.as_micros())
+            .unwrap_or(u64::MAX)
+            .saturating_sub(sent_us);
+        self.latencies
+            .push(u32::try_from(micros).unwrap_or(u32::MAX));
+        true
+    }
+
+    /// Whether every owed frame has come.
+    pub(crate) fn complete(&self) -> bool {
+        self.latencies.len() as u64 >= self.owed
+    }
+
+    /// (latencies, frames that came twice or out of order).
+    pub(crate) fn into_parts(self) -> (Vec<u32>, u64) {
+        (self.latencies, self.disordered)
+    }
 }
 
 /// How many of `total` messages, sent round-robin over `topics`, go to `topic`.
