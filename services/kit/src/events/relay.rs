@@ -111,13 +111,16 @@ fn label<'a>(metric: &'a prometheus::proto::Metric, name: &str) -> Option<&'a st
         .map(|l| l.value())
 }
 
-/// The relay lock of one service, a session advisory lock held on its own connection (which
-/// never goes back to the pool: it closes when dropped, ending the session and the lock, so an
-/// error path cannot leave a pooled connection holding the lock), and the fencing token this
-/// leader wrote into Redis when it took the lock.
+/// The relay lock of one service, a session advisory lock held on its own connection, and the
+/// fencing token this leader wrote into Redis when it took the lock. The connection is detached
+/// from the pool: it never goes back (it closes when dropped, ending the session and the lock,
+/// so an error path cannot leave a pooled connection holding the lock), and it does not take a
+/// pool slot for as long as this replica leads — `titan serve all` leads a relay per service,
+/// and their locks and listeners held in the pool (two of its 20 connections per service) left
+/// requests timing out for a connection.
 #[derive(Debug)]
 pub struct Leadership {
-    conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
+    conn: sqlx::PgConnection,
     key: String,
     token: String,
 }
@@ -127,7 +130,7 @@ impl Leadership {
     pub async fn release(mut self) {
         let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
             .bind(&self.key)
-            .execute(&mut *self.conn)
+            .execute(&mut self.conn)
             .await;
     }
 
@@ -139,7 +142,7 @@ impl Leadership {
     /// included, and the relay asks before each batch.)
     async fn session_alive(&mut self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1")
-            .execute(&mut *self.conn)
+            .execute(&mut self.conn)
             .await
             .map(|_| ())
     }
@@ -147,7 +150,7 @@ impl Leadership {
     /// The server process of the lock's session (to end it in tests and by operators).
     pub async fn backend_pid(&mut self) -> Result<i32, KitError> {
         Ok(sqlx::query_scalar("SELECT pg_backend_pid()")
-            .fetch_one(&mut *self.conn)
+            .fetch_one(&mut self.conn)
             .await?)
     }
 }
@@ -303,12 +306,11 @@ impl Relay {
     /// Takes the relay lock of this service if no other replica holds it, then makes this
     /// relay the only one whose batches Redis appends (a fresh fencing token).
     pub async fn try_lead(&self) -> Result<Option<Leadership>, KitError> {
-        let mut conn = self.pool.acquire().await?;
-        conn.close_on_drop();
+        let mut conn = self.pool.acquire().await?.detach();
         let key = format!("titan_outbox_relay:{}", self.service);
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
             .bind(&key)
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut conn)
             .await?;
         if !got {
             return Ok(None);
@@ -362,7 +364,12 @@ impl Relay {
             }
         };
         tracing::info!(service = %self.service, "outbox relay leading");
-        let mut listener = PgListener::connect_with(&self.pool).await?;
+        // The listener's connection lives as long as the leadership; a pool of its own keeps
+        // it (and its reconnects) out of the request pool, as the lock's connection is.
+        let listen_pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with((*self.pool.connect_options()).clone());
+        let mut listener = PgListener::connect_with(&listen_pool).await?;
         listener.listen(CHANNEL).await?;
         let mut observed = tokio::time::Instant::now() - OBSERVE_EVERY;
         let mut hot_until = tokio::time::Instant::now();
