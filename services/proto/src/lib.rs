@@ -79,6 +79,12 @@ pub mod pricing {
     }
 }
 
+pub mod tracking {
+    pub mod v1 {
+        tonic::include_proto!("titan.tracking.v1");
+    }
+}
+
 pub mod videocall {
     pub mod v1 {
         tonic::include_proto!("titan.videocall.v1");

@@ -1,0 +1,7 @@
+//! Where tracking's state lives: PostgreSQL ([`pg`]), the records and their append-only
+//! events; Redis ([`live`]), the fan-out of appended events to subscribers on every replica;
+//! and the bus ([`consumer`]), shipping's and drivers' events turned into appends.
+
+pub mod consumer;
+pub mod live;
+pub mod pg;
