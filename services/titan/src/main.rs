@@ -37,6 +37,7 @@ const SERVICES: &[fn() -> ServiceDef] = &[
     titan_videocall::service,
     titan_driver::service,
     titan_warehouse::service,
+    titan_tracking::service,
 ];
 
 #[derive(Debug, Parser)]
