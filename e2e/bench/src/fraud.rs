@@ -68,6 +68,8 @@ pub struct FraudReport {
     /// Upper bounds of the histogram buckets holding the server-side p50 and p99.
     pub server_p50: Option<f64>,
     pub server_p99: Option<f64>,
+    /// Where the server's time went, stage by stage.
+    pub stages: Vec<Stage>,
     /// Checks of the fixed-rate phase that scored from the history cached in Redis, and from
     /// PostgreSQL (not cached yet, or Redis down).
     pub from_redis: u64,
@@ -78,6 +80,16 @@ pub struct FraudReport {
     pub max_failed: u64,
     pub max_elapsed: Duration,
     pub max_client: Latencies,
+}
+
+/// One stage of the server's checks over the fixed-rate phase.
+#[derive(Debug)]
+pub struct Stage {
+    pub name: &'static str,
+    /// Exact, from the histogram's sum and count.
+    pub mean: Option<Duration>,
+    /// The bound of the bucket holding the p99.
+    pub p99: Option<f64>,
 }
 
 impl FraudReport {
@@ -125,6 +137,15 @@ impl fmt::Display for FraudReport {
             ms(self.server_p50),
             ms(self.server_p99)
         )?;
+        for st in &self.stages {
+            writeln!(
+                f,
+                "    {:<8}          mean {:?}  p99 {}",
+                st.name,
+                st.mean.unwrap_or_default(),
+                ms(st.p99)
+            )?;
+        }
         writeln!(
             f,
             "  service cpu         {:.0} µs per check ({:.2} of a core at the offered rate)",
@@ -240,12 +261,81 @@ fn request(user: u32, n: u64, rng: &mut StdRng) -> pb::CheckTransactionRequest {
     }
 }
 
+/// The stages of a check the service times (`titan_fraud_check_stage_seconds{stage}`).
+const STAGES: [&str; 3] = ["history", "score", "store"];
+
+/// One histogram as the service's /metrics said at one moment.
+#[derive(Debug, Default, Clone)]
+struct Histo {
+    /// Cumulative counts by bucket bound.
+    buckets: Vec<(f64, u64)>,
+    count: u64,
+    sum: f64,
+}
+
+impl Histo {
+    /// Reads one line of the histogram whose series start with `prefix` (the name and any
+    /// labels before `le`, e.g. `m_bucket{stage="score",`); false when the line is not its.
+    fn read(&mut self, name: &str, labels: &str, line: &str) -> anyhow::Result<bool> {
+        let bucket = format!("{name}_bucket{{{labels}le=\"");
+        let (count, sum) = if labels.is_empty() {
+            (format!("{name}_count "), format!("{name}_sum "))
+        } else {
+            let l = labels.trim_end_matches(',');
+            (
+                format!("{name}_count{{{l}}} "),
+                format!("{name}_sum{{{l}}} "),
+            )
+        };
+        if let Some(rest) = line.strip_prefix(&bucket) {
+            let (le, value) = rest.split_once("\"} ").context("bucket line")?;
+            // `+Inf` is kept (as infinity): a quantile past the largest finite bound is still
+            // a measurement, not a missing one.
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse()?
+            };
+            self.buckets.push((le, value.trim().parse()?));
+        } else if let Some(v) = line.strip_prefix(&count) {
+            self.count = v.trim().parse()?;
+        } else if let Some(v) = line.strip_prefix(&sum) {
+            self.sum = v.trim().parse()?;
+        } else {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// The bound of the first bucket holding quantile `q` of what was observed since
+    /// `before` (infinity past the largest finite bound); `None` only when nothing was.
+    fn quantile(&self, before: &Histo, q: f64) -> Option<f64> {
+        let total = self.count.saturating_sub(before.count);
+        if total == 0 {
+            return None;
+        }
+        let need = (total as f64 * q).ceil() as u64;
+        self.buckets
+            .iter()
+            .zip(&before.buckets)
+            .find(|((_, a), (_, b))| a.saturating_sub(*b) >= need)
+            .map(|((le, _), _)| *le)
+    }
+
+    /// The mean of what was observed since `before`.
+    fn mean(&self, before: &Histo) -> Option<Duration> {
+        let n = self.count.saturating_sub(before.count);
+        (n > 0).then(|| Duration::from_secs_f64((self.sum - before.sum).max(0.0) / n as f64))
+    }
+}
+
 /// What the service's /metrics said at one moment.
 #[derive(Debug, Default)]
 struct Scrape {
-    /// Cumulative counts of `titan_fraud_check_seconds` by bucket bound.
-    buckets: Vec<(f64, u64)>,
-    count: u64,
+    /// `titan_fraud_check_seconds`: a whole check.
+    check: Histo,
+    /// `titan_fraud_check_stage_seconds`, in the order of [`STAGES`].
+    stages: [Histo; 3],
     /// `titan_fraud_history_reads_total` by store.
     from_redis: u64,
     from_postgres: u64,
@@ -259,22 +349,17 @@ async fn scrape(cell: &Cell) -> anyhow::Result<Scrape> {
         .await
         .context("read /metrics")?;
     let mut s = Scrape::default();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("titan_fraud_check_seconds_bucket{le=\"") {
-            let (le, value) = rest.split_once("\"} ").context("bucket line")?;
-            // `+Inf` is kept (as infinity): a quantile past the largest finite bound is still
-            // a measurement, not a missing one.
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse()?
-            };
-            s.buckets.push((le, value.trim().parse()?));
-        } else if let Some(v) = line.strip_prefix("titan_fraud_check_seconds_count ") {
-            s.count = v.trim().parse()?;
-        } else if let Some(v) =
-            line.strip_prefix("titan_fraud_history_reads_total{store=\"redis\"} ")
-        {
+    let stage_labels = STAGES.map(|st| format!("stage=\"{st}\","));
+    'line: for line in text.lines() {
+        if s.check.read("titan_fraud_check_seconds", "", line)? {
+            continue;
+        }
+        for (h, labels) in s.stages.iter_mut().zip(&stage_labels) {
+            if h.read("titan_fraud_check_stage_seconds", labels, line)? {
+                continue 'line;
+            }
+        }
+        if let Some(v) = line.strip_prefix("titan_fraud_history_reads_total{store=\"redis\"} ") {
             s.from_redis = v.trim().parse()?;
         } else if let Some(v) =
             line.strip_prefix("titan_fraud_history_reads_total{store=\"postgres\"} ")
@@ -283,22 +368,6 @@ async fn scrape(cell: &Cell) -> anyhow::Result<Scrape> {
         }
     }
     Ok(s)
-}
-
-/// The bound of the first bucket holding quantile `q` of what was observed between two reads
-/// (infinity past the largest finite bound); `None` only when nothing was observed.
-fn bucket_quantile(before: &Scrape, after: &Scrape, q: f64) -> Option<f64> {
-    let total = after.count.saturating_sub(before.count);
-    if total == 0 {
-        return None;
-    }
-    let need = (total as f64 * q).ceil() as u64;
-    after
-        .buckets
-        .iter()
-        .zip(&before.buckets)
-        .find(|((_, a), (_, b))| a.saturating_sub(*b) >= need)
-        .map(|((le, _), _)| *le)
 }
 
 pub async fn fraud(o: &FraudOptions) -> anyhow::Result<FraudReport> {
@@ -330,7 +399,10 @@ pub async fn fraud(o: &FraudOptions) -> anyhow::Result<FraudReport> {
         .context("service cpu time")?
         .saturating_sub(cpu_before);
     let after = scrape(&cell).await?;
-    ensure!(after.count > before.count, "the service observed no checks");
+    ensure!(
+        after.check.count > before.check.count,
+        "the service observed no checks"
+    );
 
     let checks = Arc::new(AtomicU64::new(0));
     let max_failed = Arc::new(AtomicU64::new(0));
@@ -378,8 +450,17 @@ pub async fn fraud(o: &FraudOptions) -> anyhow::Result<FraudReport> {
         degraded,
         elapsed,
         client,
-        server_p50: bucket_quantile(&before, &after, 0.5),
-        server_p99: bucket_quantile(&before, &after, 0.99),
+        server_p50: after.check.quantile(&before.check, 0.5),
+        server_p99: after.check.quantile(&before.check, 0.99),
+        stages: STAGES
+            .iter()
+            .zip(after.stages.iter().zip(&before.stages))
+            .map(|(name, (a, b))| Stage {
+                name,
+                mean: a.mean(b),
+                p99: a.quantile(b, 0.99),
+            })
+            .collect(),
         from_redis: after.from_redis - before.from_redis,
         from_postgres: after.from_postgres - before.from_postgres,
         service_cpu,
@@ -466,4 +547,42 @@ async fn run_fixed(
     let elapsed = start.elapsed();
     lat.sort_unstable();
     Ok((total, failed, degraded, elapsed, Latencies(lat)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "\
+titan_fraud_check_stage_seconds_bucket{stage=\"store\",le=\"0.001\"} 3
+titan_fraud_check_stage_seconds_bucket{stage=\"store\",le=\"0.002\"} 9
+titan_fraud_check_stage_seconds_bucket{stage=\"store\",le=\"+Inf\"} 10
+titan_fraud_check_stage_seconds_sum{stage=\"store\"} 0.025
+titan_fraud_check_stage_seconds_count{stage=\"store\"} 10
+titan_fraud_check_seconds_bucket{le=\"0.001\"} 1
+titan_fraud_check_seconds_count 1
+";
+
+    #[test]
+    fn a_labelled_histogram_is_read_apart_from_its_neighbours() {
+        let mut h = Histo::default();
+        let mut mine = 0;
+        for line in TEXT.lines() {
+            if h.read("titan_fraud_check_stage_seconds", "stage=\"store\",", line)
+                .expect("a well-formed line")
+            {
+                mine += 1;
+            }
+        }
+        assert_eq!(mine, 5);
+        assert_eq!(h.buckets, vec![(0.001, 3), (0.002, 9), (f64::INFINITY, 10)]);
+        let zero = Histo {
+            buckets: vec![(0.001, 0), (0.002, 0), (f64::INFINITY, 0)],
+            ..Histo::default()
+        };
+        assert_eq!(h.quantile(&zero, 0.5), Some(0.002));
+        assert_eq!(h.quantile(&zero, 0.99), Some(f64::INFINITY));
+        assert_eq!(h.mean(&zero), Some(Duration::from_micros(2500)));
+        assert_eq!(h.mean(&h), None);
+    }
 }

@@ -29,7 +29,7 @@ use crate::{
         transaction::{ident, optional_ident},
         trust,
     },
-    metrics::Metrics,
+    metrics::{Metrics, Stage},
 };
 
 /// Role of analysts (cases).
@@ -424,6 +424,7 @@ impl<S: FraudStore, V: HotStore> Fraud<S, V> {
                 keys.push((d, v.as_str()));
             }
         }
+        let started = std::time::Instant::now();
         let budget = Duration::from_millis(u64::from(c.redis_budget_millis));
         // Redis may only take its budget; without it the check is degraded and PostgreSQL
         // answers for the history.
@@ -462,6 +463,8 @@ impl<S: FraudStore, V: HotStore> Fraud<S, V> {
                 (None, self.store.snapshot(&t, since_7d).await?.known)
             }
         };
+        let scoring = std::time::Instant::now();
+        self.metrics.stage(Stage::History, scoring - started);
         let created = t
             .account_created_at
             .or(known.account_created_at)
@@ -578,7 +581,10 @@ impl<S: FraudStore, V: HotStore> Fraud<S, V> {
             facts,
             features: features.to_vec(),
         };
+        let storing = std::time::Instant::now();
+        self.metrics.stage(Stage::Score, storing - scoring);
         let stored = self.store.record(&new).await?;
+        self.metrics.stage(Stage::Store, storing.elapsed());
         if stored.user_id != new.decided.user_id || stored.amount != new.decided.amount {
             return Err(FraudError::TransactionReused(stored.transaction_id));
         }

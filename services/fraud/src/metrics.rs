@@ -1,16 +1,42 @@
 //! The fraud service's own metrics (per-RPC metrics come from kit). Labels are levels,
 //! decisions and the two stores a history is read from: fixed sets.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
 use titan_kit::{KitError, metrics::register};
 
 use crate::domain::{Decision, Level, level::decision_str};
+
+/// Finer than kit's per-RPC buckets around the 2 ms target of the checkout path.
+const CHECK_BUCKETS: [f64; 12] = [
+    0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1,
+];
+
+/// The stages of a check that [`Metrics::stage`] times.
+#[derive(Debug, Clone, Copy)]
+pub enum Stage {
+    History,
+    Score,
+    Store,
+}
+
+impl Stage {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::History => "history",
+            Self::Score => "score",
+            Self::Store => "store",
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
     decisions: IntCounterVec,
     degraded: IntCounter,
     check: Histogram,
+    stages: HistogramVec,
     history: IntCounterVec,
     stale: IntCounter,
 }
@@ -35,7 +61,6 @@ impl Metrics {
                     "checks answered without velocity because redis did not answer in time",
                 )?,
             )?,
-            // Finer than kit's per-RPC buckets around the 2 ms target of the checkout path.
             check: register(
                 registry,
                 Histogram::with_opts(
@@ -43,10 +68,19 @@ impl Metrics {
                         "titan_fraud_check_seconds",
                         "time to score and store one check (validation to commit)",
                     )
-                    .buckets(vec![
-                        0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025,
-                        0.05, 0.1,
-                    ]),
+                    .buckets(CHECK_BUCKETS.to_vec()),
+                )?,
+            )?,
+            // Where a check's time goes, so a slow check says which store to look at.
+            stages: register(
+                registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "titan_fraud_check_stage_seconds",
+                        "time of one stage of a check: history (redis, or postgres when not cached), score (signals, model, rules), store (the decision's group commit)",
+                    )
+                    .buckets(CHECK_BUCKETS.to_vec()),
+                    &["stage"],
                 )?,
             )?,
             history: register(
@@ -77,6 +111,12 @@ impl Metrics {
 
     pub fn checked(&self, took: std::time::Duration) {
         self.check.observe(took.as_secs_f64());
+    }
+
+    pub fn stage(&self, stage: Stage, took: std::time::Duration) {
+        self.stages
+            .with_label_values(&[stage.as_str()])
+            .observe(took.as_secs_f64());
     }
 
     pub fn degraded(&self) {
