@@ -212,8 +212,25 @@ impl TitanConfig for ShippingConfig {
             "carriers",
             || "no carrier is enabled: enable flatRate or add a carrier".into(),
         )?;
+        f.validate_tables()?;
         let mut names = std::collections::BTreeSet::new();
         for carrier in &self.carriers {
+            ensure(
+                carrier.name != FLAT_RATE_NAME
+                    && !carrier.name.is_empty()
+                    && carrier.name.len() <= 63
+                    && carrier.name.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                    }),
+                s,
+                "carriers.name",
+                || {
+                    format!(
+                        "{:?} is not a carrier name: 1-63 lower-case letters, digits, '-' or '.', not {FLAT_RATE_NAME:?}",
+                        carrier.name
+                    )
+                },
+            )?;
             ensure(names.insert(&carrier.name), s, "carriers", || {
                 format!("carrier {:?} is listed twice", carrier.name)
             })?;
@@ -228,7 +245,14 @@ impl TitanConfig for ShippingConfig {
     }
 }
 
-/// The built-in flat-rate carrier: `base + perKg × weight`, in minor units.
+/// The name quotes and shipments of the built-in carrier carry; no HTTP carrier may take it.
+pub const FLAT_RATE_NAME: &str = "flat-rate";
+
+/// Heaviest weight band of a flat-rate table, in grams: the heaviest parcel shipping takes.
+pub const MAX_BAND_GRAMS: u64 = 70_000;
+
+/// The built-in flat-rate carrier. Without `zones` it charges `base + perKg × started kg`,
+/// STANDARD, everywhere; with `zones` and `rates` it prices from those tables instead.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct FlatRateCarrier {
@@ -236,13 +260,164 @@ pub struct FlatRateCarrier {
     pub enabled: bool,
     /// ISO 4217 currency of the amounts.
     pub currency: String,
-    /// Price of any parcel, in minor units.
+    /// Price of any parcel, in minor units (the formula, without `zones`).
     pub base_minor: u64,
-    /// Price per started kilogram, in minor units.
+    /// Price per started kilogram, in minor units (the formula, without `zones`).
     pub per_kg_minor: u64,
-    /// Days from pickup to delivery it promises.
+    /// Days from pickup to delivery it promises (the formula, without `zones`).
     #[schemars(range(min = 1, max = 60))]
     pub delivery_days: u32,
+    /// Charge dimensional weight: cm³ per kg (5000 is common); a parcel pays the greater of
+    /// its actual and dimensional weight.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1000, max = 10000))]
+    pub dim_divisor: Option<u32>,
+    /// Destination zones, the first that matches wins (list specific zones first).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<FlatRateZone>,
+    /// Per zone and service level: delivery days and weight bands. Required with `zones`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rates: Vec<FlatRateRate>,
+}
+
+/// Where a destination falls: by country and postcode prefix (an empty list matches any).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FlatRateZone {
+    /// Name the rates refer to.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// ISO 3166-1 alpha-2 codes (SG), upper case.
+    #[serde(default)]
+    pub countries: Vec<String>,
+    /// Postcode prefixes (upper-case letters, digits, spaces, hyphens).
+    #[serde(default)]
+    pub postcode_prefixes: Vec<String>,
+}
+
+/// How fast a shipment travels.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ShippingLevel {
+    /// The slowest and cheapest.
+    Economy,
+    /// The usual.
+    Standard,
+    /// Faster than standard.
+    Express,
+    /// The next day.
+    Overnight,
+}
+
+/// One service level's price list in one zone.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FlatRateRate {
+    /// The zone's name.
+    pub zone: String,
+    /// The level it prices.
+    pub service_level: ShippingLevel,
+    /// Days from pickup to delivery it promises.
+    #[schemars(range(min = 1, max = 60))]
+    pub days: u32,
+    /// A parcel pays the band with the smallest `maxGrams` that holds its chargeable weight.
+    #[schemars(length(min = 1))]
+    pub bands: Vec<WeightBand>,
+}
+
+/// A parcel up to `maxGrams` chargeable grams costs `priceMinor`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WeightBand {
+    /// Heaviest chargeable weight the band holds, in grams.
+    #[schemars(range(min = 1, max = 70000))]
+    pub max_grams: u64,
+    /// Price of a parcel in the band, in minor units.
+    pub price_minor: u64,
+}
+
+impl FlatRateCarrier {
+    /// The zone and rate tables: named, matched and referenced consistently.
+    fn validate_tables(&self) -> Result<(), ConfigError> {
+        let s = ServiceKind::Shipping;
+        if let Some(d) = self.dim_divisor {
+            in_range(s, "flatRate.dimDivisor", d, 1000, 10000)?;
+        }
+        ensure(
+            self.zones.is_empty() == self.rates.is_empty(),
+            s,
+            "flatRate.rates",
+            || "zones and rates go together: set both or neither".into(),
+        )?;
+        let mut zones = std::collections::BTreeSet::new();
+        for z in &self.zones {
+            ensure(
+                !z.name.is_empty() && z.name.len() <= 63 && zones.insert(z.name.as_str()),
+                s,
+                "flatRate.zones.name",
+                || format!("zone {:?} is empty, too long or listed twice", z.name),
+            )?;
+            for c in &z.countries {
+                ensure(
+                    c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()),
+                    s,
+                    "flatRate.zones.countries",
+                    || {
+                        format!(
+                            "{c:?} in zone {:?} is not an upper-case ISO 3166-1 alpha-2 code",
+                            z.name
+                        )
+                    },
+                )?;
+            }
+            for p in &z.postcode_prefixes {
+                ensure(
+                    !p.is_empty()
+                        && p.len() <= 12
+                        && p.bytes().all(|b| {
+                            b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ' || b == b'-'
+                        }),
+                    s,
+                    "flatRate.zones.postcodePrefixes",
+                    || {
+                        format!(
+                            "{p:?} in zone {:?} is not 1-12 upper-case letters, digits, spaces or hyphens",
+                            z.name
+                        )
+                    },
+                )?;
+            }
+        }
+        let mut priced = std::collections::BTreeSet::new();
+        for r in &self.rates {
+            ensure(
+                zones.contains(r.zone.as_str()),
+                s,
+                "flatRate.rates.zone",
+                || format!("{:?} is not a zone of flatRate.zones", r.zone),
+            )?;
+            ensure(
+                priced.insert((r.zone.as_str(), r.service_level as u8)),
+                s,
+                "flatRate.rates",
+                || format!("zone {:?} prices {:?} twice", r.zone, r.service_level),
+            )?;
+            in_range(s, "flatRate.rates.days", r.days, 1, 60)?;
+            ensure(!r.bands.is_empty(), s, "flatRate.rates.bands", || {
+                format!("zone {:?} {:?} has no weight band", r.zone, r.service_level)
+            })?;
+            for b in &r.bands {
+                in_range(
+                    s,
+                    "flatRate.rates.bands.maxGrams",
+                    b.max_grams,
+                    1,
+                    MAX_BAND_GRAMS,
+                )?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for FlatRateCarrier {
@@ -253,6 +428,9 @@ impl Default for FlatRateCarrier {
             base_minor: 500,
             per_kg_minor: 100,
             delivery_days: 3,
+            dim_divisor: None,
+            zones: Vec::new(),
+            rates: Vec::new(),
         }
     }
 }
@@ -270,6 +448,26 @@ pub struct HttpCarrier {
     pub credentials_secret: String,
 }
 
+/// The key of `credentialsSecret` that holds a carrier's API key.
+pub const CARRIER_API_KEY: &str = "apiKey";
+
+impl HttpCarrier {
+    /// The variable the operator sets from the carrier's secret and the shipping service
+    /// reads its API key from: `TITAN_SHIPPING_<NAME>_API_KEY`, the name upper-cased with `-`
+    /// and `.` as `_`.
+    pub fn api_key_env(&self) -> String {
+        let name: String = self
+            .name
+            .chars()
+            .map(|c| match c {
+                '-' | '.' => '_',
+                c => c.to_ascii_uppercase(),
+            })
+            .collect();
+        format!("TITAN_SHIPPING_{name}_API_KEY")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +483,139 @@ mod tests {
                 "shipping.carriers: no carrier is enabled: enable flatRate or add a carrier".into()
             )
         );
+    }
+
+    fn tables() -> FlatRateCarrier {
+        let band = |max_grams, price_minor| WeightBand {
+            max_grams,
+            price_minor,
+        };
+        FlatRateCarrier {
+            currency: "SGD".into(),
+            dim_divisor: Some(5000),
+            zones: vec![
+                FlatRateZone {
+                    name: "central".into(),
+                    countries: vec!["SG".into()],
+                    postcode_prefixes: vec!["01".into(), "09".into()],
+                },
+                FlatRateZone {
+                    name: "sg".into(),
+                    countries: vec!["SG".into()],
+                    postcode_prefixes: Vec::new(),
+                },
+            ],
+            rates: vec![
+                FlatRateRate {
+                    zone: "central".into(),
+                    service_level: ShippingLevel::Standard,
+                    days: 1,
+                    bands: vec![band(1_000, 300), band(5_000, 600)],
+                },
+                FlatRateRate {
+                    zone: "sg".into(),
+                    service_level: ShippingLevel::Express,
+                    days: 1,
+                    bands: vec![band(2_000, 1_200)],
+                },
+            ],
+            ..FlatRateCarrier::default()
+        }
+    }
+
+    #[test]
+    fn zone_tables_are_checked() {
+        let valid = |f: FlatRateCarrier| {
+            ShippingConfig {
+                flat_rate: f,
+                ..Default::default()
+            }
+            .validate()
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(valid(tables()), Ok(()));
+        let yaml = "flatRate:\n  currency: SGD\n  dimDivisor: 5000\n  zones: [{name: sg, countries: [SG]}]\n  rates: [{zone: sg, serviceLevel: EXPRESS, days: 1, bands: [{maxGrams: 2000, priceMinor: 1200}]}]\n";
+        let parsed = ShippingConfig::from_yaml(Some(serde_yaml::from_str(yaml).expect("yaml")))
+            .expect("parses");
+        assert_eq!(
+            parsed.flat_rate.rates[0].service_level,
+            ShippingLevel::Express
+        );
+        assert_eq!(
+            parsed.flat_rate.zones[0].postcode_prefixes,
+            Vec::<String>::new()
+        );
+
+        let mut f = tables();
+        f.rates.clear();
+        assert_eq!(
+            valid(f),
+            Err("shipping.flatRate.rates: zones and rates go together: set both or neither".into())
+        );
+        let mut f = tables();
+        f.rates[1].zone = "my".into();
+        assert_eq!(
+            valid(f),
+            Err("shipping.flatRate.rates.zone: \"my\" is not a zone of flatRate.zones".into())
+        );
+        let mut f = tables();
+        f.rates[1].zone = "central".into();
+        f.rates[1].service_level = ShippingLevel::Standard;
+        assert_eq!(
+            valid(f),
+            Err("shipping.flatRate.rates: zone \"central\" prices Standard twice".into())
+        );
+        let mut f = tables();
+        f.zones[1].countries = vec!["sg".into()];
+        assert!(valid(f).is_err_and(|e| e.starts_with("shipping.flatRate.zones.countries:")));
+        let mut f = tables();
+        f.zones[0].postcode_prefixes = vec!["0_1".into()];
+        assert!(
+            valid(f).is_err_and(|e| e.starts_with("shipping.flatRate.zones.postcodePrefixes:"))
+        );
+        let mut f = tables();
+        f.zones[1].name = "central".into();
+        assert!(valid(f).is_err_and(|e| e.starts_with("shipping.flatRate.zones.name:")));
+        let mut f = tables();
+        f.rates[0].bands[1].max_grams = MAX_BAND_GRAMS + 1;
+        assert!(valid(f).is_err_and(|e| e.starts_with("shipping.flatRate.rates.bands.maxGrams:")));
+        let mut f = tables();
+        f.rates[0].bands.clear();
+        assert!(valid(f).is_err_and(|e| e.starts_with("shipping.flatRate.rates.bands:")));
+        let mut f = tables();
+        f.dim_divisor = Some(10);
+        assert!(valid(f).is_err_and(|e| e.starts_with("shipping.flatRate.dimDivisor:")));
+        // The simple form renders as before: no table fields.
+        let rendered = serde_yaml::to_string(&FlatRateCarrier::default()).expect("yaml");
+        assert!(
+            !rendered.contains("zones") && !rendered.contains("dimDivisor"),
+            "{rendered}"
+        );
+    }
+
+    #[test]
+    fn carrier_names_make_variables() {
+        let mut carrier = HttpCarrier {
+            name: "dhl-express.asia".into(),
+            base_url: "https://api.dhl.example".into(),
+            credentials_secret: "dhl".into(),
+        };
+        assert_eq!(
+            carrier.api_key_env(),
+            "TITAN_SHIPPING_DHL_EXPRESS_ASIA_API_KEY"
+        );
+        for bad in ["DHL", "flat-rate", "", "d h l"] {
+            carrier.name = bad.into();
+            let c = ShippingConfig {
+                carriers: vec![carrier.clone()],
+                ..Default::default()
+            };
+            assert!(
+                c.validate()
+                    .is_err_and(|e| e.to_string().starts_with("shipping.carriers.name:")),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

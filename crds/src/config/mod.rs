@@ -21,8 +21,9 @@ pub use intelligence::{
     PricingMultipliers,
 };
 pub use logistics::{
-    DistanceModel, DriverConfig, FlatRateCarrier, HttpCarrier, RateShopping, ShippingConfig,
-    TrackingConfig, WarehouseAllocation, WarehouseConfig,
+    CARRIER_API_KEY, DistanceModel, DriverConfig, FLAT_RATE_NAME, FlatRateCarrier, FlatRateRate,
+    FlatRateZone, HttpCarrier, RateShopping, ShippingConfig, ShippingLevel, TrackingConfig,
+    WarehouseAllocation, WarehouseConfig, WeightBand,
 };
 pub use marketing::{
     AttributionModel, BadgeRules, CampaignConfig, CouponConfig, FlashsaleConfig,

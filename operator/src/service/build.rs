@@ -28,7 +28,10 @@ use k8s_openapi::{
 use kube::{Resource, ResourceExt};
 use titan_crds::{
     DatastoreKind, Service, ServiceKind,
-    config::{PUSH_TOKEN_ENV, SMS_TOKEN_ENV, SMTP_PASSWORD_ENV, SMTP_USERNAME_ENV, ServiceConfig},
+    config::{
+        CARRIER_API_KEY, PUSH_TOKEN_ENV, SMS_TOKEN_ENV, SMTP_PASSWORD_ENV, SMTP_USERNAME_ENV,
+        ServiceConfig,
+    },
 };
 
 use super::{
@@ -285,6 +288,21 @@ fn pod_template(
         }
     }
 
+    // Each HTTP carrier's API key, from the Secret its entry names (required: the shipping
+    // service refuses to start without it, naming the variable).
+    if spec.service == ServiceKind::Shipping
+        && let Ok(ServiceConfig::Shipping(c)) =
+            ServiceConfig::parse(ServiceKind::Shipping, spec.config.as_ref())
+    {
+        for carrier in &c.carriers {
+            env.push(secret_env(
+                &carrier.api_key_env(),
+                &carrier.credentials_secret,
+                CARRIER_API_KEY,
+            ));
+        }
+    }
+
     let (command, args) = if titan {
         (
             Some(vec![
@@ -530,40 +548,44 @@ mod tests {
         assert_eq!(stopped.migration, MigrationJob::Stopped);
     }
 
+    /// The container's variables from Secrets whose names start with `prefix`, as
+    /// `NAME=secret/key` (`?` when optional).
+    fn secret_vars(service: &Service, prefix: &str) -> Vec<String> {
+        let rendered = validate::validate(service, "sg-1").expect("valid");
+        let objects = build(service, &cell(false), &rendered).expect("builds");
+        let pod = objects
+            .deployment
+            .spec
+            .expect("spec")
+            .template
+            .spec
+            .expect("pod");
+        pod.containers[0]
+            .env
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|e| {
+                let from = e.value_from?.secret_key_ref?;
+                Some(format!(
+                    "{}={}/{}{}",
+                    e.name,
+                    from.name,
+                    from.key,
+                    if from.optional == Some(true) { "?" } else { "" }
+                ))
+            })
+            .filter(|e| e.starts_with(prefix))
+            .collect()
+    }
+
     #[test]
     fn the_campaign_smtp_login_and_provider_tokens_come_from_the_secrets_its_config_names() {
         let mut service: Service = serde_yaml::from_str(
             "apiVersion: commerce.titan.dev/v1alpha1\nkind: Service\nmetadata: {name: campaign, namespace: titan-sg-1}\nspec: {cell: sg-1, service: campaign, image: 'ghcr.io/titan/titan:0.1.0', config: {smtp: {host: smtp.example, from: shop@example.com, credentialsSecret: smtp-login}, pushProviderUrl: 'https://push.example/send', providerTokensSecret: provider-tokens}}",
         )
         .expect("service yaml");
-        let env = |service: &Service| {
-            let rendered = validate::validate(service, "sg-1").expect("valid");
-            let objects = build(service, &cell(false), &rendered).expect("builds");
-            let pod = objects
-                .deployment
-                .spec
-                .expect("spec")
-                .template
-                .spec
-                .expect("pod");
-            pod.containers[0]
-                .env
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|e| {
-                    let from = e.value_from?.secret_key_ref?;
-                    Some(format!(
-                        "{}={}/{}{}",
-                        e.name,
-                        from.name,
-                        from.key,
-                        if from.optional == Some(true) { "?" } else { "" }
-                    ))
-                })
-                .filter(|e| e.starts_with("TITAN_CAMPAIGN_"))
-                .collect::<Vec<_>>()
-        };
+        let env = |service: &Service| secret_vars(service, "TITAN_CAMPAIGN_");
         // The login is required; each provider's token is optional (a cell may run one).
         assert_eq!(
             env(&service),
@@ -576,6 +598,25 @@ mod tests {
         );
         service.spec.config =
             Some(json!({"smtp": {"host": "smtp.example", "from": "shop@example.com"}}));
+        assert_eq!(env(&service), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_shipping_carrier_api_key_comes_from_the_secret_its_entry_names() {
+        let mut service: Service = serde_yaml::from_str(
+            "apiVersion: commerce.titan.dev/v1alpha1\nkind: Service\nmetadata: {name: shipping, namespace: titan-sg-1}\nspec: {cell: sg-1, service: shipping, image: 'ghcr.io/titan/titan:0.1.0', config: {carriers: [{name: dhl-express, baseUrl: 'https://api.dhl.example', credentialsSecret: dhl-api}, {name: ninjavan, baseUrl: 'https://api.ninjavan.example', credentialsSecret: ninja}]}}",
+        )
+        .expect("service yaml");
+        let env = |service: &Service| secret_vars(service, "TITAN_SHIPPING_");
+        // Required: a carrier without its key must not start half-configured.
+        assert_eq!(
+            env(&service),
+            vec![
+                "TITAN_SHIPPING_DHL_EXPRESS_API_KEY=dhl-api/apiKey",
+                "TITAN_SHIPPING_NINJAVAN_API_KEY=ninja/apiKey",
+            ]
+        );
+        service.spec.config = None;
         assert_eq!(env(&service), Vec::<String>::new());
     }
 

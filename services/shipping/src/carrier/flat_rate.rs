@@ -10,7 +10,7 @@ use super::{Booking, Carrier, CarrierError, QuoteRequest, Scan};
 use crate::domain::{FlatRateTable, Quote, TrackingNumber};
 
 /// The name its quotes and shipments carry.
-pub const NAME: &str = "flat-rate";
+pub const NAME: &str = titan_crds::config::FLAT_RATE_NAME;
 
 #[derive(Debug, Clone)]
 pub struct FlatRate {

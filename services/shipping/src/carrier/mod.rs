@@ -110,21 +110,9 @@ pub trait Carrier: Send + Sync + Debug {
     ) -> BoxFuture<'a, Result<Vec<Scan>, CarrierError>>;
 }
 
-/// The environment variable holding HTTP carrier `name`'s API key:
-/// `TITAN_SHIPPING_<NAME>_API_KEY`, the name upper-cased with `-` and `.` as `_`.
-pub fn api_key_variable(name: &str) -> String {
-    let name: String = name
-        .chars()
-        .map(|c| match c {
-            '-' | '.' => '_',
-            c => c.to_ascii_uppercase(),
-        })
-        .collect();
-    format!("TITAN_SHIPPING_{name}_API_KEY")
-}
-
 /// The enabled carriers of `config`, flat-rate first; each HTTP carrier's API key is read
-/// with `key` from [`api_key_variable`], and a missing one fails at start naming it.
+/// with `key` from its variable (`HttpCarrier::api_key_env`, which the operator sets from
+/// the carrier's secret), and a missing one fails at start naming it.
 pub fn from_config(
     config: &ShippingConfig,
     key: impl Fn(&str) -> Option<String>,
@@ -136,7 +124,7 @@ pub fn from_config(
         )));
     }
     for c in &config.carriers {
-        let variable = api_key_variable(&c.name);
+        let variable = c.api_key_env();
         let api_key = key(&variable).filter(|k| !k.is_empty()).ok_or_else(|| {
             KitError::config(
                 variable.clone(),

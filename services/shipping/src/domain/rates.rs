@@ -5,7 +5,7 @@
 //! a shipment pays the sum over its parcels. Amounts are integer minor units.
 
 use serde::{Deserialize, Serialize};
-use titan_crds::config::FlatRateCarrier;
+use titan_crds::config::{FlatRateCarrier, ShippingLevel};
 
 use super::{Address, InputError, Parcel};
 
@@ -104,11 +104,60 @@ pub struct Offer {
 /// Heaviest band the configured table goes to: [`super::parcel::MAX_WEIGHT_G`].
 const CONFIG_MAX_KG: u64 = 70;
 
+impl From<ShippingLevel> for ServiceLevel {
+    fn from(l: ShippingLevel) -> Self {
+        match l {
+            ShippingLevel::Economy => Self::Economy,
+            ShippingLevel::Standard => Self::Standard,
+            ShippingLevel::Express => Self::Express,
+            ShippingLevel::Overnight => Self::Overnight,
+        }
+    }
+}
+
 impl FlatRateTable {
-    /// The table the cell's `services.shipping.flatRate` describes: one zone for every
-    /// destination, STANDARD in `deliveryDays`, and a band per started kilogram up to 70 kg
-    /// priced `base + perKg × kg` — the configured formula, as a table.
+    /// The table the cell's `services.shipping.flatRate` describes: its `zones` and `rates`
+    /// when it has them (the operator checked them), else the simple formula as a table.
     pub fn from_config(c: &FlatRateCarrier) -> Self {
+        if c.zones.is_empty() {
+            return Self::formula(c);
+        }
+        Self {
+            currency: c.currency.clone(),
+            dim_divisor: c.dim_divisor,
+            zones: c
+                .zones
+                .iter()
+                .map(|z| Zone {
+                    name: z.name.clone(),
+                    countries: z.countries.clone(),
+                    postcode_prefixes: z.postcode_prefixes.clone(),
+                })
+                .collect(),
+            rates: c
+                .rates
+                .iter()
+                .map(|r| Rate {
+                    zone: r.zone.clone(),
+                    level: r.service_level.into(),
+                    days: r.days,
+                    bands: r
+                        .bands
+                        .iter()
+                        .map(|b| Band {
+                            max_g: b.max_grams,
+                            price_minor: b.price_minor,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// One zone for every destination, STANDARD in `deliveryDays`, and a band per started
+    /// kilogram up to 70 kg priced `base + perKg × kg` — the configured formula, as a table
+    /// (with dimensional weight when `dimDivisor` is set).
+    fn formula(c: &FlatRateCarrier) -> Self {
         let bands = (1..=CONFIG_MAX_KG)
             .map(|kg| Band {
                 max_g: kg * 1000,
@@ -119,7 +168,7 @@ impl FlatRateTable {
             .collect();
         Self {
             currency: c.currency.clone(),
-            dim_divisor: None,
+            dim_divisor: c.dim_divisor,
             zones: vec![Zone {
                 name: "everywhere".into(),
                 countries: Vec::new(),
@@ -333,6 +382,59 @@ pub(crate) mod tests {
         assert_eq!(
             t.offers(&to, &[parcel(1, 10, 10, 10)]).map(|o| o[0].days),
             Ok(c.delivery_days)
+        );
+    }
+
+    #[test]
+    fn configured_zone_tables_are_the_table() {
+        use titan_crds::config::{FlatRateRate, FlatRateZone, WeightBand};
+        let t = table();
+        let c = FlatRateCarrier {
+            currency: t.currency.clone(),
+            dim_divisor: t.dim_divisor,
+            zones: t
+                .zones
+                .iter()
+                .map(|z| FlatRateZone {
+                    name: z.name.clone(),
+                    countries: z.countries.clone(),
+                    postcode_prefixes: z.postcode_prefixes.clone(),
+                })
+                .collect(),
+            rates: t
+                .rates
+                .iter()
+                .map(|r| FlatRateRate {
+                    zone: r.zone.clone(),
+                    service_level: match r.level {
+                        ServiceLevel::Economy => ShippingLevel::Economy,
+                        ServiceLevel::Standard => ShippingLevel::Standard,
+                        ServiceLevel::Express => ShippingLevel::Express,
+                        ServiceLevel::Overnight => ShippingLevel::Overnight,
+                    },
+                    days: r.days,
+                    bands: r
+                        .bands
+                        .iter()
+                        .map(|b| WeightBand {
+                            max_grams: b.max_g,
+                            price_minor: b.price_minor,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            ..FlatRateCarrier::default()
+        };
+        assert_eq!(FlatRateTable::from_config(&c), t);
+        // The formula with a divisor charges dimensional weight: 400 × 300 × 200 mm is 4.8 kg.
+        let dims = FlatRateTable::from_config(&FlatRateCarrier {
+            dim_divisor: Some(5000),
+            ..FlatRateCarrier::default()
+        });
+        assert_eq!(
+            dims.offers(&address("US", "94103"), &[parcel(500, 400, 300, 200)])
+                .map(|o| o[0].amount_minor),
+            Ok(500 + 5 * 100)
         );
     }
 
