@@ -79,6 +79,12 @@ pub mod pricing {
     }
 }
 
+pub mod shipping {
+    pub mod v1 {
+        tonic::include_proto!("titan.shipping.v1");
+    }
+}
+
 pub mod tracking {
     pub mod v1 {
         tonic::include_proto!("titan.tracking.v1");

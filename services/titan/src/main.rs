@@ -38,6 +38,7 @@ const SERVICES: &[fn() -> ServiceDef] = &[
     titan_driver::service,
     titan_warehouse::service,
     titan_tracking::service,
+    titan_shipping::service,
 ];
 
 #[derive(Debug, Parser)]

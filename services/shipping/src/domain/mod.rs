@@ -16,7 +16,8 @@ pub use label::{Bar, LabelLayout, Text, code128_modules};
 pub use parcel::{MAX_PARCELS, Parcel, parcels};
 pub use rates::{Band, FlatRateTable, NoRate, Offer, Rate, ServiceLevel, Zone};
 pub use shipment::{
-    IllegalTransition, RawShipment, ShipmentAction, ShipmentRequest, ShipmentStatus, TrackingNumber,
+    IllegalTransition, QuoteQuery, RawQuote, RawShipment, ShipmentAction, ShipmentRequest,
+    ShipmentStatus, TrackingNumber,
 };
 pub use shopping::{Quote, Strategy, shop};
 pub use titan_kit::input::InputError;

@@ -100,8 +100,61 @@ impl fmt::Display for TrackingNumber {
     }
 }
 
+/// A quote request as the client sent it, before checks.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RawQuote {
+    pub from: Address,
+    pub to: Address,
+    pub parcels: Vec<Parcel>,
+    pub carrier: String,
+    pub service_level: String,
+    pub strategy: String,
+}
+
+/// A checked quote request: where from and to, what, and which quotes count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuoteQuery {
+    pub from: Address,
+    pub to: Address,
+    pub parcels: Vec<Parcel>,
+    /// Only this carrier's quotes when set.
+    pub carrier: Option<String>,
+    /// Only this level's quotes when set.
+    pub service_level: Option<ServiceLevel>,
+    /// How to choose; the cell's default when unset.
+    pub strategy: Option<Strategy>,
+}
+
+impl QuoteQuery {
+    /// Checks every field in request order, naming the first bad one.
+    pub fn parse(raw: &RawQuote) -> Result<Self, InputError> {
+        let from = Address::parse("from", &raw.from)?;
+        let to = Address::parse("to", &raw.to)?;
+        let parcels = parcels(&raw.parcels)?;
+        let carrier = if raw.carrier.is_empty() {
+            None
+        } else {
+            Some(ident("carrier", &raw.carrier)?.to_owned())
+        };
+        let service_level = ServiceLevel::optional("service_level", &raw.service_level)?;
+        let strategy = if raw.strategy.is_empty() {
+            None
+        } else {
+            Some(Strategy::parse("strategy", &raw.strategy)?)
+        };
+        Ok(Self {
+            from,
+            to,
+            parcels,
+            carrier,
+            service_level,
+            strategy,
+        })
+    }
+}
+
 /// A create request as the client sent it, before checks.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct RawShipment {
     pub order_id: String,
     pub owner_id: String,
@@ -135,30 +188,43 @@ impl ShipmentRequest {
     pub fn parse(raw: &RawShipment) -> Result<Self, InputError> {
         let order_id = ident("order_id", &raw.order_id)?.to_owned();
         let owner_id = ident("owner_id", &raw.owner_id)?.to_owned();
-        let from = Address::parse("from", &raw.from)?;
-        let to = Address::parse("to", &raw.to)?;
-        let parcels = parcels(&raw.parcels)?;
-        let carrier = if raw.carrier.is_empty() {
-            None
-        } else {
-            Some(ident("carrier", &raw.carrier)?.to_owned())
-        };
-        let service_level = ServiceLevel::optional("service_level", &raw.service_level)?;
-        let strategy = if raw.strategy.is_empty() {
-            None
-        } else {
-            Some(Strategy::parse("strategy", &raw.strategy)?)
-        };
+        let q = QuoteQuery::parse(&raw.quote())?;
         Ok(Self {
             order_id,
             owner_id,
-            from,
-            to,
-            parcels,
-            carrier,
-            service_level,
-            strategy,
+            from: q.from,
+            to: q.to,
+            parcels: q.parcels,
+            carrier: q.carrier,
+            service_level: q.service_level,
+            strategy: q.strategy,
         })
+    }
+
+    /// What to quote for it.
+    pub fn query(&self) -> QuoteQuery {
+        QuoteQuery {
+            from: self.from.clone(),
+            to: self.to.clone(),
+            parcels: self.parcels.clone(),
+            carrier: self.carrier.clone(),
+            service_level: self.service_level,
+            strategy: self.strategy,
+        }
+    }
+}
+
+impl RawShipment {
+    /// The quote part of the request, as sent.
+    pub fn quote(&self) -> RawQuote {
+        RawQuote {
+            from: self.from.clone(),
+            to: self.to.clone(),
+            parcels: self.parcels.clone(),
+            carrier: self.carrier.clone(),
+            service_level: self.service_level.clone(),
+            strategy: self.strategy.clone(),
+        }
     }
 }
 

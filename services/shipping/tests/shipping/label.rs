@@ -46,9 +46,14 @@ pub fn rasterise(dir: &std::path::Path, tracking: &str) -> std::path::PathBuf {
         &TrackingNumber::parse("tracking_number", tracking).expect("valid"),
     )
     .expect("laid out");
-    let pdf = label::render(&layout);
+    rasterise_pdf(dir, tracking, &label::render(&layout))
+}
+
+/// Checks that `pdf` is one 4×6 in page, writes it and its 203 dpi raster into `dir` as
+/// `<name>.pdf` and `<name>.png`; returns the PNG path.
+pub fn rasterise_pdf(dir: &std::path::Path, name: &str, pdf: &[u8]) -> std::path::PathBuf {
     assert!(pdf.starts_with(b"%PDF-"));
-    let pdf_path = dir.join(format!("{tracking}.pdf"));
+    let pdf_path = dir.join(format!("{name}.pdf"));
     std::fs::write(&pdf_path, pdf).expect("write the pdf");
     let info = run(
         "pdfinfo",
@@ -60,7 +65,7 @@ pub fn rasterise(dir: &std::path::Path, tracking: &str) -> std::path::PathBuf {
         info.contains("Page size: 288 x 432 pts"),
         "not 4×6 in: {info}"
     );
-    let stem = dir.join(tracking);
+    let stem = dir.join(name);
     run(
         "pdftoppm",
         "poppler-utils",
@@ -76,6 +81,17 @@ pub fn rasterise(dir: &std::path::Path, tracking: &str) -> std::path::PathBuf {
     stem.with_extension("png")
 }
 
+/// What zbarimg reads from the image at `png`, with the symbology (`CODE-128:...`).
+pub fn scan(png: &std::path::Path) -> String {
+    run(
+        "zbarimg",
+        "zbar-tools",
+        &["--quiet", png.to_str().expect("utf-8 path")],
+    )
+    .trim_end()
+    .to_owned()
+}
+
 #[test]
 fn the_barcode_decodes_to_the_tracking_number() {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -88,12 +104,7 @@ fn the_barcode_decodes_to_the_tracking_number() {
             &["--quiet", "--raw", png.to_str().expect("utf-8 path")],
         );
         assert_eq!(decoded.trim_end(), tracking);
-        let typed = run(
-            "zbarimg",
-            "zbar-tools",
-            &["--quiet", png.to_str().expect("utf-8 path")],
-        );
-        assert_eq!(typed.trim_end(), format!("CODE-128:{tracking}"));
+        assert_eq!(scan(&png), format!("CODE-128:{tracking}"));
     }
     if let Some(keep) = std::env::var_os("TITAN_SHIPPING_KEEP_LABEL") {
         std::fs::copy(

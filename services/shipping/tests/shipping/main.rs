@@ -1,5 +1,7 @@
-//! titan-shipping's integration tests: the HTTP carrier adapter against a local stub, and the
-//! label read back by a barcode scanner.
+//! titan-shipping's integration tests: the HTTP carrier adapter against a local stub, the
+//! label read back by a barcode scanner, and the service over gRPC on real PostgreSQL, Redis
+//! and S3.
 
 mod carriers;
+mod grpc;
 mod label;
