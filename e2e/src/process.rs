@@ -120,6 +120,37 @@ fn cpu_of_stat(stat: &str) -> Option<Duration> {
     Some(Duration::from_millis((user + system) * 10))
 }
 
+/// CPU time used so far by the machine's processes, summed by command name (`comm`, at most
+/// 15 characters: `postgres`, `redis-server`, `titan`): what a benchmark reads before and
+/// after a phase to show which program spent a saturated machine's cores. Processes that
+/// vanish while it reads are skipped.
+pub fn cpu_by_command() -> std::io::Result<std::collections::BTreeMap<String, Duration>> {
+    let mut by = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let entry = entry?;
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if let (Some(comm), Some(cpu)) = (comm_of_stat(&stat), cpu_of_stat(&stat)) {
+            *by.entry(comm.to_owned()).or_default() += cpu;
+        }
+    }
+    Ok(by)
+}
+
+/// The command name between the first `(` and the last `)` of a `/proc/<pid>/stat` line.
+fn comm_of_stat(stat: &str) -> Option<&str> {
+    stat.get(stat.find('(')? + 1..stat.rfind(')')?)
+}
+
 /// Reads a pipe to its end on a thread of its own.
 fn read_to_end(mut pipe: impl std::io::Read + Send + 'static) -> JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
@@ -289,5 +320,15 @@ mod tests {
         assert_eq!(cpu_of_stat(stat), Some(Duration::from_millis(10_000)));
         assert_eq!(cpu_of_stat("4242 (titan) S 1"), None);
         assert_eq!(cpu_of_stat("no parenthesis"), None);
+        assert_eq!(comm_of_stat(stat), Some("tokio (rt) 1"));
+        assert_eq!(comm_of_stat("no parenthesis"), None);
+    }
+
+    #[test]
+    fn this_process_is_found_by_its_command() {
+        let me = std::fs::read_to_string("/proc/self/stat").expect("own stat");
+        let comm = comm_of_stat(&me).expect("own command").to_owned();
+        let by = cpu_by_command().expect("read /proc");
+        assert!(by.contains_key(&comm), "{comm} missing from {by:?}");
     }
 }

@@ -6,6 +6,7 @@
 //! of concurrent callers go (the maximum sustained rate).
 
 use std::{
+    collections::BTreeMap,
     fmt,
     sync::{
         Arc,
@@ -16,7 +17,7 @@ use std::{
 
 use anyhow::{Context, ensure};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use titan_e2e::{Cell, CellOptions, authed};
+use titan_e2e::{Cell, CellOptions, authed, process::cpu_by_command};
 use titan_kit::reexport::{redis, sqlx};
 use titan_proto::fraud::v1::{self as pb, fraud_service_client::FraudServiceClient};
 use tonic::transport::Channel;
@@ -76,6 +77,9 @@ pub struct FraudReport {
     pub from_postgres: u64,
     /// The service's CPU time (every thread) over the fixed-rate phase.
     pub service_cpu: Duration,
+    /// Cores each program used over the fixed-rate phase ([`MACHINE`] order, then everything
+    /// else): the service, its datastores and this load generator share the machine.
+    pub machine: Vec<(&'static str, f64)>,
     pub max_checks: u64,
     pub max_failed: u64,
     pub max_elapsed: Duration,
@@ -152,6 +156,13 @@ impl fmt::Display for FraudReport {
             self.service_cpu.as_secs_f64() * 1e6 / self.sent.max(1) as f64,
             self.service_cpu.as_secs_f64() / secs
         )?;
+        let total: f64 = self.machine.iter().map(|(_, c)| c).sum();
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        write!(f, "  machine cpu         {total:.2} of {cores} cores:")?;
+        for (name, c) in &self.machine {
+            write!(f, " {name} {c:.2}")?;
+        }
+        writeln!(f)?;
         writeln!(
             f,
             "  user histories      {} from the Redis copy, {} from PostgreSQL",
@@ -259,6 +270,33 @@ fn request(user: u32, n: u64, rng: &mut StdRng) -> pb::CheckTransactionRequest {
         shipping_country: "FR".into(),
         ..pb::CheckTransactionRequest::default()
     }
+}
+
+/// The programs whose share of the machine the report names; the rest is summed as "other".
+const MACHINE: [&str; 4] = ["titan", "postgres", "redis-server", "titan-bench"];
+
+/// Cores each of [`MACHINE`] (and all other programs together) used between two readings.
+fn machine_cores(
+    before: &BTreeMap<String, Duration>,
+    after: &BTreeMap<String, Duration>,
+    over: Duration,
+) -> Vec<(&'static str, f64)> {
+    let secs = over.as_secs_f64().max(f64::EPSILON);
+    let mut named = [0.0; MACHINE.len()];
+    let mut other = 0.0;
+    for (comm, cpu) in after {
+        let used = cpu.saturating_sub(before.get(comm).copied().unwrap_or_default());
+        let cores = used.as_secs_f64() / secs;
+        match MACHINE.iter().position(|m| m == comm) {
+            Some(i) => named[i] += cores,
+            None => other += cores,
+        }
+    }
+    MACHINE
+        .into_iter()
+        .zip(named)
+        .chain([("other", other)])
+        .collect()
 }
 
 /// The stages of a check the service times (`titan_fraud_check_stage_seconds{stage}`).
@@ -391,6 +429,7 @@ pub async fn fraud(o: &FraudOptions) -> anyhow::Result<FraudReport> {
     warm(&channels, &token, o.users, o.clients, &next).await?;
     let before = scrape(&cell).await?;
     let cpu_before = cell.process.cpu_time().context("service cpu time")?;
+    let machine_before = cpu_by_command().context("cpu by command")?;
     let (sent, failed, degraded, elapsed, client) =
         run_fixed(&channels, &token, o.users, o.rate, o.duration, &next).await?;
     let service_cpu = cell
@@ -398,6 +437,11 @@ pub async fn fraud(o: &FraudOptions) -> anyhow::Result<FraudReport> {
         .cpu_time()
         .context("service cpu time")?
         .saturating_sub(cpu_before);
+    let machine = machine_cores(
+        &machine_before,
+        &cpu_by_command().context("cpu by command")?,
+        elapsed,
+    );
     let after = scrape(&cell).await?;
     ensure!(
         after.check.count > before.check.count,
@@ -464,6 +508,7 @@ pub async fn fraud(o: &FraudOptions) -> anyhow::Result<FraudReport> {
         from_redis: after.from_redis - before.from_redis,
         from_postgres: after.from_postgres - before.from_postgres,
         service_cpu,
+        machine,
         max_checks: checks.load(Ordering::Relaxed),
         max_failed: max_failed.load(Ordering::Relaxed),
         max_elapsed,
@@ -562,6 +607,33 @@ titan_fraud_check_stage_seconds_count{stage=\"store\"} 10
 titan_fraud_check_seconds_bucket{le=\"0.001\"} 1
 titan_fraud_check_seconds_count 1
 ";
+
+    #[test]
+    fn the_machine_is_split_by_program_and_the_rest_summed() {
+        let ms = Duration::from_millis;
+        let before = BTreeMap::from([
+            ("titan".to_owned(), ms(1_000)),
+            ("postgres".to_owned(), ms(500)),
+            ("rustc".to_owned(), ms(100)),
+        ]);
+        let after = BTreeMap::from([
+            ("titan".to_owned(), ms(2_500)),
+            ("postgres".to_owned(), ms(1_000)),
+            ("rustc".to_owned(), ms(600)),
+            // Started during the phase: all of its time is the phase's.
+            ("cc1".to_owned(), ms(250)),
+        ]);
+        assert_eq!(
+            machine_cores(&before, &after, Duration::from_secs(2)),
+            vec![
+                ("titan", 0.75),
+                ("postgres", 0.25),
+                ("redis-server", 0.0),
+                ("titan-bench", 0.0),
+                ("other", 0.375),
+            ]
+        );
+    }
 
     #[test]
     fn a_labelled_histogram_is_read_apart_from_its_neighbours() {
