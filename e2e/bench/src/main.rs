@@ -10,6 +10,8 @@
 //! `titan-bench videocall`: call setup cycles/s and signaling relay latency over two replicas.
 //! `titan-bench routes`: the VRPTW solver on Solomon's instances (in process, no datastore).
 //! `titan-bench driver`: position reports/s over two replicas with a watcher, nearby searches.
+//! `titan-bench tracking`: signed webhook scans/s on one replica, their fan-out to subscribers
+//! on the other, Track lookups.
 //! The others need the datastores of `cargo xtask datastores start` (their URLs in `TITAN_TEST_*`).
 #![forbid(unsafe_code)]
 
@@ -26,6 +28,7 @@ use titan_bench::{
     livestream::{LivestreamOptions, livestream},
     pricing::{PricingOptions, pricing},
     routes::{RoutesOptions, routes},
+    tracking::{TrackingOptions, tracking},
     videocall::{VideocallOptions, videocall},
     ws::{WsOptions, ws},
 };
@@ -239,6 +242,27 @@ enum Scenario {
         seconds: u64,
         #[arg(long, default_value_t = 20_000)]
         searches: usize,
+        #[arg(long)]
+        debug: bool,
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Tracking over two `titan serve tracking` replicas: shipments from the bus, carriers
+    /// posting signed webhook scans to B while subscribers on A follow some records (each
+    /// scan must arrive once), then Track lookups; the records hold exactly what was sent.
+    Tracking {
+        #[arg(long, default_value_t = 1_000)]
+        shipments: usize,
+        /// Records followed by a subscriber on replica A.
+        #[arg(long, default_value_t = 100)]
+        subscribers: usize,
+        /// Concurrent carriers posting to replica B.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 20_000)]
+        lookups: usize,
         #[arg(long)]
         debug: bool,
         #[arg(long)]
@@ -565,6 +589,32 @@ async fn main() -> ExitCode {
             finish(
                 driver(&options).await,
                 titan_bench::driver::DriverReport::exact,
+            )
+        }
+        Scenario::Tracking {
+            shipments,
+            subscribers,
+            clients,
+            seconds,
+            lookups,
+            debug,
+            quick,
+        } => {
+            let options = if quick {
+                TrackingOptions::quick()
+            } else {
+                TrackingOptions {
+                    shipments,
+                    subscribers,
+                    clients,
+                    duration: Duration::from_secs(seconds),
+                    lookups,
+                    release: !debug,
+                }
+            };
+            finish(
+                tracking(&options).await,
+                titan_bench::tracking::TrackingReport::exact,
             )
         }
         Scenario::Pricing {

@@ -7,7 +7,9 @@
 //! segment exactly once through a real SMTP server; videocall's pairs end every call ENDED
 //! and every signaling frame crosses the two replicas once, in order; drivers' positions all
 //! land, a watch on the other replica sees every one of its driver's, in order, and the nearby
-//! set finds the whole fleet. Figures are printed, never asserted.
+//! set finds the whole fleet; tracking's signed webhook scans on one replica reach the
+//! subscribers on the other once each and are stored once. Figures are printed, never
+//! asserted.
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_quick_flashsale_run_never_oversells() {
@@ -138,5 +140,28 @@ async fn the_quick_driver_run_lands_every_position_and_finds_every_driver() {
     assert_eq!(report.searches, 200, "{report}");
     // The GEO set followed every report: a city-wide search lists the whole fleet.
     assert_eq!(report.found, 50, "{report}");
+    assert!(report.exact());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quick_tracking_run_fans_every_scan_out_once_and_stores_it_once() {
+    let options = titan_bench::tracking::TrackingOptions::quick();
+    let report = titan_bench::tracking::tracking(&options)
+        .await
+        .expect("bench");
+    println!("{report}");
+    assert_eq!(report.refused, 0, "{report}");
+    assert!(report.appended > 0, "{report}");
+    // Every scan of a followed record crossed from B's webhook to A's subscriber, once.
+    assert!(report.followed_sent > 0, "{report}");
+    assert_eq!(report.followed_received, report.followed_sent, "{report}");
+    assert_eq!(report.duplicates_received, 0, "{report}");
+    assert_eq!(report.lookups, 200, "{report}");
+    // A CREATED per record and every appended scan, nothing twice.
+    assert_eq!(
+        report.expected,
+        50 + i64::try_from(report.appended).expect("fits")
+    );
+    assert_eq!(report.stored, report.expected, "{report}");
     assert!(report.exact());
 }
