@@ -517,7 +517,7 @@ impl<S: DriverStore> Drivers<S> {
         lng: f64,
         at: DateTime<Utc>,
     ) -> Result<Update, DriverError> {
-        let position = Position::parse("location", lat, lng, at)?;
+        let position = Position::parse("", lat, lng, at)?;
         let me = self.me(caller).await?;
         let update = position.follow(me.location.as_ref(), (self.clock)())?;
         if let Some(status) = self.store.record_position(me.id, &update).await? {
@@ -555,7 +555,7 @@ impl<S: DriverStore> Drivers<S> {
         let shipment_id = ident("shipment_id", d.shipment_id)?.to_owned();
         let customer_id = ident("customer_id", d.customer_id)?;
         let address = parse_address("address", d.address)?;
-        let location = Position::parse("location", d.lat, d.lng, d.window_start)?;
+        let location = Position::parse("", d.lat, d.lng, d.window_start)?;
         let window = TimeWindow::new("window", d.window_start, d.window_end)?;
         let size = Size::parse("size", d.size)?;
         let service_seconds = match u32::try_from(d.service_seconds) {
@@ -711,7 +711,7 @@ impl<S: DriverStore> Drivers<S> {
         limit: u32,
     ) -> Result<Vec<Nearby>, DriverError> {
         dispatcher(caller)?;
-        let at = Position::parse("location", lat, lng, (self.clock)())?;
+        let at = Position::parse("", lat, lng, (self.clock)())?;
         let radius_m = match radius_m {
             0 => self.settings.nearby_radius_meters,
             r if r > MAX_NEARBY_RADIUS_M => {

@@ -30,17 +30,25 @@ pub struct Position {
 }
 
 impl Position {
-    /// Checks the ranges; a refusal names `lat` or `lng` under `field` (`location.lat`).
+    /// Checks the ranges; a refusal names `lat` or `lng` under `field` (`stops[2].lat`), or
+    /// alone when `field` is empty: the requests that carry one position have them at the top.
     pub fn parse(field: &str, lat: f64, lng: f64, at: DateTime<Utc>) -> Result<Self, InputError> {
+        let name = |leaf: &str| {
+            if field.is_empty() {
+                leaf.to_owned()
+            } else {
+                format!("{field}.{leaf}")
+            }
+        };
         if !(lat.is_finite() && (-90.0..=90.0).contains(&lat)) {
             return Err(InputError::new(
-                format!("{field}.lat"),
+                name("lat"),
                 format!("is {lat}; a latitude is -90 to 90"),
             ));
         }
         if !(lng.is_finite() && (-180.0..=180.0).contains(&lng)) {
             return Err(InputError::new(
-                format!("{field}.lng"),
+                name("lng"),
                 format!("is {lng}; a longitude is -180 to 180"),
             ));
         }
@@ -102,12 +110,12 @@ pub struct Update {
 /// Why a position is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum GpsError {
-    #[error("location.at: {at} is not after the last accepted position's {last}")]
+    #[error("at: {at} is not after the last accepted position's {last}")]
     NotAfter {
         at: DateTime<Utc>,
         last: DateTime<Utc>,
     },
-    #[error("location.at: {at} is more than 30 s ahead of the service's clock ({now})")]
+    #[error("at: {at} is more than 30 s ahead of the service's clock ({now})")]
     Future {
         at: DateTime<Utc>,
         now: DateTime<Utc>,
@@ -140,6 +148,10 @@ mod tests {
                 .err()
         };
         assert_eq!(field(90.5, 0.0), Some("location.lat".into()));
+        assert_eq!(
+            Position::parse("", 0.0, 181.0, t(0)).map_err(|e| e.field),
+            Err("lng".into())
+        );
         assert_eq!(field(f64::NAN, 0.0), Some("location.lat".into()));
         assert_eq!(field(0.0, 180.01), Some("location.lng".into()));
         assert_eq!(field(0.0, f64::NEG_INFINITY), Some("location.lng".into()));

@@ -88,7 +88,7 @@ async fn nearby_finds_available_drivers_nearest_first_in_step_with_status() {
         "NOT_A_DISPATCHER"
     );
     for (lat, radius, limit, field) in [
-        (91.0, 0, 0, "location.lat"),
+        (91.0, 0, 0, "lat"),
         (1.3, 100_001, 0, "radius_m"),
         (1.3, 0, w.settings.nearby_limit + 1, "limit"),
     ] {
