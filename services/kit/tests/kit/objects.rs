@@ -102,6 +102,77 @@ async fn a_small_object_goes_up_in_one_request() {
     assert_eq!(object.info.content_type.as_deref(), Some("application/pdf"));
 }
 
+/// `body` as a client stream would bring it: uneven chunks, so no chunk lines up with a part.
+fn chunked(body: &Bytes, size: usize) -> Vec<Result<Bytes, ObjectError>> {
+    (0..body.len())
+        .step_by(size)
+        .map(|at| Ok(body.slice(at..body.len().min(at + size))))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_stream_goes_up_in_parts_as_it_arrives_and_a_failed_one_leaves_nothing() {
+    let s3 = TestObjectStorage::new();
+    let key = s3.key(&["recordings", "call-1", "upload.webm"]);
+    let body = Bytes::from(pattern((19 << 20) + 7));
+
+    let put = s3
+        .storage
+        .put_stream(
+            &key,
+            "video/webm",
+            futures::stream::iter(chunked(&body, (1 << 20) + 3)),
+        )
+        .await
+        .expect("put stream");
+    assert_eq!(put.size, (19 << 20) + 7);
+    let e_tag = put.e_tag.expect("an etag");
+    assert!(e_tag.trim_matches('"').ends_with("-3"), "{e_tag}");
+    let object = s3.storage.get(&key).await.expect("get");
+    assert!(
+        object.bytes == body,
+        "the bytes read differ from the stream"
+    );
+    assert_eq!(object.info.content_type.as_deref(), Some("video/webm"));
+
+    // Below the threshold: gathered and put in one request.
+    let small = s3.key(&["recordings", "call-1", "small.webm"]);
+    let put = s3
+        .storage
+        .put_stream(
+            &small,
+            "video/webm",
+            futures::stream::iter(chunked(&Bytes::from_static(b"webm in three"), 5)),
+        )
+        .await
+        .expect("put small stream");
+    assert!(!put.e_tag.expect("etag").contains('-'));
+    assert_eq!(
+        s3.storage.get(&small).await.expect("get").bytes.as_ref(),
+        b"webm in three"
+    );
+
+    // A chunk refused past the threshold aborts the upload: the caller's error comes back
+    // and no object is left under the key.
+    let failed = s3.key(&["recordings", "call-1", "failed.webm"]);
+    let mut chunks = chunked(&body, 1 << 20);
+    chunks.truncate(12);
+    chunks.push(Err(ObjectError::Body {
+        detail: "the client went away".into(),
+    }));
+    let err = s3
+        .storage
+        .put_stream(&failed, "video/webm", futures::stream::iter(chunks))
+        .await
+        .expect_err("refused chunk");
+    assert!(
+        matches!(&err, ObjectError::Body { detail } if detail == "the client went away"),
+        "{err:?}"
+    );
+    let err = s3.storage.head(&failed).await.expect_err("nothing stored");
+    assert!(matches!(err, ObjectError::NotFound { .. }), "{err:?}");
+}
+
 #[tokio::test]
 async fn a_file_goes_up_part_by_part_and_a_missing_one_is_named() {
     let s3 = TestObjectStorage::new();
