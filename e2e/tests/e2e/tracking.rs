@@ -1,21 +1,21 @@
-//! Tracking against two real `titan serve tracking driver` processes sharing PostgreSQL,
-//! Redis and the test bucket: a shipment's `shipping.shipment_created` on the bus creates the
-//! record (tracking shows CREATED); a recipient subscribes on replica A and gets the history;
+//! Tracking against two real `titan serve shipping tracking driver` processes sharing
+//! PostgreSQL, Redis and the test bucket: a service books a shipment with shipping over gRPC,
+//! its label PDF is in object storage (fetched through its signed URL), and shipping's
+//! `shipping.shipment_created` reaches tracking through the outbox and the bus (tracking
+//! shows CREATED); a recipient subscribes on replica A and gets the history;
 //! the carrier's signed webhook on replica B appends PICKED_UP; a dispatcher creates a
 //! delivery for the shipment, a driver departs, arrives and completes it with a photo; the
 //! driver's outbox events reach tracking through the bus and OUT_FOR_DELIVERY, then DELIVERED
 //! arrive on the subscriber's stream on A. A replayed webhook appends nothing; a stale one
-//! is refused.
-//!
-//! The shipment is announced with kit's test publisher (the relay's exact stream entry):
-//! shipping's gRPC was not in the tree when this test was written.
+//! is refused; a service sees every event with its source, the recipient may not.
 
 use std::time::Duration;
 
 use titan_e2e::{Cell, CellOptions, authed, seconds_from_now};
-use titan_kit::{events::Envelope, testing::eventually};
+use titan_kit::testing::eventually;
 use titan_proto::{
     driver::v1::{self as dpb, driver_service_client::DriverServiceClient},
+    shipping::v1::{self as spb, shipping_service_client::ShippingServiceClient},
     tracking::v1::{self as pb, tracking_service_client::TrackingServiceClient},
 };
 use titan_tracking::{
@@ -24,7 +24,6 @@ use titan_tracking::{
 };
 
 const WEBHOOK_SECRET: &str = "flat-rate-webhook-secret-for-the-e2e-test";
-const NUMBER: &str = "FR00E2E000000000001";
 
 fn rid() -> String {
     uuid::Uuid::new_v4().to_string()
@@ -61,41 +60,65 @@ async fn webhook(http: std::net::SocketAddr, body: &serde_json::Value, age: i64)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_shipment_from_created_to_delivered_on_a_subscriber_stream() {
     let cell = Cell::start_with(CellOptions {
-        services: vec!["tracking".into(), "driver".into()],
+        services: vec!["shipping".into(), "tracking".into(), "driver".into()],
         ..CellOptions::default()
     })
     .await;
     let b = cell.replica_with(&[("TITAN_TRACKING_FLAT_RATE_WEBHOOK_SECRET", WEBHOOK_SECRET)]);
-    let (recipient, merchant) = (cell.token("recipient", &[]), cell.token("merchant", &[]));
+    let (recipient, support) = (
+        cell.token("recipient", &[]),
+        cell.token("support", &["service"]),
+    );
     let (ann, disp) = (cell.token("ann", &[]), cell.token("disp", &["dispatcher"]));
     let mut track_a = TrackingServiceClient::new(cell.channel().await);
     let mut track_b = TrackingServiceClient::new(b.channel().await);
     let mut drivers = DriverServiceClient::new(cell.channel().await);
+    let mut shipping = ShippingServiceClient::new(cell.channel().await);
 
-    let created = Envelope::new(
-        "e2e",
-        "shipping.shipment_created",
-        1,
-        &serde_json::json!({
-            "shipment_id": "shp-e2e-1",
-            "order_id": "ord-1",
-            "tracking_number": NUMBER,
-            "carrier": "flat-rate",
-            "service_level": "standard",
-            "owner_id": "merchant",
-            "created_at": chrono::Utc::now(),
-        }),
-    )
-    .expect("envelope");
-    titan_kit::testing::publish(&cell.redis.handle, "shipping", &created).await;
+    let address = |name: &str, postcode: &str| spb::Address {
+        name: name.into(),
+        line1: "1 Harbourfront Walk".into(),
+        line2: String::new(),
+        city: "Singapore".into(),
+        postcode: postcode.into(),
+        country: "SG".into(),
+    };
+    let shipment = shipping
+        .create_shipment(authed(
+            spb::CreateShipmentRequest {
+                request_id: rid(),
+                order_id: "ord-1".into(),
+                owner_id: "recipient".into(),
+                from: Some(address("Titan Shop", "098585")),
+                to: Some(address("Cy Tan", "530123")),
+                parcels: vec![spb::Parcel {
+                    weight_g: 1_500,
+                    length_mm: 300,
+                    width_mm: 200,
+                    height_mm: 100,
+                }],
+                ..Default::default()
+            },
+            &support,
+        ))
+        .await
+        .expect("shipment")
+        .into_inner();
+    assert_eq!(shipment.carrier, "flat-rate");
+    let label = reqwest::get(&shipment.label_url).await.expect("label");
+    assert_eq!(label.status().as_u16(), 200);
+    let pdf = label.bytes().await.expect("label bytes");
+    assert!(pdf.starts_with(b"%PDF-"), "the label is a PDF");
+    let number = shipment.tracking_number.clone();
     let shown = eventually("tracking shows CREATED", || {
         let mut client = track_b.clone();
         let token = recipient.clone();
+        let number = number.clone();
         async move {
             client
                 .track(authed(
                     pb::TrackRequest {
-                        tracking_number: NUMBER.into(),
+                        tracking_number: number.clone(),
                         ..Default::default()
                     },
                     &token,
@@ -111,7 +134,7 @@ async fn a_shipment_from_created_to_delivered_on_a_subscriber_stream() {
     let mut stream = track_a
         .subscribe(authed(
             pb::SubscribeRequest {
-                tracking_number: NUMBER.into(),
+                tracking_number: number.clone(),
                 carrier: String::new(),
             },
             &recipient,
@@ -126,7 +149,7 @@ async fn a_shipment_from_created_to_delivered_on_a_subscriber_stream() {
 
     // The carrier's pickup scan, signed, on replica B; again (a replay), and a stale one.
     let scan = serde_json::json!({"events": [{
-        "id": "fr-scan-1", "tracking_number": NUMBER, "type": "PICKED_UP",
+        "id": "fr-scan-1", "tracking_number": number, "type": "PICKED_UP",
         "location": "Tuas depot", "at": chrono::Utc::now().to_rfc3339(), "note": "van 4",
     }]});
     assert_eq!(
@@ -173,7 +196,7 @@ async fn a_shipment_from_created_to_delivered_on_a_subscriber_stream() {
         .create_delivery(authed(
             dpb::CreateDeliveryRequest {
                 request_id: rid(),
-                shipment_id: "shp-e2e-1".into(),
+                shipment_id: shipment.id.clone(),
                 customer_id: "recipient".into(),
                 address: "1 Main St".into(),
                 lat: 1.30,
@@ -246,14 +269,14 @@ async fn a_shipment_from_created_to_delivered_on_a_subscriber_stream() {
         ("DELIVERED".into(), "DELIVERED".into())
     );
 
-    // The merchant's full view: every event, the notes and sources recipients do not see.
+    // A service's full view: every event, the notes and sources recipients do not see.
     let full = track_b
         .get_tracking(authed(
             pb::GetTrackingRequest {
-                tracking_number: NUMBER.into(),
+                tracking_number: number.clone(),
                 ..Default::default()
             },
-            &merchant,
+            &support,
         ))
         .await
         .expect("full view")
@@ -276,7 +299,7 @@ async fn a_shipment_from_created_to_delivered_on_a_subscriber_stream() {
     let err = track_b
         .get_tracking(authed(
             pb::GetTrackingRequest {
-                tracking_number: NUMBER.into(),
+                tracking_number: number.clone(),
                 ..Default::default()
             },
             &recipient,

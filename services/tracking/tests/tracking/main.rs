@@ -40,8 +40,14 @@ pub fn at(seconds: i64) -> DateTime<Utc> {
     epoch() + chrono::Duration::seconds(seconds)
 }
 
+/// The shipment's owner: its buyer, who gets the recipient's view only.
 pub fn owner() -> Caller {
     caller(OWNER, &[])
+}
+
+/// A service identity (support tools, the web backend): the full view.
+pub fn support() -> Caller {
+    caller("support", &["service"])
 }
 
 pub fn stranger() -> Caller {

@@ -9,7 +9,7 @@ use titan_tracking::{
     web::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER},
 };
 
-use crate::{World, kinds, lookup, owner};
+use crate::{World, kinds, lookup, support};
 
 const SECRET: &str = "acme-webhook-secret-acme-webhook-secret";
 
@@ -127,7 +127,7 @@ async fn signed_events_append_once_and_unsigned_ones_never() {
         (status, answer),
         (200, json!({"appended": 0, "duplicates": 2}))
     );
-    let page = w.app.get(&owner(), &lookup(n)).await.expect("page");
+    let page = w.app.get(&support(), &lookup(n)).await.expect("page");
     assert_eq!(
         kinds(&page),
         [("CREATED", true), ("PICKED_UP", true), ("IN_TRANSIT", true)]
