@@ -9,7 +9,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures::{FutureExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use secrecy::SecretString;
 use titan_kit::{
     Datastore, ErrorCode, KitError, Mounted, ServiceContext, ServiceDef, ServiceError,
@@ -103,11 +103,15 @@ async fn a_small_object_goes_up_in_one_request() {
 }
 
 /// `body` as a client stream would bring it: uneven chunks, so no chunk lines up with a part.
-fn chunked(body: &Bytes, size: usize) -> Vec<Result<Bytes, ObjectError>> {
-    (0..body.len())
+fn chunked(
+    body: &Bytes,
+    size: usize,
+) -> impl futures::Stream<Item = Result<Bytes, ObjectError>> + Unpin {
+    let chunks: Vec<Bytes> = (0..body.len())
         .step_by(size)
-        .map(|at| Ok(body.slice(at..body.len().min(at + size))))
-        .collect()
+        .map(|at| body.slice(at..body.len().min(at + size)))
+        .collect();
+    futures::stream::iter(chunks.into_iter().map(Ok))
 }
 
 #[tokio::test]
@@ -118,11 +122,7 @@ async fn a_stream_goes_up_in_parts_as_it_arrives_and_a_failed_one_leaves_nothing
 
     let put = s3
         .storage
-        .put_stream(
-            &key,
-            "video/webm",
-            futures::stream::iter(chunked(&body, (1 << 20) + 3)),
-        )
+        .put_stream(&key, "video/webm", chunked(&body, (1 << 20) + 3))
         .await
         .expect("put stream");
     assert_eq!(put.size, (19 << 20) + 7);
@@ -142,7 +142,7 @@ async fn a_stream_goes_up_in_parts_as_it_arrives_and_a_failed_one_leaves_nothing
         .put_stream(
             &small,
             "video/webm",
-            futures::stream::iter(chunked(&Bytes::from_static(b"webm in three"), 5)),
+            chunked(&Bytes::from_static(b"webm in three"), 5),
         )
         .await
         .expect("put small stream");
@@ -155,14 +155,15 @@ async fn a_stream_goes_up_in_parts_as_it_arrives_and_a_failed_one_leaves_nothing
     // A chunk refused past the threshold aborts the upload: the caller's error comes back
     // and no object is left under the key.
     let failed = s3.key(&["recordings", "call-1", "failed.webm"]);
-    let mut chunks = chunked(&body, 1 << 20);
-    chunks.truncate(12);
-    chunks.push(Err(ObjectError::Body {
-        detail: "the client went away".into(),
-    }));
+    let refused = futures::stream::once(async {
+        Err(ObjectError::Body {
+            detail: "the client went away".into(),
+        })
+    });
+    let chunks = chunked(&body, 1 << 20).take(12).chain(refused);
     let err = s3
         .storage
-        .put_stream(&failed, "video/webm", futures::stream::iter(chunks))
+        .put_stream(&failed, "video/webm", Box::pin(chunks))
         .await
         .expect_err("refused chunk");
     assert!(
