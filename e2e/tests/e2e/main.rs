@@ -16,6 +16,7 @@ mod pricing;
 mod realtime;
 mod route;
 mod serving;
+mod shipping;
 mod tracking;
 mod videocall;
 mod videocall_browser;
