@@ -44,11 +44,13 @@ pub const SIGNATURE_HEADER: &str = "x-titan-signature";
 /// A carrier's webhook secret by carrier name; `None` when the carrier has none.
 pub type Secrets = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
-/// The variable holding a carrier's secret: `flat-rate` → `TITAN_TRACKING_FLAT_RATE_WEBHOOK_SECRET`.
+/// The variable holding a carrier's secret, the name upper-cased with `-` and `.` as `_`
+/// (as shipping names its carriers' keys): `dhl-express.asia` →
+/// `TITAN_TRACKING_DHL_EXPRESS_ASIA_WEBHOOK_SECRET`.
 pub fn secret_variable(carrier: &str) -> String {
     format!(
         "TITAN_TRACKING_{}_WEBHOOK_SECRET",
-        carrier.to_ascii_uppercase().replace('-', "_")
+        carrier.to_ascii_uppercase().replace(['-', '.'], "_")
     )
 }
 
@@ -146,5 +148,22 @@ async fn receive<S: TrackingStore>(
             tracing::error!(%carrier, error = %e, code = ?e.code(), "tracking webhook failed");
             refuse(StatusCode::SERVICE_UNAVAILABLE, "try again later")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_variables_follow_shipping_s_naming() {
+        assert_eq!(
+            secret_variable("flat-rate"),
+            "TITAN_TRACKING_FLAT_RATE_WEBHOOK_SECRET"
+        );
+        assert_eq!(
+            secret_variable("dhl-express.asia"),
+            "TITAN_TRACKING_DHL_EXPRESS_ASIA_WEBHOOK_SECRET"
+        );
     }
 }

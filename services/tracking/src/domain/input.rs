@@ -9,8 +9,8 @@ use super::status::Status;
 
 /// Shortest and longest tracking number (UPS and DHL numbers fit; shipping's are 6–24).
 pub const TRACKING_NUMBER_LEN: std::ops::RangeInclusive<usize> = 6..=40;
-/// Longest carrier name.
-pub const MAX_CARRIER: usize = 32;
+/// Longest carrier name, as shipping's config allows.
+pub const MAX_CARRIER: usize = 63;
 /// Longest place name, in characters.
 pub const MAX_LOCATION: usize = 200;
 /// Longest internal note, in characters.
@@ -43,8 +43,8 @@ pub fn tracking_number(field: &str, s: &str) -> Result<String, InputError> {
     Ok(s.to_ascii_uppercase())
 }
 
-/// A carrier name as shipping configures it: 1–32 of a-z, 0-9 and '-'. `optional` lets it
-/// be empty (a lookup that does not narrow by carrier).
+/// A carrier name as shipping configures it: 1–63 of a-z, 0-9, '-' and '.'. `optional`
+/// lets it be empty (a lookup that does not narrow by carrier).
 pub fn carrier(field: &str, s: &str, optional: bool) -> Result<String, InputError> {
     if s.is_empty() {
         return if optional {
@@ -56,11 +56,11 @@ pub fn carrier(field: &str, s: &str, optional: bool) -> Result<String, InputErro
     if s.len() > MAX_CARRIER
         || !s
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
     {
         return Err(InputError::new(
             field,
-            "must be 1 to 32 of a-z, 0-9 and '-'",
+            "must be 1 to 63 of a-z, 0-9, '-' and '.'",
         ));
     }
     Ok(s.to_owned())
@@ -345,7 +345,12 @@ mod tests {
             Ok("flat-rate".into())
         );
         assert!(carrier("carrier", "Flat", true).is_err());
-        assert!(carrier("carrier", &"a".repeat(33), true).is_err());
+        assert_eq!(
+            carrier("carrier", "dhl-express.asia", false),
+            Ok("dhl-express.asia".into())
+        );
+        assert!(carrier("carrier", &"a".repeat(63), true).is_ok());
+        assert!(carrier("carrier", &"a".repeat(64), true).is_err());
         assert_eq!(page(0, ""), Ok((0, DEFAULT_PAGE)));
         assert_eq!(page(100, "200"), Ok((200, 100)));
         assert_eq!(page(101, "").map_err(|e| e.field), Err("page_size".into()));

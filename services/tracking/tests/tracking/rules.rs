@@ -59,7 +59,15 @@ async fn a_shipment_becomes_a_created_record_once() {
             Err(HandlerError::Permanent(_))
         ));
     }
-    assert_eq!(w.count("SELECT count(*) FROM tracking_records").await, 1);
+    // Carrier names as shipping allows them, dots included.
+    w.deliver(&shipment_created(
+        "ship-4",
+        "DH0000000000000004",
+        "dhl-express.asia",
+    ))
+    .await
+    .expect("a carrier with a dot");
+    assert_eq!(w.count("SELECT count(*) FROM tracking_records").await, 2);
 }
 
 #[tokio::test]
