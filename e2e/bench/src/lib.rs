@@ -14,6 +14,7 @@ pub mod fraud;
 pub mod livestream;
 pub mod pricing;
 pub mod routes;
+pub mod shipping;
 pub mod tracking;
 pub mod videocall;
 pub mod ws;

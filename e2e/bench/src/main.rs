@@ -12,6 +12,8 @@
 //! `titan-bench driver`: position reports/s over two replicas with a watcher, nearby searches.
 //! `titan-bench tracking`: signed webhook scans/s on one replica, their fan-out to subscribers
 //! on the other, Track lookups.
+//! `titan-bench shipping`: CreateShipment/s over two replicas (quote, label PDF to the bucket,
+//! row and event), replays on the other replica, rows, events and labels checked.
 //! The others need the datastores of `cargo xtask datastores start` (their URLs in `TITAN_TEST_*`).
 #![forbid(unsafe_code)]
 
@@ -28,6 +30,7 @@ use titan_bench::{
     livestream::{LivestreamOptions, livestream},
     pricing::{PricingOptions, pricing},
     routes::{RoutesOptions, routes},
+    shipping::{ShippingOptions, shipping},
     tracking::{TrackingOptions, tracking},
     videocall::{VideocallOptions, videocall},
     ws::{WsOptions, ws},
@@ -263,6 +266,20 @@ enum Scenario {
         seconds: u64,
         #[arg(long, default_value_t = 20_000)]
         lookups: usize,
+        #[arg(long)]
+        debug: bool,
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Checkouts booking shipments over two `titan serve shipping` replicas (flat-rate quote,
+    /// label PDF to the bucket, row and event in one transaction), then every tenth request
+    /// again on the other replica; rows, events on the bus and sampled labels must match.
+    Shipping {
+        #[arg(long, default_value_t = 2_000)]
+        shipments: usize,
+        /// Concurrent callers, half per replica.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
         #[arg(long)]
         debug: bool,
         #[arg(long)]
@@ -615,6 +632,26 @@ async fn main() -> ExitCode {
             finish(
                 tracking(&options).await,
                 titan_bench::tracking::TrackingReport::exact,
+            )
+        }
+        Scenario::Shipping {
+            shipments,
+            clients,
+            debug,
+            quick,
+        } => {
+            let options = if quick {
+                ShippingOptions::quick()
+            } else {
+                ShippingOptions {
+                    shipments,
+                    clients,
+                    release: !debug,
+                }
+            };
+            finish(
+                shipping(&options).await,
+                titan_bench::shipping::ShippingReport::exact,
             )
         }
         Scenario::Pricing {
