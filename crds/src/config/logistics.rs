@@ -94,27 +94,107 @@ pub struct TrackingConfig {
     /// Events buffered per subscriber before a slow subscriber is dropped.
     #[schemars(range(min = 1, max = 10000))]
     pub subscriber_buffer: u32,
+    /// Carriers that post tracking events to `POST /webhooks/tracking/{carrier}`, each with
+    /// the Secret that holds its signing key. A carrier not listed here is refused.
+    #[schemars(length(max = 32))]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<CarrierWebhook>,
 }
 
 impl Default for TrackingConfig {
     fn default() -> Self {
         Self {
             subscriber_buffer: 64,
+            webhooks: Vec::new(),
         }
     }
+}
+
+/// A carrier allowed to post signed tracking events.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CarrierWebhook {
+    /// The carrier's name, as shipping names it (`dhl-express`).
+    #[schemars(length(min = 1, max = 63))]
+    pub carrier: String,
+    /// Secret in the cell's namespace whose `webhookSecret` key signs the carrier's calls
+    /// (HMAC-SHA256, at least 32 bytes).
+    pub secret: String,
+}
+
+/// The key of a [`CarrierWebhook`]'s Secret that holds the signing key.
+pub const WEBHOOK_SECRET_KEY: &str = "webhookSecret";
+
+impl CarrierWebhook {
+    /// The variable the operator sets from the carrier's Secret and the tracking service
+    /// reads the signing key from: see [`webhook_secret_env`].
+    pub fn secret_env(&self) -> String {
+        webhook_secret_env(&self.carrier)
+    }
+}
+
+/// `TITAN_TRACKING_<CARRIER>_WEBHOOK_SECRET`, the name as [`env_name`] spells it.
+pub fn webhook_secret_env(carrier: &str) -> String {
+    format!("TITAN_TRACKING_{}_WEBHOOK_SECRET", env_name(carrier))
+}
+
+/// A carrier's name as part of an environment variable: upper case, `-` and `.` as `_`.
+fn env_name(carrier: &str) -> String {
+    carrier
+        .chars()
+        .map(|c| match c {
+            '-' | '.' => '_',
+            c => c.to_ascii_uppercase(),
+        })
+        .collect()
+}
+
+/// 1–63 lower-case letters, digits, `-` or `.`: what a carrier may be called, so that its
+/// variables ([`env_name`]) stay distinct and valid.
+fn is_carrier_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
 }
 
 impl TitanConfig for TrackingConfig {
     const SERVICE: ServiceKind = ServiceKind::Tracking;
 
     fn validate(&self) -> Result<(), ConfigError> {
-        in_range(
-            Self::SERVICE,
-            "subscriberBuffer",
-            self.subscriber_buffer,
-            1,
-            10000,
-        )
+        let s = Self::SERVICE;
+        in_range(s, "subscriberBuffer", self.subscriber_buffer, 1, 10000)?;
+        in_range(s, "webhooks", self.webhooks.len(), 0, 32)?;
+        let mut carriers = std::collections::BTreeSet::new();
+        for hook in &self.webhooks {
+            ensure(
+                is_carrier_name(&hook.carrier),
+                s,
+                "webhooks.carrier",
+                || {
+                    format!(
+                        "{:?} is not a carrier name: 1-63 lower-case letters, digits, '-' or '.'",
+                        hook.carrier
+                    )
+                },
+            )?;
+            ensure(
+                carriers.insert(env_name(&hook.carrier)),
+                s,
+                "webhooks",
+                || {
+                    format!(
+                        "carrier {:?} is listed twice (or shares its variable with another)",
+                        hook.carrier
+                    )
+                },
+            )?;
+            ensure(!hook.secret.is_empty(), s, "webhooks.secret", || {
+                format!("carrier {:?} names no Secret", hook.carrier)
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -216,12 +296,7 @@ impl TitanConfig for ShippingConfig {
         let mut names = std::collections::BTreeSet::new();
         for carrier in &self.carriers {
             ensure(
-                carrier.name != FLAT_RATE_NAME
-                    && !carrier.name.is_empty()
-                    && carrier.name.len() <= 63
-                    && carrier.name.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
-                    }),
+                carrier.name != FLAT_RATE_NAME && is_carrier_name(&carrier.name),
                 s,
                 "carriers.name",
                 || {
@@ -456,21 +531,55 @@ impl HttpCarrier {
     /// reads its API key from: `TITAN_SHIPPING_<NAME>_API_KEY`, the name upper-cased with `-`
     /// and `.` as `_`.
     pub fn api_key_env(&self) -> String {
-        let name: String = self
-            .name
-            .chars()
-            .map(|c| match c {
-                '-' | '.' => '_',
-                c => c.to_ascii_uppercase(),
-            })
-            .collect();
-        format!("TITAN_SHIPPING_{name}_API_KEY")
+        format!("TITAN_SHIPPING_{}_API_KEY", env_name(&self.name))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tracking_webhooks_name_valid_distinct_carriers_and_their_secrets() {
+        let hook = |carrier: &str, secret: &str| CarrierWebhook {
+            carrier: carrier.into(),
+            secret: secret.into(),
+        };
+        let mut c = TrackingConfig {
+            webhooks: vec![
+                hook("dhl-express.asia", "dhl-hooks"),
+                hook("ninjavan", "nv"),
+            ],
+            ..TrackingConfig::default()
+        };
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(
+            c.webhooks[0].secret_env(),
+            "TITAN_TRACKING_DHL_EXPRESS_ASIA_WEBHOOK_SECRET"
+        );
+        let refusal = |c: &TrackingConfig| match c.validate() {
+            Err(ConfigError::Invalid { field, reason, .. }) => format!("{field}: {reason}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        // Two names that would share one variable are refused like a repeat.
+        c.webhooks.push(hook("dhl.express-asia", "other"));
+        assert_eq!(
+            refusal(&c),
+            "webhooks: carrier \"dhl.express-asia\" is listed twice (or shares its variable with another)"
+        );
+        c.webhooks.pop();
+        c.webhooks.push(hook("DHL", "x"));
+        assert_eq!(
+            refusal(&c),
+            "webhooks.carrier: \"DHL\" is not a carrier name: 1-63 lower-case letters, digits, '-' or '.'"
+        );
+        c.webhooks.pop();
+        c.webhooks.push(hook("ups", ""));
+        assert_eq!(
+            refusal(&c),
+            "webhooks.secret: carrier \"ups\" names no Secret"
+        );
+    }
 
     #[test]
     fn shipping_needs_a_carrier() {

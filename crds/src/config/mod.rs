@@ -21,9 +21,10 @@ pub use intelligence::{
     PricingMultipliers,
 };
 pub use logistics::{
-    CARRIER_API_KEY, DistanceModel, DriverConfig, FLAT_RATE_NAME, FlatRateCarrier, FlatRateRate,
-    FlatRateZone, HttpCarrier, RateShopping, ShippingConfig, ShippingLevel, TrackingConfig,
-    WarehouseAllocation, WarehouseConfig, WeightBand,
+    CARRIER_API_KEY, CarrierWebhook, DistanceModel, DriverConfig, FLAT_RATE_NAME, FlatRateCarrier,
+    FlatRateRate, FlatRateZone, HttpCarrier, RateShopping, ShippingConfig, ShippingLevel,
+    TrackingConfig, WEBHOOK_SECRET_KEY, WarehouseAllocation, WarehouseConfig, WeightBand,
+    webhook_secret_env,
 };
 pub use marketing::{
     AttributionModel, BadgeRules, CampaignConfig, CouponConfig, FlashsaleConfig,

@@ -30,7 +30,7 @@ use titan_crds::{
     DatastoreKind, Service, ServiceKind,
     config::{
         CARRIER_API_KEY, PUSH_TOKEN_ENV, SMS_TOKEN_ENV, SMTP_PASSWORD_ENV, SMTP_USERNAME_ENV,
-        ServiceConfig,
+        ServiceConfig, WEBHOOK_SECRET_KEY,
     },
 };
 
@@ -299,6 +299,21 @@ fn pod_template(
                 &carrier.api_key_env(),
                 &carrier.credentials_secret,
                 CARRIER_API_KEY,
+            ));
+        }
+    }
+
+    // Each carrier's webhook signing key, from the Secret its entry names (required: a
+    // listed carrier without its key would have every call refused).
+    if spec.service == ServiceKind::Tracking
+        && let Ok(ServiceConfig::Tracking(c)) =
+            ServiceConfig::parse(ServiceKind::Tracking, spec.config.as_ref())
+    {
+        for hook in &c.webhooks {
+            env.push(secret_env(
+                &hook.secret_env(),
+                &hook.secret,
+                WEBHOOK_SECRET_KEY,
             ));
         }
     }
@@ -614,6 +629,24 @@ mod tests {
             vec![
                 "TITAN_SHIPPING_DHL_EXPRESS_API_KEY=dhl-api/apiKey",
                 "TITAN_SHIPPING_NINJAVAN_API_KEY=ninja/apiKey",
+            ]
+        );
+        service.spec.config = None;
+        assert_eq!(env(&service), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_tracking_webhook_key_comes_from_the_secret_its_entry_names() {
+        let mut service: Service = serde_yaml::from_str(
+            "apiVersion: commerce.titan.dev/v1alpha1\nkind: Service\nmetadata: {name: tracking, namespace: titan-sg-1}\nspec: {cell: sg-1, service: tracking, image: 'ghcr.io/titan/titan:0.1.0', config: {webhooks: [{carrier: dhl-express, secret: dhl-hooks}, {carrier: ninjavan, secret: nv-hooks}]}}",
+        )
+        .expect("service yaml");
+        let env = |service: &Service| secret_vars(service, "TITAN_TRACKING_");
+        assert_eq!(
+            env(&service),
+            vec![
+                "TITAN_TRACKING_DHL_EXPRESS_WEBHOOK_SECRET=dhl-hooks/webhookSecret",
+                "TITAN_TRACKING_NINJAVAN_WEBHOOK_SECRET=nv-hooks/webhookSecret",
             ]
         );
         service.spec.config = None;

@@ -48,10 +48,7 @@ pub type Secrets = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// (as shipping names its carriers' keys): `dhl-express.asia` →
 /// `TITAN_TRACKING_DHL_EXPRESS_ASIA_WEBHOOK_SECRET`.
 pub fn secret_variable(carrier: &str) -> String {
-    format!(
-        "TITAN_TRACKING_{}_WEBHOOK_SECRET",
-        carrier.to_ascii_uppercase().replace(['-', '.'], "_")
-    )
+    titan_crds::config::webhook_secret_env(carrier)
 }
 
 /// Secrets read from the process environment when a call arrives, so a rotated Secret

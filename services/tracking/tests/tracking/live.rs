@@ -148,6 +148,7 @@ async fn a_subscriber_on_one_replica_gets_the_history_then_events_appended_on_an
 async fn a_subscriber_that_falls_behind_is_dropped() {
     let w = World::with(Settings {
         subscriber_buffer: 2,
+        ..Settings::default()
     })
     .await;
     let n = "AC0000000000000011";
