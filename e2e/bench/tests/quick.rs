@@ -8,7 +8,9 @@
 //! and every signaling frame crosses the two replicas once, in order; drivers' positions all
 //! land, a watch on the other replica sees every one of its driver's, in order, and the nearby
 //! set finds the whole fleet; tracking's signed webhook scans on one replica reach the
-//! subscribers on the other once each and are stored once. Figures are printed, never
+//! subscribers on the other once each and are stored once; shipments booked on two replicas
+//! are each stored once with one event, a replay on the other replica answers the same one,
+//! and the sampled labels are served by their signed URLs. Figures are printed, never
 //! asserted.
 
 #[tokio::test(flavor = "multi_thread")]
@@ -163,5 +165,22 @@ async fn the_quick_tracking_run_fans_every_scan_out_once_and_stores_it_once() {
         50 + i64::try_from(report.appended).expect("fits")
     );
     assert_eq!(report.stored, report.expected, "{report}");
+    assert!(report.exact());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quick_shipping_run_books_each_shipment_once_with_its_label_and_event() {
+    let options = titan_bench::shipping::ShippingOptions::quick();
+    let report = titan_bench::shipping::shipping(&options)
+        .await
+        .expect("bench");
+    println!("{report}");
+    let n = options.shipments as u64;
+    assert_eq!((report.booked, report.refused), (n, 0), "{report}");
+    assert_eq!((report.rows, report.events), (n, n), "{report}");
+    assert!(report.replays > 0, "{report}");
+    assert_eq!(report.replays_same, report.replays, "{report}");
+    assert!(report.labels_checked > 0, "{report}");
+    assert_eq!(report.labels_ok, report.labels_checked, "{report}");
     assert!(report.exact());
 }
