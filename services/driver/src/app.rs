@@ -451,7 +451,7 @@ impl<S: DriverStore> Drivers<S> {
 
     /// A driver by id, for a dispatcher or the driver themself.
     pub async fn get_driver(&self, caller: &Caller, id: &str) -> Result<Driver, DriverError> {
-        let id = parse_uuid("driver_id", id)?;
+        let id = titan_kit::input::uuid("driver_id", id)?;
         let driver = self.driver(id).await?;
         if driver.user_id != caller.user_id {
             dispatcher(caller)?;
@@ -601,13 +601,13 @@ impl<S: DriverStore> Drivers<S> {
         stops: &[StopRequest],
     ) -> Result<AssignedRoute, DriverError> {
         dispatcher(caller)?;
-        let driver_id = parse_uuid("driver_id", driver)?;
+        let driver_id = titan_kit::input::uuid("driver_id", driver)?;
         let parsed = stops
             .iter()
             .enumerate()
             .map(|(i, (id, eta))| {
                 Ok(Stop {
-                    delivery_id: parse_uuid(&format!("stops[{i}].delivery_id"), id)?,
+                    delivery_id: titan_kit::input::uuid(&format!("stops[{i}].delivery_id"), id)?,
                     eta: *eta,
                 })
             })
@@ -643,7 +643,7 @@ impl<S: DriverStore> Drivers<S> {
         let mut parsed = Vec::with_capacity(routes.len());
         for (r, (driver, stops)) in routes.iter().enumerate() {
             let field = format!("routes[{r}].driver_id");
-            let driver_id = parse_uuid(&field, driver)?;
+            let driver_id = titan_kit::input::uuid(&field, driver)?;
             if let Some(first) = drivers.insert(driver_id, r) {
                 return Err(InputError::new(
                     field,
@@ -654,7 +654,7 @@ impl<S: DriverStore> Drivers<S> {
             let mut plan = Vec::with_capacity(stops.len());
             for (i, (id, eta)) in stops.iter().enumerate() {
                 let field = format!("routes[{r}].stops[{i}].delivery_id");
-                let delivery_id = parse_uuid(&field, id)?;
+                let delivery_id = titan_kit::input::uuid(&field, id)?;
                 if let Some(first) = deliveries.insert(delivery_id, r) {
                     return Err(InputError::new(
                         field,
@@ -738,7 +738,7 @@ impl<S: DriverStore> Drivers<S> {
     /// topic is subscribed first, then the latest position read, so nothing published in
     /// between is missed (a repeat is skipped by its time).
     pub async fn watch(&self, caller: &Caller, driver: &str) -> Result<Watch, DriverError> {
-        let id = parse_uuid("driver_id", driver)?;
+        let id = titan_kit::input::uuid("driver_id", driver)?;
         let d = self.driver(id).await?;
         if d.user_id != caller.user_id && !caller.has_role(DISPATCHER_ROLE) {
             return Err(DriverError::NotAWatcher(id));
@@ -781,7 +781,7 @@ impl<S: DriverStore> Drivers<S> {
         delivery: &str,
         action: &str,
     ) -> Result<Delivery, DriverError> {
-        let id = parse_uuid("delivery_id", delivery)?;
+        let id = titan_kit::input::uuid("delivery_id", delivery)?;
         let action = DeliveryAction::parse("action", action)?;
         if !matches!(
             action,
@@ -816,7 +816,7 @@ impl<S: DriverStore> Drivers<S> {
         delivery: &str,
         proof: Proof,
     ) -> Result<Delivery, DriverError> {
-        let id = parse_uuid("delivery_id", delivery)?;
+        let id = titan_kit::input::uuid("delivery_id", delivery)?;
         let digest: Vec<(&str, usize)> = proof
             .attachments()
             .map(|a| (a.content_type.as_str(), a.bytes.len()))
@@ -873,7 +873,7 @@ impl<S: DriverStore> Drivers<S> {
         window_end: DateTime<Utc>,
     ) -> Result<Delivery, DriverError> {
         dispatcher(caller)?;
-        let id = parse_uuid("delivery_id", delivery)?;
+        let id = titan_kit::input::uuid("delivery_id", delivery)?;
         let window = TimeWindow::new("window", window_start, window_end)?;
         let key = key(
             "Reschedule",
@@ -912,16 +912,9 @@ impl<S: DriverStore> Drivers<S> {
         delivery: &str,
         rating: i64,
     ) -> Result<Performance, DriverError> {
-        let id = parse_uuid("delivery_id", delivery)?;
+        let id = titan_kit::input::uuid("delivery_id", delivery)?;
         let rating = Rating::parse("rating", rating)?;
         let key = key("Rate", caller, request_id, &(delivery, rating.get()))?;
         self.store.rate(&key, id, &caller.user_id, rating).await
     }
-}
-
-fn parse_uuid(field: &str, s: &str) -> Result<Uuid, InputError> {
-    if s.is_empty() {
-        return Err(InputError::new(field, "is required"));
-    }
-    Uuid::try_parse(s).map_err(|_| InputError::new(field, format!("{s:?} is not a UUID")))
 }

@@ -100,9 +100,55 @@ pub fn ident(field: impl Into<String>, s: &str) -> Result<&str, InputError> {
     Ok(s)
 }
 
+/// A UUID a client names in `field` (required).
+pub fn uuid(field: &str, s: &str) -> Result<uuid::Uuid, InputError> {
+    if s.is_empty() {
+        return Err(InputError::new(field, "is required"));
+    }
+    uuid::Uuid::try_parse(s).map_err(|_| InputError::new(field, format!("{s:?} is not a UUID")))
+}
+
+/// A page size of 1 to `max`, 0 asking for `max`: a listing is never unbounded.
+pub fn page_size(field: &str, size: u32, max: u32) -> Result<u32, InputError> {
+    match size {
+        0 => Ok(max),
+        n if n <= max => Ok(n),
+        n => Err(InputError::new(
+            field,
+            format!("is {n}; at most {max} (0 for {max})"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_uuid_and_a_page_size_name_their_field() {
+        let id = "0190b4a4-0a4e-7c3e-9f57-4b0c1a2b3c4d";
+        assert_eq!(
+            uuid("shipment_id", id).map(|u| u.to_string()),
+            Ok(id.into())
+        );
+        assert_eq!(
+            uuid("shipment_id", ""),
+            Err(InputError::new("shipment_id", "is required"))
+        );
+        assert_eq!(
+            uuid("shipment_id", "42"),
+            Err(InputError::new("shipment_id", "\"42\" is not a UUID"))
+        );
+        assert_eq!(page_size("page_size", 0, 100), Ok(100));
+        assert_eq!(page_size("page_size", 100, 100), Ok(100));
+        assert_eq!(
+            page_size("page_size", 101, 100),
+            Err(InputError::new(
+                "page_size",
+                "is 101; at most 100 (0 for 100)"
+            ))
+        );
+    }
 
     #[test]
     fn an_identifier_is_short_printable_ascii() {

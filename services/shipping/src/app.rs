@@ -235,21 +235,7 @@ fn reads_any(caller: &Caller) -> bool {
 }
 
 fn page(field: &str, size: u32) -> Result<u32, InputError> {
-    match size {
-        0 => Ok(MAX_PAGE),
-        n if n <= MAX_PAGE => Ok(n),
-        n => Err(InputError::new(
-            field,
-            format!("is {n}; at most {MAX_PAGE} (0 for {MAX_PAGE})"),
-        )),
-    }
-}
-
-fn parse_uuid(field: &str, s: &str) -> Result<Uuid, InputError> {
-    if s.is_empty() {
-        return Err(InputError::new(field, "is required"));
-    }
-    Uuid::try_parse(s).map_err(|_| InputError::new(field, format!("{s:?} is not a UUID")))
+    titan_kit::input::page_size(field, size, MAX_PAGE)
 }
 
 fn encode(body: &impl Serialize) -> Result<Vec<u8>, ShippingError> {
@@ -465,7 +451,7 @@ impl<S: ShippingStore> Shipping<S> {
     /// The owner, a service or an admin: one shipment. Anyone else is told it does not
     /// exist, so ids cannot be probed.
     pub async fn get_shipment(&self, caller: &Caller, id: &str) -> Result<Labelled, ShippingError> {
-        let id = parse_uuid("shipment_id", id)?;
+        let id = titan_kit::input::uuid("shipment_id", id)?;
         let shipment = self
             .store
             .shipment(id)
@@ -484,7 +470,7 @@ impl<S: ShippingStore> Shipping<S> {
         id: &str,
     ) -> Result<Labelled, ShippingError> {
         writer(caller)?;
-        let shipment_id = parse_uuid("shipment_id", id)?;
+        let shipment_id = titan_kit::input::uuid("shipment_id", id)?;
         let key = idempotency::Key::new(
             SERVICE,
             "CancelShipment",
@@ -528,7 +514,7 @@ impl<S: ShippingStore> Shipping<S> {
         let after = if page_token.is_empty() {
             None
         } else {
-            Some(parse_uuid("page_token", page_token)?)
+            Some(titan_kit::input::uuid("page_token", page_token)?)
         };
         let owner = (!reads_any(caller)).then_some(caller.user_id.as_str());
         let shipments = self.store.by_order(order_id, owner, after, limit).await?;

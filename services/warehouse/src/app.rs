@@ -460,21 +460,7 @@ fn reference(field: &str, s: &str, required: bool) -> Result<String, InputError>
 }
 
 fn page(field: &str, size: u32) -> Result<u32, InputError> {
-    match size {
-        0 => Ok(MAX_PAGE),
-        n if n <= MAX_PAGE => Ok(n),
-        n => Err(InputError::new(
-            field,
-            format!("is {n}; at most {MAX_PAGE} (0 for {MAX_PAGE})"),
-        )),
-    }
-}
-
-fn parse_uuid(field: &str, s: &str) -> Result<Uuid, InputError> {
-    if s.is_empty() {
-        return Err(InputError::new(field, "is required"));
-    }
-    Uuid::try_parse(s).map_err(|_| InputError::new(field, format!("{s:?} is not a UUID")))
+    titan_kit::input::page_size(field, size, MAX_PAGE)
 }
 
 /// A place as a request names it.
@@ -818,7 +804,7 @@ impl<S: WarehouseStore> Warehouses<S> {
         reservation: &str,
         action: ReservationAction,
     ) -> Result<Reservation, WarehouseError> {
-        let id = parse_uuid("reservation_id", reservation)?;
+        let id = titan_kit::input::uuid("reservation_id", reservation)?;
         let key = key(action.as_str(), caller, request_id, &reservation)?;
         self.store
             .advance(&key, id, action, &caller.user_id, (self.clock)())
@@ -831,7 +817,7 @@ impl<S: WarehouseStore> Warehouses<S> {
         reservation: &str,
     ) -> Result<Reservation, WarehouseError> {
         reader(caller)?;
-        let id = parse_uuid("reservation_id", reservation)?;
+        let id = titan_kit::input::uuid("reservation_id", reservation)?;
         self.store
             .reservation(id)
             .await?
