@@ -557,6 +557,10 @@ mod tests {
             c.webhooks[0].secret_env(),
             "TITAN_TRACKING_DHL_EXPRESS_ASIA_WEBHOOK_SECRET"
         );
+        assert_eq!(
+            webhook_secret_env("flat-rate"),
+            "TITAN_TRACKING_FLAT_RATE_WEBHOOK_SECRET"
+        );
         let refusal = |c: &TrackingConfig| match c.validate() {
             Err(ConfigError::Invalid { field, reason, .. }) => format!("{field}: {reason}"),
             other => panic!("expected a refusal, got {other:?}"),

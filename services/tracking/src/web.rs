@@ -44,17 +44,11 @@ pub const SIGNATURE_HEADER: &str = "x-titan-signature";
 /// A carrier's webhook secret by carrier name; `None` when the carrier has none.
 pub type Secrets = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
-/// The variable holding a carrier's secret, the name upper-cased with `-` and `.` as `_`
-/// (as shipping names its carriers' keys): `dhl-express.asia` →
-/// `TITAN_TRACKING_DHL_EXPRESS_ASIA_WEBHOOK_SECRET`.
-pub fn secret_variable(carrier: &str) -> String {
-    titan_crds::config::webhook_secret_env(carrier)
-}
-
-/// Secrets read from the process environment when a call arrives, so a rotated Secret
+/// Secrets read from the process environment (`TITAN_TRACKING_<CARRIER>_WEBHOOK_SECRET`, as
+/// the operator sets them from the Cell's `webhooks`) when a call arrives, so a rotated Secret
 /// mounted as an environment variable takes effect with the next pod.
 pub fn env_secrets() -> Secrets {
-    Arc::new(|carrier| std::env::var(secret_variable(carrier)).ok())
+    Arc::new(|carrier| std::env::var(titan_crds::config::webhook_secret_env(carrier)).ok())
 }
 
 struct Hooks<S> {
@@ -145,22 +139,5 @@ async fn receive<S: TrackingStore>(
             tracing::error!(%carrier, error = %e, code = ?e.code(), "tracking webhook failed");
             refuse(StatusCode::SERVICE_UNAVAILABLE, "try again later")
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secret_variables_follow_shipping_s_naming() {
-        assert_eq!(
-            secret_variable("flat-rate"),
-            "TITAN_TRACKING_FLAT_RATE_WEBHOOK_SECRET"
-        );
-        assert_eq!(
-            secret_variable("dhl-express.asia"),
-            "TITAN_TRACKING_DHL_EXPRESS_ASIA_WEBHOOK_SECRET"
-        );
     }
 }
