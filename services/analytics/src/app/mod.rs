@@ -18,9 +18,9 @@ pub use ingest::{IngestError, IngestOptions, Ingestor, Sink};
 use crate::{
     config::Settings,
     domain::{
-        BehaviorQuery, EventError, FunnelQuery, FunnelStep, Granularity, MetricError, MetricQuery,
-        Period, ProductQuery, QueryError, RawEvent, RawMetricPoint, RetentionQuery, average_minor,
-        event::MAX_BATCH, ratio,
+        BehaviorQuery, DAY_SECONDS, EventError, FunnelQuery, FunnelStep, Granularity, MetricError,
+        MetricQuery, Period, ProductQuery, QueryError, RawEvent, RawMetricPoint, RetentionQuery,
+        average_minor, event::MAX_BATCH, ratio,
     },
     metrics::{self, Metrics},
     store::{EventRow, MetricRow},
@@ -80,6 +80,27 @@ pub struct ActivityRow {
     pub bucket: u32,
     pub cell: String,
     pub events: u64,
+    pub users: u64,
+    pub purchasers: u64,
+}
+
+/// Activity of one UTC day (days since 1970) and cell: a whole day from the daily rollup, or
+/// the part of a day a period covers.
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+pub struct DayRow {
+    pub date: u16,
+    pub cell: String,
+    pub events: u64,
+    pub users: u64,
+    pub purchasers: u64,
+}
+
+/// Distinct users and purchasers of a week (bucket: its Monday, Unix seconds) or of the whole
+/// period (bucket 0), and cell.
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+pub struct UsersRow {
+    pub bucket: u32,
+    pub cell: String,
     pub users: u64,
     pub purchasers: u64,
 }
@@ -150,13 +171,29 @@ pub struct SeriesRow {
 
 /// The queries, each answered by ClickHouse in one or a few statements.
 pub trait Warehouse: Send + Sync + 'static {
-    /// Per bucket (or the whole period when `granularity` is `None`, bucket 0) and cell.
+    /// Per bucket (or the whole period when `granularity` is `None`, bucket 0) and cell, read
+    /// from the events themselves (hourly series; the reference the rollups are tested against).
     fn activity(
         &self,
         period: &Period,
         granularity: Option<Granularity>,
         cell: &str,
     ) -> impl Future<Output = std::result::Result<Vec<ActivityRow>, KitError>> + Send;
+    /// Per day and cell: whole days from the daily rollup (recomputed first where events
+    /// arrived since it was computed), partial days at the period's ends from the events.
+    fn days(
+        &self,
+        period: &Period,
+        cell: &str,
+    ) -> impl Future<Output = std::result::Result<Vec<DayRow>, KitError>> + Send;
+    /// Distinct users and purchasers per week (`by_week`) or over the whole period (bucket 0),
+    /// per cell, from the per-user active-days rollup and the partial days' events.
+    fn active_users(
+        &self,
+        period: &Period,
+        by_week: bool,
+        cell: &str,
+    ) -> impl Future<Output = std::result::Result<Vec<UsersRow>, KitError>> + Send;
     fn revenue(
         &self,
         period: &Period,
@@ -298,6 +335,45 @@ fn instant(seconds: u32) -> DateTime<Utc> {
     DateTime::from_timestamp(i64::from(seconds), 0).unwrap_or_default()
 }
 
+/// Monday of the week of `day` (days since 1970-01-01, a Thursday; events are from 2000 on, so
+/// the first three days, whose Monday is in 1969, need not be exact).
+fn monday(day: u16) -> u32 {
+    let day = u32::from(day);
+    day.saturating_sub((day + 3) % 7)
+}
+
+/// Activity per bucket from the rollups: events add up over the days of a bucket (each day
+/// counts its distinct event ids), users and purchasers come distinct per bucket from `users`.
+fn rollup_activity(
+    days: &[DayRow],
+    users: Vec<UsersRow>,
+    bucket_of: impl Fn(u16) -> u32,
+) -> Vec<ActivityRow> {
+    let mut by_key: BTreeMap<(u32, String), ActivityRow> = BTreeMap::new();
+    let row = |bucket: u32, cell: &str| ActivityRow {
+        bucket,
+        cell: cell.to_owned(),
+        events: 0,
+        users: 0,
+        purchasers: 0,
+    };
+    for d in days {
+        let bucket = bucket_of(d.date);
+        by_key
+            .entry((bucket, d.cell.clone()))
+            .or_insert_with(|| row(bucket, &d.cell))
+            .events += d.events;
+    }
+    for u in users {
+        let a = by_key
+            .entry((u.bucket, u.cell.clone()))
+            .or_insert_with(|| row(u.bucket, &u.cell));
+        a.users = u.users;
+        a.purchasers = u.purchasers;
+    }
+    by_key.into_values().collect()
+}
+
 fn kpi_buckets(activity: Vec<ActivityRow>, revenue: Vec<RevenueRow>) -> Vec<KpiBucket> {
     let mut by_key: BTreeMap<(u32, String), Kpis> = BTreeMap::new();
     for a in activity {
@@ -407,12 +483,47 @@ impl<W: Warehouse> Analytics<W> {
         cell: &str,
     ) -> Result<KpiReport> {
         let granularity = granularity.check(&period)?;
-        let (activity, revenue, total_activity, total_revenue) = futures::try_join!(
-            self.warehouse.activity(&period, Some(granularity), cell),
-            self.warehouse.revenue(&period, Some(granularity), cell),
-            self.warehouse.activity(&period, None, cell),
-            self.warehouse.revenue(&period, None, cell),
+        let w = &self.warehouse;
+        // Hours are finer than the daily rollup: an hourly series reads the events. Days come
+        // whole from the rollup; weeks and the period add days' events up and take their
+        // distinct users from the per-user rollup.
+        let hourly = async {
+            match granularity {
+                Granularity::Hour => w.activity(&period, Some(granularity), cell).await,
+                Granularity::Day | Granularity::Week => Ok(Vec::new()),
+            }
+        };
+        let weekly_users = async {
+            match granularity {
+                Granularity::Week => w.active_users(&period, true, cell).await,
+                Granularity::Hour | Granularity::Day => Ok(Vec::new()),
+            }
+        };
+        let (days, hourly, weekly_users, total_users, revenue, total_revenue) = futures::try_join!(
+            w.days(&period, cell),
+            hourly,
+            weekly_users,
+            w.active_users(&period, false, cell),
+            w.revenue(&period, Some(granularity), cell),
+            w.revenue(&period, None, cell),
         )?;
+        let activity = match granularity {
+            Granularity::Hour => hourly,
+            Granularity::Day => days
+                .iter()
+                .map(|d| ActivityRow {
+                    bucket: u32::from(d.date) * DAY_SECONDS,
+                    cell: d.cell.clone(),
+                    events: d.events,
+                    users: d.users,
+                    purchasers: d.purchasers,
+                })
+                .collect(),
+            Granularity::Week => {
+                rollup_activity(&days, weekly_users, |day| monday(day) * DAY_SECONDS)
+            }
+        };
+        let total_activity = rollup_activity(&days, total_users, |_| 0);
         let mut totals = kpi_buckets(total_activity, total_revenue);
         for t in &mut totals {
             t.bucket = period.from;
@@ -540,6 +651,71 @@ mod tests {
         assert_eq!(
             attribute(&caller(&["admin"]), 0, String::new()).ok(),
             Some(String::new())
+        );
+    }
+
+    #[test]
+    fn days_fall_in_the_week_of_their_monday() {
+        // Day 0 (1970-01-01) is a Thursday; 1970-01-05 (day 4) the first Monday.
+        assert_eq!(monday(0), 0, "the days before the first Monday stay at 0");
+        assert_eq!(monday(4), 4);
+        assert_eq!(monday(10), 4, "Sunday 1970-01-11");
+        assert_eq!(monday(11), 11);
+        // 2025-10-01 (day 20362), a Wednesday: Monday 2025-09-29.
+        assert_eq!(monday(20_362), 20_360);
+    }
+
+    #[test]
+    fn rollups_add_days_events_and_take_users_per_bucket() {
+        let day = |date: u16, cell: &str, events: u64| DayRow {
+            date,
+            cell: cell.into(),
+            events,
+            users: 100,
+            purchasers: 100,
+        };
+        let days = [
+            day(20_360, "a", 5),
+            day(20_361, "a", 7),
+            day(20_367, "a", 1),
+            day(20_360, "b", 2),
+        ];
+        let users = vec![
+            UsersRow {
+                bucket: 20_360 * DAY_SECONDS,
+                cell: "a".into(),
+                users: 3,
+                purchasers: 1,
+            },
+            UsersRow {
+                bucket: 20_367 * DAY_SECONDS,
+                cell: "a".into(),
+                users: 1,
+                purchasers: 0,
+            },
+        ];
+        let weeks = rollup_activity(&days, users, |d| monday(d) * DAY_SECONDS);
+        let got: Vec<(u32, &str, u64, u64, u64)> = weeks
+            .iter()
+            .map(|a| {
+                (
+                    a.bucket / DAY_SECONDS,
+                    a.cell.as_str(),
+                    a.events,
+                    a.users,
+                    a.purchasers,
+                )
+            })
+            .collect();
+        // Day users are not added up: a week's come from its UsersRow; cell b has none (its
+        // events were anonymous), so it has no users.
+        assert_eq!(
+            got,
+            vec![
+                (20_360, "a", 12, 3, 1),
+                (20_360, "b", 2, 0, 0),
+                (20_367, "a", 1, 1, 0)
+            ]
         );
     }
 

@@ -8,8 +8,8 @@ pub mod query;
 pub use event::{Event, EventError, RawEvent, Source};
 pub use metric::{MetricError, MetricPoint, RawMetricPoint};
 pub use query::{
-    Aggregation, BehaviorQuery, FunnelQuery, FunnelStep, Granularity, MetricQuery, Period,
-    ProductQuery, QueryError, RetentionQuery,
+    Aggregation, BehaviorQuery, DAY_SECONDS, DaySplit, FunnelQuery, FunnelStep, Granularity,
+    MetricQuery, Period, ProductQuery, QueryError, RetentionQuery,
 };
 
 /// The service's name: its migrations, its consumer group and its ClickHouse tables' prefix.

@@ -76,6 +76,41 @@ impl Period {
     }
 }
 
+/// Seconds in a UTC day.
+pub const DAY_SECONDS: u32 = 86_400;
+
+/// A period cut at UTC midnights: the whole days that the daily rollups answer, and the
+/// partial days at either end, which are read from the events themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DaySplit {
+    /// Day numbers (days since 1970-01-01) `[first, end)` of the whole days, if any.
+    pub whole: Option<(u32, u32)>,
+    /// Up to two half-open second ranges `[from, to)` of partial days; `(0, 0)` is empty, so
+    /// the SQL that reads them always has the same shape.
+    pub edges: [(u32, u32); 2],
+}
+
+impl Period {
+    /// Cuts the period (whole seconds, as the queries read it) at midnights.
+    pub fn split(&self) -> DaySplit {
+        let (from, to) = (self.from_seconds(), self.to_seconds());
+        let first = from.div_ceil(DAY_SECONDS);
+        let end = to / DAY_SECONDS;
+        if first >= end {
+            return DaySplit {
+                whole: None,
+                edges: [(from, to), (0, 0)],
+            };
+        }
+        let (start, stop) = (first * DAY_SECONDS, end * DAY_SECONDS);
+        let edge = |a: u32, b: u32| if a < b { (a, b) } else { (0, 0) };
+        DaySplit {
+            whole: Some((first, end)),
+            edges: [edge(from, start), edge(stop, to)],
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Granularity {
     Hour,
@@ -339,6 +374,44 @@ mod tests {
             "4800 hourly buckets"
         );
         assert!(Granularity::Day.check(&long).is_ok());
+    }
+
+    #[test]
+    fn periods_split_at_midnights() {
+        let d = i64::from(DAY_SECONDS);
+        // Midnight to midnight: whole days only.
+        let p = Period::new(at(10 * d), at(13 * d)).expect("valid");
+        assert_eq!(
+            p.split(),
+            DaySplit {
+                whole: Some((10, 13)),
+                edges: [(0, 0), (0, 0)]
+            }
+        );
+        // Ragged ends: the partial days on either side are edges.
+        let p = Period::new(at(10 * d - 60), at(12 * d + 5)).expect("valid");
+        let ten = u32::try_from(10 * d).expect("fits");
+        let twelve = u32::try_from(12 * d).expect("fits");
+        assert_eq!(
+            p.split(),
+            DaySplit {
+                whole: Some((10, 12)),
+                edges: [(ten - 60, ten), (twelve, twelve + 5)]
+            }
+        );
+        // Within one day, or across one midnight without a whole day: all edges.
+        let p = Period::new(at(10 * d + 5), at(11 * d + 5)).expect("valid");
+        assert_eq!(
+            p.split(),
+            DaySplit {
+                whole: None,
+                edges: [(ten + 5, ten + 86_405), (0, 0)]
+            }
+        );
+        // A sub-second end is read up to the next whole second, as the raw queries do.
+        let to = at(11 * d) - Duration::milliseconds(1);
+        let p = Period::new(at(10 * d), to).expect("valid");
+        assert_eq!(p.split().whole, Some((10, 11)));
     }
 
     #[test]

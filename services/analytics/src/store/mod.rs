@@ -2,6 +2,7 @@
 //! `clickhouse` crate (RowBinary), and the queries ([`queries`]).
 
 pub mod queries;
+mod rollup;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clickhouse::{Client, Row, RowOwned, RowWrite};
@@ -61,6 +62,86 @@ ORDER BY (name, date, user_id, event_id)",
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(date)
 ORDER BY (name, date, metric_id)",
+    },
+    Migration {
+        version: 3,
+        description: "rows inserted per day",
+        sql: "CREATE TABLE IF NOT EXISTS analytics_day_inserts (
+    date  Date,
+    cell  String,
+    rows  UInt64
+) ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(date)
+ORDER BY (date, cell)",
+    },
+    Migration {
+        version: 4,
+        description: "rows inserted per day: counted on every insert",
+        sql: "CREATE MATERIALIZED VIEW IF NOT EXISTS analytics_day_inserts_mv
+TO analytics_day_inserts
+AS SELECT date, cell, count() AS rows
+FROM analytics_events
+GROUP BY date, cell",
+    },
+    Migration {
+        version: 5,
+        description: "rows inserted per day: back-fill",
+        sql: "INSERT INTO analytics_day_inserts (date, cell, rows)
+SELECT date, cell, count() AS rows
+FROM analytics_events
+GROUP BY date, cell",
+    },
+    Migration {
+        version: 6,
+        description: "daily activity",
+        sql: "CREATE TABLE IF NOT EXISTS analytics_days (
+    date       Date,
+    cell       String,
+    inserted   UInt64,
+    events     UInt64,
+    users      UInt64,
+    purchasers UInt64
+) ENGINE = ReplacingMergeTree(inserted)
+PARTITION BY toYYYYMM(date)
+ORDER BY (date, cell)",
+    },
+    Migration {
+        version: 7,
+        description: "active days per user",
+        sql: "CREATE TABLE IF NOT EXISTS analytics_user_days (
+    block         UInt16,
+    cell          String,
+    user_id       String,
+    days          AggregateFunction(groupBitOr, UInt64),
+    purchase_days AggregateFunction(groupBitOr, UInt64)
+) ENGINE = AggregatingMergeTree
+PARTITION BY block
+ORDER BY (cell, user_id)",
+    },
+    Migration {
+        version: 8,
+        description: "active days per user: set on every insert",
+        sql: "CREATE MATERIALIZED VIEW IF NOT EXISTS analytics_user_days_mv
+TO analytics_user_days
+AS SELECT toUInt16(intDiv(toUInt32(date) - 4, 56)) AS block, cell, user_id,
+    groupBitOrState(bitShiftLeft(toUInt64(1), toUInt8((toUInt32(date) - 4) % 56))) AS days,
+    groupBitOrStateIf(bitShiftLeft(toUInt64(1), toUInt8((toUInt32(date) - 4) % 56)),
+                      order_id != '' AND revenue > 0) AS purchase_days
+FROM analytics_events
+WHERE user_id != ''
+GROUP BY block, cell, user_id",
+    },
+    Migration {
+        version: 9,
+        description: "active days per user: back-fill",
+        sql: "INSERT INTO analytics_user_days (block, cell, user_id, days, purchase_days)
+SELECT toUInt16(intDiv(toUInt32(date) - 4, 56)) AS block, cell, user_id,
+    groupBitOrState(bitShiftLeft(toUInt64(1), toUInt8((toUInt32(date) - 4) % 56))) AS days,
+    groupBitOrStateIf(bitShiftLeft(toUInt64(1), toUInt8((toUInt32(date) - 4) % 56)),
+                      order_id != '' AND revenue > 0) AS purchase_days
+FROM analytics_events
+WHERE user_id != ''
+GROUP BY block, cell, user_id",
     },
 ];
 

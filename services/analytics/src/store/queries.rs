@@ -2,17 +2,20 @@
 //! client escapes it); the only text spliced into SQL is fixed by this file (bucket and
 //! aggregate expressions chosen by enum). All of it runs on ClickHouse 18.16 and current
 //! releases. Counting and summing read through de-duplication (`uniqExact(cityHash64(event_id))`, orders
-//! grouped by `order_id`); existence questions (funnels, retention, users) need none.
+//! grouped by `order_id`); existence questions (funnels, retention, users) need none. KPIs read
+//! the rollups of docs/analytics.md for whole days ([`super::rollup`]).
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clickhouse::{Client, Row, query::Query};
 use serde::Deserialize;
 use titan_kit::KitError;
 
+use super::rollup;
+
 use crate::{
     app::{
-        ActivityRow, CohortRow, PathRow, ProductCount, ProductRow, RealtimeRow, RevenueRow,
-        SeriesRow, SessionStats, Warehouse,
+        ActivityRow, CohortRow, DayRow, PathRow, ProductCount, ProductRow, RealtimeRow, RevenueRow,
+        SeriesRow, SessionStats, UsersRow, Warehouse,
     },
     domain::{
         Aggregation, BehaviorQuery, FunnelQuery, Granularity, MetricQuery, Period, ProductQuery,
@@ -39,6 +42,12 @@ impl ClickHouseWarehouse {
 const SATURATING_SUM: &str = "if(sum(toFloat64(amount)) >= 9.2e18, \
      toInt64(9223372036854775807), toInt64(sum(amount)))";
 
+/// A day's (or any bucket's) events, users and purchasers: distinct event ids and user ids, so
+/// a duplicated event counts once.
+pub(super) const ACTIVITY: &str = "uniqExact(cityHash64(event_id)) AS events,
+     uniqExactIf(user_id, user_id != '') AS users,
+     uniqExactIf(user_id, user_id != '' AND order_id != '' AND revenue > 0) AS purchasers";
+
 fn bucket(granularity: Option<Granularity>, column: &str) -> String {
     match granularity {
         None => "toUInt32(0)".to_owned(),
@@ -50,7 +59,7 @@ fn bucket(granularity: Option<Granularity>, column: &str) -> String {
     }
 }
 
-fn date(d: NaiveDate) -> String {
+pub(super) fn date(d: NaiveDate) -> String {
     d.format("%Y-%m-%d").to_string()
 }
 
@@ -85,10 +94,7 @@ impl Warehouse for ClickHouseWarehouse {
         cell: &str,
     ) -> Result<Vec<ActivityRow>, KitError> {
         let sql = format!(
-            "SELECT {b} AS bucket, cell,
-                    uniqExact(cityHash64(event_id)) AS events,
-                    uniqExactIf(user_id, user_id != '') AS users,
-                    uniqExactIf(user_id, user_id != '' AND order_id != '' AND revenue > 0) AS purchasers
+            "SELECT {b} AS bucket, cell, {ACTIVITY}
              FROM analytics_events
              WHERE {IN_PERIOD} AND (? = '' OR cell = ?)
              GROUP BY bucket, cell ORDER BY bucket, cell",
@@ -98,6 +104,30 @@ impl Warehouse for ClickHouseWarehouse {
             .bind(cell)
             .bind(cell);
         Ok(query.fetch_all().await?)
+    }
+
+    async fn days(&self, period: &Period, cell: &str) -> Result<Vec<DayRow>, KitError> {
+        let split = period.split();
+        let whole = async {
+            match split.whole {
+                Some((first, end)) => rollup::whole_days(&self.client, first, end, cell).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let (mut days, partial) =
+            futures::try_join!(whole, rollup::partial_days(&self.client, &split, cell))?;
+        days.extend(partial);
+        days.sort_by(|a, b| (a.date, &a.cell).cmp(&(b.date, &b.cell)));
+        Ok(days)
+    }
+
+    async fn active_users(
+        &self,
+        period: &Period,
+        by_week: bool,
+        cell: &str,
+    ) -> Result<Vec<UsersRow>, KitError> {
+        rollup::active_users(&self.client, &period.split(), by_week, cell).await
     }
 
     async fn revenue(
