@@ -540,7 +540,7 @@ impl Config {
         };
         let redis = match pick("TITAN_REDIS_URL", raw.redis.url) {
             Some(url) => {
-                check_url("redis.url", &url, &["redis", "rediss"])?;
+                check_url("redis.url", &url, &["redis", "rediss", "redis+cluster"])?;
                 let key_prefix = pick("TITAN_REDIS_KEY_PREFIX", raw.redis.key_prefix)
                     .unwrap_or_else(|| format!("titan:{cell}:"));
                 Some(RedisConfig {

@@ -79,7 +79,16 @@ pub struct TestRedis {
 
 impl TestRedis {
     pub async fn new() -> Self {
-        let url = server_url("TITAN_TEST_REDIS_URL");
+        Self::on(server_url("TITAN_TEST_REDIS_URL")).await
+    }
+
+    /// A private key prefix on the test Redis Cluster (`TITAN_TEST_REDIS_CLUSTER_URL`, a
+    /// `redis+cluster://` URL: three masters with a replica each).
+    pub async fn cluster() -> Self {
+        Self::on(server_url("TITAN_TEST_REDIS_CLUSTER_URL")).await
+    }
+
+    async fn on(url: String) -> Self {
         let config = RedisConfig {
             url: SecretString::from(url.clone()),
             key_prefix: format!("{}:", unique("t")),

@@ -1,18 +1,117 @@
-//! Redis: a multiplexed connection manager (reconnects by itself) paired with the key prefix
-//! of this cell (or test), so every key a service builds is namespaced the same way.
+//! Redis: one connection type for a single server (a multiplexed connection manager that
+//! reconnects by itself) or a Redis Cluster (redis-rs' cluster connection, which follows the
+//! slot map through resharding and failover), chosen by the URL, paired with the key prefix of
+//! this cell (or test), so every key a service builds is namespaced the same way.
+//!
+//! Cluster URLs list seed nodes: `redis+cluster://[user:password@]host:port,host:port,...`.
+//! Any one reachable seed is enough; the rest of the cluster is discovered from it.
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot;
+use redis::{Cmd, ErrorKind, Pipeline, RedisFuture, ServerErrorKind, Value};
 use secrecy::ExposeSecret;
 
 use crate::{KitError, config::RedisConfig};
 
+/// The scheme of a Redis Cluster URL.
+pub const CLUSTER_SCHEME: &str = "redis+cluster";
+/// How long the shared connection waits for a reply before failing the command.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long connecting to one cluster node may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A connection to a single server or to a cluster; cheap to clone (clones share the
+/// underlying multiplexed connections). Commands, pipelines and scripts go through
+/// [`redis::aio::ConnectionLike`], so service code is the same for both.
+#[derive(Clone)]
+pub enum RedisConn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for RedisConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Single(_) => "RedisConn::Single",
+            Self::Cluster(_) => "RedisConn::Cluster",
+        })
+    }
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => Box::pin(cluster_pipeline(c, pipeline, offset, count)),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A pipeline on a cluster. redis-rs sends a pipeline to the node of its first keyed command
+/// and refuses one whose commands name keys of different slots, before sending anything (the
+/// only `CrossSlot` error it returns as a whole; a server's CROSSSLOT for one command comes
+/// back as that command's value). A non-atomic pipeline only batches round trips, so one that
+/// spans slots is sent command by command instead, in order, stopping at the first error.
+/// A transaction (`.atomic()`) must name keys of one slot, as on the server: it is refused.
+async fn cluster_pipeline(
+    conn: &mut ClusterConnection,
+    pipeline: &Pipeline,
+    offset: usize,
+    count: usize,
+) -> redis::RedisResult<Vec<Value>> {
+    match conn.req_packed_commands(pipeline, offset, count).await {
+        Err(e)
+            if e.kind() == ErrorKind::Server(ServerErrorKind::CrossSlot)
+                && !pipeline.is_transaction() =>
+        {
+            let mut values = Vec::with_capacity(pipeline.len());
+            for cmd in pipeline.cmd_iter() {
+                values.push(conn.req_packed_command(cmd).await?);
+            }
+            Ok(values)
+        }
+        other => other,
+    }
+}
+
+/// Where the connections go.
+#[derive(Clone)]
+enum Target {
+    Single(redis::Client),
+    /// Every seed as a single-server client too: pub/sub subscribes on one node.
+    Cluster {
+        seeds: Vec<redis::Client>,
+    },
+}
+
 /// A connection and the prefix every key must carry; cheap to clone.
 #[derive(Clone)]
 pub struct RedisHandle {
-    pub conn: ConnectionManager,
-    client: redis::Client,
+    pub conn: RedisConn,
+    target: Target,
     prefix: String,
 }
 
@@ -20,42 +119,78 @@ impl std::fmt::Debug for RedisHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisHandle")
             .field("prefix", &self.prefix)
+            .field("cluster", &self.is_cluster())
             .finish_non_exhaustive()
     }
 }
 
 impl RedisHandle {
     pub async fn connect(config: &RedisConfig) -> Result<Self, KitError> {
-        let client = redis::Client::open(config.url.expose_secret())
-            .map_err(|e| KitError::config("redis.url", e.to_string()))?;
-        let conn = Self::manager(&client, Duration::from_secs(2)).await?;
+        let url = config.url.expose_secret();
+        let target = match cluster_seeds(url)? {
+            Some(seeds) => Target::Cluster {
+                seeds: seeds
+                    .iter()
+                    .map(|s| redis::Client::open(s.as_str()))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| KitError::config("redis.url", e.to_string()))?,
+            },
+            None => Target::Single(
+                redis::Client::open(url)
+                    .map_err(|e| KitError::config("redis.url", e.to_string()))?,
+            ),
+        };
+        if matches!(target, Target::Cluster { .. }) && config.key_prefix.contains(['{', '}']) {
+            // Redis hashes the first `{...}` of a key: braces in the prefix would put every
+            // key of the cell in one slot and defeat the services' own hash tags.
+            return Err(KitError::config(
+                "redis.keyPrefix",
+                "a key prefix for a Redis Cluster must not contain `{` or `}`",
+            ));
+        }
+        let conn = connection(&target, RESPONSE_TIMEOUT).await?;
         Ok(Self {
             conn,
-            client,
+            target,
             prefix: config.key_prefix.clone(),
         })
     }
 
+    /// Whether the URL named a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster { .. })
+    }
+
     /// A connection of its own, for blocking commands that would stall the shared one; its
-    /// response timeout must outlast the block.
-    pub async fn dedicated(
-        &self,
-        response_timeout: Duration,
-    ) -> Result<ConnectionManager, KitError> {
-        Self::manager(&self.client, response_timeout).await
+    /// response timeout must outlast the block. On a cluster: a cluster connection of its own
+    /// (one connection per node), so a block on one node stalls nobody else's commands.
+    pub async fn dedicated(&self, response_timeout: Duration) -> Result<RedisConn, KitError> {
+        connection(&self.target, response_timeout).await
     }
 
-    async fn manager(
-        client: &redis::Client,
-        response_timeout: Duration,
-    ) -> Result<ConnectionManager, KitError> {
-        let config = ConnectionManagerConfig::new().set_response_timeout(Some(response_timeout));
-        Ok(ConnectionManager::new_with_config(client.clone(), config).await?)
-    }
-
-    /// A pub/sub connection of its own (`kit::realtime`'s hub holds one per replica).
+    /// A pub/sub connection of its own (`kit::realtime`'s hub holds one per replica). On a
+    /// cluster, PUBLISH is broadcast to every node, so subscribing on any one node receives
+    /// every message: the first seed that answers is used.
     pub async fn pubsub(&self) -> Result<redis::aio::PubSub, KitError> {
-        Ok(self.client.get_async_pubsub().await?)
+        match &self.target {
+            Target::Single(client) => Ok(client.get_async_pubsub().await?),
+            Target::Cluster { seeds } => {
+                let mut last = None;
+                for seed in seeds {
+                    match seed.get_async_pubsub().await {
+                        Ok(pubsub) => return Ok(pubsub),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "redis cluster seed refused pub/sub; trying the next");
+                            last = Some(e);
+                        }
+                    }
+                }
+                Err(last.map_or_else(
+                    || KitError::config("redis.url", "no cluster seed"),
+                    KitError::from,
+                ))
+            }
+        }
     }
 
     /// `<prefix><name>`: the only way a service should name a key.
@@ -63,14 +198,161 @@ impl RedisHandle {
         format!("{}{name}", self.prefix)
     }
 
+    /// `<anchor>:<suffix>`, a key that a script or transaction uses together with the key
+    /// `anchor` (already prefixed, without braces): on a cluster `{<anchor>}:<suffix>`, whose
+    /// hash tag hashes exactly as `anchor` does, so both are in one slot while `anchor` keeps
+    /// its name. On a single server the plain name, as keys were named before clusters.
+    pub fn beside(&self, anchor: &str, suffix: &str) -> String {
+        match self.target {
+            Target::Single(_) => format!("{anchor}:{suffix}"),
+            Target::Cluster { .. } => format!("{{{anchor}}}:{suffix}"),
+        }
+    }
+
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
-    /// Readiness: the server answers PING.
+    /// Readiness: the server (on a cluster, a node) answers PING.
     pub async fn ping(&self) -> Result<(), KitError> {
         let mut conn = self.conn.clone();
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
+    }
+}
+
+async fn connection(target: &Target, response_timeout: Duration) -> Result<RedisConn, KitError> {
+    match target {
+        Target::Single(client) => {
+            let config =
+                ConnectionManagerConfig::new().set_response_timeout(Some(response_timeout));
+            Ok(RedisConn::Single(
+                ConnectionManager::new_with_config(client.clone(), config).await?,
+            ))
+        }
+        Target::Cluster { seeds } => {
+            let client: ClusterClient =
+                ClusterClientBuilder::new(seeds.iter().map(|s| s.get_connection_info().clone()))
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(response_timeout)
+                    .build()?;
+            Ok(RedisConn::Cluster(client.get_async_connection().await?))
+        }
+    }
+}
+
+/// Whether every key hashes to one Redis Cluster slot, as the keys of one script call or
+/// transaction must (services check their hash tags with it in tests).
+pub fn same_slot<K: AsRef<[u8]>>(keys: impl IntoIterator<Item = K>) -> bool {
+    let mut slots = keys.into_iter().map(|k| Slot::for_key(k.as_ref()));
+    match slots.next() {
+        Some(first) => slots.all(|s| s == first),
+        None => true,
+    }
+}
+
+/// The seed URLs of a `redis+cluster://` URL, each a `redis://` URL carrying the credentials;
+/// `None` for a single-server URL.
+pub fn cluster_seeds(url: &str) -> Result<Option<Vec<String>>, KitError> {
+    let refuse = |message: &str| Err(KitError::config("redis.url", message));
+    if url.starts_with("rediss+cluster://") {
+        return refuse(
+            "rediss+cluster:// (TLS to a Redis Cluster) is not supported: titan's redis client is \
+             built without TLS",
+        );
+    }
+    let Some(rest) = url
+        .strip_prefix(CLUSTER_SCHEME)
+        .and_then(|r| r.strip_prefix("://"))
+    else {
+        return Ok(None);
+    };
+    let (credentials, hosts) = match rest.rsplit_once('@') {
+        Some((credentials, hosts)) => (Some(credentials), hosts),
+        None => (None, rest),
+    };
+    // A trailing `/` (or `/0`) is allowed; a cluster has no database other than 0.
+    let hosts = match hosts.split_once('/') {
+        Some((hosts, "" | "0")) => hosts,
+        Some(_) => return refuse("a Redis Cluster has only database 0"),
+        None => hosts,
+    };
+    let mut seeds = Vec::new();
+    for host in hosts.split(',') {
+        let valid = host.rsplit_once(':').is_some_and(|(name, port)| {
+            !name.is_empty() && !port.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !valid {
+            return refuse("every seed of a redis+cluster:// URL must be host:port");
+        }
+        seeds.push(match credentials {
+            Some(c) => format!("redis://{c}@{host}"),
+            None => format!("redis://{host}"),
+        });
+    }
+    Ok(Some(seeds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seeds(url: &str) -> Option<Vec<String>> {
+        cluster_seeds(url).expect("a valid URL")
+    }
+
+    #[test]
+    fn single_server_urls_are_not_cluster_urls() {
+        assert_eq!(seeds("redis://127.0.0.1:6379"), None);
+        assert_eq!(seeds("rediss://u:p@r:6380/1"), None);
+    }
+
+    #[test]
+    fn cluster_urls_list_seeds_with_their_credentials() {
+        assert_eq!(
+            seeds("redis+cluster://a:7000,b:7001/"),
+            Some(vec![
+                "redis://a:7000".to_owned(),
+                "redis://b:7001".to_owned()
+            ])
+        );
+        assert_eq!(
+            seeds("redis+cluster://user:p%40ss@10.0.0.1:7000,[::1]:7001"),
+            Some(vec![
+                "redis://user:p%40ss@10.0.0.1:7000".to_owned(),
+                "redis://user:p%40ss@[::1]:7001".to_owned()
+            ])
+        );
+    }
+
+    #[test]
+    fn keys_share_a_slot_only_through_a_hash_tag() {
+        assert!(same_slot([
+            "p:{sale:1}:stock",
+            "p:{sale:1}:meta",
+            "q:{sale:1}"
+        ]));
+        assert!(!same_slot(["p:{sale:1}:stock", "p:{sale:2}:stock"]));
+        // Without a tag the whole key is hashed: these two land in different slots.
+        assert!(!same_slot(["p:sale:1:stock", "p:sale:1:meta"]));
+        assert!(same_slot(std::iter::empty::<&str>()));
+    }
+
+    #[test]
+    fn bad_cluster_urls_are_refused_naming_the_setting() {
+        for url in [
+            "redis+cluster://",
+            "redis+cluster://a:7000,,b:7001",
+            "redis+cluster://a",
+            "redis+cluster://a:0",
+            "redis+cluster://a:70000",
+            "redis+cluster://a:7000/3",
+            "rediss+cluster://a:7000",
+        ] {
+            match cluster_seeds(url) {
+                Err(KitError::Config { setting, .. }) => assert_eq!(setting, "redis.url", "{url}"),
+                other => panic!("{url}: {other:?}"),
+            }
+        }
     }
 }

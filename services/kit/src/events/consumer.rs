@@ -140,7 +140,7 @@ pub struct StreamReader {
     failures: String,
     dead: String,
     /// Blocking reads wait here so they never stall the shared connection.
-    blocking: redis::aio::ConnectionManager,
+    blocking: crate::datastores::redis::RedisConn,
     /// Whether this replica's own pending list has been re-read since start.
     recovered_own: bool,
     /// When [`StreamReader::poll`] last took over other replicas' stale messages.

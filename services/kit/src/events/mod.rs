@@ -23,7 +23,8 @@ pub fn stream_key(redis: &RedisHandle, service: &str) -> String {
     redis.key(&format!("events:{service}"))
 }
 
-/// Where events that a group could not handle end up, with the error.
+/// Where events that a group could not handle end up, with the error; in the stream's cluster
+/// slot, since a replay moves a letter back to the stream in one transaction.
 pub fn dead_letter_key(redis: &RedisHandle, service: &str, group: &str) -> String {
-    redis.key(&format!("events:{service}:dead:{group}"))
+    redis.beside(&stream_key(redis, service), &format!("dead:{group}"))
 }

@@ -325,10 +325,11 @@ impl Relay {
         Ok(Some(Leadership { conn, key, token }))
     }
 
-    /// Where the fencing token of the service's current leader is kept.
+    /// Where the fencing token of the service's current leader is kept; in the stream's
+    /// cluster slot, since the append script reads it.
     fn fence_key(&self) -> String {
         self.redis
-            .key(&format!("events:{}:relay-fence", self.service))
+            .beside(&stream_key(&self.redis, &self.service), "relay-fence")
     }
 
     /// Publishes one batch while `leadership` holds: the lock is checked on its session first
@@ -418,7 +419,7 @@ impl Relay {
     /// and visible in `titan_events_group_lag`). Without groups, `MAXLEN ~ streamMaxLen`.
     async fn trim(
         &self,
-        conn: &mut redis::aio::ConnectionManager,
+        conn: &mut crate::datastores::redis::RedisConn,
         stream: &str,
     ) -> Result<Trim, KitError> {
         let max_len = usize::try_from(self.max_len).unwrap_or(usize::MAX);

@@ -47,15 +47,16 @@ struct Bus {
 
 impl Bus {
     async fn new() -> Self {
+        Self::on(TestRedis::new().await).await
+    }
+
+    async fn on(redis: TestRedis) -> Self {
         let db = TestPostgres::new().await;
         sqlx::query("CREATE TABLE handled (n BIGSERIAL PRIMARY KEY, event_id UUID NOT NULL)")
             .execute(&db.pool)
             .await
             .expect("handled table");
-        Self {
-            db,
-            redis: TestRedis::new().await,
-        }
+        Self { db, redis }
     }
 
     fn events_config() -> EventsConfig {
@@ -314,7 +315,15 @@ async fn a_consumer_that_dies_before_commit_has_its_message_redelivered() {
 
 #[tokio::test]
 async fn an_event_that_keeps_failing_is_dead_lettered() {
-    let bus = Bus::new().await;
+    keeps_failing_is_dead_lettered(Bus::new().await).await;
+}
+
+#[tokio::test]
+async fn on_a_redis_cluster_an_event_that_keeps_failing_is_dead_lettered() {
+    keeps_failing_is_dead_lettered(Bus::on(TestRedis::cluster().await).await).await;
+}
+
+async fn keeps_failing_is_dead_lettered(bus: Bus) {
     let event = bus.write(1).await.remove(0);
     bus.relay().relay_once().await.expect("relay");
 
@@ -376,7 +385,17 @@ async fn a_malformed_message_is_dead_lettered_at_once() {
 
 #[tokio::test]
 async fn relay_and_consumer_loops_deliver_everything_once() {
-    let bus = Bus::new().await;
+    deliver_everything_once(Bus::new().await).await;
+}
+
+/// Streams, consumer groups (a blocking XREADGROUP on a dedicated cluster connection), the
+/// relay's leadership lock and trimming, all on a Redis Cluster.
+#[tokio::test]
+async fn on_a_redis_cluster_relay_and_consumer_loops_deliver_everything_once() {
+    deliver_everything_once(Bus::on(TestRedis::cluster().await).await).await;
+}
+
+async fn deliver_everything_once(bus: Bus) {
     let shutdown = CancellationToken::new();
     let relay = tokio::spawn(bus.relay().run(shutdown.clone()));
     let consumer = tokio::spawn(bus.consumer("c1", Recorder::Ok).await.run(shutdown.clone()));
@@ -479,7 +498,17 @@ async fn a_consumer_recovers_from_a_lost_stream_and_group() {
 /// event is handled, and the dead-letter stream is empty (a second replay publishes nothing).
 #[tokio::test]
 async fn dead_letters_are_listed_and_replayed() {
-    let bus = Bus::new().await;
+    dead_letters_listed_and_replayed(Bus::new().await).await;
+}
+
+/// The replay's transaction (XADD to the stream, XDEL of the letter) needs both keys in one
+/// slot: the dead-letter key carries the stream key as its hash tag.
+#[tokio::test]
+async fn on_a_redis_cluster_dead_letters_are_listed_and_replayed() {
+    dead_letters_listed_and_replayed(Bus::on(TestRedis::cluster().await).await).await;
+}
+
+async fn dead_letters_listed_and_replayed(bus: Bus) {
     let event = bus.write(1).await.remove(0);
     bus.relay().relay_once().await.expect("relay");
     let shutdown = CancellationToken::new();
