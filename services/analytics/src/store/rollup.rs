@@ -271,7 +271,7 @@ pub(super) async fn active_users(
     );
     let sql = if by_week {
         format!(
-            "SELECT toUInt32(block * 56 + 4 + 7 * toUInt8(log2(week))) * 86400 AS bucket, cell,
+            "SELECT toUInt32((block * 56 + 4 + 7 * toUInt8(log2(week))) * 86400) AS bucket, cell,
                     count() AS users, countIf(bitAnd(bought_weeks, week) != 0) AS purchasers
              FROM (
                  SELECT block, cell, toUInt8({active}) AS weeks, toUInt8({bought}) AS bought_weeks

@@ -5,6 +5,7 @@
 mod ingest;
 mod outage;
 mod reports;
+mod rollups;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
