@@ -104,6 +104,157 @@ impl TestRedis {
     }
 }
 
+/// Administration of the test Redis Cluster: which node serves a key, and a coordinated
+/// failover of that node to its replica (`CLUSTER FAILOVER`, which loses no acknowledged
+/// write), each polled until every node agrees.
+pub mod cluster {
+    use redis::aio::MultiplexedConnection;
+
+    use super::{eventually, server_url};
+    use crate::datastores::redis::cluster_seeds;
+
+    /// A node as `CLUSTER NODES` lists it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Node {
+        pub id: String,
+        /// `host:port`.
+        pub addr: String,
+        pub master: bool,
+        /// The master it replicates, for a replica.
+        pub replicates: Option<String>,
+        /// Inclusive slot ranges served, for a master.
+        pub slots: Vec<(u16, u16)>,
+    }
+
+    /// Parses `CLUSTER NODES` (one node per line).
+    pub fn parse_nodes(text: &str) -> Vec<Node> {
+        text.lines()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let addr = f.get(1)?.split('@').next()?.to_owned();
+                let flags = f.get(2)?;
+                let slots = f
+                    .iter()
+                    .skip(8)
+                    .filter_map(|r| match r.split_once('-') {
+                        Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                        None => r.parse().ok().map(|s| (s, s)),
+                    })
+                    .collect();
+                Some(Node {
+                    id: (*f.first()?).to_owned(),
+                    addr,
+                    master: flags.split(',').any(|f| f == "master"),
+                    replicates: f.get(3).filter(|m| **m != "-").map(|m| (*m).to_owned()),
+                    slots,
+                })
+            })
+            .collect()
+    }
+
+    /// Every node of the test cluster, from its seeds (`TITAN_TEST_REDIS_CLUSTER_URL`).
+    pub fn seeds() -> Vec<String> {
+        let url = server_url("TITAN_TEST_REDIS_CLUSTER_URL");
+        cluster_seeds(&url)
+            .expect("a redis+cluster:// URL")
+            .expect("a redis+cluster:// URL")
+    }
+
+    /// A connection to one node, `addr` being `host:port` or a `redis://` URL.
+    pub async fn node(addr: &str) -> MultiplexedConnection {
+        let url = if addr.contains("://") {
+            addr.to_owned()
+        } else {
+            format!("redis://{addr}")
+        };
+        redis::Client::open(url)
+            .expect("a node URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to a cluster node")
+    }
+
+    /// The cluster as `addr` sees it.
+    pub async fn view(addr: &str) -> Vec<Node> {
+        let text: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut node(addr).await)
+            .await
+            .expect("CLUSTER NODES");
+        parse_nodes(&text)
+    }
+
+    /// The slot `key` hashes to, as the server computes it.
+    pub async fn slot(key: &str) -> u16 {
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut node(&seeds()[0]).await)
+            .await
+            .expect("CLUSTER KEYSLOT")
+    }
+
+    fn master_of(nodes: &[Node], slot: u16) -> Option<&Node> {
+        nodes
+            .iter()
+            .find(|n| n.master && n.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
+    }
+
+    /// Waits until every node sees `addr` as the master of `slot`, and the cluster is ok.
+    pub async fn await_master(slot: u16, addr: &str) {
+        eventually(
+            &format!("every node sees {addr} serve slot {slot}"),
+            || async {
+                for seed in seeds() {
+                    let mut conn = node(&seed).await;
+                    let info: String = redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query_async(&mut conn)
+                        .await
+                        .ok()?;
+                    if !info.contains("cluster_state:ok") {
+                        return None;
+                    }
+                    let text: String = redis::cmd("CLUSTER")
+                        .arg("NODES")
+                        .query_async(&mut conn)
+                        .await
+                        .ok()?;
+                    if master_of(&parse_nodes(&text), slot).map(|n| n.addr.as_str()) != Some(addr) {
+                        return None;
+                    }
+                }
+                Some(())
+            },
+        )
+        .await;
+    }
+
+    /// Promotes the replica of the master serving `slot` with a coordinated `CLUSTER
+    /// FAILOVER` and waits until every node agrees; returns (old master, new master).
+    pub async fn fail_over(slot: u16) -> (String, String) {
+        // Right after a failover a node may still list the old master as a master without
+        // a replica: wait until the first seed sees both.
+        let (master, replica) = eventually("a master of the slot with a replica", || async {
+            let nodes = view(&seeds()[0]).await;
+            let master = master_of(&nodes, slot)?.clone();
+            let replica = nodes
+                .iter()
+                .find(|n| n.replicates.as_deref() == Some(master.id.as_str()))?
+                .clone();
+            Some((master, replica))
+        })
+        .await;
+        let () = redis::cmd("CLUSTER")
+            .arg("FAILOVER")
+            .query_async(&mut node(&replica.addr).await)
+            .await
+            .expect("CLUSTER FAILOVER");
+        await_master(slot, &replica.addr).await;
+        (master.addr, replica.addr)
+    }
+}
+
 /// A fresh ClickHouse database.
 #[derive(Debug, Clone)]
 pub struct TestClickHouse {

@@ -70,7 +70,7 @@ impl RedisStock {
     }
 
     fn key(&self, sale: SaleId, name: &str) -> String {
-        self.redis.key(&format!("{{flashsale:{sale}}}:{name}"))
+        self.redis.key(&key_name(sale, name))
     }
 
     fn invocation<'a>(&self, script: &'a Script, sale: SaleId) -> redis::ScriptInvocation<'a> {
@@ -83,8 +83,24 @@ impl RedisStock {
 
     /// The key a challenge is stored under; in the sale's slot so the reserve script can take it.
     fn challenge_key(&self, sale: SaleId, challenge: &str) -> String {
-        self.key(sale, &format!("ch:{challenge}"))
+        self.redis.key(&challenge_key_name(sale, challenge))
     }
+}
+
+/// Key `name` of sale `sale`, before the cell prefix. Every key of a sale starts with the
+/// sale's hash tag, so the keys of each script call hash to one Redis Cluster slot.
+pub fn key_name(sale: SaleId, name: &str) -> String {
+    format!("{{flashsale:{sale}}}:{name}")
+}
+
+/// The buyer's reserve rate-limit key of a sale (reserve's KEYS[8]), before the cell prefix.
+fn rate_limit_key_name(sale: SaleId, user: &str) -> String {
+    key_name(sale, &format!("rl:{user}"))
+}
+
+/// A presented challenge's key (reserve's KEYS[9]), before the cell prefix.
+fn challenge_key_name(sale: SaleId, challenge: &str) -> String {
+    key_name(sale, &format!("ch:{challenge}"))
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -198,7 +214,7 @@ impl StockStore for RedisStock {
         let challenge_key = self.challenge_key(a.sale, challenge);
         let reply: Vec<Value> = self
             .invocation(&self.scripts.reserve, a.sale)
-            .key(self.key(a.sale, &format!("rl:{}", a.user)))
+            .key(self.redis.key(&rate_limit_key_name(a.sale, a.user)))
             .key(challenge_key)
             .arg(a.user)
             .arg(a.quantity.get())
@@ -422,4 +438,32 @@ fn hold_outcome(reply: &[Value]) -> Result<HoldOutcome> {
         Some("CONFIRMED") => HoldOutcome::Confirmed,
         _ => return Err(bad_reply("hold", reply)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use titan_kit::datastores::redis::same_slot;
+
+    use super::*;
+
+    /// Each script call's keys (the seven, and reserve's rate limit and challenge) hash to one
+    /// cluster slot, whatever the cell prefix, buyer or challenge; braces in a buyer id or a
+    /// challenge do not matter, since Redis hashes the first `{...}`: the sale's tag.
+    #[test]
+    fn every_script_call_names_keys_of_one_slot() {
+        for n in 0..200_u128 {
+            let sale = SaleId::parse(&uuid::Uuid::from_u128(n * 7_919 + 1).to_string())
+                .expect("a sale id");
+            let user = format!("buyer-{{{n}}}");
+            let mut keys: Vec<String> = NAMES.iter().map(|name| key_name(sale, name)).collect();
+            keys.push(rate_limit_key_name(sale, &user));
+            keys.push(challenge_key_name(sale, &format!("}}{n}{{")));
+            for prefix in ["", "titan:cell-a:", "t_0f3a:"] {
+                assert!(
+                    same_slot(keys.iter().map(|k| format!("{prefix}{k}"))),
+                    "sale {sale}, prefix {prefix:?}: {keys:?}"
+                );
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The flash-sale service on real PostgreSQL and Redis: its rules, its refusals, and its
 //! invariants under concurrency and under a Redis restart.
 
+mod cluster;
 mod concurrency;
 mod fault;
 mod heal;
