@@ -129,12 +129,21 @@ async fn checks_cases_and_rules_with_roles() {
             .expect_err("analysts only");
         assert_eq!(denied.code(), Code::PermissionDenied);
     }
-    let cases = client
-        .list_cases(list(&analyst))
-        .await
-        .expect("list")
-        .into_inner()
-        .cases;
+    // The case is stored by the decision log's sink, a moment after the answer.
+    let cases = eventually("the case stored", || {
+        let mut client = client.clone();
+        let request = list(&analyst);
+        async move {
+            let cases = client
+                .list_cases(request)
+                .await
+                .expect("list")
+                .into_inner()
+                .cases;
+            (!cases.is_empty()).then_some(cases)
+        }
+    })
+    .await;
     assert_eq!(cases.len(), 1);
     assert_eq!(
         (cases[0].id.as_str(), cases[0].transaction_id.as_str()),

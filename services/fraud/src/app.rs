@@ -1,8 +1,9 @@
 //! Fraud's use cases over a [`FraudStore`] (PostgreSQL) and a [`HotStore`] (Redis): the
 //! caller comes from the token, every input is validated before any I/O, a check reads the
 //! user's history and velocity in one Redis round trip (PostgreSQL only when the history is not
-//! cached or Redis does not answer), scores signals, model and rules, and stores the decision
-//! with its event and case in one transaction. Rules and the active model are held in memory and
+//! cached or Redis does not answer), scores signals, model and rules, and answers once the
+//! decision is in the decision log in Redis, whose sink stores it with its event and case in
+//! PostgreSQL (directly when Redis does not answer or the log is full). Rules and the active model are held in memory and
 //! reloaded every second (and at once after a local change), so scoring never parses.
 
 use std::{
@@ -114,7 +115,7 @@ pub struct Reason {
 }
 
 /// A stored decision.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decided {
     pub transaction_id: String,
     pub user_id: String,
@@ -130,8 +131,9 @@ pub struct Decided {
     pub decided_at: DateTime<Utc>,
 }
 
-/// A decision about to be stored, with everything it was made from.
-#[derive(Debug, Clone)]
+/// A decision about to be stored, with everything it was made from (as it travels through the
+/// decision log).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewDecision {
     pub decided: Decided,
     pub transaction: Transaction,
@@ -211,6 +213,12 @@ pub trait FraudStore: Send + Sync + 'static {
     /// Stores the decision, the user's first-seen device and IP, its case and its event in one
     /// transaction; when the transaction id is already stored, returns the stored decision.
     fn record(&self, d: &NewDecision) -> impl Future<Output = Result<Decided, FraudError>> + Send;
+    /// Stores decisions read from the decision log, each as [`FraudStore::record`] would, in as
+    /// few statements as the batch allows; one answer per decision, in order.
+    fn record_logged(
+        &self,
+        batch: Vec<NewDecision>,
+    ) -> impl Future<Output = Vec<Result<Decided, FraudError>>> + Send;
     fn rules(&self) -> impl Future<Output = Result<Vec<SavedRule>, FraudError>> + Send;
     /// Stores `rule` as the next version of its name unless it equals the current version,
     /// which is returned instead.
@@ -287,6 +295,23 @@ pub trait HotStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, FraudError>> + Send;
     /// Drops `user`'s cached history after PostgreSQL changed it, so the next check reads it.
     fn invalidate(&self, user: &str) -> impl Future<Output = Result<(), FraudError>> + Send;
+    /// Appends `d` to the decision log (which a sink stores in PostgreSQL) and keeps it for
+    /// replays of its transaction id, unless a decision was logged for that id before.
+    fn log(&self, d: &NewDecision) -> impl Future<Output = Result<Logged, FraudError>> + Send;
+    /// Keeps a decision stored in PostgreSQL directly (the log full, or unreachable) for
+    /// replays, unless one is kept already.
+    fn remember(&self, d: &Decided) -> impl Future<Output = Result<(), FraudError>> + Send;
+}
+
+/// What [`HotStore::log`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Logged {
+    /// Logged: the decision is the answer, and the sink stores it.
+    Logged,
+    /// This transaction id was decided before: that decision is the answer.
+    Earlier(Decided),
+    /// The log is full (its sink is behind): store the decision directly.
+    Full,
 }
 
 /// What one round trip to Redis answered for a check.
@@ -295,6 +320,12 @@ pub struct Hot {
     pub velocity: Velocity,
     pub known: Option<Known>,
     pub epoch: u64,
+    /// The decision already taken for this transaction id (a replay).
+    pub earlier: Option<Decided>,
+    /// What checks wrote to the cache whether or not a whole history is cached (the device
+    /// and IP flags, the newest amounts): PostgreSQL may not hold the newest of it yet, while
+    /// the decision log's sink is storing it.
+    pub written: Known,
 }
 
 /// What scoring reads on every check, swapped whole on reload.
@@ -442,6 +473,14 @@ impl<S: FraudStore, V: HotStore> Fraud<S, V> {
                 None
             }
         };
+        if let Some(Hot {
+            earlier: Some(earlier),
+            ..
+        }) = hot
+        {
+            self.metrics.stage(Stage::History, started.elapsed());
+            return self.replayed(earlier, &t);
+        }
         let (velocity, known) = match hot {
             Some(Hot {
                 velocity,
@@ -452,10 +491,15 @@ impl<S: FraudStore, V: HotStore> Fraud<S, V> {
                 (Some(velocity), known)
             }
             Some(Hot {
-                velocity, epoch, ..
+                velocity,
+                epoch,
+                written,
+                ..
             }) => (
                 Some(velocity),
-                self.read_and_cache(&t, since_7d, epoch).await?,
+                self.read_and_cache(&t, since_7d, epoch)
+                    .await?
+                    .with_written(written),
             ),
             None => {
                 self.metrics.degraded();
@@ -583,13 +627,68 @@ impl<S: FraudStore, V: HotStore> Fraud<S, V> {
         };
         let storing = std::time::Instant::now();
         self.metrics.stage(Stage::Score, storing - scoring);
-        let stored = self.store.record(&new).await?;
+        let stored = if degraded {
+            self.store.record(&new).await?
+        } else {
+            self.commit(new.clone(), budget).await?
+        };
         self.metrics.stage(Stage::Store, storing.elapsed());
-        if stored.user_id != new.decided.user_id || stored.amount != new.decided.amount {
+        self.replayed(stored, &new.transaction)
+    }
+
+    /// The answer to a check whose decision `stored` is the one kept for its transaction id:
+    /// refused when that id was checked for another user or amount.
+    fn replayed(&self, stored: Decided, t: &Transaction) -> Result<Decided, FraudError> {
+        if stored.user_id != t.user_id || stored.amount != t.amount {
             return Err(FraudError::TransactionReused(stored.transaction_id));
         }
         self.metrics.decided(stored.level, stored.decision);
         Ok(stored)
+    }
+
+    /// Makes `new` the decision of its transaction: appended to the decision log in Redis
+    /// (its sink stores it in PostgreSQL with its event and case a few milliseconds later),
+    /// so the answer waits for one Redis round trip rather than a PostgreSQL commit. When the
+    /// log is full or Redis does not answer within `budget`, PostgreSQL stores it directly,
+    /// as a degraded check's is; a log write that landed after all is stored once, the same.
+    async fn commit(&self, new: NewDecision, budget: Duration) -> Result<Decided, FraudError> {
+        match tokio::time::timeout(budget, self.hot.log(&new)).await {
+            Ok(Ok(Logged::Logged)) => return Ok(new.decided),
+            Ok(Ok(Logged::Earlier(earlier))) => return Ok(earlier),
+            Ok(Ok(Logged::Full)) => {
+                self.metrics.log_full();
+                tracing::warn!("the decision log is full (its sink is behind); storing directly");
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot log the decision; storing directly"),
+            Err(_) => tracing::warn!(
+                budget_ms = budget.as_millis(),
+                "the decision log took longer than its budget; storing directly"
+            ),
+        }
+        let stored = self.store.record(&new).await?;
+        if let Err(e) = self.hot.remember(&stored).await {
+            tracing::warn!(error = %e, transaction = %stored.transaction_id, "cannot keep the decision for replays in redis");
+        }
+        Ok(stored)
+    }
+
+    /// Stores a batch read from the decision log (see [`FraudStore::record_logged`]). A
+    /// transaction id stored before with another decision (replayed after [the replay
+    /// window](crate::store::redis::REPLAY_WINDOW)) keeps the first, counted.
+    pub async fn store_logged(&self, batch: Vec<NewDecision>) -> Vec<Result<Decided, FraudError>> {
+        let logged: Vec<Decided> = batch.iter().map(|n| n.decided.clone()).collect();
+        let stored = self.store.record_logged(batch).await;
+        for (logged, stored) in logged.iter().zip(&stored) {
+            match stored {
+                Ok(stored) if stored != logged => {
+                    self.metrics.log_conflict();
+                    tracing::warn!(transaction = %logged.transaction_id, "a logged decision met another one stored earlier for its transaction id; the stored one is kept");
+                }
+                Ok(_) => self.metrics.logged_stored(),
+                Err(_) => {}
+            }
+        }
+        stored
     }
 
     /// The history from PostgreSQL, cached for the next checks when Redis answered. A failed

@@ -1,8 +1,9 @@
 //! The fraud service: risk of a transaction on the checkout path from weighted signals
 //! (first-seen devices and IPs, countries, velocity in Redis, amount anomaly against the user's
 //! own history, failed payments, account age, known-bad lists, chargebacks), declarative rules
-//! and a logistic model; every decision stored and published as `fraud.decided`, HIGH and
-//! above opened as review cases for analysts. `titan fraud train` fits new model versions
+//! and a logistic model; every decision logged in Redis before the answer, stored from that log
+//! in PostgreSQL and published as `fraud.decided`, HIGH and above opened as review cases for
+//! analysts. `titan fraud train` fits new model versions
 //! (`train`).
 #![forbid(unsafe_code)]
 
@@ -27,7 +28,7 @@ use titan_proto::fraud::v1::fraud_service_server::FraudServiceServer;
 use crate::{
     app::{Fraud, RELOAD_EVERY},
     config::Settings,
-    store::{consumer::PurchaseHandler, pg::PgFraud, redis::RedisHot},
+    store::{consumer::PurchaseHandler, log::DecisionSink, pg::PgFraud, redis::RedisHot},
 };
 
 /// The `titan` binary's entry for this service.
@@ -52,7 +53,7 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let redis = ctx.redis()?;
     let app = Arc::new(Fraud::new(
         PgFraud::new(pool.clone(), ctx.config.cell.clone()),
-        RedisHot::new(redis.clone()),
+        RedisHot::new(redis.clone(), ctx.config.cell.clone()),
         settings,
         Arc::new(chrono::Utc::now),
         metrics::Metrics::new(&ctx.registry)?,
@@ -60,21 +61,18 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     app.reload()
         .await
         .map_err(|e| KitError::Other(format!("fraud: cannot load rules and model: {e}")))?;
-    let consumer = Consumer::new(
-        pool,
-        redis,
-        ConsumerOptions::new(
-            store::consumer::SOURCE,
-            domain::SERVICE,
-            &ctx.instance(),
-            &ctx.config.events,
-        ),
-        PurchaseHandler::new(app.clone()),
-    )
-    .await?;
+    let options = ConsumerOptions::new(
+        store::consumer::SOURCE,
+        domain::SERVICE,
+        &ctx.instance(),
+        &ctx.config.events,
+    );
+    let sink = DecisionSink::new(app.clone(), redis.clone(), options.clone()).await?;
+    let consumer = Consumer::new(pool, redis, options, PurchaseHandler::new(app.clone())).await?;
     Ok(Mounted::new(&ctx)
         .grpc(FraudServiceServer::new(grpc::Grpc::new(app.clone())))
         .task("fraud-purchases", consumer.run(ctx.shutdown.clone()))
+        .task("fraud-decision-log", sink.run(ctx.shutdown.clone()))
         .every("fraud-rules", RELOAD_EVERY, move || {
             let app = app.clone();
             async move { app.reload().await }

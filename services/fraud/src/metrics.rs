@@ -39,6 +39,7 @@ pub struct Metrics {
     stages: HistogramVec,
     history: IntCounterVec,
     stale: IntCounter,
+    log: IntCounterVec,
 }
 
 impl Metrics {
@@ -77,7 +78,7 @@ impl Metrics {
                 HistogramVec::new(
                     HistogramOpts::new(
                         "titan_fraud_check_stage_seconds",
-                        "time of one stage of a check: history (redis, or postgres when not cached), score (signals, model, rules), store (the decision's group commit)",
+                        "time of one stage of a check: history (redis, or postgres when not cached), score (signals, model, rules), store (the decision log in redis; postgres when the log is full or redis did not answer)",
                     )
                     .buckets(CHECK_BUCKETS.to_vec()),
                     &["stage"],
@@ -98,6 +99,16 @@ impl Metrics {
                 IntCounter::new(
                     "titan_fraud_stale_histories_total",
                     "cached histories that could not be dropped after a change (they expire on their own)",
+                )?,
+            )?,
+            log: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "titan_fraud_decision_log_total",
+                        "the decision log: stored (by the sink), conflict (its transaction id stored earlier with another decision), full (a check stored its decision directly)",
+                    ),
+                    &["outcome"],
                 )?,
             )?,
         })
@@ -130,5 +141,17 @@ impl Metrics {
 
     pub fn stale(&self) {
         self.stale.inc();
+    }
+
+    pub fn logged_stored(&self) {
+        self.log.with_label_values(&["stored"]).inc();
+    }
+
+    pub fn log_conflict(&self) {
+        self.log.with_label_values(&["conflict"]).inc();
+    }
+
+    pub fn log_full(&self) {
+        self.log.with_label_values(&["full"]).inc();
     }
 }

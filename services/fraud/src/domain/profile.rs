@@ -43,6 +43,30 @@ impl Known {
         u64::try_from(self.failures.iter().filter(|at| **at > since).count()).unwrap_or(u64::MAX)
     }
 
+    /// This history (read from PostgreSQL) with what checks wrote to the cache since, which
+    /// PostgreSQL may not hold yet: a device or IP seen by either is seen, and the newest
+    /// amounts of both, each transaction once, newest first, at most [`HISTORY`] + 1.
+    pub fn with_written(mut self, written: Known) -> Self {
+        self.device_seen |= written.device_seen;
+        self.ip_seen |= written.ip_seen;
+        for r in written.recent {
+            if !self
+                .recent
+                .iter()
+                .any(|k| k.transaction_id == r.transaction_id)
+            {
+                self.recent.push(r);
+            }
+        }
+        // Newest first; ties by id, so both orders of arrival give one history.
+        self.recent.sort_by(|a, b| {
+            b.at.cmp(&a.at)
+                .then_with(|| a.transaction_id.cmp(&b.transaction_id))
+        });
+        self.recent.truncate(HISTORY + 1);
+        self
+    }
+
     /// The newest [`HISTORY`] earlier amounts other than `transaction_id`'s own (a retried
     /// check must not compare the amount with itself), newest first.
     pub fn amounts_before(&self, transaction_id: &str) -> Vec<i64> {
@@ -137,7 +161,52 @@ mod tests {
         assert_eq!(Seen::Ip("a".into()).member(), "i:a");
     }
 
+    #[test]
+    fn what_checks_wrote_joins_what_postgresql_holds() {
+        let stored = Known {
+            successful_orders: 3,
+            device_seen: false,
+            ip_seen: true,
+            recent: recent(3)[1..].to_vec(),
+            ..Known::default()
+        };
+        let written = Known {
+            device_seen: true,
+            ip_seen: false,
+            recent: recent(2),
+            ..Known::default()
+        };
+        let k = stored.with_written(written);
+        assert_eq!(k.successful_orders, 3);
+        assert!(k.device_seen && k.ip_seen);
+        assert_eq!(k.recent, recent(3));
+    }
+
     proptest! {
+        /// However the history is split between PostgreSQL and the cache (each may hold any
+        /// part, both may hold the same transaction), the join is the newest of the whole.
+        #[test]
+        fn any_split_joins_to_the_whole_history(
+            n in 0usize..120, in_pg in proptest::collection::vec(any::<bool>(), 120),
+            in_cache in proptest::collection::vec(any::<bool>(), 120),
+        ) {
+            let all = recent(n);
+            let part = |keep: &[bool]| -> Vec<Recent> {
+                all.iter().zip(keep).filter(|(_, k)| **k).map(|(r, _)| r.clone()).collect()
+            };
+            let stored = Known { recent: part(&in_pg), ..Known::default() };
+            let written = Known { recent: part(&in_cache), ..Known::default() };
+            let joined = stored.with_written(written).recent;
+            let expected: Vec<Recent> = all
+                .iter()
+                .zip(in_pg.iter().zip(&in_cache))
+                .filter(|(_, (p, c))| **p || **c)
+                .map(|(r, _)| r.clone())
+                .take(HISTORY + 1)
+                .collect();
+            prop_assert_eq!(joined, expected);
+        }
+
         #[test]
         fn history_is_at_most_history_long_and_never_holds_the_transaction(
             n in 0usize..80, pick in 0usize..80,

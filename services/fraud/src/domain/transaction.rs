@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 pub use titan_kit::input::InputError;
 
@@ -109,7 +110,7 @@ pub fn user_agent(field: &'static str, s: &str) -> Result<String, InputError> {
 }
 
 /// A transaction on the checkout path, every field validated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transaction {
     pub transaction_id: String,
     pub user_id: String,

@@ -1,7 +1,9 @@
 //! Fraud's stores: PostgreSQL for users, first-seen history, decisions, rules, models, cases
-//! and chargebacks (`pg`); Redis for velocity (`redis`); the purchase events that count a
-//! user's successful orders (`consumer`).
+//! and chargebacks (`pg`); Redis for velocity, cached histories and the decision log checks
+//! answer from (`redis`); the log's sink into PostgreSQL (`log`); the purchase events that
+//! count a user's successful orders (`consumer`).
 
 pub mod consumer;
+pub mod log;
 pub mod pg;
 pub mod redis;

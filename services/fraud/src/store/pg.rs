@@ -128,8 +128,8 @@ const DECIDED_SELECT: &str =
 /// One statement for a whole batch — atomic on its own, one round trip: the decisions, then
 /// for those that are new the users, their first-seen devices and IPs, the cases and the
 /// `fraud.decided` events (`$1`–`$5`, [`outbox::Staged`]). A user twice in a batch is upserted once
-/// (`ON CONFLICT DO UPDATE` may not touch a row twice in one statement); it keeps the
-/// account creation time a request gave, if any did.
+/// (`ON CONFLICT DO UPDATE` may not touch a row twice in one statement): first seen at its
+/// first decision, with the account creation time the newest request that gave one gave.
 const RECORD_BATCH: &str = concat!(
     "WITH i AS (
          SELECT * FROM UNNEST($6::text[], $7::text[], $8::int8[], $9::text[], $10::jsonb[],
@@ -153,8 +153,10 @@ const RECORD_BATCH: &str = concat!(
          SELECT i.* FROM i JOIN d USING (transaction_id)
      ), u AS (
          INSERT INTO fraud_users (user_id, first_seen_at, account_created_at)
-         SELECT DISTINCT ON (user_id) user_id, decided_at, account_created_at
-           FROM n ORDER BY user_id, account_created_at IS NULL, decided_at
+         SELECT user_id, min(decided_at),
+                (array_agg(account_created_at ORDER BY decided_at DESC)
+                   FILTER (WHERE account_created_at IS NOT NULL))[1]
+           FROM n GROUP BY user_id
          ON CONFLICT (user_id) DO UPDATE SET account_created_at = EXCLUDED.account_created_at
          WHERE EXCLUDED.account_created_at IS NOT NULL
            AND EXCLUDED.account_created_at IS DISTINCT FROM fraud_users.account_created_at
@@ -601,6 +603,10 @@ impl FraudStore for PgFraud {
 
     async fn record(&self, n: &NewDecision) -> Result<Decided, FraudError> {
         self.decisions.submit(n.clone()).await?
+    }
+
+    async fn record_logged(&self, batch: Vec<NewDecision>) -> Vec<Result<Decided, FraudError>> {
+        self.writer.clone().write(batch).await
     }
 
     async fn rules(&self) -> Result<Vec<SavedRule>, FraudError> {

@@ -3,7 +3,12 @@
 //! id>`, added once, so a retried check counts once), entries older than 7 days dropped, the
 //! week read back and the windows tallied here — and each active user's history, a copy of what
 //! PostgreSQL holds (`Known`): a hash of the scalars, a set of first-seen devices and IPs and a
-//! sorted set of the newest amounts, read before the transaction is added to them.
+//! sorted set of the newest amounts, read before the transaction is added to them. The same
+//! round trip reads the decision kept for the transaction id, which answers a replay.
+//!
+//! The decision log (`log.lua`): a check's decision is appended to a stream and kept under its
+//! transaction id for [`REPLAY_WINDOW`] in one script, unless one was kept already (a racing
+//! duplicate gets that one); `store::log` stores the stream in PostgreSQL.
 //!
 //! The copy is filled from PostgreSQL by the first check that finds none (`fill.lua`, refused
 //! when the user's epoch moved since that check read it), kept current by every check, dropped
@@ -17,10 +22,13 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use redis::{FromRedisValue, Script, Value, from_redis_value_ref};
-use titan_kit::datastores::redis::RedisHandle;
+use titan_kit::{
+    datastores::redis::RedisHandle,
+    events::{Envelope, stream_key},
+};
 
 use crate::{
-    app::{FraudError, Hot, HotStore},
+    app::{Decided, FraudError, Hot, HotStore, Logged, NewDecision},
     domain::{
         Dimension, Transaction, Velocity, Window,
         profile::{HISTORY, Known, Recent, Snapshot},
@@ -34,10 +42,27 @@ pub const HISTORY_TTL: Duration = Duration::from_secs(3600);
 /// The hash field that marks a whole history, holding the epoch it was filled under.
 const EPOCH: &str = "epoch";
 
+/// The decision log's name for kit's stream reader (its key is `<prefix>events:{fraud-log}`).
+/// The braces are the Redis Cluster hash tag the decision keys carry too: `log.lua` writes a
+/// decision key and the log together, so they must share a slot.
+pub const LOG_SOURCE: &str = "{fraud-log}";
+/// The type of the log's entries (kit envelopes carrying a [`NewDecision`]).
+pub const LOGGED: &str = "fraud.decision_logged";
+/// How long a decision answers replays of its transaction id from Redis: a day, as payment
+/// APIs keep idempotency keys. Its row in PostgreSQL is kept for good.
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Entries the log may hold before checks store their decisions in PostgreSQL themselves: about
+/// a minute of checks at 2,000/s, so a sink that cannot write slows checks down instead of
+/// filling Redis.
+pub const LOG_CAP: u64 = 100_000;
+
 #[derive(Clone)]
 pub struct RedisHot {
     redis: RedisHandle,
+    cell: String,
+    log_cap: u64,
     fill: Arc<Script>,
+    log: Arc<Script>,
 }
 
 impl std::fmt::Debug for RedisHot {
@@ -55,11 +80,29 @@ struct UserKeys {
 }
 
 impl RedisHot {
-    pub fn new(redis: RedisHandle) -> Self {
+    /// `cell` names the cell in the log's envelopes.
+    pub fn new(redis: RedisHandle, cell: String) -> Self {
         Self {
             redis,
+            cell,
+            log_cap: LOG_CAP,
             fill: Arc::new(Script::new(include_str!("lua/fill.lua"))),
+            log: Arc::new(Script::new(include_str!("lua/log.lua"))),
         }
+    }
+
+    /// The same, with a log that holds at most `cap` entries instead of [`LOG_CAP`].
+    pub fn with_log_cap(self, cap: u64) -> Self {
+        Self {
+            log_cap: cap,
+            ..self
+        }
+    }
+
+    /// The decision answered for `transaction`, kept [`REPLAY_WINDOW`].
+    fn decision_key(&self, transaction: &str) -> String {
+        self.redis
+            .key(&format!("fraud:{{fraud-log}}:d:{transaction}"))
     }
 
     fn key(&self, d: Dimension, id: &str) -> String {
@@ -95,6 +138,17 @@ fn malformed(what: &str) -> FraudError {
     )))
 }
 
+fn encoding(what: &str, e: &serde_json::Error) -> FraudError {
+    FraudError::Kit(titan_kit::KitError::Other(format!(
+        "cannot encode {what}: {e}"
+    )))
+}
+
+/// A decision as [`HotStore::log`] keeps it for replays.
+fn decoded(json: &str) -> Result<Decided, FraudError> {
+    serde_json::from_str(json).map_err(|e| malformed(&format!("a decision ({e})")))
+}
+
 /// One answer of the check pipeline as `T`.
 fn parse<T: FromRedisValue>(v: &Value, what: &str) -> Result<T, FraudError> {
     from_redis_value_ref(v).map_err(|e| malformed(&format!("{what} ({e})")))
@@ -116,8 +170,11 @@ impl HotStore for RedisHot {
         let device = t.device.as_deref().map(|d| format!("d:{d}"));
         let ip = t.ip.as_deref().map(|i| format!("i:{i}"));
         let mut pipe = redis::pipe();
-        // Reads of the history first: they answer for the state before this transaction.
-        pipe.cmd("HGETALL")
+        // A decision taken before answers a replay; then the reads of the history: they answer
+        // for the state before this transaction.
+        pipe.cmd("GET")
+            .arg(self.decision_key(&t.transaction_id))
+            .cmd("HGETALL")
             .arg(&u.history)
             .cmd("GET")
             .arg(&u.epoch)
@@ -197,7 +254,16 @@ impl HotStore for RedisHot {
             .ignore();
         let mut conn = self.redis.conn.clone();
         let values: Vec<Value> = pipe.query_async(&mut conn).await?;
-        let [history, epoch, device_seen, ip_seen, recent, weeks @ ..] = values.as_slice() else {
+        let [
+            earlier,
+            history,
+            epoch,
+            device_seen,
+            ip_seen,
+            recent,
+            weeks @ ..,
+        ] = values.as_slice()
+        else {
             return Err(malformed("the check pipeline"));
         };
         if weeks.len() != keys.len() {
@@ -215,11 +281,20 @@ impl HotStore for RedisHot {
             .collect::<Result<_, FraudError>>()?;
         let epoch: Option<u64> = parse(epoch, "the epoch")?;
         let history: HashMap<String, String> = parse(history, "the history")?;
+        // The sets outlive the hash (a change in PostgreSQL drops only the hash): what checks
+        // wrote is read either way, as a whole history's part or as what PostgreSQL may not
+        // hold yet.
+        let written = Known {
+            device_seen: device.is_some() && parse(device_seen, "the device")?,
+            ip_seen: ip.is_some() && parse(ip_seen, "the ip")?,
+            recent: recent_of(&parse::<Vec<(String, f64)>>(recent, "the amounts")?),
+            ..Known::default()
+        };
         let known = match cached(&history) {
             Ok(Some(c)) => Some(Known {
-                device_seen: device.is_some() && parse(device_seen, "the device")?,
-                ip_seen: ip.is_some() && parse(ip_seen, "the ip")?,
-                recent: recent_of(&parse::<Vec<(String, f64)>>(recent, "the amounts")?),
+                device_seen: written.device_seen,
+                ip_seen: written.ip_seen,
+                recent: written.recent.clone(),
                 ..c
             }),
             Ok(None) => None,
@@ -229,11 +304,57 @@ impl HotStore for RedisHot {
                 None
             }
         };
+        let earlier = parse::<Option<String>>(earlier, "the earlier decision")?
+            .map(|json| decoded(&json))
+            .transpose()?;
         Ok(Hot {
             velocity: Velocity { tallies },
             known,
             epoch: epoch.unwrap_or(0),
+            earlier,
+            written,
         })
+    }
+
+    async fn log(&self, d: &NewDecision) -> Result<Logged, FraudError> {
+        let answered =
+            serde_json::to_string(&d.decided).map_err(|e| encoding("the decision", &e))?;
+        let entry = Envelope::new(&self.cell, LOGGED, 1, d)?;
+        let entry = serde_json::to_string(&entry).map_err(|e| encoding("the log entry", &e))?;
+        let mut conn = self.redis.conn.clone();
+        let reply: Vec<Value> = self
+            .log
+            .key(self.decision_key(&d.decided.transaction_id))
+            .key(stream_key(&self.redis, LOG_SOURCE))
+            .arg(answered)
+            .arg(millis(REPLAY_WINDOW))
+            .arg(self.log_cap)
+            .arg(entry)
+            .invoke_async(&mut conn)
+            .await?;
+        match reply.as_slice() {
+            [status] if parse::<u8>(status, "the log status")? == 0 => Ok(Logged::Logged),
+            [status] if parse::<u8>(status, "the log status")? == 2 => Ok(Logged::Full),
+            [status, earlier] if parse::<u8>(status, "the log status")? == 1 => Ok(
+                Logged::Earlier(decoded(&parse::<String>(earlier, "the earlier decision")?)?),
+            ),
+            _ => Err(malformed("the decision log's answer")),
+        }
+    }
+
+    async fn remember(&self, d: &Decided) -> Result<(), FraudError> {
+        let answered = serde_json::to_string(d).map_err(|e| encoding("the decision", &e))?;
+        let mut conn = self.redis.conn.clone();
+        // NX: a decision the log holds already is the one replays must get.
+        let _set: Option<String> = redis::cmd("SET")
+            .arg(self.decision_key(&d.transaction_id))
+            .arg(answered)
+            .arg("PX")
+            .arg(millis(REPLAY_WINDOW))
+            .arg("NX")
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
     }
 
     async fn fill(&self, user: &str, s: &Snapshot, epoch: u64) -> Result<bool, FraudError> {

@@ -32,6 +32,11 @@ async fn high_opens_a_case_that_analysts_decide() {
         .await
         .expect("check");
     assert_eq!(low.case_id, None);
+    assert_eq!(
+        w.stored().await,
+        2,
+        "the sink stores both decisions and their cases"
+    );
 
     for who in [service(), admin(), caller("buyer", &[])] {
         assert!(matches!(
@@ -139,6 +144,7 @@ async fn cases_are_paged_oldest_first() {
         let d = w.app.check(&service(), t).await.expect("check");
         assert!(d.case_id.is_some());
     }
+    w.stored().await;
     let mut seen = Vec::new();
     let mut token = String::new();
     loop {

@@ -1,5 +1,6 @@
 //! Checks through the real stores: each signal fires on its scenario and not on its
-//! neighbour, velocity windows age out, degraded answers, rules and shadow rules, idempotency.
+//! neighbour, velocity windows age out, degraded answers, rules and shadow rules, idempotency,
+//! and the decision log (replays before its sink stored them, a full log, a bad entry).
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,14 @@ use titan_fraud::{
         Facts, Level, Transaction,
         rules::{Action, Mode},
     },
+    store::{
+        log::GROUP,
+        redis::{LOG_SOURCE, RedisHot},
+    },
+};
+use titan_kit::{
+    events::{dead_letter_key, stream_key},
+    testing::TestRedis,
 };
 
 use chrono::{DateTime, Utc};
@@ -145,6 +154,8 @@ async fn every_other_signal_fires_on_its_scenario_and_not_on_its_neighbour() {
     let d = check("fp-aged", &|_, _| {}).await;
     assert_eq!(codes(&d), Vec::<&str>::new(), "failures older than 7 days");
 
+    // A chargeback names a stored decision.
+    w.stored().await;
     let n = w
         .app
         .chargeback(&service(), "fp", "u", 1000, "stolen card")
@@ -226,6 +237,7 @@ async fn velocity_windows_age_out() {
     week.device = Some("d8".into());
     week.ip = Some("198.51.100.8".into());
     w.app.check(&service(), week).await.expect("check");
+    w.stored().await;
     // The card's tallies (second dimension) of v8: nothing else in any window.
     let windows: serde_json::Value = sqlx::query_scalar(
         "SELECT facts->'velocity'->'tallies'->1->'windows' FROM fraud_decisions WHERE transaction_id = 'v8'",
@@ -415,6 +427,8 @@ async fn checks_are_idempotent_by_transaction_id() {
         w.app.check(&service(), txn("t", "u", 2000)).await,
         Err(FraudError::TransactionReused(_))
     ));
+    // The first check logged the decision; the replays found it.
+    assert_eq!(w.stored().await, 1);
     assert_eq!(w.count("SELECT count(*) FROM fraud_decisions").await, 1);
     assert_eq!(
         w.count("SELECT count(*) FROM titan_outbox WHERE event_type = 'fraud.decided'")
@@ -523,6 +537,11 @@ async fn concurrent_checks_each_get_their_own_stored_answer() {
             "both sends of a transaction id get one answer"
         );
     }
+    assert_eq!(
+        w.stored().await,
+        30,
+        "one logged decision per transaction id"
+    );
     assert_eq!(w.count("SELECT count(*) FROM fraud_decisions").await, 30);
     assert_eq!(
         w.count("SELECT count(*) FROM titan_outbox WHERE event_type = 'fraud.decided'")
@@ -530,4 +549,75 @@ async fn concurrent_checks_each_get_their_own_stored_answer() {
         30
     );
     assert_eq!(w.count("SELECT count(*) FROM fraud_users").await, 20);
+}
+
+#[tokio::test]
+async fn a_full_log_sends_checks_to_postgresql_and_their_replays_still_match() {
+    let redis = TestRedis::new().await.handle;
+    let hot = RedisHot::new(redis.clone(), "test".into()).with_log_cap(2);
+    let w = World::with_hot(hot, redis, settings()).await;
+    let mut answers = Vec::new();
+    for i in 0..3 {
+        let t = txn(&format!("t{i}"), "u", 1_000);
+        answers.push(w.app.check(&service(), t).await.expect("check"));
+    }
+    // Two logged; the third found the log full and was stored before its answer.
+    assert_eq!(
+        w.count("SELECT count(*) FROM fraud_decisions WHERE transaction_id = 't2'")
+            .await,
+        1
+    );
+    assert_eq!(w.count("SELECT count(*) FROM fraud_decisions").await, 1);
+    // Its replay is answered from Redis like a logged one's.
+    let again = w
+        .app
+        .check(&service(), txn("t2", "u", 1_000))
+        .await
+        .expect("replay");
+    assert_eq!(again, answers[2]);
+    assert_eq!(w.stored().await, 2);
+    assert_eq!(w.count("SELECT count(*) FROM fraud_decisions").await, 3);
+    assert_eq!(
+        w.count("SELECT count(*) FROM titan_outbox WHERE event_type = 'fraud.decided'")
+            .await,
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_log_entry_that_is_not_a_decision_is_dead_lettered_and_the_rest_is_stored() {
+    let redis = TestRedis::new().await.handle;
+    let w = World::with_redis(redis.clone(), settings()).await;
+    w.app
+        .check(&service(), txn("t0", "u", 1_000))
+        .await
+        .expect("check");
+    let log = stream_key(&redis, LOG_SOURCE);
+    let mut conn = redis.conn.clone();
+    let _: String = titan_kit::reexport::redis::cmd("XADD")
+        .arg(&log)
+        .arg("*")
+        .arg("envelope")
+        .arg("{not json")
+        .query_async(&mut conn)
+        .await
+        .expect("xadd");
+    w.app
+        .check(&service(), txn("t1", "u", 1_000))
+        .await
+        .expect("check");
+    assert_eq!(w.stored().await, 3, "three entries read");
+    assert_eq!(w.count("SELECT count(*) FROM fraud_decisions").await, 2);
+    let dead: u64 = titan_kit::reexport::redis::cmd("XLEN")
+        .arg(dead_letter_key(&redis, LOG_SOURCE, GROUP))
+        .query_async(&mut conn)
+        .await
+        .expect("xlen");
+    assert_eq!(dead, 1);
+    let left: u64 = titan_kit::reexport::redis::cmd("XLEN")
+        .arg(&log)
+        .query_async(&mut conn)
+        .await
+        .expect("xlen");
+    assert_eq!(left, 0, "stored entries leave the log");
 }

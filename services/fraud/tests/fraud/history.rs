@@ -21,8 +21,8 @@ use crate::*;
 
 async fn world() -> (World, RedisHot, RedisHandle) {
     let redis = TestRedis::new().await.handle;
-    let hot = RedisHot::new(redis.clone());
-    let w = World::over(hot.clone(), settings()).await;
+    let w = World::with_redis(redis.clone(), settings()).await;
+    let hot = RedisHot::new(redis.clone(), "test".into());
     (w, hot, redis)
 }
 
@@ -71,6 +71,8 @@ async fn the_cached_history_answers_exactly_as_postgresql_does() {
         };
         w.app.check(&service(), t).await.expect("check");
     }
+    // The chargeback names a stored decision.
+    w.stored().await;
     for p in ["p1", "p2"] {
         w.app
             .payment_failure(&service(), p, "u")
@@ -87,6 +89,7 @@ async fn the_cached_history_answers_exactly_as_postgresql_does() {
         .check(&service(), on("h60", "dev-0", "192.0.2.0", 1000))
         .await
         .expect("check");
+    assert_eq!(w.stored().await, 1);
 
     // A retried earlier transaction on a known device and IP: it changes nothing stored.
     let (pg, cached) = both(&w, &hot, &on("h60", "dev-0", "192.0.2.0", 1000)).await;

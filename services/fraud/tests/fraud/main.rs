@@ -13,15 +13,18 @@ use std::{sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use prometheus::Registry;
 use titan_fraud::{
-    app::{Fraud, FraudError, FraudStore, Hot, HotStore},
+    app::{Decided, Fraud, FraudError, FraudStore, Hot, HotStore, Logged, NewDecision},
     config::Settings,
     domain::{Dimension, Transaction, profile::Snapshot},
     metrics::Metrics,
-    store::{pg::PgFraud, redis::RedisHot},
+    store::{log::DecisionSink, pg::PgFraud, redis::RedisHot},
 };
 use titan_kit::{
     auth::Caller,
+    config::EventsConfig,
     datastores::postgres,
+    datastores::redis::RedisHandle,
+    events::ConsumerOptions,
     testing::{TestClock, TestPostgres, TestRedis, caller},
 };
 
@@ -72,6 +75,8 @@ pub struct World<V = RedisHot> {
     pub app: Arc<Fraud<PgFraud, V>>,
     pub db: TestPostgres,
     pub clock: TestClock,
+    /// The decision log's sink, run by [`World::stored`] (none without Redis).
+    sink: Option<tokio::sync::Mutex<DecisionSink<PgFraud, V>>>,
 }
 
 impl<V> std::fmt::Debug for World<V> {
@@ -96,8 +101,35 @@ impl World {
     }
 
     pub async fn with(settings: Settings) -> Self {
-        let redis = TestRedis::new().await.handle;
-        Self::over(RedisHot::new(redis), settings).await
+        Self::with_redis(TestRedis::new().await.handle, settings).await
+    }
+
+    /// Over `redis`, with the decision log's sink.
+    pub async fn with_redis(redis: RedisHandle, settings: Settings) -> Self {
+        Self::with_hot(RedisHot::new(redis.clone(), "test".into()), redis, settings).await
+    }
+
+    /// Over `hot` (on `redis`), with the decision log's sink.
+    pub async fn with_hot(hot: RedisHot, redis: RedisHandle, settings: Settings) -> Self {
+        let mut w = Self::over(hot, settings).await;
+        // A short block: the last, empty read of each drain waits that long.
+        let options = ConsumerOptions {
+            block: Duration::from_millis(20),
+            ..ConsumerOptions::new("", "", "test-sink", &EventsConfig::default())
+        };
+        let sink = DecisionSink::new(w.app.clone(), redis, options)
+            .await
+            .expect("sink");
+        w.sink = Some(tokio::sync::Mutex::new(sink));
+        w
+    }
+
+    /// Stores every decision the log holds in PostgreSQL, as the service's sink task does.
+    pub async fn stored(&self) -> usize {
+        match &self.sink {
+            Some(sink) => sink.lock().await.drain().await.expect("sink"),
+            None => 0,
+        }
     }
 }
 
@@ -113,7 +145,12 @@ impl<V: HotStore> World<V> {
             Metrics::new(&Registry::new()).expect("metrics"),
         ));
         app.reload().await.expect("reload");
-        Self { app, db, clock }
+        Self {
+            app,
+            db,
+            clock,
+            sink: None,
+        }
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
@@ -159,6 +196,17 @@ impl HotStore for Unreachable {
     }
 
     async fn invalidate(&self, _: &str) -> Result<(), FraudError> {
+        self.fail().await
+    }
+
+    async fn log(&self, _: &NewDecision) -> Result<Logged, FraudError> {
+        self.fail::<()>().await?;
+        Err(FraudError::Kit(titan_kit::KitError::Other(
+            "redis: connection refused".into(),
+        )))
+    }
+
+    async fn remember(&self, _: &Decided) -> Result<(), FraudError> {
         self.fail().await
     }
 }
