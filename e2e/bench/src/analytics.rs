@@ -1,6 +1,7 @@
 //! The analytics load generator: `TrackEvents` batches from many concurrent clients into
-//! `titan serve analytics` (every event checked afterwards to be stored exactly once), then the
-//! latency of the funnel and retention reports over a large generated history.
+//! `titan serve analytics` (every event checked afterwards to be stored exactly once), the same
+//! rows posted straight to ClickHouse as the baseline, then the latency of the funnel,
+//! retention and KPI reports over a large generated history.
 
 use std::{
     fmt,
@@ -55,7 +56,15 @@ pub struct AnalyticsReport {
     pub generate: Duration,
     pub funnel: Vec<Duration>,
     pub retention: Vec<Duration>,
+    /// Daily KPIs over the history, every run (the first computes the daily rollup).
     pub kpis: Vec<Duration>,
+    /// The first daily KPI run: every day of the history computed from the events and stored.
+    pub kpis_cold: Duration,
+    pub kpis_weekly: Vec<Duration>,
+    /// Rows posted straight to ClickHouse's HTTP interface by the same number of clients in
+    /// batches of the same size, for the same time: the baseline of `events`.
+    pub raw_rows: u64,
+    pub raw_elapsed: Duration,
 }
 
 fn best_and_median(runs: &[Duration]) -> String {
@@ -85,6 +94,16 @@ impl fmt::Display for AnalyticsReport {
             self.latencies.quantile(0.99),
             self.latencies.quantile(0.999)
         )?;
+        if !self.raw_elapsed.is_zero() {
+            writeln!(
+                f,
+                "  raw ClickHouse      {:>10}  ({:.0}/s posted straight to its HTTP interface; TrackEvents {:.2} of it)",
+                self.raw_rows,
+                self.raw_rows as f64 / self.raw_elapsed.as_secs_f64(),
+                (self.events as f64 / secs)
+                    / (self.raw_rows as f64 / self.raw_elapsed.as_secs_f64())
+            )?;
+        }
         writeln!(
             f,
             "  stored once         {} of {} ({})",
@@ -99,8 +118,10 @@ impl fmt::Display for AnalyticsReport {
         if self.history > 0 {
             writeln!(
                 f,
-                "reports over {} generated events (generated in {:?})",
-                self.history, self.generate
+                "reports over {} generated events (generated in {:?}, {:.0} rows/s with the rollup views)",
+                self.history,
+                self.generate,
+                self.history as f64 / self.generate.as_secs_f64()
             )?;
             writeln!(
                 f,
@@ -116,6 +137,16 @@ impl fmt::Display for AnalyticsReport {
                 f,
                 "  kpis (daily, 8 weeks)                     {}",
                 best_and_median(&self.kpis)
+            )?;
+            writeln!(
+                f,
+                "  kpis, first run (computes the rollup)     {:?}",
+                self.kpis_cold
+            )?;
+            writeln!(
+                f,
+                "  kpis (weekly, 8 weeks)                    {}",
+                best_and_median(&self.kpis_weekly)
             )?;
         }
         Ok(())
@@ -171,6 +202,13 @@ async fn time_reports(
 ) -> anyhow::Result<()> {
     let mut client = AnalyticsServiceClient::new(cell.channel().await);
     let analyst = cell.token("bench-analyst", &["analyst"]);
+    // What the KPIs must find, counted once here from the events themselves.
+    let users: u64 = cell
+        .clickhouse
+        .client
+        .query("SELECT uniqExact(user_id) FROM analytics_events WHERE source = 'bench'")
+        .fetch_one()
+        .await?;
     let from = DateTime::from_timestamp(HISTORY_START, 0).context("start")?;
     let to = DateTime::from_timestamp(HISTORY_START + HISTORY_SECONDS, 0).context("end")?;
     let period = Some(pb::Period {
@@ -209,20 +247,95 @@ async fn time_reports(
         report.retention.push(started.elapsed());
         ensure!(!retention.cohorts.is_empty(), "cohorts were found");
 
-        let started = Instant::now();
-        client
-            .get_kpis(authed(
-                pb::GetKpisRequest {
-                    period,
-                    granularity: pb::Granularity::Day as i32,
-                    cell: String::new(),
-                },
-                &analyst,
-            ))
-            .await?;
-        report.kpis.push(started.elapsed());
+        for granularity in [pb::Granularity::Day, pb::Granularity::Week] {
+            let started = Instant::now();
+            let kpis = client
+                .get_kpis(authed(
+                    pb::GetKpisRequest {
+                        period,
+                        granularity: granularity as i32,
+                        cell: String::new(),
+                    },
+                    &analyst,
+                ))
+                .await?
+                .into_inner();
+            let took = started.elapsed();
+            if granularity == pb::Granularity::Day {
+                if report.kpis.is_empty() {
+                    report.kpis_cold = took;
+                }
+                report.kpis.push(took);
+            } else {
+                report.kpis_weekly.push(took);
+            }
+            let total = kpis.totals.first().and_then(|t| t.kpis.as_ref());
+            let days: u64 = kpis
+                .buckets
+                .iter()
+                .filter_map(|b| b.kpis.as_ref())
+                .map(|k| k.events)
+                .sum();
+            ensure!(
+                total.map(|t| (t.events, t.unique_users)) == Some((report.history, users))
+                    && days == report.history,
+                "the KPIs count every generated event once and all {users} users: {total:?}"
+            );
+        }
     }
     Ok(())
+}
+
+/// `clients` tasks post `batch` rows at a time to ClickHouse's HTTP interface for `duration`:
+/// the rows TrackEvents would store, without the service. Returns the rows stored and the time.
+async fn raw_insert(cell: &Cell, options: &AnalyticsOptions) -> anyhow::Result<(u64, Duration)> {
+    let config = &cell.clickhouse.config;
+    let http = reqwest::Client::new();
+    let url = format!("{}/", config.url.trim_end_matches('/'));
+    let query = "INSERT INTO analytics_events (event_id, name, user_id, session_id, time, date, \
+                 platform, country, cell, source, ingested_at) FORMAT TabSeparated";
+    let started = Instant::now();
+    let deadline = started + options.duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..options.clients {
+        let (http, url, database, batch) = (
+            http.clone(),
+            url.clone(),
+            config.database.clone(),
+            options.batch,
+        );
+        tasks.spawn(async move {
+            let mut rows = 0u64;
+            let mut seq = 0u64;
+            while Instant::now() < deadline {
+                let now = chrono::Utc::now();
+                let (time, date) = (now.format("%Y-%m-%d %H:%M:%S"), now.format("%Y-%m-%d"));
+                let mut body = String::with_capacity(batch * 96);
+                for i in 0..batch {
+                    seq += 1;
+                    let name = if i % 3 == 0 { "product_view" } else { "page_view" };
+                    body.push_str(&format!(
+                        "raw{c}-{seq}\t{name}\tu{}\ts{c}-{}\t{time}\t{date}\tweb\tSG\tbench\tclient\t{time}\n",
+                        seq % 50_000,
+                        seq / 20
+                    ));
+                }
+                http.post(&url)
+                    .query(&[("database", database.as_str()), ("query", query)])
+                    .body(body)
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                rows += batch as u64;
+            }
+            anyhow::Ok(rows)
+        });
+    }
+    let mut rows = 0;
+    for done in tasks.join_all().await {
+        rows += done?;
+    }
+    Ok((rows, started.elapsed()))
 }
 
 /// Runs the scenario.
@@ -302,6 +415,7 @@ pub async fn analytics(options: &AnalyticsOptions) -> anyhow::Result<AnalyticsRe
         .query("SELECT uniqExact(event_id) FROM analytics_events")
         .fetch_one::<u64>()
         .await?;
+    (report.raw_rows, report.raw_elapsed) = raw_insert(&cell, options).await?;
     if options.history > 0 {
         report.history = options.history;
         report.generate = generate(&cell, options.history).await?;
