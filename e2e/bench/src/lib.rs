@@ -6,15 +6,22 @@
 //! WebSocket one in [`ws`].
 #![forbid(unsafe_code)]
 
+pub mod abtesting;
 pub mod analytics;
+pub mod baseline;
 pub mod campaign;
 pub mod chat;
+pub mod coupon;
 pub mod driver;
 pub mod fraud;
+pub mod gamification;
 pub mod livestream;
+pub mod load;
+pub mod plot;
 pub mod pricing;
 pub mod routes;
 pub mod shipping;
+pub mod suite;
 pub mod tracking;
 pub mod videocall;
 pub mod ws;
@@ -93,6 +100,8 @@ pub struct Report {
     /// granted and what the server holds: must be 0.
     pub oversold: u64,
     pub raw_attempts_per_second: f64,
+    /// Attempts answered in each second of the run.
+    pub per_second: Vec<u64>,
 }
 
 impl Report {
@@ -243,6 +252,11 @@ pub async fn flashsale(options: &Options, raw: bool) -> anyhow::Result<Report> {
                     .0
                     .push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
                 report.attempts += 1;
+                let second = started.elapsed().as_secs() as usize;
+                if report.per_second.len() <= second {
+                    report.per_second.resize(second + 1, 0);
+                }
+                report.per_second[second] += 1;
                 let outcome = match result {
                     Ok(r) => {
                         report.reserved += 1;
@@ -268,6 +282,12 @@ pub async fn flashsale(options: &Options, raw: bool) -> anyhow::Result<Report> {
         report.reserved += part.reserved;
         report.reserved_units += part.reserved_units;
         report.latencies.0.extend(part.latencies.0);
+        if report.per_second.len() < part.per_second.len() {
+            report.per_second.resize(part.per_second.len(), 0);
+        }
+        for (total, n) in report.per_second.iter_mut().zip(part.per_second) {
+            *total += n;
+        }
         for (k, v) in part.outcomes {
             *report.outcomes.entry(k).or_default() += v;
         }

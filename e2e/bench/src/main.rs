@@ -14,37 +14,119 @@
 //! on the other, Track lookups.
 //! `titan-bench shipping`: CreateShipment/s over two replicas (quote, label PDF to the bucket,
 //! row and event), replays on the other replica, rows, events and labels checked.
+//! `titan-bench coupon`: RedeemCoupon of distinct coupons/s, each stored once.
+//! `titan-bench gamification`: Award to distinct users/s, each in the ledger once.
+//! `titan-bench abtesting`: AssignBatch assignments/s, every exposure stored.
+//! `titan-bench all [--quick]`: every scenario in sequence, one table, results.json and PNGs
+//! in target/bench (what `cargo xtask bench` runs).
 //! The others need the datastores of `cargo xtask datastores start` (their URLs in `TITAN_TEST_*`).
 #![forbid(unsafe_code)]
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
 use clap::{Parser, Subcommand};
 use titan_bench::{
     Options,
-    analytics::{AnalyticsOptions, analytics},
-    campaign::{CampaignOptions, Sink, campaign},
-    chat::{ChatOptions, chat},
-    driver::{DriverOptions, driver},
-    fraud::{FraudOptions, fraud},
-    livestream::{LivestreamOptions, livestream},
-    pricing::{PricingOptions, pricing},
-    routes::{RoutesOptions, routes},
-    shipping::{ShippingOptions, shipping},
-    tracking::{TrackingOptions, tracking},
-    videocall::{VideocallOptions, videocall},
-    ws::{WsOptions, ws},
+    abtesting::AbtestingOptions,
+    analytics::AnalyticsOptions,
+    campaign::{CampaignOptions, Sink},
+    chat::ChatOptions,
+    coupon::CouponOptions,
+    driver::DriverOptions,
+    fraud::FraudOptions,
+    gamification::GamificationOptions,
+    livestream::LivestreamOptions,
+    pricing::PricingOptions,
+    routes::RoutesOptions,
+    shipping::ShippingOptions,
+    suite::{self, Job},
+    tracking::TrackingOptions,
+    videocall::VideocallOptions,
+    ws::WsOptions,
 };
 
 #[derive(Debug, Parser)]
 #[command(name = "titan-bench", about = "Load generators for Titan services")]
 struct Cli {
     #[command(subcommand)]
-    scenario: Scenario,
+    command: Command,
+}
+
+/// Where a single scenario draws its PNGs.
+const PNG_DIR: &str = "target/titan-bench";
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every scenario in sequence (each with its own defaults, or `quick()` with --quick),
+    /// then one table: figure, target, result, pass/short, same-run baseline; writes
+    /// results.json and PNGs in --out. Fails when a correctness check fails.
+    All {
+        /// CI's run: each scenario's short mode on the debug build, correctness only.
+        #[arg(long)]
+        quick: bool,
+        /// Only these scenarios (comma-separated), still in the suite's order.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+    },
+    #[command(flatten)]
+    One(Scenario),
 }
 
 #[derive(Debug, Subcommand)]
 enum Scenario {
+    /// RedeemCoupon of distinct single-use coupons through `titan serve coupon`, replays and
+    /// used coupons tried again; stored redemptions and the campaign's usage counted.
+    Coupon {
+        #[arg(long, default_value_t = 30_000)]
+        coupons: usize,
+        /// Redemptions in flight.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        #[arg(long)]
+        debug: bool,
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Award to distinct users through `titan serve gamification`, replays answered as
+    /// duplicates; the ledger's rows and sum checked.
+    Gamification {
+        #[arg(long, default_value_t = 30_000)]
+        users: usize,
+        /// Awards in flight.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        #[arg(long)]
+        debug: bool,
+        #[arg(long)]
+        quick: bool,
+    },
+    /// AssignBatch of running experiments for distinct users (two visits each) through
+    /// `titan serve abtesting`; exposures in ClickHouse against the (experiment, user) pairs.
+    Abtesting {
+        #[arg(long, default_value_t = 100)]
+        experiments: usize,
+        #[arg(long, default_value_t = 20_000)]
+        users: usize,
+        /// Calls in flight.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        #[arg(long)]
+        debug: bool,
+        #[arg(long)]
+        quick: bool,
+    },
     /// AttemptPurchase against `titan serve flashsale` (release build), then the raw Redis ceiling.
     Flashsale {
         #[arg(long, default_value_t = 256)]
@@ -329,12 +411,39 @@ enum Scenario {
     },
 }
 
-/// Prints the report; the exit status says whether its correctness check held.
-fn finish<R: std::fmt::Display>(result: anyhow::Result<R>, held: impl Fn(&R) -> bool) -> ExitCode {
-    match result {
-        Ok(report) => {
-            println!("{report}");
-            if held(&report) {
+#[tokio::main]
+async fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::All { quick, only, out } => all(quick, &only, &out).await,
+        Command::One(scenario) => {
+            let (job, quick) = job(scenario);
+            one(job, quick).await
+        }
+    }
+}
+
+/// Runs one scenario and prints its report, figures and PNGs; the exit status says whether
+/// its correctness checks held.
+async fn one(job: Job, quick: bool) -> ExitCode {
+    match job.run(Path::new(PNG_DIR), quick).await {
+        Ok(ran) => {
+            println!("{}", ran.text.trim_end());
+            for f in &ran.figures {
+                println!(
+                    "  {:<50} {:.2} {} ({})",
+                    f.figure,
+                    f.result,
+                    f.unit,
+                    f.status.as_str()
+                );
+            }
+            for png in &ran.pngs {
+                println!("  drawn               {}", png.display());
+            }
+            for failure in &ran.failures {
+                eprintln!("titan-bench: check failed: {failure}");
+            }
+            if ran.failures.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -347,10 +456,139 @@ fn finish<R: std::fmt::Display>(result: anyhow::Result<R>, held: impl Fn(&R) -> 
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let Cli { scenario } = Cli::parse();
-    match scenario {
+/// The suite: `only` (all when empty) in order, the table on stdout, results and PNGs in `out`.
+async fn all(quick: bool, only: &[String], out: &Path) -> ExitCode {
+    let jobs = if quick {
+        titan_bench::suite::quick_jobs(only, out)
+    } else {
+        full_jobs(only, out)
+    };
+    let jobs = match jobs {
+        Ok(jobs) => jobs,
+        Err(unknown) => {
+            eprintln!(
+                "titan-bench: no scenario {unknown:?}; they are {}",
+                suite::SCENARIOS.join(", ")
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match suite::run(jobs, out, quick).await {
+        Ok(report) => {
+            println!("{report}");
+            if report.held() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("titan-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Every selected scenario with the defaults of its own flags (what `titan-bench <name>`
+/// runs), its PNGs in `out`.
+fn full_jobs(only: &[String], out: &Path) -> Result<Vec<Job>, String> {
+    let mut jobs = Vec::new();
+    for name in suite::selected(only)? {
+        let Ok(Cli {
+            command: Command::One(scenario),
+        }) = Cli::try_parse_from(["titan-bench", name])
+        else {
+            return Err(name.to_owned());
+        };
+        let (mut job, _) = job(scenario);
+        match &mut job {
+            Job::Ws(o) => o.png = out.join("ws-fanout-latency.png"),
+            Job::Routes(o) => o.png = out.join("routes.png"),
+            _ => {}
+        }
+        jobs.push(job);
+    }
+    Ok(jobs)
+}
+
+impl Scenario {
+    /// Whether `--quick` was given (routes has no short mode).
+    fn quick(&self) -> bool {
+        match self {
+            Self::Routes { .. } => false,
+            Self::Coupon { quick, .. }
+            | Self::Gamification { quick, .. }
+            | Self::Abtesting { quick, .. }
+            | Self::Flashsale { quick, .. }
+            | Self::Analytics { quick, .. }
+            | Self::Ws { quick, .. }
+            | Self::Chat { quick, .. }
+            | Self::Videocall { quick, .. }
+            | Self::Livestream { quick, .. }
+            | Self::Fraud { quick, .. }
+            | Self::Campaign { quick, .. }
+            | Self::Driver { quick, .. }
+            | Self::Tracking { quick, .. }
+            | Self::Shipping { quick, .. }
+            | Self::Pricing { quick, .. } => *quick,
+        }
+    }
+}
+
+/// The scenario's job with the options its flags give, and whether it is a quick run.
+fn job(scenario: Scenario) -> (Job, bool) {
+    let quick = scenario.quick();
+    let job = match scenario {
+        Scenario::Coupon {
+            coupons,
+            clients,
+            connections,
+            debug,
+            quick,
+        } => Job::Coupon(if quick {
+            CouponOptions::quick()
+        } else {
+            CouponOptions {
+                coupons,
+                clients,
+                connections,
+                release: !debug,
+            }
+        }),
+        Scenario::Gamification {
+            users,
+            clients,
+            connections,
+            debug,
+            quick,
+        } => Job::Gamification(if quick {
+            GamificationOptions::quick()
+        } else {
+            GamificationOptions {
+                users,
+                clients,
+                connections,
+                release: !debug,
+            }
+        }),
+        Scenario::Abtesting {
+            experiments,
+            users,
+            clients,
+            connections,
+            debug,
+            quick,
+        } => Job::Abtesting(if quick {
+            AbtestingOptions::quick()
+        } else {
+            AbtestingOptions {
+                experiments,
+                users,
+                clients,
+                connections,
+                release: !debug,
+            }
+        }),
         Scenario::Flashsale {
             buyers,
             connections,
@@ -372,9 +610,7 @@ async fn main() -> ExitCode {
                     release: !debug,
                 }
             };
-            finish(titan_bench::flashsale(&options, !quick).await, |r| {
-                r.oversold == 0
-            })
+            Job::Flashsale(options, !quick)
         }
         Scenario::Analytics {
             clients,
@@ -397,7 +633,7 @@ async fn main() -> ExitCode {
                     release: !debug,
                 }
             };
-            finish(analytics(&options).await, |r| r.stored == r.events)
+            Job::Analytics(options)
         }
         Scenario::Ws {
             idle,
@@ -426,7 +662,7 @@ async fn main() -> ExitCode {
                     release: !debug,
                 }
             };
-            finish(ws(&options).await, titan_bench::ws::WsReport::exact)
+            Job::Ws(options)
         }
         Scenario::Campaign {
             users,
@@ -447,10 +683,7 @@ async fn main() -> ExitCode {
                     sink,
                 }
             };
-            finish(
-                campaign(&options).await,
-                titan_bench::campaign::CampaignReport::exact,
-            )
+            Job::Campaign(options)
         }
         Scenario::Chat {
             users,
@@ -475,7 +708,7 @@ async fn main() -> ExitCode {
                     release: !debug,
                 }
             };
-            finish(chat(&options).await, titan_bench::chat::ChatReport::exact)
+            Job::Chat(options)
         }
         Scenario::Videocall {
             pairs,
@@ -500,10 +733,7 @@ async fn main() -> ExitCode {
                     release: !debug,
                 }
             };
-            finish(
-                videocall(&options).await,
-                titan_bench::videocall::VideocallReport::exact,
-            )
+            Job::Videocall(options)
         }
         Scenario::Livestream {
             callers,
@@ -528,10 +758,7 @@ async fn main() -> ExitCode {
                     release: !debug,
                 }
             };
-            finish(
-                livestream(&options).await,
-                titan_bench::livestream::LivestreamReport::exact,
-            )
+            Job::Livestream(options)
         }
         Scenario::Fraud {
             users,
@@ -558,7 +785,7 @@ async fn main() -> ExitCode {
                     release: !debug,
                 }
             };
-            finish(fraud(&options).await, titan_bench::fraud::FraudReport::held)
+            Job::Fraud(options)
         }
         Scenario::Routes {
             data,
@@ -582,7 +809,7 @@ async fn main() -> ExitCode {
                 draw,
                 png,
             };
-            finish(routes(&options), |r| r.infeasible() == 0)
+            Job::Routes(options)
         }
         Scenario::Driver {
             drivers,
@@ -603,10 +830,7 @@ async fn main() -> ExitCode {
                     release: !debug,
                 }
             };
-            finish(
-                driver(&options).await,
-                titan_bench::driver::DriverReport::exact,
-            )
+            Job::Driver(options)
         }
         Scenario::Tracking {
             shipments,
@@ -629,10 +853,7 @@ async fn main() -> ExitCode {
                     release: !debug,
                 }
             };
-            finish(
-                tracking(&options).await,
-                titan_bench::tracking::TrackingReport::exact,
-            )
+            Job::Tracking(options)
         }
         Scenario::Shipping {
             shipments,
@@ -649,10 +870,7 @@ async fn main() -> ExitCode {
                     release: !debug,
                 }
             };
-            finish(
-                shipping(&options).await,
-                titan_bench::shipping::ShippingReport::exact,
-            )
+            Job::Shipping(options)
         }
         Scenario::Pricing {
             products,
@@ -675,7 +893,8 @@ async fn main() -> ExitCode {
                     release: !debug,
                 }
             };
-            finish(pricing(&options).await, |r| r.mismatches == 0)
+            Job::Pricing(options)
         }
-    }
+    };
+    (job, quick)
 }

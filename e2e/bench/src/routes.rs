@@ -37,6 +37,27 @@ pub struct RoutesOptions {
     pub png: PathBuf,
 }
 
+impl RoutesOptions {
+    /// The Solomon instances shipped with the route crate.
+    pub fn data() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../services/route/data/solomon")
+    }
+
+    /// CI's short mode: one instance of each class family at a short budget, every solution
+    /// through the checker, one drawn.
+    pub fn quick(png: PathBuf) -> Self {
+        Self {
+            data: Self::data(),
+            budgets: vec![Duration::from_millis(200)],
+            only: vec!["C101".into(), "R101".into(), "RC102".into()],
+            seed: 1,
+            objective: Objective::Distance,
+            draw: None,
+            png,
+        }
+    }
+}
+
 /// One solve.
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -249,11 +270,7 @@ fn draw(
     budget: Duration,
     path: &Path,
 ) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    }
-    plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
-        .map_err(|_| anyhow::anyhow!("the embedded DejaVu Sans font did not load"))?;
+    crate::plot::prepare(path)?;
     // Coordinates by customer number, read from the table (the depot is the first row).
     let mut xy: BTreeMap<u32, (f64, f64)> = BTreeMap::new();
     let mut depot = None;

@@ -10,14 +10,13 @@
 use std::{
     fmt,
     net::{Ipv4Addr, SocketAddr},
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail, ensure};
 use futures::{SinkExt, StreamExt, stream};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
-use plotters::prelude::*;
 use serde_json::{Value, json};
 use titan_e2e::{Cell, CellOptions, Process, Replica};
 use tokio::{net::TcpSocket, sync::mpsc, task::JoinSet};
@@ -674,80 +673,6 @@ async fn wait_subscribed(a: &SocketAddr, b: &SocketAddr, subscribers: usize) -> 
     }
 }
 
-/// Draws the latency histogram: 100 bins up to the p99.9, counts on a log scale so the tail
-/// shows beside the peak, with the p50 and p99 marked.
-fn draw(latencies: &Latencies, path: &Path) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    }
-    // The font travels with the binary, so drawing needs nothing from the system.
-    plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
-        .map_err(|_| anyhow::anyhow!("the embedded DejaVu Sans font did not load"))?;
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let top = ms(latencies.quantile(0.999)).max(0.1);
-    let bins = 100u32;
-    let width = top / f64::from(bins);
-    let mut counts = vec![0u64; bins as usize];
-    for &micros in &latencies.0 {
-        let bin = (f64::from(micros) / 1000.0 / width) as usize;
-        if let Some(c) = counts.get_mut(bin) {
-            *c += 1;
-        }
-    }
-    let peak = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
-    let root = BitMapBackend::new(path, (1000, 600)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (p50, p99) = (ms(latencies.quantile(0.5)), ms(latencies.quantile(0.99)));
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "WebSocket fan-out latency, {} deliveries: p50 {p50:.2} ms, p99 {p99:.2} ms",
-                latencies.0.len()
-            ),
-            ("sans-serif", 22),
-        )
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(70)
-        // Bars start at half a delivery, so that a bin of one still shows on the log axis.
-        .build_cartesian_2d(0.0..top, (0.5..peak * 2.0).log_scale())?;
-    chart
-        .configure_mesh()
-        .x_desc("publish to subscriber, ms (up to the p99.9)")
-        .y_desc("deliveries (log scale)")
-        .y_label_formatter(&|n| format!("{n:.0}"))
-        .label_style(("sans-serif", 15))
-        .draw()?;
-    chart.draw_series(
-        counts
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| **n > 0)
-            .map(|(i, &n)| {
-                let x0 = i as f64 * width;
-                Rectangle::new([(x0, 0.5), (x0 + width, n as f64)], BLUE.mix(0.6).filled())
-            }),
-    )?;
-    for (label, at, colour) in [("p50", p50, GREEN), ("p99", p99, RED)] {
-        chart
-            .draw_series(LineSeries::new(
-                [(at, 0.5), (at, peak)],
-                colour.stroke_width(2),
-            ))?
-            .label(format!("{label} {at:.2} ms"))
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 15))
-        .draw()?;
-    root.present()
-        .with_context(|| format!("write {}", path.display()))?;
-    Ok(())
-}
-
 /// Runs both parts against `titan serve ping` (two replicas on private datastores).
 pub async fn ws(options: &WsOptions) -> anyhow::Result<WsReport> {
     let file_limit = raise_file_limit()?;
@@ -764,7 +689,15 @@ pub async fn ws(options: &WsOptions) -> anyhow::Result<WsReport> {
         None
     };
     let fanout = fanout(&cell, &b, options).await?;
-    draw(&fanout.latencies, &options.png)?;
+    crate::plot::histogram(
+        &fanout.latencies,
+        crate::plot::Labels {
+            title: "WebSocket fan-out latency",
+            items: "deliveries",
+            span: "publish to subscriber",
+        },
+        &options.png,
+    )?;
     Ok(WsReport {
         idle,
         fanout,
