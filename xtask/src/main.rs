@@ -1,6 +1,6 @@
-//! `cargo xtask`: Titan's developer and CI tasks — the test command CI runs, a local cell with
-//! real datastores, the datastores on their own for running tests by hand, and the Helm chart
-//! check and generator.
+//! `cargo xtask`: Titan's developer and CI tasks — the test command CI runs, every load
+//! generator in one table (`bench`), a local cell with real datastores, the datastores on their
+//! own for running tests by hand, and the Helm chart check and generator.
 
 mod cmd;
 mod datastores;
@@ -32,6 +32,10 @@ enum Command {
     /// Start PostgreSQL, Redis, ClickHouse and s3s-fs, then run fmt, clippy and every test
     /// against them (what CI runs).
     Test(cmd::test::Args),
+    /// Build release titan and titan-bench, start (or reuse) the test datastores and run every
+    /// load generator: one table of figure, target, result, pass/short; results.json and PNGs
+    /// in target/bench/. `--quick` is CI's correctness-only run on the debug build.
+    Bench(cmd::bench::Args),
     /// Run a local cell: the datastores plus `titan serve all`, until Ctrl-C.
     Up(cmd::cell::UpArgs),
     /// Stop a local cell started by `up` in another terminal.
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Test(args) => cmd::test::run(&args),
+        Command::Bench(args) => cmd::bench::run(&args),
         Command::Up(args) => cmd::cell::up(&args),
         Command::Down(args) => cmd::cell::down(&args),
         Command::Datastores(args) => cmd::datastores::run(&args),

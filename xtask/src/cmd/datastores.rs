@@ -35,7 +35,7 @@ fn dir() -> PathBuf {
 }
 
 /// The recorded state when every server in it still runs.
-fn running() -> Result<Option<State>> {
+pub fn running() -> Result<Option<State>> {
     let Some(state) = State::load(&dir())? else {
         return Ok(None);
     };

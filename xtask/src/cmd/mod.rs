@@ -1,5 +1,6 @@
 //! The subcommands of `cargo xtask`, one module each.
 
+pub mod bench;
 pub mod cell;
 pub mod chart;
 pub mod datastores;

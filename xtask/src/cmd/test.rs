@@ -309,29 +309,7 @@ const AIOSMTPD: &str = "aiosmtpd==1.4.6";
 /// saying the variable is missing).
 fn smtp_step(timings: &mut Vec<Timing>) -> Vec<(String, String)> {
     let started = Instant::now();
-    let installed = (|| -> Result<std::path::PathBuf> {
-        let venv = datastores::s3::tool_cache()?.join(AIOSMTPD.replace("==", "-"));
-        let python = venv.join("bin").join("python");
-        if python.is_file() {
-            return Ok(python);
-        }
-        eprintln!(
-            "==> installing {AIOSMTPD} into {} (once per machine)",
-            venv.display()
-        );
-        let mut create = Command::new("python3");
-        create.args(["-m", "venv"]).arg(&venv);
-        let mut pip = Command::new(&python);
-        pip.args(["-m", "pip", "install", "--quiet", AIOSMTPD]);
-        for (what, cmd) in [("python3 -m venv", &mut create), ("pip install", &mut pip)] {
-            let status = process::run(what, cmd)?;
-            if !status.success() {
-                anyhow::bail!("{what} for {AIOSMTPD}: {status}");
-            }
-        }
-        Ok(python)
-    })();
-    let (outcome, env) = match installed {
+    let (outcome, env) = match aiosmtpd() {
         Ok(python) => (
             Outcome::Ok,
             vec![(
@@ -347,6 +325,30 @@ fn smtp_step(timings: &mut Vec<Timing>) -> Vec<(String, String)> {
         outcome,
     });
     env
+}
+
+/// The Python of a venv in the tool cache with aiosmtpd installed (once per machine).
+pub fn aiosmtpd() -> Result<std::path::PathBuf> {
+    let venv = datastores::s3::tool_cache()?.join(AIOSMTPD.replace("==", "-"));
+    let python = venv.join("bin").join("python");
+    if python.is_file() {
+        return Ok(python);
+    }
+    eprintln!(
+        "==> installing {AIOSMTPD} into {} (once per machine)",
+        venv.display()
+    );
+    let mut create = Command::new("python3");
+    create.args(["-m", "venv"]).arg(&venv);
+    let mut pip = Command::new(&python);
+    pip.args(["-m", "pip", "install", "--quiet", AIOSMTPD]);
+    for (what, cmd) in [("python3 -m venv", &mut create), ("pip install", &mut pip)] {
+        let status = process::run(what, cmd)?;
+        if !status.success() {
+            anyhow::bail!("{what} for {AIOSMTPD}: {status}");
+        }
+    }
+    Ok(python)
 }
 
 /// Installs cargo-nextest when it is missing; a failed install is a failed step (the tests
