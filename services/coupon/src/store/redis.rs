@@ -73,7 +73,7 @@ impl RedisCoupons {
     }
 
     fn key(&self, code: &CouponCode, name: &str) -> String {
-        self.redis.key(&format!("{{coupon:{code}}}:{name}"))
+        self.redis.key(&key_name(code, name))
     }
 
     fn invocation<'a>(&self, script: &'a Script, code: &CouponCode) -> redis::ScriptInvocation<'a> {
@@ -83,6 +83,12 @@ impl RedisCoupons {
         }
         inv
     }
+}
+
+/// Key `name` of coupon `code`, before the cell prefix. Every key of a coupon starts with the
+/// coupon's hash tag, so the keys of each script call hash to one Redis Cluster slot.
+fn key_name(code: &CouponCode, name: &str) -> String {
+    format!("{{coupon:{code}}}:{name}")
 }
 
 impl CouponCache for RedisCoupons {
@@ -239,5 +245,27 @@ impl CouponCache for RedisCoupons {
             .into_iter()
             .map(|n| n.map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX)))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use titan_kit::datastores::redis::same_slot;
+
+    use super::*;
+
+    /// Each script call's keys hash to one cluster slot, whatever the cell prefix or code.
+    #[test]
+    fn every_script_call_names_keys_of_one_slot() {
+        for n in 0..200 {
+            let code = CouponCode::parse(&format!("SAVE{n}-X_{}", n * 7), 64).expect("a code");
+            let keys: Vec<String> = NAMES.iter().map(|name| key_name(&code, name)).collect();
+            for prefix in ["", "titan:cell-a:", "t_0f3a:"] {
+                assert!(
+                    same_slot(keys.iter().map(|k| format!("{prefix}{k}"))),
+                    "code {code}, prefix {prefix:?}: {keys:?}"
+                );
+            }
+        }
     }
 }
