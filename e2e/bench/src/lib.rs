@@ -8,7 +8,6 @@
 
 pub mod abtesting;
 pub mod analytics;
-pub mod baseline;
 pub mod campaign;
 pub mod chat;
 pub mod coupon;
