@@ -374,6 +374,29 @@ fn rollup_activity(
     by_key.into_values().collect()
 }
 
+/// The period's revenue per cell and currency (bucket 0): each order falls in exactly one
+/// bucket (that of its first event), so the buckets add up; sums saturate as each bucket's do.
+fn revenue_totals(buckets: &[RevenueRow]) -> Vec<RevenueRow> {
+    let mut totals: BTreeMap<(&str, &str), (i64, u64)> = BTreeMap::new();
+    for r in buckets {
+        let (revenue, orders) = totals
+            .entry((r.cell.as_str(), r.currency.as_str()))
+            .or_default();
+        *revenue = revenue.saturating_add(r.revenue);
+        *orders += r.orders;
+    }
+    totals
+        .into_iter()
+        .map(|((cell, currency), (revenue, orders))| RevenueRow {
+            bucket: 0,
+            cell: cell.to_owned(),
+            currency: currency.to_owned(),
+            revenue,
+            orders,
+        })
+        .collect()
+}
+
 fn kpi_buckets(activity: Vec<ActivityRow>, revenue: Vec<RevenueRow>) -> Vec<KpiBucket> {
     let mut by_key: BTreeMap<(u32, String), Kpis> = BTreeMap::new();
     for a in activity {
@@ -499,14 +522,14 @@ impl<W: Warehouse> Analytics<W> {
                 Granularity::Hour | Granularity::Day => Ok(Vec::new()),
             }
         };
-        let (days, hourly, weekly_users, total_users, revenue, total_revenue) = futures::try_join!(
+        let (days, hourly, weekly_users, total_users, revenue) = futures::try_join!(
             w.days(&period, cell),
             hourly,
             weekly_users,
             w.active_users(&period, false, cell),
             w.revenue(&period, Some(granularity), cell),
-            w.revenue(&period, None, cell),
         )?;
+        let total_revenue = revenue_totals(&revenue);
         let activity = match granularity {
             Granularity::Hour => hourly,
             Granularity::Day => days
@@ -715,6 +738,32 @@ mod tests {
                 (20_360, "a", 12, 3, 1),
                 (20_360, "b", 2, 0, 0),
                 (20_367, "a", 1, 1, 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn revenue_totals_add_buckets_up_and_saturate() {
+        let row = |bucket: u32, cell: &str, currency: &str, revenue: i64, orders: u64| RevenueRow {
+            bucket,
+            cell: cell.into(),
+            currency: currency.into(),
+            revenue,
+            orders,
+        };
+        let totals = revenue_totals(&[
+            row(1, "b", "USD", 10, 1),
+            row(1, "a", "USD", 5, 1),
+            row(2, "a", "USD", 7, 2),
+            row(2, "a", "EUR", i64::MAX, 3),
+            row(3, "a", "EUR", 1, 1),
+        ]);
+        assert_eq!(
+            totals,
+            vec![
+                row(0, "a", "EUR", i64::MAX, 4),
+                row(0, "a", "USD", 12, 3),
+                row(0, "b", "USD", 10, 1)
             ]
         );
     }

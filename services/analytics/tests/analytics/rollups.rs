@@ -6,7 +6,7 @@
 //! existed (the migrations back-fill them).
 
 use titan_analytics::{
-    app::{ActivityRow, KpiReport, Warehouse},
+    app::{ActivityRow, KpiBucket, KpiReport, RevenueRow, Warehouse},
     domain::{Granularity, Period},
 };
 
@@ -76,7 +76,7 @@ fn instant(seconds: u32) -> DateTime<Utc> {
 
 type Activity = (i64, String, u64, u64, u64);
 
-fn from_report(buckets: &[titan_analytics::app::KpiBucket]) -> Vec<Activity> {
+fn from_report(buckets: &[KpiBucket]) -> Vec<Activity> {
     buckets
         .iter()
         .map(|b| {
@@ -105,6 +105,39 @@ fn from_events(rows: Vec<ActivityRow>, bucket: Option<i64>) -> Vec<Activity> {
         .collect()
 }
 
+type Money = (i64, String, String, i64, u64);
+
+fn revenue_of(buckets: &[KpiBucket]) -> Vec<Money> {
+    buckets
+        .iter()
+        .flat_map(|b| {
+            b.kpis.revenue.iter().map(|r| {
+                (
+                    b.bucket.timestamp(),
+                    b.cell.clone(),
+                    r.currency.clone(),
+                    r.revenue,
+                    r.orders,
+                )
+            })
+        })
+        .collect()
+}
+
+fn revenue_from_events(rows: Vec<RevenueRow>, bucket: Option<i64>) -> Vec<Money> {
+    rows.into_iter()
+        .map(|r| {
+            (
+                bucket.unwrap_or(i64::from(r.bucket)),
+                r.cell,
+                r.currency,
+                r.revenue,
+                r.orders,
+            )
+        })
+        .collect()
+}
+
 /// `GetKpis` and the same figures computed from the events alone must agree on every bucket and
 /// total; returns the report for further checks.
 async fn agrees(world: &World, period: Period, granularity: Granularity, cell: &str) -> KpiReport {
@@ -123,6 +156,24 @@ async fn agrees(world: &World, period: Period, granularity: Granularity, cell: &
         .await
         .expect("totals from the events");
     let what = format!("{granularity:?} over {period:?} in {cell:?}");
+    let revenue = events
+        .revenue(&period, Some(granularity), cell)
+        .await
+        .expect("revenue from the events");
+    let total_revenue = events
+        .revenue(&period, None, cell)
+        .await
+        .expect("total revenue from the events");
+    assert_eq!(
+        revenue_of(&report.buckets),
+        revenue_from_events(revenue, None),
+        "revenue, {what}"
+    );
+    assert_eq!(
+        revenue_of(&report.totals),
+        revenue_from_events(total_revenue, Some(period.from.timestamp())),
+        "total revenue, {what}"
+    );
     assert_eq!(
         from_report(&report.buckets),
         from_events(buckets, None),
