@@ -25,7 +25,8 @@ pub enum Profile {
     Persistent,
 }
 
-/// One of the datastores: three databases and the object storage server.
+/// One of the datastores: three databases, the object storage server, and (for the tests
+/// only) a Redis Cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
@@ -34,10 +35,20 @@ pub enum Kind {
     Clickhouse,
     /// s3s-fs, an S3 server over a directory.
     S3,
+    /// Six redis-servers in cluster mode (three masters, a replica each), recorded as one
+    /// server: node 1's PID and port, the other ports in `extra_ports`.
+    #[serde(rename = "redis-cluster")]
+    RedisCluster,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Postgres, Kind::Redis, Kind::Clickhouse, Kind::S3];
+    pub const ALL: [Kind; 5] = [
+        Kind::Postgres,
+        Kind::Redis,
+        Kind::Clickhouse,
+        Kind::S3,
+        Kind::RedisCluster,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -45,6 +56,7 @@ impl Kind {
             Kind::Redis => "redis",
             Kind::Clickhouse => "clickhouse",
             Kind::S3 => "s3",
+            Kind::RedisCluster => "redis-cluster",
         }
     }
 
@@ -53,7 +65,7 @@ impl Kind {
     pub fn comm_prefix(self) -> &'static str {
         match self {
             Kind::Postgres => "postgres",
-            Kind::Redis => "redis-server",
+            Kind::Redis | Kind::RedisCluster => "redis-server",
             // comm is cut at 15 bytes: "clickhouse-serv".
             Kind::Clickhouse => "clickhouse",
             Kind::S3 => "s3s-fs",
@@ -65,6 +77,7 @@ impl Kind {
         match self {
             Kind::Postgres => format!("postgres://postgres@127.0.0.1:{port}/{database}"),
             Kind::Redis => format!("redis://127.0.0.1:{port}"),
+            Kind::RedisCluster => format!("redis+cluster://127.0.0.1:{port}"),
             Kind::Clickhouse | Kind::S3 => format!("http://127.0.0.1:{port}"),
         }
     }

@@ -245,6 +245,17 @@ pub mod cluster {
             Some((master, replica))
         })
         .await;
+        // A coordinated failover needs the replica in sync; a master that was just demoted
+        // resynchronises first, and a FAILOVER sent meanwhile times out on the server.
+        eventually("the replica in sync with its master", || async {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut node(&replica.addr).await)
+                .await
+                .ok()?;
+            info.contains("master_link_status:up").then_some(())
+        })
+        .await;
         let () = redis::cmd("CLUSTER")
             .arg("FAILOVER")
             .query_async(&mut node(&replica.addr).await)

@@ -6,6 +6,7 @@ mod clickhouse;
 pub mod clickhouse_config;
 mod postgres;
 mod redis;
+pub mod redis_cluster;
 pub mod s3;
 
 use std::collections::BTreeMap;
@@ -25,7 +26,7 @@ use crate::state::{Kind, Profile, Server, State};
 pub use postgres::psql;
 
 /// How long a server may take from spawn to answering; generous for a loaded 2-core CI box.
-const READY_DEADLINE: Duration = Duration::from_secs(90);
+pub(crate) const READY_DEADLINE: Duration = Duration::from_secs(90);
 /// How long a server gets to shut down cleanly before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 
@@ -60,6 +61,7 @@ impl Datastores {
     ) -> Result<Self> {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let specs = plan(dir, profile, previous)?;
+        let names: Vec<&str> = specs.iter().map(|(kind, _)| kind.name()).collect();
         let mut fresh = State::new(profile, owner_pid);
         fresh.last_ports = previous.map(|p| p.last_ports.clone()).unwrap_or_default();
         let state = Mutex::new(fresh);
@@ -68,10 +70,7 @@ impl Datastores {
             .map_err(|_| anyhow!("state lock poisoned"))?
             .save(dir)?;
         let started = Instant::now();
-        eprintln!(
-            "==> starting postgres, redis, clickhouse and s3s-fs in {}",
-            dir.display()
-        );
+        eprintln!("==> starting {} in {}", names.join(", "), dir.display());
         let results: Vec<(Kind, Result<Server>)> = thread::scope(|scope| {
             let handles: Vec<_> = specs
                 .iter()
@@ -181,7 +180,9 @@ impl Drop for Datastores {
 
 /// Picks every port first, all at once, so no two servers are handed the same one.
 fn plan(dir: &Path, profile: Profile, previous: Option<&State>) -> Result<Vec<(Kind, Spec)>> {
-    let mut fresh = process::free_ports(6)?.into_iter();
+    let extra = redis_cluster::port_names();
+    // One port per server, ClickHouse's two more, the cluster's other nodes and bus ports.
+    let mut fresh = process::free_ports(Kind::ALL.len() + 2 + extra.len())?.into_iter();
     let mut taken = Vec::new();
     let mut pick = |wanted: Option<u16>| -> Result<u16> {
         let port = match wanted {
@@ -196,13 +197,20 @@ fn plan(dir: &Path, profile: Profile, previous: Option<&State>) -> Result<Vec<(K
     let old = |key: &str| previous.and_then(|s| s.last_ports.get(key).copied());
     let mut specs = Vec::new();
     for kind in Kind::ALL {
+        // The cluster is for the tests; a local cell has its one Redis.
+        if kind == Kind::RedisCluster && profile == Profile::Persistent {
+            continue;
+        }
         let port = pick(old(kind.name()))?;
+        let names: Vec<String> = match kind {
+            Kind::Clickhouse => vec!["tcp".to_owned(), "interserver".to_owned()],
+            Kind::RedisCluster => extra.clone(),
+            Kind::Postgres | Kind::Redis | Kind::S3 => Vec::new(),
+        };
         let mut extra_ports = BTreeMap::new();
-        if kind == Kind::Clickhouse {
-            for name in ["tcp", "interserver"] {
-                let wanted = old(&format!("{}.{name}", kind.name()));
-                extra_ports.insert(name.to_owned(), pick(wanted)?);
-            }
+        for name in names {
+            let wanted = old(&format!("{}.{name}", kind.name()));
+            extra_ports.insert(name, pick(wanted)?);
         }
         specs.push((
             kind,
@@ -223,6 +231,7 @@ fn start_one(kind: Kind, spec: &Spec, state_dir: &Path, state: &Mutex<State>) ->
     let server = match kind {
         Kind::Postgres => postgres::start(spec)?,
         Kind::Redis => redis::start(spec)?,
+        Kind::RedisCluster => redis_cluster::start(spec)?,
         Kind::Clickhouse => clickhouse::start(spec)?,
         Kind::S3 => s3::start(spec)?,
     };
@@ -245,7 +254,7 @@ fn start_one(kind: Kind, spec: &Spec, state_dir: &Path, state: &Mutex<State>) ->
 fn stop_signal(kind: Kind) -> Signal {
     match kind {
         Kind::Postgres | Kind::S3 => Signal::SIGINT,
-        Kind::Redis | Kind::Clickhouse => Signal::SIGTERM,
+        Kind::Redis | Kind::RedisCluster | Kind::Clickhouse => Signal::SIGTERM,
     }
 }
 
@@ -254,7 +263,8 @@ fn stop_signal(kind: Kind) -> Signal {
 fn pid_file(server_dir: &Path, kind: Kind) -> PathBuf {
     match kind {
         Kind::Postgres => server_dir.join("data").join("postmaster.pid"),
-        Kind::Redis => server_dir.join("redis.pid"),
+        // A cluster node's directory (`redis-cluster/node-<n>`).
+        Kind::Redis | Kind::RedisCluster => server_dir.join("redis.pid"),
         Kind::Clickhouse => server_dir.join("clickhouse.pid"),
         Kind::S3 => server_dir.join("s3s-fs.pid"),
     }
@@ -281,8 +291,17 @@ pub fn running(dir: &Path, state: Option<&State>) -> Vec<(Kind, u32)> {
         .map(|s| s.servers.iter().map(|s| (s.kind, s.pid)).collect())
         .unwrap_or_default();
     for kind in Kind::ALL {
-        if let Some(pid) = read_pid_file(&pid_file(&dir.join(kind.name()), kind)) {
-            found.push((kind, pid));
+        let server_dir = dir.join(kind.name());
+        let dirs = match kind {
+            Kind::RedisCluster => (1..=redis_cluster::NODES)
+                .map(|n| redis_cluster::node_dir(&server_dir, n))
+                .collect(),
+            Kind::Postgres | Kind::Redis | Kind::Clickhouse | Kind::S3 => vec![server_dir],
+        };
+        for d in dirs {
+            if let Some(pid) = read_pid_file(&pid_file(&d, kind)) {
+                found.push((kind, pid));
+            }
         }
     }
     found.sort_unstable();
@@ -414,6 +433,13 @@ pub fn test_env(state: &State) -> Result<Vec<(String, String)>> {
         ),
         ("TITAN_TEST_REDIS_URL".to_owned(), url(Kind::Redis, "")?),
         (
+            "TITAN_TEST_REDIS_CLUSTER_URL".to_owned(),
+            state
+                .server(Kind::RedisCluster)
+                .ok_or_else(|| anyhow!("{} is not running", Kind::RedisCluster.name()))
+                .and_then(redis_cluster::url)?,
+        ),
+        (
             "TITAN_TEST_CLICKHOUSE_URL".to_owned(),
             url(Kind::Clickhouse, "")?,
         ),
@@ -467,6 +493,13 @@ mod tests {
                 log: PathBuf::new(),
             });
         }
+        state.put_server(Server {
+            kind: Kind::RedisCluster,
+            pid: 1,
+            port: 5,
+            extra_ports: redis_cluster::port_names().into_iter().zip(6..).collect(),
+            log: PathBuf::new(),
+        });
         let env = test_env(&state)?;
         assert_eq!(
             env,
@@ -478,6 +511,12 @@ mod tests {
                 (
                     "TITAN_TEST_REDIS_URL".to_owned(),
                     "redis://127.0.0.1:2".to_owned()
+                ),
+                (
+                    "TITAN_TEST_REDIS_CLUSTER_URL".to_owned(),
+                    "redis+cluster://127.0.0.1:5,127.0.0.1:6,127.0.0.1:7,127.0.0.1:8,127.0.0.1:9,\
+                     127.0.0.1:10"
+                        .to_owned()
                 ),
                 (
                     "TITAN_TEST_CLICKHOUSE_URL".to_owned(),

@@ -14,7 +14,7 @@ use crate::process;
 use crate::state::{Kind, Profile, Server};
 
 /// Whether the server answers PING on a fresh connection.
-fn pong(port: u16) -> bool {
+pub(super) fn pong(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
         return false;

@@ -50,14 +50,17 @@ impl Live {
         self.redis.key(&format!("chat:typing:{conversation}"))
     }
 
-    /// User ids are printable but may hold `:`; the composite keeps keys unambiguous.
+    /// User ids are printable but may hold `:`; the composite keeps keys unambiguous. The
+    /// user is the hash tag of both presence keys, which change in one transaction: on a Redis
+    /// Cluster they must share a slot.
     fn presence_key(&self, user: &str) -> String {
         self.redis
-            .key(&format!("chat:presence:{}", composite(&[user])))
+            .key(&format!("chat:presence:{{{}}}", composite(&[user])))
     }
 
     fn seen_key(&self, user: &str) -> String {
-        self.redis.key(&format!("chat:seen:{}", composite(&[user])))
+        self.redis
+            .key(&format!("chat:seen:{{{}}}", composite(&[user])))
     }
 
     pub async fn set_typing(

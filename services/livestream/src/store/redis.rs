@@ -59,7 +59,7 @@ impl Live {
 
     fn keys(&self, stream: StreamId) -> [String; 6] {
         ["viewers", "unique", "peak", "likes", "shares", "minutes"]
-            .map(|k| self.redis.key(&format!("livestream:{stream}:{k}")))
+            .map(|k| self.redis.key(&format!("livestream:{{{stream}}}:{k}")))
     }
 
     /// Records `viewer`'s heartbeat at `now`, in `minute` since the stream started, and
@@ -126,7 +126,7 @@ impl Live {
     pub async fn react(&self, stream: StreamId, reaction: Reaction) -> Result<(), KitError> {
         let key = self
             .redis
-            .key(&format!("livestream:{stream}:{}", reaction.as_str()));
+            .key(&format!("livestream:{{{stream}}}:{}", reaction.as_str()));
         let mut conn = self.redis.conn.clone();
         let (): () = redis::pipe()
             .atomic()
