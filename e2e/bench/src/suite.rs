@@ -717,13 +717,14 @@ impl Job {
                         r.max_checks, r.max_failed
                     ),
                 );
+                // The bound (seconds) of the histogram bucket holding the p99.
                 if let Some(p99) = r.server_p99 {
                     ran.figure(
                         Figure::new(
                             name,
                             format!("CheckTransaction server p99 at {}/s", o.rate),
                             "ms",
-                            p99,
+                            p99 * 1000.0,
                         )
                         .target(Target::AtMost(2.0)),
                     );

@@ -42,10 +42,10 @@ pub const HISTORY_TTL: Duration = Duration::from_secs(3600);
 /// The hash field that marks a whole history, holding the epoch it was filled under.
 const EPOCH: &str = "epoch";
 
-/// The decision log's name for kit's stream reader (its key is `<prefix>events:{fraud-log}`).
-/// The braces are the Redis Cluster hash tag the decision keys carry too: `log.lua` writes a
-/// decision key and the log together, so they must share a slot.
-pub const LOG_SOURCE: &str = "{fraud-log}";
+/// The decision log's name for kit's stream reader (its key is `<prefix>events:fraud-log`).
+/// `log.lua` writes a decision key and the log together, so decision keys are named beside
+/// the log's key ([`RedisHandle::beside`]: in its slot on a Redis Cluster).
+pub const LOG_SOURCE: &str = "fraud-log";
 /// The type of the log's entries (kit envelopes carrying a [`NewDecision`]).
 pub const LOGGED: &str = "fraud.decision_logged";
 /// How long a decision answers replays of its transaction id from Redis: a day, as payment
@@ -60,6 +60,8 @@ pub const LOG_CAP: u64 = 100_000;
 pub struct RedisHot {
     redis: RedisHandle,
     cell: String,
+    /// The log stream's key.
+    log_key: String,
     log_cap: u64,
     fill: Arc<Script>,
     log: Arc<Script>,
@@ -83,6 +85,7 @@ impl RedisHot {
     /// `cell` names the cell in the log's envelopes.
     pub fn new(redis: RedisHandle, cell: String) -> Self {
         Self {
+            log_key: stream_key(&redis, LOG_SOURCE),
             redis,
             cell,
             log_cap: LOG_CAP,
@@ -102,7 +105,7 @@ impl RedisHot {
     /// The decision answered for `transaction`, kept [`REPLAY_WINDOW`].
     fn decision_key(&self, transaction: &str) -> String {
         self.redis
-            .key(&format!("fraud:{{fraud-log}}:d:{transaction}"))
+            .beside(&self.log_key, &format!("d:{transaction}"))
     }
 
     fn key(&self, d: Dimension, id: &str) -> String {
@@ -325,7 +328,7 @@ impl HotStore for RedisHot {
         let reply: Vec<Value> = self
             .log
             .key(self.decision_key(&d.decided.transaction_id))
-            .key(stream_key(&self.redis, LOG_SOURCE))
+            .key(&self.log_key)
             .arg(answered)
             .arg(millis(REPLAY_WINDOW))
             .arg(self.log_cap)

@@ -1,7 +1,7 @@
 -- Appends a decision to the decision log unless its transaction id was decided before, so two
 -- checks of one transaction racing on two replicas log (and answer) one decision.
--- KEYS: 1 the transaction's decision key, 2 the log stream (one Redis Cluster slot: both
---       carry the log's hash tag).
+-- KEYS: 1 the transaction's decision key, 2 the log stream (one Redis Cluster slot: the
+--       decision key is named beside the stream's).
 -- ARGV: 1 the decision as answered (JSON), 2 how long it answers replays (ms), 3 the most
 --       entries the log may hold, 4 the log entry (a kit envelope, JSON).
 -- Returns {0} when logged, {1, earlier decision} when one was logged before, {2} when the log
