@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{Context, ensure};
 use prost_types::{Struct, Value, value::Kind};
-use titan_e2e::{Cell, CellOptions, authed};
+use titan_e2e::{Cell, authed};
 use titan_proto::abtesting::v1::{self as pb, ab_testing_service_client::AbTestingServiceClient};
 use tonic::transport::Channel;
 
@@ -230,16 +230,8 @@ pub async fn abtesting(options: &AbtestingOptions) -> anyhow::Result<AbtestingRe
         options.clients >= 1 && options.connections >= 1,
         "--clients and --connections must be positive"
     );
-    let cell = Cell::start_with(CellOptions {
-        services: vec!["abtesting".into()],
-        config: None,
-        release: options.release,
-    })
-    .await;
-    let mut channels = Vec::new();
-    for _ in 0..options.connections {
-        channels.push(cell.channel().await);
-    }
+    let (cell, channels) =
+        crate::serve_one("abtesting", options.release, options.connections).await;
     let admin = cell.token("bench-admin", &["admin"]);
     let backend = cell.token("web-backend", &["service"]);
     let keys: Vec<String> = (0..options.experiments).map(key).collect();

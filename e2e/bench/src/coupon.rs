@@ -8,7 +8,7 @@
 use std::{fmt, time::Duration};
 
 use anyhow::{Context, ensure};
-use titan_e2e::{Cell, CellOptions, authed, seconds_from_now};
+use titan_e2e::{authed, seconds_from_now};
 use titan_kit::error::reason_of;
 use titan_proto::coupon::v1::{self as pb, coupon_service_client::CouponServiceClient};
 use tonic::transport::Channel;
@@ -194,16 +194,7 @@ pub async fn coupon(options: &CouponOptions) -> anyhow::Result<CouponReport> {
         options.clients >= 1 && options.connections >= 1,
         "--clients and --connections must be positive"
     );
-    let cell = Cell::start_with(CellOptions {
-        services: vec!["coupon".into()],
-        config: None,
-        release: options.release,
-    })
-    .await;
-    let mut channels = Vec::new();
-    for _ in 0..options.connections {
-        channels.push(cell.channel().await);
-    }
+    let (cell, channels) = crate::serve_one("coupon", options.release, options.connections).await;
     let admin = cell.token("bench-admin", &["admin"]);
     let checkout = cell.token("checkout", &["service"]);
     let mut grpc = Grpc::new(channels[0].clone());

@@ -7,7 +7,7 @@
 use std::{fmt, time::Duration};
 
 use anyhow::{Context, ensure};
-use titan_e2e::{Cell, CellOptions, authed};
+use titan_e2e::authed;
 use titan_proto::gamification::v1::{
     self as pb, gamification_service_client::GamificationServiceClient,
 };
@@ -119,16 +119,8 @@ pub async fn gamification(options: &GamificationOptions) -> anyhow::Result<Gamif
         options.clients >= 1 && options.connections >= 1,
         "--clients and --connections must be positive"
     );
-    let cell = Cell::start_with(CellOptions {
-        services: vec!["gamification".into()],
-        config: None,
-        release: options.release,
-    })
-    .await;
-    let mut channels = Vec::new();
-    for _ in 0..options.connections {
-        channels.push(cell.channel().await);
-    }
+    let (cell, channels) =
+        crate::serve_one("gamification", options.release, options.connections).await;
     let service = cell.token("reviews", &["service"]);
     let send = |i: usize| {
         let mut grpc = Grpc::new(channels[i % channels.len()].clone());

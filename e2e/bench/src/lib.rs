@@ -44,6 +44,7 @@ use titan_flashsale::{
 };
 use titan_kit::{error::reason_of, money::Money, wire::timestamp as ts};
 use titan_proto::flashsale::v1::{self as pb, flash_sale_service_client::FlashSaleServiceClient};
+use tonic::transport::Channel;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -164,22 +165,30 @@ impl fmt::Display for Report {
     }
 }
 
+/// A cell serving `service` alone (release or debug build), with `connections` HTTP/2
+/// connections to it for the load to share.
+pub async fn serve_one(service: &str, release: bool, connections: usize) -> (Cell, Vec<Channel>) {
+    let cell = Cell::start_with(CellOptions {
+        services: vec![service.into()],
+        config: None,
+        release,
+    })
+    .await;
+    let mut channels = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        channels.push(cell.channel().await);
+    }
+    (cell, channels)
+}
+
 /// Runs the scenario; `raw` also measures the in-process Redis ceiling.
 pub async fn flashsale(options: &Options, raw: bool) -> anyhow::Result<Report> {
     ensure!(
         options.buyers > 0 && options.connections > 0 && options.users > 0,
         "buyers, connections and users must be positive"
     );
-    let cell = Cell::start_with(CellOptions {
-        services: vec!["flashsale".into()],
-        config: None,
-        release: options.release,
-    })
-    .await;
-    let mut channels = Vec::new();
-    for _ in 0..options.connections {
-        channels.push(cell.channel().await);
-    }
+    let (cell, channels) =
+        crate::serve_one("flashsale", options.release, options.connections).await;
     let admin = cell.token("bench-admin", &["admin"]);
     let mut client = FlashSaleServiceClient::new(channels[0].clone());
     let now = Utc::now();
