@@ -143,7 +143,9 @@ async fn connections(cell: &Cell, user: &str) -> usize {
     let handle = &cell.redis.handle;
     let mut conn = handle.conn.clone();
     redis::cmd("ZCARD")
-        .arg(handle.key(&format!("chat:presence:{}:{user}", user.len())))
+        // The service's name for the user's presence set: the user, length-prefixed, is its
+        // Redis Cluster hash tag.
+        .arg(handle.key(&format!("chat:presence:{{{}:{user}}}", user.len())))
         .query_async(&mut conn)
         .await
         .expect("zcard")
