@@ -14,6 +14,7 @@ pub struct Metrics {
     exposures_deduplicated: IntCounter,
     exposures_written: IntCounter,
     exposures_lost: IntCounter,
+    exposure_insert_retries: IntCounter,
     refresh_failures: IntCounter,
 }
 
@@ -53,7 +54,7 @@ impl Metrics {
             .map(|o| by_outcome.with_label_values(&[o])),
             exposures_dropped: counter(
                 "titan_abtesting_exposures_dropped_total",
-                "exposures dropped because the writer's queue was full (Assign never waits for it)",
+                "exposures dropped because the writer's queue was full or closed for shutdown (Assign never waits for it)",
             )?,
             exposures_deduplicated: counter(
                 "titan_abtesting_exposures_deduplicated_total",
@@ -65,7 +66,11 @@ impl Metrics {
             )?,
             exposures_lost: counter(
                 "titan_abtesting_exposures_lost_total",
-                "exposures lost because a ClickHouse insert failed",
+                "exposures lost because a ClickHouse insert failed on every try",
+            )?,
+            exposure_insert_retries: counter(
+                "titan_abtesting_exposure_insert_retries_total",
+                "failed ClickHouse inserts of exposures that are tried again",
             )?,
             refresh_failures: counter(
                 "titan_abtesting_cache_refresh_failures_total",
@@ -94,6 +99,10 @@ impl Metrics {
         self.exposures_lost.inc_by(n as u64);
     }
 
+    pub fn exposure_insert_retried(&self) {
+        self.exposure_insert_retries.inc();
+    }
+
     pub fn refresh_failed(&self) {
         self.refresh_failures.inc();
     }
@@ -108,5 +117,13 @@ impl Metrics {
 
     pub fn deduplicated_count(&self) -> u64 {
         self.exposures_deduplicated.get()
+    }
+
+    pub fn lost_count(&self) -> u64 {
+        self.exposures_lost.get()
+    }
+
+    pub fn insert_retries_count(&self) -> u64 {
+        self.exposure_insert_retries.get()
     }
 }

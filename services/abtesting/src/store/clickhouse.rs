@@ -1,12 +1,23 @@
 //! ClickHouse: the `abtesting_exposures` table, the exposure writer and the result aggregates.
 //!
-//! Exposures go through a bounded channel to one writer task that inserts a batch when it has
-//! `exposureBatchSize` rows or its oldest row has waited `exposureFlushMillis`. An exposure this
-//! replica queued lately (same experiment, variant and user; see [`super::recent`]) is not
-//! queued again and is counted in `titan_abtesting_exposures_deduplicated_total`. `Assign` only
-//! ever `try_send`s: when the queue is full (ClickHouse slow or down) the exposure is dropped and
-//! counted in `titan_abtesting_exposures_dropped_total` rather than slowing assignment. A failed
-//! insert is logged and its rows counted in `titan_abtesting_exposures_lost_total`.
+//! Exposures go through a bounded queue of [`WriterLimits::queue_rows`] rows to one writer
+//! task. The writer batches adaptively: it starts an insert when `exposureBatchSize` rows wait
+//! or the oldest has waited `exposureFlushMillis`, taking whatever is queued up to
+//! [`WriterLimits::rows_per_insert`], and keeps receiving while up to
+//! [`WriterLimits::inserts_in_flight`] inserts run. At a low rate inserts stay small and prompt;
+//! at a high one each insert takes what piled up during the ones before, so the queue drains at
+//! ClickHouse's bulk rate (few large inserts) rather than one small batch per round trip.
+//!
+//! An exposure this replica queued lately (same experiment, variant and user; see
+//! [`super::recent`]) is not queued again and is counted in
+//! `titan_abtesting_exposures_deduplicated_total`. `Assign` only ever `try_send`s: when the
+//! queue is full (ClickHouse slower than assignment for longer than the queue lasts, or down)
+//! the exposure is dropped and counted in `titan_abtesting_exposures_dropped_total` rather than
+//! slowing assignment. A failed insert is tried again after each of
+//! [`WriterLimits::retry_delays`] (each counted in
+//! `titan_abtesting_exposure_insert_retries_total`); only then are its rows counted in
+//! `titan_abtesting_exposures_lost_total`. On shutdown the queue is closed and all it holds is
+//! written.
 //!
 //! Results are aggregated in ClickHouse (per variant: users, sum, sum of squares); metrics come
 //! from the analytics service's `analytics_events` table (docs/analytics.md), joined on
@@ -19,7 +30,7 @@ use chrono::{DateTime, Utc};
 use clickhouse::{Client, Row};
 use serde::Serialize;
 use titan_kit::{KitError, datastores::clickhouse::Migration};
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, task::JoinSet, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -37,39 +48,73 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     sql: include_str!("sql/exposures_table.sql"),
 }];
 
-/// Queue length in batches: room for bursts while one batch is being inserted.
-const QUEUE_BATCHES: usize = 4;
+/// How the writer queues, batches and retries. [`Default`] is what the service runs with; tests
+/// shrink it to reach the edges quickly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriterLimits {
+    /// Exposures the queue holds before `Assign` drops them. The default, 2,097,152, holds a
+    /// whole burst of `titan-bench abtesting` (20,000 users × 100 experiments: ~1.8 million
+    /// exposures) even if ClickHouse took none of it meanwhile. A queued exposure is a 120-byte
+    /// [`Exposure`] and its four short strings on the heap, ~250 bytes in all, so a full queue
+    /// is ~500 MiB; the channel allocates as it fills, so it is that large only while full.
+    pub queue_rows: usize,
+    /// Rows one insert takes at most (at least `exposureBatchSize`). ClickHouse makes a part
+    /// per insert and wants few large ones; 65,536 rows are ~4 MiB of `RowBinary`.
+    pub rows_per_insert: usize,
+    /// Inserts running at once: while one waits on ClickHouse the next is serialised and sent,
+    /// so a round trip does not idle the writer. Two keep the parts few.
+    pub inserts_in_flight: usize,
+    /// Waits before each new try of a failed insert; once all are spent its rows are lost.
+    pub retry_delays: Vec<Duration>,
+}
 
+impl Default for WriterLimits {
+    fn default() -> Self {
+        Self {
+            queue_rows: 1 << 21,
+            rows_per_insert: 1 << 16,
+            inserts_in_flight: 2,
+            // Rides out ~8 s of ClickHouse away (a restart, a failover) and stays well inside
+            // the shutdown grace period (20 s after the pre-stop delay by default).
+            retry_delays: [250, 500, 1_000, 2_000, 4_000]
+                .map(Duration::from_millis)
+                .to_vec(),
+        }
+    }
+}
+
+/// One exposure as inserted, borrowed from the queued one: a failed insert is tried again from
+/// the same rows.
 #[derive(Debug, Row, Serialize)]
-struct ExposureRow {
-    experiment_key: String,
+struct ExposureRow<'a> {
+    experiment_key: &'a str,
     variation_index: u32,
-    variation_key: String,
-    hash_attribute: String,
-    user_id: String,
+    variation_key: &'a str,
+    hash_attribute: &'a str,
+    user_id: &'a str,
     bucket: f64,
     /// `DateTime`: seconds since the epoch.
     time: u32,
     time_ms: u16,
     /// `Date`: days since the epoch.
     date: u16,
-    cell: String,
+    cell: &'a str,
 }
 
-fn row(e: Exposure, cell: &str) -> ExposureRow {
+fn row<'a>(e: &'a Exposure, cell: &'a str) -> ExposureRow<'a> {
     let at: DateTime<Utc> = e.at;
     let seconds = at.timestamp();
     ExposureRow {
-        experiment_key: e.experiment_key,
+        experiment_key: &e.experiment_key,
         variation_index: e.variation_index,
-        variation_key: e.variation_key,
-        hash_attribute: e.hash_attribute,
-        user_id: e.user,
+        variation_key: &e.variation_key,
+        hash_attribute: &e.hash_attribute,
+        user_id: &e.user,
         bucket: e.bucket,
         time: u32::try_from(seconds).unwrap_or(0),
         time_ms: u16::try_from(at.timestamp_subsec_millis()).unwrap_or(0),
         date: u16::try_from(seconds.div_euclid(86_400)).unwrap_or(0),
-        cell: cell.to_owned(),
+        cell,
     }
 }
 
@@ -104,24 +149,49 @@ impl ExposureSink for Exposures {
 #[derive(Debug)]
 pub struct ExposureWriter {
     rx: mpsc::Receiver<Exposure>,
-    client: Client,
-    cell: String,
+    inserter: Arc<Inserter>,
+    /// Rows that start an insert at once when a slot is free (`exposureBatchSize`).
     batch: usize,
     flush_after: Duration,
+    rows_per_insert: usize,
+    inserts_in_flight: usize,
+}
+
+/// What an insert task needs, shared by the inserts in flight.
+#[derive(Debug)]
+struct Inserter {
+    client: Client,
+    cell: String,
+    retry_delays: Vec<Duration>,
     metrics: Metrics,
 }
 
-/// A connected sink and writer.
+/// Longest wait for ClickHouse to answer an insert before it counts as failed (and is tried
+/// again): a hung server must not hold an insert slot for ever.
+const INSERT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A connected sink and writer with the service's [`WriterLimits`].
 pub fn exposures(
     client: Client,
     settings: &Settings,
     cell: String,
     metrics: Metrics,
 ) -> (Exposures, ExposureWriter) {
+    exposures_with(client, settings, cell, metrics, WriterLimits::default())
+}
+
+/// A connected sink and writer with the given limits.
+pub fn exposures_with(
+    client: Client,
+    settings: &Settings,
+    cell: String,
+    metrics: Metrics,
+    limits: WriterLimits,
+) -> (Exposures, ExposureWriter) {
     let batch = usize::try_from(settings.exposure_batch_size)
         .unwrap_or(1)
         .max(1);
-    let (tx, rx) = mpsc::channel(batch.saturating_mul(QUEUE_BATCHES).max(1024));
+    let (tx, rx) = mpsc::channel(limits.queue_rows.max(1));
     (
         Exposures {
             tx,
@@ -130,73 +200,95 @@ pub fn exposures(
         },
         ExposureWriter {
             rx,
-            client,
-            cell,
+            inserter: Arc::new(Inserter {
+                client,
+                cell,
+                retry_delays: limits.retry_delays,
+                metrics,
+            }),
             batch,
             flush_after: Duration::from_millis(u64::from(settings.exposure_flush_millis)),
-            metrics,
+            rows_per_insert: limits.rows_per_insert.max(batch),
+            inserts_in_flight: limits.inserts_in_flight.max(1),
         },
     )
 }
 
 impl ExposureWriter {
-    /// Writes until shutdown, then writes what is queued and returns.
+    /// Writes until shutdown; then closes the queue (exposures recorded later count as
+    /// dropped), writes all it held and returns once every insert has finished.
     pub async fn run(mut self, shutdown: CancellationToken) -> std::result::Result<(), KitError> {
-        let mut buffer: Vec<Exposure> = Vec::with_capacity(self.batch);
-        let mut deadline = tokio::time::Instant::now();
+        // Received and not yet handed to an insert: never more than one insert's worth.
+        let mut buffer: Vec<Exposure> = Vec::new();
+        let mut inserts = JoinSet::new();
+        // When the oldest buffered exposure must go, however few are buffered.
+        let mut deadline = Instant::now();
+        let mut closing = false;
+        // The queue is closed and empty: write what is left, then stop.
+        let mut drained = false;
         loop {
+            let slot_free = inserts.len() < self.inserts_in_flight;
+            let due = drained || buffer.len() >= self.batch || Instant::now() >= deadline;
+            if slot_free && !buffer.is_empty() && due {
+                inserts.spawn(self.inserter.clone().write(std::mem::take(&mut buffer)));
+                continue;
+            }
+            if drained && buffer.is_empty() && inserts.is_empty() {
+                return Ok(());
+            }
+            // With a full insert's worth buffered and every slot busy, receiving pauses and the
+            // queue absorbs the burst, up to its capacity.
+            let room = self.rows_per_insert.saturating_sub(buffer.len());
+            let waiting = !buffer.is_empty();
             tokio::select! {
-                () = shutdown.cancelled() => {
-                    while let Ok(e) = self.rx.try_recv() {
-                        buffer.push(e);
-                    }
-                    self.flush(&mut buffer).await;
-                    return Ok(());
+                () = shutdown.cancelled(), if !closing => {
+                    closing = true;
+                    self.rx.close();
                 }
-                received = self.rx.recv() => match received {
-                    Some(e) => {
-                        if buffer.is_empty() {
-                            deadline = tokio::time::Instant::now() + self.flush_after;
-                        }
-                        buffer.push(e);
-                        if buffer.len() >= self.batch {
-                            self.flush(&mut buffer).await;
-                        }
+                received = self.rx.recv_many(&mut buffer, room), if room > 0 && !drained => {
+                    if received == 0 {
+                        drained = true;
+                    } else if buffer.len() == received {
+                        deadline = Instant::now() + self.flush_after;
                     }
-                    None => {
-                        self.flush(&mut buffer).await;
-                        return Ok(());
-                    }
-                },
-                () = tokio::time::sleep_until(deadline), if !buffer.is_empty() => {
-                    self.flush(&mut buffer).await;
                 }
+                Some(done) = inserts.join_next() => {
+                    if let Err(e) = done {
+                        tracing::error!(error = %e, "exposure insert task failed");
+                    }
+                }
+                () = tokio::time::sleep_until(deadline), if slot_free && waiting => {}
             }
         }
     }
+}
 
-    async fn flush(&self, buffer: &mut Vec<Exposure>) {
-        if buffer.is_empty() {
-            return;
-        }
-        let n = buffer.len();
-        match self.insert(buffer.drain(..)).await {
-            Ok(()) => self.metrics.exposures_written(n),
-            Err(e) => {
-                tracing::warn!(error = %e, rows = n, "exposure batch not written; rows dropped");
-                self.metrics.exposures_lost(n);
-            }
+impl Inserter {
+    /// Inserts `rows`, trying again after each retry delay, and counts them written or lost.
+    async fn write(self: Arc<Self>, rows: Vec<Exposure>) {
+        let mut delays = self.retry_delays.iter();
+        loop {
+            let Err(e) = self.insert(&rows).await else {
+                self.metrics.exposures_written(rows.len());
+                return;
+            };
+            let Some(delay) = delays.next() else {
+                tracing::warn!(error = %e, rows = rows.len(), "exposure insert failed on every try; rows lost");
+                self.metrics.exposures_lost(rows.len());
+                return;
+            };
+            tracing::warn!(error = %e, rows = rows.len(), retry_in = ?delay, "exposure insert failed; trying again");
+            self.metrics.exposure_insert_retried();
+            tokio::time::sleep(*delay).await;
         }
     }
 
-    async fn insert(
-        &self,
-        rows: impl Iterator<Item = Exposure>,
-    ) -> std::result::Result<(), clickhouse::error::Error> {
+    async fn insert(&self, rows: &[Exposure]) -> std::result::Result<(), clickhouse::error::Error> {
         let mut insert = self
             .client
-            .insert::<ExposureRow>("abtesting_exposures")
-            .await?;
+            .insert::<ExposureRow<'static>>("abtesting_exposures")
+            .await?
+            .with_timeouts(None, Some(INSERT_TIMEOUT));
         for e in rows {
             insert.write(&row(e, &self.cell)).await?;
         }

@@ -251,9 +251,9 @@ async fn experiments_flags_exposures_and_results_over_grpc() {
             .await
             .expect("count")
     };
-    // 300 users and "123" — assigned twice above, queued once: the writer is first in, first
-    // out, so both of its rows would be in ClickHouse before the 300 others if the repeat had
-    // been queued.
+    // 300 users and "123" — assigned twice above, queued once: the writer starts inserts in
+    // the order exposures were queued, so a queued repeat would have gone in one of the first,
+    // finished long before the last of the 300 others.
     eventually("301 exposures", || async {
         (exposures().await == 301).then_some(())
     })

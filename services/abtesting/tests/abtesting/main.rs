@@ -1,7 +1,8 @@
 //! The A/B testing service on real PostgreSQL and ClickHouse: lifecycle and refusals, the
-//! cache across replicas, flags, exposures and results in ClickHouse, and the whole service
-//! over gRPC in the kit runtime.
+//! cache across replicas, flags, exposures and results in ClickHouse, the exposure writer
+//! under bursts, failures and shutdown, and the whole service over gRPC in the kit runtime.
 
+mod exposures;
 mod grpc;
 mod lifecycle;
 mod results;
@@ -15,7 +16,7 @@ use titan_abtesting::{
     domain::RawSpec,
     metrics::Metrics,
     store::{
-        clickhouse::{ChResults, ExposureWriter, MIGRATIONS, exposures},
+        clickhouse::{ChResults, ExposureWriter, MIGRATIONS, WriterLimits, exposures_with},
         pg::PgStore,
     },
 };
@@ -92,12 +93,22 @@ impl Stores {
 
     /// One replica of the service on these stores, with its exposure writer.
     pub fn replica(&self, settings: Settings) -> (App, ExposureWriter, Metrics) {
+        self.replica_with(settings, WriterLimits::default())
+    }
+
+    /// One replica whose exposure writer has the given limits.
+    pub fn replica_with(
+        &self,
+        settings: Settings,
+        limits: WriterLimits,
+    ) -> (App, ExposureWriter, Metrics) {
         let metrics = Metrics::new(&prometheus::Registry::new()).expect("metrics");
-        let (sink, writer) = exposures(
+        let (sink, writer) = exposures_with(
             self.ch.client.clone(),
             &settings,
             "test".into(),
             metrics.clone(),
+            limits,
         );
         let app = Abtesting::new(
             PgStore::new(self.db.pool.clone()),
@@ -122,8 +133,13 @@ pub struct World {
 
 impl World {
     pub async fn new(settings: Settings) -> Self {
+        Self::with_limits(settings, WriterLimits::default()).await
+    }
+
+    /// A world whose exposure writer has the given limits.
+    pub async fn with_limits(settings: Settings, limits: WriterLimits) -> Self {
         let stores = Stores::new().await;
-        let (app, writer, metrics) = stores.replica(settings);
+        let (app, writer, metrics) = stores.replica_with(settings, limits);
         let stop = CancellationToken::new();
         tokio::spawn(writer.run(stop.clone()));
         Self {

@@ -11,6 +11,7 @@ use titan_abtesting::{
     app::MetricKind,
     config::Settings,
     domain::{experiment::Action, stats},
+    store::clickhouse::WriterLimits,
 };
 use titan_kit::testing::eventually;
 use tokio_util::sync::CancellationToken;
@@ -99,7 +100,15 @@ async fn exposures_reach_clickhouse_in_batches() {
 /// users naming someone else still get their answer.
 #[tokio::test]
 async fn exposures_are_logged_only_for_users_the_caller_speaks_for() {
-    let w = World::new(settings()).await;
+    // One insert at a time: exposures are written in the order they were logged.
+    let w = World::with_limits(
+        settings(),
+        WriterLimits {
+            inserts_in_flight: 1,
+            ..WriterLimits::default()
+        },
+    )
+    .await;
     let app = &w.app;
     app.create_experiment(
         &admin(),
@@ -127,8 +136,7 @@ async fn exposures_are_logged_only_for_users_the_caller_speaks_for() {
         .expect("themselves");
     app.assign(Some(&service()), "vouch", &user("u13"))
         .expect("the web backend");
-    // Exposures are written in the order they were logged: once u13's is there, any earlier
-    // one would be too.
+    // Once u13's exposure is there, any logged before it would be too.
     eventually("u13's exposure", || async {
         (w.count("SELECT count() FROM abtesting_exposures WHERE user_id = 'u13'")
             .await
@@ -151,7 +159,13 @@ async fn exposures_are_logged_only_for_users_the_caller_speaks_for() {
 async fn a_full_queue_drops_exposures_instead_of_waiting() {
     let stores = Stores::new().await;
     // The writer never runs: the queue (1024 places) fills and stays full.
-    let (app, _writer, metrics) = stores.replica(settings());
+    let (app, _writer, metrics) = stores.replica_with(
+        settings(),
+        WriterLimits {
+            queue_rows: 1024,
+            ..WriterLimits::default()
+        },
+    );
     app.create_experiment(
         &admin(),
         &request_id(),
