@@ -113,8 +113,13 @@ impl Cell {
 
     /// Migrates, starts `titan serve` and waits until it listens.
     pub async fn start_with(options: CellOptions) -> Self {
+        Self::start_on(options, TestRedis::new().await).await
+    }
+
+    /// As [`Cell::start_with`], with the cell's keys under `redis`: a prefix on the test Redis
+    /// or, from `TestRedis::cluster()`, on the test Redis Cluster.
+    pub async fn start_on(options: CellOptions, redis: TestRedis) -> Self {
         let db = TestPostgres::new().await;
-        let redis = TestRedis::new().await;
         let clickhouse = TestClickHouse::new().await;
         let binary = titan_binary(options.release);
         let config = options.config.map(|yaml| {

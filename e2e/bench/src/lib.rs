@@ -42,7 +42,7 @@ use titan_flashsale::{
     domain::{AdminState, FlashSale, Quantity, ReservationId, SaleId, SaleSpec},
     store::redis::RedisStock,
 };
-use titan_kit::{error::reason_of, money::Money, wire::timestamp as ts};
+use titan_kit::{error::reason_of, money::Money, testing::TestRedis, wire::timestamp as ts};
 use titan_proto::flashsale::v1::{self as pb, flash_sale_service_client::FlashSaleServiceClient};
 use tonic::transport::Channel;
 
@@ -57,6 +57,9 @@ pub struct Options {
     /// Distinct users the buyers draw from (per-user limit and rate limit apply to each).
     pub users: u32,
     pub release: bool,
+    /// The sale on the test Redis Cluster (`TITAN_TEST_REDIS_CLUSTER_URL`) instead of the
+    /// single test Redis; the raw ceiling is then measured on the cluster too.
+    pub redis_cluster: bool,
 }
 
 impl Options {
@@ -69,6 +72,7 @@ impl Options {
             stock: 500,
             users: 2_000,
             release: false,
+            redis_cluster: false,
         }
     }
 }
@@ -102,6 +106,8 @@ pub struct Report {
     pub raw_attempts_per_second: f64,
     /// Attempts answered in each second of the run.
     pub per_second: Vec<u64>,
+    /// Whether the sale was on the Redis Cluster.
+    pub on_cluster: bool,
 }
 
 impl Report {
@@ -113,7 +119,15 @@ impl Report {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.elapsed.as_secs_f64();
-        writeln!(f, "flashsale AttemptPurchase over gRPC, {:.1} s", secs)?;
+        let redis = if self.on_cluster {
+            "a Redis Cluster"
+        } else {
+            "one Redis"
+        };
+        writeln!(
+            f,
+            "flashsale AttemptPurchase over gRPC, {secs:.1} s, the sale on {redis}"
+        )?;
         writeln!(
             f,
             "  attempts            {:>10}  ({:.0}/s)",
@@ -168,11 +182,24 @@ impl fmt::Display for Report {
 /// A cell serving `service` alone (release or debug build), with `connections` HTTP/2
 /// connections to it for the load to share.
 pub async fn serve_one(service: &str, release: bool, connections: usize) -> (Cell, Vec<Channel>) {
-    let cell = Cell::start_with(CellOptions {
-        services: vec![service.into()],
-        config: None,
-        release,
-    })
+    serve_one_on(service, release, connections, TestRedis::new().await).await
+}
+
+/// [`serve_one`] with the cell's keys under `redis`.
+pub async fn serve_one_on(
+    service: &str,
+    release: bool,
+    connections: usize,
+    redis: TestRedis,
+) -> (Cell, Vec<Channel>) {
+    let cell = Cell::start_on(
+        CellOptions {
+            services: vec![service.into()],
+            config: None,
+            release,
+        },
+        redis,
+    )
     .await;
     let mut channels = Vec::with_capacity(connections);
     for _ in 0..connections {
@@ -187,8 +214,13 @@ pub async fn flashsale(options: &Options, raw: bool) -> anyhow::Result<Report> {
         options.buyers > 0 && options.connections > 0 && options.users > 0,
         "buyers, connections and users must be positive"
     );
+    let redis = if options.redis_cluster {
+        TestRedis::cluster().await
+    } else {
+        TestRedis::new().await
+    };
     let (cell, channels) =
-        crate::serve_one("flashsale", options.release, options.connections).await;
+        crate::serve_one_on("flashsale", options.release, options.connections, redis).await;
     let admin = cell.token("bench-admin", &["admin"]);
     let mut client = FlashSaleServiceClient::new(channels[0].clone());
     let now = Utc::now();
@@ -282,6 +314,7 @@ pub async fn flashsale(options: &Options, raw: bool) -> anyhow::Result<Report> {
     }
     let mut report = Report {
         stock: options.stock,
+        on_cluster: options.redis_cluster,
         ..Report::default()
     };
     for done in tasks.join_all().await {

@@ -145,6 +145,10 @@ enum Scenario {
         /// CI's short mode: small sold-out sale, correctness only, no raw ceiling.
         #[arg(long)]
         quick: bool,
+        /// Keep the sale on the test Redis Cluster (`TITAN_TEST_REDIS_CLUSTER_URL`) instead of
+        /// the single Redis; the raw ceiling is measured on the cluster too.
+        #[arg(long)]
+        redis_cluster: bool,
     },
     /// TrackEvents batches against `titan serve analytics`, then funnel/retention/KPI latency
     /// over a generated history.
@@ -597,9 +601,13 @@ fn job(scenario: Scenario) -> (Job, bool) {
             users,
             debug,
             quick,
+            redis_cluster,
         } => {
             let options = if quick {
-                Options::quick()
+                Options {
+                    redis_cluster,
+                    ..Options::quick()
+                }
             } else {
                 Options {
                     buyers,
@@ -608,6 +616,7 @@ fn job(scenario: Scenario) -> (Job, bool) {
                     stock,
                     users,
                     release: !debug,
+                    redis_cluster,
                 }
             };
             Job::Flashsale(options, !quick)

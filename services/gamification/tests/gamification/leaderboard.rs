@@ -13,7 +13,8 @@ fn board(entries: &[Entry]) -> Vec<(u64, String, i64)> {
         .collect()
 }
 
-async fn wipe_redis(w: &World) {
+/// Deletes every key of the test's prefix, as a Redis that lost its data.
+pub async fn wipe_redis(w: &World) {
     let mut conn = w.redis.conn.clone();
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(w.redis.key("*"))

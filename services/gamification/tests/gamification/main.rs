@@ -1,8 +1,10 @@
 //! The gamification service on real PostgreSQL and Redis: points and their idempotency, levels
 //! and badges at their edges, daily logins and streaks, rewards under concurrency, missions,
-//! earning from `flashsale.purchased` events, leaderboards and their rebuild, the gRPC edge.
+//! earning from `flashsale.purchased` events, leaderboards and their rebuild (also on a Redis
+//! Cluster), the gRPC edge.
 
 mod bench;
+mod cluster;
 mod events;
 mod grpc;
 mod leaderboard;
@@ -63,7 +65,10 @@ impl World {
     }
 
     pub async fn with(settings: Settings) -> Self {
-        let redis = TestRedis::new().await.handle;
+        Self::with_redis(settings, TestRedis::new().await.handle).await
+    }
+
+    pub async fn with_redis(settings: Settings, redis: RedisHandle) -> Self {
         let db = TestPostgres::new().await;
         postgres::migrate(&db.pool, "gamification", sqlx::migrate!("./migrations"))
             .await
