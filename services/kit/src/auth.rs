@@ -17,6 +17,12 @@ use tonic::{Request, Status};
 
 use crate::{ErrorCode, KitError, ServiceError, config::AuthConfig};
 
+mod cache;
+
+/// Verified tokens kept per process (about twice this at most, a few MiB): far more than the
+/// distinct tokens of the clients of one replica within their lifetimes.
+const TOKEN_CACHE_CAPACITY: usize = 10_000;
+
 /// The role of service identities: callers trusted with money-bearing mutations.
 pub const SERVICE_ROLE: &str = "service";
 
@@ -156,6 +162,7 @@ pub struct Authenticator {
     leeway: Duration,
     max_lifetime: Duration,
     signing: Option<Arc<EncodingKey>>,
+    cache: Arc<cache::TokenCache>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -199,6 +206,10 @@ impl Authenticator {
             leeway: config.leeway,
             max_lifetime: config.max_token_lifetime,
             signing,
+            cache: Arc::new(cache::TokenCache::new(
+                TOKEN_CACHE_CAPACITY,
+                config.leeway.as_secs(),
+            )),
         })
     }
 
@@ -210,6 +221,22 @@ impl Authenticator {
     /// Verifies a raw token and returns its `exp` (seconds since the epoch) with the caller,
     /// for connections that outlive one request and must end when the token does.
     pub fn verify_until(&self, token: &str) -> Result<(Caller, u64), AuthError> {
+        if let Some(hit) = self.cache.get(token, jsonwebtoken::get_current_timestamp()) {
+            return Ok((hit.caller, hit.exp));
+        }
+        let verified = self.verify_signed(token)?;
+        self.cache.put(
+            token,
+            cache::Verified {
+                caller: verified.0.clone(),
+                exp: verified.1,
+            },
+        );
+        Ok(verified)
+    }
+
+    /// The full check of a token not in the cache: header, signature and every claim.
+    fn verify_signed(&self, token: &str) -> Result<(Caller, u64), AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let mut last =
@@ -568,6 +595,27 @@ mod tests {
             auth.verify(&token(&c, SECRET)).expect("valid").user_id,
             "u1"
         );
+    }
+
+    #[test]
+    fn a_cached_token_answers_alike_and_a_tampered_copy_is_still_refused() {
+        let auth = Authenticator::new(&config()).expect("auth");
+        let good = token(&claims(), SECRET);
+        let first = auth.verify_until(&good).expect("first verification");
+        assert_eq!(
+            auth.verify_until(&good),
+            Ok(first.clone()),
+            "from the cache"
+        );
+        assert_eq!(first.0.user_id, "u1");
+        // The same claims signed with another key differ only in the signature.
+        let forged = token(&claims(), "another-secret-another-secret-xx");
+        assert_eq!(
+            auth.verify(&forged),
+            Err(AuthError::Invalid("bad signature".into()))
+        );
+        // Clones share the cache: the interceptor is cloned per service.
+        assert!(auth.clone().cache.get(&good, 0).is_some());
     }
 
     #[test]
