@@ -37,6 +37,8 @@ pub const VALIDATION_LIMIT: RateLimit = RateLimit {
 };
 /// Most coupons one `GenerateCoupons` call creates.
 pub const MAX_GENERATED: u32 = 10_000;
+/// Coupons `GenerateCoupons` loads into Redis at once.
+const WARM_IN_FLIGHT: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CouponError {
@@ -543,6 +545,18 @@ impl<P: CouponStore, C: CouponCache> Coupons<P, C> {
         // A replay creates nothing and answers the codes of the first call.
         let created = self.store.create(&key, &coupons).await?;
         self.cache.forget_missing(&created).await?;
+        // Loaded into Redis now, so each coupon's first redemption — for single-use codes,
+        // the only one — takes the fast path instead of two reads of the record and a load.
+        // Only coupons this call created: their record has no redemption yet, so an empty
+        // ledger is the truth. A replay answers the first call's codes (not the random ones
+        // drawn above), and those may have been redeemed since; they load on first use.
+        if created.iter().eq(coupons.iter().map(|c| &c.spec.code)) {
+            let now = self.now();
+            for chunk in coupons.chunks(WARM_IN_FLIGHT) {
+                let loads: Vec<_> = chunk.iter().map(|c| self.cache.sync(c, &[], now)).collect();
+                futures::future::try_join_all(loads).await?;
+            }
+        }
         Ok(created)
     }
 

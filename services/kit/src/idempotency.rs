@@ -194,6 +194,48 @@ pub async fn finish(
     Ok(())
 }
 
+/// Claims every key in one statement with its answer already recorded, for a group commit
+/// whose answers are known before it writes. Returns how many keys were claimed: fewer than
+/// `claims.len()` means some key exists (a replay, a reused id, or the same key twice in the
+/// batch), and the caller must roll the transaction back and take those items one by one with
+/// [`begin`], which answers each precisely.
+pub async fn claim_all(
+    tx: &mut PgConnection,
+    claims: &[(&Key, Vec<u8>)],
+) -> Result<u64, IdempotencyError> {
+    let n = claims.len();
+    let (mut services, mut methods, mut users, mut requests, mut hashes, mut responses) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (key, response) in claims {
+        services.push(key.service);
+        methods.push(key.method);
+        users.push(key.user_id.as_str());
+        requests.push(key.request_id.as_str());
+        hashes.push(key.request_hash.as_slice());
+        responses.push(response.as_slice());
+    }
+    Ok(sqlx::query(
+        "INSERT INTO titan_idempotency (service, method, user_id, request_id, request_hash, response)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::bytea[])
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(services)
+    .bind(methods)
+    .bind(users)
+    .bind(requests)
+    .bind(hashes)
+    .bind(responses)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected())
+}
+
 /// Deletes keys older than `keep`; clients retry within minutes, not days.
 pub async fn purge(pool: &sqlx::PgPool, keep: std::time::Duration) -> Result<u64, KitError> {
     let done = sqlx::query(

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
 use titan_kit::{
     KitError,
+    batch::{BatchOptions, Batcher},
     events::{Envelope, outbox},
     idempotency::{self, Begin},
     money::Money,
@@ -21,14 +22,34 @@ use crate::{
     domain::{Coupon, CouponCode, CouponSpec, Refusal, SERVICE},
 };
 
+/// One order's redemptions waiting for the group commit.
+#[derive(Debug)]
+struct Pending {
+    key: idempotency::Key,
+    rows: Vec<RedemptionRow>,
+}
+
+/// A redemption with its coupon's total and per-shopper limits and its event.
+type RedemptionRow = (Redemption, u32, u32, Envelope);
+
 #[derive(Debug, Clone)]
 pub struct PgCoupons {
     pool: PgPool,
+    redemptions: Batcher<Pending, Result<Recorded>>,
 }
 
 impl PgCoupons {
+    /// Starts the redemption writers on the current Tokio runtime.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        let writers = pool.clone();
+        Self {
+            redemptions: Batcher::spawn(
+                "coupon_redemptions",
+                BatchOptions::default(),
+                move |batch| redeem_batch(writers.clone(), batch),
+            ),
+            pool,
+        }
     }
 }
 
@@ -266,109 +287,13 @@ impl CouponStore for PgCoupons {
         Ok((usage, u32_of(coupons)))
     }
 
-    async fn redeem(
-        &self,
-        key: &idempotency::Key,
-        rows: &[(Redemption, u32, u32, Envelope)],
-    ) -> Result<Recorded> {
-        let mut tx = self.pool.begin().await?;
-        if let Begin::Replay(answer) = idempotency::begin(&mut tx, key).await? {
-            return Ok(Recorded::Done(
-                serde_json::from_slice(&answer).map_err(corrupt)?,
-            ));
-        }
-        // Coupons are always taken in code order, so two orders never wait on each other crosswise.
-        let mut ordered: Vec<&(Redemption, u32, u32, Envelope)> = rows.iter().collect();
-        ordered.sort_by(|a, b| a.0.code.cmp(&b.0.code));
-        let mut done = Vec::with_capacity(rows.len());
-        let mut fresh = Vec::with_capacity(rows.len());
-        for (r, total_limit, per_user_limit, event) in ordered {
-            let inserted = sqlx::query(
-                "INSERT INTO coupon_redemptions (id, code, campaign, order_id, user_id, currency, discount_minor, status, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'applied', $8) ON CONFLICT (code, order_id) DO NOTHING",
-            )
-            .bind(r.id)
-            .bind(r.code.as_str())
-            .bind(&r.campaign)
-            .bind(&r.order_id)
-            .bind(&r.user_id)
-            .bind(r.discount.currency.as_str())
-            .bind(r.discount.minor_units)
-            .bind(r.redeemed_at)
-            .execute(&mut *tx)
+    async fn redeem(&self, key: &idempotency::Key, rows: &[RedemptionRow]) -> Result<Recorded> {
+        self.redemptions
+            .submit(Pending {
+                key: key.clone(),
+                rows: rows.to_vec(),
+            })
             .await?
-            .rows_affected()
-                == 1;
-            if !inserted {
-                // The order holds this coupon already (another request_id): that is the answer.
-                let row = sqlx::query(
-                    "SELECT * FROM coupon_redemptions WHERE code = $1 AND order_id = $2",
-                )
-                .bind(r.code.as_str())
-                .bind(&r.order_id)
-                .fetch_one(&mut *tx)
-                .await?;
-                let existing = redemption_from_row(&row)?;
-                if existing.user_id != r.user_id {
-                    return Err(CouponError::NotOwner(r.order_id.clone()));
-                }
-                if existing.reversed {
-                    return Err(CouponError::AlreadyReversed {
-                        code: r.code.clone(),
-                        order: r.order_id.clone(),
-                    });
-                }
-                done.push(existing);
-                continue;
-            }
-            let per_user: Option<i32> =
-                sqlx::query_scalar("SELECT per_user_limit FROM coupon_coupons WHERE code = $1")
-                    .bind(r.code.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let mine = sqlx::query(
-                "INSERT INTO coupon_user_uses (code, user_id, uses) VALUES ($1, $2, 1)
-                 ON CONFLICT (code, user_id) DO UPDATE SET uses = coupon_user_uses.uses + 1
-                 WHERE $3 = 0 OR coupon_user_uses.uses < $3",
-            )
-            .bind(r.code.as_str())
-            .bind(&r.user_id)
-            .bind(per_user.unwrap_or(0))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if mine == 0 {
-                return Ok(Recorded::Refused(Refusal::UserLimitReached {
-                    code: r.code.clone(),
-                    limit: *per_user_limit,
-                }));
-            }
-            outbox::write(&mut tx, SERVICE, event).await?;
-            fresh.push((&r.code, *total_limit));
-            done.push(r.clone());
-        }
-        // Every order of a coupon waits on its row here, so it is taken last (in code order) and
-        // held only until the commit that follows.
-        for (code, total_limit) in fresh {
-            let taken = sqlx::query(
-                "UPDATE coupon_coupons SET uses = uses + 1, updated_at = now()
-                 WHERE code = $1 AND (total_limit = 0 OR uses < total_limit)",
-            )
-            .bind(code.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if taken == 0 {
-                return Ok(Recorded::Refused(Refusal::Depleted {
-                    code: code.clone(),
-                    limit: total_limit,
-                }));
-            }
-        }
-        let answer = serde_json::to_vec(&done).map_err(corrupt)?;
-        idempotency::finish(&mut tx, key, &answer).await?;
-        tx.commit().await?;
-        Ok(Recorded::Done(done))
     }
 
     async fn reverse(
@@ -456,5 +381,456 @@ impl CouponStore for PgCoupons {
                 ))
             })
             .collect()
+    }
+}
+
+/// Redemptions in the order their coupons are taken: by code, so two orders never wait on
+/// each other crosswise.
+fn in_code_order(rows: &[RedemptionRow]) -> Vec<&RedemptionRow> {
+    let mut ordered: Vec<&RedemptionRow> = rows.iter().collect();
+    ordered.sort_by(|a, b| a.0.code.cmp(&b.0.code));
+    ordered
+}
+
+/// The group commit's handler: a batch is written together when every order in it is fresh
+/// and within its limits, which is the common case under load; otherwise (a replay, a reused
+/// request id, an order that already holds a coupon, a limit reached, or a conflict between
+/// two writers) nothing of it is kept and each order is written alone, which answers each
+/// precisely. One answer per order, in order.
+async fn redeem_batch(pool: PgPool, batch: Vec<Pending>) -> Vec<Result<Recorded>> {
+    if batch.len() > 1 {
+        match redeem_together(&pool, &batch).await {
+            Ok(Some(answers)) => {
+                return answers.into_iter().map(|a| Ok(Recorded::Done(a))).collect();
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, orders = batch.len(), "redemption batch failed; writing its orders one by one");
+            }
+        }
+    }
+    let mut answers = Vec::with_capacity(batch.len());
+    for p in &batch {
+        answers.push(redeem_one(&pool, &p.key, &p.rows).await);
+    }
+    answers
+}
+
+/// Every row of a batch in one statement: the redemptions, the shoppers' uses and the
+/// coupons' uses under the same guards as [`redeem_one`], and the events. `count` of each part
+/// tells whether every row got through.
+const REDEEM_BATCH: &str = concat!(
+    "WITH input AS (
+         SELECT * FROM UNNEST($6::uuid[], $7::text[], $8::text[], $9::text[], $10::text[],
+                              $11::text[], $12::bigint[], $13::timestamptz[])
+                AS t(id, code, campaign, order_id, user_id, currency, discount_minor, created_at)
+     ), r AS (
+         INSERT INTO coupon_redemptions (id, code, campaign, order_id, user_id, currency, discount_minor, status, created_at)
+         SELECT id, code, campaign, order_id, user_id, currency, discount_minor, 'applied', created_at
+           FROM input
+         ON CONFLICT (code, order_id) DO NOTHING
+         RETURNING id
+     ), mine AS (
+         SELECT i.code, i.user_id, count(*)::int AS n, c.per_user_limit
+           FROM input i JOIN coupon_coupons c USING (code)
+          GROUP BY i.code, i.user_id, c.per_user_limit
+     ), u AS (
+         INSERT INTO coupon_user_uses (code, user_id, uses)
+         SELECT code, user_id, n FROM mine WHERE per_user_limit = 0 OR n <= per_user_limit
+         ON CONFLICT (code, user_id) DO UPDATE SET uses = coupon_user_uses.uses + EXCLUDED.uses
+          WHERE coupon_user_uses.uses + EXCLUDED.uses <= COALESCE(NULLIF(
+                    (SELECT per_user_limit FROM coupon_coupons WHERE code = EXCLUDED.code), 0),
+                    2147483647)
+         RETURNING 1
+     ), t AS (
+         UPDATE coupon_coupons c SET uses = c.uses + k.n, updated_at = now()
+           FROM (SELECT code, count(*)::int AS n FROM input GROUP BY code) k
+          WHERE c.code = k.code AND (c.total_limit = 0 OR c.uses + k.n <= c.total_limit)
+         RETURNING 1
+     ), kept AS (
+         SELECT id::text AS key FROM r
+     ), ",
+    titan_kit::outbox_cte!(),
+    " SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM mine), (SELECT count(*) FROM u),
+             (SELECT count(*) FROM t), (SELECT count(DISTINCT code) FROM input),
+             (SELECT count(*) FROM outbox)"
+);
+
+/// Writes a batch of orders in one transaction of two statements, or nothing (`None`) when
+/// any order of it needs to be written alone.
+async fn redeem_together(pool: &PgPool, batch: &[Pending]) -> Result<Option<Vec<Vec<Redemption>>>> {
+    let answers: Vec<Vec<Redemption>> = batch
+        .iter()
+        .map(|p| {
+            in_code_order(&p.rows)
+                .into_iter()
+                .map(|r| r.0.clone())
+                .collect()
+        })
+        .collect();
+    let mut claims = Vec::with_capacity(batch.len());
+    for (p, answer) in batch.iter().zip(&answers) {
+        claims.push((&p.key, serde_json::to_vec(answer).map_err(corrupt)?));
+    }
+    let rows: Vec<&RedemptionRow> = batch.iter().flat_map(|p| &p.rows).collect();
+    let mut events = outbox::Staged::new(SERVICE);
+    let mut c = (
+        Vec::with_capacity(rows.len()),
+        Vec::with_capacity(rows.len()),
+        Vec::with_capacity(rows.len()),
+        Vec::with_capacity(rows.len()),
+        Vec::with_capacity(rows.len()),
+        Vec::with_capacity(rows.len()),
+        Vec::with_capacity(rows.len()),
+        Vec::with_capacity(rows.len()),
+    );
+    for (r, _, _, event) in &rows {
+        events.push(&r.id.to_string(), event)?;
+        c.0.push(r.id);
+        c.1.push(r.code.as_str());
+        c.2.push(r.campaign.as_str());
+        c.3.push(r.order_id.as_str());
+        c.4.push(r.user_id.as_str());
+        c.5.push(r.discount.currency.as_str());
+        c.6.push(r.discount.minor_units);
+        c.7.push(r.redeemed_at);
+    }
+    let mut tx = pool.begin().await?;
+    if idempotency::claim_all(&mut tx, &claims).await? != claims.len() as u64 {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    let counts = events
+        .bind(sqlx::query(REDEEM_BATCH))
+        .bind(c.0)
+        .bind(c.1)
+        .bind(c.2)
+        .bind(c.3)
+        .bind(c.4)
+        .bind(c.5)
+        .bind(c.6)
+        .bind(c.7)
+        .fetch_one(&mut *tx)
+        .await?;
+    let count = |i: usize| counts.try_get::<i64, _>(i);
+    let n = rows.len() as i64;
+    // Every redemption inserted, every shopper's use within its limit, every coupon within
+    // its total, and an event for each: anything less leaves the batch to one-by-one.
+    if count(0)? != n || count(2)? != count(1)? || count(3)? != count(4)? || count(5)? != n {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    tx.commit().await?;
+    Ok(Some(answers))
+}
+
+/// Writes one order's redemptions alone, answering a replay, an order that holds a coupon
+/// already, or a limit reached exactly.
+async fn redeem_one(
+    pool: &PgPool,
+    key: &idempotency::Key,
+    rows: &[RedemptionRow],
+) -> Result<Recorded> {
+    let mut tx = pool.begin().await?;
+    if let Begin::Replay(answer) = idempotency::begin(&mut tx, key).await? {
+        return Ok(Recorded::Done(
+            serde_json::from_slice(&answer).map_err(corrupt)?,
+        ));
+    }
+    // Coupons are always taken in code order, so two orders never wait on each other crosswise.
+    let ordered = in_code_order(rows);
+    let mut done = Vec::with_capacity(rows.len());
+    let mut fresh = Vec::with_capacity(rows.len());
+    for (r, total_limit, per_user_limit, event) in ordered {
+        let inserted = sqlx::query(
+                "INSERT INTO coupon_redemptions (id, code, campaign, order_id, user_id, currency, discount_minor, status, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'applied', $8) ON CONFLICT (code, order_id) DO NOTHING",
+            )
+            .bind(r.id)
+            .bind(r.code.as_str())
+            .bind(&r.campaign)
+            .bind(&r.order_id)
+            .bind(&r.user_id)
+            .bind(r.discount.currency.as_str())
+            .bind(r.discount.minor_units)
+            .bind(r.redeemed_at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+        if !inserted {
+            // The order holds this coupon already (another request_id): that is the answer.
+            let row =
+                sqlx::query("SELECT * FROM coupon_redemptions WHERE code = $1 AND order_id = $2")
+                    .bind(r.code.as_str())
+                    .bind(&r.order_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let existing = redemption_from_row(&row)?;
+            if existing.user_id != r.user_id {
+                return Err(CouponError::NotOwner(r.order_id.clone()));
+            }
+            if existing.reversed {
+                return Err(CouponError::AlreadyReversed {
+                    code: r.code.clone(),
+                    order: r.order_id.clone(),
+                });
+            }
+            done.push(existing);
+            continue;
+        }
+        let per_user: Option<i32> =
+            sqlx::query_scalar("SELECT per_user_limit FROM coupon_coupons WHERE code = $1")
+                .bind(r.code.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let mine = sqlx::query(
+            "INSERT INTO coupon_user_uses (code, user_id, uses) VALUES ($1, $2, 1)
+                 ON CONFLICT (code, user_id) DO UPDATE SET uses = coupon_user_uses.uses + 1
+                 WHERE $3 = 0 OR coupon_user_uses.uses < $3",
+        )
+        .bind(r.code.as_str())
+        .bind(&r.user_id)
+        .bind(per_user.unwrap_or(0))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if mine == 0 {
+            return Ok(Recorded::Refused(Refusal::UserLimitReached {
+                code: r.code.clone(),
+                limit: *per_user_limit,
+            }));
+        }
+        outbox::write(&mut tx, SERVICE, event).await?;
+        fresh.push((&r.code, *total_limit));
+        done.push(r.clone());
+    }
+    // Every order of a coupon waits on its row here, so it is taken last (in code order) and
+    // held only until the commit that follows.
+    for (code, total_limit) in fresh {
+        let taken = sqlx::query(
+            "UPDATE coupon_coupons SET uses = uses + 1, updated_at = now()
+                 WHERE code = $1 AND (total_limit = 0 OR uses < total_limit)",
+        )
+        .bind(code.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if taken == 0 {
+            return Ok(Recorded::Refused(Refusal::Depleted {
+                code: code.clone(),
+                limit: total_limit,
+            }));
+        }
+    }
+    let answer = serde_json::to_vec(&done).map_err(corrupt)?;
+    idempotency::finish(&mut tx, key, &answer).await?;
+    tx.commit().await?;
+    Ok(Recorded::Done(done))
+}
+
+#[cfg(test)]
+mod tests {
+    use titan_kit::{datastores::postgres, money::Money, testing::TestPostgres};
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// A coupon row as `create` leaves it (its spec is not read by these tests).
+    async fn coupon(pool: &PgPool, code: &str, total_limit: i32, per_user_limit: i32) {
+        sqlx::query(
+            "INSERT INTO coupon_coupons (code, kind, spec, total_limit, per_user_limit, valid_until)
+             VALUES ($1, 'fixed', '{}', $2, $3, now() + interval '1 day')",
+        )
+        .bind(code)
+        .bind(total_limit)
+        .bind(per_user_limit)
+        .execute(pool)
+        .await
+        .expect("coupon");
+    }
+
+    fn order(code: &str, order_id: &str, user: &str) -> Pending {
+        let r = Redemption {
+            id: Uuid::now_v7(),
+            code: CouponCode::parse(code, 32).expect("code"),
+            campaign: "c".into(),
+            order_id: order_id.into(),
+            user_id: user.into(),
+            discount: Money::parse(500, "USD").expect("money"),
+            reversed: false,
+            redeemed_at: Utc::now(),
+        };
+        let event = Envelope::new("test", "coupon.redeemed", 1, &r.id).expect("event");
+        Pending {
+            key: idempotency::Key::new(
+                SERVICE,
+                "RedeemCoupon",
+                "checkout",
+                order_id,
+                code.as_bytes(),
+            )
+            .expect("key"),
+            rows: vec![(r, 1, 1, event)],
+        }
+    }
+
+    async fn pool() -> TestPostgres {
+        let db = TestPostgres::new().await;
+        postgres::migrate(&db.pool, "coupon", sqlx::migrate!("./migrations"))
+            .await
+            .expect("migrate");
+        db
+    }
+
+    async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
+    }
+
+    fn done(answer: &Result<Recorded>) -> Vec<Uuid> {
+        match answer {
+            Ok(Recorded::Done(rs)) => rs.iter().map(|r| r.id).collect(),
+            other => panic!("not recorded: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn fresh_orders_are_written_together_and_replay_alike() {
+        let db = pool().await;
+        for code in ["A1", "B1", "C1"] {
+            coupon(&db.pool, code, 1, 1).await;
+        }
+        let batch = vec![
+            order("A1", "o1", "u1"),
+            order("B1", "o2", "u2"),
+            order("C1", "o3", "u1"),
+        ];
+        let ids: Vec<Uuid> = batch.iter().map(|p| p.rows[0].0.id).collect();
+        let answers = redeem_together(&db.pool, &batch)
+            .await
+            .expect("batch")
+            .expect("written together");
+        assert_eq!(answers.iter().map(|a| a[0].id).collect::<Vec<_>>(), ids);
+        assert_eq!(
+            count(&db.pool, "SELECT count(*) FROM coupon_redemptions").await,
+            3
+        );
+        assert_eq!(
+            count(&db.pool, "SELECT sum(uses)::bigint FROM coupon_coupons").await,
+            3
+        );
+        assert_eq!(
+            count(&db.pool, "SELECT sum(uses)::bigint FROM coupon_user_uses").await,
+            3
+        );
+        assert_eq!(
+            count(
+                &db.pool,
+                "SELECT count(*) FROM titan_outbox WHERE service = 'coupon'"
+            )
+            .await,
+            3
+        );
+        // The answer was recorded with the key: a retry alone is answered from it.
+        let retry = order("A1", "o1", "u1");
+        assert_eq!(
+            done(&redeem_one(&db.pool, &retry.key, &retry.rows).await),
+            vec![ids[0]]
+        );
+        assert_eq!(
+            count(&db.pool, "SELECT count(*) FROM coupon_redemptions").await,
+            3
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_a_used_up_coupon_or_a_replay_is_written_order_by_order() {
+        let db = pool().await;
+        for code in ["A1", "B1", "C1"] {
+            coupon(&db.pool, code, 1, 1).await;
+        }
+        let first = order("A1", "o1", "u1");
+        let first_id = done(&redeem_one(&db.pool, &first.key, &first.rows).await);
+
+        // A1 is used up by o1; o1 itself comes again; B1 and C1 are fresh.
+        let batch = vec![
+            order("B1", "o2", "u2"),
+            order("A1", "o9", "u9"),
+            order("A1", "o1", "u1"),
+            order("C1", "o3", "u3"),
+        ];
+        assert!(
+            redeem_together(&db.pool, &batch)
+                .await
+                .expect("batch")
+                .is_none(),
+            "the batch is not written together"
+        );
+        assert_eq!(
+            count(&db.pool, "SELECT count(*) FROM coupon_redemptions").await,
+            1,
+            "nothing of the refused batch was kept"
+        );
+        let fresh: Vec<Uuid> = batch.iter().map(|p| p.rows[0].0.id).collect();
+        let answers = redeem_batch(db.pool.clone(), batch).await;
+        assert_eq!(done(&answers[0]), vec![fresh[0]]);
+        assert!(
+            matches!(&answers[1], Ok(Recorded::Refused(Refusal::Depleted { code, limit: 1 })) if code.as_str() == "A1"),
+            "{:?}",
+            answers[1]
+        );
+        assert_eq!(
+            done(&answers[2]),
+            first_id,
+            "the replay answers the first redemption"
+        );
+        assert_eq!(done(&answers[3]), vec![fresh[3]]);
+        assert_eq!(
+            count(&db.pool, "SELECT count(*) FROM coupon_redemptions").await,
+            3
+        );
+        assert_eq!(
+            count(
+                &db.pool,
+                "SELECT count(*) FROM titan_outbox WHERE service = 'coupon'"
+            )
+            .await,
+            3
+        );
+    }
+
+    #[tokio::test]
+    async fn a_shopper_over_the_per_user_limit_within_one_batch_is_refused_alone() {
+        let db = pool().await;
+        coupon(&db.pool, "MULTI", 0, 1).await;
+        let batch = vec![
+            order("MULTI", "o1", "u1"),
+            order("MULTI", "o2", "u1"),
+            order("MULTI", "o3", "u2"),
+        ];
+        assert!(
+            redeem_together(&db.pool, &batch)
+                .await
+                .expect("batch")
+                .is_none()
+        );
+        let answers = redeem_batch(db.pool.clone(), batch).await;
+        assert_eq!(done(&answers[0]).len(), 1);
+        assert!(
+            matches!(
+                &answers[1],
+                Ok(Recorded::Refused(Refusal::UserLimitReached {
+                    limit: 1,
+                    ..
+                }))
+            ),
+            "{:?}",
+            answers[1]
+        );
+        assert_eq!(done(&answers[2]).len(), 1);
+        assert_eq!(
+            count(&db.pool, "SELECT uses::bigint FROM coupon_coupons").await,
+            2
+        );
     }
 }

@@ -496,6 +496,22 @@ async fn admin_create_generate_update_pause_list() {
     let mut unique = codes.clone();
     unique.dedup();
     assert_eq!(unique.len(), 120);
+    // Generated coupons are in Redis at once, so their first redemption takes the fast path.
+    for code in [&codes[0], &codes[119]] {
+        assert_eq!(
+            w.uses(code.as_str()).await,
+            (0, Some(0)),
+            "{code} is loaded"
+        );
+    }
+    // A replay must not load them again over what happened since: stand in for a use.
+    let mut conn = w.redis.conn.clone();
+    let () = redis::cmd("SET")
+        .arg(w.redis.key(&format!("{{coupon:{}}}:uses", codes[0])))
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .expect("set uses");
     let replay = w
         .app
         .generate(&admin(), "g-1", template, "LCH-", 120)
@@ -507,6 +523,11 @@ async fn admin_create_generate_update_pause_list() {
     );
     let (_, n) = w.app.campaign_usage("launch").await.expect("usage");
     assert_eq!(n, 120, "a replayed generation creates nothing");
+    assert_eq!(
+        w.uses(codes[0].as_str()).await,
+        (0, Some(1)),
+        "a replayed generation loads nothing"
+    );
 
     // Keyset pages of 50 over the campaign.
     let mut seen = Vec::new();

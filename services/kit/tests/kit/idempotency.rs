@@ -102,3 +102,54 @@ async fn a_rolled_back_attempt_leaves_the_key_free() {
     }
     assert_eq!(mutate(&db.pool, &key).await.expect("retry"), b"1");
 }
+
+#[tokio::test]
+async fn claim_all_counts_only_fresh_keys_and_a_claimed_key_replays_its_answer() {
+    let db = TestPostgres::new().await;
+    let key = |user: &str, request: &str| Key::new("test", "Mutate", user, request, b"body");
+    let (a, b, c) = (
+        key("u1", "req-1").expect("key"),
+        key("u2", "req-1").expect("key"),
+        key("u1", "req-2").expect("key"),
+    );
+    let mut tx = db.pool.begin().await.expect("tx");
+    let claimed = idempotency::claim_all(
+        &mut tx,
+        &[
+            (&a, b"a".to_vec()),
+            (&b, b"b".to_vec()),
+            (&c, b"c".to_vec()),
+        ],
+    )
+    .await
+    .expect("claim");
+    assert_eq!(claimed, 3);
+    tx.commit().await.expect("commit");
+
+    // An existing key and the same key twice in one batch are not claimed again.
+    let d = key("u3", "req-1").expect("key");
+    let mut tx = db.pool.begin().await.expect("tx");
+    let claimed = idempotency::claim_all(
+        &mut tx,
+        &[
+            (&a, b"other".to_vec()),
+            (&d, b"d".to_vec()),
+            (&d, b"d".to_vec()),
+        ],
+    )
+    .await
+    .expect("claim");
+    assert_eq!(claimed, 1);
+    tx.rollback().await.expect("rollback");
+
+    let mut tx = db.pool.begin().await.expect("tx");
+    assert_eq!(
+        idempotency::begin(&mut tx, &b).await.expect("begin"),
+        Begin::Replay(b"b".to_vec())
+    );
+    assert_eq!(
+        idempotency::begin(&mut tx, &d).await.expect("begin"),
+        Begin::Fresh,
+        "the rolled-back claim left the key free"
+    );
+}
