@@ -5,7 +5,7 @@
 //! non-negative even against a bug here.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
 use titan_kit::{
     KitError,
     idempotency::{self, Begin},
@@ -34,9 +34,9 @@ fn u32_of(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
 
-/// An account row, locked for the transaction.
+/// An account row as stored; locked for the transaction when it comes from [`lock`].
 #[derive(Debug, Clone)]
-struct Locked {
+struct AccountRow {
     user_id: String,
     balance: i64,
     lifetime: i64,
@@ -47,28 +47,73 @@ struct Locked {
     last_check_in: Option<NaiveDate>,
 }
 
-async fn lock(conn: &mut PgConnection, user: &str) -> Result<Locked> {
-    sqlx::query("INSERT INTO gamification_accounts (user_id) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind(user)
-        .execute(&mut *conn)
-        .await?;
-    let r = sqlx::query(
-        "SELECT balance, lifetime, purchases, reviews, last_login, streak, last_check_in
-         FROM gamification_accounts WHERE user_id = $1 FOR UPDATE",
-    )
+impl AccountRow {
+    /// The row of a shopper who has never earned anything.
+    fn empty(user: &str) -> Self {
+        Self {
+            user_id: user.to_owned(),
+            balance: 0,
+            lifetime: 0,
+            purchases: 0,
+            reviews: 0,
+            last_login: None,
+            streak: 0,
+            last_check_in: None,
+        }
+    }
+
+    /// Reads the columns `account_columns!` names.
+    fn read(user: &str, r: &PgRow) -> Result<Self> {
+        Ok(Self {
+            user_id: user.to_owned(),
+            balance: r.try_get("balance")?,
+            lifetime: r.try_get("lifetime")?,
+            purchases: r.try_get("purchases")?,
+            reviews: r.try_get("reviews")?,
+            last_login: r.try_get("last_login")?,
+            streak: r.try_get("streak")?,
+            last_check_in: r.try_get("last_check_in")?,
+        })
+    }
+
+    /// The account as the shopper sees it, holding `badges` (as stored, in award order).
+    fn account(&self, badges: &[String], settings: &Settings) -> Account {
+        let (level, next_level_at) = level_for(self.lifetime, &settings.level_thresholds);
+        Account {
+            user_id: self.user_id.clone(),
+            balance: self.balance,
+            lifetime: self.lifetime,
+            level,
+            next_level_at,
+            badges: badges.iter().filter_map(|b| Badge::parse(b)).collect(),
+            purchases: u32_of(i64::from(self.purchases)),
+            reviews: u32_of(i64::from(self.reviews)),
+            streak: u32_of(i64::from(self.streak)),
+        }
+    }
+}
+
+/// The columns [`AccountRow::read`] reads, for `concat!` into the statements that read them.
+macro_rules! account_columns {
+    () => {
+        "balance, lifetime, purchases, reviews, last_login, streak, last_check_in"
+    };
+}
+
+async fn lock(conn: &mut PgConnection, user: &str) -> Result<AccountRow> {
+    // The no-op update on conflict locks the row (creating it when missing) and answers it as
+    // committed last, after any wait for the lock, not as of the statement's snapshot: one
+    // round trip where an insert and a SELECT … FOR UPDATE took two.
+    let r = sqlx::query(concat!(
+        "INSERT INTO gamification_accounts (user_id) VALUES ($1)
+         ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id
+         RETURNING ",
+        account_columns!()
+    ))
     .bind(user)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(Locked {
-        user_id: user.to_owned(),
-        balance: r.try_get("balance")?,
-        lifetime: r.try_get("lifetime")?,
-        purchases: r.try_get("purchases")?,
-        reviews: r.try_get("reviews")?,
-        last_login: r.try_get("last_login")?,
-        streak: r.try_get("streak")?,
-        last_check_in: r.try_get("last_check_in")?,
-    })
+    AccountRow::read(user, &r)
 }
 
 /// The points a source already earned, when it did.
@@ -88,94 +133,111 @@ async fn prior(
     .await?)
 }
 
-/// Writes the change `delta` of a locked account: its ledger row, the account, and any badge it
-/// earns now. Returns the badges new with this change.
+/// What [`apply`] did.
+#[derive(Debug)]
+enum Applied {
+    /// The change is written: the account after it, and the badges new with it.
+    Written {
+        account: Account,
+        new_badges: Vec<Badge>,
+    },
+    /// The source had earned `points` before: nothing changed.
+    Duplicate { points: i64, account: Account },
+}
+
+impl Applied {
+    /// The written change, for callers whose source cannot have earned before (a fresh
+    /// redemption id, a date past the last one, a mission checked under the same lock): a
+    /// duplicate there means the record is broken.
+    fn written(self, reason: Reason, source: &str) -> Result<(Account, Vec<Badge>)> {
+        match self {
+            Self::Written {
+                account,
+                new_badges,
+            } => Ok((account, new_badges)),
+            Self::Duplicate { account, .. } => Err(corrupt(format_args!(
+                "the ledger of {} holds {} {source} already",
+                account.user_id,
+                reason.as_str()
+            ))),
+        }
+    }
+}
+
+/// Writes the change `delta` of the locked account `a` unless its source earned before (see
+/// `sql/apply.sql`): its ledger row, the account, and any badge it earns now, in one round trip.
 async fn apply(
     conn: &mut PgConnection,
-    mut a: Locked,
+    a: AccountRow,
     delta: i64,
     reason: Reason,
     source: &str,
     at: DateTime<Utc>,
     settings: &Settings,
-) -> Result<Vec<Badge>> {
-    a.balance += delta;
+) -> Result<Applied> {
+    let mut after = a.clone();
+    after.balance += delta;
     if delta > 0 {
-        a.lifetime += delta;
+        after.lifetime += delta;
     }
     match reason {
-        Reason::Purchase => a.purchases += 1,
-        Reason::Review => a.reviews += 1,
+        Reason::Purchase => after.purchases += 1,
+        Reason::Review => after.reviews += 1,
         _ => {}
     }
-    sqlx::query(
-        "INSERT INTO gamification_ledger (user_id, delta, reason, source_id, balance_after, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&a.user_id)
-    .bind(delta)
-    .bind(reason.as_str())
-    .bind(source)
-    .bind(a.balance)
-    .bind(at)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "UPDATE gamification_accounts SET balance = $2, lifetime = $3, purchases = $4, reviews = $5,
-            last_login = $6, streak = $7, last_check_in = $8, updated_at = now()
-         WHERE user_id = $1",
-    )
-    .bind(&a.user_id)
-    .bind(a.balance)
-    .bind(a.lifetime)
-    .bind(a.purchases)
-    .bind(a.reviews)
-    .bind(a.last_login)
-    .bind(a.streak)
-    .bind(a.last_check_in)
-    .execute(&mut *conn)
-    .await?;
-    let (level, _) = level_for(a.lifetime, &settings.level_thresholds);
+    let (level, _) = level_for(after.lifetime, &settings.level_thresholds);
     let counters = Counters {
-        purchases: u32_of(i64::from(a.purchases)),
-        reviews: u32_of(i64::from(a.reviews)),
+        purchases: u32_of(i64::from(after.purchases)),
+        reviews: u32_of(i64::from(after.reviews)),
         level,
     };
-    let mut new = Vec::new();
-    for badge in earned(counters, &settings.badges) {
-        let inserted = sqlx::query(
-            "INSERT INTO gamification_badges (user_id, badge, awarded_at) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&a.user_id)
-        .bind(badge.as_str())
+    let earned = earned(counters, &settings.badges);
+    let names: Vec<&str> = earned.iter().map(|b| b.as_str()).collect();
+    let r = sqlx::query(include_str!("sql/apply.sql"))
+        .bind(&after.user_id)
+        .bind(reason.as_str())
+        .bind(source)
+        .bind(delta)
         .bind(at)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-        if inserted == 1 {
-            new.push(badge);
-        }
+        .bind(after.balance)
+        .bind(after.lifetime)
+        .bind(after.purchases)
+        .bind(after.reviews)
+        .bind(after.last_login)
+        .bind(after.streak)
+        .bind(after.last_check_in)
+        .bind(&names)
+        .fetch_one(&mut *conn)
+        .await?;
+    let badges: Vec<String> = r.try_get("badges")?;
+    if let Some(points) = r.try_get::<Option<i64>, _>("prior")? {
+        return Ok(Applied::Duplicate {
+            points,
+            account: a.account(&badges, settings),
+        });
     }
-    Ok(new)
+    let inserted: Vec<String> = r.try_get("new_badges")?;
+    Ok(Applied::Written {
+        account: after.account(&badges, settings),
+        new_badges: earned
+            .into_iter()
+            .filter(|b| inserted.iter().any(|i| i == b.as_str()))
+            .collect(),
+    })
 }
 
 async fn load(conn: &mut PgConnection, user: &str, settings: &Settings) -> Result<Account> {
-    let row = sqlx::query(
-        "SELECT balance, lifetime, purchases, reviews, streak FROM gamification_accounts WHERE user_id = $1",
-    )
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        account_columns!(),
+        " FROM gamification_accounts WHERE user_id = $1"
+    ))
     .bind(user)
     .fetch_optional(&mut *conn)
     .await?;
-    let (balance, lifetime, purchases, reviews, streak) = match row {
-        Some(r) => (
-            r.try_get::<i64, _>("balance")?,
-            r.try_get::<i64, _>("lifetime")?,
-            r.try_get::<i32, _>("purchases")?,
-            r.try_get::<i32, _>("reviews")?,
-            r.try_get::<i32, _>("streak")?,
-        ),
-        None => (0, 0, 0, 0, 0),
+    let row = match row {
+        Some(r) => AccountRow::read(user, &r)?,
+        None => AccountRow::empty(user),
     };
     let badges: Vec<String> = sqlx::query_scalar(
         "SELECT badge FROM gamification_badges WHERE user_id = $1 ORDER BY awarded_at, badge",
@@ -183,56 +245,51 @@ async fn load(conn: &mut PgConnection, user: &str, settings: &Settings) -> Resul
     .bind(user)
     .fetch_all(&mut *conn)
     .await?;
-    let (level, next_level_at) = level_for(lifetime, &settings.level_thresholds);
-    Ok(Account {
-        user_id: user.to_owned(),
-        balance,
-        lifetime,
-        level,
-        next_level_at,
-        badges: badges.iter().filter_map(|b| Badge::parse(b)).collect(),
-        purchases: u32_of(i64::from(purchases)),
-        reviews: u32_of(i64::from(reviews)),
-        streak: u32_of(i64::from(streak)),
-    })
+    Ok(row.account(&badges, settings))
 }
 
-/// Awards `grant` inside `conn`'s transaction (the event consumer's, or one of [`PgLedger`]).
+/// Awards `grant` inside `conn`'s transaction (the event consumer's, or one of [`PgLedger`]):
+/// two statements, the lock and [`apply`], which also finds a repeat of the source.
 pub async fn award_in(
     conn: &mut PgConnection,
     grant: &Grant,
     settings: &Settings,
 ) -> Result<Awarded> {
-    let reason = grant.action.reason();
     let account = lock(conn, &grant.user_id).await?;
-    if let Some(points) = prior(conn, &grant.user_id, reason, &grant.source_id).await? {
-        return Ok(Awarded {
-            points,
-            duplicate: true,
-            account: load(conn, &grant.user_id, settings).await?,
-            new_badges: Vec::new(),
-        });
-    }
     let points = grant.action.points(&settings.points);
-    let new_badges = apply(
-        conn,
-        account,
-        points,
-        reason,
-        &grant.source_id,
-        grant.at,
-        settings,
+    let reason = grant.action.reason();
+    Ok(
+        match apply(
+            conn,
+            account,
+            points,
+            reason,
+            &grant.source_id,
+            grant.at,
+            settings,
+        )
+        .await?
+        {
+            Applied::Written {
+                account,
+                new_badges,
+            } => Awarded {
+                points,
+                duplicate: false,
+                account,
+                new_badges,
+            },
+            Applied::Duplicate { points, account } => Awarded {
+                points,
+                duplicate: true,
+                account,
+                new_badges: Vec::new(),
+            },
+        },
     )
-    .await?;
-    Ok(Awarded {
-        points,
-        duplicate: false,
-        account: load(conn, &grant.user_id, settings).await?,
-        new_badges,
-    })
 }
 
-fn reward_from_row(r: &sqlx::postgres::PgRow) -> Result<Reward> {
+fn reward_from_row(r: &PgRow) -> Result<Reward> {
     Ok(Reward {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
@@ -241,7 +298,7 @@ fn reward_from_row(r: &sqlx::postgres::PgRow) -> Result<Reward> {
     })
 }
 
-fn mission_from_row(r: &sqlx::postgres::PgRow) -> Result<Mission> {
+fn mission_from_row(r: &PgRow) -> Result<Mission> {
     Ok(Mission {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
@@ -328,8 +385,10 @@ impl LedgerStore for PgLedger {
                 Action::DailyLogin.points(&settings.points),
             )
         };
-        apply(&mut tx, a, points, reason, &date.to_string(), now, settings).await?;
-        let account = load(&mut tx, user, settings).await?;
+        let source = date.to_string();
+        let (account, _) = apply(&mut tx, a, points, reason, &source, now, settings)
+            .await?
+            .written(reason, &source)?;
         tx.commit().await?;
         Ok(DayAward {
             awarded: true,
@@ -445,16 +504,18 @@ impl LedgerStore for PgLedger {
             });
         }
         let redemption = Uuid::now_v7();
-        apply(
+        let source = redemption.to_string();
+        let (account, _) = apply(
             &mut tx,
             account,
             -reward.cost,
             Reason::Reward,
-            &redemption.to_string(),
+            &source,
             now,
             settings,
         )
-        .await?;
+        .await?
+        .written(Reason::Reward, &source)?;
         sqlx::query(
             "INSERT INTO gamification_reward_redemptions (id, reward_id, user_id, cost, created_at)
              VALUES ($1, $2, $3, $4, $5)",
@@ -468,7 +529,6 @@ impl LedgerStore for PgLedger {
         .await?;
         let answer = serde_json::to_vec(&(redemption, &reward)).map_err(corrupt)?;
         idempotency::finish(&mut tx, key, &answer).await?;
-        let account = load(&mut tx, user, settings).await?;
         tx.commit().await?;
         Ok((redemption, reward, account))
     }
@@ -557,7 +617,7 @@ impl LedgerStore for PgLedger {
                 target: mission.target,
             });
         }
-        let new_badges = apply(
+        let (account, new_badges) = apply(
             &mut tx,
             account,
             mission.points,
@@ -566,8 +626,8 @@ impl LedgerStore for PgLedger {
             now,
             settings,
         )
-        .await?;
-        let account = load(&mut tx, user, settings).await?;
+        .await?
+        .written(Reason::Mission, &source)?;
         tx.commit().await?;
         Ok(Awarded {
             points: mission.points,
