@@ -14,6 +14,9 @@ use sqlx::{
 
 use crate::{KitError, config::PostgresConfig};
 
+/// A pooled connection used within this long is handed out without a ping.
+const ALIVE_WITHOUT_PING: Duration = Duration::from_secs(1);
+
 /// Opens a pool; fails fast when the server is unreachable. Every session gets the configured
 /// `statement_timeout` and `idle_in_transaction_session_timeout`, so neither a runaway query
 /// nor a stuck transaction holds a connection (and its locks) for longer.
@@ -35,6 +38,19 @@ pub async fn connect(config: &PostgresConfig, application: &str) -> Result<PgPoo
     let pool = PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(Duration::from_secs(5))
+        // sqlx pings every connection it hands out: one more round trip in every request.
+        // A connection used within the last second is known to be alive (HikariCP's
+        // "alive bypass window", 500 ms, does the same); one idle for longer — across a
+        // failover or a server restart — is still pinged, and replaced when it fails.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > ALIVE_WITHOUT_PING {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options)
         .await?;
     Ok(pool)
