@@ -2,6 +2,13 @@
 //! with its idempotency key and its `coupon.redeemed` event in one transaction, and its
 //! increments are guarded (`uses < total_limit`, per-shopper `uses < per_user_limit`, and a
 //! CHECK on the table), so the limits hold here even if Redis drifted.
+//!
+//! Redemptions are group-committed: concurrent orders are written by a few writer tasks, each
+//! taking what has queued (kit's `Batcher`) and writing it in one transaction of two
+//! statements — the idempotency keys with their answers, then one statement for redemptions,
+//! uses and events. When any order of a batch is not a fresh one within its limits, that
+//! transaction is rolled back and each order is written alone, step by step, which answers
+//! replays, held coupons and limits exactly as before.
 
 use std::collections::BTreeMap;
 
