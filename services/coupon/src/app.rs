@@ -234,10 +234,11 @@ pub trait CouponStore: Send + Sync + 'static {
     fn campaign_usage(&self, campaign: &str) -> impl Future<Output = Result<(Usage, u32)>> + Send;
     /// Records the redemptions of one order with their events, guarding both limits again; a
     /// replay of the key or an order that already holds a coupon answers what was recorded.
+    /// Takes them by value: they are handed on to the writers of the group commit.
     fn redeem(
         &self,
-        key: &idempotency::Key,
-        redemptions: &[(Redemption, u32, u32, Envelope)],
+        key: idempotency::Key,
+        redemptions: Vec<(Redemption, u32, u32, Envelope)>,
     ) -> impl Future<Output = Result<Recorded>> + Send;
     /// Reverses an order's applied redemptions with their events; returns those reversed now.
     fn reverse(
@@ -841,7 +842,7 @@ impl<P: CouponStore, C: CouponCache> Coupons<P, C> {
                 let event = self.event(REDEEMED, &r, spec.kind.as_str())?;
                 rows.push((r, spec.total_limit, spec.per_user_limit, event));
             }
-            match self.store.redeem(&key, &rows).await? {
+            match self.store.redeem(key, rows).await? {
                 Recorded::Done(done) => Ok(done),
                 Recorded::Refused(r) => {
                     tracing::warn!(refusal = %r, "the record refused a redemption redis allowed; redis had drifted");

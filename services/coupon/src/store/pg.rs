@@ -294,13 +294,8 @@ impl CouponStore for PgCoupons {
         Ok((usage, u32_of(coupons)))
     }
 
-    async fn redeem(&self, key: &idempotency::Key, rows: &[RedemptionRow]) -> Result<Recorded> {
-        self.redemptions
-            .submit(Pending {
-                key: key.clone(),
-                rows: rows.to_vec(),
-            })
-            .await?
+    async fn redeem(&self, key: idempotency::Key, rows: Vec<RedemptionRow>) -> Result<Recorded> {
+        self.redemptions.submit(Pending { key, rows }).await?
     }
 
     async fn reverse(
