@@ -298,6 +298,17 @@ async fn without_redis_checks_answer_degraded_within_the_deadline() {
         .expect("check")
         .into_inner();
     assert!(!warm.degraded);
+    // The degraded check reads the history from PostgreSQL: wait until the decision log's
+    // sink has stored w1 there, or the check would rightly find device and IP new.
+    eventually("w1 stored by the decision log's sink", || async {
+        let stored: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM fraud_decisions WHERE transaction_id = 'w1'")
+                .fetch_one(&cell.db.pool)
+                .await
+                .expect("count decisions");
+        (stored == 1).then_some(())
+    })
+    .await;
 
     let _ = redis.0.kill();
     let _ = redis.0.wait();
