@@ -479,7 +479,7 @@ impl<S: FraudStore, V: HotStore> Fraud<S, V> {
         }) = hot
         {
             self.metrics.stage(Stage::History, started.elapsed());
-            return self.replayed(earlier, &t);
+            return replayed(earlier, &t).map(|d| self.answered(d));
         }
         let (velocity, known) = match hot {
             Some(Hot {
@@ -628,22 +628,18 @@ impl<S: FraudStore, V: HotStore> Fraud<S, V> {
         let storing = std::time::Instant::now();
         self.metrics.stage(Stage::Score, storing - scoring);
         let stored = if degraded {
-            self.store.record(&new).await?
+            replayed(self.store.record(&new).await?, &new.transaction)
         } else {
-            self.commit(new.clone(), budget).await?
+            self.commit(new, budget).await
         };
         self.metrics.stage(Stage::Store, storing.elapsed());
-        self.replayed(stored, &new.transaction)
+        stored.map(|d| self.answered(d))
     }
 
-    /// The answer to a check whose decision `stored` is the one kept for its transaction id:
-    /// refused when that id was checked for another user or amount.
-    fn replayed(&self, stored: Decided, t: &Transaction) -> Result<Decided, FraudError> {
-        if stored.user_id != t.user_id || stored.amount != t.amount {
-            return Err(FraudError::TransactionReused(stored.transaction_id));
-        }
-        self.metrics.decided(stored.level, stored.decision);
-        Ok(stored)
+    /// Counts a check's answer by level and decision.
+    fn answered(&self, d: Decided) -> Decided {
+        self.metrics.decided(d.level, d.decision);
+        d
     }
 
     /// Makes `new` the decision of its transaction: appended to the decision log in Redis
@@ -651,10 +647,11 @@ impl<S: FraudStore, V: HotStore> Fraud<S, V> {
     /// so the answer waits for one Redis round trip rather than a PostgreSQL commit. When the
     /// log is full or Redis does not answer within `budget`, PostgreSQL stores it directly,
     /// as a degraded check's is; a log write that landed after all is stored once, the same.
+    /// `new` moves in and its decision out as the answer: a check copies no decision.
     async fn commit(&self, new: NewDecision, budget: Duration) -> Result<Decided, FraudError> {
         match tokio::time::timeout(budget, self.hot.log(&new)).await {
             Ok(Ok(Logged::Logged)) => return Ok(new.decided),
-            Ok(Ok(Logged::Earlier(earlier))) => return Ok(earlier),
+            Ok(Ok(Logged::Earlier(earlier))) => return replayed(earlier, &new.transaction),
             Ok(Ok(Logged::Full)) => {
                 self.metrics.log_full();
                 tracing::warn!("the decision log is full (its sink is behind); storing directly");
@@ -669,7 +666,7 @@ impl<S: FraudStore, V: HotStore> Fraud<S, V> {
         if let Err(e) = self.hot.remember(&stored).await {
             tracing::warn!(error = %e, transaction = %stored.transaction_id, "cannot keep the decision for replays in redis");
         }
-        Ok(stored)
+        replayed(stored, &new.transaction)
     }
 
     /// Stores a batch read from the decision log (see [`FraudStore::record_logged`]). A
@@ -934,6 +931,15 @@ impl<S: FraudStore, V: HotStore> Fraud<S, V> {
             .decide_case(id, verdict, reason, &caller.user_id, (self.clock)())
             .await
     }
+}
+
+/// The answer to a check whose decision `stored` is the one kept for its transaction id:
+/// refused when that id was checked for another user or amount.
+fn replayed(stored: Decided, t: &Transaction) -> Result<Decided, FraudError> {
+    if stored.user_id != t.user_id || stored.amount != t.amount {
+        return Err(FraudError::TransactionReused(stored.transaction_id));
+    }
+    Ok(stored)
 }
 
 /// Checks a case against the domain before the store changes it.

@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row, postgres::PgRow};
+use serde::Serialize;
+use sqlx::{PgPool, Row, postgres::PgRow, types::Json};
 use titan_kit::{
     batch::{self, BatchOptions, Batcher},
     events::{Envelope, outbox},
@@ -20,7 +21,7 @@ use crate::{
         SavedRule, check_assign, check_decide,
     },
     domain::{
-        CaseStatus, DECIDED, Level, SERVICE, Transaction, Verdict,
+        CaseStatus, DECIDED, Facts, Level, SERVICE, Transaction, Verdict,
         level::{decision_str, parse_decision},
         model::Model,
         profile::{HISTORY, Known, MAX_FAILURES, MAX_SEEN, Recent, Seen, Snapshot},
@@ -295,20 +296,36 @@ fn event(n: &NewDecision) -> DecidedEvent {
     }
 }
 
-/// A batch of decisions as the column arrays [`RECORD_BATCH`] unnests.
+/// The `request` column: what the caller sent beside the decision's own columns.
+#[derive(Serialize)]
+struct Request<'a> {
+    ip: &'a Option<String>,
+    device: &'a Option<String>,
+    card: &'a Option<String>,
+    email_domain: &'a Option<String>,
+    user_agent: &'a str,
+    country: &'a Option<String>,
+    billing_country: &'a Option<String>,
+    shipping_country: &'a Option<String>,
+    account_created_at: Option<DateTime<Utc>>,
+}
+
+/// A batch of decisions as the column arrays [`RECORD_BATCH`] unnests; the JSON columns are
+/// serialised straight into the statement's parameters (a `serde_json::Value` per column and
+/// row was built and dropped before).
 #[derive(Default)]
 struct Columns<'a> {
     transaction_id: Vec<&'a str>,
     user_id: Vec<&'a str>,
     amount: Vec<i64>,
     currency: Vec<&'a str>,
-    request: Vec<serde_json::Value>,
-    facts: Vec<serde_json::Value>,
+    request: Vec<Json<Request<'a>>>,
+    facts: Vec<Json<&'a Facts>>,
     /// Array literals (`{0.1,2}`): a batch of arrays cannot be one SQL array of arrays of
     /// different rows' lengths, and text round-trips an `f64` exactly.
     features: Vec<String>,
-    reasons: Vec<serde_json::Value>,
-    rule_hits: Vec<serde_json::Value>,
+    reasons: Vec<Json<&'a [Reason]>>,
+    rule_hits: Vec<Json<&'a [Hit]>>,
     score: Vec<f64>,
     level: Vec<&'static str>,
     decision: Vec<&'static str>,
@@ -330,20 +347,22 @@ impl<'a> Columns<'a> {
             c.user_id.push(&d.user_id);
             c.amount.push(d.amount);
             c.currency.push(&t.currency);
-            c.request.push(serde_json::json!({
-                "ip": t.ip, "device": t.device, "card": t.card, "email_domain": t.email_domain,
-                "user_agent": t.user_agent, "country": t.country,
-                "billing_country": t.billing_country, "shipping_country": t.shipping_country,
-                "account_created_at": t.account_created_at,
+            c.request.push(Json(Request {
+                ip: &t.ip,
+                device: &t.device,
+                card: &t.card,
+                email_domain: &t.email_domain,
+                user_agent: &t.user_agent,
+                country: &t.country,
+                billing_country: &t.billing_country,
+                shipping_country: &t.shipping_country,
+                account_created_at: t.account_created_at,
             }));
-            c.facts
-                .push(serde_json::to_value(&n.facts).map_err(|_| corrupt("facts"))?);
+            c.facts.push(Json(&n.facts));
             let features: Vec<String> = n.features.iter().map(f64::to_string).collect();
             c.features.push(format!("{{{}}}", features.join(",")));
-            c.reasons
-                .push(serde_json::to_value(&d.reasons).map_err(|_| corrupt("reasons"))?);
-            c.rule_hits
-                .push(serde_json::to_value(&d.rule_hits).map_err(|_| corrupt("rule hits"))?);
+            c.reasons.push(Json(&d.reasons));
+            c.rule_hits.push(Json(&d.rule_hits));
             c.score.push(d.score);
             c.level.push(d.level.as_str());
             c.decision.push(decision_str(d.decision));

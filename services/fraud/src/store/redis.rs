@@ -172,6 +172,9 @@ impl HotStore for RedisHot {
         let u = self.user(&t.user_id);
         let device = t.device.as_deref().map(|d| format!("d:{d}"));
         let ip = t.ip.as_deref().map(|i| format!("i:{i}"));
+        // Each window's entries beyond the next shorter one: `(start, end]` in milliseconds,
+        // an entry exactly a window old being outside it.
+        let segments = window_segments(now);
         let mut pipe = redis::pipe();
         // A decision taken before answers a replay; then the reads of the history: they answer
         // for the state before this transaction.
@@ -209,11 +212,13 @@ impl HotStore for RedisHot {
                 .arg(&key)
                 .arg(keep)
                 .ignore()
-                .cmd("ZRANGEBYSCORE")
-                .arg(&key)
-                .arg(format!("({week_start}"))
-                .arg("+inf")
-                .arg("WITHSCORES");
+                .ignore();
+            // Members only, one range per window beyond the shorter one: the windows are cut
+            // by Redis and no score comes back, so the reply is half what a week with scores
+            // was (parsing those replies was the service's largest user-space cost).
+            for (start, end) in &segments {
+                pipe.cmd("ZRANGEBYSCORE").arg(&key).arg(start).arg(end);
+            }
         }
         // Then this transaction into the history, whether or not a whole one is cached: a
         // later fill adds to what checks wrote.
@@ -264,21 +269,21 @@ impl HotStore for RedisHot {
             device_seen,
             ip_seen,
             recent,
-            weeks @ ..,
+            ranges @ ..,
         ] = values.as_slice()
         else {
             return Err(malformed("the check pipeline"));
         };
-        if weeks.len() != keys.len() {
+        if ranges.len() != keys.len() * Window::ALL.len() {
             return Err(malformed("the velocity ranges"));
         }
         let tallies = keys
             .iter()
-            .zip(weeks)
-            .map(|((d, _), week)| {
+            .zip(ranges.chunks_exact(Window::ALL.len()))
+            .map(|((d, _), segments)| {
                 Ok(DimensionTally {
                     dimension: *d,
-                    windows: windows(now, &week_entries(week)?),
+                    windows: windows(segments)?,
                 })
             })
             .collect::<Result<_, FraudError>>()?;
@@ -322,8 +327,7 @@ impl HotStore for RedisHot {
     async fn log(&self, d: &NewDecision) -> Result<Logged, FraudError> {
         let answered =
             serde_json::to_string(&d.decided).map_err(|e| encoding("the decision", &e))?;
-        let entry = Envelope::new(&self.cell, LOGGED, 1, d)?;
-        let entry = serde_json::to_string(&entry).map_err(|e| encoding("the log entry", &e))?;
+        let entry = Envelope::encode(&self.cell, LOGGED, 1, d)?;
         let mut conn = self.redis.conn.clone();
         let reply: Vec<Value> = self
             .log
@@ -496,41 +500,40 @@ fn recent_of(entries: &[(String, f64)]) -> Vec<Recent> {
         .collect()
 }
 
-/// `(amount, time in ms)` of each entry of a `ZRANGEBYSCORE … WITHSCORES` reply, read where
-/// the reply lies: a check reads a week of entries for each of up to four keys, and copying
-/// every member into a `String` first cost an allocation per entry (the allocator was a fifth
-/// of the service's CPU under load). Both reply shapes are read: RESP2's flat member, score, …
-/// and RESP3's [member, score] pairs.
-fn week_entries(reply: &Value) -> Result<Vec<(i64, f64)>, FraudError> {
-    let bad = || malformed("a velocity range");
-    let Value::Array(items) = reply else {
-        return Err(bad());
-    };
-    let entry = |member: &Value, score: &Value| {
-        let Value::BulkString(member) = member else {
-            return None;
+/// The `ZRANGEBYSCORE` bounds of each window's entries beyond the next shorter window, in
+/// [`Window::ALL`] order: the hour `(now − 1 h, +inf]`, then `(now − 24 h, now − 1 h]`, then
+/// `(now − 7 d, now − 24 h]`. An entry counts in every window it is newer than the start of,
+/// so one exactly an hour old is in the day, not the hour.
+fn window_segments(now: i64) -> [(String, String); 3] {
+    let mut end = "+inf".to_owned();
+    Window::ALL.map(|w| {
+        let start = now - w.millis();
+        let bounds = (format!("({start}"), end.clone());
+        end = start.to_string();
+        bounds
+    })
+}
+
+/// Each window's count and summed amount from the members of its segments
+/// ([`window_segments`]), read where the reply lies (a member copied into a `String` first
+/// cost an allocation each): a window holds its own segment and every shorter window's.
+fn windows(segments: &[Value]) -> Result<[Tally; 3], FraudError> {
+    let mut windows = [Tally::default(); 3];
+    let mut running = Tally::default();
+    for (window, segment) in windows.iter_mut().zip(segments) {
+        let Value::Array(members) = segment else {
+            return Err(malformed("a velocity range"));
         };
-        let at = match score {
-            Value::Double(d) => *d,
-            Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok()?,
-            _ => return None,
-        };
-        Some((amount_of(member), at))
-    };
-    let entries: Option<Vec<_>> = if items.iter().all(|i| matches!(i, Value::Array(_))) {
-        items
-            .iter()
-            .map(|pair| match pair {
-                Value::Array(p) if p.len() == 2 => entry(&p[0], &p[1]),
-                _ => None,
-            })
-            .collect()
-    } else if items.len() % 2 == 0 {
-        items.chunks_exact(2).map(|p| entry(&p[0], &p[1])).collect()
-    } else {
-        None
-    };
-    entries.ok_or_else(bad)
+        for member in members {
+            let Value::BulkString(member) = member else {
+                return Err(malformed("a velocity member"));
+            };
+            running.count += 1;
+            running.amount += amount_of(member);
+        }
+        *window = running;
+    }
+    Ok(windows)
 }
 
 /// The amount of a velocity member `<amount>:<transaction id>`; 0 for one that does not parse
@@ -542,20 +545,6 @@ fn amount_of(member: &[u8]) -> i64 {
         .and_then(|colon| std::str::from_utf8(&member[..colon]).ok())
         .and_then(|amount| amount.parse().ok())
         .unwrap_or(0)
-}
-
-/// Each window's count and summed amount from a key's week of `(amount, time in ms)` entries:
-/// an entry counts in every window it is newer than the start of.
-fn windows(now: i64, week: &[(i64, f64)]) -> [Tally; 3] {
-    Window::ALL.map(|w| {
-        let start = (now - w.millis()) as f64;
-        week.iter()
-            .filter(|(_, at)| *at > start)
-            .fold(Tally::default(), |t, (amount, _)| Tally {
-                count: t.count + 1,
-                amount: t.amount + amount,
-            })
-    })
 }
 
 #[cfg(test)]
@@ -623,49 +612,49 @@ mod tests {
     }
 
     #[test]
-    fn entries_count_in_every_window_they_are_newer_than_the_start_of() {
+    fn each_segment_starts_where_the_next_shorter_window_starts() {
         let now = 10 * Window::Week.millis();
-        let at = |ago: i64| (now - ago) as f64;
-        let week = [
-            ("100:a", at(1)),
-            ("200:b", at(Window::Hour.millis())),
-            ("400:c", at(Window::Hour.millis() - 1)),
-            ("800:d", at(Window::Day.millis() - 1)),
-            ("1600:e", at(Window::Day.millis() + 1)),
-            ("bad", at(2)),
-        ];
-        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
-        // RESP2: member, score, member, score, … with scores as strings.
-        let flat = Value::Array(
-            week.iter()
-                .flat_map(|(m, at)| [bulk(m), bulk(&at.to_string())])
-                .collect(),
-        );
-        // RESP3: [member, score] pairs with scores as doubles.
-        let pairs = Value::Array(
-            week.iter()
-                .map(|(m, at)| Value::Array(vec![bulk(m), Value::Double(*at)]))
-                .collect(),
-        );
-        let t = |count, amount| Tally { count, amount };
-        for reply in [flat, pairs] {
-            assert_eq!(
-                windows(now, &week_entries(&reply).expect("a range")),
-                [t(3, 500), t(5, 1500), t(6, 3100)],
-                "the entry exactly an hour old is outside the hour, inside the day"
-            );
-        }
+        let hour = now - Window::Hour.millis();
+        let day = now - Window::Day.millis();
+        let week = now - Window::Week.millis();
         assert_eq!(
-            windows(now, &week_entries(&Value::Array(vec![])).expect("empty")),
+            window_segments(now),
+            [
+                (format!("({hour}"), "+inf".to_owned()),
+                (format!("({day}"), hour.to_string()),
+                (format!("({week}"), day.to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_window_holds_its_segment_and_every_shorter_one() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let segment = |members: &[&str]| Value::Array(members.iter().map(|m| bulk(m)).collect());
+        let t = |count, amount| Tally { count, amount };
+        assert_eq!(
+            windows(&[
+                segment(&["100:a", "400:c", "bad"]),
+                segment(&["800:d"]),
+                segment(&["1600:e", "200:b:x"]),
+            ])
+            .expect("ranges"),
+            [t(3, 500), t(4, 1300), t(6, 3100)],
+            "a member whose amount does not parse counts as a transaction of 0"
+        );
+        assert_eq!(
+            windows(&[segment(&[]), segment(&[]), segment(&[])]).expect("empty"),
             [Tally::default(); 3]
         );
         for broken in [
-            Value::Array(vec![bulk("100:a")]),
-            Value::Array(vec![bulk("100:a"), bulk("soon")]),
-            Value::Array(vec![Value::Array(vec![bulk("100:a")])]),
-            Value::Nil,
+            [segment(&["100:a"]), Value::Nil, segment(&[])],
+            [
+                segment(&[]),
+                segment(&[]),
+                Value::Array(vec![Value::Int(5)]),
+            ],
         ] {
-            assert!(week_entries(&broken).is_err(), "{broken:?}");
+            assert!(windows(&broken).is_err(), "{broken:?}");
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use titan_fraud::{
-    app::{FraudStore, HotStore},
+    app::{FraudStore, Hot, HotStore},
     domain::{Dimension, Transaction, profile::Known},
     store::{consumer::PurchaseHandler, redis::RedisHot},
 };
@@ -218,4 +218,51 @@ async fn an_order_from_the_bus_reaches_the_next_check() {
     assert_eq!(cached.successful_orders, 1);
     shutdown.cancel();
     running.await.expect("join").expect("consumer");
+}
+
+/// Velocity as Redis cuts it into windows: an entry exactly a window old is outside that window
+/// and inside the next longer one, amounts are summed per window, and a week-old entry is gone.
+#[tokio::test]
+async fn velocity_windows_end_exactly_a_window_ago() {
+    use titan_fraud::domain::{Window, signals::Tally};
+
+    let (w, hot, _) = world().await;
+    let start = w.clock.now();
+    let card = |id: &str, amount: i64| Transaction {
+        card: Some("card-9".into()),
+        ..txn(id, &format!("user-{id}"), amount)
+    };
+    let keys = [(Dimension::Card, "card-9")];
+    let tallies = |hot: Hot| Window::ALL.map(|window| hot.velocity.tally(Dimension::Card, window));
+    let t = |count, amount| Tally { count, amount };
+    let at = |d: chrono::Duration| start + d;
+    let first = hot
+        .record(&keys, &card("a", 100), start)
+        .await
+        .expect("record");
+    assert_eq!(tallies(first), [t(1, 100); 3]);
+    // An hour later to the millisecond: "a" left the hour, not the day.
+    let hour = hot
+        .record(&keys, &card("b", 200), at(chrono::Duration::hours(1)))
+        .await
+        .expect("record");
+    assert_eq!(tallies(hour), [t(1, 200), t(2, 300), t(2, 300)]);
+    // A day after "a": it left the day, not the week; "b" is 23 hours old.
+    let day = hot
+        .record(&keys, &card("c", 400), at(chrono::Duration::days(1)))
+        .await
+        .expect("record");
+    assert_eq!(tallies(day), [t(1, 400), t(2, 600), t(3, 700)]);
+    // A millisecond before "a" is a week old it still counts; at a week it is gone.
+    let almost = at(chrono::Duration::days(7) - chrono::Duration::milliseconds(1));
+    let week = hot
+        .record(&keys, &card("d", 800), almost)
+        .await
+        .expect("record");
+    assert_eq!(tallies(week), [t(1, 800), t(1, 800), t(4, 1500)]);
+    let after = hot
+        .record(&keys, &card("e", 1600), at(chrono::Duration::days(7)))
+        .await
+        .expect("record");
+    assert_eq!(tallies(after), [t(2, 2400), t(2, 2400), t(4, 3000)]);
 }
