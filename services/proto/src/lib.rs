@@ -79,6 +79,12 @@ pub mod pricing {
     }
 }
 
+pub mod router {
+    pub mod v1 {
+        tonic::include_proto!("titan.router.v1");
+    }
+}
+
 pub mod shipping {
     pub mod v1 {
         tonic::include_proto!("titan.shipping.v1");

@@ -20,6 +20,7 @@
 //!   migration of the existing ones, which is the operator's separate, explicit step.
 //! - **Unchanged** input gives back the previous table, version included; any change of
 //!   ownership makes `version + 1`.
+//!
 //! Everything is deterministic: the same previous table and cells give the same table.
 
 use super::{
