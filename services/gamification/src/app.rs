@@ -2,7 +2,7 @@
 //! every points change, rewards, missions) and [`Leaderboards`] (Redis sorted sets fed from the
 //! ledger). The caller always comes from the token.
 
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 
 use chrono::NaiveDate;
 use chrono::{DateTime, Utc};
@@ -179,11 +179,12 @@ pub struct Grant {
 /// PostgreSQL: accounts, the ledger, badges, rewards and missions. Every balance change is a
 /// ledger row written under the shopper's account lock.
 pub trait LedgerStore: Send + Sync + 'static {
-    /// Awards `grant` once per (user, reason, source); a repeat answers `duplicate`.
+    /// Awards `grant` once per (user, reason, source); a repeat answers `duplicate`. Both are
+    /// owned because a group commit keeps them past the call.
     fn award(
         &self,
-        grant: &Grant,
-        settings: &Settings,
+        grant: Grant,
+        settings: &Arc<Settings>,
     ) -> impl Future<Output = Result<Awarded>> + Send;
     /// The daily login (`check_in` false) or check-in of the shopper's `date`, once per date.
     fn day_award(
@@ -287,7 +288,7 @@ fn check_id(field: &str, id: &str) -> Result<()> {
 pub struct Gamification<L, B> {
     ledger: L,
     boards: B,
-    settings: Settings,
+    settings: Arc<Settings>,
     clock: Clock,
     metrics: Metrics,
 }
@@ -305,7 +306,7 @@ impl<L: LedgerStore, B: Leaderboards> Gamification<L, B> {
         Self {
             ledger,
             boards,
-            settings,
+            settings: Arc::new(settings),
             clock,
             metrics,
         }
@@ -354,8 +355,9 @@ impl<L: LedgerStore, B: Leaderboards> Gamification<L, B> {
             source_id: source_id.to_owned(),
             at: self.now(),
         };
-        let awarded = self.ledger.award(&grant, &self.settings).await?;
-        self.metrics.awarded(grant.action.reason(), &awarded);
+        let reason = grant.action.reason();
+        let awarded = self.ledger.award(grant, &self.settings).await?;
+        self.metrics.awarded(reason, &awarded);
         Ok(awarded)
     }
 

@@ -4,10 +4,13 @@
 //! is found again by its unique (user, reason, source) key, and a CHECK keeps balances
 //! non-negative even against a bug here.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
 use titan_kit::{
     KitError,
+    batch::{BatchOptions, Batcher},
     idempotency::{self, Begin},
 };
 use uuid::Uuid;
@@ -24,6 +27,8 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct PgLedger {
     pool: PgPool,
+    /// `Award`'s group commit (`awards`).
+    awards: Batcher<awards::Pending, Result<Awarded>>,
 }
 
 fn corrupt(what: impl std::fmt::Display) -> GamificationError {
@@ -76,8 +81,35 @@ impl AccountRow {
         })
     }
 
+    /// The row after a change of `delta` for `reason`, and every badge its counters earn
+    /// (held ones included).
+    fn changed(&self, delta: i64, reason: Reason, settings: &Settings) -> (Self, Vec<Badge>) {
+        let mut after = self.clone();
+        after.balance += delta;
+        if delta > 0 {
+            after.lifetime += delta;
+        }
+        match reason {
+            Reason::Purchase => after.purchases += 1,
+            Reason::Review => after.reviews += 1,
+            _ => {}
+        }
+        let (level, _) = level_for(after.lifetime, &settings.level_thresholds);
+        let counters = Counters {
+            purchases: u32_of(i64::from(after.purchases)),
+            reviews: u32_of(i64::from(after.reviews)),
+            level,
+        };
+        let earned = earned(counters, &settings.badges);
+        (after, earned)
+    }
+
     /// The account as the shopper sees it, holding `badges` (as stored, in award order).
-    fn account(&self, badges: &[String], settings: &Settings) -> Account {
+    fn account<'a>(
+        &self,
+        badges: impl IntoIterator<Item = &'a str>,
+        settings: &Settings,
+    ) -> Account {
         let (level, next_level_at) = level_for(self.lifetime, &settings.level_thresholds);
         Account {
             user_id: self.user_id.clone(),
@@ -85,7 +117,7 @@ impl AccountRow {
             lifetime: self.lifetime,
             level,
             next_level_at,
-            badges: badges.iter().filter_map(|b| Badge::parse(b)).collect(),
+            badges: badges.into_iter().filter_map(Badge::parse).collect(),
             purchases: u32_of(i64::from(self.purchases)),
             reviews: u32_of(i64::from(self.reviews)),
             streak: u32_of(i64::from(self.streak)),
@@ -99,6 +131,8 @@ macro_rules! account_columns {
         "balance, lifetime, purchases, reviews, last_login, streak, last_check_in"
     };
 }
+
+mod awards;
 
 async fn lock(conn: &mut PgConnection, user: &str) -> Result<AccountRow> {
     // The no-op update on conflict locks the row (creating it when missing) and answers it as
@@ -175,23 +209,7 @@ async fn apply(
     at: DateTime<Utc>,
     settings: &Settings,
 ) -> Result<Applied> {
-    let mut after = a.clone();
-    after.balance += delta;
-    if delta > 0 {
-        after.lifetime += delta;
-    }
-    match reason {
-        Reason::Purchase => after.purchases += 1,
-        Reason::Review => after.reviews += 1,
-        _ => {}
-    }
-    let (level, _) = level_for(after.lifetime, &settings.level_thresholds);
-    let counters = Counters {
-        purchases: u32_of(i64::from(after.purchases)),
-        reviews: u32_of(i64::from(after.reviews)),
-        level,
-    };
-    let earned = earned(counters, &settings.badges);
+    let (after, earned) = a.changed(delta, reason, settings);
     let names: Vec<&str> = earned.iter().map(|b| b.as_str()).collect();
     let r = sqlx::query(include_str!("sql/apply.sql"))
         .bind(&after.user_id)
@@ -207,18 +225,21 @@ async fn apply(
         .bind(after.streak)
         .bind(after.last_check_in)
         .bind(&names)
+        // Planned with its values each time, not as a generic plan that may scan the accounts
+        // whole (see `awards`).
+        .persistent(false)
         .fetch_one(&mut *conn)
         .await?;
     let badges: Vec<String> = r.try_get("badges")?;
     if let Some(points) = r.try_get::<Option<i64>, _>("prior")? {
         return Ok(Applied::Duplicate {
             points,
-            account: a.account(&badges, settings),
+            account: a.account(badges.iter().map(String::as_str), settings),
         });
     }
     let inserted: Vec<String> = r.try_get("new_badges")?;
     Ok(Applied::Written {
-        account: after.account(&badges, settings),
+        account: after.account(badges.iter().map(String::as_str), settings),
         new_badges: earned
             .into_iter()
             .filter(|b| inserted.iter().any(|i| i == b.as_str()))
@@ -245,7 +266,7 @@ async fn load(conn: &mut PgConnection, user: &str, settings: &Settings) -> Resul
     .bind(user)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(row.account(&badges, settings))
+    Ok(row.account(badges.iter().map(String::as_str), settings))
 }
 
 /// Awards `grant` inside `conn`'s transaction (the event consumer's, or one of [`PgLedger`]):
@@ -326,17 +347,26 @@ async fn progress(conn: &mut PgConnection, user: &str, m: &Mission) -> Result<u3
 }
 
 impl PgLedger {
+    /// Starts the award writers on the current Tokio runtime.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        let writers = pool.clone();
+        Self {
+            awards: Batcher::spawn(awards::NAME, BatchOptions::default(), move |batch| {
+                awards::write(writers.clone(), batch)
+            }),
+            pool,
+        }
     }
 }
 
 impl LedgerStore for PgLedger {
-    async fn award(&self, grant: &Grant, settings: &Settings) -> Result<Awarded> {
-        let mut tx = self.pool.begin().await?;
-        let awarded = award_in(&mut tx, grant, settings).await?;
-        tx.commit().await?;
-        Ok(awarded)
+    async fn award(&self, grant: Grant, settings: &Arc<Settings>) -> Result<Awarded> {
+        self.awards
+            .submit(awards::Pending {
+                grant,
+                settings: settings.clone(),
+            })
+            .await?
     }
 
     /// The daily login (`check_in` false) or check-in of `date`, once per date.
