@@ -18,6 +18,7 @@ pub mod livestream;
 pub mod load;
 pub mod plot;
 pub mod pricing;
+pub mod router;
 pub mod routes;
 pub mod shipping;
 pub mod suite;

@@ -17,6 +17,7 @@
 //! `titan-bench coupon`: RedeemCoupon of distinct coupons/s, each stored once.
 //! `titan-bench gamification`: Award to distinct users/s, each in the ledger once.
 //! `titan-bench abtesting`: AssignBatch assignments/s, every exposure stored.
+//! `titan-bench router`: Lookup/s and batched keys/s on one router replica, table reload time.
 //! `titan-bench all [--quick]`: every scenario in sequence, one table, results.json and PNGs
 //! in target/bench (what `cargo xtask bench` runs).
 //! The others need the datastores of `cargo xtask datastores start` (their URLs in `TITAN_TEST_*`).
@@ -41,6 +42,7 @@ use titan_bench::{
     gamification::GamificationOptions,
     livestream::LivestreamOptions,
     pricing::PricingOptions,
+    router::RouterOptions,
     routes::RoutesOptions,
     shipping::ShippingOptions,
     suite::{self, Job},
@@ -122,6 +124,28 @@ enum Scenario {
         clients: usize,
         #[arg(long, default_value_t = 4)]
         connections: usize,
+        #[arg(long)]
+        debug: bool,
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Lookup and LookupMany through `titan serve router` (a 16,384-bucket table of 8 cells in
+    /// a file), every answer checked; then table reloads timed.
+    Router {
+        #[arg(long, default_value_t = 1_000_000)]
+        lookups: usize,
+        #[arg(long, default_value_t = 20_000)]
+        batches: usize,
+        /// Keys per LookupMany.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Calls in flight.
+        #[arg(long, default_value_t = 128)]
+        clients: usize,
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        #[arg(long, default_value_t = 5)]
+        reloads: usize,
         #[arg(long)]
         debug: bool,
         #[arg(long)]
@@ -523,6 +547,7 @@ impl Scenario {
             Self::Coupon { quick, .. }
             | Self::Gamification { quick, .. }
             | Self::Abtesting { quick, .. }
+            | Self::Router { quick, .. }
             | Self::Flashsale { quick, .. }
             | Self::Analytics { quick, .. }
             | Self::Ws { quick, .. }
@@ -590,6 +615,28 @@ fn job(scenario: Scenario) -> (Job, bool) {
                 users,
                 clients,
                 connections,
+                release: !debug,
+            }
+        }),
+        Scenario::Router {
+            lookups,
+            batches,
+            batch,
+            clients,
+            connections,
+            reloads,
+            debug,
+            quick,
+        } => Job::Router(if quick {
+            RouterOptions::quick()
+        } else {
+            RouterOptions {
+                lookups,
+                batches,
+                batch,
+                clients,
+                connections,
+                reloads,
                 release: !debug,
             }
         }),

@@ -32,6 +32,7 @@ use crate::{
     livestream::{LivestreamOptions, livestream},
     plot,
     pricing::{PricingOptions, pricing},
+    router::{RouterOptions, router},
     routes::{RoutesOptions, routes},
     shipping::{ShippingOptions, shipping},
     tracking::{TrackingOptions, tracking},
@@ -40,7 +41,7 @@ use crate::{
 };
 
 /// The scenarios in the order the suite runs them.
-pub const SCENARIOS: [&str; 16] = [
+pub const SCENARIOS: [&str; 17] = [
     "flashsale",
     "analytics",
     "abtesting",
@@ -57,6 +58,7 @@ pub const SCENARIOS: [&str; 16] = [
     "driver",
     "tracking",
     "shipping",
+    "router",
 ];
 
 /// One scenario with its options.
@@ -79,6 +81,7 @@ pub enum Job {
     Driver(DriverOptions),
     Tracking(TrackingOptions),
     Shipping(ShippingOptions),
+    Router(RouterOptions),
 }
 
 /// What a target asks of a result.
@@ -315,6 +318,7 @@ impl Job {
             Self::Driver(_) => "driver",
             Self::Tracking(_) => "tracking",
             Self::Shipping(_) => "shipping",
+            Self::Router(_) => "router",
         }
     }
 
@@ -337,6 +341,7 @@ impl Job {
             "driver" => Self::Driver(DriverOptions::quick()),
             "tracking" => Self::Tracking(TrackingOptions::quick()),
             "shipping" => Self::Shipping(ShippingOptions::quick()),
+            "router" => Self::Router(RouterOptions::quick()),
             _ => return None,
         })
     }
@@ -493,6 +498,45 @@ impl Job {
                     &r.per_second,
                     "A/B testing AssignBatch",
                     "assignments",
+                )?;
+                ran.text = r.to_string();
+            }
+            Self::Router(o) => {
+                let r = router(&o).await?;
+                ran.check(
+                    r.exact(),
+                    "a lookup failed or answered another cell than the table's",
+                );
+                ran.figure(
+                    Figure::new(
+                        name,
+                        "Lookup, one key per call",
+                        "/s",
+                        r.lookups_per_second(),
+                    )
+                    .target(Target::AtLeast(100_000.0)),
+                );
+                ran.figure(Figure::new(
+                    name,
+                    format!("LookupMany of {} keys", r.batch),
+                    "keys/s",
+                    r.batched_keys_per_second(),
+                ));
+                ran.figure(Figure::new(
+                    name,
+                    "table reload, file renamed to served (worst)",
+                    "ms",
+                    ms(r.worst_reload()),
+                ));
+                ran.histogram(
+                    out,
+                    "router-latency.png",
+                    &r.lookup_latencies,
+                    plot::Labels {
+                        title: "Router Lookup latency",
+                        items: "calls",
+                        span: "call to answer",
+                    },
                 )?;
                 ran.text = r.to_string();
             }

@@ -3,7 +3,8 @@
 //! `titan token` mints a development token, `titan events dead-letters list|replay` inspects
 //! and re-drives dead-lettered events, `titan recorder` uploads a cell's livestream recordings,
 //! `titan route solve` solves a VRPTW instance file,
-//! `titan version` prints the release.
+//! `titan version` prints the release. `titan serve router` runs the fleet's cell router
+//! (outside the cells, so not part of `all`).
 #![forbid(unsafe_code)]
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -40,6 +41,10 @@ const SERVICES: &[fn() -> ServiceDef] = &[
     titan_tracking::service,
     titan_shipping::service,
 ];
+
+/// Services that run outside the cells, one Deployment per fleet: served by name only, never
+/// by `all` (a cell's services, which is what `all` runs on a laptop).
+const FLEET_SERVICES: &[fn() -> ServiceDef] = &[titan_router::service];
 
 #[derive(Debug, Parser)]
 #[command(name = "titan", version, about = "Serves Titan services")]
@@ -257,12 +262,13 @@ fn select(names: &[String]) -> Result<Vec<ServiceDef>, KitError> {
     if names.iter().any(|n| n == "all") {
         return Ok(all);
     }
+    let known: Vec<ServiceDef> = SERVICES.iter().chain(FLEET_SERVICES).map(|f| f()).collect();
     let mut chosen = Vec::new();
     for name in names {
-        let def = all.iter().find(|d| d.name == name).ok_or_else(|| {
+        let def = known.iter().find(|d| d.name == name).ok_or_else(|| {
             KitError::UnknownService(format!(
                 "{name} (known: {}, or all)",
-                all.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
+                known.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
             ))
         })?;
         if !chosen.iter().any(|c: &ServiceDef| c.name == def.name) {
@@ -348,7 +354,11 @@ async fn run(cli: Cli) -> Result<(), KitError> {
         }
         Command::Route { command } => route_command(command),
         Command::Version => {
-            let names: Vec<&str> = SERVICES.iter().map(|f| f().name).collect();
+            let names: Vec<&str> = SERVICES
+                .iter()
+                .chain(FLEET_SERVICES)
+                .map(|f| f().name)
+                .collect();
             println!("titan {} ({})", env!("CARGO_PKG_VERSION"), names.join(", "));
             Ok(())
         }
@@ -473,6 +483,18 @@ mod tests {
     #[test]
     fn services_are_selected_by_name() {
         assert_eq!(select(&["all".into()]).expect("all").len(), SERVICES.len());
+        assert!(
+            select(&["all".into()])
+                .expect("all")
+                .iter()
+                .all(|d| d.name != "router"),
+            "the fleet's router is not part of a cell's all"
+        );
+        let router = select(&["router".into()]).expect("router");
+        assert_eq!(
+            router.iter().map(|d| d.name).collect::<Vec<_>>(),
+            ["router"]
+        );
         assert_eq!(
             select(&["ping".into(), "ping".into()]).expect("ping").len(),
             1
