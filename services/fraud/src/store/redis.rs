@@ -1,7 +1,8 @@
 //! Redis, one pipelined round trip per check: velocity — one sorted set per user, card, device
 //! and IP, scored by time in milliseconds, a member per transaction (`<amount>:<transaction
 //! id>`, added once, so a retried check counts once), entries older than 7 days dropped, the
-//! week read back and the windows tallied here — and each active user's history, a copy of what
+//! week read back as three member-only ranges cut at the windows' starts and summed here — and
+//! each active user's history, a copy of what
 //! PostgreSQL holds (`Known`): a hash of the scalars, a set of first-seen devices and IPs and a
 //! sorted set of the newest amounts, read before the transaction is added to them. The same
 //! round trip reads the decision kept for the transaction id, which answers a replay.
