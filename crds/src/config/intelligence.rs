@@ -28,6 +28,12 @@ pub struct AbtestingConfig {
     /// Longest wait before a partial batch of exposures is written, in milliseconds.
     #[schemars(range(min = 10, max = 60000))]
     pub exposure_flush_millis: u32,
+    /// Exposures a replica holds for ClickHouse before it drops new ones (counted in
+    /// `titan_abtesting_exposures_dropped_total`). Each takes about 250 bytes while queued: the
+    /// default, 524,288, is at most ~128 MiB, about two seconds of a 2-core replica's peak
+    /// assignment rate with ClickHouse taking nothing. Size it to the pod's memory limit.
+    #[schemars(range(min = 1024, max = 16777216))]
+    pub exposure_queue_rows: u32,
 }
 
 impl Default for AbtestingConfig {
@@ -39,6 +45,7 @@ impl Default for AbtestingConfig {
             bayesian: false,
             exposure_batch_size: 1000,
             exposure_flush_millis: 1000,
+            exposure_queue_rows: 1 << 19,
         }
     }
 }
@@ -64,6 +71,13 @@ impl TitanConfig for AbtestingConfig {
             self.exposure_flush_millis,
             10,
             60000,
+        )?;
+        in_range(
+            s,
+            "exposureQueueRows",
+            self.exposure_queue_rows,
+            1024,
+            16_777_216,
         )
     }
 }

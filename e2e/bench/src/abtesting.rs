@@ -14,6 +14,7 @@ use std::{
 use anyhow::{Context, ensure};
 use prost_types::{Struct, Value, value::Kind};
 use titan_e2e::{Cell, authed};
+use titan_kit::testing::TestRedis;
 use titan_proto::abtesting::v1::{self as pb, ab_testing_service_client::AbTestingServiceClient};
 use tonic::transport::Channel;
 
@@ -23,6 +24,9 @@ type Grpc = AbTestingServiceClient<Channel>;
 
 /// How long the exposure writer may take to flush what was queued.
 const FLUSH_PATIENCE: Duration = Duration::from_secs(30);
+/// The exposure queue the bench's cell runs with: 2,097,152 rows (~500 MiB while full) hold a
+/// whole burst of 20,000 users × 100 experiments even if ClickHouse took none of it meanwhile.
+const BURST_QUEUE_ROWS: u32 = 1 << 21;
 
 #[derive(Debug, Clone)]
 pub struct AbtestingOptions {
@@ -230,8 +234,18 @@ pub async fn abtesting(options: &AbtestingOptions) -> anyhow::Result<AbtestingRe
         options.clients >= 1 && options.connections >= 1,
         "--clients and --connections must be positive"
     );
-    let (cell, channels) =
-        crate::serve_one("abtesting", options.release, options.connections).await;
+    // The burst (~1.8 million exposures in seconds) outruns ClickHouse here; the queue is sized
+    // to hold all of it, as a deployment expecting such bursts would size it.
+    let (cell, channels) = crate::serve_one_on(
+        "abtesting",
+        Some(format!(
+            "services:\n  abtesting: {{ exposureQueueRows: {BURST_QUEUE_ROWS} }}\n"
+        )),
+        options.release,
+        options.connections,
+        TestRedis::new().await,
+    )
+    .await;
     let admin = cell.token("bench-admin", &["admin"]);
     let backend = cell.token("web-backend", &["service"]);
     let keys: Vec<String> = (0..options.experiments).map(key).collect();

@@ -183,12 +183,13 @@ impl fmt::Display for Report {
 /// A cell serving `service` alone (release or debug build), with `connections` HTTP/2
 /// connections to it for the load to share.
 pub async fn serve_one(service: &str, release: bool, connections: usize) -> (Cell, Vec<Channel>) {
-    serve_one_on(service, release, connections, TestRedis::new().await).await
+    serve_one_on(service, None, release, connections, TestRedis::new().await).await
 }
 
-/// [`serve_one`] with the cell's keys under `redis`.
+/// [`serve_one`] with `config` (the cell's extra YAML) and the cell's keys under `redis`.
 pub async fn serve_one_on(
     service: &str,
+    config: Option<String>,
     release: bool,
     connections: usize,
     redis: TestRedis,
@@ -196,7 +197,7 @@ pub async fn serve_one_on(
     let cell = Cell::start_on(
         CellOptions {
             services: vec![service.into()],
-            config: None,
+            config,
             release,
         },
         redis,
@@ -220,8 +221,14 @@ pub async fn flashsale(options: &Options, raw: bool) -> anyhow::Result<Report> {
     } else {
         TestRedis::new().await
     };
-    let (cell, channels) =
-        crate::serve_one_on("flashsale", options.release, options.connections, redis).await;
+    let (cell, channels) = crate::serve_one_on(
+        "flashsale",
+        None,
+        options.release,
+        options.connections,
+        redis,
+    )
+    .await;
     let admin = cell.token("bench-admin", &["admin"]);
     let mut client = FlashSaleServiceClient::new(channels[0].clone());
     let now = Utc::now();

@@ -1,6 +1,6 @@
 //! ClickHouse: the `abtesting_exposures` table, the exposure writer and the result aggregates.
 //!
-//! Exposures go through a bounded queue of [`WriterLimits::queue_rows`] rows to one writer
+//! Exposures go through a bounded queue of `exposureQueueRows` rows to one writer
 //! task. The writer batches adaptively: it starts an insert when `exposureBatchSize` rows wait
 //! or the oldest has waited `exposureFlushMillis`, taking whatever is queued up to
 //! [`WriterLimits::rows_per_insert`], and keeps receiving while up to
@@ -52,12 +52,6 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 /// shrink it to reach the edges quickly.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WriterLimits {
-    /// Exposures the queue holds before `Assign` drops them. The default, 2,097,152, holds a
-    /// whole burst of `titan-bench abtesting` (20,000 users × 100 experiments: ~1.8 million
-    /// exposures) even if ClickHouse took none of it meanwhile. A queued exposure is a 120-byte
-    /// [`Exposure`] and its four short strings on the heap, ~250 bytes in all, so a full queue
-    /// is ~500 MiB; the channel allocates as it fills, so it is that large only while full.
-    pub queue_rows: usize,
     /// Rows one insert takes at most (at least `exposureBatchSize`). ClickHouse makes a part
     /// per insert and wants few large ones; 65,536 rows are ~4 MiB of `RowBinary`.
     pub rows_per_insert: usize,
@@ -71,7 +65,6 @@ pub struct WriterLimits {
 impl Default for WriterLimits {
     fn default() -> Self {
         Self {
-            queue_rows: 1 << 21,
             rows_per_insert: 1 << 16,
             inserts_in_flight: 2,
             // Rides out ~8 s of ClickHouse away (a restart, a failover) and stays well inside
@@ -191,7 +184,10 @@ pub fn exposures_with(
     let batch = usize::try_from(settings.exposure_batch_size)
         .unwrap_or(1)
         .max(1);
-    let (tx, rx) = mpsc::channel(limits.queue_rows.max(1));
+    // A queued exposure is a 120-byte [`Exposure`] and its four short strings on the heap,
+    // ~250 bytes in all; the channel allocates as it fills, so it is large only while full.
+    let queue = usize::try_from(settings.exposure_queue_rows).unwrap_or(usize::MAX);
+    let (tx, rx) = mpsc::channel(queue.max(1));
     (
         Exposures {
             tx,

@@ -160,11 +160,11 @@ async fn a_full_queue_drops_exposures_instead_of_waiting() {
     let stores = Stores::new().await;
     // The writer never runs: the queue (1024 places) fills and stays full.
     let (app, _writer, metrics) = stores.replica_with(
-        settings(),
-        WriterLimits {
-            queue_rows: 1024,
-            ..WriterLimits::default()
+        Settings {
+            exposure_queue_rows: 1024,
+            ..settings()
         },
+        WriterLimits::default(),
     );
     app.create_experiment(
         &admin(),
