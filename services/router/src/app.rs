@@ -145,6 +145,12 @@ pub struct Router {
 }
 
 impl Router {
+    /// Tables or reads refused for `reason` (`malformed`, `version_reused`, `source`) since
+    /// start, as `titan_router_table_reload_failures_total` reports them.
+    pub fn reload_failures(&self, reason: &str) -> u64 {
+        self.metrics.failures.with_label_values(&[reason]).get()
+    }
+
     pub fn new(registry: &Registry) -> Result<Self, KitError> {
         Ok(Self {
             table: RwLock::new(None),
@@ -288,17 +294,6 @@ mod tests {
             .collect()
     }
 
-    fn failures(registry: &Registry, reason: &str) -> u64 {
-        registry
-            .gather()
-            .iter()
-            .filter(|f| f.name() == "titan_router_table_reload_failures_total")
-            .flat_map(|f| f.get_metric())
-            .filter(|m| m.get_label().iter().any(|l| l.value() == reason))
-            .map(|m| m.get_counter().get_value() as u64)
-            .sum()
-    }
-
     #[test]
     fn lookups_wait_for_a_table_and_validate_keys() {
         let router = Router::new(&Registry::new()).expect("metrics");
@@ -350,8 +345,8 @@ mod tests {
             Err(ReloadError::VersionReused { version: 1, .. })
         ));
         assert_eq!(router.table().expect("loaded").as_ref(), &v1);
-        assert_eq!(failures(&registry, "malformed"), 1);
-        assert_eq!(failures(&registry, "version_reused"), 1);
+        assert_eq!(router.reload_failures("malformed"), 1);
+        assert_eq!(router.reload_failures("version_reused"), 1);
         let v2 = rebalance(&v1, &cells(&["a", "b", "c"])).expect("cells");
         assert_eq!(
             router.reload(&encode(&v2), "test"),
