@@ -24,6 +24,10 @@ use titan_e2e::{Cell, CellOptions, authed, seconds_from_now};
 use titan_kit::reexport::sqlx;
 use titan_proto::campaign::v1::{self as pb, campaign_service_client::CampaignServiceClient};
 
+/// Rows per INSERT of the evaluation data set: about 3 s each on this machine, a tenth of the
+/// cell's query deadline.
+const EVALUATION_SLICE: u64 = 1_000_000;
+
 #[derive(Debug, Clone)]
 pub struct CampaignOptions {
     /// Segment members, each with a contact and a purchase.
@@ -421,10 +425,14 @@ pub async fn campaign(o: &CampaignOptions) -> anyhow::Result<CampaignReport> {
         return Ok(report);
     }
     // The evaluation data set: events of 1,000,000 users over 30 days, a tenth of them
-    // purchases, views of 1,000 products, ten countries.
-    cell.clickhouse
-        .client
-        .query(&format!(
+    // purchases, views of 1,000 products, ten countries. Loaded in slices: the cell's client
+    // gives every query `max_execution_time` (30 s), and one 10-million-row INSERT through the
+    // analytics rollup views outlasts it once earlier scenarios keep ClickHouse merging.
+    for start in (0..o.events).step_by(EVALUATION_SLICE as usize) {
+        let rows = EVALUATION_SLICE.min(o.events - start);
+        cell.clickhouse
+            .client
+            .query(&format!(
             "INSERT INTO analytics_events (event_id, name, user_id, time, date, product_id, order_id, revenue, country, source) \
              SELECT concat('x', toString(number)), \
                     if(number % 10 = 0, 'flashsale.purchased', if(number % 10 < 5, 'product_view', 'page_view')), \
@@ -436,12 +444,12 @@ pub async fn campaign(o: &CampaignOptions) -> anyhow::Result<CampaignReport> {
                     if(number % 10 = 0, 2500, 0), \
                     arrayElement(['FR', 'DE', 'US', 'JP', 'BR', 'IN', 'GB', 'ES', 'IT', 'CA'], intHash32(number + 11) % 10 + 1), \
                     if(number % 10 = 0, 'bus', 'client') \
-             FROM system.numbers LIMIT {}",
-            o.events
-        ))
-        .execute()
-        .await
-        .context("evaluation events")?;
+             FROM (SELECT number + {start} AS number FROM system.numbers LIMIT {rows})"
+            ))
+            .execute()
+            .await
+            .with_context(|| format!("evaluation events {start}..{}", start + rows))?;
+    }
     use pb::segment_rule::Rule as R;
     let segments: Vec<(&'static str, Option<pb::Segment>)> = vec![
         (
