@@ -256,6 +256,7 @@ fn authenticator(secret: &str) -> Authenticator {
         rs256_public_keys: vec![],
         leeway: Duration::ZERO,
         max_token_lifetime: titan_kit::config::DEFAULT_MAX_TOKEN_LIFETIME,
+        jwks: None,
     })
     .expect("authenticator")
 }

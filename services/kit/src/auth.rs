@@ -1,9 +1,10 @@
-//! Authentication: JWT bearer tokens (HS256 shared secret and/or RS256 public keys) verified
-//! with `exp`, `nbf`, `iss` and `aud` (both required when configured) and a maximum lifetime,
-//! as a tonic interceptor and an axum extractor. A handler takes the caller from here, never
-//! from the request body.
+//! Authentication: JWT bearer tokens (HS256 shared secret, RS256 public keys and/or the keys
+//! an identity provider publishes as a JWKS, see [`jwks`]) verified with `exp`, `nbf`, `iss`
+//! and `aud` (both required when configured) and a maximum lifetime, as a tower layer for gRPC
+//! ([`Authenticated`]) and an axum extractor. A handler takes the caller from here, never from
+//! the request body.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::{
     extract::{FromRef, FromRequestParts},
@@ -11,13 +12,19 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use prometheus::Registry;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Status};
 
 use crate::{ErrorCode, KitError, ServiceError, config::AuthConfig};
 
 mod cache;
+mod grpc;
+mod jwks;
+
+pub use grpc::Authenticated;
 
 /// Verified tokens kept per process (about twice this at most, a few MiB): far more than the
 /// distinct tokens of the clients of one replica within their lifetimes.
@@ -146,6 +153,25 @@ pub enum AuthError {
     TokenInQuery,
     #[error("token refused: {0}")]
     Invalid(String),
+    /// The token names a signing key the identity provider's key set lacks, even after
+    /// fetching it again (or a fetch was made too recently to make another).
+    #[error("token refused: no key with kid {kid:?} in the key set of {url}")]
+    UnknownKid { kid: String, url: String },
+    /// No fetch of the identity provider's key set has succeeded yet (the cause is in the
+    /// server's log, not for clients).
+    #[error("token refused: the key set of {url} could not be fetched yet; try again shortly")]
+    KeysNotFetched { url: String },
+}
+
+impl AuthError {
+    /// Whether fetching the key set again could make the token verify.
+    fn wants_fetch(&self) -> Option<Option<&str>> {
+        match self {
+            Self::UnknownKid { kid, .. } => Some(Some(kid)),
+            Self::KeysNotFetched { .. } => Some(None),
+            _ => None,
+        }
+    }
 }
 
 struct Key {
@@ -163,6 +189,7 @@ pub struct Authenticator {
     max_lifetime: Duration,
     signing: Option<Arc<EncodingKey>>,
     cache: Arc<cache::TokenCache>,
+    jwks: Option<Arc<jwks::Jwks>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -171,11 +198,14 @@ impl std::fmt::Debug for Authenticator {
             .field("keys", &self.keys.len())
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
+            .field("jwks", &self.jwks.as_ref().map(|j| j.url()))
             .finish_non_exhaustive()
     }
 }
 
 impl Authenticator {
+    /// An authenticator of `config`'s keys. A JWKS is not fetched here: the first token that
+    /// needs it fetches it, and [`Self::jwks_refresher`] keeps it fresh.
     pub fn new(config: &AuthConfig) -> Result<Self, KitError> {
         let mut keys = Vec::new();
         let mut signing = None;
@@ -210,29 +240,82 @@ impl Authenticator {
                 TOKEN_CACHE_CAPACITY,
                 config.leeway.as_secs(),
             )),
+            jwks: config
+                .jwks
+                .clone()
+                .map(jwks::Jwks::new)
+                .transpose()?
+                .map(Arc::new),
         })
     }
 
-    /// Verifies a raw token (without the `Bearer ` prefix).
+    /// Registers the JWKS metrics (`titan_auth_jwks_*`), when a JWKS is configured.
+    pub fn register(&self, registry: &Registry) -> Result<(), KitError> {
+        self.jwks
+            .as_ref()
+            .map_or(Ok(()), |jwks| jwks.register(registry))
+    }
+
+    /// The task that fetches the JWKS at once and then on schedule until `shutdown`, when one
+    /// is configured; the runtime runs it beside the services. It never fails: a fetch that
+    /// fails is logged, counted and retried, and the last good key set stays in use.
+    pub fn jwks_refresher(
+        &self,
+        shutdown: CancellationToken,
+    ) -> Option<impl Future<Output = Result<(), KitError>> + Send + 'static> {
+        let jwks = self.jwks.clone()?;
+        Some(async move {
+            jwks.run(shutdown).await;
+            Ok(())
+        })
+    }
+
+    /// Verifies a raw token (without the `Bearer ` prefix), with the keys at hand: a token
+    /// naming a key the JWKS lacks is refused without fetching it ([`Self::verify_fetching`]
+    /// does).
     pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
         self.verify_until(token).map(|(caller, _)| caller)
     }
 
     /// Verifies a raw token and returns its `exp` (seconds since the epoch) with the caller,
-    /// for connections that outlive one request and must end when the token does.
+    /// for connections that outlive one request and must end when the token does; with the
+    /// keys at hand, like [`Self::verify`].
     pub fn verify_until(&self, token: &str) -> Result<(Caller, u64), AuthError> {
-        if let Some(hit) = self.cache.get(token, jsonwebtoken::get_current_timestamp()) {
+        let generation = self.jwks.as_ref().map_or(0, |j| j.generation());
+        if let Some(hit) = self.cache.get(token, jsonwebtoken::get_current_timestamp())
+            && hit.generation == generation
+        {
             return Ok((hit.caller, hit.exp));
         }
         let verified = self.verify_signed(token)?;
+        // Under the generation read before the check: if a key was withdrawn meanwhile, this
+        // answer is never served from the cache.
         self.cache.put(
             token,
             cache::Verified {
                 caller: verified.0.clone(),
                 exp: verified.1,
+                generation,
             },
         );
         Ok(verified)
+    }
+
+    /// [`Self::verify_until`], fetching the identity provider's key set again first when the
+    /// token names a key it lacks (single-flight and rate-limited, see [`jwks`]): the first
+    /// token signed by a freshly rotated key verifies.
+    pub async fn verify_fetching(&self, token: &str) -> Result<(Caller, u64), AuthError> {
+        let refused = match self.verify_until(token) {
+            Err(refused) => refused,
+            verified => return verified,
+        };
+        match (&self.jwks, refused.wants_fetch()) {
+            (Some(jwks), Some(kid)) => {
+                jwks.refresh_for(kid).await;
+                self.verify_until(token)
+            }
+            _ => Err(refused),
+        }
     }
 
     /// The full check of a token not in the cache: header, signature and every claim.
@@ -243,13 +326,53 @@ impl Authenticator {
             AuthError::Invalid(format!("no configured key accepts {:?} tokens", header.alg));
         // Each key is tried only with its own algorithm, so an HS256 token "signed" with an
         // RSA public key (the classic algorithm swap) never meets that key as an HMAC secret.
-        for key in self.keys.iter().filter(|k| k.algorithm == header.alg) {
+        // A provider's key set is consulted only for algorithms it may hold (never HMAC), so
+        // an HS256 token with a made-up kid sends no request to the provider.
+        let published = self
+            .jwks
+            .as_ref()
+            .filter(|_| {
+                !matches!(
+                    header.alg,
+                    Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+                )
+            })
+            .map(|jwks| (jwks, jwks.current()));
+        let from_jwks = match &published {
+            Some((jwks, set)) => match set.candidates(header.kid.as_deref(), header.alg) {
+                Ok(keys) => keys,
+                Err(missing) => {
+                    last = match missing {
+                        jwks::Missing::NotFetched => AuthError::KeysNotFetched {
+                            url: jwks.url().to_owned(),
+                        },
+                        jwks::Missing::UnknownKid(kid) => AuthError::UnknownKid {
+                            kid,
+                            url: jwks.url().to_owned(),
+                        },
+                        jwks::Missing::WrongAlgorithm { kid, key } => AuthError::Invalid(format!(
+                            "the key {kid:?} verifies {key:?} tokens, not {:?}",
+                            header.alg
+                        )),
+                        jwks::Missing::NoKeyFor => last,
+                    };
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
+        let statics = self.keys.iter().filter(|k| k.algorithm == header.alg);
+        // The provider's key first: a token naming one is signed by it.
+        for key in from_jwks.into_iter().chain(statics) {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation(key.algorithm)) {
                 Ok(data) => {
                     let exp = data.claims.exp;
                     return self.caller(data.claims).map(|caller| (caller, exp));
                 }
-                Err(e) => last = AuthError::Invalid(describe(&e)),
+                // A static key's "bad signature" must not hide that the named key is missing:
+                // that is what makes the caller fetch the set again.
+                Err(e) if last.wants_fetch().is_none() => last = AuthError::Invalid(describe(&e)),
+                Err(_) => {}
             }
         }
         Err(last)
@@ -299,13 +422,17 @@ impl Authenticator {
         })
     }
 
-    /// Verifies an `authorization` header value.
+    /// Verifies an `authorization` header value, with the keys at hand.
     pub fn verify_header(&self, value: &str) -> Result<Caller, AuthError> {
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or(AuthError::Malformed)?;
-        self.verify(token.trim())
+        self.verify(bearer(value)?)
+    }
+
+    /// Verifies an `authorization` header value, fetching the key set again when the token
+    /// names a key it lacks ([`Self::verify_fetching`]).
+    pub async fn verify_header_fetching(&self, value: &str) -> Result<Caller, AuthError> {
+        self.verify_fetching(bearer(value)?)
+            .await
+            .map(|(caller, _)| caller)
     }
 
     /// Mints an HS256 token; for local cells, tests and operators' smoke checks.
@@ -338,6 +465,15 @@ impl Authenticator {
     }
 }
 
+/// The token of an `authorization` header value.
+fn bearer(value: &str) -> Result<&str, AuthError> {
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .ok_or(AuthError::Malformed)
+}
+
 fn describe(e: &jsonwebtoken::errors::Error) -> String {
     use jsonwebtoken::errors::ErrorKind;
     match e.kind() {
@@ -356,25 +492,6 @@ fn describe(e: &jsonwebtoken::errors::Error) -> String {
             None => format!("the claims are not valid json: {json}"),
         },
         other => format!("{other:?}").to_lowercase(),
-    }
-}
-
-/// The tonic interceptor: a present token must verify (else `Unauthenticated`), and the caller
-/// is put in the request extensions. A request without a token passes, so that public methods
-/// stay public; [`caller`] refuses it where a user is needed.
-impl tonic::service::Interceptor for Authenticator {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(value) = request.metadata().get("authorization") else {
-            return Ok(request);
-        };
-        let value = value
-            .to_str()
-            .map_err(|_| Status::unauthenticated(AuthError::Malformed.to_string()))?;
-        let caller = self
-            .verify_header(value)
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
-        request.extensions_mut().insert(caller);
-        Ok(request)
     }
 }
 
@@ -426,7 +543,7 @@ where
             let value = value
                 .to_str()
                 .map_err(|_| Rejection(AuthError::Malformed))?;
-            return auth.verify_header(value).map_err(Rejection);
+            return auth.verify_header_fetching(value).await.map_err(Rejection);
         }
         let token = parts
             .uri
@@ -435,7 +552,11 @@ where
             .flat_map(|q| q.split('&'))
             .find_map(|pair| pair.strip_prefix("access_token="));
         match token {
-            Some(token) if is_websocket_upgrade(parts) => auth.verify(token).map_err(Rejection),
+            Some(token) if is_websocket_upgrade(parts) => auth
+                .verify_fetching(token)
+                .await
+                .map(|(caller, _)| caller)
+                .map_err(Rejection),
             Some(_) => Err(Rejection(AuthError::TokenInQuery)),
             None => Err(Rejection(AuthError::Missing)),
         }
@@ -469,6 +590,7 @@ mod tests {
             rs256_public_keys: vec![],
             leeway: Duration::from_secs(0),
             max_token_lifetime: Duration::from_secs(3600),
+            jwks: None,
         }
     }
 

@@ -62,6 +62,42 @@ pub struct AuthConfig {
     /// The longest a token may still be valid for (`exp` − now, and `exp` − `iat` when
     /// present): a leaked long-lived token is refused rather than trusted for months.
     pub max_token_lifetime: Duration,
+    /// Signing keys published by an identity provider (its `jwks_uri`), alongside the above.
+    pub jwks: Option<JwksConfig>,
+}
+
+/// Where and how often the identity provider's key set (JWKS) is fetched (`kit::auth::jwks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksConfig {
+    /// An http(s) URL serving `{"keys": [...]}`.
+    pub url: String,
+    /// Period of the scheduled refresh when the response carries no `Cache-Control: max-age`.
+    pub refresh: Duration,
+    /// Bounds of a `max-age` honoured as the period: a provider saying `max-age=0` would
+    /// otherwise be fetched in a loop, and one saying a day would keep a removed (revoked) key
+    /// trusted for a day.
+    pub min_refresh: Duration,
+    /// See `min_refresh`.
+    pub max_refresh: Duration,
+    /// At most one fetch per this interval is made for tokens whose `kid` is unknown, so a
+    /// stream of forged kids cannot turn each request into a request to the provider.
+    pub unknown_kid_interval: Duration,
+    /// Longest one fetch may take, connection included.
+    pub fetch_timeout: Duration,
+}
+
+impl JwksConfig {
+    /// The key set at `url` with the default periods.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            refresh: Duration::from_secs(300),
+            min_refresh: Duration::from_secs(30),
+            max_refresh: Duration::from_secs(3600),
+            unknown_kid_interval: Duration::from_secs(10),
+            fetch_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Default of `auth.maxTokenLifetimeSeconds`: one day.
@@ -288,6 +324,12 @@ struct RawAuth {
     rs256_public_key_files: Vec<String>,
     leeway_seconds: Option<u64>,
     max_token_lifetime_seconds: Option<u64>,
+    jwks_url: Option<String>,
+    jwks_refresh_seconds: Option<u64>,
+    jwks_min_refresh_seconds: Option<u64>,
+    jwks_max_refresh_seconds: Option<u64>,
+    jwks_unknown_kid_interval_seconds: Option<u64>,
+    jwks_fetch_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -369,6 +411,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "TITAN_AUTH_RS256_PUBLIC_KEY_FILES",
         "auth.rs256PublicKeyFiles",
     ),
+    ("TITAN_AUTH_JWKS_URL", "auth.jwksUrl"),
+    ("TITAN_AUTH_JWKS_REFRESH_SECONDS", "auth.jwksRefreshSeconds"),
     ("TITAN_POSTGRES_URL", "postgres.url"),
     ("TITAN_POSTGRES_MAX_CONNECTIONS", "postgres.maxConnections"),
     ("TITAN_REDIS_URL", "redis.url"),
@@ -450,6 +494,7 @@ impl Config {
             )?,
         };
 
+        let jwks = jwks(&raw.auth, &env)?;
         let mut rs256_public_keys = raw.auth.rs256_public_keys;
         let key_files = match env("TITAN_AUTH_RS256_PUBLIC_KEY_FILES").filter(|v| !v.is_empty()) {
             Some(list) => list.split(',').map(|s| s.trim().to_owned()).collect(),
@@ -483,6 +528,7 @@ impl Config {
                     .max_token_lifetime_seconds
                     .map_or(DEFAULT_MAX_TOKEN_LIFETIME, Duration::from_secs),
             },
+            jwks,
         };
         if auth.max_token_lifetime.is_zero() {
             return Err(KitError::config(
@@ -490,10 +536,11 @@ impl Config {
                 "must be at least 1 second",
             ));
         }
-        if auth.hs256_secret.is_none() && auth.rs256_public_keys.is_empty() {
+        if auth.hs256_secret.is_none() && auth.rs256_public_keys.is_empty() && auth.jwks.is_none() {
             return Err(KitError::config(
                 "auth",
-                "no token key configured: set TITAN_AUTH_HS256_SECRET (or auth.hs256Secret) or auth.rs256PublicKeys",
+                "no token key configured: set TITAN_AUTH_HS256_SECRET (or auth.hs256Secret), \
+                 auth.rs256PublicKeys or TITAN_AUTH_JWKS_URL (or auth.jwksUrl)",
             ));
         }
         if let Some(secret) = &auth.hs256_secret
@@ -829,6 +876,92 @@ fn object_storage(
         secret_access_key: SecretString::from(secret_access_key),
         multipart_threshold,
     }))
+}
+
+/// The JWKS settings of `auth`, `None` without a URL; the periods are refused when they could
+/// not work (zero, or bounds the wrong way round).
+fn jwks(
+    raw: &RawAuth,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<JwksConfig>, KitError> {
+    let url = env("TITAN_AUTH_JWKS_URL")
+        .filter(|v| !v.is_empty())
+        .or_else(|| raw.jwks_url.clone());
+    let Some(url) = url else {
+        let given = [
+            ("auth.jwksRefreshSeconds", raw.jwks_refresh_seconds),
+            ("auth.jwksMinRefreshSeconds", raw.jwks_min_refresh_seconds),
+            ("auth.jwksMaxRefreshSeconds", raw.jwks_max_refresh_seconds),
+            (
+                "auth.jwksUnknownKidIntervalSeconds",
+                raw.jwks_unknown_kid_interval_seconds,
+            ),
+            (
+                "auth.jwksFetchTimeoutSeconds",
+                raw.jwks_fetch_timeout_seconds,
+            ),
+        ];
+        // A period without a URL is a URL forgotten, not a setting to ignore.
+        return match given.iter().find(|(_, v)| v.is_some()) {
+            Some((setting, _)) => Err(KitError::config(
+                *setting,
+                "needs auth.jwksUrl (or TITAN_AUTH_JWKS_URL)",
+            )),
+            None => Ok(None),
+        };
+    };
+    check_url("auth.jwksUrl", &url, &["http", "https"])?;
+    let defaults = JwksConfig::new(url);
+    let seconds = |setting: &str, value: Option<u64>, default: Duration| match value {
+        Some(0) => Err(KitError::config(setting, "must be at least 1 second")),
+        Some(s) => Ok(Duration::from_secs(s)),
+        None => Ok(default),
+    };
+    let refresh = match env("TITAN_AUTH_JWKS_REFRESH_SECONDS").filter(|v| !v.is_empty()) {
+        Some(v) => Some(v.parse().map_err(|_| {
+            KitError::config(
+                "auth.jwksRefreshSeconds",
+                format!("{v:?} is not a number of seconds"),
+            )
+        })?),
+        None => raw.jwks_refresh_seconds,
+    };
+    let config = JwksConfig {
+        refresh: seconds("auth.jwksRefreshSeconds", refresh, defaults.refresh)?,
+        min_refresh: seconds(
+            "auth.jwksMinRefreshSeconds",
+            raw.jwks_min_refresh_seconds,
+            defaults.min_refresh,
+        )?,
+        max_refresh: seconds(
+            "auth.jwksMaxRefreshSeconds",
+            raw.jwks_max_refresh_seconds,
+            defaults.max_refresh,
+        )?,
+        unknown_kid_interval: seconds(
+            "auth.jwksUnknownKidIntervalSeconds",
+            raw.jwks_unknown_kid_interval_seconds,
+            defaults.unknown_kid_interval,
+        )?,
+        fetch_timeout: seconds(
+            "auth.jwksFetchTimeoutSeconds",
+            raw.jwks_fetch_timeout_seconds,
+            defaults.fetch_timeout,
+        )?,
+        ..defaults
+    };
+    if !(config.min_refresh..=config.max_refresh).contains(&config.refresh) {
+        return Err(KitError::config(
+            "auth.jwksRefreshSeconds",
+            format!(
+                "{} s is outside auth.jwksMinRefreshSeconds..auth.jwksMaxRefreshSeconds ({}..{} s)",
+                config.refresh.as_secs(),
+                config.min_refresh.as_secs(),
+                config.max_refresh.as_secs()
+            ),
+        ));
+    }
+    Ok(Some(config))
 }
 
 /// S3's bucket naming rules (the subset every S3-compatible server accepts).
@@ -1199,6 +1332,77 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid setting objectStorage.pathStyle: \"yes\" is neither true nor false"
+        );
+    }
+
+    #[test]
+    fn jwks_settings_have_defaults_overrides_and_checks() {
+        let none =
+            Config::from_sources(None, env(&[("TITAN_AUTH_HS256_SECRET", SECRET)])).expect("valid");
+        assert_eq!(none.auth.jwks, None);
+        // A provider's key set alone is enough of a key.
+        let only = Config::from_sources(
+            None,
+            env(&[("TITAN_AUTH_JWKS_URL", "https://idp.example/jwks")]),
+        )
+        .expect("valid");
+        assert_eq!(
+            only.auth.jwks,
+            Some(JwksConfig::new("https://idp.example/jwks"))
+        );
+        let file = "auth: { jwksUrl: https://a.example/keys, jwksRefreshSeconds: 600, \
+                    jwksMinRefreshSeconds: 60, jwksMaxRefreshSeconds: 7200, \
+                    jwksUnknownKidIntervalSeconds: 30, jwksFetchTimeoutSeconds: 3 }\n";
+        let set = Config::from_sources(
+            Some(file),
+            env(&[("TITAN_AUTH_JWKS_REFRESH_SECONDS", "900")]),
+        )
+        .expect("valid");
+        assert_eq!(
+            set.auth.jwks,
+            Some(JwksConfig {
+                url: "https://a.example/keys".into(),
+                refresh: Duration::from_secs(900),
+                min_refresh: Duration::from_secs(60),
+                max_refresh: Duration::from_secs(7200),
+                unknown_kid_interval: Duration::from_secs(30),
+                fetch_timeout: Duration::from_secs(3),
+            })
+        );
+        for (yaml, message) in [
+            (
+                "auth: { jwksUrl: ftp://idp.example/jwks }",
+                "invalid setting auth.jwksUrl: expected a http or https URL",
+            ),
+            (
+                "auth: { jwksUrl: https://x.example, jwksUnknownKidIntervalSeconds: 0 }",
+                "invalid setting auth.jwksUnknownKidIntervalSeconds: must be at least 1 second",
+            ),
+            (
+                "auth: { jwksUrl: https://x.example, jwksRefreshSeconds: 10 }",
+                "invalid setting auth.jwksRefreshSeconds: 10 s is outside \
+                 auth.jwksMinRefreshSeconds..auth.jwksMaxRefreshSeconds (30..3600 s)",
+            ),
+            (
+                "auth: { jwksRefreshSeconds: 60 }",
+                "invalid setting auth.jwksRefreshSeconds: needs auth.jwksUrl (or TITAN_AUTH_JWKS_URL)",
+            ),
+        ] {
+            let err = Config::from_sources(Some(yaml), env(&[("TITAN_AUTH_HS256_SECRET", SECRET)]))
+                .expect_err(yaml);
+            assert_eq!(err.to_string(), message, "{yaml}");
+        }
+        let err = Config::from_sources(
+            None,
+            env(&[
+                ("TITAN_AUTH_JWKS_URL", "https://idp.example/jwks"),
+                ("TITAN_AUTH_JWKS_REFRESH_SECONDS", "soon"),
+            ]),
+        )
+        .expect_err("not a number");
+        assert_eq!(
+            err.to_string(),
+            "invalid setting auth.jwksRefreshSeconds: \"soon\" is not a number of seconds"
         );
     }
 

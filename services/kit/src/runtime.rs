@@ -288,6 +288,7 @@ pub async fn serve(
     let grpc_metrics = GrpcMetrics::new(&registry)?;
     let bus_metrics = BusMetrics::new(&registry)?;
     let auth = Authenticator::new(&config.auth)?;
+    auth.register(&registry)?;
     // The admin server answers before the datastores are connected: `/healthz` says the
     // process lives and `/readyz` why it is not ready yet, so start-up probes wait for a
     // datastore that is still starting instead of killing the pod.
@@ -381,6 +382,9 @@ pub async fn serve(
             reflection_alpha = reflection_alpha.with_service_name(*name);
         }
         grpc_names.extend(mounted.grpc_names);
+    }
+    if let Some(refresher) = auth.jwks_refresher(tasks_stop.clone()) {
+        tasks.push(("auth-jwks-refresh".into(), Box::pin(refresher)));
     }
     if let Some(pool) = &clients.postgres {
         tasks.push((

@@ -1,6 +1,6 @@
 //! How a service plugs into the `titan` binary: a [`ServiceDef`] (one line in the binary's
 //! table) whose `mount` receives a [`ServiceContext`] with the datastores it declared and
-//! returns what to serve ([`Mounted`]): gRPC services (behind the auth interceptor), HTTP
+//! returns what to serve ([`Mounted`]): gRPC services (behind token verification), HTTP
 //! routes and background tasks.
 
 use std::{sync::Arc, time::Duration};
@@ -9,14 +9,13 @@ use futures::future::BoxFuture;
 use prometheus::Registry;
 use sqlx::{PgPool, migrate::Migrator};
 use tokio_util::sync::CancellationToken;
-use tonic::{
-    body::Body,
-    server::NamedService,
-    service::{Routes, interceptor::InterceptedService},
-};
+use tonic::{body::Body, server::NamedService, service::Routes};
 
 use crate::{
-    KitError, auth::Authenticator, config::Config, datastores::redis::RedisHandle,
+    KitError,
+    auth::{Authenticated, Authenticator},
+    config::Config,
+    datastores::redis::RedisHandle,
     objects::ObjectStorage,
 };
 
@@ -189,7 +188,7 @@ impl Mounted {
         }
     }
 
-    /// Serves a tonic service behind the JWT interceptor.
+    /// Serves a tonic service behind token verification ([`Authenticated`]).
     pub fn grpc<S>(mut self, svc: S) -> Self
     where
         S: tower_service::Service<
@@ -204,7 +203,7 @@ impl Mounted {
         S::Future: Send + 'static,
     {
         self.grpc_names.push(S::NAME);
-        let svc = InterceptedService::new(svc, self.auth.clone());
+        let svc = Authenticated::new(svc, self.auth.clone());
         self.grpc
             .push(Box::new(move |routes: Routes| routes.add_service(svc)));
         self

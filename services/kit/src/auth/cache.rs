@@ -4,10 +4,13 @@
 //!
 //! An entry is the token's exact bytes, so only the very token that verified is answered from
 //! here. What a verification decided stays true for the token's life with two exceptions, and
-//! both are re-checked on every hit: time (`exp`, with the configured leeway) and the keys,
-//! which never change under one [`super::Authenticator`] (a new configuration builds a new one,
-//! and its cache starts empty). `nbf` and the lifetime cap only get easier to meet as time
-//! passes, so a token that met them once still does.
+//! both are re-checked on every hit: time (`exp`, with the configured leeway, checked here) and
+//! the keys. The configured keys never change under one [`super::Authenticator`] (a new
+//! configuration builds a new one, and its cache starts empty); the identity provider's key
+//! set (JWKS) does, and each entry carries the key-set generation it verified under, which the
+//! authenticator compares on every hit: once a key is withdrawn, tokens it signed are checked
+//! again (and refused). `nbf` and the lifetime cap only get easier to meet as time passes, so a
+//! token that met them once still does.
 //!
 //! Memory is bounded with two generations per shard: new entries go to the current one; when it
 //! is full it becomes the previous one and the older previous one is dropped, and a hit in the
@@ -25,11 +28,13 @@ use super::Caller;
 /// Shards, so that concurrent calls on different tokens rarely wait on one lock.
 const SHARDS: usize = 16;
 
-/// A verified token's answer: who it is, and until when (`exp`, seconds since the epoch).
+/// A verified token's answer: who it is, until when (`exp`, seconds since the epoch), and
+/// under which generation of the provider's key set.
 #[derive(Debug, Clone)]
 pub(super) struct Verified {
     pub(super) caller: Caller,
     pub(super) exp: u64,
+    pub(super) generation: u64,
 }
 
 #[derive(Debug, Default)]
@@ -133,6 +138,7 @@ mod tests {
                 roles: vec!["buyer".to_owned()],
             },
             exp,
+            generation: 0,
         }
     }
 

@@ -148,7 +148,7 @@ async fn upgrade(
     } else {
         ws
     };
-    let (caller, expires_at) = match inner.auth.verify_until(&token) {
+    let (caller, expires_at) = match inner.auth.verify_fetching(&token).await {
         Ok(verified) => verified,
         Err(e) => {
             metrics.refused(Refusal::Token);

@@ -338,6 +338,7 @@ mod tests {
             rs256_public_keys: vec![],
             leeway: Duration::ZERO,
             max_token_lifetime: Duration::from_secs(60),
+            jwks: None,
         })
         .expect("auth");
         let realtime = Realtime::new(RealtimeConfig::default(), auth, &Registry::new(), None)

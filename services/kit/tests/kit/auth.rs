@@ -19,6 +19,7 @@ fn rs256_only() -> Authenticator {
         rs256_public_keys: vec![PUBLIC.into()],
         leeway: Duration::ZERO,
         max_token_lifetime: titan_kit::config::DEFAULT_MAX_TOKEN_LIFETIME,
+        jwks: None,
     })
     .expect("authenticator")
 }
@@ -63,6 +64,7 @@ fn an_hs256_token_is_refused_when_only_rs256_is_configured() {
         rs256_public_keys: vec![],
         leeway: Duration::ZERO,
         max_token_lifetime: titan_kit::config::DEFAULT_MAX_TOKEN_LIFETIME,
+        jwks: None,
     })
     .expect("hs");
     let token = hs.mint("u1", &[], Duration::from_secs(60)).expect("mint");
@@ -79,6 +81,7 @@ fn a_bad_public_key_names_the_setting() {
         rs256_public_keys: vec!["not a key".into()],
         leeway: Duration::ZERO,
         max_token_lifetime: titan_kit::config::DEFAULT_MAX_TOKEN_LIFETIME,
+        jwks: None,
     })
     .expect_err("bad key");
     assert!(err.to_string().contains("auth.rs256PublicKeys[0]"), "{err}");
@@ -117,6 +120,7 @@ fn an_hs256_token_signed_with_the_rsa_public_key_is_refused() {
         rs256_public_keys: vec![PUBLIC.into()],
         leeway: Duration::ZERO,
         max_token_lifetime: titan_kit::config::DEFAULT_MAX_TOKEN_LIFETIME,
+        jwks: None,
     })
     .expect("both");
     let err = both.verify(&forged).expect_err("both keys");

@@ -5,6 +5,7 @@ mod auth;
 mod ch;
 mod events;
 mod idempotency;
+mod jwks;
 mod limits;
 mod objects;
 mod realtime;

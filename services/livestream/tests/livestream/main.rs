@@ -72,6 +72,7 @@ fn auth() -> Authenticator {
         rs256_public_keys: vec![],
         leeway: Duration::ZERO,
         max_token_lifetime: Duration::from_secs(3600),
+        jwks: None,
     })
     .expect("authenticator")
 }

@@ -99,6 +99,7 @@ fn app(
         rs256_public_keys: vec![],
         leeway: std::time::Duration::ZERO,
         max_token_lifetime: std::time::Duration::from_secs(3600),
+        jwks: None,
     })
     .expect("authenticator");
     let realtime = Realtime::new(
