@@ -176,6 +176,12 @@ pub struct Rollout {
     #[serde(default = "default_wave")]
     #[schemars(range(min = 0, max = 100))]
     pub wave: i32,
+    /// The `Fleet` whose version this cell runs once the fleet releases it to the cell's wave;
+    /// until then (and without a fleet) the cell runs `spec.version`. A member's `spec.image`
+    /// should carry no digest: a pinned image cannot move with the fleet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub fleet: Option<String>,
 }
 
 fn default_wave() -> i32 {
@@ -186,6 +192,7 @@ impl Default for Rollout {
     fn default() -> Self {
         Self {
             wave: default_wave(),
+            fleet: None,
         }
     }
 }
@@ -737,6 +744,27 @@ pub struct CellStatus {
     /// Where clients and other systems reach the cell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Endpoints>,
+    /// The cell's place in its fleet's rollout (`spec.rollout.fleet`): the version it waits
+    /// for and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// Where a fleet member stands in its fleet's rollout.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// The fleet the cell belongs to.
+    pub fleet: String,
+    /// The fleet's target version (absent while the fleet cannot be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_version: Option<String>,
+    /// The version the cell waits for, while it runs another one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+    /// Why it waits, or that it runs the target (`wave 0 baking until 2026-01-02T03:04:05Z`,
+    /// `rollout halted by cell sg-1`, `paused`).
+    pub reason: String,
 }
 
 /// The state of one datastore or media server.

@@ -42,6 +42,16 @@ pub enum Error {
         /// Name of the object.
         name: String,
     },
+    /// A Fleet's spec holds a duration the planner cannot read (only possible for an object
+    /// that bypassed the CRD's schema); retrying cannot help until it is edited.
+    #[error("fleet {name}: {source}")]
+    InvalidFleet {
+        /// Name of the Fleet.
+        name: String,
+        /// The field and its value.
+        #[source]
+        source: titan_crds::fleet::InvalidDuration,
+    },
     /// A watch cache's writer is gone (its controller stopped): the operator is shutting down.
     #[error("the watch caches stopped: the operator is shutting down")]
     CacheGone,
@@ -74,6 +84,7 @@ impl Error {
             Error::Serialize { .. } => "SerializeFailed",
             Error::Unnamed { .. } => "Unnamed",
             Error::InvalidFinalizer { .. } => "InvalidFinalizer",
+            Error::InvalidFleet { .. } => "InvalidFleet",
             Error::CacheGone => "CacheGone",
             Error::Waiting { .. } => "Waiting",
         }

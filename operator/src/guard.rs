@@ -1,13 +1,13 @@
-//! The error boundary in front of both controllers: an object that does not deserialize (a
+//! The error boundary in front of every controller: an object that does not deserialize (a
 //! Cell written against an older schema, a hand-edited Service) becomes a Warning Event and an
 //! error count, and the watch and every other object carry on (kube's `DeserializeGuard`).
 
 use std::{sync::Arc, time::Instant};
 
 use kube::{Resource, core::DeserializeGuard, runtime::controller::Action};
-use titan_crds::{Cell, Service};
+use titan_crds::{Cell, Fleet, Service};
 
-use crate::{Context, Error, cell, service};
+use crate::{Context, Error, cell, fleet, service};
 
 /// Stable reason of the Event and metric for an object that does not deserialize.
 pub const INVALID_OBJECT: &str = "InvalidObject";
@@ -36,6 +36,29 @@ pub async fn reconcile_service(
     match &guard.0 {
         Ok(object) => service::reconcile(Arc::new(object.clone()), ctx).await,
         Err(invalid) => Ok(report(&*guard, service::CONTROLLER, &invalid.error, &ctx).await),
+    }
+}
+
+/// Reconciles a Fleet, or reports it when it is malformed.
+pub async fn reconcile_fleet(
+    guard: Arc<DeserializeGuard<Fleet>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    match &guard.0 {
+        Ok(object) => fleet::reconcile(Arc::new(object.clone()), ctx).await,
+        Err(invalid) => Ok(report(&*guard, fleet::CONTROLLER, &invalid.error, &ctx).await),
+    }
+}
+
+/// Backoff for a failed Fleet round.
+pub fn fleet_error_policy(
+    guard: Arc<DeserializeGuard<Fleet>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    match &guard.0 {
+        Ok(object) => fleet::error_policy(Arc::new(object.clone()), error, ctx),
+        Err(_) => Action::await_change(),
     }
 }
 

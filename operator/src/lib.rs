@@ -1,4 +1,4 @@
-//! `titan-operator`: the Cell and Service controllers of Titan.
+//! `titan-operator`: the Cell, Service and Fleet controllers of Titan.
 //!
 //! Each controller reconciles as a pipeline of small stages (zookeeper-operator's shape):
 //! `dereference` (read what it depends on) → `validate` → `build` (pure: spec in, desired objects
@@ -14,6 +14,7 @@ pub mod cnpg;
 pub mod conditions;
 pub mod context;
 pub mod error;
+pub mod fleet;
 pub mod guard;
 pub mod labels;
 pub mod leader;

@@ -3,16 +3,18 @@
 use std::time::Instant;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-/// Reconcile counters and timings per controller.
+/// Reconcile counters and timings per controller, and the fleets' rollout halts.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
     reconciliations: IntCounterVec,
     duration: HistogramVec,
     errors: IntCounterVec,
+    fleet_halts: IntCounterVec,
+    fleet_halted: IntGaugeVec,
 }
 
 impl Metrics {
@@ -43,14 +45,33 @@ impl Metrics {
             ),
             &["controller", "reason"],
         )?;
+        // Labelled by fleet: a cluster holds a handful of fleets, not an unbounded set.
+        let fleet_halts = IntCounterVec::new(
+            Opts::new(
+                "titan_operator_fleet_halts_total",
+                "Rollouts halted by a failing cell, by fleet",
+            ),
+            &["fleet"],
+        )?;
+        let fleet_halted = IntGaugeVec::new(
+            Opts::new(
+                "titan_operator_fleet_halted",
+                "1 while a failing cell holds the fleet's rollout, else 0",
+            ),
+            &["fleet"],
+        )?;
         registry.register(Box::new(reconciliations.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(errors.clone()))?;
+        registry.register(Box::new(fleet_halts.clone()))?;
+        registry.register(Box::new(fleet_halted.clone()))?;
         Ok(Self {
             registry,
             reconciliations,
             duration,
             errors,
+            fleet_halts,
+            fleet_halted,
         })
     }
 
@@ -70,11 +91,53 @@ impl Metrics {
         self.errors.with_label_values(&[controller, reason]).get()
     }
 
+    /// Counts a rollout of `fleet` halted by a failing cell.
+    pub fn fleet_halt(&self, fleet: &str) {
+        self.fleet_halts.with_label_values(&[fleet]).inc();
+    }
+
+    /// Halts of `fleet`'s rollouts so far.
+    pub fn fleet_halts(&self, fleet: &str) -> u64 {
+        self.fleet_halts.with_label_values(&[fleet]).get()
+    }
+
+    /// Sets whether `fleet`'s rollout is halted now.
+    pub fn set_fleet_halted(&self, fleet: &str, halted: bool) {
+        self.fleet_halted
+            .with_label_values(&[fleet])
+            .set(i64::from(halted));
+    }
+
     /// The metrics in the Prometheus text format.
     pub fn encode(&self) -> String {
         let mut buffer = Vec::new();
         // Encoding gathered families into a Vec cannot fail.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
         String::from_utf8_lossy(&buffer).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn halts_are_counted_and_the_halted_gauge_follows_the_fleet() {
+        let metrics = Metrics::new().expect("metrics");
+        metrics.fleet_halt("prod");
+        metrics.set_fleet_halted("prod", true);
+        assert_eq!(metrics.fleet_halts("prod"), 1);
+        assert!(
+            metrics
+                .encode()
+                .contains("titan_operator_fleet_halted{fleet=\"prod\"} 1")
+        );
+        metrics.set_fleet_halted("prod", false);
+        assert!(
+            metrics
+                .encode()
+                .contains("titan_operator_fleet_halted{fleet=\"prod\"} 0")
+        );
+        assert_eq!(metrics.fleet_halts("staging"), 0);
     }
 }

@@ -1,4 +1,4 @@
-//! `titan-operator run`: both controllers behind leader election, the admin server, and a
+//! `titan-operator run`: the Cell, Service and Fleet controllers behind leader election, the admin server, and a
 //! graceful shutdown on SIGTERM or when leadership is lost.
 
 use std::{
@@ -24,14 +24,14 @@ use kube::{
     core::{DeserializeGuard, PartialObjectMeta},
     runtime::{Controller, controller, reflector::ObjectRef, utils::Backoff, watcher},
 };
-use titan_crds::{Cell, Service};
+use titan_crds::{Cell, Fleet, Service};
 use tokio::sync::watch;
 
 use crate::{
     Context, admin,
     cache::Caches,
     cell::{dereference::referenced_secrets, isolation::NetworkSettings},
-    cnpg, guard, labels, leader,
+    cnpg, fleet, guard, labels, leader,
     metrics::Metrics,
 };
 
@@ -135,6 +135,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     });
 
     let config = controller::Config::default().concurrency(concurrency);
+    let fleet_config = config.clone();
     let managed =
         watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, crate::MANAGER));
     // The children's watches fill the caches rounds read from (see `crate::cache`) and trigger
@@ -145,6 +146,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             .with_network(network)
             .with_caches(caches),
     );
+    let fleet_ctx = ctx.clone();
     let stopped = |rx: watch::Receiver<bool>| async move {
         let mut rx = rx;
         let _ = rx.wait_for(|stop| *stop).await;
@@ -195,7 +197,25 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     // Secrets only, metadata only, never their data — maps it to the cells that name it, so a
     // fixed Secret rolls the cell out now. Until it exists, the round looks again often.
     let cell_store = cells.store();
+    // A Fleet's status says which version each wave runs: a change maps to its member cells.
+    let members_store = cell_store.clone();
     let cells = cells
+        .watches(
+            Api::<PartialObjectMeta<Fleet>>::all(client.clone()),
+            watcher::Config::default(),
+            move |fleet: PartialObjectMeta<Fleet>| {
+                let name = fleet.name_any();
+                members_store
+                    .state()
+                    .into_iter()
+                    .filter(|c| {
+                        c.0.as_ref()
+                            .is_ok_and(|cell| cell.spec.rollout.fleet.as_deref() == Some(&name))
+                    })
+                    .map(|c| ObjectRef::from_obj(&*c))
+                    .collect::<Vec<_>>()
+            },
+        )
         .watches(
             Api::<PartialObjectMeta<Secret>>::all(client.clone()),
             watcher::Config::default().labels(labels::REFERENCED),
@@ -287,13 +307,34 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             }
         });
 
+    // The Fleet controller plans from its member cells' status: any change of a member (its
+    // Ready, its version, its wave) may release or halt a wave.
+    let fleets = Controller::new(
+        Api::<DeserializeGuard<Fleet>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .watches(
+        Api::<DeserializeGuard<Cell>>::all(client.clone()),
+        watcher::Config::default(),
+        fleet::of_cell,
+    )
+    .with_config(fleet_config)
+    .trigger_backoff(WatchRetry)
+    .graceful_shutdown_on(stopped(stop_rx.clone()))
+    .run(guard::reconcile_fleet, guard::fleet_error_policy, fleet_ctx)
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "fleet controller");
+        }
+    });
+
     // A graceful shutdown lets the rounds under way finish, but kube's controllers also wait
     // for every requeue they have scheduled (each Cell's is minutes away): a SIGTERMed leader
     // went on holding the lease until it was killed. Rounds are idempotent, so after a short
     // grace the rest are dropped and the lease is released for the next leader.
     let mut stop_grace = stop_rx.clone();
     tokio::select! {
-        _ = async { tokio::join!(cells, services) } => {}
+        _ = async { tokio::join!(cells, services, fleets) } => {}
         _ = async {
             let _ = stop_grace.wait_for(|stop| *stop).await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;

@@ -19,7 +19,7 @@ use kube::{
     core::{PartialObjectMeta, Selector},
 };
 use titan_crds::{
-    Cell, Service,
+    Cell, Fleet, Service,
     cell::{PostgresProvider, Provider},
 };
 
@@ -225,4 +225,16 @@ async fn mark_referenced(secrets: &Api<Secret>, secret: Secret) -> Result<Secret
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(Error::api("label", "Secret", name))
+}
+
+/// The Fleet the cell names in `spec.rollout.fleet`, when it names one and it exists.
+pub async fn fleet(cell: &Cell, ctx: &Context) -> Result<Option<Fleet>, Error> {
+    let Some(name) = cell.spec.rollout.fleet.as_deref() else {
+        return Ok(None);
+    };
+    let fleets: Api<Fleet> = Api::all(ctx.client.clone());
+    fleets
+        .get_opt(name)
+        .await
+        .map_err(Error::api("get", "Fleet", name))
 }

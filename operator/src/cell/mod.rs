@@ -12,6 +12,7 @@ pub mod isolation;
 pub mod media;
 pub mod nginx;
 pub mod observe;
+pub mod rollout;
 pub mod status;
 pub mod teardown;
 pub mod validate;
@@ -263,6 +264,11 @@ async fn apply_round(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     let paused = cell.spec.operation.reconciliation_paused;
 
     let live = dereference::dereference(cell, ctx).await?;
+    // A fleet member runs what its fleet released to its wave: everything below builds the
+    // cell as it runs that version; status still describes the Cell as it is.
+    let fleet = dereference::fleet(cell, ctx).await?;
+    let resolved = rollout::resolve(cell, fleet.as_ref(), Timestamp::now());
+    let running = rollout::running(cell, &resolved.version);
     let credentials_secret = live
         .secrets
         .iter()
@@ -301,7 +307,7 @@ async fn apply_round(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     let rollout_blocked = !connections_known || (!stores_ready && !cell.spec.operation.stopped);
     let missing_secret = live.referenced.len() < dereference::referenced_secrets(cell).len();
 
-    let objects = build::build(cell, &credentials, &connections, &ctx.network);
+    let objects = build::build(&running, &credentials, &connections, &ctx.network);
     let desired: Vec<String> = objects.services.iter().map(ResourceExt::name_any).collect();
     let applied = if paused {
         Applied::found(live)
@@ -339,14 +345,17 @@ async fn apply_round(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
             clusters: &applied.clusters,
         },
     );
-    let status = status::compute(
-        cell,
-        &desired,
-        &applied.services,
-        &invalid,
-        &components,
-        Timestamp::now(),
-    );
+    let status = CellStatus {
+        rollout: resolved.status,
+        ..status::compute(
+            cell,
+            &desired,
+            &applied.services,
+            &invalid,
+            &components,
+            Timestamp::now(),
+        )
+    };
     publish(ctx, cell, status).await?;
     Ok(Action::requeue(if missing_secret {
         MISSING_SECRET_POLL

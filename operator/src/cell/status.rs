@@ -397,5 +397,6 @@ pub fn compute(
         datastores: Some(components.datastores.clone()),
         media: Some(components.media.clone()),
         endpoints: Some(observe::endpoints(cell, desired)),
+        rollout: None,
     }
 }

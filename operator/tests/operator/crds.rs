@@ -119,15 +119,20 @@ fn every_spec_and_status_field_is_described_for_kubectl_explain() {
 
 #[test]
 fn crds_have_names_columns_and_subresources() {
-    let [cell, service] = titan_crds::definitions();
+    let [cell, service, fleet] = titan_crds::definitions();
     assert_eq!(cell.spec.scope, "Cluster");
     assert_eq!(service.spec.scope, "Namespaced");
+    assert_eq!(fleet.spec.scope, "Cluster");
     assert_eq!(cell.spec.names.short_names, Some(vec!["cell".to_string()]));
     assert_eq!(
         service.spec.names.short_names,
         Some(vec!["tsvc".to_string()])
     );
-    for crd in [&cell, &service] {
+    assert_eq!(
+        fleet.spec.names.short_names,
+        Some(vec!["fleet".to_string()])
+    );
+    for crd in [&cell, &service, &fleet] {
         assert_eq!(crd.spec.group, "commerce.titan.dev");
         assert_eq!(crd.spec.names.categories, Some(vec!["titan".to_string()]));
         assert_eq!(crd.spec.versions[0].name, "v1alpha1");
@@ -154,6 +159,10 @@ fn crds_have_names_columns_and_subresources() {
     assert_eq!(
         columns(&service),
         ["Service", "Ready", "Replicas", "Image", "Age"]
+    );
+    assert_eq!(
+        columns(&fleet),
+        ["Version", "Wave reached", "Halted", "Age"]
     );
     let scale = service.spec.versions[0]
         .subresources

@@ -6,6 +6,7 @@ mod admin;
 mod build;
 mod cell_build;
 mod crds;
+mod fleet;
 mod lifecycle;
 mod media;
 mod reconcile;
