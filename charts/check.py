@@ -258,10 +258,10 @@ def check_promises(docs: list[Document], scenario: str, values: dict, failures: 
 
 
 def check_deployment(doc: Document, scenario: str, values: dict, failures: Failures) -> None:
+    """Every Deployment is hardened and probed; then the operator's and the router's own rules."""
     where = doc.where(scenario)
     spec = doc.obj["spec"]
     pod = spec["template"]["spec"]
-    failures.check(spec.get("replicas") == values.get("replicaCount", 2), where, "replicas")
     failures.check(pod.get("securityContext", {}).get("runAsNonRoot") is True, where,
                    "pod securityContext.runAsNonRoot is not true")
     [container] = pod["containers"]
@@ -270,21 +270,33 @@ def check_deployment(doc: Document, scenario: str, values: dict, failures: Failu
                    "readOnlyRootFilesystem is not true")
     failures.check(security.get("allowPrivilegeEscalation") is False, where,
                    "allowPrivilegeEscalation is not false")
-    failures.check(container.get("args", [])[:1] == ["run"], where, "the operator is not started with `run`")
     failures.check(bool(container.get("resources", {}).get("requests")), where, "no resource requests")
-    port = values.get("adminPort", 9090)
-    ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
-    failures.check(ports.get("http-admin") == port, where, f"admin port is not {port}")
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        http = container.get(probe, {}).get("httpGet", {})
+        failures.check(http.get("path") == path and http.get("port") == "http-admin", where,
+                       f"{probe} is not {path} on the admin port")
     env = {e["name"]: e for e in container.get("env", [])}
+    ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+    component = doc.obj["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+    if component == "router":
+        router = values.get("router", {})
+        failures.check(spec.get("replicas") == router.get("replicas", 2), where, "router replicas")
+        failures.check(container.get("args") == ["serve", "router"], where,
+                       "the router is not started with `serve router`")
+        failures.check(env.get("TITAN_ROUTER_TABLE_CONFIGMAP", {}).get("value")
+                       == router.get("table", "titan-router-table"), where,
+                       "the router does not read the table the operator keeps")
+        failures.check(ports.get("http-admin") == 9090, where, "router admin port is not 9090")
+        return
+    failures.check(spec.get("replicas") == values.get("replicaCount", 2), where, "replicas")
+    failures.check(container.get("args", [])[:1] == ["run"], where, "the operator is not started with `run`")
+    port = values.get("adminPort", 9090)
+    failures.check(ports.get("http-admin") == port, where, f"admin port is not {port}")
     failures.check(env.get("TITAN_OPERATOR_ADMIN_ADDR", {}).get("value") == f"0.0.0.0:{port}",
                    where, "TITAN_OPERATOR_ADMIN_ADDR does not match the admin port")
     for name in ("POD_NAMESPACE", "POD_NAME"):
         failures.check("valueFrom" in env.get(name, {}), where,
                        f"{name} (leader election) is not taken from the downward API")
-    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
-        http = container.get(probe, {}).get("httpGet", {})
-        failures.check(http.get("path") == path and http.get("port") == "http-admin", where,
-                       f"{probe} is not {path} on the admin port")
 
 
 def known_metrics() -> set[str]:

@@ -124,6 +124,9 @@ pub struct CellSpec {
     /// Where the cell stands in fleet rollouts.
     #[serde(default)]
     pub rollout: Rollout,
+    /// The cell's share of the fleet's users in the cell router's table.
+    #[serde(default)]
+    pub routing: Routing,
     /// Switches for operating the cell: pause reconciliation or stop every service.
     #[serde(default)]
     pub operation: Operation,
@@ -193,6 +196,35 @@ impl Default for Rollout {
         Self {
             wave: default_wave(),
             fleet: None,
+        }
+    }
+}
+
+/// The cell's place in the table of the fleet's cell router (`titan serve router`), which the
+/// operator keeps from the Cells: a cell enters it once it is first Ready.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Routing {
+    /// Relative capacity: a cell of weight 2 serves twice the buckets (users) of a cell of
+    /// weight 1. Changing it moves buckets between cells.
+    #[serde(default = "default_weight")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub weight: u32,
+    /// A draining cell keeps every user it serves and takes no new ones. Its users move only
+    /// when the Cell is deleted (after their data has moved).
+    #[serde(default)]
+    pub draining: bool,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Self {
+            weight: default_weight(),
+            draining: false,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod labels;
 pub mod leader;
 pub mod metrics;
 pub mod render;
+pub mod router_table;
 pub mod run;
 pub mod service;
 pub mod shared;

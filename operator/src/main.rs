@@ -7,8 +7,11 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use titan_operator::{
     cell::isolation::{self, NetworkSettings, Peers},
-    render, run,
+    render,
+    router_table::RouterTableOptions,
+    run,
 };
+use titan_router::domain::BucketCount;
 
 /// A label selector flag, parsed.
 type Labels = std::collections::BTreeMap<String, String>;
@@ -68,6 +71,20 @@ enum Command {
         /// Labels of the monitoring pods in that namespace (empty: every pod).
         #[arg(long, env = "TITAN_OPERATOR_MONITORING_POD_SELECTOR", default_value = "", value_parser = isolation::parse_labels)]
         monitoring_pod_selector: Labels,
+        /// Name of the cell router's table, the ConfigMap the operator keeps from the Cells for
+        /// `titan serve router` (docs/fleet.md); empty: the operator keeps no table.
+        #[arg(
+            long,
+            env = "TITAN_OPERATOR_ROUTER_TABLE",
+            default_value = "titan-router-table"
+        )]
+        router_table: String,
+        /// Namespace of that ConfigMap, the router's (default: the operator's own).
+        #[arg(long, env = "TITAN_OPERATOR_ROUTER_NAMESPACE")]
+        router_namespace: Option<String>,
+        /// Buckets of a first table (a power of two up to 65,536); a stored table keeps its own.
+        #[arg(long, env = "TITAN_OPERATOR_ROUTER_BUCKETS", default_value_t = BucketCount::default(), value_parser = buckets)]
+        router_buckets: BucketCount,
     },
     /// Print both CRDs, or write one file each into a directory.
     Crd {
@@ -97,7 +114,15 @@ fn main() -> ExitCode {
             cnpg_pod_selector,
             monitoring_namespace_selector,
             monitoring_pod_selector,
+            router_table,
+            router_namespace,
+            router_buckets,
         } => run_controllers(run::RunOptions {
+            router_table: (!router_table.is_empty()).then(|| RouterTableOptions {
+                namespace: router_namespace.unwrap_or_else(|| lease_namespace.clone()),
+                name: router_table,
+                buckets: router_buckets,
+            }),
             admin_addr,
             lease_namespace,
             identity: identity.unwrap_or_else(default_identity),
@@ -129,6 +154,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A bucket count the router's table accepts.
+fn buckets(value: &str) -> Result<BucketCount, String> {
+    let n: u32 = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number"))?;
+    BucketCount::new(n).map_err(|e| e.to_string())
 }
 
 fn default_identity() -> String {

@@ -33,6 +33,7 @@ use crate::{
     cell::{dereference::referenced_secrets, isolation::NetworkSettings},
     cnpg, fleet, guard, labels, leader,
     metrics::Metrics,
+    router_table::{self, RouterTableOptions},
 };
 
 /// Settings of `titan-operator run`.
@@ -48,6 +49,8 @@ pub struct RunOptions {
     pub concurrency: u16,
     /// Who outside a cell its NetworkPolicies admit.
     pub network: NetworkSettings,
+    /// The cell router's table to keep, if any.
+    pub router_table: Option<RouterTableOptions>,
 }
 
 /// Runs until SIGTERM/SIGINT, or until leadership is lost (then exits so the pod restarts clean).
@@ -58,6 +61,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         identity,
         concurrency,
         network,
+        router_table,
     } = options;
     let client = Client::try_default()
         .await
@@ -332,9 +336,15 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     // for every requeue they have scheduled (each Cell's is minutes away): a SIGTERMed leader
     // went on holding the lease until it was killed. Rounds are idempotent, so after a short
     // grace the rest are dropped and the lease is released for the next leader.
+    let table = async {
+        if let Some(options) = router_table {
+            router_table::run(client.clone(), options, stop_rx.clone()).await;
+        }
+    };
+
     let mut stop_grace = stop_rx.clone();
     tokio::select! {
-        _ = async { tokio::join!(cells, services, fleets) } => {}
+        _ = async { tokio::join!(cells, services, fleets, table) } => {}
         _ = async {
             let _ = stop_grace.wait_for(|stop| *stop).await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;

@@ -11,5 +11,6 @@ mod lifecycle;
 mod media;
 mod reconcile;
 mod render;
+mod router_table;
 mod support;
 mod truth;

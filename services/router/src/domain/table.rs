@@ -45,6 +45,13 @@ impl Default for BucketCount {
     }
 }
 
+/// The count as a number (what a flag or setting takes).
+impl std::fmt::Display for BucketCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TableError {
     #[error("bucket count {0} is not a power of two from 1 to {MAX_BUCKETS}")]
