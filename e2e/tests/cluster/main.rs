@@ -26,6 +26,9 @@
 //!    service of the Ready cell ran its `titan migrate` Job (kwok completes the pods of Jobs)
 //!    and says `Migrated`, as the Cell does; a version bump runs each service's new Job, and
 //!    prunes the old one, before its Deployment moves to the new image.
+//!    Fleet waves (module `fleet`): three cells in waves 0/1/2; a canary that cannot be
+//!    scheduled halts the rollout and wave 1 keeps its version; after the fix and a
+//!    `resumed-at` annotation every wave runs the new version Ready; datastores never move.
 //! 8. The leader is SIGKILLed: the other replica takes over within the lease duration and a
 //!    change converges; a replica SIGKILLed mid-reconcile and restarted converges with no
 //!    duplicate objects; the apiserver restarted under a running operator: its watches resume
@@ -40,6 +43,7 @@
 //! Without a control plane (`TITAN_TEST_KUBE_DIR` unset: no Go on this machine) the test prints
 //! one line saying why it was skipped.
 
+mod fleet;
 mod harness;
 mod kubectl_titan;
 
@@ -86,6 +90,7 @@ fn the_operator_runs_cells_on_a_real_api_server() {
     stop_and_start(&kube);
     a_disabled_service_is_pruned(&kube);
     migrations_run_before_the_pods(&kube);
+    fleet::waves_halt_on_a_failing_canary_and_resume_after_the_fix(&kube);
 
     let (mut leader, mut standby) = if leader == a.name { (a, b) } else { (b, a) };
     leader_loss_and_restarts(&kube, &sa, &mut leader, &mut standby);
@@ -111,7 +116,11 @@ fn install_with_helm(kube: &Kube) -> std::path::PathBuf {
         "--wait",
         "--timeout=5m",
     ]);
-    for crd in ["cells.commerce.titan.dev", "services.commerce.titan.dev"] {
+    for crd in [
+        "cells.commerce.titan.dev",
+        "services.commerce.titan.dev",
+        "fleets.commerce.titan.dev",
+    ] {
         kube.k(&[
             "wait",
             "--for=condition=Established",
