@@ -16,7 +16,7 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
     Api, Client, ResourceExt,
@@ -181,11 +181,13 @@ const SETTLE: Duration = Duration::from_secs(1);
 /// When a sync failed, the next try (a watch event may not come for a long time).
 const RETRY: Duration = Duration::from_secs(10);
 
-/// Keeps the table until `stop` turns true: a sync at start, after every change of a Cell
-/// (settled), and again after a failure.
+/// Keeps the table until `stop` turns true: a sync once the Cells are listed, after every
+/// change of a Cell (settled), and every [`RETRY`] while the last sync failed.
 pub async fn run(client: Client, options: RouterTableOptions, mut stop: watch::Receiver<bool>) {
     let (reader, writer) = reflector::store::<DeserializeGuard<Cell>>();
-    let mut changes = reflector(
+    // Every watch event counts as a change, the end of the initial list included: only from
+    // then on does the store hold every Cell, so no sync runs before it.
+    let mut events = reflector(
         writer,
         watcher(
             Api::<DeserializeGuard<Cell>>::all(client.clone()),
@@ -193,46 +195,35 @@ pub async fn run(client: Client, options: RouterTableOptions, mut stop: watch::R
         ),
     )
     .default_backoff()
-    .touched_objects()
     .boxed();
-    if reader.wait_until_ready().await.is_err() {
-        return;
-    }
-    let mut pending = true;
+    let mut retry = tokio::time::interval(RETRY);
+    let mut pending = false;
     loop {
-        if pending {
-            // A Cell that does not deserialize is left out: it cannot be routed to, and the
-            // cell controller reports it on the Cell.
-            let cells: Vec<Cell> = reader
-                .state()
-                .iter()
-                .filter_map(|c| c.0.as_ref().ok().cloned())
-                .collect();
-            pending = match sync(&client, &options, &cells).await {
-                Ok(_) => false,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot keep the router table; trying again");
-                    true
-                }
-            };
-        }
-        let retry = async {
-            if pending {
-                tokio::time::sleep(RETRY).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
         tokio::select! {
-            change = changes.next() => match change {
-                Some(_) => {
-                    tokio::time::sleep(SETTLE).await;
-                    pending = true;
-                }
+            event = events.next() => match event {
+                Some(_) => pending = true,
                 None => return,
             },
-            () = retry => {}
+            _ = retry.tick() => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
+        if !pending || reader.wait_until_ready().now_or_never().is_none() {
+            continue;
+        }
+        tokio::time::sleep(SETTLE).await;
+        // A Cell that does not deserialize is left out: it cannot be routed to, and the cell
+        // controller reports it on the Cell.
+        let cells: Vec<Cell> = reader
+            .state()
+            .iter()
+            .filter_map(|c| c.0.as_ref().ok().cloned())
+            .collect();
+        pending = match sync(&client, &options, &cells).await {
+            Ok(_) => false,
+            Err(error) => {
+                tracing::warn!(%error, "cannot keep the router table; trying again");
+                true
+            }
+        };
     }
 }

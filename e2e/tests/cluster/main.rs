@@ -90,7 +90,10 @@ fn the_operator_runs_cells_on_a_real_api_server() {
     stop_and_start(&kube);
     a_disabled_service_is_pruned(&kube);
     migrations_run_before_the_pods(&kube);
+    let first = the_router_table_lists(&kube, 1);
     fleet::waves_halt_on_a_failing_canary_and_resume_after_the_fix(&kube);
+    // The phase's three cells joined the table once Ready and left it when deleted.
+    the_router_table_lists(&kube, first + 2);
 
     let (mut leader, mut standby) = if leader == a.name { (a, b) } else { (b, a) };
     leader_loss_and_restarts(&kube, &sa, &mut leader, &mut standby);
@@ -1051,4 +1054,28 @@ fn install_from_manifests(kube: &Kube) {
     );
     kube.k(&["delete", "cell", cell, "--wait=true", "--timeout=5m"]);
     drop(operator);
+}
+
+/// Waits until the cell router's table, which the operator keeps under the chart's
+/// ServiceAccount, lists exactly the dev cell at a version of at least `min_version`; returns
+/// that version.
+fn the_router_table_lists(kube: &Kube, min_version: u64) -> u64 {
+    let table = || {
+        let map = kube.get(&["-n", OPERATOR_NAMESPACE, "configmap", "titan-router-table"])?;
+        serde_json::from_str::<Value>(map["data"]["table.json"].as_str()?).ok()
+    };
+    eventually(
+        &format!("the router table to list only {CELL} at version {min_version} or later"),
+        CONVERGE,
+        || {
+            table().is_some_and(|t| {
+                t["cells"] == json!([CELL])
+                    && t["buckets"] == json!(16_384)
+                    && t["version"].as_u64().is_some_and(|v| v >= min_version)
+            })
+        },
+    );
+    table()
+        .and_then(|t| t["version"].as_u64())
+        .expect("the table just read")
 }

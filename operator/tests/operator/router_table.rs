@@ -9,9 +9,8 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use kube::{
-    Api, Client, Config as KubeConfig,
+    Api,
     api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams},
-    config::{KubeConfigOptions, Kubeconfig},
 };
 use prometheus::Registry;
 use titan_crds::Cell;
@@ -20,7 +19,7 @@ use titan_operator::router_table::{RouterTableError, RouterTableOptions, desired
 use titan_router::{
     app::Router,
     domain::{BucketCount, Table},
-    store::configmap::{ConfigMapSource, TABLE_KEY},
+    store::configmap::{ConfigMapSource, TABLE_KEY, test_control_plane},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -179,25 +178,9 @@ fn weight_and_draining_come_from_spec_routing() {
     );
 }
 
-/// The admin client of the control plane `cargo xtask test` or `cargo xtask kube up` runs.
-async fn kube_client() -> Result<Client, String> {
-    let dir = std::env::var_os("TITAN_TEST_KUBE_DIR").ok_or(
-        "TITAN_TEST_KUBE_DIR is not set: `cargo xtask test` starts a local control plane (it \
-         needs Go), or run `cargo xtask kube up` and `eval \"$(cargo xtask kube env)\"` first",
-    )?;
-    let path = std::path::Path::new(&dir).join("admin.kubeconfig");
-    let kubeconfig =
-        Kubeconfig::read_from(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let config = KubeConfig::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    Client::try_from(config).map_err(|e| e.to_string())
-}
-
 #[tokio::test]
 async fn the_table_written_through_a_real_api_server_is_served_by_the_router() {
-    let client = match kube_client().await {
+    let client = match test_control_plane().await {
         Ok(client) => client,
         Err(reason) => {
             eprintln!("router table test skipped: {reason}");

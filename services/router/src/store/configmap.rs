@@ -51,6 +51,27 @@ pub fn configmap(name: &str, namespace: &str, table: &Table) -> ConfigMap {
     }
 }
 
+/// The admin client of the local control plane that `cargo xtask test` (or `cargo xtask kube
+/// up`) runs, for tests against a real API server (the router's and the operator's, which
+/// writes this ConfigMap); `Err` says why there is none, for the test's skip line.
+pub async fn test_control_plane() -> Result<Client, String> {
+    let dir = std::env::var_os("TITAN_TEST_KUBE_DIR").ok_or(
+        "TITAN_TEST_KUBE_DIR is not set: `cargo xtask test` starts a local control plane (it \
+         needs Go), or run `cargo xtask kube up` and `eval \"$(cargo xtask kube env)\"` first",
+    )?;
+    let path = std::path::Path::new(&dir).join("admin.kubeconfig");
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::try_from(config).map_err(|e| e.to_string())
+}
+
 /// A client from the pod's service account, or the kubeconfig of `KUBECONFIG` elsewhere.
 pub async fn client() -> Result<Client, KitError> {
     // kube's TLS is rustls; binaries pick the provider (see the workspace's rustls note).

@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::{
-    Api, Client, Config as KubeConfig,
+    Api,
     api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams},
-    config::{KubeConfigOptions, Kubeconfig},
 };
 use prometheus::Registry;
 use titan_kit::testing::eventually;
@@ -16,7 +15,7 @@ use titan_proto::router::v1::{LookupRequest, router_service_client::RouterServic
 use titan_router::{
     app::Router,
     domain::{PartitionKey, encoding, rebalance},
-    store::configmap::{ConfigMapSource, TABLE_KEY, configmap},
+    store::configmap::{ConfigMapSource, TABLE_KEY, configmap, test_control_plane},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -85,25 +84,9 @@ async fn a_rewritten_file_is_served_and_a_malformed_one_refused() {
     served.task.await.expect("join").expect("clean stop");
 }
 
-/// The admin client of the control plane `cargo xtask test` or `cargo xtask kube up` runs.
-async fn kube_client() -> Result<Client, String> {
-    let dir = std::env::var_os("TITAN_TEST_KUBE_DIR").ok_or(
-        "TITAN_TEST_KUBE_DIR is not set: `cargo xtask test` starts a local control plane (it \
-         needs Go), or run `cargo xtask kube up` and `eval \"$(cargo xtask kube env)\"` first",
-    )?;
-    let path = std::path::Path::new(&dir).join("admin.kubeconfig");
-    let kubeconfig =
-        Kubeconfig::read_from(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let config = KubeConfig::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    Client::try_from(config).map_err(|e| e.to_string())
-}
-
 #[tokio::test]
 async fn a_changed_configmap_is_served_through_a_real_api_server() {
-    let client = match kube_client().await {
+    let client = match test_control_plane().await {
         Ok(client) => client,
         Err(reason) => {
             eprintln!("router ConfigMap test skipped: {reason}");
