@@ -10,7 +10,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api,
-    api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams},
+    api::{DeleteParams, Patch, PatchParams},
 };
 use prometheus::Registry;
 use titan_crds::Cell;
@@ -19,7 +19,7 @@ use titan_operator::router_table::{RouterTableError, RouterTableOptions, desired
 use titan_router::{
     app::Router,
     domain::{BucketCount, Table},
-    store::configmap::{ConfigMapSource, TABLE_KEY, test_control_plane},
+    store::configmap::{ConfigMapSource, TABLE_KEY, test_control_plane, test_namespace},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -187,21 +187,7 @@ async fn the_table_written_through_a_real_api_server_is_served_by_the_router() {
             return;
         }
     };
-    let ns = format!("router-table-test-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &Namespace {
-                metadata: ObjectMeta {
-                    name: Some(ns.clone()),
-                    ..ObjectMeta::default()
-                },
-                ..Namespace::default()
-            },
-        )
-        .await
-        .unwrap();
+    let ns = test_namespace(&client, "router-table-test").await.unwrap();
     let options = RouterTableOptions {
         namespace: ns.clone(),
         name: "titan-router-table".into(),
@@ -288,7 +274,7 @@ async fn the_table_written_through_a_real_api_server_is_served_by_the_router() {
 
     stop.cancel();
     task.await.unwrap().unwrap();
-    namespaces
+    Api::<Namespace>::all(client.clone())
         .delete(&ns, &DeleteParams::default())
         .await
         .unwrap();

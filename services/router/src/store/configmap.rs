@@ -72,6 +72,25 @@ pub async fn test_control_plane() -> Result<Client, String> {
     Client::try_from(config).map_err(|e| e.to_string())
 }
 
+/// Creates a fresh namespace `<prefix>-<process id>` on the test control plane for one test's
+/// objects; the test deletes it when done.
+pub async fn test_namespace(client: &Client, prefix: &str) -> Result<String, kube::Error> {
+    let name = format!("{prefix}-{}", std::process::id());
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .create(
+            &kube::api::PostParams::default(),
+            &k8s_openapi::api::core::v1::Namespace {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    ..ObjectMeta::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(name)
+}
+
 /// A client from the pod's service account, or the kubeconfig of `KUBECONFIG` elsewhere.
 pub async fn client() -> Result<Client, KitError> {
     // kube's TLS is rustls; binaries pick the provider (see the workspace's rustls note).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::{
     Api,
-    api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams},
+    api::{DeleteParams, Patch, PatchParams},
 };
 use prometheus::Registry;
 use titan_kit::testing::eventually;
@@ -15,7 +15,7 @@ use titan_proto::router::v1::{LookupRequest, router_service_client::RouterServic
 use titan_router::{
     app::Router,
     domain::{PartitionKey, encoding, rebalance},
-    store::configmap::{ConfigMapSource, TABLE_KEY, configmap, test_control_plane},
+    store::configmap::{ConfigMapSource, TABLE_KEY, configmap, test_control_plane, test_namespace},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -93,19 +93,7 @@ async fn a_changed_configmap_is_served_through_a_real_api_server() {
             return;
         }
     };
-    let ns = format!("router-test-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &Namespace {
-                metadata: ObjectMeta {
-                    name: Some(ns.clone()),
-                    ..ObjectMeta::default()
-                },
-                ..Namespace::default()
-            },
-        )
+    let ns = test_namespace(&client, "router-test")
         .await
         .expect("create the namespace");
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
@@ -173,7 +161,7 @@ async fn a_changed_configmap_is_served_through_a_real_api_server() {
     .await;
     stop.cancel();
     task.await.expect("join").expect("clean stop");
-    namespaces
+    Api::<Namespace>::all(client.clone())
         .delete(&ns, &DeleteParams::default())
         .await
         .expect("delete the namespace");
