@@ -101,6 +101,17 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
     conditions.iter().find(|c| c.type_ == type_)
 }
 
+/// The condition `type_` if it was computed for `generation`, the object's current one
+/// (Knative's rule: a condition that has not seen the latest spec says nothing about it).
+pub fn current<'a>(
+    conditions: &'a [Condition],
+    type_: &str,
+    generation: Option<i64>,
+) -> Option<&'a Condition> {
+    find(conditions, type_)
+        .filter(|c| c.observed_generation.is_some() && c.observed_generation == generation)
+}
+
 /// Which truth of a condition a person should look at, announced as a Warning Event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attention {

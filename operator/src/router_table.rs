@@ -24,7 +24,7 @@ use kube::{
     core::DeserializeGuard,
     runtime::{WatchStreamExt, reflector, watcher},
 };
-use titan_crds::Cell;
+use titan_crds::{Cell, common::condition::READY};
 use titan_router::{
     domain::{
         BucketCount, CellEntry, CellName, RebalanceError, Table, encoding, initial, rebalance,
@@ -32,6 +32,8 @@ use titan_router::{
     store::configmap::{TABLE_KEY, configmap},
 };
 use tokio::sync::watch;
+
+use crate::conditions;
 
 /// Where the table lives and how many buckets a new one has.
 #[derive(Debug, Clone)]
@@ -64,16 +66,11 @@ pub enum RouterTableError {
     Kube(#[from] kube::Error),
 }
 
-/// Whether the Cell's Ready condition is True for its current generation (Knative's rule: a
-/// status that has not seen the latest spec does not count).
+/// Whether the Cell's Ready condition is True for its current generation.
 fn ready(cell: &Cell) -> bool {
-    let generation = cell.metadata.generation;
     cell.status.as_ref().is_some_and(|status| {
-        status.conditions.iter().any(|c| {
-            c.type_ == "Ready"
-                && c.status == "True"
-                && (generation.is_none() || c.observed_generation == generation)
-        })
+        conditions::current(&status.conditions, READY, cell.metadata.generation)
+            .is_some_and(|c| c.status == "True")
     })
 }
 

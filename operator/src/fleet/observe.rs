@@ -52,11 +52,8 @@ pub fn members(fleet: &str, cells: &[Cell]) -> Vec<Member> {
 
 fn member(cell: &Cell) -> Member {
     let status = cell.status.clone().unwrap_or_default();
-    let current = |type_: &str| {
-        conditions::find(&status.conditions, type_)
-            .filter(|c| c.observed_generation.is_some())
-            .filter(|c| c.observed_generation == cell.metadata.generation)
-    };
+    let current =
+        |type_: &str| conditions::current(&status.conditions, type_, cell.metadata.generation);
     let ready = current(READY);
     Member {
         name: cell.name_any(),
