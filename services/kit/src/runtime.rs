@@ -35,7 +35,7 @@ use crate::{
     load_shed::ConcurrencyLimitLayer,
     metrics::{GrpcMetrics, GrpcMetricsLayer},
     objects::ObjectStorage,
-    service::{Datastore, ServiceContext, ServiceDef},
+    service::{Datastore, ReadinessGate, ServiceContext, ServiceDef},
 };
 
 /// How often readiness is re-checked to update the gRPC health status.
@@ -61,8 +61,10 @@ struct Clients {
     redis: Option<RedisHandle>,
     clickhouse: Option<::clickhouse::Client>,
     objects: Option<ObjectStorage>,
-    /// What readiness checks: the `ready_on` datastores of the services served.
+    /// What readiness checks: the `ready_on` datastores of the services served...
     ready_on: BTreeSet<Datastore>,
+    /// ...and the services' own conditions (`Mounted::ready_when`), set once they are mounted.
+    gates: Vec<ReadinessGate>,
 }
 
 impl Clients {
@@ -211,7 +213,7 @@ impl Clients {
                 .await,
             )?;
         }
-        Ok(())
+        self.gates.iter().try_for_each(ReadinessGate::check)
     }
 }
 
@@ -323,7 +325,7 @@ pub async fn serve(
         })
     };
     let connected = Clients::connect_patiently(&config, &services, &shutdown, &connection_tx).await;
-    let clients = match connected {
+    let mut clients = match connected {
         Ok(Some(clients)) => clients,
         outcome => {
             admin_stop.cancel();
@@ -366,6 +368,7 @@ pub async fn serve(
         }
         http = http.merge(mounted.http);
         tasks.extend(mounted.tasks);
+        clients.gates.extend(mounted.readiness);
         if def.publishes_events {
             let relay = Relay::new(ctx.postgres()?, ctx.redis()?, def.name, &config.events)
                 .with_metrics(bus_metrics.clone());

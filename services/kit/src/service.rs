@@ -1,7 +1,7 @@
 //! How a service plugs into the `titan` binary: a [`ServiceDef`] (one line in the binary's
 //! table) whose `mount` receives a [`ServiceContext`] with the datastores it declared and
 //! returns what to serve ([`Mounted`]): gRPC services (behind token verification), HTTP
-//! routes and background tasks.
+//! routes, background tasks and readiness conditions of its own.
 
 use std::{sync::Arc, time::Duration};
 
@@ -18,6 +18,29 @@ use crate::{
     datastores::redis::RedisHandle,
     objects::ObjectStorage,
 };
+
+/// A condition of a service's own that readiness waits for besides its datastores (the router's
+/// first table): `Err` says, in words for `/readyz`, what it still waits for.
+#[derive(Clone)]
+pub(crate) struct ReadinessGate {
+    pub(crate) name: String,
+    check: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
+}
+
+impl ReadinessGate {
+    /// `Err("<name>: <why>")` while the service is not ready to serve.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        (self.check)().map_err(|why| format!("{}: {why}", self.name))
+    }
+}
+
+impl std::fmt::Debug for ReadinessGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadinessGate")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
 
 /// A datastore a service needs before it can serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -160,6 +183,7 @@ pub struct Mounted {
     pub(crate) grpc_names: Vec<&'static str>,
     pub(crate) http: axum::Router,
     pub(crate) tasks: Vec<(String, Task)>,
+    pub(crate) readiness: Vec<ReadinessGate>,
     auth: Authenticator,
     shutdown: CancellationToken,
 }
@@ -183,6 +207,7 @@ impl Mounted {
             grpc_names: Vec::new(),
             http: axum::Router::new(),
             tasks: Vec::new(),
+            readiness: Vec::new(),
             auth: ctx.auth.clone(),
             shutdown: ctx.shutdown.clone(),
         }
@@ -212,6 +237,23 @@ impl Mounted {
     /// Serves HTTP routes (WebSockets, callbacks) on the HTTP port.
     pub fn http(mut self, router: axum::Router) -> Self {
         self.http = std::mem::take(&mut self.http).merge(router);
+        self
+    }
+
+    /// Keeps the process not ready (`/readyz` 503 with the reason, gRPC health NOT_SERVING)
+    /// while `check` answers `Err(why)`, on top of the datastores of `ready_on`: for state a
+    /// service must have before any call can succeed, so that load balancers send nothing to a
+    /// replica that would refuse everything. Checked on every `/readyz` and health round, so it
+    /// must be cheap and must not block.
+    pub fn ready_when(
+        mut self,
+        name: impl Into<String>,
+        check: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.readiness.push(ReadinessGate {
+            name: name.into(),
+            check: Arc::new(check),
+        });
         self
     }
 

@@ -40,9 +40,14 @@ pub fn service() -> ServiceDef {
 async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let Settings { source } = ctx.settings(Settings::from_yaml)?;
     let router = Arc::new(app::Router::new(&ctx.registry)?);
+    let table = router.clone();
     let mounted = Mounted::new(&ctx)
         .grpc(grpc::server(router.clone()))
-        .http(http::routes(router.clone()));
+        .http(http::routes(router.clone()))
+        // Until the first table every lookup fails: keep the replica out of its Service.
+        .ready_when("router table", move || {
+            table.table().map(drop).map_err(|e| e.to_string())
+        });
     Ok(match source {
         Source::File { path, poll } => {
             let mut file = FileSource::new(path, router);

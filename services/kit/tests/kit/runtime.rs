@@ -319,3 +319,90 @@ async fn readiness_checks_only_the_main_path_datastores() {
     a.await.expect("join").expect("stop a");
     b.await.expect("join").expect("stop b");
 }
+
+/// Whether [`gated`]'s own condition holds; only `a_service_gate_holds_readiness` moves it.
+static GATE_OPEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A service without datastores that is ready only once [`GATE_OPEN`] is set, as the router is
+/// only once it has a table.
+fn gated() -> ServiceDef {
+    ServiceDef {
+        name: "gated",
+        datastores: &[],
+        ready_on: &[],
+        migrator: None,
+        clickhouse_migrations: &[],
+        publishes_events: false,
+        file_descriptor_set: tonic_health::pb::FILE_DESCRIPTOR_SET,
+        mount: |ctx: ServiceContext| {
+            async move {
+                Ok::<_, KitError>(Mounted::new(&ctx).ready_when("first table", || {
+                    if GATE_OPEN.load(std::sync::atomic::Ordering::SeqCst) {
+                        Ok(())
+                    } else {
+                        Err("none loaded yet".into())
+                    }
+                }))
+            }
+            .boxed()
+        },
+    }
+}
+
+/// `Mounted::ready_when`: `/readyz` and gRPC health say not ready, with the service's reason,
+/// until its own condition holds; the process serves meanwhile.
+#[tokio::test]
+async fn a_service_gate_holds_readiness() {
+    let shutdown = CancellationToken::new();
+    let (tx, rx) = tokio::sync::oneshot::channel::<Bound>();
+    let server = tokio::spawn(runtime::serve(
+        config(base_vars()).expect("config"),
+        vec![gated()],
+        shutdown.clone(),
+        move |b| {
+            let _ = tx.send(b);
+        },
+    ));
+    let bound = rx.await.expect("servers bound");
+    let readyz = || async move {
+        let r = reqwest::get(format!("http://{}/readyz", bound.admin))
+            .await
+            .expect("readyz");
+        (r.status().as_u16(), r.text().await.expect("body"))
+    };
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", bound.grpc))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("grpc");
+    let health = || {
+        let mut health = HealthClient::new(channel.clone());
+        async move {
+            health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .expect("check")
+                .into_inner()
+                .status
+        }
+    };
+
+    assert_eq!(
+        readyz().await,
+        (503, "first table: none loaded yet".to_owned())
+    );
+    assert_eq!(health().await, ServingStatus::NotServing as i32);
+
+    GATE_OPEN.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(readyz().await, (200, "ready".to_owned()));
+    // gRPC health follows on its next round.
+    eventually("gRPC health to serve", || async {
+        (health().await == ServingStatus::Serving as i32).then_some(())
+    })
+    .await;
+
+    shutdown.cancel();
+    server.await.expect("join").expect("clean stop");
+}

@@ -1,5 +1,5 @@
 //! Lookups over gRPC and HTTP: exact answers for known keys, validation with the field named,
-//! no token needed, an invalid one refused, and no answer before a table.
+//! no token needed, an invalid one refused, and no answer (nor readiness) before a table.
 
 use std::time::Duration;
 
@@ -190,6 +190,14 @@ async fn nothing_is_answered_before_a_table_and_everything_after() {
         .await,
         1.0
     );
+    // Not ready either, so a Service sends no traffic to a replica that would refuse it all.
+    assert_eq!(
+        crate::readyz(&served).await,
+        (
+            503,
+            "router table: no routing table is loaded yet".to_owned()
+        )
+    );
 
     write_table(&path, &table(&["sg-1", "sg-2"]));
     let answer = eventually("the table to be loaded", || {
@@ -204,6 +212,7 @@ async fn nothing_is_answered_before_a_table_and_everything_after() {
         crate::metric(&served, "titan_router_table_version").await,
         1.0
     );
+    assert_eq!(crate::readyz(&served).await, (200, "ready".to_owned()));
     served.stop.cancel();
     served.task.await.expect("join").expect("clean stop");
 }

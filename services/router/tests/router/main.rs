@@ -55,6 +55,17 @@ pub async fn serve(path: &Path) -> Served {
     titan_kit::testing::serve(config(path), vec![titan_router::service()]).await
 }
 
+/// What the admin port's `/readyz` answers: status and body.
+pub async fn readyz(served: &Served) -> (u16, String) {
+    let response = reqwest::get(format!("http://{}/readyz", served.bound.admin))
+        .await
+        .expect("readyz");
+    (
+        response.status().as_u16(),
+        response.text().await.expect("readyz body"),
+    )
+}
+
 /// The value of a counter or gauge on the admin port's `/metrics`, 0 when absent.
 pub async fn metric(served: &Served, series: &str) -> f64 {
     let text = reqwest::get(format!("http://{}/metrics", served.bound.admin))
