@@ -23,6 +23,22 @@ pub const HALTED: &str = "Halted";
 /// A duration such as `30m`, `1h` or `1h30m`: digits and a unit (`s`, `m`, `h`), repeated.
 const DURATION_PATTERN: &str = r"^([0-9]+[smh])+$";
 
+/// A decimal such as `0.05`, `1` or `-2.5`: what `spec.analysis.max` holds.
+const DECIMAL_PATTERN: &str = r"^-?[0-9]+(\.[0-9]+)?$";
+
+/// The placeholder of `spec.analysis.query` replaced by the cell's name.
+pub const CELL_PLACEHOLDER: &str = "{{cell}}";
+
+/// The placeholder of `spec.analysis.query` replaced by the namespace the cell's workloads run in.
+pub const NAMESPACE_PLACEHOLDER: &str = "{{namespace}}";
+
+/// Bounds of `spec.analysis.interval`: a query every few seconds would load Prometheus for
+/// nothing (its data moves once per scrape), and one every hour would let a bad wave bake
+/// unseen. The schema refuses values outside; the planner holds such values within them too.
+pub const ANALYSIS_INTERVAL_MIN: Duration = Duration::from_secs(10);
+/// See [`ANALYSIS_INTERVAL_MIN`].
+pub const ANALYSIS_INTERVAL_MAX: Duration = Duration::from_secs(30 * 60);
+
 /// The desired state of a fleet rollout.
 // kube's printcolumn(...) repeats `type_ = ...` per column, which clippy takes for duplicates.
 #[allow(clippy::duplicated_attributes)]
@@ -84,6 +100,46 @@ pub struct FleetSpec {
     /// When true no wave is released a version it does not have yet; cells keep what they run.
     #[serde(default)]
     pub paused: bool,
+    /// An error-rate check from Prometheus, evaluated for every cell that runs the release in
+    /// a released wave while the rollout is in progress: a value above `max` halts the rollout
+    /// (reason `ErrorRate`); a query that fails holds the wave until it answers. Absent: no
+    /// check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
+}
+
+/// `spec.analysis`: one PromQL query per cell, compared with a maximum (after Argo Rollouts'
+/// and Flagger's Prometheus analysis, kept to one query).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Analysis {
+    /// Base URL of a Prometheus HTTP API, http or https (`http://prometheus.monitoring:9090`);
+    /// the operator sends instant queries to `<prometheus>/api/v1/query`.
+    #[schemars(
+        length(min = 1, max = 2048),
+        regex(pattern = r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+    )]
+    pub prometheus: String,
+    /// PromQL instant query answering one number per cell (a scalar, or a vector of at most one
+    /// series; no series means no traffic, which counts as healthy). `{{cell}}` is replaced by
+    /// the Cell's name and `{{namespace}}` by the namespace its workloads run in, escaped for a
+    /// double-quoted PromQL string (`\` and `"` get a backslash), so write them inside double
+    /// quotes: `namespace="{{namespace}}"`.
+    #[schemars(length(min = 1, max = 8192))]
+    pub query: String,
+    /// The highest acceptable value, a decimal string (`"0.05"`: 5% errors for a ratio); a
+    /// cell whose query answers more halts the rollout, exactly this much does not.
+    #[schemars(length(min = 1, max = 32), regex(pattern = DECIMAL_PATTERN))]
+    pub max: String,
+    /// How often the query runs while the rollout is in progress (default `1m`, `10s` to
+    /// `30m`).
+    #[serde(default = "default_analysis_interval")]
+    #[schemars(length(min = 2, max = 32), regex(pattern = DURATION_PATTERN))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "duration(self) >= duration('10s') && duration(self) <= duration('30m')",
+        "message": "interval must be between 10s and 30m"
+    }]))]
+    pub interval: String,
 }
 
 fn default_bake_time() -> String {
@@ -92,6 +148,10 @@ fn default_bake_time() -> String {
 
 fn default_ready_timeout() -> String {
     "15m".into()
+}
+
+fn default_analysis_interval() -> String {
+    "1m".into()
 }
 
 /// A duration field that does not match `([0-9]+[smh])+` (the schema refuses it; this is for
@@ -151,6 +211,59 @@ impl FleetSpec {
     pub fn ready_timeout(&self) -> Result<Duration, InvalidDuration> {
         parse_duration("spec.readyTimeout", &self.ready_timeout)
     }
+}
+
+/// `spec.analysis.max` that is not a decimal (the schema refuses it; this is for objects that
+/// bypassed it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("spec.analysis.max is {0:?}: expected a decimal such as 0.05")]
+pub struct InvalidMax(pub String);
+
+impl Analysis {
+    /// `max` as a number.
+    pub fn max(&self) -> Result<f64, InvalidMax> {
+        // Checked as the schema's pattern: Rust's float syntax also takes `inf`, `NaN`, `1e3`.
+        let digits = self.max.strip_prefix('-').unwrap_or(&self.max);
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
+        let decimal = [whole, fraction]
+            .iter()
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+        match self.max.parse() {
+            Ok(value) if decimal => Ok(value),
+            _ => Err(InvalidMax(self.max.clone())),
+        }
+    }
+
+    /// `interval` as a duration, held within [`ANALYSIS_INTERVAL_MIN`] and
+    /// [`ANALYSIS_INTERVAL_MAX`].
+    pub fn interval(&self) -> Result<Duration, InvalidDuration> {
+        parse_duration("spec.analysis.interval", &self.interval)
+            .map(|d| d.clamp(ANALYSIS_INTERVAL_MIN, ANALYSIS_INTERVAL_MAX))
+    }
+
+    /// The query for one cell: the placeholders replaced by `cell` and `namespace`, escaped
+    /// for a double-quoted PromQL string so that no value can end the string it sits in.
+    pub fn query_for(&self, cell: &str, namespace: &str) -> String {
+        self.query
+            .replace(CELL_PLACEHOLDER, &promql_escape(cell))
+            .replace(NAMESPACE_PLACEHOLDER, &promql_escape(namespace))
+    }
+}
+
+/// `value` as the inside of a double-quoted PromQL string, whose escapes are Go's. Cell and
+/// namespace names are DNS labels (`a-z`, `0-9`, `-`): they need no escape, and are literal in
+/// a `=~` matcher too. The escape keeps any other value from ending the string it sits in.
+pub fn promql_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// What the fleet controller observed of a rollout.
@@ -214,7 +327,8 @@ pub struct Halt {
     pub wave: i32,
     /// The version it failed with.
     pub version: String,
-    /// `CellNotReady` (not Ready within `readyTimeout`) or `CellDegraded`.
+    /// `CellNotReady` (not Ready within `readyTimeout`), `CellDegraded` or `ErrorRate` (its
+    /// `spec.analysis` query answered more than `max`).
     pub reason: String,
     /// What happened and what a person can do.
     pub message: String,
@@ -247,5 +361,140 @@ mod tests {
             assert!(pattern.is_match(good));
         }
         assert!(!pattern.is_match("1d"));
+    }
+
+    fn analysis(max: &str, interval: &str) -> Analysis {
+        Analysis {
+            prometheus: "http://prometheus:9090".into(),
+            query: r#"sum(up{cell="{{cell}}", namespace=~"{{namespace}}"}) + {{cell}}"#.into(),
+            max: max.into(),
+            interval: interval.into(),
+        }
+    }
+
+    #[test]
+    fn analysis_max_is_a_decimal_as_the_schema_says() {
+        assert_eq!(analysis("0.05", "1m").max(), Ok(0.05));
+        assert_eq!(analysis("-2", "1m").max(), Ok(-2.0));
+        assert_eq!(analysis("10.250", "1m").max(), Ok(10.25));
+        let pattern = regex::Regex::new(DECIMAL_PATTERN).expect("pattern");
+        for bad in [
+            "", "-", ".5", "5.", "1e3", "inf", "NaN", "+1", "0.0.1", " 1",
+        ] {
+            assert_eq!(
+                analysis(bad, "1m").max(),
+                Err(InvalidMax(bad.into())),
+                "{bad}"
+            );
+            assert!(!pattern.is_match(bad), "{bad}");
+        }
+        assert_eq!(
+            InvalidMax("5%".into()).to_string(),
+            r#"spec.analysis.max is "5%": expected a decimal such as 0.05"#
+        );
+    }
+
+    #[test]
+    fn analysis_interval_is_held_within_its_bounds() {
+        assert_eq!(analysis("1", "1m").interval(), Ok(Duration::from_secs(60)));
+        assert_eq!(analysis("1", "1s").interval(), Ok(ANALYSIS_INTERVAL_MIN));
+        assert_eq!(analysis("1", "2h").interval(), Ok(ANALYSIS_INTERVAL_MAX));
+        assert_eq!(
+            analysis("1", "1d").interval(),
+            Err(InvalidDuration {
+                field: "spec.analysis.interval",
+                value: "1d".into()
+            })
+        );
+    }
+
+    #[test]
+    fn placeholders_are_replaced_everywhere_and_escaped_for_promql_strings() {
+        assert_eq!(
+            analysis("1", "1m").query_for("sg-1", "titan-sg-1"),
+            r#"sum(up{cell="sg-1", namespace=~"titan-sg-1"}) + sg-1"#
+        );
+        // Names the API server would refuse still cannot end the string they sit in.
+        assert_eq!(
+            analysis("1", "1m").query_for("a\"b\\c", "n\nm"),
+            r#"sum(up{cell="a\"b\\c", namespace=~"n\nm"}) + a\"b\\c"#
+        );
+    }
+
+    fn fleet_with_interval(interval: &str) -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "commerce.titan.dev/v1alpha1",
+            "kind": "Fleet",
+            "metadata": {"name": "prod"},
+            "spec": {
+                "version": "1.1",
+                "analysis": {
+                    "prometheus": "http://prometheus:9090",
+                    "query": "up",
+                    "max": "0.05",
+                    "interval": interval
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn the_schema_bounds_the_analysis_interval() {
+        let broken = |interval: &str| -> Vec<String> {
+            crate::admission::broken_rules::<Fleet>(&fleet_with_interval(interval), None)
+                .into_iter()
+                .map(|e| e.to_string())
+                .collect()
+        };
+        for good in ["10s", "1m", "30m", "2m30s"] {
+            assert_eq!(broken(good), Vec::<String>::new(), "{good}");
+        }
+        for bad in ["9s", "31m", "1h"] {
+            assert_eq!(
+                broken(bad),
+                ["spec.analysis.interval: interval must be between 10s and 30m"],
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_schema_refuses_a_bad_url_an_unquoted_max_and_an_empty_query() {
+        let refused = |field: &str, value: serde_json::Value| -> Vec<String> {
+            let mut fleet = fleet_with_interval("1m");
+            fleet["spec"]["analysis"][field] = value;
+            crate::admission::check::<Fleet>(&fleet)
+                .into_iter()
+                .map(|r| r.message)
+                .collect()
+        };
+        assert_eq!(
+            refused("max", serde_json::json!("0.05")),
+            Vec::<String>::new()
+        );
+        // A number would be a float in a spec, which Kubernetes' API conventions avoid: the API
+        // server refuses it, and the message says the type.
+        assert_eq!(
+            refused("max", serde_json::json!(0.05))[0],
+            "spec.analysis.max: Invalid value: \"number\": spec.analysis.max in body must be of \
+             type string: \"number\""
+        );
+        assert_eq!(
+            refused("prometheus", serde_json::json!("https://p.example/prom")),
+            Vec::<String>::new()
+        );
+        for (field, value) in [
+            ("prometheus", "ftp://p"),
+            ("prometheus", "http://"),
+            ("query", ""),
+            ("max", "5%"),
+        ] {
+            let refusals = refused(field, serde_json::json!(value));
+            assert_eq!(refusals.len(), 1, "{field} {value:?}: {refusals:?}");
+            assert!(
+                refusals[0].starts_with(&format!("spec.analysis.{field}: Invalid value: ")),
+                "{refusals:?}"
+            );
+        }
     }
 }
