@@ -32,6 +32,18 @@ pub const CELL_PLACEHOLDER: &str = "{{cell}}";
 /// The placeholder of `spec.analysis.query` replaced by the namespace the cell's workloads run in.
 pub const NAMESPACE_PLACEHOLDER: &str = "{{namespace}}";
 
+/// The default `spec.analysis.query`: the share of a cell's gRPC calls over the last 5 minutes
+/// that failed on the server's side, from kit's `titan_grpc_requests_total` (scraped with a
+/// `namespace` label, as the chart's PodMonitor does). Codes a correct server returns because
+/// of the request are not failures: `Canceled` (the client gave up), `InvalidArgument`,
+/// `OutOfRange`, `NotFound`, `AlreadyExists`, `FailedPrecondition` (business refusals such as
+/// sold out), `PermissionDenied`, `Unauthenticated`, and `Aborted` (chat's slow consumer).
+/// Counted: `Internal`, `Unknown`, `DataLoss`, `Unavailable`, `DeadlineExceeded`,
+/// `ResourceExhausted` (load shedding: a slower release sheds more) and `Unimplemented` (a
+/// release that lost a method clients still call). No failing code at all is 0 (`or
+/// vector(0)`); no traffic is no series, or NaN (0/0) once the traffic stopped: no data.
+pub const KIT_ERROR_RATIO: &str = r#"(sum(rate(titan_grpc_requests_total{namespace="{{namespace}}", grpc_code!~"OK|Canceled|InvalidArgument|OutOfRange|NotFound|AlreadyExists|FailedPrecondition|PermissionDenied|Unauthenticated|Aborted"}[5m])) or vector(0)) / sum(rate(titan_grpc_requests_total{namespace="{{namespace}}"}[5m]))"#;
+
 /// Bounds of `spec.analysis.interval`: a query every few seconds would load Prometheus for
 /// nothing (its data moves once per scrape), and one every hour would let a bad wave bake
 /// unseen. The schema refuses values outside; the planner holds such values within them too.
@@ -124,7 +136,10 @@ pub struct Analysis {
     /// series; no series means no traffic, which counts as healthy). `{{cell}}` is replaced by
     /// the Cell's name and `{{namespace}}` by the namespace its workloads run in, escaped for a
     /// double-quoted PromQL string (`\` and `"` get a backslash), so write them inside double
-    /// quotes: `namespace="{{namespace}}"`.
+    /// quotes: `namespace="{{namespace}}"`. Default: the share of the cell's gRPC calls over
+    /// 5 minutes that failed on the server's side (kit's `titan_grpc_requests_total`; client
+    /// codes such as `InvalidArgument` or `NotFound` are not failures).
+    #[serde(default = "default_analysis_query")]
     #[schemars(length(min = 1, max = 8192))]
     pub query: String,
     /// The highest acceptable value, a decimal string (`"0.05"`: 5% errors for a ratio); a
@@ -148,6 +163,10 @@ fn default_bake_time() -> String {
 
 fn default_ready_timeout() -> String {
     "15m".into()
+}
+
+fn default_analysis_query() -> String {
+    KIT_ERROR_RATIO.into()
 }
 
 fn default_analysis_interval() -> String {
@@ -439,6 +458,26 @@ mod tests {
     }
 
     #[test]
+    fn an_analysis_names_a_prometheus_and_a_max_and_defaults_the_rest() {
+        let spec: FleetSpec = serde_yaml::from_str(
+            "version: \"1.1\"\nanalysis: {prometheus: \"http://p:9090\", max: \"0.05\"}\n",
+        )
+        .expect("a FleetSpec");
+        let analysis = spec.analysis.expect("analysis");
+        assert_eq!(analysis.query, KIT_ERROR_RATIO);
+        assert_eq!(analysis.interval(), Ok(Duration::from_secs(60)));
+        assert_eq!(
+            analysis
+                .query_for("sg-1", "titan-sg-1")
+                .matches(r#"namespace="titan-sg-1""#)
+                .count(),
+            2
+        );
+        let without: FleetSpec = serde_yaml::from_str("version: \"1.1\"\n").expect("a FleetSpec");
+        assert_eq!(without.analysis, None);
+    }
+
+    #[test]
     fn the_schema_bounds_the_analysis_interval() {
         let broken = |interval: &str| -> Vec<String> {
             crate::admission::broken_rules::<Fleet>(&fleet_with_interval(interval), None)
@@ -478,6 +517,10 @@ mod tests {
             refused("max", serde_json::json!(0.05))[0],
             "spec.analysis.max: Invalid value: \"number\": spec.analysis.max in body must be of \
              type string: \"number\""
+        );
+        assert_eq!(
+            refused("query", serde_json::json!(KIT_ERROR_RATIO)),
+            Vec::<String>::new()
         );
         assert_eq!(
             refused("prometheus", serde_json::json!("https://p.example/prom")),

@@ -1,11 +1,13 @@
 //! The Fleet controller: a `Fleet` and the cells that name it → the version released to each
 //! wave, in the Fleet's status, which the Cell controller reads to know what its cell runs.
-//! Stages: `observe` (member cells, pure) → `plan` (pure, clock passed in) → publish (status,
-//! Events on the Fleet and on a failing cell, metrics). Only this controller writes a Fleet's
-//! status; it never writes a Cell.
+//! Stages: `observe` (member cells, pure; and `spec.analysis`'s Prometheus query per watched
+//! cell, through `prometheus`) → `plan` (pure, clock passed in) → publish (status, Events on
+//! the Fleet and on a failing cell, metrics). Only this controller writes a Fleet's status; it
+//! never writes a Cell.
 
 pub mod observe;
 pub mod plan;
+pub mod prometheus;
 
 use std::{sync::Arc, time::Duration};
 
@@ -63,7 +65,8 @@ async fn round(fleet: &Fleet, ctx: &Context) -> Result<Action, Error> {
         .list(&ListParams::default())
         .await
         .map_err(Error::api("list", "Cell", ""))?;
-    let members = observe::members(&name, &listed.items);
+    let mut members = observe::members(&name, &listed.items);
+    observe::analyse(fleet, &mut members).await;
     let now = Timestamp::now();
     let planned = plan::plan(fleet, &members, now).map_err(|source| Error::InvalidFleet {
         name: name.clone(),

@@ -8,6 +8,12 @@
 //! deadline, or says Degraded, halts the rollout until a `resumed-at` annotation later than the
 //! halt. A target the fleet already completed once (a roll back) is released to every wave at
 //! once: it already baked.
+//!
+//! With `spec.analysis`, each cell running the target in a released wave also carries what the
+//! fleet's Prometheus query answered for it (observed by `observe::analyse`): above `max` halts
+//! like Degraded (reason `ErrorRate`); no data is healthy; an error neither halts nor lets the
+//! wave's bake complete — the wave holds, `Progressing` says why (`AnalysisFailed`), and the
+//! rollout goes on by itself once the query answers.
 
 use std::time::Duration;
 
@@ -19,10 +25,10 @@ use kube::ResourceExt;
 use titan_crds::{
     Fleet,
     common::condition::{PROGRESSING, READY},
-    fleet::{FleetStatus, HALTED, Halt, InvalidDuration, RESUMED_AT, WaveStatus},
+    fleet::{FleetStatus, HALTED, Halt, InvalidDuration, InvalidMax, RESUMED_AT, WaveStatus},
 };
 
-use super::observe::Member;
+use super::{observe::Member, prometheus::Answer};
 use crate::conditions::{self, Observed};
 
 /// How many completed versions a fleet remembers as roll-back targets.
@@ -75,6 +81,55 @@ struct Settings<'a> {
     bake: Duration,
     ready_timeout: Duration,
     resumed_at: Option<Timestamp>,
+    /// `spec.analysis`, while the target is being rolled out.
+    analysis: Option<Limits<'a>>,
+}
+
+/// `spec.analysis` as the planner applies it.
+struct Limits<'a> {
+    /// `max`; one that bypassed the schema holds every wave like a failing query.
+    max: Result<f64, InvalidMax>,
+    /// `max` as written, for messages.
+    max_text: &'a str,
+    interval: Duration,
+}
+
+/// What `spec.analysis` says of one member.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    /// Not watched: no analysis, or the member does not run the target.
+    Unwatched,
+    /// At most `max`, or no data.
+    Healthy,
+    /// Above `max`: halts.
+    Above(f64),
+    /// Watched but not asked yet (its wave was released this round): holds the wave.
+    NotAsked,
+    /// The query failed: holds the wave, and `Progressing` says why.
+    Failed(String),
+}
+
+impl Settings<'_> {
+    /// The verdict of `spec.analysis` on `member`, which is in a wave released the target.
+    fn verdict(&self, member: &Member) -> Verdict {
+        let Some(limits) = &self.analysis else {
+            return Verdict::Unwatched;
+        };
+        if member.version.as_deref() != Some(self.target) {
+            return Verdict::Unwatched;
+        }
+        let max = match &limits.max {
+            Ok(max) => *max,
+            Err(e) => return Verdict::Failed(e.to_string()),
+        };
+        match &member.analysis {
+            None => Verdict::NotAsked,
+            Some(Err(error)) => Verdict::Failed(error.clone()),
+            Some(Ok(Answer::NoData)) => Verdict::Healthy,
+            Some(Ok(Answer::Value(value))) if *value > max => Verdict::Above(*value),
+            Some(Ok(Answer::Value(_))) => Verdict::Healthy,
+        }
+    }
 }
 
 /// `t + d`, saturating (a duration of centuries is refused by nobody, and means "never").
@@ -93,15 +148,27 @@ pub fn resumed_at(fleet: &Fleet) -> Option<Timestamp> {
 
 /// Plans one round of `fleet` over its `members` at `now`.
 pub fn plan(fleet: &Fleet, members: &[Member], now: Timestamp) -> Result<Plan, InvalidDuration> {
+    let previous = fleet.status.clone().unwrap_or_default();
+    // A completed version is not being rolled out: a cell failing later is the cell's
+    // problem (its own Degraded says so), not a reason to hold a rollout that is over.
+    let completed_before = previous.baked_versions.contains(&fleet.spec.version);
+    let analysis = match fleet.spec.analysis.as_ref().filter(|_| !completed_before) {
+        Some(a) => Some(Limits {
+            max: a.max(),
+            max_text: &a.max,
+            interval: a.interval()?,
+        }),
+        None => None,
+    };
     let settings = Settings {
         name: fleet.name_any(),
         target: &fleet.spec.version,
         bake: fleet.spec.bake_time()?,
         ready_timeout: fleet.spec.ready_timeout()?,
         resumed_at: resumed_at(fleet),
+        analysis,
     };
     let target = settings.target;
-    let previous = fleet.status.clone().unwrap_or_default();
     let mut events = Vec::new();
     let mut next_check = None;
 
@@ -143,9 +210,6 @@ pub fn plan(fleet: &Fleet, members: &[Member], now: Timestamp) -> Result<Plan, I
         })
         .collect();
 
-    // A completed version is not being rolled out: a cell failing later is the cell's
-    // problem (its own Degraded says so), not a reason to hold a rollout that is over.
-    let completed_before = previous.baked_versions.iter().any(|v| v == target);
     if halt.is_none() && !completed_before {
         halt = failure(&settings, &waves, members, &previous, now, &mut next_check);
         if let Some(held) = &halt {
@@ -191,6 +255,22 @@ pub fn plan(fleet: &Fleet, members: &[Member], now: Timestamp) -> Result<Plan, I
                 None => gate_open = false,
             }
         }
+        // A wave whose cells the analysis could not judge has not shown it is healthy: its
+        // bake does not complete, however long it has run Ready.
+        if gate_open
+            && in_wave
+                .iter()
+                .any(|m| matches!(settings.verdict(m), Verdict::NotAsked | Verdict::Failed(_)))
+        {
+            gate_open = false;
+        }
+    }
+    if let Some(limits) = &settings.analysis
+        && halt.is_none()
+        && waves.iter().any(|w| w.version.as_deref() == Some(target))
+    {
+        // The query's answer changes with no object changing.
+        next_check = earliest(next_check, after(now, limits.interval));
     }
 
     let complete = !waves.is_empty() && gate_open;
@@ -267,6 +347,17 @@ fn failure(
                 return Some(halt(
                     "CellDegraded",
                     format!("is Degraded with {target}: {degraded}"),
+                ));
+            }
+            if let (Verdict::Above(value), Some(limits)) =
+                (settings.verdict(member), &settings.analysis)
+            {
+                return Some(halt(
+                    "ErrorRate",
+                    format!(
+                        "runs {target} with an error rate of {value} (spec.analysis.query), above spec.analysis.max {}",
+                        limits.max_text
+                    ),
                 ));
             }
             if member.runs_ready(target) {
@@ -390,6 +481,8 @@ fn fleet_conditions(
             "Paused",
             "spec.paused is true: no wave is released a version it does not run yet",
         )
+    } else if let Some(failed) = analysis_failed(settings, waves, members) {
+        Observed::new(PROGRESSING, false, "AnalysisFailed", failed)
     } else if complete || members.is_empty() {
         Observed::new(PROGRESSING, false, "Complete", "nothing is rolling out")
     } else {
@@ -414,10 +507,43 @@ fn fleet_conditions(
     )
 }
 
+/// Why `spec.analysis` holds the rollout, when its query failed for a cell running the target
+/// in a released wave: the first such cell (lowest wave, then name), its error, and what the
+/// fleet does meanwhile.
+fn analysis_failed(
+    settings: &Settings,
+    waves: &[WaveStatus],
+    members: &[Member],
+) -> Option<String> {
+    let target = settings.target;
+    let failed: Vec<(&Member, String)> = waves
+        .iter()
+        .filter(|w| w.version.as_deref() == Some(target))
+        .flat_map(|w| members.iter().filter(move |m| m.wave == w.wave))
+        .filter_map(|m| match settings.verdict(m) {
+            Verdict::Failed(error) => Some((m, error)),
+            _ => None,
+        })
+        .collect();
+    let (first, error) = failed.first()?;
+    let others = match failed.len() - 1 {
+        0 => String::new(),
+        1 => " (and for 1 more cell)".into(),
+        n => format!(" (and for {n} more cells)"),
+    };
+    Some(format!(
+        "spec.analysis could not judge cell {} (wave {}) running {target}{others}: {error}; \
+         wave {} holds (nothing halts, and its bake does not complete) until the query answers: \
+         check spec.analysis.prometheus and spec.analysis.query",
+        first.name, first.wave, first.wave
+    ))
+}
+
 /// The static reason string of a halt (conditions take `&'static str`).
 fn halt_reason(reason: &str) -> &'static str {
     match reason {
         "CellDegraded" => "CellDegraded",
+        "ErrorRate" => "ErrorRate",
         _ => "CellNotReady",
     }
 }

@@ -1,6 +1,7 @@
 //! Fleet rollouts with an injected clock: the planner's wave rule (bake time, readiness
-//! deadline, Degraded, resume, roll back, pause, stale Ready), what a member cell builds and
-//! reports for the version released to its wave, and that datastores never move with a wave.
+//! deadline, Degraded, resume, roll back, pause, stale Ready), `spec.analysis` (an error rate
+//! above max halts, a failing query holds the wave), what a member cell builds and reports for
+//! the version released to its wave, and that datastores never move with a wave.
 
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use titan_operator::{
     fleet::{
         observe::{self, Member},
         plan::{FleetEvent, Plan, plan},
+        prometheus::Answer,
     },
 };
 
@@ -49,6 +51,7 @@ spec:
 fn member(name: &str, wave: i32, version: &str, ready: bool) -> Member {
     Member {
         name: name.into(),
+        namespace: format!("titan-{name}"),
         wave,
         created: None,
         version: Some(version.into()),
@@ -59,6 +62,7 @@ fn member(name: &str, wave: i32, version: &str, ready: bool) -> Member {
             "1 of 15 services are not ready: coupon".into()
         },
         degraded: None,
+        analysis: None,
     }
 }
 
@@ -581,4 +585,228 @@ fn datastores_never_change_with_a_wave() {
     assert_eq!(before.secrets, after.secrets);
     // The services do move: this test would pass vacuously otherwise.
     assert_ne!(before.services, after.services);
+}
+
+/// A fleet as [`fleet`] with `spec.analysis` evaluated every 30 s.
+fn analysed_fleet(max: &str) -> Fleet {
+    fleet(&format!(
+        "  analysis:
+    prometheus: http://prometheus:9090
+    query: sum(errors{{namespace=\"{{{{namespace}}}}\"}})
+    max: \"{max}\"
+    interval: 30s
+"
+    ))
+}
+
+/// The resume hint every halt message of `prod` ends with.
+const RESUME: &str = "fix the cell, then resume with `kubectl annotate fleet/prod \
+                      commerce.titan.dev/resumed-at=$(date -u +%FT%TZ) --overwrite`";
+
+fn message(fleet: &Fleet, type_: &str) -> String {
+    let status = fleet.status.as_ref().expect("status");
+    conditions::find(&status.conditions, type_)
+        .expect("condition")
+        .message
+        .clone()
+}
+
+#[test]
+fn an_error_rate_above_max_halts_and_exactly_max_or_no_data_do_not() {
+    let mut fleet = analysed_fleet("0.05");
+    let mut members = three_waves();
+    // A cell not running the target is not judged, whatever its answer.
+    members[0].analysis = Some(Ok(Answer::Value(9.0)));
+    let first = round(&mut fleet, &members, t(0));
+    assert_eq!(fleet.status.as_ref().expect("status").halt, None);
+    // The query is asked again every interval, before the readiness deadline at 120.
+    assert_eq!(first.next_check, Some(t(30)));
+
+    take(&mut members, 0, "1.1");
+    members[0].analysis = Some(Ok(Answer::Value(0.05)));
+    let at_max = round(&mut fleet, &members, t(10));
+    assert_eq!(at_max.events, []);
+    assert_eq!(at_max.next_check, Some(t(40)));
+    members[0].analysis = Some(Ok(Answer::NoData));
+    round(&mut fleet, &members, t(20));
+    assert_eq!(
+        condition(&fleet, HALTED),
+        ("False".into(), "NotHalted".into())
+    );
+    assert_eq!(
+        fleet.status.as_ref().expect("status").waves[0].baked_since,
+        Some(Time(t(10)))
+    );
+
+    members[0].analysis = Some(Ok(Answer::Value(0.12)));
+    let halted = round(&mut fleet, &members, t(30));
+    let halt = fleet
+        .status
+        .as_ref()
+        .and_then(|s| s.halt.clone())
+        .expect("halted");
+    assert_eq!(
+        (
+            halt.cell.as_str(),
+            halt.wave,
+            halt.version.as_str(),
+            halt.reason.as_str()
+        ),
+        ("canary", 0, "1.1", "ErrorRate")
+    );
+    assert_eq!(
+        halt.message,
+        format!(
+            "cell canary (wave 0) runs 1.1 with an error rate of 0.12 (spec.analysis.query), \
+             above spec.analysis.max 0.05; {RESUME}"
+        )
+    );
+    assert_eq!(halted.events, [FleetEvent::Halted(halt)]);
+    assert_eq!(
+        condition(&fleet, HALTED),
+        ("True".into(), "ErrorRate".into())
+    );
+    assert_eq!(
+        condition(&fleet, "Progressing"),
+        ("False".into(), "Halted".into())
+    );
+    // A halted fleet waits for a person: no query round at 60 is scheduled (only the wave's
+    // bake end, as for any halt), and the bake time passing releases nothing.
+    assert_eq!(halted.next_check, Some(t(70)));
+    members[0].analysis = Some(Ok(Answer::Value(0.0)));
+    round(&mut fleet, &members, t(1_000));
+    assert_eq!(released(&fleet), [(0, v("1.1")), (1, None), (2, None)]);
+    let eu = cell_yaml("eu-1", 1, "ghcr.io/titan/titan");
+    assert_eq!(
+        rollout::resolve(&eu, Some(&fleet), t(1_000))
+            .status
+            .map(|s| s.reason),
+        Some("rollout halted by cell canary (ErrorRate): see fleet prod".into())
+    );
+}
+
+#[test]
+fn a_failing_query_holds_the_wave_without_halting_until_it_answers() {
+    let mut fleet = analysed_fleet("0.05");
+    let mut members = three_waves();
+    round(&mut fleet, &members, t(0));
+    take(&mut members, 0, "1.1");
+    members[0].analysis = Some(Ok(Answer::Value(0.01)));
+    round(&mut fleet, &members, t(10));
+
+    let refused = "prometheus at http://prometheus:9090/api/v1/query did not answer: \
+                   error sending request: connection refused";
+    members[0].analysis = Some(Err(refused.into()));
+    round(&mut fleet, &members, t(20));
+    let holding = format!(
+        "spec.analysis could not judge cell canary (wave 0) running 1.1: {refused}; wave 0 \
+         holds (nothing halts, and its bake does not complete) until the query answers: check \
+         spec.analysis.prometheus and spec.analysis.query"
+    );
+    assert_eq!(
+        condition(&fleet, "Progressing"),
+        ("False".into(), "AnalysisFailed".into())
+    );
+    assert_eq!(message(&fleet, "Progressing"), holding);
+    // The bake time passes: no halt, no release, and the query is tried again in 30 s.
+    let held = round(&mut fleet, &members, t(70));
+    assert_eq!(held.events, []);
+    assert_eq!(held.next_check, Some(t(100)));
+    assert_eq!(released(&fleet), [(0, v("1.1")), (1, None), (2, None)]);
+    assert_eq!(
+        condition(&fleet, HALTED),
+        ("False".into(), "NotHalted".into())
+    );
+    assert_eq!(message(&fleet, "Progressing"), holding);
+    // The canary kept running Ready: its bake clock was never reset.
+    assert_eq!(
+        fleet.status.as_ref().expect("status").waves[0].baked_since,
+        Some(Time(t(10)))
+    );
+
+    // The query answers again (no traffic: healthy), and wave 1 is released at once.
+    members[0].analysis = Some(Ok(Answer::NoData));
+    let resumed = round(&mut fleet, &members, t(75));
+    assert_eq!(released(&fleet), [(0, v("1.1")), (1, v("1.1")), (2, None)]);
+    assert_eq!(
+        resumed.events,
+        [FleetEvent::Released {
+            wave: 1,
+            version: "1.1".into(),
+            cells: vec!["eu-1".into()]
+        }]
+    );
+    assert_eq!(
+        condition(&fleet, "Progressing"),
+        ("True".into(), "RollingOut".into())
+    );
+}
+
+#[test]
+fn a_max_that_bypassed_the_schema_holds_the_rollout_and_says_so() {
+    let mut fleet = analysed_fleet("5%");
+    let mut members = three_waves();
+    round(&mut fleet, &members, t(0));
+    take(&mut members, 0, "1.1");
+    members[0].analysis = Some(Ok(Answer::Value(0.0)));
+    round(&mut fleet, &members, t(10));
+    round(&mut fleet, &members, t(500));
+    assert_eq!(released(&fleet), [(0, v("1.1")), (1, None), (2, None)]);
+    assert!(
+        message(&fleet, "Progressing").starts_with(
+            "spec.analysis could not judge cell canary (wave 0) running 1.1: spec.analysis.max \
+             is \"5%\": expected a decimal such as 0.05; wave 0 holds"
+        ),
+        "{}",
+        message(&fleet, "Progressing")
+    );
+}
+
+#[test]
+fn analysis_answers_count_only_with_an_analysis_configured() {
+    // Without spec.analysis an answer (which observe would not ask for) changes nothing: the
+    // wave rule is the one of the tests above.
+    let mut fleet = fleet("");
+    let mut members = three_waves();
+    let first = round(&mut fleet, &members, t(0));
+    assert_eq!(first.next_check, Some(t(120)));
+    take(&mut members, 0, "1.1");
+    members[0].analysis = Some(Err("prometheus is down".into()));
+    round(&mut fleet, &members, t(10));
+    members[0].analysis = Some(Ok(Answer::Value(1e9)));
+    round(&mut fleet, &members, t(70));
+    assert_eq!(released(&fleet), [(0, v("1.1")), (1, v("1.1")), (2, None)]);
+    assert_eq!(fleet.status.as_ref().expect("status").halt, None);
+}
+
+#[test]
+fn observe_watches_the_cells_running_the_target_in_released_waves_while_it_rolls_out() {
+    let mut fleet = analysed_fleet("0.05");
+    let mut members = three_waves();
+    round(&mut fleet, &members, t(0));
+    take(&mut members, 0, "1.1");
+    let watched = |fleet: &Fleet, members: &[Member]| -> Vec<String> {
+        members
+            .iter()
+            .filter(|m| observe::watched(fleet, m))
+            .map(|m| m.name.clone())
+            .collect()
+    };
+    assert_eq!(watched(&fleet, &members), ["canary"]);
+    // A cell of wave 1 that already runs 1.1 is not watched before its wave is released.
+    members[1].version = Some("1.1".into());
+    assert_eq!(watched(&fleet, &members), ["canary"]);
+    // Nothing is watched without an analysis, or once the version completed.
+    let mut plain = fleet.clone();
+    plain.spec.analysis = None;
+    assert_eq!(watched(&plain, &members), Vec::<String>::new());
+    let mut completed = fleet.clone();
+    if let Some(status) = completed.status.as_mut() {
+        status.baked_versions.push("1.1".into());
+    }
+    assert_eq!(watched(&completed, &members), Vec::<String>::new());
+    // The namespace a cell's query names is the one its workloads run in.
+    let observed = observe::members("prod", &[member_cell("canary", 0, 1, 1)]);
+    assert_eq!(observed[0].namespace, "titan-canary");
+    assert_eq!(observed[0].analysis, None);
 }
