@@ -40,6 +40,10 @@ pub const MEDIA: &[&str] = &[
     "zbar-tools",
 ];
 
+/// Prometheus, which the operator's Fleet analysis test starts on loopback (its own config and
+/// TSDB) and queries as the operator does for `spec.analysis`.
+pub const MONITORING: &[&str] = &["prometheus"];
+
 /// Python with `venv` (a separate package on Debian) for the Helm chart check, which runs the
 /// PyPI tools of charts/requirements.txt in a virtualenv xtask builds.
 pub const PYTHON: &[&str] = &["python3", "python3-venv"];
@@ -57,6 +61,7 @@ const SERVER_COMMS: &[&str] = &[
     "clickhouse-serv",
     "nginx",
     "turnserver",
+    "prometheus",
 ];
 
 fn installed(package: &str) -> bool {

@@ -96,7 +96,15 @@ fn run_steps(args: &Args, timings: &mut Vec<Timing>) -> Result<()> {
         disk_step(timings)?;
     }
     let started = Instant::now();
-    packages::ensure(&[packages::DATASTORES, packages::MEDIA, packages::PYTHON].concat())?;
+    packages::ensure(
+        &[
+            packages::DATASTORES,
+            packages::MEDIA,
+            packages::MONITORING,
+            packages::PYTHON,
+        ]
+        .concat(),
+    )?;
     timings.push(Timing {
         name: "packages".into(),
         took: started.elapsed(),
