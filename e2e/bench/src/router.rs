@@ -66,6 +66,9 @@ pub struct RouterReport {
     pub lookup_elapsed: Duration,
     pub lookup_latencies: Latencies,
     pub per_second: Vec<u64>,
+    /// CPU time the replica's process spent during the `Lookup` run (user + system): what one
+    /// lookup costs the server, whatever the load generator sharing the machine takes.
+    pub lookup_server_cpu: Duration,
     pub batch: usize,
     pub batches: usize,
     pub batch_elapsed: Duration,
@@ -82,6 +85,17 @@ pub struct RouterReport {
 impl RouterReport {
     pub fn lookups_per_second(&self) -> f64 {
         self.lookups as f64 / self.lookup_elapsed.as_secs_f64()
+    }
+
+    /// The replica's CPU time per `Lookup`.
+    pub fn server_cpu_per_lookup(&self) -> Duration {
+        self.lookup_server_cpu / u32::try_from(self.lookups.max(1)).unwrap_or(u32::MAX)
+    }
+
+    /// `Lookup`s one core of the replica serves per second at that cost: the replica's
+    /// capacity with the load generator elsewhere (here it takes a share of the same two cores).
+    pub fn lookups_per_server_core(&self) -> f64 {
+        self.lookups as f64 / self.lookup_server_cpu.as_secs_f64().max(f64::EPSILON)
     }
 
     pub fn batched_keys_per_second(&self) -> f64 {
@@ -113,6 +127,12 @@ impl fmt::Display for RouterReport {
             self.lookup_elapsed.as_secs_f64(),
             self.lookup_latencies.quantile(0.5),
             self.lookup_latencies.quantile(0.99)
+        )?;
+        writeln!(
+            f,
+            "  server cpu          {:.1} µs per Lookup: {:.0} lookups/s per core of the replica",
+            self.server_cpu_per_lookup().as_secs_f64() * 1e6,
+            self.lookups_per_server_core()
         )?;
         writeln!(
             f,
@@ -196,6 +216,7 @@ pub async fn router(options: &RouterOptions) -> anyhow::Result<RouterReport> {
         ..RouterReport::default()
     };
 
+    let cpu_before = cell.process.cpu_time().context("the replica's cpu time")?;
     let run = load::calls(options.lookups, options.clients, |i| {
         let mut client = client(i);
         async move {
@@ -206,6 +227,11 @@ pub async fn router(options: &RouterOptions) -> anyhow::Result<RouterReport> {
         }
     })
     .await;
+    report.lookup_server_cpu = cell
+        .process
+        .cpu_time()
+        .context("the replica's cpu time")?
+        .saturating_sub(cpu_before);
     for (i, answer) in run.answers.iter().enumerate() {
         match answer {
             Ok(a) if a.cell == expected(&table, &key(i)) && a.table_version == 1 => {}

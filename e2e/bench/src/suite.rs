@@ -518,6 +518,12 @@ impl Job {
                 );
                 ran.figure(Figure::new(
                     name,
+                    "Lookup per core of the replica (its cpu time)",
+                    "/s",
+                    r.lookups_per_server_core(),
+                ));
+                ran.figure(Figure::new(
+                    name,
                     format!("LookupMany of {} keys", r.batch),
                     "keys/s",
                     r.batched_keys_per_second(),
