@@ -142,6 +142,10 @@ pub struct CellSpec {
     /// The cell's media servers (TURN for calls, RTMP for live streams).
     #[serde(default)]
     pub media: Media,
+    /// Routes from a Gateway (Gateway API) to the cell's services; absent = no routes, and
+    /// the ones the cell had are removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<Edge>,
 }
 
 /// A tag in `spec.image` (a colon after the last `/`, before any `@`) must be `spec.version`.
@@ -744,6 +748,61 @@ pub struct Rtmp {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "resources_schema")]
     pub resources: Option<ResourceRequirements>,
+}
+
+/// A DNS subdomain (RFC 1123), as the Gateway API checks a Gateway's and a listener's name.
+const DNS_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// The Gateway API's `Hostname`: a DNS subdomain, optionally under a wildcard label (`*.`).
+const HOSTNAME: &str = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// How clients outside the cluster reach the cell: a `GRPCRoute` for the services' gRPC APIs
+/// and an `HTTPRoute` for their WebSocket and link routes (`gateway.networking.k8s.io/v1`),
+/// both attached to one Gateway. The cluster must serve the Gateway API; the Gateway's listener
+/// must admit routes from the cell's namespace.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Edge {
+    /// The Gateway the routes attach to.
+    pub gateway: GatewayRef,
+    /// Host names clients reach this cell at (DNS names, a leading `*.` allowed), as the
+    /// routes' `hostnames`. At least one: cells sharing a Gateway are told apart by host name,
+    /// and routes without one would claim the same requests for every cell.
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(
+            length(min = 1, max = 253),
+            regex(
+                pattern = HOSTNAME
+            )
+        )
+    )]
+    pub hostnames: Vec<String>,
+}
+
+/// A Gateway, by namespace and name, and optionally one of its listeners.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GatewayRef {
+    /// Name of the Gateway.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = DNS_SUBDOMAIN)
+    )]
+    pub name: String,
+    /// Namespace of the Gateway.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub namespace: String,
+    /// The listener of the Gateway to attach to (its `name`); every listener that admits the
+    /// routes when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = DNS_SUBDOMAIN)
+    )]
+    pub section_name: Option<String>,
 }
 
 /// What the operator observed of a cell.

@@ -78,6 +78,9 @@ pub mod condition {
     /// A Service's migrations (its `titan migrate` Job for the image and config it runs) have
     /// succeeded; on a Cell, every service's have.
     pub const MIGRATED: &str = "Migrated";
+    /// A Cell's edge routes (`spec.edge`: its GRPCRoute and HTTPRoute) are applied; reported
+    /// only while the Cell asks for routes.
+    pub const EDGE_ROUTES_APPLIED: &str = "EdgeRoutesApplied";
 }
 
 /// Schema of a container's `resources`: requests and limits by resource name.
