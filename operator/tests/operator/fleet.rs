@@ -24,7 +24,7 @@ use titan_operator::{
 use crate::support::built;
 
 /// The planner's clock: `t(0)` is the moment the rollout starts.
-fn t(seconds: u64) -> Timestamp {
+pub(crate) fn t(seconds: u64) -> Timestamp {
     let start: Timestamp = "2026-01-01T00:00:00Z".parse().expect("time");
     start
         .checked_add(Duration::from_secs(seconds))
@@ -32,7 +32,7 @@ fn t(seconds: u64) -> Timestamp {
 }
 
 /// A fleet rolling out `1.1` with a 60 s bake and a 120 s readiness deadline.
-fn fleet(yaml_extra: &str) -> Fleet {
+pub(crate) fn fleet(yaml_extra: &str) -> Fleet {
     serde_yaml::from_str(&format!(
         "apiVersion: commerce.titan.dev/v1alpha1
 kind: Fleet
@@ -48,7 +48,7 @@ spec:
     .expect("a Fleet")
 }
 
-fn member(name: &str, wave: i32, version: &str, ready: bool) -> Member {
+pub(crate) fn member(name: &str, wave: i32, version: &str, ready: bool) -> Member {
     Member {
         name: name.into(),
         namespace: format!("titan-{name}"),
@@ -76,14 +76,14 @@ fn three_waves() -> Vec<Member> {
 }
 
 /// One round at `now`, with the status it computes kept on the fleet for the next one.
-fn round(fleet: &mut Fleet, members: &[Member], now: Timestamp) -> Plan {
+pub(crate) fn round(fleet: &mut Fleet, members: &[Member], now: Timestamp) -> Plan {
     let planned = plan(fleet, members, now).expect("valid durations");
     fleet.status = Some(planned.status.clone());
     planned
 }
 
 /// `(wave, released version)` of every wave.
-fn released(fleet: &Fleet) -> Vec<(i32, Option<String>)> {
+pub(crate) fn released(fleet: &Fleet) -> Vec<(i32, Option<String>)> {
     fleet
         .status
         .iter()
@@ -92,7 +92,7 @@ fn released(fleet: &Fleet) -> Vec<(i32, Option<String>)> {
         .collect()
 }
 
-fn v(version: &str) -> Option<String> {
+pub(crate) fn v(version: &str) -> Option<String> {
     Some(version.into())
 }
 
@@ -105,14 +105,14 @@ fn fail(member: &mut Member) {
 
 /// The members of `wave` take `version` and are Ready with it, as their Cell controller would
 /// report once their services rolled out.
-fn take(members: &mut [Member], wave: i32, version: &str) {
+pub(crate) fn take(members: &mut [Member], wave: i32, version: &str) {
     for m in members.iter_mut().filter(|m| m.wave == wave) {
         m.version = Some(version.into());
         m.ready = true;
     }
 }
 
-fn condition(fleet: &Fleet, type_: &str) -> (String, String) {
+pub(crate) fn condition(fleet: &Fleet, type_: &str) -> (String, String) {
     let status = fleet.status.as_ref().expect("status");
     let c = conditions::find(&status.conditions, type_).expect("condition");
     (c.status.clone(), c.reason.clone())
@@ -600,10 +600,10 @@ fn analysed_fleet(max: &str) -> Fleet {
 }
 
 /// The resume hint every halt message of `prod` ends with.
-const RESUME: &str = "fix the cell, then resume with `kubectl annotate fleet/prod \
+pub(crate) const RESUME: &str = "fix the cell, then resume with `kubectl annotate fleet/prod \
                       commerce.titan.dev/resumed-at=$(date -u +%FT%TZ) --overwrite`";
 
-fn message(fleet: &Fleet, type_: &str) -> String {
+pub(crate) fn message(fleet: &Fleet, type_: &str) -> String {
     let status = fleet.status.as_ref().expect("status");
     conditions::find(&status.conditions, type_)
         .expect("condition")

@@ -7,6 +7,8 @@ mod build;
 mod cell_build;
 mod crds;
 mod fleet;
+mod fleet_analysis;
+mod gateway;
 mod lifecycle;
 mod media;
 mod reconcile;
