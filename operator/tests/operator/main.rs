@@ -8,7 +8,6 @@ mod cell_build;
 mod crds;
 mod fleet;
 mod fleet_analysis;
-mod gateway;
 mod lifecycle;
 mod media;
 mod reconcile;
