@@ -6,7 +6,8 @@
 //! Only kinds whose stale read costs at most a repeated, idempotent apply are cached. Secrets
 //! are not: a round that read a credentials Secret it had just created as absent would mint
 //! new passwords and overwrite the ones the databases were initialised with. The namespace,
-//! the CloudNativePG Cluster and the volumes are single reads and stay direct too.
+//! the CloudNativePG Cluster and the volumes are single reads and stay direct too. The Gateway
+//! API routes are cached only where the API server serves them (see [`Caches::new`]).
 
 use std::fmt::Debug;
 
@@ -35,6 +36,8 @@ use kube::{
 use serde::de::DeserializeOwned;
 use titan_crds::Service;
 
+use crate::cell::gateway::{GrpcRoute, HttpRoute};
+
 /// The caches, shared by every round.
 #[derive(Clone)]
 pub struct Caches {
@@ -56,6 +59,10 @@ pub struct Caches {
     pub stateful_sets: Store<StatefulSet>,
     /// Deployments the operator built.
     pub deployments: Store<Deployment>,
+    /// GRPCRoutes the operator built, where the Gateway API is served.
+    pub grpc_routes: Option<Store<GrpcRoute>>,
+    /// HTTPRoutes the operator built, where the Gateway API is served.
+    pub http_routes: Option<Store<HttpRoute>>,
 }
 
 impl Debug for Caches {
@@ -85,6 +92,10 @@ pub struct Feeds {
     pub stateful_sets: BoxStream<'static, Result<StatefulSet, watcher::Error>>,
     /// Fills [`Caches::deployments`].
     pub deployments: BoxStream<'static, Result<Deployment, watcher::Error>>,
+    /// Fills [`Caches::grpc_routes`].
+    pub grpc_routes: Option<BoxStream<'static, Result<GrpcRoute, watcher::Error>>>,
+    /// Fills [`Caches::http_routes`].
+    pub http_routes: Option<BoxStream<'static, Result<HttpRoute, watcher::Error>>>,
 }
 
 impl Debug for Feeds {
@@ -148,8 +159,10 @@ where
 }
 
 impl Caches {
-    /// Caches of the objects `config` selects (the operator's own, by label), and their feeds.
-    pub fn new(client: &Client, config: &watcher::Config) -> (Caches, Feeds) {
+    /// Caches of the objects `config` selects (the operator's own, by label), and their feeds;
+    /// the routes' only with `gateway_api` (the server serves them): a watch of a kind the
+    /// server does not serve fails for ever, and its cache would never be ready.
+    pub fn new(client: &Client, config: &watcher::Config, gateway_api: bool) -> (Caches, Feeds) {
         let (services, services_feed) = cache(client, config);
         let (resource_quotas, resource_quotas_feed) = cache(client, config);
         let (limit_ranges, limit_ranges_feed) = cache(client, config);
@@ -158,7 +171,9 @@ impl Caches {
         let (core_services, core_services_feed) = cache(client, config);
         let (stateful_sets, stateful_sets_feed) = cache(client, config);
         let (deployments, deployments_feed) = cache(client, config);
-        let synced = all_ready(vec![
+        let (grpc_routes, grpc_routes_feed) = gateway_api.then(|| cache(client, config)).unzip();
+        let (http_routes, http_routes_feed) = gateway_api.then(|| cache(client, config)).unzip();
+        let mut stores = vec![
             ready(&services),
             ready(&resource_quotas),
             ready(&limit_ranges),
@@ -167,7 +182,10 @@ impl Caches {
             ready(&core_services),
             ready(&stateful_sets),
             ready(&deployments),
-        ]);
+        ];
+        stores.extend(grpc_routes.as_ref().map(ready));
+        stores.extend(http_routes.as_ref().map(ready));
+        let synced = all_ready(stores);
         (
             Caches {
                 synced,
@@ -179,6 +197,8 @@ impl Caches {
                 core_services,
                 stateful_sets,
                 deployments,
+                grpc_routes,
+                http_routes,
             },
             Feeds {
                 services: services_feed,
@@ -189,6 +209,8 @@ impl Caches {
                 core_services: core_services_feed,
                 stateful_sets: stateful_sets_feed,
                 deployments: deployments_feed,
+                grpc_routes: grpc_routes_feed,
+                http_routes: http_routes_feed,
             },
         )
     }

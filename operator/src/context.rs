@@ -33,6 +33,10 @@ pub struct Context {
     pub network: NetworkSettings,
     /// Watch caches of the cells' children; without them (tests, `render`) rounds LIST.
     pub caches: Option<Caches>,
+    /// Whether the API server served the Gateway API's GRPCRoute and HTTPRoute when the
+    /// operator started: only then are a cell's routes read, applied and pruned (a request for
+    /// a kind the server does not serve fails every time).
+    pub gateway_api: bool,
 }
 
 impl std::fmt::Debug for Context {
@@ -58,6 +62,15 @@ impl Context {
             resync: Duration::from_secs(300),
             network: NetworkSettings::default(),
             caches: None,
+            gateway_api: false,
+        }
+    }
+
+    /// The same context, with the Gateway API served (or not).
+    pub fn with_gateway_api(self, gateway_api: bool) -> Self {
+        Self {
+            gateway_api,
+            ..self
         }
     }
 

@@ -262,6 +262,8 @@ pub fn objects(inputs: &Inputs) -> Result<Vec<serde_yaml::Value>, RenderError> {
             scheduled_backups,
             deployments,
             services: cell_services,
+            grpc_routes,
+            http_routes,
         } = cell_build::build(cell, &credentials, &connections, &Default::default());
         push(&mut out, &namespace)?;
         push_all(&mut out, &resource_quotas)?;
@@ -275,6 +277,8 @@ pub fn objects(inputs: &Inputs) -> Result<Vec<serde_yaml::Value>, RenderError> {
         push_all(&mut out, &scheduled_backups)?;
         push_all(&mut out, &deployments)?;
         push_all(&mut out, &cell_services)?;
+        push_all(&mut out, &grpc_routes)?;
+        push_all(&mut out, &http_routes)?;
         services.extend(cell_services.into_iter().map(|s| (s, false)));
     }
     // Services given explicitly are printed too; those of a Cell were printed with it.

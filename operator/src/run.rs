@@ -30,7 +30,11 @@ use tokio::sync::watch;
 use crate::{
     Context, admin,
     cache::Caches,
-    cell::{dereference::referenced_secrets, isolation::NetworkSettings},
+    cell::{
+        dereference::referenced_secrets,
+        gateway::{GrpcRoute, HttpRoute},
+        isolation::NetworkSettings,
+    },
     cnpg, fleet, guard, labels, leader,
     metrics::Metrics,
     router_table::{self, RouterTableOptions},
@@ -142,13 +146,21 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let fleet_config = config.clone();
     let managed =
         watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, crate::MANAGER));
+    // A watch on a kind the API server does not serve fails for ever: the cells' routes are
+    // watched (and read, applied, pruned) only where the Gateway API is installed; elsewhere a
+    // Cell asking for routes says so in its status.
+    let gateway_api = served::<GrpcRoute>(&client).await && served::<HttpRoute>(&client).await;
+    if !gateway_api {
+        tracing::info!("the Gateway API is not installed: cells get no edge routes");
+    }
     // The children's watches fill the caches rounds read from (see `crate::cache`) and trigger
     // the Cell that owns the changed object.
-    let (caches, feeds) = Caches::new(&client, &managed);
+    let (caches, feeds) = Caches::new(&client, &managed, gateway_api);
     let ctx = Arc::new(
         Context::new(client.clone(), metrics, Some(identity))
             .with_network(network)
-            .with_caches(caches),
+            .with_caches(caches)
+            .with_gateway_api(gateway_api),
     );
     let fleet_ctx = ctx.clone();
     let stopped = |rx: watch::Receiver<bool>| async move {
@@ -182,9 +194,15 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         managed.clone(),
         by_cell_label,
     );
-    // A watch on a kind the API server does not serve fails for ever: watch CloudNativePG
-    // Clusters only where CloudNativePG is installed (cells elsewhere cannot use it anyway).
-    if cloudnative_pg_installed(&client).await {
+    if let Some(feed) = feeds.grpc_routes {
+        cells = cells.owns_stream(feed);
+    }
+    if let Some(feed) = feeds.http_routes {
+        cells = cells.owns_stream(feed);
+    }
+    // Likewise, CloudNativePG Clusters are watched only where CloudNativePG is installed (cells
+    // elsewhere cannot use it anyway).
+    if served::<cnpg::Cluster>(&client).await {
         cells = cells.watches(
             Api::<PartialObjectMeta<cnpg::Cluster>>::all(client.clone()),
             managed.clone(),
@@ -405,14 +423,14 @@ impl Backoff for WatchRetry {
     fn reset(&mut self) {}
 }
 
-async fn cloudnative_pg_installed(client: &Client) -> bool {
-    use kube::Resource;
-    let group = cnpg::Cluster::group(&());
+/// Whether the API server serves the kind `K` (its group, at its version).
+async fn served<K: kube::Resource<DynamicType = ()>>(client: &Client) -> bool {
+    let group = K::group(&());
     match kube::discovery::group(client, &group).await {
         Ok(found) => found
-            .versioned_resources(&cnpg::Cluster::version(&()))
+            .versioned_resources(&K::version(&()))
             .iter()
-            .any(|(resource, _)| resource.kind == cnpg::Cluster::kind(&())),
+            .any(|(resource, _)| resource.kind == K::kind(&())),
         Err(error) => {
             tracing::debug!(%error, %group, "api group not served");
             false

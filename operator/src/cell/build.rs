@@ -21,7 +21,9 @@ use titan_crds::{Cell, DatastoreKind, Service, ServiceKind, ServiceSpec, cell::D
 use super::{
     connections::Connections,
     credentials::{self, Credentials, Key},
-    datastores, isolation, media, observe,
+    datastores,
+    gateway::{self, GrpcRoute, HttpRoute},
+    isolation, media, observe,
 };
 use crate::{
     cnpg::{Cluster, ScheduledBackup},
@@ -33,7 +35,8 @@ use crate::{
 const AUTH_SECRET_KEY: &str = "TITAN_AUTH_HS256_SECRET";
 
 /// Everything the Cell controller applies, in apply order (isolation first, so no pod ever runs
-/// unfenced; Secrets and ConfigMaps before the workloads that read them; the Services last):
+/// unfenced; Secrets and ConfigMaps before the workloads that read them; the Services, then the
+/// routes to them, last):
 /// destructure it so that a new kind of object cannot be built and then forgotten by `apply`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CellObjects {
@@ -62,6 +65,10 @@ pub struct CellObjects {
     pub deployments: Vec<Deployment>,
     /// One `Service` per enabled Titan service.
     pub services: Vec<Service>,
+    /// The cell's GRPCRoute (`spec.edge`), to the Services' gRPC ports.
+    pub grpc_routes: Vec<GrpcRoute>,
+    /// The cell's HTTPRoute (`spec.edge`), to the Services' HTTP ports.
+    pub http_routes: Vec<HttpRoute>,
 }
 
 /// The cell an object is built for, and the metadata every object of it carries.
@@ -253,6 +260,10 @@ pub fn build(
     } = media::build(&cell_meta, credentials, object_storage_values(connections));
     let mut core_services = datastore_services;
     core_services.extend(media_services);
+    let gateway::Routes {
+        grpc_routes,
+        http_routes,
+    } = gateway::build(&cell_meta);
 
     CellObjects {
         namespace,
@@ -267,6 +278,8 @@ pub fn build(
         scheduled_backups,
         deployments,
         services: services(&cell_meta, &view, credentials, connections),
+        grpc_routes,
+        http_routes,
     }
 }
 

@@ -23,7 +23,10 @@ use titan_crds::{
     cell::{PostgresProvider, Provider},
 };
 
-use super::connections::POSTGRES;
+use super::{
+    connections::POSTGRES,
+    gateway::{GrpcRoute, HttpRoute},
+};
 use crate::{Context, Error, apply, cache, cnpg, labels};
 
 /// What a Cell round found.
@@ -51,6 +54,10 @@ pub struct Live {
     pub clusters: Vec<cnpg::Cluster>,
     /// Deployments the cell built.
     pub deployments: Vec<Deployment>,
+    /// GRPCRoutes the cell built (none where the Gateway API is not served).
+    pub grpc_routes: Vec<GrpcRoute>,
+    /// HTTPRoutes the cell built (none where the Gateway API is not served).
+    pub http_routes: Vec<HttpRoute>,
     /// Secrets the cell reads but does not own, by name.
     pub referenced: BTreeMap<String, Secret>,
     /// Names of the cell's PersistentVolumeClaims: the builtin datastores' data.
@@ -94,6 +101,8 @@ struct Children {
     core_services: Vec<CoreService>,
     stateful_sets: Vec<StatefulSet>,
     deployments: Vec<Deployment>,
+    grpc_routes: Vec<GrpcRoute>,
+    http_routes: Vec<HttpRoute>,
 }
 
 /// Reads everything a round of `cell` needs; an absent namespace means nothing exists yet.
@@ -157,6 +166,16 @@ pub async fn dereference(cell: &Cell, ctx: &Context) -> Result<Live, Error> {
                 core_services: cache::select(&caches.core_services, &namespace, &built),
                 stateful_sets: cache::select(&caches.stateful_sets, &namespace, &built),
                 deployments: cache::select(&caches.deployments, &namespace, &built),
+                grpc_routes: caches
+                    .grpc_routes
+                    .as_ref()
+                    .map(|store| cache::select(store, &namespace, &built))
+                    .unwrap_or_default(),
+                http_routes: caches
+                    .http_routes
+                    .as_ref()
+                    .map(|store| cache::select(store, &namespace, &built))
+                    .unwrap_or_default(),
             }
         }
         None => Children {
@@ -168,6 +187,8 @@ pub async fn dereference(cell: &Cell, ctx: &Context) -> Result<Live, Error> {
             core_services: apply::list(client, &namespace, &selector).await?,
             stateful_sets: apply::list(client, &namespace, &selector).await?,
             deployments: apply::list(client, &namespace, &selector).await?,
+            grpc_routes: list_if(ctx.gateway_api, client, &namespace, &selector).await?,
+            http_routes: list_if(ctx.gateway_api, client, &namespace, &selector).await?,
         },
     };
     let Children {
@@ -179,6 +200,8 @@ pub async fn dereference(cell: &Cell, ctx: &Context) -> Result<Live, Error> {
         core_services,
         stateful_sets,
         deployments,
+        grpc_routes,
+        http_routes,
     } = children;
     Ok(Live {
         namespace: Some(live_namespace),
@@ -193,6 +216,8 @@ pub async fn dereference(cell: &Cell, ctx: &Context) -> Result<Live, Error> {
         stateful_sets,
         clusters,
         deployments,
+        grpc_routes,
+        http_routes,
         referenced,
         data_volumes: Api::<PartialObjectMeta<PersistentVolumeClaim>>::namespaced(
             client.clone(),
@@ -210,6 +235,27 @@ pub async fn dereference(cell: &Cell, ctx: &Context) -> Result<Live, Error> {
         .map(|claim| claim.name_any())
         .collect(),
     })
+}
+
+/// [`apply::list`] of a kind the API server may not serve: nothing when `served` is false.
+async fn list_if<K>(
+    served: bool,
+    client: &kube::Client,
+    namespace: &str,
+    selector: &str,
+) -> Result<Vec<K>, Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    if served {
+        apply::list(client, namespace, selector).await
+    } else {
+        Ok(Vec::new())
+    }
 }
 
 /// Labels a Secret the cell reads [`labels::REFERENCED`] unless it is already, so the

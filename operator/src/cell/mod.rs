@@ -8,6 +8,7 @@ pub mod coturn;
 pub mod credentials;
 pub mod datastores;
 pub mod dereference;
+pub mod gateway;
 pub mod isolation;
 pub mod media;
 pub mod nginx;
@@ -53,7 +54,7 @@ pub const CONTROLLER: &str = "cell";
 pub const FINALIZER: &str = "commerce.titan.dev/teardown";
 
 /// The conditions of a Cell announced as Events when they change.
-const ANNOUNCED: [(&str, Attention); 7] = [
+const ANNOUNCED: [(&str, Attention); 8] = [
     (condition::READY, Attention::WhenFalse),
     (condition::DEGRADED, Attention::WhenTrue),
     (condition::MIGRATED, Attention::WhenFalse),
@@ -61,6 +62,7 @@ const ANNOUNCED: [(&str, Attention); 7] = [
     (condition::STOPPED, Attention::Never),
     (condition::DATASTORES_READY, Attention::WhenFalse),
     (condition::RECORDINGS_ENABLED, Attention::Never),
+    (condition::EDGE_ROUTES_APPLIED, Attention::WhenFalse),
 ];
 
 /// One reconcile round of a Cell, with metrics, an Event on failure and backoff bookkeeping.
@@ -95,6 +97,8 @@ struct Applied {
     stateful_sets: Vec<StatefulSet>,
     deployments: Vec<Deployment>,
     clusters: Vec<Cluster>,
+    /// The cell's routes on the server.
+    routes: gateway::Routes,
 }
 
 impl Applied {
@@ -104,6 +108,10 @@ impl Applied {
             stateful_sets: live.stateful_sets,
             deployments: live.deployments,
             clusters: live.clusters,
+            routes: gateway::Routes {
+                grpc_routes: live.grpc_routes,
+                http_routes: live.http_routes,
+            },
         }
     }
 }
@@ -133,6 +141,8 @@ async fn apply_all(
         scheduled_backups,
         deployments,
         services,
+        grpc_routes,
+        http_routes,
     } = objects;
     let Live {
         namespace: live_namespace,
@@ -146,6 +156,8 @@ async fn apply_all(
         stateful_sets: live_sets,
         clusters: live_clusters,
         deployments: live_deployments,
+        grpc_routes: live_grpc_routes,
+        http_routes: live_http_routes,
         referenced: _,
         data_volumes: _,
     } = live;
@@ -186,6 +198,10 @@ async fn apply_all(
             stateful_sets,
             deployments,
             clusters,
+            routes: gateway::Routes {
+                grpc_routes: live_grpc_routes,
+                http_routes: live_http_routes,
+            },
         });
     }
     let service_api: Api<Service> = Api::namespaced(client.clone(), &namespace);
@@ -202,11 +218,24 @@ async fn apply_all(
         )
         .await;
     }
+    // The routes go to the Services just applied. Where the Gateway API is not served there is
+    // nothing to apply them to, nor any to prune; the cell's status says so.
+    let routes = if ctx.gateway_api {
+        gateway::Routes {
+            grpc_routes: apply::sync(client, &namespace, grpc_routes, &live_grpc_routes, &[])
+                .await?,
+            http_routes: apply::sync(client, &namespace, http_routes, &live_http_routes, &[])
+                .await?,
+        }
+    } else {
+        gateway::Routes::default()
+    };
     Ok(Applied {
         services,
         stateful_sets,
         deployments,
         clusters,
+        routes,
     })
 }
 
@@ -309,6 +338,7 @@ async fn apply_round(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
 
     let objects = build::build(&running, &credentials, &connections, &ctx.network);
     let desired: Vec<String> = objects.services.iter().map(ResourceExt::name_any).collect();
+    let desired_routes = gateway::names(&objects.grpc_routes, &objects.http_routes);
     let applied = if paused {
         Applied::found(live)
     } else {
@@ -345,7 +375,8 @@ async fn apply_round(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
             clusters: &applied.clusters,
         },
     );
-    let status = CellStatus {
+    let now = Timestamp::now();
+    let mut status = CellStatus {
         rollout: resolved.status,
         ..status::compute(
             cell,
@@ -353,9 +384,23 @@ async fn apply_round(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
             &applied.services,
             &invalid,
             &components,
-            Timestamp::now(),
+            now,
         )
     };
+    if let Some(edge) = gateway::condition(
+        cell,
+        ctx.gateway_api,
+        &desired_routes,
+        &gateway::names(&applied.routes.grpc_routes, &applied.routes.http_routes),
+    ) {
+        let previous = cell.status.as_ref().map(|s| s.conditions.as_slice());
+        status.conditions.extend(conditions::merge(
+            vec![edge],
+            previous.unwrap_or_default(),
+            status.observed_generation,
+            now,
+        ));
+    }
     publish(ctx, cell, status).await?;
     Ok(Action::requeue(if missing_secret {
         MISSING_SECRET_POLL

@@ -649,6 +649,9 @@ fn the_production_cell_renders_a_valid_complete_set_matching_the_snapshot() {
         ("autoscaling/v2/HorizontalPodAutoscaler", 1),
         ("batch/v1/Job", 15),
         ("commerce.titan.dev/v1alpha1/Service", 15),
+        // spec.edge: every service's gRPC, and the HTTP paths of five.
+        ("gateway.networking.k8s.io/v1/GRPCRoute", 1),
+        ("gateway.networking.k8s.io/v1/HTTPRoute", 1),
         // ... plus the CloudNativePG operator's way in.
         ("networking.k8s.io/v1/NetworkPolicy", 8),
         ("policy/v1/PodDisruptionBudget", 15),

@@ -104,6 +104,8 @@ fn all_values(objects: &CellObjects) -> Vec<serde_json::Value> {
         scheduled_backups,
         deployments,
         services,
+        grpc_routes,
+        http_routes,
     } = objects;
     [
         values(std::slice::from_ref(namespace)),
@@ -118,6 +120,8 @@ fn all_values(objects: &CellObjects) -> Vec<serde_json::Value> {
         values(scheduled_backups),
         values(deployments),
         values(services),
+        values(grpc_routes),
+        values(http_routes),
     ]
     .concat()
 }

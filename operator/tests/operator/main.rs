@@ -8,6 +8,7 @@ mod cell_build;
 mod crds;
 mod fleet;
 mod fleet_analysis;
+mod gateway;
 mod lifecycle;
 mod media;
 mod reconcile;

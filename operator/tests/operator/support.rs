@@ -21,6 +21,7 @@ use k8s_openapi::api::{
     networking::v1::NetworkPolicy,
     policy::v1::PodDisruptionBudget,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{Client, CustomResourceExt};
 use kube_fake_client::{
     ClientBuilder, Error as FakeError, PatchType, interceptor,
@@ -28,6 +29,7 @@ use kube_fake_client::{
 };
 use serde_json::Value;
 use titan_crds::{Cell, Service};
+use titan_operator::cell::gateway::{GrpcRoute, HttpRoute};
 use titan_operator::{
     cell::{
         build::{self as cell_build, CellObjects},
@@ -67,7 +69,7 @@ pub fn built(cell: &Cell) -> CellObjects {
 
 /// Every kind the operator writes, as `group/version/Kind`: each has a schema, and an object of
 /// any other kind is refused by [`validate`] rather than passed unchecked.
-pub const VALIDATED: [&str; 17] = [
+pub const VALIDATED: [&str; 19] = [
     "/v1/Namespace",
     "/v1/ConfigMap",
     "/v1/Service",
@@ -85,7 +87,41 @@ pub const VALIDATED: [&str; 17] = [
     "postgresql.cnpg.io/v1/ScheduledBackup",
     "commerce.titan.dev/v1alpha1/Cell",
     "commerce.titan.dev/v1alpha1/Service",
+    "gateway.networking.k8s.io/v1/GRPCRoute",
+    "gateway.networking.k8s.io/v1/HTTPRoute",
 ];
+
+/// The vendored Gateway API CRDs, whole (the standard channel of one release: see
+/// `fixtures/gateway-api/README.md`): installed as they are on the test control plane, and the
+/// source of the route schemas [`validator`] checks against.
+pub const GATEWAY_API_CRDS: [&str; 2] = [
+    "fixtures/gateway-api/gateway.networking.k8s.io_grpcroutes.yaml",
+    "fixtures/gateway-api/gateway.networking.k8s.io_httproutes.yaml",
+];
+
+/// A vendored Gateway API CRD (a path of [`GATEWAY_API_CRDS`]).
+pub fn gateway_api_crd(file: &str) -> CustomResourceDefinition {
+    let text = std::fs::read_to_string(test_path(file)).expect("vendored gateway api crd");
+    serde_yaml::from_str(&text).expect("a CustomResourceDefinition")
+}
+
+/// The OpenAPI schema of the `v1` version of a Gateway API CRD, the one the operator writes.
+pub fn gateway_api_v1_schema(crd: &CustomResourceDefinition) -> Value {
+    let version = crd
+        .spec
+        .versions
+        .iter()
+        .find(|v| v.name == "v1")
+        .expect("the CRD serves v1");
+    serde_json::to_value(
+        version
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .expect("v1 has a schema"),
+    )
+    .expect("schema json")
+}
 
 /// The OpenAPI definitions of every kind the operator writes: the built-in kinds from
 /// k8s-openapi's schemas (the Kubernetes OpenAPI, version v1_35) and the Titan kinds from their
@@ -130,6 +166,14 @@ pub fn validator() -> Arc<RuntimeOpenAPIValidator> {
             definitions.insert(
                 name.into(),
                 serde_json::from_str(&text).expect("schema json"),
+            );
+        }
+        // The Gateway API's routes: the v1 schema of the vendored CRDs, as the API server has it.
+        for file in GATEWAY_API_CRDS {
+            let crd = gateway_api_crd(file);
+            definitions.insert(
+                format!("io.k8s.networking.gateway.v1.{}", crd.spec.names.kind),
+                gateway_api_v1_schema(&crd),
             );
         }
         for crd in [Cell::crd(), Service::crd()] {
@@ -258,6 +302,8 @@ impl Fake {
             .with_resource::<Service>()
             .with_resource::<Cluster>()
             .with_resource::<ScheduledBackup>()
+            .with_resource::<GrpcRoute>()
+            .with_resource::<HttpRoute>()
             .with_status_subresource::<Deployment>()
             .with_status_subresource::<Job>()
             .with_status_subresource::<Pod>()
