@@ -9,7 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use titan_crds::{
     Cell, Fleet,
     cell::RolloutStatus,
-    common::condition::READY,
+    common::condition::{PROGRESSING, READY},
     fleet::{FleetStatus, HALTED},
 };
 
@@ -107,6 +107,15 @@ fn waiting_reason(fleet: &Fleet, status: &FleetStatus, wave: i32, now: Timestamp
             || conditions::find(&status.conditions, READY).is_none() =>
         {
             "waiting for the fleet controller to plan the rollout".into()
+        }
+        // The waves before have baked, but the analysis has not judged them healthy.
+        None if conditions::find(&status.conditions, PROGRESSING)
+            .is_some_and(|c| c.reason == plan::ANALYSIS_FAILED) =>
+        {
+            format!(
+                "spec.analysis of fleet {} cannot judge the released waves: see its Progressing condition",
+                fleet.metadata.name.as_deref().unwrap_or_default()
+            )
         }
         None => format!("waiting for the fleet controller to release wave {wave}"),
     }

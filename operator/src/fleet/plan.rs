@@ -34,6 +34,9 @@ use crate::conditions::{self, Observed};
 /// How many completed versions a fleet remembers as roll-back targets.
 pub const BAKED_KEPT: usize = 10;
 
+/// The `Progressing` reason while `spec.analysis` cannot judge a cell and holds its wave.
+pub const ANALYSIS_FAILED: &str = "AnalysisFailed";
+
 /// What the planner decided.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -482,7 +485,7 @@ fn fleet_conditions(
             "spec.paused is true: no wave is released a version it does not run yet",
         )
     } else if let Some(failed) = analysis_failed(settings, waves, members) {
-        Observed::new(PROGRESSING, false, "AnalysisFailed", failed)
+        Observed::new(PROGRESSING, false, ANALYSIS_FAILED, failed)
     } else if complete || members.is_empty() {
         Observed::new(PROGRESSING, false, "Complete", "nothing is rolling out")
     } else {

@@ -723,6 +723,18 @@ fn a_failing_query_holds_the_wave_without_halting_until_it_answers() {
         fleet.status.as_ref().expect("status").waves[0].baked_since,
         Some(Time(t(10)))
     );
+    // The waiting cell says what holds it.
+    let eu = cell_yaml("eu-1", 1, "ghcr.io/titan/titan");
+    assert_eq!(
+        rollout::resolve(&eu, Some(&fleet), t(70))
+            .status
+            .map(|s| s.reason),
+        Some(
+            "spec.analysis of fleet prod cannot judge the released waves: see its Progressing \
+             condition"
+                .into()
+        )
+    );
 
     // The query answers again (no traffic: healthy), and wave 1 is released at once.
     members[0].analysis = Some(Ok(Answer::NoData));
