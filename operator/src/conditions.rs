@@ -137,6 +137,8 @@ const EXPECTED: &[&str] = &[
     "DatastoresNotReady",
     "MediaNotReady",
     "Reconciling",
+    // A new cell's routes wait for its Services, which wait for its datastores.
+    "RoutesNotApplied",
 ];
 
 impl Attention {
@@ -192,6 +194,8 @@ mod tests {
         assert!(!w.warning("False", "Migrating"));
         assert!(!w.warning("False", "ReplicasNotReady"));
         assert!(!w.warning("False", "Stopped"));
+        assert!(!w.warning("False", "RoutesNotApplied"));
+        assert!(w.warning("False", "GatewayAPINotInstalled"));
         assert!(w.warning("False", "MigrationFailed"));
         assert!(w.warning("False", "SpecNotApplied"));
         assert!(w.warning("Unknown", "ConfigInvalid"));
