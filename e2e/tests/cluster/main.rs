@@ -26,6 +26,9 @@
 //!    service of the Ready cell ran its `titan migrate` Job (kwok completes the pods of Jobs)
 //!    and says `Migrated`, as the Cell does; a version bump runs each service's new Job, and
 //!    prunes the old one, before its Deployment moves to the new image.
+//!    Edge (module `edge`, the Gateway API CRDs installed before the operators start): the dev
+//!    cell's `spec.edge` gets its GRPCRoute and HTTPRoute attached to the named Gateway, and
+//!    removing it prunes them.
 //!    Fleet waves (module `fleet`): three cells in waves 0/1/2; a canary that cannot be
 //!    scheduled halts the rollout and wave 1 keeps its version; after the fix and a
 //!    `resumed-at` annotation every wave runs the new version Ready; datastores never move.
@@ -43,6 +46,7 @@
 //! Without a control plane (`TITAN_TEST_KUBE_DIR` unset: no Go on this machine) the test prints
 //! one line saying why it was skipped.
 
+mod edge;
 mod fleet;
 mod harness;
 mod kubectl_titan;
@@ -74,6 +78,8 @@ fn the_operator_runs_cells_on_a_real_api_server() {
     let kube = Kube::from_env().expect("checked above");
     let sa = install_with_helm(&kube);
     crds_are_served_and_validated(&kube);
+    // Before the operators start: they look once whether the Gateway API is served.
+    edge::install_gateway_api(&kube);
 
     let mut a = Operator::start(&kube, &sa, "operator-a");
     let mut b = Operator::start(&kube, &sa, "operator-b");
@@ -90,6 +96,7 @@ fn the_operator_runs_cells_on_a_real_api_server() {
     stop_and_start(&kube);
     a_disabled_service_is_pruned(&kube);
     migrations_run_before_the_pods(&kube);
+    edge::routes_follow_spec_edge(&kube);
     let first = the_router_table_lists(&kube, 1);
     fleet::waves_halt_on_a_failing_canary_and_resume_after_the_fix(&kube);
     // The phase's three cells joined the table once Ready and left it when deleted.
