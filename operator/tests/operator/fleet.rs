@@ -683,6 +683,44 @@ fn an_error_rate_above_max_halts_and_exactly_max_or_no_data_do_not() {
             .map(|s| s.reason),
         Some("rollout halted by cell canary (ErrorRate): see fleet prod".into())
     );
+
+    // A resume while the rate is still above max halts again in the same round (observe
+    // queries a halted fleet's cells too); one once it is back under max lets wave 1 follow
+    // at once, the canary having run Ready since 10.
+    let resume = |fleet: &mut Fleet, at: &str| {
+        fleet
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(RESUMED_AT.into(), at.into());
+    };
+    members[0].analysis = Some(Ok(Answer::Value(0.2)));
+    resume(&mut fleet, "2026-01-01T00:18:20Z");
+    let again = round(&mut fleet, &members, t(1_101));
+    let halt = fleet
+        .status
+        .as_ref()
+        .and_then(|s| s.halt.clone())
+        .expect("halted again");
+    assert_eq!(
+        (halt.reason.as_str(), halt.since.clone()),
+        ("ErrorRate", Time(t(1_101)))
+    );
+    assert_eq!(
+        again.events,
+        [
+            FleetEvent::Resumed {
+                cell: "canary".into(),
+                version: "1.1".into()
+            },
+            FleetEvent::Halted(halt)
+        ]
+    );
+    members[0].analysis = Some(Ok(Answer::Value(0.01)));
+    resume(&mut fleet, "2026-01-01T00:20:00Z");
+    round(&mut fleet, &members, t(1_201));
+    assert_eq!(fleet.status.as_ref().expect("status").halt, None);
+    assert_eq!(released(&fleet), [(0, v("1.1")), (1, v("1.1")), (2, None)]);
 }
 
 #[test]
