@@ -98,7 +98,7 @@ struct Limits<'a> {
 }
 
 /// What `spec.analysis` says of one member.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 enum Verdict {
     /// Not watched: no analysis, or the member does not run the target.
     Unwatched,
