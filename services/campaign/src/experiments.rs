@@ -8,7 +8,10 @@ use std::time::Duration;
 use prost_types::{Struct, Value, value::Kind};
 use titan_kit::auth::Authenticator;
 use titan_proto::abtesting::v1::{self as pb, ab_testing_service_client::AbTestingServiceClient};
-use tonic::{Request, transport::Channel};
+use tonic::{
+    Request,
+    transport::{Channel, Endpoint},
+};
 
 use crate::domain::SERVICE;
 
@@ -42,16 +45,14 @@ pub enum AssignError {
 }
 
 impl Experiments {
-    /// A client of `url` (connected on first use); tokens are minted with `auth`.
-    pub fn new(url: &str, auth: Authenticator) -> Result<Self, String> {
-        let channel = Channel::from_shared(url.to_owned())
-            .map_err(|e| format!("abtestingUrl {url:?}: {e}"))?
-            .timeout(ASSIGN_TIMEOUT)
-            .connect_lazy();
-        Ok(Self {
+    /// A client of `endpoint` (connected on first use; `kit::tls::endpoint` gives it, TLS
+    /// when the URL is https); tokens are minted with `auth`.
+    pub fn new(endpoint: Endpoint, auth: Authenticator) -> Self {
+        let channel = endpoint.timeout(ASSIGN_TIMEOUT).connect_lazy();
+        Self {
             client: AbTestingServiceClient::new(channel),
             auth,
-        })
+        }
     }
 
     /// The variant key `experiment` assigns `user` (hashed on its `id` attribute; the control

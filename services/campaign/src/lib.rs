@@ -153,13 +153,14 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
         ChAudience::new(ctx.clickhouse()?),
         Parts {
             channels: channels(&settings, |name| std::env::var(name).ok())?,
-            experiments: Some(
-                Experiments::new(
+            experiments: Some(Experiments::new(
+                titan_kit::tls::endpoint(
+                    "services.campaign.abtestingUrl",
                     &settings.abtesting_url,
-                    Authenticator::new(&ctx.config.auth)?,
-                )
-                .map_err(|e| KitError::config("services.campaign.abtestingUrl", e))?,
-            ),
+                    &ctx.config.tls,
+                )?,
+                Authenticator::new(&ctx.config.auth)?,
+            )),
             links: LinkSigner::derive(secret.expose_secret().as_bytes()),
             public_base_url: settings.public_base_url.clone(),
             settings,

@@ -3,7 +3,12 @@
 //! parsed strictly, then turned into a validated [`Config`]; a bad setting fails at start with
 //! its name.
 
-use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -25,6 +30,8 @@ pub struct Config {
     pub events: EventsConfig,
     /// WebSockets: who may connect, liveness, back-pressure and limits (`kit::realtime`).
     pub realtime: RealtimeConfig,
+    /// TLS of the gRPC and HTTP servers and of kit's clients (`kit::tls`).
+    pub tls: TlsConfig,
     /// How long in-flight requests may take to finish after SIGTERM (the pre-stop delay
     /// included).
     pub shutdown_grace: Duration,
@@ -39,6 +46,41 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Each service's own section, parsed by that service into its typed config.
     pub services: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// TLS of the gRPC and HTTP servers (the admin port stays plaintext: kubelet probes and
+/// Prometheus scrapes reach it, and it serves no user data) and of kit's clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The certificate chain and key the servers present; `None`: they serve plaintext.
+    pub server: Option<ServerTlsFiles>,
+    /// How often the files are read again, so a renewed certificate is served without a
+    /// restart.
+    pub reload: Duration,
+    /// The CA that signs the cell's certificates, which kit's clients verify `https` URLs of
+    /// other services against.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The default of `tls.reloadSeconds`: a Secret's update reaches the pod within about a
+/// minute (the kubelet's sync period), so this adds little to it.
+pub const DEFAULT_TLS_RELOAD: Duration = Duration::from_secs(10);
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            server: None,
+            reload: DEFAULT_TLS_RELOAD,
+            ca_file: None,
+        }
+    }
+}
+
+/// PEM files of a served certificate: the chain (leaf first) and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// The three listening addresses.
@@ -296,12 +338,23 @@ struct RawConfig {
     events: RawEvents,
     #[serde(default)]
     realtime: RawRealtime,
+    #[serde(default)]
+    tls: RawTls,
     shutdown_grace_seconds: Option<u64>,
     pre_stop_delay_seconds: Option<u64>,
     max_concurrent_calls: Option<usize>,
     request_timeout_seconds: Option<u64>,
     #[serde(default)]
     services: BTreeMap<String, serde_yaml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawTls {
+    cert_file: Option<String>,
+    key_file: Option<String>,
+    ca_file: Option<String>,
+    reload_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -643,6 +696,7 @@ impl Config {
         }
 
         let realtime = realtime(raw.realtime, &env)?;
+        let tls = tls(raw.tls, &env)?;
 
         let shutdown_grace = Duration::from_secs(raw.shutdown_grace_seconds.unwrap_or(25));
         let pre_stop_delay = Duration::from_secs(raw.pre_stop_delay_seconds.unwrap_or(5));
@@ -666,6 +720,7 @@ impl Config {
             object_storage,
             events,
             realtime,
+            tls,
             shutdown_grace,
             pre_stop_delay,
             max_concurrent_calls: match raw.max_concurrent_calls.unwrap_or(1024) {
@@ -689,6 +744,49 @@ impl Config {
 }
 
 /// `realtime:` with its environment overrides, each value checked.
+/// `tls.certFile` and `tls.keyFile` (`TITAN_TLS_CERT_FILE`, `TITAN_TLS_KEY_FILE`) go together;
+/// `tls.caFile` (`TITAN_TLS_CA_FILE`) stands alone; `tls.reloadSeconds` is 1 to 3,600.
+fn tls(raw: RawTls, env: &impl Fn(&str) -> Option<String>) -> Result<TlsConfig, KitError> {
+    let var = |name: &str| env(name).filter(|v| !v.is_empty());
+    let cert = var("TITAN_TLS_CERT_FILE").or(raw.cert_file);
+    let key = var("TITAN_TLS_KEY_FILE").or(raw.key_file);
+    let server = match (cert, key) {
+        (Some(cert), Some(key)) => Some(ServerTlsFiles {
+            cert_file: cert.into(),
+            key_file: key.into(),
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(KitError::config(
+                "tls.keyFile",
+                "tls.certFile is set: set the key too (TITAN_TLS_KEY_FILE or tls.keyFile)",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(KitError::config(
+                "tls.certFile",
+                "tls.keyFile is set: set the certificate too (TITAN_TLS_CERT_FILE or \
+                 tls.certFile)",
+            ));
+        }
+    };
+    let reload = match raw.reload_seconds {
+        None => DEFAULT_TLS_RELOAD,
+        Some(s @ 1..=3600) => Duration::from_secs(s),
+        Some(s) => {
+            return Err(KitError::config(
+                "tls.reloadSeconds",
+                format!("{s} is out of range: 1 to 3600 seconds"),
+            ));
+        }
+    };
+    Ok(TlsConfig {
+        server,
+        reload,
+        ca_file: var("TITAN_TLS_CA_FILE").or(raw.ca_file).map(PathBuf::from),
+    })
+}
+
 fn realtime(
     raw: RawRealtime,
     env: &impl Fn(&str) -> Option<String>,
@@ -1332,6 +1430,62 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid setting objectStorage.pathStyle: \"yes\" is neither true nor false"
+        );
+    }
+
+    #[test]
+    fn tls_settings_pair_up_and_are_bounded() {
+        let none =
+            Config::from_sources(None, env(&[("TITAN_AUTH_HS256_SECRET", SECRET)])).expect("valid");
+        assert_eq!(none.tls, TlsConfig::default());
+        let file = "tls: { certFile: /f/tls.crt, keyFile: /f/tls.key, caFile: /f/ca.crt, reloadSeconds: 60 }\n";
+        let set = Config::from_sources(
+            Some(file),
+            env(&[
+                ("TITAN_AUTH_HS256_SECRET", SECRET),
+                ("TITAN_TLS_CERT_FILE", "/secret/tls.crt"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(
+            set.tls,
+            TlsConfig {
+                server: Some(ServerTlsFiles {
+                    cert_file: "/secret/tls.crt".into(),
+                    key_file: "/f/tls.key".into(),
+                }),
+                reload: Duration::from_secs(60),
+                ca_file: Some("/f/ca.crt".into()),
+            }
+        );
+        let refused = |file: &str, vars: &'static [(&'static str, &'static str)]| {
+            Config::from_sources(Some(file), env(vars))
+                .expect_err("refused")
+                .to_string()
+        };
+        assert_eq!(
+            refused(
+                "",
+                &[
+                    ("TITAN_AUTH_HS256_SECRET", SECRET),
+                    ("TITAN_TLS_CERT_FILE", "/c")
+                ]
+            ),
+            "invalid setting tls.keyFile: tls.certFile is set: set the key too (TITAN_TLS_KEY_FILE or tls.keyFile)"
+        );
+        assert_eq!(
+            refused(
+                "tls: { keyFile: /k }\n",
+                &[("TITAN_AUTH_HS256_SECRET", SECRET)]
+            ),
+            "invalid setting tls.certFile: tls.keyFile is set: set the certificate too (TITAN_TLS_CERT_FILE or tls.certFile)"
+        );
+        assert_eq!(
+            refused(
+                "tls: { reloadSeconds: 0 }\n",
+                &[("TITAN_AUTH_HS256_SECRET", SECRET)]
+            ),
+            "invalid setting tls.reloadSeconds: 0 is out of range: 1 to 3600 seconds"
         );
     }
 

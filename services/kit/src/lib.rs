@@ -25,6 +25,7 @@ pub mod runtime;
 pub mod service;
 pub mod telemetry;
 pub mod testing;
+pub mod tls;
 pub mod turn;
 pub mod wire;
 

@@ -16,10 +16,14 @@ use std::{
 };
 
 use axum::{Router, extract::State, http::StatusCode, routing::get, serve::ListenerExt};
+use futures::future::BoxFuture;
 use prometheus::Registry;
 use sqlx::PgPool;
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
-use tokio_stream::{StreamExt, wrappers::TcpListenerStream};
+use tokio_stream::{
+    StreamExt,
+    wrappers::{ReceiverStream, TcpListenerStream},
+};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic_health::{ServingStatus, server::HealthReporter};
@@ -36,6 +40,7 @@ use crate::{
     metrics::{GrpcMetrics, GrpcMetricsLayer},
     objects::ObjectStorage,
     service::{Datastore, ReadinessGate, ServiceContext, ServiceDef},
+    tls::{self, Certificates, TlsListener},
 };
 
 /// How often readiness is re-checked to update the gRPC health status.
@@ -291,6 +296,15 @@ pub async fn serve(
     let bus_metrics = BusMetrics::new(&registry)?;
     let auth = Authenticator::new(&config.auth)?;
     auth.register(&registry)?;
+    // A certificate that does not load fails the start, naming its file.
+    let certificates = match &config.tls.server {
+        Some(files) => Some(Certificates::load(
+            &files.cert_file,
+            &files.key_file,
+            &registry,
+        )?),
+        None => None,
+    };
     // The admin server answers before the datastores are connected: `/healthz` says the
     // process lives and `/readyz` why it is not ready yet, so start-up probes wait for a
     // datastore that is still starting instead of killing the pod.
@@ -389,6 +403,18 @@ pub async fn serve(
     if let Some(refresher) = auth.jwks_refresher(tasks_stop.clone()) {
         tasks.push(("auth-jwks-refresh".into(), Box::pin(refresher)));
     }
+    if let Some(certificates) = &certificates {
+        let watch = certificates
+            .clone()
+            .watch(config.tls.reload, tasks_stop.clone());
+        tasks.push((
+            "tls-reload".into(),
+            Box::pin(async move {
+                watch.await;
+                Ok(())
+            }),
+        ));
+    }
     if let Some(pool) = &clients.postgres {
         tasks.push((
             "housekeeping".into(),
@@ -433,41 +459,83 @@ pub async fn serve(
         // the deadline inside the limit, so a call past its deadline gives its permit back.
         let limit = ConcurrencyLimitLayer::new(config.max_concurrent_calls);
         let deadline = DeadlineLayer::new(config.request_timeout);
-        servers.spawn(async move {
-            tonic::transport::Server::builder()
-                .layer(layer)
-                .layer(limit)
-                .layer(deadline)
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(
-                    // Without TCP_NODELAY an answer's last small write waits for the client's
-                    // delayed ACK: 40 ms added to every unary call (seen by titan-bench chat).
-                    TcpListenerStream::new(grpc_listener).map(|accepted| {
-                        accepted.and_then(|stream| stream.set_nodelay(true).map(|()| stream))
-                    }),
-                    drain.cancelled_owned(),
+        let router = tonic::transport::Server::builder()
+            .layer(layer)
+            .layer(limit)
+            .layer(deadline)
+            .add_routes(routes);
+        let serving: BoxFuture<'static, Result<(), tonic::transport::Error>> = match &certificates {
+            Some(certificates) => {
+                let accepted = tls::accept(
+                    grpc_listener,
+                    certificates.server_config(&[b"h2"])?,
+                    certificates,
+                    "grpc",
+                    drain.clone(),
+                );
+                Box::pin(
+                    router.serve_with_incoming_shutdown(
+                        ReceiverStream::new(accepted)
+                            .map(|(stream, _)| Ok::<_, std::io::Error>(stream)),
+                        drain.cancelled_owned(),
+                    ),
                 )
+            }
+            None => Box::pin(router.serve_with_incoming_shutdown(
+                // Without TCP_NODELAY an answer's last small write waits for the client's
+                // delayed ACK: 40 ms added to every unary call (seen by titan-bench chat).
+                TcpListenerStream::new(grpc_listener).map(|accepted| {
+                    accepted.and_then(|stream| stream.set_nodelay(true).map(|()| stream))
+                }),
+                drain.cancelled_owned(),
+            )),
+        };
+        servers.spawn(async move {
+            serving
                 .await
                 .map_err(|e| KitError::Other(format!("grpc server: {e}")))
         });
     }
     {
-        let drain = drain.clone();
+        // Routes may read the peer address (`ConnectInfo<SocketAddr>`): livestream's RTMP
+        // callbacks accept only the cell's media server.
+        let app = http.into_make_service_with_connect_info::<SocketAddr>();
+        let stop = drain.clone().cancelled_owned();
+        let serving: BoxFuture<'static, std::io::Result<()>> = match &certificates {
+            Some(certificates) => {
+                let local = local_addr(&http_listener)?;
+                let accepted = tls::accept(
+                    http_listener,
+                    certificates.server_config(&[b"h2", b"http/1.1"])?,
+                    certificates,
+                    "http",
+                    drain.clone(),
+                );
+                // Tapped with nothing: axum gives `ConnectInfo<SocketAddr>` to any tapped
+                // listener, and only to its own untapped ones.
+                let listener = TlsListener::new(accepted, local).tap_io(|_| {});
+                Box::pin(
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stop)
+                        .into_future(),
+                )
+            }
+            None => Box::pin(
+                // WebSocket frames are small single writes: Nagle would hold each behind the last.
+                axum::serve(
+                    http_listener.tap_io(|stream| {
+                        if let Err(e) = stream.set_nodelay(true) {
+                            tracing::warn!(error = %e, "cannot set TCP_NODELAY on an http connection");
+                        }
+                    }),
+                    app,
+                )
+                .with_graceful_shutdown(stop)
+                .into_future(),
+            ),
+        };
         servers.spawn(async move {
-            // WebSocket frames are small single writes: Nagle would hold each behind the last.
-            axum::serve(
-                http_listener.tap_io(|stream| {
-                    if let Err(e) = stream.set_nodelay(true) {
-                        tracing::warn!(error = %e, "cannot set TCP_NODELAY on an http connection");
-                    }
-                }),
-                // Routes may read the peer address (`ConnectInfo<SocketAddr>`): livestream's
-                // RTMP callbacks accept only the cell's media server.
-                http.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(drain.cancelled_owned())
-            .await
-            .map_err(|e| KitError::Io {
+            serving.await.map_err(|e| KitError::Io {
                 what: "http server".into(),
                 source: e,
             })

@@ -121,8 +121,10 @@ async fn each_recipient_gets_the_variant_abtesting_assigns_and_the_experiment_co
     let users: Vec<String> = (1..=8).map(|i| format!("u{i}")).collect();
     let names: Vec<&str> = users.iter().map(String::as_str).collect();
     env.buyers(&names).await;
-    let experiments =
-        Experiments::new(&format!("http://{}", bound.grpc), auth.clone()).expect("experiments");
+    let experiments = Experiments::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{}", bound.grpc)).expect("url"),
+        auth.clone(),
+    );
     let app = app_on(
         &env.pg,
         &env.ch,

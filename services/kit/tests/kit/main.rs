@@ -10,3 +10,4 @@ mod limits;
 mod objects;
 mod realtime;
 mod runtime;
+mod tls;

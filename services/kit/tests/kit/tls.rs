@@ -1,0 +1,377 @@
+//! TLS on the gRPC and HTTP servers: a client trusting the cell's CA gets through, a plaintext
+//! one and one trusting another CA do not; a renewed certificate is served without a restart
+//! while calls and connections opened before it carry on; a broken renewal is refused and the
+//! served certificate kept; kit's client endpoint verifies `https` against `tls.caFile`.
+
+use std::{collections::HashMap, path::Path};
+
+use futures::FutureExt;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use titan_kit::{
+    KitError, Mounted, ServiceContext, ServiceDef,
+    config::{Config, TlsConfig},
+    runtime::{self, Bound},
+    testing::eventually,
+};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+/// A certificate authority of its own, as the operator keeps one per cell.
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let issuer =
+            CertifiedIssuer::self_signed(params, KeyPair::generate().expect("ca key")).expect("ca");
+        Self { issuer }
+    }
+
+    fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A server certificate for `localhost`: (certificate PEM, key PEM).
+    fn issue(&self) -> (String, String) {
+        let params = CertificateParams::new(vec!["localhost".to_owned()]).expect("leaf params");
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = params.signed_by(&key, &self.issuer).expect("signed");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// Writes `contents` to `path` in one rename, as the kubelet swaps a Secret's files.
+fn replace(path: &Path, contents: &str) {
+    let staging = path.with_extension("staging");
+    std::fs::write(&staging, contents).expect("write");
+    std::fs::rename(&staging, path).expect("rename");
+}
+
+static SLOW_STARTED: Notify = Notify::const_new();
+static SLOW_RELEASE: Notify = Notify::const_new();
+
+/// HTTP routes: `/hello`, and `/slow`, which answers once the test releases it.
+fn tls_probe() -> ServiceDef {
+    ServiceDef {
+        name: "tlsprobe",
+        datastores: &[],
+        ready_on: &[],
+        migrator: None,
+        clickhouse_migrations: &[],
+        publishes_events: false,
+        file_descriptor_set: tonic_health::pb::FILE_DESCRIPTOR_SET,
+        mount: |ctx: ServiceContext| {
+            async move {
+                let routes = axum::Router::new()
+                    .route("/hello", axum::routing::get(|| async { "hello" }))
+                    .route(
+                        "/slow",
+                        axum::routing::get(|| async {
+                            SLOW_STARTED.notify_one();
+                            SLOW_RELEASE.notified().await;
+                            "finished"
+                        }),
+                    );
+                Ok::<_, KitError>(Mounted::new(&ctx).http(routes))
+            }
+            .boxed()
+        },
+    }
+}
+
+struct Running {
+    bound: Bound,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), KitError>>,
+    _dir: tempfile::TempDir,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+/// A process serving `tls_probe` over TLS with `pair`, re-reading its files every second.
+async fn serve(pair: &(String, String)) -> Running {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    replace(&cert, &pair.0);
+    replace(&key, &pair.1);
+    let vars = HashMap::from([
+        ("TITAN_GRPC_ADDR", "127.0.0.1:0".to_owned()),
+        ("TITAN_HTTP_ADDR", "127.0.0.1:0".to_owned()),
+        ("TITAN_ADMIN_ADDR", "127.0.0.1:0".to_owned()),
+        (
+            "TITAN_AUTH_HS256_SECRET",
+            "0123456789abcdef0123456789abcdef".to_owned(),
+        ),
+        ("TITAN_TLS_CERT_FILE", cert.display().to_string()),
+        ("TITAN_TLS_KEY_FILE", key.display().to_string()),
+    ]);
+    let config = Config::from_sources(
+        Some("preStopDelaySeconds: 0\ntls: { reloadSeconds: 1 }\n"),
+        move |name| vars.get(name).cloned(),
+    )
+    .expect("config");
+    let stop = CancellationToken::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(runtime::serve(
+        config,
+        vec![tls_probe()],
+        stop.clone(),
+        move |b| {
+            let _ = tx.send(b);
+        },
+    ));
+    let bound = rx.await.expect("bound");
+    Running {
+        bound,
+        stop,
+        task,
+        _dir: dir,
+        cert,
+        key,
+    }
+}
+
+/// A gRPC channel to `bound` trusting `roots` (PEM), or plaintext when there are none.
+async fn channel(bound: &Bound, roots: &[&str]) -> Result<Channel, tonic::transport::Error> {
+    if roots.is_empty() {
+        return Channel::from_shared(format!("http://{}", bound.grpc))
+            .expect("url")
+            .connect()
+            .await;
+    }
+    let mut tls = ClientTlsConfig::new().domain_name("localhost");
+    for root in roots {
+        tls = tls.ca_certificate(Certificate::from_pem(root));
+    }
+    Channel::from_shared(format!("https://{}", bound.grpc))
+        .expect("url")
+        .tls_config(tls)
+        .expect("tls config")
+        .connect()
+        .await
+}
+
+/// gRPC health through a fresh connection trusting `roots`: `Ok(status)` or the failure.
+async fn health(bound: &Bound, roots: &[&str]) -> Result<i32, String> {
+    let channel = channel(bound, roots).await.map_err(|e| format!("{e:?}"))?;
+    check(channel).await
+}
+
+async fn check(channel: Channel) -> Result<i32, String> {
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().status)
+        .map_err(|s| format!("{s:?}"))
+}
+
+/// An HTTPS client trusting `roots`, reaching the server as `localhost`.
+fn https(roots: &[&str]) -> reqwest::Client {
+    roots
+        .iter()
+        .fold(reqwest::Client::builder(), |b, root| {
+            b.add_root_certificate(reqwest::Certificate::from_pem(root.as_bytes()).expect("pem"))
+        })
+        .build()
+        .expect("client")
+}
+
+/// A counter of the admin port's `/metrics`, 0 when absent.
+async fn metric(bound: &Bound, series: &str) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", bound.admin))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().expect("a number"))
+        })
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn servers_speak_tls_to_clients_of_the_cells_ca_only() {
+    let (cell, other) = (Ca::new("cell ca"), Ca::new("another ca"));
+    let running = serve(&cell.issue()).await;
+    let bound = running.bound;
+
+    assert_eq!(
+        health(&bound, &[&cell.pem()]).await,
+        Ok(ServingStatus::Serving as i32)
+    );
+    // Plaintext is not answered; a server certificate of a CA the client does not trust is
+    // refused by the client.
+    assert!(health(&bound, &[]).await.is_err(), "plaintext got through");
+    let refused = health(&bound, &[&other.pem()])
+        .await
+        .expect_err("another CA accepted");
+    assert!(refused.contains("UnknownIssuer"), "{refused}");
+    // Both left the server before a session: one plaintext, one refused by its client.
+    eventually("the failed handshakes to be counted", || async {
+        (metric(
+            &bound,
+            r#"titan_tls_handshake_failures_total{server="grpc"}"#,
+        )
+        .await
+            >= 2.0)
+            .then_some(())
+    })
+    .await;
+
+    let url = format!("https://localhost:{}/hello", bound.http.port());
+    let answer = https(&[&cell.pem()]).get(&url).send().await.expect("https");
+    assert_eq!(
+        (answer.status().as_u16(), answer.text().await.expect("body")),
+        (200, "hello".to_owned())
+    );
+    assert!(https(&[&other.pem()]).get(&url).send().await.is_err());
+    assert!(
+        reqwest::get(format!("http://localhost:{}/hello", bound.http.port()))
+            .await
+            .is_err(),
+        "plaintext HTTP got through"
+    );
+    // The admin port stays plaintext for probes and scrapes.
+    assert_eq!(
+        reqwest::get(format!("http://{}/readyz", bound.admin))
+            .await
+            .expect("readyz")
+            .status(),
+        200
+    );
+
+    running.stop.cancel();
+    running.task.await.expect("join").expect("clean stop");
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_served_without_dropping_calls() {
+    let (old, new) = (Ca::new("old ca"), Ca::new("new ca"));
+    let running = serve(&old.issue()).await;
+    let bound = running.bound;
+    // Opened before the renewal: a gRPC connection and an HTTPS request still in flight.
+    let before = channel(&bound, &[&old.pem()]).await.expect("connect");
+    assert_eq!(
+        check(before.clone()).await,
+        Ok(ServingStatus::Serving as i32)
+    );
+    let client = https(&[&old.pem(), &new.pem()]);
+    let in_flight = tokio::spawn(
+        client
+            .get(format!("https://localhost:{}/slow", bound.http.port()))
+            .send(),
+    );
+    SLOW_STARTED.notified().await;
+
+    let renewed = new.issue();
+    replace(&running.key, &renewed.1);
+    replace(&running.cert, &renewed.0);
+    eventually("the renewed certificate to be served", || async {
+        health(&bound, &[&new.pem()]).await.ok()
+    })
+    .await;
+    assert_eq!(
+        metric(&bound, r#"titan_tls_reloads_total{outcome="ok"}"#).await,
+        1.0
+    );
+    // A client of the old CA alone no longer gets in; the connection it opened before does.
+    assert!(health(&bound, &[&old.pem()]).await.is_err());
+    assert_eq!(check(before).await, Ok(ServingStatus::Serving as i32));
+    SLOW_RELEASE.notify_one();
+    let answer = in_flight.await.expect("join").expect("in-flight request");
+    assert_eq!(
+        (answer.status().as_u16(), answer.text().await.expect("body")),
+        (200, "finished".to_owned())
+    );
+
+    // A key that is not the certificate's is refused; the served pair stays.
+    replace(&running.key, &new.issue().1);
+    eventually("the broken renewal to be refused", || async {
+        (metric(&bound, r#"titan_tls_reloads_total{outcome="failed"}"#).await >= 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        health(&bound, &[&new.pem()]).await,
+        Ok(ServingStatus::Serving as i32)
+    );
+
+    running.stop.cancel();
+    running.task.await.expect("join").expect("clean stop");
+}
+
+#[tokio::test]
+async fn a_certificate_that_does_not_load_fails_the_start() {
+    let ca = Ca::new("cell ca");
+    let (cert, _) = ca.issue();
+    let (_, other_key) = ca.issue();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    replace(&cert_file, &cert);
+    replace(&key_file, &other_key);
+    let vars = HashMap::from([
+        (
+            "TITAN_AUTH_HS256_SECRET",
+            "0123456789abcdef0123456789abcdef".to_owned(),
+        ),
+        ("TITAN_TLS_CERT_FILE", cert_file.display().to_string()),
+        ("TITAN_TLS_KEY_FILE", key_file.display().to_string()),
+    ]);
+    let config = Config::from_sources(None, move |name| vars.get(name).cloned()).expect("config");
+    let err = runtime::serve(config, vec![tls_probe()], CancellationToken::new(), |_| {})
+        .await
+        .expect_err("mismatched pair");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "invalid setting tls: {}: the certificate is not the one of the private key in {}",
+            cert_file.display(),
+            key_file.display()
+        )
+    );
+}
+
+#[tokio::test]
+async fn kit_clients_verify_https_against_the_configured_ca() {
+    let ca = Ca::new("cell ca");
+    let running = serve(&ca.issue()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = dir.path().join("ca.crt");
+    replace(&ca_file, &ca.pem());
+    let url = format!("https://localhost:{}", running.bound.grpc.port());
+
+    let missing = titan_kit::tls::endpoint("abtestingUrl", &url, &TlsConfig::default())
+        .expect_err("https without a CA");
+    assert_eq!(
+        missing.to_string(),
+        format!(
+            "invalid setting tls.caFile: {url} is https: set TITAN_TLS_CA_FILE (or tls.caFile) \
+             to the CA that signs it"
+        )
+    );
+    let tls = TlsConfig {
+        ca_file: Some(ca_file),
+        ..TlsConfig::default()
+    };
+    let channel = titan_kit::tls::endpoint("abtestingUrl", &url, &tls)
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("verified connection");
+    assert_eq!(check(channel).await, Ok(ServingStatus::Serving as i32));
+
+    running.stop.cancel();
+    running.task.await.expect("join").expect("clean stop");
+}
