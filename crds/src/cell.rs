@@ -146,6 +146,10 @@ pub struct CellSpec {
     /// the ones the cell had are removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge: Option<Edge>,
+    /// Users' tokens from an identity provider, verified by every Titan service of the cell
+    /// beside the cell's own HS256 key (which service-to-service calls keep using).
+    #[serde(default)]
+    pub auth: CellAuth,
 }
 
 /// A tag in `spec.image` (a colon after the last `/`, before any `@`) must be `spec.version`.
@@ -777,6 +781,28 @@ pub struct Edge {
         )
     )]
     pub hostnames: Vec<String>,
+}
+
+/// How the cell's services verify tokens an identity provider issued (OIDC): its signing keys
+/// and the claims every token must carry. Without `jwksUrl` only the cell's own HS256 key
+/// verifies tokens.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CellAuth {
+    /// The provider's key set (its discovery document's `jwks_uri`), fetched by each service,
+    /// cached, refreshed on its `Cache-Control` schedule and on an unknown `kid` (rate
+    /// limited); RS256 keys are used. http is allowed for a provider inside the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
+    pub jwks_url: Option<String>,
+    /// The `iss` every token must carry (the cell's own tokens are minted with it too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub issuer: Option<String>,
+    /// The `aud` every token must carry (the cell's own tokens are minted with it too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub audience: Option<String>,
 }
 
 /// A Gateway, by namespace and name, and optionally one of its listeners.

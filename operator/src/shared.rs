@@ -6,7 +6,10 @@
 
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
 use kube::ResourceExt;
-use titan_crds::{Cell, cell::ObjectStorage};
+use titan_crds::{
+    Cell,
+    cell::{CellAuth, ObjectStorage},
+};
 
 /// gRPC port of every Titan service.
 pub const GRPC_PORT: i32 = 50051;
@@ -30,6 +33,8 @@ pub struct CellView {
     pub object_storage: Option<ObjectStorage>,
     /// Whether the cell runs a TURN server, whose secret the videocall service gets.
     pub turn: bool,
+    /// `spec.auth`: the identity provider every Titan service verifies users' tokens with.
+    pub auth: CellAuth,
 }
 
 impl CellView {
@@ -42,6 +47,7 @@ impl CellView {
             paused: cell.spec.operation.reconciliation_paused,
             object_storage: cell.spec.datastores.object_storage.clone(),
             turn: cell.spec.media.turn.as_ref().is_some_and(|t| t.enabled),
+            auth: cell.spec.auth.clone(),
         }
     }
 
@@ -101,6 +107,20 @@ pub fn value_env(variable: &str, value: impl Into<String>) -> EnvVar {
         value: Some(value.into()),
         ..Default::default()
     }
+}
+
+/// The variables of `spec.auth` (kit's `TITAN_AUTH_*`), for every Titan process of the cell:
+/// an unset field sets nothing, so kit's defaults (no issuer or audience required, no JWKS)
+/// hold.
+pub fn auth_env(auth: &CellAuth) -> Vec<EnvVar> {
+    [
+        ("TITAN_AUTH_JWKS_URL", &auth.jwks_url),
+        ("TITAN_AUTH_ISSUER", &auth.issuer),
+        ("TITAN_AUTH_AUDIENCE", &auth.audience),
+    ]
+    .into_iter()
+    .filter_map(|(variable, value)| value.as_ref().map(|v| value_env(variable, v)))
+    .collect()
 }
 
 /// The variables that point a process at the cell's object storage; the services that upload

@@ -104,6 +104,28 @@ fn the_schema_is_checked_with_the_api_servers_messages() {
 }
 
 #[test]
+fn the_identity_provider_is_a_url_and_its_claims_are_not_empty() {
+    let refused = refused_cell(cell(
+        "sg-1",
+        json!({"version": "0.1.0", "auth": {"jwksUrl": "id.example/jwks", "issuer": "", "audience": "titan"}}),
+    ));
+    assert_eq!(
+        refused,
+        [
+            "spec.auth.issuer: Invalid value: \"\": spec.auth.issuer in body should be at least 1 chars long",
+            "spec.auth.jwksUrl: Invalid value: \"id.example/jwks\": spec.auth.jwksUrl in body should match '^https?://[^\\s]+$'",
+        ]
+    );
+    assert_eq!(
+        refused_cell(cell(
+            "sg-1",
+            json!({"version": "0.1.0", "auth": {"jwksUrl": "http://keycloak.idp:8080/realms/shop/protocol/openid-connect/certs"}}),
+        )),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
 fn a_wrong_type_or_value_outside_its_enum_stops_the_cel_rules_as_on_the_api_server() {
     let refused = refused_cell(cell(
         "sg-1",

@@ -42,7 +42,7 @@ use crate::{
     labels,
     shared::{
         ADMIN_PORT, CLICKHOUSE_LOGIN_KEYS, CellView, GRPC_PORT, HTTP_PORT, TURN_SECRET_KEY,
-        object_storage_env, optional_secret_env, secret_env,
+        auth_env, object_storage_env, optional_secret_env, secret_env,
     },
 };
 
@@ -258,6 +258,7 @@ fn pod_template(
             &cell.auth_secret(),
             "TITAN_AUTH_HS256_SECRET",
         ));
+        env.extend(auth_env(&cell.auth));
     }
     if let Some(storage) = &cell.object_storage
         && spec.service.uses_object_storage()
@@ -521,6 +522,7 @@ mod tests {
             paused: false,
             object_storage: None,
             turn: false,
+            auth: Default::default(),
         }
     }
 

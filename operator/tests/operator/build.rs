@@ -322,6 +322,69 @@ fn websocket_origins_reach_the_runtime_of_their_service_only() {
     assert!(coupon.allow_missing_origin);
 }
 
+/// `spec.auth` reaches every Titan process as kit's variables: what kit then reads from the
+/// rendered file and variables is the Cell's provider, and a cell without it sets none.
+#[test]
+fn the_cells_identity_provider_reaches_every_titan_process() {
+    let auth_of = |cell: &Cell, service: &Service| {
+        let objects = objects_of(cell, service);
+        let text = objects.config_map.data.as_ref().expect("data")["config.yaml"].clone();
+        let pod = objects
+            .deployment
+            .spec
+            .expect("spec")
+            .template
+            .spec
+            .expect("pod");
+        let env = pod.containers[0].env.clone().unwrap_or_default();
+        titan_kit::config::Config::from_sources(Some(&text), |name| {
+            let var = env.iter().find(|e| e.name == name)?;
+            // The token key's Secret reference stands for what the cell's auth Secret holds;
+            // the datastores' are not needed to read the auth settings.
+            var.value.clone().or_else(|| {
+                (name == "TITAN_AUTH_HS256_SECRET")
+                    .then(|| "from-the-cell-auth-secret-32-bytes!".to_owned())
+            })
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", service.name_any()))
+        .auth
+    };
+    let mut cell = cell_fixture("minimal-cell.yaml");
+    for service in services_of(&cell) {
+        let auth = auth_of(&cell, &service);
+        assert_eq!(
+            (auth.jwks, auth.issuer, auth.audience),
+            (None, None, None),
+            "{}",
+            service.name_any()
+        );
+    }
+    cell.spec.auth = serde_yaml::from_str(
+        "{jwksUrl: 'https://id.shop.example/.well-known/jwks.json', issuer: 'https://id.shop.example/', audience: titan}",
+    )
+    .expect("auth");
+    let services = services_of(&cell);
+    assert_eq!(services.len(), ServiceKind::TITAN.len());
+    for service in services {
+        let auth = auth_of(&cell, &service);
+        assert_eq!(
+            (
+                auth.jwks.map(|j| j.url),
+                auth.issuer.as_deref(),
+                auth.audience.as_deref()
+            ),
+            (
+                Some("https://id.shop.example/.well-known/jwks.json".to_owned()),
+                Some("https://id.shop.example/"),
+                Some("titan")
+            ),
+            "{}",
+            service.name_any()
+        );
+        assert!(auth.hs256_secret.is_some(), "the cell's own key stays");
+    }
+}
+
 /// videocall's TURN URIs: without its own `turn.uris` the rendered file carries the cell's
 /// TURN URIs (the ones in the Cell's status), with its own list that list, and a cell without
 /// a TURN server writes none.
