@@ -445,6 +445,23 @@ impl Default for TestObjectStorage {
     }
 }
 
+/// The value of a counter or gauge series (`name{labels}` exactly as exposed) on the admin
+/// port `admin`'s `/metrics`, 0 when the series is absent.
+pub async fn metric(admin: std::net::SocketAddr, series: &str) -> f64 {
+    let text = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().expect("a number"))
+        })
+        .unwrap_or(0.0)
+}
+
 /// A runtime serving services in the test's process, once its ports are bound.
 #[derive(Debug)]
 pub struct Served {

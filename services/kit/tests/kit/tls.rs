@@ -11,7 +11,7 @@ use titan_kit::{
     KitError, Mounted, ServiceContext, ServiceDef,
     config::{Config, TlsConfig},
     runtime::{self, Bound},
-    testing::eventually,
+    testing::{eventually, metric},
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -186,22 +186,6 @@ fn https(roots: &[&str]) -> reqwest::Client {
         .expect("client")
 }
 
-/// A counter of the admin port's `/metrics`, 0 when absent.
-async fn metric(bound: &Bound, series: &str) -> f64 {
-    let text = reqwest::get(format!("http://{}/metrics", bound.admin))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().expect("a number"))
-        })
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn servers_speak_tls_to_clients_of_the_cells_ca_only() {
     let (cell, other) = (Ca::new("cell ca"), Ca::new("another ca"));
@@ -222,7 +206,7 @@ async fn servers_speak_tls_to_clients_of_the_cells_ca_only() {
     // Both left the server before a session: one plaintext, one refused by its client.
     eventually("the failed handshakes to be counted", || async {
         (metric(
-            &bound,
+            bound.admin,
             r#"titan_tls_handshake_failures_total{server="grpc"}"#,
         )
         .await
@@ -284,7 +268,7 @@ async fn a_renewed_certificate_is_served_without_dropping_calls() {
     })
     .await;
     assert_eq!(
-        metric(&bound, r#"titan_tls_reloads_total{outcome="ok"}"#).await,
+        metric(bound.admin, r#"titan_tls_reloads_total{outcome="ok"}"#).await,
         1.0
     );
     // A client of the old CA alone no longer gets in; the connection it opened before does.
@@ -300,7 +284,8 @@ async fn a_renewed_certificate_is_served_without_dropping_calls() {
     // A key that is not the certificate's is refused; the served pair stays.
     replace(&running.key, &new.issue().1);
     eventually("the broken renewal to be refused", || async {
-        (metric(&bound, r#"titan_tls_reloads_total{outcome="failed"}"#).await >= 1.0).then_some(())
+        (metric(bound.admin, r#"titan_tls_reloads_total{outcome="failed"}"#).await >= 1.0)
+            .then_some(())
     })
     .await;
     assert_eq!(

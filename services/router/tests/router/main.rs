@@ -68,16 +68,5 @@ pub async fn readyz(served: &Served) -> (u16, String) {
 
 /// The value of a counter or gauge on the admin port's `/metrics`, 0 when absent.
 pub async fn metric(served: &Served, series: &str) -> f64 {
-    let text = reqwest::get(format!("http://{}/metrics", served.bound.admin))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().expect("a number"))
-        })
-        .unwrap_or(0.0)
+    titan_kit::testing::metric(served.bound.admin, series).await
 }
