@@ -431,6 +431,13 @@ pub fn test_env(state: &State) -> Result<Vec<(String, String)>> {
             "TITAN_TEST_POSTGRES_URL".to_owned(),
             url(Kind::Postgres, "postgres")?,
         ),
+        (
+            "TITAN_TEST_POSTGRES_CA".to_owned(),
+            state
+                .server(Kind::Postgres)
+                .map(|s| postgres::ca_file(&s.log).display().to_string())
+                .ok_or_else(|| anyhow!("{} is not running", Kind::Postgres.name()))?,
+        ),
         ("TITAN_TEST_REDIS_URL".to_owned(), url(Kind::Redis, "")?),
         (
             "TITAN_TEST_REDIS_CLUSTER_URL".to_owned(),
@@ -490,7 +497,7 @@ mod tests {
                 pid: 1,
                 port,
                 extra_ports: BTreeMap::new(),
-                log: PathBuf::new(),
+                log: PathBuf::from(format!("/state/{}/{}.log", kind.name(), kind.name())),
             });
         }
         state.put_server(Server {
@@ -507,6 +514,10 @@ mod tests {
                 (
                     "TITAN_TEST_POSTGRES_URL".to_owned(),
                     "postgres://postgres@127.0.0.1:1/postgres".to_owned()
+                ),
+                (
+                    "TITAN_TEST_POSTGRES_CA".to_owned(),
+                    "/state/postgres/tls/ca.crt".to_owned()
                 ),
                 (
                     "TITAN_TEST_REDIS_URL".to_owned(),

@@ -1,5 +1,7 @@
 //! PostgreSQL from Debian's packages, run with `initdb`/`pg_ctl` as the `postgres` user (both
-//! refuse root) on a data directory inside the state directory, with a private socket dir.
+//! refuse root) on a data directory inside the state directory, with a private socket dir. It
+//! serves TLS as well as plaintext, with a certificate for `localhost` and `127.0.0.1` from a CA
+//! of its own (made once, in `tls/`), so tests can connect with `sslmode=verify-full`.
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, chown};
@@ -88,16 +90,78 @@ fn hand_over(dir: &Path, run: &Path) -> Result<()> {
     Ok(())
 }
 
-fn settings(spec: &Spec, run: &Path) -> String {
+/// The CA that signs the server's certificate, in the server's directory (where its `log`
+/// is): what `TITAN_TEST_POSTGRES_CA` points at.
+pub fn ca_file(log: &Path) -> PathBuf {
+    log.with_file_name("tls").join("ca.crt")
+}
+
+/// A CA of the server's own and the certificate it signs for `localhost` and `127.0.0.1`,
+/// written once into `dir/tls` (the key readable by its owner only, as postgres requires):
+/// (certificate, key). A restart keeps them, so a test's CA path stays valid.
+fn certificate(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let tls = dir.join("tls");
+    let (ca, cert, key) = (
+        tls.join("ca.crt"),
+        tls.join("server.crt"),
+        tls.join("server.key"),
+    );
+    if ca.is_file() && cert.is_file() && key.is_file() {
+        return Ok((cert, key));
+    }
+    let made = (|| -> Result<(String, String, String), rcgen::Error> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "titan xtask postgres ca");
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+        let leaf_key = KeyPair::generate()?;
+        let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?
+            .signed_by(&leaf_key, &issuer)?;
+        Ok((issuer.pem(), leaf.pem(), leaf_key.serialize_pem()))
+    })()
+    .context("making the postgres test certificate")?;
+    fs::create_dir_all(&tls).with_context(|| format!("creating {}", tls.display()))?;
+    for (path, text, mode) in [
+        (&ca, &made.0, 0o644),
+        (&cert, &made.1, 0o644),
+        (&key, &made.2, 0o600),
+    ] {
+        fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("restricting {}", path.display()))?;
+    }
+    if geteuid().is_root() {
+        let user = User::from_name("postgres")
+            .context("looking up the postgres user")?
+            .ok_or_else(|| anyhow!("there is no postgres user"))?;
+        for path in [&tls, &ca, &cert, &key] {
+            chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+                .with_context(|| format!("giving {} to postgres", path.display()))?;
+        }
+    }
+    Ok((cert, key))
+}
+
+fn settings(spec: &Spec, run: &Path, (cert, key): (&Path, &Path)) -> String {
+    let quoted = |p: &Path| p.display().to_string().replace('\'', "''");
     let mut conf = format!(
         "# Written by cargo xtask on every start: edits here are lost.\n\
          listen_addresses = '127.0.0.1'\n\
          port = {}\n\
          unix_socket_directories = '{}'\n\
          # Test suites run many pools in parallel.\n\
-         max_connections = 500\n",
+         max_connections = 500\n\
+         # TLS beside plaintext, for the tests of sslmode=verify-full.\n\
+         ssl = on\n\
+         ssl_cert_file = '{}'\n\
+         ssl_key_file = '{}'\n",
         spec.port,
-        run.display().to_string().replace('\'', "''")
+        quoted(run),
+        quoted(cert),
+        quoted(key),
     );
     if spec.profile == Profile::Test {
         conf.push_str(
@@ -112,7 +176,9 @@ fn settings(spec: &Spec, run: &Path) -> String {
 
 fn write_settings(spec: &Spec, data: &Path, run: &Path) -> Result<()> {
     let conf = data.join(CONF_FILE);
-    fs::write(&conf, settings(spec, run)).with_context(|| format!("writing {}", conf.display()))?;
+    let (cert, key) = certificate(&spec.dir)?;
+    fs::write(&conf, settings(spec, run, (&cert, &key)))
+        .with_context(|| format!("writing {}", conf.display()))?;
     let main = data.join("postgresql.conf");
     let text = fs::read_to_string(&main).with_context(|| format!("reading {}", main.display()))?;
     let include = format!("include_if_exists = '{CONF_FILE}'");

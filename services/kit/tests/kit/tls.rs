@@ -360,3 +360,54 @@ async fn kit_clients_verify_https_against_the_configured_ca() {
     running.stop.cancel();
     running.task.await.expect("join").expect("clean stop");
 }
+
+/// kit's PostgreSQL pool follows its URL: `sslmode=verify-full` against the server's CA connects
+/// encrypted, against another CA it is refused, and `sslmode=disable` stays plaintext (the test
+/// server, which `cargo xtask test` starts, serves both, its certificate from a CA of its own).
+#[tokio::test]
+async fn postgres_urls_choose_tls_and_verify_full_checks_the_server() {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "{name} is not set: run the tests with `cargo xtask test` (see README.md), which \
+                 starts PostgreSQL with TLS and exports it"
+            )
+        })
+    };
+    let (url, ca) = (
+        var("TITAN_TEST_POSTGRES_URL"),
+        var("TITAN_TEST_POSTGRES_CA"),
+    );
+    let connect = |query: String| {
+        let url = format!("{url}?{query}");
+        async move {
+            let config =
+                titan_kit::config::PostgresConfig::new(secrecy::SecretString::from(url), 1);
+            let pool = titan_kit::datastores::postgres::connect(&config, "titan-tls-test")
+                .await
+                .map_err(|e| e.to_string())?;
+            sqlx::query_scalar::<_, bool>(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            )
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| e.to_string())
+        }
+    };
+    assert_eq!(
+        connect(format!("sslmode=verify-full&sslrootcert={ca}")).await,
+        Ok(true)
+    );
+    assert_eq!(connect("sslmode=disable".to_owned()).await, Ok(false));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let other = dir.path().join("other-ca.crt");
+    replace(&other, &Ca::new("another ca").pem());
+    let refused = connect(format!(
+        "sslmode=verify-full&sslrootcert={}",
+        other.display()
+    ))
+    .await
+    .expect_err("a server signed by another CA");
+    assert!(refused.contains("UnknownIssuer"), "{refused}");
+}
