@@ -80,11 +80,7 @@ async fn run(args: Args) -> Result<(), KitError> {
     )
     .execute(&pool)
     .await?;
-    let redis = RedisHandle::connect(&RedisConfig {
-        url: redis_url.into(),
-        key_prefix,
-    })
-    .await?;
+    let redis = RedisHandle::connect(&RedisConfig::new(redis_url, key_prefix)).await?;
     let events = EventsConfig {
         claim_idle: Duration::from_millis(claim_idle_ms),
         ..EventsConfig::default()

@@ -171,9 +171,24 @@ impl PostgresConfig {
 
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
+    /// `redis://`, `rediss://` (TLS) or `redis+cluster://` seeds.
     pub url: SecretString,
     /// Prepended to every key this process touches, so cells and tests never collide.
     pub key_prefix: String,
+    /// The CA a `rediss://` server's certificate is verified against; without it, the
+    /// system's roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl RedisConfig {
+    /// `url` with `key_prefix`, verified against the system's roots when it is `rediss://`.
+    pub fn new(url: impl Into<SecretString>, key_prefix: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            key_prefix: key_prefix.into(),
+            ca_file: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -399,6 +414,7 @@ struct RawPostgres {
 struct RawRedis {
     url: Option<String>,
     key_prefix: Option<String>,
+    ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -644,8 +660,8 @@ impl Config {
                 let key_prefix = pick("TITAN_REDIS_KEY_PREFIX", raw.redis.key_prefix)
                     .unwrap_or_else(|| format!("titan:{cell}:"));
                 Some(RedisConfig {
-                    url: url.into(),
-                    key_prefix,
+                    ca_file: pick("TITAN_REDIS_CA_FILE", raw.redis.ca_file).map(PathBuf::from),
+                    ..RedisConfig::new(url, key_prefix)
                 })
             }
             None => None,
@@ -1458,6 +1474,14 @@ mod tests {
                 ca_file: Some("/f/ca.crt".into()),
             }
         );
+        let redis = Config::from_sources(
+            Some("redis: { url: 'rediss://r:6380', caFile: /f/redis-ca.crt }\n"),
+            env(&[("TITAN_AUTH_HS256_SECRET", SECRET)]),
+        )
+        .expect("valid")
+        .redis
+        .expect("redis");
+        assert_eq!(redis.ca_file, Some(PathBuf::from("/f/redis-ca.crt")));
         let refused = |file: &str, vars: &'static [(&'static str, &'static str)]| {
             Config::from_sources(Some(file), env(vars))
                 .expect_err("refused")

@@ -89,10 +89,7 @@ impl TestRedis {
     }
 
     async fn on(url: String) -> Self {
-        let config = RedisConfig {
-            url: SecretString::from(url.clone()),
-            key_prefix: format!("{}:", unique("t")),
-        };
+        let config = RedisConfig::new(url.clone(), format!("{}:", unique("t")));
         let handle = RedisHandle::connect(&config)
             .await
             .expect("connect to the test Redis server");

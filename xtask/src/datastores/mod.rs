@@ -8,6 +8,7 @@ mod postgres;
 mod redis;
 pub mod redis_cluster;
 pub mod s3;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -181,8 +182,9 @@ impl Drop for Datastores {
 /// Picks every port first, all at once, so no two servers are handed the same one.
 fn plan(dir: &Path, profile: Profile, previous: Option<&State>) -> Result<Vec<(Kind, Spec)>> {
     let extra = redis_cluster::port_names();
-    // One port per server, ClickHouse's two more, the cluster's other nodes and bus ports.
-    let mut fresh = process::free_ports(Kind::ALL.len() + 2 + extra.len())?.into_iter();
+    // One port per server, ClickHouse's two more, Redis's TLS port, the cluster's other nodes
+    // and bus ports.
+    let mut fresh = process::free_ports(Kind::ALL.len() + 3 + extra.len())?.into_iter();
     let mut taken = Vec::new();
     let mut pick = |wanted: Option<u16>| -> Result<u16> {
         let port = match wanted {
@@ -205,7 +207,8 @@ fn plan(dir: &Path, profile: Profile, previous: Option<&State>) -> Result<Vec<(K
         let names: Vec<String> = match kind {
             Kind::Clickhouse => vec!["tcp".to_owned(), "interserver".to_owned()],
             Kind::RedisCluster => extra.clone(),
-            Kind::Postgres | Kind::Redis | Kind::S3 => Vec::new(),
+            Kind::Redis => vec!["tls".to_owned()],
+            Kind::Postgres | Kind::S3 => Vec::new(),
         };
         let mut extra_ports = BTreeMap::new();
         for name in names {
@@ -435,10 +438,25 @@ pub fn test_env(state: &State) -> Result<Vec<(String, String)>> {
             "TITAN_TEST_POSTGRES_CA".to_owned(),
             state
                 .server(Kind::Postgres)
-                .map(|s| postgres::ca_file(&s.log).display().to_string())
+                .map(|s| tls::ca_file(&s.log).display().to_string())
                 .ok_or_else(|| anyhow!("{} is not running", Kind::Postgres.name()))?,
         ),
         ("TITAN_TEST_REDIS_URL".to_owned(), url(Kind::Redis, "")?),
+        (
+            "TITAN_TEST_REDIS_TLS_URL".to_owned(),
+            state
+                .server(Kind::Redis)
+                .and_then(|s| s.extra_ports.get("tls"))
+                .map(|port| format!("rediss://127.0.0.1:{port}"))
+                .ok_or_else(|| anyhow!("{} is not running with TLS", Kind::Redis.name()))?,
+        ),
+        (
+            "TITAN_TEST_REDIS_CA".to_owned(),
+            state
+                .server(Kind::Redis)
+                .map(|s| tls::ca_file(&s.log).display().to_string())
+                .ok_or_else(|| anyhow!("{} is not running", Kind::Redis.name()))?,
+        ),
         (
             "TITAN_TEST_REDIS_CLUSTER_URL".to_owned(),
             state
@@ -492,11 +510,15 @@ mod tests {
             (Kind::Clickhouse, 3),
             (Kind::S3, 4),
         ] {
+            let extra_ports = match kind {
+                Kind::Redis => BTreeMap::from([("tls".to_owned(), 11)]),
+                _ => BTreeMap::new(),
+            };
             state.put_server(Server {
                 kind,
                 pid: 1,
                 port,
-                extra_ports: BTreeMap::new(),
+                extra_ports,
                 log: PathBuf::from(format!("/state/{}/{}.log", kind.name(), kind.name())),
             });
         }
@@ -522,6 +544,14 @@ mod tests {
                 (
                     "TITAN_TEST_REDIS_URL".to_owned(),
                     "redis://127.0.0.1:2".to_owned()
+                ),
+                (
+                    "TITAN_TEST_REDIS_TLS_URL".to_owned(),
+                    "rediss://127.0.0.1:11".to_owned()
+                ),
+                (
+                    "TITAN_TEST_REDIS_CA".to_owned(),
+                    "/state/redis/tls/ca.crt".to_owned()
                 ),
                 (
                     "TITAN_TEST_REDIS_CLUSTER_URL".to_owned(),

@@ -11,7 +11,7 @@ use std::process::Command;
 use anyhow::{Context, Result, anyhow, bail};
 use nix::unistd::{User, geteuid};
 
-use super::{Spec, abandon, ours, pid_file, read_pid_file, wait_ready};
+use super::{Spec, abandon, ours, pid_file, read_pid_file, tls, wait_ready};
 use crate::process;
 use crate::state::{Kind, Profile, Server};
 
@@ -58,17 +58,19 @@ fn as_postgres(program: &Path, cwd: &Path) -> Command {
     cmd
 }
 
+fn postgres_user() -> Result<User> {
+    User::from_name("postgres")
+        .context("looking up the postgres user")?
+        .ok_or_else(|| anyhow!("there is no postgres user (is the postgresql package installed?)"))
+}
+
 /// Gives the server's directory to the `postgres` user and checks it can get there, which
 /// fails when a parent directory is closed to other users.
 fn hand_over(dir: &Path, run: &Path) -> Result<()> {
     if !geteuid().is_root() {
         return Ok(());
     }
-    let user = User::from_name("postgres")
-        .context("looking up the postgres user")?
-        .ok_or_else(|| {
-            anyhow!("there is no postgres user (is the postgresql package installed?)")
-        })?;
+    let user = postgres_user()?;
     for path in [dir, run] {
         chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
             .with_context(|| format!("giving {} to postgres", path.display()))?;
@@ -88,61 +90,6 @@ fn hand_over(dir: &Path, run: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The CA that signs the server's certificate, in the server's directory (where its `log`
-/// is): what `TITAN_TEST_POSTGRES_CA` points at.
-pub fn ca_file(log: &Path) -> PathBuf {
-    log.with_file_name("tls").join("ca.crt")
-}
-
-/// A CA of the server's own and the certificate it signs for `localhost` and `127.0.0.1`,
-/// written once into `dir/tls` (the key readable by its owner only, as postgres requires):
-/// (certificate, key). A restart keeps them, so a test's CA path stays valid.
-fn certificate(dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-    let tls = dir.join("tls");
-    let (ca, cert, key) = (
-        tls.join("ca.crt"),
-        tls.join("server.crt"),
-        tls.join("server.key"),
-    );
-    if ca.is_file() && cert.is_file() && key.is_file() {
-        return Ok((cert, key));
-    }
-    let made = (|| -> Result<(String, String, String), rcgen::Error> {
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "titan xtask postgres ca");
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
-        let leaf_key = KeyPair::generate()?;
-        let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?
-            .signed_by(&leaf_key, &issuer)?;
-        Ok((issuer.pem(), leaf.pem(), leaf_key.serialize_pem()))
-    })()
-    .context("making the postgres test certificate")?;
-    fs::create_dir_all(&tls).with_context(|| format!("creating {}", tls.display()))?;
-    for (path, text, mode) in [
-        (&ca, &made.0, 0o644),
-        (&cert, &made.1, 0o644),
-        (&key, &made.2, 0o600),
-    ] {
-        fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))
-            .with_context(|| format!("restricting {}", path.display()))?;
-    }
-    if geteuid().is_root() {
-        let user = User::from_name("postgres")
-            .context("looking up the postgres user")?
-            .ok_or_else(|| anyhow!("there is no postgres user"))?;
-        for path in [&tls, &ca, &cert, &key] {
-            chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
-                .with_context(|| format!("giving {} to postgres", path.display()))?;
-        }
-    }
-    Ok((cert, key))
 }
 
 fn settings(spec: &Spec, run: &Path, (cert, key): (&Path, &Path)) -> String {
@@ -176,7 +123,12 @@ fn settings(spec: &Spec, run: &Path, (cert, key): (&Path, &Path)) -> String {
 
 fn write_settings(spec: &Spec, data: &Path, run: &Path) -> Result<()> {
     let conf = data.join(CONF_FILE);
-    let (cert, key) = certificate(&spec.dir)?;
+    let owner = if geteuid().is_root() {
+        Some(postgres_user()?)
+    } else {
+        None
+    };
+    let (cert, key) = tls::certificate(&spec.dir, owner.as_ref())?;
     fs::write(&conf, settings(spec, run, (&cert, &key)))
         .with_context(|| format!("writing {}", conf.display()))?;
     let main = data.join("postgresql.conf");

@@ -1,5 +1,6 @@
 //! Redis from Debian's `redis-server`, daemonised with a pid file and a log in the state
-//! directory; persistence only for the local cell.
+//! directory; persistence only for the local cell. It serves TLS on a second port, with a
+//! certificate from a CA of its own (`tls`).
 
 use std::fs;
 use std::io::{Read, Write};
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::{Spec, abandon, ours, pid_file, read_pid_file, wait_ready};
+use super::{Spec, abandon, ours, pid_file, read_pid_file, tls, wait_ready};
 use crate::process;
 use crate::state::{Kind, Profile, Server};
 
@@ -39,9 +40,28 @@ pub(super) fn start(spec: &Spec) -> Result<Server> {
         fs::remove_file(&pid_file)
             .with_context(|| format!("removing stale {}", pid_file.display()))?;
     }
+    // TLS on a port of its own beside the plaintext one, for the tests of `rediss://`; the
+    // CA file is required by redis-server even when clients present no certificate.
+    let tls_port = spec
+        .extra_ports
+        .get("tls")
+        .ok_or_else(|| anyhow::anyhow!("no TLS port planned for redis"))?;
+    let (cert, key) = tls::certificate(&spec.dir, None)?;
     let mut cmd = Command::new("redis-server");
     cmd.current_dir(&spec.dir)
         .args(["--bind", "127.0.0.1", "--port", &spec.port.to_string()])
+        .args([
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-auth-clients",
+            "no",
+        ])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--tls-ca-cert-file")
+        .arg(tls::ca_file(&log))
         .args(["--daemonize", "yes", "--pidfile"])
         .arg(&pid_file)
         .arg("--logfile")
@@ -68,7 +88,7 @@ pub(super) fn start(spec: &Spec) -> Result<Server> {
         kind: Kind::Redis,
         pid,
         port,
-        extra_ports: Default::default(),
+        extra_ports: spec.extra_ports.clone(),
         log,
     })
 }

@@ -83,12 +83,9 @@ async fn a_redis_restart_loses_no_unit_and_sells_none_twice() {
     let url = format!("redis://127.0.0.1:{port}");
     let server = Redis::start(dir.path(), port, "always");
     until_up(&url).await;
-    let handle = RedisHandle::connect(&RedisConfig {
-        url: url.clone().into(),
-        key_prefix: "t:".into(),
-    })
-    .await
-    .expect("connect");
+    let handle = RedisHandle::connect(&RedisConfig::new(url.clone(), "t:"))
+        .await
+        .expect("connect");
     let w = World::with_redis(settings(), handle).await;
     let sale = w.live_sale(100, 5).await;
 
@@ -189,12 +186,9 @@ async fn a_redis_killed_under_everysec_heals_without_overselling() {
     let url = format!("redis://127.0.0.1:{port}");
     let server = Redis::start(dir.path(), port, "everysec");
     until_up(&url).await;
-    let handle = RedisHandle::connect(&RedisConfig {
-        url: url.clone().into(),
-        key_prefix: "t:".into(),
-    })
-    .await
-    .expect("connect");
+    let handle = RedisHandle::connect(&RedisConfig::new(url.clone(), "t:"))
+        .await
+        .expect("connect");
     let w = World::with_redis(settings(), handle).await;
     let sale = w.live_sale(TOTAL, 5).await;
     let mut held = Vec::new();

@@ -100,11 +100,10 @@ async fn cluster_pipeline(
 /// Where the connections go.
 #[derive(Clone)]
 enum Target {
-    Single(redis::Client),
+    /// Boxed: a client with TLS settings is several times a seed list's size.
+    Single(Box<redis::Client>),
     /// Every seed as a single-server client too: pub/sub subscribes on one node.
-    Cluster {
-        seeds: Vec<redis::Client>,
-    },
+    Cluster { seeds: Vec<redis::Client> },
 }
 
 /// A connection and the prefix every key must carry; cheap to clone.
@@ -127,7 +126,20 @@ impl std::fmt::Debug for RedisHandle {
 impl RedisHandle {
     pub async fn connect(config: &RedisConfig) -> Result<Self, KitError> {
         let url = config.url.expose_secret();
+        let tls = url.starts_with("rediss://");
+        if tls {
+            // redis-rs builds its TLS client from the process's default provider, which must
+            // be named when more than one is compiled in.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let target = match cluster_seeds(url)? {
+            Some(_) if config.ca_file.is_some() => {
+                return Err(KitError::config(
+                    "redis.caFile",
+                    "a Redis Cluster over TLS is not supported yet: use a single server's \
+                     rediss:// URL, or the cluster without redis.caFile",
+                ));
+            }
             Some(seeds) => Target::Cluster {
                 seeds: seeds
                     .iter()
@@ -135,10 +147,32 @@ impl RedisHandle {
                     .collect::<Result<_, _>>()
                     .map_err(|e| KitError::config("redis.url", e.to_string()))?,
             },
-            None => Target::Single(
-                redis::Client::open(url)
+            None => Target::Single(Box::new(match &config.ca_file {
+                Some(ca_file) if tls => {
+                    let pem = std::fs::read(ca_file).map_err(|e| {
+                        KitError::config(
+                            "redis.caFile",
+                            format!("cannot read {}: {e}", ca_file.display()),
+                        )
+                    })?;
+                    redis::Client::build_with_tls(
+                        url,
+                        redis::TlsCertificates {
+                            client_tls: None,
+                            root_cert: Some(pem),
+                        },
+                    )
+                    .map_err(|e| KitError::config("redis.caFile", e.to_string()))?
+                }
+                Some(_) => {
+                    return Err(KitError::config(
+                        "redis.caFile",
+                        "is set but redis.url is not rediss://: the connection would be plaintext",
+                    ));
+                }
+                None => redis::Client::open(url)
                     .map_err(|e| KitError::config("redis.url", e.to_string()))?,
-            ),
+            })),
         };
         if matches!(target, Target::Cluster { .. }) && config.key_prefix.contains(['{', '}']) {
             // Redis hashes the first `{...}` of a key: braces in the prefix would put every
@@ -227,7 +261,7 @@ async fn connection(target: &Target, response_timeout: Duration) -> Result<Redis
             let config =
                 ConnectionManagerConfig::new().set_response_timeout(Some(response_timeout));
             Ok(RedisConn::Single(
-                ConnectionManager::new_with_config(client.clone(), config).await?,
+                ConnectionManager::new_with_config((**client).clone(), config).await?,
             ))
         }
         Target::Cluster { seeds } => {

@@ -632,10 +632,10 @@ async fn on_a_redis_cluster_topics_fan_out_across_replicas_subscribed_on_differe
     let reversed: Vec<&str> = seeds.trim_end_matches('/').split(',').rev().collect();
     let other = TestRedis {
         handle: titan_kit::datastores::redis::RedisHandle::connect(
-            &titan_kit::config::RedisConfig {
-                url: format!("{scheme}://{}", reversed.join(",")).into(),
-                key_prefix: redis.config.key_prefix.clone(),
-            },
+            &titan_kit::config::RedisConfig::new(
+                format!("{scheme}://{}", reversed.join(",")),
+                redis.config.key_prefix.clone(),
+            ),
         )
         .await
         .expect("connect with the seeds reversed"),

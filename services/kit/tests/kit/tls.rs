@@ -361,19 +361,21 @@ async fn kit_clients_verify_https_against_the_configured_ca() {
     running.task.await.expect("join").expect("clean stop");
 }
 
+/// A variable `cargo xtask test` exports for the test servers' TLS.
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: run the tests with `cargo xtask test` (see README.md), which \
+             starts PostgreSQL and Redis with TLS and exports it"
+        )
+    })
+}
+
 /// kit's PostgreSQL pool follows its URL: `sslmode=verify-full` against the server's CA connects
 /// encrypted, against another CA it is refused, and `sslmode=disable` stays plaintext (the test
 /// server, which `cargo xtask test` starts, serves both, its certificate from a CA of its own).
 #[tokio::test]
 async fn postgres_urls_choose_tls_and_verify_full_checks_the_server() {
-    let var = |name: &str| {
-        std::env::var(name).unwrap_or_else(|_| {
-            panic!(
-                "{name} is not set: run the tests with `cargo xtask test` (see README.md), which \
-                 starts PostgreSQL with TLS and exports it"
-            )
-        })
-    };
     let (url, ca) = (
         var("TITAN_TEST_POSTGRES_URL"),
         var("TITAN_TEST_POSTGRES_CA"),
@@ -410,4 +412,42 @@ async fn postgres_urls_choose_tls_and_verify_full_checks_the_server() {
     .await
     .expect_err("a server signed by another CA");
     assert!(refused.contains("UnknownIssuer"), "{refused}");
+}
+
+/// kit's Redis over `rediss://`: verified against `redis.caFile` it answers; a server signed by
+/// another CA is refused; a CA file beside a plaintext URL is refused before connecting.
+#[tokio::test]
+async fn redis_over_tls_verifies_against_the_configured_ca() {
+    use titan_kit::{config::RedisConfig, datastores::redis::RedisHandle};
+    let (url, ca) = (var("TITAN_TEST_REDIS_TLS_URL"), var("TITAN_TEST_REDIS_CA"));
+    let connect = |url: String, ca: &Path| {
+        let config = RedisConfig {
+            ca_file: Some(ca.to_owned()),
+            ..RedisConfig::new(url, "t:tls:")
+        };
+        async move {
+            RedisHandle::connect(&config)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    let handle = connect(url.clone(), Path::new(&ca))
+        .await
+        .expect("a server of the configured CA");
+    handle.ping().await.expect("ping over TLS");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let other = dir.path().join("other-ca.crt");
+    replace(&other, &Ca::new("another ca").pem());
+    let refused = connect(url, &other)
+        .await
+        .expect_err("a server signed by another CA");
+    assert!(refused.contains("UnknownIssuer"), "{refused}");
+    assert_eq!(
+        connect(var("TITAN_TEST_REDIS_URL"), Path::new(&ca))
+            .await
+            .expect_err("plaintext with a CA"),
+        "invalid setting redis.caFile: is set but redis.url is not rediss://: the connection \
+         would be plaintext"
+    );
 }
