@@ -459,6 +459,27 @@ pub async fn metric(admin: std::net::SocketAddr, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A service of a test named `name`, mounted by `mount`, needing no datastore, migration or
+/// event relay, with gRPC health's descriptors for reflection; a test that needs more sets
+/// those fields with struct update syntax (`ServiceDef { datastores: &[..], ..service(..) }`).
+pub fn service(
+    name: &'static str,
+    mount: fn(
+        crate::ServiceContext,
+    ) -> futures::future::BoxFuture<'static, Result<crate::Mounted, crate::KitError>>,
+) -> crate::ServiceDef {
+    crate::ServiceDef {
+        name,
+        datastores: &[],
+        ready_on: &[],
+        migrator: None,
+        clickhouse_migrations: &[],
+        publishes_events: false,
+        file_descriptor_set: tonic_health::pb::FILE_DESCRIPTOR_SET,
+        mount,
+    }
+}
+
 /// A runtime serving services in the test's process, once its ports are bound.
 #[derive(Debug)]
 pub struct Served {

@@ -500,20 +500,15 @@ async fn a_stopped_server_is_unavailable_with_a_reason() {
 
 fn uploads() -> ServiceDef {
     ServiceDef {
-        name: "uploads",
         datastores: &[Datastore::ObjectStorage],
         ready_on: &[Datastore::ObjectStorage],
-        migrator: None,
-        clickhouse_migrations: &[],
-        publishes_events: false,
-        file_descriptor_set: tonic_health::pb::FILE_DESCRIPTOR_SET,
-        mount: |ctx: ServiceContext| {
+        ..titan_kit::testing::service("uploads", |ctx: ServiceContext| {
             async move {
                 ctx.objects()?;
                 Ok::<_, KitError>(Mounted::new(&ctx))
             }
             .boxed()
-        },
+        })
     }
 }
 

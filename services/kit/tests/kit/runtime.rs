@@ -21,14 +21,9 @@ use tonic_health::pb::{
 
 fn probe() -> ServiceDef {
     ServiceDef {
-        name: "probe",
         datastores: &[Datastore::Postgres],
         ready_on: &[Datastore::Postgres],
-        migrator: None,
-        clickhouse_migrations: &[],
-        publishes_events: false,
-        file_descriptor_set: tonic_health::pb::FILE_DESCRIPTOR_SET,
-        mount: |ctx: ServiceContext| {
+        ..titan_kit::testing::service("probe", |ctx: ServiceContext| {
             async move {
                 ctx.postgres()?;
                 let routes = axum::Router::new()
@@ -42,7 +37,7 @@ fn probe() -> ServiceDef {
                 Ok::<_, KitError>(Mounted::new(&ctx).http(routes))
             }
             .boxed()
-        },
+        })
     }
 }
 
@@ -326,27 +321,18 @@ static GATE_OPEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool:
 /// A service without datastores that is ready only once [`GATE_OPEN`] is set, as the router is
 /// only once it has a table.
 fn gated() -> ServiceDef {
-    ServiceDef {
-        name: "gated",
-        datastores: &[],
-        ready_on: &[],
-        migrator: None,
-        clickhouse_migrations: &[],
-        publishes_events: false,
-        file_descriptor_set: tonic_health::pb::FILE_DESCRIPTOR_SET,
-        mount: |ctx: ServiceContext| {
-            async move {
-                Ok::<_, KitError>(Mounted::new(&ctx).ready_when("first table", || {
-                    if GATE_OPEN.load(std::sync::atomic::Ordering::SeqCst) {
-                        Ok(())
-                    } else {
-                        Err("none loaded yet".into())
-                    }
-                }))
-            }
-            .boxed()
-        },
-    }
+    titan_kit::testing::service("gated", |ctx: ServiceContext| {
+        async move {
+            Ok::<_, KitError>(Mounted::new(&ctx).ready_when("first table", || {
+                if GATE_OPEN.load(std::sync::atomic::Ordering::SeqCst) {
+                    Ok(())
+                } else {
+                    Err("none loaded yet".into())
+                }
+            }))
+        }
+        .boxed()
+    })
 }
 
 /// `Mounted::ready_when`: `/readyz` and gRPC health say not ready, with the service's reason,

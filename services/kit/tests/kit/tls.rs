@@ -11,7 +11,7 @@ use titan_kit::{
     KitError, Mounted, ServiceContext, ServiceDef,
     config::{Config, TlsConfig},
     runtime::{self, Bound},
-    testing::{eventually, metric},
+    testing::{eventually, metric, service},
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -60,31 +60,22 @@ static SLOW_RELEASE: Notify = Notify::const_new();
 
 /// HTTP routes: `/hello`, and `/slow`, which answers once the test releases it.
 fn tls_probe() -> ServiceDef {
-    ServiceDef {
-        name: "tlsprobe",
-        datastores: &[],
-        ready_on: &[],
-        migrator: None,
-        clickhouse_migrations: &[],
-        publishes_events: false,
-        file_descriptor_set: tonic_health::pb::FILE_DESCRIPTOR_SET,
-        mount: |ctx: ServiceContext| {
-            async move {
-                let routes = axum::Router::new()
-                    .route("/hello", axum::routing::get(|| async { "hello" }))
-                    .route(
-                        "/slow",
-                        axum::routing::get(|| async {
-                            SLOW_STARTED.notify_one();
-                            SLOW_RELEASE.notified().await;
-                            "finished"
-                        }),
-                    );
-                Ok::<_, KitError>(Mounted::new(&ctx).http(routes))
-            }
-            .boxed()
-        },
-    }
+    service("tlsprobe", |ctx: ServiceContext| {
+        async move {
+            let routes = axum::Router::new()
+                .route("/hello", axum::routing::get(|| async { "hello" }))
+                .route(
+                    "/slow",
+                    axum::routing::get(|| async {
+                        SLOW_STARTED.notify_one();
+                        SLOW_RELEASE.notified().await;
+                        "finished"
+                    }),
+                );
+            Ok::<_, KitError>(Mounted::new(&ctx).http(routes))
+        }
+        .boxed()
+    })
 }
 
 struct Running {
