@@ -113,14 +113,8 @@ struct Series {
 impl Prometheus {
     /// A client for the Prometheus whose HTTP API is at `base` (`http://prometheus:9090`).
     pub fn new(base: &str) -> Result<Self, QueryError> {
-        let client = reqwest::Client::builder()
-            .timeout(QUERY_TIMEOUT)
-            .connect_timeout(QUERY_TIMEOUT)
-            .user_agent(concat!("titan-operator/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| QueryError::Client(causes(&e)))?;
         Ok(Self {
-            client,
+            client: shared_client()?,
             url: format!("{}/api/v1/query", base.trim_end_matches('/')),
         })
     }
@@ -163,6 +157,22 @@ impl Prometheus {
         }
         answer(&self.url, status, &body)
     }
+}
+
+/// The operator's one HTTP client for Prometheus, built on first use: its connection pool and
+/// TLS roots then serve every round, instead of a client (and a new connection) per round.
+fn shared_client() -> Result<reqwest::Client, QueryError> {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if let Some(client) = CLIENT.get() {
+        return Ok(client.clone());
+    }
+    let client = reqwest::Client::builder()
+        .timeout(QUERY_TIMEOUT)
+        .connect_timeout(QUERY_TIMEOUT)
+        .user_agent(concat!("titan-operator/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| QueryError::Client(causes(&e)))?;
+    Ok(CLIENT.get_or_init(|| client).clone())
 }
 
 /// Reads the body of a `/api/v1/query` answer with HTTP `status`.
