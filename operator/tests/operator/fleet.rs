@@ -9,7 +9,7 @@ use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use titan_crds::{
     Cell, Fleet,
     cell::RolloutStatus,
-    fleet::{FleetStatus, HALTED, RESUMED_AT, WaveStatus},
+    fleet::{FleetStatus, HALTED, Halt, RESUMED_AT, WaveStatus},
 };
 use titan_operator::{
     cell::rollout::{self, Resolved},
@@ -110,6 +110,15 @@ pub(crate) fn take(members: &mut [Member], wave: i32, version: &str) {
         m.version = Some(version.into());
         m.ready = true;
     }
+}
+
+/// The halt the last round recorded; `what` names it when there is none.
+pub(crate) fn halt_of(fleet: &Fleet, what: &str) -> Halt {
+    fleet
+        .status
+        .as_ref()
+        .and_then(|s| s.halt.clone())
+        .expect(what)
 }
 
 pub(crate) fn condition(fleet: &Fleet, type_: &str) -> (String, String) {
@@ -307,11 +316,7 @@ fn a_degraded_canary_halts_at_once_and_wave_one_is_not_released() {
     take(&mut members, 0, "1.1");
     members[0].degraded = Some("coupon: CrashLoopBackOff".into());
     let halted = round(&mut fleet, &members, t(5));
-    let halt = fleet
-        .status
-        .as_ref()
-        .and_then(|s| s.halt.clone())
-        .expect("halt");
+    let halt = halt_of(&fleet, "halt");
     assert_eq!(halt.reason, "CellDegraded");
     assert!(
         halt.message
@@ -640,11 +645,7 @@ fn an_error_rate_above_max_halts_and_exactly_max_or_no_data_do_not() {
 
     members[0].analysis = Some(Ok(Answer::Value(0.12)));
     let halted = round(&mut fleet, &members, t(30));
-    let halt = fleet
-        .status
-        .as_ref()
-        .and_then(|s| s.halt.clone())
-        .expect("halted");
+    let halt = halt_of(&fleet, "halted");
     assert_eq!(
         (
             halt.cell.as_str(),
@@ -697,11 +698,7 @@ fn an_error_rate_above_max_halts_and_exactly_max_or_no_data_do_not() {
     members[0].analysis = Some(Ok(Answer::Value(0.2)));
     resume(&mut fleet, "2026-01-01T00:18:20Z");
     let again = round(&mut fleet, &members, t(1_101));
-    let halt = fleet
-        .status
-        .as_ref()
-        .and_then(|s| s.halt.clone())
-        .expect("halted again");
+    let halt = halt_of(&fleet, "halted again");
     assert_eq!(
         (halt.reason.as_str(), halt.since.clone()),
         ("ErrorRate", Time(t(1_101)))

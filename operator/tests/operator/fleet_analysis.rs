@@ -25,7 +25,9 @@ use titan_operator::fleet::{
 };
 use tower::{Layer, ServiceExt};
 
-use crate::fleet::{RESUME, condition, fleet, member, message, released, round, t, take, v};
+use crate::fleet::{
+    RESUME, condition, fleet, halt_of, member, message, released, round, t, take, v,
+};
 
 const INSTALL: &str = "apt-get install -y --no-install-recommends prometheus (or run `cargo xtask \
                        test`, which installs it)";
@@ -294,11 +296,7 @@ async fn a_real_prometheus_judges_each_cell_and_an_error_rate_above_max_halts_th
     };
     assert!(rate < 1.0, "{rate}: the successes count too");
     round(&mut fleet, &members, t(20));
-    let halt = fleet
-        .status
-        .as_ref()
-        .and_then(|s| s.halt.clone())
-        .expect("halted");
+    let halt = halt_of(&fleet, "halted");
     assert_eq!(
         (halt.cell.as_str(), halt.reason.as_str()),
         ("canary", "ErrorRate")
