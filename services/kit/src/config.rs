@@ -203,6 +203,9 @@ pub struct ClickHouseConfig {
     pub max_execution_time: Duration,
     /// Most memory one query may use (`max_memory_usage`), in bytes.
     pub max_memory_usage: u64,
+    /// The CA an `https://` server's certificate is verified against; without it, the
+    /// system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ClickHouseConfig {
@@ -216,6 +219,7 @@ impl ClickHouseConfig {
             validation: false,
             max_execution_time: Duration::from_secs(30),
             max_memory_usage: 4 << 30,
+            ca_file: None,
         }
     }
 }
@@ -427,6 +431,7 @@ struct RawClickHouse {
     validation: Option<bool>,
     max_execution_time_seconds: Option<u64>,
     max_memory_usage_bytes: Option<u64>,
+    ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -685,6 +690,8 @@ impl Config {
                         .clickhouse
                         .max_memory_usage_bytes
                         .unwrap_or(defaults.max_memory_usage),
+                    ca_file: pick("TITAN_CLICKHOUSE_CA_FILE", raw.clickhouse.ca_file)
+                        .map(PathBuf::from),
                     ..defaults
                 })
             }
@@ -1482,6 +1489,27 @@ mod tests {
         .redis
         .expect("redis");
         assert_eq!(redis.ca_file, Some(PathBuf::from("/f/redis-ca.crt")));
+        let clickhouse = |vars: &'static [(&'static str, &'static str)]| {
+            Config::from_sources(
+                Some("clickhouse: { url: 'https://ch:8443', caFile: /f/ch-ca.crt }\n"),
+                env(vars),
+            )
+            .expect("valid")
+            .clickhouse
+            .expect("clickhouse")
+            .ca_file
+        };
+        assert_eq!(
+            clickhouse(&[("TITAN_AUTH_HS256_SECRET", SECRET)]),
+            Some(PathBuf::from("/f/ch-ca.crt"))
+        );
+        assert_eq!(
+            clickhouse(&[
+                ("TITAN_AUTH_HS256_SECRET", SECRET),
+                ("TITAN_CLICKHOUSE_CA_FILE", "/secret/ca.crt")
+            ]),
+            Some(PathBuf::from("/secret/ca.crt"))
+        );
         let refused = |file: &str, vars: &'static [(&'static str, &'static str)]| {
             Config::from_sources(Some(file), env(vars))
                 .expect_err("refused")

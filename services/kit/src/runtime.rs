@@ -121,7 +121,7 @@ impl Clients {
                     clients.redis = Some(RedisHandle::connect(cfg).await?);
                 }
                 (Datastore::ClickHouse, _, _, Some(cfg)) => {
-                    clients.clickhouse = Some(clickhouse::connect(cfg));
+                    clients.clickhouse = Some(clickhouse::connect(cfg)?);
                 }
                 (Datastore::ObjectStorage, ..) => {
                     if let Some(cfg) = &config.object_storage {
@@ -259,7 +259,7 @@ pub async fn migrate(config: &Config, services: &[ServiceDef]) -> Result<(), Kit
                 datastore: "clickhouse",
                 hint: Datastore::ClickHouse.hint(),
             })?;
-        let client = clickhouse::connect(cfg);
+        let client = clickhouse::connect(cfg)?;
         for service in with_clickhouse {
             clickhouse::migrate(&client, service.name, service.clickhouse_migrations).await?;
         }

@@ -389,7 +389,8 @@ impl TestClickHouse {
     pub async fn new() -> Self {
         let url = server_url("TITAN_TEST_CLICKHOUSE_URL");
         let database = unique("t");
-        let admin = clickhouse::connect(&ClickHouseConfig::new(url.clone(), "default".into()));
+        let admin = clickhouse::connect(&ClickHouseConfig::new(url.clone(), "default".into()))
+            .expect("a client of the test ClickHouse");
         admin
             .query(&format!("CREATE DATABASE {database}"))
             .execute()
@@ -397,7 +398,7 @@ impl TestClickHouse {
             .expect("create test ClickHouse database");
         let config = ClickHouseConfig::new(url, database);
         Self {
-            client: clickhouse::connect(&config),
+            client: clickhouse::connect(&config).expect("a client of the test ClickHouse"),
             config,
         }
     }

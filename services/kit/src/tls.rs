@@ -12,7 +12,8 @@
 //! listener nor memory for long.
 //!
 //! Clients: [`endpoint`] gives the tonic endpoint of another service, verifying an `https` URL
-//! against the cell's CA (`tls.caFile`).
+//! against the cell's CA (`tls.caFile`); [`ca_pem`] and [`roots`] read a datastore's CA file
+//! (`redis.caFile`, `clickhouse.caFile`).
 
 use std::{
     net::SocketAddr,
@@ -23,7 +24,7 @@ use std::{
 
 use prometheus::{IntCounterVec, Opts, Registry};
 use rustls::{
-    ServerConfig,
+    RootCertStore, ServerConfig,
     crypto::CryptoProvider,
     pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
     server::{ClientHello, ResolvesServerCert},
@@ -71,6 +72,31 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
         path: path.display().to_string(),
         source,
     })
+}
+
+/// The CA file of a datastore client (the value of `setting`, such as `redis.caFile`): its PEM
+/// bytes and certificates, so a wrong file fails at start naming the setting.
+fn ca(setting: &str, path: &Path) -> Result<(Vec<u8>, Vec<CertificateDer<'static>>), KitError> {
+    let named = |e: TlsError| KitError::config(setting, e.to_string());
+    let pem = read(path).map_err(named)?;
+    let certs = certificates(path, &pem).map_err(named)?;
+    Ok((pem, certs))
+}
+
+/// The PEM bytes of the CA file of `setting`, checked to hold certificates.
+pub fn ca_pem(setting: &str, path: &Path) -> Result<Vec<u8>, KitError> {
+    Ok(ca(setting, path)?.0)
+}
+
+/// The certificates of the CA file of `setting`, as the roots a client trusts.
+pub fn roots(setting: &str, path: &Path) -> Result<RootCertStore, KitError> {
+    let mut roots = RootCertStore::empty();
+    for cert in ca(setting, path)?.1 {
+        roots
+            .add(cert)
+            .map_err(|e| KitError::config(setting, format!("{}: {e}", path.display())))?;
+    }
+    Ok(roots)
 }
 
 /// The certificates of a PEM file, in order (leaf first for a chain).

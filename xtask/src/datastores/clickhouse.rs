@@ -1,5 +1,6 @@
 //! ClickHouse from Debian's `clickhouse-server` (18.16), run from a rewritten copy of the
-//! packaged config with everything inside the state directory.
+//! packaged config with everything inside the state directory. It serves https on a second
+//! port, with a certificate from a CA of its own (`tls`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -12,8 +13,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::clickhouse_config::{Edits, Ports, rewrite};
-use super::{Spec, abandon, ours, pid_file, read_pid_file, wait_ready};
+use super::clickhouse_config::{Certificate, Edits, Ports, rewrite};
+use super::{Spec, abandon, ours, pid_file, read_pid_file, tls, wait_ready};
 use crate::http;
 use crate::process;
 use crate::state::{Kind, Server};
@@ -49,12 +50,18 @@ fn write_config(spec: &Spec) -> Result<()> {
         .with_context(|| format!("writing {}", users.display()))?;
     let ports = Ports {
         http: spec.port,
+        https: port(&spec.extra_ports, "https")?,
         tcp: port(&spec.extra_ports, "tcp")?,
         interserver: port(&spec.extra_ports, "interserver")?,
     };
+    let tls = tls::certificate(&spec.dir, None)?;
+    let certificate = Certificate {
+        cert: &tls.cert,
+        key: &tls.key,
+    };
     let config = rewrite(
         &read("config.xml")?,
-        &Edits::private_server(&spec.dir, &users, ports),
+        &Edits::private_server(&spec.dir, &users, ports, certificate),
     )
     .context("rewriting the packaged clickhouse config.xml")?;
     let path = spec.dir.join("config.xml");

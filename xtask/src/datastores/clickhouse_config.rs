@@ -1,5 +1,6 @@
 //! Rewrites ClickHouse's packaged `config.xml` for a private server: every path moved into a
-//! state directory, our ports, loopback only, no extra listeners. Pure text in, text out.
+//! state directory, our ports, loopback only, https with our certificate, no other extra
+//! listeners. Pure text in, text out.
 //!
 //! A small element scanner, not an XML library: the packaged file is plain (comments, a CDATA
 //! block inside a comment, attributes without `>`), and editing the text in place keeps its
@@ -25,14 +26,22 @@ pub struct Edits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ports {
     pub http: u16,
+    /// The same HTTP interface over TLS, for the tests of kit's https client.
+    pub https: u16,
     pub tcp: u16,
     pub interserver: u16,
 }
 
+/// The certificate (chain) and key the https port presents.
+#[derive(Debug, Clone, Copy)]
+pub struct Certificate<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
+}
+
 /// Listeners of some ClickHouse versions that a private test server must not open: they would
-/// take fixed ports or need certificates.
+/// take fixed ports or need certificates of their own.
 const EXTRA_LISTENERS: &[&str] = &[
-    "https_port",
     "tcp_port_secure",
     "interserver_https_port",
     "mysql_port",
@@ -44,13 +53,22 @@ const EXTRA_LISTENERS: &[&str] = &[
 
 impl Edits {
     /// The edits for a server whose files all live under `dir` (`users_xml` being the copy of
-    /// users.xml placed there).
-    pub fn private_server(dir: &Path, users_xml: &Path, ports: Ports) -> Self {
+    /// users.xml placed there), serving https with `tls`.
+    pub fn private_server(dir: &Path, users_xml: &Path, ports: Ports, tls: Certificate) -> Self {
         // ClickHouse wants directory paths to end with a slash.
         let sub = |name: &str| format!("{}/", dir.join(name).display());
         let log = |name: &str| dir.join("log").join(name).display().to_string();
         let mut set = vec![
             ("http_port", ports.http.to_string()),
+            ("https_port", ports.https.to_string()),
+            (
+                "openSSL/server/certificateFile",
+                tls.cert.display().to_string(),
+            ),
+            (
+                "openSSL/server/privateKeyFile",
+                tls.key.display().to_string(),
+            ),
             ("tcp_port", ports.tcp.to_string()),
             ("interserver_http_port", ports.interserver.to_string()),
             ("path", sub("data")),
@@ -71,6 +89,9 @@ impl Edits {
         // The package listens on ::1 too, which fails where IPv6 is off; one loopback address
         // is all tests need.
         remove.push("listen_host".to_owned());
+        // The packaged Diffie-Hellman file does not exist; the ECDHE key exchanges that rustls
+        // offers need none.
+        remove.push("openSSL/server/dhParamsFile".to_owned());
         Edits {
             set: set.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
             remove,
@@ -286,7 +307,12 @@ pub fn rewrite(xml: &str, edits: &Edits) -> Result<String> {
             });
         }
     }
-    // Children of top-level elements the file lacks, gathered so each element is added once.
+    let with_body = |path: &str| {
+        scan.elements
+            .iter()
+            .find(|e| e.path == path && e.close_start < e.end)
+    };
+    // Children of elements the file lacks, gathered so each element is added once.
     let mut new_parents: Vec<(&str, String)> = Vec::new();
     for (path, value) in &edits.set {
         if scan.elements.iter().any(|e| e.path == *path) {
@@ -295,14 +321,8 @@ pub fn rewrite(xml: &str, edits: &Edits) -> Result<String> {
         let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
         if parent.is_empty() {
             ops.push(insertion(xml, scan.root_close_start, element(name, value)));
-        } else if let Some(p) = scan
-            .elements
-            .iter()
-            .find(|e| e.path == parent && e.close_start < e.end)
-        {
+        } else if let Some(p) = with_body(parent) {
             ops.push(insertion(xml, p.close_start, element(name, value)));
-        } else if parent.contains('/') {
-            bail!("config has no <{parent}> element to put <{name}> in");
         } else if let Some((_, children)) = new_parents.iter_mut().find(|(p, _)| *p == parent) {
             children.push_str(&element(name, value));
         } else {
@@ -310,11 +330,19 @@ pub fn rewrite(xml: &str, edits: &Edits) -> Result<String> {
         }
     }
     for (parent, children) in new_parents {
-        ops.push(insertion(
-            xml,
-            scan.root_close_start,
-            format!("<{parent}>{children}</{parent}>"),
-        ));
+        // Made inside the deepest ancestor the file has (the root when it has none).
+        let (mut anchor, mut missing, mut above) = (scan.root_close_start, parent, parent);
+        while let Some((up, _)) = above.rsplit_once('/') {
+            if let Some(p) = with_body(up) {
+                (anchor, missing) = (p.close_start, &parent[up.len() + 1..]);
+                break;
+            }
+            above = up;
+        }
+        let text = missing
+            .rsplit('/')
+            .fold(children, |inner, name| format!("<{name}>{inner}</{name}>"));
+        ops.push(insertion(xml, anchor, text));
     }
     for (name, value) in &edits.append {
         ops.push(insertion(xml, scan.root_close_start, element(name, value)));
@@ -358,6 +386,14 @@ mod tests {
     <https_port>8443</https_port>
     <http_server_default_response><![CDATA[<html><head><base href="http://ui.tabix.io/"></head></html>]]></http_server_default_response>
     -->
+    <openSSL>
+        <server>
+            <certificateFile>/etc/clickhouse-server/server.crt</certificateFile>
+            <privateKeyFile>/etc/clickhouse-server/server.key</privateKeyFile>
+            <dhParamsFile>/etc/clickhouse-server/dhparam.pem</dhParamsFile>
+            <verificationMode>none</verificationMode>
+        </server>
+    </openSSL>
     <interserver_http_port>9009</interserver_http_port>
     <!-- <listen_host>::</listen_host> -->
     <listen_host>::1</listen_host>
@@ -384,8 +420,13 @@ mod tests {
             Path::new("/state/clickhouse/users.xml"),
             Ports {
                 http: 41000,
+                https: 41003,
                 tcp: 41001,
                 interserver: 41002,
+            },
+            Certificate {
+                cert: Path::new("/state/clickhouse/tls/server.crt"),
+                key: Path::new("/state/clickhouse/tls/server.key"),
             },
         )
     }
@@ -404,6 +445,25 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("8123") && !out.contains(">9009<"), "{out}");
+        Ok(())
+    }
+
+    #[test]
+    fn serves_https_with_the_given_certificate() -> Result<()> {
+        let out = rewritten()?;
+        assert!(
+            out.contains("\n    <https_port>41003</https_port>\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "<certificateFile>/state/clickhouse/tls/server.crt</certificateFile>\n            \
+                 <privateKeyFile>/state/clickhouse/tls/server.key</privateKeyFile>\n            \
+                 <verificationMode>none</verificationMode>"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("dhparam") && !out.contains("/etc/"), "{out}");
         Ok(())
     }
 
@@ -553,14 +613,25 @@ mod tests {
         assert!(err("<yandex><a></b></yandex>").contains("does not match"));
         assert!(err("<yandex><!-- open").contains("unterminated comment"));
         assert!(err("<yandex><a>").contains("never closed"));
+    }
+
+    #[test]
+    fn makes_missing_parents_inside_the_deepest_one_present() -> Result<()> {
         let deep = Edits {
-            set: vec![("a/b/c".to_owned(), "x".to_owned())],
+            set: vec![
+                ("a/b/c".to_owned(), "x".to_owned()),
+                ("a/b/d".to_owned(), "y".to_owned()),
+            ],
             ..Edits::default()
         };
-        let e = rewrite("<yandex></yandex>", &deep)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(e.contains("no <a/b> element"), "{e}");
+        assert_eq!(
+            rewrite("<yandex></yandex>", &deep)?,
+            "<yandex><a><b><c>x</c><d>y</d></b></a></yandex>"
+        );
+        assert_eq!(
+            rewrite("<yandex><a><e/></a></yandex>", &deep)?,
+            "<yandex><a><e/><b><c>x</c><d>y</d></b></a></yandex>"
+        );
+        Ok(())
     }
 }

@@ -182,9 +182,9 @@ impl Drop for Datastores {
 /// Picks every port first, all at once, so no two servers are handed the same one.
 fn plan(dir: &Path, profile: Profile, previous: Option<&State>) -> Result<Vec<(Kind, Spec)>> {
     let extra = redis_cluster::port_names();
-    // One port per server, ClickHouse's two more, Redis's TLS port, the cluster's other nodes
+    // One port per server, ClickHouse's three more, Redis's TLS port, the cluster's other nodes
     // and bus ports.
-    let mut fresh = process::free_ports(Kind::ALL.len() + 3 + extra.len())?.into_iter();
+    let mut fresh = process::free_ports(Kind::ALL.len() + 4 + extra.len())?.into_iter();
     let mut taken = Vec::new();
     let mut pick = |wanted: Option<u16>| -> Result<u16> {
         let port = match wanted {
@@ -205,7 +205,11 @@ fn plan(dir: &Path, profile: Profile, previous: Option<&State>) -> Result<Vec<(K
         }
         let port = pick(old(kind.name()))?;
         let names: Vec<String> = match kind {
-            Kind::Clickhouse => vec!["tcp".to_owned(), "interserver".to_owned()],
+            Kind::Clickhouse => vec![
+                "https".to_owned(),
+                "tcp".to_owned(),
+                "interserver".to_owned(),
+            ],
             Kind::RedisCluster => extra.clone(),
             Kind::Redis => vec!["tls".to_owned()],
             Kind::Postgres | Kind::S3 => Vec::new(),
@@ -438,7 +442,7 @@ pub fn test_env(state: &State) -> Result<Vec<(String, String)>> {
             "TITAN_TEST_POSTGRES_CA".to_owned(),
             state
                 .server(Kind::Postgres)
-                .map(|s| tls::ca_file(&s.log).display().to_string())
+                .map(|s| tls::ca_file(s).display().to_string())
                 .ok_or_else(|| anyhow!("{} is not running", Kind::Postgres.name()))?,
         ),
         ("TITAN_TEST_REDIS_URL".to_owned(), url(Kind::Redis, "")?),
@@ -454,7 +458,7 @@ pub fn test_env(state: &State) -> Result<Vec<(String, String)>> {
             "TITAN_TEST_REDIS_CA".to_owned(),
             state
                 .server(Kind::Redis)
-                .map(|s| tls::ca_file(&s.log).display().to_string())
+                .map(|s| tls::ca_file(s).display().to_string())
                 .ok_or_else(|| anyhow!("{} is not running", Kind::Redis.name()))?,
         ),
         (
@@ -467,6 +471,21 @@ pub fn test_env(state: &State) -> Result<Vec<(String, String)>> {
         (
             "TITAN_TEST_CLICKHOUSE_URL".to_owned(),
             url(Kind::Clickhouse, "")?,
+        ),
+        (
+            "TITAN_TEST_CLICKHOUSE_TLS_URL".to_owned(),
+            state
+                .server(Kind::Clickhouse)
+                .and_then(|s| s.extra_ports.get("https"))
+                .map(|port| format!("https://127.0.0.1:{port}"))
+                .ok_or_else(|| anyhow!("{} is not running with https", Kind::Clickhouse.name()))?,
+        ),
+        (
+            "TITAN_TEST_CLICKHOUSE_CA".to_owned(),
+            state
+                .server(Kind::Clickhouse)
+                .map(|s| tls::ca_file(s).display().to_string())
+                .ok_or_else(|| anyhow!("{} is not running", Kind::Clickhouse.name()))?,
         ),
         ("TITAN_TEST_S3_ENDPOINT".to_owned(), url(Kind::S3, "")?),
         ("TITAN_TEST_S3_BUCKET".to_owned(), s3::BUCKET.to_owned()),
@@ -510,16 +529,20 @@ mod tests {
             (Kind::Clickhouse, 3),
             (Kind::S3, 4),
         ] {
-            let extra_ports = match kind {
-                Kind::Redis => BTreeMap::from([("tls".to_owned(), 11)]),
-                _ => BTreeMap::new(),
+            let (extra_ports, log) = match kind {
+                Kind::Redis => (BTreeMap::from([("tls".to_owned(), 11)]), "redis.log"),
+                Kind::Clickhouse => (
+                    BTreeMap::from([("https".to_owned(), 12)]),
+                    "log/clickhouse-server.log",
+                ),
+                _ => (BTreeMap::new(), "server.log"),
             };
             state.put_server(Server {
                 kind,
                 pid: 1,
                 port,
                 extra_ports,
-                log: PathBuf::from(format!("/state/{}/{}.log", kind.name(), kind.name())),
+                log: PathBuf::from(format!("/state/{}/{log}", kind.name())),
             });
         }
         state.put_server(Server {
@@ -562,6 +585,14 @@ mod tests {
                 (
                     "TITAN_TEST_CLICKHOUSE_URL".to_owned(),
                     "http://127.0.0.1:3".to_owned()
+                ),
+                (
+                    "TITAN_TEST_CLICKHOUSE_TLS_URL".to_owned(),
+                    "https://127.0.0.1:12".to_owned()
+                ),
+                (
+                    "TITAN_TEST_CLICKHOUSE_CA".to_owned(),
+                    "/state/clickhouse/tls/ca.crt".to_owned()
                 ),
                 (
                     "TITAN_TEST_S3_ENDPOINT".to_owned(),

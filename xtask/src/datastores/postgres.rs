@@ -128,8 +128,8 @@ fn write_settings(spec: &Spec, data: &Path, run: &Path) -> Result<()> {
     } else {
         None
     };
-    let (cert, key) = tls::certificate(&spec.dir, owner.as_ref())?;
-    fs::write(&conf, settings(spec, run, (&cert, &key)))
+    let tls = tls::certificate(&spec.dir, owner.as_ref())?;
+    fs::write(&conf, settings(spec, run, (&tls.cert, &tls.key)))
         .with_context(|| format!("writing {}", conf.display()))?;
     let main = data.join("postgresql.conf");
     let text = fs::read_to_string(&main).with_context(|| format!("reading {}", main.display()))?;

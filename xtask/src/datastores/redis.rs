@@ -46,7 +46,7 @@ pub(super) fn start(spec: &Spec) -> Result<Server> {
         .extra_ports
         .get("tls")
         .ok_or_else(|| anyhow::anyhow!("no TLS port planned for redis"))?;
-    let (cert, key) = tls::certificate(&spec.dir, None)?;
+    let tls = tls::certificate(&spec.dir, None)?;
     let mut cmd = Command::new("redis-server");
     cmd.current_dir(&spec.dir)
         .args(["--bind", "127.0.0.1", "--port", &spec.port.to_string()])
@@ -57,11 +57,11 @@ pub(super) fn start(spec: &Spec) -> Result<Server> {
             "no",
         ])
         .arg("--tls-cert-file")
-        .arg(&cert)
+        .arg(&tls.cert)
         .arg("--tls-key-file")
-        .arg(&key)
+        .arg(&tls.key)
         .arg("--tls-ca-cert-file")
-        .arg(tls::ca_file(&log))
+        .arg(&tls.ca)
         .args(["--daemonize", "yes", "--pidfile"])
         .arg(&pid_file)
         .arg("--logfile")

@@ -72,7 +72,7 @@ impl World {
         if let Some(url) = url {
             config.url = url;
         }
-        let client = clickhouse::connect(&config);
+        let client = clickhouse::connect(&config).expect("client");
         let shutdown = CancellationToken::new();
         let metrics = Metrics::new(&Registry::new()).expect("metrics");
         let (events, flush_events) = Ingestor::new(

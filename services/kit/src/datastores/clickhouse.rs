@@ -1,16 +1,46 @@
 //! ClickHouse: an HTTP client on the cell's database, and versioned migrations. Row validation
 //! is a setting because the server Debian ships (18.16) does not know the format it uses.
+//!
+//! An `https://` URL is spoken over TLS (rustls with ring, as everywhere in titan), the server
+//! verified against `clickhouse.caFile` or, without one, the system's roots. The connector is
+//! kit's own rather than the clickhouse crate's `rustls-tls*` features: those choose aws-lc or
+//! webpki's roots, and panic when the system has no roots at all.
+
+use std::{path::Path, sync::Arc, time::Duration};
 
 use clickhouse::{Client, Row};
+use hyper_rustls::{ConfigBuilderExt, HttpsConnectorBuilder};
+use hyper_util::{
+    client::legacy::{Client as HttpClient, connect::HttpConnector},
+    rt::TokioExecutor,
+};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use crate::{KitError, config::ClickHouseConfig};
 
+/// The setting named when the CA file is wrong or misplaced.
+const CA_FILE: &str = "clickhouse.caFile";
+/// As the clickhouse crate's own HTTP client: TCP keep-alive on pooled connections, and idle
+/// ones dropped before the server's 3 s keep-alive timeout closes them under a request.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A client whose every query carries the configured `max_execution_time` and
-/// `max_memory_usage`: one heavy report cannot starve the server.
-pub fn connect(config: &ClickHouseConfig) -> Client {
-    let mut client = Client::default()
+/// `max_memory_usage`: one heavy report cannot starve the server. A CA file beside an `http://`
+/// URL is refused: the connection would be plaintext.
+pub fn connect(config: &ClickHouseConfig) -> Result<Client, KitError> {
+    let client = match (config.url.starts_with("https://"), &config.ca_file) {
+        (true, ca_file) => https(ca_file.as_deref())?,
+        (false, Some(_)) => {
+            return Err(KitError::config(
+                CA_FILE,
+                "is set but clickhouse.url is not https://: the connection would be plaintext",
+            ));
+        }
+        (false, None) => Client::default(),
+    };
+    let mut client = client
         .with_url(&config.url)
         .with_database(&config.database)
         .with_validation(config.validation)
@@ -25,7 +55,44 @@ pub fn connect(config: &ClickHouseConfig) -> Client {
     if let Some(password) = &config.password {
         client = client.with_password(password.expose_secret());
     }
-    client
+    Ok(client)
+}
+
+/// A client that speaks https only, verifying the server against `ca_file` or the system's
+/// roots.
+fn https(ca_file: Option<&Path>) -> Result<Client, KitError> {
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| KitError::config(CA_FILE, e.to_string()))?;
+    let tls = match ca_file {
+        Some(path) => tls.with_root_certificates(crate::tls::roots(CA_FILE, path)?),
+        None => tls.with_native_roots().map_err(|e| {
+            KitError::config(
+                CA_FILE,
+                format!(
+                    "clickhouse.url is https and the system's CA certificates do not load ({e}): \
+                     set TITAN_CLICKHOUSE_CA_FILE (or clickhouse.caFile) to the CA that signs it"
+                ),
+            )
+        })?,
+    }
+    .with_no_client_auth();
+    let mut tcp = HttpConnector::new();
+    tcp.set_keepalive(Some(TCP_KEEPALIVE));
+    // The TLS connector below takes https URLs; the TCP one must let them through to it.
+    tcp.enforce_http(false);
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(tcp);
+    Ok(Client::with_http_client(
+        HttpClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(connector),
+    ))
 }
 
 /// Readiness: the server answers a query.

@@ -148,22 +148,14 @@ impl RedisHandle {
                     .map_err(|e| KitError::config("redis.url", e.to_string()))?,
             },
             None => Target::Single(Box::new(match &config.ca_file {
-                Some(ca_file) if tls => {
-                    let pem = std::fs::read(ca_file).map_err(|e| {
-                        KitError::config(
-                            "redis.caFile",
-                            format!("cannot read {}: {e}", ca_file.display()),
-                        )
-                    })?;
-                    redis::Client::build_with_tls(
-                        url,
-                        redis::TlsCertificates {
-                            client_tls: None,
-                            root_cert: Some(pem),
-                        },
-                    )
-                    .map_err(|e| KitError::config("redis.caFile", e.to_string()))?
-                }
+                Some(ca_file) if tls => redis::Client::build_with_tls(
+                    url,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(crate::tls::ca_pem("redis.caFile", ca_file)?),
+                    },
+                )
+                .map_err(|e| KitError::config("redis.caFile", e.to_string()))?,
                 Some(_) => {
                     return Err(KitError::config(
                         "redis.caFile",

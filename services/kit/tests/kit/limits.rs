@@ -46,7 +46,8 @@ async fn clickhouse_queries_carry_their_limits() {
         max_execution_time: Duration::from_secs(7),
         max_memory_usage: 123_456_789,
         ..ch.config.clone()
-    });
+    })
+    .expect("client");
     let settings: Vec<(String, String)> = client
         .query(
             "SELECT name, value FROM system.settings

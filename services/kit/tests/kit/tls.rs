@@ -1,7 +1,8 @@
 //! TLS on the gRPC and HTTP servers: a client trusting the cell's CA gets through, a plaintext
 //! one and one trusting another CA do not; a renewed certificate is served without a restart
 //! while calls and connections opened before it carry on; a broken renewal is refused and the
-//! served certificate kept; kit's client endpoint verifies `https` against `tls.caFile`.
+//! served certificate kept; kit's client endpoint verifies `https` against `tls.caFile`; kit's
+//! PostgreSQL, Redis and ClickHouse clients verify the test servers against their CAs.
 
 use std::{collections::HashMap, path::Path};
 
@@ -357,9 +358,21 @@ fn var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!(
             "{name} is not set: run the tests with `cargo xtask test` (see README.md), which \
-             starts PostgreSQL and Redis with TLS and exports it"
+             starts PostgreSQL, Redis and ClickHouse with TLS and exports it; or `eval \"$(cargo \
+             xtask datastores env)\"` after `cargo xtask datastores start`"
         )
     })
+}
+
+/// An error and its causes, outermost first: a refused handshake is named only by a cause.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    text
 }
 
 /// kit's PostgreSQL pool follows its URL: `sslmode=verify-full` against the server's CA connects
@@ -440,5 +453,48 @@ async fn redis_over_tls_verifies_against_the_configured_ca() {
             .expect_err("plaintext with a CA"),
         "invalid setting redis.caFile: is set but redis.url is not rediss://: the connection \
          would be plaintext"
+    );
+}
+
+/// kit's ClickHouse client over `https://`: verified against `clickhouse.caFile` a query
+/// answers; a server signed by another CA is refused; a CA file beside an `http://` URL is
+/// refused before any request.
+#[tokio::test]
+async fn clickhouse_over_https_verifies_against_the_configured_ca() {
+    use titan_kit::{config::ClickHouseConfig, datastores::clickhouse};
+    let (url, ca) = (
+        var("TITAN_TEST_CLICKHOUSE_TLS_URL"),
+        var("TITAN_TEST_CLICKHOUSE_CA"),
+    );
+    let client = |url: &str, ca: &Path| {
+        clickhouse::connect(&ClickHouseConfig {
+            ca_file: Some(ca.to_owned()),
+            ..ClickHouseConfig::new(url.to_owned(), "default".to_owned())
+        })
+    };
+    let verified = client(&url, Path::new(&ca)).expect("a client of the configured CA");
+    assert_eq!(
+        verified
+            .query("SELECT 40 + 2")
+            .fetch_one::<u16>()
+            .await
+            .expect("a query over https"),
+        42
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let other = dir.path().join("other-ca.crt");
+    replace(&other, &Ca::new("another ca").pem());
+    let refused = clickhouse::ping(&client(&url, &other).expect("a client of another CA"))
+        .await
+        .expect_err("a server signed by another CA");
+    let refused = chain(&refused);
+    assert!(refused.contains("UnknownIssuer"), "{refused}");
+    assert_eq!(
+        client(&var("TITAN_TEST_CLICKHOUSE_URL"), Path::new(&ca))
+            .expect_err("plaintext with a CA")
+            .to_string(),
+        "invalid setting clickhouse.caFile: is set but clickhouse.url is not https://: the \
+         connection would be plaintext"
     );
 }
