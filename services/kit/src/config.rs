@@ -171,12 +171,13 @@ impl PostgresConfig {
 
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://`, `rediss://` (TLS) or `redis+cluster://` seeds.
+    /// `redis://`, `rediss://` (TLS), or a cluster's seeds: `redis+cluster://`,
+    /// `rediss+cluster://` (TLS).
     pub url: SecretString,
     /// Prepended to every key this process touches, so cells and tests never collide.
     pub key_prefix: String,
-    /// The CA a `rediss://` server's certificate is verified against; without it, the
-    /// system's roots.
+    /// The CA a `rediss://` server's (or every `rediss+cluster://` node's) certificate is
+    /// verified against; without it, the system's roots.
     pub ca_file: Option<PathBuf>,
 }
 
@@ -661,7 +662,11 @@ impl Config {
         };
         let redis = match pick("TITAN_REDIS_URL", raw.redis.url) {
             Some(url) => {
-                check_url("redis.url", &url, &["redis", "rediss", "redis+cluster"])?;
+                check_url(
+                    "redis.url",
+                    &url,
+                    &["redis", "rediss", "redis+cluster", "rediss+cluster"],
+                )?;
                 let key_prefix = pick("TITAN_REDIS_KEY_PREFIX", raw.redis.key_prefix)
                     .unwrap_or_else(|| format!("titan:{cell}:"));
                 Some(RedisConfig {

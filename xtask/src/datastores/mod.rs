@@ -469,6 +469,20 @@ pub fn test_env(state: &State) -> Result<Vec<(String, String)>> {
                 .and_then(redis_cluster::url)?,
         ),
         (
+            "TITAN_TEST_REDIS_CLUSTER_TLS_URL".to_owned(),
+            state
+                .server(Kind::RedisCluster)
+                .ok_or_else(|| anyhow!("{} is not running", Kind::RedisCluster.name()))
+                .and_then(redis_cluster::tls_url)?,
+        ),
+        (
+            "TITAN_TEST_REDIS_CLUSTER_CA".to_owned(),
+            state
+                .server(Kind::RedisCluster)
+                .map(|s| tls::ca_file(s).display().to_string())
+                .ok_or_else(|| anyhow!("{} is not running", Kind::RedisCluster.name()))?,
+        ),
+        (
             "TITAN_TEST_CLICKHOUSE_URL".to_owned(),
             url(Kind::Clickhouse, "")?,
         ),
@@ -550,7 +564,7 @@ mod tests {
             pid: 1,
             port: 5,
             extra_ports: redis_cluster::port_names().into_iter().zip(6..).collect(),
-            log: PathBuf::new(),
+            log: PathBuf::from("/state/redis-cluster/node-1/redis.log"),
         });
         let env = test_env(&state)?;
         assert_eq!(
@@ -581,6 +595,16 @@ mod tests {
                     "redis+cluster://127.0.0.1:5,127.0.0.1:6,127.0.0.1:7,127.0.0.1:8,127.0.0.1:9,\
                      127.0.0.1:10"
                         .to_owned()
+                ),
+                (
+                    "TITAN_TEST_REDIS_CLUSTER_TLS_URL".to_owned(),
+                    "rediss+cluster://127.0.0.1:17,127.0.0.1:18,127.0.0.1:19,127.0.0.1:20,\
+                     127.0.0.1:21,127.0.0.1:22"
+                        .to_owned()
+                ),
+                (
+                    "TITAN_TEST_REDIS_CLUSTER_CA".to_owned(),
+                    "/state/redis-cluster/tls/ca.crt".to_owned()
                 ),
                 (
                     "TITAN_TEST_CLICKHOUSE_URL".to_owned(),

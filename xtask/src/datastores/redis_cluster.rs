@@ -2,6 +2,11 @@
 //! loopback (three masters, a replica each), joined by `redis-cli --cluster create`, each
 //! daemonised with a pid file and a log in `redis-cluster/node-<n>`; no persistence. Ready
 //! once every node reports `cluster_state:ok` and sees three masters and three replicas.
+//!
+//! Every node also serves TLS on a second port, with one certificate from a CA of the
+//! cluster's own (`tls`), for the tests of `rediss+cluster://`. The cluster bus and replication
+//! then run over TLS too (`tls-cluster`, `tls-replication`): Redis 7 announces a node's TLS
+//! port to TLS clients and its plaintext port to plaintext ones only when its bus is TLS.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -11,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::{READY_DEADLINE, Spec, abandon, ours, pid_file, read_pid_file, wait_ready};
+use super::{READY_DEADLINE, Spec, abandon, ours, pid_file, read_pid_file, tls, wait_ready};
 use crate::process;
 use crate::signals;
 use crate::state::{Kind, Server};
@@ -24,11 +29,13 @@ pub fn node_dir(cluster_dir: &Path, n: usize) -> PathBuf {
     cluster_dir.join(format!("node-{n}"))
 }
 
-/// The `extra_ports` names: node 1 serves on the spec's port; every node has a bus port.
+/// The `extra_ports` names: node 1 serves on the spec's port; every node has a bus port and a
+/// TLS port.
 pub fn port_names() -> Vec<String> {
     (2..=NODES)
         .map(|n| format!("node{n}"))
         .chain((1..=NODES).map(|n| format!("bus{n}")))
+        .chain((1..=NODES).map(|n| format!("tls{n}")))
         .collect()
 }
 
@@ -48,11 +55,20 @@ fn port(ports: &BTreeMap<String, u16>, name: &str) -> Result<u16> {
 
 /// `redis+cluster://` with every node as a seed.
 pub fn url(server: &Server) -> Result<String> {
-    let seeds: Vec<String> = client_ports(server)?
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect();
-    Ok(format!("redis+cluster://{}", seeds.join(",")))
+    Ok(seeds_url("redis+cluster", &client_ports(server)?))
+}
+
+/// `rediss+cluster://` with every node's TLS port as a seed.
+pub fn tls_url(server: &Server) -> Result<String> {
+    let ports = (1..=NODES)
+        .map(|n| port(&server.extra_ports, &format!("tls{n}")))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(seeds_url("rediss+cluster", &ports))
+}
+
+fn seeds_url(scheme: &str, ports: &[u16]) -> String {
+    let seeds: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    format!("{scheme}://{}", seeds.join(","))
 }
 
 pub(super) fn start(spec: &Spec) -> Result<Server> {
@@ -80,6 +96,7 @@ pub(super) fn start(spec: &Spec) -> Result<Server> {
 /// `launched` counts the nodes told to start, for the cleanup after a failure.
 fn start_nodes(spec: &Spec, server: &Server, launched: &mut usize) -> Result<u32> {
     let ports = client_ports(server)?;
+    let tls = tls::certificate(&spec.dir, None)?;
     let mut pids = Vec::new();
     for (i, client) in ports.iter().enumerate() {
         let n = i + 1;
@@ -104,6 +121,7 @@ fn start_nodes(spec: &Spec, server: &Server, launched: &mut usize) -> Result<u32
         }
         let log = dir.join("redis.log");
         let bus = port(&spec.extra_ports, &format!("bus{n}"))?;
+        let tls_port = port(&spec.extra_ports, &format!("tls{n}"))?;
         let mut cmd = Command::new("redis-server");
         cmd.current_dir(&dir)
             .args(["--bind", "127.0.0.1", "--port", &client.to_string()])
@@ -113,6 +131,15 @@ fn start_nodes(spec: &Spec, server: &Server, launched: &mut usize) -> Result<u32
                 "--cluster-port",
                 &bus.to_string(),
             ])
+            .args(["--tls-port", &tls_port.to_string()])
+            .args(["--tls-cluster", "yes", "--tls-replication", "yes"])
+            .args(["--tls-auth-clients", "no"])
+            .arg("--tls-cert-file")
+            .arg(&tls.cert)
+            .arg("--tls-key-file")
+            .arg(&tls.key)
+            .arg("--tls-ca-cert-file")
+            .arg(&tls.ca)
             .args(["--cluster-config-file", "nodes.conf"])
             .args(["--save", "", "--appendonly", "no"])
             .args(["--daemonize", "yes", "--pidfile"])
@@ -224,6 +251,10 @@ f 127.0.0.1:6@16 slave c 0 0 3 connected
         assert_eq!(
             url(&server)?,
             "redis+cluster://127.0.0.1:1,127.0.0.1:2,127.0.0.1:101,127.0.0.1:102,127.0.0.1:103,127.0.0.1:104"
+        );
+        assert_eq!(
+            tls_url(&server)?,
+            "rediss+cluster://127.0.0.1:111,127.0.0.1:112,127.0.0.1:113,127.0.0.1:114,127.0.0.1:115,127.0.0.1:116"
         );
         Ok(())
     }

@@ -13,13 +13,13 @@ use nix::unistd::User;
 use crate::state::{Kind, Server};
 
 /// The CA that signs a server's certificate, in `tls/` of the server's directory (where its
-/// log is; ClickHouse's is in `log/` below it): what `TITAN_TEST_POSTGRES_CA`,
-/// `TITAN_TEST_REDIS_CA` and `TITAN_TEST_CLICKHOUSE_CA` point at.
+/// log is; ClickHouse's is in `log/` below it, the cluster's in node 1's): what
+/// `TITAN_TEST_*_CA` point at.
 pub fn ca_file(server: &Server) -> PathBuf {
     let log_dir = server.log.parent().unwrap_or(Path::new("/"));
     let dir = match server.kind {
-        Kind::Clickhouse => log_dir.parent().unwrap_or(log_dir),
-        _ => log_dir,
+        Kind::Clickhouse | Kind::RedisCluster => log_dir.parent().unwrap_or(log_dir),
+        Kind::Postgres | Kind::Redis | Kind::S3 => log_dir,
     };
     dir.join("tls").join("ca.crt")
 }

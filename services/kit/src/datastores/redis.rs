@@ -3,8 +3,12 @@
 //! slot map through resharding and failover), chosen by the URL, paired with the key prefix of
 //! this cell (or test), so every key a service builds is namespaced the same way.
 //!
-//! Cluster URLs list seed nodes: `redis+cluster://[user:password@]host:port,host:port,...`.
-//! Any one reachable seed is enough; the rest of the cluster is discovered from it.
+//! Cluster URLs list seed nodes: `redis+cluster://[user:password@]host:port,host:port,...`
+//! (`rediss+cluster://` for TLS to every node). Any one reachable seed is enough; the rest of
+//! the cluster is discovered from it.
+//!
+//! TLS (`rediss://`, `rediss+cluster://`) verifies the servers against `redis.caFile` or,
+//! without one, the system's roots.
 
 use std::time::Duration;
 
@@ -19,6 +23,8 @@ use crate::{KitError, config::RedisConfig};
 
 /// The scheme of a Redis Cluster URL.
 pub const CLUSTER_SCHEME: &str = "redis+cluster";
+/// The scheme of a Redis Cluster URL over TLS (every node's TLS port).
+pub const CLUSTER_TLS_SCHEME: &str = "rediss+cluster";
 /// How long the shared connection waits for a reply before failing the command.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long connecting to one cluster node may take.
@@ -102,8 +108,21 @@ async fn cluster_pipeline(
 enum Target {
     /// Boxed: a client with TLS settings is several times a seed list's size.
     Single(Box<redis::Client>),
-    /// Every seed as a single-server client too: pub/sub subscribes on one node.
-    Cluster { seeds: Vec<redis::Client> },
+    /// Every seed as a single-server client too: pub/sub subscribes on one node. `certs`: the
+    /// CA of `redis.caFile`, which the cluster client needs again for the nodes it discovers.
+    Cluster {
+        seeds: Vec<redis::Client>,
+        certs: Option<redis::TlsCertificates>,
+    },
+}
+
+/// A single-server client of `url`, verified against `certs` when it is TLS.
+fn client(url: &str, certs: Option<&redis::TlsCertificates>) -> Result<redis::Client, KitError> {
+    match certs {
+        Some(certs) => redis::Client::build_with_tls(url, certs.clone())
+            .map_err(|e| KitError::config("redis.caFile", e.to_string())),
+        None => redis::Client::open(url).map_err(|e| KitError::config("redis.url", e.to_string())),
+    }
 }
 
 /// A connection and the prefix every key must carry; cheap to clone.
@@ -126,45 +145,35 @@ impl std::fmt::Debug for RedisHandle {
 impl RedisHandle {
     pub async fn connect(config: &RedisConfig) -> Result<Self, KitError> {
         let url = config.url.expose_secret();
-        let tls = url.starts_with("rediss://");
+        let tls = url.starts_with("rediss://") || url.starts_with(CLUSTER_TLS_SCHEME);
         if tls {
             // redis-rs builds its TLS client from the process's default provider, which must
             // be named when more than one is compiled in.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let target = match cluster_seeds(url)? {
-            Some(_) if config.ca_file.is_some() => {
+        let certs = match &config.ca_file {
+            Some(ca_file) if tls => Some(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(crate::tls::ca_pem("redis.caFile", ca_file)?),
+            }),
+            Some(_) => {
                 return Err(KitError::config(
                     "redis.caFile",
-                    "a Redis Cluster over TLS is not supported yet: use a single server's \
-                     rediss:// URL, or the cluster without redis.caFile",
+                    "is set but redis.url is not rediss:// (or rediss+cluster://): the connection \
+                     would be plaintext",
                 ));
             }
+            None => None,
+        };
+        let target = match cluster_seeds(url)? {
             Some(seeds) => Target::Cluster {
                 seeds: seeds
                     .iter()
-                    .map(|s| redis::Client::open(s.as_str()))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| KitError::config("redis.url", e.to_string()))?,
+                    .map(|s| client(s, certs.as_ref()))
+                    .collect::<Result<_, _>>()?,
+                certs,
             },
-            None => Target::Single(Box::new(match &config.ca_file {
-                Some(ca_file) if tls => redis::Client::build_with_tls(
-                    url,
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(crate::tls::ca_pem("redis.caFile", ca_file)?),
-                    },
-                )
-                .map_err(|e| KitError::config("redis.caFile", e.to_string()))?,
-                Some(_) => {
-                    return Err(KitError::config(
-                        "redis.caFile",
-                        "is set but redis.url is not rediss://: the connection would be plaintext",
-                    ));
-                }
-                None => redis::Client::open(url)
-                    .map_err(|e| KitError::config("redis.url", e.to_string()))?,
-            })),
+            None => Target::Single(Box::new(client(url, certs.as_ref())?)),
         };
         if matches!(target, Target::Cluster { .. }) && config.key_prefix.contains(['{', '}']) {
             // Redis hashes the first `{...}` of a key: braces in the prefix would put every
@@ -200,7 +209,7 @@ impl RedisHandle {
     pub async fn pubsub(&self) -> Result<redis::aio::PubSub, KitError> {
         match &self.target {
             Target::Single(client) => Ok(client.get_async_pubsub().await?),
-            Target::Cluster { seeds } => {
+            Target::Cluster { seeds, .. } => {
                 let mut last = None;
                 for seed in seeds {
                     match seed.get_async_pubsub().await {
@@ -256,12 +265,15 @@ async fn connection(target: &Target, response_timeout: Duration) -> Result<Redis
                 ConnectionManager::new_with_config((**client).clone(), config).await?,
             ))
         }
-        Target::Cluster { seeds } => {
-            let client: ClusterClient =
+        Target::Cluster { seeds, certs } => {
+            let mut builder =
                 ClusterClientBuilder::new(seeds.iter().map(|s| s.get_connection_info().clone()))
                     .connection_timeout(CONNECT_TIMEOUT)
-                    .response_timeout(response_timeout)
-                    .build()?;
+                    .response_timeout(response_timeout);
+            if let Some(certs) = certs {
+                builder = builder.certs(certs.clone());
+            }
+            let client: ClusterClient = builder.build()?;
             Ok(RedisConn::Cluster(client.get_async_connection().await?))
         }
     }
@@ -277,19 +289,16 @@ pub fn same_slot<K: AsRef<[u8]>>(keys: impl IntoIterator<Item = K>) -> bool {
     }
 }
 
-/// The seed URLs of a `redis+cluster://` URL, each a `redis://` URL carrying the credentials;
-/// `None` for a single-server URL.
+/// The seed URLs of a `redis+cluster://` (`rediss+cluster://`) URL, each a `redis://`
+/// (`rediss://`) URL carrying the credentials; `None` for a single-server URL.
 pub fn cluster_seeds(url: &str) -> Result<Option<Vec<String>>, KitError> {
     let refuse = |message: &str| Err(KitError::config("redis.url", message));
-    if url.starts_with("rediss+cluster://") {
-        return refuse(
-            "rediss+cluster:// (TLS to a Redis Cluster) is not supported: titan's redis client is \
-             built without TLS",
-        );
-    }
-    let Some(rest) = url
-        .strip_prefix(CLUSTER_SCHEME)
-        .and_then(|r| r.strip_prefix("://"))
+    let Some((seed_scheme, rest)) = [(CLUSTER_SCHEME, "redis"), (CLUSTER_TLS_SCHEME, "rediss")]
+        .into_iter()
+        .find_map(|(scheme, seed)| {
+            let rest = url.strip_prefix(scheme)?.strip_prefix("://")?;
+            Some((seed, rest))
+        })
     else {
         return Ok(None);
     };
@@ -312,8 +321,8 @@ pub fn cluster_seeds(url: &str) -> Result<Option<Vec<String>>, KitError> {
             return refuse("every seed of a redis+cluster:// URL must be host:port");
         }
         seeds.push(match credentials {
-            Some(c) => format!("redis://{c}@{host}"),
-            None => format!("redis://{host}"),
+            Some(c) => format!("{seed_scheme}://{c}@{host}"),
+            None => format!("{seed_scheme}://{host}"),
         });
     }
     Ok(Some(seeds))
@@ -349,6 +358,13 @@ mod tests {
                 "redis://user:p%40ss@[::1]:7001".to_owned()
             ])
         );
+        assert_eq!(
+            seeds("rediss+cluster://user:pw@a:7000,b:7001"),
+            Some(vec![
+                "rediss://user:pw@a:7000".to_owned(),
+                "rediss://user:pw@b:7001".to_owned()
+            ])
+        );
     }
 
     #[test]
@@ -373,7 +389,7 @@ mod tests {
             "redis+cluster://a:0",
             "redis+cluster://a:70000",
             "redis+cluster://a:7000/3",
-            "rediss+cluster://a:7000",
+            "rediss+cluster://a:7000,",
         ] {
             match cluster_seeds(url) {
                 Err(KitError::Config { setting, .. }) => assert_eq!(setting, "redis.url", "{url}"),

@@ -2,7 +2,8 @@
 //! one and one trusting another CA do not; a renewed certificate is served without a restart
 //! while calls and connections opened before it carry on; a broken renewal is refused and the
 //! served certificate kept; kit's client endpoint verifies `https` against `tls.caFile`; kit's
-//! PostgreSQL, Redis and ClickHouse clients verify the test servers against their CAs.
+//! PostgreSQL, Redis (a server and a cluster) and ClickHouse clients verify the test servers
+//! against their CAs.
 
 use std::{collections::HashMap, path::Path};
 
@@ -451,8 +452,77 @@ async fn redis_over_tls_verifies_against_the_configured_ca() {
         connect(var("TITAN_TEST_REDIS_URL"), Path::new(&ca))
             .await
             .expect_err("plaintext with a CA"),
-        "invalid setting redis.caFile: is set but redis.url is not rediss://: the connection \
-         would be plaintext"
+        "invalid setting redis.caFile: is set but redis.url is not rediss:// (or \
+         rediss+cluster://): the connection would be plaintext"
+    );
+}
+
+/// kit's Redis Cluster over `rediss+cluster://`: verified against `redis.caFile`, a script
+/// call and keys on every master work (the nodes found through the seeds are verified too); a
+/// cluster signed by another CA is refused; a CA file beside a plaintext cluster URL is refused.
+#[tokio::test]
+async fn redis_cluster_over_tls_verifies_against_the_configured_ca() {
+    use redis::AsyncCommands;
+    use titan_kit::{config::RedisConfig, datastores::redis::RedisHandle};
+    let (url, ca) = (
+        var("TITAN_TEST_REDIS_CLUSTER_TLS_URL"),
+        var("TITAN_TEST_REDIS_CLUSTER_CA"),
+    );
+    let prefix = format!("t:tls:{}:", uuid::Uuid::new_v4().simple());
+    let connect = |url: String, ca: &Path| {
+        let config = RedisConfig {
+            ca_file: Some(ca.to_owned()),
+            ..RedisConfig::new(url, prefix.clone())
+        };
+        async move {
+            RedisHandle::connect(&config)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    let handle = connect(url.clone(), Path::new(&ca))
+        .await
+        .expect("a cluster of the configured CA");
+    assert!(handle.is_cluster());
+    let mut conn = handle.conn.clone();
+    // Keys in many slots, so every master is reached through the slot map.
+    for n in 0..32 {
+        let () = conn
+            .set(handle.key(&format!("k{n}")), n)
+            .await
+            .expect("set over TLS");
+    }
+    for n in 0..32 {
+        let value: u32 = conn
+            .get(handle.key(&format!("k{n}")))
+            .await
+            .expect("get over TLS");
+        assert_eq!(value, n);
+    }
+    let mut subscriber = handle.pubsub().await.expect("pub/sub over TLS");
+    subscriber
+        .subscribe(handle.key("channel"))
+        .await
+        .expect("subscribe");
+    let mut dedicated = handle
+        .dedicated(std::time::Duration::from_secs(5))
+        .await
+        .expect("a dedicated cluster connection over TLS");
+    let () = dedicated.del(handle.key("k0")).await.expect("del over TLS");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let other = dir.path().join("other-ca.crt");
+    replace(&other, &Ca::new("another ca").pem());
+    let refused = connect(url, &other)
+        .await
+        .expect_err("a cluster signed by another CA");
+    assert!(refused.contains("UnknownIssuer"), "{refused}");
+    assert_eq!(
+        connect(var("TITAN_TEST_REDIS_CLUSTER_URL"), Path::new(&ca))
+            .await
+            .expect_err("plaintext with a CA"),
+        "invalid setting redis.caFile: is set but redis.url is not rediss:// (or \
+         rediss+cluster://): the connection would be plaintext"
     );
 }
 
