@@ -150,6 +150,10 @@ pub struct CellSpec {
     /// beside the cell's own HS256 key (which service-to-service calls keep using).
     #[serde(default)]
     pub auth: CellAuth,
+    /// TLS on every Titan service's gRPC and HTTP ports, and its calls to other services
+    /// verified against the cell's CA; absent = plaintext inside the cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<CellTls>,
 }
 
 /// A tag in `spec.image` (a colon after the last `/`, before any `@`) must be `spec.version`.
@@ -805,6 +809,66 @@ pub struct CellAuth {
     pub audience: Option<String>,
 }
 
+/// Where a cell's TLS certificate comes from. Without `certManager` the operator keeps a CA of
+/// the cell's own (Secret `<cell>-ca`) and issues the services' certificate from it (Secret
+/// `<cell>-tls`, 90 days, renewed 30 days before expiry; the CA lives 10 years and its successor
+/// is trusted a year before it signs).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CellTls {
+    /// Certificates from cert-manager (a `Certificate` writing Secret `<cell>-tls`) instead of
+    /// the operator's per-cell CA. cert-manager must be installed and the issuer must be a CA
+    /// issuer (its Secret carries `ca.crt`, the bundle the services verify each other with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_manager: Option<CertManagerTls>,
+}
+
+/// The cert-manager issuer of a cell's certificate.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CertManagerTls {
+    /// The issuer, as a cert-manager `Certificate`'s `issuerRef`.
+    pub issuer_ref: IssuerRef,
+}
+
+/// A cert-manager issuer.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IssuerRef {
+    /// Name of the issuer.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
+    pub name: String,
+    /// `ClusterIssuer`, or `Issuer` (one in the cell's namespace).
+    pub kind: IssuerKind,
+    /// API group of the issuer: `cert-manager.io` unless it is an external issuer.
+    #[serde(default = "default_issuer_group")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
+    pub group: String,
+}
+
+fn default_issuer_group() -> String {
+    "cert-manager.io".into()
+}
+
+/// Kind of a cert-manager issuer.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IssuerKind {
+    /// A cluster-wide issuer.
+    ClusterIssuer,
+    /// An issuer in the cell's namespace.
+    Issuer,
+}
+
+impl IssuerKind {
+    /// The kind's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssuerKind::ClusterIssuer => "ClusterIssuer",
+            IssuerKind::Issuer => "Issuer",
+        }
+    }
+}
+
 /// A Gateway, by namespace and name, and optionally one of its listeners.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -865,6 +929,26 @@ pub struct CellStatus {
     /// for and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
+    /// The services' TLS certificate, while `spec.tls` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsStatus>,
+}
+
+/// The certificate a cell's services serve.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsStatus {
+    /// Who issues it: `cell-ca` (the operator's CA of the cell) or `cert-manager`.
+    pub issuer: String,
+    /// When the certificate expires (RFC 3339), once it is issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    /// When the operator renews it (RFC 3339); cert-manager renews its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renews_at: Option<String>,
+    /// When the CA that signs it expires (RFC 3339), for the cell's own CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_not_after: Option<String>,
 }
 
 /// Where a fleet member stands in its fleet's rollout.

@@ -81,6 +81,9 @@ pub mod condition {
     /// A Cell's edge routes (`spec.edge`: its GRPCRoute and HTTPRoute) are applied; reported
     /// only while the Cell asks for routes.
     pub const EDGE_ROUTES_APPLIED: &str = "EdgeRoutesApplied";
+    /// A Cell's TLS certificate (`spec.tls`) is issued and current; reported only while the
+    /// Cell asks for TLS.
+    pub const CERTIFICATES_READY: &str = "CertificatesReady";
 }
 
 /// Schema of a container's `resources`: requests and limits by resource name.

@@ -37,6 +37,10 @@ pub struct Context {
     /// operator started: only then are a cell's routes read, applied and pruned (a request for
     /// a kind the server does not serve fails every time).
     pub gateway_api: bool,
+    /// Whether the API server served cert-manager's `Certificate` when the operator started:
+    /// only then are the Certificates of cells on `spec.tls.certManager` read, applied and
+    /// pruned.
+    pub cert_manager: bool,
 }
 
 impl std::fmt::Debug for Context {
@@ -63,6 +67,7 @@ impl Context {
             network: NetworkSettings::default(),
             caches: None,
             gateway_api: false,
+            cert_manager: false,
         }
     }
 
@@ -70,6 +75,14 @@ impl Context {
     pub fn with_gateway_api(self, gateway_api: bool) -> Self {
         Self {
             gateway_api,
+            ..self
+        }
+    }
+
+    /// The same context, with cert-manager installed (or not).
+    pub fn with_cert_manager(self, cert_manager: bool) -> Self {
+        Self {
+            cert_manager,
             ..self
         }
     }

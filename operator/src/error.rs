@@ -52,6 +52,16 @@ pub enum Error {
         #[source]
         source: titan_crds::fleet::InvalidDuration,
     },
+    /// A cell's CA or its services' certificate could not be made (the key generator or the
+    /// encoder failed; nothing a spec can cause).
+    #[error("cell {cell}: cannot make its TLS certificate: {source}")]
+    Certificate {
+        /// Name of the Cell.
+        cell: String,
+        /// rcgen's error.
+        #[source]
+        source: rcgen::Error,
+    },
     /// A watch cache's writer is gone (its controller stopped): the operator is shutting down.
     #[error("the watch caches stopped: the operator is shutting down")]
     CacheGone,
@@ -85,6 +95,7 @@ impl Error {
             Error::Unnamed { .. } => "Unnamed",
             Error::InvalidFinalizer { .. } => "InvalidFinalizer",
             Error::InvalidFleet { .. } => "InvalidFleet",
+            Error::Certificate { .. } => "CertificateFailed",
             Error::CacheGone => "CacheGone",
             Error::Waiting { .. } => "Waiting",
         }

@@ -16,6 +16,7 @@ use titan_crds::{Cell, Service, admission};
 use crate::{
     cell::{
         build::{self as cell_build, CellObjects},
+        certificates::Tls,
         connections,
         credentials::Credentials,
     },
@@ -264,12 +265,20 @@ pub fn objects(inputs: &Inputs) -> Result<Vec<serde_yaml::Value>, RenderError> {
             services: cell_services,
             grpc_routes,
             http_routes,
-        } = cell_build::build(cell, &credentials, &connections, &Default::default());
+            certificates,
+        } = cell_build::build(
+            cell,
+            &credentials,
+            &Tls::placeholders(cell),
+            &connections,
+            &Default::default(),
+        );
         push(&mut out, &namespace)?;
         push_all(&mut out, &resource_quotas)?;
         push_all(&mut out, &limit_ranges)?;
         push_all(&mut out, &network_policies)?;
         push_all(&mut out, &secrets)?;
+        push_all(&mut out, &certificates)?;
         push_all(&mut out, &config_maps)?;
         push_all(&mut out, &core_services)?;
         push_all(&mut out, &stateful_sets)?;

@@ -31,6 +31,7 @@ use crate::{
     Context, admin,
     cache::Caches,
     cell::{
+        certificates::Certificate,
         dereference::referenced_secrets,
         gateway::{GrpcRoute, HttpRoute},
         isolation::NetworkSettings,
@@ -153,6 +154,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     if !gateway_api {
         tracing::info!("the Gateway API is not installed: cells get no edge routes");
     }
+    let cert_manager = served::<Certificate>(&client).await;
+    if !cert_manager {
+        tracing::info!("cert-manager is not installed: cells asking for it say so in their status");
+    }
     // The children's watches fill the caches rounds read from (see `crate::cache`) and trigger
     // the Cell that owns the changed object.
     let (caches, feeds) = Caches::new(&client, &managed, gateway_api);
@@ -160,7 +165,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         Context::new(client.clone(), metrics, Some(identity))
             .with_network(network)
             .with_caches(caches)
-            .with_gateway_api(gateway_api),
+            .with_gateway_api(gateway_api)
+            .with_cert_manager(cert_manager),
     );
     let fleet_ctx = ctx.clone();
     let stopped = |rx: watch::Receiver<bool>| async move {

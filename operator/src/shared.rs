@@ -35,6 +35,9 @@ pub struct CellView {
     pub turn: bool,
     /// `spec.auth`: the identity provider every Titan service verifies users' tokens with.
     pub auth: CellAuth,
+    /// Whether the services serve TLS (`spec.tls`) with the certificate in
+    /// [`CellView::tls_secret`].
+    pub tls: bool,
 }
 
 impl CellView {
@@ -48,6 +51,7 @@ impl CellView {
             object_storage: cell.spec.datastores.object_storage.clone(),
             turn: cell.spec.media.turn.as_ref().is_some_and(|t| t.enabled),
             auth: cell.spec.auth.clone(),
+            tls: cell.spec.tls.is_some(),
         }
     }
 
@@ -61,10 +65,39 @@ impl CellView {
         format!("{}-auth", self.name)
     }
 
+    /// Name of the Secret holding the services' TLS certificate, its key and the CA bundle
+    /// (the operator's or cert-manager's).
+    pub fn tls_secret(&self) -> String {
+        format!("{}-tls", self.name)
+    }
+
     /// Name of the Secret holding the TURN server's shared secret.
     pub fn turn_secret(&self) -> String {
         format!("{}-turn", self.name)
     }
+}
+
+/// Where a Titan container finds Secret [`CellView::tls_secret`] (beside, not under, the config
+/// mounted at `/etc/titan`: a mount point inside a read-only volume cannot be made).
+pub const TLS_MOUNT: &str = "/etc/titan-tls";
+/// Key of the CA bundle in [`CellView::tls_secret`] (as cert-manager writes it).
+pub const TLS_CA_KEY: &str = "ca.crt";
+/// Key of the services' certificate chain in [`CellView::tls_secret`].
+pub const TLS_CERT_KEY: &str = "tls.crt";
+/// Key of its private key in [`CellView::tls_secret`].
+pub const TLS_KEY_KEY: &str = "tls.key";
+
+/// The variables that make kit serve the cell's certificate and verify other services with its
+/// CA bundle, files of [`TLS_MOUNT`].
+pub fn tls_env() -> Vec<EnvVar> {
+    [
+        ("TITAN_TLS_CERT_FILE", TLS_CERT_KEY),
+        ("TITAN_TLS_KEY_FILE", TLS_KEY_KEY),
+        ("TITAN_TLS_CA_FILE", TLS_CA_KEY),
+    ]
+    .into_iter()
+    .map(|(variable, file)| value_env(variable, format!("{TLS_MOUNT}/{file}")))
+    .collect()
 }
 
 /// Key (and variable) of the TURN shared secret in [`CellView::turn_secret`].

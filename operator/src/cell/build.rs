@@ -16,9 +16,13 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
 };
 use kube::{Resource, ResourceExt};
-use titan_crds::{Cell, DatastoreKind, Service, ServiceKind, ServiceSpec, cell::DeletionPolicy};
+use titan_crds::{
+    Cell, DatastoreKind, Service, ServiceKind, ServiceSpec, cell::DeletionPolicy,
+    config::CampaignConfig,
+};
 
 use super::{
+    certificates::{self, Certificate, Tls},
     connections::Connections,
     credentials::{self, Credentials, Key},
     datastores,
@@ -69,6 +73,9 @@ pub struct CellObjects {
     pub grpc_routes: Vec<GrpcRoute>,
     /// The cell's HTTPRoute (`spec.edge`), to the Services' HTTP ports.
     pub http_routes: Vec<HttpRoute>,
+    /// cert-manager's `Certificate` of the services (`spec.tls.certManager`); applied before
+    /// the Services, whose pods mount the Secret it writes.
+    pub certificates: Vec<Certificate>,
 }
 
 /// The cell an object is built for, and the metadata every object of it carries.
@@ -170,10 +177,12 @@ impl<'a> CellMeta<'a> {
     }
 }
 
-/// The objects a cell should own; `network` says who outside the cell its policies admit.
+/// The objects a cell should own; `tls` is its certificates as resolved this round, `network`
+/// says who outside the cell its policies admit.
 pub fn build(
     cell: &Cell,
     credentials: &Credentials,
+    tls: &Tls,
     connections: &Connections,
     network: &isolation::NetworkSettings,
 ) -> CellObjects {
@@ -242,6 +251,9 @@ pub fn build(
         ));
     }
 
+    let (tls_secrets, certificates) = certificates::build(&cell_meta, tls);
+    secrets.extend(tls_secrets);
+
     let isolation::IsolationObjects {
         resource_quotas,
         limit_ranges,
@@ -257,7 +269,12 @@ pub fn build(
         config_maps,
         services: media_services,
         deployments,
-    } = media::build(&cell_meta, credentials, object_storage_values(connections));
+    } = media::build(
+        &cell_meta,
+        credentials,
+        object_storage_values(connections),
+        tls.bundle.as_deref(),
+    );
     let mut core_services = datastore_services;
     core_services.extend(media_services);
     let gateway::Routes {
@@ -277,9 +294,10 @@ pub fn build(
         clusters,
         scheduled_backups,
         deployments,
-        services: services(&cell_meta, &view, credentials, connections),
+        services: services(&cell_meta, &view, credentials, tls, connections),
         grpc_routes,
         http_routes,
+        certificates,
     }
 }
 
@@ -293,11 +311,14 @@ fn object_storage_values(connections: &Connections) -> Option<&BTreeMap<String, 
 
 /// The [`labels::SECRETS_HASH`] of one Titan service: the Secret values its pods read (the
 /// token key, the keys of the datastores it uses, the TURN secret for videocall, the object
-/// storage credentials for the services that upload), by the variable they set.
+/// storage credentials for the services that upload, the CA bundle under TLS), by the variable
+/// they set. Not the services' certificate: kit reloads a renewed one in place, where a rollout
+/// would only drop connections.
 fn service_secrets_hash(
     kind: ServiceKind,
     view: &CellView,
     credentials: &Credentials,
+    tls: &Tls,
     connections: &Connections,
 ) -> String {
     let datastores = connections.datastore_values().unwrap_or_default();
@@ -314,6 +335,9 @@ fn service_secrets_hash(
     }
     if view.turn && kind == ServiceKind::Videocall {
         consumed.push((TURN_SECRET_KEY, credentials.get(Key::TurnSecret)));
+    }
+    if let Some(bundle) = &tls.bundle {
+        consumed.push(("TITAN_TLS_CA_FILE", bundle));
     }
     if kind.uses_object_storage() {
         consumed.extend(
@@ -371,10 +395,31 @@ fn with_turn_uris(
     Some(config)
 }
 
+/// campaign's config with `abtestingUrl` over https where it names the cell's own abtesting
+/// service (absent, or the default, which the typed config fills in): under TLS that service
+/// answers nothing else. A URL of the user's own is kept.
+fn with_abtesting_over_tls(config: Option<serde_json::Value>) -> Option<serde_json::Value> {
+    let plaintext = CampaignConfig::default().abtesting_url;
+    let mut config = config.unwrap_or_else(|| serde_json::json!({}));
+    if let Some(fields) = config.as_object_mut() {
+        let own = fields
+            .get("abtestingUrl")
+            .is_none_or(|url| url.as_str() == Some(plaintext.as_str()));
+        if own {
+            fields.insert(
+                "abtestingUrl".into(),
+                serde_json::Value::String(plaintext.replacen("http://", "https://", 1)),
+            );
+        }
+    }
+    Some(config)
+}
+
 fn services(
     cell_meta: &CellMeta,
     view: &CellView,
     credentials: &Credentials,
+    tls: &Tls,
     connections: &Connections,
 ) -> Vec<Service> {
     let cell = cell_meta.cell;
@@ -402,6 +447,9 @@ fn services(
                         ServiceKind::Videocall => {
                             with_turn_uris(settings.config, observe::turn_uris(cell))
                         }
+                        ServiceKind::Campaign if view.tls => {
+                            with_abtesting_over_tls(settings.config)
+                        }
                         _ => settings.config,
                     },
                     datastores: None,
@@ -417,7 +465,7 @@ fn services(
             // The Service controller copies it onto the pod template.
             service.metadata.annotations = Some(BTreeMap::from([(
                 labels::SECRETS_HASH.to_string(),
-                service_secrets_hash(kind, view, credentials, connections),
+                service_secrets_hash(kind, view, credentials, tls, connections),
             )]));
             service.metadata.owner_references = cell_meta.owner.clone().map(|o| vec![o]);
             Some(service)

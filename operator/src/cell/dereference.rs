@@ -24,6 +24,7 @@ use titan_crds::{
 };
 
 use super::{
+    certificates::Certificate,
     connections::POSTGRES,
     gateway::{GrpcRoute, HttpRoute},
 };
@@ -58,6 +59,8 @@ pub struct Live {
     pub grpc_routes: Vec<GrpcRoute>,
     /// HTTPRoutes the cell built (none where the Gateway API is not served).
     pub http_routes: Vec<HttpRoute>,
+    /// cert-manager Certificates the cell built (none where cert-manager is not installed).
+    pub certificates: Vec<Certificate>,
     /// Secrets the cell reads but does not own, by name.
     pub referenced: BTreeMap<String, Secret>,
     /// Names of the cell's PersistentVolumeClaims: the builtin datastores' data.
@@ -218,6 +221,9 @@ pub async fn dereference(cell: &Cell, ctx: &Context) -> Result<Live, Error> {
         deployments,
         grpc_routes,
         http_routes,
+        // Never from a cache: few cells ask for cert-manager, and only a changed spec changes
+        // their Certificate.
+        certificates: list_if(ctx.cert_manager, client, &namespace, &selector).await?,
         referenced,
         data_volumes: Api::<PartialObjectMeta<PersistentVolumeClaim>>::namespaced(
             client.clone(),

@@ -11,8 +11,8 @@ use k8s_openapi::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy},
         core::v1::{
             ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, HTTPGetAction,
-            PodSpec, PodTemplateSpec, Probe, Service as CoreService, TCPSocketAction, Volume,
-            VolumeMount,
+            KeyToPath, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource, Service as CoreService,
+            TCPSocketAction, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -29,12 +29,14 @@ use super::{
     build::CellMeta,
     coturn,
     credentials::{self, Credentials, Key},
-    nginx::{self, MEDIA_DIR, NginxSettings, RECORDINGS_DIR},
+    nginx::{self, CallbackTls, MEDIA_DIR, NginxSettings, RECORDINGS_DIR},
     workload,
 };
 use crate::{
     labels,
-    shared::{HTTP_PORT, object_storage_env, secret_env, value_env},
+    shared::{
+        CellView, HTTP_PORT, TLS_CA_KEY, TLS_MOUNT, object_storage_env, secret_env, value_env,
+    },
 };
 
 /// Name of the TURN server's objects and component.
@@ -53,6 +55,8 @@ pub const COTURN_IMAGE: &str = "docker.io/coturn/coturn:4.6";
 pub const NGINX_RTMP_IMAGE: &str = "ghcr.io/titan/nginx-rtmp:1.22";
 /// Where Debian's libnginx-mod-rtmp puts the module.
 pub const DEBIAN_RTMP_MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
+/// Port of nginx's loopback server that carries the RTMP callbacks over TLS.
+pub const CALLBACK_PROXY_PORT: i32 = 8081;
 /// The uid media servers run as (`nobody`).
 const MEDIA_UID: i64 = 65534;
 const CONFIG_KEY_TURN: &str = "turnserver.conf";
@@ -88,10 +92,19 @@ pub fn nginx_settings(cell: &Cell, rtmp: &Rtmp) -> NginxSettings {
             Some(path) => Some(path.to_string()),
         },
         callback_base: format!(
-            "http://{}.{}.svc:{HTTP_PORT}",
+            "{}://{}.{}.svc:{HTTP_PORT}",
+            if cell.spec.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
             ServiceKind::Livestream,
             cell.namespace_name()
         ),
+        callback_tls: cell.spec.tls.as_ref().map(|_| CallbackTls {
+            ca_file: format!("{TLS_MOUNT}/{TLS_CA_KEY}"),
+            proxy_port: CALLBACK_PROXY_PORT,
+        }),
         media_dir: MEDIA_DIR.into(),
         record: cell.spec.datastores.object_storage.is_some(),
         rtmp_port: RTMP_PORT,
@@ -287,6 +300,7 @@ fn turn(cell_meta: &CellMeta, credentials: &Credentials, turn: &Turn, objects: &
 fn rtmp(
     cell_meta: &CellMeta,
     object_storage: Option<&BTreeMap<String, String>>,
+    tls_bundle: Option<&str>,
     rtmp: &Rtmp,
     objects: &mut MediaObjects,
 ) {
@@ -332,16 +346,29 @@ fn rtmp(
                 .unwrap_or_else(|| workload::resources("250m", "256Mi", "1Gi")),
         ),
         security_context: Some(workload::container_security(MEDIA_UID)),
-        volume_mounts: Some(vec![
-            mount("config", "/etc/nginx-rtmp"),
-            mount("media", MEDIA_DIR),
-            mount("run", "/var/run/nginx"),
-        ]),
+        volume_mounts: Some(
+            [
+                Some(mount("config", "/etc/nginx-rtmp")),
+                Some(mount("media", MEDIA_DIR)),
+                Some(mount("run", "/var/run/nginx")),
+                settings
+                    .callback_tls
+                    .as_ref()
+                    .map(|_| mount("tls", TLS_MOUNT)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        ),
         ..Default::default()
     };
     let mut containers = vec![nginx];
-    // The recorder reads the object storage credentials: a new key rolls the pod.
-    let mut secrets = Vec::new();
+    // The recorder reads the object storage credentials: a new key rolls the pod. nginx reads
+    // the CA bundle when it starts: a new bundle rolls it too.
+    let mut secrets: Vec<(&str, &str)> = tls_bundle
+        .map(|bundle| ("TITAN_TLS_CA_FILE", bundle))
+        .into_iter()
+        .collect();
     if let Some(storage) = &cell_meta.cell.spec.datastores.object_storage {
         secrets.extend(
             object_storage
@@ -387,20 +414,39 @@ fn rtmp(
         &config,
         &secrets,
         containers,
-        vec![
-            config_volume(RTMP),
-            scratch_volume("media"),
-            scratch_volume("run"),
-        ],
+        [
+            Some(config_volume(RTMP)),
+            Some(scratch_volume("media")),
+            Some(scratch_volume("run")),
+            // Only the CA bundle: the RTMP server serves no certificate.
+            settings.callback_tls.as_ref().map(|_| Volume {
+                name: "tls".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(CellView::of(cell_meta.cell).tls_secret()),
+                    items: Some(vec![KeyToPath {
+                        key: TLS_CA_KEY.into(),
+                        path: TLS_CA_KEY.into(),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
     ));
 }
 
-/// The media objects of the cell in `cell_meta`: `credentials` has the TURN secret, and
-/// `object_storage` the object storage credentials when they resolved.
+/// The media objects of the cell in `cell_meta`: `credentials` has the TURN secret,
+/// `object_storage` the object storage credentials when they resolved, and `tls_bundle` the
+/// cell's CA bundle under TLS.
 pub fn build(
     cell_meta: &CellMeta,
     credentials: &Credentials,
     object_storage: Option<&BTreeMap<String, String>>,
+    tls_bundle: Option<&str>,
 ) -> MediaObjects {
     let mut objects = MediaObjects {
         config_maps: Vec::new(),
@@ -411,7 +457,13 @@ pub fn build(
         turn(cell_meta, credentials, settings, &mut objects);
     }
     if let Some(settings) = enabled_rtmp(cell_meta.cell) {
-        rtmp(cell_meta, object_storage, settings, &mut objects);
+        rtmp(
+            cell_meta,
+            object_storage,
+            tls_bundle,
+            settings,
+            &mut objects,
+        );
     }
     objects
 }

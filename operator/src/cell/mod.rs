@@ -3,6 +3,7 @@
 //! all of them. A finalizer tears the cell down in order and keeps its data under Retain.
 
 pub mod build;
+pub mod certificates;
 pub mod connections;
 pub mod coturn;
 pub mod credentials;
@@ -54,7 +55,7 @@ pub const CONTROLLER: &str = "cell";
 pub const FINALIZER: &str = "commerce.titan.dev/teardown";
 
 /// The conditions of a Cell announced as Events when they change.
-const ANNOUNCED: [(&str, Attention); 8] = [
+const ANNOUNCED: [(&str, Attention); 9] = [
     (condition::READY, Attention::WhenFalse),
     (condition::DEGRADED, Attention::WhenTrue),
     (condition::MIGRATED, Attention::WhenFalse),
@@ -63,6 +64,7 @@ const ANNOUNCED: [(&str, Attention); 8] = [
     (condition::DATASTORES_READY, Attention::WhenFalse),
     (condition::RECORDINGS_ENABLED, Attention::Never),
     (condition::EDGE_ROUTES_APPLIED, Attention::WhenFalse),
+    (condition::CERTIFICATES_READY, Attention::WhenFalse),
 ];
 
 /// One reconcile round of a Cell, with metrics, an Event on failure and backoff bookkeeping.
@@ -143,6 +145,7 @@ async fn apply_all(
         services,
         grpc_routes,
         http_routes,
+        certificates,
     } = objects;
     let Live {
         namespace: live_namespace,
@@ -158,6 +161,7 @@ async fn apply_all(
         deployments: live_deployments,
         grpc_routes: live_grpc_routes,
         http_routes: live_http_routes,
+        certificates: live_certificates,
         referenced: _,
         data_volumes: _,
     } = live;
@@ -169,12 +173,27 @@ async fn apply_all(
     apply::sync(client, &namespace, network_policies, &live_policies, &[]).await?;
     // While a connection is unknown the datastores Secret is not built; the one the running
     // services use stays.
-    let also_keep = if keep_datastores_secret {
-        vec![CellView::of(cell).datastores_secret()]
-    } else {
-        Vec::new()
-    };
+    let view = CellView::of(cell);
+    let mut also_keep = Vec::new();
+    if keep_datastores_secret {
+        also_keep.push(view.datastores_secret());
+    }
+    // cert-manager writes the certificate's Secret with the cell's labels; it is not the
+    // operator's to prune.
+    if cell
+        .spec
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.cert_manager.is_some())
+    {
+        also_keep.push(view.tls_secret());
+    }
     apply::sync(client, &namespace, secrets, &live_secrets, &also_keep).await?;
+    // Where cert-manager is not installed there is no Certificate to apply, nor any to prune;
+    // the cell's status says so.
+    if ctx.cert_manager {
+        apply::sync(client, &namespace, certificates, &live_certificates, &[]).await?;
+    }
     apply::sync(client, &namespace, config_maps, &live_config_maps, &[]).await?;
     apply::sync(client, &namespace, core_services, &live_core_services, &[]).await?;
     let stateful_sets = apply::sync(client, &namespace, stateful_sets, &live_sets, &[]).await?;
@@ -316,6 +335,7 @@ async fn apply_round(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::requeue(ctx.resync));
     }
     let credentials = Credentials::resolve(credentials_secret, credentials::generate);
+    let tls = certificates::of(cell, &live.secrets, ctx.cert_manager, Timestamp::now())?;
     let connections = connections::resolve(cell, &credentials, &live.referenced);
     let invalid = validate::invalid_configs(cell);
     let before = observe::components(
@@ -333,10 +353,12 @@ async fn apply_round(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     let stores = &before.datastores;
     let stores_ready = stores.postgres.ready && stores.redis.ready && stores.clickhouse.ready;
     let connections_known = connections.datastore_values().is_some();
-    let rollout_blocked = !connections_known || (!stores_ready && !cell.spec.operation.stopped);
+    // Under TLS they also wait for their certificate: its Secret is a volume of their pods.
+    let rollout_blocked =
+        !connections_known || ((!stores_ready || tls.pending()) && !cell.spec.operation.stopped);
     let missing_secret = live.referenced.len() < dereference::referenced_secrets(cell).len();
 
-    let objects = build::build(&running, &credentials, &connections, &ctx.network);
+    let objects = build::build(&running, &credentials, &tls, &connections, &ctx.network);
     let desired: Vec<String> = objects.services.iter().map(ResourceExt::name_any).collect();
     let desired_routes = gateway::names(&objects.grpc_routes, &objects.http_routes);
     let applied = if paused {
@@ -378,6 +400,7 @@ async fn apply_round(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     let now = Timestamp::now();
     let mut status = CellStatus {
         rollout: resolved.status,
+        tls: tls.status.clone(),
         ..status::compute(
             cell,
             &desired,
@@ -387,15 +410,20 @@ async fn apply_round(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
             now,
         )
     };
-    if let Some(edge) = gateway::condition(
+    // Reported only while the cell asks for routes or TLS.
+    let extra: Vec<_> = gateway::condition(
         cell,
         ctx.gateway_api,
         &desired_routes,
         &gateway::names(&applied.routes.grpc_routes, &applied.routes.http_routes),
-    ) {
+    )
+    .into_iter()
+    .chain(tls.condition.clone())
+    .collect();
+    if !extra.is_empty() {
         let previous = cell.status.as_ref().map(|s| s.conditions.as_slice());
         status.conditions.extend(conditions::merge(
-            vec![edge],
+            extra,
             previous.unwrap_or_default(),
             status.observed_generation,
             now,

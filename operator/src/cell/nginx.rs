@@ -13,6 +13,10 @@
 //! emptyDir in the pod, a temporary directory in the test that runs `nginx -t` on this config.
 //! nginx resolves the callback host when it starts: until the livestream service's Service
 //! exists, the RTMP pod restarts.
+//!
+//! nginx-rtmp calls back over plain HTTP only. In a cell with TLS, where the livestream service
+//! answers nothing else, its callbacks go to a server of nginx's own on loopback, which carries
+//! them on over TLS and verifies the service's certificate against the cell's CA.
 
 use std::fmt::Write as _;
 
@@ -35,8 +39,12 @@ pub const ON_PUBLISH_DONE_PATH: &str = "/rtmp/publish-done";
 pub struct NginxSettings {
     /// Path of the dynamic RTMP module, or `None` for an nginx with the module built in.
     pub module_path: Option<String>,
-    /// Base URL of the livestream service's HTTP port (`http://livestream.ns.svc:8080`).
+    /// Base URL of the livestream service's HTTP port (`http://livestream.ns.svc:8080`, or
+    /// `https://` in a cell with TLS).
     pub callback_base: String,
+    /// In a cell with TLS, the CA bundle file the livestream service's certificate is verified
+    /// against, and the loopback port of the server that carries the callbacks to it.
+    pub callback_tls: Option<CallbackTls>,
     /// Whether streams are recorded (the cell has object storage to upload them to).
     pub record: bool,
     /// Directory of the shared media volume (HLS and recordings); nginx creates the HLS
@@ -48,11 +56,21 @@ pub struct NginxSettings {
     pub http_port: i32,
 }
 
+/// How callbacks reach a livestream service that serves TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackTls {
+    /// The CA bundle file (PEM).
+    pub ca_file: String,
+    /// The loopback port nginx-rtmp calls back to.
+    pub proxy_port: i32,
+}
+
 /// The `nginx.conf` of `cell`'s RTMP server.
 pub fn render(cell: &str, settings: &NginxSettings) -> String {
     let NginxSettings {
         module_path,
         callback_base,
+        callback_tls,
         record,
         media_dir,
         rtmp_port,
@@ -75,6 +93,32 @@ pub fn render(cell: &str, settings: &NginxSettings) -> String {
     } else {
         String::new()
     };
+    let (callback, callback_proxy) = match callback_tls {
+        None => (callback_base.clone(), String::new()),
+        Some(CallbackTls {
+            ca_file,
+            proxy_port,
+        }) => (
+            format!("http://127.0.0.1:{proxy_port}"),
+            format!(
+                r#"
+    # nginx-rtmp calls back over plain HTTP: this server carries its callbacks to the
+    # livestream service over TLS, verifying its certificate against the cell's CA.
+    server {{
+        listen 127.0.0.1:{proxy_port};
+
+        location /rtmp/ {{
+            proxy_pass {callback_base};
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate {ca_file};
+            proxy_ssl_server_name on;
+            proxy_ssl_protocols TLSv1.2 TLSv1.3;
+        }}
+    }}
+"#
+            ),
+        ),
+    };
     // Writing to a String cannot fail.
     let _ = write!(
         out,
@@ -96,8 +140,8 @@ rtmp {{
             live on;
             # The livestream service admits a stream key with a 2xx and refuses it otherwise.
             notify_method post;
-            on_publish {callback_base}{ON_PUBLISH_PATH};
-            on_publish_done {callback_base}{ON_PUBLISH_DONE_PATH};
+            on_publish {callback}{ON_PUBLISH_PATH};
+            on_publish_done {callback}{ON_PUBLISH_DONE_PATH};
             # Viewers watch HLS; RTMP playback is not offered.
             allow play 127.0.0.1;
             deny play all;
@@ -147,7 +191,7 @@ http {{
             return 200 "ok\n";
         }}
     }}
-}}
+{callback_proxy}}}
 "#
     );
     out

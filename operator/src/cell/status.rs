@@ -398,5 +398,6 @@ pub fn compute(
         media: Some(components.media.clone()),
         endpoints: Some(observe::endpoints(cell, desired)),
         rollout: None,
+        tls: None,
     }
 }

@@ -14,8 +14,9 @@ use k8s_openapi::{
         core::v1::{
             Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar,
             HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-            ResourceRequirements, SeccompProfile, SecurityContext, Service as CoreService,
-            ServicePort, ServiceSpec as CoreServiceSpec, Volume, VolumeMount,
+            ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext,
+            Service as CoreService, ServicePort, ServiceSpec as CoreServiceSpec, Volume,
+            VolumeMount,
         },
         policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
     },
@@ -41,8 +42,8 @@ use super::{
 use crate::{
     labels,
     shared::{
-        ADMIN_PORT, CLICKHOUSE_LOGIN_KEYS, CellView, GRPC_PORT, HTTP_PORT, TURN_SECRET_KEY,
-        auth_env, object_storage_env, optional_secret_env, secret_env,
+        ADMIN_PORT, CLICKHOUSE_LOGIN_KEYS, CellView, GRPC_PORT, HTTP_PORT, TLS_MOUNT,
+        TURN_SECRET_KEY, auth_env, object_storage_env, optional_secret_env, secret_env, tls_env,
     },
 };
 
@@ -259,6 +260,9 @@ fn pod_template(
             "TITAN_AUTH_HS256_SECRET",
         ));
         env.extend(auth_env(&cell.auth));
+        if cell.tls {
+            env.extend(tls_env());
+        }
     }
     if let Some(storage) = &cell.object_storage
         && spec.service.uses_object_storage()
@@ -384,12 +388,21 @@ fn pod_template(
             }),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "config".into(),
-            mount_path: "/etc/titan".into(),
-            read_only: Some(true),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(
+            [
+                ("config", "/etc/titan", true),
+                ("tls", TLS_MOUNT, titan && cell.tls),
+            ]
+            .into_iter()
+            .filter(|(_, _, wanted)| *wanted)
+            .map(|(name, path, _)| VolumeMount {
+                name: name.into(),
+                mount_path: path.into(),
+                read_only: Some(true),
+                ..Default::default()
+            })
+            .collect(),
+        ),
         ..Default::default()
     };
 
@@ -413,14 +426,28 @@ fn pod_template(
         }),
         spec: Some(PodSpec {
             containers: vec![container],
-            volumes: Some(vec![Volume {
-                name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: format!("{name}-config"),
+            volumes: Some(
+                std::iter::once(Volume {
+                    name: "config".into(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: format!("{name}-config"),
+                        ..Default::default()
+                    }),
                     ..Default::default()
-                }),
-                ..Default::default()
-            }]),
+                })
+                // The certificate as a volume, not variables: the kubelet updates its files in
+                // place when the Secret is renewed, and kit reloads them without a restart.
+                // Default file modes: the one user of the container reads the key.
+                .chain((titan && cell.tls).then(|| Volume {
+                    name: "tls".into(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some(cell.tls_secret()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }))
+                .collect(),
+            ),
             // kit drains in-flight calls for 25 s after SIGTERM; leave it room to exit.
             termination_grace_period_seconds: Some(30),
             // Service links would add a dozen variables per Titan service in the namespace.
@@ -523,6 +550,7 @@ mod tests {
             object_storage: None,
             turn: false,
             auth: Default::default(),
+            tls: false,
         }
     }
 

@@ -20,6 +20,7 @@ use titan_crds::{
 use titan_operator::{
     cell::{
         build::{CellObjects, build as cell_build},
+        certificates::Tls,
         connections::{self, Lookup, SecretSource},
         credentials::{self, Credentials},
         observe::{self, Components},
@@ -106,6 +107,7 @@ fn all_values(objects: &CellObjects) -> Vec<serde_json::Value> {
         services,
         grpc_routes,
         http_routes,
+        certificates,
     } = objects;
     [
         values(std::slice::from_ref(namespace)),
@@ -113,6 +115,7 @@ fn all_values(objects: &CellObjects) -> Vec<serde_json::Value> {
         values(limit_ranges),
         values(network_policies),
         values(secrets),
+        values(certificates),
         values(config_maps),
         values(core_services),
         values(stateful_sets),
@@ -448,7 +451,13 @@ fn an_external_secret_missing_keys_is_named_and_the_datastores_secret_left_out()
     );
     let redis = connections.redis.clone().expect_err("no secret");
     assert_eq!(redis.reason, "SecretNotFound");
-    let objects = cell_build(&cell, &credentials, &connections, &Default::default());
+    let objects = cell_build(
+        &cell,
+        &credentials,
+        &Tls::default(),
+        &connections,
+        &Default::default(),
+    );
     let names: Vec<String> = objects.secrets.iter().map(ResourceExt::name_any).collect();
     assert_eq!(names, ["ext-credentials", "ext-auth"]);
 }
@@ -836,7 +845,13 @@ fn the_secrets_the_cell_builds_configure_the_runtime_of_a_service() {
     // Real generated values: the runtime has rules of its own (a token key of 32 bytes or more).
     let credentials = Credentials::resolve(None, credentials::generate);
     let connections = connections::resolve(&cell, &credentials, &connections::Offline);
-    let objects = cell_build(&cell, &credentials, &connections, &Default::default());
+    let objects = cell_build(
+        &cell,
+        &credentials,
+        &Tls::default(),
+        &connections,
+        &Default::default(),
+    );
     let service = objects
         .services
         .iter()
@@ -1047,7 +1062,13 @@ fn a_changed_secret_value_rolls_exactly_the_pods_that_read_it() {
             ],
         )]);
         let connections = connections::resolve(&cell, credentials, &source);
-        cell_build(&cell, credentials, &connections, &Default::default())
+        cell_build(
+            &cell,
+            credentials,
+            &Tls::default(),
+            &connections,
+            &Default::default(),
+        )
     };
     let with = |key: &str| {
         let mut data = credentials.data();
@@ -1211,7 +1232,7 @@ fn network_policies_admit_the_configured_dns_cloudnative_pg_and_monitoring() {
     let credentials = Credentials::placeholders();
     let connections = connections::resolve(&cell, &credentials, &connections::Offline);
     let build = |settings: &NetworkSettings| {
-        cell_build(&cell, &credentials, &connections, settings).network_policies
+        cell_build(&cell, &credentials, &Tls::default(), &connections, settings).network_policies
     };
     let peer = |policies: &[NetworkPolicy], name: &str| {
         let spec = named(policies, name).spec.clone().expect("spec");
@@ -1516,7 +1537,13 @@ fn a_changed_external_datastore_secret_rolls_only_the_services_that_use_it() {
             ("redis-ext", &[("url", redis_url)]),
         ]);
         let connections = connections::resolve(&cell, &credentials, &source);
-        cell_build(&cell, &credentials, &connections, &Default::default())
+        cell_build(
+            &cell,
+            &credentials,
+            &Tls::default(),
+            &connections,
+            &Default::default(),
+        )
     };
     let before = build("redis://:one@redis.example:6379");
     let after = build("redis://:two@redis.example:6379");

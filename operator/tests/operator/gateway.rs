@@ -24,8 +24,8 @@ use titan_router::store::configmap::{test_control_plane, test_namespace};
 use crate::{
     reconcile::{condition, context, create_cell, get_cell, reconcile_cell},
     support::{
-        Fake, GATEWAY_API_CRDS, built, cell_fixture, gateway_api_crd, gateway_api_v1_schema,
-        repo_path, validate, validator,
+        Fake, GATEWAY_API_CRDS, built, cell_fixture, repo_path, v1_schema, validate, validator,
+        vendored_crd,
     },
 };
 
@@ -312,7 +312,7 @@ fn no_public_path_reaches_the_admin_routes_or_the_rtmp_callbacks() {
 
 /// The CEL rules (`x-kubernetes-validations`) of a route's v1 schema that `route` breaks.
 fn broken_rules(crd: &CustomResourceDefinition, route: &Value) -> Vec<String> {
-    match Validator::new().validate(&gateway_api_v1_schema(crd), route, None) {
+    match Validator::new().validate(&v1_schema(crd), route, None) {
         Ok(()) => Vec::new(),
         Err(errors) => errors.into_vec().iter().map(ToString::to_string).collect(),
     }
@@ -321,7 +321,7 @@ fn broken_rules(crd: &CustomResourceDefinition, route: &Value) -> Vec<String> {
 #[test]
 fn rendered_routes_pass_the_vendored_gateway_api_schemas() {
     let validator = validator();
-    let [grpc_crd, http_crd] = GATEWAY_API_CRDS.map(gateway_api_crd);
+    let [grpc_crd, http_crd] = GATEWAY_API_CRDS.map(vendored_crd);
     let production: Cell = serde_yaml::from_str(
         &std::fs::read_to_string(repo_path("manifests/examples/production-cell.yaml")).unwrap(),
     )
@@ -478,7 +478,7 @@ async fn a_real_api_server_with_the_gateway_api_accepts_the_rendered_routes() {
     // The vendored CRDs, whole, as a cluster installs them (applied again when present).
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
     for file in GATEWAY_API_CRDS {
-        let mut crd = gateway_api_crd(file);
+        let mut crd = vendored_crd(file);
         crd.status = None;
         crd.metadata.creation_timestamp = None;
         crds.patch(
@@ -490,7 +490,7 @@ async fn a_real_api_server_with_the_gateway_api_accepts_the_rendered_routes() {
         .unwrap();
     }
     for file in GATEWAY_API_CRDS {
-        let name = gateway_api_crd(file).name_any();
+        let name = vendored_crd(file).name_any();
         eventually(&format!("{name} established"), || async {
             let crd = crds.get(&name).await.ok()?;
             crd.status?

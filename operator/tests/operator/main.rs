@@ -15,4 +15,5 @@ mod reconcile;
 mod render;
 mod router_table;
 mod support;
+mod tls;
 mod truth;

@@ -4,7 +4,9 @@
 //! service mints them (`titan_kit::turn`) and refuses expired or wrong ones
 //! (`turnutils_uclient`).
 //!
-//! nginx also starts from the dev cell's config and serves its health check and HLS location.
+//! nginx also starts from the dev cell's config and serves its health check and HLS location,
+//! and, in a cell with TLS, carries the RTMP callbacks over TLS to an HTTPS stand-in for the
+//! livestream service with a certificate from the cell's CA, and refuses one from another CA.
 //!
 //! `cargo xtask test` (`.ci/run`) installs the programs; a missing one fails the test with the
 //! command that installs it, never skips it. Waiting is polling with a deadline, never a sleep
@@ -446,4 +448,196 @@ fn coturn_with_an_external_address_admits_minted_credentials_and_refuses_others(
             .is_some()
     );
     turn_test(&cell);
+}
+
+/// An HTTPS server on loopback `port` (Python's, as a stand-in for the livestream service's
+/// HTTP port) answering every POST with 200 `published`, with `cert` and `key` (PEM files).
+fn https_backend(dir: &Path, port: u16, cert: &Path, key: &Path) -> Running {
+    let script = dir.join("backend.py");
+    std::fs::write(
+        &script,
+        r#"import http.server, ssl, sys
+
+class Callback(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Length", "9")
+        self.end_headers()
+        self.wfile.write(b"published")
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Callback)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(sys.argv[2], sys.argv[3])
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#,
+    )
+    .expect("backend script");
+    let log = dir.join(format!("backend-{port}.log"));
+    Running::start(
+        "python3 https backend",
+        Command::new(program("python3"))
+            .arg(&script)
+            .arg(port.to_string())
+            .arg(cert)
+            .arg(key),
+        &log,
+    )
+}
+
+/// POST an empty body to `path` on loopback `port` (as nginx-rtmp's `on_publish` does): the
+/// whole response.
+fn http_post(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+    stream
+        .write_all(
+            format!("POST {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n")
+                .as_bytes(),
+        )
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+/// A certificate for `localhost` signed by the CA in `ca_secret` (a cell CA Secret's data):
+/// (certificate, key) as PEM.
+fn localhost_certificate(
+    ca_secret: &std::collections::BTreeMap<String, String>,
+) -> (String, String) {
+    let issuer = rcgen::Issuer::from_ca_cert_pem(
+        &ca_secret["ca.crt"],
+        rcgen::KeyPair::from_pem(&ca_secret["ca.key"]).expect("ca key"),
+    )
+    .expect("ca");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("signed");
+    (cert.pem(), key.serialize_pem())
+}
+
+#[test]
+fn under_tls_nginx_carries_the_rtmp_callbacks_to_livestream_verified_against_the_cells_ca() {
+    use k8s_openapi::jiff::Timestamp;
+    use titan_operator::cell::certificates;
+
+    let nginx = program("nginx");
+    let mut cell = example("manifests/examples/dev-cell.yaml");
+    cell.spec.tls = Some(Default::default());
+    let rtmp = media::enabled_rtmp(&cell).expect("rtmp enabled");
+    let settings = media::nginx_settings(&cell, rtmp);
+    assert_eq!(
+        settings.callback_base,
+        format!("https://livestream.{}.svc:8080", cell.namespace_name())
+    );
+    let tls = settings.callback_tls.clone().expect("callbacks over tls");
+    assert_eq!(
+        (tls.ca_file.as_str(), tls.proxy_port),
+        ("/etc/titan-tls/ca.crt", media::CALLBACK_PROXY_PORT)
+    );
+
+    // The cell's CA, and a livestream stand-in serving a certificate from it; another serving
+    // one from a CA the cell does not trust.
+    let now = Timestamp::now();
+    let own = certificates::resolve(&cell, &Default::default(), &Default::default(), now)
+        .expect("cell ca");
+    let mut other_cell = cell.clone();
+    other_cell.metadata.name = Some("other".into());
+    let foreign = certificates::resolve(&other_cell, &Default::default(), &Default::default(), now)
+        .expect("other ca");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    let ca_file = write("ca.crt", own.bundle.as_deref().expect("bundle"));
+    let (trusted_port, foreign_port) = (free_port(), free_port());
+    let (cert, key) = localhost_certificate(own.ca_secret.as_ref().expect("ca secret"));
+    let _trusted = https_backend(
+        dir.path(),
+        trusted_port,
+        &write("trusted.crt", &cert),
+        &write("trusted.key", &key),
+    );
+    let (cert, key) = localhost_certificate(foreign.ca_secret.as_ref().expect("ca secret"));
+    let _foreign = https_backend(
+        dir.path(),
+        foreign_port,
+        &write("foreign.crt", &cert),
+        &write("foreign.key", &key),
+    );
+
+    // nginx from the rendered config, the livestream host moved to loopback.
+    let run_nginx = |name: &str, backend: u16| {
+        let prefix = dir.path().join(name);
+        std::fs::create_dir_all(prefix.join("media")).expect("prefix");
+        let (proxy_port, http_port) = (free_port(), free_port());
+        let text = nginx::render(
+            &cell.name_any(),
+            &NginxSettings {
+                media_dir: prefix.join("media").display().to_string(),
+                callback_base: format!("https://localhost:{backend}"),
+                callback_tls: Some(nginx::CallbackTls {
+                    ca_file: ca_file.display().to_string(),
+                    proxy_port: i32::from(proxy_port),
+                }),
+                rtmp_port: i32::from(free_port()),
+                http_port: i32::from(http_port),
+                ..settings.clone()
+            },
+        );
+        assert!(text.contains(&format!(
+            "on_publish http://127.0.0.1:{proxy_port}/rtmp/publish;"
+        )));
+        let config = prefix.join("nginx.conf");
+        std::fs::write(&config, text).expect("write config");
+        let log = prefix.join("nginx.log");
+        let mut server = Running::start(
+            "nginx",
+            Command::new(&nginx)
+                .arg("-p")
+                .arg(format!("{}/", prefix.display()))
+                .args(["-e", "stderr", "-g", "master_process off;", "-c"])
+                .arg(&config),
+            &log,
+        );
+        wait_until("nginx", Duration::from_secs(20), || {
+            server.alive(&log);
+            http_get(http_port, "/healthz").is_some()
+        });
+        (server, proxy_port)
+    };
+
+    // The backend certified by the cell's CA gets the callback and its answer comes back.
+    let (_server, proxy_port) = run_nginx("trusted", trusted_port);
+    let mut answer = None;
+    wait_until("the trusted backend", Duration::from_secs(20), || {
+        answer = http_post(proxy_port, nginx::ON_PUBLISH_PATH).filter(|a| !a.contains(" 502 "));
+        answer.is_some()
+    });
+    let answer = answer.unwrap_or_default();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("published"), "{answer}");
+
+    // One with a certificate from elsewhere never sees it: nginx refuses its certificate (once
+    // it listens, so the refusal is not a connection refused).
+    wait_until("the foreign backend", Duration::from_secs(20), || {
+        TcpStream::connect((Ipv4Addr::LOCALHOST, foreign_port)).is_ok()
+    });
+    let (_server, proxy_port) = run_nginx("foreign", foreign_port);
+    let refused = http_post(proxy_port, nginx::ON_PUBLISH_PATH).unwrap_or_default();
+    assert!(refused.starts_with("HTTP/1.1 502"), "{refused}");
+    let log = std::fs::read_to_string(dir.path().join("foreign/nginx.log")).unwrap_or_default();
+    assert!(
+        log.contains("upstream SSL certificate verify error"),
+        "{log}"
+    );
 }

@@ -29,10 +29,14 @@ use kube_fake_client::{
 };
 use serde_json::Value;
 use titan_crds::{Cell, Service};
-use titan_operator::cell::gateway::{GrpcRoute, HttpRoute};
+use titan_operator::cell::{
+    certificates::Certificate,
+    gateway::{GrpcRoute, HttpRoute},
+};
 use titan_operator::{
     cell::{
         build::{self as cell_build, CellObjects},
+        certificates::Tls,
         connections,
         credentials::Credentials,
     },
@@ -64,12 +68,18 @@ pub fn cell_fixture(name: &str) -> Cell {
 pub fn built(cell: &Cell) -> CellObjects {
     let credentials = Credentials::placeholders();
     let connections = connections::resolve(cell, &credentials, &connections::Offline);
-    cell_build::build(cell, &credentials, &connections, &Default::default())
+    cell_build::build(
+        cell,
+        &credentials,
+        &Tls::placeholders(cell),
+        &connections,
+        &Default::default(),
+    )
 }
 
 /// Every kind the operator writes, as `group/version/Kind`: each has a schema, and an object of
 /// any other kind is refused by [`validate`] rather than passed unchecked.
-pub const VALIDATED: [&str; 19] = [
+pub const VALIDATED: [&str; 20] = [
     "/v1/Namespace",
     "/v1/ConfigMap",
     "/v1/Service",
@@ -89,6 +99,7 @@ pub const VALIDATED: [&str; 19] = [
     "commerce.titan.dev/v1alpha1/Service",
     "gateway.networking.k8s.io/v1/GRPCRoute",
     "gateway.networking.k8s.io/v1/HTTPRoute",
+    "cert-manager.io/v1/Certificate",
 ];
 
 /// The vendored Gateway API CRDs, whole (the standard channel of one release: see
@@ -99,14 +110,19 @@ pub const GATEWAY_API_CRDS: [&str; 2] = [
     "fixtures/gateway-api/gateway.networking.k8s.io_httproutes.yaml",
 ];
 
-/// A vendored Gateway API CRD (a path of [`GATEWAY_API_CRDS`]).
-pub fn gateway_api_crd(file: &str) -> CustomResourceDefinition {
+/// cert-manager's `Certificate` CRD, vendored whole (see `fixtures/cert-manager/README.md`): the
+/// schema [`validator`] checks the cells' Certificates against, installed on the test control
+/// plane.
+pub const CERT_MANAGER_CRD: &str = "fixtures/cert-manager/cert-manager.io_certificates.yaml";
+
+/// A vendored CRD (of [`GATEWAY_API_CRDS`], or [`CERT_MANAGER_CRD`]).
+pub fn vendored_crd(file: &str) -> CustomResourceDefinition {
     let text = std::fs::read_to_string(test_path(file)).expect("vendored gateway api crd");
     serde_yaml::from_str(&text).expect("a CustomResourceDefinition")
 }
 
-/// The OpenAPI schema of the `v1` version of a Gateway API CRD, the one the operator writes.
-pub fn gateway_api_v1_schema(crd: &CustomResourceDefinition) -> Value {
+/// The OpenAPI schema of the `v1` version of a vendored CRD, the one the operator writes.
+pub fn v1_schema(crd: &CustomResourceDefinition) -> Value {
     let version = crd
         .spec
         .versions
@@ -168,12 +184,15 @@ pub fn validator() -> Arc<RuntimeOpenAPIValidator> {
                 serde_json::from_str(&text).expect("schema json"),
             );
         }
-        // The Gateway API's routes: the v1 schema of the vendored CRDs, as the API server has it.
-        for file in GATEWAY_API_CRDS {
-            let crd = gateway_api_crd(file);
+        // The Gateway API's routes and cert-manager's Certificate: the v1 schema of the
+        // vendored CRDs, as the API server has it (named by the group reversed, as the
+        // validator looks them up).
+        for file in GATEWAY_API_CRDS.into_iter().chain([CERT_MANAGER_CRD]) {
+            let crd = vendored_crd(file);
+            let group: Vec<&str> = crd.spec.group.rsplit('.').collect();
             definitions.insert(
-                format!("io.k8s.networking.gateway.v1.{}", crd.spec.names.kind),
-                gateway_api_v1_schema(&crd),
+                format!("{}.v1.{}", group.join("."), crd.spec.names.kind),
+                v1_schema(&crd),
             );
         }
         for crd in [Cell::crd(), Service::crd()] {
@@ -304,6 +323,7 @@ impl Fake {
             .with_resource::<ScheduledBackup>()
             .with_resource::<GrpcRoute>()
             .with_resource::<HttpRoute>()
+            .with_resource::<Certificate>()
             .with_status_subresource::<Deployment>()
             .with_status_subresource::<Job>()
             .with_status_subresource::<Pod>()
