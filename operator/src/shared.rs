@@ -7,8 +7,8 @@
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
 use kube::ResourceExt;
 use titan_crds::{
-    Cell,
-    cell::{CellAuth, ObjectStorage},
+    Cell, DatastoreKind,
+    cell::{CellAuth, ObjectStorage, PostgresProvider, Provider},
 };
 
 /// gRPC port of every Titan service.
@@ -38,6 +38,9 @@ pub struct CellView {
     /// Whether the services serve TLS (`spec.tls`) with the certificate in
     /// [`CellView::tls_secret`].
     pub tls: bool,
+    /// The datastores reached over TLS verified against the cell's CA bundle: the builtin
+    /// ones, under TLS.
+    pub tls_datastores: Vec<DatastoreKind>,
 }
 
 impl CellView {
@@ -52,6 +55,28 @@ impl CellView {
             turn: cell.spec.media.turn.as_ref().is_some_and(|t| t.enabled),
             auth: cell.spec.auth.clone(),
             tls: cell.spec.tls.is_some(),
+            tls_datastores: if cell.spec.tls.is_some() {
+                let stores = &cell.spec.datastores;
+                [
+                    (
+                        DatastoreKind::Postgres,
+                        stores.postgres.provider == PostgresProvider::Builtin,
+                    ),
+                    (
+                        DatastoreKind::Redis,
+                        stores.redis.provider == Provider::Builtin,
+                    ),
+                    (
+                        DatastoreKind::ClickHouse,
+                        stores.clickhouse.provider == Provider::Builtin,
+                    ),
+                ]
+                .into_iter()
+                .filter_map(|(kind, builtin)| builtin.then_some(kind))
+                .collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -98,6 +123,17 @@ pub fn tls_env() -> Vec<EnvVar> {
     .into_iter()
     .map(|(variable, file)| value_env(variable, format!("{TLS_MOUNT}/{file}")))
     .collect()
+}
+
+/// kit's variable naming the CA file a TLS connection to `store` is verified against, for the
+/// stores that take it apart from their URL (PostgreSQL's URL names it: `sslrootcert`).
+pub fn datastore_tls_env(store: DatastoreKind) -> Option<EnvVar> {
+    let variable = match store {
+        DatastoreKind::Redis => "TITAN_REDIS_CA_FILE",
+        DatastoreKind::ClickHouse => "TITAN_CLICKHOUSE_CA_FILE",
+        DatastoreKind::Postgres => return None,
+    };
+    Some(value_env(variable, format!("{TLS_MOUNT}/{TLS_CA_KEY}")))
 }
 
 /// Key (and variable) of the TURN shared secret in [`CellView::turn_secret`].

@@ -264,7 +264,7 @@ pub fn build(
         services: datastore_services,
         clusters,
         scheduled_backups,
-    } = datastores::build(&cell_meta, credentials);
+    } = datastores::build(&cell_meta, credentials, tls.certificate.as_deref());
     let media::MediaObjects {
         config_maps,
         services: media_services,

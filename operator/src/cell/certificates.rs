@@ -101,6 +101,9 @@ pub struct Tls {
     /// the pods when it changes. None while the cell asks for TLS and has no certificate yet
     /// (the services wait), and when it does not ask.
     pub bundle: Option<String>,
+    /// The services' certificate (PEM) once issued: the builtin datastores, which do not
+    /// reload it, restart when it changes.
+    pub certificate: Option<String>,
     /// `status.tls`, while the cell asks for TLS.
     pub status: Option<TlsStatus>,
     /// The `CertificatesReady` condition, while the cell asks for TLS.
@@ -139,6 +142,7 @@ impl Tls {
             ca_secret: own.then(|| placeholder(&[SIGNER_CERT, SIGNER_KEY])),
             tls_secret: own.then(|| placeholder(&[CA_KEY, CERT_KEY, KEY_KEY])),
             bundle: Some(format!("<generated:{CA_KEY}>")),
+            certificate: Some(format!("<generated:{CERT_KEY}>")),
             status: Some(TlsStatus {
                 issuer: if own { CELL_CA } else { CERT_MANAGER }.into(),
                 ..Default::default()
@@ -415,6 +419,7 @@ pub fn resolve(
             (KEY_KEY.to_string(), leaf.key.clone()),
         ])),
         bundle: Some(bundle),
+        certificate: Some(leaf.cert),
         status: Some(TlsStatus {
             issuer: CELL_CA.into(),
             not_after: Some(leaf.parsed.not_after.to_string()),
@@ -512,6 +517,7 @@ pub fn observe_cert_manager(
         ca_secret: None,
         tls_secret: None,
         bundle: Some(bundle.clone()),
+        certificate: tls.get(CERT_KEY).cloned(),
         status: Some(TlsStatus {
             issuer: CERT_MANAGER.into(),
             not_after: Some(leaf.not_after.to_string()),

@@ -14,10 +14,13 @@ use titan_crds::{
     cell::{PostgresProvider, Provider},
 };
 
-use super::credentials::{Credentials, Key};
+use super::{
+    credentials::{Credentials, Key},
+    datastores::CLICKHOUSE_HTTPS_PORT,
+};
 use crate::{
     cnpg,
-    shared::{CLICKHOUSE_LOGIN_KEYS, OBJECT_STORAGE_KEYS},
+    shared::{CLICKHOUSE_LOGIN_KEYS, OBJECT_STORAGE_KEYS, TLS_CA_KEY, TLS_MOUNT},
 };
 
 /// Key of the connection URL in an external datastore's Secret.
@@ -188,14 +191,24 @@ fn store_name(store: DatastoreKind) -> &'static str {
 pub fn resolve(cell: &Cell, credentials: &Credentials, source: &dyn SecretSource) -> Connections {
     let namespace = cell.namespace_name();
     let stores = &cell.spec.datastores;
+    // Under TLS the builtin servers serve the cell's certificate: their URLs ask for TLS and
+    // the services verify it against the CA bundle they mount (the URL names it for
+    // PostgreSQL; kit's `redis.caFile` and `clickhouse.caFile` for the others, see
+    // `shared::datastore_tls_env`).
+    let tls = cell.spec.tls.is_some();
 
     let postgres = match stores.postgres.provider {
         PostgresProvider::Builtin => Ok(BTreeMap::from([(
             DatastoreKind::Postgres.env_var().to_string(),
             format!(
-                "postgres://{DATABASE_USER}:{}@{}:5432/{DATABASE_USER}",
+                "postgres://{DATABASE_USER}:{}@{}:5432/{DATABASE_USER}{}",
                 credentials.get(Key::PostgresPassword),
-                host(POSTGRES, &namespace)
+                host(POSTGRES, &namespace),
+                if tls {
+                    format!("?sslmode=verify-full&sslrootcert={TLS_MOUNT}/{TLS_CA_KEY}")
+                } else {
+                    String::new()
+                }
             ),
         )])),
         PostgresProvider::CloudnativePg => {
@@ -226,7 +239,8 @@ pub fn resolve(cell: &Cell, credentials: &Credentials, source: &dyn SecretSource
         Provider::Builtin => Ok(BTreeMap::from([(
             DatastoreKind::Redis.env_var().to_string(),
             format!(
-                "redis://:{}@{}:6379",
+                "{}://:{}@{}:6379",
+                if tls { "rediss" } else { "redis" },
                 credentials.get(Key::RedisPassword),
                 host(REDIS, &namespace)
             ),
@@ -244,7 +258,14 @@ pub fn resolve(cell: &Cell, credentials: &Credentials, source: &dyn SecretSource
             Ok(BTreeMap::from([
                 (
                     DatastoreKind::ClickHouse.env_var().to_string(),
-                    format!("http://{}:8123", host(CLICKHOUSE, &namespace)),
+                    if tls {
+                        format!(
+                            "https://{}:{CLICKHOUSE_HTTPS_PORT}",
+                            host(CLICKHOUSE, &namespace)
+                        )
+                    } else {
+                        format!("http://{}:8123", host(CLICKHOUSE, &namespace))
+                    },
                 ),
                 (user.to_string(), DATABASE_USER.to_string()),
                 (

@@ -4,6 +4,13 @@
 //!
 //! Passwords come from the cell's credentials Secret by reference, never inline, so changing
 //! the spec never touches them.
+//!
+//! In a cell with TLS (`spec.tls`) the builtin servers serve the cell's certificate (Secret
+//! `<cell>-tls`, mounted as the services mount it, the key readable by the server's group
+//! only): PostgreSQL with `ssl=on` (clients ask `sslmode=verify-full`), Redis on its TLS port
+//! only, ClickHouse over https on 8443 (its plaintext port stays for the readiness probe and
+//! within the cell's network policy). None of them reloads a renewed certificate by itself, so
+//! the certificate's hash is on their pod template: a renewal (every 60 days) restarts them.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +20,8 @@ use k8s_openapi::{
         core::v1::{
             Container, EnvVar, ExecAction, HTTPGetAction, PersistentVolumeClaim,
             PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-            Service as CoreService, VolumeMount, VolumeResourceRequirements,
+            SecretVolumeSource, Service as CoreService, Volume, VolumeMount,
+            VolumeResourceRequirements,
         },
     },
     apimachinery::pkg::{
@@ -39,7 +47,10 @@ use crate::{
         S3Credentials, ScheduledBackup, ScheduledBackupSpec, SecretKey, Storage,
         TypedLocalObjectReference, VolumeSnapshotBackup, VolumeSnapshots,
     },
-    shared::{OBJECT_STORAGE_KEYS, secret_env, value_env},
+    shared::{
+        CellView, OBJECT_STORAGE_KEYS, TLS_CA_KEY, TLS_CERT_KEY, TLS_KEY_KEY, TLS_MOUNT,
+        secret_env, value_env,
+    },
 };
 
 /// Default image of a builtin PostgreSQL.
@@ -48,6 +59,8 @@ pub const POSTGRES_IMAGE: &str = "docker.io/library/postgres:17";
 pub const REDIS_IMAGE: &str = "docker.io/library/redis:7.4";
 /// Default image of a builtin ClickHouse.
 pub const CLICKHOUSE_IMAGE: &str = "docker.io/clickhouse/clickhouse-server:24.8";
+/// ClickHouse's https port in a cell with TLS.
+pub const CLICKHOUSE_HTTPS_PORT: i32 = 8443;
 /// Volume size when the spec names none.
 const DEFAULT_STORAGE: &str = "10Gi";
 /// Instances of a CloudNativePG cluster when the spec names none: a primary and two replicas.
@@ -76,6 +89,8 @@ struct Builtin {
     data_path: &'static str,
     ports: Vec<(&'static str, i32)>,
     command: Option<Vec<String>>,
+    /// Arguments to the image's entrypoint (its command kept).
+    args: Option<Vec<String>>,
     env: Vec<EnvVar>,
     readiness: Probe,
     resources: ResourceRequirements,
@@ -105,11 +120,18 @@ fn password_env(cell_meta: &CellMeta, variable: &str, key: Key) -> EnvVar {
     )
 }
 
+/// Where a builtin server finds `key` of the cell's TLS Secret.
+fn tls_file(key: &str) -> String {
+    format!("{TLS_MOUNT}/{key}")
+}
+
 fn stateful_set(
     cell_meta: &CellMeta,
     credentials: &Credentials,
+    certificate: Option<&str>,
     builtin: Builtin,
 ) -> (StatefulSet, CoreService) {
+    let tls = cell_meta.cell.spec.tls.is_some();
     let Builtin {
         component,
         image,
@@ -117,6 +139,7 @@ fn stateful_set(
         data_path,
         ports,
         command,
+        args,
         env,
         readiness,
         resources,
@@ -134,6 +157,7 @@ fn stateful_set(
         image: Some(image),
         image_pull_policy: Some("IfNotPresent".into()),
         command,
+        args,
         env: Some(env),
         ports: Some(
             ports
@@ -144,13 +168,42 @@ fn stateful_set(
         readiness_probe: Some(readiness),
         resources: Some(resources),
         security_context: Some(workload::container_security(uid)),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "data".into(),
-            mount_path: data_path.into(),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(
+            [
+                Some(VolumeMount {
+                    name: "data".into(),
+                    mount_path: data_path.into(),
+                    ..Default::default()
+                }),
+                tls.then(|| VolumeMount {
+                    name: "tls".into(),
+                    mount_path: TLS_MOUNT.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                }),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        ),
         ..Default::default()
     };
+    // Owned by root and the pod's group (its fsGroup is the server's): PostgreSQL refuses a key
+    // others can read, and accepts a root-owned one its group reads.
+    let volumes = tls.then(|| {
+        vec![Volume {
+            name: "tls".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(CellView::of(cell_meta.cell).tls_secret()),
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]
+    });
+    // A changed password restarts the server that reads it, and so does a renewed certificate.
+    let mut consumed = vec![(password.as_str(), credentials.get(password))];
+    consumed.extend(certificate.map(|cert| (TLS_CERT_KEY, cert)));
     let retention = match cell_meta.cell.spec.deletion_policy {
         DeletionPolicy::Retain => "Retain",
         DeletionPolicy::Delete => "Delete",
@@ -170,18 +223,15 @@ fn stateful_set(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels.clone()),
-                    // A changed password restarts the server that reads it.
                     annotations: Some(BTreeMap::from([(
                         crate::labels::SECRETS_HASH.to_string(),
-                        crate::labels::secrets_hash([(
-                            password.as_str(),
-                            credentials.get(password),
-                        )]),
+                        crate::labels::secrets_hash(consumed),
                     )])),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
+                    volumes,
                     security_context: Some(workload::pod_security(uid)),
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
@@ -236,7 +286,7 @@ fn storage_or_default(storage: &Option<Quantity>) -> Quantity {
         .unwrap_or_else(|| Quantity(DEFAULT_STORAGE.into()))
 }
 
-fn postgres(cell_meta: &CellMeta) -> Builtin {
+fn postgres(cell_meta: &CellMeta, tls: bool) -> Builtin {
     let spec = &cell_meta.cell.spec.datastores.postgres;
     Builtin {
         component: POSTGRES,
@@ -245,6 +295,19 @@ fn postgres(cell_meta: &CellMeta) -> Builtin {
         data_path: "/var/lib/postgresql/data",
         ports: vec![("postgres", 5432)],
         command: None,
+        // The image's entrypoint runs what follows it, `postgres` first.
+        args: tls.then(|| {
+            [
+                "postgres".to_string(),
+                "-c".into(),
+                "ssl=on".into(),
+                "-c".into(),
+                format!("ssl_cert_file={}", tls_file(TLS_CERT_KEY)),
+                "-c".into(),
+                format!("ssl_key_file={}", tls_file(TLS_KEY_KEY)),
+            ]
+            .to_vec()
+        }),
         env: vec![
             value_env("POSTGRES_USER", DATABASE_USER),
             value_env("POSTGRES_DB", DATABASE_USER),
@@ -270,7 +333,7 @@ fn postgres(cell_meta: &CellMeta) -> Builtin {
     }
 }
 
-fn redis(cell_meta: &CellMeta) -> Builtin {
+fn redis(cell_meta: &CellMeta, tls: bool) -> Builtin {
     let spec = &cell_meta.cell.spec.datastores.redis;
     Builtin {
         component: REDIS,
@@ -293,8 +356,32 @@ fn redis(cell_meta: &CellMeta) -> Builtin {
                 "$(REDIS_PASSWORD)",
             ]
             .map(String::from)
-            .to_vec(),
+            .into_iter()
+            // Under TLS the one port speaks TLS only; clients are not asked for certificates
+            // (they authenticate with the password).
+            .chain(
+                tls.then(|| {
+                    [
+                        "--port".to_string(),
+                        "0".into(),
+                        "--tls-port".into(),
+                        "6379".into(),
+                        "--tls-cert-file".into(),
+                        tls_file(TLS_CERT_KEY),
+                        "--tls-key-file".into(),
+                        tls_file(TLS_KEY_KEY),
+                        "--tls-ca-cert-file".into(),
+                        tls_file(TLS_CA_KEY),
+                        "--tls-auth-clients".into(),
+                        "no".into(),
+                    ]
+                })
+                .into_iter()
+                .flatten(),
+            )
+            .collect(),
         ),
+        args: None,
         env: vec![password_env(
             cell_meta,
             "REDIS_PASSWORD",
@@ -303,7 +390,14 @@ fn redis(cell_meta: &CellMeta) -> Builtin {
         readiness: exec_probe(&[
             "sh",
             "-c",
-            "redis-cli --no-auth-warning -a \"$REDIS_PASSWORD\" ping | grep -q PONG",
+            &format!(
+                "redis-cli {}--no-auth-warning -a \"$REDIS_PASSWORD\" ping | grep -q PONG",
+                if tls {
+                    format!("--tls --cacert {} ", tls_file(TLS_CA_KEY))
+                } else {
+                    String::new()
+                }
+            ),
         ]),
         resources: spec
             .resources
@@ -314,7 +408,7 @@ fn redis(cell_meta: &CellMeta) -> Builtin {
     }
 }
 
-fn clickhouse(cell_meta: &CellMeta) -> Builtin {
+fn clickhouse(cell_meta: &CellMeta, tls: bool) -> Builtin {
     let spec = &cell_meta.cell.spec.datastores.clickhouse;
     Builtin {
         component: CLICKHOUSE,
@@ -324,8 +418,24 @@ fn clickhouse(cell_meta: &CellMeta) -> Builtin {
             .unwrap_or_else(|| CLICKHOUSE_IMAGE.into()),
         storage: storage_or_default(&spec.storage),
         data_path: "/var/lib/clickhouse",
-        ports: vec![("http", 8123), ("native", 9000)],
+        ports: [("http", 8123), ("native", 9000)]
+            .into_iter()
+            .chain(tls.then_some(("https", CLICKHOUSE_HTTPS_PORT)))
+            .collect(),
         command: None,
+        // The image's entrypoint passes arguments after `--` to the server as config overrides.
+        args: tls.then(|| {
+            [
+                "--".to_string(),
+                format!("--https_port={CLICKHOUSE_HTTPS_PORT}"),
+                format!(
+                    "--openSSL.server.certificateFile={}",
+                    tls_file(TLS_CERT_KEY)
+                ),
+                format!("--openSSL.server.privateKeyFile={}", tls_file(TLS_KEY_KEY)),
+            ]
+            .to_vec()
+        }),
         env: vec![
             value_env("CLICKHOUSE_USER", DATABASE_USER),
             password_env(cell_meta, "CLICKHOUSE_PASSWORD", Key::ClickHousePassword),
@@ -525,14 +635,20 @@ fn scheduled_backup(cell_meta: &CellMeta) -> Option<ScheduledBackup> {
     Some(scheduled)
 }
 
-/// The datastore objects of the cell in `cell_meta`, whose generated passwords are `credentials`.
-pub fn build(cell_meta: &CellMeta, credentials: &Credentials) -> DatastoreObjects {
+/// The datastore objects of the cell in `cell_meta`, whose generated passwords are
+/// `credentials`; `certificate` is the services' certificate (PEM) once the cell has one.
+pub fn build(
+    cell_meta: &CellMeta,
+    credentials: &Credentials,
+    certificate: Option<&str>,
+) -> DatastoreObjects {
     let stores = &cell_meta.cell.spec.datastores;
+    let tls = cell_meta.cell.spec.tls.is_some();
     let mut builtins = Vec::new();
     let mut clusters = Vec::new();
     let mut scheduled_backups = Vec::new();
     match stores.postgres.provider {
-        PostgresProvider::Builtin => builtins.push(postgres(cell_meta)),
+        PostgresProvider::Builtin => builtins.push(postgres(cell_meta, tls)),
         PostgresProvider::CloudnativePg => {
             clusters.push(cloudnative_pg(cell_meta));
             scheduled_backups.extend(scheduled_backup(cell_meta));
@@ -540,14 +656,14 @@ pub fn build(cell_meta: &CellMeta, credentials: &Credentials) -> DatastoreObject
         PostgresProvider::External => {}
     }
     if stores.redis.provider == Provider::Builtin {
-        builtins.push(redis(cell_meta));
+        builtins.push(redis(cell_meta, tls));
     }
     if stores.clickhouse.provider == Provider::Builtin {
-        builtins.push(clickhouse(cell_meta));
+        builtins.push(clickhouse(cell_meta, tls));
     }
     let (stateful_sets, services) = builtins
         .into_iter()
-        .map(|builtin| stateful_set(cell_meta, credentials, builtin))
+        .map(|builtin| stateful_set(cell_meta, credentials, certificate, builtin))
         .unzip();
     DatastoreObjects {
         stateful_sets,

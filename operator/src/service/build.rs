@@ -43,7 +43,8 @@ use crate::{
     labels,
     shared::{
         ADMIN_PORT, CLICKHOUSE_LOGIN_KEYS, CellView, GRPC_PORT, HTTP_PORT, TLS_MOUNT,
-        TURN_SECRET_KEY, auth_env, object_storage_env, optional_secret_env, secret_env, tls_env,
+        TURN_SECRET_KEY, auth_env, datastore_tls_env, object_storage_env, optional_secret_env,
+        secret_env, tls_env,
     },
 };
 
@@ -252,6 +253,9 @@ fn pod_template(
                     .map(|key| optional_secret_env(key, &cell.datastores_secret(), key)),
             );
         }
+        if cell.tls_datastores.contains(&store) {
+            env.extend(datastore_tls_env(store));
+        }
     }
     if titan {
         env.push(secret_env(
@@ -389,19 +393,16 @@ fn pod_template(
             ..Default::default()
         }),
         volume_mounts: Some(
-            [
-                ("config", "/etc/titan", true),
-                ("tls", TLS_MOUNT, titan && cell.tls),
-            ]
-            .into_iter()
-            .filter(|(_, _, wanted)| *wanted)
-            .map(|(name, path, _)| VolumeMount {
-                name: name.into(),
-                mount_path: path.into(),
-                read_only: Some(true),
-                ..Default::default()
-            })
-            .collect(),
+            [("config", "/etc/titan", true), ("tls", TLS_MOUNT, cell.tls)]
+                .into_iter()
+                .filter(|(_, _, wanted)| *wanted)
+                .map(|(name, path, _)| VolumeMount {
+                    name: name.into(),
+                    mount_path: path.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                })
+                .collect(),
         ),
         ..Default::default()
     };
@@ -437,8 +438,10 @@ fn pod_template(
                 })
                 // The certificate as a volume, not variables: the kubelet updates its files in
                 // place when the Secret is renewed, and kit reloads them without a restart.
-                // Default file modes: the one user of the container reads the key.
-                .chain((titan && cell.tls).then(|| Volume {
+                // Default file modes: the one user of the container reads the key. A custom
+                // worker gets it too: its datastore URLs and calls to the services verify
+                // against the bundle.
+                .chain(cell.tls.then(|| Volume {
                     name: "tls".into(),
                     secret: Some(SecretVolumeSource {
                         secret_name: Some(cell.tls_secret()),
@@ -551,6 +554,7 @@ mod tests {
             turn: false,
             auth: Default::default(),
             tls: false,
+            tls_datastores: Vec::new(),
         }
     }
 

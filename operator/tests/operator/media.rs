@@ -32,7 +32,7 @@ use crate::support::{built, repo_path};
 const INSTALL: &str = "apt-get install -y nginx libnginx-mod-rtmp coturn (or run `cargo xtask test`, which installs them)";
 
 /// The path of `program`, or a failure that says how to install it.
-fn program(name: &str) -> PathBuf {
+pub(crate) fn program(name: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin".into(), "/usr/bin".into()])
@@ -57,7 +57,7 @@ fn config_map_text(cell: &Cell, name: &str, key: &str) -> String {
 }
 
 /// A process started by a test, killed by its pid when the test ends, however it ends.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     name: &'static str,
 }
@@ -70,7 +70,7 @@ impl Drop for Running {
 }
 
 impl Running {
-    fn start(name: &'static str, command: &mut Command, log: &Path) -> Running {
+    pub(crate) fn start(name: &'static str, command: &mut Command, log: &Path) -> Running {
         let log = std::fs::File::create(log).expect("log file");
         let child = command
             .stdin(Stdio::null())
@@ -82,7 +82,7 @@ impl Running {
     }
 
     /// Fails at once if the process already exited (its log says why).
-    fn alive(&mut self, log: &Path) {
+    pub(crate) fn alive(&mut self, log: &Path) {
         if let Ok(Some(status)) = self.child.try_wait() {
             panic!(
                 "{} exited with {status}:\n{}",
@@ -94,7 +94,7 @@ impl Running {
 }
 
 /// Polls `ready` until it holds, failing after `limit`.
-fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !ready() {
         assert!(
@@ -135,7 +135,7 @@ fn free_udp_port() -> u16 {
 }
 
 /// A port free on loopback for both TCP and UDP.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     loop {
         let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("free tcp port");
         let port = tcp.local_addr().expect("address").port();

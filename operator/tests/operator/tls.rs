@@ -727,7 +727,7 @@ async fn apply_value(
 }
 
 #[tokio::test]
-async fn a_real_api_server_with_cert_managers_crd_accepts_the_certificate() {
+async fn a_real_api_server_accepts_the_certificate_and_the_cells_tls_objects() {
     let client = match test_control_plane().await {
         Ok(client) => client,
         Err(reason) => {
@@ -807,8 +807,304 @@ async fn a_real_api_server_with_cert_managers_crd_accepts_the_certificate() {
         status.message
     );
 
+    // The operator's own TLS objects of a cell on its own CA pass the API server's checks too
+    // (a `kubernetes.io/tls` Secret must hold tls.crt and tls.key; the datastores' volume mode).
+    let own = tls_cell();
+    let objects = objects_with(&own, &round(&own, None, Timestamp::now()));
+    let placed = |object: Value| {
+        let mut object = object;
+        object["metadata"]["namespace"] = json!(ns);
+        object["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("ownerReferences");
+        object
+    };
+    let secrets = Api::<kube::api::DynamicObject>::namespaced_with(
+        client.clone(),
+        &ns,
+        &kube::api::ApiResource::erase::<Secret>(&()),
+    );
+    for secret in objects
+        .secrets
+        .iter()
+        .filter(|s| s.name_any().starts_with("sg-1-"))
+    {
+        let secret = placed(serde_json::to_value(secret).unwrap());
+        apply_value(&secrets, &secret).await.unwrap();
+    }
+    let sets = Api::<kube::api::DynamicObject>::namespaced_with(
+        client.clone(),
+        &ns,
+        &kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::StatefulSet>(&()),
+    );
+    for set in &objects.stateful_sets {
+        apply_value(&sets, &placed(serde_json::to_value(set).unwrap()))
+            .await
+            .unwrap();
+    }
+    // Without its key a TLS Secret is refused.
+    let mut keyless = placed(
+        serde_json::to_value(
+            objects
+                .secrets
+                .iter()
+                .find(|s| s.name_any() == "sg-1-tls")
+                .unwrap(),
+        )
+        .unwrap(),
+    );
+    keyless["metadata"]["name"] = json!("sg-1-keyless");
+    keyless["data"].as_object_mut().unwrap().remove("tls.key");
+    let refused = apply_value(&secrets, &keyless).await.unwrap_err();
+    let kube::Error::Api(status) = &refused else {
+        panic!("not refused by the API server: {refused}");
+    };
+    assert_eq!(status.code, 422, "{status:?}");
+    assert!(status.message.contains("tls.key"), "{}", status.message);
+
     Api::<Namespace>::all(client.clone())
         .delete(&ns, &DeleteParams::default())
         .await
         .unwrap();
+}
+
+/// What the Cell controller builds for `cell` with `tls` (placeholder credentials).
+fn objects_with(cell: &Cell, tls: &Tls) -> titan_operator::cell::build::CellObjects {
+    let credentials = Credentials::placeholders();
+    let connections = connections::resolve(cell, &credentials, &connections::Offline);
+    cell_build(cell, &credentials, tls, &connections, &Default::default())
+}
+
+fn stateful_set<'a>(
+    objects: &'a titan_operator::cell::build::CellObjects,
+    name: &str,
+) -> &'a k8s_openapi::api::apps::v1::StatefulSet {
+    objects
+        .stateful_sets
+        .iter()
+        .find(|s| s.name_any() == name)
+        .unwrap()
+}
+
+fn pod_of(set: &k8s_openapi::api::apps::v1::StatefulSet) -> k8s_openapi::api::core::v1::PodSpec {
+    set.spec.clone().unwrap().template.spec.unwrap()
+}
+
+#[test]
+fn builtin_datastores_serve_the_cells_certificate_and_the_services_ask_for_tls() {
+    let cell = tls_cell();
+    let first = round(&cell, None, t0());
+    let objects = objects_with(&cell, &first);
+    let validator = validator();
+    for set in &objects.stateful_sets {
+        assert_eq!(
+            validate(&validator, &serde_json::to_value(set).unwrap()),
+            Ok(())
+        );
+        let pod = pod_of(set);
+        // The Secret, its files readable by the server's group only.
+        let volume = pod
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "tls")
+            .unwrap();
+        let secret = volume.secret.as_ref().unwrap();
+        assert_eq!(
+            (secret.secret_name.as_deref(), secret.default_mode),
+            (Some("sg-1-tls"), Some(0o440)),
+            "{}",
+            set.name_any()
+        );
+        let mounts = pod.containers[0].volume_mounts.as_ref().unwrap();
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m.name == "tls" && m.mount_path == "/etc/titan-tls")
+        );
+    }
+    let args = |name: &str| {
+        pod_of(stateful_set(&objects, name)).containers[0]
+            .args
+            .clone()
+    };
+    assert_eq!(
+        args("postgres").unwrap(),
+        [
+            "postgres",
+            "-c",
+            "ssl=on",
+            "-c",
+            "ssl_cert_file=/etc/titan-tls/tls.crt",
+            "-c",
+            "ssl_key_file=/etc/titan-tls/tls.key"
+        ]
+    );
+    assert_eq!(
+        args("clickhouse").unwrap(),
+        [
+            "--",
+            "--https_port=8443",
+            "--openSSL.server.certificateFile=/etc/titan-tls/tls.crt",
+            "--openSSL.server.privateKeyFile=/etc/titan-tls/tls.key"
+        ]
+    );
+
+    // The connections ask for TLS, and the names they use are the certificate's.
+    let credentials = Credentials::placeholders();
+    let values = connections::resolve(&cell, &credentials, &connections::Offline)
+        .datastore_values()
+        .unwrap();
+    assert_eq!(
+        values["TITAN_POSTGRES_URL"],
+        "postgres://titan:<generated:postgres-password>@postgres.titan-sg-1.svc:5432/titan?sslmode=verify-full&sslrootcert=/etc/titan-tls/ca.crt"
+    );
+    assert_eq!(
+        values["TITAN_REDIS_URL"],
+        "rediss://:<generated:redis-password>@redis.titan-sg-1.svc:6379"
+    );
+    assert_eq!(
+        values["TITAN_CLICKHOUSE_URL"],
+        "https://clickhouse.titan-sg-1.svc:8443"
+    );
+    let bundle = first.bundle.as_deref().unwrap();
+    for host in ["postgres", "redis", "clickhouse"] {
+        let name = format!("{host}.titan-sg-1.svc");
+        assert_eq!(
+            verify(bundle, first.certificate.as_deref().unwrap(), &name, t0()),
+            Ok(())
+        );
+    }
+
+    // Each service gets the CA file of the stores it reads whose URL does not name it.
+    let services = services_with(&cell, &first);
+    let ca_files = |name: &str| -> Vec<String> {
+        let service = &services[name];
+        let rendered = service_validate::validate(service, "sg-1").unwrap();
+        let objects = service_build::build(service, &CellView::of(&cell), &rendered).unwrap();
+        let pod = objects.deployment.spec.unwrap().template.spec.unwrap();
+        pod.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .filter(|e| e.name.ends_with("_CA_FILE") && e.name != "TITAN_TLS_CA_FILE")
+            .map(|e| format!("{}={}", e.name, e.value.as_deref().unwrap_or_default()))
+            .collect()
+    };
+    assert_eq!(
+        ca_files("flashsale"),
+        ["TITAN_REDIS_CA_FILE=/etc/titan-tls/ca.crt"]
+    );
+    assert_eq!(
+        ca_files("analytics"),
+        [
+            "TITAN_REDIS_CA_FILE=/etc/titan-tls/ca.crt",
+            "TITAN_CLICKHOUSE_CA_FILE=/etc/titan-tls/ca.crt"
+        ]
+    );
+
+    // A renewed certificate restarts the datastores (they do not reload it), not the services.
+    let renewed = round(&cell, Some(&first), t0() + days(61));
+    let again = objects_with(&cell, &renewed);
+    let hash = |set: &k8s_openapi::api::apps::v1::StatefulSet| {
+        set.spec
+            .clone()
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap()[labels::SECRETS_HASH]
+            .clone()
+    };
+    for name in ["postgres", "redis", "clickhouse"] {
+        assert_ne!(
+            hash(stateful_set(&objects, name)),
+            hash(stateful_set(&again, name)),
+            "{name}"
+        );
+    }
+    let hashes = |o: &titan_operator::cell::build::CellObjects| {
+        o.services.iter().map(secrets_hash).collect::<Vec<_>>()
+    };
+    assert_eq!(hashes(&objects), hashes(&again));
+
+    // An external datastore keeps the URL its Secret gives; no CA file is set for it.
+    let mut external = tls_cell();
+    external.spec.datastores.redis.provider = titan_crds::cell::Provider::External;
+    external.spec.datastores.redis.secret_name = Some("redis-url".into());
+    assert!(
+        CellView::of(&external)
+            .tls_datastores
+            .iter()
+            .all(|store| *store != titan_crds::DatastoreKind::Redis)
+    );
+}
+
+#[test]
+fn the_builtin_redis_serves_tls_from_its_rendered_command_and_its_probe_passes() {
+    use crate::media::{Running, free_port, program, wait_until};
+    use std::process::Command;
+
+    let redis_server = program("redis-server");
+    let cell = tls_cell();
+    let issued = round(&cell, None, Timestamp::now());
+    let objects = objects_with(&cell, &issued);
+    let pod = pod_of(stateful_set(&objects, "redis"));
+    let container = &pod.containers[0];
+    let command = container.command.clone().unwrap();
+    let probe = container
+        .readiness_probe
+        .as_ref()
+        .unwrap()
+        .exec
+        .as_ref()
+        .unwrap();
+    let probe = probe.command.clone().unwrap();
+    assert_eq!(probe[..2], ["sh", "-c"]);
+
+    // The pod's paths and port, moved into a temporary directory and a free port.
+    let dir = tempfile::tempdir().unwrap();
+    let tls_dir = dir.path().join("tls");
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::create_dir_all(&tls_dir).unwrap();
+    for (key, text) in issued.tls_secret.as_ref().unwrap() {
+        std::fs::write(tls_dir.join(key), text).unwrap();
+    }
+    let port = free_port().to_string();
+    let local = |arg: &str| {
+        arg.replace("/etc/titan-tls", &tls_dir.display().to_string())
+            .replace("/data", &dir.path().join("data").display().to_string())
+            .replace("$(REDIS_PASSWORD)", "secret")
+    };
+    let mut args: Vec<String> = command[1..].iter().map(|a| local(a)).collect();
+    let tls_port = args.iter().position(|a| a == "--tls-port").unwrap() + 1;
+    args[tls_port] = port.clone();
+    assert_eq!(command[0], "redis-server");
+    let log = dir.path().join("redis.log");
+    let mut server = Running::start("redis-server", Command::new(redis_server).args(&args), &log);
+    // The readiness probe as the kubelet runs it (with the pod's variable), against that port.
+    let script = local(&probe[2]).replace("redis-cli ", &format!("redis-cli -p {port} "));
+    let probe_passes = || {
+        Command::new("sh")
+            .args(["-c", &script])
+            .env("REDIS_PASSWORD", "secret")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    wait_until("redis over tls", Duration::from_secs(20), || {
+        server.alive(&log);
+        probe_passes()
+    });
+    // Plaintext is refused on that port: the probe without TLS fails.
+    let plaintext = script.replace(&format!("--tls --cacert {}/ca.crt ", tls_dir.display()), "");
+    assert_ne!(plaintext, script);
+    let refused = Command::new("sh")
+        .args(["-c", &plaintext])
+        .env("REDIS_PASSWORD", "secret")
+        .status()
+        .unwrap();
+    assert!(!refused.success());
 }
