@@ -8,7 +8,7 @@ use k8s_openapi::{
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
-    Api, ResourceExt,
+    Api,
     api::{DeleteParams, Patch, PatchParams},
     core::cel::Validator,
 };
@@ -24,8 +24,8 @@ use titan_router::store::configmap::{test_control_plane, test_namespace};
 use crate::{
     reconcile::{condition, context, create_cell, get_cell, reconcile_cell},
     support::{
-        Fake, GATEWAY_API_CRDS, built, cell_fixture, repo_path, v1_schema, validate, validator,
-        vendored_crd,
+        Fake, GATEWAY_API_CRDS, built, cell_fixture, install_crd, placed, repo_path,
+        server_side_apply, v1_schema, validate, validator, vendored_crd,
     },
 };
 
@@ -454,18 +454,6 @@ fn the_edge_condition_names_what_is_missing() {
     );
 }
 
-/// Server-side apply of `object` (JSON) through `api`, as the operator writes.
-async fn apply(api: &Api<kube::api::DynamicObject>, object: &Value) -> Result<(), kube::Error> {
-    let name = object["metadata"]["name"].as_str().unwrap();
-    api.patch(
-        name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await
-    .map(|_| ())
-}
-
 #[tokio::test]
 async fn a_real_api_server_with_the_gateway_api_accepts_the_rendered_routes() {
     let client = match test_control_plane().await {
@@ -476,30 +464,8 @@ async fn a_real_api_server_with_the_gateway_api_accepts_the_rendered_routes() {
         }
     };
     // The vendored CRDs, whole, as a cluster installs them (applied again when present).
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
     for file in GATEWAY_API_CRDS {
-        let mut crd = vendored_crd(file);
-        crd.status = None;
-        crd.metadata.creation_timestamp = None;
-        crds.patch(
-            &crd.name_any(),
-            &PatchParams::apply("titan-operator-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-    }
-    for file in GATEWAY_API_CRDS {
-        let name = vendored_crd(file).name_any();
-        eventually(&format!("{name} established"), || async {
-            let crd = crds.get(&name).await.ok()?;
-            crd.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        })
-        .await;
+        install_crd(&client, vendored_crd(file)).await;
     }
 
     let ns = test_namespace(&client, "gateway-routes-test")
@@ -524,36 +490,28 @@ async fn a_real_api_server_with_the_gateway_api_accepts_the_rendered_routes() {
     );
     let (grpc, http) = rendered(&edge_cell());
     // In the fresh namespace, without the owner (no such Cell there).
-    let placed = |route: &Value| {
-        let mut route = route.clone();
-        route["metadata"]["namespace"] = json!(ns);
-        route["metadata"]
-            .as_object_mut()
-            .unwrap()
-            .remove("ownerReferences");
-        route
-    };
+    let here = |route: &Value| placed(route, &ns);
     // A newly established CRD may take a moment to be served for writes.
-    let first = placed(&grpc[0]);
+    let first = here(&grpc[0]);
     eventually("the GRPCRoute accepted", || async {
-        apply(&grpc_api, &first).await.ok()
+        server_side_apply(&grpc_api, &first).await.ok()
     })
     .await;
-    apply(&http_api, &placed(&http[0])).await.unwrap();
+    server_side_apply(&http_api, &here(&http[0])).await.unwrap();
     // What the server stored holds every field the operator set (it adds its defaults: backend
     // group, kind and weight), so the next round finds nothing to write.
     for (api, route) in [(&grpc_api, &grpc[0]), (&http_api, &http[0])] {
         let name = route["metadata"]["name"].as_str().unwrap();
         let stored = json_of(&api.get(name).await.unwrap());
-        assert!(apply::contains(&stored, &placed(route)), "{stored}");
+        assert!(apply::contains(&stored, &here(route)), "{stored}");
         assert_eq!(stored["spec"]["rules"][0]["backendRefs"][0]["weight"], 1);
     }
 
     // A broken route is refused with the API server's message: a path match must be absolute.
-    let mut bad = placed(&http[0]);
+    let mut bad = here(&http[0]);
     bad["metadata"]["name"] = json!("sg-1-broken");
     bad["spec"]["rules"][0]["matches"][0]["path"]["value"] = json!("v1/flashsale/sales");
-    let refused = apply(&http_api, &bad).await.unwrap_err();
+    let refused = server_side_apply(&http_api, &bad).await.unwrap_err();
     let kube::Error::Api(status) = &refused else {
         panic!("not refused by the API server: {refused}");
     };

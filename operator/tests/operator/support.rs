@@ -22,7 +22,10 @@ use k8s_openapi::api::{
     policy::v1::PodDisruptionBudget,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::{Client, CustomResourceExt};
+use kube::{
+    Api, Client, CustomResourceExt,
+    api::{Patch, PatchParams},
+};
 use kube_fake_client::{
     ClientBuilder, Error as FakeError, PatchType, interceptor,
     validator::{RuntimeOpenAPIValidator, SchemaValidator},
@@ -519,5 +522,55 @@ pub async fn seed_full_cell_secrets(fake: &Fake) {
         "s3-creds",
         &[("accessKeyId", "AKIA"), ("secretAccessKey", "s3cr3t")],
     )
+    .await;
+}
+
+/// Server-side apply of `object` (JSON) through `api`, as the operator writes.
+pub async fn server_side_apply(
+    api: &Api<kube::api::DynamicObject>,
+    object: &Value,
+) -> Result<(), kube::Error> {
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    api.patch(
+        name,
+        &PatchParams::apply(titan_operator::MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// `object` (JSON) moved into namespace `ns`, without its owner (no such Cell there).
+pub fn placed(object: &Value, ns: &str) -> Value {
+    let mut object = object.clone();
+    object["metadata"]["namespace"] = serde_json::json!(ns);
+    if let Some(metadata) = object["metadata"].as_object_mut() {
+        metadata.remove("ownerReferences");
+    }
+    object
+}
+
+/// Installs `crd` on a real API server (applied again when present) and waits until it is
+/// established.
+pub async fn install_crd(client: &Client, mut crd: CustomResourceDefinition) {
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    crd.status = None;
+    crd.metadata.creation_timestamp = None;
+    let name = crd.metadata.name.clone().expect("a named CRD");
+    crds.patch(
+        &name,
+        &PatchParams::apply("titan-operator-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("install the CRD");
+    titan_kit::testing::eventually(&format!("{name} established"), || async {
+        let crd = crds.get(&name).await.ok()?;
+        crd.status?
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+            .then_some(())
+    })
     .await;
 }

@@ -9,7 +9,6 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use k8s_openapi::{
     ByteString,
     api::core::v1::{Namespace, Secret},
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     jiff::{SignedDuration, Timestamp},
 };
 use kube::{
@@ -24,7 +23,7 @@ use serde_json::{Value, json};
 use titan_crds::{Cell, Service};
 use titan_kit::testing::eventually;
 use titan_operator::{
-    MANAGER, apply,
+    apply,
     cell::{
         build::build as cell_build,
         certificates::{
@@ -41,7 +40,10 @@ use titan_router::store::configmap::{test_control_plane, test_namespace};
 
 use crate::{
     reconcile::{condition, context, create_cell, get_cell, reconcile_cell},
-    support::{CERT_MANAGER_CRD, Fake, validate, validator, vendored_crd},
+    support::{
+        CERT_MANAGER_CRD, Fake, install_crd, placed, server_side_apply, validate, validator,
+        vendored_crd,
+    },
 };
 
 /// A cell with TLS from its own CA.
@@ -320,9 +322,7 @@ fn a_broken_or_foreign_secret_is_replaced_not_trusted() {
 
 /// The Titan Services of `cell` built with `tls`, by name.
 fn services_with(cell: &Cell, tls: &Tls) -> BTreeMap<String, Service> {
-    let credentials = Credentials::placeholders();
-    let connections = connections::resolve(cell, &credentials, &connections::Offline);
-    cell_build(cell, &credentials, tls, &connections, &Default::default())
+    objects_with(cell, tls)
         .services
         .into_iter()
         .map(|s| (s.name_any(), s))
@@ -484,15 +484,7 @@ fn under_tls_campaign_calls_abtesting_over_https_unless_it_names_its_own_url() {
 #[test]
 fn cert_manager_gets_a_certificate_that_passes_its_schema() {
     let cell = cert_manager_cell();
-    let credentials = Credentials::placeholders();
-    let connections = connections::resolve(&cell, &credentials, &connections::Offline);
-    let objects = cell_build(
-        &cell,
-        &credentials,
-        &Tls::placeholders(&cell),
-        &connections,
-        &Default::default(),
-    );
+    let objects = objects_with(&cell, &Tls::placeholders(&cell));
     // No CA of the operator's: cert-manager writes the services' Secret.
     assert!(
         !objects
@@ -618,6 +610,16 @@ fn not_after_of(tls: &Secret) -> Option<String> {
     )
 }
 
+/// How many `Service`s the cell has.
+async fn count(services: &Api<Service>) -> usize {
+    services
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
 #[tokio::test]
 async fn on_cert_manager_the_services_wait_for_the_issued_secret() {
     let fake = Fake::new().await;
@@ -633,15 +635,7 @@ async fn on_cert_manager_the_services_wait_for_the_issued_secret() {
         ("False".into(), "CertManagerNotInstalled".into())
     );
     let services = Api::<Service>::namespaced(fake.client.clone(), "titan-sg-1");
-    assert_eq!(
-        services
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .len(),
-        0
-    );
+    assert_eq!(count(&services).await, 0);
 
     // Installed: the Certificate is applied; the services wait until cert-manager issued it.
     let ctx = Arc::new((*context(&fake)).clone().with_cert_manager(true));
@@ -659,15 +653,7 @@ async fn on_cert_manager_the_services_wait_for_the_issued_secret() {
         "{}",
         waiting.message
     );
-    assert_eq!(
-        services
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .len(),
-        0
-    );
+    assert_eq!(count(&services).await, 0);
 
     // cert-manager writes the Secret (with the labels the Certificate asked for): the services
     // start, and the operator does not prune the Secret it did not write.
@@ -683,15 +669,7 @@ async fn on_cert_manager_the_services_wait_for_the_issued_secret() {
         ("True".into(), "Issued".into())
     );
     assert_eq!(status.tls.unwrap().issuer, "cert-manager");
-    assert_eq!(
-        services
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .len(),
-        15
-    );
+    assert_eq!(count(&services).await, 15);
     assert!(secrets.get_opt("sg-1-tls").await.unwrap().is_some());
     assert!(fake.invalid.lock().unwrap().is_empty());
 
@@ -711,21 +689,6 @@ async fn on_cert_manager_the_services_wait_for_the_issued_secret() {
     assert_eq!(status.tls.unwrap().issuer, "cell-ca");
 }
 
-/// Server-side apply of `object` (JSON) through `api`, as the operator writes.
-async fn apply_value(
-    api: &Api<kube::api::DynamicObject>,
-    object: &Value,
-) -> Result<(), kube::Error> {
-    let name = object["metadata"]["name"].as_str().unwrap();
-    api.patch(
-        name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await
-    .map(|_| ())
-}
-
 #[tokio::test]
 async fn a_real_api_server_accepts_the_certificate_and_the_cells_tls_objects() {
     let client = match test_control_plane().await {
@@ -736,28 +699,10 @@ async fn a_real_api_server_accepts_the_certificate_and_the_cells_tls_objects() {
         }
     };
     // The vendored CRD as a cluster installs it, without the Helm chart's labels.
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
     let mut crd = vendored_crd(CERT_MANAGER_CRD);
-    crd.status = None;
     crd.metadata.labels = None;
     crd.metadata.annotations = None;
-    crds.patch(
-        &crd.name_any(),
-        &PatchParams::apply("titan-operator-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap();
-    let name = crd.name_any();
-    eventually(&format!("{name} established"), || async {
-        let crd = crds.get(&name).await.ok()?;
-        crd.status?
-            .conditions?
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True")
-            .then_some(())
-    })
-    .await;
+    install_crd(&client, crd).await;
 
     let ns = test_namespace(&client, "cert-manager-certificate-test")
         .await
@@ -768,24 +713,11 @@ async fn a_real_api_server_accepts_the_certificate_and_the_cells_tls_objects() {
         &kube::api::ApiResource::erase::<Certificate>(&()),
     );
     let cell = cert_manager_cell();
-    let credentials = Credentials::placeholders();
-    let connections = connections::resolve(&cell, &credentials, &connections::Offline);
-    let built = cell_build(
-        &cell,
-        &credentials,
-        &Tls::placeholders(&cell),
-        &connections,
-        &Default::default(),
-    );
-    let mut certificate = serde_json::to_value(&built.certificates[0]).unwrap();
-    certificate["metadata"]["namespace"] = json!(ns);
-    certificate["metadata"]
-        .as_object_mut()
-        .unwrap()
-        .remove("ownerReferences");
+    let built = objects_with(&cell, &Tls::placeholders(&cell));
+    let certificate = placed(&serde_json::to_value(&built.certificates[0]).unwrap(), &ns);
     // A newly established CRD may take a moment to be served for writes.
     eventually("the Certificate accepted", || async {
-        apply_value(&api, &certificate).await.ok()
+        server_side_apply(&api, &certificate).await.ok()
     })
     .await;
     // What the server stored holds every field the operator set: the next round writes nothing.
@@ -796,7 +728,7 @@ async fn a_real_api_server_accepts_the_certificate_and_the_cells_tls_objects() {
     let mut bad = certificate.clone();
     bad["metadata"]["name"] = json!("sg-1-broken");
     bad["spec"]["privateKey"]["algorithm"] = json!("Ed448");
-    let refused = apply_value(&api, &bad).await.unwrap_err();
+    let refused = server_side_apply(&api, &bad).await.unwrap_err();
     let kube::Error::Api(status) = &refused else {
         panic!("not refused by the API server: {refused}");
     };
@@ -811,15 +743,7 @@ async fn a_real_api_server_accepts_the_certificate_and_the_cells_tls_objects() {
     // (a `kubernetes.io/tls` Secret must hold tls.crt and tls.key; the datastores' volume mode).
     let own = tls_cell();
     let objects = objects_with(&own, &round(&own, None, Timestamp::now()));
-    let placed = |object: Value| {
-        let mut object = object;
-        object["metadata"]["namespace"] = json!(ns);
-        object["metadata"]
-            .as_object_mut()
-            .unwrap()
-            .remove("ownerReferences");
-        object
-    };
+    let here = |object: &Secret| placed(&serde_json::to_value(object).unwrap(), &ns);
     let secrets = Api::<kube::api::DynamicObject>::namespaced_with(
         client.clone(),
         &ns,
@@ -830,8 +754,7 @@ async fn a_real_api_server_accepts_the_certificate_and_the_cells_tls_objects() {
         .iter()
         .filter(|s| s.name_any().starts_with("sg-1-"))
     {
-        let secret = placed(serde_json::to_value(secret).unwrap());
-        apply_value(&secrets, &secret).await.unwrap();
+        server_side_apply(&secrets, &here(secret)).await.unwrap();
     }
     let sets = Api::<kube::api::DynamicObject>::namespaced_with(
         client.clone(),
@@ -839,24 +762,21 @@ async fn a_real_api_server_accepts_the_certificate_and_the_cells_tls_objects() {
         &kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::StatefulSet>(&()),
     );
     for set in &objects.stateful_sets {
-        apply_value(&sets, &placed(serde_json::to_value(set).unwrap()))
+        server_side_apply(&sets, &placed(&serde_json::to_value(set).unwrap(), &ns))
             .await
             .unwrap();
     }
     // Without its key a TLS Secret is refused.
-    let mut keyless = placed(
-        serde_json::to_value(
-            objects
-                .secrets
-                .iter()
-                .find(|s| s.name_any() == "sg-1-tls")
-                .unwrap(),
-        )
-        .unwrap(),
+    let mut keyless = here(
+        objects
+            .secrets
+            .iter()
+            .find(|s| s.name_any() == "sg-1-tls")
+            .unwrap(),
     );
     keyless["metadata"]["name"] = json!("sg-1-keyless");
     keyless["data"].as_object_mut().unwrap().remove("tls.key");
-    let refused = apply_value(&secrets, &keyless).await.unwrap_err();
+    let refused = server_side_apply(&secrets, &keyless).await.unwrap_err();
     let kube::Error::Api(status) = &refused else {
         panic!("not refused by the API server: {refused}");
     };
