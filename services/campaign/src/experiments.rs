@@ -6,12 +6,12 @@
 use std::time::Duration;
 
 use prost_types::{Struct, Value, value::Kind};
-use titan_kit::auth::Authenticator;
-use titan_proto::abtesting::v1::{self as pb, ab_testing_service_client::AbTestingServiceClient};
-use tonic::{
-    Request,
-    transport::{Channel, Endpoint},
+use titan_kit::{
+    auth::Authenticator,
+    telemetry::{TracedChannel, traced},
 };
+use titan_proto::abtesting::v1::{self as pb, ab_testing_service_client::AbTestingServiceClient};
+use tonic::{Request, transport::Endpoint};
 
 use crate::domain::SERVICE;
 
@@ -23,7 +23,8 @@ const ASSIGN_TIMEOUT: Duration = Duration::from_secs(5);
 /// A client of the cell's abtesting service.
 #[derive(Clone)]
 pub struct Experiments {
-    client: AbTestingServiceClient<Channel>,
+    /// Traced: an assignment continues the trace of the send that asked for it.
+    client: AbTestingServiceClient<TracedChannel>,
     auth: Authenticator,
 }
 
@@ -50,7 +51,7 @@ impl Experiments {
     pub fn new(endpoint: Endpoint, auth: Authenticator) -> Self {
         let channel = endpoint.timeout(ASSIGN_TIMEOUT).connect_lazy();
         Self {
-            client: AbTestingServiceClient::new(channel),
+            client: AbTestingServiceClient::new(traced(channel)),
             auth,
         }
     }

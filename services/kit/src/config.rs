@@ -32,6 +32,8 @@ pub struct Config {
     pub realtime: RealtimeConfig,
     /// TLS of the gRPC and HTTP servers and of kit's clients (`kit::tls`).
     pub tls: TlsConfig,
+    /// Distributed tracing: where spans are exported (`kit::telemetry`).
+    pub tracing: TracingConfig,
     /// How long in-flight requests may take to finish after SIGTERM (the pre-stop delay
     /// included).
     pub shutdown_grace: Duration,
@@ -72,6 +74,26 @@ impl Default for TlsConfig {
             server: None,
             reload: DEFAULT_TLS_RELOAD,
             ca_file: None,
+        }
+    }
+}
+
+/// Distributed tracing (`tracing:`): spans exported over OTLP/gRPC when an endpoint is set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingConfig {
+    /// The OpenTelemetry collector's OTLP/gRPC endpoint (`http://collector:4317`); `None`: no
+    /// exporter, and the request layers do nothing.
+    pub otlp_endpoint: Option<String>,
+    /// The share of new traces recorded, 0 to 1; a request that arrives with a `traceparent`
+    /// follows its caller's decision instead.
+    pub sample_ratio: f64,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            sample_ratio: 1.0,
         }
     }
 }
@@ -360,12 +382,21 @@ struct RawConfig {
     realtime: RawRealtime,
     #[serde(default)]
     tls: RawTls,
+    #[serde(default)]
+    tracing: RawTracing,
     shutdown_grace_seconds: Option<u64>,
     pre_stop_delay_seconds: Option<u64>,
     max_concurrent_calls: Option<usize>,
     request_timeout_seconds: Option<u64>,
     #[serde(default)]
     services: BTreeMap<String, serde_yaml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawTracing {
+    otlp_endpoint: Option<String>,
+    sample_ratio: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -725,6 +756,7 @@ impl Config {
 
         let realtime = realtime(raw.realtime, &env)?;
         let tls = tls(raw.tls, &env)?;
+        let tracing = tracing(raw.tracing, &env)?;
 
         let shutdown_grace = Duration::from_secs(raw.shutdown_grace_seconds.unwrap_or(25));
         let pre_stop_delay = Duration::from_secs(raw.pre_stop_delay_seconds.unwrap_or(5));
@@ -749,6 +781,7 @@ impl Config {
             events,
             realtime,
             tls,
+            tracing,
             shutdown_grace,
             pre_stop_delay,
             max_concurrent_calls: match raw.max_concurrent_calls.unwrap_or(1024) {
@@ -772,6 +805,47 @@ impl Config {
 }
 
 /// `realtime:` with its environment overrides, each value checked.
+/// `tracing:` with its environment overrides: `otlpEndpoint` (`TITAN_OTLP_ENDPOINT`) an
+/// `http://` URL, `sampleRatio` (`TITAN_TRACE_SAMPLE_RATIO`) 0 to 1.
+fn tracing(
+    raw: RawTracing,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<TracingConfig, KitError> {
+    let var = |name: &str| env(name).filter(|v| !v.is_empty());
+    let otlp_endpoint = var("TITAN_OTLP_ENDPOINT").or(raw.otlp_endpoint);
+    if let Some(url) = &otlp_endpoint {
+        // The exporter speaks plaintext gRPC: a collector in the cell or beside the pod.
+        let valid = url
+            .strip_prefix("http://")
+            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+        if !valid {
+            return Err(KitError::config(
+                "tracing.otlpEndpoint",
+                format!("{url:?} is not an http:// URL like http://collector:4317"),
+            ));
+        }
+    }
+    let sample_ratio = match var("TITAN_TRACE_SAMPLE_RATIO") {
+        Some(text) => text.parse::<f64>().map_err(|_| {
+            KitError::config(
+                "tracing.sampleRatio",
+                format!("{text:?} is not a number from 0 to 1"),
+            )
+        })?,
+        None => raw.sample_ratio.unwrap_or(1.0),
+    };
+    if !(0.0..=1.0).contains(&sample_ratio) {
+        return Err(KitError::config(
+            "tracing.sampleRatio",
+            format!("{sample_ratio} is not a number from 0 to 1"),
+        ));
+    }
+    Ok(TracingConfig {
+        otlp_endpoint,
+        sample_ratio,
+    })
+}
+
 /// `tls.certFile` and `tls.keyFile` (`TITAN_TLS_CERT_FILE`, `TITAN_TLS_KEY_FILE`) go together;
 /// `tls.caFile` (`TITAN_TLS_CA_FILE`) stands alone; `tls.reloadSeconds` is 1 to 3,600.
 fn tls(raw: RawTls, env: &impl Fn(&str) -> Option<String>) -> Result<TlsConfig, KitError> {
@@ -1222,6 +1296,61 @@ mod tests {
         .expect_err("the delay is part of the grace");
         assert!(err.to_string().contains("preStopDelaySeconds"), "{err}");
         assert_eq!(defaults_pre_stop(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn tracing_exports_only_to_a_configured_http_endpoint() {
+        let with = |file: &str, vars: &[(&str, &str)]| {
+            let mut all = vec![("TITAN_AUTH_HS256_SECRET", SECRET)];
+            all.extend_from_slice(vars);
+            Config::from_sources(Some(file), |name| {
+                all.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            })
+        };
+        assert_eq!(
+            with("", &[]).expect("valid").tracing,
+            TracingConfig::default()
+        );
+        let file = "tracing: { otlpEndpoint: http://file:4317, sampleRatio: 0.5 }\n";
+        assert_eq!(
+            with(file, &[]).expect("valid").tracing,
+            TracingConfig {
+                otlp_endpoint: Some("http://file:4317".into()),
+                sample_ratio: 0.5,
+            }
+        );
+        assert_eq!(
+            with(
+                file,
+                &[
+                    ("TITAN_OTLP_ENDPOINT", "http://collector:4317"),
+                    ("TITAN_TRACE_SAMPLE_RATIO", "0.1"),
+                ]
+            )
+            .expect("valid")
+            .tracing,
+            TracingConfig {
+                otlp_endpoint: Some("http://collector:4317".into()),
+                sample_ratio: 0.1,
+            }
+        );
+        let err = with("", &[("TITAN_OTLP_ENDPOINT", "collector:4317")]).expect_err("no scheme");
+        assert_eq!(
+            err.to_string(),
+            "invalid setting tracing.otlpEndpoint: \"collector:4317\" is not an http:// URL like http://collector:4317"
+        );
+        let err = with("tracing: { sampleRatio: 1.5 }\n", &[]).expect_err("above 1");
+        assert_eq!(
+            err.to_string(),
+            "invalid setting tracing.sampleRatio: 1.5 is not a number from 0 to 1"
+        );
+        let err = with("", &[("TITAN_TRACE_SAMPLE_RATIO", "all")]).expect_err("not a number");
+        assert_eq!(
+            err.to_string(),
+            "invalid setting tracing.sampleRatio: \"all\" is not a number from 0 to 1"
+        );
     }
 
     #[test]

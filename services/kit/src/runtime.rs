@@ -449,6 +449,11 @@ pub async fn serve(
     tracing::info!(grpc = %bound.grpc, http = %bound.http, admin = %bound.admin, services = ?services.iter().map(|s| s.name).collect::<Vec<_>>(), "listening");
     on_bound(bound);
 
+    // Without an exporter the trace layers are left out: no span, no header read per request.
+    let traced = config.tracing.otlp_endpoint.is_some();
+    if traced {
+        http = http.layer(crate::telemetry::TraceContextLayer::http());
+    }
     // Servers stop on `drain`, after readiness has gone false.
     let drain = CancellationToken::new();
     let mut servers = JoinSet::new();
@@ -460,6 +465,9 @@ pub async fn serve(
         let limit = ConcurrencyLimitLayer::new(config.max_concurrent_calls);
         let deadline = DeadlineLayer::new(config.request_timeout);
         let router = tonic::transport::Server::builder()
+            .layer(tower::util::option_layer(
+                traced.then(crate::telemetry::TraceContextLayer::grpc),
+            ))
             .layer(layer)
             .layer(limit)
             .layer(deadline)

@@ -284,9 +284,20 @@ async fn run(cli: Cli) -> Result<(), KitError> {
         Command::Serve { services, config } => {
             let services = select(&services)?;
             let config = Config::load(config.as_deref())?;
+            // One process, one OpenTelemetry service: the Titan service it serves (a cell runs
+            // one per pod), or `titan` for several.
+            let name = match services.as_slice() {
+                [one] => one.name,
+                _ => "titan",
+            };
+            let telemetry =
+                titan_kit::telemetry::init_serving(&config.tracing, name, &config.cell)?;
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
-            runtime::serve(config, services, shutdown, |_| {}).await
+            let served = runtime::serve(config, services, shutdown, |_| {}).await;
+            // After the drain: the spans of the last requests are sent before the exit.
+            telemetry.shutdown().await;
+            served
         }
         Command::Migrate { services, config } => {
             let services = select(&services)?;
@@ -433,8 +444,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    titan_kit::telemetry::init();
     let cli = Cli::parse();
+    // `serve` installs logging with its trace exporter, once its configuration is read.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        titan_kit::telemetry::init();
+    }
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

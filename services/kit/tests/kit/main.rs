@@ -11,3 +11,4 @@ mod objects;
 mod realtime;
 mod runtime;
 mod tls;
+mod traces;

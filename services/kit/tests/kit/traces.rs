@@ -1,0 +1,295 @@
+//! Distributed tracing against a minimal OTLP receiver (the collector's trace service, from the
+//! `opentelemetry-proto` definitions): a request's `traceparent` continues into the server's
+//! spans, kit's clients pass theirs on, and without an endpoint nothing is exported.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use futures::FutureExt;
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_proto::tonic::{
+    collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+        trace_service_server::{TraceService, TraceServiceServer},
+    },
+    common::v1::any_value::Value,
+    trace::v1::span::SpanKind,
+};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use titan_kit::{
+    KitError, Mounted, ServiceContext, ServiceDef,
+    config::Config,
+    telemetry::{self, Telemetry},
+    testing::{self, eventually},
+};
+
+/// A span as the receiver got it, with the service that sent it.
+#[derive(Debug, Clone)]
+struct Received {
+    service: String,
+    name: String,
+    kind: i32,
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+}
+
+/// The trace service of an OpenTelemetry collector, keeping every span it is sent.
+#[derive(Debug, Clone, Default)]
+struct Receiver {
+    spans: Arc<Mutex<Vec<Received>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock().expect("receiver lock");
+        for resource in request.into_inner().resource_spans {
+            let service = resource
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                    Value::StringValue(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for span in resource.scope_spans.into_iter().flat_map(|s| s.spans) {
+                spans.push(Received {
+                    service: service.clone(),
+                    name: span.name,
+                    kind: span.kind,
+                    trace_id: hex::encode(span.trace_id),
+                    span_id: hex::encode(span.span_id),
+                    parent_span_id: hex::encode(span.parent_span_id),
+                });
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+impl Receiver {
+    /// Serves the receiver on a free loopback port; its OTLP endpoint.
+    async fn start() -> (Self, String) {
+        let receiver = Self::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the receiver");
+        let addr = listener.local_addr().expect("receiver address");
+        let server = tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(receiver.clone()))
+            .serve_with_incoming(TcpListenerStream::new(listener));
+        tokio::spawn(server);
+        (receiver, format!("http://{addr}"))
+    }
+
+    /// The span named `name` in trace `trace_id`, once it arrived.
+    async fn span(&self, name: &str, trace_id: &str) -> Received {
+        eventually(&format!("span {name} of trace {trace_id}"), || async {
+            self.spans
+                .lock()
+                .expect("receiver lock")
+                .iter()
+                .find(|s| s.name == name && s.trace_id == trace_id)
+                .cloned()
+        })
+        .await
+    }
+}
+
+/// A service with one HTTP route answering whether its handler runs inside a span.
+fn traced_service() -> ServiceDef {
+    testing::service("traced", |ctx: ServiceContext| {
+        async move {
+            let routes = axum::Router::new().route(
+                "/in-span",
+                axum::routing::get(|| async {
+                    tracing::Span::current().id().is_some().to_string()
+                }),
+            );
+            Ok::<_, KitError>(Mounted::new(&ctx).http(routes))
+        }
+        .boxed()
+    })
+}
+
+fn config(otlp_endpoint: Option<&str>) -> Config {
+    let mut vars = HashMap::from([
+        ("TITAN_GRPC_ADDR", "127.0.0.1:0".to_owned()),
+        ("TITAN_HTTP_ADDR", "127.0.0.1:0".to_owned()),
+        ("TITAN_ADMIN_ADDR", "127.0.0.1:0".to_owned()),
+        (
+            "TITAN_AUTH_HS256_SECRET",
+            "0123456789abcdef0123456789abcdef".to_owned(),
+        ),
+    ]);
+    if let Some(endpoint) = otlp_endpoint {
+        vars.insert("TITAN_OTLP_ENDPOINT", endpoint.to_owned());
+    }
+    Config::from_sources(Some("preStopDelaySeconds: 0\n"), move |name| {
+        vars.get(name).cloned()
+    })
+    .expect("config")
+}
+
+/// A health check carrying `traceparent` (none: no header).
+async fn check(channel: tonic::transport::Channel, traceparent: &str) {
+    let mut request = tonic::Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
+    request
+        .metadata_mut()
+        .insert("traceparent", traceparent.parse().expect("metadata value"));
+    HealthClient::new(channel)
+        .check(request)
+        .await
+        .expect("health check");
+}
+
+/// `GET /in-span` on `http` with `traceparent`: whether the handler ran inside a span.
+async fn in_span(http: std::net::SocketAddr, traceparent: &str) -> String {
+    reqwest::Client::new()
+        .get(format!("http://{http}/in-span"))
+        .header("traceparent", traceparent)
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body")
+}
+
+const GRPC_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const GRPC_CALLER: &str = "00f067aa0ba902b7";
+const HTTP_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+const HTTP_CALLER: &str = "b7ad6b7169203331";
+const CLIENT_TRACE: &str = "5c3a1e9f0b7d4c2a8e6f1d3b5a7c9e0f";
+const CLIENT_CALLER: &str = "1a2b3c4d5e6f7a8b";
+
+fn traceparent(trace: &str, span: &str) -> String {
+    format!("00-{trace}-{span}-01")
+}
+
+/// With `tracing.otlpEndpoint`: a gRPC call's and an HTTP request's `traceparent` make the
+/// server spans children of the caller's span in the caller's trace, exported over OTLP under
+/// the service's name; a call through `telemetry::traced` carries the calling span's context.
+#[tokio::test]
+async fn a_traceparent_continues_into_spans_exported_over_otlp() {
+    let (receiver, endpoint) = Receiver::start().await;
+    let config = config(Some(&endpoint));
+    let exporting =
+        Telemetry::exporting(&config.tracing, "traced", &config.cell).expect("exporter");
+    let (subscriber, telemetry) = telemetry::subscriber(exporting);
+    assert!(telemetry.is_exporting());
+    // The test's runtime runs on this one thread: the servers' spans go to this subscriber.
+    let _scoped = tracing::subscriber::set_default(subscriber);
+    let served = testing::serve(config, vec![traced_service()]).await;
+
+    check(
+        served.channel.clone(),
+        &traceparent(GRPC_TRACE, GRPC_CALLER),
+    )
+    .await;
+    assert_eq!(
+        in_span(served.bound.http, &traceparent(HTTP_TRACE, HTTP_CALLER)).await,
+        "true"
+    );
+    // A client call made while serving a request: the request's span is the caller.
+    let serving = tracing::info_span!("serving a request");
+    telemetry::continue_from(&serving, &{
+        let mut carrier = HashMap::new();
+        carrier.insert(
+            "traceparent".to_owned(),
+            traceparent(CLIENT_TRACE, CLIENT_CALLER),
+        );
+        carrier
+    });
+    let client_span = serving
+        .context()
+        .span()
+        .span_context()
+        .span_id()
+        .to_string();
+    HealthClient::new(telemetry::traced(served.channel.clone()))
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .instrument(serving)
+        .await
+        .expect("traced health check");
+
+    served.stop.cancel();
+    served.task.await.expect("join").expect("clean stop");
+    telemetry.shutdown().await;
+
+    let grpc = receiver
+        .span("grpc.health.v1.Health/Check", GRPC_TRACE)
+        .await;
+    assert_eq!(
+        (
+            grpc.service.as_str(),
+            grpc.kind,
+            grpc.parent_span_id.as_str()
+        ),
+        ("traced", SpanKind::Server as i32, GRPC_CALLER)
+    );
+    let http = receiver.span("GET /in-span", HTTP_TRACE).await;
+    assert_eq!(
+        (
+            http.service.as_str(),
+            http.kind,
+            http.parent_span_id.as_str()
+        ),
+        ("traced", SpanKind::Server as i32, HTTP_CALLER)
+    );
+    let caller = receiver.span("serving a request", CLIENT_TRACE).await;
+    assert_eq!(
+        (caller.span_id.as_str(), caller.parent_span_id.as_str()),
+        (client_span.as_str(), CLIENT_CALLER)
+    );
+    let called = receiver
+        .span("grpc.health.v1.Health/Check", CLIENT_TRACE)
+        .await;
+    assert_eq!(called.parent_span_id, client_span);
+}
+
+/// Without an endpoint there is no exporter and the servers add no span to a request, even one
+/// that carries a `traceparent`.
+#[tokio::test]
+async fn without_an_endpoint_nothing_is_traced() {
+    let (receiver, _endpoint) = Receiver::start().await;
+    let config = config(None);
+    let exporting = Telemetry::exporting(&config.tracing, "traced", &config.cell).expect("none");
+    assert!(exporting.is_none());
+    let (subscriber, telemetry) = telemetry::subscriber(exporting);
+    assert!(!telemetry.is_exporting());
+    let _scoped = tracing::subscriber::set_default(subscriber);
+    let served = testing::serve(config, vec![traced_service()]).await;
+
+    check(
+        served.channel.clone(),
+        &traceparent(GRPC_TRACE, GRPC_CALLER),
+    )
+    .await;
+    assert_eq!(
+        in_span(served.bound.http, &traceparent(HTTP_TRACE, HTTP_CALLER)).await,
+        "false"
+    );
+    served.stop.cancel();
+    served.task.await.expect("join").expect("clean stop");
+    telemetry.shutdown().await;
+    assert!(receiver.spans.lock().expect("receiver lock").is_empty());
+}
