@@ -29,6 +29,10 @@
 //!    Edge (module `edge`, the Gateway API CRDs installed before the operators start): the dev
 //!    cell's `spec.edge` gets its GRPCRoute and HTTPRoute attached to the named Gateway, and
 //!    removing it prunes them.
+//!    TLS (module `tls`, cert-manager's Certificate CRD installed before the operators start):
+//!    `spec.tls` gives the dev cell its CA and certificate Secrets, mounted by its services and
+//!    datastores, and it is Ready again; `certManager` swaps them for a `Certificate`, whose
+//!    Secret the cell waits for; removing `spec.tls` takes everything away.
 //!    Fleet waves (module `fleet`): three cells in waves 0/1/2; a canary that cannot be
 //!    scheduled halts the rollout and wave 1 keeps its version; after the fix and a
 //!    `resumed-at` annotation every wave runs the new version Ready; datastores never move.
@@ -50,6 +54,7 @@ mod edge;
 mod fleet;
 mod harness;
 mod kubectl_titan;
+mod tls;
 
 use std::time::Duration;
 
@@ -78,8 +83,10 @@ fn the_operator_runs_cells_on_a_real_api_server() {
     let kube = Kube::from_env().expect("checked above");
     let sa = install_with_helm(&kube);
     crds_are_served_and_validated(&kube);
-    // Before the operators start: they look once whether the Gateway API is served.
+    // Before the operators start: they look once whether the Gateway API and cert-manager's
+    // Certificate are served.
     edge::install_gateway_api(&kube);
+    tls::install_cert_manager_crd(&kube);
 
     let mut a = Operator::start(&kube, &sa, "operator-a");
     let mut b = Operator::start(&kube, &sa, "operator-b");
@@ -97,6 +104,7 @@ fn the_operator_runs_cells_on_a_real_api_server() {
     a_disabled_service_is_pruned(&kube);
     migrations_run_before_the_pods(&kube);
     edge::routes_follow_spec_edge(&kube);
+    tls::certificates_follow_spec_tls(&kube);
     let first = the_router_table_lists(&kube, 1);
     fleet::waves_halt_on_a_failing_canary_and_resume_after_the_fix(&kube);
     // The phase's three cells joined the table once Ready and left it when deleted.
