@@ -5,8 +5,10 @@
 //! kit's gRPC clients pass it on ([`traced`]). Without an endpoint none of it is installed.
 
 use std::{
+    collections::HashMap,
     future::Future,
     io::IsTerminal,
+    sync::atomic::{AtomicBool, Ordering},
     task::{Context as TaskContext, Poll},
 };
 
@@ -27,6 +29,10 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::{KitError, config::TracingConfig};
+
+/// Whether this process has built a trace exporter: without one, events carry no trace context
+/// and the relay and consumers look for none (one load instead of a span lookup per event).
+static EXPORTING: AtomicBool = AtomicBool::new(false);
 
 /// Installs the global subscriber for logs only (commands other than `serve`); later calls
 /// are no-ops so tests may call it freely.
@@ -115,6 +121,7 @@ impl Telemetry {
                     .build(),
             )
             .build();
+        EXPORTING.store(true, Ordering::Relaxed);
         Ok(Some(Self {
             provider: Some(provider),
         }))
@@ -143,6 +150,40 @@ impl Telemetry {
 /// The current span's W3C trace context as `traceparent` (and `tracestate`) entries in `carrier`.
 pub fn inject(carrier: &mut dyn Injector) {
     TraceContextPropagator::new().inject_context(&tracing::Span::current().context(), carrier);
+}
+
+/// Whether a trace exporter exists in this process (see [`Telemetry::exporting`]).
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
+/// The current span's `traceparent`, for an event envelope; `None` without an exporter or
+/// outside a recorded span.
+pub fn traceparent() -> Option<String> {
+    if !exporting() {
+        return None;
+    }
+    let mut carrier = HashMap::new();
+    inject(&mut carrier);
+    carrier.remove("traceparent")
+}
+
+/// `span` continuing the trace of an event's `traceparent`.
+pub fn continue_event(span: &tracing::Span, traceparent: &str) {
+    continue_from(span, &Traceparent(traceparent));
+}
+
+/// A lone `traceparent` (an event's) read as a trace context carrier.
+struct Traceparent<'a>(&'a str);
+
+impl Extractor for Traceparent<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (key == "traceparent").then_some(self.0)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent"]
+    }
 }
 
 /// Makes `span` a child of the remote span named by the W3C trace context in `carrier` (none:

@@ -58,10 +58,17 @@ async fn store(
     let now = Utc::now();
     let mut rows = Vec::with_capacity(messages.len());
     let mut good = Vec::with_capacity(messages.len());
+    // Each traced event's handling span, in its writer's trace, lasts until the batch is stored
+    // (untraced events have none, and the vector then never allocates).
+    let mut spans = Vec::new();
     for message in messages {
         match &message.event {
             Ok(envelope) => {
                 rows.push(EventRow::new(Event::from_envelope(envelope), now));
+                let span = reader.span(&message);
+                if !span.is_none() {
+                    spans.push(span);
+                }
                 good.push(message);
             }
             Err(e) => {
@@ -74,5 +81,7 @@ async fn store(
         .submit(rows)
         .await
         .map_err(|e| KitError::Other(e.to_string()))?;
-    reader.ack(&good).await
+    let acked = reader.ack(&good).await;
+    drop(spans);
+    acked
 }

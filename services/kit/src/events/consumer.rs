@@ -16,6 +16,7 @@ use redis::{
 };
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{Envelope, dead_letter_key, stream_key};
 use crate::{KitError, config::EventsConfig, datastores::redis::RedisHandle};
@@ -176,6 +177,33 @@ impl StreamReader {
     /// The Redis key of the stream read.
     pub fn stream(&self) -> &str {
         &self.stream
+    }
+
+    /// The consumer span of handling `message`, a child of the span that wrote the event (its
+    /// envelope's `traceparent`), so the handling joins the trace of the request behind it; a
+    /// disabled span when the event carries no trace context or nothing is exported. A reader
+    /// that stores batches itself holds each message's span until the batch is stored.
+    pub fn span(&self, message: &Message) -> tracing::Span {
+        let traced = match &message.event {
+            Ok(event) if crate::telemetry::exporting() => {
+                event.traceparent.as_deref().map(|tp| (event, tp))
+            }
+            _ => None,
+        };
+        let Some((event, traceparent)) = traced else {
+            return tracing::Span::none();
+        };
+        let span = tracing::info_span!(
+            "event handling",
+            otel.name = format!("handle {}", event.kind),
+            otel.kind = "consumer",
+            messaging.system = "redis",
+            messaging.destination.name = %self.stream,
+            messaging.consumer.group.name = %self.options.group,
+            messaging.message.id = %event.id,
+        );
+        crate::telemetry::continue_event(&span, traceparent);
+        span
     }
 
     /// Reads the next messages: first this replica's own pending ones after a restart, then new ones.
@@ -440,7 +468,8 @@ impl<H: Handler> Consumer<H> {
             Ok(event) => event,
             Err(e) => return Outcome::Rejected(e.clone()),
         };
-        match self.handle_in_tx(event).await {
+        let span = self.reader.span(message);
+        match self.handle_in_tx(event).instrument(span).await {
             Ok(outcome) => outcome,
             Err(HandlerError::Retry(e)) => Outcome::Failed(e),
             Err(HandlerError::Permanent(e)) => Outcome::Rejected(e),

@@ -1,5 +1,6 @@
 //! The versioned envelope every event travels in: `{id, type, version, cell, occurred_at,
-//! payload}`, JSON on the wire so that any language can read a stream.
+//! payload}` and, when traces are exported, the `traceparent` of the request that wrote it;
+//! JSON on the wire so that any language can read a stream.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -19,6 +20,11 @@ pub struct Envelope {
     pub cell: String,
     pub occurred_at: DateTime<Utc>,
     pub payload: serde_json::Value,
+    /// The W3C `traceparent` of the span that made the event, when traces are exported: the
+    /// relay and every consumer continue that trace. Absent from events written without
+    /// tracing, and from those stored before the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl Envelope {
@@ -37,6 +43,7 @@ impl Envelope {
             occurred_at: Utc::now(),
             payload: serde_json::to_value(payload)
                 .map_err(|e| KitError::Event(format!("cannot encode {kind} payload: {e}")))?,
+            traceparent: crate::telemetry::traceparent(),
         })
     }
 
@@ -58,6 +65,7 @@ impl Envelope {
             cell,
             occurred_at: Utc::now(),
             payload,
+            traceparent: crate::telemetry::traceparent(),
         })
         .map_err(|e| KitError::Event(format!("cannot encode {kind} payload: {e}")))
     }
@@ -88,6 +96,8 @@ struct Encoded<'a, P> {
     cell: &'a str,
     occurred_at: DateTime<Utc>,
     payload: &'a P,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<String>,
 }
 
 /// Refuses an event type that is not dotted lower-case words, and version 0.
@@ -172,6 +182,23 @@ mod tests {
         );
         assert!(Envelope::encode("c", "purchased", 1, &()).is_err());
         assert!(Envelope::encode("c", "flashsale.purchased", 0, &()).is_err());
+    }
+
+    #[test]
+    fn an_envelope_stored_before_traceparent_existed_still_reads() {
+        let stored = r#"{"id":"01890a5d-ac96-774b-bcce-b302099a8057","type":"flashsale.purchased","version":1,"cell":"sg-1","occurred_at":"2026-01-01T00:00:00Z","payload":{"qty":2}}"#;
+        let read: Envelope = serde_json::from_str(stored).expect("decode");
+        assert_eq!(read.traceparent, None);
+        // Without traces nothing is added to what is written either.
+        let json = serde_json::to_string(&read).expect("encode");
+        assert!(!json.contains("traceparent"), "{json}");
+        let traced = Envelope {
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            ..read
+        };
+        let back: Envelope =
+            serde_json::from_str(&serde_json::to_string(&traced).expect("encode")).expect("decode");
+        assert_eq!(back, traced);
     }
 
     #[test]

@@ -481,6 +481,33 @@ impl Relay {
         self.publish(None).await
     }
 
+    /// A producer span per row whose envelope carries a `traceparent` (none without an
+    /// exporter), each a child of the span that wrote the event.
+    fn relay_spans(
+        &self,
+        stream: &str,
+        rows: &[(i64, uuid::Uuid, String, serde_json::Value)],
+    ) -> Vec<tracing::Span> {
+        if !crate::telemetry::exporting() {
+            return Vec::new();
+        }
+        rows.iter()
+            .filter_map(|(_, id, kind, envelope)| {
+                let traceparent = envelope.get("traceparent")?.as_str()?;
+                let span = tracing::info_span!(
+                    "event relay",
+                    otel.name = format!("relay {kind}"),
+                    otel.kind = "producer",
+                    messaging.system = "redis",
+                    messaging.destination.name = stream,
+                    messaging.message.id = %id,
+                );
+                crate::telemetry::continue_event(&span, traceparent);
+                Some(span)
+            })
+            .collect()
+    }
+
     /// Publishes one batch, fenced by `token` when given; returns how many rows moved.
     async fn publish(&self, token: Option<&str>) -> Result<u64, KitError> {
         let rows: Vec<(i64, uuid::Uuid, String, serde_json::Value)> = sqlx::query_as(
@@ -509,7 +536,11 @@ impl Relay {
                 .arg(kind)
                 .arg(envelope.to_string());
         }
+        // Each traced event's relay span, in the trace of the request that wrote it, lasts
+        // as long as the append that publishes it.
+        let relayed = self.relay_spans(&stream, &rows);
         let appended: i64 = append.invoke_async(&mut conn).await?;
+        drop(relayed);
         if appended < 0 {
             return Err(KitError::Event(format!(
                 "relay of {} was fenced off: another relay leads now; it stops publishing",

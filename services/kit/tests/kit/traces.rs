@@ -1,6 +1,7 @@
 //! Distributed tracing against a minimal OTLP receiver (the collector's trace service, from the
 //! `opentelemetry-proto` definitions): a request's `traceparent` continues into the server's
-//! spans, kit's clients pass theirs on, and without an endpoint nothing is exported.
+//! spans, kit's clients pass theirs on, an event written in a traced request carries the trace
+//! through the relay into its consumers, and without an endpoint nothing is exported.
 
 use std::{
     collections::HashMap,
@@ -24,9 +25,12 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use titan_kit::{
     KitError, Mounted, ServiceContext, ServiceDef,
-    config::Config,
+    config::{Config, EventsConfig},
+    events::{
+        Consumer, ConsumerOptions, Envelope, Handler, HandlerError, Outcome, outbox, relay::Relay,
+    },
     telemetry::{self, Telemetry},
-    testing::{self, eventually},
+    testing::{self, TestPostgres, TestRedis, eventually},
 };
 
 /// A span as the receiver got it, with the service that sent it.
@@ -292,4 +296,114 @@ async fn without_an_endpoint_nothing_is_traced() {
     served.task.await.expect("join").expect("clean stop");
     telemetry.shutdown().await;
     assert!(receiver.spans.lock().expect("receiver lock").is_empty());
+}
+
+/// Handles every event, inside the consumer's span: the span a handler's own work runs in.
+#[derive(Debug, Clone, Copy)]
+struct Accept;
+
+impl Handler for Accept {
+    async fn handle(
+        &self,
+        _tx: &mut sqlx::PgConnection,
+        event: &Envelope,
+    ) -> Result<(), HandlerError> {
+        tracing::info_span!("applying the event", event = %event.id).in_scope(|| Ok(()))
+    }
+}
+
+const EVENT_TRACE: &str = "7d1e8a2b4c6f0e9d3a5b7c9e1f2a4b6c";
+const EVENT_CALLER: &str = "2c4e6a8b0d1f3e5a";
+
+/// An event written inside a traced request carries its `traceparent`; the relay's span and the
+/// consumer's span (and what the handler does inside it) continue that request's trace.
+#[tokio::test]
+async fn an_event_continues_the_trace_of_the_request_that_wrote_it() {
+    let (receiver, endpoint) = Receiver::start().await;
+    let config = config(Some(&endpoint));
+    let exporting =
+        Telemetry::exporting(&config.tracing, "orders", &config.cell).expect("exporter");
+    let (subscriber, telemetry) = telemetry::subscriber(exporting);
+    let _scoped = tracing::subscriber::set_default(subscriber);
+    let (db, redis) = (TestPostgres::new().await, TestRedis::new().await);
+
+    // The request: a span continuing its caller's trace writes the event in its transaction.
+    let request = tracing::info_span!("placing an order");
+    telemetry::continue_from(
+        &request,
+        &HashMap::from([(
+            "traceparent".to_owned(),
+            traceparent(EVENT_TRACE, EVENT_CALLER),
+        )]),
+    );
+    let request_span = request
+        .context()
+        .span()
+        .span_context()
+        .span_id()
+        .to_string();
+    let event = async {
+        let event = Envelope::new("test", "orders.placed", 1, &serde_json::json!({ "n": 1 }))
+            .expect("event");
+        let mut tx = db.pool.begin().await.expect("tx");
+        outbox::write(&mut tx, "orders", &event)
+            .await
+            .expect("outbox");
+        tx.commit().await.expect("commit");
+        event
+    }
+    .instrument(request)
+    .await;
+    assert_eq!(
+        event.traceparent.as_deref().map(|tp| tp.split('-').nth(1)),
+        Some(Some(EVENT_TRACE))
+    );
+
+    let events = EventsConfig::default();
+    Relay::new(db.pool.clone(), redis.handle.clone(), "orders", &events)
+        .relay_once()
+        .await
+        .expect("relay");
+    let mut options = ConsumerOptions::new("orders", "billing", "c1", &events);
+    options.block = std::time::Duration::from_millis(100);
+    let mut consumer = Consumer::new(db.pool.clone(), redis.handle.clone(), options, Accept)
+        .await
+        .expect("consumer");
+    // The first read is the consumer's own pending list (empty); the event, relayed already,
+    // comes with the next.
+    assert!(
+        consumer
+            .next_batch()
+            .await
+            .expect("read pending")
+            .is_empty()
+    );
+    let message = consumer
+        .next_batch()
+        .await
+        .expect("read")
+        .into_iter()
+        .next()
+        .expect("the relayed event");
+    let outcome = consumer.handle(&message).await;
+    assert_eq!(outcome, Outcome::Handled);
+    consumer.settle(&message, &outcome).await.expect("settle");
+    telemetry.shutdown().await;
+
+    let relayed = receiver.span("relay orders.placed", EVENT_TRACE).await;
+    assert_eq!(
+        (
+            relayed.service.as_str(),
+            relayed.kind,
+            relayed.parent_span_id.as_str()
+        ),
+        ("orders", SpanKind::Producer as i32, request_span.as_str())
+    );
+    let handled = receiver.span("handle orders.placed", EVENT_TRACE).await;
+    assert_eq!(
+        (handled.kind, handled.parent_span_id.as_str()),
+        (SpanKind::Consumer as i32, request_span.as_str())
+    );
+    let applied = receiver.span("applying the event", EVENT_TRACE).await;
+    assert_eq!(applied.parent_span_id, handled.span_id);
 }
