@@ -442,6 +442,9 @@ pub fn resolve(
 /// A cell's TLS this round, from the Secrets it has (`secrets`, the cell's labelled ones):
 /// nothing without `spec.tls`, what cert-manager issued on `spec.tls.certManager`
 /// (`cert_manager`: whether it is installed), else the operator's CA and certificate at `now`.
+/// A paused cell (`spec.operation.reconciliationPaused`) reports what its Secrets hold and
+/// mints nothing: nothing of a paused round is applied, and keys made anew every round would
+/// rewrite its status every round.
 pub fn of(
     cell: &Cell,
     secrets: &[Secret],
@@ -453,10 +456,29 @@ pub fn of(
     };
     let data = |name: &str| text_data(secrets.iter().find(|s| s.name_any() == name));
     let tls = data(&CellView::of(cell).tls_secret());
-    match &spec.cert_manager {
-        Some(issuer) => Ok(observe_cert_manager(cell, issuer, cert_manager, &tls, now)),
-        None => resolve(cell, &data(&ca_secret_name(&cell.name_any())), &tls, now),
-    }
+    let Some(issuer) = &spec.cert_manager else {
+        let ca = data(&ca_secret_name(&cell.name_any()));
+        let resolved = resolve(cell, &ca, &tls, now)?;
+        let minted =
+            resolved.ca_secret.as_ref() != Some(&ca) || resolved.tls_secret.as_ref() != Some(&tls);
+        if cell.spec.operation.reconciliation_paused && minted {
+            return Ok(Tls {
+                status: Some(TlsStatus {
+                    issuer: CELL_CA.into(),
+                    ..Default::default()
+                }),
+                condition: Some(Observed::new(
+                    CERTIFICATES_READY,
+                    false,
+                    "ReconciliationPaused",
+                    "the cell's certificate is missing or due for renewal, and reconciliation is paused: the operator makes it when spec.operation.reconciliationPaused is off",
+                )),
+                ..Default::default()
+            });
+        }
+        return Ok(resolved);
+    };
+    Ok(observe_cert_manager(cell, issuer, cert_manager, &tls, now))
 }
 
 /// What cert-manager issued for `cell` so far, from Secret `<cell>-tls` (`tls`): whether

@@ -598,6 +598,49 @@ async fn a_cell_keeps_its_ca_across_rounds_and_reports_its_certificate() {
     );
 }
 
+#[test]
+fn a_paused_cell_mints_nothing_and_reports_what_it_has() {
+    let mut paused = tls_cell();
+    paused.spec.operation.reconciliation_paused = true;
+    let now = t0();
+    // Nothing yet: nothing is minted, the same answer every round.
+    let first = certificates::of(&paused, &[], false, now).unwrap();
+    assert_eq!(first, certificates::of(&paused, &[], false, now).unwrap());
+    assert_eq!(
+        (first.ca_secret.as_ref(), first.bundle.as_ref()),
+        (None, None)
+    );
+    let condition = first.condition.unwrap();
+    assert_eq!(
+        (condition.status, condition.reason),
+        (false, "ReconciliationPaused")
+    );
+    // Issued before the pause: reported as it is.
+    let issued = round(&tls_cell(), None, now);
+    let secrets: Vec<Secret> = [
+        ("sg-1-ca", issued.ca_secret.clone().unwrap()),
+        ("sg-1-tls", issued.tls_secret.clone().unwrap()),
+    ]
+    .into_iter()
+    .map(|(name, data)| {
+        let mut secret = Secret {
+            data: Some(
+                data.into_iter()
+                    .map(|(k, v)| (k, ByteString(v.into_bytes())))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        secret.metadata.name = Some(name.into());
+        secret
+    })
+    .collect();
+    assert_eq!(
+        certificates::of(&paused, &secrets, false, now + days(1)).unwrap(),
+        issued
+    );
+}
+
 /// `notAfter` of the certificate in Secret `tls`, as the status states it.
 fn not_after_of(tls: &Secret) -> Option<String> {
     let pem = tls.data.as_ref().unwrap()["tls.crt"].0.clone();
