@@ -56,7 +56,7 @@ fn forged_purchase(id: &str) -> pb::Event {
 
 /// `buyer` buys 2 units at 7.00 USD through the flash sale service (the payment system
 /// confirms); returns the order id.
-async fn buy(cell: &Cell, buyer: &str, buyer_id: &str) -> String {
+pub(crate) async fn buy(cell: &Cell, buyer: &str, buyer_id: &str) -> String {
     let mut client = FlashSaleServiceClient::new(cell.channel().await);
     let admin = cell.token("admin-1", &["admin"]);
     let payments = cell.token("payments", &["service"]);

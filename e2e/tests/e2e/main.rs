@@ -17,6 +17,7 @@ mod realtime;
 mod route;
 mod serving;
 mod shipping;
+mod traces;
 mod tracking;
 mod videocall;
 mod videocall_browser;

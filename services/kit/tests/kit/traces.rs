@@ -3,22 +3,11 @@
 //! spans, kit's clients pass theirs on, an event written in a traced request carries the trace
 //! through the relay into its consumers, and without an endpoint nothing is exported.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::collections::HashMap;
 
 use futures::FutureExt;
 use opentelemetry::trace::TraceContextExt;
-use opentelemetry_proto::tonic::{
-    collector::trace::v1::{
-        ExportTraceServiceRequest, ExportTraceServiceResponse,
-        trace_service_server::{TraceService, TraceServiceServer},
-    },
-    common::v1::any_value::Value,
-    trace::v1::span::SpanKind,
-};
-use tokio_stream::wrappers::TcpListenerStream;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -30,89 +19,8 @@ use titan_kit::{
         Consumer, ConsumerOptions, Envelope, Handler, HandlerError, Outcome, outbox, relay::Relay,
     },
     telemetry::{self, Telemetry},
-    testing::{self, TestPostgres, TestRedis, eventually},
+    testing::{self, TestPostgres, TestRedis, otlp::Receiver},
 };
-
-/// A span as the receiver got it, with the service that sent it.
-#[derive(Debug, Clone)]
-struct Received {
-    service: String,
-    name: String,
-    kind: i32,
-    trace_id: String,
-    span_id: String,
-    parent_span_id: String,
-}
-
-/// The trace service of an OpenTelemetry collector, keeping every span it is sent.
-#[derive(Debug, Clone, Default)]
-struct Receiver {
-    spans: Arc<Mutex<Vec<Received>>>,
-}
-
-#[tonic::async_trait]
-impl TraceService for Receiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut spans = self.spans.lock().expect("receiver lock");
-        for resource in request.into_inner().resource_spans {
-            let service = resource
-                .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|kv| kv.key == "service.name")
-                .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-                    Value::StringValue(s) => Some(s.clone()),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            for span in resource.scope_spans.into_iter().flat_map(|s| s.spans) {
-                spans.push(Received {
-                    service: service.clone(),
-                    name: span.name,
-                    kind: span.kind,
-                    trace_id: hex::encode(span.trace_id),
-                    span_id: hex::encode(span.span_id),
-                    parent_span_id: hex::encode(span.parent_span_id),
-                });
-            }
-        }
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
-
-impl Receiver {
-    /// Serves the receiver on a free loopback port; its OTLP endpoint.
-    async fn start() -> (Self, String) {
-        let receiver = Self::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the receiver");
-        let addr = listener.local_addr().expect("receiver address");
-        let server = tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(receiver.clone()))
-            .serve_with_incoming(TcpListenerStream::new(listener));
-        tokio::spawn(server);
-        (receiver, format!("http://{addr}"))
-    }
-
-    /// The span named `name` in trace `trace_id`, once it arrived.
-    async fn span(&self, name: &str, trace_id: &str) -> Received {
-        eventually(&format!("span {name} of trace {trace_id}"), || async {
-            self.spans
-                .lock()
-                .expect("receiver lock")
-                .iter()
-                .find(|s| s.name == name && s.trace_id == trace_id)
-                .cloned()
-        })
-        .await
-    }
-}
 
 /// A service with one HTTP route answering whether its handler runs inside a span.
 fn traced_service() -> ServiceDef {
@@ -192,8 +100,8 @@ fn traceparent(trace: &str, span: &str) -> String {
 /// the service's name; a call through `telemetry::traced` carries the calling span's context.
 #[tokio::test]
 async fn a_traceparent_continues_into_spans_exported_over_otlp() {
-    let (receiver, endpoint) = Receiver::start().await;
-    let config = config(Some(&endpoint));
+    let receiver = Receiver::start().await;
+    let config = config(Some(receiver.endpoint()));
     let exporting =
         Telemetry::exporting(&config.tracing, "traced", &config.cell).expect("exporter");
     let (subscriber, telemetry) = telemetry::subscriber(exporting);
@@ -240,7 +148,7 @@ async fn a_traceparent_continues_into_spans_exported_over_otlp() {
     telemetry.shutdown().await;
 
     let grpc = receiver
-        .span("grpc.health.v1.Health/Check", GRPC_TRACE)
+        .named("grpc.health.v1.Health/Check", GRPC_TRACE)
         .await;
     assert_eq!(
         (
@@ -250,7 +158,7 @@ async fn a_traceparent_continues_into_spans_exported_over_otlp() {
         ),
         ("traced", SpanKind::Server as i32, GRPC_CALLER)
     );
-    let http = receiver.span("GET /in-span", HTTP_TRACE).await;
+    let http = receiver.named("GET /in-span", HTTP_TRACE).await;
     assert_eq!(
         (
             http.service.as_str(),
@@ -259,13 +167,13 @@ async fn a_traceparent_continues_into_spans_exported_over_otlp() {
         ),
         ("traced", SpanKind::Server as i32, HTTP_CALLER)
     );
-    let caller = receiver.span("serving a request", CLIENT_TRACE).await;
+    let caller = receiver.named("serving a request", CLIENT_TRACE).await;
     assert_eq!(
         (caller.span_id.as_str(), caller.parent_span_id.as_str()),
         (client_span.as_str(), CLIENT_CALLER)
     );
     let called = receiver
-        .span("grpc.health.v1.Health/Check", CLIENT_TRACE)
+        .named("grpc.health.v1.Health/Check", CLIENT_TRACE)
         .await;
     assert_eq!(called.parent_span_id, client_span);
 }
@@ -274,7 +182,7 @@ async fn a_traceparent_continues_into_spans_exported_over_otlp() {
 /// that carries a `traceparent`.
 #[tokio::test]
 async fn without_an_endpoint_nothing_is_traced() {
-    let (receiver, _endpoint) = Receiver::start().await;
+    let receiver = Receiver::start().await;
     let config = config(None);
     let exporting = Telemetry::exporting(&config.tracing, "traced", &config.cell).expect("none");
     assert!(exporting.is_none());
@@ -295,7 +203,7 @@ async fn without_an_endpoint_nothing_is_traced() {
     served.stop.cancel();
     served.task.await.expect("join").expect("clean stop");
     telemetry.shutdown().await;
-    assert!(receiver.spans.lock().expect("receiver lock").is_empty());
+    assert_eq!(receiver.spans(), []);
 }
 
 /// Handles every event, inside the consumer's span: the span a handler's own work runs in.
@@ -319,8 +227,8 @@ const EVENT_CALLER: &str = "2c4e6a8b0d1f3e5a";
 /// consumer's span (and what the handler does inside it) continue that request's trace.
 #[tokio::test]
 async fn an_event_continues_the_trace_of_the_request_that_wrote_it() {
-    let (receiver, endpoint) = Receiver::start().await;
-    let config = config(Some(&endpoint));
+    let receiver = Receiver::start().await;
+    let config = config(Some(receiver.endpoint()));
     let exporting =
         Telemetry::exporting(&config.tracing, "orders", &config.cell).expect("exporter");
     let (subscriber, telemetry) = telemetry::subscriber(exporting);
@@ -390,7 +298,7 @@ async fn an_event_continues_the_trace_of_the_request_that_wrote_it() {
     consumer.settle(&message, &outcome).await.expect("settle");
     telemetry.shutdown().await;
 
-    let relayed = receiver.span("relay orders.placed", EVENT_TRACE).await;
+    let relayed = receiver.named("relay orders.placed", EVENT_TRACE).await;
     assert_eq!(
         (
             relayed.service.as_str(),
@@ -399,11 +307,15 @@ async fn an_event_continues_the_trace_of_the_request_that_wrote_it() {
         ),
         ("orders", SpanKind::Producer as i32, request_span.as_str())
     );
-    let handled = receiver.span("handle orders.placed", EVENT_TRACE).await;
+    let handled = receiver.named("handle orders.placed", EVENT_TRACE).await;
     assert_eq!(
-        (handled.kind, handled.parent_span_id.as_str()),
-        (SpanKind::Consumer as i32, request_span.as_str())
+        (
+            handled.kind,
+            handled.parent_span_id.as_str(),
+            handled.attributes.get("messaging.consumer.group.name").map(String::as_str),
+        ),
+        (SpanKind::Consumer as i32, request_span.as_str(), Some("billing"))
     );
-    let applied = receiver.span("applying the event", EVENT_TRACE).await;
+    let applied = receiver.named("applying the event", EVENT_TRACE).await;
     assert_eq!(applied.parent_span_id, handled.span_id);
 }
