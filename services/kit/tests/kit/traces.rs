@@ -312,9 +312,16 @@ async fn an_event_continues_the_trace_of_the_request_that_wrote_it() {
         (
             handled.kind,
             handled.parent_span_id.as_str(),
-            handled.attributes.get("messaging.consumer.group.name").map(String::as_str),
+            handled
+                .attributes
+                .get("messaging.consumer.group.name")
+                .map(String::as_str),
         ),
-        (SpanKind::Consumer as i32, request_span.as_str(), Some("billing"))
+        (
+            SpanKind::Consumer as i32,
+            request_span.as_str(),
+            Some("billing")
+        )
     );
     let applied = receiver.named("applying the event", EVENT_TRACE).await;
     assert_eq!(applied.parent_span_id, handled.span_id);
