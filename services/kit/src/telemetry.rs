@@ -147,9 +147,12 @@ impl Telemetry {
     }
 }
 
-/// The current span's W3C trace context as `traceparent` (and `tracestate`) entries in `carrier`.
+/// The current span's W3C trace context as `traceparent` (and `tracestate`) entries in
+/// `carrier`; nothing without an exporter (no span lookup either).
 pub fn inject(carrier: &mut dyn Injector) {
-    TraceContextPropagator::new().inject_context(&tracing::Span::current().context(), carrier);
+    if exporting() {
+        TraceContextPropagator::new().inject_context(&tracing::Span::current().context(), carrier);
+    }
 }
 
 /// Whether a trace exporter exists in this process (see [`Telemetry::exporting`]).
@@ -161,6 +164,7 @@ pub fn exporting() -> bool {
 /// outside a recorded span.
 pub fn traceparent() -> Option<String> {
     if !exporting() {
+        // Not even the map.
         return None;
     }
     let mut carrier = HashMap::new();
@@ -304,7 +308,7 @@ pub type TracedChannel = InterceptedService<Channel, PropagateTraceContext>;
 
 /// `channel` with every call carrying the current span's `traceparent`; a client of another
 /// service (`FooServiceClient::new(traced(endpoint.connect_lazy()))`) continues the trace of the
-/// request it serves. Without an exporter there is no trace context and nothing is added.
+/// request it serves. Without an exporter nothing is added.
 pub fn traced(channel: Channel) -> TracedChannel {
     InterceptedService::new(channel, PropagateTraceContext)
 }
