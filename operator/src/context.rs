@@ -41,6 +41,10 @@ pub struct Context {
     /// only then are the Certificates of cells on `spec.tls.certManager` read, applied and
     /// pruned.
     pub cert_manager: bool,
+    /// Whether the API server served the Gateway API's `BackendTLSPolicy` (v1) when the
+    /// operator started: only then are the policies of cells with `spec.edge` and `spec.tls`
+    /// read, applied and pruned.
+    pub backend_tls: bool,
 }
 
 impl std::fmt::Debug for Context {
@@ -68,6 +72,7 @@ impl Context {
             caches: None,
             gateway_api: false,
             cert_manager: false,
+            backend_tls: false,
         }
     }
 
@@ -75,6 +80,14 @@ impl Context {
     pub fn with_gateway_api(self, gateway_api: bool) -> Self {
         Self {
             gateway_api,
+            ..self
+        }
+    }
+
+    /// The same context, with the Gateway API's BackendTLSPolicy served (or not).
+    pub fn with_backend_tls(self, backend_tls: bool) -> Self {
+        Self {
+            backend_tls,
             ..self
         }
     }

@@ -265,6 +265,7 @@ pub fn objects(inputs: &Inputs) -> Result<Vec<serde_yaml::Value>, RenderError> {
             services: cell_services,
             grpc_routes,
             http_routes,
+            backend_tls_policies,
             certificates,
         } = cell_build::build(
             cell,
@@ -288,6 +289,7 @@ pub fn objects(inputs: &Inputs) -> Result<Vec<serde_yaml::Value>, RenderError> {
         push_all(&mut out, &cell_services)?;
         push_all(&mut out, &grpc_routes)?;
         push_all(&mut out, &http_routes)?;
+        push_all(&mut out, &backend_tls_policies)?;
         services.extend(cell_services.into_iter().map(|s| (s, false)));
     }
     // Services given explicitly are printed too; those of a Cell were printed with it.

@@ -33,7 +33,7 @@ use crate::{
     cell::{
         certificates::Certificate,
         dereference::referenced_secrets,
-        gateway::{GrpcRoute, HttpRoute},
+        gateway::{BackendTlsPolicy, GrpcRoute, HttpRoute},
         isolation::NetworkSettings,
     },
     cnpg, fleet, guard, labels, leader,
@@ -154,6 +154,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     if !gateway_api {
         tracing::info!("the Gateway API is not installed: cells get no edge routes");
     }
+    let backend_tls = served::<BackendTlsPolicy>(&client).await;
     let cert_manager = served::<Certificate>(&client).await;
     if !cert_manager {
         tracing::info!("cert-manager is not installed: cells asking for it say so in their status");
@@ -166,7 +167,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             .with_network(network)
             .with_caches(caches)
             .with_gateway_api(gateway_api)
-            .with_cert_manager(cert_manager),
+            .with_cert_manager(cert_manager)
+            .with_backend_tls(backend_tls),
     );
     let fleet_ctx = ctx.clone();
     let stopped = |rx: watch::Receiver<bool>| async move {

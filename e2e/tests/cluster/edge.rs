@@ -8,13 +8,16 @@ use serde_json::{Value, json};
 use super::{CELL, CONVERGE, NAMESPACE, cell_json, condition, patch_cell};
 use crate::harness::{Kube, eventually, repo};
 
-/// The standard-channel route CRDs the operator's tests vendor (Gateway API v1.2.1).
-const CRDS: [&str; 2] = [
+/// The standard-channel CRDs the operator's tests vendor: the routes (Gateway API v1.2.1) and
+/// BackendTLSPolicy (v1.4.0, the first release with it in v1).
+const CRDS: [&str; 3] = [
     "gateway.networking.k8s.io_grpcroutes.yaml",
     "gateway.networking.k8s.io_httproutes.yaml",
+    "gateway.networking.k8s.io_backendtlspolicies.yaml",
 ];
 
-/// Installs the Gateway API's GRPCRoute and HTTPRoute CRDs and waits until they are served.
+/// Installs the Gateway API's GRPCRoute, HTTPRoute and BackendTLSPolicy CRDs and waits until
+/// they are served.
 pub fn install_gateway_api(kube: &Kube) {
     for file in CRDS {
         let path = repo("operator/tests/operator/fixtures/gateway-api").join(file);
@@ -25,6 +28,7 @@ pub fn install_gateway_api(kube: &Kube) {
         "--for=condition=Established",
         "crd/grpcroutes.gateway.networking.k8s.io",
         "crd/httproutes.gateway.networking.k8s.io",
+        "crd/backendtlspolicies.gateway.networking.k8s.io",
         "--timeout=60s",
     ]);
 }

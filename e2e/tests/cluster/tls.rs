@@ -2,7 +2,7 @@
 //! `Certificate` CRD (the operator's tests vendor it) is installed before the operators start
 //! (they look once whether it is served). `spec.tls: {}` on the dev cell makes its CA and
 //! certificate Secrets, mounts them in the services' and datastores' pods, and the cell is Ready
-//! again; `certManager` swaps the operator's CA for a `Certificate`, whose Secret the services
+//! again; with `spec.edge` too, a BackendTLSPolicy per service names the cell's CA bundle; `certManager` swaps the operator's CA for a `Certificate`, whose Secret the services
 //! wait for; removing `spec.tls` takes it all away.
 
 use serde_json::{Value, json};
@@ -85,6 +85,39 @@ pub fn certificates_follow_spec_tls(kube: &Kube) {
         },
     );
     let issued = secret(kube, &tls).expect("the certificate");
+
+    // With an edge too, the Gateway is told to reach each service over TLS and verify it.
+    patch_cell(
+        kube,
+        CELL,
+        json!({"spec": {"edge": {
+            "gateway": {"name": "public", "namespace": "titan-edge"},
+            "hostnames": ["dev.titan.example"]
+        }}}),
+    );
+    let policy = format!("{CELL}-flashsale-backend-tls");
+    eventually(
+        "a BackendTLSPolicy per service with the cell's CA bundle, and the edge applied",
+        CONVERGE,
+        || {
+            kube.get(&["backendtlspolicy", &policy, "-n", NAMESPACE])
+                .is_some_and(|p| {
+                    p["spec"]["validation"]["hostname"] == format!("flashsale.{NAMESPACE}.svc")
+                        && p["spec"]["validation"]["caCertificateRefs"][0]["name"]
+                            == format!("{CELL}-ca-bundle")
+                })
+                && kube
+                    .get(&["configmap", &format!("{CELL}-ca-bundle"), "-n", NAMESPACE])
+                    .is_some_and(|c| c["data"]["ca.crt"].is_string())
+                && condition(&cell_json(kube, CELL), "EdgeRoutesApplied")
+                    .is_some_and(|c| c["status"] == "True")
+        },
+    );
+    patch_cell(kube, CELL, json!({"spec": {"edge": null}}));
+    eventually("without the edge the policies go", CONVERGE, || {
+        kube.get(&["backendtlspolicy", &policy, "-n", NAMESPACE])
+            .is_none()
+    });
 
     // cert-manager instead: a Certificate; the operator's CA goes. Until cert-manager writes
     // the Secret the services would wait (the operator's one is deleted here to see that).

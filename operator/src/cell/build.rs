@@ -26,7 +26,7 @@ use super::{
     connections::Connections,
     credentials::{self, Credentials, Key},
     datastores,
-    gateway::{self, GrpcRoute, HttpRoute},
+    gateway::{self, BackendTlsPolicy, GrpcRoute, HttpRoute},
     isolation, media, observe,
 };
 use crate::{
@@ -73,6 +73,8 @@ pub struct CellObjects {
     pub grpc_routes: Vec<GrpcRoute>,
     /// The cell's HTTPRoute (`spec.edge`), to the Services' HTTP ports.
     pub http_routes: Vec<HttpRoute>,
+    /// Under `spec.edge` and `spec.tls`, how the Gateway reaches each Service over TLS.
+    pub backend_tls_policies: Vec<BackendTlsPolicy>,
     /// cert-manager's `Certificate` of the services (`spec.tls.certManager`); applied before
     /// the Services, whose pods mount the Secret it writes.
     pub certificates: Vec<Certificate>,
@@ -280,7 +282,11 @@ pub fn build(
     let gateway::Routes {
         grpc_routes,
         http_routes,
-    } = gateway::build(&cell_meta);
+        backend_tls_policies,
+        ca_bundles,
+    } = gateway::build(&cell_meta, tls.bundle.as_deref());
+    let mut config_maps = config_maps;
+    config_maps.extend(ca_bundles);
 
     CellObjects {
         namespace,
@@ -297,6 +303,7 @@ pub fn build(
         services: services(&cell_meta, &view, credentials, tls, connections),
         grpc_routes,
         http_routes,
+        backend_tls_policies,
         certificates,
     }
 }

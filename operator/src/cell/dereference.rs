@@ -26,7 +26,7 @@ use titan_crds::{
 use super::{
     certificates::Certificate,
     connections::POSTGRES,
-    gateway::{GrpcRoute, HttpRoute},
+    gateway::{BackendTlsPolicy, GrpcRoute, HttpRoute},
 };
 use crate::{Context, Error, apply, cache, cnpg, labels};
 
@@ -59,6 +59,8 @@ pub struct Live {
     pub grpc_routes: Vec<GrpcRoute>,
     /// HTTPRoutes the cell built (none where the Gateway API is not served).
     pub http_routes: Vec<HttpRoute>,
+    /// BackendTLSPolicies the cell built (none where the server does not serve them).
+    pub backend_tls_policies: Vec<BackendTlsPolicy>,
     /// cert-manager Certificates the cell built (none where cert-manager is not installed).
     pub certificates: Vec<Certificate>,
     /// Secrets the cell reads but does not own, by name.
@@ -221,6 +223,8 @@ pub async fn dereference(cell: &Cell, ctx: &Context) -> Result<Live, Error> {
         deployments,
         grpc_routes,
         http_routes,
+        // Never from a cache: only cells with both spec.edge and spec.tls have them.
+        backend_tls_policies: list_if(ctx.backend_tls, client, &namespace, &selector).await?,
         // Never from a cache: few cells ask for cert-manager, and only a changed spec changes
         // their Certificate.
         certificates: list_if(ctx.cert_manager, client, &namespace, &selector).await?,

@@ -3,7 +3,8 @@
 //! `HTTPRoute` with a rule per enabled service that clients reach over HTTP (WebSockets, links in
 //! e-mails, carriers' webhooks, to its HTTP port) — the typed subset of
 //! `gateway.networking.k8s.io/v1` they are written in, and the cell's `EdgeRoutesApplied`
-//! condition.
+//! condition. Under `spec.tls` also a `BackendTLSPolicy` per service and the ConfigMap with the
+//! cell's CA bundle they name, so the Gateway reaches the services over TLS and verifies them.
 //!
 //! What a client outside the cluster may call is listed here and only here ([`grpc_service`],
 //! [`http_paths`]). Not listed on purpose: gRPC health and reflection (the Gateway has its own
@@ -11,7 +12,9 @@
 //! `/healthz`, `/readyz`), and livestream's RTMP callbacks (`/rtmp/…`): only the cell's own
 //! media server may call them, and from outside anyone could forge a publish.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::collections::BTreeMap;
+
+use k8s_openapi::{api::core::v1::ConfigMap, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use kube::CustomResource;
 use serde::{Deserialize, Serialize};
 use titan_crds::{Cell, ServiceKind, cell::Edge, common::condition::EDGE_ROUTES_APPLIED};
@@ -19,7 +22,7 @@ use titan_crds::{Cell, ServiceKind, cell::Edge, common::condition::EDGE_ROUTES_A
 use super::build::CellMeta;
 use crate::{
     conditions::Observed,
-    shared::{GRPC_PORT, HTTP_PORT},
+    shared::{GRPC_PORT, HTTP_PORT, TLS_CA_KEY},
 };
 
 /// API group of the Gateway API.
@@ -71,6 +74,60 @@ pub struct HttpRouteSpec {
     pub hostnames: Vec<String>,
     /// One rule per enabled service with public HTTP routes.
     pub rules: Vec<HttpRouteRule>,
+}
+
+/// How a Gateway reaches one service of a cell with TLS (`gateway.networking.k8s.io/v1`
+/// `BackendTLSPolicy`, Gateway API v1.4 or later): over TLS, verifying the service's certificate
+/// for its name against the cell's CA bundle. Typed down to the fields Titan sets.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "gateway.networking.k8s.io",
+    version = "v1",
+    kind = "BackendTLSPolicy",
+    root = "BackendTlsPolicy",
+    namespaced,
+    schema = "disabled",
+    derive = "PartialEq",
+    derive = "Default"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTlsPolicySpec {
+    /// The core Service it applies to.
+    pub target_refs: Vec<PolicyTargetRef>,
+    /// How its certificate is verified.
+    pub validation: BackendTlsValidation,
+}
+
+/// `spec.targetRefs[]` of a `BackendTLSPolicy`: a core Service.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct PolicyTargetRef {
+    /// `""`, the core group.
+    pub group: String,
+    /// `Service`.
+    pub kind: String,
+    /// Name of the Service.
+    pub name: String,
+}
+
+/// `spec.validation` of a `BackendTLSPolicy`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTlsValidation {
+    /// The ConfigMap holding the cell's CA bundle (key `ca.crt`).
+    pub ca_certificate_refs: Vec<LocalObjectRef>,
+    /// The name the Gateway sends (SNI) and verifies: `<service>.<namespace>.svc`.
+    pub hostname: String,
+}
+
+/// A ConfigMap of the policy's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct LocalObjectRef {
+    /// `""`, the core group.
+    pub group: String,
+    /// `ConfigMap`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
 }
 
 /// `spec.parentRefs[]`: a Gateway, and optionally one of its listeners.
@@ -262,6 +319,12 @@ pub struct Routes {
     pub grpc_routes: Vec<GrpcRoute>,
     /// Its HTTPRoute, unless it has no `spec.edge` or no enabled service with public paths.
     pub http_routes: Vec<HttpRoute>,
+    /// Under `spec.tls`, a BackendTLSPolicy per enabled service, so the Gateway speaks TLS to
+    /// it and verifies it against the cell's CA bundle.
+    pub backend_tls_policies: Vec<BackendTlsPolicy>,
+    /// The ConfigMap with that bundle (`<cell>-ca-bundle`, key `ca.crt`: what the policies
+    /// name; a CA certificate is public).
+    pub ca_bundles: Vec<ConfigMap>,
 }
 
 /// The enabled Titan services of a cell, in the operator's order.
@@ -281,9 +344,16 @@ fn parent_refs(edge: &Edge) -> Vec<ParentRef> {
     }]
 }
 
+/// Name of the ConfigMap with a cell's CA bundle, which its BackendTLSPolicies name.
+pub fn ca_bundle_name(cell: &str) -> String {
+    format!("{cell}-ca-bundle")
+}
+
 /// The routes `cell` asks for (none without `spec.edge`); each rule's backend is the core
-/// Service the Service controller makes for that service, named after it.
-pub fn build(cell_meta: &CellMeta) -> Routes {
+/// Service the Service controller makes for that service, named after it. Under `spec.tls`,
+/// once the cell's CA `bundle` is known, the policies that make the Gateway reach the services
+/// over TLS.
+pub fn build(cell_meta: &CellMeta, bundle: Option<&str>) -> Routes {
     let cell = cell_meta.cell;
     let Some(edge) = &cell.spec.edge else {
         return Routes::default();
@@ -354,11 +424,51 @@ pub fn build(cell_meta: &CellMeta) -> Routes {
         route.metadata = cell_meta.meta(&http_route_name(&cell_meta.name), COMPONENT);
         routes.http_routes.push(route);
     }
+    if let Some(bundle) = bundle.filter(|_| cell.spec.tls.is_some()) {
+        let bundle_name = ca_bundle_name(&cell_meta.name);
+        routes.ca_bundles.push(ConfigMap {
+            metadata: cell_meta.meta(&bundle_name, COMPONENT),
+            data: Some(BTreeMap::from([(
+                TLS_CA_KEY.to_string(),
+                bundle.to_string(),
+            )])),
+            ..Default::default()
+        });
+        routes.backend_tls_policies = enabled(cell)
+            .map(|kind| {
+                let name = format!("{}-{}-backend-tls", cell_meta.name, kind.as_str());
+                let mut policy = BackendTlsPolicy::new(
+                    &name,
+                    BackendTlsPolicySpec {
+                        target_refs: vec![PolicyTargetRef {
+                            group: String::new(),
+                            kind: "Service".into(),
+                            name: kind.as_str().into(),
+                        }],
+                        validation: BackendTlsValidation {
+                            ca_certificate_refs: vec![LocalObjectRef {
+                                group: String::new(),
+                                kind: "ConfigMap".into(),
+                                name: bundle_name.clone(),
+                            }],
+                            hostname: format!("{}.{}.svc", kind.as_str(), cell_meta.namespace),
+                        },
+                    },
+                );
+                policy.metadata = cell_meta.meta(&name, COMPONENT);
+                policy
+            })
+            .collect();
+    }
     routes
 }
 
 /// The routes as a person names them: `GRPCRoute <name>`, `HTTPRoute <name>`.
-pub fn names(grpc_routes: &[GrpcRoute], http_routes: &[HttpRoute]) -> Vec<String> {
+pub fn names(
+    grpc_routes: &[GrpcRoute],
+    http_routes: &[HttpRoute],
+    policies: &[BackendTlsPolicy],
+) -> Vec<String> {
     fn name(kind: &str, meta: &ObjectMeta) -> String {
         format!("{kind} {}", meta.name.as_deref().unwrap_or_default())
     }
@@ -366,15 +476,21 @@ pub fn names(grpc_routes: &[GrpcRoute], http_routes: &[HttpRoute]) -> Vec<String
         .iter()
         .map(|r| name("GRPCRoute", &r.metadata))
         .chain(http_routes.iter().map(|r| name("HTTPRoute", &r.metadata)))
+        .chain(
+            policies
+                .iter()
+                .map(|p| name("BackendTLSPolicy", &p.metadata)),
+        )
         .collect()
 }
 
 /// The cell's `EdgeRoutesApplied`, while it has `spec.edge`: whether the API server serves the
-/// route kinds (`served`), and whether every route it wants (`desired`) is among the routes
-/// there now (`present`).
+/// route kinds (`served`) and, for a cell with TLS, `BackendTLSPolicy` (`backend_tls`), and
+/// whether every route and policy it wants (`desired`) is among those there now (`present`).
 pub fn condition(
     cell: &Cell,
     served: bool,
+    backend_tls: bool,
     desired: &[String],
     present: &[String],
 ) -> Option<Observed> {
@@ -387,6 +503,15 @@ pub fn condition(
             "GatewayAPINotInstalled",
             format!(
                 "spec.edge asks for routes from gateway {gateway}, but the API server does not serve GRPCRoute and HTTPRoute ({GROUP}/v1): install the Gateway API's standard CRDs (v1.2 or later) and restart the operator, or remove spec.edge"
+            ),
+        )
+    } else if cell.spec.tls.is_some() && !backend_tls {
+        Observed::new(
+            EDGE_ROUTES_APPLIED,
+            false,
+            "BackendTLSPolicyNotInstalled",
+            format!(
+                "the routes attach to gateway {gateway}, but the cell's services serve TLS (spec.tls) and the API server does not serve BackendTLSPolicy ({GROUP}/v1), which tells the Gateway to reach them over TLS and verify them: install the Gateway API's standard CRDs v1.4 or later and restart the operator"
             ),
         )
     } else if let Some(missing) = desired.iter().find(|d| !present.contains(d)) {

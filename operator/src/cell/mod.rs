@@ -113,6 +113,8 @@ impl Applied {
             routes: gateway::Routes {
                 grpc_routes: live.grpc_routes,
                 http_routes: live.http_routes,
+                backend_tls_policies: live.backend_tls_policies,
+                ca_bundles: Vec::new(),
             },
         }
     }
@@ -145,6 +147,7 @@ async fn apply_all(
         services,
         grpc_routes,
         http_routes,
+        backend_tls_policies,
         certificates,
     } = objects;
     let Live {
@@ -161,6 +164,7 @@ async fn apply_all(
         deployments: live_deployments,
         grpc_routes: live_grpc_routes,
         http_routes: live_http_routes,
+        backend_tls_policies: live_backend_tls_policies,
         certificates: live_certificates,
         referenced: _,
         data_volumes: _,
@@ -220,6 +224,8 @@ async fn apply_all(
             routes: gateway::Routes {
                 grpc_routes: live_grpc_routes,
                 http_routes: live_http_routes,
+                backend_tls_policies: live_backend_tls_policies,
+                ca_bundles: Vec::new(),
             },
         });
     }
@@ -245,6 +251,20 @@ async fn apply_all(
                 .await?,
             http_routes: apply::sync(client, &namespace, http_routes, &live_http_routes, &[])
                 .await?,
+            // Where BackendTLSPolicy is not served the cell's status says so.
+            backend_tls_policies: if ctx.backend_tls {
+                apply::sync(
+                    client,
+                    &namespace,
+                    backend_tls_policies,
+                    &live_backend_tls_policies,
+                    &[],
+                )
+                .await?
+            } else {
+                Vec::new()
+            },
+            ca_bundles: Vec::new(),
         }
     } else {
         gateway::Routes::default()
@@ -360,7 +380,16 @@ async fn apply_round(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
 
     let objects = build::build(&running, &credentials, &tls, &connections, &ctx.network);
     let desired: Vec<String> = objects.services.iter().map(ResourceExt::name_any).collect();
-    let desired_routes = gateway::names(&objects.grpc_routes, &objects.http_routes);
+    // Policies the server cannot take are not waited for: the condition says so instead.
+    let desired_routes = gateway::names(
+        &objects.grpc_routes,
+        &objects.http_routes,
+        if ctx.backend_tls {
+            &objects.backend_tls_policies
+        } else {
+            &[]
+        },
+    );
     let applied = if paused {
         Applied::found(live)
     } else {
@@ -414,8 +443,13 @@ async fn apply_round(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     let extra: Vec<_> = gateway::condition(
         cell,
         ctx.gateway_api,
+        ctx.backend_tls,
         &desired_routes,
-        &gateway::names(&applied.routes.grpc_routes, &applied.routes.http_routes),
+        &gateway::names(
+            &applied.routes.grpc_routes,
+            &applied.routes.http_routes,
+            &applied.routes.backend_tls_policies,
+        ),
     )
     .into_iter()
     .chain(tls.condition.clone())

@@ -107,6 +107,7 @@ fn all_values(objects: &CellObjects) -> Vec<serde_json::Value> {
         services,
         grpc_routes,
         http_routes,
+        backend_tls_policies,
         certificates,
     } = objects;
     [
@@ -125,6 +126,7 @@ fn all_values(objects: &CellObjects) -> Vec<serde_json::Value> {
         values(services),
         values(grpc_routes),
         values(http_routes),
+        values(backend_tls_policies),
     ]
     .concat()
 }

@@ -425,7 +425,7 @@ fn the_edge_condition_names_what_is_missing() {
         "GRPCRoute sg-1-grpc".to_string(),
         "HTTPRoute sg-1-http".to_string(),
     ];
-    let applied = gateway::condition(&cell, true, &desired, &desired).unwrap();
+    let applied = gateway::condition(&cell, true, true, &desired, &desired).unwrap();
     assert_eq!(
         (applied.status, applied.reason, applied.message.as_str()),
         (
@@ -434,7 +434,7 @@ fn the_edge_condition_names_what_is_missing() {
             "GRPCRoute sg-1-grpc and HTTPRoute sg-1-http attach to gateway gateways/public"
         )
     );
-    let pending = gateway::condition(&cell, true, &desired, &desired[..1]).unwrap();
+    let pending = gateway::condition(&cell, true, true, &desired, &desired[..1]).unwrap();
     assert_eq!(
         (pending.status, pending.reason, pending.message.as_str()),
         (
@@ -443,13 +443,13 @@ fn the_edge_condition_names_what_is_missing() {
             "HTTPRoute sg-1-http is not applied yet"
         )
     );
-    let missing = gateway::condition(&cell, false, &desired, &[]).unwrap();
+    let missing = gateway::condition(&cell, false, true, &desired, &[]).unwrap();
     assert_eq!(
         (missing.status, missing.reason),
         (false, "GatewayAPINotInstalled")
     );
     assert_eq!(
-        gateway::condition(&cell_fixture("minimal-cell.yaml"), true, &[], &[]),
+        gateway::condition(&cell_fixture("minimal-cell.yaml"), true, true, &[], &[]),
         None
     );
 }

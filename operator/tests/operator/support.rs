@@ -34,7 +34,7 @@ use serde_json::Value;
 use titan_crds::{Cell, Service};
 use titan_operator::cell::{
     certificates::Certificate,
-    gateway::{GrpcRoute, HttpRoute},
+    gateway::{BackendTlsPolicy, GrpcRoute, HttpRoute},
 };
 use titan_operator::{
     cell::{
@@ -82,7 +82,7 @@ pub fn built(cell: &Cell) -> CellObjects {
 
 /// Every kind the operator writes, as `group/version/Kind`: each has a schema, and an object of
 /// any other kind is refused by [`validate`] rather than passed unchecked.
-pub const VALIDATED: [&str; 20] = [
+pub const VALIDATED: [&str; 21] = [
     "/v1/Namespace",
     "/v1/ConfigMap",
     "/v1/Service",
@@ -102,6 +102,7 @@ pub const VALIDATED: [&str; 20] = [
     "commerce.titan.dev/v1alpha1/Service",
     "gateway.networking.k8s.io/v1/GRPCRoute",
     "gateway.networking.k8s.io/v1/HTTPRoute",
+    "gateway.networking.k8s.io/v1/BackendTLSPolicy",
     "cert-manager.io/v1/Certificate",
 ];
 
@@ -117,6 +118,11 @@ pub const GATEWAY_API_CRDS: [&str; 2] = [
 /// schema [`validator`] checks the cells' Certificates against, installed on the test control
 /// plane.
 pub const CERT_MANAGER_CRD: &str = "fixtures/cert-manager/cert-manager.io_certificates.yaml";
+
+/// The Gateway API's `BackendTLSPolicy` CRD (v1.4.0, standard channel; see
+/// `fixtures/gateway-api/README.md`).
+pub const BACKEND_TLS_POLICY_CRD: &str =
+    "fixtures/gateway-api/gateway.networking.k8s.io_backendtlspolicies.yaml";
 
 /// A vendored CRD (of [`GATEWAY_API_CRDS`], or [`CERT_MANAGER_CRD`]).
 pub fn vendored_crd(file: &str) -> CustomResourceDefinition {
@@ -190,7 +196,10 @@ pub fn validator() -> Arc<RuntimeOpenAPIValidator> {
         // The Gateway API's routes and cert-manager's Certificate: the v1 schema of the
         // vendored CRDs, as the API server has it (named by the group reversed, as the
         // validator looks them up).
-        for file in GATEWAY_API_CRDS.into_iter().chain([CERT_MANAGER_CRD]) {
+        for file in GATEWAY_API_CRDS
+            .into_iter()
+            .chain([BACKEND_TLS_POLICY_CRD, CERT_MANAGER_CRD])
+        {
             let crd = vendored_crd(file);
             let group: Vec<&str> = crd.spec.group.rsplit('.').collect();
             definitions.insert(
@@ -326,6 +335,7 @@ impl Fake {
             .with_resource::<ScheduledBackup>()
             .with_resource::<GrpcRoute>()
             .with_resource::<HttpRoute>()
+            .with_resource::<BackendTlsPolicy>()
             .with_resource::<Certificate>()
             .with_status_subresource::<Deployment>()
             .with_status_subresource::<Job>()

@@ -31,6 +31,7 @@ use titan_operator::{
         },
         connections,
         credentials::Credentials,
+        gateway::BackendTlsPolicy,
     },
     labels,
     service::{build as service_build, validate as service_validate},
@@ -1070,4 +1071,228 @@ fn the_builtin_redis_serves_tls_from_its_rendered_command_and_its_probe_passes()
         .status()
         .unwrap();
     assert!(!refused.success());
+}
+
+/// The edge cell (`spec.edge`, chat off) with TLS from its own CA.
+fn edge_tls_cell() -> Cell {
+    let mut cell = crate::support::cell_fixture("edge-cell.yaml");
+    cell.spec.tls = Some(Default::default());
+    cell
+}
+
+#[test]
+fn under_tls_the_gateway_reaches_each_service_over_tls_verified_by_the_cells_ca() {
+    let cell = edge_tls_cell();
+    let tls = round(&cell, None, t0());
+    let objects = objects_with(&cell, &tls);
+    let bundle = objects
+        .config_maps
+        .iter()
+        .find(|c| c.name_any() == "sg-1-ca-bundle")
+        .and_then(|c| c.data.as_ref()?.get("ca.crt").cloned());
+    assert_eq!(bundle, tls.bundle);
+    let validator = validator();
+    let crd = vendored_crd(crate::support::BACKEND_TLS_POLICY_CRD);
+    let schema = crate::support::v1_schema(&crd);
+    let mut targets = Vec::new();
+    for policy in &objects.backend_tls_policies {
+        let value = serde_json::to_value(policy).unwrap();
+        assert_eq!(validate(&validator, &value), Ok(()));
+        assert!(
+            kube::core::cel::Validator::new()
+                .validate(&schema, &value, None)
+                .is_ok(),
+            "{value}"
+        );
+        let service = value["spec"]["targetRefs"][0]["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            value["spec"],
+            json!({
+                "targetRefs": [{"group": "", "kind": "Service", "name": service}],
+                "validation": {
+                    "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "sg-1-ca-bundle"}],
+                    "hostname": format!("{service}.titan-sg-1.svc"),
+                },
+            })
+        );
+        // The name the Gateway verifies is one the certificate carries.
+        assert_eq!(
+            verify(
+                tls.bundle.as_deref().unwrap(),
+                tls.certificate.as_deref().unwrap(),
+                value["spec"]["validation"]["hostname"].as_str().unwrap(),
+                t0()
+            ),
+            Ok(())
+        );
+        targets.push(service);
+    }
+    // One per enabled service (chat is off in this cell).
+    let expected: Vec<String> = titan_crds::ServiceKind::TITAN
+        .iter()
+        .filter(|k| **k != titan_crds::ServiceKind::Chat)
+        .map(|k| k.as_str().to_string())
+        .collect();
+    assert_eq!(targets, expected);
+
+    // Without TLS, or without the edge, none.
+    let mut plain = edge_tls_cell();
+    plain.spec.tls = None;
+    assert!(
+        objects_with(&plain, &Tls::default())
+            .backend_tls_policies
+            .is_empty()
+    );
+    let no_edge = tls_cell();
+    assert!(
+        objects_with(&no_edge, &round(&no_edge, None, t0()))
+            .backend_tls_policies
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn edge_policies_are_applied_where_served_and_the_edge_condition_says_when_not() {
+    let fake = Fake::new().await;
+    create_cell(&fake, &edge_tls_cell()).await;
+
+    // Routes served but not BackendTLSPolicy: the routes go on, the condition says what to do.
+    let ctx = Arc::new((*context(&fake)).clone().with_gateway_api(true));
+    reconcile_cell(&fake, &ctx, "sg-1").await;
+    let status = get_cell(&fake, "sg-1").await.status.unwrap();
+    assert_eq!(
+        condition(&status.conditions, "EdgeRoutesApplied"),
+        ("False".into(), "BackendTLSPolicyNotInstalled".into())
+    );
+
+    // Served: a policy per service, and the condition is True.
+    let ctx = Arc::new(
+        (*context(&fake))
+            .clone()
+            .with_gateway_api(true)
+            .with_backend_tls(true),
+    );
+    reconcile_cell(&fake, &ctx, "sg-1").await;
+    let policies = Api::<BackendTlsPolicy>::namespaced(fake.client.clone(), "titan-sg-1");
+    let names: Vec<String> = policies
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    assert_eq!(names.len(), 14, "{names:?}");
+    assert!(names.contains(&"sg-1-flashsale-backend-tls".to_string()));
+    let status = get_cell(&fake, "sg-1").await.status.unwrap();
+    assert_eq!(
+        condition(&status.conditions, "EdgeRoutesApplied"),
+        ("True".into(), "RoutesApplied".into())
+    );
+    assert!(fake.invalid.lock().unwrap().is_empty());
+
+    // Without TLS the policies and the bundle go; the routes stay.
+    Api::<Cell>::all(fake.client.clone())
+        .patch(
+            "sg-1",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"tls": null}})),
+        )
+        .await
+        .unwrap();
+    reconcile_cell(&fake, &ctx, "sg-1").await;
+    assert!(
+        policies
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let config_maps =
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(fake.client.clone(), "titan-sg-1");
+    assert!(
+        config_maps
+            .get_opt("sg-1-ca-bundle")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    Api::<titan_operator::cell::gateway::GrpcRoute>::namespaced(fake.client.clone(), "titan-sg-1")
+        .get("sg-1-grpc")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_real_api_server_accepts_the_backend_tls_policies() {
+    let client = match test_control_plane().await {
+        Ok(client) => client,
+        Err(reason) => {
+            eprintln!("backend tls policy test skipped: {reason}");
+            return;
+        }
+    };
+    install_crd(
+        &client,
+        vendored_crd(crate::support::BACKEND_TLS_POLICY_CRD),
+    )
+    .await;
+    let ns = test_namespace(&client, "backend-tls-policy-test")
+        .await
+        .unwrap();
+    let api = Api::<kube::api::DynamicObject>::namespaced_with(
+        client.clone(),
+        &ns,
+        &kube::api::ApiResource::erase::<BackendTlsPolicy>(&()),
+    );
+    let cell = edge_tls_cell();
+    let objects = objects_with(&cell, &round(&cell, None, Timestamp::now()));
+    let first = placed(
+        &serde_json::to_value(&objects.backend_tls_policies[0]).unwrap(),
+        &ns,
+    );
+    // A newly established CRD may take a moment to be served for writes.
+    eventually("the BackendTLSPolicy accepted", || async {
+        server_side_apply(&api, &first).await.ok()
+    })
+    .await;
+    for policy in &objects.backend_tls_policies[1..] {
+        server_side_apply(&api, &placed(&serde_json::to_value(policy).unwrap(), &ns))
+            .await
+            .unwrap();
+    }
+    let stored = serde_json::to_value(
+        api.get(first["metadata"]["name"].as_str().unwrap())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(apply::contains(&stored, &first), "{stored}");
+    // The server's rules hold: a policy naming no CA is refused.
+    let mut bad = first.clone();
+    bad["metadata"]["name"] = json!("sg-1-broken");
+    bad["spec"]["validation"]
+        .as_object_mut()
+        .unwrap()
+        .remove("caCertificateRefs");
+    let refused = server_side_apply(&api, &bad).await.unwrap_err();
+    let kube::Error::Api(status) = &refused else {
+        panic!("not refused by the API server: {refused}");
+    };
+    assert_eq!(status.code, 422, "{status:?}");
+    assert!(
+        status
+            .message
+            .contains("must specify either CACertificateRefs or WellKnownCACertificates"),
+        "{}",
+        status.message
+    );
+    Api::<Namespace>::all(client.clone())
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
 }
