@@ -154,6 +154,10 @@ pub struct CellSpec {
     /// verified against the cell's CA; absent = plaintext inside the cell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<CellTls>,
+    /// Traces of every Titan service of the cell, exported over OTLP to an OpenTelemetry
+    /// collector; absent = no exporter (and no tracing cost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<CellTracing>,
 }
 
 /// A tag in `spec.image` (a colon after the last `/`, before any `@`) must be `spec.version`.
@@ -807,6 +811,21 @@ pub struct CellAuth {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
     pub audience: Option<String>,
+}
+
+/// Where a cell's services send their traces.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CellTracing {
+    /// The collector's OTLP/gRPC endpoint, `http://host:port` (`http://otel-collector.observability:4317`).
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^http://[^\s/]+/?$"))]
+    pub otlp_endpoint: String,
+    /// The share of new traces recorded, a decimal from `"0"` to `"1"` (quoted: no floats in a
+    /// spec); `"1"` when absent. A request that arrives with a `traceparent` follows its caller's
+    /// decision instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$"))]
+    pub sample_ratio: Option<String>,
 }
 
 /// Where a cell's TLS certificate comes from. Without `certManager` the operator keeps a CA of

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
 use kube::ResourceExt;
 use titan_crds::{
     Cell, DatastoreKind,
-    cell::{CellAuth, ObjectStorage, PostgresProvider, Provider},
+    cell::{CellAuth, CellTracing, ObjectStorage, PostgresProvider, Provider},
 };
 
 /// gRPC port of every Titan service.
@@ -41,6 +41,8 @@ pub struct CellView {
     /// The datastores reached over TLS verified against the cell's CA bundle: the builtin
     /// ones, under TLS.
     pub tls_datastores: Vec<DatastoreKind>,
+    /// `spec.tracing`: the collector every Titan service exports its traces to.
+    pub tracing: Option<CellTracing>,
 }
 
 impl CellView {
@@ -55,6 +57,7 @@ impl CellView {
             turn: cell.spec.media.turn.as_ref().is_some_and(|t| t.enabled),
             auth: cell.spec.auth.clone(),
             tls: cell.spec.tls.is_some(),
+            tracing: cell.spec.tracing.clone(),
             tls_datastores: if cell.spec.tls.is_some() {
                 let stores = &cell.spec.datastores;
                 [
@@ -190,6 +193,22 @@ pub fn auth_env(auth: &CellAuth) -> Vec<EnvVar> {
     .into_iter()
     .filter_map(|(variable, value)| value.as_ref().map(|v| value_env(variable, v)))
     .collect()
+}
+
+/// The variables of `spec.tracing` (kit's `TITAN_OTLP_ENDPOINT`, `TITAN_TRACE_SAMPLE_RATIO`),
+/// for every Titan process of the cell; none without it, so kit exports nothing.
+pub fn tracing_env(tracing: Option<&CellTracing>) -> Vec<EnvVar> {
+    let Some(tracing) = tracing else {
+        return Vec::new();
+    };
+    std::iter::once(value_env("TITAN_OTLP_ENDPOINT", &tracing.otlp_endpoint))
+        .chain(
+            tracing
+                .sample_ratio
+                .as_ref()
+                .map(|ratio| value_env("TITAN_TRACE_SAMPLE_RATIO", ratio)),
+        )
+        .collect()
 }
 
 /// The variables that point a process at the cell's object storage; the services that upload

@@ -126,6 +126,31 @@ fn the_identity_provider_is_a_url_and_its_claims_are_not_empty() {
 }
 
 #[test]
+fn the_collector_is_a_plain_http_endpoint_and_the_ratio_a_quoted_decimal_to_one() {
+    let refused = refused_cell(cell(
+        "sg-1",
+        json!({"version": "0.1.0", "tracing": {"otlpEndpoint": "https://collector:4317", "sampleRatio": "1.5"}}),
+    ));
+    assert_eq!(
+        refused,
+        [
+            "spec.tracing.otlpEndpoint: Invalid value: \"https://collector:4317\": spec.tracing.otlpEndpoint in body should match '^http://[^\\s/]+/?$'",
+            "spec.tracing.sampleRatio: Invalid value: \"1.5\": spec.tracing.sampleRatio in body should match '^(0(\\.[0-9]{1,6})?|1(\\.0{1,6})?)$'",
+        ]
+    );
+    for ratio in ["0", "0.05", "1", "1.0"] {
+        assert_eq!(
+            refused_cell(cell(
+                "sg-1",
+                json!({"version": "0.1.0", "tracing": {"otlpEndpoint": "http://otel-collector.observability:4317", "sampleRatio": ratio}}),
+            )),
+            Vec::<String>::new(),
+            "{ratio}"
+        );
+    }
+}
+
+#[test]
 fn a_wrong_type_or_value_outside_its_enum_stops_the_cel_rules_as_on_the_api_server() {
     let refused = refused_cell(cell(
         "sg-1",

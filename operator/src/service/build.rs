@@ -44,7 +44,7 @@ use crate::{
     shared::{
         ADMIN_PORT, CLICKHOUSE_LOGIN_KEYS, CellView, GRPC_PORT, HTTP_PORT, TLS_MOUNT,
         TURN_SECRET_KEY, auth_env, datastore_tls_env, object_storage_env, optional_secret_env,
-        secret_env, tls_env,
+        secret_env, tls_env, tracing_env,
     },
 };
 
@@ -264,6 +264,7 @@ fn pod_template(
             "TITAN_AUTH_HS256_SECRET",
         ));
         env.extend(auth_env(&cell.auth));
+        env.extend(tracing_env(cell.tracing.as_ref()));
         if cell.tls {
             env.extend(tls_env());
         }
@@ -555,6 +556,7 @@ mod tests {
             auth: Default::default(),
             tls: false,
             tls_datastores: Vec::new(),
+            tracing: None,
         }
     }
 

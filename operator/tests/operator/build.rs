@@ -324,31 +324,65 @@ fn websocket_origins_reach_the_runtime_of_their_service_only() {
 
 /// `spec.auth` reaches every Titan process as kit's variables: what kit then reads from the
 /// rendered file and variables is the Cell's provider, and a cell without it sets none.
+/// The runtime config kit reads in `service`'s pod of `cell`: its config file and the
+/// variables its container sets (a Secret's value only for the token key, which kit requires).
+fn runtime_config_of(cell: &Cell, service: &Service) -> titan_kit::config::Config {
+    let objects = objects_of(cell, service);
+    let text = objects.config_map.data.as_ref().expect("data")["config.yaml"].clone();
+    let pod = objects
+        .deployment
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod");
+    let env = pod.containers[0].env.clone().unwrap_or_default();
+    titan_kit::config::Config::from_sources(Some(&text), |name| {
+        let var = env.iter().find(|e| e.name == name)?;
+        // The token key's Secret reference stands for what the cell's auth Secret holds; the
+        // datastores' are not needed to read these settings.
+        var.value.clone().or_else(|| {
+            (name == "TITAN_AUTH_HS256_SECRET")
+                .then(|| "from-the-cell-auth-secret-32-bytes!".to_owned())
+        })
+    })
+    .unwrap_or_else(|e| panic!("{}: {e}", service.name_any()))
+}
+
+/// `spec.tracing` reaches every Titan process as kit's tracing settings; without it none
+/// exports.
+#[test]
+fn the_cells_collector_reaches_every_titan_process() {
+    let mut cell = cell_fixture("minimal-cell.yaml");
+    for service in services_of(&cell) {
+        let tracing = runtime_config_of(&cell, &service).tracing;
+        assert_eq!(
+            (tracing.otlp_endpoint, tracing.sample_ratio),
+            (None, 1.0),
+            "{}",
+            service.name_any()
+        );
+    }
+    cell.spec.tracing = serde_yaml::from_str(
+        "{otlpEndpoint: 'http://otel-collector.observability:4317', sampleRatio: '0.25'}",
+    )
+    .expect("tracing");
+    let services = services_of(&cell);
+    assert_eq!(services.len(), ServiceKind::TITAN.len());
+    for service in services {
+        let tracing = runtime_config_of(&cell, &service).tracing;
+        assert_eq!(
+            (tracing.otlp_endpoint.as_deref(), tracing.sample_ratio),
+            (Some("http://otel-collector.observability:4317"), 0.25),
+            "{}",
+            service.name_any()
+        );
+    }
+}
+
 #[test]
 fn the_cells_identity_provider_reaches_every_titan_process() {
-    let auth_of = |cell: &Cell, service: &Service| {
-        let objects = objects_of(cell, service);
-        let text = objects.config_map.data.as_ref().expect("data")["config.yaml"].clone();
-        let pod = objects
-            .deployment
-            .spec
-            .expect("spec")
-            .template
-            .spec
-            .expect("pod");
-        let env = pod.containers[0].env.clone().unwrap_or_default();
-        titan_kit::config::Config::from_sources(Some(&text), |name| {
-            let var = env.iter().find(|e| e.name == name)?;
-            // The token key's Secret reference stands for what the cell's auth Secret holds;
-            // the datastores' are not needed to read the auth settings.
-            var.value.clone().or_else(|| {
-                (name == "TITAN_AUTH_HS256_SECRET")
-                    .then(|| "from-the-cell-auth-secret-32-bytes!".to_owned())
-            })
-        })
-        .unwrap_or_else(|e| panic!("{}: {e}", service.name_any()))
-        .auth
-    };
+    let auth_of = |cell: &Cell, service: &Service| runtime_config_of(cell, service).auth;
     let mut cell = cell_fixture("minimal-cell.yaml");
     for service in services_of(&cell) {
         let auth = auth_of(&cell, &service);
