@@ -584,3 +584,12 @@ pub async fn install_crd(client: &Client, mut crd: CustomResourceDefinition) {
     })
     .await;
 }
+
+/// `refused` is the API server's 422 for an invalid object, and its message contains `needle`.
+pub fn assert_unprocessable(refused: kube::Error, needle: &str) {
+    let kube::Error::Api(status) = &refused else {
+        panic!("not refused by the API server: {refused}");
+    };
+    assert_eq!(status.code, 422, "{status:?}");
+    assert!(status.message.contains(needle), "{}", status.message);
+}

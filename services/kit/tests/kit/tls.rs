@@ -423,33 +423,52 @@ async fn postgres_urls_choose_tls_and_verify_full_checks_the_server() {
 /// another CA is refused; a CA file beside a plaintext URL is refused before connecting.
 #[tokio::test]
 async fn redis_over_tls_verifies_against_the_configured_ca() {
-    use titan_kit::{config::RedisConfig, datastores::redis::RedisHandle};
     let (url, ca) = (var("TITAN_TEST_REDIS_TLS_URL"), var("TITAN_TEST_REDIS_CA"));
-    let connect = |url: String, ca: &Path| {
-        let config = RedisConfig {
-            ca_file: Some(ca.to_owned()),
-            ..RedisConfig::new(url, "t:tls:")
-        };
-        async move {
-            RedisHandle::connect(&config)
-                .await
-                .map_err(|e| e.to_string())
-        }
-    };
-    let handle = connect(url.clone(), Path::new(&ca))
+    let handle = redis_with_ca(url.clone(), Path::new(&ca), "t:tls:")
         .await
         .expect("a server of the configured CA");
     handle.ping().await.expect("ping over TLS");
+    redis_refuses_another_ca_and_a_plaintext_url(
+        url,
+        var("TITAN_TEST_REDIS_URL"),
+        Path::new(&ca),
+        "t:tls:",
+    )
+    .await;
+}
 
+/// kit's Redis connection to `url` verified against `ca`, or why it failed.
+async fn redis_with_ca(
+    url: String,
+    ca: &Path,
+    prefix: &str,
+) -> Result<titan_kit::datastores::redis::RedisHandle, String> {
+    let config = titan_kit::config::RedisConfig {
+        ca_file: Some(ca.to_owned()),
+        ..titan_kit::config::RedisConfig::new(url, prefix)
+    };
+    titan_kit::datastores::redis::RedisHandle::connect(&config)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// A Redis (or Redis Cluster) at `url` is refused when verified against another CA, and `ca`
+/// beside the plaintext URL `plaintext` is refused with its message, before connecting.
+async fn redis_refuses_another_ca_and_a_plaintext_url(
+    url: String,
+    plaintext: String,
+    ca: &Path,
+    prefix: &str,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let other = dir.path().join("other-ca.crt");
     replace(&other, &Ca::new("another ca").pem());
-    let refused = connect(url, &other)
+    let refused = redis_with_ca(url, &other, prefix)
         .await
         .expect_err("a server signed by another CA");
     assert!(refused.contains("UnknownIssuer"), "{refused}");
     assert_eq!(
-        connect(var("TITAN_TEST_REDIS_URL"), Path::new(&ca))
+        redis_with_ca(plaintext, ca, prefix)
             .await
             .expect_err("plaintext with a CA"),
         "invalid setting redis.caFile: is set but redis.url is not rediss:// (or \
@@ -463,24 +482,12 @@ async fn redis_over_tls_verifies_against_the_configured_ca() {
 #[tokio::test]
 async fn redis_cluster_over_tls_verifies_against_the_configured_ca() {
     use redis::AsyncCommands;
-    use titan_kit::{config::RedisConfig, datastores::redis::RedisHandle};
     let (url, ca) = (
         var("TITAN_TEST_REDIS_CLUSTER_TLS_URL"),
         var("TITAN_TEST_REDIS_CLUSTER_CA"),
     );
     let prefix = format!("t:tls:{}:", uuid::Uuid::new_v4().simple());
-    let connect = |url: String, ca: &Path| {
-        let config = RedisConfig {
-            ca_file: Some(ca.to_owned()),
-            ..RedisConfig::new(url, prefix.clone())
-        };
-        async move {
-            RedisHandle::connect(&config)
-                .await
-                .map_err(|e| e.to_string())
-        }
-    };
-    let handle = connect(url.clone(), Path::new(&ca))
+    let handle = redis_with_ca(url.clone(), Path::new(&ca), &prefix)
         .await
         .expect("a cluster of the configured CA");
     assert!(handle.is_cluster());
@@ -510,20 +517,13 @@ async fn redis_cluster_over_tls_verifies_against_the_configured_ca() {
         .expect("a dedicated cluster connection over TLS");
     let () = dedicated.del(handle.key("k0")).await.expect("del over TLS");
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let other = dir.path().join("other-ca.crt");
-    replace(&other, &Ca::new("another ca").pem());
-    let refused = connect(url, &other)
-        .await
-        .expect_err("a cluster signed by another CA");
-    assert!(refused.contains("UnknownIssuer"), "{refused}");
-    assert_eq!(
-        connect(var("TITAN_TEST_REDIS_CLUSTER_URL"), Path::new(&ca))
-            .await
-            .expect_err("plaintext with a CA"),
-        "invalid setting redis.caFile: is set but redis.url is not rediss:// (or \
-         rediss+cluster://): the connection would be plaintext"
-    );
+    redis_refuses_another_ca_and_a_plaintext_url(
+        url,
+        var("TITAN_TEST_REDIS_CLUSTER_URL"),
+        Path::new(&ca),
+        &prefix,
+    )
+    .await;
 }
 
 /// kit's ClickHouse client over `https://`: verified against `clickhouse.caFile` a query
