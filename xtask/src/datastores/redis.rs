@@ -50,18 +50,7 @@ pub(super) fn start(spec: &Spec) -> Result<Server> {
     let mut cmd = Command::new("redis-server");
     cmd.current_dir(&spec.dir)
         .args(["--bind", "127.0.0.1", "--port", &spec.port.to_string()])
-        .args([
-            "--tls-port",
-            &tls_port.to_string(),
-            "--tls-auth-clients",
-            "no",
-        ])
-        .arg("--tls-cert-file")
-        .arg(&tls.cert)
-        .arg("--tls-key-file")
-        .arg(&tls.key)
-        .arg("--tls-ca-cert-file")
-        .arg(&tls.ca)
+        .args(tls.redis_args(tls_port))
         .args(["--daemonize", "yes", "--pidfile"])
         .arg(&pid_file)
         .arg("--logfile")

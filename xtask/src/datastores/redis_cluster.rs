@@ -131,15 +131,8 @@ fn start_nodes(spec: &Spec, server: &Server, launched: &mut usize) -> Result<u32
                 "--cluster-port",
                 &bus.to_string(),
             ])
-            .args(["--tls-port", &tls_port.to_string()])
+            .args(tls.redis_args(tls_port))
             .args(["--tls-cluster", "yes", "--tls-replication", "yes"])
-            .args(["--tls-auth-clients", "no"])
-            .arg("--tls-cert-file")
-            .arg(&tls.cert)
-            .arg("--tls-key-file")
-            .arg(&tls.key)
-            .arg("--tls-ca-cert-file")
-            .arg(&tls.ca)
             .args(["--cluster-config-file", "nodes.conf"])
             .args(["--save", "", "--appendonly", "no"])
             .args(["--daemonize", "yes", "--pidfile"])

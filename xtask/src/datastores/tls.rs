@@ -36,6 +36,27 @@ pub(super) struct Files {
 /// written once into `dir/tls` (the key readable by its owner only, as postgres requires; given
 /// to `owner` when the server runs as another user). A restart keeps them, so a test's CA path
 /// stays valid.
+impl Files {
+    /// The `redis-server` arguments that serve these files on `port` (TLS), clients not asked
+    /// for certificates (they authenticate with the password, or not at all in tests).
+    pub(super) fn redis_args(&self, port: impl std::fmt::Display) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = ["--tls-port", &port.to_string()]
+            .into_iter()
+            .chain(["--tls-auth-clients", "no"])
+            .map(Into::into)
+            .collect();
+        for (flag, file) in [
+            ("--tls-cert-file", &self.cert),
+            ("--tls-key-file", &self.key),
+            ("--tls-ca-cert-file", &self.ca),
+        ] {
+            args.push(flag.into());
+            args.push(file.into());
+        }
+        args
+    }
+}
+
 pub(super) fn certificate(dir: &Path, owner: Option<&User>) -> Result<Files> {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     let tls = dir.join("tls");

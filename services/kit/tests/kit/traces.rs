@@ -38,6 +38,16 @@ fn traced_service() -> ServiceDef {
     })
 }
 
+/// kit's telemetry for `service` under `config` (an exporter when it names an endpoint), made
+/// this thread's subscriber until the guard drops: the test's runtime runs on this one thread,
+/// so the servers' spans go to it.
+fn tracing_as(config: &Config, service: &str) -> (Telemetry, tracing::subscriber::DefaultGuard) {
+    let exporting =
+        Telemetry::exporting(&config.tracing, service, &config.cell).expect("a valid exporter");
+    let (subscriber, telemetry) = telemetry::subscriber(exporting);
+    (telemetry, tracing::subscriber::set_default(subscriber))
+}
+
 fn config(otlp_endpoint: Option<&str>) -> Config {
     let mut vars = HashMap::from([
         ("TITAN_GRPC_ADDR", "127.0.0.1:0".to_owned()),
@@ -102,12 +112,8 @@ fn traceparent(trace: &str, span: &str) -> String {
 async fn a_traceparent_continues_into_spans_exported_over_otlp() {
     let receiver = Receiver::start().await;
     let config = config(Some(receiver.endpoint()));
-    let exporting =
-        Telemetry::exporting(&config.tracing, "traced", &config.cell).expect("exporter");
-    let (subscriber, telemetry) = telemetry::subscriber(exporting);
+    let (telemetry, _scoped) = tracing_as(&config, "traced");
     assert!(telemetry.is_exporting());
-    // The test's runtime runs on this one thread: the servers' spans go to this subscriber.
-    let _scoped = tracing::subscriber::set_default(subscriber);
     let served = testing::serve(config, vec![traced_service()]).await;
 
     check(
@@ -184,11 +190,8 @@ async fn a_traceparent_continues_into_spans_exported_over_otlp() {
 async fn without_an_endpoint_nothing_is_traced() {
     let receiver = Receiver::start().await;
     let config = config(None);
-    let exporting = Telemetry::exporting(&config.tracing, "traced", &config.cell).expect("none");
-    assert!(exporting.is_none());
-    let (subscriber, telemetry) = telemetry::subscriber(exporting);
+    let (telemetry, _scoped) = tracing_as(&config, "traced");
     assert!(!telemetry.is_exporting());
-    let _scoped = tracing::subscriber::set_default(subscriber);
     let served = testing::serve(config, vec![traced_service()]).await;
 
     check(
@@ -229,10 +232,7 @@ const EVENT_CALLER: &str = "2c4e6a8b0d1f3e5a";
 async fn an_event_continues_the_trace_of_the_request_that_wrote_it() {
     let receiver = Receiver::start().await;
     let config = config(Some(receiver.endpoint()));
-    let exporting =
-        Telemetry::exporting(&config.tracing, "orders", &config.cell).expect("exporter");
-    let (subscriber, telemetry) = telemetry::subscriber(exporting);
-    let _scoped = tracing::subscriber::set_default(subscriber);
+    let (telemetry, _scoped) = tracing_as(&config, "orders");
     let (db, redis) = (TestPostgres::new().await, TestRedis::new().await);
 
     // The request: a span continuing its caller's trace writes the event in its transaction.
