@@ -19,6 +19,7 @@ pub mod load_shed;
 pub mod metrics;
 pub mod money;
 pub mod objects;
+pub mod privacy;
 pub mod ratelimit;
 pub mod realtime;
 pub mod runtime;

@@ -224,8 +224,12 @@ impl Clients {
 
 /// Applies kit's and then each service's PostgreSQL migrations, then their ClickHouse ones.
 pub async fn migrate(config: &Config, services: &[ServiceDef]) -> Result<(), KitError> {
-    let with_postgres: Vec<&ServiceDef> =
-        services.iter().filter(|s| s.migrator.is_some()).collect();
+    // Kit's tables (the outbox, idempotency keys, privacy jobs) serve every service that uses
+    // PostgreSQL, with migrations of its own or not.
+    let with_postgres: Vec<&ServiceDef> = services
+        .iter()
+        .filter(|s| s.migrator.is_some() || s.datastores.contains(&Datastore::Postgres))
+        .collect();
     if let Some(first) = with_postgres.first() {
         let cfg = config.postgres.as_ref().ok_or(KitError::MissingDatastore {
             service: first.name.to_owned(),
@@ -383,6 +387,22 @@ pub async fn serve(
         http = http.merge(mounted.http);
         tasks.extend(mounted.tasks);
         clients.gates.extend(mounted.readiness);
+        if let Some(handler) = mounted.personal_data {
+            let pool = ctx.postgres()?;
+            crate::privacy::register(&pool, def.name).await?;
+            let participant = crate::privacy::Participant::new(
+                def.name,
+                pool,
+                ctx.redis()?,
+                handler,
+                &ctx.instance(),
+                &config.events,
+            );
+            tasks.push((
+                format!("{}-privacy", def.name),
+                Box::pin(participant.run(tasks_stop.clone())),
+            ));
+        }
         if def.publishes_events {
             let relay = Relay::new(ctx.postgres()?, ctx.redis()?, def.name, &config.events)
                 .with_metrics(bus_metrics.clone());

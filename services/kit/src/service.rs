@@ -184,6 +184,7 @@ pub struct Mounted {
     pub(crate) http: axum::Router,
     pub(crate) tasks: Vec<(String, Task)>,
     pub(crate) readiness: Vec<ReadinessGate>,
+    pub(crate) personal_data: Option<Arc<dyn crate::privacy::PersonalData>>,
     auth: Authenticator,
     shutdown: CancellationToken,
 }
@@ -192,6 +193,7 @@ impl std::fmt::Debug for Mounted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mounted")
             .field("grpc", &self.grpc_names)
+            .field("personal_data", &self.personal_data.is_some())
             .field(
                 "tasks",
                 &self.tasks.iter().map(|t| &t.0).collect::<Vec<_>>(),
@@ -208,6 +210,7 @@ impl Mounted {
             http: axum::Router::new(),
             tasks: Vec::new(),
             readiness: Vec::new(),
+            personal_data: None,
             auth: ctx.auth.clone(),
             shutdown: ctx.shutdown.clone(),
         }
@@ -254,6 +257,14 @@ impl Mounted {
             name: name.into(),
             check: Arc::new(check),
         });
+        self
+    }
+
+    /// Declares that the service holds personal data: the runtime registers it with the privacy
+    /// jobs and runs `handler` for each export and erasure (`kit::privacy`). The service must
+    /// declare PostgreSQL and Redis, where the jobs and their announcements live.
+    pub fn personal_data(mut self, handler: impl crate::privacy::PersonalData) -> Self {
+        self.personal_data = Some(Arc::new(handler));
         self
     }
 
