@@ -17,7 +17,7 @@ use crate::{
     config::{
         AbtestingConfig, AnalyticsConfig, CampaignConfig, ChatConfig, CouponConfig, DriverConfig,
         FlashsaleConfig, FraudConfig, GamificationConfig, LivestreamConfig, PricingConfig,
-        ShippingConfig, TrackingConfig, VideocallConfig, WarehouseConfig,
+        PrivacyConfig, ShippingConfig, TrackingConfig, VideocallConfig, WarehouseConfig,
     },
     kind::ServiceKind,
 };
@@ -376,6 +376,9 @@ pub struct CellServices {
     /// The shipping service (carriers and labels).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shipping: Option<CellService<ShippingConfig>>,
+    /// The privacy service (a person's data exported or erased across the cell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<CellService<PrivacyConfig>>,
 }
 
 /// One service's settings with its config as JSON, whatever its type.
@@ -435,6 +438,7 @@ impl CellServices {
             ServiceKind::Tracking => erase(self.tracking.as_ref()),
             ServiceKind::Warehouse => erase(self.warehouse.as_ref()),
             ServiceKind::Shipping => erase(self.shipping.as_ref()),
+            ServiceKind::Privacy => erase(self.privacy.as_ref()),
             ServiceKind::Custom => return None,
         })
     }

@@ -42,13 +42,15 @@ pub enum ServiceKind {
     Warehouse,
     /// Carriers, rates and labels.
     Shipping,
+    /// A person's data across the cell: exports and erasures every service answers.
+    Privacy,
     /// A worker that is not a Titan service: its image, command and arguments are its own.
     Custom,
 }
 
 impl ServiceKind {
     /// Every Titan service, in the order the operator creates them.
-    pub const TITAN: [ServiceKind; 15] = [
+    pub const TITAN: [ServiceKind; 16] = [
         ServiceKind::Flashsale,
         ServiceKind::Coupon,
         ServiceKind::Gamification,
@@ -64,6 +66,7 @@ impl ServiceKind {
         ServiceKind::Tracking,
         ServiceKind::Warehouse,
         ServiceKind::Shipping,
+        ServiceKind::Privacy,
     ];
 
     /// The name used in `titan serve`, in config sections and as the `Service` object's name.
@@ -84,12 +87,14 @@ impl ServiceKind {
             ServiceKind::Tracking => "tracking",
             ServiceKind::Warehouse => "warehouse",
             ServiceKind::Shipping => "shipping",
+            ServiceKind::Privacy => "privacy",
             ServiceKind::Custom => "custom",
         }
     }
 
     /// Whether the service writes to the cell's object storage: recordings (livestream,
-    /// videocall), shipping labels and proofs of delivery (shipping, driver).
+    /// videocall), shipping labels and proofs of delivery (shipping, driver), a person's
+    /// exported data (privacy).
     pub fn uses_object_storage(self) -> bool {
         matches!(
             self,
@@ -97,6 +102,7 @@ impl ServiceKind {
                 | ServiceKind::Videocall
                 | ServiceKind::Driver
                 | ServiceKind::Shipping
+                | ServiceKind::Privacy
         )
     }
 

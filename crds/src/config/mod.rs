@@ -9,6 +9,7 @@ mod communication;
 mod intelligence;
 mod logistics;
 mod marketing;
+mod privacy;
 
 use std::fmt::Display;
 
@@ -31,6 +32,7 @@ pub use marketing::{
     GamificationConfig, PUSH_TOKEN_ENV, PointsRules, SMS_TOKEN_ENV, SMTP_PASSWORD_ENV,
     SMTP_USERNAME_ENV, SmtpConfig,
 };
+pub use privacy::PrivacyConfig;
 
 use crate::kind::ServiceKind;
 
@@ -128,6 +130,7 @@ pub enum ServiceConfig {
     Tracking(TrackingConfig),
     Warehouse(WarehouseConfig),
     Shipping(ShippingConfig),
+    Privacy(PrivacyConfig),
 }
 
 impl ServiceConfig {
@@ -152,6 +155,7 @@ impl ServiceConfig {
             ServiceKind::Tracking => Self::Tracking(TitanConfig::from_json(value)?),
             ServiceKind::Warehouse => Self::Warehouse(TitanConfig::from_json(value)?),
             ServiceKind::Shipping => Self::Shipping(TitanConfig::from_json(value)?),
+            ServiceKind::Privacy => Self::Privacy(TitanConfig::from_json(value)?),
             ServiceKind::Custom => return Err(ConfigError::Custom),
         })
     }
@@ -174,6 +178,7 @@ impl ServiceConfig {
             Self::Tracking(c) => serde_json::to_value(c),
             Self::Warehouse(c) => serde_json::to_value(c),
             Self::Shipping(c) => serde_json::to_value(c),
+            Self::Privacy(c) => serde_json::to_value(c),
         };
         // Plain structs of numbers, strings and lists always serialize.
         value.unwrap_or(serde_json::Value::Null)

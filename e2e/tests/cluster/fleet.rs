@@ -23,7 +23,7 @@ const READY_TIMEOUT: &str = "30s";
 const CONVERGE: Duration = Duration::from_secs(240);
 
 /// The Services every cell of this phase disables: all but [`SERVICE`].
-const DISABLED: [&str; 14] = [
+const DISABLED: [&str; 15] = [
     "flashsale",
     "coupon",
     "gamification",
@@ -38,6 +38,7 @@ const DISABLED: [&str; 14] = [
     "tracking",
     "warehouse",
     "shipping",
+    "privacy",
 ];
 
 fn cell(name: &str, wave: i32, unschedulable: bool) -> Value {

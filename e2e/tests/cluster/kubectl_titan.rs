@@ -137,7 +137,7 @@ fn status_shows_the_ready_cell(kube: &Kube) {
             CELL,
             "Ready",
             "AllServicesReady",
-            "14/14",
+            "15/15",
             "0.1.0",
             "0",
             NAMESPACE
@@ -151,7 +151,7 @@ fn status_shows_the_ready_cell(kube: &Kube) {
     assert_eq!(report["version"], "0.1.0");
     assert_eq!(report["wantedVersion"], "0.1.0");
     let services = report["services"].as_array().expect("services");
-    assert_eq!(services.len(), 14, "{report}");
+    assert_eq!(services.len(), 15, "{report}");
     for service in services {
         assert_eq!(service["ready"], true, "{service}");
         assert_eq!(
@@ -199,7 +199,7 @@ fn status_shows_the_ready_cell(kube: &Kube) {
         text.starts_with("Cell dev  Ready (AllServicesReady)\n"),
         "{text}"
     );
-    assert!(text.contains("\nServices 14/14 ready\n"), "{text}");
+    assert!(text.contains("\nServices 15/15 ready\n"), "{text}");
     let yaml = ok(kube, &["status", CELL, "-o", "yaml"]);
     assert!(yaml.contains("\nphase: Ready\n"), "{yaml}");
 }
@@ -335,7 +335,7 @@ fn switches_keep_each_other_and_stop_for_real(kube: &Kube) {
     assert!(
         waited
             .stdout
-            .starts_with("cell dev is Ready at version 0.1.0: 14/14 services ready (after "),
+            .starts_with("cell dev is Ready at version 0.1.0: 15/15 services ready (after "),
         "{}",
         waited.stdout
     );

@@ -316,12 +316,12 @@ fn create_dev_cell(kube: &Kube, operators: &[&Operator]) {
     assert_eq!(status["namespace"], NAMESPACE);
     let (ready, total) = (&status["services"]["ready"], &status["services"]["total"]);
     assert_eq!(ready, total, "every service of a Ready cell is ready");
-    // dev-cell.yaml disables chat: fourteen of the fifteen services.
-    assert_eq!(total, 14, "{status}");
+    // dev-cell.yaml disables chat: fifteen of the sixteen services.
+    assert_eq!(total, 15, "{status}");
 
     let services = kube.json(&["get", "tsvc", "-n", NAMESPACE]);
     let items = services["items"].as_array().expect("items");
-    assert_eq!(items.len(), 14, "one Service each");
+    assert_eq!(items.len(), 15, "one Service each");
     for service in items {
         let name = service["metadata"]["name"].as_str().unwrap_or_default();
         assert!(
@@ -355,7 +355,7 @@ fn create_dev_cell(kube: &Kube, operators: &[&Operator]) {
         .filter(|p| p["status"]["phase"] == "Running")
         .count();
     assert!(
-        running >= 14,
+        running >= 15,
         "kwok runs the cell's pods: {running} running"
     );
 
@@ -391,7 +391,7 @@ fn printer_columns(kube: &Kube) {
         .unwrap_or_else(|| panic!("no row for {CELL}:\n{cells}"))
         .split_whitespace()
         .collect();
-    assert_eq!(&row[..5], [CELL, "True", "14/14", "0.1.0", "0"], "{cells}");
+    assert_eq!(&row[..5], [CELL, "True", "15/15", "0.1.0", "0"], "{cells}");
 
     let all = kube.k(&["get", "titan", "-A"]);
     assert!(

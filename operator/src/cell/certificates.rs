@@ -75,7 +75,7 @@ pub fn ca_secret_name(cell: &str) -> String {
 /// The names the services' certificate is valid for: each Titan service by its short name (how
 /// the services of a cell call each other) and by `<service>.<namespace>`, and every Service of
 /// the namespace by its `svc` names (a wildcard needs two labels after it, so the middle form
-/// is listed per service). All fifteen services, enabled or not, so that enabling one does not
+/// is listed per service). All sixteen services, enabled or not, so that enabling one does not
 /// reissue the certificate.
 pub fn dns_names(namespace: &str) -> Vec<String> {
     let services = ServiceKind::TITAN.iter().map(|kind| kind.as_str());

@@ -229,6 +229,7 @@ pub fn grpc_service(kind: ServiceKind) -> Option<&'static str> {
         ServiceKind::Tracking => "titan.tracking.v1.TrackingService",
         ServiceKind::Warehouse => "titan.warehouse.v1.WarehouseService",
         ServiceKind::Shipping => "titan.shipping.v1.ShippingService",
+        ServiceKind::Privacy => "titan.privacy.v1.PrivacyService",
         ServiceKind::Custom => return None,
     })
 }
@@ -298,6 +299,7 @@ pub fn http_paths(kind: ServiceKind) -> &'static [PublicPath] {
         | ServiceKind::Driver
         | ServiceKind::Warehouse
         | ServiceKind::Shipping
+        | ServiceKind::Privacy
         | ServiceKind::Custom => &[],
     }
 }

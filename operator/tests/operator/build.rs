@@ -110,9 +110,9 @@ fn a_full_cell_builds_every_object_and_each_is_valid_against_the_openapi_schema(
             count += 1;
         }
     }
-    // 1 namespace + 15 × (ConfigMap, Deployment, PDB, core Service, migration Job) + 1
+    // 1 namespace + 16 × (ConfigMap, Deployment, PDB, core Service, migration Job) + 1
     // autoscaler (fraud).
-    assert_eq!(count, 1 + 15 * 5 + 1);
+    assert_eq!(count, 1 + 16 * 5 + 1);
 }
 
 #[test]
@@ -709,26 +709,26 @@ fn the_dev_cell_renders_a_valid_complete_set_matching_the_snapshot() {
         ],
         "dev-cell.yaml",
     );
-    // chat is disabled: 14 Titan services and the custom worker; all datastores builtin; TURN
+    // chat is disabled: 15 Titan services and the custom worker; all datastores builtin; TURN
     // and RTMP; no capacity, so no quota.
     let expected = counts(&[
-        // 15 services + turn + rtmp.
-        ("apps/v1/Deployment", 17),
+        // 16 services + turn + rtmp.
+        ("apps/v1/Deployment", 18),
         ("apps/v1/StatefulSet", 3),
         ("autoscaling/v2/HorizontalPodAutoscaler", 1),
         // One migration Job per Titan service (not the custom worker).
-        ("batch/v1/Job", 14),
-        ("commerce.titan.dev/v1alpha1/Service", 15),
+        ("batch/v1/Job", 15),
+        ("commerce.titan.dev/v1alpha1/Service", 16),
         // deny, within, dns, outside, services, turn, rtmp.
         ("networking.k8s.io/v1/NetworkPolicy", 7),
-        ("policy/v1/PodDisruptionBudget", 15),
-        ("v1/ConfigMap", 17),
+        ("policy/v1/PodDisruptionBudget", 16),
+        ("v1/ConfigMap", 18),
         ("v1/LimitRange", 1),
         ("v1/Namespace", 1),
         // credentials, auth, turn, datastores.
         ("v1/Secret", 4),
-        // 14 services + 3 headless + turn + rtmp.
-        ("v1/Service", 19),
+        // 15 services + 3 headless + turn + rtmp.
+        ("v1/Service", 20),
     ]);
     assert_eq!(kinds, expected);
 }
@@ -740,26 +740,26 @@ fn the_production_cell_renders_a_valid_complete_set_matching_the_snapshot() {
         "production-cell.yaml",
     );
     let expected = counts(&[
-        ("apps/v1/Deployment", 17),
+        ("apps/v1/Deployment", 18),
         // Redis only: PostgreSQL on CloudNativePG, ClickHouse external.
         ("apps/v1/StatefulSet", 1),
         ("autoscaling/v2/HorizontalPodAutoscaler", 1),
-        ("batch/v1/Job", 15),
-        ("commerce.titan.dev/v1alpha1/Service", 15),
+        ("batch/v1/Job", 16),
+        ("commerce.titan.dev/v1alpha1/Service", 16),
         // spec.edge: every service's gRPC, and the HTTP paths of five.
         ("gateway.networking.k8s.io/v1/GRPCRoute", 1),
         ("gateway.networking.k8s.io/v1/HTTPRoute", 1),
         // ... plus the CloudNativePG operator's way in.
         ("networking.k8s.io/v1/NetworkPolicy", 8),
-        ("policy/v1/PodDisruptionBudget", 15),
+        ("policy/v1/PodDisruptionBudget", 16),
         ("postgresql.cnpg.io/v1/Cluster", 1),
-        ("v1/ConfigMap", 17),
+        ("v1/ConfigMap", 18),
         ("v1/LimitRange", 1),
         ("v1/Namespace", 1),
         ("v1/ResourceQuota", 1),
         ("v1/Secret", 4),
-        // 15 services + redis + turn + rtmp.
-        ("v1/Service", 18),
+        // 16 services + redis + turn + rtmp.
+        ("v1/Service", 19),
     ]);
     assert_eq!(kinds, expected);
 }

@@ -168,7 +168,8 @@ fn disabled_services_have_no_rules_and_a_cell_without_public_http_paths_no_http_
             ServiceKind::Analytics,
             ServiceKind::Driver,
             ServiceKind::Warehouse,
-            ServiceKind::Shipping
+            ServiceKind::Shipping,
+            ServiceKind::Privacy
         ])
     );
 }
@@ -256,6 +257,10 @@ fn the_grpc_services_are_those_the_services_serve() {
         (
             ServiceKind::Shipping,
             shipping::v1::shipping_service_server::SERVICE_NAME,
+        ),
+        (
+            ServiceKind::Privacy,
+            privacy::v1::privacy_service_server::SERVICE_NAME,
         ),
     ];
     assert_eq!(
@@ -370,7 +375,7 @@ async fn without_the_gateway_api_a_cell_asking_for_routes_says_so_and_runs() {
         "{message}"
     );
     // The rest of the cell is applied as ever.
-    assert_eq!(status.services.unwrap().total, 14);
+    assert_eq!(status.services.unwrap().total, 15);
     assert!(fake.invalid.lock().unwrap().is_empty());
 }
 

@@ -242,7 +242,7 @@ async fn retain_keeps_volumes_and_credentials_and_a_new_cell_adopts_them() {
         "the new StatefulSet claims the kept volume"
     );
     assert_eq!(volumes(&fake, ns).await, claims);
-    assert_eq!(services_in(&fake, ns).await.len(), 15);
+    assert_eq!(services_in(&fake, ns).await.len(), 16);
     assert!(fake.invalid.lock().unwrap().is_empty());
 }
 
@@ -329,7 +329,7 @@ async fn missing_external_secret_keys_set_a_condition_and_roll_out_nothing() {
     )
     .await;
     round(&fake, &ctx, "ext", ns).await;
-    assert_eq!(services_in(&fake, ns).await.len(), 15);
+    assert_eq!(services_in(&fake, ns).await.len(), 16);
     let datastores = secret(&fake, ns, "ext-datastores").await.expect("secret");
     assert_eq!(text(&datastores, "TITAN_POSTGRES_URL"), url);
     assert_eq!(
@@ -345,7 +345,7 @@ async fn missing_external_secret_keys_set_a_condition_and_roll_out_nothing() {
         .await
         .expect("delete");
     reconcile_cell(&fake, &ctx, "ext").await;
-    assert_eq!(services_in(&fake, ns).await.len(), 15);
+    assert_eq!(services_in(&fake, ns).await.len(), 16);
     assert_eq!(
         secret(&fake, ns, "ext-datastores").await.map(|s| s.data),
         Some(datastores.data)
@@ -411,7 +411,7 @@ async fn cloudnative_pg_gives_readiness_and_the_connection_secret() {
     let uri = "postgresql://titan:pw@postgres-rw.commerce-eu-2:5432/titan";
     seed_secret(&fake, ns, "postgres-app", &[("uri", uri)]).await;
     round(&fake, &ctx, "eu-2", ns).await;
-    assert_eq!(services_in(&fake, ns).await.len(), 15);
+    assert_eq!(services_in(&fake, ns).await.len(), 16);
     let datastores = secret(&fake, ns, "eu-2-datastores").await.expect("secret");
     assert_eq!(text(&datastores, "TITAN_POSTGRES_URL"), uri);
     roll_out(&fake, ns).await;
@@ -486,7 +486,7 @@ async fn status_reports_each_component_and_the_endpoints() {
             "turn:turn.titan-dev.svc:3478?transport=tcp"
         ]
     );
-    assert_eq!(endpoints.grpc.len(), 14, "chat is disabled");
+    assert_eq!(endpoints.grpc.len(), 15, "chat is disabled");
     assert_eq!(endpoints.grpc["flashsale"], "flashsale.titan-dev.svc:50051");
     assert!(fake.invalid.lock().unwrap().is_empty());
 }

@@ -260,7 +260,7 @@ async fn a_new_cell_gets_its_namespace_and_one_service_per_enabled_titan_service
         .expect("namespace");
     assert_eq!(namespace.labels()["commerce.titan.dev/cell"], "sg-1");
     let services = services_in(&fake, "titan-sg-1").await;
-    assert_eq!(services.len(), 14);
+    assert_eq!(services.len(), 15);
     let uid = get_cell(&fake, "sg-1").await.uid().expect("uid");
     for s in &services {
         let owner = &s.owner_references()[0];
@@ -270,7 +270,7 @@ async fn a_new_cell_gets_its_namespace_and_one_service_per_enabled_titan_service
         );
     }
     let status = get_cell(&fake, "sg-1").await.status.expect("status");
-    assert_eq!(status.services.expect("services").summary, "0/14");
+    assert_eq!(status.services.expect("services").summary, "0/15");
     assert_eq!(
         condition(&status.conditions, "Ready"),
         ("False".into(), "ServicesNotReady".into())
@@ -341,7 +341,7 @@ async fn a_service_gets_its_objects_owned_and_becomes_ready_with_its_deployment(
     roll_out(&fake, ns).await;
     round(&fake, &ctx, "sg-1", ns).await;
     let status = get_cell(&fake, "sg-1").await.status.expect("status");
-    assert_eq!(status.services.expect("services").summary, "15/15");
+    assert_eq!(status.services.expect("services").summary, "16/16");
     assert_eq!(
         condition(&status.conditions, "Ready"),
         ("True".into(), "AllServicesReady".into())
@@ -431,7 +431,7 @@ async fn disabling_a_service_prunes_it_and_removing_autoscaling_prunes_the_autos
         .map(ResourceExt::name_any)
         .collect();
     assert!(!names.contains(&"chat".to_string()));
-    assert_eq!(names.len(), 14);
+    assert_eq!(names.len(), 15);
 
     let services = Api::<Service>::namespaced(fake.client.clone(), ns);
     let patch = json!({"spec": {"autoscaling": null, "replicas": 2}});
@@ -748,7 +748,7 @@ async fn a_malformed_cell_becomes_an_event_and_does_not_stall_the_controller() {
     reconcile_cell(&fake, &ctx, "sg-1").await;
     assert_eq!(
         services_in(&fake, "titan-sg-1").await.len(),
-        15,
+        16,
         "the good cell goes on"
     );
     let events = Api::<Event>::all(fake.client.clone())

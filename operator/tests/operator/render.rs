@@ -75,7 +75,7 @@ fn render_refuses_every_problem_of_every_file_with_the_api_servers_messages() {
         "cells.yaml: document 2 (Cell sg-2): unknown field \"spec.replicas\"",
         "cells.yaml: document 2 (Cell sg-2): spec.rollout.wave: Invalid value: 101: spec.rollout.wave in body should be less than or equal to 100",
         "cells.yaml: document 2 (Cell sg-2): spec.datastores.redis: Invalid value: an external datastore needs secretName: the Secret that holds its connection URL",
-        "service.yaml: document 1 (Service titan-sg-2/coupon): spec.service: Unsupported value: \"coupons\": supported values: \"flashsale\", \"coupon\", \"gamification\", \"campaign\", \"abtesting\", \"fraud\", \"pricing\", \"analytics\", \"chat\", \"livestream\", \"videocall\", \"driver\", \"tracking\", \"warehouse\", \"shipping\", \"custom\"",
+        "service.yaml: document 1 (Service titan-sg-2/coupon): spec.service: Unsupported value: \"coupons\": supported values: \"flashsale\", \"coupon\", \"gamification\", \"campaign\", \"abtesting\", \"fraud\", \"pricing\", \"analytics\", \"chat\", \"livestream\", \"videocall\", \"driver\", \"tracking\", \"warehouse\", \"shipping\", \"privacy\", \"custom\"",
         "service.yaml: document 1 (Service titan-sg-2/coupon): <nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
     ];
     assert_eq!(stderr.lines().collect::<Vec<_>>(), expected);

@@ -566,7 +566,7 @@ async fn a_cell_keeps_its_ca_across_rounds_and_reports_its_certificate() {
         ("True".into(), "Issued".into())
     );
     assert_eq!(status.tls.as_ref().unwrap().issuer, "cell-ca");
-    assert_eq!(status.services.unwrap().total, 15);
+    assert_eq!(status.services.unwrap().total, 16);
     assert!(fake.invalid.lock().unwrap().is_empty());
 
     // The next round keeps both Secrets and writes nothing.
@@ -713,7 +713,7 @@ async fn on_cert_manager_the_services_wait_for_the_issued_secret() {
         ("True".into(), "Issued".into())
     );
     assert_eq!(status.tls.unwrap().issuer, "cert-manager");
-    assert_eq!(count(&services).await, 15);
+    assert_eq!(count(&services).await, 16);
     assert!(secrets.get_opt("sg-1-tls").await.unwrap().is_some());
     assert!(fake.invalid.lock().unwrap().is_empty());
 
@@ -1177,7 +1177,7 @@ async fn edge_policies_are_applied_where_served_and_the_edge_condition_says_when
         .iter()
         .map(ResourceExt::name_any)
         .collect();
-    assert_eq!(names.len(), 14, "{names:?}");
+    assert_eq!(names.len(), 15, "{names:?}");
     assert!(names.contains(&"sg-1-flashsale-backend-tls".to_string()));
     let status = get_cell(&fake, "sg-1").await.status.unwrap();
     assert_eq!(

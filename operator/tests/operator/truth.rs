@@ -186,7 +186,7 @@ async fn services_roll_out_only_once_the_datastores_serve() {
 
     assert_eq!(ready_stateful_sets(&fake, NS).await, 3);
     one_round(&fake, &ctx).await;
-    assert_eq!(services_in(&fake, NS).await.len(), 15);
+    assert_eq!(services_in(&fake, NS).await.len(), 16);
 }
 
 async fn seed_volume(fake: &Fake, name: &str) {

@@ -79,7 +79,10 @@ pub type Failure = Box<dyn std::error::Error + Send + Sync>;
 pub trait PersonalData: Send + Sync + 'static {
     /// Everything the service holds about the user, as one JSON document (the service's part of
     /// the export, under its name).
-    fn export<'a>(&'a self, subject: &'a Subject) -> BoxFuture<'a, Result<serde_json::Value, Failure>>;
+    fn export<'a>(
+        &'a self,
+        subject: &'a Subject,
+    ) -> BoxFuture<'a, Result<serde_json::Value, Failure>>;
 
     /// Deletes what identifies the user, or replaces the user by `subject.pseudonym` where a
     /// record must stay; what each service does is documented on its page.
@@ -220,13 +223,16 @@ impl Participant {
 
     /// Claims and runs pending tasks of the service until none is left to claim; returns how
     /// many it finished. A handler's failure is recorded on its task (retried once its lease
-    /// runs out); only PostgreSQL failing ends the round early.
+    /// runs out, and never twice in one round, however short the lease); only PostgreSQL
+    /// failing ends the round early.
     pub async fn work(&self, shutdown: &CancellationToken) -> Result<usize, KitError> {
         let mut finished = 0;
+        let mut tried: Vec<Uuid> = Vec::new();
         while !shutdown.is_cancelled() {
-            let Some(task) = self.claim().await? else {
+            let Some(task) = self.claim(&tried).await? else {
                 break;
             };
+            tried.push(task.job_id);
             let span = tracing::info_span!("privacy task", service = %self.service, job = %task.job_id, kind = %task.kind);
             let outcome = tracing::Instrument::instrument(self.run_one(&task), span).await;
             match outcome {
@@ -248,8 +254,9 @@ impl Participant {
         Ok(finished)
     }
 
-    /// Takes the oldest pending task of the service nobody holds, for one lease.
-    async fn claim(&self) -> Result<Option<Claimed>, KitError> {
+    /// Takes the oldest pending task of the service nobody holds, and not among `tried`, for
+    /// one lease.
+    async fn claim(&self, tried: &[Uuid]) -> Result<Option<Claimed>, KitError> {
         let lease_ms = i64::try_from(self.lease().as_millis()).unwrap_or(i64::MAX);
         let row: Option<(Uuid, String, String, String)> = sqlx::query_as(
             "UPDATE titan_privacy_tasks t
@@ -260,6 +267,7 @@ impl Participant {
                  SELECT job_id, service FROM titan_privacy_tasks
                  WHERE service = $1 AND state = 'pending'
                    AND (lease_until IS NULL OR lease_until < now())
+                   AND NOT (job_id = ANY($3))
                  ORDER BY created_at
                  LIMIT 1
                  FOR UPDATE SKIP LOCKED)
@@ -268,6 +276,7 @@ impl Participant {
         )
         .bind(&self.service)
         .bind(lease_ms)
+        .bind(tried)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|(job_id, kind, user_id, pseudonym)| Claimed {

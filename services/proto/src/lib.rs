@@ -73,6 +73,12 @@ pub mod ping {
     }
 }
 
+pub mod privacy {
+    pub mod v1 {
+        tonic::include_proto!("titan.privacy.v1");
+    }
+}
+
 pub mod pricing {
     pub mod v1 {
         tonic::include_proto!("titan.pricing.v1");

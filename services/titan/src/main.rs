@@ -40,6 +40,7 @@ const SERVICES: &[fn() -> ServiceDef] = &[
     titan_warehouse::service,
     titan_tracking::service,
     titan_shipping::service,
+    titan_privacy::service,
 ];
 
 /// Services that run outside the cells, one Deployment per fleet: served by name only, never
