@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod metrics;
+pub mod privacy;
 pub mod store;
 
 use std::sync::Arc;
@@ -21,9 +22,11 @@ use titan_proto::abtesting::v1::ab_testing_service_server::AbTestingServiceServe
 use crate::{
     app::{Abtesting, REFRESH_INTERVAL},
     config::Settings,
+    privacy::Privacy,
     store::{
         clickhouse::{ChResults, Exposures, MIGRATIONS, exposures},
         pg::PgStore,
+        privacy::PersonalStore,
     },
 };
 
@@ -34,7 +37,9 @@ pub type App = Abtesting<PgStore, Exposures, ChResults>;
 pub fn service() -> ServiceDef {
     ServiceDef {
         name: domain::SERVICE,
-        datastores: &[Datastore::Postgres, Datastore::ClickHouse],
+        // Redis carries the privacy jobs' announcements (kit::privacy); assignment needs none
+        // of the three (it serves from memory), so readiness waits for none.
+        datastores: &[Datastore::Postgres, Datastore::ClickHouse, Datastore::Redis],
         ready_on: &[],
         migrator: Some(|| sqlx::migrate!("./migrations")),
         clickhouse_migrations: MIGRATIONS,
@@ -54,6 +59,7 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
         ctx.config.cell.clone(),
         metrics.clone(),
     );
+    let privacy = Privacy::new(PersonalStore::new(ctx.postgres()?, clickhouse.clone()));
     let app = Arc::new(Abtesting::new(
         PgStore::new(ctx.postgres()?),
         sink,
@@ -72,6 +78,7 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
                 .max_decoding_message_size(1024 * 1024),
         )
         .task("abtesting-exposures", writer.run(ctx.shutdown.clone()))
+        .personal_data(privacy)
         .every("abtesting-refresh", REFRESH_INTERVAL, move || {
             let app = app.clone();
             async move { app.refresh().await.map(drop) }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod metrics;
+pub mod privacy;
 pub mod store;
 
 use std::{sync::Arc, time::Duration};
@@ -25,7 +26,8 @@ use titan_proto::analytics::v1::analytics_service_server::AnalyticsServiceServer
 use crate::{
     app::{Analytics, IngestOptions, Ingestor},
     config::Settings,
-    store::{EVENTS, METRICS, TableSink, queries::ClickHouseWarehouse},
+    privacy::Privacy,
+    store::{EVENTS, METRICS, TableSink, privacy::PersonalEvents, queries::ClickHouseWarehouse},
 };
 
 /// Events read from a stream per batch.
@@ -37,7 +39,9 @@ const INSERT_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn service() -> ServiceDef {
     ServiceDef {
         name: domain::SERVICE,
-        datastores: &[Datastore::ClickHouse, Datastore::Redis],
+        // PostgreSQL and Redis hold the privacy jobs (kit::privacy); ingestion and reports need
+        // neither, so readiness waits for ClickHouse alone.
+        datastores: &[Datastore::ClickHouse, Datastore::Redis, Datastore::Postgres],
         ready_on: &[Datastore::ClickHouse],
         migrator: None,
         clickhouse_migrations: store::MIGRATIONS,
@@ -87,6 +91,7 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
             StreamReader::new(redis.clone(), consumer).await?,
         ));
     }
+    let privacy = Privacy::new(PersonalEvents::new(clickhouse.clone()));
     let app = Arc::new(Analytics::new(
         ClickHouseWarehouse::new(clickhouse),
         events.clone(),
@@ -99,7 +104,8 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let mut mounted = Mounted::new(&ctx)
         .grpc(AnalyticsServiceServer::new(grpc::Grpc::new(app)).max_decoding_message_size(8 << 20))
         .task("analytics-events-flusher", events_flusher)
-        .task("analytics-metrics-flusher", points_flusher);
+        .task("analytics-metrics-flusher", points_flusher)
+        .personal_data(privacy);
     for (source, reader) in readers {
         mounted = mounted.task(
             format!("analytics-bus-{source}"),

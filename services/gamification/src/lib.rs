@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod metrics;
+pub mod privacy;
 pub mod store;
 
 use std::{sync::Arc, time::Duration};
@@ -24,7 +25,11 @@ use titan_proto::gamification::v1::gamification_service_server::GamificationServ
 use crate::{
     app::Gamification,
     config::Settings,
-    store::{consumer::PurchaseHandler, feed::FedBoards, pg::PgLedger, redis::RedisBoards},
+    privacy::Privacy,
+    store::{
+        consumer::PurchaseHandler, feed::FedBoards, pg::PgLedger, privacy::PersonalStore,
+        redis::RedisBoards,
+    },
 };
 
 /// How often ledger rows not yet on the leaderboards are moved there: how far the boards lag.
@@ -57,8 +62,12 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
         metrics.clone(),
     ));
     let handler = PurchaseHandler::new(settings, metrics);
-    let mut mounted =
-        Mounted::new(&ctx).grpc(GamificationServiceServer::new(grpc::Grpc::new(app.clone())));
+    let mut mounted = Mounted::new(&ctx)
+        .grpc(GamificationServiceServer::new(grpc::Grpc::new(app.clone())))
+        .personal_data(Privacy::new(PersonalStore::new(
+            pool.clone(),
+            RedisBoards::new(redis.clone()),
+        )));
     for source in store::consumer::SOURCES {
         let consumer = Consumer::new(
             pool.clone(),

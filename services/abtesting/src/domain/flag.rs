@@ -398,6 +398,87 @@ pub fn padded_version(version: &str) -> String {
         .join("-")
 }
 
+/// A condition of a flag's rule that names one user (an erasure's subject): for an export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mention {
+    /// Index of the rule in the flag.
+    pub rule: usize,
+    pub attribute: String,
+    pub op: Op,
+}
+
+impl Condition {
+    /// Whether the condition names `user`: it is the operand, or in the operand's list.
+    fn names(&self, user: &str) -> bool {
+        match &self.operand {
+            Value::String(s) => s == user,
+            Value::Array(items) => items.iter().any(|v| v.as_str() == Some(user)),
+            _ => false,
+        }
+    }
+}
+
+impl FeatureFlag {
+    /// The conditions that name `user`, rule by rule.
+    pub fn mentions(&self, user: &str) -> Vec<Mention> {
+        self.rules
+            .iter()
+            .enumerate()
+            .flat_map(|(rule, r)| {
+                r.conditions()
+                    .iter()
+                    .filter(|c| c.names(user))
+                    .map(move |c| Mention {
+                        rule,
+                        attribute: c.attribute.clone(),
+                        op: c.op,
+                    })
+            })
+            .collect()
+    }
+
+    /// Removes `user` from the flag's targeting, changing what no other user gets: a rule that
+    /// only `user` matches (`eq` them, or `in` a list of them alone) goes, they leave any list
+    /// (`in`, `not in`), and a condition that only excluded them (`ne` them, or `not in` a list
+    /// of them alone) goes. Returns the conditions that named them.
+    pub fn forget(&mut self, user: &str) -> u64 {
+        let mut forgotten = 0;
+        self.rules.retain_mut(|rule| {
+            let conditions = match rule {
+                Rule::Force { conditions, .. }
+                | Rule::Rollout { conditions, .. }
+                | Rule::Experiment { conditions, .. } => conditions,
+            };
+            let mut matches_nobody = false;
+            conditions.retain_mut(|c| {
+                if !c.names(user) {
+                    return true;
+                }
+                forgotten += 1;
+                if let Value::Array(items) = &mut c.operand {
+                    items.retain(|v| v.as_str() != Some(user));
+                }
+                let left = match &c.operand {
+                    Value::Array(items) => !items.is_empty(),
+                    _ => false,
+                };
+                match c.op {
+                    // Held for them alone: with them gone it holds for nobody.
+                    Op::Eq | Op::In if !left => {
+                        matches_nobody = true;
+                        true
+                    }
+                    // Held for everyone but them: with them gone it always holds.
+                    Op::Ne | Op::NotIn if !left => false,
+                    _ => true,
+                }
+            });
+            !matches_nobody
+        });
+        forgotten
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -671,5 +752,78 @@ mod tests {
         f.rules.clear();
         f.key = "bad key".into();
         assert!(matches!(f.validate(no_experiments), Err(FlagError::Key(_))));
+    }
+
+    #[test]
+    fn forgetting_a_user_changes_what_nobody_else_gets() {
+        let mut f = flag(vec![
+            Rule::Force {
+                conditions: vec![cond("id", Op::Eq, json!("ann"))],
+                value: json!(1),
+            },
+            Rule::Force {
+                conditions: vec![
+                    cond("id", Op::In, json!(["bob", "ann"])),
+                    cond("country", Op::Eq, json!("SG")),
+                ],
+                value: json!(2),
+            },
+            Rule::Force {
+                conditions: vec![cond("id", Op::In, json!(["ann"]))],
+                value: json!(3),
+            },
+            Rule::Force {
+                conditions: vec![
+                    cond("id", Op::Ne, json!("ann")),
+                    cond("id", Op::NotIn, json!(["ann", "cat"])),
+                    cond("id", Op::NotIn, json!(["ann"])),
+                ],
+                value: json!(4),
+            },
+        ]);
+        assert_eq!(
+            f.mentions("ann")
+                .iter()
+                .map(|m| (m.rule, m.op))
+                .collect::<Vec<_>>(),
+            vec![
+                (0, Op::Eq),
+                (1, Op::In),
+                (2, Op::In),
+                (3, Op::Ne),
+                (3, Op::NotIn),
+                (3, Op::NotIn)
+            ]
+        );
+        let before = f.clone();
+        assert_eq!(f.forget("ann"), 6);
+        assert_eq!(
+            f.rules,
+            vec![
+                Rule::Force {
+                    conditions: vec![
+                        cond("id", Op::In, json!(["bob"])),
+                        cond("country", Op::Eq, json!("SG")),
+                    ],
+                    value: json!(2),
+                },
+                Rule::Force {
+                    conditions: vec![cond("id", Op::NotIn, json!(["cat"]))],
+                    value: json!(4),
+                },
+            ]
+        );
+        for user in ["bob", "cat", "dan"] {
+            for country in ["SG", "US"] {
+                let a = attrs(json!({"id": user, "country": country}));
+                assert_eq!(
+                    f.evaluate(&a, no_experiments).value,
+                    before.evaluate(&a, no_experiments).value,
+                    "{user} in {country}"
+                );
+            }
+        }
+        assert_eq!(f.forget("ann"), 0);
+        assert!(f.mentions("ann").is_empty());
     }
 }

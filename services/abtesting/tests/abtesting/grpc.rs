@@ -1,6 +1,6 @@
 //! The service as the `titan` binary runs it — kit's runtime, its migrations, JWT auth, the
-//! exposure writer and cache refresh tasks — driven over gRPC, with real PostgreSQL and
-//! ClickHouse.
+//! exposure writer and cache refresh tasks — driven over gRPC, with real PostgreSQL, ClickHouse
+//! and Redis (where the privacy jobs it takes part in are announced).
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -11,7 +11,7 @@ use titan_kit::{
     config::Config,
     error::reason_of,
     runtime,
-    testing::{TestClickHouse, TestPostgres, eventually},
+    testing::{TestClickHouse, TestPostgres, TestRedis, eventually},
 };
 use titan_proto::abtesting::v1::{self as pb, ab_testing_service_client::AbTestingServiceClient};
 use tokio_util::sync::CancellationToken;
@@ -21,7 +21,7 @@ use crate::analytics_tables;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
-fn config(db: &TestPostgres, ch: &TestClickHouse) -> Config {
+fn config(db: &TestPostgres, ch: &TestClickHouse, redis: &TestRedis) -> Config {
     let yaml = "services:\n  abtesting:\n    exposureBatchSize: 100\n    exposureFlushMillis: 20\n    bayesian: true\n";
     let vars = BTreeMap::from([
         ("TITAN_GRPC_ADDR", "127.0.0.1:0".to_owned()),
@@ -31,6 +31,8 @@ fn config(db: &TestPostgres, ch: &TestClickHouse) -> Config {
         ("TITAN_POSTGRES_URL", db.url.clone()),
         ("TITAN_CLICKHOUSE_URL", ch.config.url.clone()),
         ("TITAN_CLICKHOUSE_DATABASE", ch.config.database.clone()),
+        ("TITAN_REDIS_URL", redis.url.clone()),
+        ("TITAN_REDIS_KEY_PREFIX", redis.handle.prefix().to_owned()),
     ]);
     Config::from_sources(Some(yaml), move |name| vars.get(name).cloned()).expect("config")
 }
@@ -90,8 +92,8 @@ struct Server {
     task: tokio::task::JoinHandle<Result<(), titan_kit::KitError>>,
 }
 
-async fn serve(db: &TestPostgres, ch: &TestClickHouse) -> Server {
-    let config = config(db, ch);
+async fn serve(db: &TestPostgres, ch: &TestClickHouse, redis: &TestRedis) -> Server {
+    let config = config(db, ch, redis);
     runtime::migrate(&config, &[service()])
         .await
         .expect("migrate");
@@ -125,6 +127,7 @@ async fn serve(db: &TestPostgres, ch: &TestClickHouse) -> Server {
 async fn experiments_flags_exposures_and_results_over_grpc() {
     let db = TestPostgres::new().await;
     let ch = TestClickHouse::new().await;
+    let redis = TestRedis::new().await;
     analytics_tables(&ch.client).await;
     let Server {
         mut client,
@@ -133,7 +136,14 @@ async fn experiments_flags_exposures_and_results_over_grpc() {
         user,
         stop,
         task,
-    } = serve(&db, &ch).await;
+    } = serve(&db, &ch, &redis).await;
+    // The service holds personal data: the runtime registered it for the privacy jobs.
+    let participants: Vec<String> =
+        sqlx::query_scalar("SELECT service FROM titan_privacy_participants")
+            .fetch_all(&db.pool)
+            .await
+            .expect("participants");
+    assert_eq!(participants, ["abtesting"]);
 
     // Definitions need the admin role.
     let create = pb::CreateExperimentRequest {

@@ -1,10 +1,12 @@
 //! The A/B testing service on real PostgreSQL and ClickHouse: lifecycle and refusals, the
 //! cache across replicas, flags, exposures and results in ClickHouse, the exposure writer
-//! under bursts, failures and shutdown, and the whole service over gRPC in the kit runtime.
+//! under bursts, failures and shutdown, the whole service over gRPC in the kit runtime, and a
+//! user's export and erasure.
 
 mod exposures;
 mod grpc;
 mod lifecycle;
+mod privacy;
 mod results;
 
 use std::sync::Arc;

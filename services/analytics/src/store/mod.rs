@@ -1,6 +1,8 @@
 //! ClickHouse: the tables of docs/analytics.md (migrations), the row shapes inserted with the
-//! `clickhouse` crate (RowBinary), and the queries ([`queries`]).
+//! `clickhouse` crate (RowBinary), the queries ([`queries`]) and a person's events for the
+//! privacy jobs ([`privacy`]).
 
+pub mod privacy;
 pub mod queries;
 mod rollup;
 

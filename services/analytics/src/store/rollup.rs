@@ -1,8 +1,9 @@
 //! The KPI rollups of docs/analytics.md, read and kept fresh.
 //!
 //! - `analytics_day_inserts` counts the rows inserted per (day, cell), duplicates included; a
-//!   materialized view adds to it on every insert. It only ever grows, so it tells whether a day
-//!   received anything since a number was computed.
+//!   materialized view adds to it on every insert, and an erasure (`super::privacy`) adds one
+//!   for each day it changed. It only ever grows, so it tells whether a day received anything
+//!   since a number was computed.
 //! - `analytics_days` holds each day's distinct events, users and purchasers with the insert
 //!   count they were computed at. A day whose count moved on (or that has no row yet) is
 //!   recomputed from the events here, on read, and stored again: the answer is always the one

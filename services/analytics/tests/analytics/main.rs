@@ -1,9 +1,10 @@
 //! The analytics service on a real ClickHouse (and Redis for the bus): every report against a
 //! small dataset whose answers are worked out by hand, de-duplication, and ingestion through a
-//! ClickHouse outage.
+//! ClickHouse outage; a person's export and erasure.
 
 mod ingest;
 mod outage;
+mod privacy;
 mod reports;
 mod rollups;
 

@@ -40,9 +40,13 @@ impl Leaderboards for FedBoards {
         if rebuild {
             tracing::info!("leaderboards missing from redis; rebuilding them from the ledger");
             self.boards.clear().await?;
-            sqlx::query("UPDATE gamification_ledger SET ranked = false WHERE ranked AND delta > 0")
-                .execute(&mut *tx)
-                .await?;
+            // Rows kept under a pseudonym after an erasure stay off the boards.
+            sqlx::query(
+                "UPDATE gamification_ledger SET ranked = false
+                 WHERE ranked AND delta > 0 AND NOT pseudonymised",
+            )
+            .execute(&mut *tx)
+            .await?;
         }
         let rows: Vec<(i64, String, i64, DateTime<Utc>)> = sqlx::query_as(
             "SELECT id, user_id, delta, created_at FROM gamification_ledger WHERE NOT ranked ORDER BY id LIMIT $1",

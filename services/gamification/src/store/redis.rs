@@ -1,6 +1,7 @@
 //! Redis: the leaderboards, one sorted set per board (`day:<date>`, `week:<iso week>`, `all`)
 //! with a hash of each shopper's current member, all under the `{lb}` hash tag so that one
-//! script can update every board of a row atomically. Rows are added only by `lua/apply.lua`.
+//! script can update every board of a row atomically. Rows are added only by `lua/apply.lua`;
+//! an erasure takes a shopper off every board with `lua/forget.lua`.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -22,10 +23,29 @@ pub struct RankedRow {
     pub at: DateTime<Utc>,
 }
 
+/// A shopper's place on one board, for an export.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Placing {
+    pub board: String,
+    pub points: i64,
+    /// 1 = the top.
+    pub rank: u64,
+}
+
+/// What [`RedisBoards::forget`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forgotten {
+    /// Board entries (one per board the shopper was on).
+    pub entries: u64,
+    /// The shopper's last applied ledger id (0 or 1).
+    pub applied: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct RedisBoards {
     redis: RedisHandle,
     apply: Arc<Script>,
+    forget: Arc<Script>,
 }
 
 /// The user in a board member (`<reach time>:<user>`).
@@ -38,6 +58,7 @@ impl RedisBoards {
         Self {
             redis,
             apply: Arc::new(Script::new(include_str!("lua/apply.lua"))),
+            forget: Arc::new(Script::new(include_str!("lua/forget.lua"))),
         }
     }
 
@@ -72,11 +93,12 @@ impl RedisBoards {
         Ok(())
     }
 
-    /// Deletes every board and the applied ids, before a rebuild from the ledger.
-    pub async fn clear(&self) -> Result<()> {
+    /// Every key of the boards whose name (after the `{lb}:` tag) starts with `start`.
+    async fn scan(&self, start: &str) -> Result<Vec<String>> {
         let mut conn = self.redis.conn.clone();
-        let pattern = format!("{}*", self.key(""));
+        let pattern = format!("{}*", self.key(start));
         let mut cursor: u64 = 0;
+        let mut found = Vec::new();
         loop {
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
@@ -86,14 +108,67 @@ impl RedisBoards {
                 .arg(1000)
                 .query_async(&mut conn)
                 .await?;
-            if !keys.is_empty() {
-                let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
-            }
+            found.extend(keys);
             if next == 0 {
-                return Ok(());
+                // SCAN may return a key twice.
+                found.sort_unstable();
+                found.dedup();
+                return Ok(found);
             }
             cursor = next;
         }
+    }
+
+    /// Deletes every board and the applied ids, before a rebuild from the ledger.
+    pub async fn clear(&self) -> Result<()> {
+        let keys = self.scan("").await?;
+        let mut conn = self.redis.conn.clone();
+        for chunk in keys.chunks(1000) {
+            let _: i64 = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await?;
+        }
+        Ok(())
+    }
+
+    /// The boards that exist now (daily and weekly ones expire), by name.
+    async fn boards(&self) -> Result<Vec<String>> {
+        let members = self.key("members:");
+        Ok(self
+            .scan("members:")
+            .await?
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&members).map(str::to_owned))
+            .collect())
+    }
+
+    /// The shopper's place on every board they are on, in board order.
+    pub async fn placings(&self, user: &str) -> Result<Vec<Placing>> {
+        let mut placings = Vec::new();
+        for board in self.boards().await? {
+            if let Some(view) = self.rank(&board, user, 0).await?.entry {
+                placings.push(Placing {
+                    board,
+                    points: view.points,
+                    rank: view.rank,
+                });
+            }
+        }
+        Ok(placings)
+    }
+
+    /// Takes the shopper off every board, periodic ones included, and forgets the last ledger
+    /// id applied for them. Finding nothing is not an error: it runs again after a failure.
+    pub async fn forget(&self, user: &str) -> Result<Forgotten> {
+        let mut inv = self.forget.prepare_invoke();
+        inv.key(self.key("applied"));
+        for board in self.boards().await? {
+            let (z, m) = self.board(&board);
+            inv.key(z);
+            inv.key(m);
+        }
+        inv.arg(user);
+        let mut conn = self.redis.conn.clone();
+        let (entries, applied): (u64, u64) = inv.invoke_async(&mut conn).await?;
+        Ok(Forgotten { entries, applied })
     }
 
     /// Counts `rows` on the boards of their periods; boards older than they are kept are

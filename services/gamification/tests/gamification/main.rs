@@ -1,7 +1,7 @@
 //! The gamification service on real PostgreSQL and Redis: points and their idempotency, levels
 //! and badges at their edges, daily logins and streaks, rewards under concurrency, missions,
 //! earning from `flashsale.purchased` events, leaderboards and their rebuild (also on a Redis
-//! Cluster), the gRPC edge.
+//! Cluster), the gRPC edge, a shopper's export and erasure.
 
 mod bench;
 mod cluster;
@@ -9,6 +9,7 @@ mod events;
 mod grpc;
 mod leaderboard;
 mod points;
+mod privacy;
 mod rewards;
 
 use std::sync::Arc;

@@ -1,0 +1,324 @@
+//! A shopper's export and erasure (`titan_kit::privacy`): the export holds exactly their
+//! records; the erasure keeps the ledger and the redemptions under the pseudonym (the books add
+//! up as before), deletes the rest, takes them off every leaderboard, and runs again harmlessly.
+
+use chrono::Duration;
+use serde_json::{Value, json};
+use titan_gamification::{
+    config::Settings,
+    domain::{Period, Reason},
+    privacy::Privacy,
+    store::{privacy::PersonalStore, redis::RedisBoards},
+};
+use titan_kit::{
+    privacy::{Erasure, PersonalData, Subject},
+    testing::caller,
+};
+
+use crate::{World, admin, leaderboard::wipe_redis, usd, uuid};
+
+fn subject(user: &str) -> Subject {
+    Subject {
+        user_id: user.to_owned(),
+        pseudonym: format!("p_{}", ::uuid::Uuid::new_v4().simple()),
+    }
+}
+
+fn handler(w: &World) -> Privacy {
+    Privacy::new(PersonalStore::new(
+        w.db.pool.clone(),
+        RedisBoards::new(w.redis.clone()),
+    ))
+}
+
+/// The export without the account's `updated_at`, which PostgreSQL's clock sets.
+async fn export(p: &Privacy, s: &Subject) -> Value {
+    let mut doc = p.export(s).await.expect("export");
+    if let Some(account) = doc.get_mut("account").and_then(Value::as_object_mut) {
+        assert!(
+            account.remove("updated_at").is_some_and(|t| t.is_string()),
+            "the account's updated_at is exported"
+        );
+    }
+    doc
+}
+
+/// Rows of the service's tables whose text holds `needle`, per table.
+async fn rows_naming(w: &World, needle: &str) -> Vec<(String, i64)> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables
+         WHERE schemaname = current_schema() AND tablename LIKE 'gamification%' ORDER BY 1",
+    )
+    .fetch_all(&w.db.pool)
+    .await
+    .expect("tables");
+    assert!(
+        tables.len() >= 6,
+        "the service's tables are found: {tables:?}"
+    );
+    let mut found = Vec::new();
+    for t in tables {
+        // The names come from the catalog, not from outside.
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {t} WHERE {t}::text LIKE '%' || $1 || '%'"
+        )))
+        .bind(needle)
+        .fetch_one(&w.db.pool)
+        .await
+        .expect("count");
+        if n > 0 {
+            found.push((t, n));
+        }
+    }
+    found
+}
+
+/// Every key under the test's Redis prefix with its values, as text.
+async fn redis_text(w: &World) -> Vec<String> {
+    let mut conn = w.redis.conn.clone();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(w.redis.key("*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    let mut out = Vec::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("type");
+        let values: Vec<String> = match kind.as_str() {
+            "string" => vec![
+                redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .expect("get"),
+            ],
+            "hash" => redis::cmd("HGETALL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .expect("hgetall"),
+            "zset" => redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .expect("zrange"),
+            other => panic!("the test does not read a Redis {other} ({key})"),
+        };
+        out.push(format!("{key} {}", values.join(" ")));
+    }
+    out
+}
+
+/// (rows, sum of deltas) of the ledger, and the sum of the balances.
+async fn books(w: &World) -> (i64, i64, i64) {
+    let (rows, points): (i64, i64) =
+        sqlx::query_as("SELECT count(*), sum(delta)::BIGINT FROM gamification_ledger")
+            .fetch_one(&w.db.pool)
+            .await
+            .expect("ledger");
+    let balances: i64 =
+        sqlx::query_scalar("SELECT sum(balance)::BIGINT FROM gamification_accounts")
+            .fetch_one(&w.db.pool)
+            .await
+            .expect("accounts");
+    (rows, points, balances)
+}
+
+#[tokio::test]
+async fn an_erased_shopper_leaves_the_books_under_a_pseudonym_and_nothing_else() {
+    let mut settings = Settings::default();
+    settings.badges.loyal_purchases = 2;
+    let w = World::with(settings).await;
+    let (a, b) = (format!("a-{}", uuid()), format!("b-{}", uuid()));
+    let ann = caller(&a, &[]);
+    // Ann: two purchases (the second earns LOYAL), a review, a daily login, a check-in and a
+    // reward spent, a minute apart; then Bob buys once.
+    let award = |user: String, reason, source: &'static str, total| {
+        let app = w.app.clone();
+        async move {
+            app.award(&user, reason, source, total)
+                .await
+                .expect("award")
+        }
+    };
+    award(a.clone(), Reason::Purchase, "order-1", Some(usd(1_200))).await;
+    w.clock.advance(Duration::minutes(1));
+    award(a.clone(), Reason::Purchase, "order-2", Some(usd(3_000))).await;
+    w.clock.advance(Duration::minutes(1));
+    award(a.clone(), Reason::Review, "review-1", None).await;
+    w.clock.advance(Duration::minutes(1));
+    w.app.record_login(&ann, 0).await.expect("login");
+    w.clock.advance(Duration::minutes(1));
+    w.app.check_in(&ann, 0).await.expect("check-in");
+    w.clock.advance(Duration::minutes(1));
+    let reward = w
+        .app
+        .create_reward(&admin(), &uuid(), "mug", 40, 5)
+        .await
+        .expect("reward");
+    let (redemption, _, _) = w
+        .app
+        .redeem_reward(&ann, &uuid(), &reward.id.to_string())
+        .await
+        .expect("redeem");
+    w.clock.advance(Duration::minutes(1));
+    award(b.clone(), Reason::Purchase, "order-b", Some(usd(2_000))).await;
+    w.app.feed_all().await.expect("feed");
+
+    let p = handler(&w);
+    let (sa, sb) = (subject(&a), subject(&b));
+    let at = |minute: u32| format!("2026-11-25T10:0{minute}:00Z");
+    let entry = |id: i64, delta: i64, reason: &str, source: &str, after: i64, minute: u32| {
+        json!({"id": id, "delta": delta, "reason": reason, "source_id": source,
+               "balance_after": after, "created_at": at(minute)})
+    };
+    let boards = |points: i64, rank: u64| {
+        json!([
+            {"board": "all", "points": points, "rank": rank},
+            {"board": "day:2026-11-25", "points": points, "rank": rank},
+            {"board": "week:2026-W48", "points": points, "rank": rank},
+        ])
+    };
+    assert_eq!(
+        export(&p, &sa).await,
+        json!({
+            "user_id": a,
+            "account": {"balance": 67, "lifetime": 107, "purchases": 2, "reviews": 1,
+                        "last_login": "2026-11-25", "streak": 1, "last_check_in": "2026-11-25"},
+            "badges": [{"badge": "LOYAL", "awarded_at": at(1)}],
+            "ledger": [
+                entry(1, 12, "purchase", "order-1", 12, 0),
+                entry(2, 30, "purchase", "order-2", 42, 1),
+                entry(3, 50, "review", "review-1", 92, 2),
+                entry(4, 10, "daily_login", "2026-11-25", 102, 3),
+                entry(5, 5, "check_in", "2026-11-25", 107, 4),
+                entry(6, -40, "reward", &redemption.to_string(), 67, 5),
+            ],
+            "reward_redemptions": [{"id": redemption, "reward_id": reward.id, "reward": "mug",
+                                    "cost": 40, "created_at": at(5)}],
+            "leaderboards": boards(107, 1),
+        })
+    );
+    let bob_before = export(&p, &sb).await;
+    assert_eq!(
+        bob_before,
+        json!({
+            "user_id": b,
+            "account": {"balance": 20, "lifetime": 20, "purchases": 1, "reviews": 0,
+                        "last_login": null, "streak": 0, "last_check_in": null},
+            "badges": [],
+            "ledger": [entry(7, 20, "purchase", "order-b", 20, 6)],
+            "reward_redemptions": [],
+            "leaderboards": boards(20, 2),
+        })
+    );
+    let books_before = books(&w).await;
+    assert_eq!(books_before, (7, 87, 87));
+
+    let erased = p.erase(&sa).await.expect("erase");
+    assert_eq!(
+        erased,
+        Erasure::default()
+            .removed("accounts", 1)
+            .removed("badges", 1)
+            .removed("leaderboard entries", 3)
+            .removed("leaderboard feed positions", 1)
+            .pseudonymised("ledger entries", 6)
+            .pseudonymised("reward redemptions", 1)
+    );
+
+    assert_eq!(rows_naming(&w, &a).await, vec![]);
+    let redis = redis_text(&w).await;
+    assert!(!redis.is_empty(), "the boards are still there");
+    assert!(
+        redis.iter().all(|kv| !kv.contains(&a)),
+        "redis still names the shopper: {redis:?}"
+    );
+    // The books: every row and point kept, the balance held by the pseudonym.
+    assert_eq!(books(&w).await, books_before);
+    let kept: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM gamification_ledger WHERE user_id = $1),
+                (SELECT balance FROM gamification_accounts WHERE user_id = $1),
+                (SELECT count(*) FROM gamification_reward_redemptions WHERE user_id = $1)",
+    )
+    .bind(&sa.pseudonym)
+    .fetch_one(&w.db.pool)
+    .await
+    .expect("kept");
+    assert_eq!(kept, (6, 67, 1));
+    // Bob's records are as they were; only his rank rose with Ann gone.
+    let mut bob_after = bob_before.clone();
+    bob_after["leaderboards"] = boards(20, 1);
+    assert_eq!(export(&p, &sb).await, bob_after);
+
+    // The pseudonym never reaches a board: not by feeding, nor by a rebuild after a loss.
+    w.app.feed_all().await.expect("feed");
+    wipe_redis(&w).await;
+    for period in Period::ALL {
+        let (_, page) = w.app.leaderboard(period, 0).await.expect("board");
+        let users: Vec<(String, i64)> = page.into_iter().map(|e| (e.user_id, e.points)).collect();
+        assert_eq!(users, vec![(b.clone(), 20)], "{period:?}");
+    }
+
+    let again = p.erase(&sa).await.expect("erase again");
+    assert_eq!(
+        again,
+        Erasure::default()
+            .removed("accounts", 0)
+            .removed("badges", 0)
+            .removed("leaderboard entries", 0)
+            .removed("leaderboard feed positions", 0)
+            .pseudonymised("ledger entries", 0)
+            .pseudonymised("reward redemptions", 0)
+    );
+    assert_eq!(
+        export(&p, &sa).await,
+        json!({"user_id": a, "account": null, "badges": [], "ledger": [],
+               "reward_redemptions": [], "leaderboards": []})
+    );
+    assert_eq!(books(&w).await, books_before);
+    assert_eq!(export(&p, &sb).await, bob_after);
+}
+
+#[tokio::test]
+async fn a_shopper_who_comes_back_after_an_erasure_is_erased_again_under_the_same_pseudonym() {
+    let w = World::new().await;
+    let a = format!("a-{}", uuid());
+    let ann = caller(&a, &[]);
+    let p = handler(&w);
+    let s = subject(&a);
+    w.app.record_login(&ann, 0).await.expect("login");
+    p.erase(&s).await.expect("erase");
+    // The same day's login again: the pseudonym holds that source already.
+    w.app.record_login(&ann, 0).await.expect("login again");
+    let erased = p.erase(&s).await.expect("erase again");
+    assert_eq!(erased.pseudonymised.get("ledger entries"), Some(&1));
+    let kept: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT source_id, delta FROM gamification_ledger WHERE user_id = $1 ORDER BY id",
+    )
+    .bind(&s.pseudonym)
+    .fetch_all(&w.db.pool)
+    .await
+    .expect("kept");
+    assert_eq!(
+        kept,
+        vec![
+            ("2026-11-25".to_owned(), 10),
+            ("2026-11-25#2".to_owned(), 10)
+        ]
+    );
+    let balance: i64 =
+        sqlx::query_scalar("SELECT balance FROM gamification_accounts WHERE user_id = $1")
+            .bind(&s.pseudonym)
+            .fetch_one(&w.db.pool)
+            .await
+            .expect("balance");
+    assert_eq!(balance, 20);
+    assert_eq!(rows_naming(&w, &a).await, vec![]);
+}
