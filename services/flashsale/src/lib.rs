@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod metrics;
+pub mod privacy;
 pub mod store;
 pub mod watch;
 pub mod ws;
@@ -43,9 +44,12 @@ pub fn service() -> ServiceDef {
 
 async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let settings = ctx.settings(Settings::from_yaml)?;
+    let sales = PgSales::new(ctx.postgres()?);
+    let stock = RedisStock::new(ctx.redis()?);
+    let personal_data = privacy::Privacy::new(sales.clone(), stock.clone());
     let app = Arc::new(FlashSales::new(
-        PgSales::new(ctx.postgres()?),
-        RedisStock::new(ctx.redis()?),
+        sales,
+        stock,
         settings.clone(),
         ctx.config.cell.clone(),
         Arc::new(chrono::Utc::now),
@@ -59,6 +63,7 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     Ok(Mounted::new(&ctx)
         .grpc(FlashSaleServiceServer::new(grpc).max_decoding_message_size(64 * 1024))
         .http(watch)
+        .personal_data(personal_data)
         .every("flashsale-sweeper", sweep_every, {
             let app = app.clone();
             move || {

@@ -71,6 +71,16 @@ impl ReservationStatus {
         }
     }
 
+    /// The status's name, as a person's export shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reserved => "reserved",
+            Self::Confirmed => "confirmed",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
     /// Whether `self → to` is allowed.
     pub fn can_become(self, to: Self) -> bool {
         self == Self::Reserved && to != Self::Reserved

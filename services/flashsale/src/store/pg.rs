@@ -93,6 +93,65 @@ fn i32_of(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
+/// Rows per query of a person's export and erasure: every page is read, so nothing is left
+/// out, and no single query is unbounded.
+const PAGE: u32 = 500;
+
+/// A person's records (`titan_kit::privacy`): read whole for an export, pseudonymised for an
+/// erasure.
+impl PgSales {
+    /// Every order of any of `users`, by id (all of them, a page at a time).
+    pub async fn orders_of_users(&self, users: &[&str]) -> Result<Vec<Order>> {
+        let mut orders: Vec<Order> = Vec::new();
+        loop {
+            let rows = sqlx::query(
+                "SELECT * FROM flashsale_orders
+                 WHERE user_id = ANY($1) AND ($2::UUID IS NULL OR id > $2)
+                 ORDER BY id LIMIT $3",
+            )
+            .bind(users)
+            .bind(orders.last().map(|o| o.id))
+            .bind(i64::from(PAGE))
+            .fetch_all(&self.pool)
+            .await?;
+            let full = rows.len() == PAGE as usize;
+            for row in &rows {
+                orders.push(order_from_row(row)?);
+            }
+            if !full {
+                return Ok(orders);
+            }
+        }
+    }
+
+    /// A page of the sales ever warmed, by id after `after`: the sales whose Redis keys may
+    /// hold a buyer's reservations, replays, counts and budgets.
+    pub async fn warmed_sales(&self, after: Option<SaleId>) -> Result<Vec<SaleId>> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM flashsale_sales WHERE warmed_up AND ($1::UUID IS NULL OR id > $1)
+             ORDER BY id LIMIT $2",
+        )
+        .bind(after.map(|s| s.uuid()))
+        .bind(i64::from(PAGE))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(SaleId::from).collect())
+    }
+
+    /// Puts `pseudonym` in place of `user` on their orders, which stay for the accounts;
+    /// returns how many.
+    pub async fn pseudonymise_orders(&self, user: &str, pseudonym: &str) -> Result<u64> {
+        Ok(
+            sqlx::query("UPDATE flashsale_orders SET user_id = $2 WHERE user_id = $1")
+                .bind(user)
+                .bind(pseudonym)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+}
+
 impl SaleStore for PgSales {
     async fn save(&self, key: &idempotency::Key, sale: &FlashSale, create: bool) -> Result<SaleId> {
         let mut tx = self.pool.begin().await?;

@@ -5,9 +5,14 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
-use redis::{Script, Value};
+use redis::{
+    Script, Value,
+    cluster_async::ClusterConnection,
+    cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
+};
+use serde::Serialize;
 use titan_kit::{
-    datastores::redis::RedisHandle,
+    datastores::redis::{RedisConn, RedisHandle},
     idempotency::{self, IdempotencyError},
     ratelimit::{RateLimit, RateLimiter},
 };
@@ -15,7 +20,7 @@ use titan_kit::{
 use crate::{
     app::{Attempt, Healed, HoldOutcome, Reservation, Result, Sold, Stats, StockStore},
     config::Settings,
-    domain::{FlashSale, Refusal, ReservationId, SaleId, sale::StockLevel},
+    domain::{FlashSale, Refusal, ReservationId, ReservationStatus, SaleId, sale::StockLevel},
 };
 
 macro_rules! script {
@@ -36,6 +41,7 @@ struct Scripts {
     sweep: Script,
     warm: Script,
     restore: Script,
+    forget: Script,
 }
 
 #[derive(Debug, Clone)]
@@ -60,10 +66,11 @@ impl RedisStock {
             sweep: script!("lua/sweep.lua"),
             warm: script!("lua/warm.lua"),
             restore: script!("lua/restore.lua"),
+            forget: script!("lua/forget.lua"),
         };
         Self {
-            challenges: RateLimiter::new(redis.clone(), "flashsale:challenge"),
-            watches: RateLimiter::new(redis.clone(), "flashsale:watch"),
+            challenges: RateLimiter::new(redis.clone(), CHALLENGE_SCOPE),
+            watches: RateLimiter::new(redis.clone(), WATCH_SCOPE),
             redis,
             scripts: Arc::new(scripts),
         }
@@ -91,6 +98,32 @@ impl RedisStock {
 /// sale's hash tag, so the keys of each script call hash to one Redis Cluster slot.
 pub fn key_name(sale: SaleId, name: &str) -> String {
     format!("{{flashsale:{sale}}}:{name}")
+}
+
+/// The scope of the buyers' budget of challenges (kit's `RateLimiter`).
+const CHALLENGE_SCOPE: &str = "flashsale:challenge";
+/// The scope of the buyers' budget of `WatchSale` openings.
+const WATCH_SCOPE: &str = "flashsale:watch";
+/// The per-buyer budgets kept outside any sale.
+const BUDGET_SCOPES: [&str; 2] = [CHALLENGE_SCOPE, WATCH_SCOPE];
+
+/// The key kit's `RateLimiter` of `scope` keeps `user`'s budget under, before the cell prefix.
+/// Kit does not expose it; an erasure needs it, so this follows kit's layout
+/// (`rl:<scope>:<composite(user)>`), and the privacy test checks that no key of the user is left.
+fn budget_key_name(scope: &str, user: &str) -> String {
+    format!("rl:{scope}:{}", idempotency::composite(&[user]))
+}
+
+/// `text` as a SCAN/HSCAN MATCH pattern that matches only itself: glob characters escaped.
+fn literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The buyer's reserve rate-limit key of a sale (reserve's KEYS[8]), before the cell prefix.
@@ -151,6 +184,367 @@ fn parse_answer(answer: &str, remaining: u32) -> Option<Reservation> {
         expires_at,
         remaining,
     })
+}
+
+/// One reservation of a buyer, as the sale's keys hold it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeldReservation {
+    pub id: String,
+    /// The request id of the attempt that made it; none for one rebuilt from a recorded order.
+    pub request_id: Option<String>,
+    pub quantity: u32,
+    /// None for one rebuilt from a recorded order (it never expires).
+    pub expires_at: Option<DateTime<Utc>>,
+    pub status: &'static str,
+}
+
+/// What one sale's keys hold of one buyer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuyerKeys {
+    pub reservations: Vec<HeldReservation>,
+    /// Units the sale counts the buyer as holding (reserved or bought), when it counts any.
+    pub units_held: Option<i64>,
+    /// Whether the buyer's attempt budget of the sale is in use.
+    pub budget: bool,
+    /// The replay fields of the buyer's attempts, which name the buyer.
+    replays: Vec<String>,
+}
+
+/// What forgetting one buyer did on one sale.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forgotten {
+    /// Reservations deleted: held ones (given back to the sale first), cancelled, expired.
+    pub reservations: u64,
+    /// Paid reservations kept under the pseudonym.
+    pub paid: u64,
+    pub replays: u64,
+    /// Per-buyer unit counts deleted (one per sale).
+    pub counts: u64,
+    pub budgets: u64,
+}
+
+/// A person's state in Redis (`titan_kit::privacy`): found by the key layout, never by KEYS.
+/// Per-sale keys are named from the sale ids PostgreSQL lists and the buyer's replay fields
+/// found with HSCAN in the sale's replay hash; only challenges, whose keys name a random
+/// challenge and hold the buyer in their value, need a SCAN of the cell's prefix.
+impl RedisStock {
+    /// Those of `sales` whose keys may hold something of `user`: any with a reservation or
+    /// replay hash, or the user's attempt budget (keys of a sale expire a week after its end,
+    /// so old sales drop out here at the cost of one pipelined EXISTS each).
+    pub async fn sales_holding(&self, sales: &[SaleId], user: &str) -> Result<Vec<SaleId>> {
+        if sales.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for sale in sales {
+            pipe.cmd("EXISTS")
+                .arg(self.key(*sale, "res"))
+                .arg(self.key(*sale, "req"))
+                .arg(self.redis.key(&rate_limit_key_name(*sale, user)));
+        }
+        let mut conn = self.redis.conn.clone();
+        let found: Vec<i64> = pipe.query_async(&mut conn).await?;
+        Ok(sales
+            .iter()
+            .zip(found)
+            .filter(|(_, n)| *n > 0)
+            .map(|(s, _)| *s)
+            .collect())
+    }
+
+    /// What `sale` holds of `user`: the reservations their attempts made (found through their
+    /// replay fields) and those of `paid` (their recorded orders' reservations) that are theirs,
+    /// their unit count and whether their attempt budget is in use.
+    pub async fn buyer_keys(&self, sale: SaleId, user: &str, paid: &[String]) -> Result<BuyerKeys> {
+        let mut conn = self.redis.conn.clone();
+        // Replay fields are composite(user, request id): length-prefixed, so the fields that
+        // start with composite(user) are exactly this user's.
+        let mine = idempotency::composite(&[user]);
+        let pattern = format!("{}*", literal(&mine));
+        let mut replays: Vec<(String, String)> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, flat): (u64, Vec<String>) = redis::cmd("HSCAN")
+                .arg(self.key(sale, "req"))
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            for pair in flat.chunks_exact(2) {
+                replays.push((pair[0].clone(), pair[1].clone()));
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut ids: Vec<(String, Option<String>)> = Vec::new();
+        for (field, answer) in &replays {
+            let request_id = field.strip_prefix(&mine).and_then(request_of);
+            if let Some(id) = answer.split('|').next() {
+                ids.push((id.to_owned(), request_id));
+            }
+        }
+        for id in paid {
+            if !ids.iter().any(|(known, _)| known == id) {
+                ids.push((id.clone(), None));
+            }
+        }
+        let mut pipe = redis::pipe();
+        for (id, _) in &ids {
+            pipe.hget(self.key(sale, "res"), id);
+        }
+        pipe.hget(self.key(sale, "buyers"), user)
+            .exists(self.redis.key(&rate_limit_key_name(sale, user)));
+        let mut values: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let budget: bool = values.pop().map(value).transpose()?.unwrap_or(false);
+        let units_held: Option<i64> = values.pop().map(value).transpose()?.flatten();
+        let mut reservations = Vec::new();
+        for ((id, request_id), stored) in ids.into_iter().zip(values) {
+            let Some(stored) = value::<Option<String>>(stored)? else {
+                continue;
+            };
+            let Some((owner, quantity, expires, status)) = parse_stored(&stored) else {
+                return Err(bad_value("reservation", &stored));
+            };
+            if owner != user {
+                continue;
+            }
+            reservations.push(HeldReservation {
+                id,
+                request_id,
+                quantity,
+                // A reservation rebuilt from a recorded order is stored with expiry 0.
+                expires_at: (expires > 0)
+                    .then(|| DateTime::from_timestamp_millis(expires))
+                    .flatten(),
+                status: status.as_str(),
+            });
+        }
+        Ok(BuyerKeys {
+            reservations,
+            units_held,
+            budget,
+            replays: replays.into_iter().map(|(field, _)| field).collect(),
+        })
+    }
+
+    /// Forgets `user` on `sale` in one script (`lua/forget.lua`): what `keys` found is checked
+    /// again there, so a reservation that changed since is still treated by its state then.
+    pub async fn forget_buyer(
+        &self,
+        sale: SaleId,
+        user: &str,
+        pseudonym: &str,
+        keys: &BuyerKeys,
+    ) -> Result<Forgotten> {
+        let mut inv = self.invocation(&self.scripts.forget, sale);
+        inv.key(self.redis.key(&rate_limit_key_name(sale, user)))
+            .arg(user)
+            .arg(pseudonym)
+            .arg(keys.replays.len());
+        for field in &keys.replays {
+            inv.arg(field);
+        }
+        for r in &keys.reservations {
+            inv.arg(&r.id);
+        }
+        let mut conn = self.redis.conn.clone();
+        let reply: Vec<u64> = inv.invoke_async(&mut conn).await?;
+        let at = |i: usize| reply.get(i).copied().unwrap_or(0);
+        Ok(Forgotten {
+            reservations: at(0),
+            paid: at(1),
+            replays: at(2),
+            counts: at(3),
+            budgets: at(4),
+        })
+    }
+
+    /// The keys of the live challenges issued to `user`, with the sale of each. A challenge's
+    /// key names the challenge, not the buyer (who is its value), so they are found by a SCAN
+    /// bounded by the cell's prefix and the challenge layout, on every master of a cluster:
+    /// SCAN walks the keyspace a page at a time and never blocks the server as KEYS would, and
+    /// challenges live at most `challengeTtlSeconds` (an hour), so there are few to read.
+    pub async fn challenges_of(&self, user: &str) -> Result<Vec<(String, String)>> {
+        let head = self.redis.key("{flashsale:");
+        let pattern = format!("{}*{}*", literal(&head), literal("}:ch:"));
+        let keys = scan(&self.redis, &pattern).await?;
+        let mut mine = Vec::new();
+        let mut conn = self.redis.conn.clone();
+        for chunk in keys.chunks(500) {
+            let mut pipe = redis::pipe();
+            for key in chunk {
+                pipe.get(key);
+            }
+            let owners: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+            for (key, owner) in chunk.iter().zip(owners) {
+                if owner.as_deref() == Some(user) {
+                    let sale = key
+                        .strip_prefix(&head)
+                        .and_then(|rest| rest.split_once('}'))
+                        .map(|(sale, _)| sale.to_owned())
+                        .unwrap_or_default();
+                    mine.push((sale, key.clone()));
+                }
+            }
+        }
+        Ok(mine)
+    }
+
+    /// Deletes these challenge keys (of [`Self::challenges_of`]); how many were still there.
+    pub async fn forget_challenges(&self, keys: &[String]) -> Result<u64> {
+        let mut conn = self.redis.conn.clone();
+        let mut deleted = 0;
+        for key in keys {
+            let n: u64 = redis::cmd("DEL").arg(key).query_async(&mut conn).await?;
+            deleted += n;
+        }
+        Ok(deleted)
+    }
+
+    /// The scopes of the per-buyer budgets outside any sale (challenges, watch streams) that
+    /// `user` has in use.
+    pub async fn budgets_of(&self, user: &str) -> Result<Vec<&'static str>> {
+        let mut pipe = redis::pipe();
+        for scope in BUDGET_SCOPES {
+            pipe.exists(self.redis.key(&budget_key_name(scope, user)));
+        }
+        let mut conn = self.redis.conn.clone();
+        let used: Vec<bool> = pipe.query_async(&mut conn).await?;
+        Ok(BUDGET_SCOPES
+            .into_iter()
+            .zip(used)
+            .filter(|(_, used)| *used)
+            .map(|(scope, _)| scope)
+            .collect())
+    }
+
+    /// Deletes `user`'s budgets outside any sale; how many there were.
+    pub async fn forget_budgets(&self, user: &str) -> Result<u64> {
+        let mut conn = self.redis.conn.clone();
+        let mut deleted = 0;
+        for scope in BUDGET_SCOPES {
+            let n: u64 = redis::cmd("DEL")
+                .arg(self.redis.key(&budget_key_name(scope, user)))
+                .query_async(&mut conn)
+                .await?;
+            deleted += n;
+        }
+        Ok(deleted)
+    }
+}
+
+/// The request id of a replay field after its user part: `<length>:<request id>`.
+fn request_of(rest: &str) -> Option<String> {
+    let (len, id) = rest.split_once(':')?;
+    (len.parse::<usize>().ok()? == id.len()).then(|| id.to_owned())
+}
+
+/// A stored reservation, `user|quantity|expires_ms|status`, as the scripts' `parse` reads it.
+fn parse_stored(stored: &str) -> Option<(&str, u32, i64, ReservationStatus)> {
+    let mut parts = stored.rsplitn(4, '|');
+    let status = parts.next()?.chars().next()?;
+    let expires = parts.next()?.parse().ok()?;
+    let quantity = parts.next()?.parse().ok()?;
+    let user = parts.next()?;
+    Some((
+        user,
+        quantity,
+        expires,
+        ReservationStatus::from_code(status)?,
+    ))
+}
+
+/// `v` as a `T`, or the parsing error as a Redis error.
+fn value<T: redis::FromRedisValue>(v: Value) -> Result<T> {
+    redis::from_redis_value(v).map_err(|e| redis::RedisError::from(e).into())
+}
+
+fn bad_value(what: &str, value: &str) -> crate::app::FlashSaleError {
+    titan_kit::KitError::Other(format!("unexpected {what} in redis: {value:?}")).into()
+}
+
+/// Every key matching `pattern`, walked with SCAN; on a cluster on each master, since each
+/// holds only its own slots' keys.
+async fn scan(redis: &RedisHandle, pattern: &str) -> Result<Vec<String>> {
+    let mut conn = redis.conn.clone();
+    let mut found = Vec::new();
+    match &mut conn {
+        RedisConn::Single(_) => scan_node(&mut conn, None, pattern, &mut found).await?,
+        RedisConn::Cluster(cluster) => {
+            let masters = masters(cluster).await?;
+            for node in masters {
+                scan_node(&mut conn, Some(node), pattern, &mut found).await?;
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// One node's keys matching `pattern` (`node`: a cluster master's address).
+async fn scan_node(
+    conn: &mut RedisConn,
+    node: Option<(String, u16)>,
+    pattern: &str,
+    found: &mut Vec<String>,
+) -> Result<()> {
+    let mut cursor: u64 = 0;
+    loop {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
+        let reply = match (&mut *conn, &node) {
+            (RedisConn::Cluster(c), Some((host, port))) => {
+                let to = SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                };
+                c.route_command(cmd, RoutingInfo::SingleNode(to)).await?
+            }
+            (conn, _) => cmd.query_async(conn).await?,
+        };
+        let (next, keys): (u64, Vec<String>) = value(reply)?;
+        found.extend(keys);
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+/// The address of every master of the cluster, from CLUSTER SLOTS (`[start, end, [host, port,
+/// id], replicas…]` per range).
+async fn masters(cluster: &mut ClusterConnection) -> Result<Vec<(String, u16)>> {
+    let reply = cluster
+        .route_command(
+            redis::cmd("CLUSTER").arg("SLOTS").clone(),
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+        )
+        .await?;
+    let ranges: Vec<Vec<Value>> = value(reply)?;
+    let mut out: Vec<(String, u16)> = Vec::new();
+    for range in ranges {
+        let Some(master) = range.into_iter().nth(2) else {
+            continue;
+        };
+        let node: Vec<Value> = value(master)?;
+        let mut node = node.into_iter();
+        let (Some(host), Some(port)) = (node.next(), node.next()) else {
+            continue;
+        };
+        let address = (value::<String>(host)?, value::<u16>(port)?);
+        if !out.contains(&address) {
+            out.push(address);
+        }
+    }
+    Ok(out)
 }
 
 impl StockStore for RedisStock {
@@ -445,6 +839,23 @@ mod tests {
     use titan_kit::datastores::redis::same_slot;
 
     use super::*;
+
+    /// The erasure reads back what the scripts and kit wrote: a stored reservation whose
+    /// buyer holds a `|`, the request id after a replay field's user part, a user id with glob
+    /// characters matched literally.
+    #[test]
+    fn what_an_erasure_reads_is_parsed_exactly() {
+        assert_eq!(
+            parse_stored("a|b|2|1700000000000|C"),
+            Some(("a|b", 2, 1_700_000_000_000, ReservationStatus::Confirmed))
+        );
+        assert_eq!(parse_stored("u|2|0|Z"), None);
+        let field = idempotency::composite(&["u*1", "req:7"]);
+        let rest = field.strip_prefix(&idempotency::composite(&["u*1"]));
+        assert_eq!(rest.and_then(request_of), Some("req:7".to_owned()));
+        assert_eq!(request_of("9:short"), None);
+        assert_eq!(literal(r"a*b?[c]\d"), r"a\*b\?\[c\]\\d");
+    }
 
     /// Each script call's keys (the seven, and reserve's rate limit and challenge) hash to one
     /// cluster slot, whatever the cell prefix, buyer or challenge; braces in a buyer id or a

@@ -5,6 +5,7 @@ mod cluster;
 mod concurrency;
 mod fault;
 mod heal;
+mod privacy;
 mod rules;
 mod watch;
 
