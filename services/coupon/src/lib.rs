@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod metrics;
+pub mod privacy;
 pub mod store;
 
 use std::{sync::Arc, time::Duration};
@@ -43,9 +44,12 @@ pub fn service() -> ServiceDef {
 
 async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let settings = ctx.settings(Settings::from_yaml)?;
+    let record = PgCoupons::new(ctx.postgres()?);
+    let cache = RedisCoupons::new(ctx.redis()?, settings.cache_ttl_seconds);
+    let personal_data = privacy::Privacy::new(record.clone(), cache.clone());
     let app = Arc::new(Coupons::new(
-        PgCoupons::new(ctx.postgres()?),
-        RedisCoupons::new(ctx.redis()?, settings.cache_ttl_seconds),
+        record,
+        cache,
         settings,
         ctx.config.cell.clone(),
         Arc::new(chrono::Utc::now),
@@ -56,6 +60,7 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
             CouponServiceServer::new(grpc::Grpc::new(app.clone()))
                 .max_decoding_message_size(1024 * 1024),
         )
+        .personal_data(personal_data)
         .every("coupon-reconcile", RECONCILE_EVERY, move || {
             let app = app.clone();
             async move { app.reconcile().await.map(drop) }

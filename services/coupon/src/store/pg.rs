@@ -141,6 +141,100 @@ async fn usage_by(
     Ok(out)
 }
 
+/// Rows per query of a person's export and erasure: every page is read, so nothing is left
+/// out, and no single query is unbounded.
+const PAGE: u32 = 500;
+
+/// What pseudonymising a shopper changed in the record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pseudonymised {
+    pub redemptions: u64,
+    /// Per-coupon use counts moved to the pseudonym (added to its count where it had one).
+    pub uses: u64,
+}
+
+/// A person's records (`titan_kit::privacy`): read whole for an export, pseudonymised for an
+/// erasure.
+impl PgCoupons {
+    /// Every redemption of any of `users`, by id (all of them, a page at a time).
+    pub async fn redemptions_of_users(&self, users: &[&str]) -> Result<Vec<Redemption>> {
+        let mut out: Vec<Redemption> = Vec::new();
+        loop {
+            let rows = sqlx::query(
+                "SELECT * FROM coupon_redemptions
+                 WHERE user_id = ANY($1) AND ($2::UUID IS NULL OR id > $2)
+                 ORDER BY id LIMIT $3",
+            )
+            .bind(users)
+            .bind(out.last().map(|r| r.id))
+            .bind(i64::from(PAGE))
+            .fetch_all(&self.pool)
+            .await?;
+            let full = rows.len() == PAGE as usize;
+            for row in &rows {
+                out.push(redemption_from_row(row)?);
+            }
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// `user`'s use count of each coupon they used, by code (all of them, a page at a time).
+    pub async fn uses_of_user(&self, user: &str) -> Result<Vec<(String, u32)>> {
+        let mut out: Vec<(String, u32)> = Vec::new();
+        loop {
+            let rows: Vec<(String, i32)> = sqlx::query_as(
+                "SELECT code, uses FROM coupon_user_uses
+                 WHERE user_id = $1 AND ($2::TEXT IS NULL OR code > $2)
+                 ORDER BY code LIMIT $3",
+            )
+            .bind(user)
+            .bind(out.last().map(|(code, _)| code.clone()))
+            .bind(i64::from(PAGE))
+            .fetch_all(&self.pool)
+            .await?;
+            let full = rows.len() == PAGE as usize;
+            out.extend(
+                rows.into_iter()
+                    .map(|(code, uses)| (code, u32_of(i64::from(uses)))),
+            );
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Puts `pseudonym` in place of `user` on their redemptions and use counts, in one
+    /// transaction. A use count moves onto the pseudonym's count of the same coupon when there
+    /// is one (the key is the coupon and the shopper), so each coupon's counts keep their sum.
+    pub async fn pseudonymise(&self, user: &str, pseudonym: &str) -> Result<Pseudonymised> {
+        let mut tx = self.pool.begin().await?;
+        let redemptions =
+            sqlx::query("UPDATE coupon_redemptions SET user_id = $2 WHERE user_id = $1")
+                .bind(user)
+                .bind(pseudonym)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        let uses = sqlx::query(
+            "WITH moved AS (
+                 DELETE FROM coupon_user_uses WHERE user_id = $1 RETURNING code, uses
+             )
+             INSERT INTO coupon_user_uses (code, user_id, uses)
+             SELECT code, $2, uses FROM moved
+             ON CONFLICT (code, user_id) DO UPDATE SET uses = coupon_user_uses.uses + EXCLUDED.uses",
+        )
+        .bind(user)
+        .bind(pseudonym)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(Pseudonymised { redemptions, uses })
+    }
+}
+
 impl CouponStore for PgCoupons {
     async fn create(&self, key: &idempotency::Key, coupons: &[Coupon]) -> Result<Vec<CouponCode>> {
         let mut tx = self.pool.begin().await?;

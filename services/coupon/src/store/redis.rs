@@ -5,10 +5,15 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use redis::{Script, Value};
+use redis::{
+    Script, Value,
+    cluster_async::ClusterConnection,
+    cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
+};
 use titan_kit::{
     KitError,
-    datastores::redis::RedisHandle,
+    datastores::redis::{RedisConn, RedisHandle},
+    idempotency,
     ratelimit::{RateLimit, RateLimited, RateLimiter},
 };
 
@@ -33,6 +38,7 @@ struct Scripts {
     consume: Script,
     release: Script,
     sync: Script,
+    forget: Script,
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +51,28 @@ pub struct RedisCoupons {
 
 /// The keys every coupon script takes, in its KEYS order.
 const NAMES: [&str; 5] = ["meta", "uses", "users", "orders", "missing"];
+/// The scope of the shoppers' validation budgets (kit's `RateLimiter`).
+pub const VALIDATE_SCOPE: &str = "coupon:validate";
+
+/// The key kit's `RateLimiter` keeps `user`'s validation budget under, before the cell
+/// prefix. Kit does not expose it; an erasure needs it, so this follows kit's layout
+/// (`rl:<scope>:<composite(user)>`), and the privacy test checks that no key of the user is left.
+fn budget_key_name(user: &str) -> String {
+    format!("rl:{VALIDATE_SCOPE}:{}", idempotency::composite(&[user]))
+}
+
+/// `text` as a SCAN MATCH pattern that matches only itself: glob characters escaped.
+fn literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// How long a code found in no coupon is remembered as missing, at most.
 const MISSING_SECONDS: u32 = 60;
 
@@ -60,13 +88,14 @@ impl RedisCoupons {
     /// `ttl_seconds`: how long a coupon stays loaded after its last change.
     pub fn new(redis: RedisHandle, ttl_seconds: u32) -> Self {
         Self {
-            validations: RateLimiter::new(redis.clone(), "coupon:validate"),
+            validations: RateLimiter::new(redis.clone(), VALIDATE_SCOPE),
             redis,
             scripts: Arc::new(Scripts {
                 snapshot: script!("lua/snapshot.lua"),
                 consume: script!("lua/consume.lua"),
                 release: script!("lua/release.lua"),
                 sync: script!("lua/sync.lua"),
+                forget: script!("lua/forget.lua"),
             }),
             ttl_seconds,
         }
@@ -89,6 +118,177 @@ impl RedisCoupons {
 /// coupon's hash tag, so the keys of each script call hash to one Redis Cluster slot.
 fn key_name(code: &CouponCode, name: &str) -> String {
     format!("{{coupon:{code}}}:{name}")
+}
+
+/// What forgetting one shopper did on one coupon's keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forgotten {
+    /// Ledger entries of the shopper's orders, now under the pseudonym.
+    pub entries: u64,
+    /// The shopper's use count, now the pseudonym's (0 or 1).
+    pub counts: u64,
+}
+
+/// A person's state in Redis (`titan_kit::privacy`), found by the key layout, never by KEYS.
+impl RedisCoupons {
+    /// The coupons whose loaded keys count uses of `user`. A use taken and given back before it
+    /// was recorded (the record refused it) leaves the shopper's count at 0 in a coupon the
+    /// record has nothing of theirs for, so the record alone cannot name them all: the coupons'
+    /// count hashes are found by a SCAN bounded by the cell's prefix and the key layout (on
+    /// every master of a cluster), which walks the keyspace a page at a time and never blocks
+    /// the server as KEYS would; one HEXISTS per coupon found, pipelined, says which count the
+    /// user.
+    pub async fn codes_counting(&self, user: &str) -> Result<Vec<CouponCode>> {
+        let head = self.redis.key("{coupon:");
+        let tail = "}:users";
+        let pattern = format!("{}*{}", literal(&head), literal(tail));
+        let keys = scan(&self.redis, &pattern).await?;
+        let mut codes = Vec::new();
+        let mut conn = self.redis.conn.clone();
+        for chunk in keys.chunks(500) {
+            let mut pipe = redis::pipe();
+            for key in chunk {
+                pipe.hexists(key, user);
+            }
+            let counted: Vec<bool> = pipe.query_async(&mut conn).await?;
+            for (key, counted) in chunk.iter().zip(counted) {
+                if !counted {
+                    continue;
+                }
+                let code = key
+                    .strip_prefix(&head)
+                    .and_then(|rest| rest.strip_suffix(tail))
+                    .ok_or_else(|| corrupt(format!("key {key:?}")))?;
+                codes.push(CouponCode::parse(code, u32::MAX).map_err(corrupt)?);
+            }
+        }
+        Ok(codes)
+    }
+
+    /// Puts `pseudonym` in place of `user` in `code`'s keys (`lua/forget.lua`): the ledger
+    /// entries of `orders` that are the user's, and the user's use count.
+    pub async fn forget_shopper(
+        &self,
+        code: &CouponCode,
+        user: &str,
+        pseudonym: &str,
+        orders: &[String],
+    ) -> Result<Forgotten> {
+        let mut inv = self.invocation(&self.scripts.forget, code);
+        inv.arg(user).arg(pseudonym);
+        for order in orders {
+            inv.arg(order);
+        }
+        let mut conn = self.redis.conn.clone();
+        let reply: Vec<u64> = inv.invoke_async(&mut conn).await?;
+        Ok(Forgotten {
+            entries: reply.first().copied().unwrap_or(0),
+            counts: reply.get(1).copied().unwrap_or(0),
+        })
+    }
+
+    /// Whether `user`'s validation budget is in use.
+    pub async fn has_budget(&self, user: &str) -> Result<bool> {
+        let mut conn = self.redis.conn.clone();
+        Ok(redis::cmd("EXISTS")
+            .arg(self.redis.key(&budget_key_name(user)))
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    /// Deletes `user`'s validation budget; how many keys went (0 or 1).
+    pub async fn forget_budget(&self, user: &str) -> Result<u64> {
+        let mut conn = self.redis.conn.clone();
+        Ok(redis::cmd("DEL")
+            .arg(self.redis.key(&budget_key_name(user)))
+            .query_async(&mut conn)
+            .await?)
+    }
+}
+
+/// `v` as a `T`, or the parsing error as a Redis error.
+fn value<T: redis::FromRedisValue>(v: Value) -> Result<T> {
+    redis::from_redis_value(v).map_err(|e| redis::RedisError::from(e).into())
+}
+
+/// Every key matching `pattern`, walked with SCAN; on a cluster on each master, since each
+/// holds only its own slots' keys. (The flash-sale store has the same walk: kit has no
+/// cluster-wide SCAN yet.)
+async fn scan(redis: &RedisHandle, pattern: &str) -> Result<Vec<String>> {
+    let mut conn = redis.conn.clone();
+    let mut found = Vec::new();
+    match &mut conn {
+        RedisConn::Single(_) => scan_node(&mut conn, None, pattern, &mut found).await?,
+        RedisConn::Cluster(cluster) => {
+            let masters = masters(cluster).await?;
+            for node in masters {
+                scan_node(&mut conn, Some(node), pattern, &mut found).await?;
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// One node's keys matching `pattern` (`node`: a cluster master's address).
+async fn scan_node(
+    conn: &mut RedisConn,
+    node: Option<(String, u16)>,
+    pattern: &str,
+    found: &mut Vec<String>,
+) -> Result<()> {
+    let mut cursor: u64 = 0;
+    loop {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
+        let reply = match (&mut *conn, &node) {
+            (RedisConn::Cluster(c), Some((host, port))) => {
+                let to = SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                };
+                c.route_command(cmd, RoutingInfo::SingleNode(to)).await?
+            }
+            (conn, _) => cmd.query_async(conn).await?,
+        };
+        let (next, keys): (u64, Vec<String>) = value(reply)?;
+        found.extend(keys);
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+/// The address of every master of the cluster, from CLUSTER SLOTS (`[start, end, [host, port,
+/// id], replicas…]` per range).
+async fn masters(cluster: &mut ClusterConnection) -> Result<Vec<(String, u16)>> {
+    let reply = cluster
+        .route_command(
+            redis::cmd("CLUSTER").arg("SLOTS").clone(),
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+        )
+        .await?;
+    let ranges: Vec<Vec<Value>> = value(reply)?;
+    let mut out: Vec<(String, u16)> = Vec::new();
+    for range in ranges {
+        let Some(master) = range.into_iter().nth(2) else {
+            continue;
+        };
+        let node: Vec<Value> = value(master)?;
+        let mut node = node.into_iter();
+        let (Some(host), Some(port)) = (node.next(), node.next()) else {
+            continue;
+        };
+        let address = (value::<String>(host)?, value::<u16>(port)?);
+        if !out.contains(&address) {
+            out.push(address);
+        }
+    }
+    Ok(out)
 }
 
 impl CouponCache for RedisCoupons {
@@ -253,6 +453,14 @@ mod tests {
     use titan_kit::datastores::redis::same_slot;
 
     use super::*;
+
+    /// A pattern built from a cell prefix matches that prefix alone, whatever glob characters
+    /// it holds.
+    #[test]
+    fn literal_patterns_escape_every_glob_character() {
+        assert_eq!(literal(r"t*?[x]\:"), r"t\*\?\[x\]\\:");
+        assert_eq!(literal("titan:cell-a:{coupon:"), "titan:cell-a:{coupon:");
+    }
 
     /// Each script call's keys hash to one cluster slot, whatever the cell prefix or code.
     #[test]

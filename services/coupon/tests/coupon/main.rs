@@ -6,6 +6,7 @@ mod bench;
 mod concurrency;
 mod fault;
 mod grpc;
+mod privacy;
 mod rules;
 
 use std::sync::Arc;
@@ -109,7 +110,11 @@ fn app(db: &TestPostgres, redis: &RedisHandle, clock: &TestClock, limit: RateLim
 
 impl World {
     pub async fn new() -> Self {
-        let redis = TestRedis::new().await.handle;
+        Self::with_redis(TestRedis::new().await.handle).await
+    }
+
+    /// A world on `redis` (a prefix on the test cluster, say).
+    pub async fn with_redis(redis: RedisHandle) -> Self {
         let db = TestPostgres::new().await;
         postgres::migrate(&db.pool, "coupon", sqlx::migrate!("./migrations"))
             .await
