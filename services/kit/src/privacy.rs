@@ -125,6 +125,9 @@ pub struct Participant {
     redis: RedisHandle,
     handler: Arc<dyn PersonalData>,
     options: ConsumerOptions,
+    /// Whether the service publishes events: an erasure then deletes the person from its
+    /// stream too ([`crate::events::forget`]).
+    publishes: bool,
 }
 
 impl std::fmt::Debug for Participant {
@@ -151,7 +154,16 @@ impl Participant {
             redis,
             handler,
             options: ConsumerOptions::new(SOURCE, service, instance, events),
+            publishes: false,
         }
+    }
+
+    /// For a service that publishes events: its erasures also delete the entries of its
+    /// stream (and dead letters) that name the person, once every consumer group is done
+    /// with them.
+    pub fn publishing(mut self, publishes: bool) -> Self {
+        self.publishes = publishes;
+        self
     }
 
     /// The lease of a claimed task: as long as the bus waits before another consumer takes over
@@ -287,7 +299,8 @@ impl Participant {
     }
 
     /// Runs the handler for `task` and records its answer; kit's own records of the user for
-    /// this service (idempotency keys, which name the caller) go with an erasure.
+    /// this service go with an erasure: idempotency keys, which name the caller, and the
+    /// service's events that name the user once every consumer is done with them.
     async fn run_one(&self, task: &Claimed) -> Result<(), Failure> {
         match task.kind.as_str() {
             "export" => {
@@ -308,6 +321,15 @@ impl Participant {
             }
             "erasure" => {
                 let mut erasure = self.handler.erase(&task.subject).await?;
+                if self.publishes {
+                    let events = crate::events::forget::forget(
+                        &self.redis,
+                        &self.service,
+                        &task.subject.user_id,
+                    )
+                    .await?;
+                    erasure = erasure.removed("bus events", events);
+                }
                 let mut tx = self.pool.begin().await?;
                 let keys = sqlx::query(
                     "DELETE FROM titan_idempotency WHERE service = $1 AND user_id = $2",

@@ -397,7 +397,8 @@ pub async fn serve(
                 handler,
                 &ctx.instance(),
                 &config.events,
-            );
+            )
+            .publishing(def.publishes_events);
             tasks.push((
                 format!("{}-privacy", def.name),
                 Box::pin(participant.run(tasks_stop.clone())),

@@ -3,12 +3,14 @@
 //! [`consumer`] on a consumer group handles each event at most once per group (de-duplicated by
 //! event id in the handler's transaction), redelivers what a dead consumer left unacknowledged,
 //! and parks what keeps failing in a dead-letter stream, which [`dead_letters`] lists and
-//! re-drives.
+//! re-drives; [`forget`] deletes a person from the streams once every group is done with them.
 
 pub mod consumer;
 pub mod dead_letters;
 pub mod envelope;
+pub mod forget;
 pub mod outbox;
+mod positions;
 pub mod relay;
 
 pub use consumer::{

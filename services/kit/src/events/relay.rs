@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     outbox::{self, CHANNEL},
+    positions::{Position, positions},
     stream_key,
 };
 use crate::{KitError, config::EventsConfig, datastores::redis::RedisHandle, metrics::register};
@@ -164,23 +165,6 @@ enum Trim {
     /// Keep every entry from this id on (what the slowest group still needs).
     MinId(String),
     MaxLen(usize),
-}
-
-/// A stream entry id (`<ms>-<seq>`), ordered as Redis orders them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct StreamId(u64, u64);
-
-impl StreamId {
-    fn parse(id: &str) -> Option<Self> {
-        let (ms, seq) = id.split_once('-')?;
-        Some(Self(ms.parse().ok()?, seq.parse().ok()?))
-    }
-}
-
-impl std::fmt::Display for StreamId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.0, self.1)
-    }
 }
 
 /// Appends one batch to the stream (KEYS[1]) unless ARGV[1] is a fencing token other than the
@@ -428,36 +412,11 @@ impl Relay {
         if length == 0 {
             return Ok(Trim::MaxLen(max_len));
         }
-        let groups: Vec<HashMap<String, Value>> = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(stream)
-            .query_async(conn)
-            .await?;
-        let mut floor: Option<StreamId> = None;
-        for group in &groups {
-            let text = |name: &str| {
-                group
-                    .get(name)
-                    .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
-            };
-            let Some(name) = text("name") else { continue };
-            // [count, oldest id, newest id, consumers]
-            let pending: Vec<Value> = redis::cmd("XPENDING")
-                .arg(stream)
-                .arg(&name)
-                .query_async(conn)
-                .await?;
-            let oldest_pending = pending
-                .get(1)
-                .and_then(|v| redis::from_redis_value_ref::<String>(v).ok());
-            let needed = oldest_pending
-                .or_else(|| text("last-delivered-id"))
-                .and_then(|id| StreamId::parse(&id));
-            floor = match (floor, needed) {
-                (Some(f), Some(n)) => Some(f.min(n)),
-                (f, n) => f.or(n),
-            };
-        }
+        let floor = positions(conn, stream)
+            .await?
+            .iter()
+            .filter_map(Position::needs_from)
+            .min();
         Ok(match floor {
             Some(floor) if length < cap => Trim::MinId(floor.to_string()),
             Some(_) => {
@@ -554,20 +513,5 @@ impl Relay {
             .execute(&self.pool)
             .await?;
         Ok(rows.len() as u64)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stream_ids_order_as_redis_orders_them() {
-        let id = |s| StreamId::parse(s).expect("id");
-        assert!(id("9-5") < id("10-0"), "numerically, not as text");
-        assert!(id("10-2") < id("10-10"));
-        assert_eq!(id("1700000000000-3").to_string(), "1700000000000-3");
-        assert_eq!(StreamId::parse("0"), None);
-        assert_eq!(StreamId::parse("a-1"), None);
     }
 }

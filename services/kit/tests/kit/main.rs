@@ -8,6 +8,7 @@ mod idempotency;
 mod jwks;
 mod limits;
 mod objects;
+mod privacy;
 mod realtime;
 mod runtime;
 mod tls;
