@@ -29,7 +29,7 @@ use crate::{
     },
     feed::Feed,
     metrics::Metrics,
-    store::redis::{Live, Presence},
+    store::redis::{Live, Presence, SEND_SCOPE},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -316,7 +316,7 @@ impl<S: ChatStore> Chat<S> {
         })?;
         Ok(Self {
             store,
-            sends: RateLimiter::new(parts.live.redis().clone(), "chat:send"),
+            sends: RateLimiter::new(parts.live.redis().clone(), SEND_SCOPE),
             live: parts.live,
             hub,
             realtime: parts.realtime,

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod feed;
 pub mod grpc;
 pub mod metrics;
+pub mod privacy;
 pub mod store;
 pub mod ws;
 
@@ -25,7 +26,8 @@ use titan_proto::chat::v1::chat_service_server::ChatServiceServer;
 use crate::{
     app::{Chat, Parts},
     config::Settings,
-    store::{pg::PgChat, redis::Live},
+    privacy::Privacy,
+    store::{pg::PgChat, privacy::PersonalStore, redis::Live},
 };
 
 /// Largest gRPC request accepted: a message at the largest configurable size plus its fields.
@@ -49,6 +51,10 @@ pub fn service() -> ServiceDef {
 async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let settings = ctx.settings(Settings::from_yaml)?;
     let redis = ctx.redis()?;
+    let privacy = Privacy::new(PersonalStore::new(
+        ctx.postgres()?,
+        Live::new(redis.clone()),
+    ));
     let app = Arc::new(Chat::new(
         PgChat::new(ctx.postgres()?, ctx.config.cell.clone()),
         Parts {
@@ -67,5 +73,6 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
             ChatServiceServer::new(grpc::Grpc::new(app, ctx.shutdown.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
-        .http(ws))
+        .http(ws)
+        .personal_data(privacy))
 }

@@ -8,6 +8,7 @@
 //!   user is online while one member has not run out, so closing one of two connections
 //!   changes nothing and a dead replica's connections stop counting after the TTL.
 //!   `<prefix>chat:seen:<user>` holds the last moment a connection of theirs was alive.
+//! - the send rate: kit's limiter keeps each user's budget in `<prefix>rl:chat:send:<user>`.
 
 use std::time::Duration;
 
@@ -15,6 +16,20 @@ use chrono::{DateTime, TimeZone, Utc};
 use titan_kit::{KitError, datastores::redis::RedisHandle, idempotency::composite};
 
 use crate::domain::{ConversationId, UserId};
+
+/// The rate limiter's scope of sends; kit keys a user's budget `rl:<scope>:<user>`.
+pub const SEND_SCOPE: &str = "chat:send";
+
+/// What [`Live::forget`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forgotten {
+    /// Presence and last-seen keys.
+    pub presence: u64,
+    /// Typing indicators.
+    pub typing: u64,
+    /// Send-rate budgets.
+    pub rate: u64,
+}
 
 /// A user's presence as `GetPresence` answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +187,46 @@ impl Live {
             .query_async(&mut conn)
             .await?;
         Ok(())
+    }
+
+    /// When a connection of `user` was last alive, if the key is still there.
+    pub async fn last_seen(&self, user: &str) -> Result<Option<DateTime<Utc>>, KitError> {
+        let mut conn = self.redis.conn.clone();
+        let seen: Option<i64> = redis::cmd("GET")
+            .arg(self.seen_key(user))
+            .query_async(&mut conn)
+            .await?;
+        Ok(seen.and_then(|t| Utc.timestamp_millis_opt(t).single()))
+    }
+
+    /// Deletes what Redis holds of `user`: presence, last seen, the send budget, and their
+    /// typing indicators in `conversations`. One command per key: on a Redis Cluster the keys
+    /// sit in different slots.
+    pub async fn forget(
+        &self,
+        user: &str,
+        conversations: &[ConversationId],
+    ) -> Result<Forgotten, KitError> {
+        let mut conn = self.redis.conn.clone();
+        let mut forgotten = Forgotten::default();
+        for key in [self.presence_key(user), self.seen_key(user)] {
+            let n: u64 = redis::cmd("DEL").arg(key).query_async(&mut conn).await?;
+            forgotten.presence += n;
+        }
+        // kit's RateLimiter has no call to forget a user; its key is documented in kit.
+        let rate = self
+            .redis
+            .key(&format!("rl:{SEND_SCOPE}:{}", composite(&[user])));
+        forgotten.rate = redis::cmd("DEL").arg(rate).query_async(&mut conn).await?;
+        for conversation in conversations {
+            let n: u64 = redis::cmd("ZREM")
+                .arg(self.typing_key(*conversation))
+                .arg(user)
+                .query_async(&mut conn)
+                .await?;
+            forgotten.typing += n;
+        }
+        Ok(forgotten)
     }
 
     pub async fn presence(

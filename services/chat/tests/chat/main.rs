@@ -1,11 +1,13 @@
 //! The chat service on real PostgreSQL and Redis: conversations and their participants,
 //! messages and their validation (nothing stored when refused), idempotent sends, edits and
 //! deletions, history pages and their query plans, receipts and unread counts, typing and
-//! presence, and feeds across two replicas that resume with no gap and no duplicate.
+//! presence, feeds across two replicas that resume with no gap and no duplicate, and a
+//! person's export and erasure.
 
 mod bench;
 mod feed;
 mod plan;
+mod privacy;
 mod rules;
 
 use std::{sync::Arc, time::Duration};
