@@ -50,48 +50,78 @@ async fn export(p: &Privacy, s: &Subject, from: DateTime<Utc>, to: DateTime<Utc>
     doc
 }
 
-/// Rows of the service's PostgreSQL tables whose text holds `needle`.
-async fn pg_rows_naming(w: &World, needle: &str) -> i64 {
-    let (experiments, flags): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM abtesting_experiments t WHERE t::text LIKE '%' || $1 || '%'),
-                (SELECT count(*) FROM abtesting_flags t WHERE t::text LIKE '%' || $1 || '%')",
+/// Rows of the service's PostgreSQL tables whose text holds `needle`, per table.
+async fn pg_rows_naming(w: &World, needle: &str) -> Vec<(String, i64)> {
+    let pool = &w.stores.db.pool;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables
+         WHERE schemaname = current_schema() AND tablename LIKE 'abtesting%' ORDER BY 1",
     )
-    .bind(needle)
-    .fetch_one(&w.stores.db.pool)
+    .fetch_all(pool)
     .await
-    .expect("count");
-    experiments + flags
+    .expect("tables");
+    assert_eq!(tables, ["abtesting_experiments", "abtesting_flags"]);
+    let mut found = Vec::new();
+    for t in tables {
+        // The names come from the catalog, not from outside.
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {t} WHERE {t}::text LIKE '%' || $1 || '%'"
+        )))
+        .bind(needle)
+        .fetch_one(pool)
+        .await
+        .expect("count");
+        if n > 0 {
+            found.push((t, n));
+        }
+    }
+    found
 }
 
-/// Rows of the ClickHouse tables (exposures, and analytics' events and rollup) naming `needle`.
-async fn ch_rows_naming(w: &World, needle: &str) -> u64 {
-    let mut n = 0;
-    for sql in [
-        "SELECT count() FROM abtesting_exposures WHERE position(experiment_key, ?) > 0
-             OR position(variation_key, ?) > 0 OR position(hash_attribute, ?) > 0
-             OR position(user_id, ?) > 0 OR position(cell, ?) > 0",
-        "SELECT count() FROM analytics_events WHERE position(user_id, ?) > 0
-             OR position(properties, ?) > 0 OR position(event_id, ?) > 0
-             OR position(session_id, ?) > 0 OR position(order_id, ?) > 0",
-        "SELECT count() FROM analytics_user_days WHERE position(user_id, ?) > 0
-             OR position(cell, ?) > 0 OR position(cell, ?) > 0 OR position(cell, ?) > 0
-             OR position(cell, ?) > 0",
+/// Rows of the ClickHouse tables (the exposures, and analytics' tables the results read) with
+/// `needle` in any String column, per table.
+async fn ch_rows_naming(w: &World, needle: &str) -> Vec<(String, u64)> {
+    let client = &w.stores.ch.client;
+    // (table, column)
+    let columns: Vec<(String, String)> = client
+        .query(
+            "SELECT c.table AS table, c.name AS name FROM system.columns AS c
+             WHERE c.database = currentDatabase() AND c.type = 'String'
+               AND c.table IN (SELECT name FROM system.tables
+                               WHERE database = currentDatabase() AND engine NOT LIKE '%View')
+             ORDER BY c.table, c.name",
+        )
+        .fetch_all()
+        .await
+        .expect("columns");
+    let tables: std::collections::BTreeSet<&str> = columns.iter().map(|c| c.0.as_str()).collect();
+    for t in [
+        "abtesting_exposures",
+        "analytics_events",
+        "analytics_user_days",
     ] {
-        n += w
-            .stores
-            .ch
-            .client
-            .query(sql)
-            .bind(needle)
-            .bind(needle)
-            .bind(needle)
-            .bind(needle)
-            .bind(needle)
-            .fetch_one::<u64>()
-            .await
-            .expect("count");
+        assert!(tables.contains(t), "{t} is searched: {tables:?}");
     }
-    n
+    let mut found = Vec::new();
+    for table in tables {
+        let conditions: Vec<String> = columns
+            .iter()
+            .filter(|c| c.0 == table)
+            .map(|(_, name)| format!("position({name}, ?) > 0"))
+            .collect();
+        let mut query = client.query(&format!(
+            "SELECT count() FROM {table} WHERE {}",
+            conditions.join(" OR ")
+        ));
+        for _ in &conditions {
+            query = query.bind(needle);
+        }
+        let n: u64 = query.fetch_one().await.expect("count");
+        if n > 0 {
+            found.push((table.to_owned(), n));
+        }
+    }
+    found
 }
 
 #[tokio::test]
@@ -224,6 +254,24 @@ async fn an_erased_user_leaves_every_result_as_it_was_and_is_named_nowhere() {
                             "attribute": "id", "op": "In"}]});
     assert_eq!(export(&p, &sb, from, to).await, bob_export);
 
+    // The searches below find Ann before her erasure.
+    assert_eq!(
+        pg_rows_naming(&w, &a).await,
+        vec![("abtesting_flags".into(), 1)]
+    );
+    assert_eq!(
+        ch_rows_naming(&w, &a)
+            .await
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect::<Vec<_>>(),
+        [
+            "abtesting_exposures",
+            "analytics_events",
+            "analytics_user_days"
+        ]
+    );
+
     assert_eq!(
         p.erase(&sa).await.expect("erase"),
         Erasure::default()
@@ -236,8 +284,8 @@ async fn an_erased_user_leaves_every_result_as_it_was_and_is_named_nowhere() {
     );
     analytics.erase(&sa).await.expect("analytics erase");
 
-    assert_eq!(pg_rows_naming(&w, &a).await, 0);
-    assert_eq!(ch_rows_naming(&w, &a).await, 0);
+    assert_eq!(pg_rows_naming(&w, &a).await, vec![]);
+    assert_eq!(ch_rows_naming(&w, &a).await, vec![]);
     let kept: Vec<(String, f64)> = w
         .stores
         .ch

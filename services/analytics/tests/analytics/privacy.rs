@@ -210,6 +210,17 @@ async fn an_erased_person_counts_once_under_the_pseudonym_and_is_named_nowhere()
     ]});
     assert_eq!(p.export(&sb).await.expect("export"), bob);
 
+    // The search below finds Ann (and her e-mail) before her erasure.
+    let tables = |found: Vec<(String, u64)>| found.into_iter().map(|(t, _)| t).collect::<Vec<_>>();
+    assert_eq!(
+        tables(rows_naming(&world, &a).await),
+        ["analytics_events", "analytics_user_days"]
+    );
+    assert_eq!(
+        tables(rows_naming(&world, "ann@example.com").await),
+        ["analytics_events"]
+    );
+
     // Two blocks of active days: 2026-09-21 and early November lie in different ones.
     assert_eq!(
         p.erase(&sa).await.expect("erase"),

@@ -221,6 +221,18 @@ async fn an_erased_shopper_leaves_the_books_under_a_pseudonym_and_nothing_else()
     let books_before = books(&w).await;
     assert_eq!(books_before, (7, 87, 87));
 
+    // The searches below find Ann before her erasure.
+    assert_eq!(
+        rows_naming(&w, &a).await,
+        vec![
+            ("gamification_accounts".into(), 1),
+            ("gamification_badges".into(), 1),
+            ("gamification_ledger".into(), 6),
+            ("gamification_reward_redemptions".into(), 1),
+        ]
+    );
+    assert!(redis_text(&w).await.iter().any(|kv| kv.contains(&a)));
+
     let erased = p.erase(&sa).await.expect("erase");
     assert_eq!(
         erased,
