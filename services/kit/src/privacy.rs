@@ -331,8 +331,13 @@ impl Participant {
                     erasure = erasure.removed("bus events", events);
                 }
                 let mut tx = self.pool.begin().await?;
+                // The user's own keys, and the answers kept for a service that acted for them
+                // (a checkout's `RedeemCoupon` for a shopper names the shopper in its answer):
+                // at most a day of the service's keys to look through.
                 let keys = sqlx::query(
-                    "DELETE FROM titan_idempotency WHERE service = $1 AND user_id = $2",
+                    "DELETE FROM titan_idempotency
+                     WHERE service = $1
+                       AND (user_id = $2 OR position(convert_to($2, 'UTF8') IN response) > 0)",
                 )
                 .bind(&self.service)
                 .bind(&task.subject.user_id)

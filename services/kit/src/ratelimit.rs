@@ -63,6 +63,22 @@ impl RateLimiter {
         }
     }
 
+    /// The key of `user`'s budget in this scope.
+    fn key(&self, user: &str) -> String {
+        self.redis.key(&format!(
+            "rl:{}:{}",
+            self.scope,
+            crate::idempotency::composite(&[user])
+        ))
+    }
+
+    /// Deletes `user`'s budget, whose key names them (an erasure); `true` if there was one.
+    pub async fn forget(&self, user: &str) -> Result<bool, KitError> {
+        let mut conn = self.redis.conn.clone();
+        let deleted: u64 = redis::AsyncCommands::del(&mut conn, self.key(user)).await?;
+        Ok(deleted > 0)
+    }
+
     /// Takes one call of `user`'s budget (`Ok(Ok(()))`), or says when to retry (`Ok(Err)`);
     /// `Err` when Redis could not be asked.
     pub async fn check(
@@ -82,11 +98,7 @@ impl RateLimiter {
         limit: RateLimit,
         now: std::time::SystemTime,
     ) -> Result<Result<(), RateLimited>, KitError> {
-        let key = self.redis.key(&format!(
-            "rl:{}:{}",
-            self.scope,
-            crate::idempotency::composite(&[user])
-        ));
+        let key = self.key(user);
         let now = now
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());

@@ -102,3 +102,22 @@ async fn forgetting_a_person_deletes_only_the_events_every_group_is_done_with_an
     // A service that never published has nothing to forget.
     assert_eq!(forget(handle, "nothing", "ann").await.expect("none"), 0);
 }
+
+#[tokio::test]
+async fn forgetting_a_users_budget_deletes_the_key_that_names_them() {
+    use titan_kit::ratelimit::{RateLimit, RateLimiter};
+    let redis = TestRedis::new().await;
+    let limiter = RateLimiter::new(redis.handle.clone(), "test:calls");
+    let limit = RateLimit {
+        burst: 1,
+        interval: std::time::Duration::from_secs(3600),
+    };
+    assert_eq!(limiter.check("ann", limit).await.expect("check"), Ok(()));
+    assert!(limiter.check("ann", limit).await.expect("check").is_err());
+    assert!(limiter.check("bo", limit).await.expect("check").is_ok());
+    assert!(limiter.forget("ann").await.expect("forget"));
+    assert!(!limiter.forget("ann").await.expect("again"), "nothing left");
+    // A fresh budget for ann; bo's is untouched.
+    assert_eq!(limiter.check("ann", limit).await.expect("check"), Ok(()));
+    assert!(limiter.check("bo", limit).await.expect("check").is_err());
+}

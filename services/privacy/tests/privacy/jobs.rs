@@ -146,6 +146,24 @@ async fn an_erasure_completes_after_a_failed_service_recovers_and_leaves_only_th
             .is_some()
     );
 
+    // Kit's idempotency keys of the orders service: alice's own, a checkout's answer that
+    // names her, and one that names bob.
+    for (caller, request, answer) in [
+        (alice.as_str(), "a-1", r#"{"order": "o-1"}"#.to_owned()),
+        ("checkout", "c-1", format!("{{\"buyer\": \"{alice}\"}}")),
+        ("checkout", "c-2", format!("{{\"buyer\": \"{bob}\"}}")),
+    ] {
+        sqlx::query(
+            "INSERT INTO titan_idempotency (service, method, user_id, request_id, request_hash, response)
+             VALUES ('orders', 'Buy', $1, $2, '\\x00', convert_to($3, 'UTF8'))",
+        )
+        .bind(caller)
+        .bind(request)
+        .bind(answer)
+        .execute(&w.db.pool)
+        .await
+        .expect("idempotency key");
+    }
     let erasure = w
         .app
         .request(&officer(), JobKind::Erasure, "r-erase", &alice)
@@ -199,20 +217,26 @@ async fn an_erasure_completes_after_a_failed_service_recovers_and_leaves_only_th
             )
         })
         .collect();
-    let erased = |n| {
+    let erased = |records, keys| {
         Some(
             Erasure::default()
-                .removed("records", n)
-                .removed("idempotency keys", 0),
+                .removed("records", records)
+                .removed("idempotency keys", keys),
         )
     };
     assert_eq!(
         reports,
         vec![
-            ("orders", 1, erased(2), None),
-            ("points", 2, erased(1), None)
+            ("orders", 1, erased(2, 2), None),
+            ("points", 2, erased(1, 0), None)
         ]
     );
+    let (kept,): (String,) =
+        sqlx::query_as("SELECT request_id FROM titan_idempotency WHERE service = 'orders'")
+            .fetch_one(&w.db.pool)
+            .await
+            .expect("bob's key is the one left");
+    assert_eq!(kept, "c-2");
     // The services forgot alice and nobody else; the privacy tables and the bucket too.
     assert!(!orders.records.lock().expect("lock").contains_key(&alice));
     assert!(orders.records.lock().expect("lock").contains_key(&bob));
