@@ -216,6 +216,30 @@ impl Cell {
         )
     }
 
+    /// `titan serve <services>` in a process of its own, on the cell's datastores and config,
+    /// after `titan migrate <services>`: a service that a test kills and restarts apart from
+    /// the others.
+    pub fn serve_apart(&self, services: &[&str]) -> Replica {
+        let services: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
+        let binary = titan_binary(self.release);
+        let mut migrate = Command::new(&binary);
+        migrate.arg("migrate").args(&services);
+        Self::env(&mut migrate, &self.db, &self.redis, &self.clickhouse);
+        let out = migrate.output().expect("run titan migrate");
+        assert!(
+            out.status.success(),
+            "titan migrate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self::serve(
+            &binary,
+            &services,
+            self._config.as_ref(),
+            (&self.db, &self.redis, &self.clickhouse),
+            &[],
+        )
+    }
+
     pub async fn channel(&self) -> Channel {
         channel(self.grpc).await
     }

@@ -10,7 +10,7 @@ use titan_proto::{
 };
 use tonic::{Code, Request};
 
-fn event(id: &str, name: &str, product: &str) -> pb::Event {
+pub(crate) fn event(id: &str, name: &str, product: &str) -> pb::Event {
     pb::Event {
         event_id: id.into(),
         name: name.into(),
@@ -55,9 +55,12 @@ fn forged_purchase(id: &str) -> pb::Event {
 }
 
 /// `buyer` buys 2 units at 7.00 USD through the flash sale service (the payment system
-/// confirms); returns the order id.
+/// confirms), in a sale of their own; returns the order id.
 pub(crate) async fn buy(cell: &Cell, buyer: &str, buyer_id: &str) -> String {
     let mut client = FlashSaleServiceClient::new(cell.channel().await);
+    // Request ids of this purchase's own, which do not name the buyer (an erasure of the
+    // buyer must not find them).
+    let tag = uuid::Uuid::now_v7();
     let admin = cell.token("admin-1", &["admin"]);
     let payments = cell.token("payments", &["service"]);
     let spec = fs::SaleSpec {
@@ -79,7 +82,7 @@ pub(crate) async fn buy(cell: &Cell, buyer: &str, buyer_id: &str) -> String {
     let sale = client
         .create_sale(authed(
             fs::CreateSaleRequest {
-                request_id: "c1".into(),
+                request_id: format!("c-{tag}"),
                 spec: Some(spec),
             },
             &admin,
@@ -101,7 +104,7 @@ pub(crate) async fn buy(cell: &Cell, buyer: &str, buyer_id: &str) -> String {
     let reserved = client
         .attempt_purchase(authed(
             fs::AttemptPurchaseRequest {
-                request_id: "a1".into(),
+                request_id: format!("a-{tag}"),
                 sale_id: sale.id,
                 quantity: 2,
                 challenge: String::new(),
@@ -115,9 +118,9 @@ pub(crate) async fn buy(cell: &Cell, buyer: &str, buyer_id: &str) -> String {
     client
         .confirm_purchase(authed(
             fs::ConfirmPurchaseRequest {
-                request_id: "p1".into(),
+                request_id: format!("p-{tag}"),
                 reservation_id: reserved.reservation_id,
-                payment_reference: "pay-1".into(),
+                payment_reference: format!("pay-{tag}"),
                 buyer_id: buyer_id.into(),
             },
             &payments,

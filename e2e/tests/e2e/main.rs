@@ -13,6 +13,7 @@ mod livestream;
 mod livestream_recorder;
 mod marketing;
 mod pricing;
+mod privacy;
 mod realtime;
 mod route;
 mod serving;
