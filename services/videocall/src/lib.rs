@@ -13,6 +13,7 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod metrics;
+pub mod privacy;
 pub mod store;
 pub mod ws;
 
@@ -27,7 +28,8 @@ use titan_proto::videocall::v1::videocall_service_server::VideocallServiceServer
 use crate::{
     app::{Parts, Videocall},
     config::{Settings, TURN_SECRET_ENV},
-    store::pg::PgCalls,
+    privacy::Privacy,
+    store::{pg::PgCalls, privacy::PersonalStore},
 };
 
 /// How often each replica looks for calls past their ringing deadline or longest duration: a
@@ -64,6 +66,7 @@ fn turn_secret() -> Option<SecretString> {
 
 async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let settings = ctx.settings(Settings::from_yaml)?;
+    let privacy = Privacy::new(PersonalStore::new(ctx.postgres()?, ctx.objects()?));
     let app = Arc::new(Videocall::new(
         PgCalls::new(ctx.postgres()?, ctx.config.cell.clone()),
         Parts {
@@ -80,6 +83,7 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     Ok(Mounted::new(&ctx)
         .grpc(VideocallServiceServer::new(grpc::Grpc::new(app)))
         .http(ws)
+        .personal_data(privacy)
         .every("videocall-timeouts", SWEEP_EVERY, move || {
             let app = sweeper.clone();
             async move { app.sweep().await.map(drop) }

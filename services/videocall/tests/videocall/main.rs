@@ -3,8 +3,10 @@
 //! the one-call-per-user rule, the support queue, quality and consent, history and analytics
 //! ([`rules`]); the durable ringing timeout and replicas racing on one call ([`timeout`]);
 //! signaling between sockets on two served replicas ([`signaling`]); recordings uploaded to
-//! the test S3 server, refused, capped and retried ([`recordings`]).
+//! the test S3 server, refused, capped and retried ([`recordings`]); a person's export and
+//! erasure, their calls' recordings deleted from the bucket ([`privacy`]).
 
+mod privacy;
 mod recordings;
 mod rules;
 mod signaling;
