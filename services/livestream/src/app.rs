@@ -32,7 +32,7 @@ use crate::{
         viewers::Reaction,
     },
     metrics::Metrics,
-    store::redis::Live,
+    store::redis::{COMMENT_SCOPE, Live, REACT_SCOPE},
 };
 
 /// The role that schedules and runs streams.
@@ -366,8 +366,8 @@ impl<S: StreamStore> Livestream<S> {
         let redis = parts.live.redis();
         Self {
             store,
-            comments: RateLimiter::new(redis.clone(), "livestream:comment"),
-            reactions: RateLimiter::new(redis, "livestream:react"),
+            comments: RateLimiter::new(redis.clone(), COMMENT_SCOPE),
+            reactions: RateLimiter::new(redis, REACT_SCOPE),
             live: parts.live,
             analytics: parts.analytics,
             realtime: parts.realtime,

@@ -16,6 +16,7 @@ pub mod domain;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
+pub mod privacy;
 pub mod recorder;
 pub mod store;
 
@@ -29,7 +30,8 @@ use titan_proto::livestream::v1::livestream_service_server::LivestreamServiceSer
 use crate::{
     app::{Livestream, Parts},
     config::Settings,
-    store::{clickhouse::ChAnalytics, pg::PgStreams, redis::Live},
+    privacy::Privacy,
+    store::{clickhouse::ChAnalytics, pg::PgStreams, privacy::PersonalStore, redis::Live},
 };
 
 /// The `titan` binary's entry for this service.
@@ -50,6 +52,7 @@ pub fn service() -> ServiceDef {
 
 async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let settings = ctx.settings(Settings::from_yaml)?;
+    let privacy = Privacy::new(PersonalStore::new(ctx.postgres()?, Live::new(ctx.redis()?)));
     let app = Arc::new(Livestream::new(
         PgStreams::new(ctx.postgres()?, ctx.config.cell.clone()),
         Parts {
@@ -64,5 +67,6 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let http = http::router(&ctx.realtime, app.clone());
     Ok(Mounted::new(&ctx)
         .grpc(LivestreamServiceServer::new(grpc::Grpc::new(app)))
-        .http(http))
+        .http(http)
+        .personal_data(privacy))
 }

@@ -4,7 +4,8 @@
 //! heartbeat is one Lua script, so the trim, the count, the peak and the minute are one atomic
 //! step however many replicas take heartbeats. Keys live a week
 //! after the last heartbeat (the figures of a past stream stay readable; analytics keeps the
-//! history in ClickHouse).
+//! history in ClickHouse). Kit's rate limiters keep each user's comment and reaction budgets
+//! in `<prefix>rl:<scope>:<user>`.
 
 use std::sync::Arc;
 
@@ -18,13 +19,28 @@ use crate::domain::{
 };
 
 /// How long the figures of a stream outlive its last heartbeat, in seconds.
-const KEEP_SECONDS: u64 = 7 * 24 * 3600;
+pub const KEEP_SECONDS: u64 = 7 * 24 * 3600;
+
+/// The rate limiters' scopes: comments and reactions.
+pub const COMMENT_SCOPE: &str = "livestream:comment";
+pub const REACT_SCOPE: &str = "livestream:react";
+
+/// What Redis holds of one viewer in one stream.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Viewing {
+    pub stream_id: StreamId,
+    /// Their last heartbeat, while it is among the stream's viewers.
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    /// The last minute since the start reported to analytics for them.
+    pub last_minute: Option<u32>,
+}
 
 #[derive(Clone)]
 pub struct Live {
     redis: RedisHandle,
     heartbeat: Arc<Script>,
     stats: Arc<Script>,
+    erase_viewer: Arc<Script>,
 }
 
 impl std::fmt::Debug for Live {
@@ -50,6 +66,7 @@ impl Live {
             redis,
             heartbeat: Arc::new(Script::new(include_str!("lua/heartbeat.lua"))),
             stats: Arc::new(Script::new(include_str!("lua/stats.lua"))),
+            erase_viewer: Arc::new(Script::new(include_str!("lua/erase_viewer.lua"))),
         }
     }
 
@@ -137,5 +154,71 @@ impl Live {
             .query_async(&mut conn)
             .await?;
         Ok(())
+    }
+
+    /// What the stream's figures hold of `viewer`, if anything.
+    pub async fn viewing(
+        &self,
+        stream: StreamId,
+        viewer: &str,
+    ) -> Result<Option<Viewing>, KitError> {
+        let [viewers, .., minutes] = self.keys(stream);
+        let mut conn = self.redis.conn.clone();
+        // Two keys of one hash slot (the stream is their tag).
+        let (seen, minute): (Option<f64>, Option<u32>) = redis::pipe()
+            .cmd("ZSCORE")
+            .arg(viewers)
+            .arg(viewer)
+            .cmd("HGET")
+            .arg(minutes)
+            .arg(viewer)
+            .query_async(&mut conn)
+            .await?;
+        if seen.is_none() && minute.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Viewing {
+            stream_id: stream,
+            // Scores are milliseconds, well within f64's exact integers.
+            last_heartbeat_at: seen.and_then(|ms| DateTime::from_timestamp_millis(ms as i64)),
+            last_minute: minute,
+        }))
+    }
+
+    /// Hands `viewer`'s entries of the stream's figures to `pseudonym` (concurrent and peak
+    /// counts unchanged); returns (viewer entries, minute entries) moved.
+    pub async fn pseudonymise_viewer(
+        &self,
+        stream: StreamId,
+        viewer: &str,
+        pseudonym: &str,
+    ) -> Result<(u64, u64), KitError> {
+        let [viewers, .., minutes] = self.keys(stream);
+        let mut conn = self.redis.conn.clone();
+        let [entries, minute]: [u64; 2] = self
+            .erase_viewer
+            .key(viewers)
+            .key(minutes)
+            .arg(viewer)
+            .arg(pseudonym)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((entries, minute))
+    }
+
+    /// Deletes `user`'s comment and reaction budgets; returns how many there were. kit's
+    /// `RateLimiter` has no call to forget a user; its key is documented in kit.
+    pub async fn forget_budgets(&self, user: &str) -> Result<u64, KitError> {
+        let mut conn = self.redis.conn.clone();
+        let mut deleted = 0;
+        for scope in [COMMENT_SCOPE, REACT_SCOPE] {
+            let key = self.redis.key(&format!(
+                "rl:{scope}:{}",
+                titan_kit::idempotency::composite(&[user])
+            ));
+            let n: u64 = redis::cmd("DEL").arg(key).query_async(&mut conn).await?;
+            deleted += n;
+        }
+        Ok(deleted)
     }
 }

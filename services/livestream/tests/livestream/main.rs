@@ -2,13 +2,14 @@
 //! rotated and revoked keys driven by nginx-rtmp's callbacks (over the HTTP routes too),
 //! viewer figures from heartbeats, comments with their caps, rate and pins, featured
 //! products, pushes reaching another replica, in-stream purchases with their event, a
-//! stream's analytics from ClickHouse, and `titan recorder` uploading finished recordings
-//! once.
+//! stream's analytics from ClickHouse, `titan recorder` uploading finished recordings once,
+//! and a person's export and erasure.
 
 mod analytics;
 mod callbacks;
 mod comments;
 mod lifecycle;
+mod privacy;
 mod purchases;
 mod recorder;
 mod viewers;
