@@ -12,6 +12,7 @@
 pub mod app;
 pub mod domain;
 pub mod grpc;
+pub mod privacy;
 pub mod store;
 
 use std::{sync::Arc, time::Duration};
@@ -24,7 +25,8 @@ use titan_proto::warehouse::v1::warehouse_service_server::WarehouseServiceServer
 use crate::{
     app::{Settings, Warehouses},
     domain::Preference,
-    store::pg::PgWarehouses,
+    privacy::Privacy,
+    store::{pg::PgWarehouses, privacy::PersonalStore},
 };
 
 /// How often expired reservations are looked for: a reservation outlives its time by at
@@ -66,13 +68,16 @@ pub fn service() -> ServiceDef {
 
 async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let config = ctx.settings(WarehouseConfig::from_yaml)?;
+    let pool = ctx.postgres()?;
+    let personal = PersonalStore::new(pool.clone());
     let app = Arc::new(Warehouses::new(
-        PgWarehouses::new(ctx.postgres()?, ctx.config.cell.clone()),
+        PgWarehouses::new(pool, ctx.config.cell.clone()),
         settings(&config),
         Arc::new(chrono::Utc::now),
     ));
     Ok(Mounted::new(&ctx)
         .grpc(WarehouseServiceServer::new(grpc::Grpc::new(app.clone())))
+        .personal_data(Privacy::new(personal))
         .every("warehouse-expiry", EXPIRE_EVERY, move || {
             let app = app.clone();
             async move { app.expire().await.map(drop) }

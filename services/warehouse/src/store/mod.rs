@@ -1,3 +1,5 @@
-//! Where the service keeps its state: PostgreSQL ([`pg`]).
+//! Where the service keeps its state: PostgreSQL ([`pg`]); [`privacy`], who acted, for a
+//! person's export and erasure.
 
 pub mod pg;
+pub mod privacy;

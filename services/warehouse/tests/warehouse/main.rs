@@ -2,11 +2,12 @@
 //! (receipts, adjustments, transfers; bad input changes nothing) ([`ledger`]), reservations
 //! with allocation worked examples, pick and ship, release and expiry, pick lists and putaway,
 //! and 200 concurrent operations that leave the ledger balanced ([`orders`]); the same path
-//! over gRPC through kit's runtime ([`grpc`]).
+//! over gRPC through kit's runtime ([`grpc`]); a person's export and erasure ([`privacy`]).
 
 mod grpc;
 mod ledger;
 mod orders;
+mod privacy;
 
 use std::sync::Arc;
 
