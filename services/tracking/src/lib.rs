@@ -14,6 +14,7 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod grpc;
+pub mod privacy;
 pub mod store;
 pub mod web;
 
@@ -30,7 +31,8 @@ use titan_proto::tracking::v1::tracking_service_server::TrackingServiceServer;
 use crate::{
     app::Tracking,
     config::Settings,
-    store::{consumer::EventHandler, live::Live, pg::PgTracking},
+    privacy::Privacy,
+    store::{consumer::EventHandler, live::Live, pg::PgTracking, privacy::PersonalStore},
 };
 
 /// The service's PostgreSQL migrations, embedded.
@@ -71,7 +73,8 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
             app.clone(),
             ctx.shutdown.clone(),
         )))
-        .http(web::router(app.clone(), web::env_secrets()));
+        .http(web::router(app.clone(), web::env_secrets()))
+        .personal_data(Privacy::new(PersonalStore::new(pool.clone())));
     let handler = EventHandler::new(app);
     for source in store::consumer::SOURCES {
         let consumer = Consumer::new(

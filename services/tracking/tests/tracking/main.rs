@@ -3,10 +3,11 @@
 //! append-only events and concurrent appends ([`rules`]); carriers' signed webhooks over HTTP
 //! ([`webhooks`]); subscriptions across replicas, the history first, slow subscribers
 //! dropped ([`live`]); and the same path over gRPC through kit's runtime, two replicas on the
-//! same datastores ([`grpc`]).
+//! same datastores ([`grpc`]); a person's export and erasure ([`privacy`]).
 
 mod grpc;
 mod live;
+mod privacy;
 mod rules;
 mod webhooks;
 
