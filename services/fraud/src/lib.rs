@@ -12,6 +12,7 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod metrics;
+pub mod privacy;
 pub mod store;
 pub mod train;
 
@@ -51,9 +52,11 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let settings = ctx.settings(Settings::from_yaml)?;
     let pool = ctx.postgres()?;
     let redis = ctx.redis()?;
+    let hot = RedisHot::new(redis.clone(), ctx.config.cell.clone());
+    let personal = privacy::Privacy::new(pool.clone(), hot.clone());
     let app = Arc::new(Fraud::new(
         PgFraud::new(pool.clone(), ctx.config.cell.clone()),
-        RedisHot::new(redis.clone(), ctx.config.cell.clone()),
+        hot,
         settings,
         Arc::new(chrono::Utc::now),
         metrics::Metrics::new(&ctx.registry)?,
@@ -71,6 +74,7 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let consumer = Consumer::new(pool, redis, options, PurchaseHandler::new(app.clone())).await?;
     Ok(Mounted::new(&ctx)
         .grpc(FraudServiceServer::new(grpc::Grpc::new(app.clone())))
+        .personal_data(personal)
         .task("fraud-purchases", consumer.run(ctx.shutdown.clone()))
         .task("fraud-decision-log", sink.run(ctx.shutdown.clone()))
         .every("fraud-rules", RELOAD_EVERY, move || {

@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use redis::{FromRedisValue, Script, Value, from_redis_value_ref};
 use titan_kit::{
     datastores::redis::RedisHandle,
-    events::{Envelope, stream_key},
+    events::{Envelope, dead_letter_key, stream_key},
 };
 
 use crate::{
@@ -35,6 +35,7 @@ use crate::{
         profile::{HISTORY, Known, Recent, Snapshot},
         signals::{DimensionTally, Tally},
     },
+    store::{log::GROUP, privacy::VelocityEntry},
 };
 
 /// A cached history is read again from PostgreSQL at the latest this long after its fill.
@@ -443,6 +444,115 @@ impl HotStore for RedisHot {
 
 /// The scalars of a cached history; `Ok(None)` when the hash is not a whole history (no fill
 /// since it was dropped), `Err(field)` when a field does not parse.
+/// What [`RedisHot::forget`] deleted of one user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forgotten {
+    /// Keys of the cached history (scalars, first-seen devices and IPs, newest amounts, epoch).
+    pub history_keys: u64,
+    /// The user's own velocity set.
+    pub velocity_keys: u64,
+    /// The user's transactions in the velocity sets of their cards, devices and IPs.
+    pub velocity_entries: u64,
+    /// Decisions kept for replays of the user's transaction ids.
+    pub replays: u64,
+}
+
+/// Log entries read per `XRANGE` while looking for a user's.
+const SCAN_PAGE: usize = 500;
+
+impl RedisHot {
+    /// Deletes what Redis holds of `user`: the cached history, the user's velocity set, the
+    /// user's transactions (`entries`) in the card, device and IP sets — which are named by
+    /// the user's card, device and IP; a set left empty goes with its last member — and the
+    /// decisions kept for replays of those transactions. Each command deletes only what is
+    /// still there, so a second run counts zeros.
+    pub async fn forget(
+        &self,
+        user: &str,
+        entries: &[VelocityEntry],
+    ) -> Result<Forgotten, FraudError> {
+        let u = self.user(user);
+        let mut conn = self.redis.conn.clone();
+        let history_keys: u64 = redis::cmd("DEL")
+            .arg(&u.history)
+            .arg(&u.seen)
+            .arg(&u.recent)
+            .arg(&u.epoch)
+            .query_async(&mut conn)
+            .await?;
+        let velocity_keys: u64 = redis::cmd("DEL")
+            .arg(self.key(Dimension::User, user))
+            .query_async(&mut conn)
+            .await?;
+        let (mut velocity_entries, mut replays) = (0, 0);
+        for e in entries {
+            let member = format!("{}:{}", e.amount, e.transaction_id);
+            for (d, id) in [
+                (Dimension::Card, &e.card),
+                (Dimension::Device, &e.device),
+                (Dimension::Ip, &e.ip),
+            ] {
+                if let Some(id) = id {
+                    let n: u64 = redis::cmd("ZREM")
+                        .arg(self.key(d, id))
+                        .arg(&member)
+                        .query_async(&mut conn)
+                        .await?;
+                    velocity_entries += n;
+                }
+            }
+            let n: u64 = redis::cmd("DEL")
+                .arg(self.decision_key(&e.transaction_id))
+                .query_async(&mut conn)
+                .await?;
+            replays += n;
+        }
+        Ok(Forgotten {
+            history_keys,
+            velocity_keys,
+            velocity_entries,
+            replays,
+        })
+    }
+
+    /// Decisions about `user` still in the decision log or among its dead letters: not stored
+    /// in PostgreSQL yet, so an erasure would miss them (and the sink would store them under
+    /// the user's id after it).
+    pub async fn logged_for(&self, user: &str) -> Result<u64, FraudError> {
+        let dead = dead_letter_key(&self.redis, LOG_SOURCE, GROUP);
+        let mut found = 0;
+        for stream in [&self.log_key, &dead] {
+            let mut start = "-".to_owned();
+            loop {
+                let mut conn = self.redis.conn.clone();
+                let page: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+                    .arg(stream)
+                    .arg(&start)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(SCAN_PAGE)
+                    .query_async(&mut conn)
+                    .await?;
+                for (_, fields) in &page {
+                    let names_user = fields
+                        .iter()
+                        .filter(|(name, _)| name == "envelope")
+                        .filter_map(|(_, json)| serde_json::from_str::<Envelope>(json).ok())
+                        .any(|e| e.payload["decided"]["user_id"].as_str() == Some(user));
+                    if names_user {
+                        found += 1;
+                    }
+                }
+                match page.last() {
+                    Some((id, _)) if page.len() == SCAN_PAGE => start = format!("({id}"),
+                    _ => break,
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
 fn cached(h: &HashMap<String, String>) -> Result<Option<Known>, &'static str> {
     if !h.contains_key(EPOCH) {
         return Ok(None);

@@ -1,11 +1,12 @@
 //! The fraud service on real PostgreSQL and Redis: every signal through the stores, velocity
 //! windows that age out, the degraded path when velocity does not answer, rules saved and
 //! applied (shadow ones changing nothing), idempotent checks, chargebacks, cases and the
-//! analyst role, the history cached in Redis, and the trainer (synthetic coefficients and a statsmodels reference fit).
+//! analyst role, the history cached in Redis, a user's export and erasure, and the trainer (synthetic coefficients and a statsmodels reference fit).
 
 mod cases;
 mod checks;
 mod history;
+mod privacy;
 mod training;
 
 use std::{sync::Arc, time::Duration};
