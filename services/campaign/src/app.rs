@@ -313,7 +313,8 @@ pub trait CampaignStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Shown>> + Send;
     /// Records an open or click once per (campaign, user); false when already recorded or
-    /// the campaign is unknown.
+    /// the link's message is not the user's (any more: an erasure moved it to the pseudonym,
+    /// so links in messages sent before it record nothing).
     fn engage(
         &self,
         l: &Linked,
@@ -323,10 +324,11 @@ pub trait CampaignStore: Send + Sync + 'static {
     /// Records a bounce of a SENT (or already BOUNCED) email delivery: a permanent one makes
     /// it BOUNCED and suppresses its user for EMAIL. False when there is no such delivery.
     fn bounce(&self, b: &Bounce, at: DateTime<Utc>) -> impl Future<Output = Result<bool>> + Send;
+    /// Suppresses the link's user for the link's channel, `reason` recorded, unless the
+    /// link's message is not the user's (any more), as for [`CampaignStore::engage`].
     fn suppress(
         &self,
-        user: &str,
-        channel: Channel,
+        l: &Linked,
         reason: &str,
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<()>> + Send;
@@ -789,14 +791,14 @@ impl<S: CampaignStore, A: Audience> Campaigns<S, A> {
         self.parts.links.verify(LinkKind::Unsubscribe, token)
     }
 
-    /// Unsubscribes the link's user from the link's channel; `None` for a forged link.
+    /// Unsubscribes the link's user from the link's channel; `None` for a forged link. A link
+    /// whose message is no longer the user's (the user was erased) unsubscribes nobody: the
+    /// service holds no address for them to stop.
     pub async fn unsubscribe(&self, token: &str) -> Result<Option<Channel>> {
         let Some(l) = self.parts.links.verify(LinkKind::Unsubscribe, token) else {
             return Ok(None);
         };
-        self.store
-            .suppress(&l.user_id, l.channel, "unsubscribe", self.now())
-            .await?;
+        self.store.suppress(&l, "unsubscribe", self.now()).await?;
         Ok(Some(l.channel))
     }
 

@@ -16,6 +16,7 @@ pub mod domain;
 pub mod experiments;
 pub mod grpc;
 pub mod metrics;
+pub mod privacy;
 pub mod store;
 pub mod testing;
 pub mod web;
@@ -173,7 +174,8 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let sender = app.clone();
     let mut mounted = Mounted::new(&ctx)
         .grpc(CampaignServiceServer::new(grpc::Grpc::new(app.clone())))
-        .http(web::router(app));
+        .http(web::router(app))
+        .personal_data(privacy::Privacy::new(pool.clone()));
     for source in store::consumer::SOURCES {
         let consumer = Consumer::new(
             pool.clone(),

@@ -769,13 +769,16 @@ impl CampaignStore for PgStore {
     async fn engage(&self, l: &Linked, kind: LinkKind, at: DateTime<Utc>) -> Result<bool> {
         let n = sqlx::query(
             "INSERT INTO campaign_engagements (campaign_id, user_id, kind, at)
-             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM campaigns WHERE id = $1)
+             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM campaign_deliveries
+                 WHERE campaign_id = $1 AND occurrence = $5 AND user_id = $2 AND channel = $6)
              ON CONFLICT DO NOTHING",
         )
         .bind(l.campaign.uuid())
         .bind(&l.user_id)
         .bind(kind.as_str())
         .bind(at)
+        .bind(i32_of(l.occurrence))
+        .bind(l.channel.as_str())
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -820,21 +823,19 @@ impl CampaignStore for PgStore {
         Ok(found > 0)
     }
 
-    async fn suppress(
-        &self,
-        user: &str,
-        channel: Channel,
-        reason: &str,
-        at: DateTime<Utc>,
-    ) -> Result<()> {
+    async fn suppress(&self, l: &Linked, reason: &str, at: DateTime<Utc>) -> Result<()> {
         sqlx::query(
             "INSERT INTO campaign_suppressions (user_id, channel, reason, at)
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM campaign_deliveries
+                 WHERE campaign_id = $5 AND occurrence = $6 AND user_id = $1 AND channel = $2)
+             ON CONFLICT DO NOTHING",
         )
-        .bind(user)
-        .bind(channel.as_str())
+        .bind(&l.user_id)
+        .bind(l.channel.as_str())
         .bind(reason)
         .bind(at)
+        .bind(l.campaign.uuid())
+        .bind(i32_of(l.occurrence))
         .execute(&self.pool)
         .await?;
         Ok(())

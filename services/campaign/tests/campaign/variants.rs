@@ -16,7 +16,7 @@ use titan_kit::{
     auth::Authenticator,
     config::Config,
     runtime::{self, Bound},
-    testing::{TestPostgres, eventually},
+    testing::{TestPostgres, TestRedis, eventually},
 };
 use titan_proto::abtesting::v1::{self as pb, ab_testing_service_client::AbTestingServiceClient};
 use tokio_util::sync::CancellationToken;
@@ -50,12 +50,16 @@ async fn abtesting(
     CancellationToken,
 ) {
     let db = TestPostgres::new().await;
+    // A/B testing takes part in privacy jobs, which the runtime follows on the Redis bus.
+    let redis = TestRedis::new().await;
     let vars = BTreeMap::from([
         ("TITAN_GRPC_ADDR", "127.0.0.1:0".to_owned()),
         ("TITAN_HTTP_ADDR", "127.0.0.1:0".to_owned()),
         ("TITAN_ADMIN_ADDR", "127.0.0.1:0".to_owned()),
         ("TITAN_AUTH_HS256_SECRET", SECRET.to_owned()),
         ("TITAN_POSTGRES_URL", db.url.clone()),
+        ("TITAN_REDIS_URL", redis.url.clone()),
+        ("TITAN_REDIS_KEY_PREFIX", redis.config.key_prefix.clone()),
         ("TITAN_CLICKHOUSE_URL", ch.config.url.clone()),
         ("TITAN_CLICKHOUSE_DATABASE", ch.config.database.clone()),
     ]);
