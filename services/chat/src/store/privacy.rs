@@ -8,9 +8,10 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgPool, types::Json};
+use titan_kit::ratelimit::RateLimiter;
 use uuid::Uuid;
 
-use super::redis::Live;
+use super::redis::{Live, SEND_SCOPE};
 use crate::{
     app::ChatError,
     domain::{ConversationId, Metadata},
@@ -86,6 +87,7 @@ pub struct Erased {
 pub struct PersonalStore {
     pool: PgPool,
     live: Live,
+    sends: RateLimiter,
 }
 
 fn count(n: i64) -> u64 {
@@ -94,7 +96,8 @@ fn count(n: i64) -> u64 {
 
 impl PersonalStore {
     pub fn new(pool: PgPool, live: Live) -> Self {
-        Self { pool, live }
+        let sends = RateLimiter::new(live.redis().clone(), SEND_SCOPE);
+        Self { pool, live, sends }
     }
 
     /// Everything held about `user`, all of it (no page limits), from one snapshot.
@@ -156,6 +159,7 @@ impl PersonalStore {
             .map(ConversationId::from_uuid)
             .collect();
         let forgotten = self.live.forget(user, &conversations).await?;
+        let budget = self.sends.forget(user).await?;
 
         let mut tx = self.pool.begin().await?;
         let receipts = sqlx::query("DELETE FROM chat_receipts WHERE user_id = $1")
@@ -223,7 +227,7 @@ impl PersonalStore {
             receipts,
             presence: forgotten.presence,
             typing: forgotten.typing,
-            rate: forgotten.rate,
+            rate: u64::from(budget),
         })
     }
 }

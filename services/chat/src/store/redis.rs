@@ -27,8 +27,6 @@ pub struct Forgotten {
     pub presence: u64,
     /// Typing indicators.
     pub typing: u64,
-    /// Send-rate budgets.
-    pub rate: u64,
 }
 
 /// A user's presence as `GetPresence` answers it.
@@ -199,8 +197,8 @@ impl Live {
         Ok(seen.and_then(|t| Utc.timestamp_millis_opt(t).single()))
     }
 
-    /// Deletes what Redis holds of `user`: presence, last seen, the send budget, and their
-    /// typing indicators in `conversations`. One command per key: on a Redis Cluster the keys
+    /// Deletes what Redis holds of `user` here: presence, last seen, and their typing
+    /// indicators in `conversations` (the send budget is kit's: `RateLimiter::forget`). One command per key: on a Redis Cluster the keys
     /// sit in different slots.
     pub async fn forget(
         &self,
@@ -213,11 +211,6 @@ impl Live {
             let n: u64 = redis::cmd("DEL").arg(key).query_async(&mut conn).await?;
             forgotten.presence += n;
         }
-        // kit's RateLimiter has no call to forget a user; its key is documented in kit.
-        let rate = self
-            .redis
-            .key(&format!("rl:{SEND_SCOPE}:{}", composite(&[user])));
-        forgotten.rate = redis::cmd("DEL").arg(rate).query_async(&mut conn).await?;
         for conversation in conversations {
             let n: u64 = redis::cmd("ZREM")
                 .arg(self.typing_key(*conversation))

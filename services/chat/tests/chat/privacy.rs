@@ -316,6 +316,18 @@ async fn an_erased_person_leaves_their_conversations_to_the_others_under_a_pseud
         }
     };
 
+    // The searches below find Ann before the erasure.
+    assert_eq!(
+        rows_naming(&w, &a).await,
+        [
+            ("chat_conversations".to_owned(), 1),
+            ("chat_members".to_owned(), 2),
+            ("chat_messages".to_owned(), 6),
+            ("chat_receipts".to_owned(), 1),
+        ]
+    );
+    assert!(names(&redis_text(&w).await, &a));
+
     let erased = p.erase(&sa).await.expect("erase");
     assert_eq!(
         erased,

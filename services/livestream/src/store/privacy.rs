@@ -7,9 +7,10 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
+use titan_kit::ratelimit::RateLimiter;
 use uuid::Uuid;
 
-use super::redis::{KEEP_SECONDS, Live, Viewing};
+use super::redis::{COMMENT_SCOPE, KEEP_SECONDS, Live, REACT_SCOPE, Viewing};
 use crate::{app::LivestreamError, domain::StreamId};
 
 /// A stream the person hosted. Its key is not exported: only its hash is kept.
@@ -73,11 +74,19 @@ pub struct Erased {
 pub struct PersonalStore {
     pool: PgPool,
     live: Live,
+    /// The comment and reaction limiters, whose budgets name the user.
+    budgets: [RateLimiter; 2],
 }
 
 impl PersonalStore {
     pub fn new(pool: PgPool, live: Live) -> Self {
-        Self { pool, live }
+        let budgets =
+            [COMMENT_SCOPE, REACT_SCOPE].map(|scope| RateLimiter::new(live.redis(), scope));
+        Self {
+            pool,
+            live,
+            budgets,
+        }
     }
 
     /// The streams whose viewer figures may still be in Redis: heartbeats are taken only while
@@ -154,7 +163,9 @@ impl PersonalStore {
             erased.viewer_entries += entries;
             erased.minute_entries += minutes;
         }
-        erased.budgets = self.live.forget_budgets(user).await?;
+        for limiter in &self.budgets {
+            erased.budgets += u64::from(limiter.forget(user).await?);
+        }
 
         let mut tx = self.pool.begin().await?;
         erased.comments = sqlx::query("DELETE FROM livestream_comments WHERE user_id = $1")

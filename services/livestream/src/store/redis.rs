@@ -205,20 +205,4 @@ impl Live {
             .await?;
         Ok((entries, minute))
     }
-
-    /// Deletes `user`'s comment and reaction budgets; returns how many there were. kit's
-    /// `RateLimiter` has no call to forget a user; its key is documented in kit.
-    pub async fn forget_budgets(&self, user: &str) -> Result<u64, KitError> {
-        let mut conn = self.redis.conn.clone();
-        let mut deleted = 0;
-        for scope in [COMMENT_SCOPE, REACT_SCOPE] {
-            let key = self.redis.key(&format!(
-                "rl:{scope}:{}",
-                titan_kit::idempotency::composite(&[user])
-            ));
-            let n: u64 = redis::cmd("DEL").arg(key).query_async(&mut conn).await?;
-            deleted += n;
-        }
-        Ok(deleted)
-    }
 }

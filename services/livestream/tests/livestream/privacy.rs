@@ -246,6 +246,17 @@ async fn an_erased_person_leaves_their_streams_and_purchases_under_a_pseudonym()
     let figures_before = w.app.stats(&other_id).await.expect("stats");
     assert_eq!(figures_before.concurrent, 2);
 
+    // The searches below find Ann before the erasure.
+    assert_eq!(
+        rows_naming(&w, &a).await,
+        [
+            ("livestream_comments".to_owned(), 2),
+            ("livestream_purchases".to_owned(), 1),
+            ("livestream_streams".to_owned(), 1),
+        ]
+    );
+    assert!(redis_text(&w).await.iter().any(|kv| kv.contains(&a)));
+
     let erased = p.erase(&sa).await.expect("erase");
     assert_eq!(
         erased,

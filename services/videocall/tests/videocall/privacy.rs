@@ -231,6 +231,17 @@ async fn an_erased_person_keeps_their_calls_under_a_pseudonym_and_loses_every_re
                        + (SELECT count(*) FROM videocall_quality)";
     let totals_before = w.count(totals).await;
 
+    // The search below finds Ann before the erasure.
+    assert_eq!(
+        rows_naming(&w, &a).await,
+        [
+            ("videocall_busy".to_owned(), 1),
+            ("videocall_calls".to_owned(), 2),
+            ("videocall_quality".to_owned(), 1),
+            ("videocall_recordings".to_owned(), 1),
+        ]
+    );
+
     let erased = p.erase(&sa).await.expect("erase");
     assert_eq!(
         erased,
