@@ -42,7 +42,8 @@ INSTALL = ROOT / "manifests" / "install.yaml"
 DASHBOARDS = CHART / "dashboards"
 # Where the metrics the dashboards and alerts read are defined.
 METRIC_SOURCES = [ROOT / "operator" / "src" / "metrics.rs", ROOT / "services" / "kit" / "src" / "metrics.rs",
-                  ROOT / "services" / "kit" / "src" / "events" / "relay.rs"]
+                  ROOT / "services" / "kit" / "src" / "events" / "relay.rs",
+                  ROOT / "services" / "privacy" / "src" / "app.rs"]
 KSM_CONFIG = CHART / "monitoring" / "kube-state-metrics.yaml"
 ARGOCD_HEALTH = ROOT / "docs" / "gitops" / "argocd-cm-health.yaml"
 

@@ -6,7 +6,7 @@
 use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use titan_kit::{
     Clock, ErrorCode, KitError, ServiceError,
     auth::Caller,
@@ -115,6 +115,8 @@ pub trait PrivacyStore: Send + Sync + 'static {
         job: Uuid,
         subject: &str,
     ) -> impl Future<Output = Result<bool, PrivacyError>> + Send;
+    /// Seconds since the oldest running job was requested; 0 when none runs.
+    fn oldest_running(&self) -> impl Future<Output = Result<f64, PrivacyError>> + Send;
     /// Completed exports whose object is due at `now`.
     fn due_exports(
         &self,
@@ -146,6 +148,7 @@ struct Metrics {
     requested: IntCounterVec,
     completed: IntCounterVec,
     duration: HistogramVec,
+    oldest_running: Gauge,
 }
 
 impl Metrics {
@@ -180,6 +183,14 @@ impl Metrics {
                     )
                     .buckets(vec![1.0, 5.0, 30.0, 120.0, 600.0, 3600.0, 86400.0]),
                     &["kind"],
+                )
+                .map_err(metric)?,
+            )?,
+            oldest_running: titan_kit::metrics::register(
+                registry,
+                Gauge::new(
+                    "titan_privacy_oldest_running_job_seconds",
+                    "age of the oldest job not completed yet (0 when none runs): the law gives a month",
                 )
                 .map_err(metric)?,
             )?,
@@ -332,6 +343,9 @@ impl<S: PrivacyStore> Privacy<S> {
                 tracing::info!(job = %id, kind = kind.as_str(), "privacy job completed");
             }
         }
+        self.metrics
+            .oldest_running
+            .set(self.store.oldest_running().await?);
         let now = (self.clock)();
         for (id, key) in self.store.due_exports(now, FINISH_BATCH).await? {
             self.objects.delete(&stored_key(&key)?).await?;

@@ -273,6 +273,16 @@ impl PrivacyStore for PgPrivacy {
         Ok(done == 1)
     }
 
+    async fn oldest_running(&self) -> Result<f64, PrivacyError> {
+        let (age,): (f64,) = sqlx::query_as(
+            "SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
+             FROM titan_privacy_jobs WHERE state = 'running'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(age)
+    }
+
     async fn due_exports(
         &self,
         now: DateTime<Utc>,

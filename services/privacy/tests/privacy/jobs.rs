@@ -53,6 +53,7 @@ async fn an_export_waits_for_every_service_then_is_one_object_behind_a_url_until
     assert_eq!(orders_replica.work(&no_shutdown()).await.expect("work"), 1);
     // One service answered: the job still waits, and nothing is gathered yet.
     assert_eq!(w.app.finish().await.expect("finish"), 0);
+    assert!(w.gauge("titan_privacy_oldest_running_job_seconds") > 0.0);
     let half = w.app.get(&started.job.id.to_string()).await.expect("get");
     assert_eq!(half.job.state, JobState::Running);
     assert_eq!(
@@ -65,6 +66,8 @@ async fn an_export_waits_for_every_service_then_is_one_object_behind_a_url_until
     assert_eq!(w.app.finish().await.expect("finish"), 1);
     let done = w.app.get(&started.job.id.to_string()).await.expect("get");
     assert_eq!(done.job.state, JobState::Completed);
+    w.app.finish().await.expect("finish");
+    assert_eq!(w.gauge("titan_privacy_oldest_running_job_seconds"), 0.0);
     let (url, until) = done.export_url.clone().expect("a download url");
     assert_eq!(
         until,

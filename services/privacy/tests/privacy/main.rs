@@ -99,6 +99,7 @@ pub struct World {
     pub redis: TestRedis,
     pub objects: TestObjectStorage,
     pub clock: TestClock,
+    pub registry: prometheus::Registry,
 }
 
 /// The export's lifetime in these tests.
@@ -110,13 +111,14 @@ impl World {
         let redis = TestRedis::new().await;
         let objects = TestObjectStorage::new();
         let clock = TestClock::at(chrono::Utc::now());
+        let registry = prometheus::Registry::new();
         let app = Privacy::new(
             PgPrivacy::new(db.pool.clone()),
             objects.storage.clone(),
             "test".into(),
             TTL,
             clock.clock(),
-            &prometheus::Registry::new(),
+            &registry,
         )
         .expect("app");
         Self {
@@ -125,7 +127,19 @@ impl World {
             redis,
             objects,
             clock,
+            registry,
         }
+    }
+
+    /// The value of the privacy service's gauge `name`.
+    pub fn gauge(&self, name: &str) -> f64 {
+        self.registry
+            .gather()
+            .iter()
+            .find(|family| family.name() == name)
+            .and_then(|family| family.get_metric().first())
+            .map(|m| m.get_gauge().get_value())
+            .unwrap_or_else(|| panic!("no gauge {name}"))
     }
 
     /// A replica of the test's service `service`, registered, whose leases last `lease`.
