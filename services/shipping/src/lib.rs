@@ -10,6 +10,7 @@ pub mod carrier;
 pub mod domain;
 pub mod grpc;
 pub mod label;
+pub mod privacy;
 pub mod store;
 
 use std::sync::Arc;
@@ -21,7 +22,8 @@ use titan_proto::shipping::v1::shipping_service_server::ShippingServiceServer;
 
 use crate::{
     app::{Parts, Settings, Shipping},
-    store::pg::PgShipments,
+    privacy::Privacy,
+    store::{pg::PgShipments, privacy::PersonalStore},
 };
 
 /// The service's PostgreSQL migrations, embedded.
@@ -62,14 +64,18 @@ pub fn service() -> ServiceDef {
 async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let config = ctx.settings(ShippingConfig::from_yaml)?;
     let carriers = carrier::from_config(&config, |name| std::env::var(name).ok())?;
+    let (pool, objects) = (ctx.postgres()?, ctx.objects()?);
+    let personal = PersonalStore::new(pool.clone(), objects.clone());
     let app = Arc::new(Shipping::new(
-        PgShipments::new(ctx.postgres()?, ctx.config.cell.clone()),
+        PgShipments::new(pool, ctx.config.cell.clone()),
         Parts {
             carriers,
-            objects: ctx.objects()?,
+            objects,
             settings: settings(&config),
             clock: Arc::new(chrono::Utc::now),
         },
     ));
-    Ok(Mounted::new(&ctx).grpc(ShippingServiceServer::new(grpc::Grpc::new(app))))
+    Ok(Mounted::new(&ctx)
+        .grpc(ShippingServiceServer::new(grpc::Grpc::new(app)))
+        .personal_data(Privacy::new(personal)))
 }
