@@ -63,6 +63,8 @@ pub enum DriverError {
     NotRateable(#[from] NotRateable),
     #[error("delivery {0} is already rated")]
     AlreadyRated(Uuid),
+    #[error("delivery {0} can no longer be rated: its driver's data was erased")]
+    DriverErased(Uuid),
     #[error("user {0} is already registered as a driver")]
     AlreadyRegistered(String),
     #[error("user {0} is not registered as a driver")]
@@ -100,6 +102,7 @@ impl ServiceError for DriverError {
             | Self::IllegalDelivery(_)
             | Self::Assignment(_)
             | Self::NotRateable(_)
+            | Self::DriverErased(_)
             | Self::NoObjectStorage => ErrorCode::FailedPrecondition,
             Self::AlreadyRated(_) | Self::AlreadyRegistered(_) => ErrorCode::AlreadyExists,
             Self::NotADriver(_) | Self::NotFound { .. } => ErrorCode::NotFound,
@@ -124,6 +127,7 @@ impl ServiceError for DriverError {
             Self::Assignment(AssignmentError::OverCapacity { .. }) => "OVER_CAPACITY",
             Self::NotRateable(_) => "NOT_RATEABLE",
             Self::AlreadyRated(_) => "ALREADY_RATED",
+            Self::DriverErased(_) => "DRIVER_ERASED",
             Self::AlreadyRegistered(_) => "ALREADY_REGISTERED",
             Self::NotADriver(_) => "NOT_A_DRIVER",
             Self::NotFound { .. } => "NOT_FOUND",

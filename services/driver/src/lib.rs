@@ -14,6 +14,7 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod grpc;
+pub mod privacy;
 pub mod store;
 
 use std::{sync::Arc, time::Duration};
@@ -26,7 +27,8 @@ use titan_proto::driver::v1::driver_service_server::DriverServiceServer;
 use crate::{
     app::{Drivers, Parts},
     config::Settings,
-    store::{live::Live, pg::PgDrivers},
+    privacy::Privacy,
+    store::{live::Live, pg::PgDrivers, privacy::PersonalStore},
 };
 
 /// Largest request the service decodes: a 10 MiB photo and a 1 MiB signature with room for
@@ -67,11 +69,14 @@ pub fn service() -> ServiceDef {
 
 async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let settings: Settings = ctx.settings(Settings::from_yaml)?;
+    let (pool, objects) = (ctx.postgres()?, ctx.objects()?);
+    let live = Live::new(ctx.redis()?, ctx.realtime.clone());
+    let personal = PersonalStore::new(pool.clone(), live.clone(), objects.clone());
     let app = Arc::new(Drivers::new(
-        PgDrivers::new(ctx.postgres()?, ctx.config.cell.clone()),
+        PgDrivers::new(pool, ctx.config.cell.clone()),
         Parts {
-            objects: Some(ctx.objects()?),
-            live: Live::new(ctx.redis()?, ctx.realtime.clone()),
+            objects: Some(objects),
+            live,
             settings,
             clock: Arc::new(chrono::Utc::now),
         },
@@ -82,6 +87,7 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
             DriverServiceServer::new(grpc::Grpc::new(app, ctx.shutdown.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
+        .personal_data(Privacy::new(personal))
         .every("driver-sweep", SWEEP_EVERY, move || {
             let app = sweeper.clone();
             async move {

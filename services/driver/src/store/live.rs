@@ -231,6 +231,22 @@ impl Live {
         Ok(())
     }
 
+    /// Takes the driver out of the nearby set and drops their latest position (an erasure);
+    /// answers how many of the two were there.
+    pub async fn forget(&self, driver: Uuid) -> Result<u64, KitError> {
+        let mut conn = self.redis.conn.clone();
+        let (nearby, latest): (u64, u64) = redis::pipe()
+            .cmd("ZREM")
+            .arg(self.available_key())
+            .arg(driver.to_string())
+            .cmd("HDEL")
+            .arg(self.latest_key())
+            .arg(driver.to_string())
+            .query_async(&mut conn)
+            .await?;
+        Ok(nearby + latest)
+    }
+
     /// Sends `p` to the driver's watchers on every replica.
     pub async fn publish(&self, driver: Uuid, p: &Position) -> Result<(), KitError> {
         let hub = self.realtime.hub().ok_or_else(no_hub)?;

@@ -696,6 +696,7 @@ impl DriverStore for PgDrivers {
         let driver: Option<Option<Uuid>> = sqlx::query_scalar(
             "UPDATE driver_deliveries SET rating = $3 \
              WHERE id = $1 AND customer_id = $2 AND status = $4 AND rating IS NULL \
+               AND driver_id IS NOT NULL \
              RETURNING driver_id",
         )
         .bind(delivery)
@@ -705,13 +706,14 @@ impl DriverStore for PgDrivers {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(Some(driver)) = driver else {
-            let row: Option<(String, String, Option<i16>)> = sqlx::query_as(
-                "SELECT customer_id, status, rating FROM driver_deliveries WHERE id = $1",
+            let row: Option<(String, String, Option<i16>, Option<String>)> = sqlx::query_as(
+                "SELECT customer_id, status, rating, driver_pseudonym FROM driver_deliveries \
+                 WHERE id = $1",
             )
             .bind(delivery)
             .fetch_optional(&mut *tx)
             .await?;
-            let (owner, status, rated) = row.ok_or(DriverError::NotFound {
+            let (owner, status, rated, erased) = row.ok_or(DriverError::NotFound {
                 what: "delivery",
                 id: delivery,
             })?;
@@ -721,10 +723,12 @@ impl DriverStore for PgDrivers {
             let status = DeliveryStatus::from_name(&status)
                 .ok_or_else(|| corrupt(format!("unknown status {status}")))?;
             Rating::check_rateable(delivery, status)?;
-            // Completed, this customer's and not rated would have been updated.
-            return Err(match rated {
-                Some(_) => DriverError::AlreadyRated(delivery),
-                None => corrupt(format!("completed delivery {delivery} has no driver")),
+            // Completed, this customer's, not rated and with a driver would have been
+            // updated; an erasure takes the driver off (their pseudonym stays).
+            return Err(match (rated, erased) {
+                (Some(_), _) => DriverError::AlreadyRated(delivery),
+                (None, Some(_)) => DriverError::DriverErased(delivery),
+                (None, None) => corrupt(format!("completed delivery {delivery} has no driver")),
             });
         };
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -2,11 +2,12 @@
 //! availability, GPS positions, route assignment (only to an AVAILABLE driver with room, all
 //! or nothing), deliveries along their state machine with a proof of delivery at the door, the
 //! route completing with its last stop, performance and ratings ([`rules`]); the same path
-//! over gRPC through kit's runtime ([`grpc`]).
+//! over gRPC through kit's runtime ([`grpc`]); a person's export and erasure ([`privacy`]).
 
 mod grpc;
 mod live;
 mod plan;
+mod privacy;
 mod rules;
 
 use chrono::{DateTime, Duration, Utc};
