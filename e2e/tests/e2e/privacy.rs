@@ -8,9 +8,8 @@
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use redis::AsyncCommands;
 use titan_e2e::{Cell, CellOptions, authed, seconds_from_now as ts};
-use titan_kit::testing::eventually;
+use titan_kit::testing::{eventually, mentions};
 use titan_proto::{
     abtesting::v1::{self as ab, ab_testing_service_client::AbTestingServiceClient},
     analytics::v1::{self as an, analytics_service_client::AnalyticsServiceClient},
@@ -151,113 +150,16 @@ async fn define(cell: &Cell) {
         .expect("start");
 }
 
-/// Rows of every table of the cell's PostgreSQL database that mention `text`.
 async fn postgres_mentions(cell: &Cell, text: &str) -> Vec<(String, i64)> {
-    let tables: Vec<(String,)> = sqlx::query_as(
-        "SELECT table_name::text FROM information_schema.tables
-         WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1",
-    )
-    .fetch_all(&cell.db.pool)
-    .await
-    .expect("tables");
-    let mut found = Vec::new();
-    for (table,) in tables {
-        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM \"{table}\" t WHERE t::text LIKE '%' || $1 || '%'"
-        )))
-        .bind(text)
-        .fetch_one(&cell.db.pool)
-        .await
-        .expect("count");
-        if n > 0 {
-            found.push((table, n));
-        }
-    }
-    found
+    mentions::postgres(&cell.db.pool, text).await
 }
 
-/// Rows of every table of the cell's ClickHouse database with a string that contains `text`.
 async fn clickhouse_mentions(cell: &Cell, text: &str) -> Vec<(String, u64)> {
-    let client = &cell.clickhouse.client;
-    let columns: Vec<(String, String, String)> = client
-        .query(
-            "SELECT table, name, type FROM system.columns
-             WHERE database = currentDatabase() ORDER BY table, name",
-        )
-        .fetch_all()
-        .await
-        .expect("columns");
-    let mut conditions: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for (table, column, kind) in columns {
-        let condition = if kind.starts_with("Array(") && kind.contains("String") {
-            format!("arrayExists(x -> position(toString(x), ?) > 0, `{column}`)")
-        } else if kind.contains("String") {
-            format!("position(toString(`{column}`), ?) > 0")
-        } else {
-            continue;
-        };
-        conditions.entry(table).or_default().push(condition);
-    }
-    let mut found = Vec::new();
-    for (table, conditions) in conditions {
-        let mut query = client.query(&format!(
-            "SELECT count() FROM `{table}` WHERE {}",
-            conditions.join(" OR ")
-        ));
-        for _ in &conditions {
-            query = query.bind(text);
-        }
-        let n: u64 = query.fetch_one().await.expect("count");
-        if n > 0 {
-            found.push((table, n));
-        }
-    }
-    found
+    mentions::clickhouse(&cell.clickhouse.client, text).await
 }
 
-/// Keys of the cell's Redis whose name or value mentions `text`.
 async fn redis_mentions(cell: &Cell, text: &str) -> Vec<String> {
-    let mut conn = cell.redis.handle.conn.clone();
-    let pattern = format!("{}*", cell.redis.handle.prefix());
-    let keys: Vec<String> = {
-        let mut iter: redis::AsyncIter<String> = conn.scan_match(&pattern).await.expect("scan");
-        let mut keys = Vec::new();
-        while let Some(key) = iter.next_item().await {
-            keys.push(key.expect("key"));
-        }
-        keys
-    };
-    let mut found = Vec::new();
-    for key in keys {
-        let kind: String = redis::cmd("TYPE")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .expect("type");
-        let values: Vec<String> = match kind.as_str() {
-            "string" => vec![conn.get(&key).await.unwrap_or_default()],
-            "hash" => {
-                let pairs: Vec<(String, String)> = conn.hgetall(&key).await.expect("hash");
-                pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()
-            }
-            "set" => conn.smembers(&key).await.expect("set"),
-            "zset" => conn.zrange(&key, 0, -1).await.expect("zset"),
-            "list" => conn.lrange(&key, 0, -1).await.expect("list"),
-            "stream" => {
-                let entries: Vec<(String, Vec<(String, String)>)> =
-                    conn.xrange_all(&key).await.expect("stream");
-                entries
-                    .into_iter()
-                    .flat_map(|(_, fields)| fields.into_iter().map(|(_, v)| v))
-                    .collect()
-            }
-            _ => Vec::new(),
-        };
-        if key.contains(text) || values.iter().any(|v| v.contains(text)) {
-            found.push(key);
-        }
-    }
-    found
+    mentions::redis(&cell.redis.handle, text).await
 }
 
 async fn job(

@@ -101,11 +101,12 @@ impl TestRedis {
     }
 }
 
+pub mod mentions;
+pub mod otlp;
+
 /// Administration of the test Redis Cluster: which node serves a key, a failover of that node
 /// to its replica that loses no acknowledged write, and a wait until the cluster is healthy
 /// again, each polled until every node agrees.
-pub mod otlp;
-
 pub mod cluster {
     use std::time::{Duration, Instant};
 
