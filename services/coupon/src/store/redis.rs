@@ -5,14 +5,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use redis::{
-    Script, Value,
-    cluster_async::ClusterConnection,
-    cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
-};
+use redis::{Script, Value};
 use titan_kit::{
     KitError,
-    datastores::redis::{RedisConn, RedisHandle},
+    datastores::redis::RedisHandle,
     idempotency,
     ratelimit::{RateLimit, RateLimited, RateLimiter},
 };
@@ -59,18 +55,6 @@ pub const VALIDATE_SCOPE: &str = "coupon:validate";
 /// (`rl:<scope>:<composite(user)>`), and the privacy test checks that no key of the user is left.
 fn budget_key_name(user: &str) -> String {
     format!("rl:{VALIDATE_SCOPE}:{}", idempotency::composite(&[user]))
-}
-
-/// `text` as a SCAN MATCH pattern that matches only itself: glob characters escaped.
-fn literal(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// How long a code found in no coupon is remembered as missing, at most.
@@ -134,15 +118,14 @@ impl RedisCoupons {
     /// The coupons whose loaded keys count uses of `user`. A use taken and given back before it
     /// was recorded (the record refused it) leaves the shopper's count at 0 in a coupon the
     /// record has nothing of theirs for, so the record alone cannot name them all: the coupons'
-    /// count hashes are found by a SCAN bounded by the cell's prefix and the key layout (on
-    /// every master of a cluster), which walks the keyspace a page at a time and never blocks
-    /// the server as KEYS would; one HEXISTS per coupon found, pipelined, says which count the
-    /// user.
+    /// count hashes are found by a SCAN bounded by the cell's prefix and the key layout (kit's
+    /// `RedisHandle::scan_keys`, on every master of a cluster), which walks the keyspace a page
+    /// at a time and never blocks the server as KEYS would; one HEXISTS per coupon found,
+    /// pipelined, says which count the user.
     pub async fn codes_counting(&self, user: &str) -> Result<Vec<CouponCode>> {
         let head = self.redis.key("{coupon:");
         let tail = "}:users";
-        let pattern = format!("{}*{}", literal(&head), literal(tail));
-        let keys = scan(&self.redis, &pattern).await?;
+        let keys = self.redis.scan_keys(&format!("{{coupon:*{tail}")).await?;
         let mut codes = Vec::new();
         let mut conn = self.redis.conn.clone();
         for chunk in keys.chunks(500) {
@@ -204,91 +187,6 @@ impl RedisCoupons {
             .query_async(&mut conn)
             .await?)
     }
-}
-
-/// `v` as a `T`, or the parsing error as a Redis error.
-fn value<T: redis::FromRedisValue>(v: Value) -> Result<T> {
-    redis::from_redis_value(v).map_err(|e| redis::RedisError::from(e).into())
-}
-
-/// Every key matching `pattern`, walked with SCAN; on a cluster on each master, since each
-/// holds only its own slots' keys. (The flash-sale store has the same walk: kit has no
-/// cluster-wide SCAN yet.)
-async fn scan(redis: &RedisHandle, pattern: &str) -> Result<Vec<String>> {
-    let mut conn = redis.conn.clone();
-    let mut found = Vec::new();
-    match &mut conn {
-        RedisConn::Single(_) => scan_node(&mut conn, None, pattern, &mut found).await?,
-        RedisConn::Cluster(cluster) => {
-            let masters = masters(cluster).await?;
-            for node in masters {
-                scan_node(&mut conn, Some(node), pattern, &mut found).await?;
-            }
-        }
-    }
-    Ok(found)
-}
-
-/// One node's keys matching `pattern` (`node`: a cluster master's address).
-async fn scan_node(
-    conn: &mut RedisConn,
-    node: Option<(String, u16)>,
-    pattern: &str,
-    found: &mut Vec<String>,
-) -> Result<()> {
-    let mut cursor: u64 = 0;
-    loop {
-        let mut cmd = redis::cmd("SCAN");
-        cmd.arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000);
-        let reply = match (&mut *conn, &node) {
-            (RedisConn::Cluster(c), Some((host, port))) => {
-                let to = SingleNodeRoutingInfo::ByAddress {
-                    host: host.clone(),
-                    port: *port,
-                };
-                c.route_command(cmd, RoutingInfo::SingleNode(to)).await?
-            }
-            (conn, _) => cmd.query_async(conn).await?,
-        };
-        let (next, keys): (u64, Vec<String>) = value(reply)?;
-        found.extend(keys);
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
-}
-
-/// The address of every master of the cluster, from CLUSTER SLOTS (`[start, end, [host, port,
-/// id], replicas…]` per range).
-async fn masters(cluster: &mut ClusterConnection) -> Result<Vec<(String, u16)>> {
-    let reply = cluster
-        .route_command(
-            redis::cmd("CLUSTER").arg("SLOTS").clone(),
-            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-        )
-        .await?;
-    let ranges: Vec<Vec<Value>> = value(reply)?;
-    let mut out: Vec<(String, u16)> = Vec::new();
-    for range in ranges {
-        let Some(master) = range.into_iter().nth(2) else {
-            continue;
-        };
-        let node: Vec<Value> = value(master)?;
-        let mut node = node.into_iter();
-        let (Some(host), Some(port)) = (node.next(), node.next()) else {
-            continue;
-        };
-        let address = (value::<String>(host)?, value::<u16>(port)?);
-        if !out.contains(&address) {
-            out.push(address);
-        }
-    }
-    Ok(out)
 }
 
 impl CouponCache for RedisCoupons {
@@ -453,14 +351,6 @@ mod tests {
     use titan_kit::datastores::redis::same_slot;
 
     use super::*;
-
-    /// A pattern built from a cell prefix matches that prefix alone, whatever glob characters
-    /// it holds.
-    #[test]
-    fn literal_patterns_escape_every_glob_character() {
-        assert_eq!(literal(r"t*?[x]\:"), r"t\*\?\[x\]\\:");
-        assert_eq!(literal("titan:cell-a:{coupon:"), "titan:cell-a:{coupon:");
-    }
 
     /// Each script call's keys hash to one cluster slot, whatever the cell prefix or code.
     #[test]

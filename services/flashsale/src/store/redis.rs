@@ -5,14 +5,10 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
-use redis::{
-    Script, Value,
-    cluster_async::ClusterConnection,
-    cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
-};
+use redis::{Script, Value};
 use serde::Serialize;
 use titan_kit::{
-    datastores::redis::{RedisConn, RedisHandle},
+    datastores::redis::{RedisHandle, glob_literal},
     idempotency::{self, IdempotencyError},
     ratelimit::{RateLimit, RateLimiter},
 };
@@ -112,18 +108,6 @@ const BUDGET_SCOPES: [&str; 2] = [CHALLENGE_SCOPE, WATCH_SCOPE];
 /// (`rl:<scope>:<composite(user)>`), and the privacy test checks that no key of the user is left.
 fn budget_key_name(scope: &str, user: &str) -> String {
     format!("rl:{scope}:{}", idempotency::composite(&[user]))
-}
-
-/// `text` as a SCAN/HSCAN MATCH pattern that matches only itself: glob characters escaped.
-fn literal(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The buyer's reserve rate-limit key of a sale (reserve's KEYS[8]), before the cell prefix.
@@ -260,7 +244,7 @@ impl RedisStock {
         // Replay fields are composite(user, request id): length-prefixed, so the fields that
         // start with composite(user) are exactly this user's.
         let mine = idempotency::composite(&[user]);
-        let pattern = format!("{}*", literal(&mine));
+        let pattern = format!("{}*", glob_literal(&mine));
         let mut replays: Vec<(String, String)> = Vec::new();
         let mut cursor: u64 = 0;
         loop {
@@ -371,8 +355,7 @@ impl RedisStock {
     /// challenges live at most `challengeTtlSeconds` (an hour), so there are few to read.
     pub async fn challenges_of(&self, user: &str) -> Result<Vec<(String, String)>> {
         let head = self.redis.key("{flashsale:");
-        let pattern = format!("{}*{}*", literal(&head), literal("}:ch:"));
-        let keys = scan(&self.redis, &pattern).await?;
+        let keys = self.redis.scan_keys("{flashsale:*}:ch:*").await?;
         let mut mine = Vec::new();
         let mut conn = self.redis.conn.clone();
         for chunk in keys.chunks(500) {
@@ -466,85 +449,6 @@ fn value<T: redis::FromRedisValue>(v: Value) -> Result<T> {
 
 fn bad_value(what: &str, value: &str) -> crate::app::FlashSaleError {
     titan_kit::KitError::Other(format!("unexpected {what} in redis: {value:?}")).into()
-}
-
-/// Every key matching `pattern`, walked with SCAN; on a cluster on each master, since each
-/// holds only its own slots' keys.
-async fn scan(redis: &RedisHandle, pattern: &str) -> Result<Vec<String>> {
-    let mut conn = redis.conn.clone();
-    let mut found = Vec::new();
-    match &mut conn {
-        RedisConn::Single(_) => scan_node(&mut conn, None, pattern, &mut found).await?,
-        RedisConn::Cluster(cluster) => {
-            let masters = masters(cluster).await?;
-            for node in masters {
-                scan_node(&mut conn, Some(node), pattern, &mut found).await?;
-            }
-        }
-    }
-    Ok(found)
-}
-
-/// One node's keys matching `pattern` (`node`: a cluster master's address).
-async fn scan_node(
-    conn: &mut RedisConn,
-    node: Option<(String, u16)>,
-    pattern: &str,
-    found: &mut Vec<String>,
-) -> Result<()> {
-    let mut cursor: u64 = 0;
-    loop {
-        let mut cmd = redis::cmd("SCAN");
-        cmd.arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000);
-        let reply = match (&mut *conn, &node) {
-            (RedisConn::Cluster(c), Some((host, port))) => {
-                let to = SingleNodeRoutingInfo::ByAddress {
-                    host: host.clone(),
-                    port: *port,
-                };
-                c.route_command(cmd, RoutingInfo::SingleNode(to)).await?
-            }
-            (conn, _) => cmd.query_async(conn).await?,
-        };
-        let (next, keys): (u64, Vec<String>) = value(reply)?;
-        found.extend(keys);
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
-}
-
-/// The address of every master of the cluster, from CLUSTER SLOTS (`[start, end, [host, port,
-/// id], replicas…]` per range).
-async fn masters(cluster: &mut ClusterConnection) -> Result<Vec<(String, u16)>> {
-    let reply = cluster
-        .route_command(
-            redis::cmd("CLUSTER").arg("SLOTS").clone(),
-            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-        )
-        .await?;
-    let ranges: Vec<Vec<Value>> = value(reply)?;
-    let mut out: Vec<(String, u16)> = Vec::new();
-    for range in ranges {
-        let Some(master) = range.into_iter().nth(2) else {
-            continue;
-        };
-        let node: Vec<Value> = value(master)?;
-        let mut node = node.into_iter();
-        let (Some(host), Some(port)) = (node.next(), node.next()) else {
-            continue;
-        };
-        let address = (value::<String>(host)?, value::<u16>(port)?);
-        if !out.contains(&address) {
-            out.push(address);
-        }
-    }
-    Ok(out)
 }
 
 impl StockStore for RedisStock {
@@ -854,7 +758,7 @@ mod tests {
         let rest = field.strip_prefix(&idempotency::composite(&["u*1"]));
         assert_eq!(rest.and_then(request_of), Some("req:7".to_owned()));
         assert_eq!(request_of("9:short"), None);
-        assert_eq!(literal(r"a*b?[c]\d"), r"a\*b\?\[c\]\\d");
+        assert_eq!(glob_literal(r"a*b?[c]\d"), r"a\*b\?\[c\]\\d");
     }
 
     /// Each script call's keys (the seven, and reserve's rate limit and challenge) hash to one

@@ -15,7 +15,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::Slot;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
 use redis::{Cmd, ErrorKind, Pipeline, RedisFuture, ServerErrorKind, Value};
 use secrecy::ExposeSecret;
 
@@ -29,6 +29,9 @@ pub const CLUSTER_TLS_SCHEME: &str = "rediss+cluster";
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long connecting to one cluster node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How many keys one SCAN call looks at (its COUNT): a page short enough never to hold the
+/// server up, long enough that a large keyspace takes few round trips.
+const SCAN_COUNT: u32 = 1000;
 
 /// A connection to a single server or to a cluster; cheap to clone (clones share the
 /// underlying multiplexed connections). Commands, pipelines and scripts go through
@@ -254,6 +257,112 @@ impl RedisHandle {
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
     }
+
+    /// Every key of this cell (or test) whose name after the prefix matches `pattern`, a glob
+    /// as `SCAN … MATCH` reads it (`*`, `?`, `[…]`, `\` escaping one character; the prefix
+    /// itself is matched literally), as full key names, prefix included, ready for commands:
+    /// sorted, each once (SCAN may return a key twice when the keyspace is rehashed during the
+    /// walk). It walks the keyspace with `SCAN … COUNT 1000`, a page per call, and never uses
+    /// KEYS, which blocks the server for the whole keyspace. On a cluster each master holds only
+    /// its own slots' keys, so every master found in `CLUSTER SLOTS` is walked in turn. A key
+    /// present for the whole walk is listed; one written or deleted during it may or may not be.
+    pub async fn scan_keys(&self, pattern: &str) -> Result<Vec<String>, KitError> {
+        let pattern = format!("{}{pattern}", glob_literal(&self.prefix));
+        let mut conn = self.conn.clone();
+        let mut keys = Vec::new();
+        match &mut conn {
+            RedisConn::Single(_) => scan_node(&mut conn, None, &pattern, &mut keys).await?,
+            RedisConn::Cluster(cluster) => {
+                for (host, port) in masters(cluster).await? {
+                    let node = SingleNodeRoutingInfo::ByAddress { host, port };
+                    scan_node(&mut conn, Some(node), &pattern, &mut keys).await?;
+                }
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
+}
+
+/// `text` escaped for a `SCAN`/`HSCAN … MATCH` pattern, so that the pattern matches it
+/// literally (`*`, `?`, `[`, `]` and `\\` take a `\\`): for a user id or other outside text in
+/// a pattern.
+pub fn glob_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Adds the keys matching `pattern` on one server to `keys`: `node`, a cluster master, or the
+/// single server of `conn` when `None`.
+async fn scan_node(
+    conn: &mut RedisConn,
+    node: Option<SingleNodeRoutingInfo>,
+    pattern: &str,
+    keys: &mut Vec<String>,
+) -> Result<(), KitError> {
+    let mut cursor: u64 = 0;
+    loop {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT);
+        let reply = match (&mut *conn, &node) {
+            (RedisConn::Cluster(cluster), Some(node)) => {
+                cluster
+                    .route_command(cmd, RoutingInfo::SingleNode(node.clone()))
+                    .await?
+            }
+            (conn, _) => cmd.query_async(conn).await?,
+        };
+        let (next, page): (u64, Vec<String>) = value(reply)?;
+        keys.extend(page);
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+/// The address of every master of a cluster, from `CLUSTER SLOTS` (`[start, end, [host,
+/// port, id, …], replicas…]` per slot range; a master serving several ranges is listed once).
+async fn masters(cluster: &mut ClusterConnection) -> Result<Vec<(String, u16)>, KitError> {
+    let reply = cluster
+        .route_command(
+            redis::cmd("CLUSTER").arg("SLOTS").clone(),
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+        )
+        .await?;
+    let ranges: Vec<Vec<Value>> = value(reply)?;
+    let mut out: Vec<(String, u16)> = Vec::new();
+    for range in ranges {
+        let Some(master) = range.into_iter().nth(2) else {
+            continue;
+        };
+        let node: Vec<Value> = value(master)?;
+        let mut node = node.into_iter();
+        let (Some(host), Some(port)) = (node.next(), node.next()) else {
+            continue;
+        };
+        let address = (value::<String>(host)?, value::<u16>(port)?);
+        if !out.contains(&address) {
+            out.push(address);
+        }
+    }
+    Ok(out)
+}
+
+/// `v` as a `T`; a reply of another shape is a Redis error.
+fn value<T: redis::FromRedisValue>(v: Value) -> Result<T, KitError> {
+    redis::from_redis_value(v).map_err(|e| redis::RedisError::from(e).into())
 }
 
 async fn connection(target: &Target, response_timeout: Duration) -> Result<RedisConn, KitError> {
@@ -364,6 +473,15 @@ mod tests {
                 "rediss://user:pw@a:7000".to_owned(),
                 "rediss://user:pw@b:7001".to_owned()
             ])
+        );
+    }
+
+    #[test]
+    fn glob_literals_escape_every_glob_character() {
+        assert_eq!(glob_literal(r"t*?[x]\:"), r"t\*\?\[x\]\\:");
+        assert_eq!(
+            glob_literal("titan:cell-a:{coupon:"),
+            "titan:cell-a:{coupon:"
         );
     }
 
