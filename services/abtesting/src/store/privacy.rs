@@ -18,15 +18,14 @@ use chrono::{DateTime, Utc};
 use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, types::Json};
-use titan_kit::KitError;
+use titan_kit::{KitError, datastores::clickhouse::mutate};
 
 use crate::{
     app::Result,
     domain::{FeatureFlag, flag::Mention},
 };
 
-/// How often a mutation is looked at while it runs, and how long it may take.
-const MUTATION_POLL: Duration = Duration::from_millis(50);
+/// How long an erasure's mutation may take (`titan_kit::datastores::clickhouse::mutate`).
 const MUTATION_DEADLINE: Duration = Duration::from_secs(600);
 
 /// Rounds of an erasure: each one takes the exposures logged during the one before; more than
@@ -205,50 +204,26 @@ impl PersonalStore {
                 .bind(pseudonym)
                 .execute()
                 .await?;
-            self.client
-                .query(
-                    "ALTER TABLE abtesting_exposures DELETE WHERE user_id = ?
-                       AND (experiment_key, variation_index, time, time_ms) IN (
-                           SELECT experiment_key, variation_index, time, time_ms
-                           FROM abtesting_exposures WHERE user_id = ?)",
-                )
-                .bind(user)
-                .bind(pseudonym)
-                .execute()
-                .await?;
-            self.mutations_done("abtesting_exposures").await?;
+            mutate(
+                &self.client,
+                "abtesting_exposures",
+                self.client
+                    .query(
+                        "ALTER TABLE abtesting_exposures DELETE WHERE user_id = ?
+                           AND (experiment_key, variation_index, time, time_ms) IN (
+                               SELECT experiment_key, variation_index, time, time_ms
+                               FROM abtesting_exposures WHERE user_id = ?)",
+                    )
+                    .bind(user)
+                    .bind(pseudonym),
+                MUTATION_DEADLINE,
+            )
+            .await?;
             moved += rows;
         }
         Err(KitError::Other(format!(
             "exposures of the erased user still arrive after {ROUNDS} rounds of erasure"
         ))
         .into())
-    }
-
-    /// Waits until every mutation of `table` is done: ClickHouse runs them in the background,
-    /// and the oldest servers have no `mutations_sync`.
-    async fn mutations_done(&self, table: &str) -> Result<()> {
-        let started = tokio::time::Instant::now();
-        loop {
-            let running: u64 = self
-                .client
-                .query(
-                    "SELECT count() FROM system.mutations
-                     WHERE database = currentDatabase() AND table = ? AND is_done = 0",
-                )
-                .bind(table)
-                .fetch_one()
-                .await?;
-            if running == 0 {
-                return Ok(());
-            }
-            if started.elapsed() > MUTATION_DEADLINE {
-                return Err(KitError::Other(format!(
-                    "the erasure's mutation of {table} is not done after {MUTATION_DEADLINE:?}"
-                ))
-                .into());
-            }
-            tokio::time::sleep(MUTATION_POLL).await;
-        }
     }
 }

@@ -21,10 +21,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
-use titan_kit::KitError;
+use titan_kit::{KitError, datastores::clickhouse::mutate};
 
-/// How often a mutation is looked at while it runs, and how long it may take.
-const MUTATION_POLL: Duration = Duration::from_millis(50);
+/// How long an erasure's mutation may take (`titan_kit::datastores::clickhouse::mutate`).
 const MUTATION_DEADLINE: Duration = Duration::from_secs(600);
 
 /// Rounds of an erasure: each one takes the events that arrived during the one before (a
@@ -195,17 +194,26 @@ impl PersonalEvents {
                 .bind(pseudonym)
                 .execute()
                 .await?;
-            self.mutate(
+            mutate(
+                &self.client,
                 "analytics_events",
-                "ALTER TABLE analytics_events DELETE WHERE user_id = ?
-                   AND event_id IN (SELECT event_id FROM analytics_events WHERE user_id = ?)",
-                &[user, pseudonym],
+                self.client
+                    .query(
+                        "ALTER TABLE analytics_events DELETE WHERE user_id = ?
+                           AND event_id IN (SELECT event_id FROM analytics_events WHERE user_id = ?)",
+                    )
+                    .bind(user)
+                    .bind(pseudonym),
+                MUTATION_DEADLINE,
             )
             .await?;
-            self.mutate(
+            mutate(
+                &self.client,
                 "analytics_user_days",
-                "ALTER TABLE analytics_user_days DELETE WHERE user_id = ?",
-                &[user],
+                self.client
+                    .query("ALTER TABLE analytics_user_days DELETE WHERE user_id = ?")
+                    .bind(user),
+                MUTATION_DEADLINE,
             )
             .await?;
             if !days.is_empty() {
@@ -247,37 +255,5 @@ impl PersonalEvents {
             .fetch_one()
             .await?;
         Ok((events, blocks))
-    }
-
-    /// Runs the mutation `sql` (binding `binds`) on `table` and waits until every mutation of
-    /// the table is done: ClickHouse runs them in the background, and the oldest servers have
-    /// no `mutations_sync`.
-    async fn mutate(&self, table: &str, sql: &str, binds: &[&str]) -> Result<(), KitError> {
-        let mut query = self.client.query(sql);
-        for b in binds {
-            query = query.bind(*b);
-        }
-        query.execute().await?;
-        let started = tokio::time::Instant::now();
-        loop {
-            let running: u64 = self
-                .client
-                .query(
-                    "SELECT count() FROM system.mutations
-                     WHERE database = currentDatabase() AND table = ? AND is_done = 0",
-                )
-                .bind(table)
-                .fetch_one()
-                .await?;
-            if running == 0 {
-                return Ok(());
-            }
-            if started.elapsed() > MUTATION_DEADLINE {
-                return Err(KitError::Other(format!(
-                    "the erasure's mutation of {table} is not done after {MUTATION_DEADLINE:?}"
-                )));
-            }
-            tokio::time::sleep(MUTATION_POLL).await;
-        }
     }
 }

@@ -101,6 +101,47 @@ pub async fn ping(client: &Client) -> Result<(), KitError> {
     Ok(())
 }
 
+/// How often [`mutate`] looks at `system.mutations` while a mutation runs.
+const MUTATION_POLL: Duration = Duration::from_millis(50);
+
+/// Runs `mutation`, an `ALTER TABLE <table> DELETE|UPDATE …` built on `client` with its binds,
+/// and returns once every mutation of `table` in the client's database is done, so the rows it
+/// deletes are gone (and those it updates changed) for the next query. ClickHouse answers an
+/// ALTER as soon as the mutation is queued and applies it part by part in the background; the
+/// server Debian ships (18.16) has no `mutations_sync` setting to wait for it, so the wait polls
+/// `system.mutations` every 50 ms. A mutation has no id its ALTER returns, hence every
+/// mutation of the table, others' included. A mutation still running after `deadline` (one
+/// that cannot be applied stays undone for ever: 18.16 reports no failure) is an error; it
+/// stays queued.
+pub async fn mutate(
+    client: &Client,
+    table: &str,
+    mutation: clickhouse::query::Query,
+    deadline: Duration,
+) -> Result<(), KitError> {
+    mutation.execute().await?;
+    let started = tokio::time::Instant::now();
+    loop {
+        let running: u64 = client
+            .query(
+                "SELECT count() FROM system.mutations
+                 WHERE database = currentDatabase() AND table = ? AND is_done = 0",
+            )
+            .bind(table)
+            .fetch_one()
+            .await?;
+        if running == 0 {
+            return Ok(());
+        }
+        if started.elapsed() > deadline {
+            return Err(KitError::Other(format!(
+                "{running} mutation(s) of clickhouse table {table} not done after {deadline:?}"
+            )));
+        }
+        tokio::time::sleep(MUTATION_POLL).await;
+    }
+}
+
 /// One schema change of a service's ClickHouse tables.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
