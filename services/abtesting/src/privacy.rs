@@ -2,7 +2,6 @@
 //! exposures and the flag rules that target them ([`store::privacy`](crate::store::privacy)).
 //! docs/abtesting.md#privacy says what goes and what stays.
 
-use futures::{FutureExt, future::BoxFuture};
 use serde_json::json;
 use titan_kit::privacy::{Erasure, Failure, PersonalData, Subject};
 
@@ -20,32 +19,23 @@ impl Privacy {
 }
 
 impl PersonalData for Privacy {
-    fn export<'a>(
-        &'a self,
-        subject: &'a Subject,
-    ) -> BoxFuture<'a, Result<serde_json::Value, Failure>> {
-        async move {
-            let exposures = self.store.exposures(&subject.user_id).await?;
-            let targeting = self.store.targeting(&subject.user_id).await?;
-            Ok(json!({
-                "user_id": subject.user_id,
-                "exposures": exposures,
-                "flag_targeting": targeting,
-            }))
-        }
-        .boxed()
+    async fn export(&self, subject: &Subject) -> Result<serde_json::Value, Failure> {
+        let exposures = self.store.exposures(&subject.user_id).await?;
+        let targeting = self.store.targeting(&subject.user_id).await?;
+        Ok(json!({
+            "user_id": subject.user_id,
+            "exposures": exposures,
+            "flag_targeting": targeting,
+        }))
     }
 
-    fn erase<'a>(&'a self, subject: &'a Subject) -> BoxFuture<'a, Result<Erasure, Failure>> {
-        async move {
-            let e = self
-                .store
-                .erase(&subject.user_id, &subject.pseudonym)
-                .await?;
-            Ok(Erasure::default()
-                .pseudonymised("exposures", e.exposures)
-                .removed("flag targeting conditions", e.flag_targeting))
-        }
-        .boxed()
+    async fn erase(&self, subject: &Subject) -> Result<Erasure, Failure> {
+        let e = self
+            .store
+            .erase(&subject.user_id, &subject.pseudonym)
+            .await?;
+        Ok(Erasure::default()
+            .pseudonymised("exposures", e.exposures)
+            .removed("flag targeting conditions", e.flag_targeting))
     }
 }

@@ -3,7 +3,6 @@
 //! ([`store::privacy`](crate::store::privacy)). docs/analytics.md#privacy says what goes and what
 //! stays.
 
-use futures::{FutureExt, future::BoxFuture};
 use serde_json::json;
 use titan_kit::privacy::{Erasure, Failure, PersonalData, Subject};
 
@@ -21,27 +20,18 @@ impl Privacy {
 }
 
 impl PersonalData for Privacy {
-    fn export<'a>(
-        &'a self,
-        subject: &'a Subject,
-    ) -> BoxFuture<'a, Result<serde_json::Value, Failure>> {
-        async move {
-            let events = self.events.events(&subject.user_id).await?;
-            Ok(json!({"user_id": subject.user_id, "events": events}))
-        }
-        .boxed()
+    async fn export(&self, subject: &Subject) -> Result<serde_json::Value, Failure> {
+        let events = self.events.events(&subject.user_id).await?;
+        Ok(json!({"user_id": subject.user_id, "events": events}))
     }
 
-    fn erase<'a>(&'a self, subject: &'a Subject) -> BoxFuture<'a, Result<Erasure, Failure>> {
-        async move {
-            let e = self
-                .events
-                .erase(&subject.user_id, &subject.pseudonym)
-                .await?;
-            Ok(Erasure::default()
-                .pseudonymised("events", e.events)
-                .removed("active-day records", e.active_day_blocks))
-        }
-        .boxed()
+    async fn erase(&self, subject: &Subject) -> Result<Erasure, Failure> {
+        let e = self
+            .events
+            .erase(&subject.user_id, &subject.pseudonym)
+            .await?;
+        Ok(Erasure::default()
+            .pseudonymised("events", e.events)
+            .removed("active-day records", e.active_day_blocks))
     }
 }

@@ -3,7 +3,6 @@
 //! bus) or ClickHouse (it reads the analytics service's events). docs/campaign.md#privacy says
 //! what goes and what stays.
 
-use futures::{FutureExt, future::BoxFuture};
 use sqlx::PgPool;
 use titan_kit::privacy::{Erasure, Failure, PersonalData, Subject};
 
@@ -41,26 +40,14 @@ impl Privacy {
 }
 
 impl PersonalData for Privacy {
-    fn export<'a>(
-        &'a self,
-        subject: &'a Subject,
-    ) -> BoxFuture<'a, std::result::Result<serde_json::Value, Failure>> {
-        async move {
-            let records = self.export_of(&subject.user_id).await?;
-            Ok(serde_json::to_value(records)?)
-        }
-        .boxed()
+    async fn export(&self, subject: &Subject) -> std::result::Result<serde_json::Value, Failure> {
+        let records = self.export_of(&subject.user_id).await?;
+        Ok(serde_json::to_value(records)?)
     }
 
-    fn erase<'a>(
-        &'a self,
-        subject: &'a Subject,
-    ) -> BoxFuture<'a, std::result::Result<Erasure, Failure>> {
-        async move {
-            Ok(self
-                .erase_user(&subject.user_id, &subject.pseudonym)
-                .await?)
-        }
-        .boxed()
+    async fn erase(&self, subject: &Subject) -> std::result::Result<Erasure, Failure> {
+        Ok(self
+            .erase_user(&subject.user_id, &subject.pseudonym)
+            .await?)
     }
 }

@@ -2,7 +2,6 @@
 //! [`store::privacy`](crate::store::privacy) finds and erases, as the runtime's handler.
 //! docs/driver.md#privacy says what goes and what stays.
 
-use futures::{FutureExt, future::BoxFuture};
 use titan_kit::privacy::{Erasure, Failure, PersonalData, Subject};
 
 use crate::store::privacy::PersonalStore;
@@ -19,32 +18,23 @@ impl Privacy {
 }
 
 impl PersonalData for Privacy {
-    fn export<'a>(
-        &'a self,
-        subject: &'a Subject,
-    ) -> BoxFuture<'a, Result<serde_json::Value, Failure>> {
-        async move {
-            let records = self.store.records(&subject.user_id).await?;
-            Ok(serde_json::to_value(records)?)
-        }
-        .boxed()
+    async fn export(&self, subject: &Subject) -> Result<serde_json::Value, Failure> {
+        let records = self.store.records(&subject.user_id).await?;
+        Ok(serde_json::to_value(records)?)
     }
 
-    fn erase<'a>(&'a self, subject: &'a Subject) -> BoxFuture<'a, Result<Erasure, Failure>> {
-        async move {
-            let e = self
-                .store
-                .erase(&subject.user_id, &subject.pseudonym)
-                .await?;
-            Ok(Erasure::default()
-                .removed("driver profiles", e.drivers)
-                .removed("gps positions", e.positions)
-                .removed("live positions", e.live_positions)
-                .removed("proof of delivery objects", e.proof_objects)
-                .pseudonymised("routes driven", e.routes)
-                .pseudonymised("deliveries driven", e.deliveries_driven)
-                .pseudonymised("deliveries received", e.deliveries_received))
-        }
-        .boxed()
+    async fn erase(&self, subject: &Subject) -> Result<Erasure, Failure> {
+        let e = self
+            .store
+            .erase(&subject.user_id, &subject.pseudonym)
+            .await?;
+        Ok(Erasure::default()
+            .removed("driver profiles", e.drivers)
+            .removed("gps positions", e.positions)
+            .removed("live positions", e.live_positions)
+            .removed("proof of delivery objects", e.proof_objects)
+            .pseudonymised("routes driven", e.routes)
+            .pseudonymised("deliveries driven", e.deliveries_driven)
+            .pseudonymised("deliveries received", e.deliveries_received))
     }
 }

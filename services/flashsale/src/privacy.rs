@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use futures::{FutureExt, future::BoxFuture};
 use serde::Serialize;
 use titan_kit::privacy::{Erasure, Failure, PersonalData, Subject};
 
@@ -147,26 +146,14 @@ impl Privacy {
 }
 
 impl PersonalData for Privacy {
-    fn export<'a>(
-        &'a self,
-        subject: &'a Subject,
-    ) -> BoxFuture<'a, std::result::Result<serde_json::Value, Failure>> {
-        async move {
-            let export = self.export_of(&subject.user_id).await?;
-            Ok(serde_json::to_value(export)?)
-        }
-        .boxed()
+    async fn export(&self, subject: &Subject) -> std::result::Result<serde_json::Value, Failure> {
+        let export = self.export_of(&subject.user_id).await?;
+        Ok(serde_json::to_value(export)?)
     }
 
-    fn erase<'a>(
-        &'a self,
-        subject: &'a Subject,
-    ) -> BoxFuture<'a, std::result::Result<Erasure, Failure>> {
-        async move {
-            Ok(self
-                .erase_user(&subject.user_id, &subject.pseudonym)
-                .await?)
-        }
-        .boxed()
+    async fn erase(&self, subject: &Subject) -> std::result::Result<Erasure, Failure> {
+        Ok(self
+            .erase_user(&subject.user_id, &subject.pseudonym)
+            .await?)
     }
 }

@@ -9,7 +9,7 @@
 //! task. PostgreSQL is the truth: the bus only says when to look. The announcement carries the
 //! job id, never the user id, so the streams do not keep it after an erasure.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -76,17 +76,56 @@ pub type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 /// What a service that holds personal data answers for a person. Both run again after a crash
 /// or a failure, so both must be idempotent: an erasure that finds nothing left reports zeros.
+/// Implement it with `async fn`s on the service's store (or a type of its own).
 pub trait PersonalData: Send + Sync + 'static {
     /// Everything the service holds about the user, as one JSON document (the service's part of
     /// the export, under its name).
+    fn export(
+        &self,
+        subject: &Subject,
+    ) -> impl Future<Output = Result<serde_json::Value, Failure>> + Send;
+
+    /// Deletes what identifies the user, or replaces the user by `subject.pseudonym` where a
+    /// record must stay; what each service does is documented on its page.
+    fn erase(&self, subject: &Subject) -> impl Future<Output = Result<Erasure, Failure>> + Send;
+}
+
+/// [`PersonalData`] as the runtime holds it, whatever the service's type.
+trait DynPersonalData: Send + Sync {
     fn export<'a>(
         &'a self,
         subject: &'a Subject,
     ) -> BoxFuture<'a, Result<serde_json::Value, Failure>>;
-
-    /// Deletes what identifies the user, or replaces the user by `subject.pseudonym` where a
-    /// record must stay; what each service does is documented on its page.
     fn erase<'a>(&'a self, subject: &'a Subject) -> BoxFuture<'a, Result<Erasure, Failure>>;
+}
+
+impl<T: PersonalData> DynPersonalData for T {
+    fn export<'a>(
+        &'a self,
+        subject: &'a Subject,
+    ) -> BoxFuture<'a, Result<serde_json::Value, Failure>> {
+        Box::pin(PersonalData::export(self, subject))
+    }
+
+    fn erase<'a>(&'a self, subject: &'a Subject) -> BoxFuture<'a, Result<Erasure, Failure>> {
+        Box::pin(PersonalData::erase(self, subject))
+    }
+}
+
+/// A service's [`PersonalData`], ready for the runtime (`Mounted::personal_data` makes one).
+#[derive(Clone)]
+pub struct Handler(Arc<dyn DynPersonalData>);
+
+impl Handler {
+    pub fn new(handler: impl PersonalData) -> Self {
+        Self(Arc::new(handler))
+    }
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handler")
+    }
 }
 
 /// How often a participant says it is still there: a job waits for the services seen within
@@ -123,7 +162,7 @@ pub struct Participant {
     service: String,
     pool: PgPool,
     redis: RedisHandle,
-    handler: Arc<dyn PersonalData>,
+    handler: Handler,
     options: ConsumerOptions,
     /// Whether the service publishes events: an erasure then deletes the person from its
     /// stream too ([`crate::events::forget`]).
@@ -144,7 +183,7 @@ impl Participant {
         service: &str,
         pool: PgPool,
         redis: RedisHandle,
-        handler: Arc<dyn PersonalData>,
+        handler: Handler,
         instance: &str,
         events: &EventsConfig,
     ) -> Self {
@@ -304,7 +343,7 @@ impl Participant {
     async fn run_one(&self, task: &Claimed) -> Result<(), Failure> {
         match task.kind.as_str() {
             "export" => {
-                let document = self.handler.export(&task.subject).await?;
+                let document = self.handler.0.export(&task.subject).await?;
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO titan_privacy_exports (job_id, service, document)
@@ -320,7 +359,7 @@ impl Participant {
                 tx.commit().await?;
             }
             "erasure" => {
-                let mut erasure = self.handler.erase(&task.subject).await?;
+                let mut erasure = self.handler.0.erase(&task.subject).await?;
                 if self.publishes {
                     let events = crate::events::forget::forget(
                         &self.redis,

@@ -184,7 +184,7 @@ pub struct Mounted {
     pub(crate) http: axum::Router,
     pub(crate) tasks: Vec<(String, Task)>,
     pub(crate) readiness: Vec<ReadinessGate>,
-    pub(crate) personal_data: Option<Arc<dyn crate::privacy::PersonalData>>,
+    pub(crate) personal_data: Option<crate::privacy::Handler>,
     auth: Authenticator,
     shutdown: CancellationToken,
 }
@@ -264,7 +264,7 @@ impl Mounted {
     /// jobs and runs `handler` for each export and erasure (`kit::privacy`). The service must
     /// declare PostgreSQL and Redis, where the jobs and their announcements live.
     pub fn personal_data(mut self, handler: impl crate::privacy::PersonalData) -> Self {
-        self.personal_data = Some(Arc::new(handler));
+        self.personal_data = Some(crate::privacy::Handler::new(handler));
         self
     }
 

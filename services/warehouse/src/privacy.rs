@@ -2,7 +2,6 @@
 //! [`store::privacy`](crate::store::privacy) finds and erases, as the runtime's handler.
 //! docs/warehouse.md#privacy says what goes and what stays.
 
-use futures::{FutureExt, future::BoxFuture};
 use titan_kit::privacy::{Erasure, Failure, PersonalData, Subject};
 
 use crate::store::privacy::PersonalStore;
@@ -19,27 +18,18 @@ impl Privacy {
 }
 
 impl PersonalData for Privacy {
-    fn export<'a>(
-        &'a self,
-        subject: &'a Subject,
-    ) -> BoxFuture<'a, Result<serde_json::Value, Failure>> {
-        async move {
-            let records = self.store.records(&subject.user_id).await?;
-            Ok(serde_json::to_value(records)?)
-        }
-        .boxed()
+    async fn export(&self, subject: &Subject) -> Result<serde_json::Value, Failure> {
+        let records = self.store.records(&subject.user_id).await?;
+        Ok(serde_json::to_value(records)?)
     }
 
-    fn erase<'a>(&'a self, subject: &'a Subject) -> BoxFuture<'a, Result<Erasure, Failure>> {
-        async move {
-            let e = self
-                .store
-                .erase(&subject.user_id, &subject.pseudonym)
-                .await?;
-            Ok(Erasure::default()
-                .pseudonymised("stock movements", e.movements)
-                .pseudonymised("reservations", e.reservations))
-        }
-        .boxed()
+    async fn erase(&self, subject: &Subject) -> Result<Erasure, Failure> {
+        let e = self
+            .store
+            .erase(&subject.user_id, &subject.pseudonym)
+            .await?;
+        Ok(Erasure::default()
+            .pseudonymised("stock movements", e.movements)
+            .pseudonymised("reservations", e.reservations))
     }
 }

@@ -15,12 +15,11 @@ use std::{
     time::Duration,
 };
 
-use futures::{FutureExt, future::BoxFuture};
 use serde_json::{Value, json};
 use titan_kit::{
     auth::Caller,
     config::EventsConfig,
-    privacy::{self, Erasure, Failure, Participant, PersonalData, Subject},
+    privacy::{self, Erasure, Failure, Handler, Participant, PersonalData, Subject},
     testing::{TestClock, TestObjectStorage, TestPostgres, TestRedis, caller},
 };
 use titan_privacy::{app::Privacy, store::PgPrivacy};
@@ -64,31 +63,25 @@ impl Fake {
 
 /// The handler kit runs, over a shared [`Fake`].
 #[derive(Debug, Clone)]
-pub struct Handler(pub Arc<Fake>);
+pub struct Records(pub Arc<Fake>);
 
-impl PersonalData for Handler {
-    fn export<'a>(&'a self, subject: &'a Subject) -> BoxFuture<'a, Result<Value, Failure>> {
-        async move {
-            self.0.gate().await?;
-            let records = self.0.records.lock().expect("lock");
-            Ok(json!({ "records": records.get(&subject.user_id).cloned().unwrap_or_default() }))
-        }
-        .boxed()
+impl PersonalData for Records {
+    async fn export(&self, subject: &Subject) -> Result<Value, Failure> {
+        self.0.gate().await?;
+        let records = self.0.records.lock().expect("lock");
+        Ok(json!({ "records": records.get(&subject.user_id).cloned().unwrap_or_default() }))
     }
 
-    fn erase<'a>(&'a self, subject: &'a Subject) -> BoxFuture<'a, Result<Erasure, Failure>> {
-        async move {
-            self.0.gate().await?;
-            let removed = self
-                .0
-                .records
-                .lock()
-                .expect("lock")
-                .remove(&subject.user_id)
-                .map_or(0, |r| r.len() as u64);
-            Ok(Erasure::default().removed("records", removed))
-        }
-        .boxed()
+    async fn erase(&self, subject: &Subject) -> Result<Erasure, Failure> {
+        self.0.gate().await?;
+        let removed = self
+            .0
+            .records
+            .lock()
+            .expect("lock")
+            .remove(&subject.user_id)
+            .map_or(0, |r| r.len() as u64);
+        Ok(Erasure::default().removed("records", removed))
     }
 }
 
@@ -156,7 +149,7 @@ impl World {
             service,
             self.db.pool.clone(),
             self.redis.handle.clone(),
-            Arc::new(Handler(fake.clone())),
+            Handler::new(Records(fake.clone())),
             &format!("{service}-{}", uuid::Uuid::now_v7()),
             &EventsConfig {
                 claim_idle: lease,
