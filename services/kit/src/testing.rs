@@ -103,6 +103,7 @@ impl TestRedis {
 
 pub mod mentions;
 pub mod otlp;
+pub mod privacy;
 
 /// Administration of the test Redis Cluster: which node serves a key, a failover of that node
 /// to its replica that loses no acknowledged write, and a wait until the cluster is healthy

@@ -9,19 +9,36 @@ use sqlx::PgPool;
 use crate::datastores::redis::RedisHandle;
 
 /// Tables of the database's `public` schema whose rows mention `text` (as a row's text form
-/// contains it), with how many rows each; empty when none does.
+/// contains it, or a `bytea` column holds it as UTF-8: a row's text form shows bytes as hex, so
+/// a stored answer such as kit's `titan_idempotency.response` is searched as the bytes it is),
+/// with how many rows each; empty when none does.
 pub async fn postgres(pool: &PgPool, text: &str) -> Vec<(String, i64)> {
-    let tables: Vec<(String,)> = sqlx::query_as(
-        "SELECT table_name::text FROM information_schema.tables
-         WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1",
+    let columns: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT t.table_name::text, c.column_name::text
+         FROM information_schema.tables t
+         LEFT JOIN information_schema.columns c
+           ON c.table_schema = t.table_schema AND c.table_name = t.table_name
+          AND c.data_type = 'bytea'
+         WHERE t.table_schema = 'public' AND t.table_type = 'BASE TABLE' ORDER BY 1, 2",
     )
     .fetch_all(pool)
     .await
     .expect("list the tables");
+    let mut tables: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (table, bytes) in columns {
+        tables.entry(table).or_default().extend(bytes);
+    }
     let mut found = Vec::new();
-    for (table,) in tables {
+    for (table, bytes) in tables {
+        let mut conditions = vec!["t::text LIKE '%' || $1 || '%'".to_owned()];
+        conditions.extend(
+            bytes
+                .iter()
+                .map(|c| format!("position(convert_to($1, 'UTF8') IN t.\"{c}\") > 0")),
+        );
         let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM \"{table}\" t WHERE t::text LIKE '%' || $1 || '%'"
+            "SELECT count(*) FROM \"{table}\" t WHERE {}",
+            conditions.join(" OR ")
         )))
         .bind(text)
         .fetch_one(pool)
@@ -34,13 +51,26 @@ pub async fn postgres(pool: &PgPool, text: &str) -> Vec<(String, i64)> {
     found
 }
 
+/// [`postgres`] in the tables whose names start with `prefix`: a service's own, for a test that
+/// runs the service's erasure alone (kit's tables, such as its stored answers, are erased by
+/// kit's part of the job).
+pub async fn postgres_in(pool: &PgPool, prefix: &str, text: &str) -> Vec<(String, i64)> {
+    let mut found = postgres(pool, text).await;
+    found.retain(|(table, _)| table.starts_with(prefix));
+    found
+}
+
 /// Tables of the client's database with rows whose string columns (plain, nullable, low
-/// cardinality or arrays of them) contain `text`, with how many rows each.
+/// cardinality or arrays of them) contain `text`, with how many rows each. Views are left out:
+/// they hold no rows of their own, and counting what they read would name their source twice.
 pub async fn clickhouse(client: &clickhouse::Client, text: &str) -> Vec<(String, u64)> {
     let columns: Vec<(String, String, String)> = client
         .query(
             "SELECT table, name, type FROM system.columns
-             WHERE database = currentDatabase() ORDER BY table, name",
+             WHERE database = currentDatabase()
+               AND table IN (SELECT name FROM system.tables
+                             WHERE database = currentDatabase() AND engine NOT LIKE '%View')
+             ORDER BY table, name",
         )
         .fetch_all()
         .await
