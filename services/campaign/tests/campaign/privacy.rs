@@ -7,48 +7,17 @@
 //! clicks the same campaign again is merged into the pseudonym's click.
 
 use chrono::Duration;
-use sqlx::PgPool;
 use titan_campaign::{
     domain::{Channel, Contact, LinkKind, LinkSigner, Linked, Model, Rule, Schedule, Transition},
     privacy::Privacy,
     store::consumer::record_purchase,
 };
-use titan_kit::privacy::{Erasure, PersonalData, Subject};
+use titan_kit::{
+    privacy::{Erasure, PersonalData},
+    testing::{mentions, privacy::subject},
+};
 
 use crate::support::{Ev, SECRET, Setup, contact, env, events, key, launch, spec, t0};
-
-fn subject(user: &str) -> Subject {
-    Subject {
-        user_id: user.to_owned(),
-        pseudonym: format!("p_{}", uuid::Uuid::new_v4().simple()),
-    }
-}
-
-/// Rows of the service's tables (`campaign*`) whose text mentions `needle`.
-async fn rows_naming(pool: &PgPool, needle: &str) -> Vec<String> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables
-         WHERE schemaname = 'public' AND starts_with(tablename, 'campaign')",
-    )
-    .fetch_all(pool)
-    .await
-    .expect("tables");
-    assert_eq!(tables.len(), 8, "{tables:?}");
-    let mut found = Vec::new();
-    for table in tables {
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM {table} t WHERE t::text LIKE '%' || $1 || '%'"
-        )))
-        .bind(needle)
-        .fetch_one(pool)
-        .await
-        .expect("count");
-        if n > 0 {
-            found.push(format!("{table}: {n}"));
-        }
-    }
-    found
-}
 
 fn nothing() -> Erasure {
     Erasure::default()
@@ -257,6 +226,19 @@ async fn a_person_is_exported_then_erased_and_the_campaign_counts_stay() {
     assert_eq!((kept[0].converted, kept[0].revenue), (2, 9_000));
     assert_eq!((kept[1].converted, kept[1].revenue), (1, 3_000));
 
+    // The searches that must come back empty find A before the erasure.
+    assert_eq!(
+        mentions::postgres_in(&env.pg.pool, "campaign", &a).await,
+        [
+            ("campaign_contacts", 1),
+            ("campaign_deliveries", 2),
+            ("campaign_engagements", 2),
+            ("campaign_purchases", 1),
+            ("campaign_suppressions", 1)
+        ]
+        .map(|(t, n)| (t.to_owned(), n))
+    );
+
     // The erasure.
     let s = subject(&a);
     assert_eq!(
@@ -272,8 +254,8 @@ async fn a_person_is_exported_then_erased_and_the_campaign_counts_stay() {
     );
     for needle in [&a, &email_a] {
         assert_eq!(
-            rows_naming(&env.pg.pool, needle).await,
-            Vec::<String>::new(),
+            mentions::postgres_in(&env.pg.pool, "campaign", needle).await,
+            vec![],
             "{needle}"
         );
     }
@@ -311,7 +293,10 @@ async fn a_person_is_exported_then_erased_and_the_campaign_counts_stay() {
             .expect("unsubscribe"),
         Some(Channel::Popup)
     );
-    assert_eq!(rows_naming(&env.pg.pool, &a).await, Vec::<String>::new());
+    assert_eq!(
+        mentions::postgres_in(&env.pg.pool, "campaign", &a).await,
+        vec![]
+    );
     assert_eq!(reports().await, kept);
 
     // A comes back: a new contact, X's next day shown and clicked. The click is the one the
@@ -332,12 +317,13 @@ async fn a_person_is_exported_then_erased_and_the_campaign_counts_stay() {
         .to_owned();
     assert!(env.app.clicked(&again).await.expect("click").is_some());
     assert_eq!(
-        rows_naming(&env.pg.pool, &a).await,
-        vec![
-            "campaign_contacts: 1",
-            "campaign_deliveries: 1",
-            "campaign_engagements: 1"
+        mentions::postgres_in(&env.pg.pool, "campaign", &a).await,
+        [
+            ("campaign_contacts", 1),
+            ("campaign_deliveries", 1),
+            ("campaign_engagements", 1)
         ]
+        .map(|(t, n)| (t.to_owned(), n))
     );
     assert_eq!(
         handler.erase(&s).await.expect("erase the return"),
@@ -346,7 +332,10 @@ async fn a_person_is_exported_then_erased_and_the_campaign_counts_stay() {
             .pseudonymised("messages", 1)
             .pseudonymised("opens and clicks", 1)
     );
-    assert_eq!(rows_naming(&env.pg.pool, &a).await, Vec::<String>::new());
+    assert_eq!(
+        mentions::postgres_in(&env.pg.pool, "campaign", &a).await,
+        vec![]
+    );
     let after = env
         .app
         .report(x.id, Some(Model::LastTouch))

@@ -4,7 +4,6 @@
 //! leaves no trace of the shopper's id in any table or key, leaves another shopper and every
 //! coupon's totals as they were, and is idempotent.
 
-use redis::aio::ConnectionLike;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use titan_coupon::{
@@ -16,123 +15,12 @@ use titan_coupon::{
 use titan_kit::{
     ServiceError,
     auth::Caller,
-    privacy::{Erasure, PersonalData, Subject},
+    privacy::{Erasure, PersonalData},
     ratelimit::RateLimit,
-    testing::{TestRedis, caller, cluster},
+    testing::{TestRedis, caller, mentions, privacy::subject},
 };
 
 use crate::{App, World, checkout, plain_cart, spec, uuid};
-
-fn subject(user: &str) -> Subject {
-    Subject {
-        user_id: user.to_owned(),
-        pseudonym: format!("p_{}", uuid::Uuid::new_v4().simple()),
-    }
-}
-
-/// Rows of the service's tables (`coupon_*`) whose text mentions `needle`.
-async fn rows_naming(pool: &PgPool, needle: &str) -> Vec<String> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables
-         WHERE schemaname = 'public' AND starts_with(tablename, 'coupon_')",
-    )
-    .fetch_all(pool)
-    .await
-    .expect("tables");
-    assert_eq!(tables.len(), 3, "{tables:?}");
-    let mut found = Vec::new();
-    for table in tables {
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM {table} t WHERE t::text LIKE '%' || $1 || '%'"
-        )))
-        .bind(needle)
-        .fetch_one(pool)
-        .await
-        .expect("count");
-        if n > 0 {
-            found.push(format!("{table}: {n}"));
-        }
-    }
-    found
-}
-
-/// Keys under `prefix` on each of `nodes` whose name or content (string, hash, list, set,
-/// sorted set, stream) mentions `needle`.
-async fn keys_naming<C: ConnectionLike>(nodes: Vec<C>, prefix: &str, needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for mut conn in nodes {
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{prefix}*"))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .expect("scan");
-            keys.extend(page);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        for key in keys {
-            let kind: String = redis::cmd("TYPE")
-                .arg(&key)
-                .query_async(&mut conn)
-                .await
-                .expect("type");
-            let read = |cmd: &str, args: &[&str]| {
-                let mut c = redis::cmd(cmd);
-                c.arg(&key);
-                for a in args {
-                    c.arg(*a);
-                }
-                c
-            };
-            let content: Vec<String> = match kind.as_str() {
-                "string" => vec![read("GET", &[]).query_async(&mut conn).await.expect("get")],
-                "hash" => read("HGETALL", &[])
-                    .query_async(&mut conn)
-                    .await
-                    .expect("hgetall"),
-                "list" => read("LRANGE", &["0", "-1"])
-                    .query_async(&mut conn)
-                    .await
-                    .expect("lrange"),
-                "set" => read("SMEMBERS", &[])
-                    .query_async(&mut conn)
-                    .await
-                    .expect("smembers"),
-                "zset" => read("ZRANGE", &["0", "-1"])
-                    .query_async(&mut conn)
-                    .await
-                    .expect("zrange"),
-                "stream" => {
-                    let v: redis::Value = read("XRANGE", &["-", "+"])
-                        .query_async(&mut conn)
-                        .await
-                        .expect("xrange");
-                    vec![format!("{v:?}")]
-                }
-                "none" => Vec::new(),
-                other => panic!("key {key} of unexpected type {other}"),
-            };
-            if key.contains(needle) || content.iter().any(|c| c.contains(needle)) {
-                found.push(key);
-            }
-        }
-    }
-    found
-}
-
-/// Keys of the single test server under the world's prefix that mention `needle`.
-async fn keys_of(w: &World, needle: &str) -> Vec<String> {
-    keys_naming(vec![w.redis.conn.clone()], w.redis.prefix(), needle).await
-}
 
 /// Every coupon's totals: (code, uses, sum of per-shopper uses, applied, reversed, distinct
 /// shoppers, discount given).
@@ -207,11 +95,17 @@ fn nothing() -> Erasure {
         .removed("validation budgets", 0)
 }
 
-#[tokio::test]
-async fn a_shopper_is_exported_then_erased_and_the_totals_stay() {
-    let w = World::new().await;
-    // Validations whose budget key lasts minutes, so it is still there to erase.
-    let limited: std::sync::Arc<App> = w.limited(RateLimit {
+/// Both tests' cast: an app whose validation budgets last minutes (still there to erase), the
+/// handler on the world's stores, shoppers A and B; coupons TEN and ONCE (a single use) made.
+struct Scene {
+    limited: std::sync::Arc<App>,
+    handler: Privacy,
+    a: Caller,
+    b: Caller,
+}
+
+async fn scene(w: &World) -> Scene {
+    let limited = w.limited(RateLimit {
         burst: 1_000,
         interval: std::time::Duration::from_secs(60),
     });
@@ -222,15 +116,55 @@ async fn a_shopper_is_exported_then_erased_and_the_totals_stay() {
             titan_coupon::config::Settings::default().cache_ttl_seconds,
         ),
     );
-    let a = caller(&format!("shopper-{}", uuid()), &[]);
-    let b = caller(&format!("shopper-{}", uuid()), &[]);
     w.create(spec("TEN", CouponKind::FixedAmount, 1_000)).await;
-    let mut pct = spec("PCT", CouponKind::Percentage, 1_500);
-    pct.per_user_limit = 2;
-    w.create(pct).await;
     let mut once = spec("ONCE", CouponKind::FixedAmount, 700);
     once.total_limit = 1;
     w.create(once).await;
+    Scene {
+        limited,
+        handler,
+        a: caller(&format!("shopper-{}", uuid()), &[]),
+        b: caller(&format!("shopper-{}", uuid()), &[]),
+    }
+}
+
+/// Redis undercounts ONCE, so it lets `shopper` take a use the record then refuses: the use is
+/// given back, leaving their count of ONCE at 0 in Redis with nothing of them in the record.
+async fn given_back(w: &World, shopper: &Caller) {
+    let mut conn = w.redis.conn.clone();
+    let () = redis::cmd("SET")
+        .arg(w.redis.key("{coupon:ONCE}:uses"))
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .expect("undercount");
+    let e = w
+        .app
+        .redeem(
+            &checkout(),
+            &uuid(),
+            &shopper.user_id,
+            &["ONCE".into()],
+            &plain_cart(),
+            &uuid(),
+        )
+        .await
+        .expect_err("the record refuses");
+    assert_eq!(e.reason(), Some("COUPON_DEPLETED"));
+}
+
+#[tokio::test]
+async fn a_shopper_is_exported_then_erased_and_the_totals_stay() {
+    let w = World::new().await;
+    let Scene {
+        limited,
+        handler,
+        a,
+        b,
+    } = scene(&w).await;
+    let mut pct = spec("PCT", CouponKind::Percentage, 1_500);
+    pct.per_user_limit = 2;
+    w.create(pct).await;
 
     // A: TEN and PCT on two orders, TEN on a third order that is cancelled; a validation.
     // B: TEN, and the single use of ONCE; a validation.
@@ -251,28 +185,7 @@ async fn a_shopper_is_exported_then_erased_and_the_totals_stay() {
         .validate(&b, "TEN", &plain_cart())
         .await
         .expect("validate");
-    // Redis undercounts ONCE, so it lets A take a use the record then refuses: the use is
-    // given back, leaving A's count of ONCE at 0 in Redis with nothing of A in the record.
-    let mut conn = w.redis.conn.clone();
-    let () = redis::cmd("SET")
-        .arg(w.redis.key("{coupon:ONCE}:uses"))
-        .arg(0)
-        .query_async(&mut conn)
-        .await
-        .expect("undercount");
-    let e = w
-        .app
-        .redeem(
-            &checkout(),
-            &uuid(),
-            &a.user_id,
-            &["ONCE".into()],
-            &plain_cart(),
-            &uuid(),
-        )
-        .await
-        .expect_err("the record refuses");
-    assert_eq!(e.reason(), Some("COUPON_DEPLETED"));
+    given_back(&w, &a).await;
 
     let totals_before = totals(&w.db.pool).await;
     let subject_a = subject(&a.user_id);
@@ -296,6 +209,16 @@ async fn a_shopper_is_exported_then_erased_and_the_totals_stay() {
         "nothing of B: {text}"
     );
 
+    // The searches that must come back empty find A before the erasure.
+    assert_eq!(
+        mentions::postgres_in(&w.db.pool, "coupon_", &a.user_id).await,
+        [
+            ("coupon_redemptions".to_owned(), 3),
+            ("coupon_user_uses".to_owned(), 2)
+        ]
+    );
+    assert!(!mentions::redis(&w.redis, &a.user_id).await.is_empty());
+
     // The erasure.
     let erasure = handler.erase(&subject_a).await.expect("erase");
     assert_eq!(
@@ -308,10 +231,13 @@ async fn a_shopper_is_exported_then_erased_and_the_totals_stay() {
             .removed("validation budgets", 1)
     );
     assert_eq!(
-        rows_naming(&w.db.pool, &a.user_id).await,
+        mentions::postgres_in(&w.db.pool, "coupon_", &a.user_id).await,
+        vec![]
+    );
+    assert_eq!(
+        mentions::redis(&w.redis, &a.user_id).await,
         Vec::<String>::new()
     );
-    assert_eq!(keys_of(&w, &a.user_id).await, Vec::<String>::new());
     assert_eq!(
         totals(&w.db.pool).await,
         totals_before,
@@ -375,10 +301,13 @@ async fn a_shopper_is_exported_then_erased_and_the_totals_stay() {
     expected.sort();
     assert_eq!(counts, expected);
     assert_eq!(
-        rows_naming(&w.db.pool, &a.user_id).await,
+        mentions::postgres_in(&w.db.pool, "coupon_", &a.user_id).await,
+        vec![]
+    );
+    assert_eq!(
+        mentions::redis(&w.redis, &a.user_id).await,
         Vec::<String>::new()
     );
-    assert_eq!(keys_of(&w, &a.user_id).await, Vec::<String>::new());
     assert!(w.app.reconcile().await.expect("reconcile").is_empty());
 
     // The kept records still work: cancelling an erased shopper's order gives the use back
@@ -413,67 +342,24 @@ async fn a_shopper_is_exported_then_erased_and_the_totals_stay() {
     );
 }
 
-/// A connection to every node of the test cluster, replicas reading too: a key is seen on
-/// whichever node holds it now.
-async fn cluster_nodes() -> Vec<redis::aio::MultiplexedConnection> {
-    let mut nodes = Vec::new();
-    for addr in cluster::seeds() {
-        let mut conn = cluster::node(&addr).await;
-        let () = redis::cmd("READONLY")
-            .query_async(&mut conn)
-            .await
-            .expect("readonly");
-        nodes.push(conn);
-    }
-    nodes
-}
-
 /// The same erasure on a Redis Cluster: the count a given-back use left is found on whichever
 /// master holds its coupon.
 #[tokio::test]
 async fn a_shopper_is_erased_from_a_redis_cluster() {
     let w = World::with_redis(TestRedis::cluster().await.handle).await;
-    let limited: std::sync::Arc<App> = w.limited(RateLimit {
-        burst: 1_000,
-        interval: std::time::Duration::from_secs(60),
-    });
-    let handler = Privacy::new(
-        PgCoupons::new(w.db.pool.clone()),
-        RedisCoupons::new(
-            w.redis.clone(),
-            titan_coupon::config::Settings::default().cache_ttl_seconds,
-        ),
-    );
-    let a = caller(&format!("shopper-{}", uuid()), &[]);
-    let b = caller(&format!("shopper-{}", uuid()), &[]);
-    w.create(spec("TEN", CouponKind::FixedAmount, 1_000)).await;
-    let mut once = spec("ONCE", CouponKind::FixedAmount, 700);
-    once.total_limit = 1;
-    w.create(once).await;
+    let Scene {
+        limited,
+        handler,
+        a,
+        b,
+    } = scene(&w).await;
     let a1 = redeem(&w, &a, "TEN", &uuid()).await;
     limited
         .validate(&a, "TEN", &plain_cart())
         .await
         .expect("validate");
     redeem(&w, &b, "ONCE", &uuid()).await;
-    let mut conn = w.redis.conn.clone();
-    let () = redis::cmd("SET")
-        .arg(w.redis.key("{coupon:ONCE}:uses"))
-        .arg(0)
-        .query_async(&mut conn)
-        .await
-        .expect("undercount");
-    w.app
-        .redeem(
-            &checkout(),
-            &uuid(),
-            &a.user_id,
-            &["ONCE".into()],
-            &plain_cart(),
-            &uuid(),
-        )
-        .await
-        .expect_err("the record refuses");
+    given_back(&w, &a).await;
     let totals_before = totals(&w.db.pool).await;
     let subject_a = subject(&a.user_id);
     let doc = handler.export(&subject_a).await.expect("export");
@@ -488,18 +374,13 @@ async fn a_shopper_is_erased_from_a_redis_cluster() {
             .pseudonymised("cached usage counts", 2)
             .removed("validation budgets", 1)
     );
-    let prefix = w.redis.prefix().to_owned();
-    let needle = a.user_id.clone();
-    titan_kit::testing::eventually("no key of the cluster naming the shopper", || async {
-        keys_naming(cluster_nodes().await, &prefix, &needle)
-            .await
-            .is_empty()
-            .then_some(())
-    })
-    .await;
     assert_eq!(
-        rows_naming(&w.db.pool, &a.user_id).await,
+        mentions::redis(&w.redis, &a.user_id).await,
         Vec::<String>::new()
+    );
+    assert_eq!(
+        mentions::postgres_in(&w.db.pool, "coupon_", &a.user_id).await,
+        vec![]
     );
     assert_eq!(totals(&w.db.pool).await, totals_before);
     assert_eq!(

@@ -5,8 +5,6 @@
 //! user, their device or card in any table or key, leaves another user and the training labels
 //! as they were, waits for decisions still in the log, and is idempotent.
 
-use redis::aio::ConnectionLike;
-use sqlx::PgPool;
 use titan_crds::config::FraudKnownBad;
 use titan_fraud::{
     config::Settings,
@@ -14,119 +12,14 @@ use titan_fraud::{
     store::{pg::PgFraud, redis::RedisHot},
 };
 use titan_kit::{
-    privacy::{Erasure, PersonalData, Subject},
-    testing::TestRedis,
+    privacy::{Erasure, PersonalData},
+    testing::{TestRedis, mentions, privacy::subject},
 };
 
 use crate::*;
 
 fn id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
-}
-
-fn subject(user: &str) -> Subject {
-    Subject {
-        user_id: user.to_owned(),
-        pseudonym: format!("p_{}", id()),
-    }
-}
-
-/// Rows of the service's tables (`fraud_*`) whose text mentions `needle`.
-async fn rows_naming(pool: &PgPool, needle: &str) -> Vec<String> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables
-         WHERE schemaname = 'public' AND starts_with(tablename, 'fraud_')",
-    )
-    .fetch_all(pool)
-    .await
-    .expect("tables");
-    assert_eq!(tables.len(), 9, "{tables:?}");
-    let mut found = Vec::new();
-    for table in tables {
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM {table} t WHERE t::text LIKE '%' || $1 || '%'"
-        )))
-        .bind(needle)
-        .fetch_one(pool)
-        .await
-        .expect("count");
-        if n > 0 {
-            found.push(format!("{table}: {n}"));
-        }
-    }
-    found
-}
-
-/// Keys under `prefix` whose name or content (string, hash, list, set, sorted set, stream)
-/// mentions `needle`.
-async fn keys_naming<C: ConnectionLike>(mut conn: C, prefix: &str, needle: &str) -> Vec<String> {
-    let mut keys: Vec<String> = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .expect("scan");
-        keys.extend(page);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    assert!(!keys.is_empty(), "the test wrote keys under {prefix}");
-    let mut found = Vec::new();
-    for key in keys {
-        let kind: String = redis::cmd("TYPE")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .expect("type");
-        let read = |cmd: &str, args: &[&str]| {
-            let mut c = redis::cmd(cmd);
-            c.arg(&key);
-            for a in args {
-                c.arg(*a);
-            }
-            c
-        };
-        let content: Vec<String> = match kind.as_str() {
-            "string" => vec![read("GET", &[]).query_async(&mut conn).await.expect("get")],
-            "hash" => read("HGETALL", &[])
-                .query_async(&mut conn)
-                .await
-                .expect("hgetall"),
-            "list" => read("LRANGE", &["0", "-1"])
-                .query_async(&mut conn)
-                .await
-                .expect("lrange"),
-            "set" => read("SMEMBERS", &[])
-                .query_async(&mut conn)
-                .await
-                .expect("smembers"),
-            "zset" => read("ZRANGE", &["0", "-1"])
-                .query_async(&mut conn)
-                .await
-                .expect("zrange"),
-            "stream" => {
-                let v: redis::Value = read("XRANGE", &["-", "+"])
-                    .query_async(&mut conn)
-                    .await
-                    .expect("xrange");
-                vec![format!("{v:?}")]
-            }
-            "none" => Vec::new(),
-            other => panic!("key {key} of unexpected type {other}"),
-        };
-        if key.contains(needle) || content.iter().any(|c| c.contains(needle)) {
-            found.push(key);
-        }
-    }
-    found
 }
 
 /// What stays countable after an erasure: decisions, cases, chargebacks and their amounts, and
@@ -337,12 +230,28 @@ async fn a_user_is_exported_then_erased_and_the_fraud_records_stay_under_the_pse
     assert!(!text.contains(&b) && !text.contains(&tb), "{text}");
 
     let b_before = handler.export_of(&b).await.expect("export b");
-    let b_keys = keys_naming(redis.handle.conn.clone(), redis.handle.prefix(), &b).await;
+    let b_keys = mentions::redis(&redis.handle, &b).await;
     let kept = totals(&w).await;
     assert!(
         !kept.4.is_empty(),
         "the chargeback and the verdict are labels"
     );
+
+    // The searches that must come back empty find A before the erasure.
+    assert_eq!(
+        mentions::postgres_in(&w.db.pool, "fraud_", &a).await,
+        [
+            ("fraud_case_audit", 1),
+            ("fraud_cases", 1),
+            ("fraud_chargebacks", 1),
+            ("fraud_decisions", 3),
+            ("fraud_payment_failures", 1),
+            ("fraud_seen", 3),
+            ("fraud_users", 1),
+        ]
+        .map(|(t, n)| (t.to_owned(), n))
+    );
+    assert!(!mentions::redis(&redis.handle, &a).await.is_empty());
 
     // The erasure.
     let s = subject(&a);
@@ -368,12 +277,12 @@ async fn a_user_is_exported_then_erased_and_the_fraud_records_stay_under_the_pse
 
     for needle in [&a, &device_a, &card_a, &"mail-a.example".to_owned()] {
         assert_eq!(
-            rows_naming(&w.db.pool, needle).await,
-            Vec::<String>::new(),
+            mentions::postgres_in(&w.db.pool, "fraud_", needle).await,
+            vec![],
             "{needle}"
         );
         assert_eq!(
-            keys_naming(redis.handle.conn.clone(), redis.handle.prefix(), needle).await,
+            mentions::redis(&redis.handle, needle).await,
             Vec::<String>::new(),
             "{needle}"
         );
@@ -424,10 +333,7 @@ async fn a_user_is_exported_then_erased_and_the_fraud_records_stay_under_the_pse
         .expect("zrange");
     assert_eq!(shared, vec![format!("500:{tb}")]);
     assert_eq!(handler.export_of(&b).await.expect("export b"), b_before);
-    assert_eq!(
-        keys_naming(redis.handle.conn.clone(), redis.handle.prefix(), &b).await,
-        b_keys
-    );
+    assert_eq!(mentions::redis(&redis.handle, &b).await, b_keys);
     let after = handler.export_of(&a).await.expect("export");
     assert_eq!(
         (
@@ -476,9 +382,12 @@ async fn an_erasure_waits_for_decisions_still_in_the_log() {
         ),
         (Some(&1), Some(&1), Some(&1), Some(&1))
     );
-    assert_eq!(rows_naming(&w.db.pool, &a).await, Vec::<String>::new());
     assert_eq!(
-        keys_naming(redis.handle.conn.clone(), redis.handle.prefix(), &a).await,
+        mentions::postgres_in(&w.db.pool, "fraud_", &a).await,
+        vec![]
+    );
+    assert_eq!(
+        mentions::redis(&redis.handle, &a).await,
         Vec::<String>::new()
     );
 }
