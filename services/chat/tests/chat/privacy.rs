@@ -13,16 +13,12 @@ use titan_chat::{
     privacy::Privacy,
     store::{privacy::PersonalStore, redis::Live},
 };
-use titan_kit::privacy::{Erasure, PersonalData, Subject};
+use titan_kit::{
+    privacy::{Erasure, PersonalData},
+    testing::{mentions, privacy::subject},
+};
 
 use crate::{World, rid, settings, user};
-
-fn subject(user: &str) -> Subject {
-    Subject {
-        user_id: user.to_owned(),
-        pseudonym: format!("p_{}", uuid::Uuid::new_v4().simple()),
-    }
-}
 
 fn handler(w: &World) -> Privacy {
     Privacy::new(PersonalStore::new(
@@ -46,93 +42,18 @@ fn time(t: DateTime<Utc>) -> Value {
     serde_json::to_value(t).expect("time")
 }
 
-/// Rows of the service's tables whose text holds `needle`, per table.
-pub async fn rows_naming(w: &World, needle: &str) -> Vec<(String, i64)> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables
-         WHERE schemaname = current_schema() AND tablename LIKE 'chat\\_%' ORDER BY 1",
-    )
-    .fetch_all(&w.db.pool)
-    .await
-    .expect("tables");
-    assert_eq!(
-        tables,
-        [
-            "chat_conversations",
-            "chat_members",
-            "chat_messages",
-            "chat_receipts"
-        ]
-    );
-    let mut found = Vec::new();
-    for t in tables {
-        // The names come from the catalog, not from outside.
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM {t} t WHERE t::text LIKE '%' || $1 || '%'"
-        )))
-        .bind(needle)
-        .fetch_one(&w.db.pool)
-        .await
-        .expect("count");
-        if n > 0 {
-            found.push((t, n));
-        }
-    }
-    found
-}
-
-/// Every key under the test's Redis prefix with its contents, as text.
-pub async fn redis_text(w: &World) -> Vec<String> {
-    let mut conn = w.redis.conn.clone();
-    let mut keys: Vec<String> = Vec::new();
-    let mut cursor = 0_u64;
-    loop {
-        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(w.redis.key("*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .expect("scan");
-        keys.extend(page);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    let mut out = Vec::new();
-    for key in keys {
-        let kind: String = redis::cmd("TYPE")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .expect("type");
-        let (command, args): (&str, &[&str]) = match kind.as_str() {
-            "string" => ("GET", &[]),
-            "hash" => ("HGETALL", &[]),
-            "set" => ("SMEMBERS", &[]),
-            "zset" => ("ZRANGE", &["0", "-1"]),
-            "list" => ("LRANGE", &["0", "-1"]),
-            "stream" => ("XRANGE", &["-", "+"]),
-            "none" => continue,
-            other => panic!("the test does not read a Redis {other} ({key})"),
-        };
-        let value: redis::Value = redis::cmd(command)
-            .arg(&key)
-            .arg(args)
-            .query_async(&mut conn)
-            .await
-            .expect("read");
-        out.push(format!("{key} {value:?}"));
-    }
-    out
-}
-
-/// A redis value's bytes shown as text, so that ids inside it can be searched.
-fn names(kv: &[String], needle: &str) -> bool {
-    kv.iter().any(|s| s.contains(needle))
+/// What an erasure with nothing left to do reports.
+fn nothing() -> Erasure {
+    Erasure::default()
+        .removed("message bodies", 0)
+        .removed("receipts", 0)
+        .removed("presence records", 0)
+        .removed("typing indicators", 0)
+        .removed("send rate budgets", 0)
+        .pseudonymised("messages", 0)
+        .pseudonymised("system notes", 0)
+        .pseudonymised("memberships", 0)
+        .pseudonymised("conversations", 0)
 }
 
 /// A message a second after the last step, so that every record has a time of its own.
@@ -318,7 +239,7 @@ async fn an_erased_person_leaves_their_conversations_to_the_others_under_a_pseud
 
     // The searches below find Ann before the erasure.
     assert_eq!(
-        rows_naming(&w, &a).await,
+        mentions::postgres_in(&w.db.pool, "chat_", &a).await,
         [
             ("chat_conversations".to_owned(), 1),
             ("chat_members".to_owned(), 2),
@@ -326,7 +247,7 @@ async fn an_erased_person_leaves_their_conversations_to_the_others_under_a_pseud
             ("chat_receipts".to_owned(), 1),
         ]
     );
-    assert!(names(&redis_text(&w).await, &a));
+    assert!(!mentions::redis(&w.redis, &a).await.is_empty());
 
     let erased = p.erase(&sa).await.expect("erase");
     assert_eq!(
@@ -343,10 +264,16 @@ async fn an_erased_person_leaves_their_conversations_to_the_others_under_a_pseud
             .pseudonymised("conversations", 1)
     );
 
-    assert_eq!(rows_naming(&w, &a).await, vec![]);
-    let redis = redis_text(&w).await;
-    assert!(names(&redis, &b), "Bob's keys stay: {redis:?}");
-    assert!(!names(&redis, &a), "redis still names Ann: {redis:?}");
+    assert_eq!(mentions::postgres_in(&w.db.pool, "chat_", &a).await, vec![]);
+    assert!(
+        !mentions::redis(&w.redis, &b).await.is_empty(),
+        "Bob's keys stay"
+    );
+    assert_eq!(
+        mentions::redis(&w.redis, &a).await,
+        Vec::<String>::new(),
+        "redis still names Ann"
+    );
     assert_eq!(totals(&w).await, totals_before);
     assert_eq!(p.export(&sb).await.expect("export bob"), bob_before);
     // Bob's view: every message in its place, Ann's deleted and sent by the pseudonym.
@@ -386,32 +313,13 @@ async fn an_erased_person_leaves_their_conversations_to_the_others_under_a_pseud
     let second = p.erase(&sa).await.expect("erase again");
     assert_eq!(
         second,
-        Erasure::default()
-            .removed("message bodies", 0)
-            .removed("receipts", 0)
-            .removed("presence records", 0)
-            .removed("typing indicators", 0)
-            .removed("send rate budgets", 0)
-            .pseudonymised("messages", 0)
-            .pseudonymised("system notes", 0)
+        nothing()
             .pseudonymised("memberships", 1)
             .pseudonymised("conversations", 1),
         "only the conversation Bob opened since"
     );
     let third = p.erase(&sa).await.expect("erase a third time");
-    assert_eq!(
-        third,
-        Erasure::default()
-            .removed("message bodies", 0)
-            .removed("receipts", 0)
-            .removed("presence records", 0)
-            .removed("typing indicators", 0)
-            .removed("send rate budgets", 0)
-            .pseudonymised("messages", 0)
-            .pseudonymised("system notes", 0)
-            .pseudonymised("memberships", 0)
-            .pseudonymised("conversations", 0)
-    );
+    assert_eq!(third, nothing());
     assert_eq!(
         p.export(&sa).await.expect("export"),
         json!({"user_id": a, "conversations": [], "messages": [], "receipts": [],
@@ -456,5 +364,5 @@ async fn a_person_who_comes_back_to_the_same_group_merges_into_their_pseudonym()
             (s.pseudonym.clone(), "MEMBER".to_owned())
         ]
     );
-    assert_eq!(rows_naming(&w, &a).await, vec![]);
+    assert_eq!(mentions::postgres_in(&w.db.pool, "chat_", &a).await, vec![]);
 }

@@ -15,20 +15,13 @@ use titan_kit::{
     ErrorCode, ServiceError,
     objects::ObjectKey,
     privacy::{Erasure, PersonalData, Subject},
+    testing::{
+        mentions,
+        privacy::{subject, unique},
+    },
 };
 
 use crate::{World, dispatcher, reason, rid, user};
-
-fn subject(user: &str) -> Subject {
-    Subject {
-        user_id: user.to_owned(),
-        pseudonym: format!("p_{}", uuid::Uuid::new_v4().simple()),
-    }
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}", uuid::Uuid::new_v4())
-}
 
 fn handler(w: &World) -> Privacy {
     Privacy::new(PersonalStore::new(
@@ -54,109 +47,6 @@ async fn export(p: &Privacy, s: &Subject) -> Value {
         }
     }
     doc
-}
-
-/// Rows of the service's tables whose text holds `needle`, per table.
-async fn rows_naming(pool: &PgPool, needle: &str) -> Vec<(String, i64)> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables
-         WHERE schemaname = current_schema() AND tablename LIKE 'driver\\_%' ORDER BY 1",
-    )
-    .fetch_all(pool)
-    .await
-    .expect("tables");
-    assert_eq!(
-        tables,
-        [
-            "driver_deliveries",
-            "driver_drivers",
-            "driver_positions",
-            "driver_routes"
-        ]
-    );
-    let mut found = Vec::new();
-    for t in tables {
-        // The names come from the catalog, not from outside.
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM {t} t WHERE t::text LIKE '%' || $1 || '%'"
-        )))
-        .bind(needle)
-        .fetch_one(pool)
-        .await
-        .expect("count");
-        if n > 0 {
-            found.push((t, n));
-        }
-    }
-    found
-}
-
-/// Every key under the world's Redis prefix with its content, as text.
-async fn redis_text(w: &World) -> Vec<String> {
-    let mut conn = w.redis.conn.clone();
-    let mut keys: Vec<String> = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(w.redis.key("*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .expect("scan");
-        keys.extend(page);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    let mut out = Vec::new();
-    for key in keys {
-        let kind: String = redis::cmd("TYPE")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .expect("type");
-        let read = |cmd: &str, args: &[&str]| {
-            let mut c = redis::cmd(cmd);
-            c.arg(&key);
-            for a in args {
-                c.arg(*a);
-            }
-            c
-        };
-        let content: Vec<String> = match kind.as_str() {
-            "string" => vec![read("GET", &[]).query_async(&mut conn).await.expect("get")],
-            "hash" => read("HGETALL", &[])
-                .query_async(&mut conn)
-                .await
-                .expect("hgetall"),
-            "list" => read("LRANGE", &["0", "-1"])
-                .query_async(&mut conn)
-                .await
-                .expect("lrange"),
-            "set" => read("SMEMBERS", &[])
-                .query_async(&mut conn)
-                .await
-                .expect("smembers"),
-            "zset" => read("ZRANGE", &["0", "-1"])
-                .query_async(&mut conn)
-                .await
-                .expect("zrange"),
-            "stream" => {
-                let v: redis::Value = read("XRANGE", &["-", "+"])
-                    .query_async(&mut conn)
-                    .await
-                    .expect("xrange");
-                vec![format!("{v:?}")]
-            }
-            other => panic!("key {key} of unexpected type {other}"),
-        };
-        out.push(format!("{key} {}", content.join(" ")));
-    }
-    out
 }
 
 /// (deliveries, routes, completed deliveries, sum of ratings): what the erasures keep.
@@ -269,16 +159,16 @@ async fn an_erased_driver_leaves_routes_and_deliveries_under_a_pseudonym_and_not
     assert_eq!(before, (2, 1, 2, 4));
     let ann_id = ann.id.to_string();
     assert!(
-        redis_text(&w).await.iter().any(|kv| kv.contains(&ann_id)),
+        !mentions::redis(&w.redis, &ann_id).await.is_empty(),
         "ann is live in Redis before the erasure"
     );
 
     assert_eq!(
-        rows_naming(&w.db.pool, &a).await,
+        mentions::postgres_in(&w.db.pool, "driver_", &a).await,
         [("driver_drivers".to_owned(), 1)]
     );
     assert_eq!(
-        rows_naming(&w.db.pool, &ann_id).await,
+        mentions::postgres_in(&w.db.pool, "driver_", &ann_id).await,
         [
             ("driver_deliveries".to_owned(), 2),
             ("driver_drivers".to_owned(), 1),
@@ -300,19 +190,27 @@ async fn an_erased_driver_leaves_routes_and_deliveries_under_a_pseudonym_and_not
             .pseudonymised("deliveries received", 0)
     );
 
-    assert_eq!(rows_naming(&w.db.pool, &a).await, vec![]);
-    assert_eq!(rows_naming(&w.db.pool, &ann_id).await, vec![]);
-    let redis = redis_text(&w).await;
-    assert!(
-        redis.iter().any(|kv| kv.contains(&bob.id.to_string())),
-        "bob is still live: {redis:?}"
+    assert_eq!(
+        mentions::postgres_in(&w.db.pool, "driver_", &a).await,
+        vec![]
+    );
+    assert_eq!(
+        mentions::postgres_in(&w.db.pool, "driver_", &ann_id).await,
+        vec![]
     );
     assert!(
-        redis
-            .iter()
-            .all(|kv| !kv.contains(&ann_id) && !kv.contains(&a)),
-        "redis still names ann: {redis:?}"
+        !mentions::redis(&w.redis, &bob.id.to_string())
+            .await
+            .is_empty(),
+        "bob is still live"
     );
+    for ann in [&ann_id, &a] {
+        assert_eq!(
+            mentions::redis(&w.redis, ann).await,
+            Vec::<String>::new(),
+            "redis still names ann"
+        );
+    }
     assert_eq!(totals(&w.db.pool).await, before);
     let kept: (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM driver_deliveries WHERE driver_pseudonym = $1
@@ -403,7 +301,7 @@ async fn an_erased_customer_keeps_blank_deliveries_under_a_pseudonym_and_loses_t
     }
 
     assert_eq!(
-        rows_naming(&w.db.pool, &a).await,
+        mentions::postgres_in(&w.db.pool, "driver_", &a).await,
         [("driver_deliveries".to_owned(), 2)]
     );
 
@@ -415,9 +313,13 @@ async fn an_erased_customer_keeps_blank_deliveries_under_a_pseudonym_and_loses_t
             .pseudonymised("deliveries received", 2)
     );
 
-    assert_eq!(rows_naming(&w.db.pool, &a).await, vec![]);
-    assert!(
-        redis_text(&w).await.iter().all(|kv| !kv.contains(&a)),
+    assert_eq!(
+        mentions::postgres_in(&w.db.pool, "driver_", &a).await,
+        vec![]
+    );
+    assert_eq!(
+        mentions::redis(&w.redis, &a).await,
+        Vec::<String>::new(),
         "redis names ann"
     );
     for d in [a1, a2] {
@@ -515,7 +417,7 @@ async fn a_driver_on_a_route_is_erased_once_the_route_is_done() {
         "{refused:?}"
     );
     assert_eq!(
-        rows_naming(&w.db.pool, &a).await,
+        mentions::postgres_in(&w.db.pool, "driver_", &a).await,
         [("driver_drivers".to_owned(), 1)]
     );
     w.deliver(&user(&a), &d.id.to_string()).await;
@@ -529,5 +431,8 @@ async fn a_driver_on_a_route_is_erased_once_the_route_is_done() {
             .pseudonymised("routes driven", 1)
             .pseudonymised("deliveries driven", 1)
     );
-    assert_eq!(rows_naming(&w.db.pool, &a).await, vec![]);
+    assert_eq!(
+        mentions::postgres_in(&w.db.pool, "driver_", &a).await,
+        vec![]
+    );
 }

@@ -12,17 +12,10 @@ use titan_gamification::{
 };
 use titan_kit::{
     privacy::{Erasure, PersonalData, Subject},
-    testing::caller,
+    testing::{caller, mentions, privacy::subject},
 };
 
 use crate::{World, admin, leaderboard::wipe_redis, usd, uuid};
-
-fn subject(user: &str) -> Subject {
-    Subject {
-        user_id: user.to_owned(),
-        pseudonym: format!("p_{}", ::uuid::Uuid::new_v4().simple()),
-    }
-}
 
 fn handler(w: &World) -> Privacy {
     Privacy::new(PersonalStore::new(
@@ -41,78 +34,6 @@ async fn export(p: &Privacy, s: &Subject) -> Value {
         );
     }
     doc
-}
-
-/// Rows of the service's tables whose text holds `needle`, per table.
-async fn rows_naming(w: &World, needle: &str) -> Vec<(String, i64)> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables
-         WHERE schemaname = current_schema() AND tablename LIKE 'gamification%' ORDER BY 1",
-    )
-    .fetch_all(&w.db.pool)
-    .await
-    .expect("tables");
-    assert!(
-        tables.len() >= 6,
-        "the service's tables are found: {tables:?}"
-    );
-    let mut found = Vec::new();
-    for t in tables {
-        // The names come from the catalog, not from outside.
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM {t} WHERE {t}::text LIKE '%' || $1 || '%'"
-        )))
-        .bind(needle)
-        .fetch_one(&w.db.pool)
-        .await
-        .expect("count");
-        if n > 0 {
-            found.push((t, n));
-        }
-    }
-    found
-}
-
-/// Every key under the test's Redis prefix with its values, as text.
-async fn redis_text(w: &World) -> Vec<String> {
-    let mut conn = w.redis.conn.clone();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(w.redis.key("*"))
-        .query_async(&mut conn)
-        .await
-        .expect("keys");
-    let mut out = Vec::new();
-    for key in keys {
-        let kind: String = redis::cmd("TYPE")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .expect("type");
-        let values: Vec<String> = match kind.as_str() {
-            "string" => vec![
-                redis::cmd("GET")
-                    .arg(&key)
-                    .query_async(&mut conn)
-                    .await
-                    .expect("get"),
-            ],
-            "hash" => redis::cmd("HGETALL")
-                .arg(&key)
-                .query_async(&mut conn)
-                .await
-                .expect("hgetall"),
-            "zset" => redis::cmd("ZRANGE")
-                .arg(&key)
-                .arg(0)
-                .arg(-1)
-                .query_async(&mut conn)
-                .await
-                .expect("zrange"),
-            other => panic!("the test does not read a Redis {other} ({key})"),
-        };
-        out.push(format!("{key} {}", values.join(" ")));
-    }
-    out
 }
 
 /// (rows, sum of deltas) of the ledger, and the sum of the balances.
@@ -223,7 +144,7 @@ async fn an_erased_shopper_leaves_the_books_under_a_pseudonym_and_nothing_else()
 
     // The searches below find Ann before her erasure.
     assert_eq!(
-        rows_naming(&w, &a).await,
+        mentions::postgres_in(&w.db.pool, "gamification", &a).await,
         vec![
             ("gamification_accounts".into(), 1),
             ("gamification_badges".into(), 1),
@@ -231,7 +152,7 @@ async fn an_erased_shopper_leaves_the_books_under_a_pseudonym_and_nothing_else()
             ("gamification_reward_redemptions".into(), 1),
         ]
     );
-    assert!(redis_text(&w).await.iter().any(|kv| kv.contains(&a)));
+    assert!(!mentions::redis(&w.redis, &a).await.is_empty());
 
     let erased = p.erase(&sa).await.expect("erase");
     assert_eq!(
@@ -245,12 +166,19 @@ async fn an_erased_shopper_leaves_the_books_under_a_pseudonym_and_nothing_else()
             .pseudonymised("reward redemptions", 1)
     );
 
-    assert_eq!(rows_naming(&w, &a).await, vec![]);
-    let redis = redis_text(&w).await;
-    assert!(!redis.is_empty(), "the boards are still there");
+    assert_eq!(
+        mentions::postgres_in(&w.db.pool, "gamification", &a).await,
+        vec![]
+    );
+    // Every key contains the empty text.
     assert!(
-        redis.iter().all(|kv| !kv.contains(&a)),
-        "redis still names the shopper: {redis:?}"
+        !mentions::redis(&w.redis, "").await.is_empty(),
+        "the boards are still there"
+    );
+    assert_eq!(
+        mentions::redis(&w.redis, &a).await,
+        Vec::<String>::new(),
+        "redis still names the shopper"
     );
     // The books: every row and point kept, the balance held by the pseudonym.
     assert_eq!(books(&w).await, books_before);
@@ -332,5 +260,8 @@ async fn a_shopper_who_comes_back_after_an_erasure_is_erased_again_under_the_sam
             .await
             .expect("balance");
     assert_eq!(balance, 20);
-    assert_eq!(rows_naming(&w, &a).await, vec![]);
+    assert_eq!(
+        mentions::postgres_in(&w.db.pool, "gamification", &a).await,
+        vec![]
+    );
 }

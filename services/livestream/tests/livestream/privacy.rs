@@ -7,8 +7,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use titan_kit::{
-    privacy::{Erasure, PersonalData, Subject},
-    testing::caller,
+    privacy::{Erasure, PersonalData},
+    testing::{caller, mentions, privacy::subject},
 };
 use titan_livestream::{
     app::PurchaseInput,
@@ -18,13 +18,6 @@ use titan_livestream::{
 };
 
 use crate::{World, rid, seller, viewer};
-
-fn subject(user: &str) -> Subject {
-    Subject {
-        user_id: user.to_owned(),
-        pseudonym: format!("p_{}", uuid::Uuid::new_v4().simple()),
-    }
-}
 
 fn handler(w: &World) -> Privacy {
     Privacy::new(PersonalStore::new(
@@ -44,88 +37,6 @@ fn stream(s: &Stream) -> Value {
         "scheduled_at": s.scheduled_at, "started_at": s.started_at, "ended_at": s.ended_at,
         "recording_url": s.recording_url, "featured": [],
     })
-}
-
-/// Rows of the service's tables whose text holds `needle`, per table.
-async fn rows_naming(w: &World, needle: &str) -> Vec<(String, i64)> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables
-         WHERE schemaname = current_schema() AND tablename LIKE 'livestream\\_%' ORDER BY 1",
-    )
-    .fetch_all(&w.db.pool)
-    .await
-    .expect("tables");
-    assert_eq!(
-        tables,
-        [
-            "livestream_comments",
-            "livestream_purchases",
-            "livestream_streams"
-        ]
-    );
-    let mut found = Vec::new();
-    for t in tables {
-        // The names come from the catalog, not from outside.
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM {t} t WHERE t::text LIKE '%' || $1 || '%'"
-        )))
-        .bind(needle)
-        .fetch_one(&w.db.pool)
-        .await
-        .expect("count");
-        if n > 0 {
-            found.push((t, n));
-        }
-    }
-    found
-}
-
-/// Every key under the test's Redis prefix with its contents, as text.
-async fn redis_text(w: &World) -> Vec<String> {
-    let mut conn = w.redis.conn.clone();
-    let mut keys: Vec<String> = Vec::new();
-    let mut cursor = 0_u64;
-    loop {
-        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(w.redis.key("*"))
-            .query_async(&mut conn)
-            .await
-            .expect("scan");
-        keys.extend(page);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    let mut out = Vec::new();
-    for key in keys {
-        let kind: String = redis::cmd("TYPE")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .expect("type");
-        let (command, args): (&str, &[&str]) = match kind.as_str() {
-            // A HyperLogLog is a string of registers: no id can be read back from it.
-            "string" => ("GET", &[]),
-            "hash" => ("HGETALL", &[]),
-            "set" => ("SMEMBERS", &[]),
-            "zset" => ("ZRANGE", &["0", "-1"]),
-            "list" => ("LRANGE", &["0", "-1"]),
-            "stream" => ("XRANGE", &["-", "+"]),
-            "none" => continue,
-            other => panic!("the test does not read a Redis {other} ({key})"),
-        };
-        let value: redis::Value = redis::cmd(command)
-            .arg(&key)
-            .arg(args)
-            .query_async(&mut conn)
-            .await
-            .expect("read");
-        out.push(format!("{key} {value:?}"));
-    }
-    out
 }
 
 /// (purchases, their total) of the whole service.
@@ -248,14 +159,14 @@ async fn an_erased_person_leaves_their_streams_and_purchases_under_a_pseudonym()
 
     // The searches below find Ann before the erasure.
     assert_eq!(
-        rows_naming(&w, &a).await,
+        mentions::postgres_in(&w.db.pool, "livestream_", &a).await,
         [
             ("livestream_comments".to_owned(), 2),
             ("livestream_purchases".to_owned(), 1),
             ("livestream_streams".to_owned(), 1),
         ]
     );
-    assert!(redis_text(&w).await.iter().any(|kv| kv.contains(&a)));
+    assert!(!mentions::redis(&w.redis, &a).await.is_empty());
 
     let erased = p.erase(&sa).await.expect("erase");
     assert_eq!(
@@ -268,10 +179,12 @@ async fn an_erased_person_leaves_their_streams_and_purchases_under_a_pseudonym()
             .pseudonymised("viewer entries", 1)
             .pseudonymised("watched minute markers", 1)
     );
-    assert_eq!(rows_naming(&w, &a).await, vec![]);
-    let redis = redis_text(&w).await;
-    assert!(redis.iter().any(|kv| kv.contains(&b)), "{redis:?}");
-    assert!(redis.iter().all(|kv| !kv.contains(&a)), "{redis:?}");
+    assert_eq!(
+        mentions::postgres_in(&w.db.pool, "livestream_", &a).await,
+        vec![]
+    );
+    assert!(!mentions::redis(&w.redis, &b).await.is_empty());
+    assert_eq!(mentions::redis(&w.redis, &a).await, Vec::<String>::new());
     assert_eq!(books(&w).await, books_before);
     assert_eq!(w.app.stats(&other_id).await.expect("stats"), figures_before);
     assert_eq!(p.export(&sb).await.expect("export bob"), bob_before);
@@ -357,5 +270,5 @@ async fn a_viewer_who_comes_back_merges_into_their_pseudonym_in_the_figures() {
         .expect("minute");
     assert_eq!(minute, Some(0));
     assert_eq!(w.app.stats(&id).await.expect("stats").concurrent, 1);
-    assert!(redis_text(&w).await.iter().all(|kv| !kv.contains(&a)));
+    assert_eq!(mentions::redis(&w.redis, &a).await, Vec::<String>::new());
 }

@@ -8,7 +8,11 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use titan_kit::{
     events::Envelope,
-    privacy::{Erasure, PersonalData, Subject},
+    privacy::{Erasure, PersonalData},
+    testing::{
+        mentions,
+        privacy::{subject, unique},
+    },
 };
 use titan_tracking::{
     app::Record,
@@ -18,17 +22,6 @@ use titan_tracking::{
 };
 
 use crate::{World, at, delivery, epoch, lookup, support};
-
-fn subject(user: &str) -> Subject {
-    Subject {
-        user_id: user.to_owned(),
-        pseudonym: format!("p_{}", uuid::Uuid::new_v4().simple()),
-    }
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}", uuid::Uuid::new_v4())
-}
 
 /// `shipping.shipment_created` for `owner`'s `shipment`.
 fn created(shipment: &str, number: &str, carrier: &str, owner: &str) -> Envelope {
@@ -62,69 +55,6 @@ fn scan(id: &str, number: &str, seconds: i64, note: &str) -> (String, NewEvent) 
             estimated_delivery: None,
         },
     )
-}
-
-/// Rows of the service's tables whose text holds `needle`, per table.
-async fn rows_naming(pool: &PgPool, needle: &str) -> Vec<(String, i64)> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables
-         WHERE schemaname = current_schema() AND tablename LIKE 'tracking\\_%' ORDER BY 1",
-    )
-    .fetch_all(pool)
-    .await
-    .expect("tables");
-    assert_eq!(tables, ["tracking_events", "tracking_records"]);
-    let mut found = Vec::new();
-    for t in tables {
-        // The names come from the catalog, not from outside.
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM {t} t WHERE t::text LIKE '%' || $1 || '%'"
-        )))
-        .bind(needle)
-        .fetch_one(pool)
-        .await
-        .expect("count");
-        if n > 0 {
-            found.push((t, n));
-        }
-    }
-    found
-}
-
-/// Every key under the world's Redis prefix with its content, as text.
-async fn redis_text(w: &World) -> Vec<String> {
-    let mut conn = w.redis.handle.conn.clone();
-    let mut keys: Vec<String> = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, page): (u64, Vec<String>) = titan_kit::reexport::redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(w.redis.handle.key("*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .expect("scan");
-        keys.extend(page);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    let mut out = Vec::new();
-    for key in keys {
-        let dump: Option<Vec<u8>> = titan_kit::reexport::redis::cmd("DUMP")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .expect("dump");
-        out.push(format!(
-            "{key} {}",
-            String::from_utf8_lossy(&dump.unwrap_or_default())
-        ));
-    }
-    out
 }
 
 /// (records, events, events with coordinates, statuses in order): what the erasure keeps.
@@ -231,12 +161,12 @@ async fn an_erased_owner_keeps_records_under_a_pseudonym_without_coordinates_or_
     assert_eq!(before.2, 5);
 
     assert_eq!(
-        rows_naming(&w.db.pool, &a).await,
+        mentions::postgres_in(&w.db.pool, "tracking_", &a).await,
         [("tracking_records".to_owned(), 2)]
     );
     // The tag is in Ann's id on her records, and in the carrier's note.
     assert_eq!(
-        rows_naming(&w.db.pool, tag).await,
+        mentions::postgres_in(&w.db.pool, "tracking_", tag).await,
         [
             ("tracking_events".to_owned(), 1),
             ("tracking_records".to_owned(), 2)
@@ -252,12 +182,18 @@ async fn an_erased_owner_keeps_records_under_a_pseudonym_without_coordinates_or_
             .pseudonymised("tracking events", 3)
     );
 
-    assert_eq!(rows_naming(&w.db.pool, &a).await, vec![]);
-    assert_eq!(rows_naming(&w.db.pool, tag).await, vec![]);
-    let redis = redis_text(&w).await;
-    assert!(
-        redis.iter().all(|kv| !kv.contains(&a)),
-        "redis names ann: {redis:?}"
+    assert_eq!(
+        mentions::postgres_in(&w.db.pool, "tracking_", &a).await,
+        vec![]
+    );
+    assert_eq!(
+        mentions::postgres_in(&w.db.pool, "tracking_", tag).await,
+        vec![]
+    );
+    assert_eq!(
+        mentions::redis(&w.redis.handle, &a).await,
+        Vec::<String>::new(),
+        "redis names ann"
     );
     let after = totals(&w.db.pool).await;
     assert_eq!(
