@@ -16,17 +16,10 @@ use titan_abtesting::{
 };
 use titan_kit::{
     privacy::{Erasure, PersonalData, Subject},
-    testing::eventually,
+    testing::{eventually, mentions, privacy::subject},
 };
 
 use crate::{World, admin, attrs, request_id, service, settings, spec};
-
-fn subject(user: &str) -> Subject {
-    Subject {
-        user_id: user.to_owned(),
-        pseudonym: format!("p_{}", uuid::Uuid::new_v4().simple()),
-    }
-}
 
 fn id_is(op: Op, operand: Value) -> Condition {
     Condition {
@@ -48,80 +41,6 @@ async fn export(p: &Privacy, s: &Subject, from: DateTime<Utc>, to: DateTime<Utc>
         assert!(from <= time && time <= to, "{time} within {from}..{to}");
     }
     doc
-}
-
-/// Rows of the service's PostgreSQL tables whose text holds `needle`, per table.
-async fn pg_rows_naming(w: &World, needle: &str) -> Vec<(String, i64)> {
-    let pool = &w.stores.db.pool;
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables
-         WHERE schemaname = current_schema() AND tablename LIKE 'abtesting%' ORDER BY 1",
-    )
-    .fetch_all(pool)
-    .await
-    .expect("tables");
-    assert_eq!(tables, ["abtesting_experiments", "abtesting_flags"]);
-    let mut found = Vec::new();
-    for t in tables {
-        // The names come from the catalog, not from outside.
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM {t} WHERE {t}::text LIKE '%' || $1 || '%'"
-        )))
-        .bind(needle)
-        .fetch_one(pool)
-        .await
-        .expect("count");
-        if n > 0 {
-            found.push((t, n));
-        }
-    }
-    found
-}
-
-/// Rows of the ClickHouse tables (the exposures, and analytics' tables the results read) with
-/// `needle` in any String column, per table.
-async fn ch_rows_naming(w: &World, needle: &str) -> Vec<(String, u64)> {
-    let client = &w.stores.ch.client;
-    // (table, column)
-    let columns: Vec<(String, String)> = client
-        .query(
-            "SELECT c.table AS table, c.name AS name FROM system.columns AS c
-             WHERE c.database = currentDatabase() AND c.type = 'String'
-               AND c.table IN (SELECT name FROM system.tables
-                               WHERE database = currentDatabase() AND engine NOT LIKE '%View')
-             ORDER BY c.table, c.name",
-        )
-        .fetch_all()
-        .await
-        .expect("columns");
-    let tables: std::collections::BTreeSet<&str> = columns.iter().map(|c| c.0.as_str()).collect();
-    for t in [
-        "abtesting_exposures",
-        "analytics_events",
-        "analytics_user_days",
-    ] {
-        assert!(tables.contains(t), "{t} is searched: {tables:?}");
-    }
-    let mut found = Vec::new();
-    for table in tables {
-        let conditions: Vec<String> = columns
-            .iter()
-            .filter(|c| c.0 == table)
-            .map(|(_, name)| format!("position({name}, ?) > 0"))
-            .collect();
-        let mut query = client.query(&format!(
-            "SELECT count() FROM {table} WHERE {}",
-            conditions.join(" OR ")
-        ));
-        for _ in &conditions {
-            query = query.bind(needle);
-        }
-        let n: u64 = query.fetch_one().await.expect("count");
-        if n > 0 {
-            found.push((table.to_owned(), n));
-        }
-    }
-    found
 }
 
 #[tokio::test]
@@ -256,11 +175,11 @@ async fn an_erased_user_leaves_every_result_as_it_was_and_is_named_nowhere() {
 
     // The searches below find Ann before her erasure.
     assert_eq!(
-        pg_rows_naming(&w, &a).await,
+        mentions::postgres_in(&w.stores.db.pool, "abtesting", &a).await,
         vec![("abtesting_flags".into(), 1)]
     );
     assert_eq!(
-        ch_rows_naming(&w, &a)
+        mentions::clickhouse(&w.stores.ch.client, &a)
             .await
             .into_iter()
             .map(|(t, _)| t)
@@ -284,8 +203,11 @@ async fn an_erased_user_leaves_every_result_as_it_was_and_is_named_nowhere() {
     );
     analytics.erase(&sa).await.expect("analytics erase");
 
-    assert_eq!(pg_rows_naming(&w, &a).await, vec![]);
-    assert_eq!(ch_rows_naming(&w, &a).await, vec![]);
+    assert_eq!(
+        mentions::postgres_in(&w.stores.db.pool, "abtesting", &a).await,
+        vec![]
+    );
+    assert_eq!(mentions::clickhouse(&w.stores.ch.client, &a).await, vec![]);
     let kept: Vec<(String, f64)> = w
         .stores
         .ch

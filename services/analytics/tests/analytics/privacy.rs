@@ -11,17 +11,11 @@ use titan_analytics::{
 };
 use titan_kit::{
     events::Envelope,
-    privacy::{Erasure, PersonalData, Subject},
+    privacy::{Erasure, PersonalData},
+    testing::{mentions, privacy::subject},
 };
 
 use super::*;
-
-fn subject(user: &str) -> Subject {
-    Subject {
-        user_id: user.to_owned(),
-        pseudonym: format!("p_{}", uuid::Uuid::new_v4().simple()),
-    }
-}
 
 /// A `flashsale.purchased` bus event of `user`, as analytics stores it, and its event id.
 fn purchased(
@@ -56,55 +50,6 @@ async fn kpis(world: &World) -> Vec<KpiReport> {
         reports.push(world.app.kpis(period, granularity, "").await.expect("kpis"));
     }
     reports
-}
-
-/// Rows of the service's tables with `needle` in any String or Array(String) column, per table.
-async fn rows_naming(world: &World, needle: &str) -> Vec<(String, u64)> {
-    // (table, column, type)
-    let columns: Vec<(String, String, String)> = world
-        .ch
-        .client
-        .query(
-            "SELECT c.table AS table, c.name AS name, c.type AS type FROM system.columns AS c
-             WHERE c.database = currentDatabase() AND c.type IN ('String', 'Array(String)')
-               AND c.table IN (SELECT name FROM system.tables
-                               WHERE database = currentDatabase() AND engine NOT LIKE '%View')
-             ORDER BY c.table, c.name",
-        )
-        .fetch_all()
-        .await
-        .expect("columns");
-    let tables: std::collections::BTreeSet<&str> = columns.iter().map(|c| c.0.as_str()).collect();
-    for t in [
-        "analytics_events",
-        "analytics_metrics",
-        "analytics_user_days",
-    ] {
-        assert!(tables.contains(t), "{t} is searched: {tables:?}");
-    }
-    let mut found = Vec::new();
-    for table in tables {
-        let conditions: Vec<String> = columns
-            .iter()
-            .filter(|c| c.0 == table)
-            .map(|(_, name, kind)| match kind.as_str() {
-                "String" => format!("position({name}, ?) > 0"),
-                _ => format!("arrayExists(x -> position(x, ?) > 0, {name})"),
-            })
-            .collect();
-        let mut query = world.ch.client.query(&format!(
-            "SELECT count() FROM {table} WHERE {}",
-            conditions.join(" OR ")
-        ));
-        for _ in &conditions {
-            query = query.bind(needle);
-        }
-        let n: u64 = query.fetch_one().await.expect("count");
-        if n > 0 {
-            found.push((table.to_owned(), n));
-        }
-    }
-    found
 }
 
 #[tokio::test]
@@ -213,11 +158,11 @@ async fn an_erased_person_counts_once_under_the_pseudonym_and_is_named_nowhere()
     // The search below finds Ann (and her e-mail) before her erasure.
     let tables = |found: Vec<(String, u64)>| found.into_iter().map(|(t, _)| t).collect::<Vec<_>>();
     assert_eq!(
-        tables(rows_naming(&world, &a).await),
+        tables(mentions::clickhouse(&world.ch.client, &a).await),
         ["analytics_events", "analytics_user_days"]
     );
     assert_eq!(
-        tables(rows_naming(&world, "ann@example.com").await),
+        tables(mentions::clickhouse(&world.ch.client, "ann@example.com").await),
         ["analytics_events"]
     );
 
@@ -228,8 +173,11 @@ async fn an_erased_person_counts_once_under_the_pseudonym_and_is_named_nowhere()
             .pseudonymised("events", 3)
             .removed("active-day records", 2)
     );
-    assert_eq!(rows_naming(&world, &a).await, vec![]);
-    assert_eq!(rows_naming(&world, "ann@example.com").await, vec![]);
+    assert_eq!(mentions::clickhouse(&world.ch.client, &a).await, vec![]);
+    assert_eq!(
+        mentions::clickhouse(&world.ch.client, "ann@example.com").await,
+        vec![]
+    );
     // Kept under the pseudonym, once each, with the properties cleared.
     let kept: Vec<(String, String, String, i64)> = world
         .ch

@@ -15,8 +15,11 @@ use titan_kit::{
     auth::Caller,
     datastores::postgres,
     objects::ObjectKey,
-    privacy::{Erasure, PersonalData, Subject},
-    testing::{TestObjectStorage, TestPostgres, caller},
+    privacy::{Erasure, PersonalData},
+    testing::{
+        TestObjectStorage, TestPostgres, caller, mentions,
+        privacy::{subject, unique},
+    },
 };
 use titan_shipping::{
     app::{Labelled, Parts, Shipping},
@@ -49,17 +52,6 @@ async fn world() -> World {
         },
     );
     World { app, db, objects }
-}
-
-fn subject(user: &str) -> Subject {
-    Subject {
-        user_id: user.to_owned(),
-        pseudonym: format!("p_{}", uuid::Uuid::new_v4().simple()),
-    }
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}", uuid::Uuid::new_v4())
 }
 
 fn checkout() -> Caller {
@@ -105,41 +97,11 @@ fn exported(l: &Labelled) -> Value {
     })
 }
 
-/// Rows of the service's tables, and of kit's stored answers, whose text holds `needle`.
-async fn rows_naming(pool: &PgPool, needle: &str) -> Vec<(String, i64)> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables
-         WHERE schemaname = current_schema() AND tablename LIKE 'shipping\\_%' ORDER BY 1",
-    )
-    .fetch_all(pool)
-    .await
-    .expect("tables");
-    assert_eq!(tables, ["shipping_shipments"]);
-    let mut found = Vec::new();
-    for t in tables {
-        // The names come from the catalog, not from outside.
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM {t} t WHERE t::text LIKE '%' || $1 || '%'"
-        )))
-        .bind(needle)
-        .fetch_one(pool)
-        .await
-        .expect("count");
-        if n > 0 {
-            found.push((t, n));
-        }
-    }
-    let answers: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM titan_idempotency
-         WHERE position(convert_to($1, 'UTF8') IN response) > 0",
-    )
-    .bind(needle)
-    .fetch_one(pool)
-    .await
-    .expect("answers");
-    if answers > 0 {
-        found.push(("titan_idempotency".to_owned(), answers));
-    }
+/// Rows of the service's tables, and of kit's stored answers, whose text holds `text`: kit's
+/// outbox is left out, as the events it relays are kit's to forget.
+async fn rows_naming(pool: &PgPool, text: &str) -> Vec<(String, i64)> {
+    let mut found = mentions::postgres(pool, text).await;
+    found.retain(|(t, _)| t.starts_with("shipping_") || t == "titan_idempotency");
     found
 }
 
@@ -234,12 +196,12 @@ async fn an_erased_recipient_keeps_blank_shipments_under_a_pseudonym_and_loses_t
     }
 
     // The searches below find Ann before the erasure: her rows, and the answers kept for
-    // checkout, which name her and repeat her name.
+    // checkout, which name her and repeat her name, and her own call as an admin.
     assert_eq!(
         rows_naming(&w.db.pool, &a).await,
         [
             ("shipping_shipments".to_owned(), 3),
-            ("titan_idempotency".to_owned(), 3)
+            ("titan_idempotency".to_owned(), 4)
         ]
     );
     assert_eq!(

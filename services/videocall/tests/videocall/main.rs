@@ -21,7 +21,7 @@ use titan_kit::{
     ServiceError,
     auth::Caller,
     datastores::{postgres, redis::RedisHandle},
-    objects::ObjectStorage,
+    objects::{ObjectKey, ObjectStorage},
     realtime::Realtime,
     testing::{TestClock, TestObjectStorage, TestPostgres, TestRedis, caller},
 };
@@ -46,6 +46,19 @@ pub struct World {
     pub clock: TestClock,
     pub settings: Settings,
     pub objects: ObjectStorage,
+}
+
+/// The keys stored under a call's recordings prefix.
+pub async fn objects_of(objects: &ObjectStorage, call: &Call) -> Vec<String> {
+    let prefix = ObjectKey::new(["videocall", "recordings", &call.id.to_string()]).expect("key");
+    objects
+        .list(&prefix, 100, None)
+        .await
+        .expect("list")
+        .objects
+        .into_iter()
+        .map(|o| o.key)
+        .collect()
 }
 
 pub fn user(name: &str) -> Caller {

@@ -10,8 +10,9 @@ use futures::stream;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use titan_kit::{
-    objects::{ObjectKey, ObjectStorage},
-    privacy::{Erasure, PersonalData, Subject},
+    objects::ObjectKey,
+    privacy::{Erasure, PersonalData},
+    testing::{mentions, privacy::subject},
 };
 use titan_videocall::{
     app::{UploadHeader, VideocallError},
@@ -20,17 +21,10 @@ use titan_videocall::{
     store::privacy::PersonalStore,
 };
 
-use crate::{World, reason, rid, user};
+use crate::{World, objects_of, reason, rid, user};
 
 /// caller, callee and their consents as stored.
 type Parties = (String, String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
-
-fn subject(user: &str) -> Subject {
-    Subject {
-        user_id: user.to_owned(),
-        pseudonym: format!("p_{}", uuid::Uuid::new_v4().simple()),
-    }
-}
 
 fn handler(w: &World) -> Privacy {
     Privacy::new(PersonalStore::new(w.db.pool.clone(), w.objects.clone()))
@@ -71,76 +65,6 @@ async fn upload(
             stream::iter(parts),
         )
         .await
-}
-
-/// The keys stored under a call's recordings prefix.
-async fn objects_of(objects: &ObjectStorage, call: &Call) -> Vec<String> {
-    let prefix = ObjectKey::new(["videocall", "recordings", &call.id.to_string()]).expect("key");
-    objects
-        .list(&prefix, 100, None)
-        .await
-        .expect("list")
-        .objects
-        .into_iter()
-        .map(|o| o.key)
-        .collect()
-}
-
-/// Rows of the service's tables whose text holds `needle`, per table.
-async fn rows_naming(w: &World, needle: &str) -> Vec<(String, i64)> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables
-         WHERE schemaname = current_schema() AND tablename LIKE 'videocall\\_%' ORDER BY 1",
-    )
-    .fetch_all(&w.db.pool)
-    .await
-    .expect("tables");
-    assert_eq!(
-        tables,
-        [
-            "videocall_busy",
-            "videocall_calls",
-            "videocall_quality",
-            "videocall_recordings"
-        ]
-    );
-    let mut found = Vec::new();
-    for t in tables {
-        // The names come from the catalog, not from outside.
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM {t} t WHERE t::text LIKE '%' || $1 || '%'"
-        )))
-        .bind(needle)
-        .fetch_one(&w.db.pool)
-        .await
-        .expect("count");
-        if n > 0 {
-            found.push((t, n));
-        }
-    }
-    found
-}
-
-/// Keys under the test's Redis prefix (videocall keeps none of its own: frames go through
-/// pub/sub).
-async fn redis_keys(w: &World) -> Vec<String> {
-    let mut conn = w.redis.conn.clone();
-    let mut keys = Vec::new();
-    let mut cursor = 0_u64;
-    loop {
-        let (next, page): (u64, Vec<String>) = titan_kit::reexport::redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(w.redis.key("*"))
-            .query_async(&mut conn)
-            .await
-            .expect("scan");
-        keys.extend(page);
-        if next == 0 {
-            return keys;
-        }
-        cursor = next;
-    }
 }
 
 fn recording(r: &Recording, mine: bool, bytes: &[u8]) -> Value {
@@ -233,7 +157,7 @@ async fn an_erased_person_keeps_their_calls_under_a_pseudonym_and_loses_every_re
 
     // The search below finds Ann before the erasure.
     assert_eq!(
-        rows_naming(&w, &a).await,
+        mentions::postgres_in(&w.db.pool, "videocall_", &a).await,
         [
             ("videocall_busy".to_owned(), 1),
             ("videocall_calls".to_owned(), 2),
@@ -253,9 +177,11 @@ async fn an_erased_person_keeps_their_calls_under_a_pseudonym_and_loses_every_re
             .pseudonymised("calls", 2)
             .pseudonymised("quality samples", 1)
     );
-    assert_eq!(rows_naming(&w, &a).await, vec![]);
-    let keys = redis_keys(&w).await;
-    assert!(keys.iter().all(|k| !k.contains(&a)), "{keys:?}");
+    assert_eq!(
+        mentions::postgres_in(&w.db.pool, "videocall_", &a).await,
+        vec![]
+    );
+    assert_eq!(mentions::redis(&w.redis, &a).await, Vec::<String>::new());
     assert_eq!(objects_of(&w.objects, &call1).await, Vec::<String>::new());
     assert_eq!(
         objects_of(&w.objects, &call3).await,

@@ -21,7 +21,7 @@ use titan_videocall::{
 };
 use tonic::Code;
 
-use crate::{World, reason, rid, settings, user};
+use crate::{World, objects_of, reason, rid, settings, user};
 
 /// `len` bytes that differ from one position to the next (so a reordered chunk shows).
 fn body(len: usize, seed: u8) -> Vec<u8> {
@@ -60,19 +60,6 @@ async fn consented(w: &World) -> Call {
             .expect("consent");
     }
     call
-}
-
-/// The objects stored under the call's recordings prefix.
-async fn objects_of(objects: &ObjectStorage, call: &Call) -> Vec<String> {
-    let prefix = ObjectKey::new(["videocall", "recordings", &call.id.to_string()]).expect("key");
-    objects
-        .list(&prefix, 100, None)
-        .await
-        .expect("list")
-        .objects
-        .into_iter()
-        .map(|o| o.key)
-        .collect()
 }
 
 async fn rows(w: &World, call: &Call) -> i64 {

@@ -6,8 +6,11 @@
 use serde_json::json;
 use sqlx::PgPool;
 use titan_kit::{
-    privacy::{Erasure, PersonalData, Subject},
-    testing::caller,
+    privacy::{Erasure, PersonalData},
+    testing::{
+        caller, mentions,
+        privacy::{subject, unique},
+    },
 };
 use titan_warehouse::{
     app::{OrderForm, SERVICE_ROLE, STAFF_ROLE},
@@ -16,44 +19,6 @@ use titan_warehouse::{
 };
 
 use crate::{World, at, rid};
-
-fn subject(user: &str) -> Subject {
-    Subject {
-        user_id: user.to_owned(),
-        pseudonym: format!("p_{}", uuid::Uuid::new_v4().simple()),
-    }
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}", uuid::Uuid::new_v4())
-}
-
-/// Rows of the service's tables whose text holds `needle`, per table.
-async fn rows_naming(pool: &PgPool, needle: &str) -> Vec<(String, i64)> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables
-         WHERE schemaname = current_schema() AND tablename LIKE 'warehouse\\_%' ORDER BY 1",
-    )
-    .fetch_all(pool)
-    .await
-    .expect("tables");
-    assert_eq!(tables.len(), 7, "the service's tables: {tables:?}");
-    let mut found = Vec::new();
-    for t in tables {
-        // The names come from the catalog, not from outside.
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM {t} t WHERE t::text LIKE '%' || $1 || '%'"
-        )))
-        .bind(needle)
-        .fetch_one(pool)
-        .await
-        .expect("count");
-        if n > 0 {
-            found.push((t, n));
-        }
-    }
-    found
-}
 
 /// Every movement and reservation without who made it: what an erasure must not change.
 async fn ledger(pool: &PgPool) -> Vec<String> {
@@ -157,7 +122,7 @@ async fn an_erased_worker_stays_on_the_ledger_only_as_a_pseudonym() {
     let levels = w.levels().await;
 
     assert_eq!(
-        rows_naming(&w.db.pool, &a).await,
+        mentions::postgres_in(&w.db.pool, "warehouse_", &a).await,
         [
             ("warehouse_movements".to_owned(), 2),
             ("warehouse_reservations".to_owned(), 1)
@@ -172,7 +137,10 @@ async fn an_erased_worker_stays_on_the_ledger_only_as_a_pseudonym() {
             .pseudonymised("reservations", 1)
     );
 
-    assert_eq!(rows_naming(&w.db.pool, &a).await, vec![]);
+    assert_eq!(
+        mentions::postgres_in(&w.db.pool, "warehouse_", &a).await,
+        vec![]
+    );
     assert_eq!(ledger(&w.db.pool).await, before);
     assert_eq!(w.levels().await, levels);
     w.assert_balanced().await;
