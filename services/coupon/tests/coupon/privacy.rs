@@ -95,6 +95,15 @@ fn nothing() -> Erasure {
         .removed("validation budgets", 0)
 }
 
+/// Asserts that no table of the service and no key under the world's prefix names `user`.
+async fn nowhere(w: &World, user: &str) {
+    assert_eq!(
+        mentions::postgres_in(&w.db.pool, "coupon_", user).await,
+        vec![]
+    );
+    assert_eq!(mentions::redis(&w.redis, user).await, Vec::<String>::new());
+}
+
 /// Both tests' cast: an app whose validation budgets last minutes (still there to erase), the
 /// handler on the world's stores, shoppers A and B; coupons TEN and ONCE (a single use) made.
 struct Scene {
@@ -230,14 +239,7 @@ async fn a_shopper_is_exported_then_erased_and_the_totals_stay() {
             .pseudonymised("cached usage counts", 3)
             .removed("validation budgets", 1)
     );
-    assert_eq!(
-        mentions::postgres_in(&w.db.pool, "coupon_", &a.user_id).await,
-        vec![]
-    );
-    assert_eq!(
-        mentions::redis(&w.redis, &a.user_id).await,
-        Vec::<String>::new()
-    );
+    nowhere(&w, &a.user_id).await;
     assert_eq!(
         totals(&w.db.pool).await,
         totals_before,
@@ -300,14 +302,7 @@ async fn a_shopper_is_exported_then_erased_and_the_totals_stay() {
     ];
     expected.sort();
     assert_eq!(counts, expected);
-    assert_eq!(
-        mentions::postgres_in(&w.db.pool, "coupon_", &a.user_id).await,
-        vec![]
-    );
-    assert_eq!(
-        mentions::redis(&w.redis, &a.user_id).await,
-        Vec::<String>::new()
-    );
+    nowhere(&w, &a.user_id).await;
     assert!(w.app.reconcile().await.expect("reconcile").is_empty());
 
     // The kept records still work: cancelling an erased shopper's order gives the use back
@@ -374,14 +369,7 @@ async fn a_shopper_is_erased_from_a_redis_cluster() {
             .pseudonymised("cached usage counts", 2)
             .removed("validation budgets", 1)
     );
-    assert_eq!(
-        mentions::redis(&w.redis, &a.user_id).await,
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        mentions::postgres_in(&w.db.pool, "coupon_", &a.user_id).await,
-        vec![]
-    );
+    nowhere(&w, &a.user_id).await;
     assert_eq!(totals(&w.db.pool).await, totals_before);
     assert_eq!(
         handler.erase(&subject_a).await.expect("erase again"),

@@ -81,6 +81,15 @@ fn nothing() -> Erasure {
         .removed("challenges", 0)
 }
 
+/// Asserts that no table of the service and no key under the world's prefix names `user`.
+async fn nowhere(w: &World, user: &str) {
+    assert_eq!(
+        mentions::postgres_in(&w.db.pool, "flashsale_", user).await,
+        vec![]
+    );
+    assert_eq!(mentions::redis(&w.redis, user).await, Vec::<String>::new());
+}
+
 /// Both tests' cast: the handler on the world's stores, buyers A and B, a live sale and a
 /// proof-of-work sale.
 struct Scene {
@@ -257,14 +266,7 @@ async fn a_buyer_is_exported_then_erased_and_nobody_else_is_touched() {
         .removed("challenges", 1);
     assert_eq!(erasure, expected);
 
-    assert_eq!(
-        mentions::postgres_in(&w.db.pool, "flashsale_", &a.user_id).await,
-        vec![]
-    );
-    assert_eq!(
-        mentions::redis(&w.redis, &a.user_id).await,
-        Vec::<String>::new()
-    );
+    nowhere(&w, &a.user_id).await;
     // The held unit went back on sale as a cancel gives it back; the paid ones stay sold.
     let stats = w.app.stats(sale).await.expect("stats");
     assert_eq!(
@@ -358,14 +360,7 @@ async fn a_buyer_is_erased_from_a_redis_cluster() {
             .removed("attempt budgets", 3)
             .removed("challenges", 1)
     );
-    assert_eq!(
-        mentions::redis(&w.redis, &a.user_id).await,
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        mentions::postgres_in(&w.db.pool, "flashsale_", &a.user_id).await,
-        vec![]
-    );
+    nowhere(&w, &a.user_id).await;
     let level = w.app.stats(sale).await.expect("stats").level;
     assert_eq!((level.available, level.reserved, level.sold), (7, 0, 3));
     w.assert_conserved(sale, 10).await;
