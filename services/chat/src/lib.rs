@@ -26,7 +26,6 @@ use titan_proto::chat::v1::chat_service_server::ChatServiceServer;
 use crate::{
     app::{Chat, Parts},
     config::Settings,
-    privacy::Privacy,
     store::{pg::PgChat, privacy::PersonalStore, redis::Live},
 };
 
@@ -51,10 +50,7 @@ pub fn service() -> ServiceDef {
 async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let settings = ctx.settings(Settings::from_yaml)?;
     let redis = ctx.redis()?;
-    let privacy = Privacy::new(PersonalStore::new(
-        ctx.postgres()?,
-        Live::new(redis.clone()),
-    ));
+    let privacy = PersonalStore::new(ctx.postgres()?, Live::new(redis.clone()));
     let app = Arc::new(Chat::new(
         PgChat::new(ctx.postgres()?, ctx.config.cell.clone()),
         Parts {

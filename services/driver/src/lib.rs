@@ -27,7 +27,6 @@ use titan_proto::driver::v1::driver_service_server::DriverServiceServer;
 use crate::{
     app::{Drivers, Parts},
     config::Settings,
-    privacy::Privacy,
     store::{live::Live, pg::PgDrivers, privacy::PersonalStore},
 };
 
@@ -87,7 +86,7 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
             DriverServiceServer::new(grpc::Grpc::new(app, ctx.shutdown.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
-        .personal_data(Privacy::new(personal))
+        .personal_data(personal)
         .every("driver-sweep", SWEEP_EVERY, move || {
             let app = sweeper.clone();
             async move {

@@ -25,7 +25,6 @@ use titan_proto::gamification::v1::gamification_service_server::GamificationServ
 use crate::{
     app::Gamification,
     config::Settings,
-    privacy::Privacy,
     store::{
         consumer::PurchaseHandler, feed::FedBoards, pg::PgLedger, privacy::PersonalStore,
         redis::RedisBoards,
@@ -64,10 +63,10 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let handler = PurchaseHandler::new(settings, metrics);
     let mut mounted = Mounted::new(&ctx)
         .grpc(GamificationServiceServer::new(grpc::Grpc::new(app.clone())))
-        .personal_data(Privacy::new(PersonalStore::new(
+        .personal_data(PersonalStore::new(
             pool.clone(),
             RedisBoards::new(redis.clone()),
-        )));
+        ));
     for source in store::consumer::SOURCES {
         let consumer = Consumer::new(
             pool.clone(),

@@ -30,7 +30,6 @@ use titan_proto::livestream::v1::livestream_service_server::LivestreamServiceSer
 use crate::{
     app::{Livestream, Parts},
     config::Settings,
-    privacy::Privacy,
     store::{clickhouse::ChAnalytics, pg::PgStreams, privacy::PersonalStore, redis::Live},
 };
 
@@ -52,7 +51,7 @@ pub fn service() -> ServiceDef {
 
 async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let settings = ctx.settings(Settings::from_yaml)?;
-    let privacy = Privacy::new(PersonalStore::new(ctx.postgres()?, Live::new(ctx.redis()?)));
+    let privacy = PersonalStore::new(ctx.postgres()?, Live::new(ctx.redis()?));
     let app = Arc::new(Livestream::new(
         PgStreams::new(ctx.postgres()?, ctx.config.cell.clone()),
         Parts {

@@ -28,7 +28,6 @@ use titan_proto::videocall::v1::videocall_service_server::VideocallServiceServer
 use crate::{
     app::{Parts, Videocall},
     config::{Settings, TURN_SECRET_ENV},
-    privacy::Privacy,
     store::{pg::PgCalls, privacy::PersonalStore},
 };
 
@@ -66,7 +65,7 @@ fn turn_secret() -> Option<SecretString> {
 
 async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let settings = ctx.settings(Settings::from_yaml)?;
-    let privacy = Privacy::new(PersonalStore::new(ctx.postgres()?, ctx.objects()?));
+    let privacy = PersonalStore::new(ctx.postgres()?, ctx.objects()?);
     let app = Arc::new(Videocall::new(
         PgCalls::new(ctx.postgres()?, ctx.config.cell.clone()),
         Parts {

@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use titan_chat::{
     domain::{Conversation, Message, MessageKind, Metadata},
-    privacy::Privacy,
     store::{privacy::PersonalStore, redis::Live},
 };
 use titan_kit::{
@@ -20,11 +19,8 @@ use titan_kit::{
 
 use crate::{World, rid, settings, user};
 
-fn handler(w: &World) -> Privacy {
-    Privacy::new(PersonalStore::new(
-        w.db.pool.clone(),
-        Live::new(w.redis.clone()),
-    ))
+fn handler(w: &World) -> PersonalStore {
+    PersonalStore::new(w.db.pool.clone(), Live::new(w.redis.clone()))
 }
 
 /// Budgets, typing and presence that outlive a slow test run.
@@ -188,7 +184,7 @@ async fn an_erased_person_leaves_their_conversations_to_the_others_under_a_pseud
 
     let p = handler(&w);
     let (sa, sb) = (subject(&a), subject(&b));
-    let exported = p.export(&sa).await.expect("export");
+    let exported = PersonalData::export(&p, &sa).await.expect("export");
     assert_eq!(
         exported,
         json!({
@@ -214,7 +210,7 @@ async fn an_erased_person_leaves_their_conversations_to_the_others_under_a_pseud
     );
     let text_of = exported.to_string();
     assert!(!text_of.contains(&b) && !text_of.contains(&c), "{text_of}");
-    let bob_before = p.export(&sb).await.expect("export bob");
+    let bob_before = PersonalData::export(&p, &sb).await.expect("export bob");
     assert!(!bob_before.to_string().contains(&a), "{bob_before}");
     let totals_before = totals(&w).await;
     let bob_history = |w: &World, id: String| {
@@ -249,7 +245,7 @@ async fn an_erased_person_leaves_their_conversations_to_the_others_under_a_pseud
     );
     assert!(!mentions::redis(&w.redis, &a).await.is_empty());
 
-    let erased = p.erase(&sa).await.expect("erase");
+    let erased = PersonalData::erase(&p, &sa).await.expect("erase");
     assert_eq!(
         erased,
         Erasure::default()
@@ -275,7 +271,10 @@ async fn an_erased_person_leaves_their_conversations_to_the_others_under_a_pseud
         "redis still names Ann"
     );
     assert_eq!(totals(&w).await, totals_before);
-    assert_eq!(p.export(&sb).await.expect("export bob"), bob_before);
+    assert_eq!(
+        PersonalData::export(&p, &sb).await.expect("export bob"),
+        bob_before
+    );
     // Bob's view: every message in its place, Ann's deleted and sent by the pseudonym.
     let pn = sa.pseudonym.clone();
     assert_eq!(
@@ -310,7 +309,7 @@ async fn an_erased_person_leaves_their_conversations_to_the_others_under_a_pseud
     let (again, created) = w.app.create_direct(&bob, &a).await.expect("direct");
     assert!(created && again.id != direct.id);
 
-    let second = p.erase(&sa).await.expect("erase again");
+    let second = PersonalData::erase(&p, &sa).await.expect("erase again");
     assert_eq!(
         second,
         nothing()
@@ -318,10 +317,12 @@ async fn an_erased_person_leaves_their_conversations_to_the_others_under_a_pseud
             .pseudonymised("conversations", 1),
         "only the conversation Bob opened since"
     );
-    let third = p.erase(&sa).await.expect("erase a third time");
+    let third = PersonalData::erase(&p, &sa)
+        .await
+        .expect("erase a third time");
     assert_eq!(third, nothing());
     assert_eq!(
-        p.export(&sa).await.expect("export"),
+        PersonalData::export(&p, &sa).await.expect("export"),
         json!({"user_id": a, "conversations": [], "messages": [], "receipts": [],
                "last_seen": null})
     );
@@ -340,12 +341,12 @@ async fn a_person_who_comes_back_to_the_same_group_merges_into_their_pseudonym()
     let gid = group.id.to_string();
     let p = handler(&w);
     let s = subject(&a);
-    p.erase(&s).await.expect("erase");
+    PersonalData::erase(&p, &s).await.expect("erase");
     // Ann's id comes back and Bob adds it again: the pseudonym is a member already.
     w.app.add_member(&bob, &gid, &a).await.expect("back");
     text(&w, &a, &group, "me again").await;
     tick(&w);
-    let erased = p.erase(&s).await.expect("erase again");
+    let erased = PersonalData::erase(&p, &s).await.expect("erase again");
     assert_eq!(erased.pseudonymised.get("memberships"), Some(&1));
     assert_eq!(erased.pseudonymised.get("system notes"), Some(&1));
     assert_eq!(erased.removed.get("message bodies"), Some(&1));

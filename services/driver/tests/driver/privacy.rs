@@ -7,10 +7,7 @@
 use chrono::Duration;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use titan_driver::{
-    privacy::Privacy,
-    store::privacy::{PersonalStore, PrivacyError},
-};
+use titan_driver::store::privacy::{PersonalStore, PrivacyError};
 use titan_kit::{
     ErrorCode, ServiceError,
     objects::ObjectKey,
@@ -23,16 +20,12 @@ use titan_kit::{
 
 use crate::{World, dispatcher, reason, rid, user};
 
-fn handler(w: &World) -> Privacy {
-    Privacy::new(PersonalStore::new(
-        w.db.pool.clone(),
-        w.live.clone(),
-        w.objects.storage.clone(),
-    ))
+fn handler(w: &World) -> PersonalStore {
+    PersonalStore::new(w.db.pool.clone(), w.live.clone(), w.objects.storage.clone())
 }
 
 /// The export without the deliveries' `created_at`, which PostgreSQL's clock sets.
-async fn export(p: &Privacy, s: &Subject) -> Value {
+async fn export(p: &PersonalStore, s: &Subject) -> Value {
     let mut doc = p.export(s).await.expect("export");
     if let Some(received) = doc
         .get_mut("deliveries_received")
@@ -177,7 +170,7 @@ async fn an_erased_driver_leaves_routes_and_deliveries_under_a_pseudonym_and_not
         ]
     );
 
-    let erased = p.erase(&sa).await.expect("erase");
+    let erased = PersonalData::erase(&p, &sa).await.expect("erase");
     assert_eq!(
         erased,
         Erasure::default()
@@ -239,7 +232,7 @@ async fn an_erased_driver_leaves_routes_and_deliveries_under_a_pseudonym_and_not
     );
     assert_eq!(totals(&w.db.pool).await, before);
 
-    assert_eq!(p.erase(&sa).await.expect("again"), zeros());
+    assert_eq!(PersonalData::erase(&p, &sa).await.expect("again"), zeros());
     assert_eq!(
         export(&p, &sa).await,
         json!({"user_id": a, "driver": null, "positions": [], "routes": [],
@@ -305,7 +298,7 @@ async fn an_erased_customer_keeps_blank_deliveries_under_a_pseudonym_and_loses_t
         [("driver_deliveries".to_owned(), 2)]
     );
 
-    let erased = p.erase(&sa).await.expect("erase");
+    let erased = PersonalData::erase(&p, &sa).await.expect("erase");
     assert_eq!(
         erased,
         zeros()
@@ -364,7 +357,7 @@ async fn an_erased_customer_keeps_blank_deliveries_under_a_pseudonym_and_loses_t
     assert_eq!(export(&p, &sb).await, bob_before);
     assert_eq!(export(&p, &subject(&driver)).await, dan_before);
 
-    assert_eq!(p.erase(&sa).await.expect("again"), zeros());
+    assert_eq!(PersonalData::erase(&p, &sa).await.expect("again"), zeros());
 
     // A completion that was uploading while the erasure held the rows lands on the kept row
     // afterwards; the next erasure finishes it.
@@ -382,7 +375,9 @@ async fn an_erased_customer_keeps_blank_deliveries_under_a_pseudonym_and_loses_t
     .await
     .expect("late completion");
     assert_eq!(
-        p.erase(&sa).await.expect("after a late completion"),
+        PersonalData::erase(&p, &sa)
+            .await
+            .expect("after a late completion"),
         zeros()
             .removed("proof of delivery objects", 1)
             .pseudonymised("deliveries received", 1)
@@ -391,7 +386,10 @@ async fn an_erased_customer_keeps_blank_deliveries_under_a_pseudonym_and_loses_t
         objects.head(&late).await.map(|_| ()).map_err(|e| e.code()),
         Err(ErrorCode::NotFound)
     );
-    assert_eq!(p.erase(&sa).await.expect("then nothing"), zeros());
+    assert_eq!(
+        PersonalData::erase(&p, &sa).await.expect("then nothing"),
+        zeros()
+    );
 }
 
 #[tokio::test]
@@ -421,7 +419,7 @@ async fn a_driver_on_a_route_is_erased_once_the_route_is_done() {
         [("driver_drivers".to_owned(), 1)]
     );
     w.deliver(&user(&a), &d.id.to_string()).await;
-    let erased = handler(&w).erase(&s).await.expect("erase");
+    let erased = PersonalData::erase(&handler(&w), &s).await.expect("erase");
     assert_eq!(
         erased,
         zeros()

@@ -7,7 +7,6 @@ use serde_json::{Value, json};
 use titan_gamification::{
     config::Settings,
     domain::{Period, Reason},
-    privacy::Privacy,
     store::{privacy::PersonalStore, redis::RedisBoards},
 };
 use titan_kit::{
@@ -17,15 +16,12 @@ use titan_kit::{
 
 use crate::{World, admin, leaderboard::wipe_redis, usd, uuid};
 
-fn handler(w: &World) -> Privacy {
-    Privacy::new(PersonalStore::new(
-        w.db.pool.clone(),
-        RedisBoards::new(w.redis.clone()),
-    ))
+fn handler(w: &World) -> PersonalStore {
+    PersonalStore::new(w.db.pool.clone(), RedisBoards::new(w.redis.clone()))
 }
 
 /// The export without the account's `updated_at`, which PostgreSQL's clock sets.
-async fn export(p: &Privacy, s: &Subject) -> Value {
+async fn export(p: &PersonalStore, s: &Subject) -> Value {
     let mut doc = p.export(s).await.expect("export");
     if let Some(account) = doc.get_mut("account").and_then(Value::as_object_mut) {
         assert!(
@@ -154,7 +150,7 @@ async fn an_erased_shopper_leaves_the_books_under_a_pseudonym_and_nothing_else()
     );
     assert!(!mentions::redis(&w.redis, &a).await.is_empty());
 
-    let erased = p.erase(&sa).await.expect("erase");
+    let erased = PersonalData::erase(&p, &sa).await.expect("erase");
     assert_eq!(
         erased,
         Erasure::default()
@@ -206,7 +202,7 @@ async fn an_erased_shopper_leaves_the_books_under_a_pseudonym_and_nothing_else()
         assert_eq!(users, vec![(b.clone(), 20)], "{period:?}");
     }
 
-    let again = p.erase(&sa).await.expect("erase again");
+    let again = PersonalData::erase(&p, &sa).await.expect("erase again");
     assert_eq!(
         again,
         Erasure::default()
@@ -234,10 +230,10 @@ async fn a_shopper_who_comes_back_after_an_erasure_is_erased_again_under_the_sam
     let p = handler(&w);
     let s = subject(&a);
     w.app.record_login(&ann, 0).await.expect("login");
-    p.erase(&s).await.expect("erase");
+    PersonalData::erase(&p, &s).await.expect("erase");
     // The same day's login again: the pseudonym holds that source already.
     w.app.record_login(&ann, 0).await.expect("login again");
-    let erased = p.erase(&s).await.expect("erase again");
+    let erased = PersonalData::erase(&p, &s).await.expect("erase again");
     assert_eq!(erased.pseudonymised.get("ledger entries"), Some(&1));
     let kept: Vec<(String, i64)> = sqlx::query_as(
         "SELECT source_id, delta FROM gamification_ledger WHERE user_id = $1 ORDER BY id",

@@ -13,17 +13,13 @@ use titan_kit::{
 use titan_livestream::{
     app::PurchaseInput,
     domain::{Stream, viewers::Reaction},
-    privacy::Privacy,
     store::{privacy::PersonalStore, redis::Live},
 };
 
 use crate::{World, rid, seller, viewer};
 
-fn handler(w: &World) -> Privacy {
-    Privacy::new(PersonalStore::new(
-        w.db.pool.clone(),
-        Live::new(w.redis.clone()),
-    ))
+fn handler(w: &World) -> PersonalStore {
+    PersonalStore::new(w.db.pool.clone(), Live::new(w.redis.clone()))
 }
 
 /// `t` as PostgreSQL keeps it (microseconds).
@@ -127,7 +123,7 @@ async fn an_erased_person_leaves_their_streams_and_purchases_under_a_pseudonym()
 
     let p = handler(&w);
     let (sa, sb) = (subject(&a), subject(&b));
-    let exported = p.export(&sa).await.expect("export");
+    let exported = PersonalData::export(&p, &sa).await.expect("export");
     let comment = |c: &titan_livestream::domain::Comment| {
         json!({"stream_id": c.stream_id, "id": c.id, "text": c.text,
                "created_at": c.created_at, "pinned_at": c.pinned_at})
@@ -150,7 +146,7 @@ async fn an_erased_person_leaves_their_streams_and_purchases_under_a_pseudonym()
     assert!(mine.pinned_at.is_some());
     let text = exported.to_string();
     assert!(!text.contains(&b) && !text.contains(&s), "{text}");
-    let bob_before = p.export(&sb).await.expect("export bob");
+    let bob_before = PersonalData::export(&p, &sb).await.expect("export bob");
     assert_eq!(bob_before["comments"].as_array().map(Vec::len), Some(1));
     assert_eq!(bob_before["viewing"].as_array().map(Vec::len), Some(1));
     let books_before = books(&w).await;
@@ -168,7 +164,7 @@ async fn an_erased_person_leaves_their_streams_and_purchases_under_a_pseudonym()
     );
     assert!(!mentions::redis(&w.redis, &a).await.is_empty());
 
-    let erased = p.erase(&sa).await.expect("erase");
+    let erased = PersonalData::erase(&p, &sa).await.expect("erase");
     assert_eq!(
         erased,
         Erasure::default()
@@ -187,7 +183,10 @@ async fn an_erased_person_leaves_their_streams_and_purchases_under_a_pseudonym()
     assert_eq!(mentions::redis(&w.redis, &a).await, Vec::<String>::new());
     assert_eq!(books(&w).await, books_before);
     assert_eq!(w.app.stats(&other_id).await.expect("stats"), figures_before);
-    assert_eq!(p.export(&sb).await.expect("export bob"), bob_before);
+    assert_eq!(
+        PersonalData::export(&p, &sb).await.expect("export bob"),
+        bob_before
+    );
     // The show stays for its buyers, under the pseudonym, with Bob's pinned comment.
     let kept = w.app.get(&show_id).await.expect("the show");
     assert_eq!(
@@ -212,7 +211,7 @@ async fn an_erased_person_leaves_their_streams_and_purchases_under_a_pseudonym()
             .expect("purchase");
     assert_eq!(buyer, sa.pseudonym);
 
-    let again = p.erase(&sa).await.expect("erase again");
+    let again = PersonalData::erase(&p, &sa).await.expect("erase again");
     assert_eq!(
         again,
         Erasure::default()
@@ -224,7 +223,7 @@ async fn an_erased_person_leaves_their_streams_and_purchases_under_a_pseudonym()
             .pseudonymised("watched minute markers", 0)
     );
     assert_eq!(
-        p.export(&sa).await.expect("export"),
+        PersonalData::export(&p, &sa).await.expect("export"),
         json!({"user_id": a, "streams": [], "comments": [], "purchases": [], "viewing": []})
     );
 }
@@ -238,12 +237,12 @@ async fn a_viewer_who_comes_back_merges_into_their_pseudonym_in_the_figures() {
     let p = handler(&w);
     let sa = subject(&a);
     w.app.heartbeat(&viewer(&a), &id).await.expect("heartbeat");
-    p.erase(&sa).await.expect("erase");
+    PersonalData::erase(&p, &sa).await.expect("erase");
     // The same id watches again within the viewer window: the pseudonym is among the viewers
     // already, and keeps the later heartbeat.
     w.clock.advance(chrono::Duration::seconds(20));
     w.app.heartbeat(&viewer(&a), &id).await.expect("heartbeat");
-    let erased = p.erase(&sa).await.expect("erase again");
+    let erased = PersonalData::erase(&p, &sa).await.expect("erase again");
     assert_eq!(erased.pseudonymised.get("viewer entries"), Some(&1));
     assert_eq!(erased.pseudonymised.get("watched minute markers"), Some(&1));
     let mut conn = w.redis.conn.clone();

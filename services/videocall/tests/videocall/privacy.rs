@@ -17,7 +17,6 @@ use titan_kit::{
 use titan_videocall::{
     app::{UploadHeader, VideocallError},
     domain::{Call, recording::Recording},
-    privacy::Privacy,
     store::privacy::PersonalStore,
 };
 
@@ -26,8 +25,8 @@ use crate::{World, objects_of, reason, rid, user};
 /// caller, callee and their consents as stored.
 type Parties = (String, String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
-fn handler(w: &World) -> Privacy {
-    Privacy::new(PersonalStore::new(w.db.pool.clone(), w.objects.clone()))
+fn handler(w: &World) -> PersonalStore {
+    PersonalStore::new(w.db.pool.clone(), w.objects.clone())
 }
 
 fn time(t: Option<DateTime<Utc>>) -> Value {
@@ -116,7 +115,7 @@ async fn an_erased_person_keeps_their_calls_under_a_pseudonym_and_loses_every_re
 
     let p = handler(&w);
     let (sa, sb) = (subject(&a), subject(&b));
-    let exported = p.export(&sa).await.expect("export");
+    let exported = PersonalData::export(&p, &sa).await.expect("export");
     assert_eq!(
         exported,
         json!({
@@ -144,7 +143,7 @@ async fn an_erased_person_keeps_their_calls_under_a_pseudonym_and_loses_every_re
         !text.contains(&b) && !text.contains(&d),
         "others named: {text}"
     );
-    let bob_before = p.export(&sb).await.expect("export bob");
+    let bob_before = PersonalData::export(&p, &sb).await.expect("export bob");
     assert_eq!(bob_before["recordings"].as_array().map(Vec::len), Some(3));
     assert_eq!(objects_of(&w.objects, &call1).await, {
         let mut keys = vec![ann_rec.key.clone(), bob_rec.key.clone(), orphan.to_string()];
@@ -166,7 +165,7 @@ async fn an_erased_person_keeps_their_calls_under_a_pseudonym_and_loses_every_re
         ]
     );
 
-    let erased = p.erase(&sa).await.expect("erase");
+    let erased = PersonalData::erase(&p, &sa).await.expect("erase");
     assert_eq!(
         erased,
         Erasure::default()
@@ -191,7 +190,10 @@ async fn an_erased_person_keeps_their_calls_under_a_pseudonym_and_loses_every_re
     // Bob keeps his calls, consents and samples; only the recordings that showed Ann are gone.
     let mut bob_after = bob_before.clone();
     bob_after["recordings"] = json!([recording(&bob_own, true, &bob_only)]);
-    assert_eq!(p.export(&sb).await.expect("export bob"), bob_after);
+    assert_eq!(
+        PersonalData::export(&p, &sb).await.expect("export bob"),
+        bob_after
+    );
     // The calls as kept: the pseudonym in Ann's place, her consent withdrawn, Bob's kept.
     let kept: Vec<Parties> = sqlx::query_as(
         "SELECT caller_id, callee_id, caller_consent_at, callee_consent_at
@@ -218,7 +220,7 @@ async fn an_erased_person_keeps_their_calls_under_a_pseudonym_and_loses_every_re
     assert_eq!(reason(&refused), "CONSENT_MISSING");
     assert_eq!(objects_of(&w.objects, &call1).await, Vec::<String>::new());
 
-    let again = p.erase(&sa).await.expect("erase again");
+    let again = PersonalData::erase(&p, &sa).await.expect("erase again");
     assert_eq!(
         again,
         Erasure::default()
@@ -230,8 +232,11 @@ async fn an_erased_person_keeps_their_calls_under_a_pseudonym_and_loses_every_re
             .pseudonymised("quality samples", 0)
     );
     assert_eq!(
-        p.export(&sa).await.expect("export"),
+        PersonalData::export(&p, &sa).await.expect("export"),
         json!({"user_id": a, "calls": [], "quality_samples": [], "recordings": []})
     );
-    assert_eq!(p.export(&sb).await.expect("export bob"), bob_after);
+    assert_eq!(
+        PersonalData::export(&p, &sb).await.expect("export bob"),
+        bob_after
+    );
 }
