@@ -716,7 +716,7 @@ fn a_disabled_service_is_pruned(kube: &Kube) {
         },
     );
     wait_ready(kube, CELL);
-    assert_eq!(cell_json(kube, CELL)["status"]["services"]["total"], 13);
+    assert_eq!(cell_json(kube, CELL)["status"]["services"]["total"], 14);
 }
 
 /// The image of the first container of a pod template.
