@@ -22,7 +22,6 @@ use titan_proto::shipping::v1::shipping_service_server::ShippingServiceServer;
 
 use crate::{
     app::{Parts, Settings, Shipping},
-    privacy::Privacy,
     store::{pg::PgShipments, privacy::PersonalStore},
 };
 
@@ -77,5 +76,5 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     ));
     Ok(Mounted::new(&ctx)
         .grpc(ShippingServiceServer::new(grpc::Grpc::new(app)))
-        .personal_data(Privacy::new(personal)))
+        .personal_data(personal))
 }

@@ -6,28 +6,14 @@ use titan_kit::privacy::{Erasure, Failure, PersonalData, Subject};
 
 use crate::store::privacy::PersonalStore;
 
-#[derive(Debug, Clone)]
-pub struct Privacy {
-    store: PersonalStore,
-}
-
-impl Privacy {
-    pub fn new(store: PersonalStore) -> Self {
-        Self { store }
-    }
-}
-
-impl PersonalData for Privacy {
+impl PersonalData for PersonalStore {
     async fn export(&self, subject: &Subject) -> Result<serde_json::Value, Failure> {
-        let records = self.store.records(&subject.user_id).await?;
+        let records = self.records(&subject.user_id).await?;
         Ok(serde_json::to_value(records)?)
     }
 
     async fn erase(&self, subject: &Subject) -> Result<Erasure, Failure> {
-        let e = self
-            .store
-            .erase(&subject.user_id, &subject.pseudonym)
-            .await?;
+        let e = self.erase(&subject.user_id, &subject.pseudonym).await?;
         Ok(Erasure::default()
             .removed("shipping labels", e.labels)
             .pseudonymised("shipments received", e.shipments)

@@ -31,7 +31,6 @@ use titan_proto::tracking::v1::tracking_service_server::TrackingServiceServer;
 use crate::{
     app::Tracking,
     config::Settings,
-    privacy::Privacy,
     store::{consumer::EventHandler, live::Live, pg::PgTracking, privacy::PersonalStore},
 };
 
@@ -74,7 +73,7 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
             ctx.shutdown.clone(),
         )))
         .http(web::router(app.clone(), web::env_secrets()))
-        .personal_data(Privacy::new(PersonalStore::new(pool.clone())));
+        .personal_data(PersonalStore::new(pool.clone()));
     let handler = EventHandler::new(app);
     for source in store::consumer::SOURCES {
         let consumer = Consumer::new(

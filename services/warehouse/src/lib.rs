@@ -25,7 +25,6 @@ use titan_proto::warehouse::v1::warehouse_service_server::WarehouseServiceServer
 use crate::{
     app::{Settings, Warehouses},
     domain::Preference,
-    privacy::Privacy,
     store::{pg::PgWarehouses, privacy::PersonalStore},
 };
 
@@ -77,7 +76,7 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     ));
     Ok(Mounted::new(&ctx)
         .grpc(WarehouseServiceServer::new(grpc::Grpc::new(app.clone())))
-        .personal_data(Privacy::new(personal))
+        .personal_data(personal)
         .every("warehouse-expiry", EXPIRE_EVERY, move || {
             let app = app.clone();
             async move { app.expire().await.map(drop) }

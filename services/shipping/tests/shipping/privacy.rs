@@ -25,7 +25,6 @@ use titan_shipping::{
     app::{Labelled, Parts, Shipping},
     carrier,
     domain::{Address, Parcel, RawShipment},
-    privacy::Privacy,
     store::{pg::PgShipments, privacy::PersonalStore},
 };
 
@@ -169,13 +168,10 @@ async fn an_erased_recipient_keeps_blank_shipments_under_a_pseudonym_and_loses_t
         .await
         .expect("b2");
 
-    let p = Privacy::new(PersonalStore::new(
-        w.db.pool.clone(),
-        w.objects.storage.clone(),
-    ));
+    let p = PersonalStore::new(w.db.pool.clone(), w.objects.storage.clone());
     let (sa, sb) = (subject(&a), subject(&b));
     assert_eq!(
-        p.export(&sa).await.expect("export"),
+        PersonalData::export(&p, &sa).await.expect("export"),
         json!({
             "user_id": a,
             "shipments": [exported(&a1), exported(&a2)],
@@ -183,7 +179,7 @@ async fn an_erased_recipient_keeps_blank_shipments_under_a_pseudonym_and_loses_t
                         "created_at": b2.shipment.created_at}],
         })
     );
-    let bob_before = p.export(&sb).await.expect("export bob");
+    let bob_before = PersonalData::export(&p, &sb).await.expect("export bob");
     assert_eq!(
         bob_before,
         json!({"user_id": b, "shipments": [exported(&b1), exported(&b2)], "booked": []})
@@ -212,7 +208,7 @@ async fn an_erased_recipient_keeps_blank_shipments_under_a_pseudonym_and_loses_t
         ]
     );
 
-    let erased = p.erase(&sa).await.expect("erase");
+    let erased = PersonalData::erase(&p, &sa).await.expect("erase");
     assert_eq!(
         erased,
         Erasure::default()
@@ -268,7 +264,10 @@ async fn an_erased_recipient_keeps_blank_shipments_under_a_pseudonym_and_loses_t
             .expect("booked by");
     assert_eq!(booked_by, sa.pseudonym);
     // Bob's shipments are as they were; the service still reads Ann's kept ones.
-    assert_eq!(p.export(&sb).await.expect("bob after"), bob_before);
+    assert_eq!(
+        PersonalData::export(&p, &sb).await.expect("bob after"),
+        bob_before
+    );
     let read = w
         .app
         .get_shipment(&checkout(), &a1.shipment.id.to_string())
@@ -280,14 +279,14 @@ async fn an_erased_recipient_keeps_blank_shipments_under_a_pseudonym_and_loses_t
     );
 
     assert_eq!(
-        p.erase(&sa).await.expect("again"),
+        PersonalData::erase(&p, &sa).await.expect("again"),
         Erasure::default()
             .removed("shipping labels", 0)
             .pseudonymised("shipments received", 0)
             .pseudonymised("shipments booked", 0)
     );
     assert_eq!(
-        p.export(&sa).await.expect("export after"),
+        PersonalData::export(&p, &sa).await.expect("export after"),
         json!({"user_id": a, "shipments": [], "booked": []})
     );
 }

@@ -17,7 +17,6 @@ use titan_kit::{
 use titan_tracking::{
     app::Record,
     domain::{Coordinates, NewEvent, Status},
-    privacy::Privacy,
     store::privacy::PersonalStore,
 };
 
@@ -129,13 +128,13 @@ async fn an_erased_owner_keeps_records_under_a_pseudonym_without_coordinates_or_
             .expect(what);
     }
 
-    let p = Privacy::new(PersonalStore::new(w.db.pool.clone()));
+    let p = PersonalStore::new(w.db.pool.clone());
     let (sa, sb) = (subject(&a), subject(&b));
     let made = json!({"kind": "CREATED", "location": "", "at": epoch(), "note": null});
     let (ra1, ra2) = (record(&w, na1).await, record(&w, na2).await);
     assert_eq!(ra1.status, Status::Delivered);
     assert_eq!(
-        p.export(&sa).await.expect("export"),
+        PersonalData::export(&p, &sa).await.expect("export"),
         json!({
             "user_id": a,
             "records": [
@@ -150,7 +149,7 @@ async fn an_erased_owner_keeps_records_under_a_pseudonym_without_coordinates_or_
             ],
         })
     );
-    let bob_before = p.export(&sb).await.expect("bob");
+    let bob_before = PersonalData::export(&p, &sb).await.expect("bob");
     assert_eq!(
         bob_before["records"][0]["events"][1]["note"],
         json!("signed by Bob")
@@ -173,7 +172,7 @@ async fn an_erased_owner_keeps_records_under_a_pseudonym_without_coordinates_or_
         ]
     );
 
-    let erased = p.erase(&sa).await.expect("erase");
+    let erased = PersonalData::erase(&p, &sa).await.expect("erase");
     assert_eq!(
         erased,
         Erasure::default()
@@ -222,7 +221,10 @@ async fn an_erased_owner_keeps_records_under_a_pseudonym_without_coordinates_or_
         .collect();
     assert_eq!(notes[1], "", "the carrier's note is blanked");
     assert!(notes[2].starts_with("the driver departed"), "{notes:?}");
-    assert_eq!(p.export(&sb).await.expect("bob after"), bob_before);
+    assert_eq!(
+        PersonalData::export(&p, &sb).await.expect("bob after"),
+        bob_before
+    );
 
     // The trigger lets nothing else through, even during an erasure.
     let mut tx = w.db.pool.begin().await.expect("begin");
@@ -260,13 +262,13 @@ async fn an_erased_owner_keeps_records_under_a_pseudonym_without_coordinates_or_
     );
 
     assert_eq!(
-        p.erase(&sa).await.expect("again"),
+        PersonalData::erase(&p, &sa).await.expect("again"),
         Erasure::default()
             .pseudonymised("tracking records", 0)
             .pseudonymised("tracking events", 0)
     );
     assert_eq!(
-        p.export(&sa).await.expect("export after"),
+        PersonalData::export(&p, &sa).await.expect("export after"),
         json!({"user_id": a, "records": []})
     );
 }

@@ -14,7 +14,6 @@ use titan_kit::{
 };
 use titan_warehouse::{
     app::{OrderForm, SERVICE_ROLE, STAFF_ROLE},
-    privacy::Privacy,
     store::privacy::PersonalStore,
 };
 
@@ -85,7 +84,7 @@ async fn an_erased_worker_stays_on_the_ledger_only_as_a_pseudonym() {
         .await
         .expect("bob receives");
 
-    let p = Privacy::new(PersonalStore::new(w.db.pool.clone()));
+    let p = PersonalStore::new(w.db.pool.clone());
     let (sa, sb) = (subject(&a), subject(&b));
     let reserve_id: i64 =
         sqlx::query_scalar("SELECT id FROM warehouse_movements WHERE reservation_id = $1")
@@ -95,7 +94,7 @@ async fn an_erased_worker_stays_on_the_ledger_only_as_a_pseudonym() {
             .expect("the reservation's movement");
     let now = w.clock.now();
     assert_eq!(
-        p.export(&sa).await.expect("export"),
+        PersonalData::export(&p, &sa).await.expect("export"),
         json!({
             "user_id": a,
             "movements": [
@@ -112,7 +111,7 @@ async fn an_erased_worker_stays_on_the_ledger_only_as_a_pseudonym() {
                               "created_at": now}],
         })
     );
-    let bob_before = p.export(&sb).await.expect("bob");
+    let bob_before = PersonalData::export(&p, &sb).await.expect("bob");
     assert_eq!(
         bob_before["movements"][0]["id"],
         json!(bobs.movements[0]),
@@ -129,7 +128,7 @@ async fn an_erased_worker_stays_on_the_ledger_only_as_a_pseudonym() {
         ]
     );
 
-    let erased = p.erase(&sa).await.expect("erase");
+    let erased = PersonalData::erase(&p, &sa).await.expect("erase");
     assert_eq!(
         erased,
         Erasure::default()
@@ -153,16 +152,19 @@ async fn an_erased_worker_stays_on_the_ledger_only_as_a_pseudonym() {
     .await
     .expect("kept");
     assert_eq!(kept, (2, 1));
-    assert_eq!(p.export(&sb).await.expect("bob after"), bob_before);
+    assert_eq!(
+        PersonalData::export(&p, &sb).await.expect("bob after"),
+        bob_before
+    );
 
     assert_eq!(
-        p.erase(&sa).await.expect("again"),
+        PersonalData::erase(&p, &sa).await.expect("again"),
         Erasure::default()
             .pseudonymised("stock movements", 0)
             .pseudonymised("reservations", 0)
     );
     assert_eq!(
-        p.export(&sa).await.expect("export after"),
+        PersonalData::export(&p, &sa).await.expect("export after"),
         json!({"user_id": a, "movements": [], "reservations": []})
     );
 }
