@@ -20,6 +20,7 @@ pub mod plot;
 pub mod pricing;
 pub mod router;
 pub mod routes;
+pub mod settle;
 pub mod shipping;
 pub mod suite;
 pub mod tracking;

@@ -1129,6 +1129,8 @@ pub struct SuiteReport {
     /// (scenario, what failed): checks that did not hold and scenarios that did not run.
     pub failures: Vec<(&'static str, String)>,
     pub took: Vec<(&'static str, Duration)>,
+    /// How the machine was when each scenario started (full runs only).
+    pub settled: Vec<(&'static str, crate::settle::Settled)>,
     pub pngs: Vec<PathBuf>,
     pub json: PathBuf,
 }
@@ -1212,6 +1214,28 @@ impl fmt::Display for SuiteReport {
             self.short(),
             self.json.display()
         )?;
+        let unsettled: Vec<String> = self
+            .settled
+            .iter()
+            .filter(|(_, x)| !x.quiet())
+            .map(|(s, x)| format!("{s} ({:.2} cores busy, {} merges)", x.busy, x.merges))
+            .collect();
+        if !self.settled.is_empty() {
+            if unsettled.is_empty() {
+                writeln!(
+                    f,
+                    "every scenario started on a quiet machine (< {} cores busy, no ClickHouse merge)",
+                    crate::settle::QUIET_CORES
+                )?;
+            } else {
+                writeln!(
+                    f,
+                    "started on a busy machine after {} s of waiting: {}",
+                    crate::settle::LIMIT.as_secs(),
+                    unsettled.join(", ")
+                )?;
+            }
+        }
         if self.failures.is_empty() {
             write!(f, "every correctness check held")
         } else {
@@ -1236,6 +1260,23 @@ pub async fn run(jobs: Vec<Job>, out: &Path, quick: bool) -> anyhow::Result<Suit
     let total = jobs.len();
     for (i, job) in jobs.into_iter().enumerate() {
         let name = job.name();
+        if !quick {
+            // Correctness alone needs no quiet machine, and CI's time is better spent.
+            let settled = crate::settle::settle().await?;
+            eprintln!(
+                "[{}/{total}] {name}: machine {} after {:.0} s ({:.2} cores busy, {} ClickHouse merges)",
+                i + 1,
+                if settled.quiet() {
+                    "quiet"
+                } else {
+                    "NOT quiet"
+                },
+                settled.waited.as_secs_f64(),
+                settled.busy,
+                settled.merges
+            );
+            report.settled.push((name, settled));
+        }
         eprintln!("[{}/{total}] {name} …", i + 1);
         let started = Instant::now();
         match job.run(out, quick).await {
@@ -1267,6 +1308,7 @@ pub async fn run(jobs: Vec<Job>, out: &Path, quick: bool) -> anyhow::Result<Suit
         "figures": report.figures.iter().map(Figure::json).collect::<Vec<_>>(),
         "failures": report.failures.iter().map(|(s, w)| serde_json::json!({"scenario": s, "failure": w})).collect::<Vec<_>>(),
         "seconds": report.took.iter().map(|(s, t)| (s.to_string(), serde_json::json!(t.as_secs_f64()))).collect::<serde_json::Map<_, _>>(),
+        "settled": report.settled.iter().map(|(s, x)| (s.to_string(), serde_json::json!({"waitedSeconds": x.waited.as_secs_f64(), "busyCores": x.busy, "clickhouseMerges": x.merges, "quiet": x.quiet()}))).collect::<serde_json::Map<_, _>>(),
         "pngs": report.pngs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
     });
     std::fs::write(&report.json, serde_json::to_vec_pretty(&json)?)

@@ -38,8 +38,50 @@ const SCAN_COUNT: u32 = 1000;
 /// [`redis::aio::ConnectionLike`], so service code is the same for both.
 #[derive(Clone)]
 pub enum RedisConn {
-    Single(ConnectionManager),
+    Single(Shared),
     Cluster(ClusterConnection),
+}
+
+/// A single server's multiplexed connections (`redis.connections` of them). Each clone is
+/// bound to the next in turn, so the requests of one clone stay in order on one connection
+/// while concurrent requests (each service clones the handle's connection per request)
+/// spread over all of them. One multiplexed connection has one task that writes every
+/// request and parses every reply of the process: under load that task, not Redis, is where
+/// replies wait, and it runs on one core at a time.
+pub struct Shared {
+    all: std::sync::Arc<[ConnectionManager]>,
+    next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    this: ConnectionManager,
+}
+
+impl Shared {
+    fn new(all: Vec<ConnectionManager>) -> Option<Self> {
+        let this = all.first()?.clone();
+        Some(Self {
+            all: all.into(),
+            next: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1)),
+            this,
+        })
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("connections", &self.all.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clone for Shared {
+    fn clone(&self) -> Self {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.all.len();
+        Self {
+            all: self.all.clone(),
+            next: self.next.clone(),
+            this: self.all[i].clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for RedisConn {
@@ -54,7 +96,7 @@ impl std::fmt::Debug for RedisConn {
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Single(c) => c.this.req_packed_command(cmd),
             Self::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -66,14 +108,14 @@ impl ConnectionLike for RedisConn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Single(c) => c.this.req_packed_commands(pipeline, offset, count),
             Self::Cluster(c) => Box::pin(cluster_pipeline(c, pipeline, offset, count)),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
-            Self::Single(c) => c.get_db(),
+            Self::Single(c) => c.this.get_db(),
             Self::Cluster(c) => c.get_db(),
         }
     }
@@ -186,7 +228,7 @@ impl RedisHandle {
                 "a key prefix for a Redis Cluster must not contain `{` or `}`",
             ));
         }
-        let conn = connection(&target, RESPONSE_TIMEOUT).await?;
+        let conn = connection(&target, RESPONSE_TIMEOUT, config.connections).await?;
         Ok(Self {
             conn,
             target,
@@ -203,7 +245,7 @@ impl RedisHandle {
     /// response timeout must outlast the block. On a cluster: a cluster connection of its own
     /// (one connection per node), so a block on one node stalls nobody else's commands.
     pub async fn dedicated(&self, response_timeout: Duration) -> Result<RedisConn, KitError> {
-        connection(&self.target, response_timeout).await
+        connection(&self.target, response_timeout, 1).await
     }
 
     /// A pub/sub connection of its own (`kit::realtime`'s hub holds one per replica). On a
@@ -365,14 +407,25 @@ fn value<T: redis::FromRedisValue>(v: Value) -> Result<T, KitError> {
     redis::from_redis_value(v).map_err(|e| redis::RedisError::from(e).into())
 }
 
-async fn connection(target: &Target, response_timeout: Duration) -> Result<RedisConn, KitError> {
+/// `connections` (at least one) multiplexed connections to a single server; on a cluster the
+/// cluster connection, which keeps one connection per node.
+async fn connection(
+    target: &Target,
+    response_timeout: Duration,
+    connections: u32,
+) -> Result<RedisConn, KitError> {
     match target {
         Target::Single(client) => {
             let config =
                 ConnectionManagerConfig::new().set_response_timeout(Some(response_timeout));
-            Ok(RedisConn::Single(
-                ConnectionManager::new_with_config((**client).clone(), config).await?,
-            ))
+            let all =
+                futures::future::try_join_all((0..connections.max(1)).map(|_| {
+                    ConnectionManager::new_with_config((**client).clone(), config.clone())
+                }))
+                .await?;
+            Shared::new(all)
+                .map(RedisConn::Single)
+                .ok_or_else(|| KitError::config("redis.connections", "must be at least 1"))
         }
         Target::Cluster { seeds, certs } => {
             let mut builder =

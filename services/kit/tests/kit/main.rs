@@ -10,6 +10,7 @@ mod limits;
 mod objects;
 mod privacy;
 mod realtime;
+mod redis_connections;
 mod redis_scan;
 mod runtime;
 mod tls;
