@@ -17,7 +17,7 @@ use titan_kit::{config::ClickHouseConfig, datastores::clickhouse};
 pub const QUIET_CORES: f64 = 0.25;
 /// The longest a scenario waits for quiet; after it, it starts anyway and the table says how
 /// busy the machine still was.
-pub const LIMIT: Duration = Duration::from_secs(120);
+pub const LIMIT: Duration = Duration::from_secs(60);
 
 /// How the machine was when a scenario started.
 #[derive(Debug, Clone, Copy, PartialEq)]
