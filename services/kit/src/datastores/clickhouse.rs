@@ -38,7 +38,7 @@ pub fn connect(config: &ClickHouseConfig) -> Result<Client, KitError> {
                 "is set but clickhouse.url is not https://: the connection would be plaintext",
             ));
         }
-        (false, None) => Client::default(),
+        (false, None) => pooled(tcp()),
     };
     let mut client = client
         .with_url(&config.url)
@@ -79,8 +79,7 @@ fn https(ca_file: Option<&Path>) -> Result<Client, KitError> {
         })?,
     }
     .with_no_client_auth();
-    let mut tcp = HttpConnector::new();
-    tcp.set_keepalive(Some(TCP_KEEPALIVE));
+    let mut tcp = tcp();
     // The TLS connector below takes https URLs; the TCP one must let them through to it.
     tcp.enforce_http(false);
     let connector = HttpsConnectorBuilder::new()
@@ -88,11 +87,31 @@ fn https(ca_file: Option<&Path>) -> Result<Client, KitError> {
         .https_only()
         .enable_http1()
         .wrap_connector(tcp);
-    Ok(Client::with_http_client(
+    Ok(pooled(connector))
+}
+
+/// The TCP side of every ClickHouse connection: keep-alive probes, and TCP_NODELAY, which
+/// hyper (and so the clickhouse crate's own client) leaves off. An insert writes its request
+/// head and body chunks separately and then waits for the answer: with Nagle's algorithm a
+/// chunk waits for the server's delayed acknowledgement, up to 40 ms.
+fn tcp() -> HttpConnector {
+    let mut tcp = HttpConnector::new();
+    tcp.set_keepalive(Some(TCP_KEEPALIVE));
+    tcp.set_nodelay(true);
+    tcp
+}
+
+/// A client pooling connections over `connector`, whose idle connections close before the
+/// server's keep-alive timeout would close them under a request.
+fn pooled<C>(connector: C) -> Client
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    Client::with_http_client(
         HttpClient::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build(connector),
-    ))
+    )
 }
 
 /// Readiness: the server answers a query.

@@ -16,7 +16,8 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
-use redis::{Cmd, ErrorKind, Pipeline, RedisFuture, ServerErrorKind, Value};
+use redis::io::tcp::TcpSettings;
+use redis::{Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisFuture, ServerErrorKind, Value};
 use secrecy::ExposeSecret;
 
 use crate::{KitError, config::RedisConfig};
@@ -161,12 +162,25 @@ enum Target {
     },
 }
 
+/// TCP_NODELAY on every connection to Redis, which redis-rs leaves off by default. With
+/// Nagle's algorithm on, a command written in two segments (a script call with many arguments)
+/// holds its second until the server acknowledges the first, and the server, waiting for the
+/// rest of the command, delays that acknowledgement by up to 40 ms: coupon redemptions answered
+/// in three humps, ~8, ~55 and ~100 ms (p99 111 ms), before this.
+fn tcp() -> TcpSettings {
+    TcpSettings::default().set_nodelay(true)
+}
+
 /// A single-server client of `url`, verified against `certs` when it is TLS.
 fn client(url: &str, certs: Option<&redis::TlsCertificates>) -> Result<redis::Client, KitError> {
+    let info = url
+        .into_connection_info()
+        .map_err(|e| KitError::config("redis.url", e.to_string()))?
+        .set_tcp_settings(tcp());
     match certs {
-        Some(certs) => redis::Client::build_with_tls(url, certs.clone())
+        Some(certs) => redis::Client::build_with_tls(info, certs.clone())
             .map_err(|e| KitError::config("redis.caFile", e.to_string())),
-        None => redis::Client::open(url).map_err(|e| KitError::config("redis.url", e.to_string())),
+        None => redis::Client::open(info).map_err(|e| KitError::config("redis.url", e.to_string())),
     }
 }
 
@@ -431,7 +445,8 @@ async fn connection(
             let mut builder =
                 ClusterClientBuilder::new(seeds.iter().map(|s| s.get_connection_info().clone()))
                     .connection_timeout(CONNECT_TIMEOUT)
-                    .response_timeout(response_timeout);
+                    .response_timeout(response_timeout)
+                    .tcp_settings(tcp());
             if let Some(certs) = certs {
                 builder = builder.certs(certs.clone());
             }
