@@ -346,24 +346,12 @@ async fn progress(conn: &mut PgConnection, user: &str, m: &Mission) -> Result<u3
     Ok(u32_of(n))
 }
 
-/// Two award batches in flight, not kit's default four: a batch locks its accounts and reads
-/// the ledger, and PostgreSQL spends less per award on fewer, larger batches. Measured
-/// (release, `titan-bench gamification`, 30,000 users, alternating): 4 writers 5,623 · 5,867 ·
-/// 6,100 awards/s, 2 writers 6,520 · 7,489 · 7,240, 1 writer 7,383 · 7,669; at 100,000 users
-/// 5,616 (4) against 6,426 (2); 6,719 with two once sqlx 0.9.1 set TCP_NODELAY again. One
-/// writer was as fast here, but leaves no batch to fill while the other commits once the
-/// database is on its own cores.
-const AWARD_WRITERS: BatchOptions = BatchOptions {
-    writers: 2,
-    max: 128,
-};
-
 impl PgLedger {
     /// Starts the award writers on the current Tokio runtime.
     pub fn new(pool: PgPool) -> Self {
         let writers = pool.clone();
         Self {
-            awards: Batcher::spawn(awards::NAME, AWARD_WRITERS, move |batch| {
+            awards: Batcher::spawn(awards::NAME, BatchOptions::default(), move |batch| {
                 awards::write(writers.clone(), batch)
             }),
             pool,
