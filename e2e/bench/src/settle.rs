@@ -9,10 +9,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use titan_e2e::process::cpu_by_command;
 use titan_kit::{config::ClickHouseConfig, datastores::clickhouse};
 
-/// Below this many busy cores (every process, over one second) the machine counts as quiet:
+/// Below this many busy cores (the whole machine, over one second) the machine counts as quiet:
 /// the datastores idle at a few hundredths of a core each.
 pub const QUIET_CORES: f64 = 0.25;
 /// The longest a scenario waits for quiet; after it, it starts anyway and the table says how
@@ -39,16 +38,32 @@ fn is_quiet(busy: f64, merges: u64) -> bool {
     busy < QUIET_CORES && merges == 0
 }
 
-/// Cores every process together used over `over`, from two readings of `/proc`.
+/// Cores the machine spent over `over`, from two readings of `/proc/stat`'s `cpu` line
+/// (everything but idle and I/O wait, kernel work included): summing processes instead counts
+/// a process that changes its name (exec) or is first seen late with all its past time.
 async fn busy(over: Duration) -> anyhow::Result<f64> {
-    let before = cpu_by_command().context("read /proc")?;
+    let before = busy_ticks()?;
     tokio::time::sleep(over).await;
-    let after = cpu_by_command().context("read /proc")?;
-    let used: Duration = after
-        .iter()
-        .map(|(comm, cpu)| cpu.saturating_sub(before.get(comm).copied().unwrap_or_default()))
-        .sum();
-    Ok(used.as_secs_f64() / over.as_secs_f64())
+    let after = busy_ticks()?;
+    // USER_HZ, 100 on Linux, as `titan_e2e::process` reads it too.
+    Ok(after.saturating_sub(before) as f64 / 100.0 / over.as_secs_f64())
+}
+
+fn busy_ticks() -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("read /proc/stat")?;
+    busy_of(&stat).context("no cpu line in /proc/stat")
+}
+
+/// The busy ticks of `/proc/stat`'s first line: user, nice, system, irq, softirq and steal
+/// (guest time is already inside user).
+fn busy_of(stat: &str) -> Option<u64> {
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let field = |i: usize| v.get(i).copied().unwrap_or(0);
+    Some(field(0) + field(1) + field(2) + field(5) + field(6) + field(7))
 }
 
 /// Merges ClickHouse is running (none when the suite has no ClickHouse).
@@ -84,6 +99,13 @@ pub async fn settle() -> anyhow::Result<Settled> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_ticks_leave_out_idle_and_io_wait() {
+        let stat = "cpu  100 5 30 9000 700 2 3 1 0 0\ncpu0 50 2 15 4500 350 1 1 0 0 0\n";
+        assert_eq!(busy_of(stat), Some(100 + 5 + 30 + 2 + 3 + 1));
+        assert_eq!(busy_of("intr 1 2 3\n"), None);
+    }
 
     #[test]
     fn quiet_needs_both_idle_cores_and_no_merge() {
