@@ -583,6 +583,14 @@ impl Config {
             _ => RawConfig::default(),
         };
         let pick = |var: &str, file: Option<String>| env(var).filter(|v| !v.is_empty()).or(file);
+        // A count from `var` (refused when it is not a whole number), else the file's, else
+        // `default`.
+        let whole = |var: &str, setting: &str, file: Option<u32>, default: u32| match env(var) {
+            Some(v) => v
+                .parse()
+                .map_err(|_| KitError::config(setting, format!("{v:?} is not a whole number"))),
+            None => Ok(file.unwrap_or(default)),
+        };
 
         let cell = pick("TITAN_CELL", raw.cell).unwrap_or_else(|| "local".to_owned());
         if !is_dns_label(&cell) {
@@ -673,15 +681,12 @@ impl Config {
         let postgres = match pick("TITAN_POSTGRES_URL", raw.postgres.url) {
             Some(url) => {
                 check_url("postgres.url", &url, &["postgres", "postgresql"])?;
-                let max_connections = match env("TITAN_POSTGRES_MAX_CONNECTIONS") {
-                    Some(v) => v.parse().map_err(|_| {
-                        KitError::config(
-                            "postgres.maxConnections",
-                            format!("{v:?} is not a whole number"),
-                        )
-                    })?,
-                    None => raw.postgres.max_connections.unwrap_or(20),
-                };
+                let max_connections = whole(
+                    "TITAN_POSTGRES_MAX_CONNECTIONS",
+                    "postgres.maxConnections",
+                    raw.postgres.max_connections,
+                    20,
+                )?;
                 if max_connections == 0 {
                     return Err(KitError::config(
                         "postgres.maxConnections",
@@ -712,15 +717,12 @@ impl Config {
                 )?;
                 let key_prefix = pick("TITAN_REDIS_KEY_PREFIX", raw.redis.key_prefix)
                     .unwrap_or_else(|| format!("titan:{cell}:"));
-                let connections = match env("TITAN_REDIS_CONNECTIONS") {
-                    Some(v) => v.parse().map_err(|_| {
-                        KitError::config(
-                            "redis.connections",
-                            format!("{v:?} is not a whole number"),
-                        )
-                    })?,
-                    None => raw.redis.connections.unwrap_or(REDIS_CONNECTIONS),
-                };
+                let connections = whole(
+                    "TITAN_REDIS_CONNECTIONS",
+                    "redis.connections",
+                    raw.redis.connections,
+                    REDIS_CONNECTIONS,
+                )?;
                 if !(1..=64).contains(&connections) {
                     return Err(KitError::config(
                         "redis.connections",

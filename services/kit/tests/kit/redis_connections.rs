@@ -16,14 +16,19 @@ async fn client_id(conn: &mut RedisConn) -> i64 {
         .expect("CLIENT ID")
 }
 
-#[tokio::test]
-async fn clones_take_the_connections_in_turn_and_each_keeps_its_own() {
+/// A handle on the test Redis with `connections` connections.
+async fn with_connections(connections: u32) -> RedisHandle {
     let test = TestRedis::new().await;
     let config = RedisConfig {
-        connections: 3,
+        connections,
         ..test.config.clone()
     };
-    let handle = RedisHandle::connect(&config).await.expect("connect");
+    RedisHandle::connect(&config).await.expect("connect")
+}
+
+#[tokio::test]
+async fn clones_take_the_connections_in_turn_and_each_keeps_its_own() {
+    let handle = with_connections(3).await;
     let mut ids = Vec::new();
     for _ in 0..6 {
         let mut conn = handle.conn.clone();
@@ -42,12 +47,7 @@ async fn clones_take_the_connections_in_turn_and_each_keeps_its_own() {
 
 #[tokio::test]
 async fn one_connection_serves_every_clone() {
-    let test = TestRedis::new().await;
-    let config = RedisConfig {
-        connections: 1,
-        ..test.config.clone()
-    };
-    let handle = RedisHandle::connect(&config).await.expect("connect");
+    let handle = with_connections(1).await;
     let mut first = handle.conn.clone();
     let id = client_id(&mut first).await;
     for _ in 0..3 {
