@@ -91,9 +91,9 @@ fn https(ca_file: Option<&Path>) -> Result<Client, KitError> {
 }
 
 /// The TCP side of every ClickHouse connection: keep-alive probes, and TCP_NODELAY, which
-/// hyper (and so the clickhouse crate's own client) leaves off. An insert writes its request
-/// head and body chunks separately and then waits for the answer: with Nagle's algorithm a
-/// chunk waits for the server's delayed acknowledgement, up to 40 ms.
+/// hyper (and so the clickhouse crate's own client) leaves off. A request whose head and body
+/// leave in separate segments would otherwise hold the second until the server's delayed
+/// acknowledgement of the first, up to 40 ms.
 fn tcp() -> HttpConnector {
     let mut tcp = HttpConnector::new();
     tcp.set_keepalive(Some(TCP_KEEPALIVE));

@@ -47,8 +47,9 @@ pub enum RedisConn {
 /// bound to the next in turn, so the requests of one clone stay in order on one connection
 /// while concurrent requests (each service clones the handle's connection per request)
 /// spread over all of them. One multiplexed connection has one task that writes every
-/// request and parses every reply of the process: under load that task, not Redis, is where
-/// replies wait, and it runs on one core at a time.
+/// request and parses every reply of the process; more connections spread that work and
+/// send fewer commands per system call (the trade-off, measured: `docs/runtime.md`, Redis
+/// connections).
 pub struct Shared {
     all: std::sync::Arc<[ConnectionManager]>,
     next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -163,10 +164,10 @@ enum Target {
 }
 
 /// TCP_NODELAY on every connection to Redis, which redis-rs leaves off by default. With
-/// Nagle's algorithm on, a command written in two segments (a script call with many arguments)
-/// holds its second until the server acknowledges the first, and the server, waiting for the
-/// rest of the command, delays that acknowledgement by up to 40 ms: coupon redemptions answered
-/// in three humps, ~8, ~55 and ~100 ms (p99 111 ms), before this.
+/// Nagle's algorithm on, a command that leaves in two segments holds its second until the
+/// server acknowledges the first, and the server, waiting for the rest of the command, delays
+/// that acknowledgement by up to 40 ms (what sqlx 0.9.0's PostgreSQL sockets did to coupon
+/// redemptions: `docs/runtime.md`, Datastore sockets).
 fn tcp() -> TcpSettings {
     TcpSettings::default().set_nodelay(true)
 }
