@@ -22,7 +22,6 @@ use titan_proto::abtesting::v1::ab_testing_service_server::AbTestingServiceServe
 use crate::{
     app::{Abtesting, REFRESH_INTERVAL},
     config::Settings,
-    privacy::Privacy,
     store::{
         clickhouse::{ChResults, Exposures, MIGRATIONS, exposures},
         pg::PgStore,
@@ -59,7 +58,7 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
         ctx.config.cell.clone(),
         metrics.clone(),
     );
-    let privacy = Privacy::new(PersonalStore::new(ctx.postgres()?, clickhouse.clone()));
+    let privacy = PersonalStore::new(ctx.postgres()?, clickhouse.clone());
     let app = Arc::new(Abtesting::new(
         PgStore::new(ctx.postgres()?),
         sink,

@@ -7,21 +7,10 @@ use titan_kit::privacy::{Erasure, Failure, PersonalData, Subject};
 
 use crate::store::privacy::PersonalStore;
 
-#[derive(Debug, Clone)]
-pub struct Privacy {
-    store: PersonalStore,
-}
-
-impl Privacy {
-    pub fn new(store: PersonalStore) -> Self {
-        Self { store }
-    }
-}
-
-impl PersonalData for Privacy {
+impl PersonalData for PersonalStore {
     async fn export(&self, subject: &Subject) -> Result<serde_json::Value, Failure> {
-        let exposures = self.store.exposures(&subject.user_id).await?;
-        let targeting = self.store.targeting(&subject.user_id).await?;
+        let exposures = self.exposures(&subject.user_id).await?;
+        let targeting = self.targeting(&subject.user_id).await?;
         Ok(json!({
             "user_id": subject.user_id,
             "exposures": exposures,
@@ -30,10 +19,7 @@ impl PersonalData for Privacy {
     }
 
     async fn erase(&self, subject: &Subject) -> Result<Erasure, Failure> {
-        let e = self
-            .store
-            .erase(&subject.user_id, &subject.pseudonym)
-            .await?;
+        let e = self.erase(&subject.user_id, &subject.pseudonym).await?;
         Ok(Erasure::default()
             .pseudonymised("exposures", e.exposures)
             .removed("flag targeting conditions", e.flag_targeting))

@@ -26,7 +26,6 @@ use titan_proto::analytics::v1::analytics_service_server::AnalyticsServiceServer
 use crate::{
     app::{Analytics, IngestOptions, Ingestor},
     config::Settings,
-    privacy::Privacy,
     store::{EVENTS, METRICS, TableSink, privacy::PersonalEvents, queries::ClickHouseWarehouse},
 };
 
@@ -91,7 +90,7 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
             StreamReader::new(redis.clone(), consumer).await?,
         ));
     }
-    let privacy = Privacy::new(PersonalEvents::new(clickhouse.clone()));
+    let privacy = PersonalEvents::new(clickhouse.clone());
     let app = Arc::new(Analytics::new(
         ClickHouseWarehouse::new(clickhouse),
         events.clone(),

@@ -8,28 +8,14 @@ use titan_kit::privacy::{Erasure, Failure, PersonalData, Subject};
 
 use crate::store::privacy::PersonalEvents;
 
-#[derive(Debug, Clone)]
-pub struct Privacy {
-    events: PersonalEvents,
-}
-
-impl Privacy {
-    pub fn new(events: PersonalEvents) -> Self {
-        Self { events }
-    }
-}
-
-impl PersonalData for Privacy {
+impl PersonalData for PersonalEvents {
     async fn export(&self, subject: &Subject) -> Result<serde_json::Value, Failure> {
-        let events = self.events.events(&subject.user_id).await?;
+        let events = self.events(&subject.user_id).await?;
         Ok(json!({"user_id": subject.user_id, "events": events}))
     }
 
     async fn erase(&self, subject: &Subject) -> Result<Erasure, Failure> {
-        let e = self
-            .events
-            .erase(&subject.user_id, &subject.pseudonym)
-            .await?;
+        let e = self.erase(&subject.user_id, &subject.pseudonym).await?;
         Ok(Erasure::default()
             .pseudonymised("events", e.events)
             .removed("active-day records", e.active_day_blocks))

@@ -11,7 +11,6 @@ use titan_abtesting::{
         experiment::Action,
         flag::{Condition, Op, Rule},
     },
-    privacy::Privacy,
     store::privacy::PersonalStore,
 };
 use titan_kit::{
@@ -30,7 +29,7 @@ fn id_is(op: Op, operand: Value) -> Condition {
 }
 
 /// The export with each exposure's time checked to lie in `[from, to]` and taken out.
-async fn export(p: &Privacy, s: &Subject, from: DateTime<Utc>, to: DateTime<Utc>) -> Value {
+async fn export(p: &PersonalStore, s: &Subject, from: DateTime<Utc>, to: DateTime<Utc>) -> Value {
     let mut doc = p.export(s).await.expect("export");
     for e in doc["exposures"].as_array_mut().expect("exposures") {
         let time = e
@@ -146,10 +145,7 @@ async fn an_erased_user_leaves_every_result_as_it_was_and_is_named_nowhere() {
     assert_eq!(before[0].users.iter().map(|v| v.users).sum::<u64>(), 22);
     assert_eq!(before[1].users.iter().map(|v| v.users).sum::<u64>(), 1);
 
-    let p = Privacy::new(PersonalStore::new(
-        w.stores.db.pool.clone(),
-        w.stores.ch.client.clone(),
-    ));
+    let p = PersonalStore::new(w.stores.db.pool.clone(), w.stores.ch.client.clone());
     let (sa, sb) = (subject(&a), subject(&b));
     let exposure = |x: &titan_abtesting::domain::Assignment| {
         json!({"experiment_key": x.experiment_key, "variation_index": x.variation_index,
@@ -192,16 +188,17 @@ async fn an_erased_user_leaves_every_result_as_it_was_and_is_named_nowhere() {
     );
 
     assert_eq!(
-        p.erase(&sa).await.expect("erase"),
+        PersonalData::erase(&p, &sa).await.expect("erase"),
         Erasure::default()
             .pseudonymised("exposures", 2)
             .removed("flag targeting conditions", 2)
     );
     // The analytics service erases the same person under the same pseudonym.
-    let analytics = titan_analytics::privacy::Privacy::new(
-        titan_analytics::store::privacy::PersonalEvents::new(w.stores.ch.client.clone()),
-    );
-    analytics.erase(&sa).await.expect("analytics erase");
+    let analytics =
+        titan_analytics::store::privacy::PersonalEvents::new(w.stores.ch.client.clone());
+    PersonalData::erase(&analytics, &sa)
+        .await
+        .expect("analytics erase");
 
     assert_eq!(
         mentions::postgres_in(&w.stores.db.pool, "abtesting", &a).await,
@@ -246,7 +243,7 @@ async fn an_erased_user_leaves_every_result_as_it_was_and_is_named_nowhere() {
     assert_eq!(beta(&a), vec![json!("off")]);
 
     assert_eq!(
-        p.erase(&sa).await.expect("erase again"),
+        PersonalData::erase(&p, &sa).await.expect("erase again"),
         Erasure::default()
             .pseudonymised("exposures", 0)
             .removed("flag targeting conditions", 0)

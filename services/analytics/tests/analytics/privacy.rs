@@ -6,7 +6,6 @@
 use titan_analytics::{
     app::KpiReport,
     domain::{Event, Granularity, Period},
-    privacy::Privacy,
     store::privacy::PersonalEvents,
 };
 use titan_kit::{
@@ -121,7 +120,7 @@ async fn an_erased_person_counts_once_under_the_pseudonym_and_is_named_nowhere()
     assert_eq!(before[1].totals[0].kpis.purchasers, 2);
     assert_eq!(before[1].totals[0].kpis.events, 5);
 
-    let p = Privacy::new(PersonalEvents::new(world.ch.client.clone()));
+    let p = PersonalEvents::new(world.ch.client.clone());
     let (sa, sb) = (subject(&a), subject(&b));
     let client = |id: &str, name: &str, session: &str, time: &str, props: Value, page: &str| {
         json!({"event_id": id, "name": name, "session_id": session, "time": time,
@@ -168,7 +167,7 @@ async fn an_erased_person_counts_once_under_the_pseudonym_and_is_named_nowhere()
 
     // Two blocks of active days: 2026-09-21 and early November lie in different ones.
     assert_eq!(
-        p.erase(&sa).await.expect("erase"),
+        PersonalData::erase(&p, &sa).await.expect("erase"),
         Erasure::default()
             .pseudonymised("events", 3)
             .removed("active-day records", 2)
@@ -211,7 +210,7 @@ async fn an_erased_person_counts_once_under_the_pseudonym_and_is_named_nowhere()
     assert_eq!(p.export(&sb).await.expect("export"), bob);
 
     assert_eq!(
-        p.erase(&sa).await.expect("erase again"),
+        PersonalData::erase(&p, &sa).await.expect("erase again"),
         Erasure::default()
             .pseudonymised("events", 0)
             .removed("active-day records", 0)
@@ -270,8 +269,8 @@ async fn an_erasure_cut_short_after_the_copies_finishes_when_run_again() {
         .execute()
         .await
         .expect("copy");
-    let p = Privacy::new(PersonalEvents::new(world.ch.client.clone()));
-    p.erase(&s).await.expect("erase");
+    let p = PersonalEvents::new(world.ch.client.clone());
+    PersonalData::erase(&p, &s).await.expect("erase");
     let rows: Vec<(String, String)> = world
         .ch
         .client
