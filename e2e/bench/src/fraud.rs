@@ -69,6 +69,9 @@ pub struct FraudReport {
     /// Upper bounds of the histogram buckets holding the server-side p50 and p99.
     pub server_p50: Option<f64>,
     pub server_p99: Option<f64>,
+    /// The share of checks the service answered within the target's 2 ms (a bucket bound), so
+    /// a p99 one bucket over says how far over it is.
+    pub server_within_target: Option<f64>,
     /// Where the server's time went, stage by stage.
     pub stages: Vec<Stage>,
     /// Checks of the fixed-rate phase that scored from the history cached in Redis, and from
@@ -137,9 +140,11 @@ impl fmt::Display for FraudReport {
         )?;
         writeln!(
             f,
-            "  server latency      p50 {}  p99 {}  (histogram bucket bounds; target p99 < 2 ms)",
+            "  server latency      p50 {}  p99 {}, {} within 2 ms  (histogram bucket bounds; target p99 < 2 ms)",
             ms(self.server_p50),
-            ms(self.server_p99)
+            ms(self.server_p99),
+            self.server_within_target
+                .map_or_else(|| "n/a".into(), |s| format!("{:.2} %", s * 100.0))
         )?;
         for st in &self.stages {
             writeln!(
@@ -299,6 +304,9 @@ fn machine_cores(
         .collect()
 }
 
+/// The server-side p99 target in seconds: a bound of `titan_fraud_check_seconds`' buckets.
+const SERVER_TARGET: f64 = 0.002;
+
 /// The stages of a check the service times (`titan_fraud_check_stage_seconds{stage}`).
 const STAGES: [&str; 3] = ["history", "score", "store"];
 
@@ -358,6 +366,19 @@ impl Histo {
             .zip(&before.buckets)
             .find(|((_, a), (_, b))| a.saturating_sub(*b) >= need)
             .map(|((le, _), _)| *le)
+    }
+
+    /// The share of what was observed since `before` that fell within `bound`, which must be
+    /// one of the bucket bounds; `None` when nothing was observed or `bound` is not a bound.
+    fn share_within(&self, before: &Histo, bound: f64) -> Option<f64> {
+        let total = self.count.saturating_sub(before.count);
+        let within = self
+            .buckets
+            .iter()
+            .zip(&before.buckets)
+            .find(|((le, _), _)| *le == bound)
+            .map(|((_, a), (_, b))| a.saturating_sub(*b))?;
+        (total > 0).then(|| within as f64 / total as f64)
     }
 
     /// The mean of what was observed since `before`.
@@ -496,6 +517,7 @@ pub async fn fraud(o: &FraudOptions) -> anyhow::Result<FraudReport> {
         client,
         server_p50: after.check.quantile(&before.check, 0.5),
         server_p99: after.check.quantile(&before.check, 0.99),
+        server_within_target: after.check.share_within(&before.check, SERVER_TARGET),
         stages: STAGES
             .iter()
             .zip(after.stages.iter().zip(&before.stages))
@@ -654,6 +676,9 @@ titan_fraud_check_seconds_count 1
         };
         assert_eq!(h.quantile(&zero, 0.5), Some(0.002));
         assert_eq!(h.quantile(&zero, 0.99), Some(f64::INFINITY));
+        assert_eq!(h.share_within(&zero, 0.002), Some(0.9));
+        assert_eq!(h.share_within(&zero, 0.003), None);
+        assert_eq!(h.share_within(&h, 0.002), None);
         assert_eq!(h.mean(&zero), Some(Duration::from_micros(2500)));
         assert_eq!(h.mean(&h), None);
     }

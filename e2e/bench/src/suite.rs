@@ -779,6 +779,17 @@ impl Job {
                         .target(Target::AtMost(2.0)),
                     );
                 }
+                if let Some(share) = r.server_within_target {
+                    ran.figure(Figure::new(
+                        name,
+                        format!(
+                            "CheckTransaction server answers within 2 ms at {}/s",
+                            o.rate
+                        ),
+                        "%",
+                        share * 100.0,
+                    ));
+                }
                 ran.figure(
                     Figure::new(
                         name,
