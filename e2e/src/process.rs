@@ -109,15 +109,20 @@ pub fn output_within(command: &mut Command, deadline: Duration) -> std::process:
     }
 }
 
+/// CPU time of `n` clock ticks as `/proc` counts them: 100 per second (USER_HZ, fixed by the
+/// Linux ABI whatever the kernel's own tick rate).
+pub fn ticks(n: u64) -> Duration {
+    Duration::from_millis(n * 10)
+}
+
 /// utime + stime of a `/proc/<pid>/stat` line. The fields after the command, which is in
 /// parentheses and may itself hold spaces and parentheses: state first, utime and stime 12th
-/// and 13th (fields 14 and 15 of proc(5)), in clock ticks of 100 per second (USER_HZ, fixed by
-/// the Linux ABI).
+/// and 13th (fields 14 and 15 of proc(5)), in [`ticks`].
 fn cpu_of_stat(stat: &str) -> Option<Duration> {
     let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
     let user: u64 = fields.next()?.parse().ok()?;
     let system: u64 = fields.next()?.parse().ok()?;
-    Some(Duration::from_millis((user + system) * 10))
+    Some(ticks(user + system))
 }
 
 /// CPU time used so far by the machine's processes, summed by command name (`comm`, at most

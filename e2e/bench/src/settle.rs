@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use titan_e2e::process::ticks;
 use titan_kit::{config::ClickHouseConfig, datastores::clickhouse};
 
 /// Below this many busy cores (the whole machine, over one second) the machine counts as quiet:
@@ -45,8 +46,7 @@ async fn busy(over: Duration) -> anyhow::Result<f64> {
     let before = busy_ticks()?;
     tokio::time::sleep(over).await;
     let after = busy_ticks()?;
-    // USER_HZ, 100 on Linux, as `titan_e2e::process` reads it too.
-    Ok(after.saturating_sub(before) as f64 / 100.0 / over.as_secs_f64())
+    Ok(ticks(after.saturating_sub(before)).as_secs_f64() / over.as_secs_f64())
 }
 
 fn busy_ticks() -> anyhow::Result<u64> {
