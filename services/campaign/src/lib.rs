@@ -29,9 +29,8 @@ use titan_crds::config::{
     PUSH_TOKEN_ENV, SMS_TOKEN_ENV, SMTP_PASSWORD_ENV, SMTP_USERNAME_ENV, TitanConfig,
 };
 use titan_kit::{
-    Datastore, KitError, Mounted, ServiceContext, ServiceDef,
-    auth::Authenticator,
-    events::{Consumer, ConsumerOptions},
+    Datastore, KitError, Mounted, ServiceContext, ServiceDef, auth::Authenticator,
+    events::ConsumerOptions,
 };
 use titan_proto::campaign::v1::campaign_service_server::CampaignServiceServer;
 
@@ -170,23 +169,16 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
             claim_timeout: chrono::Duration::seconds(CLAIM_TIMEOUT_SECONDS),
         },
     ));
-    let redis = ctx.redis()?;
     let sender = app.clone();
     let mut mounted = Mounted::new(&ctx)
         .grpc(CampaignServiceServer::new(grpc::Grpc::new(app.clone())))
         .http(web::router(app))
         .personal_data(privacy::Privacy::new(pool.clone()));
     for source in store::consumer::SOURCES {
-        let consumer = Consumer::new(
-            pool.clone(),
-            redis.clone(),
+        mounted = mounted.consume(
+            format!("campaign-{source}-events"),
             ConsumerOptions::new(source, domain::SERVICE, &ctx.instance(), &ctx.config.events),
             EventHandler,
-        )
-        .await?;
-        mounted = mounted.task(
-            format!("campaign-{source}-events"),
-            consumer.run(ctx.shutdown.clone()),
         );
     }
     Ok(mounted.every("campaign-sender", SEND_EVERY, move || {

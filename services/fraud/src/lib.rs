@@ -51,15 +51,15 @@ pub fn service() -> ServiceDef {
 async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
     let settings = ctx.settings(Settings::from_yaml)?;
     let pool = ctx.postgres()?;
-    let redis = ctx.redis()?;
-    let hot = RedisHot::new(redis.clone(), ctx.config.cell.clone());
+    let hot = RedisHot::new(ctx.redis()?, ctx.config.cell.clone());
     let personal = privacy::Privacy::new(pool.clone(), hot.clone());
+    let metrics = metrics::Metrics::new(&ctx.registry)?;
     let app = Arc::new(Fraud::new(
-        PgFraud::new(pool.clone(), ctx.config.cell.clone()),
+        PgFraud::new(pool, ctx.config.cell.clone()),
         hot,
-        settings,
+        settings.clone(),
         Arc::new(chrono::Utc::now),
-        metrics::Metrics::new(&ctx.registry)?,
+        metrics.clone(),
     ));
     app.reload()
         .await
@@ -70,15 +70,43 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
         &ctx.instance(),
         &ctx.config.events,
     );
-    let sink = DecisionSink::new(app.clone(), redis.clone(), options.clone()).await?;
-    let consumer = Consumer::new(pool, redis, options, PurchaseHandler::new(app.clone())).await?;
     Ok(Mounted::new(&ctx)
         .grpc(FraudServiceServer::new(grpc::Grpc::new(app.clone())))
         .personal_data(personal)
-        .task("fraud-purchases", consumer.run(ctx.shutdown.clone()))
-        .task("fraud-decision-log", sink.run(ctx.shutdown.clone()))
+        // The decision log's sink and the purchases consumer store what checks already
+        // answered: no caller waits on them, so they run at the background runtime's priority
+        // (at 2,000 checks/s the sink's batches had delayed checks' Redis replies).
+        .background("fraud-decision-log", {
+            let (settings, metrics, options) = (settings.clone(), metrics.clone(), options.clone());
+            move |bg| async move {
+                let sink = DecisionSink::new(stores(&bg, settings, metrics)?, bg.redis()?, options);
+                sink.await?.run(bg.shutdown.clone()).await
+            }
+        })
+        .background("fraud-purchases", move |bg| async move {
+            let handler = PurchaseHandler::new(stores(&bg, settings, metrics)?);
+            let consumer = Consumer::new(bg.postgres()?, bg.redis()?, options, handler);
+            consumer.await?.run(bg.shutdown.clone()).await
+        })
         .every("fraud-rules", RELOAD_EVERY, move || {
             let app = app.clone();
             async move { app.reload().await }
         }))
+}
+
+/// An app over the background runtime's clients (`bg`), for the tasks that store and count what
+/// checks decided. It never loads rules: none of them scores.
+fn stores(
+    bg: &ServiceContext,
+    settings: Settings,
+    metrics: metrics::Metrics,
+) -> Result<Arc<Fraud<PgFraud, RedisHot>>, KitError> {
+    let cell = bg.config.cell.clone();
+    Ok(Arc::new(Fraud::new(
+        PgFraud::new(bg.postgres()?, cell.clone()),
+        RedisHot::new(bg.redis()?, cell),
+        settings,
+        Arc::new(chrono::Utc::now),
+        metrics,
+    )))
 }

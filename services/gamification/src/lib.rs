@@ -17,8 +17,7 @@ use std::{sync::Arc, time::Duration};
 use futures::FutureExt;
 use titan_crds::config::TitanConfig;
 use titan_kit::{
-    Datastore, KitError, Mounted, ServiceContext, ServiceDef,
-    events::{Consumer, ConsumerOptions},
+    Datastore, KitError, Mounted, ServiceContext, ServiceDef, events::ConsumerOptions,
 };
 use titan_proto::gamification::v1::gamification_service_server::GamificationServiceServer;
 
@@ -68,16 +67,10 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
             RedisBoards::new(redis.clone()),
         ));
     for source in store::consumer::SOURCES {
-        let consumer = Consumer::new(
-            pool.clone(),
-            redis.clone(),
+        mounted = mounted.consume(
+            format!("gamification-{source}-purchases"),
             ConsumerOptions::new(source, domain::SERVICE, &ctx.instance(), &ctx.config.events),
             handler.clone(),
-        )
-        .await?;
-        mounted = mounted.task(
-            format!("gamification-{source}-purchases"),
-            consumer.run(ctx.shutdown.clone()),
         );
     }
     Ok(

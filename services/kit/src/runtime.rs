@@ -1,9 +1,10 @@
 //! The process runtime behind `titan serve`: starts the admin server (`/metrics`, `/healthz`,
 //! `/readyz`) first, connects the datastores the chosen services need (waiting for them while
-//! they start, not ready meanwhile), mounts the services, and runs the gRPC server (with health
-//! and reflection) and the HTTP server until SIGTERM, then drains in-flight requests (and
-//! WebSockets, closed with 1001) within the grace period. Also `migrate`, shared with
-//! `titan migrate`.
+//! they start, not ready meanwhile), mounts the services, runs their background work on the
+//! background runtime ([`crate::background`]) with clients of its own, and runs the gRPC server
+//! (with health and reflection) and the HTTP server until SIGTERM, then drains in-flight
+//! requests (and WebSockets, closed with 1001) within the grace period. Also `migrate`, shared
+//! with `titan migrate`.
 
 use std::{
     collections::BTreeSet,
@@ -31,6 +32,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{
     KitError,
     auth::Authenticator,
+    background::BackgroundRuntime,
     config::{Config, PostgresConfig},
     datastores::{clickhouse, postgres, redis::RedisHandle},
     deadline::DeadlineLayer,
@@ -49,6 +51,12 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 const CONNECT_RETRY_FIRST: Duration = Duration::from_millis(500);
 /// The longest pause between attempts at connecting the datastores.
 const CONNECT_RETRY_MAX: Duration = Duration::from_secs(10);
+/// PostgreSQL connections of the background runtime's pool at most (`postgres.maxConnections`
+/// if lower): its tasks (a relay and a privacy participant per service, housekeeping, the
+/// services' own) each hold one at a time, and waiting for one costs no caller anything.
+const BACKGROUND_POSTGRES_CONNECTIONS: u32 = 4;
+/// What PostgreSQL's `pg_stat_activity` shows for the background runtime's connections.
+pub const BACKGROUND_APPLICATION: &str = "titan-background";
 
 /// Where the process is with its datastores, as the admin server reports it.
 #[derive(Debug, Clone)]
@@ -102,11 +110,12 @@ impl Clients {
         Ok(needed)
     }
 
-    /// One attempt at connecting every datastore of `needed`.
+    /// One attempt at connecting every datastore of `needed`, PostgreSQL as `application`.
     async fn connect(
         config: &Config,
         needed: &BTreeSet<Datastore>,
         ready_on: &BTreeSet<Datastore>,
+        application: &str,
     ) -> Result<Self, KitError> {
         let mut clients = Self {
             ready_on: ready_on.clone(),
@@ -115,7 +124,7 @@ impl Clients {
         for d in needed {
             match (d, &config.postgres, &config.redis, &config.clickhouse) {
                 (Datastore::Postgres, Some(cfg), _, _) => {
-                    clients.postgres = Some(postgres::connect(cfg, "titan").await?);
+                    clients.postgres = Some(postgres::connect(cfg, application).await?);
                 }
                 (Datastore::Redis, _, Some(cfg), _) => {
                     clients.redis = Some(RedisHandle::connect(cfg).await?);
@@ -152,7 +161,7 @@ impl Clients {
             .collect();
         let mut pause = CONNECT_RETRY_FIRST;
         loop {
-            match Self::connect(config, &needed, &ready_on).await {
+            match Self::connect(config, &needed, &ready_on, "titan").await {
                 Ok(clients) => return Ok(Some(clients)),
                 Err(e @ KitError::Config { .. }) => return Err(e),
                 Err(e) => {
@@ -168,6 +177,31 @@ impl Clients {
             }
             pause = (pause * 2).min(CONNECT_RETRY_MAX);
         }
+    }
+
+    /// The background runtime's own clients, connected on it (see [`crate::background`]): at
+    /// most [`BACKGROUND_POSTGRES_CONNECTIONS`] to PostgreSQL, one to Redis. Called once the
+    /// process's own clients connected, so one attempt: a failure fails the start.
+    async fn connect_background(
+        config: &Config,
+        services: &[ServiceDef],
+        runtime: &BackgroundRuntime,
+    ) -> Result<Self, KitError> {
+        let needed = Self::needed(config, services)?;
+        let mut config = config.clone();
+        if let Some(pg) = &mut config.postgres {
+            pg.max_connections = pg.max_connections.min(BACKGROUND_POSTGRES_CONNECTIONS);
+        }
+        if let Some(redis) = &mut config.redis {
+            redis.connections = 1;
+        }
+        runtime
+            .handle()
+            .spawn(async move {
+                Self::connect(&config, &needed, &BTreeSet::new(), BACKGROUND_APPLICATION).await
+            })
+            .await
+            .map_err(|e| KitError::Other(format!("connecting the background runtime: {e}")))?
     }
 
     /// Every datastore readiness depends on answers; the first that does not is named.
@@ -351,6 +385,9 @@ pub async fn serve(
             return outcome.map(drop);
         }
     };
+    let background_runtime = BackgroundRuntime::start()?;
+    let background_clients =
+        Clients::connect_background(&config, &services, &background_runtime).await?;
     let tasks_stop = CancellationToken::new();
     let realtime = crate::realtime::Realtime::new(
         config.realtime.clone(),
@@ -363,6 +400,8 @@ pub async fn serve(
     let mut http = Router::new();
     let mut grpc_names = Vec::new();
     let mut tasks: Vec<(String, crate::service::Task)> = Vec::new();
+    // Run on the background runtime, from its own clients.
+    let mut background_tasks: Vec<(String, crate::service::Task)> = Vec::new();
     let mut reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
     let mut reflection_alpha = tonic_reflection::server::Builder::configure()
@@ -380,34 +419,51 @@ pub async fn serve(
             clickhouse: clients.clickhouse.clone(),
             objects: clients.objects.clone(),
         };
+        let background = ServiceContext {
+            postgres: background_clients.postgres.clone(),
+            redis: background_clients.redis.clone(),
+            clickhouse: background_clients.clickhouse.clone(),
+            objects: background_clients.objects.clone(),
+            ..ctx.clone()
+        };
         let mounted = (def.mount)(ctx.clone()).await?;
         for add in mounted.grpc {
             routes = add(routes);
         }
         http = http.merge(mounted.http);
         tasks.extend(mounted.tasks);
+        for (name, build) in mounted.background {
+            let background = background.clone();
+            // Built where it runs: whatever the builder opens or spawns is the background
+            // runtime's.
+            background_tasks.push((name, Box::pin(async move { build(background).await })));
+        }
         clients.gates.extend(mounted.readiness);
         if let Some(handler) = mounted.personal_data {
-            let pool = ctx.postgres()?;
-            crate::privacy::register(&pool, def.name).await?;
+            crate::privacy::register(&ctx.postgres()?, def.name).await?;
             let participant = crate::privacy::Participant::new(
                 def.name,
-                pool,
-                ctx.redis()?,
+                background.postgres()?,
+                background.redis()?,
                 handler,
                 &ctx.instance(),
                 &config.events,
             )
             .publishing(def.publishes_events);
-            tasks.push((
+            background_tasks.push((
                 format!("{}-privacy", def.name),
                 Box::pin(participant.run(tasks_stop.clone())),
             ));
         }
         if def.publishes_events {
-            let relay = Relay::new(ctx.postgres()?, ctx.redis()?, def.name, &config.events)
-                .with_metrics(bus_metrics.clone());
-            tasks.push((
+            let relay = Relay::new(
+                background.postgres()?,
+                background.redis()?,
+                def.name,
+                &config.events,
+            )
+            .with_metrics(bus_metrics.clone());
+            background_tasks.push((
                 format!("{}-outbox-relay", def.name),
                 Box::pin(relay.run(tasks_stop.clone())),
             ));
@@ -436,8 +492,8 @@ pub async fn serve(
             }),
         ));
     }
-    if let Some(pool) = &clients.postgres {
-        tasks.push((
+    if let Some(pool) = &background_clients.postgres {
+        background_tasks.push((
             "housekeeping".into(),
             Box::pin(housekeeping::run(pool.clone(), tasks_stop.clone())),
         ));
@@ -576,6 +632,12 @@ pub async fn serve(
     for (name, task) in tasks {
         background.spawn(async move { (name, task.await) });
     }
+    for (name, task) in background_tasks {
+        background.spawn_on(
+            async move { (name, task.await) },
+            background_runtime.handle(),
+        );
+    }
     let health_loop = {
         let (health, names, clients, stop) = (
             health.clone(),
@@ -644,9 +706,13 @@ pub async fn serve(
     health_loop.abort();
     admin_stop.cancel();
     let _ = admin_server.await;
-    if let Some(pool) = &clients.postgres {
+    for pool in [&clients.postgres, &background_clients.postgres]
+        .into_iter()
+        .flatten()
+    {
         pool.close().await;
     }
+    drop(background_runtime);
     match failure {
         Some(e) => Err(e),
         None => Ok(()),

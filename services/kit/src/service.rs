@@ -16,6 +16,7 @@ use crate::{
     auth::{Authenticated, Authenticator},
     config::Config,
     datastores::redis::RedisHandle,
+    events::{Consumer, ConsumerOptions, Handler},
     objects::ObjectStorage,
 };
 
@@ -176,6 +177,10 @@ impl ServiceContext {
 /// A background task the runtime runs until shutdown.
 pub type Task = BoxFuture<'static, Result<(), KitError>>;
 
+/// A task of the background runtime, built there from the context of its own clients
+/// ([`Mounted::background`]).
+pub type BackgroundTask = Box<dyn FnOnce(ServiceContext) -> Task + Send>;
+
 /// What a service serves.
 pub struct Mounted {
     /// Each adds one gRPC service to the process's routes (tonic routers cannot be merged).
@@ -183,6 +188,7 @@ pub struct Mounted {
     pub(crate) grpc_names: Vec<&'static str>,
     pub(crate) http: axum::Router,
     pub(crate) tasks: Vec<(String, Task)>,
+    pub(crate) background: Vec<(String, BackgroundTask)>,
     pub(crate) readiness: Vec<ReadinessGate>,
     pub(crate) personal_data: Option<crate::privacy::Handler>,
     auth: Authenticator,
@@ -198,6 +204,10 @@ impl std::fmt::Debug for Mounted {
                 "tasks",
                 &self.tasks.iter().map(|t| &t.0).collect::<Vec<_>>(),
             )
+            .field(
+                "background",
+                &self.background.iter().map(|t| &t.0).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -209,6 +219,7 @@ impl Mounted {
             grpc_names: Vec::new(),
             http: axum::Router::new(),
             tasks: Vec::new(),
+            background: Vec::new(),
             readiness: Vec::new(),
             personal_data: None,
             auth: ctx.auth.clone(),
@@ -276,6 +287,39 @@ impl Mounted {
     ) -> Self {
         self.tasks.push((name.into(), Box::pin(task)));
         self
+    }
+
+    /// Runs the task `build` makes until shutdown, on the background runtime
+    /// ([`crate::background`]): at a lower priority than requests, with datastore clients of
+    /// its own. For work no caller waits on (sinks, relays, sweeps). `build` gets the service's
+    /// context with those clients and must take its datastores from it, not from the mount's:
+    /// a connection opened from the background runtime is driven by its threads.
+    pub fn background<F, Fut>(mut self, name: impl Into<String>, build: F) -> Self
+    where
+        F: FnOnce(ServiceContext) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), KitError>> + Send + 'static,
+    {
+        self.background.push((
+            name.into(),
+            Box::new(move |ctx: ServiceContext| -> Task { Box::pin(build(ctx)) }),
+        ));
+        self
+    }
+
+    /// Consumes the event stream `options.source` with `handler` until shutdown, as the
+    /// background task `name`: the consumer reads and records over the background runtime's
+    /// clients, so `handler` must not hold the mount's. Its group is created as the task starts
+    /// (from the start of the stream: nothing published before is lost).
+    pub fn consume<H: Handler>(
+        self,
+        name: impl Into<String>,
+        options: ConsumerOptions,
+        handler: H,
+    ) -> Self {
+        self.background(name, move |bg: ServiceContext| async move {
+            let consumer = Consumer::new(bg.postgres()?, bg.redis()?, options, handler).await?;
+            consumer.run(bg.shutdown.clone()).await
+        })
     }
 
     /// Runs `job` at once and then every `period` until shutdown, as the task `name`. A failed

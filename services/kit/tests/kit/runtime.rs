@@ -392,3 +392,113 @@ async fn a_service_gate_holds_readiness() {
     shutdown.cancel();
     server.await.expect("join").expect("clean stop");
 }
+
+/// Where [`split`]'s background task found itself: its thread's name and nice value, its
+/// PostgreSQL connection's application name and its Redis connection's `CLIENT ID`.
+static BACKGROUND_SEEN: std::sync::OnceLock<(Option<String>, i32, String, i64)> =
+    std::sync::OnceLock::new();
+
+async fn application_name(pool: &sqlx::PgPool) -> Result<String, KitError> {
+    Ok(
+        sqlx::query_scalar("SELECT current_setting('application_name')")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+async fn client_id(redis: &titan_kit::datastores::redis::RedisHandle) -> Result<i64, KitError> {
+    Ok(redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(&mut redis.conn.clone())
+        .await?)
+}
+
+/// A service whose `/where` route answers its request path's application name and Redis
+/// `CLIENT ID`, and whose background task records its own in [`BACKGROUND_SEEN`].
+fn split() -> ServiceDef {
+    ServiceDef {
+        datastores: &[Datastore::Postgres, Datastore::Redis],
+        ..titan_kit::testing::service("split", |ctx: ServiceContext| {
+            async move {
+                let (pool, redis) = (ctx.postgres()?, ctx.redis()?);
+                let route = axum::routing::get(move || async move {
+                    let app = application_name(&pool).await.expect("application name");
+                    let id = client_id(&redis).await.expect("client id");
+                    format!("{app} {id}")
+                });
+                Ok::<_, KitError>(
+                    Mounted::new(&ctx)
+                        .http(axum::Router::new().route("/where", route))
+                        .background("split-where", |bg: ServiceContext| async move {
+                            let seen = (
+                                std::thread::current().name().map(str::to_owned),
+                                rustix::process::getpriority_process(None)
+                                    .map_err(|e| KitError::Other(e.to_string()))?,
+                                application_name(&bg.postgres()?).await?,
+                                client_id(&bg.redis()?).await?,
+                            );
+                            let _ = BACKGROUND_SEEN.set(seen);
+                            bg.shutdown.cancelled().await;
+                            Ok(())
+                        }),
+                )
+            }
+            .boxed()
+        })
+    }
+}
+
+/// `Mounted::background`: the task runs on the background runtime's threads, named and at a
+/// priority ten steps lower, over PostgreSQL and Redis connections of its own; requests keep
+/// theirs. It ends with the process.
+#[tokio::test]
+async fn background_work_runs_on_low_priority_threads_with_its_own_connections() {
+    let db = TestPostgres::new().await;
+    let redis = titan_kit::testing::TestRedis::new().await;
+    let mut vars = base_vars();
+    vars.insert("TITAN_POSTGRES_URL", db.url.clone());
+    vars.insert("TITAN_REDIS_URL", redis.url.clone());
+    vars.insert("TITAN_REDIS_KEY_PREFIX", redis.config.key_prefix.clone());
+    let shutdown = CancellationToken::new();
+    let (tx, rx) = tokio::sync::oneshot::channel::<Bound>();
+    let server = tokio::spawn(runtime::serve(
+        config(vars).expect("config"),
+        vec![split()],
+        shutdown.clone(),
+        move |b| {
+            let _ = tx.send(b);
+        },
+    ));
+    let bound = rx.await.expect("bound");
+    let own = rustix::process::getpriority_process(None).expect("own priority");
+
+    let (thread, nice, background_app, background_id) =
+        eventually("the background task to record where it runs", || async {
+            BACKGROUND_SEEN.get().cloned()
+        })
+        .await;
+    assert_eq!(
+        (thread.as_deref(), nice, background_app.as_str()),
+        (
+            Some(titan_kit::background::THREAD_NAME),
+            (own + titan_kit::background::NICENESS).min(19),
+            runtime::BACKGROUND_APPLICATION,
+        )
+    );
+    let answer = reqwest::get(format!("http://{}/where", bound.http))
+        .await
+        .expect("where")
+        .text()
+        .await
+        .expect("body");
+    let (request_app, request_id) = answer.split_once(' ').expect("two words");
+    assert_eq!(request_app, "titan");
+    assert_ne!(
+        request_id.parse::<i64>().expect("client id"),
+        background_id,
+        "the request path's Redis connection is not the background runtime's"
+    );
+
+    shutdown.cancel();
+    server.await.expect("join").expect("clean stop");
+}
