@@ -1,5 +1,5 @@
 //! The background runtime: a second Tokio runtime whose threads run at a lower priority, for the
-//! work no caller waits on — the outbox relays, the privacy participants, housekeeping and the
+//! work no caller waits on — the outbox relays, housekeeping, event consumers and the
 //! tasks services declare with [`crate::Mounted::background`].
 //!
 //! Why: on a busy node a thread woken by a reply waits in its core's run queue behind whatever
@@ -34,8 +34,8 @@ pub struct BackgroundRuntime {
 }
 
 impl BackgroundRuntime {
-    /// As many workers as the process may use cores: a long job (pricing's re-optimisation
-    /// takes seconds of CPU) must not hold every other background task.
+    /// As many workers as the process may use cores, so one long job does not hold every
+    /// other background task.
     pub fn start() -> Result<Self, KitError> {
         let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let runtime = tokio::runtime::Builder::new_multi_thread()

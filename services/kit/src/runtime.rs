@@ -440,17 +440,19 @@ pub async fn serve(
         }
         clients.gates.extend(mounted.readiness);
         if let Some(handler) = mounted.personal_data {
-            crate::privacy::register(&ctx.postgres()?, def.name).await?;
+            let pool = ctx.postgres()?;
+            crate::privacy::register(&pool, def.name).await?;
+            // On the main runtime: the service's handler holds the mount's clients.
             let participant = crate::privacy::Participant::new(
                 def.name,
-                background.postgres()?,
-                background.redis()?,
+                pool,
+                ctx.redis()?,
                 handler,
                 &ctx.instance(),
                 &config.events,
             )
             .publishing(def.publishes_events);
-            background_tasks.push((
+            tasks.push((
                 format!("{}-privacy", def.name),
                 Box::pin(participant.run(tasks_stop.clone())),
             ));

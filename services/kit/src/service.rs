@@ -279,7 +279,9 @@ impl Mounted {
         self
     }
 
-    /// Runs `task` until shutdown.
+    /// Runs `task` until shutdown, on the main runtime with the requests' clients; work no
+    /// caller waits on that can take its clients from the background runtime belongs in
+    /// [`Mounted::background`].
     pub fn task(
         mut self,
         name: impl Into<String>,
