@@ -496,12 +496,21 @@ pub struct Served {
     pub task: tokio::task::JoinHandle<Result<(), crate::KitError>>,
 }
 
+/// A runtime started by [`serving`], its servers bound.
+#[derive(Debug)]
+pub struct Serving {
+    pub bound: crate::runtime::Bound,
+    /// Cancel to stop the runtime; `task` then ends.
+    pub stop: tokio_util::sync::CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<(), crate::KitError>>,
+}
+
 /// Starts [`crate::runtime::serve`] for `services` on `config` (its addresses usually
-/// `127.0.0.1:0`) and connects to its gRPC port.
-pub async fn serve(
+/// `127.0.0.1:0`) and waits until its servers are bound.
+pub async fn serving(
     config: crate::config::Config,
     services: Vec<crate::service::ServiceDef>,
-) -> Served {
+) -> Serving {
     let stop = tokio_util::sync::CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(crate::runtime::serve(
@@ -513,6 +522,15 @@ pub async fn serve(
         },
     ));
     let bound = rx.await.expect("the runtime bound its ports");
+    Serving { bound, stop, task }
+}
+
+/// [`serving`], then connected to its gRPC port.
+pub async fn serve(
+    config: crate::config::Config,
+    services: Vec<crate::service::ServiceDef>,
+) -> Served {
+    let Serving { bound, stop, task } = serving(config, services).await;
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", bound.grpc))
         .expect("uri")
         .connect()

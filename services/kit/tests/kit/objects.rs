@@ -16,8 +16,8 @@ use titan_kit::{
     config::{Config, ObjectStorageConfig},
     error::to_status,
     objects::{ObjectError, ObjectKey, ObjectStorage},
-    runtime::{self, Bound},
-    testing::{TestObjectStorage, eventually, server_url},
+    runtime,
+    testing::{Serving, TestObjectStorage, eventually, server_url, serving},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -559,17 +559,12 @@ async fn readiness_follows_the_object_storage() {
         ("TITAN_S3_ACCESS_KEY_ID", "private".to_owned()),
         ("TITAN_S3_SECRET_ACCESS_KEY", "private-secret".to_owned()),
     ]);
-    let shutdown = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel::<Bound>();
-    let serving = tokio::spawn(runtime::serve(
-        serve_config(vars).expect("config"),
-        vec![uploads()],
-        shutdown.clone(),
-        move |b| {
-            let _ = tx.send(b);
-        },
-    ));
-    let admin = rx.await.expect("bound").admin;
+    let Serving {
+        bound,
+        stop: shutdown,
+        task: serving,
+    } = serving(serve_config(vars).expect("config"), vec![uploads()]).await;
+    let admin = bound.admin;
     let readyz = || async move {
         let r = reqwest::get(format!("http://{admin}/readyz")).await.ok()?;
         Some((r.status().as_u16(), r.text().await.ok()?))

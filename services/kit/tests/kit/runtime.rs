@@ -5,13 +5,10 @@ use std::collections::HashMap;
 
 use futures::FutureExt;
 
-use titan_kit::testing::eventually;
+use titan_kit::testing::{Serving, eventually, serving};
 use titan_kit::{
-    Datastore, KitError, Mounted, ServiceContext, ServiceDef,
-    auth::Caller,
-    config::Config,
-    runtime::{self, Bound},
-    testing::TestPostgres,
+    Datastore, KitError, Mounted, ServiceContext, ServiceDef, auth::Caller, config::Config,
+    runtime, testing::TestPostgres,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -77,18 +74,16 @@ async fn serves_health_metrics_and_routes_then_stops_on_cancel() {
     let db = TestPostgres::new().await;
     let mut vars = base_vars();
     vars.insert("TITAN_POSTGRES_URL", db.url.clone());
-    let shutdown = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel::<Bound>();
-    let server = tokio::spawn(runtime::serve(
+    let Serving {
+        bound,
+        stop: shutdown,
+        task: server,
+    } = serving(
         // Far longer than the two requests made in it take.
         config_with("preStopDelaySeconds: 3\n", vars).expect("config"),
         vec![probe()],
-        shutdown.clone(),
-        move |b| {
-            let _ = tx.send(b);
-        },
-    ));
-    let bound = rx.await.expect("servers bound");
+    )
+    .await;
 
     let http = reqwest::Client::new();
     let get = |url: String| {
@@ -242,17 +237,8 @@ async fn serve_on(
 ) {
     let mut vars = base_vars();
     vars.insert("TITAN_POSTGRES_URL", db.url.clone());
-    let shutdown = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel::<Bound>();
-    let server = tokio::spawn(runtime::serve(
-        config(vars).expect("config"),
-        services,
-        shutdown.clone(),
-        move |b| {
-            let _ = tx.send(b);
-        },
-    ));
-    (rx.await.expect("bound").admin, shutdown, server)
+    let serving = serving(config(vars).expect("config"), services).await;
+    (serving.bound.admin, serving.stop, serving.task)
 }
 
 /// Readiness checks only what a service's main path needs: with PostgreSQL unreachable, a
@@ -339,17 +325,11 @@ fn gated() -> ServiceDef {
 /// until its own condition holds; the process serves meanwhile.
 #[tokio::test]
 async fn a_service_gate_holds_readiness() {
-    let shutdown = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel::<Bound>();
-    let server = tokio::spawn(runtime::serve(
-        config(base_vars()).expect("config"),
-        vec![gated()],
-        shutdown.clone(),
-        move |b| {
-            let _ = tx.send(b);
-        },
-    ));
-    let bound = rx.await.expect("servers bound");
+    let Serving {
+        bound,
+        stop: shutdown,
+        task: server,
+    } = serving(config(base_vars()).expect("config"), vec![gated()]).await;
     let readyz = || async move {
         let r = reqwest::get(format!("http://{}/readyz", bound.admin))
             .await
@@ -459,17 +439,11 @@ async fn background_work_runs_on_low_priority_threads_with_its_own_connections()
     vars.insert("TITAN_POSTGRES_URL", db.url.clone());
     vars.insert("TITAN_REDIS_URL", redis.url.clone());
     vars.insert("TITAN_REDIS_KEY_PREFIX", redis.config.key_prefix.clone());
-    let shutdown = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel::<Bound>();
-    let server = tokio::spawn(runtime::serve(
-        config(vars).expect("config"),
-        vec![split()],
-        shutdown.clone(),
-        move |b| {
-            let _ = tx.send(b);
-        },
-    ));
-    let bound = rx.await.expect("bound");
+    let Serving {
+        bound,
+        stop: shutdown,
+        task: server,
+    } = serving(config(vars).expect("config"), vec![split()]).await;
     let own = rustix::process::getpriority_process(None).expect("own priority");
 
     let (thread, nice, background_app, background_id) =

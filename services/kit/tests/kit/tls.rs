@@ -13,7 +13,7 @@ use titan_kit::{
     KitError, Mounted, ServiceContext, ServiceDef,
     config::{Config, TlsConfig},
     runtime::{self, Bound},
-    testing::{eventually, metric, service},
+    testing::{Serving, eventually, metric, service, serving},
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -111,17 +111,7 @@ async fn serve(pair: &(String, String)) -> Running {
         move |name| vars.get(name).cloned(),
     )
     .expect("config");
-    let stop = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(runtime::serve(
-        config,
-        vec![tls_probe()],
-        stop.clone(),
-        move |b| {
-            let _ = tx.send(b);
-        },
-    ));
-    let bound = rx.await.expect("bound");
+    let Serving { bound, stop, task } = serving(config, vec![tls_probe()]).await;
     Running {
         bound,
         stop,
