@@ -52,8 +52,8 @@ const CONNECT_RETRY_FIRST: Duration = Duration::from_millis(500);
 /// The longest pause between attempts at connecting the datastores.
 const CONNECT_RETRY_MAX: Duration = Duration::from_secs(10);
 /// PostgreSQL connections of the background runtime's pool at most (`postgres.maxConnections`
-/// if lower): its tasks (a relay and a privacy participant per service, housekeeping, the
-/// services' own) each hold one at a time, and waiting for one costs no caller anything.
+/// if lower): its tasks (a relay per service, event consumers, housekeeping, the services'
+/// own) each hold one briefly, and waiting for one costs no caller anything.
 const BACKGROUND_POSTGRES_CONNECTIONS: u32 = 4;
 /// What PostgreSQL's `pg_stat_activity` shows for the background runtime's connections.
 pub const BACKGROUND_APPLICATION: &str = "titan-background";
