@@ -21,8 +21,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 use titan_crds::config::TitanConfig;
 use titan_kit::{
-    Datastore, KitError, Mounted, ServiceContext, ServiceDef,
-    events::{Consumer, ConsumerOptions},
+    Datastore, KitError, Mounted, ServiceContext, ServiceDef, events::ConsumerOptions,
 };
 use titan_proto::fraud::v1::fraud_service_server::FraudServiceServer;
 
@@ -83,10 +82,8 @@ async fn mount(ctx: ServiceContext) -> Result<Mounted, KitError> {
                 sink.await?.run(bg.shutdown.clone()).await
             }
         })
-        .background("fraud-purchases", move |bg| async move {
-            let handler = PurchaseHandler::new(stores(&bg, settings, metrics)?);
-            let consumer = Consumer::new(bg.postgres()?, bg.redis()?, options, handler);
-            consumer.await?.run(bg.shutdown.clone()).await
+        .consume_with("fraud-purchases", options, move |bg| {
+            Ok(PurchaseHandler::new(stores(bg, settings, metrics)?))
         })
         .every("fraud-rules", RELOAD_EVERY, move || {
             let app = app.clone();

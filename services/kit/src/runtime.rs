@@ -204,6 +204,17 @@ impl Clients {
             .map_err(|e| KitError::Other(format!("connecting the background runtime: {e}")))?
     }
 
+    /// `ctx` over these clients.
+    fn context(&self, ctx: ServiceContext) -> ServiceContext {
+        ServiceContext {
+            postgres: self.postgres.clone(),
+            redis: self.redis.clone(),
+            clickhouse: self.clickhouse.clone(),
+            objects: self.objects.clone(),
+            ..ctx
+        }
+    }
+
     /// Every datastore readiness depends on answers; the first that does not is named.
     async fn check(&self) -> Result<(), String> {
         let timeout = Duration::from_secs(2);
@@ -414,18 +425,13 @@ pub async fn serve(
             auth: auth.clone(),
             shutdown: tasks_stop.clone(),
             realtime: realtime.clone(),
-            postgres: clients.postgres.clone(),
-            redis: clients.redis.clone(),
-            clickhouse: clients.clickhouse.clone(),
-            objects: clients.objects.clone(),
+            postgres: None,
+            redis: None,
+            clickhouse: None,
+            objects: None,
         };
-        let background = ServiceContext {
-            postgres: background_clients.postgres.clone(),
-            redis: background_clients.redis.clone(),
-            clickhouse: background_clients.clickhouse.clone(),
-            objects: background_clients.objects.clone(),
-            ..ctx.clone()
-        };
+        let background = background_clients.context(ctx.clone());
+        let ctx = clients.context(ctx);
         let mounted = (def.mount)(ctx.clone()).await?;
         for add in mounted.grpc {
             routes = add(routes);
@@ -630,12 +636,12 @@ pub async fn serve(
     }
     connection_tx.send_replace(Connection::Connected(Box::new(clients.clone())));
 
-    let mut background = JoinSet::new();
+    let mut running = JoinSet::new();
     for (name, task) in tasks {
-        background.spawn(async move { (name, task.await) });
+        running.spawn(async move { (name, task.await) });
     }
     for (name, task) in background_tasks {
-        background.spawn_on(
+        running.spawn_on(
             async move { (name, task.await) },
             background_runtime.handle(),
         );
@@ -668,7 +674,7 @@ pub async fn serve(
     tokio::select! {
         () = shutdown.cancelled() => tracing::info!("shutting down"),
         Some(done) = servers.join_next() => failure = Some(joined(done).err().unwrap_or_else(|| KitError::Other("a server stopped unexpectedly".into()))),
-        Some(done) = background.join_next() => {
+        Some(done) = running.join_next() => {
             let (name, result) = done.map_err(|e| KitError::Other(format!("task panicked: {e}")))?;
             failure = Some(result.err().unwrap_or_else(|| KitError::Other(format!("task {name} stopped unexpectedly"))));
         }
@@ -695,7 +701,7 @@ pub async fn serve(
                 tracing::error!(error = %e, "server failed while draining");
             }
         }
-        while let Some(done) = background.join_next().await {
+        while let Some(done) = running.join_next().await {
             if let Ok((name, Err(e))) = done {
                 tracing::error!(task = %name, error = %e, "task failed while stopping");
             }

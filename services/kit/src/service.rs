@@ -318,7 +318,23 @@ impl Mounted {
         options: ConsumerOptions,
         handler: H,
     ) -> Self {
+        self.consume_with(name, options, move |_| Ok(handler))
+    }
+
+    /// [`Mounted::consume`] with a handler that needs datastores: `handler` builds it from the
+    /// background runtime's context as the task starts.
+    pub fn consume_with<H, F>(
+        self,
+        name: impl Into<String>,
+        options: ConsumerOptions,
+        handler: F,
+    ) -> Self
+    where
+        H: Handler,
+        F: FnOnce(&ServiceContext) -> Result<H, KitError> + Send + 'static,
+    {
         self.background(name, move |bg: ServiceContext| async move {
+            let handler = handler(&bg)?;
             let consumer = Consumer::new(bg.postgres()?, bg.redis()?, options, handler).await?;
             consumer.run(bg.shutdown.clone()).await
         })

@@ -30,9 +30,8 @@ const BATCH: usize = 256;
 /// soon as they arrive, entries came a few at a time: a statement, a commit and the outbox
 /// relay's publication for every few checks, which kept PostgreSQL busier than the checks
 /// themselves kept Redis. 2 ms stores about 5 per statement at 2,000 checks/s (a wait and a
-/// store of ~2.5 ms); a decision reaches
-/// PostgreSQL (its case, `fraud.decided`) that much later, while replays are answered from the
-/// log at once. Longer waits made fewer, longer statements, and a check's Redis reply woke a
+/// store of ~2.5 ms); a decision reaches PostgreSQL (its case, `fraud.decided`) that much
+/// later, while replays are answered from the log at once. Longer waits made fewer, longer statements, and a check's Redis reply woke a
 /// thread that waited behind one: at 10 ms (~20 per statement) 90–96 % of checks were answered
 /// within 2 ms, at 50 ms the p99 tripled. 2 ms is better only with the sink on the background
 /// runtime (`kit::background`), where its more frequent work yields to checks; at their
